@@ -1,0 +1,43 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+LATENTMAP := $(BIN)/latentmap
+
+.PHONY: install data demo test test-all checkpoints support-sets benchmarks clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Fashion-MNIST comes from Debian's package when the files are missing and apt-get is there.
+data:
+	@if [ -f $(FMNIST_DIR)/t10k-images-idx3-ubyte.gz ] || [ -n "$$LATENTMAP_DATA_DIR" ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else echo "Fashion-MNIST missing: install Debian's dataset-fashion-mnist or set LATENTMAP_DATA_DIR"; fi
+
+demo: install data
+	$(LATENTMAP) demo
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+test-all: install data
+	LATENTMAP_SLOW=1 $(BIN)/python -m pytest -q
+
+# How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each).
+checkpoints: install data
+	$(LATENTMAP) train vae --latent-dim 32 --seed 0 --epochs 10 --out checkpoints/fmnist-vae-a --no-progress
+	$(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --no-progress
+	$(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --no-progress
+
+clean:
+	rm -rf $(VENV) .pytest_cache

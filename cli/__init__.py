@@ -1,0 +1,1 @@
+"""The ``latentmap`` command line (installed as ``latentmap.cli``)."""

@@ -1,0 +1,22 @@
+"""``latentmap datasets list``."""
+
+import click
+
+from latentmap.data import dataset_sources
+
+from .options import data_dir_option
+
+
+@click.group("datasets")
+def command():
+    """Datasets latentmap can read."""
+
+
+@command.command("list")
+@data_dir_option
+def list_datasets(data_dir):
+    """Which datasets are available here and where they come from."""
+    for name, source in sorted(dataset_sources().items()):
+        available, where = source.describe(data_dir)
+        click.echo(f"{name:14s} {'yes' if available else 'no ':3s}  {where}")
+        click.echo(f"{'':14s}      {source.help}")

@@ -1,0 +1,43 @@
+"""Entry point: the ``latentmap`` group, and the error policy.
+
+Deliberate errors (``LatentmapError``) become one line on stderr and exit code 2, like
+click's own usage errors. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from latentmap import __version__
+from latentmap.errors import LatentmapError
+
+
+class LatentmapGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LatentmapError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=LatentmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="latentmap")
+def main():
+    """Map between the latent spaces of generative models and benchmark what generators can produce."""
+
+
+def _register():
+    from . import datasets, demo, models, train
+
+    for module in (train, datasets, models, demo):
+        main.add_command(module.command)
+
+
+_register()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+import click
+
+from latentmap.data import SPLITS
+
+
+def dataset_option(default="fashion-mnist", required=False):
+    return click.option("--dataset", "dataset", default=None if required else default, required=required,
+                        show_default=not required,
+                        help="fashion-mnist | mnist | digits | folder:PATH[?crop=L,T,R,B&size=S&channels=1|3] | npy:PATH")
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
+                               help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
+split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")

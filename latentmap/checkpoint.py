@@ -1,0 +1,157 @@
+"""Checkpoint folders: ``config.json`` + ``*.safetensors``, verified by sha256, never unpickled.
+
+``load_model(spec)`` is the one entry point. A spec is usually a checkpoint folder; other
+sources (for example models people already have) register a resolver with
+:func:`register_model_source`, tried in order before the checkpoint format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .atomic import atomic_directory
+from .errors import CheckpointError
+from .models.base import LatentModel, adapter_class
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT = "latentmap-checkpoint"
+FORMAT_VERSION = 1
+
+# (name, predicate(spec) -> bool, loader(spec, device, allow_pickle) -> LatentModel)
+_MODEL_SOURCES: list[tuple[str, Callable[[str], bool], Callable[..., LatentModel]]] = []
+
+
+def register_model_source(name: str, predicate: Callable[[str], bool]):
+    """Decorator: ``loader(spec, device=None, allow_pickle=False)`` handles specs matching ``predicate``."""
+
+    def decorator(loader):
+        _MODEL_SOURCES.append((name, predicate, loader))
+        return loader
+
+    return decorator
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_config(model: LatentModel) -> dict:
+    from . import __version__
+
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": model.name,
+        "kind": model.kind,
+        "image_shape": list(model.image_shape),
+        "latent_dim": model.latent_dim,
+        "architecture": model.architecture(),
+        "latentmap_version": __version__,
+    }
+    for key, value in model.metadata.items():
+        config.setdefault(key, value)
+    return config
+
+
+def save_checkpoint(model: LatentModel, path, *, overwrite: bool = True, extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write ``model`` to the folder ``path`` atomically; returns the path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    config = build_config(model)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        save_file(model.state_tensors(), str(tmp / WEIGHTS_NAME))
+        config["weights"] = {WEIGHTS_NAME: sha256_file(tmp / WEIGHTS_NAME)}
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in config.json")
+
+
+def read_config(path) -> dict:
+    folder = Path(path)
+    if not folder.exists():
+        raise CheckpointError(f"checkpoint '{folder}' does not exist")
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint '{folder}' must be a folder with {CONFIG_NAME} and *.safetensors")
+    cfg_file = folder / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise CheckpointError(f"checkpoint '{folder}' has no {CONFIG_NAME}")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_file} must hold a JSON object")
+    for key in ("kind", "image_shape", "latent_dim"):
+        if key not in config:
+            raise CheckpointError(f"{cfg_file} lacks the field '{key}'")
+    return config
+
+
+def read_weights(path, config: dict) -> dict[str, torch.Tensor]:
+    """Verify every listed weights file against its sha256 and load them (safetensors only)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(path)
+    weights = config.get("weights")
+    if not isinstance(weights, dict) or not weights:
+        raise CheckpointError(f"{folder / CONFIG_NAME} lists no weights files")
+    tensors: dict[str, torch.Tensor] = {}
+    for name, expected in weights.items():
+        file = folder / name
+        if not file.is_file():
+            raise CheckpointError(f"checkpoint '{folder}' is missing its weights file '{name}'")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise CheckpointError(
+                f"weights file '{file}' is corrupted or was changed: sha256 {actual[:12]}..., config.json says {str(expected)[:12]}..."
+            )
+        try:
+            tensors.update(load_file(str(file)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read weights file '{file}': {exc}") from exc
+    return tensors
+
+
+def load_checkpoint(path, device=None) -> LatentModel:
+    folder = Path(path)
+    config = read_config(folder)
+    cls = adapter_class(config["kind"])
+    tensors = read_weights(folder, config)
+    model = cls.from_checkpoint(folder, config, tensors)
+    return model.to(device).eval()
+
+
+def load_model(spec, device=None, *, allow_pickle: bool = False) -> LatentModel:
+    """Load a model from a checkpoint folder or any registered source (see ``register_model_source``)."""
+    if isinstance(spec, LatentModel):
+        return spec.to(device) if device is not None else spec
+    text = str(spec)
+    for _name, predicate, loader in _MODEL_SOURCES:
+        if predicate(text):
+            return loader(text, device=device, allow_pickle=allow_pickle)
+    return load_checkpoint(text, device=device)
+
+
+def is_checkpoint(path) -> bool:
+    return (Path(path) / CONFIG_NAME).is_file()

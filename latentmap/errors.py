@@ -1,0 +1,57 @@
+"""Exception hierarchy.
+
+Every error latentmap raises on purpose derives from :class:`LatentmapError`, and also from
+the built-in exception a caller would naturally catch, so ``except ValueError`` keeps working.
+The CLI turns any ``LatentmapError`` into a one-line message and exit code 2.
+"""
+
+
+class LatentmapError(Exception):
+    """Base class of all deliberate latentmap errors."""
+
+
+class DatasetError(LatentmapError, ValueError):
+    """A dataset spec, file or image is missing, unreadable or malformed."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """The files behind a dataset spec are not on this machine."""
+
+
+class ShapeMismatchError(LatentmapError, ValueError):
+    """A tensor's shape does not match what a model or map expects."""
+
+
+class NonFiniteError(LatentmapError, ValueError):
+    """An input contains NaN or infinite values."""
+
+
+class CheckpointError(LatentmapError, OSError):
+    """A checkpoint folder is missing, corrupted or does not fit its architecture."""
+
+
+class UnknownKindError(LatentmapError, KeyError):
+    """No adapter or architecture is registered under the requested kind."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotFittedError(LatentmapError, AttributeError):
+    """An estimator is used before ``fit``."""
+
+
+class UnderdeterminedError(LatentmapError, ValueError):
+    """A least-squares problem has fewer equations than unknowns."""
+
+
+class ConfigError(LatentmapError, ValueError):
+    """An option or hyperparameter has an invalid value."""
+
+
+class UnsafeLoadError(LatentmapError, PermissionError):
+    """Loading would execute code (a pickle) and the caller did not allow it."""
+
+
+class DependencyError(LatentmapError, ImportError):
+    """An optional dependency, or the weights it needs, is not available."""

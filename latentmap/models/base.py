@@ -1,0 +1,271 @@
+"""The adapter interface every generative model is put behind, and the registry of kinds.
+
+A :class:`LatentModel` turns images into latents (``encode``) and latents into images
+(``decode``). Images are float32 NCHW in [0, 1]; latents are float32 [N, latent_dim].
+Subclasses implement ``_encode``/``_decode`` on device tensors; the public methods validate
+input, move it to the model's device and run without gradients unless asked.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import ClassVar, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..device import resolve_device
+from ..errors import ConfigError, NonFiniteError, ShapeMismatchError, UnknownKindError
+
+ADAPTERS: dict[str, type["LatentModel"]] = {}
+
+
+def register_adapter(kind: str):
+    """Class decorator: make an adapter loadable by ``kind`` from a checkpoint's config."""
+
+    def decorator(cls):
+        if kind in ADAPTERS and ADAPTERS[kind] is not cls:
+            raise ConfigError(f"adapter kind '{kind}' is already registered by {ADAPTERS[kind].__name__}")
+        cls.kind = kind
+        ADAPTERS[kind] = cls
+        return cls
+
+    return decorator
+
+
+def adapter_class(kind: str) -> type["LatentModel"]:
+    try:
+        return ADAPTERS[kind]
+    except KeyError:
+        raise UnknownKindError(
+            f"unknown model kind '{kind}'; registered kinds: {', '.join(sorted(ADAPTERS)) or 'none'}"
+        ) from None
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
+
+
+class LatentModel(abc.ABC):
+    """An encoder/decoder pair with a latent space of size ``latent_dim``."""
+
+    kind: ClassVar[str] = "abstract"
+    #: True for models whose encoder gives a Gaussian posterior (``encode_stats``).
+    vae_like: ClassVar[bool] = False
+
+    def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *, metadata: dict | None = None):
+        self.name = str(name)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.latent_dim = int(latent_dim)
+        if len(self.image_shape) != 3:
+            raise ShapeMismatchError(f"image_shape must be (C, H, W), got {self.image_shape} instead")
+        if self.latent_dim < 1:
+            raise ConfigError(f"latent_dim must be positive, got {self.latent_dim} instead")
+        #: free-form description kept in the checkpoint (dataset, seed, training log, metrics ...)
+        self.metadata: dict = dict(metadata or {})
+        self._device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ to implement
+    @abc.abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """The torch modules whose parameters make up the model, by name."""
+
+    @abc.abstractmethod
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images on the model's device -> latents (deterministic)."""
+
+    @abc.abstractmethod
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents on the model's device -> images in [0, 1]."""
+
+    def architecture(self) -> dict:
+        """JSON-able constructor arguments that rebuild the modules (saved in config.json)."""
+        return {}
+
+    # ------------------------------------------------------------------ device
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def to(self, device=None) -> "LatentModel":
+        self._device = resolve_device(device)
+        for module in self.modules().values():
+            module.to(self._device)
+        return self
+
+    def eval(self) -> "LatentModel":
+        for module in self.modules().values():
+            module.eval()
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for m in self.modules().values() for p in m.parameters())
+
+    # ------------------------------------------------------------------ validation
+    def check_images(self, x, what: str = "images") -> torch.Tensor:
+        from ..data import as_image_batch
+
+        x = as_image_batch(x, what)
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise ShapeMismatchError(
+                f"model '{self.name}' expects images of shape {self.image_shape}, got {tuple(x.shape[1:])}"
+            )
+        return x.to(self._device)
+
+    def check_latents(self, z, what: str = "latents") -> torch.Tensor:
+        if isinstance(z, np.ndarray):
+            z = torch.from_numpy(z)
+        if not isinstance(z, torch.Tensor):
+            raise ShapeMismatchError(f"{what} must be a tensor or array, got {type(z).__name__} instead")
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ShapeMismatchError(
+                f"model '{self.name}' expects {what} of shape [N, {self.latent_dim}], got {tuple(z.shape)}"
+            )
+        z = z.to(self._device, torch.float32)
+        if not torch.isfinite(z).all():
+            raise NonFiniteError(f"{what} given to model '{self.name}' contain NaN or infinite values")
+        return z
+
+    # ------------------------------------------------------------------ public API
+    def encode(self, x, *, grad: bool = False) -> torch.Tensor:
+        """Images [N, C, H, W] in [0, 1] -> latents [N, latent_dim] (posterior mean or inverter output)."""
+        x = self.check_images(x)
+        self.eval()
+        with torch.set_grad_enabled(grad):
+            return self._encode(x)
+
+    def decode(self, z, *, grad: bool = False) -> torch.Tensor:
+        """Latents [N, latent_dim] -> images [N, C, H, W] in [0, 1]; ``grad=True`` keeps the graph (inversion)."""
+        z = self.check_latents(z)
+        self.eval()
+        with torch.set_grad_enabled(grad):
+            return self._decode(z)
+
+    def reconstruct(self, x) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` latents from the model's prior (standard normal unless overridden), on CPU."""
+        if n < 0:
+            raise ConfigError(f"n must be non-negative, got {n} instead")
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(self.sample_prior(n, generator))
+
+    # ------------------------------------------------------------------ batched helpers
+    def encode_all(self, data, batch_size: int = 256, device=None, progress: bool = False) -> torch.Tensor:
+        """Encode a dataset, an image tensor or an iterable of batches; returns CPU latents."""
+        if device is not None:
+            self.to(device)
+        batches, total = _batches(data, batch_size)
+        out = [self.encode(b).cpu() for b in _progress(batches, total, f"encode {self.name}", progress)]
+        return torch.cat(out) if out else torch.empty(0, self.latent_dim)
+
+    def decode_all(self, z, batch_size: int = 256, device=None, progress: bool = False) -> torch.Tensor:
+        """Decode latents batch by batch; returns CPU images."""
+        if device is not None:
+            self.to(device)
+        z = torch.as_tensor(z)
+        starts = range(0, len(z), batch_size)
+        out = [self.decode(z[s:s + batch_size]).cpu()
+               for s in _progress(starts, len(starts), f"decode {self.name}", progress)]
+        return torch.cat(out) if out else torch.empty(0, *self.image_shape)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every parameter and buffer, keyed ``module.parameter``, contiguous on CPU."""
+        tensors = {}
+        for mod_name, module in self.modules().items():
+            for key, value in module.state_dict().items():
+                tensors[f"{mod_name}.{key}"] = value.detach().cpu().contiguous()
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load tensors saved by :meth:`state_tensors`; raises ``CheckpointError`` if they do not fit."""
+        from ..errors import CheckpointError
+
+        modules = self.modules()
+        grouped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in modules}
+        for key, value in tensors.items():
+            mod_name, _, param = key.partition(".")
+            if mod_name not in grouped:
+                raise CheckpointError(f"weights contain '{key}', but model kind '{self.kind}' has no module '{mod_name}'")
+            grouped[mod_name][param] = value
+        for mod_name, module in modules.items():
+            try:
+                module.load_state_dict(grouped[mod_name], strict=True)
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()
+                detail = " ".join(line.strip() for line in first[:3])
+                raise CheckpointError(
+                    f"weights do not fit the architecture of module '{mod_name}' of model '{self.name}': {detail}"
+                ) from exc
+
+    @classmethod
+    def from_architecture(cls, name: str, image_shape, latent_dim: int, architecture: dict,
+                          metadata: dict | None = None) -> "LatentModel":
+        """Rebuild an untrained model from a config's architecture section."""
+        raise NotImplementedError(f"adapter kind '{cls.kind}' cannot be rebuilt from a config")
+
+    @classmethod
+    def from_checkpoint(cls, folder, config: dict, tensors: dict[str, torch.Tensor]) -> "LatentModel":
+        """Build the adapter from a checkpoint's config and verified tensors."""
+        metadata = {k: v for k, v in config.items()
+                    if k not in ("name", "kind", "image_shape", "latent_dim", "architecture", "weights", "format",
+                                 "format_version")}
+        model = cls.from_architecture(config.get("name", Path(folder).name), config["image_shape"],
+                                      config["latent_dim"], config.get("architecture", {}), metadata)
+        model.load_state_tensors(tensors)
+        return model
+
+    def save(self, path, *, overwrite: bool = True) -> None:
+        from ..checkpoint import save_checkpoint
+
+        save_checkpoint(self, path, overwrite=overwrite)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "latent_dim": self.latent_dim,
+                "image_shape": list(self.image_shape)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, latent_dim={self.latent_dim}, image_shape={self.image_shape})"
+
+
+class VAELikeModel(LatentModel):
+    """A model whose encoder gives a diagonal Gaussian posterior: ``encode`` returns its mean."""
+
+    vae_like = True
+
+    @abc.abstractmethod
+    def _encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images on device -> (mu, logvar), each [N, latent_dim]."""
+
+    def _encode(self, x):
+        return self._encode_stats(x)[0]
+
+    def encode_stats(self, x, *, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.check_images(x)
+        self.eval()
+        with torch.set_grad_enabled(grad):
+            return self._encode_stats(x)
+
+
+def _batches(data, batch_size: int):
+    """Normalize a dataset / tensor / iterable of batches into (iterable, length or None)."""
+    from ..data import ImageDataset
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size} instead")
+    if isinstance(data, ImageDataset):
+        return data.iter_batches(batch_size), -(-len(data) // batch_size)
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        t = torch.as_tensor(data)
+        return (t[s:s + batch_size] for s in range(0, len(t), batch_size)), -(-len(t) // batch_size)
+    return iter(data), None

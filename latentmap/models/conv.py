@@ -1,0 +1,75 @@
+"""Convolutional encoder/decoder blocks shared by the reference architectures.
+
+The image side is halved once per entry of ``channels`` (4x4 stride-2 convolutions), optionally
+followed by ``extra_convs`` 3x3 convolutions; the decoder mirrors it with transposed convolutions. So
+28x28 with two stages works on 14x14 and 7x7 maps, 64x64 with four stages down to 4x4.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def default_channels(image_shape) -> list[int]:
+    """Halve while the side stays even and above 4, at most four times: 28 -> [32, 64], 64 -> [32, 64, 128, 256]."""
+    side = min(image_shape[1:])
+    widths, stages = [32, 64, 128, 256], 0
+    while side % 2 == 0 and side > 4 and stages < 4:
+        side //= 2
+        stages += 1
+    return widths[:max(stages, 1)]
+
+
+def feature_shape(image_shape, channels) -> tuple[int, int, int]:
+    c, h, w = image_shape
+    scale = 2 ** len(channels)
+    if h % scale or w % scale:
+        raise ConfigError(f"image side {h}x{w} must be divisible by 2^{len(channels)}={scale} for channels {list(channels)}")
+    return channels[-1], h // scale, w // scale
+
+
+def _act():
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+class ConvEncoder(nn.Module):
+    """Images -> feature vector of size ``hidden``."""
+
+    def __init__(self, image_shape, channels, hidden: int, extra_convs: int = 0):
+        super().__init__()
+        layers, c_in = [], image_shape[0]
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 4, 2, 1), nn.BatchNorm2d(c), _act()]
+            for _ in range(extra_convs):
+                layers += [nn.Conv2d(c, c, 3, 1, 1), nn.BatchNorm2d(c), _act()]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        fc, fh, fw = feature_shape(image_shape, channels)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(fc * fh * fw, hidden), _act())
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class ConvDecoder(nn.Module):
+    """Latent vector -> ``out_channels`` maps at image resolution (pre-activation logits)."""
+
+    def __init__(self, image_shape, channels, latent_dim: int, hidden: int, out_channels: int, extra_convs: int = 0):
+        super().__init__()
+        self.start = feature_shape(image_shape, channels)
+        self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), _act(),
+                                nn.Linear(hidden, int(torch.tensor(self.start).prod())), _act())
+        layers, rev = [], list(reversed(channels))
+        for i, c in enumerate(rev):
+            c_out = rev[i + 1] if i + 1 < len(rev) else rev[-1]
+            layers += [nn.ConvTranspose2d(c, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), _act()]
+            for _ in range(extra_convs):
+                layers += [nn.Conv2d(c_out, c_out, 3, 1, 1), nn.BatchNorm2d(c_out), _act()]
+        layers.append(nn.Conv2d(rev[-1], out_channels, 3, 1, 1))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.features(self.fc(z).view(-1, *self.start))

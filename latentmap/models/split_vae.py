@@ -1,0 +1,33 @@
+"""Split-VAE: the decoder emits a mask and two images, output = mask*img1 + (1-mask)*img2."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import register_adapter
+from .conv import ConvDecoder
+from .vae import ConvVAE
+
+
+@register_adapter("split-vae")
+class SplitVAE(ConvVAE):
+    def _build_decoder(self):
+        c = self.image_shape[0]
+        return ConvDecoder(self.image_shape, self.channels, self.latent_dim, self.hidden, 2 * c + 1)
+
+    def decode_parts(self, z, *, grad: bool = False):
+        """(mask, img1, img2) for latents ``z``: the two images the output is blended from."""
+        z = self.check_latents(z)
+        self.eval()
+        with torch.set_grad_enabled(grad):
+            return self._parts(z)
+
+    def _parts(self, z):
+        out = self.decoder(z)
+        c = self.image_shape[0]
+        mask = torch.sigmoid(out[:, :1])
+        return mask, torch.sigmoid(out[:, 1:1 + c]), torch.sigmoid(out[:, 1 + c:])
+
+    def _decode(self, z):
+        mask, img1, img2 = self._parts(z)
+        return mask * img1 + (1 - mask) * img2

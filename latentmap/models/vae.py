@@ -1,0 +1,60 @@
+"""Convolutional VAE: Gaussian encoder, sigmoid decoder (trained with the balanced loss)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import VAELikeModel, register_adapter
+from .conv import ConvDecoder, ConvEncoder, default_channels
+
+
+class GaussianEncoder(nn.Module):
+    def __init__(self, image_shape, channels, hidden, latent_dim):
+        super().__init__()
+        self.body = ConvEncoder(image_shape, channels, hidden)
+        self.mu = nn.Linear(hidden, latent_dim)
+        self.logvar = nn.Linear(hidden, latent_dim)
+
+    def forward(self, x):
+        h = self.body(x)
+        return self.mu(h), self.logvar(h)
+
+
+@register_adapter("vae")
+class ConvVAE(VAELikeModel):
+    """Reference VAE; ``architecture`` = channels per stage and the hidden width."""
+
+    def __init__(self, name, image_shape, latent_dim, *, channels=None, hidden=256, metadata=None):
+        super().__init__(name, image_shape, latent_dim, metadata=metadata)
+        self.channels = list(channels or default_channels(self.image_shape))
+        self.hidden = int(hidden)
+        self.encoder = GaussianEncoder(self.image_shape, self.channels, self.hidden, self.latent_dim)
+        self.decoder = self._build_decoder()
+
+    def _build_decoder(self) -> nn.Module:
+        return ConvDecoder(self.image_shape, self.channels, self.latent_dim, self.hidden, self.image_shape[0])
+
+    def modules(self):
+        return {"encoder": self.encoder, "decoder": self.decoder}
+
+    def architecture(self):
+        return {"channels": self.channels, "hidden": self.hidden}
+
+    @classmethod
+    def from_architecture(cls, name, image_shape, latent_dim, architecture, metadata=None):
+        return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)
+
+    def _encode_stats(self, x):
+        return self.encoder(x)
+
+    def _decode(self, z):
+        return torch.sigmoid(self.decoder(z))
+
+    def train_forward(self, x, generator: torch.Generator | None = None):
+        """Training pass with the reparameterization trick: returns (x_hat, mu, logvar)."""
+        mu, logvar = self.encoder(x)
+        eps = torch.randn(mu.shape, generator=generator, device="cpu").to(mu.device) if generator is not None \
+            else torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        return self._decode(z), mu, logvar

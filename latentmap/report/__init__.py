@@ -1,0 +1,1 @@
+"""Report building blocks: image grids, plots, HTML pages."""

@@ -1,0 +1,137 @@
+"""Shared training plumbing: settings, seeding, the trainer registry, atomic saving."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..device import resolve_device
+from ..errors import ConfigError, UnknownKindError
+
+TRAINERS: dict[str, Callable[["TrainSettings"], "object"]] = {}
+
+
+def register_trainer(kind: str):
+    def decorator(fn):
+        TRAINERS[kind] = fn
+        return fn
+
+    return decorator
+
+
+@dataclass
+class TrainSettings:
+    """Everything a training run needs; saved verbatim in the checkpoint's config.json."""
+
+    kind: str
+    out: str
+    dataset: str = "fashion-mnist"
+    latent_dim: int = 32
+    epochs: int = 10
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    device: str = "auto"
+    name: str | None = None
+    data_dir: str | None = None
+    train_images: int | None = None  # limit, for quick runs and tests
+    test_images: int | None = None
+    progress: bool = True
+    options: dict = field(default_factory=dict)  # kind-specific (architecture, GAN steps, ...)
+
+    def validate(self):
+        for key in ("latent_dim", "epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key.replace('_', '-')} must be at least 1, got {getattr(self, key)} instead")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr} instead")
+        for key in ("train_images", "test_images"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key.replace('_', '-')} must be at least 1, got {value} instead")
+
+    @property
+    def model_name(self) -> str:
+        return self.name or Path(self.out).name
+
+    def record(self) -> dict:
+        data = asdict(self)
+        data.pop("progress")
+        return data
+
+
+def train(settings: TrainSettings):
+    """Run the registered trainer for ``settings.kind``; returns the trained model (already saved)."""
+    if settings.kind not in TRAINERS:
+        raise UnknownKindError(f"no trainer for kind '{settings.kind}'; known: {', '.join(sorted(TRAINERS))}")
+    settings.validate()
+    return TRAINERS[settings.kind](settings)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    return torch.Generator().manual_seed(seed)
+
+
+def load_splits(settings: TrainSettings):
+    """Train and test splits, optionally cut to the first N images of each (seeded choice)."""
+    from ..data import load_dataset
+
+    train_ds = load_dataset(settings.dataset, "train", data_dir=settings.data_dir)
+    test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
+    rng = np.random.default_rng(settings.seed)
+    if settings.train_images and settings.train_images < len(train_ds):
+        train_ds = train_ds.subset(np.sort(rng.choice(len(train_ds), settings.train_images, replace=False)))
+    if settings.test_images and settings.test_images < len(test_ds):
+        test_ds = test_ds.subset(np.sort(rng.choice(len(test_ds), settings.test_images, replace=False)))
+    return train_ds, test_ds
+
+
+def shuffled_batches(dataset, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(len(dataset), generator=generator).numpy()
+    for start in range(0, len(order), batch_size):
+        yield dataset.batch(order[start:start + batch_size])
+
+
+def epoch_progress(settings: TrainSettings, n_batches: int, epoch: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=n_batches, desc=f"{settings.model_name} epoch {epoch}/{settings.epochs}",
+                disable=not settings.progress, leave=False, unit="batch")
+
+
+def environment_record(device: torch.device) -> dict:
+    return {"torch": torch.__version__, "device": str(device), "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+
+
+def sanity_step(step: Callable[[], object], what: str):
+    """Run one training step before the long run, re-raising failures with likely causes."""
+    from ..errors import LatentmapError
+
+    try:
+        return step()
+    except LatentmapError:
+        raise
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"the first training batch of {what} failed ({str(exc).splitlines()[0]}); likely causes: "
+            "images whose size does not fit the architecture, too little memory for the batch size, "
+            "or a device mismatch"
+        ) from exc
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
