@@ -24,6 +24,8 @@ from .report.grid import grid_png
 from .report.html import Section, render_page
 
 DEMO_DATASET = "fashion-mnist"
+# Modules that register further demo sections when imported (one line per feature).
+DEMO_SECTION_MODULES: tuple[str, ...] = ()
 GRID_IMAGES = 12
 
 
@@ -73,6 +75,10 @@ def find_checkpoints(folder) -> list[Path]:
 
 def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, device=None,
              test_images: int | None = None) -> DemoResult:
+    import importlib
+
+    for module in DEMO_SECTION_MODULES:
+        importlib.import_module(module)
     models = [load_model(p, device=device) for p in find_checkpoints(checkpoints)]
     test = load_dataset(DEMO_DATASET, "test", data_dir=data_dir)
     if test_images is not None and test_images < len(test):
