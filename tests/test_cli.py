@@ -1,0 +1,83 @@
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from latentmap.cli.main import main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_help_lists_commands(runner):
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in ("train", "datasets", "models", "demo"):
+        assert name in result.output
+
+
+def test_datasets_list(runner):
+    result = runner.invoke(main, ["datasets", "list"])
+    assert result.exit_code == 0
+    assert "digits" in result.output and "yes" in result.output
+
+
+def test_models_list(runner, tiny_vae_checkpoint):
+    result = runner.invoke(main, ["models", "list", str(tiny_vae_checkpoint.parent)])
+    assert result.exit_code == 0, result.output
+    line = [l for l in result.output.splitlines() if l.startswith("tiny-vae")][0]
+    assert "vae" in line and " 8 " in line and "fashion-mnist" in line
+
+
+def test_models_list_empty_dir_exit_2(runner, tmp_path):
+    result = runner.invoke(main, ["models", "list", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "no checkpoint" in result.output
+
+
+def test_train_cli_writes_checkpoint(runner, tmp_path):
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "vae", "--dataset", "digits", "--latent-dim", "3", "--epochs", "1",
+                                  "--train-images", "64", "--test-images", "16", "--hidden", "8",
+                                  "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "test MSE" in result.output and (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--dataset", "npy:/no/such.npy"], "does not exist"),
+    (["--channels", "a,b"], "comma-separated"),
+    (["--epochs", "0"], "0"),
+    (["--device", "tpu"], "device must be"),
+])
+def test_train_bad_input_exit_2_nothing_written(runner, tmp_path, args, message):
+    out = tmp_path / "m"
+    result = runner.invoke(main, ["train", "vae", "--out", str(out), "--no-progress", "--epochs", "1",
+                                  "--train-images", "32"] + args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_demo_on_tiny_checkpoint(runner, tmp_path, tiny_vae_checkpoint):
+    ckdir = tmp_path / "cks"
+    shutil.copytree(tiny_vae_checkpoint, ckdir / "tiny-vae")
+    out = tmp_path / "report"
+    result = runner.invoke(main, ["demo", "--checkpoints", str(ckdir), "--out", str(out), "--test-images", "64"])
+    assert result.exit_code == 0, result.output
+    assert (out / "index.html").is_file() and (out / "reconstruction_tiny-vae.png").is_file()
+    csv = (out / "reconstruction_mse.csv").read_text().splitlines()
+    assert csv[0].startswith("model,kind,latent_dim,test_mse") and csv[1].startswith("tiny-vae,vae,8,")
+
+
+def test_demo_bad_checkpoints_keeps_previous_report(runner, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "index.html").write_text("previous")
+    result = runner.invoke(main, ["demo", "--checkpoints", str(tmp_path / "none"), "--out", str(out)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert (out / "index.html").read_text() == "previous"

@@ -1,0 +1,176 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentmap.data import load_dataset, parse_spec, read_idx
+from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError, UnknownKindError
+
+
+def write_idx(path, array, magic):
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def fake_fmnist(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)), 2049)
+    return tmp_path
+
+
+def test_fashion_mnist_from_data_dir(fake_fmnist):
+    train = load_dataset("fashion-mnist", "train", data_dir=fake_fmnist)
+    test = load_dataset("fashion-mnist", "test", data_dir=fake_fmnist)
+    both = load_dataset("fashion-mnist", "all", data_dir=fake_fmnist)
+    assert (len(train), len(test), len(both)) == (30, 10, 40)
+    x = train.batch([0, 5])
+    assert x.shape == (2, 1, 28, 28) and x.dtype == torch.float32
+    raw = read_idx(fake_fmnist / "train-images-idx3-ubyte.gz", 2051)
+    np.testing.assert_allclose(x[1, 0].numpy(), raw[5] / 255.0, rtol=0, atol=1e-7)
+    assert train.labels.shape == (30,)
+
+
+def test_fashion_mnist_env_var(fake_fmnist, monkeypatch):
+    monkeypatch.setenv("LATENTMAP_DATA_DIR", str(fake_fmnist))
+    assert len(load_dataset("fashion-mnist", "test")) == 10
+
+
+def test_fashion_mnist_missing_names_both_ways(tmp_path, monkeypatch):
+    monkeypatch.setattr("latentmap.data.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.delenv("LATENTMAP_DATA_DIR", raising=False)
+    with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist.*LATENTMAP_DATA_DIR"):
+        load_dataset("fashion-mnist", "train", data_dir=tmp_path)
+
+
+def test_truncated_idx_is_named(fake_fmnist):
+    path = fake_fmnist / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(path, "rb") as fh:
+        raw = fh.read()
+    with gzip.open(path, "wb") as fh:
+        fh.write(raw[:-100])
+    with pytest.raises(DatasetError, match="t10k-images.*truncated"):
+        load_dataset("fashion-mnist", "test", data_dir=fake_fmnist)
+
+
+def test_bad_magic(tmp_path):
+    write_idx(tmp_path / "x.gz", np.zeros((2, 3, 3)), 2049)
+    with pytest.raises(DatasetError, match="magic number"):
+        read_idx(tmp_path / "x.gz", 2051)
+
+
+def test_mnist_and_digits_splits_are_deterministic_and_disjoint():
+    tr, te = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    assert (len(tr), len(te)) == (4000, 1000)
+    assert tr.image_shape == (1, 28, 28)
+    assert float(tr.batch([0]).max()) <= 1.0
+    torch.testing.assert_close(load_dataset("mnist", "test").batch([0, 1]), te.batch([0, 1]))
+    d_tr, d_te = load_dataset("digits", "train"), load_dataset("digits", "test")
+    assert len(d_tr) + len(d_te) == 1797 and d_tr.image_shape == (1, 8, 8)
+    # every class appears in the test split (the split is shuffled, not a tail of sorted data)
+    assert len(set(te.labels.tolist())) == 10
+
+
+def _write_images(folder, sizes, mode="RGB"):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i, (w, h) in enumerate(sizes):
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(arr).convert(mode).save(folder / f"img_{i:03d}.png")
+
+
+def test_folder_crop_resize_lazy(tmp_path):
+    _write_images(tmp_path / "imgs" / "sub", [(40, 50)] * 20)
+    spec = f"folder:{tmp_path / 'imgs'}?crop=5,10,35,40&size=16"
+    train = load_dataset(spec, "train")
+    test = load_dataset(spec, "test")
+    assert (len(train), len(test)) == (18, 2)
+    assert train.image_shape == (3, 16, 16)
+    x = train.batch([0, 3])
+    assert x.shape == (2, 3, 16, 16) and 0 <= float(x.min()) and float(x.max()) <= 1
+    gray = load_dataset(f"folder:{tmp_path / 'imgs'}", "train", channels=1, size=8)
+    assert gray.image_shape == (1, 8, 8)
+    # the crop is applied before the resize: compare with PIL directly
+    ref = Image.open(train.files[0]).convert("RGB").crop((5, 10, 35, 40)).resize((16, 16), Image.BILINEAR)
+    np.testing.assert_allclose(x[0].permute(1, 2, 0).numpy(), np.asarray(ref) / 255.0, atol=1e-6)
+
+
+def test_folder_mixed_sizes_need_resize(tmp_path):
+    _write_images(tmp_path / "mixed", [(20, 20)] * 5 + [(24, 20)] * 5)
+    ds = load_dataset(f"folder:{tmp_path / 'mixed'}", "all")
+    with pytest.raises(DatasetError, match="img_005.png.*resize"):
+        ds.batch(range(10))
+    assert load_dataset(f"folder:{tmp_path / 'mixed'}", "all", size=12).batch(range(10)).shape == (10, 3, 12, 12)
+
+
+def test_folder_corrupt_file_is_named(tmp_path):
+    _write_images(tmp_path / "c", [(10, 10)] * 3)
+    (tmp_path / "c" / "img_001.png").write_bytes(b"\x89PNG not really")
+    ds = load_dataset(f"folder:{tmp_path / 'c'}", "all")
+    with pytest.raises(DatasetError, match="img_001.png"):
+        ds.batch([1])
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'absent'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    _write_images(tmp_path / "ok", [(10, 10)] * 3)
+    with pytest.raises(ConfigError, match="crop"):
+        load_dataset(f"folder:{tmp_path / 'ok'}?crop=1,2,3")
+    with pytest.raises(DatasetError, match="crop box"):
+        load_dataset(f"folder:{tmp_path / 'ok'}?crop=0,0,50,50")
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw", "nhw"])
+def test_npy_layouts(tmp_path, layout):
+    rng = np.random.default_rng(2)
+    base = rng.integers(0, 256, (50, 12, 12, 3), dtype=np.uint8)
+    arr = {"nhwc": base, "nchw": base.transpose(0, 3, 1, 2), "nhw": base[..., 0]}[layout]
+    np.save(tmp_path / "x.npy", arr)
+    ds = load_dataset(f"npy:{tmp_path / 'x.npy'}", "all")
+    assert ds.image_shape == ((1, 12, 12) if layout == "nhw" else (3, 12, 12))
+    np.testing.assert_allclose(ds.batch([7])[0, 0].numpy(), base[7, :, :, 0] / 255.0, atol=1e-7)
+
+
+def test_npy_float_range_and_nan(tmp_path):
+    np.save(tmp_path / "big.npy", np.full((4, 1, 8, 8), 2.0, dtype=np.float32))
+    with pytest.raises(DatasetError, match=r"\[0, 1\]"):
+        load_dataset(f"npy:{tmp_path / 'big.npy'}")
+    bad = np.zeros((4, 1, 8, 8), dtype=np.float32)
+    bad[0, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(DatasetError, match="NaN"):
+        load_dataset(f"npy:{tmp_path / 'nan.npy'}")
+    (tmp_path / "junk.npy").write_bytes(b"not an array")
+    with pytest.raises(DatasetError, match="junk.npy"):
+        load_dataset(f"npy:{tmp_path / 'junk.npy'}")
+
+
+def test_spec_errors():
+    assert parse_spec("folder:/a/b?size=64&crop=1,2,3,4") == ("folder", "/a/b", {"size": "64", "crop": "1,2,3,4"})
+    with pytest.raises(UnknownKindError, match="unknown dataset 'cifar'"):
+        load_dataset("cifar")
+    with pytest.raises(ConfigError, match="split"):
+        load_dataset("digits", "validation")
+    with pytest.raises(ConfigError, match="needs a path"):
+        load_dataset("npy:")
+
+
+def test_iter_batches_and_subset():
+    ds = load_dataset("digits", "test")
+    batches = list(ds.iter_batches(100))
+    assert sum(len(b) for b in batches) == len(ds) and len(batches[0]) == 100
+    sub = ds.subset([3, 1, 2])
+    torch.testing.assert_close(sub.batch([0]), ds.batch([3]))
+    assert sub.labels.tolist() == ds.labels[[3, 1, 2]].tolist()
+    with pytest.raises(DatasetError, match="out of range"):
+        ds.batch([len(ds)])

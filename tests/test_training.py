@@ -1,0 +1,60 @@
+import json
+
+import pytest
+import torch
+
+from latentmap import load_model
+from latentmap.errors import ConfigError
+from latentmap.losses import BalancedVAELoss, kl_divergence
+from latentmap.training import TrainSettings, train
+
+
+def test_kl_matches_closed_form():
+    mu = torch.tensor([[0.0, 1.0]])
+    logvar = torch.tensor([[0.0, torch.log(torch.tensor(4.0))]])
+    expected = 0.5 * (1.0 + 4.0 - 1.0 - torch.log(torch.tensor(4.0)))
+    torch.testing.assert_close(kl_divergence(mu, logvar), expected.reshape(1))
+
+
+def test_balanced_loss_gamma_only_decreases_and_normalizes():
+    loss = BalancedVAELoss(momentum=0.0)
+    x = torch.zeros(4, 1, 2, 2)
+    mu = logvar = torch.zeros(4, 3)
+    first = loss(x, torch.full_like(x, 0.5), mu, logvar)  # mse 0.25
+    assert first.gamma == pytest.approx(0.25)
+    # reconstruction term = n_pixels/2 * mse/gamma = 2 * 1 when mse == gamma
+    assert float(first.loss) == pytest.approx(2.0)
+    second = loss(x, torch.full_like(x, 0.9), mu, logvar)  # worse batch: gamma stays
+    assert second.gamma == pytest.approx(0.25)
+    third = loss(x, torch.full_like(x, 0.1), mu, logvar)
+    assert third.gamma == pytest.approx(0.01)
+
+
+def test_tiny_training_records_everything(tiny_vae_checkpoint):
+    cfg = json.loads((tiny_vae_checkpoint / "config.json").read_text())
+    assert cfg["kind"] == "vae" and cfg["dataset"] == "fashion-mnist" and cfg["seed"] == 0
+    assert len(cfg["training"]["log"]) == 1 and cfg["training"]["log"][0]["mse"] > 0
+    metrics = cfg["metrics"]
+    assert 0 < metrics["test_mse"] < 0.2
+    assert len(metrics["var_mu"]) == len(metrics["mean_sigma2"]) == 8
+    for name in ("reconstructions.png", "samples.png", "model.safetensors"):
+        assert (tiny_vae_checkpoint / name).is_file()
+    model = load_model(tiny_vae_checkpoint)
+    assert model.name == "tiny-vae" and model.latent_dim == 8
+
+
+def test_training_learns_and_is_seeded(tmp_path):
+    kwargs = dict(kind="split-vae", latent_dim=4, train_images=256, test_images=64, batch_size=64,
+                  progress=False, device="cpu", options={"hidden": 32})
+    a = train(TrainSettings(out=str(tmp_path / "a"), epochs=2, **kwargs))
+    b = train(TrainSettings(out=str(tmp_path / "b"), epochs=2, **kwargs))
+    log = a.metadata["training"]["log"]
+    assert log[1]["mse"] < log[0]["mse"]  # it learns
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(a.encode(x), b.encode(x))  # same seed, same weights
+
+
+def test_settings_are_validated(tmp_path):
+    with pytest.raises(ConfigError, match="epochs must be at least 1"):
+        train(TrainSettings(kind="vae", out=str(tmp_path / "x"), epochs=0))
+    assert not (tmp_path / "x").exists()
