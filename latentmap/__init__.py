@@ -5,7 +5,8 @@ __version__ = "0.1.0"
 from .checkpoint import load_model, save_checkpoint  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .errors import LatentmapError  # noqa: E402
+from .mapper import LinearMap  # noqa: E402
 from .models import ADAPTERS, LatentModel, VAELikeModel, register_adapter  # noqa: E402
 
-__all__ = ["__version__", "load_model", "save_checkpoint", "load_dataset", "LatentmapError", "LatentModel",
+__all__ = ["__version__", "load_model", "save_checkpoint", "load_dataset", "LatentmapError", "LinearMap", "LatentModel",
            "VAELikeModel", "register_adapter", "ADAPTERS"]
