@@ -55,3 +55,7 @@ class UnsafeLoadError(LatentmapError, PermissionError):
 
 class DependencyError(LatentmapError, ImportError):
     """An optional dependency, or the weights it needs, is not available."""
+
+
+class SupportSetError(LatentmapError, ValueError):
+    """A support set cannot be built as asked (every sector empty, too few images for the size)."""

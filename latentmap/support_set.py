@@ -1,13 +1,17 @@
 """Support sets: a small, well-spread set of images that fixes a linear map between latent spaces.
 
 This module holds the artifact (``support_sets/NAME/``: ``manifest.json``, ``images.npy``,
-``contact_sheet.png``) and its loading/saving. The builder (information gain, sectors,
-selection, completion) lives beside it.
+``contact_sheet.png``, plus figures) and the builder, after Asperti & Tonelli: rank the latent
+variables by information gain (:mod:`latentmap.info_gain`), split the latent space into the
+2^k sign sectors of the k most informative ones (:mod:`latentmap.sectors`), draw one image per
+non-empty sector, and complete to the target size from the most crowded sectors. Other
+anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.anchors`.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +19,9 @@ import numpy as np
 import torch
 
 from .atomic import atomic_directory
-from .errors import CheckpointError, DatasetError
+from .errors import CheckpointError, ConfigError, DatasetError, SupportSetError
+from .models.base import LatentModel
+from .sectors import DEFAULT_MIN_SHARE, populations
 
 MANIFEST_NAME = "manifest.json"
 IMAGES_NAME = "images.npy"
@@ -29,6 +35,8 @@ class SupportSet:
     name: str
     images: torch.Tensor
     manifest: dict = field(default_factory=dict)
+    #: further files written beside the images (figures such as info_gain.png), by file name
+    files: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -46,6 +54,8 @@ class SupportSet:
         with atomic_directory(path, overwrite=overwrite) as tmp:
             np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
             (tmp / CONTACT_SHEET_NAME).write_bytes(square_grid_png(self.images))
+            for file_name, data in self.files.items():
+                (tmp / file_name).write_bytes(data)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         return path
 
@@ -70,3 +80,324 @@ class SupportSet:
             raise CheckpointError(f"support set '{folder}': manifest says {manifest['size']} images, "
                                   f"{IMAGES_NAME} holds {len(images)}")
         return cls(manifest.get("name", folder.name), torch.from_numpy(images), manifest)
+
+
+# =========================================================================== builder
+
+STRATEGIES = ("sectors", "random", "farthest", "kmeans")
+DEFAULT_GAIN_IMAGES = 2000
+DEFAULT_PAIRS = 5000
+INFO_GAIN_PNG = "info_gain.png"
+POPULATIONS_PNG = "sector_populations.png"
+
+
+@dataclass
+class SectorSelection:
+    """Positions (into the candidate pool) of the chosen images, with their sector and role."""
+
+    positions: list[int]
+    sectors: list[int]
+    roles: list[str]  # "sector": one per non-empty sector; "completion": extra from crowded sectors
+    dropped: list[int]
+
+
+def _generator(seed: int, stream: int) -> torch.Generator:
+    """Independent seeded streams (subsample, selection, pairs) so changing one leaves the others alone."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
+
+
+def read_exclusions(values) -> np.ndarray:
+    """Indices to leave out: ints, strings of comma/space-separated ints, or paths to files of such."""
+    found: list[int] = []
+    for value in values or ():
+        if isinstance(value, (int, np.integer)):
+            found.append(int(value))
+            continue
+        text = str(value)
+        if Path(text).is_file():
+            text = Path(text).read_text()
+        for token in text.replace(",", " ").split():
+            try:
+                found.append(int(token))
+            except ValueError:
+                raise ConfigError(f"exclusions must be integer image indices, got '{token}' in '{value}'") from None
+    return np.unique(np.asarray(found, dtype=np.int64))
+
+
+def target_size_for(models) -> tuple[int, dict]:
+    """The largest latent dimension among models (checkpoint folders, specs or LatentModel objects)."""
+    from .checkpoint import is_checkpoint, load_model, read_config
+
+    dims = {}
+    for spec in models:
+        if isinstance(spec, LatentModel):
+            dims[spec.name] = spec.latent_dim
+        elif is_checkpoint(spec):
+            config = read_config(spec)
+            dims[str(config.get("name", Path(spec).name))] = int(config["latent_dim"])
+        else:
+            model = load_model(spec)
+            dims[model.name] = model.latent_dim
+    if not dims:
+        raise ConfigError("--for-models needs at least one model")
+    return max(dims.values()), dims
+
+
+def candidate_pool(n_images: int, exclude, dataset_name: str = "dataset") -> np.ndarray:
+    """Dataset indices that may be chosen: all but the excluded ones (which must exist)."""
+    excluded = read_exclusions(exclude)
+    if excluded.size and (excluded.min() < 0 or excluded.max() >= n_images):
+        bad = int(excluded.min()) if excluded.min() < 0 else int(excluded.max())
+        raise DatasetError(f"excluded index {bad} is outside {dataset_name}, which has {n_images} images")
+    return np.setdiff1d(np.arange(n_images, dtype=np.int64), excluded)
+
+
+def select_from_sectors(codes: torch.Tensor, k: int, size: int, generator: torch.Generator,
+                        threshold: float | None = None) -> SectorSelection:
+    """One random point per non-empty sector, then further points from the most crowded sectors.
+
+    With more non-empty sectors than ``size``, the most populated ``size`` sectors are kept and
+    the others are reported as dropped.
+    """
+    pops = populations(codes, k)
+    nonempty = [int(s) for s in np.flatnonzero(pops)]
+    at = "" if threshold is None else f" at threshold {threshold:.4g}"
+    if not nonempty:
+        raise SupportSetError(f"every one of the {2 ** k} sectors is empty{at}: no point has |z| above the "
+                              f"threshold on all {k} chosen variables; lower the threshold or top-k")
+    if int(pops.sum()) < size:
+        raise SupportSetError(f"the sectors hold {int(pops.sum())} images{at}, fewer than the support-set size "
+                              f"{size}; lower the threshold, the top-k or the size")
+    crowded = sorted(nonempty, key=lambda s: (-int(pops[s]), s))
+    kept, dropped = sorted(crowded[:size]), sorted(crowded[size:])
+    order = _shuffled_members(codes, nonempty, generator)
+    selection = SectorSelection([order[s][0] for s in kept], list(kept), ["sector"] * len(kept), dropped)
+    taken = dict.fromkeys(kept, 1)
+    while len(selection.positions) < size:  # round-robin over sectors, most crowded first
+        for s in crowded:
+            if len(selection.positions) == size:
+                break
+            if s in taken and taken[s] < pops[s]:
+                selection.positions.append(order[s][taken[s]])
+                selection.sectors.append(s)
+                selection.roles.append("completion")
+                taken[s] += 1
+    return selection
+
+
+def _shuffled_members(codes: torch.Tensor, sectors, generator) -> dict[int, list[int]]:
+    """Every sector's members in a seeded random order (drawn in sector order, so reproducible)."""
+    members = {}
+    for s in sectors:
+        pos = torch.nonzero(codes == s).flatten()
+        members[s] = pos[torch.randperm(len(pos), generator=generator)].tolist()
+    return members
+
+
+def build_support_set(model, dataset, *, size: int | None = None, strategy: str = "sectors",
+                      top_k: int | None = None, threshold: float | None = None, seed: int = 0,
+                      gain_images: int = DEFAULT_GAIN_IMAGES, exclude=None, name: str | None = None,
+                      dataset_spec: str | None = None, split: str | None = None, model_source: str | None = None,
+                      for_models: dict | None = None, batch_size: int = 256, pairs: int = DEFAULT_PAIRS,
+                      min_share: float = DEFAULT_MIN_SHARE, chunk_rows: int | None = None,
+                      progress: bool = False) -> SupportSet:
+    """Choose ``size`` images of ``dataset`` (an ImageDataset split) as anchors for ``model``'s latent space.
+
+    ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
+    ``kmeans`` are baselines of the same size. ``size`` defaults to the model's latent dimension.
+    """
+    size = model.latent_dim if size is None else int(size)
+    _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs)
+    pool = candidate_pool(len(dataset), exclude, _dataset_label(dataset, split))
+    if len(pool) < size:
+        raise SupportSetError(f"{_dataset_label(dataset, split)} has {len(pool)} usable images "
+                              f"({len(dataset) - len(pool)} excluded), fewer than the support-set size {size}")
+    manifest = {"strategy": strategy, "target_size": size, "seed": int(seed),
+                "model": _model_record(model, model_source),
+                "dataset": {"spec": dataset_spec or getattr(dataset, "name", "?"), "split": split,
+                            "images": len(dataset)},
+                "excluded": [int(i) for i in np.setdiff1d(np.arange(len(dataset)), pool)],
+                "for_models": dict(for_models or {}), "notes": []}
+    files: dict[str, bytes] = {}
+    if strategy == "sectors":
+        positions, details = _sector_method(model, dataset, pool, size, top_k, threshold, seed, gain_images,
+                                            min_share, batch_size, chunk_rows, progress, manifest, files)
+    else:
+        from .anchors import select_anchors
+
+        latents = None if strategy == "random" else model.encode_all(dataset.subset(pool), batch_size,
+                                                                      progress=progress)
+        positions = select_anchors(strategy, size, pool_size=len(pool), latents=latents, seed=seed)
+        details = [{} for _ in positions]
+    indices = [int(pool[p]) for p in positions]
+    images = dataset.batch(indices)
+    manifest["indices"] = indices
+    manifest["images"] = [{"index": i, **d} for i, d in zip(indices, details)]
+    manifest["statistics"] = {**manifest.get("statistics", {}),
+                              **image_statistics(images, dataset, pool, pairs, seed, batch_size)}
+    for note in manifest["notes"]:
+        warnings.warn(note, stacklevel=2)
+    return SupportSet(name or f"{model.name}-{strategy}", images, manifest, files)
+
+
+def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs) -> None:
+    from .sectors import check_top_k
+
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}' instead")
+    if size < 1:
+        raise ConfigError(f"support-set size must be at least 1, got {size} instead")
+    if tuple(dataset.image_shape) != tuple(model.image_shape):
+        raise DatasetError(f"model '{model.name}' expects images of shape {tuple(model.image_shape)}, "
+                           f"dataset '{dataset.name}' has {tuple(dataset.image_shape)}")
+    if top_k is not None:
+        check_top_k(int(top_k), model.latent_dim, model.name)
+    if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
+        raise ConfigError(f"threshold must be a non-negative number, got {threshold} instead")
+    if gain_images < 1:
+        raise ConfigError(f"gain-images must be at least 1, got {gain_images} instead")
+    if pairs < 1:
+        raise ConfigError(f"pairs must be at least 1, got {pairs} instead")
+
+
+def _dataset_label(dataset, split) -> str:
+    return f"dataset '{getattr(dataset, 'name', '?')}'" + (f" ({split} split)" if split else "")
+
+
+def _model_record(model, source) -> dict:
+    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
+            "source": str(source) if source is not None else None}
+
+
+def _sector_method(model, dataset, pool, size, top_k, threshold, seed, gain_images, min_share, batch_size,
+                   chunk_rows, progress, manifest, files):
+    """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
+    from .info_gain import information_gain
+    from .sectors import default_threshold, default_top_k, sector_codes, sector_signs
+
+    k = default_top_k(size, model.latent_dim) if top_k is None else int(top_k)
+    latents = model.encode_all(dataset.subset(pool), batch_size, progress=progress)
+    gain_pos = torch.randperm(len(pool), generator=_generator(seed, 1))[:min(gain_images, len(pool))]
+    gain_idx = np.sort(pool[gain_pos.numpy()])
+    info = information_gain(model, dataset.subset(gain_idx), batch_size=min(batch_size, 64),
+                            chunk_rows=chunk_rows, progress=progress)
+    variables = info.ranking[:k]
+    rule = {"rule": "given"}
+    if threshold is None:
+        threshold, rule = default_threshold(latents, variables, min_share)
+    codes = sector_codes(latents, variables, float(threshold))
+    selection = select_from_sectors(codes, k, size, _generator(seed, 2), float(threshold))
+    pops = populations(codes, k)
+    manifest.update({"top_k": k, "variables": variables, "threshold": round(float(threshold), 6),
+                     "threshold_rule": rule, "information_gain": info.to_dict(),
+                     "sector_populations": [{"sector": s, "signs": sector_signs(s, k), "population": int(p)}
+                                            for s, p in enumerate(pops)],
+                     "dropped_sectors": [{"sector": s, "signs": sector_signs(s, k), "population": int(pops[s])}
+                                         for s in selection.dropped]})
+    manifest["statistics"] = sector_statistics(pops, len(pool))
+    if selection.dropped:
+        manifest["notes"].append(f"{int((pops > 0).sum())} sectors are populated but the size is {size}: kept the "
+                                 f"{size} most populated, dropped sectors {selection.dropped}")
+    files[INFO_GAIN_PNG] = info_gain_png(info, k, model.name)
+    files[POPULATIONS_PNG] = populations_png(pops, k, float(threshold))
+    details = [{"sector": s, "signs": sector_signs(s, k), "role": r}
+               for s, r in zip(selection.sectors, selection.roles)]
+    return selection.positions, details
+
+
+# =========================================================================== statistics and figures
+
+def sector_statistics(pops: np.ndarray, pool_size: int) -> dict:
+    nonempty = pops[pops > 0]
+    return {"sectors": int(len(pops)), "nonempty_sectors": int(len(nonempty)),
+            "empty_sectors": int((pops == 0).sum()), "points_in_sectors": int(pops.sum()),
+            "points_outside_sectors": int(pool_size - pops.sum()),
+            "population_min": int(nonempty.min()), "population_median": float(np.median(nonempty)),
+            "population_max": int(nonempty.max())}
+
+
+def mean_pairwise_mse(images: torch.Tensor) -> float | None:
+    """Mean per-pixel MSE over all pairs i < j of a batch (None for fewer than two images)."""
+    n = len(images)
+    if n < 2:
+        return None
+    flat = images.flatten(1).double()
+    sq = flat.pow(2).sum(1)
+    dist = (sq[:, None] + sq[None, :] - 2 * flat @ flat.T).clamp_min(0) / flat.shape[1]
+    return float(dist[torch.triu_indices(n, n, 1).unbind()].mean())
+
+
+def random_pairs_mse(dataset, pool: np.ndarray, pairs: int, generator: torch.Generator,
+                     batch_size: int = 256) -> float | None:
+    """Mean per-pixel MSE between random pairs of distinct images of the pool."""
+    n = len(pool)
+    if n < 2:
+        return None
+    first = torch.randint(n, (pairs,), generator=generator)
+    second = torch.randint(n - 1, (pairs,), generator=generator)
+    second = second + (second >= first).long()  # distinct from first, still uniform
+    total = 0.0
+    for s in range(0, pairs, batch_size):
+        a = dataset.batch(pool[first[s:s + batch_size].numpy()])
+        b = dataset.batch(pool[second[s:s + batch_size].numpy()])
+        total += float((a.double() - b.double()).pow(2).flatten(1).mean(1).sum())
+    return total / pairs
+
+
+def image_statistics(images, dataset, pool, pairs: int, seed: int, batch_size: int = 256) -> dict:
+    inside = mean_pairwise_mse(images)
+    outside = random_pairs_mse(dataset, pool, pairs, _generator(seed, 3), batch_size)
+    ratio = inside / outside if inside is not None and outside else None
+    return {"support_pairwise_mse": _round(inside), "dataset_random_pairs_mse": _round(outside),
+            "random_pairs": int(pairs), "pairwise_mse_ratio": _round(ratio)}
+
+
+def _round(value, digits: int = 6):
+    return None if value is None else round(float(value), digits)
+
+
+def _figure(width: float = 6.5, height: float = 3.2):
+    # Figure + Agg canvas directly: no pyplot state and no global backend switch
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def info_gain_png(info, k: int, model_name: str) -> bytes:
+    """Gains in ranking order; the k variables that define the sectors are highlighted."""
+    ranking = info.ranking
+    gains = info.gains[ranking]
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    colors = ["#c0392b" if r < k else "#7f8c8d" for r in range(len(ranking))]
+    ax.bar(np.arange(len(ranking)), gains, color=colors, width=0.85)
+    ax.set_xlabel("latent variables, ranked (red: the top-k defining the sectors)")
+    ax.set_ylabel("information gain (MSE increase)")
+    ax.set_title(f"Information gain of the latent variables of {model_name} ({info.n_images} images)")
+    ax.axhline(0, color="black", linewidth=0.6)
+    return _png(fig)
+
+
+def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
+    """Sector populations sorted from most to least crowded (log scale): how far from uniform they are."""
+    fig = _figure()
+    ax = fig.add_subplot(1, 1, 1)
+    ordered = np.sort(pops)[::-1]
+    ax.bar(np.arange(len(ordered)), np.maximum(ordered, 0.5), color="#2c7fb8", width=0.9)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"the {len(pops)} sectors, most crowded first")
+    ax.set_ylabel("images in sector")
+    ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)")
+    return _png(fig)
