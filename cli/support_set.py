@@ -1,0 +1,121 @@
+"""``latentmap support-set build|show|compare``."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import click
+
+from .options import batch_size_option, data_dir_option, dataset_option, device_option, progress_option, seed_option
+
+
+def _split_list(ctx, param, values):
+    """Accept repeated options and comma-separated lists alike: --for-models A,B --for-models C."""
+    return tuple(v.strip() for value in values or () for v in value.split(",") if v.strip())
+
+
+def _sizes(ctx, param, value):
+    try:
+        sizes = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"must be comma-separated integers such as 16,32,64, got '{value}'") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"must be positive integers, got '{value}'")
+    return sizes
+
+
+@click.group("support-set")
+def command():
+    """Build, inspect and compare support sets (anchor images that fix maps between latent spaces)."""
+
+
+@command.command("build")
+@click.option("--model", "model_spec", required=True, help="Checkpoint folder (or model spec) whose latent space is used.")
+@dataset_option()
+@click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True)
+@data_dir_option
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Images in the set (default: the largest latent size of --for-models, else the model's).")
+@click.option("--for-models", multiple=True, callback=_split_list,
+              help="Models the set will map between (repeat or comma-separate); the default size is their largest latent size.")
+@click.option("--strategy", type=click.Choice(["sectors", "random", "farthest", "kmeans"]), default="sectors",
+              show_default=True)
+@click.option("--top-k", type=int, default=None, help="Variables defining the sectors (default floor(log2(size))).")
+@click.option("--threshold", type=float, default=None,
+              help="Sector threshold on |z| (default: the largest keeping 90% of the sectors populated).")
+@click.option("--gain-images", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Seeded subsample of the split for the information gain.")
+@click.option("--exclude", multiple=True, help="Image indices to leave out: comma-separated, or a file of indices.")
+@click.option("--pairs", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Random pairs for the dataset's mean pairwise MSE.")
+@seed_option
+@batch_size_option
+@device_option
+@click.option("--name", default=None, help="Name in the manifest (default: the folder name).")
+@click.option("--out", required=True, type=click.Path(), help="Support-set folder to write (atomically).")
+@progress_option
+def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_k, threshold, gain_images, exclude,
+          pairs, seed, batch_size, device, name, out, progress):
+    """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
+    from latentmap.checkpoint import load_model
+    from latentmap.data import load_dataset
+    from latentmap.support_set import build_support_set, target_size_for
+
+    dims = {}
+    if for_models:
+        largest, dims = target_size_for(for_models)
+        size = size or largest
+    model = load_model(model_spec, device=device)
+    data = load_dataset(dataset, split, data_dir=data_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        support = build_support_set(model, data, size=size, strategy=strategy, top_k=top_k, threshold=threshold,
+                                    seed=seed, gain_images=gain_images, exclude=exclude, name=name or Path(out).name,
+                                    dataset_spec=dataset, split=split, model_source=model_spec, for_models=dims,
+                                    batch_size=batch_size, pairs=pairs, progress=progress)
+    for warning in caught:
+        click.echo(f"Warning: {warning.message}", err=True)
+    support.save(out)
+    _describe(support, out)
+
+
+@command.command("show")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--sectors/--no-sectors", default=False, help="List the population of every sector.")
+def show(directory, sectors):
+    """Print a support set's origin, sectors and statistics."""
+    from latentmap.support_set import SupportSet
+
+    support = SupportSet.load(directory)
+    _describe(support, directory, list_sectors=sectors)
+
+
+def _describe(support, folder, list_sectors: bool = False) -> None:
+    m = support.manifest
+    model, data = m.get("model", {}), m.get("dataset", {})
+    click.echo(f"support set '{support.name}': {len(support)} images, strategy {m.get('strategy', '?')}, "
+               f"seed {m.get('seed', '?')}")
+    click.echo(f"  model {model.get('name', '?')} ({model.get('kind', '?')}, latent {model.get('latent_dim', '?')}); "
+               f"dataset {data.get('spec', '?')} split {data.get('split', '?')} ({data.get('images', '?')} images, "
+               f"{len(m.get('excluded', []))} excluded)")
+    if "top_k" in m:
+        click.echo(f"  top-k {m['top_k']} variables {m['variables']}; threshold {m['threshold']:.4g}")
+        roles = [im.get("role") for im in m.get("images", [])]
+        click.echo(f"  {roles.count('sector')} images one per sector, {roles.count('completion')} completion "
+                   f"images from the most crowded sectors")
+    stats = m.get("statistics", {})
+    if "sectors" in stats:
+        click.echo(f"  sectors: {stats['nonempty_sectors']} of {stats['sectors']} populated, {stats['empty_sectors']} "
+                   f"empty; population min {stats['population_min']} / median {stats['population_median']:g} / "
+                   f"max {stats['population_max']}; {stats['points_outside_sectors']} images in no sector")
+    for dropped in m.get("dropped_sectors", []):
+        click.echo(f"  dropped sector {dropped['sector']} ({dropped['signs']}, {dropped['population']} images)")
+    if stats.get("support_pairwise_mse") is not None:
+        click.echo(f"  mean pairwise MSE: support set {stats['support_pairwise_mse']:.4f} vs random dataset pairs "
+                   f"{stats['dataset_random_pairs_mse']:.4f} ({stats['random_pairs']} pairs)")
+    if list_sectors:
+        for sector in m.get("sector_populations", []):
+            click.echo(f"  sector {sector['sector']:>5d} {sector['signs']}  {sector['population']}")
+    click.echo(f"  files in {folder}: manifest.json, images.npy, contact_sheet.png"
+               + (", info_gain.png, sector_populations.png" if "top_k" in m else ""))
