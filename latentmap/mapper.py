@@ -172,17 +172,20 @@ class LinearMap(BaseEstimator):
         self._solve()
         return self
 
-    def partial_fit(self, X_batch, Y_batch):
+    def partial_fit(self, X_batch, Y_batch, *, solve: bool = True):
         """Add a batch of pairs and refit; the map is usable once enough pairs have been seen.
 
         While fewer pairs than unknowns have arrived (and ``alpha == 0``), the map stays
-        unfitted and ``transform`` raises the underdetermined error.
+        unfitted and ``transform`` raises the underdetermined error. ``solve=False`` only
+        accumulates (many batches, one :meth:`solve` at the end).
         """
         self._check_params()
         if getattr(self, "_stats", None) is None:
             self._reset()
         x, y, _ = self._check_pair(X_batch, Y_batch)
         self._accumulate(x, y)
+        if not solve:
+            return self
         try:
             self._solve()
         except UnderdeterminedError as exc:
@@ -195,6 +198,14 @@ class LinearMap(BaseEstimator):
     def min_samples(self, d_source: int) -> int:
         """Pairs needed for a unique unpenalized least-squares fit: d (bias-free) or d+1 (affine)."""
         return d_source + (1 if self.bias else 0)
+
+    def solve(self) -> "LinearMap":
+        """Solve from the statistics accumulated so far; raises if they do not determine the map."""
+        self._check_params()
+        if getattr(self, "_stats", None) is None:
+            raise NotFittedError("this LinearMap has seen no latent pairs; call partial_fit first")
+        self._solve()
+        return self
 
     def _solve(self) -> None:
         s = self._stats
@@ -429,12 +440,8 @@ def _describe_model(model, side: str) -> dict:
         return {}
     if isinstance(model, dict):
         return dict(model)
-    info = {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
+    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
             "image_shape": list(model.image_shape)}
-    spec = getattr(model, "source_spec", None) or model.metadata.get("source_spec")
-    if spec:
-        info["path"] = str(spec)
-    return info
 
 
 def _sha256(path: Path) -> str:

@@ -48,3 +48,43 @@ def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold:
         "mean_sigma2": [round(float(v), 6) for v in mean_sigma2],
         "inactive_variables": int((var_mu < inactive_threshold).sum()),
     }
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
+    coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+
+
+def per_image_ssim(x: torch.Tensor, y: torch.Tensor, *, data_range: float = 1.0, window: int = 11,
+                   sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004): [N, C, H, W] x2 -> [N].
+
+    Gaussian window (11 px, sigma 1.5, shrunk to the largest odd size that fits small images),
+    valid positions only, averaged over positions and channels; 1 means identical.
+    """
+    if x.shape != y.shape:
+        raise ShapeMismatchError(f"images must have equal shapes, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.ndim != 4:
+        raise ShapeMismatchError(f"SSIM needs NCHW images, got shape {tuple(x.shape)} instead")
+    size = min(window, x.shape[2], x.shape[3])
+    size -= 1 - size % 2  # odd, so the window has a centre
+    x, y = x.float(), y.float()
+    w = _gaussian_window(size, sigma, x.shape[1], x.device, x.dtype)
+
+    def filt(t):
+        return torch.nn.functional.conv2d(t, w, groups=x.shape[1])
+
+    mu_x, mu_y = filt(x), filt(y)
+    # (co)variances are shift-invariant: take them about each image's mean, so float32
+    # E[x²] - mu² does not cancel away the small local variances of flat regions
+    xc = x - x.mean(dim=(2, 3), keepdim=True)
+    yc = y - y.mean(dim=(2, 3), keepdim=True)
+    mxc, myc = filt(xc), filt(yc)
+    var_x = filt(xc * xc) - mxc ** 2
+    var_y = filt(yc * yc) - myc ** 2
+    cov = filt(xc * yc) - mxc * myc
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return ssim_map.flatten(1).mean(dim=1)

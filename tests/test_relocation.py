@@ -1,0 +1,290 @@
+"""Relocation: synthetic models related by a known affine map, relocation types, atlas, SSIM, shipped pair."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentmap import LinearMap, load_dataset, load_model
+from latentmap.errors import ShapeMismatchError, UnderdeterminedError
+from latentmap.metrics import per_image_mse, per_image_ssim
+from latentmap.models.base import LatentModel, register_adapter
+from latentmap.relocation import (build_atlas, evaluate_relocation, fit_map, image_pairs, lpips_function,
+                                  relocation_rows, relocation_type, sample_pairs)
+
+from conftest import CHECKPOINTS
+
+SHAPE = (1, 8, 8)
+
+
+class _Affine(nn.Module):
+    def __init__(self, n_pixels: int, latent_dim: int):
+        super().__init__()
+        self.register_buffer("dec_w", torch.zeros(n_pixels, latent_dim, dtype=torch.float64))
+        self.register_buffer("dec_b", torch.zeros(n_pixels, dtype=torch.float64))
+        self.register_buffer("enc_w", torch.zeros(latent_dim, n_pixels, dtype=torch.float64))
+        self.register_buffer("enc_b", torch.zeros(latent_dim, dtype=torch.float64))
+
+
+@register_adapter("test-affine")
+class AffineModel(LatentModel):
+    """decode(z) = clamp(W z + c), encode(x) = E x + e: a model whose latent geometry is known exactly."""
+
+    def __init__(self, name, image_shape, latent_dim, *, tag="a", metadata=None):
+        super().__init__(name, image_shape, latent_dim, metadata=metadata)
+        self.tag = tag
+        self.lin = _Affine(int(np.prod(self.image_shape)), self.latent_dim)
+
+    def modules(self):
+        return {"lin": self.lin}
+
+    def architecture(self):
+        return {"tag": self.tag}
+
+    @classmethod
+    def from_architecture(cls, name, image_shape, latent_dim, architecture, metadata=None):
+        return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)
+
+    def _encode(self, x):
+        z = x.flatten(1).double() @ self.lin.enc_w.T + self.lin.enc_b
+        return z.float()
+
+    def _decode(self, z):
+        x = z.double() @ self.lin.dec_w.T + self.lin.dec_b
+        return x.clamp(0, 1).float().reshape(len(z), *self.image_shape)
+
+
+def affine_model(name, latent_dim=6, seed=0, tag="a", shape=SHAPE, metadata=None) -> AffineModel:
+    """Orthogonal decoder columns (scale 0.05) around grey 0.5; the encoder is its pseudo-inverse."""
+    rng = np.random.default_rng(seed)
+    n_pix = int(np.prod(shape))
+    q, _ = np.linalg.qr(rng.normal(size=(n_pix, latent_dim)))
+    m = AffineModel(name, shape, latent_dim, tag=tag, metadata=metadata)
+    w = torch.from_numpy(0.05 * q)
+    m.lin.dec_w.copy_(w)
+    m.lin.dec_b.fill_(0.5)
+    m.lin.enc_w.copy_(torch.linalg.pinv(w))
+    m.lin.enc_b.copy_(-m.lin.enc_w @ m.lin.dec_b)
+    return m
+
+
+def related_model(base: AffineModel, name, t_mat: np.ndarray, t_vec: np.ndarray, tag=None, metadata=None):
+    """A model whose latents are T z_base + t for the same images: z_B = T z_A + t."""
+    T, t = torch.from_numpy(t_mat), torch.from_numpy(t_vec)
+    m = AffineModel(name, base.image_shape, base.latent_dim, tag=tag or base.tag, metadata=metadata)
+    t_inv = torch.linalg.inv(T)
+    m.lin.dec_w.copy_(base.lin.dec_w @ t_inv)
+    m.lin.dec_b.copy_(base.lin.dec_b - base.lin.dec_w @ t_inv @ t)
+    m.lin.enc_w.copy_(T @ base.lin.enc_w)
+    m.lin.enc_b.copy_(T @ base.lin.enc_b + t)
+    return m
+
+
+def known_pair(d=6, seed=0):
+    rng = np.random.default_rng(seed + 100)
+    T = np.eye(d) + 0.3 * rng.normal(size=(d, d))
+    t = rng.normal(size=d)
+    a = affine_model("syn-a", d, seed)
+    return a, related_model(a, "syn-b", T, t), T, t
+
+
+def make_images(n=64, seed=0, latent_scale=1.0, noise=0.02, model=None):
+    """Images near the decoder's range (so nothing is clamped) plus off-range noise."""
+    rng = np.random.default_rng(seed)
+    model = model or affine_model("syn-a")
+    z = torch.from_numpy(latent_scale * rng.normal(size=(n, model.latent_dim))).float()
+    x = model.decode(z) + torch.from_numpy(noise * rng.normal(size=(n, *model.image_shape))).float()
+    return x.clamp(0, 1)
+
+
+def test_fit_from_d_plus_1_images_recovers_the_known_map():
+    a, b, T, t = known_pair()
+    images = make_images(a.latent_dim + 1, seed=1, model=a)
+    m = fit_map(a, b, image_pairs(a, b, images), bias=True)
+    # z_B = T z_A + t  <=>  rows: z_B = z_A @ T^T + t
+    assert np.linalg.norm(m.coef_ - T.T) / np.linalg.norm(T) < 1e-6
+    assert np.linalg.norm(m.intercept_ - t) / np.linalg.norm(t) < 1e-6
+    with pytest.raises(UnderdeterminedError, match="at least 7 image pairs, got 6"):
+        fit_map(a, b, image_pairs(a, b, images[:6]), bias=True)
+
+
+def test_bias_free_fit_from_d_images_recovers_a_linear_map():
+    a, _, T, _ = known_pair()
+    b = related_model(a, "syn-b0", T, np.zeros(6))
+    m = fit_map(a, b, image_pairs(a, b, make_images(6, seed=2, model=a)), bias=False)
+    assert np.linalg.norm(m.coef_ - T.T) / np.linalg.norm(T) < 1e-6
+
+
+def test_relocation_of_known_map_equals_targets_own_reconstruction():
+    a, b, _, _ = known_pair()
+    m = fit_map(a, b, image_pairs(a, b, make_images(7, seed=1, model=a)))
+    data = make_images(100, seed=3, model=a)
+    r = evaluate_relocation(a, b, m, data, batch_size=17)
+    assert r.n_images == 100 and r.type == 1
+    assert r.target_mse > 1e-4  # the noise is off the decoders' range
+    assert r.relocated_mse == pytest.approx(r.target_mse, rel=1e-5)
+    assert r.ratio == pytest.approx(1.0, abs=1e-5)
+    assert r.latent_r2 == pytest.approx(1.0, abs=1e-6)
+    assert r.relocated_ssim == pytest.approx(r.target_ssim, rel=1e-5)
+    assert r.cycle_mse == pytest.approx(r.source_mse, rel=1e-5)
+    assert r.cycle_via == "pseudo-inverse of the map"
+
+
+def test_batched_sums_equal_a_direct_computation():
+    a = affine_model("syn-a", 6, seed=0)
+    c = affine_model("syn-c", 6, seed=5, tag="c")  # unrelated: the map is far from exact
+    data = make_images(90, seed=4, model=a, noise=0.05)
+    m = fit_map(a, c, image_pairs(a, c, make_images(40, seed=7, model=a)), alpha=0.5)
+    r = evaluate_relocation(a, c, m, data, batch_size=13)
+    z_a, z_c = a.encode(data), c.encode(data)
+    mapped = c.decode(m.transform(z_a))
+    assert r.relocated_mse == pytest.approx(float(per_image_mse(mapped, data).double().mean()), rel=1e-6)
+    assert r.target_mse == pytest.approx(float(per_image_mse(c.reconstruct(data), data).double().mean()), rel=1e-6)
+    assert r.relocated_ssim == pytest.approx(float(per_image_ssim(mapped, data).double().mean()), rel=1e-6)
+    assert r.latent_mse == pytest.approx(float((m.transform(z_a).double() - z_c.double()).pow(2).mean()), rel=1e-6)
+    assert r.latent_r2 == pytest.approx(m.score(z_a, z_c), rel=1e-6)
+    assert r.ratio > 1.02 and r.type == 2  # same kind, different architecture tag
+    cycle = a.decode(m.inverse().transform(c.encode(mapped)))
+    assert r.cycle_mse == pytest.approx(float(per_image_mse(cycle, data).double().mean()), rel=1e-6)
+
+
+def test_map_with_wrong_latent_sizes_is_rejected():
+    a, b, _, _ = known_pair()
+    m = LinearMap().fit(np.random.default_rng(0).normal(size=(20, 5)), np.random.default_rng(1).normal(size=(20, 6)))
+    with pytest.raises(ShapeMismatchError, match="map expects source latents of size 5, model 'syn-a' gives 6"):
+        evaluate_relocation(a, b, m, make_images(4))
+
+
+def test_fit_from_generator_samples_recovers_the_map():
+    a, b, T, t = known_pair()
+    m = fit_map(a, b, sample_pairs(a, b, 50, batch_size=16, seed=0))
+    assert np.linalg.norm(m.coef_ - T.T) / np.linalg.norm(T) < 1e-5  # prior samples may touch the clamp rarely
+
+
+class _Stub:
+    def __init__(self, kind, arch, vae_like, latent_dim=8, objective=None):
+        self.kind, self._arch, self.vae_like, self.latent_dim = kind, arch, vae_like, latent_dim
+        self.image_shape = (1, 28, 28)
+        self.metadata = {"objective": objective} if objective else {}
+        self.name = kind
+
+    def architecture(self):
+        return self._arch
+
+
+def test_relocation_types_from_metadata():
+    vae_a, vae_b = _Stub("vae", {"channels": [32, 64]}, True), _Stub("vae", {"channels": [32, 64]}, True)
+    wide = _Stub("vae", {"channels": [64, 128]}, True)
+    svae = _Stub("split-vae", {"channels": [32, 64]}, True)
+    gan, style = _Stub("gan", {"ngf": 64}, False), _Stub("stylegan-w", {"w": 512}, False)
+    assert relocation_type(vae_a, vae_b) == 1
+    assert relocation_type(vae_a, wide) == 2 and relocation_type(vae_a, svae) == 2
+    assert relocation_type(vae_a, _Stub("vae", {"channels": [32, 64]}, True, latent_dim=16)) == 2
+    assert relocation_type(vae_a, gan) == 3 and relocation_type(style, svae) == 3
+    assert relocation_type(gan, style) == 2  # both adversarial, different architecture
+
+
+def test_atlas_every_ordered_pair(tmp_path):
+    a, b, _, _ = known_pair()
+    c = related_model(a, "syn-gan", np.eye(6) * 2, np.ones(6), tag="g", metadata={"objective": "adversarial"})
+    data = make_images(40, seed=3, model=a)
+    atlas = build_atlas([a, b, c], data, fit_data=make_images(30, seed=8, model=a),
+                        fit_source={"kind": "images", "name": "synthetic", "count": 30}, out=tmp_path / "atlas",
+                        grid_count=4, batch_size=16)
+    assert len(atlas.results) == 6
+    types = {(r.source, r.target): r.type for r in atlas.results}
+    assert types[("syn-a", "syn-b")] == 1 and types[("syn-b", "syn-gan")] == 3
+    for r in atlas.results:  # all three share one latent geometry: every relocation is exact
+        assert r.ratio == pytest.approx(1.0, abs=1e-4)
+        assert r.cycle_via == "fitted reverse map"
+    out = tmp_path / "atlas"
+    for name in ("index.html", "atlas.csv", "atlas.json", "ratio_matrix.csv", "ratio_matrix.png",
+                 "grids/syn-a__syn-gan.png", "maps/syn-gan__syn-a/map.json"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "atlas.json").read_text())
+    assert len(saved["results"]) == 6 and saved["fit_source"]["count"] == 30
+    loaded = LinearMap.load(out / "maps" / "syn-a__syn-b")
+    assert loaded.info_["source"]["name"] == "syn-a"
+    html = (out / "index.html").read_text()
+    assert "Type 1" in html and "Type 3" in html and "LPIPS" in html
+
+
+def test_atlas_underdetermined_pair_writes_nothing(tmp_path):
+    a, b, _, _ = known_pair()
+    with pytest.raises(UnderdeterminedError, match="syn-a -> syn-b"):
+        build_atlas([a, b], make_images(5), fit_data=make_images(4), out=tmp_path / "atlas")
+    assert not (tmp_path / "atlas").exists() and not list(tmp_path.iterdir())
+
+
+def test_grid_rows_order():
+    a, b, _, _ = known_pair()
+    images = make_images(5, seed=2, model=a)
+    m = fit_map(a, b, image_pairs(a, b, make_images(7, seed=1, model=a)))
+    rows = relocation_rows(a, b, m, images)
+    assert [tuple(r.shape) for r in rows] == [(5, *SHAPE)] * 4
+    torch.testing.assert_close(rows[0], images)
+    torch.testing.assert_close(rows[2], rows[3], atol=1e-5, rtol=0)  # B after mapping == B's own
+
+
+def test_lpips_is_never_faked():
+    fn, note = lpips_function("cpu")
+    if fn is None:
+        assert note.startswith("LPIPS unavailable")
+    else:
+        x = torch.rand(2, 1, 28, 28)
+        assert torch.allclose(fn(x, x), torch.zeros(2), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- SSIM
+
+def test_ssim_constant_images_closed_form():
+    a, b = torch.full((1, 1, 16, 16), 0.2), torch.full((1, 1, 16, 16), 0.7)
+    c1 = 0.01 ** 2
+    expected = (2 * 0.2 * 0.7 + c1) / (0.2 ** 2 + 0.7 ** 2 + c1)  # contrast/structure term is 1
+    assert float(per_image_ssim(a, b)) == pytest.approx(expected, rel=1e-5)
+    x = torch.rand(3, 3, 20, 20)
+    torch.testing.assert_close(per_image_ssim(x, x), torch.ones(3))
+
+
+def test_ssim_matches_an_independent_scipy_implementation():
+    from scipy.signal import correlate2d
+
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 1, 28, 28))
+    y = np.clip(x + 0.15 * rng.normal(size=x.shape), 0, 1)
+    coords = np.arange(11) - 5
+    g = np.exp(-coords ** 2 / (2 * 1.5 ** 2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    expected = []
+    for xi, yi in zip(x[:, 0], y[:, 0]):
+        f = lambda t: correlate2d(t, win, mode="valid")  # noqa: E731
+        mx, my = f(xi), f(yi)
+        vx, vy, cxy = f(xi * xi) - mx ** 2, f(yi * yi) - my ** 2, f(xi * yi) - mx * my
+        s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+        expected.append(s.mean())
+    got = per_image_ssim(torch.from_numpy(x).float(), torch.from_numpy(y).float())
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- shipped checkpoints
+
+def _shipped(name):
+    path = CHECKPOINTS / name
+    if not (path / "config.json").is_file():
+        pytest.skip(f"shipped checkpoint '{path}' is not there (it is produced by `make checkpoints`)")
+    return load_model(path, device="cpu")
+
+
+def test_shipped_vae_pair_type1_relocation_within_15_percent():
+    a, b = _shipped("fmnist-vae-a"), _shipped("fmnist-vae-b")
+    assert relocation_type(a, b) == 1
+    train = load_dataset("fashion-mnist", "train")
+    fit_idx = np.random.default_rng(0).choice(len(train), 3000, replace=False)
+    m = fit_map(a, b, image_pairs(a, b, train.subset(np.sort(fit_idx)), batch_size=500))
+    test = load_dataset("fashion-mnist", "test").subset(np.arange(0, 10000, 10))
+    r = evaluate_relocation(a, b, m, test, batch_size=500)
+    assert r.relocated_mse <= 1.15 * r.target_mse, (r.relocated_mse, r.target_mse)
+    assert r.latent_r2 > 0.5
