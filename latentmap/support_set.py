@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_directory
-from .errors import CheckpointError, ConfigError, DatasetError, SupportSetError
+from .errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from .models.base import LatentModel
 from .sectors import DEFAULT_MIN_SHARE, populations
 
@@ -200,11 +200,13 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                       dataset_spec: str | None = None, split: str | None = None, model_source: str | None = None,
                       for_models: dict | None = None, batch_size: int = 256, pairs: int = DEFAULT_PAIRS,
                       min_share: float = DEFAULT_MIN_SHARE, chunk_rows: int | None = None,
-                      progress: bool = False) -> SupportSet:
+                      progress: bool = False, latents: torch.Tensor | None = None, info=None) -> SupportSet:
     """Choose ``size`` images of ``dataset`` (an ImageDataset split) as anchors for ``model``'s latent space.
 
     ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
     ``kmeans`` are baselines of the same size. ``size`` defaults to the model's latent dimension.
+    ``latents`` (the encodings of the whole split) and ``info`` (an
+    :class:`~latentmap.info_gain.InformationGain`) may be passed to reuse them across builds.
     """
     size = model.latent_dim if size is None else int(size)
     _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs)
@@ -219,14 +221,19 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                 "excluded": [int(i) for i in np.setdiff1d(np.arange(len(dataset)), pool)],
                 "for_models": dict(for_models or {}), "notes": []}
     files: dict[str, bytes] = {}
+    if latents is not None and tuple(latents.shape) != (len(dataset), model.latent_dim):
+        raise ShapeMismatchError(f"latents of the split must have shape {(len(dataset), model.latent_dim)}, "
+                                 f"got {tuple(latents.shape)}")
+    if strategy != "random":  # every strategy but random works in the latent space of the split
+        latents = model.encode_all(dataset, batch_size, progress=progress) if latents is None else latents
+        latents = latents[torch.from_numpy(pool)]
     if strategy == "sectors":
-        positions, details = _sector_method(model, dataset, pool, size, top_k, threshold, seed, gain_images,
-                                            min_share, batch_size, chunk_rows, progress, manifest, files)
+        positions, details = _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed,
+                                            gain_images, min_share, batch_size, chunk_rows, progress, manifest,
+                                            files)
     else:
         from .anchors import select_anchors
 
-        latents = None if strategy == "random" else model.encode_all(dataset.subset(pool), batch_size,
-                                                                      progress=progress)
         positions = select_anchors(strategy, size, pool_size=len(pool), latents=latents, seed=seed)
         details = [{} for _ in positions]
     indices = [int(pool[p]) for p in positions]
@@ -269,18 +276,14 @@ def _model_record(model, source) -> dict:
             "source": str(source) if source is not None else None}
 
 
-def _sector_method(model, dataset, pool, size, top_k, threshold, seed, gain_images, min_share, batch_size,
-                   chunk_rows, progress, manifest, files):
+def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
+                   batch_size, chunk_rows, progress, manifest, files):
     """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
-    from .info_gain import information_gain
     from .sectors import default_threshold, default_top_k, sector_codes, sector_signs
 
     k = default_top_k(size, model.latent_dim) if top_k is None else int(top_k)
-    latents = model.encode_all(dataset.subset(pool), batch_size, progress=progress)
-    gain_pos = torch.randperm(len(pool), generator=_generator(seed, 1))[:min(gain_images, len(pool))]
-    gain_idx = np.sort(pool[gain_pos.numpy()])
-    info = information_gain(model, dataset.subset(gain_idx), batch_size=min(batch_size, 64),
-                            chunk_rows=chunk_rows, progress=progress)
+    if info is None:
+        info = subsample_information_gain(model, dataset, pool, gain_images, seed, batch_size, chunk_rows, progress)
     variables = info.ranking[:k]
     rule = {"rule": "given"}
     if threshold is None:
@@ -303,6 +306,17 @@ def _sector_method(model, dataset, pool, size, top_k, threshold, seed, gain_imag
     details = [{"sector": s, "signs": sector_signs(s, k), "role": r}
                for s, r in zip(selection.sectors, selection.roles)]
     return selection.positions, details
+
+
+def subsample_information_gain(model, dataset, pool, gain_images: int, seed: int, batch_size: int = 64,
+                               chunk_rows: int | None = None, progress: bool = False):
+    """Information gain over a seeded subsample of ``gain_images`` images of the pool."""
+    from .info_gain import information_gain
+
+    gain_pos = torch.randperm(len(pool), generator=_generator(seed, 1))[:min(gain_images, len(pool))]
+    gain_idx = np.sort(pool[gain_pos.numpy()])
+    return information_gain(model, dataset.subset(gain_idx), batch_size=min(batch_size, 64),
+                            chunk_rows=chunk_rows, progress=progress)
 
 
 # =========================================================================== statistics and figures

@@ -94,3 +94,42 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_vae_checkpoint,
 def test_show_missing_folder(tmp_path):
     result = run("support-set", "show", tmp_path / "nothing")
     assert result.exit_code == 2 and "has no manifest.json" in result.output
+
+
+# --------------------------------------------------------------------------- demo section
+
+@pytest.fixture()
+def demo_checkpoints(tiny_vae_checkpoint, tmp_path):
+    import shutil
+
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(tiny_vae_checkpoint, folder / "tiny-vae")
+    return folder
+
+
+def test_demo_shows_shipped_support_set(demo_checkpoints, npy_spec, tmp_path):
+    from latentmap.demo import run_demo
+
+    shipped = build_support_set(load_model(demo_checkpoints / "tiny-vae", device="cpu"), load_dataset(npy_spec),
+                                gain_images=50, pairs=100, split="train", dataset_spec=npy_spec, name="fmnist-svae")
+    shipped.save(tmp_path / "support_sets" / "fmnist-svae")
+    result = run_demo(demo_checkpoints, tmp_path / "report", test_images=20, device="cpu")
+    page = (result.out / "index.html").read_text()
+    assert "<h2>Support set</h2>" in page and "loaded from" in page and "support_set_contact_sheet.png" in page
+    summary = result.summary["support_set"]
+    assert summary["size"] == 8 and summary["support_pairwise_mse"] == shipped.manifest["statistics"][
+        "support_pairwise_mse"]
+    assert (result.out / "support_set_info_gain.png").is_file()
+
+
+def test_demo_builds_support_set_when_absent(demo_checkpoints, npy_spec, tmp_path, monkeypatch):
+    import latentmap.support_set_demo as section
+    from latentmap.demo import run_demo
+
+    # the fallback reads the whole Fashion-MNIST train split; 240 images keep the test fast
+    monkeypatch.setattr(section, "load_dataset", lambda spec, split, data_dir=None: load_dataset(npy_spec, split))
+    monkeypatch.setattr(section, "FALLBACK_GAIN_IMAGES", 50)
+    result = run_demo(demo_checkpoints, tmp_path / "report", test_images=20, device="cpu")
+    assert "built now from 'tiny-vae'" in result.summary["support_set"]["origin"]
+    built = SupportSet.load(result.out / "support_set")
+    assert len(built) == 8 and built.manifest["for_models"] == {"tiny-vae": 8}
