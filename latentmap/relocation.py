@@ -137,7 +137,7 @@ def lpips_function(device) -> tuple[Callable | None, str]:
     if loader is None:
         return None, f"LPIPS unavailable: {LPIPS_MODULE} has no load_lpips(device)"
     try:
-        return loader(device), "LPIPS (pretrained)"
+        return loader(device=device), "LPIPS (pretrained, alex)"
     except DependencyError as exc:
         return None, f"LPIPS unavailable: {exc}"
 
