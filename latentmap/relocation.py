@@ -301,6 +301,7 @@ class AtlasResult:
     models: list[dict]
     fit_source: dict
     out: Path | None = None
+    maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> LinearMap
 
     def frame(self):
         import pandas as pd
@@ -381,22 +382,27 @@ def build_atlas(models, test_data, *, fit_data=None, samples: int | None = None,
     fit_info = dict(fit_source or {})
     results = [accs[p].result({"fit_metrics": maps[p].fit_metrics_}) for p in accs]
     results.sort(key=lambda r: (r.type, r.source, r.target))
-    atlas = AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit_info)
+    atlas = AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit_info,
+                        maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()})
     if out is not None:
         with atomic_directory(out) as tmp:
-            write_atlas(atlas, tmp, models, maps, test_data, grid_count)
+            write_atlas(atlas, tmp, models, test_data, grid_count)
         atlas.out = Path(out)
     return atlas
 
 
-def write_atlas(atlas: AtlasResult, folder: Path, models, maps, test_data, grid_count: int = GRID_IMAGES,
-                rel: str = "") -> list:
-    """CSV, JSON, ratio matrix (CSV + PNG), one grid and one map folder per pair; returns HTML parts."""
+def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count: int = GRID_IMAGES,
+                rel: str = "", title: str = "Relocation atlas"):
+    """CSV, JSON, ratio matrix (CSV + PNG), one grid and one map folder per pair into ``folder``.
+
+    Returns the HTML section (image links prefixed by ``rel``); with ``rel == ""`` also writes
+    ``index.html``, so ``folder`` is a standalone report.
+    """
     from .report.grid import grid_png
     from .report.html import Section, render_page
 
     folder = Path(folder)
-    (folder / "grids").mkdir(exist_ok=True)
+    (folder / "grids").mkdir(parents=True, exist_ok=True)
     frame = atlas.frame()
     frame.to_csv(folder / "atlas.csv", index=False)
     matrix = atlas.ratio_matrix()
@@ -413,12 +419,13 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, maps, test_data, grid_
     for r in atlas.results:
         i, j = by_name[r.source], by_name[r.target]
         name = _pair_name(r.source, r.target)
+        pair_map = atlas.maps[(r.source, r.target)]
         (folder / "grids" / f"{name}.png").write_bytes(grid_png(relocation_rows(models[i], models[j],
-                                                                                 maps[(i, j)], images)))
-        maps[(i, j)].save(folder / "maps" / name, source=atlas.models[i], target=atlas.models[j],
-                          fit_source=atlas.fit_source)
+                                                                                 pair_map, images)))
+        pair_map.save(folder / "maps" / name, source=atlas.models[i], target=atlas.models[j],
+                      fit_source=atlas.fit_source)
         grids.append((r, f"{rel}grids/{name}.png"))
-    section = Section("Relocation atlas")
+    section = Section(title)
     section.text(f"Every ordered pair A -> B: a linear map fitted on {_describe_fit(atlas.fit_source)}, "
                  f"evaluated on {atlas.results[0].n_images} images. ratio = MSE of Dec_B(M(Enc_A x)) against x, "
                  "divided by B's own reconstruction MSE (1 = nothing lost by relocating).")

@@ -1,0 +1,68 @@
+"""Demo section: the relocation atlas over every shipped model (every ordered pair, grouped by type).
+
+Maps are fitted on a seeded sample of Fashion-MNIST training images (affine least squares),
+and, when the demo has a support set (the shipped one, or the one the support-set section
+built into the report), also on the support set with the paper's bias-free map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import load_dataset
+from .demo import DEMO_DATASET, DemoContext, register_demo_section
+from .errors import LatentmapError
+from .relocation import build_atlas, write_atlas
+from .report.html import Section
+
+DEMO_FIT_IMAGES = 10000
+SUPPORT_SET_NAME = "fmnist-svae"
+
+
+def _support_set(ctx: DemoContext):
+    """The shipped support set, else the one an earlier section saved into the report, else None."""
+    from .support_set import MANIFEST_NAME, SupportSet
+
+    for folder in (ctx.checkpoints.parent / "support_sets" / SUPPORT_SET_NAME, ctx.out / "support_set"):
+        if (folder / MANIFEST_NAME).is_file():
+            return SupportSet.load(folder), folder
+    return None, None
+
+
+def _summary_rows(atlas) -> list[dict]:
+    return [{"source": r.source, "target": r.target, "type": r.type, "target_mse": r.target_mse,
+             "relocated_mse": r.relocated_mse, "ratio": r.ratio, "latent_r2": r.latent_r2} for r in atlas.results]
+
+
+@register_demo_section(40, "relocation atlas")
+def relocation_atlas_section(ctx: DemoContext) -> Section:
+    if len(ctx.models) < 2:
+        return Section("Relocation atlas").text(f"The atlas needs at least two models; '{ctx.checkpoints}' has "
+                                                f"{len(ctx.models)}.", cls="note")
+    train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
+    n_fit = min(DEMO_FIT_IMAGES, len(train))
+    fit = train.subset(np.sort(np.random.default_rng(0).choice(len(train), n_fit, replace=False)))
+    atlas = build_atlas(ctx.models, ctx.test, fit_data=fit, bias=True,
+                        fit_source={"kind": "dataset", "name": DEMO_DATASET, "split": "train", "count": n_fit,
+                                    "seed": 0, "bias": True})
+    section = write_atlas(atlas, ctx.out / "atlas", ctx.models, ctx.test, rel="atlas/",
+                          title="Relocation atlas (maps fitted on training images)")
+    ctx.summary["relocation_atlas"] = {"fit": atlas.fit_source, "pairs": _summary_rows(atlas)}
+
+    support, folder = _support_set(ctx)
+    if support is None:
+        section.text("No support set was available, so no support-set fit is shown.", cls="note")
+        return section
+    try:
+        sup_atlas = build_atlas(ctx.models, ctx.test, fit_data=support.images, bias=False,
+                                fit_source={"kind": "support-set", "name": support.name, "count": len(support),
+                                            "path": str(folder), "bias": False})
+    except LatentmapError as exc:  # e.g. a support set smaller than some latent space
+        section.text(f"Support-set fit skipped: {exc}", cls="note")
+        return section
+    sup_section = write_atlas(sup_atlas, ctx.out / "atlas_support_set", ctx.models, ctx.test,
+                              rel="atlas_support_set/",
+                              title=f"Relocation atlas (bias-free maps fitted on the {len(support)}-image support set)")
+    ctx.summary["relocation_atlas_support_set"] = {"fit": sup_atlas.fit_source, "pairs": _summary_rows(sup_atlas)}
+    section.parts.append(sup_section.render())
+    return section
