@@ -119,3 +119,62 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
             click.echo(f"  sector {sector['sector']:>5d} {sector['signs']}  {sector['population']}")
     click.echo(f"  files in {folder}: manifest.json, images.npy, contact_sheet.png"
                + (", info_gain.png, sector_populations.png" if "top_k" in m else ""))
+
+
+@command.command("compare")
+@click.option("--models", "model_specs", multiple=True, callback=_split_list,
+              help="Models to map between: --models A B C, --models A,B,C or repeated.")
+@click.argument("more_models", nargs=-1)
+@dataset_option()
+@data_dir_option
+@click.option("--sizes", callback=_sizes, default="16,32,64,128", show_default=True, help="Anchor-set sizes.")
+@click.option("--strategies", callback=lambda c, p, v: tuple(s.strip() for s in v.split(",") if s.strip()),
+              default="sectors,random,farthest,kmeans", show_default=True)
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Seeds per strategy and size: --seed, --seed+1, ...")
+@seed_option
+@click.option("--anchor-model", default=None, help="Model whose latent space chooses the anchors (default: the first).")
+@click.option("--alpha", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Ridge penalty of the maps (needed for sizes below the source latent size).")
+@click.option("--bias/--no-bias", default=False, show_default=True,
+              help="Fit an intercept (the paper's map is bias-free).")
+@click.option("--test-images", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Test images (the first N of the test split) on which relocation is measured.")
+@click.option("--gain-images", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--reference-images", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="Training images for the reference maps (an upper bound for any anchor set).")
+@batch_size_option
+@device_option
+@click.option("--out", type=click.Path(), default="reports/anchors", show_default=True)
+@progress_option
+def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seeds, seed, anchor_model, alpha, bias,
+            test_images, gain_images, reference_images, batch_size, device, out, progress):
+    """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
+    import numpy as np
+
+    from latentmap.anchors import compare_anchors, write_compare_report
+    from latentmap.checkpoint import load_model
+    from latentmap.data import load_dataset
+    from latentmap.errors import ConfigError
+
+    specs = tuple(model_specs) + tuple(more_models)
+    if len(specs) < 2:
+        raise ConfigError(f"compare needs at least two models to map between (--models A B ...), got {len(specs)}")
+    models = [load_model(spec, device=device) for spec in specs]
+    train = load_dataset(dataset, "train", data_dir=data_dir)
+    test = load_dataset(dataset, "test", data_dir=data_dir)
+    test = test.subset(np.arange(min(test_images, len(test))))
+    result = compare_anchors(models, train, test, sizes=sizes, strategies=strategies,
+                             seeds=tuple(range(seed, seed + seeds)), anchor_model=anchor_model, alpha=alpha,
+                             bias=bias, gain_images=gain_images, reference_images=reference_images,
+                             batch_size=batch_size, progress=progress)
+    write_compare_report(result, out)
+    click.echo(f"{'size':>5s} {'strategy':9s} {'relocated MSE':>14s} {'std':>8s} {'vs random':>9s}")
+    for row in result.summary.itertuples():
+        vs = getattr(row, "vs_random", float("nan"))
+        click.echo(f"{row.size:>5d} {row.strategy:9s} {row.relocated_mse:>14.5f} {row.relocated_mse_std:>8.5f} "
+                   f"{vs:>9.3f}")
+    ref = result.reference
+    click.echo(f"reference: maps fitted on {result.settings['reference_images']} training images give "
+               f"{ref['relocated_mse'].mean():.5f}; the targets' own reconstruction {ref['target_reconstruction_mse'].mean():.5f}")
+    click.echo(f"report written to {out}/index.html")

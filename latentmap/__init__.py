@@ -7,6 +7,8 @@ from .data import load_dataset  # noqa: E402
 from .errors import LatentmapError  # noqa: E402
 from .mapper import LinearMap  # noqa: E402
 from .models import ADAPTERS, LatentModel, VAELikeModel, register_adapter  # noqa: E402
+from .support_set import SupportSet, build_support_set  # noqa: E402
 
 __all__ = ["__version__", "load_model", "save_checkpoint", "load_dataset", "LatentmapError", "LinearMap", "LatentModel",
            "VAELikeModel", "register_adapter", "ADAPTERS"]
+__all__ += ["SupportSet", "build_support_set"]

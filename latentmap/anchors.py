@@ -9,10 +9,16 @@ and measures how well they relocate test images.
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import torch
 
-from .errors import ConfigError, SupportSetError
+from .errors import ConfigError, ShapeMismatchError, SupportSetError
 
 BASELINES = ("random", "farthest", "kmeans")
 
@@ -64,3 +70,229 @@ def kmeans_nearest(latents: torch.Tensor, size: int, seed: int) -> list[int]:
         chosen.append(pick)
         taken.add(pick)
     return chosen
+
+
+# =========================================================================== compare
+
+COMPARE_STRATEGIES = ("sectors", "random", "farthest", "kmeans")
+REFERENCE_STRATEGY = "all-train"
+DEFAULT_ALPHA = 1e-3
+COMPARE_PAIRS = 1000  # random pairs for each anchor set's pairwise-MSE statistic
+
+
+@dataclass
+class CompareResult:
+    """``rows``: one per strategy, size, seed and ordered model pair; ``summary``: per strategy and size."""
+
+    rows: pd.DataFrame
+    summary: pd.DataFrame
+    reference: pd.DataFrame
+    settings: dict
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class _Encoded:
+    """Test images and every model's test latents, computed once."""
+
+    images: torch.Tensor
+    latents: dict
+
+
+def compare_anchors(models, train, test, *, sizes, strategies=COMPARE_STRATEGIES, seeds=(0, 1, 2),
+                    anchor_model=None, alpha: float = DEFAULT_ALPHA, bias: bool = False,
+                    gain_images: int = 2000, reference_images: int = 10000, batch_size: int = 256,
+                    progress: bool = False) -> CompareResult:
+    """For each strategy, size and seed: anchors in ``anchor_model``'s latent space (default the first
+    model), a linear map fitted from them for every ordered pair of ``models``, and its relocated
+    image MSE, mean over ``test``, of Dec_B(map(Enc_A x)) against x.
+
+    The maps are bias-free (the paper's map) with ridge ``alpha`` by default: sizes below the
+    source latent size leave the unpenalized problem underdetermined.
+    """
+    from .support_set import build_support_set, subsample_information_gain
+
+    models, anchor = _check_compare(models, train, test, sizes, strategies, seeds, anchor_model)
+    settings = {"models": [m.name for m in models], "anchor_model": anchor.name, "sizes": list(sizes),
+                "strategies": list(strategies), "seeds": list(seeds), "alpha": alpha, "bias": bias,
+                "train_images": len(train), "test_images": len(test), "gain_images": gain_images,
+                "reference_images": min(reference_images, len(train))}
+    encoded = _encode_test(models, test, batch_size, progress)
+    split_latents = anchor.encode_all(train, batch_size, progress=progress)
+    info = (subsample_information_gain(anchor, train, np.arange(len(train)), gain_images, 0, batch_size,
+                                       progress=progress) if "sectors" in strategies else None)
+    rows, notes = [], []
+    runs = list(itertools.product(strategies, sizes, seeds))
+    for strategy, size, seed in _progress(runs, "anchor strategies", progress):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            support = build_support_set(anchor, train, size=size, strategy=strategy, seed=seed,
+                                        latents=split_latents, info=info, pairs=COMPARE_PAIRS,
+                                        batch_size=batch_size)
+            anchor_latents = {m.name: m.encode_all(support.images, batch_size) for m in models}
+            for a, b in itertools.permutations(models, 2):
+                mse, r2 = _relocate(a, b, anchor_latents[a.name], anchor_latents[b.name], encoded, alpha, bias,
+                                    batch_size)
+                rows.append({"strategy": strategy, "size": size, "seed": seed, "source": a.name, "target": b.name,
+                             "relocated_mse": mse, "latent_r2": r2,
+                             "support_pairwise_mse": support.manifest["statistics"]["support_pairwise_mse"]})
+        notes += [f"{strategy} size {size} seed {seed}: {w.message}" for w in caught]
+    reference = _reference(models, train, encoded, settings["reference_images"], alpha, bias, batch_size)
+    frame = pd.DataFrame(rows)
+    return CompareResult(frame, summarize(frame), reference, settings, sorted(set(notes)))
+
+
+def _check_compare(models, train, test, sizes, strategies, seeds, anchor_model):
+    models = list(models)
+    if len(models) < 2:
+        raise ConfigError(f"compare needs at least two models to map between, got {len(models)}")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model names must be distinct, got {names}")
+    for m in models:
+        for data in (train, test):
+            if tuple(m.image_shape) != tuple(data.image_shape):
+                raise ShapeMismatchError(f"model '{m.name}' expects images of shape {tuple(m.image_shape)}, "
+                                         f"dataset '{data.name}' has {tuple(data.image_shape)}")
+    bad = [s for s in strategies if s not in COMPARE_STRATEGIES]
+    if bad or not strategies:
+        raise ConfigError(f"strategies must be among {', '.join(COMPARE_STRATEGIES)}, got {list(strategies)}")
+    if not sizes or min(sizes) < 1 or max(sizes) > len(train):
+        raise ConfigError(f"sizes must be between 1 and the {len(train)} training images, got {list(sizes)}")
+    if not seeds:
+        raise ConfigError("compare needs at least one seed")
+    if anchor_model is None:
+        return models, models[0]
+    by_name = {m.name: m for m in models}
+    key = anchor_model if isinstance(anchor_model, str) else anchor_model.name
+    if key not in by_name:
+        raise ConfigError(f"anchor model '{key}' is not among the compared models {names}")
+    return models, by_name[key]
+
+
+def _progress(items, desc, enabled):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, leave=False)
+
+
+def _encode_test(models, test, batch_size, progress) -> _Encoded:
+    images = test.all_images()
+    return _Encoded(images, {m.name: m.encode_all(images, batch_size, progress=progress) for m in models})
+
+
+def _relocate(a, b, za, zb, encoded: _Encoded, alpha, bias, batch_size) -> tuple[float, float]:
+    """Fit a -> b on anchor latents; relocated image MSE and latent R² on the test images."""
+    from .mapper import LinearMap
+    from .metrics import per_image_mse
+
+    linear_map = LinearMap(bias=bias, alpha=alpha).fit(za.double(), zb.double())
+    predicted = linear_map.predict(encoded.latents[a.name].double()).float()
+    relocated = b.decode_all(predicted, batch_size)
+    mse = float(per_image_mse(relocated, encoded.images).double().mean())
+    truth = encoded.latents[b.name].double()
+    residual = (predicted.double() - truth).pow(2).sum()
+    spread = (truth - truth.mean(0)).pow(2).sum()
+    return mse, float(1 - residual / spread)
+
+
+def _reference(models, train, encoded, n_images, alpha, bias, batch_size) -> pd.DataFrame:
+    """Per ordered pair: the same map fitted on many training images, and the target's own reconstruction."""
+    from .metrics import per_image_mse
+
+    idx = np.sort(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n_images].numpy())
+    images = train.batch(idx)
+    fit_latents = {m.name: m.encode_all(images, batch_size) for m in models}
+    rows = []
+    for a, b in itertools.permutations(models, 2):
+        mse, r2 = _relocate(a, b, fit_latents[a.name], fit_latents[b.name], encoded, alpha, bias, batch_size)
+        recon = b.decode_all(encoded.latents[b.name], batch_size)
+        rows.append({"source": a.name, "target": b.name, "fit_images": len(idx), "relocated_mse": mse,
+                     "latent_r2": r2,
+                     "target_reconstruction_mse": float(per_image_mse(recon, encoded.images).double().mean())})
+    return pd.DataFrame(rows)
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy and size: mean over model pairs, then mean/std/min/max over seeds; ratio to random."""
+    per_seed = rows.groupby(["strategy", "size", "seed"], as_index=False).agg(
+        relocated_mse=("relocated_mse", "mean"), latent_r2=("latent_r2", "mean"),
+        support_pairwise_mse=("support_pairwise_mse", "first"))
+    summary = per_seed.groupby(["strategy", "size"], as_index=False).agg(
+        relocated_mse=("relocated_mse", "mean"), relocated_mse_std=("relocated_mse", "std"),
+        relocated_mse_min=("relocated_mse", "min"), relocated_mse_max=("relocated_mse", "max"),
+        latent_r2=("latent_r2", "mean"), support_pairwise_mse=("support_pairwise_mse", "mean"),
+        seeds=("seed", "count"))
+    if "random" in set(summary["strategy"]):
+        random_mse = summary[summary["strategy"] == "random"].set_index("size")["relocated_mse"]
+        summary["vs_random"] = summary["relocated_mse"] / summary["size"].map(random_mse)
+    order = {s: i for i, s in enumerate(COMPARE_STRATEGIES)}
+    return summary.sort_values(["size", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c,
+                               ignore_index=True)
+
+
+# =========================================================================== report
+
+def write_compare_report(result: CompareResult, out) -> Path:
+    """results.csv, summary.csv, reference.csv, summary.json, anchors.png and index.html, written atomically."""
+    import json
+
+    from .atomic import atomic_directory
+    from .report.html import Section, render_page
+
+    with atomic_directory(out) as tmp:
+        result.rows.to_csv(tmp / "results.csv", index=False)
+        result.summary.to_csv(tmp / "summary.csv", index=False)
+        result.reference.to_csv(tmp / "reference.csv", index=False)
+        payload = {"settings": result.settings, "summary": result.summary.to_dict(orient="records"),
+                   "reference": result.reference.to_dict(orient="records"), "notes": result.notes}
+        (tmp / "summary.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+        (tmp / "anchors.png").write_bytes(compare_png(result))
+        s = result.settings
+        section = Section("Relocated MSE by anchor strategy and size")
+        section.text(f"Anchors chosen in the latent space of '{s['anchor_model']}' from {s['train_images']} training "
+                     f"images; bias-{'full' if s['bias'] else 'free'} linear maps (ridge alpha {s['alpha']:g}) fitted "
+                     f"for every ordered pair of {', '.join(s['models'])}; relocated MSE = mean over "
+                     f"{s['test_images']} test images of MSE(x, Dec_B(map(Enc_A x))), averaged over the pairs, then "
+                     f"over seeds {s['seeds']}. vs_random < 1 means better than random anchors of the same size.")
+        section.image("anchors.png", "mean relocated MSE (bars: min-max over seeds); dashed: maps fitted on "
+                                     f"{s['reference_images']} training images; dotted: the targets' own reconstruction")
+        section.table(result.summary)
+        reference = Section("Reference: maps fitted on many training images")
+        reference.table(result.reference)
+        parts = [section, reference]
+        if result.notes:
+            notes = Section("Notes")
+            for note in result.notes:
+                notes.text(note, "note")
+            parts.append(notes)
+        (tmp / "index.html").write_text(render_page("Anchor strategies compared", parts))
+    return Path(out)
+
+
+def compare_png(result: CompareResult) -> bytes:
+    from .support_set import figure_png, new_figure
+
+    fig = new_figure(6.5, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    summary = result.summary
+    for strategy in [s for s in COMPARE_STRATEGIES if s in set(summary["strategy"])]:
+        part = summary[summary["strategy"] == strategy].sort_values("size")
+        low = part["relocated_mse"] - part["relocated_mse_min"]
+        high = part["relocated_mse_max"] - part["relocated_mse"]
+        ax.errorbar(part["size"], part["relocated_mse"], yerr=[low, high], marker="o", capsize=3, label=strategy)
+    if len(result.reference):
+        ax.axhline(result.reference["relocated_mse"].mean(), color="black", linestyle="--", linewidth=0.8,
+                   label=f"fit on {result.settings['reference_images']} images")
+        ax.axhline(result.reference["target_reconstruction_mse"].mean(), color="gray", linestyle=":",
+                   linewidth=0.8, label="reconstruction")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(summary["size"])))
+    ax.set_xticklabels([str(s) for s in sorted(set(summary["size"]))])
+    ax.set_xlabel("anchor images")
+    ax.set_ylabel("relocated image MSE (test)")
+    ax.set_title(f"Anchor strategies, models {', '.join(result.settings['models'])}")
+    ax.legend(fontsize=8)
+    return figure_png(fig)

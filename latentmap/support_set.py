@@ -370,7 +370,7 @@ def _round(value, digits: int = 6):
     return None if value is None else round(float(value), digits)
 
 
-def _figure(width: float = 6.5, height: float = 3.2):
+def new_figure(width: float = 6.5, height: float = 3.2):
     # Figure + Agg canvas directly: no pyplot state and no global backend switch
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -380,7 +380,7 @@ def _figure(width: float = 6.5, height: float = 3.2):
     return fig
 
 
-def _png(fig) -> bytes:
+def figure_png(fig) -> bytes:
     import io
 
     buffer = io.BytesIO()
@@ -393,7 +393,7 @@ def info_gain_png(info, k: int, model_name: str) -> bytes:
     """Gains in ranking order; the k variables that define the sectors are highlighted."""
     ranking = info.ranking
     gains = info.gains[ranking]
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
     colors = ["#c0392b" if r < k else "#7f8c8d" for r in range(len(ranking))]
     ax.bar(np.arange(len(ranking)), gains, color=colors, width=0.85)
@@ -401,12 +401,12 @@ def info_gain_png(info, k: int, model_name: str) -> bytes:
     ax.set_ylabel("information gain (MSE increase)")
     ax.set_title(f"Information gain of the latent variables of {model_name} ({info.n_images} images)")
     ax.axhline(0, color="black", linewidth=0.6)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
     """Sector populations sorted from most to least crowded (log scale): how far from uniform they are."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
     ordered = np.sort(pops)[::-1]
     ax.bar(np.arange(len(ordered)), np.maximum(ordered, 0.5), color="#2c7fb8", width=0.9)
@@ -414,4 +414,4 @@ def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
     ax.set_xlabel(f"the {len(pops)} sectors, most crowded first")
     ax.set_ylabel("images in sector")
     ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)")
-    return _png(fig)
+    return figure_png(fig)
