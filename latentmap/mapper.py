@@ -52,7 +52,7 @@ class IllConditionedWarning(UserWarning):
     """The normal equations were singular: the minimum-norm solution was returned."""
 
 
-def _as_tensor(a, what: str) -> tuple[torch.Tensor, str]:
+def _as_tensor(a, what: str, check_finite: bool = True) -> tuple[torch.Tensor, str]:
     """numpy/torch 2-D input -> (tensor, kind) without copying when possible."""
     if isinstance(a, torch.Tensor):
         t, kind = a.detach(), "torch"
@@ -64,10 +64,16 @@ def _as_tensor(a, what: str) -> tuple[torch.Tensor, str]:
         raise ShapeMismatchError(f"{what} must be 2-dimensional [N, d], got shape {tuple(t.shape)} instead")
     if not (t.dtype.is_floating_point or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise ShapeMismatchError(f"{what} must hold real numbers, got dtype {t.dtype} instead")
-    if t.dtype.is_floating_point and not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).any(dim=1).sum())
-        raise NonFiniteError(f"{what} contain NaN or infinite values (in {bad} of {len(t)} rows)")
+    if check_finite and t.dtype.is_floating_point and not torch.isfinite(t).all():
+        _raise_non_finite(t, what)
     return t, kind
+
+
+def _raise_non_finite(t: torch.Tensor, what: str):
+    bad = int((~torch.isfinite(t)).any(dim=1).sum()) if t.dtype.is_floating_point else 0
+    if bad:
+        raise NonFiniteError(f"{what} contain NaN or infinite values (in {bad} of {len(t)} rows)")
+    raise NonFiniteError(f"{what} hold values too large for float64 statistics (their squares overflow)")
 
 
 class LinearMap(BaseEstimator):
@@ -101,8 +107,9 @@ class LinearMap(BaseEstimator):
             raise ConfigError(f"alpha applies to method 'lstsq' only; procrustes got alpha={alpha}")
 
     def _check_pair(self, X, Y):
-        x, kind = _as_tensor(X, "source latents X")
-        y, _ = _as_tensor(Y, "target latents Y")
+        # finiteness is checked on the batch statistics (d² numbers instead of N·d), see _accumulate
+        x, kind = _as_tensor(X, "source latents X", check_finite=False)
+        y, _ = _as_tensor(Y, "target latents Y", check_finite=False)
         if x.shape[0] != y.shape[0]:
             raise ShapeMismatchError(
                 f"X and Y must have the same number of rows (one pair per image), got {x.shape[0]} and {y.shape[0]}"
@@ -133,6 +140,12 @@ class LinearMap(BaseEstimator):
         xc, yc = xd - mx, yd - my
         batch = {"n": n_b, "mean_x": mx, "mean_y": my, "cxx": xc.T @ xc, "cxy": xc.T @ yc,
                  "cyy": (yc * yc).sum(0)}
+        # a NaN or inf anywhere in the batch reaches cxx/cxy/cyy (inf - inf = NaN in the centering)
+        if not bool(torch.isfinite(batch["cxy"]).all() and torch.isfinite(batch["cxx"]).all()
+                    and torch.isfinite(batch["cyy"]).all()):
+            if not (torch.isfinite(xd).all() and torch.isfinite(batch["cxx"]).all()):
+                _raise_non_finite(x, "source latents X")
+            _raise_non_finite(y, "target latents Y")
         s = getattr(self, "_stats", None)
         if s is None:
             self._stats = batch

@@ -178,6 +178,10 @@ def test_bad_input_errors():
     bad[3, 2] = np.nan
     with pytest.raises(NonFiniteError, match="NaN"):
         LinearMap().fit(bad, y)
+    with pytest.raises(NonFiniteError, match=r"target latents Y contain NaN.*1 of 50 rows"):
+        LinearMap().fit(x, np.where(np.arange(50)[:, None] == 7, np.nan, y))
+    with pytest.raises(NonFiniteError, match="too large"):
+        LinearMap().fit(x * 1e300, y)
     bad[3, 2] = np.inf
     with pytest.raises(NonFiniteError):
         LinearMap().partial_fit(x, np.where(y > 1e9, 0, y)).partial_fit(bad, y)
