@@ -21,7 +21,7 @@ import torch
 from .atomic import atomic_directory
 from .errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from .models.base import LatentModel
-from .sectors import DEFAULT_MIN_SHARE, populations
+from .sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 
 MANIFEST_NAME = "manifest.json"
 IMAGES_NAME = "images.npy"
@@ -187,9 +187,12 @@ def select_from_sectors(codes: torch.Tensor, k: int, size: int, generator: torch
 
 def _shuffled_members(codes: torch.Tensor, sectors, generator) -> dict[int, list[int]]:
     """Every sector's members in a seeded random order (drawn in sector order, so reproducible)."""
+    order = torch.argsort(codes, stable=True)  # group by sector once instead of scanning per sector
+    counts = torch.bincount(codes[codes != NO_SECTOR], minlength=max(sectors) + 1)
+    starts = torch.cumsum(counts, 0) - counts + int((codes == NO_SECTOR).sum())
     members = {}
     for s in sectors:
-        pos = torch.nonzero(codes == s).flatten()
+        pos = order[int(starts[s]):int(starts[s]) + int(counts[s])]
         members[s] = pos[torch.randperm(len(pos), generator=generator)].tolist()
     return members
 

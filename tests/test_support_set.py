@@ -261,3 +261,14 @@ def test_save_load_round_trip(model, data, tmp_path):
     assert stats["support_pairwise_mse"] == pytest.approx(mean_pairwise_mse(ss.images), abs=1e-6)
     assert stats["dataset_random_pairs_mse"] > 0 and stats["random_pairs"] == 200
     assert manifest["model"]["name"] == "partial" and manifest["size"] == 9
+
+
+def test_precomputed_latents_and_gain_give_the_same_set(model, data):
+    from latentmap.support_set import subsample_information_gain
+
+    fresh = build_support_set(model, data, size=10, seed=5, gain_images=70, pairs=100)
+    info = subsample_information_gain(model, data, np.arange(len(data)), 70, 5)
+    reused = build_support_set(model, data, size=10, seed=5, pairs=100, latents=model.encode_all(data), info=info)
+    assert reused.indices == fresh.indices and reused.manifest == fresh.manifest
+    with pytest.raises(ValueError, match=r"latents of the split must have shape \(300, 6\)"):
+        build_support_set(model, data, size=10, latents=torch.zeros(299, 6))
