@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_directory
-from .errors import ConfigError, DependencyError, ShapeMismatchError
+from .errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
 from .mapper import LinearMap
 from .metrics import per_image_mse, per_image_ssim
 
@@ -340,13 +340,13 @@ def fit_all_pairs(models, fit_data=None, *, samples: int | None = None, bias: bo
                     maps[(i, j)].partial_fit(z, models[j].encode(images).to(z.device), solve=False)
     else:
         for x in _image_batches(fit_data, batch_size):
-            latents = [m.encode(x).cpu() for m in models]
+            latents = [m.encode(x) for m in models]  # statistics stay on each source model's device
             for i, j in pairs:
                 maps[(i, j)].partial_fit(latents[i], latents[j], solve=False)
     for (i, j), m in maps.items():
         try:
             m.solve()
-        except Exception as exc:  # name the pair; keep the error's class for the CLI's policy
+        except LatentmapError as exc:  # name the pair; keep the error's class for the CLI's policy
             exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
             raise
     return maps

@@ -247,3 +247,15 @@ def test_memory_does_not_grow_with_images():
     sizes = {k: tuple(v.shape) for k, v in m._stats.items() if isinstance(v, torch.Tensor)}
     assert sizes == {"mean_x": (4,), "mean_y": (3,), "cxx": (4, 4), "cxy": (4, 3), "cyy": (3,)}
     assert m.n_samples_seen_ == 2000
+
+
+@pytest.mark.gpu
+def test_cuda_tensors_accumulate_and_map_on_their_device():
+    x, y, _, _ = make_pair()
+    xt, yt = torch.from_numpy(x).float().cuda(), torch.from_numpy(y).float().cuda()
+    m = LinearMap().partial_fit(xt[:200], yt[:200]).partial_fit(xt[200:], yt[200:])
+    assert m._stats["cxx"].device.type == "cuda" and m._stats["cxx"].dtype == torch.float64
+    out = m.transform(xt)
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    ref = LinearMap().fit(x.astype(np.float32), y.astype(np.float32))
+    assert rel_err(m.coef_, ref.coef_) < 1e-10
