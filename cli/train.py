@@ -24,7 +24,8 @@ def _channels(ctx, param, value):
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @seed_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate [default: 1e-3; gan 2e-4; stylegan 2e-3].")
 @device_option
 @click.option("--out", required=True, type=click.Path(), help="Checkpoint folder to write (atomically).")
 @click.option("--name", default=None, help="Model name (default: the folder name).")
@@ -32,14 +33,46 @@ def _channels(ctx, param, value):
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Width of the dense layer.")
 @click.option("--train-images", type=click.IntRange(min=1), default=None, help="Use only N training images.")
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Evaluate on only N test images.")
+@click.option("--model", "model_spec", default=None,
+              help="inverter: the generator (checkpoint, StyleGAN-style pickle or py:module:factory).")
+@click.option("--trust-pickle", is_flag=True, default=False,
+              help="Allow unpickling --model (this runs code stored in the file).")
+@click.option("--inverter-steps", type=click.IntRange(min=1), default=None,
+              help="gan/stylegan/inverter: inverter training steps [default: 2000].")
+@click.option("--inverter-batch-size", type=click.IntRange(min=2), default=None, help="[default: 128]")
+@click.option("--inverter-lr", type=click.FloatRange(min=0, min_open=True), default=None, help="[default: 1e-3]")
+@click.option("--inverter-image-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the image MSE added to the inverter's latent MSE [default: 0].")
+@click.option("--inverter-channels", callback=_channels, default=None, help="Inverter conv channels per stage.")
+@click.option("--z-dim", type=click.IntRange(min=1), default=None, help="stylegan: size of z (default: --latent-dim).")
+@click.option("--r1-gamma", type=click.FloatRange(min=0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
 @progress_option
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, name, channels, hidden,
-            train_images, test_images, progress):
-    """Train a reference model of KIND and save it as a checkpoint folder."""
+            train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
+            inverter_image_weight, inverter_channels, z_dim, r1_gamma, progress):
+    """Train a reference model of KIND and save it as a checkpoint folder.
+
+    For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
+    inverter is trained on the generator's own samples after the adversarial epochs.
+    `inverter` trains the W inverter of --model (e.g. a StyleGAN-style pickle with
+    --trust-pickle) and writes it as a checkpoint that refers to the generator.
+    """
+    if model_spec and kind != "inverter":
+        raise click.BadParameter("--model is only used with `latentmap train inverter`", param_hint="--model")
+    if kind == "inverter" and not model_spec:
+        raise click.BadParameter("`latentmap train inverter` needs --model PATH", param_hint="--model")
+    if lr is None:  # each trainer has its own sensible default (Adam for VAEs, GAN rates for GANs)
+        lr = getattr(TRAINERS[kind], "default_lr", 1e-3)
+    options = {"channels": channels, "hidden": hidden}
+    extra = {"model": model_spec, "trust_pickle": trust_pickle or None, "inverter_steps": inverter_steps,
+             "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
+             "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels, "z_dim": z_dim,
+             "r1_gamma": r1_gamma}
+    options.update({k: v for k, v in extra.items() if v is not None})
     settings = TrainSettings(kind=kind, out=out, dataset=dataset, latent_dim=latent_dim, epochs=epochs, seed=seed,
                              batch_size=batch_size, lr=lr, device=device, name=name, data_dir=data_dir,
                              train_images=train_images, test_images=test_images, progress=progress,
-                             options={"channels": channels, "hidden": hidden})
+                             options=options)
     model = train(settings)
     metrics = model.metadata.get("metrics", {})
     click.echo(f"saved {kind} '{model.name}' to {out}: test MSE {metrics.get('test_mse', float('nan')):.5f}")

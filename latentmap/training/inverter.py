@@ -1,0 +1,167 @@
+"""Inversion networks trained on a generator's own samples, and how well they invert.
+
+z -> G(z) -> E -> z_hat with MSE in latent space (for StyleGAN-style models z is w), optionally
+plus the image MSE of G(z_hat) against G(z). Used by the GAN and StyleGAN trainers and by
+``latentmap train inverter --model PATH`` for generators people already have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.nn import functional as F
+
+from ..checkpoint import save_checkpoint
+from ..device import resolve_device
+from ..errors import ConfigError
+from ..metrics import per_image_mse, reconstruction_mse
+from ..report.grid import grid_png
+from .common import TrainSettings, Timer, environment_record, load_splits, register_trainer, seed_everything
+
+INVERTER_DEFAULTS = {"inverter_steps": 2000, "inverter_batch_size": 128, "inverter_lr": 1e-3,
+                     "inverter_image_weight": 0.0}
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Temporarily stop gradients into ``module``'s parameters (they flow through it to the inputs)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def train_inverter(model, *, steps: int, batch_size: int = 128, lr: float = 1e-3, image_weight: float = 0.0,
+                   generator: torch.Generator | None = None, progress: bool = False, what: str = "inverter") -> list[dict]:
+    """Train ``model.inverter`` on a stream of the model's own samples; returns a short log."""
+    if steps < 1 or batch_size < 2:
+        raise ConfigError(f"inverter steps must be >= 1 and batch size >= 2, got {steps} and {batch_size} instead")
+    if image_weight < 0:
+        raise ConfigError(f"inverter image weight must be non-negative, got {image_weight} instead")
+    inverter = getattr(model, "inverter", None)
+    if not isinstance(inverter, torch.nn.Module):
+        raise ConfigError(f"model '{model.name}' of kind '{model.kind}' has no inversion network to train")
+    generator = generator or torch.Generator().manual_seed(0)
+    optimizer = torch.optim.Adam(inverter.parameters(), lr=lr)
+    # cosine decay: the last steps polish the inverter instead of jittering around
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * 0.05)
+    decoder_modules = [m for name, m in model.modules().items() if name != "inverter"]
+    for m in decoder_modules:
+        m.eval()
+    log, window = [], []
+    from tqdm.auto import tqdm
+
+    with contextlib.ExitStack() as stack:
+        for m in decoder_modules:
+            stack.enter_context(frozen(m))
+        bar = stack.enter_context(tqdm(total=steps, desc=what, disable=not progress, leave=False, unit="step"))
+        inverter.train()
+        for step in range(1, steps + 1):
+            z = model.sample_prior(batch_size, generator).to(model.device)
+            with torch.no_grad():
+                x = model._decode(z)
+            z_hat = inverter(x)
+            loss = F.mse_loss(z_hat, z)
+            latent_mse = float(loss.detach())
+            if image_weight:
+                loss = loss + image_weight * F.mse_loss(model._decode(z_hat), x)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            window.append(latent_mse)
+            bar.update(1)
+            if step % 100 == 0 or step == steps:
+                log.append({"step": step, "latent_mse": sum(window) / len(window), "loss": float(loss.detach())})
+                bar.set_postfix(latent_mse=f"{log[-1]['latent_mse']:.4f}")
+                window = []
+    inverter.eval()
+    return log
+
+
+@torch.no_grad()
+def evaluate_inverter(model, test_ds=None, *, samples: int = 1000, batch_size: int = 250,
+                      generator: torch.Generator | None = None) -> dict:
+    """Image MSE of G(E(x)) against x on the model's own samples and, if given, on real test images.
+
+    The gap between the two is the expressiveness test of the source texts: a generator
+    reproduces its own samples far better than images it cannot produce.
+    """
+    generator = generator or torch.Generator().manual_seed(1234)
+    img_total, lat_total = 0.0, 0.0
+    for start in range(0, samples, batch_size):
+        z = model.sample_prior(min(batch_size, samples - start), generator)
+        x = model.decode(z)
+        z_hat = model.encode(x)
+        img_total += float(per_image_mse(model.decode(z_hat), x).sum())
+        lat_total += float((z_hat.cpu() - z).pow(2).mean(1).sum())
+    out = {"own_samples_image_mse": img_total / samples, "own_samples_latent_mse": lat_total / samples,
+           "own_samples": samples}
+    if test_ds is not None:
+        out["real_test_image_mse"] = reconstruction_mse(model, test_ds, batch_size=batch_size)
+        out["real_test_images"] = len(test_ds)
+    return out
+
+
+def inverter_options(options: dict) -> dict:
+    """The inverter settings of a run, defaults filled in."""
+    return {k: (options.get(k) if options.get(k) is not None else v) for k, v in INVERTER_DEFAULTS.items()}
+
+
+def fit_and_record_inverter(model, settings: TrainSettings, test_ds, generator: torch.Generator) -> dict:
+    """Train the inverter with the run's options, evaluate it, and store both in ``model.metadata``."""
+    opts = inverter_options(settings.options)
+    with Timer() as timer:
+        log = train_inverter(model, steps=int(opts["inverter_steps"]), batch_size=int(opts["inverter_batch_size"]),
+                             lr=float(opts["inverter_lr"]), image_weight=float(opts["inverter_image_weight"]),
+                             generator=generator, progress=settings.progress, what=f"{settings.model_name} inverter")
+    metrics = evaluate_inverter(model, test_ds)
+    if settings.progress:
+        print(f"inverter: image MSE on own samples {metrics['own_samples_image_mse']:.5f}, "
+              f"on real test images {metrics.get('real_test_image_mse', float('nan')):.5f} ({timer.seconds:.0f}s)")
+    model.metadata.setdefault("training", {})["inverter"] = {**opts, "log": log, "seconds": round(timer.seconds, 2)}
+    model.metadata.setdefault("metrics", {}).update(
+        {"inverter": metrics, "test_mse": metrics.get("real_test_image_mse")})
+    return metrics
+
+
+def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> bytes:
+    """Rows: own samples, their inversions, real test images, their inversions."""
+    with torch.no_grad():
+        x = model.decode(model.sample_prior(n, generator)).cpu()
+        real = test_ds.batch(range(min(n, len(test_ds))))
+        return grid_png([x, model.reconstruct(x).cpu(), real, model.reconstruct(real).cpu()])
+
+
+@register_trainer("inverter")
+def train_inverter_command(settings: TrainSettings):
+    """``latentmap train inverter --model SPEC``: (re)train the inverter of a generator and save it."""
+    from ..checkpoint import load_model
+
+    spec = settings.options.get("model")
+    if not spec:
+        raise ConfigError("training an inverter needs --model PATH (a checkpoint, a StyleGAN-style pickle or py:...)")
+    device = resolve_device(settings.device)
+    generator = seed_everything(settings.seed)
+    model = load_model(spec, device=device, allow_pickle=bool(settings.options.get("trust_pickle")))
+    if settings.name:
+        model.name = settings.name
+    if not isinstance(getattr(model, "inverter", None), torch.nn.Module):
+        raise ConfigError(f"model '{model.name}' of kind '{model.kind}' has no inversion network to train "
+                          "(its encoder is part of the model)")
+    _, test_ds = load_splits(settings)
+    if tuple(test_ds.image_shape) != model.image_shape:
+        raise ConfigError(f"dataset '{settings.dataset}' has images of shape {tuple(test_ds.image_shape)}, "
+                          f"model '{model.name}' makes {model.image_shape}")
+    fit_and_record_inverter(model, settings, test_ds, generator)
+    model.metadata.setdefault("training", {})["settings"] = settings.record()
+    model.metadata["training"]["environment"] = environment_record(device)
+    model.metadata.setdefault("dataset", settings.dataset)
+    extra = {"inversions.png": inversion_grid(model, test_ds, torch.Generator().manual_seed(settings.seed))}
+    save_checkpoint(model, settings.out, extra_files=extra)
+    return model

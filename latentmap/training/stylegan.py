@@ -1,0 +1,51 @@
+"""Training of the small StyleGAN-style generator, then its W inverter.
+
+Adam with beta1 = 0 and a lazy R1 penalty, as in StyleGAN2; the mapping network learns at
+a tenth of the rate (StyleGAN uses 1/100 with equalized learning rates) so W stays
+stable while the synthesis network adapts to it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..device import resolve_device
+from ..models.gan import DCGANDiscriminator
+from ..models.stylegan import StyleGANW
+from .common import TrainSettings, Timer, load_splits, register_trainer, seed_everything
+from .gan import adversarial_training, finish_generator
+
+
+@register_trainer("stylegan")
+def train_stylegan(settings: TrainSettings):
+    device = resolve_device(settings.device)
+    generator = seed_everything(settings.seed)
+    train_ds, test_ds = load_splits(settings)
+    opts = settings.options
+    arch = {"z_dim": opts.get("z_dim"), "channels": opts.get("channels"), "mapping_layers": opts.get("mapping_layers"),
+            "inverter_channels": opts.get("inverter_channels"), "inverter_hidden": opts.get("hidden")}
+    model = StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim,
+                      **{k: v for k, v in arch.items() if v is not None}).to(device)
+    G = model.G
+    disc_channels = opts.get("disc_channels") or [64, 128][:len(model.inverter_channels)] + \
+        [256] * max(0, len(model.inverter_channels) - 2)
+    discriminator = DCGANDiscriminator(model.image_shape, disc_channels).to(device)
+
+    def generate(z):
+        ws = G.mapping(z, None, update_w_avg=True)
+        return (G.synthesis(ws) + 1) / 2
+
+    r1_gamma = float(opts.get("r1_gamma") if opts.get("r1_gamma") is not None else 0.5)
+    with Timer() as timer:
+        log = adversarial_training(settings, generate=generate, z_dim=model.z_dim, g_modules=[G],
+                                   discriminator=discriminator, train_ds=train_ds, generator=generator,
+                                   device=device, betas=(0.0, 0.99), r1_gamma=r1_gamma,
+                                   param_groups=[{"params": G.mapping.parameters(), "lr": settings.lr * 0.1},
+                                                 {"params": G.synthesis.parameters()}])
+    model.metadata.setdefault("training", {})["r1_gamma"] = r1_gamma
+    finish_generator(model, settings, device, test_ds, log, generator, timer.seconds,
+                     "StyleGAN-style: non-saturating logistic loss, lazy R1, Adam(0, 0.99)")
+    return model
+
+
+train_stylegan.default_lr = 2e-3

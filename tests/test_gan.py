@@ -1,0 +1,91 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conformance import check_adapter
+from generator_helpers import train_tiny
+from latentmap import load_model
+from latentmap.cli.main import main
+from latentmap.metrics import per_image_mse
+from latentmap.models.gan import DCGANGenerator, GANModel, recalibrate_batchnorm
+
+
+@pytest.fixture(scope="module")
+def tiny_gan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gan") / "tiny-gan"
+    model = train_tiny("gan", out)
+    return model, out
+
+
+def test_conformance(tiny_gan, tmp_path):
+    model, _ = tiny_gan
+    images = torch.rand(6, *model.image_shape)
+    check_adapter(model, images, tmp_path)
+
+
+def test_inverter_beats_prior_mean_on_own_samples(tiny_gan):
+    model, _ = tiny_gan
+    x = model.sample(200, torch.Generator().manual_seed(7))
+    inverted = per_image_mse(model.reconstruct(x), x).mean()
+    at_mean = per_image_mse(model.decode(torch.zeros(len(x), model.latent_dim)), x).mean()
+    assert inverted < 0.3 * at_mean, (float(inverted), float(at_mean))
+
+
+def test_checkpoint_records_inverter_metrics_and_grids(tiny_gan):
+    model, out = tiny_gan
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "gan" and config["latent_dim"] == 8
+    inv = config["metrics"]["inverter"]
+    assert 0 < inv["own_samples_image_mse"] < inv["real_test_image_mse"]
+    assert config["metrics"]["test_mse"] == inv["real_test_image_mse"]
+    assert len(config["training"]["log"]) == 1 and config["training"]["inverter"]["inverter_steps"] == 100
+    assert (out / "samples.png").stat().st_size > 0 and (out / "inversions.png").is_file()
+    reloaded = load_model(out)
+    assert not any(k.startswith("discriminator") for k in reloaded.state_tensors())  # training-only, not shipped
+
+
+def test_recalibrated_batchnorm_matches_training_mode_statistics():
+    torch.manual_seed(0)
+    g = DCGANGenerator(4, (1, 28, 28), [8, 16])
+    batches = [torch.randn(128, 4) for _ in range(4)]
+    g.train()
+    with torch.no_grad():
+        for _ in range(3):  # a few momentum updates: running stats far from the batch statistics
+            g(torch.randn(4, 4) * 5)
+    z = torch.randn(256, 4)
+    g.eval()
+    before = g(z)
+    recalibrate_batchnorm(g, batches)
+    g.eval()
+    after = g(z)
+    g.train()
+    with torch.no_grad():
+        target = g(z)
+    assert (after - target).abs().mean() < 0.2 * (before - target).abs().mean()
+
+
+def test_gan_architecture_round_trip():
+    model = GANModel("g", (1, 28, 28), 6, channels=[8, 16], inverter_hidden=32)
+    rebuilt = GANModel.from_architecture("g", (1, 28, 28), 6, model.architecture())
+    assert rebuilt.architecture() == model.architecture() == {"channels": [8, 16], "inverter_channels": [8, 16],
+                                                              "inverter_hidden": 32}
+
+
+def test_cli_train_gan_and_usage_errors(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli-gan"
+    result = runner.invoke(main, ["train", "gan", "--latent-dim", "4", "--epochs", "1", "--train-images", "64",
+                                  "--test-images", "16", "--batch-size", "32", "--channels", "8,16", "--hidden", "16",
+                                  "--inverter-steps", "5", "--inverter-batch-size", "16", "--device", "cpu",
+                                  "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["training"]["settings"]["lr"] == 2e-4  # the GAN default, not the VAE's 1e-3
+    assert config["training"]["inverter"]["inverter_steps"] == 5
+
+    bad = runner.invoke(main, ["train", "gan", "--model", "x", "--out", str(tmp_path / "no")])
+    assert bad.exit_code == 2 and "--model" in bad.output and not (tmp_path / "no").exists()
+    missing = runner.invoke(main, ["train", "inverter", "--out", str(tmp_path / "no")])
+    assert missing.exit_code == 2 and "needs --model" in missing.output

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+import torch
+
+from conformance import check_adapter
+from generator_helpers import train_tiny
+from latentmap.models.stylegan import ModulatedConv, StyleGANW, StyleGenerator
+
+
+@pytest.fixture(scope="module")
+def tiny_stylegan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sg") / "tiny-stylegan"
+    return train_tiny("stylegan", out, latent_dim=8, z_dim=6), out
+
+
+def test_generator_follows_the_official_convention():
+    G = StyleGenerator(6, 8, (1, 28, 28), [16, 16, 8])
+    assert (G.z_dim, G.w_dim, G.c_dim, G.img_channels, G.img_resolution) == (6, 8, 0, 1, 28)
+    ws = G.mapping(torch.randn(3, 6), None)
+    assert ws.shape == (3, G.num_ws, 8)
+    assert torch.equal(ws[:, 0], ws[:, -1])  # one w broadcast to every layer
+    assert G.synthesis(ws).shape == (3, 1, 28, 28)
+    assert G.num_ws == 2 * 3 + 1  # two convs per resolution plus the last toRGB
+
+
+def test_demodulation_cancels_a_uniform_style_scale():
+    torch.manual_seed(0)
+    conv = ModulatedConv(4, 5, w_dim=3)
+    x, w = torch.randn(2, 4, 6, 6), torch.zeros(2, 3)
+    with torch.no_grad():
+        conv.affine.weight.zero_()
+        conv.affine.bias.fill_(1.0)
+        one = conv(x, w)
+        conv.affine.bias.fill_(3.0)
+        three = conv(x, w)
+        conv.affine.bias[0] = 0.1  # a non-uniform style does change the output
+        other = conv(x, w)
+    torch.testing.assert_close(one, three, rtol=1e-4, atol=1e-5)
+    assert (other - one).abs().max() > 1e-2
+
+
+def test_conformance(tiny_stylegan, tmp_path):
+    model, _ = tiny_stylegan
+    assert model.kind == "stylegan-w" and model.latent_dim == 8 and model.z_dim == 6
+    check_adapter(model, torch.rand(6, *model.image_shape), tmp_path)
+
+
+def test_prior_samples_are_mapped_z(tiny_stylegan):
+    model, _ = tiny_stylegan
+    w = model.sample_prior(5, torch.Generator().manual_seed(3))
+    z = torch.randn(5, model.z_dim, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(w, model.map_z(z))
+    mean = model.prior_mean(torch.Generator().manual_seed(1))
+    estimate = model.sample_prior(4000, torch.Generator().manual_seed(2)).mean(0)
+    assert mean.shape == (1, 8)
+    assert (mean[0] - estimate).norm() < 0.1 * w.std(0).norm()
+    torch.testing.assert_close(model.prior_mean(torch.Generator().manual_seed(1)), mean)  # seeded
+
+
+def test_w_inverter_beats_the_mean_of_w(tiny_stylegan):
+    model, out = tiny_stylegan
+    w = model.sample_prior(200, torch.Generator().manual_seed(11))
+    w_hat = model.encode(model.decode(w))
+    err = (w_hat - w).pow(2).mean()
+    spread = (w - w.mean(0)).pow(2).mean()
+    assert err < 0.5 * spread, (float(err), float(spread))
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"]["z_dim"] == 6 and config["training"]["r1_gamma"] == 0.5
+    assert config["metrics"]["inverter"]["own_samples_image_mse"] < config["metrics"]["inverter"]["real_test_image_mse"]
+
+
+def test_architecture_rebuilds_same_shapes():
+    model = StyleGANW("s", (1, 28, 28), 8, z_dim=5, channels=[16, 16, 8], inverter_channels=[8, 16], inverter_hidden=16)
+    rebuilt = StyleGANW.from_architecture("s", (1, 28, 28), 8, model.architecture())
+    assert {k: v.shape for k, v in rebuilt.state_tensors().items()} == \
+        {k: v.shape for k, v in model.state_tensors().items()}
