@@ -1,0 +1,195 @@
+"""StyleGAN-style generators people already have (official StyleGAN2/3 pickles and alike), in W space.
+
+Any object with ``mapping(z, c)``, ``synthesis(ws)`` and the attributes ``z_dim``, ``w_dim``
+and ``num_ws`` works. Such generators usually come as pickles, and unpickling runs code stored
+in the file: it happens only when the caller passes ``allow_pickle=True`` (CLI: ``--trust-pickle``),
+with a warning. The W inverter trained for one (``latentmap train inverter``) is saved as a
+checkpoint holding only the inverter; the generator stays in its file, pinned by sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source, sha256_file
+from ..errors import CheckpointError, ConfigError, UnsafeLoadError
+from .base import register_adapter
+from .conv import default_channels
+from .gan import InversionNetwork
+from .stylegan import WSpaceModel
+
+KIND = "external-stylegan"
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
+INVERTER_MAX_SIDE = 64  # larger images are area-resized before the inverter's convolutions
+
+
+class PickleWarning(UserWarning):
+    """Emitted whenever latentmap unpickles a file the caller allowed it to."""
+
+
+def check_convention(G, what: str = "generator") -> None:
+    """Raise ``ConfigError`` unless ``G`` follows the StyleGAN2/3 generator convention."""
+    missing = [name for name in ("mapping", "synthesis") if not callable(getattr(G, name, None))]
+    missing += [name for name in ("z_dim", "w_dim", "num_ws") if not isinstance(getattr(G, name, None), int)]
+    if missing:
+        raise ConfigError(f"{what} of type {type(G).__name__} does not follow the StyleGAN convention: "
+                          f"it lacks {', '.join(missing)} (needs mapping(z, c), synthesis(ws), z_dim, w_dim, num_ws)")
+
+
+def read_generator_pickle(path, *, allow_pickle: bool = False, key: str | None = None) -> nn.Module:
+    """Unpickle a StyleGAN-style generator (a dict holding 'G_ema'/'G', or the generator itself)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"generator file '{path}' does not exist")
+    if not allow_pickle:
+        raise UnsafeLoadError(
+            f"'{path}' is a pickle, and loading a pickle runs code stored in it; pass allow_pickle=True "
+            "(CLI: --trust-pickle) only if you trust where the file comes from")
+    warnings.warn(f"unpickling '{path}': this runs code stored in the file", PickleWarning, stacklevel=2)
+    try:
+        if path.suffix.lower() in (".pt", ".pth"):
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with open(path, "rb") as fh:
+                obj = pickle.load(fh)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ModuleNotFoundError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot unpickle '{path}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                              " (official StyleGAN pickles need their dnnlib and torch_utils packages importable)"
+                              ) from exc
+    if isinstance(obj, dict):
+        keys = [key] if key else ["G_ema", "G"]
+        found = next((k for k in keys if k in obj), None)
+        if found is None:
+            raise ConfigError(f"pickle '{path}' holds a dict without {' or '.join(repr(k) for k in keys)}; "
+                              f"its keys: {', '.join(map(str, obj))}")
+        obj = obj[found]
+    check_convention(obj, f"the object in '{path}'")
+    return obj
+
+
+def infer_image_shape(G) -> tuple[int, int, int]:
+    """(C, H, W) from ``img_channels``/``img_resolution``, else from one synthesis pass."""
+    c, r = getattr(G, "img_channels", None), getattr(G, "img_resolution", None)
+    if isinstance(c, int) and isinstance(r, int):
+        return c, r, r
+    with torch.no_grad():
+        device = next((p.device for p in G.parameters()), torch.device("cpu")) if isinstance(G, nn.Module) \
+            else torch.device("cpu")
+        ws = torch.zeros(1, G.num_ws, G.w_dim, device=device)
+        return tuple(int(s) for s in G.synthesis(ws).shape[1:])
+
+
+@register_adapter(KIND)
+class ExternalStyleGAN(WSpaceModel):
+    """A StyleGAN-convention generator ``G`` with a (trainable) W inverter; only the inverter is saved."""
+
+    def __init__(self, name, G, image_shape=None, *, source: str | None = None, source_sha256: str | None = None,
+                 key: str | None = None, label: int | None = None, inverter_channels=None, inverter_hidden: int = 256,
+                 inverter_size: int | None = None, metadata=None):
+        check_convention(G)
+        shape = tuple(int(s) for s in (image_shape or infer_image_shape(G)))
+        if inverter_size is None and max(shape[1:]) > INVERTER_MAX_SIDE:
+            inverter_size = INVERTER_MAX_SIDE
+        side_shape = (shape[0], inverter_size, inverter_size) if inverter_size else shape
+        self.inverter_channels = list(inverter_channels or default_channels(side_shape))
+        self.inverter_hidden, self.inverter_size = int(inverter_hidden), inverter_size
+        inverter = InversionNetwork(shape, self.inverter_channels, self.inverter_hidden, int(G.w_dim), inverter_size)
+        super().__init__(name, G, inverter, shape, label=label, metadata=metadata)
+        self.generator_source = {"source": source, "sha256": source_sha256, "key": key}
+        if source:  # kept in config.json however the model is saved
+            self.metadata["generator"] = dict(self.generator_source)
+
+    # only the inverter is ours to save: the generator's architecture lives in its own code
+    def state_tensors(self):
+        return {f"inverter.{k}": v.detach().cpu().contiguous() for k, v in self.inverter.state_dict().items()}
+
+    def load_state_tensors(self, tensors):
+        inverter_only = {k: v for k, v in tensors.items() if k.startswith("inverter.")}
+        if len(inverter_only) != len(tensors):
+            raise CheckpointError(f"weights of model '{self.name}' may hold only the inverter")
+        try:
+            self.inverter.load_state_dict({k[len("inverter."):]: v for k, v in inverter_only.items()}, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"weights do not fit the inverter of model '{self.name}': "
+                                  f"{str(exc).splitlines()[0]}") from exc
+
+    def architecture(self):
+        return {"inverter_channels": self.inverter_channels, "inverter_hidden": self.inverter_hidden,
+                "inverter_size": self.inverter_size, "label": self.label}
+
+    def save(self, path, *, overwrite: bool = True) -> None:
+        if not self.generator_source["source"]:
+            raise CheckpointError(f"model '{self.name}' wraps an in-memory generator; only generators loaded from a "
+                                  "file or a py: spec can be saved (the checkpoint refers to them)")
+        super().save(path, overwrite=overwrite)
+
+    @classmethod
+    def from_checkpoint(cls, folder, config, tensors):
+        raise UnsafeLoadError(f"checkpoint '{folder}' refers to a generator that must be unpickled or imported; "
+                              "load it with load_model(path, allow_pickle=True) (CLI: --trust-pickle)")
+
+
+def _is_pickle_file(spec: str) -> bool:
+    path = Path(spec)
+    return path.suffix.lower() in PICKLE_SUFFIXES and path.is_file()
+
+
+def _is_external_checkpoint(spec: str) -> bool:
+    cfg = Path(spec) / CONFIG_NAME
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("kind") == KIND
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return False  # the checkpoint loader reports malformed configs
+
+
+@register_model_source("stylegan-pickle", _is_pickle_file)
+def load_generator_pickle(spec: str, device=None, allow_pickle: bool = False, **options) -> ExternalStyleGAN:
+    """A StyleGAN-style pickle as a W-space model with a fresh (untrained) inverter."""
+    path = Path(spec).resolve()
+    G = read_generator_pickle(path, allow_pickle=allow_pickle, key=options.get("key"))
+    model = ExternalStyleGAN(path.stem, G, source=str(path), source_sha256=sha256_file(path), key=options.get("key"))
+    return model.to(device).eval()
+
+
+@register_model_source("external-stylegan-checkpoint", _is_external_checkpoint)
+def load_external_checkpoint(spec: str, device=None, allow_pickle: bool = False) -> ExternalStyleGAN:
+    """An inverter checkpoint: re-read its generator (verified by sha256), then the inverter weights."""
+    folder = Path(spec)
+    config = read_config(folder)
+    gen = config.get("generator") or {}
+    source = gen.get("source")
+    if not source:
+        raise CheckpointError(f"{folder / CONFIG_NAME} does not say where its generator comes from ('generator.source')")
+    if str(source).startswith("py:"):
+        from .wrapped import call_factory
+
+        if not allow_pickle:
+            raise UnsafeLoadError(f"checkpoint '{folder}' imports and runs '{source}' to build its generator; pass "
+                                  "allow_pickle=True (CLI: --trust-pickle) only if you trust that code")
+        G = call_factory(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"generator '{path}' of checkpoint '{folder}' does not exist")
+        if gen.get("sha256") and sha256_file(path) != gen["sha256"]:
+            raise CheckpointError(f"generator '{path}' changed since checkpoint '{folder}' was trained on it "
+                                  "(sha256 differs); its inverter no longer fits")
+        G = read_generator_pickle(path, allow_pickle=allow_pickle, key=gen.get("key"))
+    metadata = {k: v for k, v in config.items() if k not in ("name", "kind", "image_shape", "latent_dim",
+                                                             "architecture", "weights", "format", "format_version")}
+    model = ExternalStyleGAN(config.get("name", folder.name), G, config["image_shape"], source=source,
+                             source_sha256=gen.get("sha256"), key=gen.get("key"), metadata=metadata,
+                             **config.get("architecture", {}))
+    if model.latent_dim != config["latent_dim"]:
+        raise CheckpointError(f"generator of checkpoint '{folder}' has w_dim {model.latent_dim}, "
+                              f"config.json says {config['latent_dim']}")
+    model.load_state_tensors(read_weights(folder, config))
+    return model.to(device).eval()

@@ -1,0 +1,78 @@
+"""pythae model folders (``AutoModel``) as latentmap models; needs the extra ``latentmap[pythae]``.
+
+encode = the encoder's embedding, decode = the decoder's reconstruction, and for VAEs the
+posterior comes from log_covariance (pythae's log-variance). Folders of models with custom
+networks hold them as pickles (encoder.pkl / decoder.pkl), which run code when loaded: those
+need the trust flag. Default networks are rebuilt from model_config.json, and model.pt is read
+by torch.load, which restricts itself to tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from ..checkpoint import register_model_source
+from ..errors import CheckpointError, DependencyError, UnsafeLoadError
+from .base import register_adapter
+from .wrapped import WrappedModel
+
+PYTHAE_CONFIG = "model_config.json"
+
+
+@register_adapter("pythae")
+class PythaeModel(WrappedModel):
+    """A loaded pythae model; saved models stay in pythae's own folder format."""
+
+    def __init__(self, name, pythae_model, source: str | None = None, metadata=None):
+        config = pythae_model.model_config
+        image_shape = tuple(getattr(config, "input_dim", None) or ())
+        if len(image_shape) != 3:
+            raise CheckpointError(f"pythae model '{name}' has input_dim {getattr(config, 'input_dim', None)}; "
+                                  "latentmap needs image models with input_dim (C, H, W)")
+        self.pythae_model = pythae_model
+        super().__init__(name, pythae_model.encoder, pythae_model.decoder, image_shape, kind="pythae",
+                         metadata=metadata)
+        self.kind = "pythae"
+        self.source = source
+        self.metadata.setdefault("pythae", {"model_name": getattr(config, "name", type(pythae_model).__name__),
+                                            "source": source})
+
+    def save(self, path, *, overwrite: bool = True) -> None:
+        raise CheckpointError(f"model '{self.name}' is a pythae model: keep it in its pythae folder "
+                              f"({self.source or 'save it with pythae'}) and load that")
+
+
+def _is_pythae_folder(spec: str) -> bool:
+    folder = Path(spec)
+    return (folder / PYTHAE_CONFIG).is_file() and (folder / "model.pt").is_file()
+
+
+@register_model_source("pythae", _is_pythae_folder)
+def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> PythaeModel:
+    folder = Path(spec)
+    try:
+        from pythae.models import AutoModel
+    except ImportError as exc:
+        raise DependencyError(f"'{folder}' is a pythae model folder; loading it needs pythae: "
+                              "pip install 'latentmap[pythae]'") from exc
+    try:
+        config = json.loads((folder / PYTHAE_CONFIG).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{folder / PYTHAE_CONFIG} is not valid JSON: {exc}") from exc
+    custom = [part for part in ("encoder", "decoder")
+              if not config.get(f"uses_default_{part}", True) or (folder / f"{part}.pkl").is_file()]
+    if custom:
+        if not allow_pickle:
+            raise UnsafeLoadError(
+                f"pythae folder '{folder}' holds its custom {' and '.join(custom)} as pickles, and loading a pickle "
+                "runs code stored in it; pass allow_pickle=True (CLI: --trust-pickle) only if you trust its source")
+        warnings.warn(f"unpickling the custom {' and '.join(custom)} of '{folder}': this runs code stored there",
+                      UserWarning, stacklevel=2)
+    try:
+        model = AutoModel.load_from_folder(str(folder))
+    except (FileNotFoundError, KeyError, RuntimeError, NameError) as exc:
+        raise CheckpointError(f"pythae cannot load '{folder}': {str(exc).splitlines()[0]}") from exc
+    name = folder.name if folder.name not in ("final_model", "checkpoint") else folder.parent.name
+    return PythaeModel(name, model, source=str(folder)).to(device).eval()

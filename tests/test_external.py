@@ -1,0 +1,161 @@
+import json
+import pickle
+from dataclasses import dataclass
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import helpers_external as hx
+from conformance import check_adapter
+from latentmap import load_model, wrap
+from latentmap.cli.main import main
+from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnsafeLoadError
+from latentmap.models.external_stylegan import ExternalStyleGAN, PickleWarning
+from latentmap.models.wrapped import WrappedModel
+from latentmap.training.inverter import evaluate_inverter, train_inverter
+
+
+@pytest.fixture
+def generator_pickle(tmp_path):
+    path = tmp_path / "tiny-stylegan.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"G_ema": hx.make_stylegan(), "D": None}, fh)
+    return path
+
+
+def test_pickles_are_refused_without_the_trust_flag(generator_pickle):
+    with pytest.raises(UnsafeLoadError, match="allow_pickle=True .*--trust-pickle"):
+        load_model(generator_pickle)
+
+
+def test_cli_refuses_pickles_without_trust_and_writes_nothing(generator_pickle, tmp_path):
+    out = tmp_path / "inv"
+    result = CliRunner().invoke(main, ["train", "inverter", "--model", str(generator_pickle), "--out", str(out),
+                                       "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 2
+    assert "--trust-pickle" in result.output and "Traceback" not in result.output
+    assert not out.exists() and not list(tmp_path.glob(".inv*"))
+
+
+def test_trusted_pickle_is_a_w_space_model(generator_pickle, tmp_path):
+    with pytest.warns(PickleWarning, match="runs code"):
+        model = load_model(generator_pickle, allow_pickle=True)
+    assert isinstance(model, ExternalStyleGAN) and model.kind == "external-stylegan"
+    assert model.latent_dim == 6 and model.z_dim == 8 and model.image_shape == (1, 28, 28)
+    # decode runs synthesis with constant noise, so it is deterministic
+    w = model.sample_prior(3, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.decode(w), model.decode(w), rtol=0, atol=0)
+    with pytest.warns(PickleWarning):
+        check_adapter(model, torch.rand(5, 1, 28, 28), tmp_path,
+                      loader=lambda p: load_model(p, allow_pickle=True))
+    saved = tmp_path / f"conformance-{model.name}"
+    with pytest.raises(UnsafeLoadError):  # the saved inverter refers to the pickle: trust needed again
+        load_model(saved)
+    config = json.loads((saved / "config.json").read_text())
+    assert set(k.split(".")[0] for k in __import__("safetensors.torch").torch.load_file(
+        str(saved / "model.safetensors"))) == {"inverter"}
+    assert config["generator"]["source"] == str(generator_pickle.resolve())
+
+
+def test_changed_generator_file_is_detected(generator_pickle, tmp_path):
+    with pytest.warns(PickleWarning):
+        model = load_model(generator_pickle, allow_pickle=True)
+    model.save(tmp_path / "inv")
+    with open(generator_pickle, "wb") as fh:
+        pickle.dump({"G_ema": hx.TinyStyleGenerator(w_dim=6)}, fh)
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(tmp_path / "inv", allow_pickle=True)
+
+
+def test_pickle_without_the_convention_is_rejected(tmp_path):
+    path = tmp_path / "other.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"G_ema": torch.nn.Linear(2, 2)}, fh)
+    with pytest.warns(PickleWarning), pytest.raises(ConfigError, match="StyleGAN convention"):
+        load_model(path, allow_pickle=True)
+
+
+@pytest.mark.filterwarnings("ignore::latentmap.models.external_stylegan.PickleWarning")
+def test_train_inverter_cli_on_a_trusted_pickle(generator_pickle, tmp_path):
+    out = tmp_path / "inverter"
+    result = CliRunner().invoke(main, ["train", "inverter", "--model", str(generator_pickle), "--trust-pickle",
+                                       "--inverter-steps", "150", "--inverter-batch-size", "32", "--inverter-lr", "3e-3",
+                                       "--test-images", "32", "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "external-stylegan" and "own_samples_image_mse" in config["metrics"]["inverter"]
+    with pytest.warns(PickleWarning):
+        trained = load_model(out, allow_pickle=True)
+        fresh = load_model(generator_pickle, allow_pickle=True)
+    before = evaluate_inverter(fresh, samples=200)["own_samples_latent_mse"]
+    after = evaluate_inverter(trained, samples=200)["own_samples_latent_mse"]
+    assert after < 0.5 * before
+
+
+def test_inverter_training_refuses_models_without_an_inverter():
+    with pytest.raises(ConfigError, match="no inversion network"):
+        train_inverter(wrap(hx.Encoder(), hx.make_decoder(), image_shape=(1, 28, 28)), steps=1)
+
+
+# ---------------------------------------------------------------- wrap and py: specs
+@dataclass
+class Posterior:
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+
+class FieldEncoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = hx.Encoder(stats=True)
+
+    def forward(self, x):
+        return Posterior(*self.inner(x))
+
+
+@pytest.mark.parametrize("encoder,vae_like", [(hx.Encoder(), False), (hx.Encoder(stats=True), True),
+                                              (FieldEncoder(), True)])
+def test_wrap_encoder_output_forms(encoder, vae_like, tmp_path):
+    model = wrap(encoder, hx.make_decoder(), image_shape=(1, 28, 28), kind="vae" if vae_like else "ae", name="w")
+    assert model.vae_like is vae_like and model.latent_dim == 5 and model.kind == ("vae" if vae_like else "ae")
+    check_adapter(model, torch.rand(4, 1, 28, 28), tmp_path, save=False)
+    with pytest.raises(CheckpointError, match="py:module:factory"):
+        model.save(tmp_path / "no")
+
+
+def test_wrap_checks_shapes_and_output_range():
+    with pytest.raises(ShapeMismatchError, match="latent_dim is 4, but the encoder returns latents of size 5"):
+        wrap(hx.Encoder(), hx.make_decoder(), image_shape=(1, 28, 28), latent_dim=4)
+    with pytest.raises(ShapeMismatchError, match="makes images of shape"):
+        wrap(hx.Encoder(), torch.nn.Sequential(torch.nn.Linear(5, 10), torch.nn.Unflatten(1, (1, 2, 5))),
+             image_shape=(1, 28, 28))
+    tanh = torch.nn.Sequential(torch.nn.Linear(5, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28)))
+    model = wrap(hx.Encoder(), tanh, image_shape=(1, 28, 28), output_range=(-1, 1))
+    z = torch.randn(3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(z), (tanh(z) + 1) / 2)
+
+
+def test_py_spec_models_and_their_checkpoints(tmp_path):
+    model = load_model("py:helpers_external:make_autoencoder")
+    assert isinstance(model, WrappedModel) and model.factory == "py:helpers_external:make_autoencoder"
+    check_adapter(model, torch.rand(4, 1, 28, 28), tmp_path, loader=lambda p: load_model(p, allow_pickle=True))
+    with pytest.raises(UnsafeLoadError, match="imports and runs"):
+        load_model(tmp_path / f"conformance-{model.name}")
+
+    vae = load_model("py:helpers_external:make_vae_dict")
+    assert vae.kind == "vae" and vae.vae_like and vae.name == "dict-vae"
+    check_adapter(vae, torch.rand(4, 1, 28, 28), tmp_path, loader=lambda p: load_model(p, allow_pickle=True))
+
+    sg = load_model("py:helpers_external:make_stylegan")
+    assert isinstance(sg, ExternalStyleGAN) and sg.latent_dim == 6
+
+
+@pytest.mark.parametrize("spec,message", [("py:helpers_external", "py:package.module:factory"),
+                                          ("py:no_such_module_x:f", "cannot import"),
+                                          ("py:helpers_external:missing", "no callable"),
+                                          ("py:helpers_external:make_nothing", "returned int")])
+def test_bad_py_specs(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        load_model(spec)
