@@ -84,3 +84,27 @@ def test_invert_errors(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: no backbone weights
     with pytest.raises(DependencyError, match="--lpips-weights"):
         invert(model, x, loss="mse+lpips")
+
+
+def test_cli_invert_writes_latents_losses_and_grid(tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    out = tmp_path / "inv"
+    args = ["invert", "--model", "py:helpers_external:make_autoencoder", "--images", "5", "--steps", "15",
+            "--split", "test", "--device", "cpu", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 5 and summary["final_loss_mean"] < summary["initial_loss_mean"]
+    assert np.load(out / "latents.npy").shape == (5, 5)
+    assert len((out / "losses.csv").read_text().splitlines()) == 6 and (out / "inversions.png").is_file()
+
+    no_weights = CliRunner(env={"TORCH_HOME": str(tmp_path / "empty")}).invoke(
+        main, args[:-1] + [str(tmp_path / "lp"), "--loss", "mse+lpips"])
+    assert no_weights.exit_code == 2 and "--lpips-weights" in no_weights.output
+    assert not (tmp_path / "lp").exists()

@@ -1,0 +1,67 @@
+"""``latentmap invert``: optimization-based inversion of images (or the model's own samples)."""
+
+import json
+
+import click
+import numpy as np
+import torch
+
+from latentmap.atomic import atomic_directory
+from latentmap.checkpoint import load_model
+from latentmap.data import load_dataset
+from latentmap.inversion import INITS, LOSSES, invert
+from latentmap.lpips_metric import NETS
+from latentmap.report.grid import grid_png
+
+from .options import data_dir_option, dataset_option, device_option, seed_option, split_option
+
+
+@click.command("invert")
+@click.option("--model", "model_spec", required=True,
+              help="Checkpoint folder, StyleGAN-style pickle (with --trust-pickle) or py:module:factory.")
+@click.option("--trust-pickle", is_flag=True, default=False, help="Allow unpickling (runs code stored in the file).")
+@dataset_option()
+@data_dir_option
+@split_option
+@click.option("--images", type=click.IntRange(min=1), default=64, show_default=True, help="How many images to invert.")
+@click.option("--own-samples", is_flag=True, default=False,
+              help="Invert the model's own samples instead of dataset images.")
+@click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--init", type=click.Choice(INITS), default="encoder", show_default=True)
+@click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True)
+@click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
+              help="torchvision ImageNet weights of the LPIPS backbone (default: the torch hub cache).")
+@click.option("--lpips-net", type=click.Choice(NETS), default="alex", show_default=True)
+@seed_option
+@device_option
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (atomically).")
+def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samples, steps, lr, init, loss,
+            lpips_weights, lpips_net, seed, device, out):
+    """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
+    model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
+    if own_samples:
+        x = model.decode(model.sample_prior(images, torch.Generator().manual_seed(seed))).cpu()
+        source = "own samples"
+    else:
+        ds = load_dataset(dataset, split, data_dir=data_dir)
+        idx = np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int)
+        x = ds.batch(idx)
+        source = f"{dataset} {split}"
+    result = invert(model, x, steps=steps, lr=lr, init=init, loss=loss, seed=seed, lpips_weights=lpips_weights,
+                    lpips_net=lpips_net)
+    summary = {"model": model.name, "kind": model.kind, "images": len(x), "source": source, "steps": steps, "lr": lr,
+               "init": init, "loss": loss, "seed": seed, "initial_loss_mean": float(result.initial_loss.mean()),
+               "final_loss_mean": float(result.loss.mean())}
+    with atomic_directory(out) as tmp:
+        np.save(tmp / "latents.npy", result.latents.numpy())
+        rows = ["index,initial_loss,final_loss"] + [f"{i},{a:.6g},{b:.6g}" for i, (a, b) in
+                                                     enumerate(zip(result.initial_loss.tolist(), result.loss.tolist()))]
+        (tmp / "losses.csv").write_text("\n".join(rows) + "\n")
+        (tmp / "curve.csv").write_text("step,mean_loss\n" + "".join(f"{i},{v:.6g}\n"
+                                                                    for i, v in enumerate(result.curve.tolist())))
+        n = min(16, len(x))
+        (tmp / "inversions.png").write_bytes(grid_png([x[:n], model.decode(result.latents[:n]).cpu()]))
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    click.echo(f"inverted {len(x)} images ({source}) with '{model.name}': {loss} {summary['initial_loss_mean']:.5f} "
+               f"-> {summary['final_loss_mean']:.5f}; wrote {out}")
