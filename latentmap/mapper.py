@@ -222,6 +222,8 @@ class LinearMap(BaseEstimator):
 
     def _solve(self) -> None:
         s = self._stats
+        if s is None:
+            raise UnderdeterminedError("the map has seen no latent pairs (empty input); it needs at least one image")
         n, d_x, d_y = s["n"], s["mean_x"].shape[0], s["mean_y"].shape[0]
         alpha = float(self.alpha)
         needed = self.min_samples(d_x)
