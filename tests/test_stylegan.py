@@ -76,3 +76,22 @@ def test_architecture_rebuilds_same_shapes():
     rebuilt = StyleGANW.from_architecture("s", (1, 28, 28), 8, model.architecture())
     assert {k: v.shape for k, v in rebuilt.state_tensors().items()} == \
         {k: v.shape for k, v in model.state_tensors().items()}
+
+
+def test_modulated_conv_equals_per_sample_modulated_weights():
+    """The batched implementation against the textbook one (a grouped conv with one weight per sample)."""
+    import math
+
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    conv = ModulatedConv(4, 5, w_dim=3, upsample=True)
+    x, w = torch.randn(2, 4, 6, 6), torch.randn(2, 3)
+    with torch.no_grad():
+        styles = conv.affine(w)
+        weight = conv.weight[None] * conv.scale * styles[:, None, :, None, None]
+        weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        up = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        ref = F.conv2d(up.reshape(1, -1, 12, 12), weight.reshape(-1, 4, 3, 3), padding=1, groups=2).view(2, 5, 12, 12)
+        ref = F.leaky_relu(ref + conv.bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+        torch.testing.assert_close(conv(x, w), ref, rtol=1e-5, atol=1e-5)

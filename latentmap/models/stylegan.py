@@ -69,18 +69,20 @@ class ModulatedConv(nn.Module):
         self.demodulate, self.upsample, self.activate, self.padding = demodulate, upsample, activate, kernel // 2
 
     def forward(self, x, w):
-        n, c_in, h, wd = x.shape
-        styles = self.affine(w)
-        weight = self.weight[None] * self.scale * styles[:, None, :, None, None]  # [N, out, in, k, k]
-        if self.demodulate:
-            weight = weight * torch.rsqrt(weight.pow(2).sum(dim=(2, 3, 4), keepdim=True) + 1e-8)
+        # Scale the input by the styles, convolve with the shared weight, then scale the output by
+        # the demodulation coefficients: the same result as per-sample modulated weights (the
+        # official "non-fused" path), but one ordinary batched conv, much faster on CPU.
+        styles = self.affine(w)  # [N, in]
+        weight = self.weight * self.scale
+        x = x * styles[:, :, None, None]
         if self.upsample:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            h, wd = h * 2, wd * 2
-        # one grouped conv runs every sample with its own weights
-        out = F.conv2d(x.reshape(1, n * c_in, h, wd), weight.reshape(-1, c_in, *weight.shape[3:]),
-                       padding=self.padding, groups=n)
-        out = out.view(n, -1, h, wd) + self.bias.view(1, -1, 1, 1)
+        out = F.conv2d(x, weight, padding=self.padding)
+        if self.demodulate:
+            # sum over (in, k, k) of (weight * style)^2, per sample and output channel
+            dcoefs = torch.rsqrt(styles.pow(2) @ weight.pow(2).sum(dim=(2, 3)).t() + 1e-8)  # [N, out]
+            out = out * dcoefs[:, :, None, None]
+        out = out + self.bias.view(1, -1, 1, 1)
         return F.leaky_relu(out, 0.2) * math.sqrt(2) if self.activate else out
 
 
