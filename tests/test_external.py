@@ -80,7 +80,7 @@ def test_pickle_without_the_convention_is_rejected(tmp_path):
 def test_train_inverter_cli_on_a_trusted_pickle(generator_pickle, tmp_path):
     out = tmp_path / "inverter"
     result = CliRunner().invoke(main, ["train", "inverter", "--model", str(generator_pickle), "--trust-pickle",
-                                       "--inverter-steps", "150", "--inverter-batch-size", "32", "--inverter-lr", "3e-3",
+                                       "--inverter-steps", "60", "--inverter-batch-size", "32", "--inverter-lr", "3e-3",
                                        "--test-images", "32", "--device", "cpu", "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())

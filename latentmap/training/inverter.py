@@ -17,7 +17,7 @@ from ..device import resolve_device
 from ..errors import ConfigError
 from ..metrics import per_image_mse, reconstruction_mse
 from ..report.grid import grid_png
-from .common import TrainSettings, Timer, environment_record, load_splits, register_trainer, seed_everything
+from .common import TrainSettings, Timer, environment_record, register_trainer, seed_everything
 
 INVERTER_DEFAULTS = {"inverter_steps": 2000, "inverter_batch_size": 128, "inverter_lr": 1e-3,
                      "inverter_image_weight": 0.0}
@@ -138,6 +138,19 @@ def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> b
         return grid_png([x, model.reconstruct(x).cpu(), real, model.reconstruct(real).cpu()])
 
 
+def _test_split(settings: TrainSettings):
+    """The evaluation images (the generator is trained already: no training split needed)."""
+    import numpy as np
+
+    from ..data import load_dataset
+
+    test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
+    if settings.test_images and settings.test_images < len(test_ds):
+        rng = np.random.default_rng(settings.seed)
+        test_ds = test_ds.subset(np.sort(rng.choice(len(test_ds), settings.test_images, replace=False)))
+    return test_ds
+
+
 @register_trainer("inverter")
 def train_inverter_command(settings: TrainSettings):
     """``latentmap train inverter --model SPEC``: (re)train the inverter of a generator and save it."""
@@ -154,7 +167,7 @@ def train_inverter_command(settings: TrainSettings):
     if not isinstance(getattr(model, "inverter", None), torch.nn.Module):
         raise ConfigError(f"model '{model.name}' of kind '{model.kind}' has no inversion network to train "
                           "(its encoder is part of the model)")
-    _, test_ds = load_splits(settings)
+    test_ds = _test_split(settings)
     if tuple(test_ds.image_shape) != model.image_shape:
         raise ConfigError(f"dataset '{settings.dataset}' has images of shape {tuple(test_ds.image_shape)}, "
                           f"model '{model.name}' makes {model.image_shape}")
