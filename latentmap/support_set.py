@@ -411,10 +411,10 @@ def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
     """Sector populations sorted from most to least crowded (log scale): how far from uniform they are."""
     fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
-    ordered = np.sort(pops)[::-1]
-    ax.bar(np.arange(len(ordered)), np.maximum(ordered, 0.5), color="#2c7fb8", width=0.9)
+    ordered = np.sort(pops[pops > 0])[::-1]  # a log scale cannot show the empty ones; the title counts them
+    ax.bar(np.arange(len(ordered)), ordered, color="#2c7fb8", width=0.9)
     ax.set_yscale("log")
-    ax.set_xlabel(f"the {len(pops)} sectors, most crowded first")
+    ax.set_xlabel(f"the {len(ordered)} non-empty sectors of {len(pops)}, most crowded first")
     ax.set_ylabel("images in sector")
     ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)")
     return figure_png(fig)
