@@ -402,7 +402,7 @@ def info_gain_png(info, k: int, model_name: str) -> bytes:
     ax.bar(np.arange(len(ranking)), gains, color=colors, width=0.85)
     ax.set_xlabel("latent variables, ranked (red: the top-k defining the sectors)")
     ax.set_ylabel("information gain (MSE increase)")
-    ax.set_title(f"Information gain of the latent variables of {model_name} ({info.n_images} images)")
+    ax.set_title(f"Information gain of the latent variables of {model_name} ({info.n_images} images)", fontsize=10)
     ax.axhline(0, color="black", linewidth=0.6)
     return figure_png(fig)
 
@@ -416,5 +416,5 @@ def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel(f"the {len(ordered)} non-empty sectors of {len(pops)}, most crowded first")
     ax.set_ylabel("images in sector")
-    ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)")
+    ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)", fontsize=10)
     return figure_png(fig)
