@@ -31,14 +31,16 @@ def command():
 
 
 @command.command("build")
-@click.option("--model", "model_spec", required=True, help="Checkpoint folder (or model spec) whose latent space is used.")
+@click.option("--model", "model_spec", required=True,
+              help="Checkpoint folder (or model spec) whose latent space is used.")
 @dataset_option()
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True)
 @data_dir_option
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Images in the set (default: the largest latent size of --for-models, else the model's).")
 @click.option("--for-models", multiple=True, callback=_split_list,
-              help="Models the set will map between (repeat or comma-separate); the default size is their largest latent size.")
+              help="Models the set will map between (repeat or comma-separate); the default size is their "
+                   "largest latent size.")
 @click.option("--strategy", type=click.Choice(["sectors", "random", "farthest", "kmeans"]), default="sectors",
               show_default=True)
 @click.option("--top-k", type=int, default=None, help="Variables defining the sectors (default floor(log2(size))).")
@@ -176,5 +178,6 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
                    f"{vs:>9.3f}")
     ref = result.reference
     click.echo(f"reference: maps fitted on {result.settings['reference_images']} training images give "
-               f"{ref['relocated_mse'].mean():.5f}; the targets' own reconstruction {ref['target_reconstruction_mse'].mean():.5f}")
+               f"{ref['relocated_mse'].mean():.5f}; the targets' own reconstruction "
+               f"{ref['target_reconstruction_mse'].mean():.5f}")
     click.echo(f"report written to {out}/index.html")

@@ -258,7 +258,8 @@ def write_compare_report(result: CompareResult, out) -> Path:
                      f"{s['test_images']} test images of MSE(x, Dec_B(map(Enc_A x))), averaged over the pairs, then "
                      f"over seeds {s['seeds']}. vs_random < 1 means better than random anchors of the same size.")
         section.image("anchors.png", "mean relocated MSE (bars: min-max over seeds); dashed: maps fitted on "
-                                     f"{s['reference_images']} training images; dotted: the targets' own reconstruction")
+                                     f"{s['reference_images']} training images; dotted: the targets' own "
+                                     "reconstruction")
         section.table(result.summary)
         reference = Section("Reference: maps fitted on many training images")
         reference.table(result.reference)
