@@ -127,8 +127,8 @@ class GANModel(LatentModel):
         return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)
 
     def make_discriminator(self, channels=None) -> DCGANDiscriminator:
-        """A fresh discriminator (training only); twice the generator's widths unless given."""
-        return DCGANDiscriminator(self.image_shape, list(channels or [2 * c for c in self.channels])).to(self.device)
+        """A fresh discriminator (training only); the generator's widths unless given, as in DCGAN."""
+        return DCGANDiscriminator(self.image_shape, list(channels or self.channels)).to(self.device)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """Training-time generator pass (no validation, keeps the graph, current BN mode)."""
