@@ -39,5 +39,11 @@ checkpoints: install data
 	$(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --no-progress
 	$(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --no-progress
 
+# How the shipped support set was built: the Split-VAE's sectors, sized for the shipped models.
+support-sets: install data
+	$(LATENTMAP) support-set build --model checkpoints/fmnist-svae --dataset fashion-mnist --split train \
+	  --for-models checkpoints/fmnist-vae-a,checkpoints/fmnist-vae-b,checkpoints/fmnist-svae \
+	  --seed 0 --gain-images 2000 --out support_sets/fmnist-svae --no-progress
+
 clean:
 	rm -rf $(VENV) .pytest_cache
