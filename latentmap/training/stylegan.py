@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..device import resolve_device
+from ..models.conv import default_channels
 from ..models.gan import DCGANDiscriminator
 from ..models.stylegan import StyleGANW
 from .common import TrainSettings, Timer, load_splits, register_trainer, seed_everything
@@ -27,8 +28,8 @@ def train_stylegan(settings: TrainSettings):
     model = StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim,
                       **{k: v for k, v in arch.items() if v is not None}).to(device)
     G = model.G
-    disc_channels = opts.get("disc_channels") or [64, 128][:len(model.inverter_channels)] + \
-        [256] * max(0, len(model.inverter_channels) - 2)
+    # as many stride-2 stages as the image side allows (28 -> 2), widths doubling from 64
+    disc_channels = opts.get("disc_channels") or [64 * 2 ** i for i in range(len(default_channels(model.image_shape)))]
     discriminator = DCGANDiscriminator(model.image_shape, disc_channels).to(device)
 
     def generate(z):
