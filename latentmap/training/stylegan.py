@@ -7,8 +7,6 @@ stable while the synthesis network adapts to it.
 
 from __future__ import annotations
 
-import torch
-
 from ..device import resolve_device
 from ..models.conv import default_channels
 from ..models.gan import DCGANDiscriminator
