@@ -5,6 +5,7 @@ import torch
 from click.testing import CliRunner
 
 from conformance import check_adapter
+from conftest import CHECKPOINTS
 from generator_helpers import train_tiny
 from latentmap import load_model
 from latentmap.cli.main import main
@@ -89,3 +90,16 @@ def test_cli_train_gan_and_usage_errors(tmp_path):
     assert bad.exit_code == 2 and "--model" in bad.output and not (tmp_path / "no").exists()
     missing = runner.invoke(main, ["train", "inverter", "--out", str(tmp_path / "no")])
     assert missing.exit_code == 2 and "needs --model" in missing.output
+
+
+@pytest.mark.skipif(not (CHECKPOINTS / "fmnist-gan" / "config.json").is_file(), reason="shipped GAN not trained yet")
+def test_shipped_gan(tmp_path):
+    from latentmap import load_dataset
+
+    model = load_model(CHECKPOINTS / "fmnist-gan")
+    assert model.kind == "gan" and model.latent_dim == 64
+    images = load_dataset("fashion-mnist", "test").batch(range(8))
+    check_adapter(model, images, tmp_path)
+    inv = json.loads((CHECKPOINTS / "fmnist-gan" / "config.json").read_text())["metrics"]["inverter"]
+    assert inv["own_samples_image_mse"] < 0.5 * inv["real_test_image_mse"]
+    assert (CHECKPOINTS / "fmnist-gan" / "samples.png").is_file()
