@@ -45,11 +45,13 @@ def _channels(ctx, param, value):
               help="Weight of the image MSE added to the inverter's latent MSE [default: 0].")
 @click.option("--inverter-channels", callback=_channels, default=None, help="Inverter conv channels per stage.")
 @click.option("--z-dim", type=click.IntRange(min=1), default=None, help="stylegan: size of z (default: --latent-dim).")
+@click.option("--gamma-min", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
 @click.option("--r1-gamma", type=click.FloatRange(min=0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
 @progress_option
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, name, channels, hidden,
             train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
-            inverter_image_weight, inverter_channels, z_dim, r1_gamma, progress):
+            inverter_image_weight, inverter_channels, z_dim, gamma_min, r1_gamma, progress):
     """Train a reference model of KIND and save it as a checkpoint folder.
 
     For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
@@ -67,7 +69,7 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     extra = {"model": model_spec, "trust_pickle": trust_pickle or None, "inverter_steps": inverter_steps,
              "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
              "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels, "z_dim": z_dim,
-             "r1_gamma": r1_gamma}
+             "gamma_min": gamma_min, "r1_gamma": r1_gamma}
     options.update({k: v for k, v in extra.items() if v is not None})
     settings = TrainSettings(kind=kind, out=out, dataset=dataset, latent_dim=latent_dim, epochs=epochs, seed=seed,
                              batch_size=batch_size, lr=lr, device=device, name=name, data_dir=data_dir,

@@ -58,3 +58,25 @@ def test_settings_are_validated(tmp_path):
     with pytest.raises(ConfigError, match="epochs must be at least 1"):
         train(TrainSettings(kind="vae", out=str(tmp_path / "x"), epochs=0))
     assert not (tmp_path / "x").exists()
+
+
+def test_gamma_floor_bounds_gamma():
+    loss = BalancedVAELoss(momentum=0.0, gamma_floor=0.05)
+    x = torch.zeros(2, 1, 2, 2)
+    parts = loss(x, torch.full_like(x, 0.1), torch.zeros(2, 3), torch.zeros(2, 3))  # mse 0.01
+    assert parts.gamma == pytest.approx(0.05)
+
+
+def test_cli_gamma_min_is_recorded(tmp_path):
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    out = tmp_path / "g"
+    result = CliRunner().invoke(main, ["train", "vae", "--dataset", "digits", "--latent-dim", "2", "--epochs", "1",
+                                       "--train-images", "32", "--test-images", "8", "--hidden", "8",
+                                       "--gamma-min", "0.02", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["settings"]["options"]["gamma_min"] == 0.02
+    assert cfg["training"]["log"][0]["gamma"] >= 0.02

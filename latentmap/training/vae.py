@@ -23,7 +23,7 @@ def _train_vae_like(settings: TrainSettings):
     model.to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
-    loss_fn = BalancedVAELoss()
+    loss_fn = BalancedVAELoss(gamma_floor=settings.options.get("gamma_min") or 1e-6)
 
     def step(batch):
         x = batch.to(device)
