@@ -74,16 +74,28 @@ def save_checkpoint(model: LatentModel, path, *, overwrite: bool = True, extra_f
         config["weights"] = {WEIGHTS_NAME: sha256_file(tmp / WEIGHTS_NAME)}
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
     return path
 
 
-def _json_default(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
+def json_default(value):
+    """``json.dumps(default=...)`` for the arrays, tensors and paths that configs record."""
     if hasattr(value, "tolist"):
         return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in config.json")
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+def read_json_object(file: Path) -> dict:
+    """Parse a JSON file that must hold an object; malformed content is a CheckpointError."""
+    try:
+        data = json.loads(Path(file).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file} must hold a JSON object")
+    return data
 
 
 def read_config(path) -> dict:
@@ -95,12 +107,7 @@ def read_config(path) -> dict:
     cfg_file = folder / CONFIG_NAME
     if not cfg_file.is_file():
         raise CheckpointError(f"checkpoint '{folder}' has no {CONFIG_NAME}")
-    try:
-        config = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{cfg_file} must hold a JSON object")
+    config = read_json_object(cfg_file)
     for key in ("kind", "image_shape", "latent_dim"):
         if key not in config:
             raise CheckpointError(f"{cfg_file} lacks the field '{key}'")
@@ -115,7 +122,7 @@ def read_weights(path, config: dict) -> dict[str, torch.Tensor]:
     folder = Path(path)
     weights = config.get("weights")
     if not isinstance(weights, dict) or not weights:
-        raise CheckpointError(f"{folder / CONFIG_NAME} lists no weights files")
+        raise CheckpointError(f"the config of '{folder}' lists no weights files")
     tensors: dict[str, torch.Tensor] = {}
     for name, expected in weights.items():
         file = folder / name

@@ -25,7 +25,6 @@ Conventions:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from .atomic import atomic_directory
+from .checkpoint import json_default, read_json_object, read_weights, sha256_file
 from .errors import (CheckpointError, ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
                      UnderdeterminedError)
 
@@ -358,16 +358,13 @@ class LinearMap(BaseEstimator):
             tensors = {"coef": torch.from_numpy(np.ascontiguousarray(self.coef_, dtype=np.float64)),
                        "intercept": torch.from_numpy(np.ascontiguousarray(self.intercept_, dtype=np.float64))}
             save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))
-            config["weights"] = {MAP_WEIGHTS_NAME: _sha256(tmp / MAP_WEIGHTS_NAME)}
-            (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+            config["weights"] = {MAP_WEIGHTS_NAME: sha256_file(tmp / MAP_WEIGHTS_NAME)}
+            (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
         return path
 
     @classmethod
     def load(cls, path) -> "LinearMap":
         """Read a map folder written by :meth:`save`; ``info_`` holds its JSON."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         folder = Path(path)
         if not folder.is_dir():
             raise CheckpointError(f"map folder '{folder}' does not exist" if not folder.exists()
@@ -375,23 +372,10 @@ class LinearMap(BaseEstimator):
         cfg_file = folder / MAP_CONFIG_NAME
         if not cfg_file.is_file():
             raise CheckpointError(f"map folder '{folder}' has no {MAP_CONFIG_NAME}")
-        try:
-            info = json.loads(cfg_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{cfg_file} is not valid JSON: {exc}") from exc
-        if not isinstance(info, dict) or info.get("format") != MAP_FORMAT:
-            raise CheckpointError(f"{cfg_file} is not a latentmap map (format {info.get('format')!r} "
-                                  f"if isinstance(info, dict) else 'not an object')")
-        weights = folder / MAP_WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"map folder '{folder}' is missing {MAP_WEIGHTS_NAME}")
-        expected = info.get("weights", {}).get(MAP_WEIGHTS_NAME)
-        if expected != _sha256(weights):
-            raise CheckpointError(f"'{weights}' is corrupted or was changed: its sha256 differs from {MAP_CONFIG_NAME}")
-        try:
-            tensors = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read '{weights}': {exc}") from exc
+        info = read_json_object(cfg_file)
+        if info.get("format") != MAP_FORMAT:
+            raise CheckpointError(f"{cfg_file} is not a latentmap map (format {info.get('format')!r})")
+        tensors = read_weights(folder, info)  # checks the sha256 recorded in map.json
         params = {k: v for k, v in info.get("hyperparameters", {}).items() if k in ("bias", "alpha", "method")}
         out = cls(**params)
         out.coef_ = tensors["coef"].numpy()
@@ -457,19 +441,3 @@ def _describe_model(model, side: str) -> dict:
         return dict(model)
     return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
             "image_shape": list(model.image_shape)}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in {MAP_CONFIG_NAME}")

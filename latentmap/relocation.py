@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_directory
+from .checkpoint import json_default
 from .errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
 from .mapper import LinearMap
 from .metrics import per_image_mse, per_image_ssim
@@ -409,7 +410,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     matrix.to_csv(folder / "ratio_matrix.csv")
     (folder / "atlas.json").write_text(json.dumps(
         {"models": atlas.models, "fit_source": atlas.fit_source,
-         "results": [r.to_dict() for r in atlas.results]}, indent=2, default=_json_default) + "\n")
+         "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
     (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
     idx = grid_indices(len(test_data), grid_count)
@@ -489,11 +490,3 @@ def ratio_matrix_png(matrix, types: dict) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot store {type(value).__name__} in JSON")

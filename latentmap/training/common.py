@@ -11,7 +11,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..device import resolve_device
 from ..errors import ConfigError, UnknownKindError
 
 TRAINERS: dict[str, Callable[["TrainSettings"], "object"]] = {}
