@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conformance import check_adapter
+from conftest import CHECKPOINTS
 from generator_helpers import train_tiny
 from latentmap.models.stylegan import ModulatedConv, StyleGANW, StyleGenerator
 
@@ -95,3 +96,15 @@ def test_modulated_conv_equals_per_sample_modulated_weights():
         ref = F.conv2d(up.reshape(1, -1, 12, 12), weight.reshape(-1, 4, 3, 3), padding=1, groups=2).view(2, 5, 12, 12)
         ref = F.leaky_relu(ref + conv.bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
         torch.testing.assert_close(conv(x, w), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not (CHECKPOINTS / "fmnist-stylegan" / "config.json").is_file(),
+                    reason="shipped StyleGAN not trained yet")
+def test_shipped_stylegan(tmp_path):
+    from latentmap import load_dataset, load_model
+
+    model = load_model(CHECKPOINTS / "fmnist-stylegan")
+    assert model.kind == "stylegan-w" and model.latent_dim == 64
+    check_adapter(model, load_dataset("fashion-mnist", "test").batch(range(8)), tmp_path)
+    inv = json.loads((CHECKPOINTS / "fmnist-stylegan" / "config.json").read_text())["metrics"]["inverter"]
+    assert inv["own_samples_image_mse"] < 0.5 * inv["real_test_image_mse"]
