@@ -307,3 +307,32 @@ def test_shipped_vae_pair_relocates_far_better_than_unmapped(shipped_type1):
 def test_shipped_vae_pair_type1_relocation_within_15_percent(shipped_type1):
     r = shipped_type1[-1]
     assert r.relocated_mse <= 1.15 * r.target_mse, (r.relocated_mse, r.target_mse)
+
+
+# --------------------------------------------------------------------------- demo section
+
+def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatch):
+    from latentmap import relocation_demo
+    from latentmap.demo import DemoContext
+    from latentmap.support_set import SupportSet
+
+    monkeypatch.setattr(relocation_demo, "DEMO_FIT_IMAGES", 300)
+    monkeypatch.setattr(relocation_demo, "DEMO_ATLAS_TEST_IMAGES", 25)
+    vae = load_model(tiny_vae_checkpoint, device="cpu")
+    other = affine_model("syn-28", 8, seed=1, shape=(1, 28, 28))
+    test = load_dataset("fashion-mnist", "test").subset(np.arange(40))
+    ctx = DemoContext(tmp_path / "checkpoints", tmp_path / "report", [vae, other], test, None, "cpu")
+    # an earlier section's support set in the report: the section adds a bias-free support-set atlas
+    SupportSet("demo-support", test.batch(np.arange(8)), {}).save(ctx.out / "support_set")
+    section = relocation_demo.relocation_atlas_section(ctx)
+    html = section.render()
+    assert "atlas/ratio_matrix.png" in html and "atlas_support_set/ratio_matrix.png" in html
+    assert (ctx.out / "atlas" / "grids" / f"{vae.name}__syn-28.png").is_file()
+    pairs = ctx.summary["relocation_atlas"]["pairs"]
+    assert len(pairs) == 2 and {p["type"] for p in pairs} == {3}
+    assert ctx.summary["relocation_atlas_support_set"]["fit"]["bias"] is False
+    # the atlas is judged on an evenly spaced subset of the test split, not all of it
+    import pandas as pd
+
+    assert "evaluated on 25 test images" in html
+    assert set(pd.read_csv(ctx.out / "atlas" / "atlas.csv")["n_images"]) == {25}
