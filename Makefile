@@ -11,7 +11,7 @@ LATENTMAP := $(BIN)/latentmap
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,pythae]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,8 +36,8 @@ test-all: install data
 # How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each).
 checkpoints: install data
 	$(LATENTMAP) train vae --latent-dim 32 --seed 0 --epochs 10 --out checkpoints/fmnist-vae-a --no-progress
-	$(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --no-progress
-	$(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --no-progress
+	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --no-progress
+	OMP_NUM_THREADS=1 $(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --no-progress
 	OMP_NUM_THREADS=1 $(LATENTMAP) train gan --latent-dim 64 --channels 64,128 --inverter-channels 32,64 --batch-size 64 --epochs 5 --seed 0 --inverter-steps 3000 --out checkpoints/fmnist-gan
 	OMP_NUM_THREADS=1 $(LATENTMAP) train stylegan --latent-dim 64 --channels 64,32,16 --batch-size 64 --epochs 3 --seed 0 --inverter-steps 2000 --out checkpoints/fmnist-stylegan
 
