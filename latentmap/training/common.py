@@ -93,6 +93,19 @@ def load_splits(settings: TrainSettings):
     return train_ds, test_ds
 
 
+def start_run(settings: TrainSettings):
+    """What every trainer does first: pick the device, seed everything, load the splits.
+
+    Returns (device, generator for shuffling, train split, test split).
+    """
+    from ..device import resolve_device
+
+    device = resolve_device(settings.device)
+    generator = seed_everything(settings.seed)
+    train_ds, test_ds = load_splits(settings)
+    return device, generator, train_ds, test_ds
+
+
 def shuffled_batches(dataset, batch_size: int, generator: torch.Generator):
     order = torch.randperm(len(dataset), generator=generator).numpy()
     for start in range(0, len(order), batch_size):

@@ -12,11 +12,10 @@ import torch
 from torch.nn import functional as F
 
 from ..checkpoint import save_checkpoint
-from ..device import resolve_device
 from ..models.gan import GANModel, recalibrate_batchnorm
 from ..report.grid import square_grid_png
-from .common import (TrainSettings, Timer, environment_record, epoch_progress, load_splits, register_trainer,
-                     sanity_step, seed_everything, shuffled_batches)
+from .common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
+                     shuffled_batches, start_run)
 from .inverter import fit_and_record_inverter, inversion_grid
 
 
@@ -102,9 +101,7 @@ def finish_generator(model, settings: TrainSettings, device, test_ds, log: list[
 @register_trainer("gan")
 def train_gan(settings: TrainSettings):
     """DCGAN on the dataset, then its inversion network on the generator's own samples."""
-    device = resolve_device(settings.device)
-    generator = seed_everything(settings.seed)
-    train_ds, test_ds = load_splits(settings)
+    device, generator, train_ds, test_ds = start_run(settings)
     opts = settings.options
     arch = {"channels": opts.get("channels"), "inverter_channels": opts.get("inverter_channels"),
             "inverter_hidden": opts.get("hidden")}

@@ -7,19 +7,16 @@ stable while the synthesis network adapts to it.
 
 from __future__ import annotations
 
-from ..device import resolve_device
 from ..models.conv import default_channels
 from ..models.gan import DCGANDiscriminator
 from ..models.stylegan import StyleGANW
-from .common import TrainSettings, Timer, load_splits, register_trainer, seed_everything
+from .common import Timer, TrainSettings, register_trainer, start_run
 from .gan import adversarial_training, finish_generator
 
 
 @register_trainer("stylegan")
 def train_stylegan(settings: TrainSettings):
-    device = resolve_device(settings.device)
-    generator = seed_everything(settings.seed)
-    train_ds, test_ds = load_splits(settings)
+    device, generator, train_ds, test_ds = start_run(settings)
     opts = settings.options
     arch = {"z_dim": opts.get("z_dim"), "channels": opts.get("channels"), "mapping_layers": opts.get("mapping_layers"),
             "inverter_channels": opts.get("inverter_channels"), "inverter_hidden": opts.get("hidden")}

@@ -5,19 +5,16 @@ from __future__ import annotations
 import torch
 
 from ..checkpoint import save_checkpoint
-from ..device import resolve_device
 from ..losses import BalancedVAELoss
 from ..metrics import latent_statistics, reconstruction_mse
 from ..models.base import adapter_class
 from ..report.grid import grid_png, square_grid_png
-from .common import (TrainSettings, Timer, environment_record, epoch_progress, load_splits, register_trainer,
-                     sanity_step, seed_everything, shuffled_batches)
+from .common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
+                     shuffled_batches, start_run)
 
 
 def _train_vae_like(settings: TrainSettings):
-    device = resolve_device(settings.device)
-    generator = seed_everything(settings.seed)
-    train_ds, test_ds = load_splits(settings)
+    device, generator, train_ds, test_ds = start_run(settings)
     arch = {k: v for k, v in settings.options.items() if k in ("channels", "hidden") and v is not None}
     model = adapter_class(settings.kind)(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)
     model.to(device)
