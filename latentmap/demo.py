@@ -19,7 +19,7 @@ from .atomic import atomic_directory
 from .checkpoint import is_checkpoint, load_model
 from .data import load_dataset
 from .errors import CheckpointError
-from .metrics import per_image_mse
+from .metrics import reconstruction_mse
 from .report.grid import grid_png
 from .report.html import Section, render_page
 
@@ -106,12 +106,9 @@ def reconstruction_section(ctx: DemoContext) -> Section:
     idx = ctx.grid_indices()
     originals = ctx.test.batch(idx)
     for model in ctx.models:
-        total, count = 0.0, 0
-        for batch in ctx.test.iter_batches(512):
-            total += float(per_image_mse(model.reconstruct(batch).cpu(), batch).sum())
-            count += len(batch)
         ctx.rows.append({"model": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-                         "test_mse": total / count, "test_images": count})
+                         "test_mse": reconstruction_mse(model, ctx.test, batch_size=512),
+                         "test_images": len(ctx.test)})
         name = f"reconstruction_{model.name}.png"
         (ctx.out / name).write_bytes(grid_png([originals, model.reconstruct(originals).cpu()]))
         figures.image(name, f"{model.name} ({model.kind}, latent {model.latent_dim}): originals (top), "
