@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .batching import with_progress
 from .errors import ConfigError, ShapeMismatchError, SupportSetError
 
 BASELINES = ("random", "farthest", "kmeans")
@@ -123,7 +124,7 @@ def compare_anchors(models, train, test, *, sizes, strategies=COMPARE_STRATEGIES
                                        progress=progress) if "sectors" in strategies else None)
     rows, notes = [], []
     runs = list(itertools.product(strategies, sizes, seeds))
-    for strategy, size, seed in _progress(runs, "anchor strategies", progress):
+    for strategy, size, seed in with_progress(runs, "anchor strategies", progress, unit="run"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             support = build_support_set(anchor, train, size=size, strategy=strategy, seed=seed,
@@ -168,14 +169,6 @@ def _check_compare(models, train, test, sizes, strategies, seeds, anchor_model):
     if key not in by_name:
         raise ConfigError(f"anchor model '{key}' is not among the compared models {names}")
     return models, by_name[key]
-
-
-def _progress(items, desc, enabled):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False)
 
 
 def _encode_test(models, test, batch_size, progress) -> _Encoded:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .batching import image_batches, with_progress
 from .errors import ConfigError, SupportSetError
 
 # Rows of zeroed variants decoded at once on CPU; on CUDA the chunk is sized from free memory.
@@ -77,16 +78,14 @@ def information_gain(model, images, *, batch_size: int = 64, chunk_rows: int | N
     ``images`` is an :class:`~latentmap.data.ImageDataset` or an image tensor; ``chunk_rows``
     bounds how many zeroed latents are decoded at once (default: :func:`variant_chunk_rows`).
     """
-    from .models.base import _batches, _progress
-
     n = len(images)
     if n == 0:
         raise SupportSetError(f"information gain of model '{model.name}' needs at least one image, got none")
     if chunk_rows is not None and chunk_rows < 1:
         raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows} instead")
     rows = chunk_rows or variant_chunk_rows(model)
-    batches, total = _batches(images, batch_size)
+    batches, total = image_batches(images, batch_size)
     sums = torch.zeros(model.latent_dim, dtype=torch.float64, device=model.device)
-    for batch in _progress(batches, total, f"information gain {model.name}", progress):
+    for batch in with_progress(batches, f"information gain {model.name}", progress, total):
         sums += _batch_gain_sums(model, model.check_images(batch), rows)
     return InformationGain(gains=(sums / n).cpu().numpy(), n_images=n)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .atomic import atomic_directory
+from .batching import image_batches, with_progress
 from .checkpoint import json_default
 from .errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
 from .mapper import LinearMap
@@ -82,8 +83,7 @@ def model_info(model, path=None) -> dict:
 def image_pairs(source, target, data, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(Enc_A x, Enc_B x) batch by batch for an ImageDataset or an image tensor."""
     _check_same_images(source, target)
-    batches = data.iter_batches(batch_size) if hasattr(data, "iter_batches") else \
-        (data[s:s + batch_size] for s in range(0, len(data), batch_size))
+    batches, _ = image_batches(data, batch_size)
     for x in batches:
         z_a = source.encode(x)
         z_b = target.encode(x).to(z_a.device)
@@ -258,25 +258,14 @@ def _ratio(a: float, b: float) -> float:
     return 1.0 if a == 0 else float("inf")
 
 
-def _image_batches(data, batch_size: int):
-    if hasattr(data, "iter_batches"):
-        return data.iter_batches(batch_size)
-    return (data[s:s + batch_size] for s in range(0, len(data), batch_size))
-
-
 def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_map: LinearMap | None = None,
                         batch_size: int = 256, use_lpips: bool = True, progress: bool = False) -> RelocationResult:
     """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices."""
     _check_same_images(source, target)
     lpips, note = lpips_function(target.device) if use_lpips else (None, "LPIPS not requested")
     acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips, note)
-    batches = _image_batches(data, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, total=-(-len(data) // batch_size), desc=f"{source.name} -> {target.name}",
-                       leave=False, unit="batch")
-    for x in batches:
+    batches, total = image_batches(data, batch_size)
+    for x in with_progress(batches, f"{source.name} -> {target.name}", progress, total):
         z_a, z_b = source.encode(x), target.encode(x)
         acc.update(x, z_a, source.decode(z_a), z_b, target.decode(z_b))
     return acc.result()
@@ -340,7 +329,7 @@ def fit_all_pairs(models, fit_data=None, *, samples: int | None = None, bias: bo
                 for j in targets:
                     maps[(i, j)].partial_fit(z, models[j].encode(images).to(z.device), solve=False)
     else:
-        for x in _image_batches(fit_data, batch_size):
+        for x in image_batches(fit_data, batch_size)[0]:
             latents = [m.encode(x) for m in models]  # statistics stay on each source model's device
             for i, j in pairs:
                 maps[(i, j)].partial_fit(latents[i], latents[j], solve=False)
@@ -370,12 +359,8 @@ def build_atlas(models, test_data, *, fit_data=None, samples: int | None = None,
     lpips, note = lpips_function(models[0].device) if use_lpips else (None, "LPIPS not requested")
     accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips, note)
             for (i, j), m in maps.items()}
-    batches = _image_batches(test_data, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, total=-(-len(test_data) // batch_size), desc="atlas", leave=False, unit="batch")
-    for x in batches:
+    batches, total = image_batches(test_data, batch_size)
+    for x in with_progress(batches, "atlas", progress, total):
         enc = [m.encode(x) for m in models]
         rec = [m.decode(z) for m, z in zip(models, enc)]
         for (i, j), acc in accs.items():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..batching import image_batches, with_progress
 from ..device import resolve_device
 from ..errors import ConfigError, NonFiniteError, ShapeMismatchError, UnknownKindError
 
@@ -42,14 +43,6 @@ def adapter_class(kind: str) -> type["LatentModel"]:
         raise UnknownKindError(
             f"unknown model kind '{kind}'; registered kinds: {', '.join(sorted(ADAPTERS)) or 'none'}"
         ) from None
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, unit="batch")
 
 
 class LatentModel(abc.ABC):
@@ -164,8 +157,8 @@ class LatentModel(abc.ABC):
         """Encode a dataset, an image tensor or an iterable of batches; returns CPU latents."""
         if device is not None:
             self.to(device)
-        batches, total = _batches(data, batch_size)
-        out = [self.encode(b).cpu() for b in _progress(batches, total, f"encode {self.name}", progress)]
+        batches, total = image_batches(data, batch_size)
+        out = [self.encode(b).cpu() for b in with_progress(batches, f"encode {self.name}", progress, total)]
         return torch.cat(out) if out else torch.empty(0, self.latent_dim)
 
     def decode_all(self, z, batch_size: int = 256, device=None, progress: bool = False) -> torch.Tensor:
@@ -175,7 +168,7 @@ class LatentModel(abc.ABC):
         z = torch.as_tensor(z)
         starts = range(0, len(z), batch_size)
         out = [self.decode(z[s:s + batch_size]).cpu()
-               for s in _progress(starts, len(starts), f"decode {self.name}", progress)]
+               for s in with_progress(starts, f"decode {self.name}", progress, len(starts))]
         return torch.cat(out) if out else torch.empty(0, *self.image_shape)
 
     # ------------------------------------------------------------------ checkpoints
@@ -255,17 +248,3 @@ class VAELikeModel(LatentModel):
         self.eval()
         with torch.set_grad_enabled(grad):
             return self._encode_stats(x)
-
-
-def _batches(data, batch_size: int):
-    """Normalize a dataset / tensor / iterable of batches into (iterable, length or None)."""
-    from ..data import ImageDataset
-
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size} instead")
-    if isinstance(data, ImageDataset):
-        return data.iter_batches(batch_size), -(-len(data) // batch_size)
-    if isinstance(data, (torch.Tensor, np.ndarray)):
-        t = torch.as_tensor(data)
-        return (t[s:s + batch_size] for s in range(0, len(t), batch_size)), -(-len(t) // batch_size)
-    return iter(data), None
