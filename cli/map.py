@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from .options import batch_size_option, data_dir_option, device_option, progress_option, seed_option
+from .options import (batch_size_option, data_dir_option, device_option, progress_option, seed_option,
+                      trust_pickle_option)
 
 IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
 
@@ -49,10 +50,10 @@ def _subset(ds, n, seed):
     return ds.subset(np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False)))
 
 
-def _load(spec, device):
+def _load(spec, device, trust_pickle=False):
     from latentmap import load_model
 
-    return load_model(spec, device=device)
+    return load_model(spec, device=device, allow_pickle=trust_pickle)
 
 
 def _fmt(value, digits=5):
@@ -81,8 +82,9 @@ def _fmt(value, digits=5):
 @batch_size_option
 @data_dir_option
 @device_option
+@trust_pickle_option
 def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, method, out, seed, batch_size, data_dir,
-        device):
+        device, trust_pickle):
     """Fit a linear map from SOURCE's latent space to TARGET's and save it as a folder."""
     from latentmap.data import load_dataset
     from latentmap.relocation import fit_map, image_pairs, model_info, sample_pairs
@@ -94,7 +96,7 @@ def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, me
                                + (f"; got {', '.join(chosen)}" if chosen else ""))
     if n is not None and dataset is None:
         raise click.UsageError("--n applies to --dataset only")
-    model_a, model_b = _load(source, device), _load(target, device)
+    model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
     if support_set is not None:
         images, fit_source = _load_support_images(support_set, data_dir)
         bias = False if bias is None else bias
@@ -119,15 +121,15 @@ def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, me
 
 # --------------------------------------------------------------------------- eval
 
-def _model_from_map(info: dict, side: str, override, device):
+def _model_from_map(info: dict, side: str, override, device, trust_pickle=False):
     if override is not None:
-        return _load(override, device), override
+        return _load(override, device, trust_pickle), override
     path = info.get(side, {}).get("path")
     if not path:
         from latentmap.errors import ConfigError
 
         raise ConfigError(f"the map records no path for its {side} model; pass --{side}")
-    return _load(path, device), path
+    return _load(path, device, trust_pickle), path
 
 
 @command.command("eval")
@@ -146,8 +148,9 @@ def _model_from_map(info: dict, side: str, override, device):
 @data_dir_option
 @device_option
 @progress_option
+@trust_pickle_option
 def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_lpips, seed, batch_size, data_dir,
-             device, progress):
+             device, progress, trust_pickle):
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     import pandas as pd
 
@@ -159,8 +162,8 @@ def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_l
     from latentmap.report.html import Section, render_page
 
     linear_map = LinearMap.load(map_dir)
-    model_a, path_a = _model_from_map(linear_map.info_, "source", source, device)
-    model_b, path_b = _model_from_map(linear_map.info_, "target", target, device)
+    model_a, path_a = _model_from_map(linear_map.info_, "source", source, device, trust_pickle)
+    model_b, path_b = _model_from_map(linear_map.info_, "target", target, device, trust_pickle)
     check_map_fits(linear_map, model_a, model_b)
     ds = _subset(load_dataset(dataset, split, data_dir=data_dir), n, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, use_lpips=use_lpips,
@@ -251,8 +254,9 @@ def _expand_models(specs) -> list[str]:
 @data_dir_option
 @device_option
 @progress_option
+@trust_pickle_option
 def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, n, split, test_images, bias, alpha,
-          method, out, use_lpips, seed, batch_size, data_dir, device, progress):
+          method, out, use_lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
     from latentmap.data import load_dataset
     from latentmap.relocation import build_atlas
@@ -264,7 +268,7 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, n,
         raise click.UsageError("--fit support-set needs --support-set DIR (or npy:PATH / folder:PATH)")
     if fit_kind != "support-set" and support_set is not None:
         raise click.UsageError("--support-set applies to --fit support-set only")
-    models = [_load(s, device) for s in specs]
+    models = [_load(s, device, trust_pickle) for s in specs]
     fit_data, samples = None, None
     if fit_kind == "support-set":
         fit_data, fit_source = _load_support_images(support_set, data_dir)

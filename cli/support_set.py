@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .options import batch_size_option, data_dir_option, dataset_option, device_option, progress_option, seed_option
+from .options import (batch_size_option, data_dir_option, dataset_option, device_option, progress_option, seed_option,
+                      trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -57,8 +58,9 @@ def command():
 @click.option("--name", default=None, help="Name in the manifest (default: the folder name).")
 @click.option("--out", required=True, type=click.Path(), help="Support-set folder to write (atomically).")
 @progress_option
+@trust_pickle_option
 def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_k, threshold, gain_images, exclude,
-          pairs, seed, batch_size, device, name, out, progress):
+          pairs, seed, batch_size, device, name, out, progress, trust_pickle):
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
     from latentmap.checkpoint import load_model
     from latentmap.data import load_dataset
@@ -68,7 +70,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     if for_models:
         largest, dims = target_size_for(for_models)
         size = size or largest
-    model = load_model(model_spec, device=device)
+    model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     data = load_dataset(dataset, split, data_dir=data_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -149,8 +151,9 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
 @device_option
 @click.option("--out", type=click.Path(), default="reports/anchors", show_default=True)
 @progress_option
+@trust_pickle_option
 def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seeds, seed, anchor_model, alpha, bias,
-            test_images, gain_images, reference_images, batch_size, device, out, progress):
+            test_images, gain_images, reference_images, batch_size, device, out, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     import numpy as np
 
@@ -162,7 +165,7 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
     specs = tuple(model_specs) + tuple(more_models)
     if len(specs) < 2:
         raise ConfigError(f"compare needs at least two models to map between (--models A B ...), got {len(specs)}")
-    models = [load_model(spec, device=device) for spec in specs]
+    models = [load_model(spec, device=device, allow_pickle=trust_pickle) for spec in specs]
     train = load_dataset(dataset, "train", data_dir=data_dir)
     test = load_dataset(dataset, "test", data_dir=data_dir)
     test = test.subset(np.arange(min(test_images, len(test))))

@@ -4,7 +4,7 @@ import click
 
 from latentmap.training import TRAINERS, TrainSettings, train
 
-from .options import data_dir_option, dataset_option, device_option, progress_option, seed_option
+from .options import data_dir_option, dataset_option, device_option, progress_option, seed_option, trust_pickle_option
 
 
 def _channels(ctx, param, value):
@@ -35,8 +35,7 @@ def _channels(ctx, param, value):
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Evaluate on only N test images.")
 @click.option("--model", "model_spec", default=None,
               help="inverter: the generator (checkpoint, StyleGAN-style pickle or py:module:factory).")
-@click.option("--trust-pickle", is_flag=True, default=False,
-              help="Allow unpickling --model (this runs code stored in the file).")
+@trust_pickle_option
 @click.option("--inverter-steps", type=click.IntRange(min=1), default=None,
               help="gan/stylegan/inverter: inverter training steps [default: 2000].")
 @click.option("--inverter-batch-size", type=click.IntRange(min=2), default=None, help="[default: 128]")

@@ -159,3 +159,24 @@ def test_py_spec_models_and_their_checkpoints(tmp_path):
 def test_bad_py_specs(spec, message):
     with pytest.raises(ConfigError, match=message):
         load_model(spec)
+
+
+@pytest.mark.filterwarnings("ignore::latentmap.models.external_stylegan.PickleWarning")
+def test_map_and_support_set_commands_take_the_trust_flag(generator_pickle, tiny_vae_checkpoint, tmp_path):
+    runner = CliRunner()
+    fit = ["map", "fit", "--source", str(generator_pickle), "--target", str(tiny_vae_checkpoint), "--samples", "40",
+           "--device", "cpu", "--out", str(tmp_path / "map")]
+    refused = runner.invoke(main, fit)
+    assert refused.exit_code == 2 and "--trust-pickle" in refused.output and not (tmp_path / "map").exists()
+    result = runner.invoke(main, fit + ["--trust-pickle"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "map" / "map.json").read_text())
+    assert info["source"]["latent_dim"] == 6 and info["target"]["latent_dim"] == 8
+
+    build = ["support-set", "build", "--model", str(generator_pickle), "--split", "test", "--size", "8",
+             "--strategy", "random", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "support")]
+    refused = runner.invoke(main, build)
+    assert refused.exit_code == 2 and "--trust-pickle" in refused.output and not (tmp_path / "support").exists()
+    result = runner.invoke(main, build + ["--trust-pickle"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "support" / "images.npy").is_file()
