@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import (batch_size_option, data_dir_option, device_option, progress_option, seed_option,
+from .options import (RidgeAlpha, batch_size_option, data_dir_option, device_option, progress_option, seed_option,
                       trust_pickle_option)
 
 IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
@@ -16,8 +16,9 @@ IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
 bias_option = click.option("--bias/--no-bias", default=None,
                            help="Fit an intercept. Default: no bias for a support-set fit (the paper's map, d images "
                                 "suffice), bias otherwise.")
-alpha_option = click.option("--alpha", type=click.FloatRange(min=0), default=0.0, show_default=True,
-                            help="Ridge penalty on the matrix (the intercept is not penalized).")
+alpha_option = click.option("--alpha", type=RidgeAlpha(), default=0.0, show_default=True,
+                            help="Ridge penalty on the matrix (the intercept is not penalized), or 'auto': "
+                                 "chosen by generalized cross-validation (advised for support-set fits).")
 method_option = click.option("--method", type=click.Choice(["lstsq", "procrustes"]), default="lstsq",
                              show_default=True, help="Least squares / ridge, or the orthogonal map (equal sizes).")
 
@@ -54,6 +55,10 @@ def _load(spec, device, trust_pickle=False):
     from latentmap import load_model
 
     return load_model(spec, device=device, allow_pickle=trust_pickle)
+
+
+def _alpha_text(alpha, linear_map) -> str:
+    return f"auto ({linear_map.alpha_:.3g})" if alpha == "auto" else f"{alpha:g}"
 
 
 def _fmt(value, digits=5):
@@ -114,7 +119,7 @@ def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, me
                     fit_source=fit_source)
     fm = linear_map.fit_metrics_
     click.echo(f"map {model_a.name} ({model_a.latent_dim}) -> {model_b.name} ({model_b.latent_dim}), "
-               f"{'affine' if bias else 'bias-free'} {method}, alpha {alpha:g}: fitted on {fit_source['count']} "
+               f"{'affine' if bias else 'bias-free'} {method}, alpha {_alpha_text(alpha, linear_map)}: fitted on {fit_source['count']} "
                f"{fit_source['kind']} pairs, latent R² {fm['r2']:.4f}, latent MSE {fm['latent_mse']:.5f}")
     click.echo(f"saved to {out}")
 

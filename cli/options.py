@@ -13,6 +13,23 @@ def dataset_option(default="fashion-mnist", required=False):
                         help="fashion-mnist | mnist | digits | folder:PATH[?crop=L,T,R,B&size=S&channels=1|3] | npy:PATH")
 
 
+class RidgeAlpha(click.ParamType):
+    """A ridge penalty: a number >= 0, or "auto" (chosen by generalized cross-validation)."""
+
+    name = "alpha"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, float):
+            return value
+        try:
+            alpha = float(value)
+        except ValueError:
+            self.fail(f"expected a number >= 0 or 'auto', got {value!r}", param, ctx)
+        if not alpha >= 0 or alpha == float("inf"):
+            self.fail(f"expected a finite number >= 0 or 'auto', got {value!r}", param, ctx)
+        return alpha
+
+
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
                                help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
 split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import (batch_size_option, data_dir_option, dataset_option, device_option, progress_option, seed_option,
+from .options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option, progress_option, seed_option,
                       trust_pickle_option)
 
 
@@ -138,8 +138,8 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
               help="Seeds per strategy and size: --seed, --seed+1, ...")
 @seed_option
 @click.option("--anchor-model", default=None, help="Model whose latent space chooses the anchors (default: the first).")
-@click.option("--alpha", type=click.FloatRange(min=0), default=1e-3, show_default=True,
-              help="Ridge penalty of the maps (needed for sizes below the source latent size).")
+@click.option("--alpha", type=RidgeAlpha(), default=1e-3, show_default=True,
+              help="Ridge penalty of the maps (needed for sizes below the source latent size), or 'auto' (GCV).")
 @click.option("--bias/--no-bias", default=False, show_default=True,
               help="Fit an intercept (the paper's map is bias-free).")
 @click.option("--test-images", type=click.IntRange(min=1), default=2000, show_default=True,

@@ -246,7 +246,7 @@ def write_compare_report(result: CompareResult, out) -> Path:
         s = result.settings
         section = Section("Relocated MSE by anchor strategy and size")
         section.text(f"Anchors chosen in the latent space of '{s['anchor_model']}' from {s['train_images']} training "
-                     f"images; bias-{'full' if s['bias'] else 'free'} linear maps (ridge alpha {s['alpha']:g}) fitted "
+                     f"images; bias-{'full' if s['bias'] else 'free'} linear maps (ridge alpha {s['alpha']}) fitted "
                      f"for every ordered pair of {', '.join(s['models'])}; relocated MSE = mean over "
                      f"{s['test_images']} test images of MSE(x, Dec_B(map(Enc_A x))), averaged over the pairs, then "
                      f"over seeds {s['seeds']}. vs_random < 1 means better than random anchors of the same size.")

@@ -19,6 +19,11 @@ Conventions:
   ``intercept_ = ȳ - x̄ @ coef_``.
 * ``bias=False`` is the paper's bias-free map (a single matrix); ``alpha`` then penalizes the
   whole matrix, like ``Ridge(fit_intercept=False)``.
+* ``alpha="auto"`` chooses the ridge penalty by generalized cross-validation (Golub, Heath &
+  Wahba 1979) from the same statistics: GCV(α) = n·RSS(α) / (n − df(α))², with RSS and the
+  effective degrees of freedom df read off one eigendecomposition of XᵀX. It matters for
+  support-set fits, where the number of images is close to the latent size and the exact
+  solution interpolates the anchors; with many images it picks a negligible penalty.
 * ``method="procrustes"`` fits the orthogonal map (equal dimensions) by SVD of the
   (centered when ``bias=True``) cross-covariance; ``alpha`` does not apply to it.
 """
@@ -43,6 +48,9 @@ MAP_WEIGHTS_NAME = "map.safetensors"
 MAP_FORMAT = "latentmap-map"
 MAP_FORMAT_VERSION = 1
 METHODS = ("lstsq", "procrustes")
+AUTO_ALPHA = "auto"
+# GCV candidates: the mean eigenvalue of XᵀX times 10^k for k on this grid
+GCV_LOG10_GRID = np.linspace(-8.0, 3.0, 111)
 # Cholesky on the normal equations squares the condition number; above this (scaled) condition
 # estimate its answer loses more than ~4 of float64's 16 digits, so the eigen-solve takes over.
 CHOLESKY_MAX_CONDITION = 1e12
@@ -82,7 +90,8 @@ class LinearMap(BaseEstimator):
     Parameters
     ----------
     bias : fit an intercept (default True); False is the paper's bias-free map.
-    alpha : ridge penalty (>= 0) on ``coef_``; the intercept is never penalized.
+    alpha : ridge penalty (>= 0) on ``coef_``, or ``"auto"`` (chosen by generalized
+        cross-validation, stored in ``alpha_``); the intercept is never penalized.
     method : ``"lstsq"`` (least squares / ridge) or ``"procrustes"`` (orthogonal map, equal sizes).
     """
 
@@ -95,6 +104,10 @@ class LinearMap(BaseEstimator):
     def _check_params(self) -> None:
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ConfigError(f"bias must be True or False, got {self.bias!r} instead")
+        if self.alpha == AUTO_ALPHA:
+            if self.method != "lstsq":
+                raise ConfigError(f"alpha='auto' applies to method 'lstsq' only, got method {self.method!r}")
+            return
         try:
             alpha = float(self.alpha)
         except (TypeError, ValueError):
@@ -126,7 +139,8 @@ class LinearMap(BaseEstimator):
     # ------------------------------------------------------------------ accumulation
     def _reset(self) -> None:
         self._stats = None
-        for attr in ("coef_", "intercept_", "n_features_in_", "n_targets_", "n_samples_seen_", "fit_metrics_"):
+        for attr in ("coef_", "intercept_", "alpha_", "n_features_in_", "n_targets_", "n_samples_seen_",
+                     "fit_metrics_"):
             self.__dict__.pop(attr, None)
         self._cache = {}
 
@@ -225,9 +239,10 @@ class LinearMap(BaseEstimator):
         if s is None:
             raise UnderdeterminedError("the map has seen no latent pairs (empty input); it needs at least one image")
         n, d_x, d_y = s["n"], s["mean_x"].shape[0], s["mean_y"].shape[0]
-        alpha = float(self.alpha)
+        auto = self.alpha == AUTO_ALPHA
+        alpha = 0.0 if auto else float(self.alpha)
         needed = self.min_samples(d_x)
-        if self.method == "lstsq" and alpha == 0 and n < needed:
+        if self.method == "lstsq" and alpha == 0 and not auto and n < needed:
             kind = "an affine map (bias=True)" if self.bias else "a bias-free map"
             raise UnderdeterminedError(
                 f"fitting {kind} from {d_x}-dimensional latents needs at least {needed} image pairs, got {n}; "
@@ -239,10 +254,14 @@ class LinearMap(BaseEstimator):
                 f"procrustes needs equal latent sizes, got source {d_x} and target {d_y}; use method 'lstsq'"
             )
         if self.bias:
-            a, b = s["cxx"], s["cxy"]
+            a, b, syy = s["cxx"], s["cxy"], float(s["cyy"].sum())
         else:  # uncentered second moments: XᵀX = C + n x̄x̄ᵀ (a sum of PSD terms, no cancellation)
             a = s["cxx"] + torch.outer(s["mean_x"], s["mean_x"]) * n
             b = s["cxy"] + torch.outer(s["mean_x"], s["mean_y"]) * n
+            syy = float((s["cyy"] + s["mean_y"] * s["mean_y"] * n).sum())
+        gcv = None
+        if auto:
+            alpha, gcv = gcv_alpha(a, b, syy, n, intercept=bool(self.bias))
         if self.method == "procrustes":
             u, _sv, vh = torch.linalg.svd(b)
             coef = u @ vh
@@ -252,12 +271,16 @@ class LinearMap(BaseEstimator):
         intercept = s["mean_y"] - s["mean_x"] @ coef if self.bias else torch.zeros_like(s["mean_y"])
         self.coef_ = coef.cpu().numpy()
         self.intercept_ = intercept.cpu().numpy()
+        self.alpha_ = alpha
         self.n_features_in_ = d_x
         self.n_targets_ = d_y
         self.n_samples_seen_ = int(n)
         self._cache = {}
         self.__dict__.pop("_pending_error", None)
         self.fit_metrics_ = self._training_metrics(coef, intercept, condition)
+        self.fit_metrics_["alpha"] = alpha
+        if gcv is not None:
+            self.fit_metrics_["gcv"] = gcv
 
     def _training_metrics(self, coef: torch.Tensor, intercept: torch.Tensor, condition: float) -> dict:
         """R² and MSE on the fitting pairs, from the statistics alone (no stored samples)."""
@@ -380,12 +403,42 @@ class LinearMap(BaseEstimator):
         out = cls(**params)
         out.coef_ = tensors["coef"].numpy()
         out.intercept_ = tensors["intercept"].numpy()
+        out.alpha_ = float(info.get("fit_metrics", {}).get("alpha", 0.0 if out.alpha == AUTO_ALPHA else out.alpha))
         out.n_features_in_, out.n_targets_ = out.coef_.shape
         out.n_samples_seen_ = int(info.get("n_samples_seen", 0))
         out.fit_metrics_ = dict(info.get("fit_metrics", {}))
         out.info_ = info
         out._cache, out._stats = {}, None
         return out
+
+
+def gcv_alpha(a: torch.Tensor, b: torch.Tensor, syy: float, n: int, intercept: bool) -> tuple[float, float]:
+    """The ridge penalty minimizing generalized cross-validation, from XᵀX (a), XᵀY (b) and ΣY² (syy).
+
+    In the eigenbasis a = V diag(λ) Vᵀ with c = Vᵀb, the ridge solution leaves
+    RSS(α) = ΣY² − Σ_i |c_i|² (2/(λ_i+α) − λ_i/(λ_i+α)²) and has df(α) = Σ_i λ_i/(λ_i+α)
+    (+1 for an unpenalized intercept). Returns (alpha, GCV score per target value).
+    """
+    too_few = UnderdeterminedError(f"{n} image pairs are too few to choose a ridge penalty by cross-validation; "
+                                   "use more images or a fixed alpha")
+    if n <= (1 if intercept else 0):
+        raise too_few
+    evals, evecs = torch.linalg.eigh(a)
+    evals = evals.clamp_min(0)
+    c2 = (evecs.T @ b).pow(2).sum(1)
+    d_y = b.shape[1]
+    scale = float(evals.mean())
+    if scale <= 0:
+        raise UnderdeterminedError("the source latents do not vary: no map can be chosen by cross-validation")
+    alphas = torch.as_tensor(scale * 10.0 ** GCV_LOG10_GRID, dtype=a.dtype, device=a.device)
+    inv = 1.0 / (evals[None, :] + alphas[:, None])
+    rss = (syy - (c2[None, :] * (2 * inv - evals[None, :] * inv * inv)).sum(1)).clamp_min(0)
+    df = (evals[None, :] * inv).sum(1) + (1 if intercept else 0)
+    score = torch.where(df < n, n * rss / (n - df).clamp_min(1e-300).pow(2), torch.full_like(rss, float("inf")))
+    best = int(torch.argmin(score))
+    if not bool(torch.isfinite(score[best])):
+        raise too_few
+    return float(alphas[best]), float(score[best]) / d_y
 
 
 def _solve_spd(a: torch.Tensor, b: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float]:

@@ -172,3 +172,18 @@ def test_real_vae_self_map_is_identity(tiny_vae_checkpoint, tmp_path):
     assert res.exit_code == 0, res.output
     row = json.loads((tmp_path / "r" / "relocation.json").read_text())
     assert row["ratio"] == pytest.approx(1.0, abs=1e-4) and row["type"] == 1
+
+
+def test_fit_with_alpha_auto_and_a_bad_alpha(synthetic, tmp_path):
+    p, spec = synthetic["paths"], f"npy:{synthetic['root']}/images.npy"
+    res = invoke("map", "fit", "--source", p["a"], "--target", p["b"], "--dataset", spec, "--split", "all",
+                 "--alpha", "auto", "--out", tmp_path / "auto")
+    assert res.exit_code == 0, res.output
+    m = LinearMap.load(tmp_path / "auto")
+    assert m.alpha == "auto" and m.info_["fit_metrics"]["alpha"] == m.alpha_ and "alpha auto (" in res.output
+    # noise-free affine pair: cross-validation keeps the penalty negligible
+    assert np.abs(m.intercept_ - synthetic["t"]).max() < 1e-4
+    for bad in ("sometimes", "-1", "inf"):
+        res = invoke("map", "fit", "--source", p["a"], "--target", p["b"], "--samples", 30, "--alpha", bad,
+                     "--out", tmp_path / "bad")
+        assert res.exit_code == 2 and "'auto'" in res.output and not (tmp_path / "bad").exists()

@@ -259,3 +259,63 @@ def test_cuda_tensors_accumulate_and_map_on_their_device():
     assert out.device.type == "cuda" and out.dtype == torch.float32
     ref = LinearMap().fit(x.astype(np.float32), y.astype(np.float32))
     assert rel_err(m.coef_, ref.coef_) < 1e-10
+
+
+# --------------------------------------------------------------------------- alpha="auto" (GCV)
+
+def gcv_brute_force(x, y, alpha, bias):
+    """GCV(alpha) = n·RSS / (n - tr H)² from the explicit hat matrix (intercept unpenalized)."""
+    n = len(x)
+    xc, yc = (x - x.mean(0), y - y.mean(0)) if bias else (x, y)
+    hat = xc @ np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T)
+    if bias:
+        hat = hat + np.full((n, n), 1.0 / n)
+    resid = yc - (hat - (np.full((n, n), 1.0 / n) if bias else 0)) @ yc
+    return n * (resid ** 2).sum() / (n - np.trace(hat)) ** 2
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_auto_alpha_minimizes_gcv_over_its_grid(bias):
+    from latentmap.mapper import GCV_LOG10_GRID
+
+    x, y, _, _ = make_pair(n=30, d_x=20, d_y=5, noise=1.0, offset=0.5)
+    m = LinearMap(bias=bias, alpha="auto").fit(x, y)
+    a = (x - x.mean(0)).T @ (x - x.mean(0)) if bias else x.T @ x
+    grid = np.trace(a) / len(a) * 10.0 ** GCV_LOG10_GRID
+    scores = [gcv_brute_force(x, y, al, bias) for al in grid]
+    assert m.alpha_ == pytest.approx(grid[int(np.argmin(scores))], rel=1e-9)
+    assert m.fit_metrics_["gcv"] == pytest.approx(min(scores) / y.shape[1], rel=1e-6)
+    ref = Ridge(alpha=m.alpha_, fit_intercept=bias, solver="cholesky").fit(x, y)
+    np.testing.assert_allclose(m.coef_, ref.coef_.T, rtol=1e-7, atol=1e-10)
+
+
+def test_auto_alpha_fixes_the_exactly_determined_fit():
+    # as many images as latent dimensions: the exact solution interpolates the noise
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(16, 8))
+    x = rng.normal(size=(16, 16))
+    y = x @ w + 0.5 * rng.normal(size=(16, 8))
+    x_test = rng.normal(size=(2000, 16))
+    exact = LinearMap(bias=False).fit(x, y)
+    auto = LinearMap(bias=False, alpha="auto").fit(x, y)
+    err = lambda m: float(((m.transform(x_test) - x_test @ w) ** 2).mean())  # noqa: E731
+    assert auto.alpha_ > 0 and err(auto) < 0.5 * err(exact)
+    # with many images the chosen penalty is negligible and the fit is the least-squares one
+    x, y, _, _ = make_pair(n=3000, noise=0.01)
+    many = LinearMap(alpha="auto").fit(x, y)
+    np.testing.assert_allclose(many.coef_, LinearMap().fit(x, y).coef_, rtol=1e-4)
+
+
+def test_auto_alpha_params_round_trip_and_errors(tmp_path):
+    x, y, _, _ = make_pair(n=50)
+    m = LinearMap(alpha="auto").fit(x, y)
+    assert clone(m).get_params()["alpha"] == "auto"
+    loaded = LinearMap.load(m.save(tmp_path / "auto", source={"name": "a", "latent_dim": 12},
+                                   target={"name": "b", "latent_dim": 9}))
+    assert loaded.alpha == "auto" and loaded.alpha_ == pytest.approx(m.alpha_)
+    with pytest.raises(ConfigError, match="auto.*lstsq"):
+        LinearMap(alpha="auto", method="procrustes").fit(x, x)
+    with pytest.raises(ConfigError, match="alpha"):
+        LinearMap(alpha="sometimes").fit(x, y)
+    with pytest.raises(UnderdeterminedError, match="too few"):
+        LinearMap(alpha="auto").fit(x[:1], y[:1])
