@@ -101,7 +101,7 @@ class _Encoded:
 
 
 def compare_anchors(models, train, test, *, sizes, strategies=COMPARE_STRATEGIES, seeds=(0, 1, 2),
-                    anchor_model=None, alpha: float = DEFAULT_ALPHA, bias: bool = False,
+                    anchor_model=None, alpha: float | str = DEFAULT_ALPHA, bias: bool = False,
                     gain_images: int = 2000, reference_images: int = 10000, batch_size: int = 256,
                     progress: bool = False) -> CompareResult:
     """For each strategy, size and seed: anchors in ``anchor_model``'s latent space (default the first

@@ -100,7 +100,7 @@ def sample_pairs(source, target, n: int, batch_size: int = 256, seed: int = 0):
         yield z.to(images.device), target.encode(images).to(images.device)
 
 
-def fit_map(source, target, pairs: Iterable, *, bias: bool = True, alpha: float = 0.0,
+def fit_map(source, target, pairs: Iterable, *, bias: bool = True, alpha: float | str = 0.0,
             method: str = "lstsq") -> LinearMap:
     """Fit A -> B from an iterable of (z_A, z_B) batches; statistics only, one solve."""
     return LinearMap(bias=bias, alpha=alpha, method=method).fit_batches(pairs)
@@ -314,7 +314,7 @@ def _pair_name(a: str, b: str) -> str:
     return f"{a}__{b}"
 
 
-def fit_all_pairs(models, fit_data=None, *, samples: int | None = None, bias: bool = True, alpha: float = 0.0,
+def fit_all_pairs(models, fit_data=None, *, samples: int | None = None, bias: bool = True, alpha: float | str = 0.0,
                   method: str = "lstsq", batch_size: int = 256, seed: int = 0) -> dict[tuple[int, int], LinearMap]:
     """One LinearMap per ordered pair, encoding every fit batch once per model."""
     pairs = [(i, j) for i, j in itertools.permutations(range(len(models)), 2)]
@@ -343,7 +343,7 @@ def fit_all_pairs(models, fit_data=None, *, samples: int | None = None, bias: bo
 
 
 def build_atlas(models, test_data, *, fit_data=None, samples: int | None = None, fit_source: dict | None = None,
-                bias: bool = True, alpha: float = 0.0, method: str = "lstsq", batch_size: int = 256,
+                bias: bool = True, alpha: float | str = 0.0, method: str = "lstsq", batch_size: int = 256,
                 seed: int = 0, out=None, use_lpips: bool = True, grid_count: int = GRID_IMAGES,
                 model_paths: dict | None = None, progress: bool = False) -> AtlasResult:
     """Fit and evaluate every ordered pair of ``models``; write the report folder when ``out`` is given."""

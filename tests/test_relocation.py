@@ -331,6 +331,7 @@ def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatc
     pairs = ctx.summary["relocation_atlas"]["pairs"]
     assert len(pairs) == 2 and {p["type"] for p in pairs} == {3}
     assert ctx.summary["relocation_atlas_support_set"]["fit"]["bias"] is False
+    assert ctx.summary["relocation_atlas_support_set"]["fit"]["alpha"] == "auto"
     # the atlas is judged on an evenly spaced subset of the test split, not all of it
     import pandas as pd
 
