@@ -26,7 +26,7 @@ from .report.html import Section, render_page
 DEMO_DATASET = "fashion-mnist"
 # Modules that register further demo sections when imported (one line per feature).
 DEMO_SECTION_MODULES: tuple[str, ...] = ("latentmap.support_set_demo", "latentmap.relocation_demo",
-                                         "latentmap.generators_demo")
+                                         "latentmap.generators_demo", "latentmap.diagnostics_demo")
 GRID_IMAGES = 12
 
 

@@ -1,0 +1,38 @@
+"""``latentmap diagnose``: how a model fills its latent space (variance law, radius, PCA, axis densities)."""
+
+import click
+
+from .map import _subset
+from .options import (batch_size_option, data_dir_option, dataset_option, device_option, progress_option,
+                      seed_option, split_option, trust_pickle_option)
+
+
+@click.command("diagnose")
+@click.option("--model", "model_spec", required=True,
+              help="Checkpoint folder, StyleGAN-style pickle (with --trust-pickle) or py:module:factory.")
+@trust_pickle_option
+@dataset_option()
+@data_dir_option
+@split_option
+@click.option("--n", "n", type=click.IntRange(min=1), default=None,
+              help="A seeded random N images of the split (default all).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder to write (atomically).")
+@batch_size_option
+@device_option
+@seed_option
+@progress_option
+def command(model_spec, trust_pickle, dataset, data_dir, split, n, out, batch_size, device, seed, progress):
+    """Latent-space diagnostics of a model on a dataset split: CSV, JSON, figures and index.html in OUT."""
+    from latentmap.checkpoint import load_model
+    from latentmap.data import load_dataset
+    from latentmap.diagnostics import describe, latent_diagnostics, save_diagnostics
+
+    model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
+    data = _subset(load_dataset(dataset, split, data_dir=data_dir), n, seed)
+    diag = latent_diagnostics(model, data, batch_size=batch_size, progress=progress, seed=seed)
+    save_diagnostics(diag, out)
+    click.echo(f"{diag.model} ({diag.kind}), latent size {diag.latent_dim}, {diag.n_images} images of {dataset} "
+               f"({split})")
+    for line in describe(diag):
+        click.echo(line)
+    click.echo(f"report written to {out}")
