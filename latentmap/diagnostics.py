@@ -14,7 +14,6 @@ radius is kept.
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import math
@@ -27,11 +26,8 @@ import torch
 from .atomic import atomic_directory
 from .batching import image_batches, with_progress
 from .errors import ConfigError, NonFiniteError
-from .metrics import latent_statistics, per_image_mse
+from .metrics import INACTIVE_THRESHOLD, per_image_mse
 
-# The inactive-variable threshold is latent_statistics' default; read it from there so the two
-# reports of a checkpoint can never disagree about which variables are inactive.
-INACTIVE_THRESHOLD: float = inspect.signature(latent_statistics).parameters["inactive_threshold"].default
 AXIS_BINS = 80
 # Axis histograms need their range before the pass ends: at least ±4 (the prior's practical
 # support), widened to 1.25 x the largest |z| of the first batch for spread-out latent spaces.

@@ -24,7 +24,11 @@ def reconstruction_mse(model, dataset, batch_size: int = 256, progress: bool = F
     return total / max(count, 1)
 
 
-def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold: float = 0.01) -> dict:
+# A latent variable whose posterior mean hardly varies over the data carries no information.
+INACTIVE_THRESHOLD = 0.01
+
+
+def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold: float = INACTIVE_THRESHOLD) -> dict:
     """Per-variable Var(mu) and mean sigma^2 over a split, for VAE-like models.
 
     For a well-trained VAE, Var(mu_i) + E[sigma_i^2] is close to 1 for every variable; inactive
