@@ -2,7 +2,6 @@
 
 import click
 
-from .map import _subset
 from .options import (batch_size_option, data_dir_option, dataset_option, device_option, progress_option,
                       seed_option, split_option, trust_pickle_option)
 
@@ -28,7 +27,7 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, n, out, batch_si
     from latentmap.diagnostics import describe, latent_diagnostics, save_diagnostics
 
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
-    data = _subset(load_dataset(dataset, split, data_dir=data_dir), n, seed)
+    data = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)
     diag = latent_diagnostics(model, data, batch_size=batch_size, progress=progress, seed=seed)
     save_diagnostics(diag, out)
     click.echo(f"{diag.model} ({diag.kind}), latent size {diag.latent_dim}, {diag.n_images} images of {dataset} "

@@ -42,15 +42,6 @@ def _load_support_images(spec: str, data_dir):
     return support.images, {"kind": "support-set", "name": support.name, "path": str(spec), "count": len(support)}
 
 
-def _subset(ds, n, seed):
-    """The first ``n`` of a seeded permutation (sorted back into dataset order), or everything."""
-    import numpy as np
-
-    if n is None or n >= len(ds):
-        return ds
-    return ds.subset(np.sort(np.random.default_rng(seed).choice(len(ds), n, replace=False)))
-
-
 def _load(spec, device, trust_pickle=False):
     from latentmap import load_model
 
@@ -107,7 +98,7 @@ def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, me
         bias = False if bias is None else bias
         pairs = image_pairs(model_a, model_b, images, batch_size)
     elif dataset is not None:
-        ds = _subset(load_dataset(dataset, split, data_dir=data_dir), n, seed)
+        ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)
         fit_source = {"kind": "dataset", "name": dataset, "split": split, "count": len(ds), "seed": seed}
         pairs = image_pairs(model_a, model_b, ds, batch_size)
     else:
@@ -170,7 +161,7 @@ def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_l
     model_a, path_a = _model_from_map(linear_map.info_, "source", source, device, trust_pickle)
     model_b, path_b = _model_from_map(linear_map.info_, "target", target, device, trust_pickle)
     check_map_fits(linear_map, model_a, model_b)
-    ds = _subset(load_dataset(dataset, split, data_dir=data_dir), n, seed)
+    ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, use_lpips=use_lpips,
                                  progress=progress)
     row = {k: v for k, v in result.to_dict().items() if k != "extra"}
@@ -279,14 +270,14 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, n,
         fit_data, fit_source = _load_support_images(support_set, data_dir)
         bias = False if bias is None else bias
     elif fit_kind == "dataset":
-        fit_data = _subset(load_dataset(dataset, fit_split, data_dir=data_dir), n, seed)
+        fit_data = load_dataset(dataset, fit_split, data_dir=data_dir).random_subset(n, seed)
         fit_source = {"kind": "dataset", "name": dataset, "split": fit_split, "count": len(fit_data), "seed": seed}
     else:
         samples = n or 10000
         fit_source = {"kind": "samples", "count": samples, "seed": seed}
     bias = True if bias is None else bias
     fit_source.update({"bias": bias, "alpha": alpha, "method": method})
-    test = _subset(load_dataset(dataset, split, data_dir=data_dir), test_images, seed)
+    test = load_dataset(dataset, split, data_dir=data_dir).random_subset(test_images, seed)
     result = build_atlas(models, test, fit_data=fit_data, samples=samples, fit_source=fit_source, bias=bias,
                          alpha=alpha, method=method, batch_size=batch_size, seed=seed, out=out, use_lpips=use_lpips,
                          model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress)

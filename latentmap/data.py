@@ -64,6 +64,13 @@ class ImageDataset(torch.utils.data.Dataset):
     def subset(self, indices) -> "ImageDataset":
         return SubsetImageDataset(self, np.asarray(indices, dtype=np.int64))
 
+    def random_subset(self, n: int | None, seed=0) -> "ImageDataset":
+        """``n`` images drawn without replacement by ``seed`` (an int or a numpy Generator), in index
+        order so that reading stays sequential; the whole set when ``n`` is None or not smaller."""
+        if n is None or n >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
     def all_images(self) -> torch.Tensor:
         """Every image of the split as one tensor (only sensible for small splits)."""
         return self.batch(np.arange(len(self)))

@@ -46,7 +46,7 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
                                                 f"{len(ctx.models)}.", cls="note")
     train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
     n_fit = min(DEMO_FIT_IMAGES, len(train))
-    fit = train.subset(np.sort(np.random.default_rng(0).choice(len(train), n_fit, replace=False)))
+    fit = train.random_subset(n_fit, seed=0)
     test = ctx.test
     if len(test) > DEMO_ATLAS_TEST_IMAGES:
         test = test.subset(np.linspace(0, len(test) - 1, DEMO_ATLAS_TEST_IMAGES).round().astype(int))

@@ -174,3 +174,14 @@ def test_iter_batches_and_subset():
     assert sub.labels.tolist() == ds.labels[[3, 1, 2]].tolist()
     with pytest.raises(DatasetError, match="out of range"):
         ds.batch([len(ds)])
+
+
+def test_random_subset_is_seeded_sorted_and_whole_when_asked_for_all():
+    ds = load_dataset("digits", "all")
+    a, b = ds.random_subset(50, seed=3), ds.random_subset(50, seed=3)
+    assert len(a) == 50 and torch.equal(a.all_images(), b.all_images())
+    assert not torch.equal(a.all_images(), ds.random_subset(50, seed=4).all_images())
+    assert ds.random_subset(None) is ds and ds.random_subset(len(ds)) is ds
+    rng = np.random.default_rng(0)
+    picked = ds.random_subset(10, rng).indices
+    assert list(picked) == sorted(picked) and len(set(picked)) == 10

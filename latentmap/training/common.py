@@ -86,11 +86,7 @@ def load_splits(settings: TrainSettings):
     train_ds = load_dataset(settings.dataset, "train", data_dir=settings.data_dir)
     test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
     rng = np.random.default_rng(settings.seed)
-    if settings.train_images and settings.train_images < len(train_ds):
-        train_ds = train_ds.subset(np.sort(rng.choice(len(train_ds), settings.train_images, replace=False)))
-    if settings.test_images and settings.test_images < len(test_ds):
-        test_ds = test_ds.subset(np.sort(rng.choice(len(test_ds), settings.test_images, replace=False)))
-    return train_ds, test_ds
+    return train_ds.random_subset(settings.train_images, rng), test_ds.random_subset(settings.test_images, rng)
 
 
 def start_run(settings: TrainSettings):

@@ -140,15 +140,10 @@ def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> b
 
 def _test_split(settings: TrainSettings):
     """The evaluation images (the generator is trained already: no training split needed)."""
-    import numpy as np
-
     from ..data import load_dataset
 
     test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
-    if settings.test_images and settings.test_images < len(test_ds):
-        rng = np.random.default_rng(settings.seed)
-        test_ds = test_ds.subset(np.sort(rng.choice(len(test_ds), settings.test_images, replace=False)))
-    return test_ds
+    return test_ds.random_subset(settings.test_images, settings.seed)
 
 
 @register_trainer("inverter")
