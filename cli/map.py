@@ -164,23 +164,31 @@ def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_l
     ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, use_lpips=use_lpips,
                                  progress=progress)
-    row = {k: v for k, v in result.to_dict().items() if k != "extra"}
+    row = {k: v for k, v in result.to_dict().items() if k not in ("extra", "by_label")}
+    by_label = pd.DataFrame(result.by_label)
     images = ds.batch(grid_indices(len(ds), grid_images))
     with atomic_directory(out) as tmp:
         pd.DataFrame([row]).to_csv(tmp / "relocation.csv", index=False)
+        if len(by_label):
+            by_label.to_csv(tmp / "relocation_by_label.csv", index=False)
         (tmp / "relocation.json").write_text(json.dumps(
-            {**row, "map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
+            {**row, "by_label": result.by_label, "map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
              "dataset": dataset, "split": split, "fit_source": linear_map.info_.get("fit_source", {})},
             indent=2) + "\n")
         (tmp / "grid.png").write_bytes(grid_png(relocation_rows(model_a, model_b, linear_map, images)))
         section = Section(f"{result.source} -> {result.target} (type {result.type}: {result.type_name})")
         section.table(pd.DataFrame([{"metric": k, "value": v} for k, v in _table(result)]).astype({"value": object}))
+        if len(by_label):
+            section.text("By label: B's own and relocated MSE of the images of each label (relocation_by_label.csv).")
+            section.table(by_label)
         section.image("grid.png", f"rows: originals, {result.source}'s reconstruction, {result.target} after "
                                   f"mapping, {result.target}'s own reconstruction")
         (tmp / "index.html").write_text(render_page("latentmap relocation", [section],
                                                     f"{result.n_images} images of {dataset} ({split})."))
     for name, value in _table(result):
         click.echo(f"{name:34s} {value}")
+    if result.by_label:
+        click.echo("ratio by label: " + ", ".join(f"{r['name']} {r['ratio']:.2f}" for r in result.by_label))
     click.echo(f"report written to {out}")
 
 

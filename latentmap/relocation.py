@@ -170,6 +170,8 @@ class RelocationResult:
     target_lpips: float | None = None
     relocated_lpips: float | None = None
     lpips_note: str = ""
+    # per label of a labelled dataset: label, name, n_images, target_mse, relocated_mse, ratio
+    by_label: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -203,9 +205,10 @@ class RelocationAccumulator:
         check_map_fits(self.reverse, target, source)
         self.lpips, self.lpips_note = lpips, lpips_note
         self.sums, self.n = _Sums(), 0
+        self.label_sums: torch.Tensor | None = None  # [labels, 3]: count, target MSE sum, relocated MSE sum
 
-    def update(self, x, z_a, x_a, z_b, x_b) -> None:
-        """x: images; z_a, x_a: A's encodings and reconstructions; z_b, x_b: B's."""
+    def update(self, x, z_a, x_a, z_b, x_b, labels=None) -> None:
+        """x: images; z_a, x_a: A's encodings and reconstructions; z_b, x_b: B's; labels: optional, per image."""
         dev = self.target.device
         x_t = x.to(dev)
         z_mapped = self.map.transform(z_a.to(dev))
@@ -215,8 +218,11 @@ class RelocationAccumulator:
         z_b = z_b.to(dev, torch.float64)
         s = self.sums
         s.add("source_mse", per_image_mse(x_a.to(dev), x_t))
-        s.add("target_mse", per_image_mse(x_b.to(dev), x_t))
-        s.add("relocated_mse", per_image_mse(x_mapped, x_t))
+        target_mse, relocated_mse = per_image_mse(x_b.to(dev), x_t), per_image_mse(x_mapped, x_t)
+        s.add("target_mse", target_mse)
+        s.add("relocated_mse", relocated_mse)
+        if labels is not None:
+            self._add_by_label(torch.as_tensor(labels), target_mse, relocated_mse)
         s.add("cycle_mse", per_image_mse(x_cycle, x_t))
         s.add("target_ssim", per_image_ssim(x_b.to(dev), x_t))
         s.add("relocated_ssim", per_image_ssim(x_mapped, x_t))
@@ -228,7 +234,33 @@ class RelocationAccumulator:
             s.add("relocated_lpips", self.lpips(x_mapped, x_t))
         self.n += len(x)
 
-    def result(self, extra: dict | None = None) -> RelocationResult:
+    def _add_by_label(self, labels: torch.Tensor, target_mse: torch.Tensor, relocated_mse: torch.Tensor) -> None:
+        labels = labels.to(target_mse.device, torch.int64)
+        if len(labels) != len(target_mse) or bool((labels < 0).any()):
+            raise ConfigError("labels must be one non-negative integer per image")
+        k = int(labels.max()) + 1
+        sums = torch.stack([torch.bincount(labels, minlength=k).to(torch.float64),
+                            torch.bincount(labels, target_mse.to(torch.float64), minlength=k),
+                            torch.bincount(labels, relocated_mse.to(torch.float64), minlength=k)], dim=1).cpu()
+        old = self.label_sums
+        if old is not None and len(old) > len(sums):
+            sums = torch.cat([sums, sums.new_zeros(len(old) - len(sums), 3)])
+        elif old is not None:
+            old = torch.cat([old, old.new_zeros(len(sums) - len(old), 3)])
+        self.label_sums = sums if old is None else old + sums
+
+    def _by_label(self, label_name: Callable[[int], str]) -> list[dict]:
+        if self.label_sums is None:
+            return []
+        rows = []
+        for label, (count, target, relocated) in enumerate(self.label_sums.tolist()):
+            if count:
+                rows.append({"label": label, "name": label_name(label), "n_images": int(count),
+                             "target_mse": target / count, "relocated_mse": relocated / count,
+                             "ratio": _ratio(relocated, target)})
+        return rows
+
+    def result(self, extra: dict | None = None, label_name: Callable[[int], str] = str) -> RelocationResult:
         if self.n == 0:
             raise ConfigError(f"no images were evaluated for the pair {self.source.name} -> {self.target.name}")
         s, n = self.sums, self.n
@@ -249,7 +281,8 @@ class RelocationAccumulator:
             target_ssim=mean["target_ssim"], relocated_ssim=mean["relocated_ssim"],
             cycle_mse=mean["cycle_mse"], cycle_ratio=_ratio(mean["cycle_mse"], mean["source_mse"]),
             cycle_via=self.cycle_via, target_lpips=lp.get("target_lpips"),
-            relocated_lpips=lp.get("relocated_lpips"), lpips_note=self.lpips_note, extra=dict(extra or {}))
+            relocated_lpips=lp.get("relocated_lpips"), lpips_note=self.lpips_note,
+            by_label=self._by_label(label_name), extra=dict(extra or {}))
 
 
 def _ratio(a: float, b: float) -> float:
@@ -265,10 +298,23 @@ def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_
     lpips, note = lpips_function(target.device) if use_lpips else (None, "LPIPS not requested")
     acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips, note)
     batches, total = image_batches(data, batch_size)
+    labels = label_batches(data, batch_size)
     for x in with_progress(batches, f"{source.name} -> {target.name}", progress, total):
         z_a, z_b = source.encode(x), target.encode(x)
-        acc.update(x, z_a, source.decode(z_a), z_b, target.decode(z_b))
-    return acc.result()
+        acc.update(x, z_a, source.decode(z_a), z_b, target.decode(z_b), labels=next(labels))
+    return acc.result(label_name=_label_namer(data))
+
+
+def label_batches(data, batch_size: int) -> Iterator:
+    """The labels of each batch that ``image_batches(data, batch_size)`` yields; None when unlabelled."""
+    labels = getattr(data, "labels", None)
+    if labels is None:
+        return itertools.repeat(None)
+    return (labels[s:s + batch_size] for s in range(0, len(labels), batch_size))
+
+
+def _label_namer(data) -> Callable[[int], str]:
+    return data.label_name if hasattr(data, "label_name") else str
 
 
 def relocation_rows(source, target, linear_map: LinearMap, images: torch.Tensor) -> list[torch.Tensor]:
@@ -296,8 +342,15 @@ class AtlasResult:
     def frame(self):
         import pandas as pd
 
-        rows = [{k: v for k, v in r.to_dict().items() if k != "extra"} for r in self.results]
+        rows = [{k: v for k, v in r.to_dict().items() if k not in ("extra", "by_label")} for r in self.results]
         return pd.DataFrame(rows)
+
+    def by_label_frame(self):
+        """One row per pair and label (empty when the test images have no labels)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"source": r.source, "target": r.target, "type": r.type, **row}
+                             for r in self.results for row in r.by_label])
 
     def ratio_matrix(self):
         import pandas as pd
@@ -360,13 +413,15 @@ def build_atlas(models, test_data, *, fit_data=None, samples: int | None = None,
     accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips, note)
             for (i, j), m in maps.items()}
     batches, total = image_batches(test_data, batch_size)
+    labels = label_batches(test_data, batch_size)
     for x in with_progress(batches, "atlas", progress, total):
         enc = [m.encode(x) for m in models]
         rec = [m.decode(z) for m, z in zip(models, enc)]
+        batch_labels = next(labels)
         for (i, j), acc in accs.items():
-            acc.update(x, enc[i], rec[i], enc[j], rec[j])
+            acc.update(x, enc[i], rec[i], enc[j], rec[j], labels=batch_labels)
     fit_info = dict(fit_source or {})
-    results = [accs[p].result({"fit_metrics": maps[p].fit_metrics_}) for p in accs]
+    results = [accs[p].result({"fit_metrics": maps[p].fit_metrics_}, _label_namer(test_data)) for p in accs]
     results.sort(key=lambda r: (r.type, r.source, r.target))
     atlas = AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit_info,
                         maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()})
@@ -391,6 +446,9 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     (folder / "grids").mkdir(parents=True, exist_ok=True)
     frame = atlas.frame()
     frame.to_csv(folder / "atlas.csv", index=False)
+    by_label = atlas.by_label_frame()
+    if len(by_label):
+        by_label.to_csv(folder / "atlas_by_label.csv", index=False)
     matrix = atlas.ratio_matrix()
     matrix.to_csv(folder / "ratio_matrix.csv")
     (folder / "atlas.json").write_text(json.dumps(
@@ -429,7 +487,8 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
     section.parts.append(f'<p class="note">Files: <a href="{rel}atlas.csv">atlas.csv</a>, '
                          f'<a href="{rel}atlas.json">atlas.json</a>, <a href="{rel}ratio_matrix.csv">ratio_matrix.csv'
-                         f'</a>, maps in {rel}maps/.</p>')
+                         f'</a>' + (f', <a href="{rel}atlas_by_label.csv">atlas_by_label.csv</a> (ratio per label)'
+                                    if len(by_label) else '') + f', maps in {rel}maps/.</p>')
     for r, src in grids:
         section.image(src, f"{r.source} -> {r.target} (type {r.type}, ratio {r.ratio:.3f}): originals, "
                            f"{r.source}'s reconstruction, {r.target} after mapping, {r.target}'s own reconstruction")

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from latentmap import LinearMap
 from latentmap.cli.main import main
+from latentmap.data import FASHION_MNIST_CLASSES
 from latentmap.support_set import SupportSet
 
 from test_relocation import affine_model, make_images, related_model
@@ -172,6 +173,13 @@ def test_real_vae_self_map_is_identity(tiny_vae_checkpoint, tmp_path):
     assert res.exit_code == 0, res.output
     row = json.loads((tmp_path / "r" / "relocation.json").read_text())
     assert row["ratio"] == pytest.approx(1.0, abs=1e-4) and row["type"] == 1
+    # Fashion-MNIST is labelled: a row per garment class, which together make up the whole
+    import pandas as pd
+
+    by_label = pd.read_csv(tmp_path / "r" / "relocation_by_label.csv")
+    assert by_label["n_images"].sum() == 100 and set(by_label["name"]) <= set(FASHION_MNIST_CLASSES)
+    assert (by_label["n_images"] * by_label["target_mse"]).sum() / 100 == pytest.approx(row["target_mse"], rel=1e-9)
+    assert row["by_label"][0]["label"] == by_label["label"].iloc[0] and "ratio by label: " in res.output
 
 
 def test_fit_with_alpha_auto_and_a_bad_alpha(synthetic, tmp_path):

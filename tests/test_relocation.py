@@ -328,6 +328,10 @@ def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatc
     html = section.render()
     assert "atlas/ratio_matrix.png" in html and "atlas_support_set/ratio_matrix.png" in html
     assert (ctx.out / "atlas" / "grids" / f"{vae.name}__syn-28.png").is_file()
+    import pandas as pd
+
+    by_label = pd.read_csv(ctx.out / "atlas" / "atlas_by_label.csv")  # Fashion-MNIST test images are labelled
+    assert set(by_label["source"]) == {vae.name, "syn-28"} and by_label.groupby("source")["n_images"].sum().eq(25).all()
     pairs = ctx.summary["relocation_atlas"]["pairs"]
     assert len(pairs) == 2 and {p["type"] for p in pairs} == {3}
     assert ctx.summary["relocation_atlas_support_set"]["fit"]["bias"] is False
@@ -337,3 +341,28 @@ def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatc
 
     assert "evaluated on 25 test images" in html
     assert set(pd.read_csv(ctx.out / "atlas" / "atlas.csv")["n_images"]) == {25}
+
+
+def test_labelled_images_get_a_breakdown_by_label():
+    from latentmap.data import TensorImageDataset
+
+    a, b, _, _ = known_pair()
+    images = make_images(45, seed=4, model=a)
+    labels = torch.tensor([k % 4 for k in range(44)] + [7])  # label 7 alone in the last, uneven batch
+    ds = TensorImageDataset("labelled", (images * 255).round().to(torch.uint8), labels)
+    ds.label_names = ("zero", "one", "two", "three")
+    m = fit_map(a, b, image_pairs(a, b, ds), bias=True)
+    # a deliberately worse map makes per-label ratios differ from 1
+    worse = LinearMap().fit(a.encode(ds.all_images()).double(), b.encode(ds.all_images()).double() * 0.9)
+    for linear_map in (m, worse):
+        r = evaluate_relocation(a, b, linear_map, ds, batch_size=16, use_lpips=False)
+        rows = {row["label"]: row for row in r.by_label}
+        assert sorted(rows) == [0, 1, 2, 3, 7] and rows[7]["n_images"] == 1 and rows[7]["name"] == "7"
+        assert rows[1]["name"] == "one" and sum(row["n_images"] for row in r.by_label) == 45
+        x = ds.all_images()
+        per_image = ((b.decode(linear_map.transform(a.encode(x))) - x) ** 2).flatten(1).mean(1)
+        for label, row in rows.items():
+            assert row["relocated_mse"] == pytest.approx(float(per_image[labels == label].mean()), rel=1e-5)
+        total = sum(row["n_images"] * row["relocated_mse"] for row in r.by_label) / 45
+        assert total == pytest.approx(r.relocated_mse, rel=1e-9)
+    assert evaluate_relocation(a, b, m, images, batch_size=16, use_lpips=False).by_label == []
