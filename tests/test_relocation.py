@@ -283,8 +283,7 @@ def shipped_type1():
     """Fit fmnist-vae-a -> fmnist-vae-b on 3,000 training images, evaluate on 1,000 test images."""
     a, b = _shipped("fmnist-vae-a"), _shipped("fmnist-vae-b")
     train = load_dataset("fashion-mnist", "train")
-    fit_idx = np.sort(np.random.default_rng(0).choice(len(train), 3000, replace=False))
-    m = fit_map(a, b, image_pairs(a, b, train.subset(fit_idx), batch_size=500))
+    m = fit_map(a, b, image_pairs(a, b, train.random_subset(3000, 0), batch_size=500))
     test = load_dataset("fashion-mnist", "test").subset(np.arange(0, 10000, 10))
     return a, b, m, test, evaluate_relocation(a, b, m, test, batch_size=500, use_lpips=False)
 
@@ -301,8 +300,9 @@ def test_shipped_vae_pair_relocates_far_better_than_unmapped(shipped_type1):
     assert r.relocated_mse < 0.25 * unmapped
 
 
-@pytest.mark.xfail(reason="the issue asks for relocated MSE within 15% of B's own; the shipped Type-1 VAE pair "
-                          "(32 active variables each, linear latent R² 0.78) reaches 1.5x whether fitted on 3,000 or 60,000 images",
+@pytest.mark.xfail(reason="relocated MSE within 15% of B's own: the shipped Type 1 pair reaches 1.5x. One map per "
+                          "garment class reaches 1.16x (experiments/per_label_maps.py), and in every training setting "
+                          "tried the ratio passes 1.15 after 2-3 epochs (experiments/relocation_vs_training.py)",
                    strict=True)
 def test_shipped_vae_pair_type1_relocation_within_15_percent(shipped_type1):
     r = shipped_type1[-1]
