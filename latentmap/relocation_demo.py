@@ -39,6 +39,20 @@ def _summary_rows(atlas) -> list[dict]:
              "relocated_mse": r.relocated_mse, "ratio": r.ratio, "latent_r2": r.latent_r2} for r in atlas.results]
 
 
+def _by_label_table(section: Section, atlas) -> None:
+    """Type 1 pairs' ratio per label: where one linear map serves some classes worse than others."""
+    frame = atlas.by_label_frame()
+    if not len(frame) or not (frame["type"] == 1).any():
+        return
+    type1 = frame[frame["type"] == 1]
+    table = type1.pivot_table(index="name", columns=type1["source"] + " -> " + type1["target"], values="ratio",
+                              sort=False).reset_index().rename(columns={"name": "label"})
+    section.text("Type 1 pairs, ratio by label (atlas_by_label.csv has every pair): a single linear map serves some "
+                 "classes much worse than others; within a class the two latent spaces are closer to linearly "
+                 "related.")
+    section.table(table, float_format="{:.3f}")
+
+
 @register_demo_section(40, "relocation atlas")
 def relocation_atlas_section(ctx: DemoContext) -> Section:
     if len(ctx.models) < 2:
@@ -57,6 +71,7 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
                           title=f"Relocation atlas (maps fitted on {n_fit} training images, "
                                 f"evaluated on {len(test)} test images)")
     ctx.summary["relocation_atlas"] = {"fit": atlas.fit_source, "pairs": _summary_rows(atlas)}
+    _by_label_table(section, atlas)
 
     support, folder = _support_set(ctx)
     if support is None:

@@ -366,3 +366,27 @@ def test_labelled_images_get_a_breakdown_by_label():
         total = sum(row["n_images"] * row["relocated_mse"] for row in r.by_label) / 45
         assert total == pytest.approx(r.relocated_mse, rel=1e-9)
     assert evaluate_relocation(a, b, m, images, batch_size=16, use_lpips=False).by_label == []
+
+
+def test_demo_shows_type1_ratios_by_label():
+    import pandas as pd
+
+    from latentmap.relocation_demo import _by_label_table
+    from latentmap.report.html import Section
+
+    rows = [{"source": s, "target": t, "type": k, "label": lab, "name": name, "ratio": r}
+            for s, t, k, r0 in (("a", "b", 1, 1.2), ("b", "a", 1, 1.3), ("a", "g", 3, 4.0))
+            for lab, name, r in ((0, "Trouser", r0), (1, "Bag", r0 + 0.5))]
+
+    class Atlas:
+        def by_label_frame(self):
+            return pd.DataFrame(rows)
+
+    section = Section("atlas")
+    _by_label_table(section, Atlas())
+    html = section.render()
+    assert "a -&gt; b" in html or "a -> b" in html
+    assert "a -> g" not in html and "a -&gt; g" not in html and "1.700" in html and "Trouser" in html
+    empty = Section("atlas")
+    _by_label_table(empty, type("NoLabels", (), {"by_label_frame": lambda self: pd.DataFrame()})())
+    assert "ratio by label" not in empty.render()
