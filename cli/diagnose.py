@@ -2,13 +2,12 @@
 
 import click
 
-from .options import (batch_size_option, data_dir_option, dataset_option, device_option, progress_option,
-                      seed_option, split_option, trust_pickle_option)
+from .options import (batch_size_option, data_dir_option, dataset_option, device_option, model_spec_option,
+                      progress_option, seed_option, split_option, trust_pickle_option)
 
 
 @click.command("diagnose")
-@click.option("--model", "model_spec", required=True,
-              help="Checkpoint folder, StyleGAN-style pickle (with --trust-pickle) or py:module:factory.")
+@model_spec_option
 @trust_pickle_option
 @dataset_option()
 @data_dir_option

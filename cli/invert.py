@@ -13,13 +13,12 @@ from latentmap.inversion import INITS, LOSSES, invert
 from latentmap.lpips_metric import NETS
 from latentmap.report.grid import grid_png
 
-from .options import (data_dir_option, dataset_option, device_option, seed_option, split_option,
-                      trust_pickle_option)
+from .options import (data_dir_option, dataset_option, device_option, model_spec_option, seed_option,
+                      split_option, trust_pickle_option)
 
 
 @click.command("invert")
-@click.option("--model", "model_spec", required=True,
-              help="Checkpoint folder, StyleGAN-style pickle (with --trust-pickle) or py:module:factory.")
+@model_spec_option
 @trust_pickle_option
 @dataset_option()
 @data_dir_option

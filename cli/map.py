@@ -110,7 +110,8 @@ def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, me
                     fit_source=fit_source)
     fm = linear_map.fit_metrics_
     click.echo(f"map {model_a.name} ({model_a.latent_dim}) -> {model_b.name} ({model_b.latent_dim}), "
-               f"{'affine' if bias else 'bias-free'} {method}, alpha {_alpha_text(alpha, linear_map)}: fitted on {fit_source['count']} "
+               f"{'affine' if bias else 'bias-free'} {method}, alpha {_alpha_text(alpha, linear_map)}: "
+               f"fitted on {fit_source['count']} "
                f"{fit_source['kind']} pairs, latent R² {fm['r2']:.4f}, latent MSE {fm['latent_mse']:.5f}")
     click.echo(f"saved to {out}")
 
@@ -164,7 +165,7 @@ def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_l
     ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, use_lpips=use_lpips,
                                  progress=progress)
-    row = {k: v for k, v in result.to_dict().items() if k not in ("extra", "by_label")}
+    row = result.table_row()
     by_label = pd.DataFrame(result.by_label)
     images = ds.batch(grid_indices(len(ds), grid_images))
     with atomic_directory(out) as tmp:
@@ -172,7 +173,8 @@ def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_l
         if len(by_label):
             by_label.to_csv(tmp / "relocation_by_label.csv", index=False)
         (tmp / "relocation.json").write_text(json.dumps(
-            {**row, "by_label": result.by_label, "map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
+            {**row, "by_label": result.by_label, "map": str(map_dir), "source_path": str(path_a),
+             "target_path": str(path_b),
              "dataset": dataset, "split": split, "fit_source": linear_map.info_.get("fit_source", {})},
             indent=2) + "\n")
         (tmp / "grid.png").write_bytes(grid_png(relocation_rows(model_a, model_b, linear_map, images)))

@@ -37,5 +37,8 @@ device_option = click.option("--device", default="auto", show_default=True, help
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+model_spec_option = click.option("--model", "model_spec", required=True,
+                                 help="Checkpoint folder, StyleGAN-style pickle (with --trust-pickle) or "
+                                      "py:module:factory.")
 trust_pickle_option = click.option("--trust-pickle", is_flag=True, default=False,
                                    help="Allow loading StyleGAN-style pickles (this runs code stored in the file).")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option, progress_option, seed_option,
-                      trust_pickle_option)
+from .options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option,
+                      progress_option, seed_option, trust_pickle_option)
 
 
 def _split_list(ctx, param, values):

@@ -44,13 +44,16 @@ def main() -> None:
             label_map = LinearMap(alpha=1e-3).fit(za[fit_rows], zb[fit_rows])
             relocated_per_label[test_rows] = per_image_mse(
                 b.decode_all(label_map.transform(za_test[test_rows])), x_test[test_rows])
+    def ratio(relocated, rows=slice(None)):
+        return float(relocated[rows].mean() / own[rows].mean())
+
     print(f"{a.name} -> {b.name}: B's own MSE {own.mean():.5f}; ratio with one global map "
-          f"{relocated_global.mean() / own.mean():.3f}, with one map per label {relocated_per_label.mean() / own.mean():.3f}")
+          f"{ratio(relocated_global):.3f}, with one map per label {ratio(relocated_per_label):.3f}")
     print(f"{'label':>14s} {'own MSE':>8s} {'global':>7s} {'per label':>9s}")
     for label in test_labels.unique().tolist():
         rows = test_labels == label
-        print(f"{test.label_name(label):>14s} {own[rows].mean():8.5f} {relocated_global[rows].mean() / own[rows].mean():7.3f} "
-              f"{relocated_per_label[rows].mean() / own[rows].mean():9.3f}")
+        print(f"{test.label_name(label):>14s} {own[rows].mean():8.5f} {ratio(relocated_global, rows):7.3f} "
+              f"{ratio(relocated_per_label, rows):9.3f}")
 
 
 if __name__ == "__main__":

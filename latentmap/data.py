@@ -39,6 +39,11 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
                          "Ankle boot")
 
 
+def evenly_spaced_indices(n_total: int, n: int) -> np.ndarray:
+    """min(n, n_total) distinct indices from 0 to n_total - 1, evenly spaced."""
+    return np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int)
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """A split of an image dataset: ``len``, ``ds[i]`` (C,H,W) and ``ds.batch(indices)``."""
 
@@ -77,6 +82,12 @@ class ImageDataset(torch.utils.data.Dataset):
         if n is None or n >= len(self):
             return self
         return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
+
+    def evenly_spaced_subset(self, n: int) -> "ImageDataset":
+        """``n`` images spread evenly over the split (so every part of it is represented); all when n >= len."""
+        if n >= len(self):
+            return self
+        return self.subset(evenly_spaced_indices(len(self), n))
 
     def all_images(self) -> torch.Tensor:
         """Every image of the split as one tensor (only sensible for small splits)."""

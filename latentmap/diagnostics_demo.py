@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .demo import DemoContext, register_demo_section
@@ -18,9 +17,7 @@ TABLE_COLUMNS = ["model", "kind", "latent_dim", "inactive_variables", "variance_
 
 @register_demo_section(50, "latent diagnostics")
 def diagnostics_section(ctx: DemoContext) -> Section:
-    test = ctx.test
-    if len(test) > DEMO_DIAGNOSTICS_TEST_IMAGES:
-        test = test.subset(np.linspace(0, len(test) - 1, DEMO_DIAGNOSTICS_TEST_IMAGES).round().astype(int))
+    test = ctx.test.evenly_spaced_subset(DEMO_DIAGNOSTICS_TEST_IMAGES)
     rows, parts = [], []
     for model in ctx.models:
         diag = latent_diagnostics(model, test, batch_size=512)

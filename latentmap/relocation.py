@@ -28,6 +28,7 @@ import torch
 from .atomic import atomic_directory
 from .batching import image_batches, with_progress
 from .checkpoint import json_default
+from .data import evenly_spaced_indices
 from .errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
 from .mapper import LinearMap
 from .metrics import per_image_mse, per_image_ssim
@@ -177,6 +178,10 @@ class RelocationResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def table_row(self) -> dict:
+        """The scalar metrics: one row of a table (the per-label breakdown and extras left out)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label")}
+
 
 class _Sums:
     """float64 running sums on one device; nothing per image is kept."""
@@ -238,16 +243,14 @@ class RelocationAccumulator:
         labels = labels.to(target_mse.device, torch.int64)
         if len(labels) != len(target_mse) or bool((labels < 0).any()):
             raise ConfigError("labels must be one non-negative integer per image")
-        k = int(labels.max()) + 1
+        old = self.label_sums
+        k = max(int(labels.max()) + 1, 0 if old is None else len(old))  # labels seen so far, or in this batch
         sums = torch.stack([torch.bincount(labels, minlength=k).to(torch.float64),
                             torch.bincount(labels, target_mse.to(torch.float64), minlength=k),
                             torch.bincount(labels, relocated_mse.to(torch.float64), minlength=k)], dim=1).cpu()
-        old = self.label_sums
-        if old is not None and len(old) > len(sums):
-            sums = torch.cat([sums, sums.new_zeros(len(old) - len(sums), 3)])
-        elif old is not None:
-            old = torch.cat([old, old.new_zeros(len(sums) - len(old), 3)])
-        self.label_sums = sums if old is None else old + sums
+        if old is not None:
+            sums[:len(old)] += old
+        self.label_sums = sums
 
     def _by_label(self, label_name: Callable[[int], str]) -> list[dict]:
         if self.label_sums is None:
@@ -326,7 +329,7 @@ def relocation_rows(source, target, linear_map: LinearMap, images: torch.Tensor)
 
 
 def grid_indices(n_total: int, n: int = GRID_IMAGES) -> np.ndarray:
-    return np.unique(np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int))
+    return evenly_spaced_indices(n_total, n)
 
 
 # --------------------------------------------------------------------------- atlas
@@ -342,7 +345,7 @@ class AtlasResult:
     def frame(self):
         import pandas as pd
 
-        rows = [{k: v for k, v in r.to_dict().items() if k not in ("extra", "by_label")} for r in self.results]
+        rows = [r.table_row() for r in self.results]
         return pd.DataFrame(rows)
 
     def by_label_frame(self):

@@ -9,8 +9,6 @@ generalizes poorly, so its ridge penalty is chosen by generalized cross-validati
 
 from __future__ import annotations
 
-import numpy as np
-
 from .data import load_dataset
 from .demo import DEMO_DATASET, DemoContext, register_demo_section
 from .errors import LatentmapError
@@ -59,11 +57,9 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
         return Section("Relocation atlas").text(f"The atlas needs at least two models; '{ctx.checkpoints}' has "
                                                 f"{len(ctx.models)}.", cls="note")
     train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
-    n_fit = min(DEMO_FIT_IMAGES, len(train))
-    fit = train.random_subset(n_fit, seed=0)
-    test = ctx.test
-    if len(test) > DEMO_ATLAS_TEST_IMAGES:
-        test = test.subset(np.linspace(0, len(test) - 1, DEMO_ATLAS_TEST_IMAGES).round().astype(int))
+    fit = train.random_subset(DEMO_FIT_IMAGES, seed=0)
+    n_fit = len(fit)
+    test = ctx.test.evenly_spaced_subset(DEMO_ATLAS_TEST_IMAGES)
     atlas = build_atlas(ctx.models, test, fit_data=fit, bias=True,
                         fit_source={"kind": "dataset", "name": DEMO_DATASET, "split": "train", "count": n_fit,
                                     "seed": 0, "bias": True})
