@@ -2,9 +2,9 @@
 
 import click
 
-from latentmap.data import dataset_sources
+from latentmap.data.datasets import dataset_sources
 
-from .options import data_dir_option
+from latentmap.cli.options import data_dir_option
 
 
 @click.group("datasets")

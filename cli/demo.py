@@ -2,7 +2,7 @@
 
 import click
 
-from .options import data_dir_option, device_option
+from latentmap.cli.options import data_dir_option, device_option
 
 
 @click.command("demo")
@@ -13,7 +13,7 @@ from .options import data_dir_option, device_option
 @device_option
 def command(checkpoints, out, test_images, data_dir, device):
     """Load the shipped models, reconstruct Fashion-MNIST test images, write a report."""
-    from latentmap.demo import run_demo
+    from latentmap.demo.story import run_demo
 
     result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=test_images)
     for row in result.rows:

@@ -2,7 +2,7 @@
 
 import click
 
-from .options import (batch_size_option, data_dir_option, dataset_option, device_option, model_spec_option,
+from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_option, device_option, model_spec_option,
                       progress_option, seed_option, split_option, trust_pickle_option)
 
 
@@ -21,9 +21,9 @@ from .options import (batch_size_option, data_dir_option, dataset_option, device
 @progress_option
 def command(model_spec, trust_pickle, dataset, data_dir, split, n, out, batch_size, device, seed, progress):
     """Latent-space diagnostics of a model on a dataset split: CSV, JSON, figures and index.html in OUT."""
-    from latentmap.checkpoint import load_model
-    from latentmap.data import load_dataset
-    from latentmap.diagnostics import describe, latent_diagnostics, save_diagnostics
+    from latentmap.io.checkpoint import load_model
+    from latentmap.data.datasets import load_dataset
+    from latentmap.evaluation.diagnostics import describe, latent_diagnostics, save_diagnostics
 
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     data = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)

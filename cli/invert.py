@@ -6,14 +6,14 @@ import click
 import numpy as np
 import torch
 
-from latentmap.atomic import atomic_directory
-from latentmap.checkpoint import load_model
-from latentmap.data import load_dataset
-from latentmap.inversion import INITS, LOSSES, invert
-from latentmap.lpips_metric import NETS
+from latentmap.io.atomic import atomic_directory
+from latentmap.io.checkpoint import load_model
+from latentmap.data.datasets import load_dataset
+from latentmap.evaluation.inversion import INITS, LOSSES, invert
+from latentmap.evaluation.lpips_metric import NETS
 from latentmap.report.grid import grid_png
 
-from .options import (data_dir_option, dataset_option, device_option, model_spec_option, seed_option,
+from latentmap.cli.options import (data_dir_option, dataset_option, device_option, model_spec_option, seed_option,
                       split_option, trust_pickle_option)
 
 

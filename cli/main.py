@@ -30,7 +30,7 @@ def main():
 
 
 def _register():
-    from . import datasets, demo, diagnose, invert, map, models, support_set, train
+    from latentmap.cli import datasets, demo, diagnose, invert, map, models, support_set, train
 
     for module in (train, datasets, models, demo, support_set, map, invert, diagnose):
         main.add_command(module.command)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import (RidgeAlpha, batch_size_option, data_dir_option, device_option, progress_option, seed_option,
+from latentmap.cli.options import (RidgeAlpha, batch_size_option, data_dir_option, device_option, progress_option, seed_option,
                       trust_pickle_option)
 
 IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
@@ -32,8 +32,8 @@ def command():
 
 def _load_support_images(spec: str, data_dir):
     """A support-set folder (SupportSet.load), or any image set given as npy:PATH / folder:PATH."""
-    from latentmap.data import load_dataset
-    from latentmap.support_set import SupportSet
+    from latentmap.data.datasets import load_dataset
+    from latentmap.support.build import SupportSet
 
     if spec.startswith(IMAGE_SPEC_PREFIXES):
         ds = load_dataset(spec, "all", data_dir=data_dir)
@@ -82,8 +82,8 @@ def _fmt(value, digits=5):
 def fit(source, target, support_set, dataset, n, samples, split, bias, alpha, method, out, seed, batch_size, data_dir,
         device, trust_pickle):
     """Fit a linear map from SOURCE's latent space to TARGET's and save it as a folder."""
-    from latentmap.data import load_dataset
-    from latentmap.relocation import fit_map, image_pairs, model_info, sample_pairs
+    from latentmap.data.datasets import load_dataset
+    from latentmap.evaluation.relocation import fit_map, image_pairs, model_info, sample_pairs
 
     chosen = [name for name, v in (("--support-set", support_set), ("--dataset", dataset), ("--samples", samples))
               if v is not None]
@@ -151,10 +151,10 @@ def evaluate(map_dir, source, target, dataset, split, n, out, grid_images, use_l
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     import pandas as pd
 
-    from latentmap.atomic import atomic_directory
-    from latentmap.data import load_dataset
-    from latentmap.mapper import LinearMap
-    from latentmap.relocation import check_map_fits, evaluate_relocation, grid_indices, relocation_rows
+    from latentmap.io.atomic import atomic_directory
+    from latentmap.data.datasets import load_dataset
+    from latentmap.maps.linear import LinearMap
+    from latentmap.evaluation.relocation import check_map_fits, evaluate_relocation, grid_indices, relocation_rows
     from latentmap.report.grid import grid_png
     from latentmap.report.html import Section, render_page
 
@@ -220,7 +220,7 @@ def _table(r) -> list[tuple[str, str]]:
 
 def _expand_models(specs) -> list[str]:
     """Globs and folders of checkpoints into model specs; plain files (a README beside them) are skipped."""
-    from latentmap.checkpoint import is_checkpoint
+    from latentmap.io.checkpoint import is_checkpoint
 
     out = []
     for spec in specs:
@@ -264,8 +264,8 @@ def _expand_models(specs) -> list[str]:
 def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, n, split, test_images, bias, alpha,
           method, out, use_lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
-    from latentmap.data import load_dataset
-    from latentmap.relocation import build_atlas
+    from latentmap.data.datasets import load_dataset
+    from latentmap.evaluation.relocation import build_atlas
 
     specs = _expand_models(list(models_opt) + list(more_models))
     if len(specs) < 2:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from latentmap.checkpoint import is_checkpoint, read_config
+from latentmap.io.checkpoint import is_checkpoint, read_config
 from latentmap.errors import CheckpointError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from latentmap.data import SPLITS
+from latentmap.data.datasets import SPLITS
 
 
 def dataset_option(default="fashion-mnist", required=False):

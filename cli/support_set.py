@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option,
+from latentmap.cli.options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option,
                       progress_option, seed_option, trust_pickle_option)
 
 
@@ -62,9 +62,9 @@ def command():
 def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_k, threshold, gain_images, exclude,
           pairs, seed, batch_size, device, name, out, progress, trust_pickle):
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
-    from latentmap.checkpoint import load_model
-    from latentmap.data import load_dataset
-    from latentmap.support_set import build_support_set, target_size_for
+    from latentmap.io.checkpoint import load_model
+    from latentmap.data.datasets import load_dataset
+    from latentmap.support.build import build_support_set, target_size_for
 
     dims = {}
     if for_models:
@@ -89,7 +89,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
 @click.option("--sectors/--no-sectors", default=False, help="List the population of every sector.")
 def show(directory, sectors):
     """Print a support set's origin, sectors and statistics."""
-    from latentmap.support_set import SupportSet
+    from latentmap.support.build import SupportSet
 
     support = SupportSet.load(directory)
     _describe(support, directory, list_sectors=sectors)
@@ -157,9 +157,9 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     import numpy as np
 
-    from latentmap.anchors import compare_anchors, write_compare_report
-    from latentmap.checkpoint import load_model
-    from latentmap.data import load_dataset
+    from latentmap.support.anchors import compare_anchors, write_compare_report
+    from latentmap.io.checkpoint import load_model
+    from latentmap.data.datasets import load_dataset
     from latentmap.errors import ConfigError
 
     specs = tuple(model_specs) + tuple(more_models)

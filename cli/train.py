@@ -4,7 +4,7 @@ import click
 
 from latentmap.training import TRAINERS, TrainSettings, train
 
-from .options import data_dir_option, dataset_option, device_option, progress_option, seed_option, trust_pickle_option
+from latentmap.cli.options import data_dir_option, dataset_option, device_option, progress_option, seed_option, trust_pickle_option
 
 
 def _channels(ctx, param, value):

@@ -17,7 +17,7 @@ import argparse
 import torch
 
 from latentmap import LinearMap, load_dataset, load_model
-from latentmap.metrics import per_image_mse
+from latentmap.evaluation.metrics import per_image_mse
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 
-from latentmap.data import load_dataset
+from latentmap.data.datasets import load_dataset
 from latentmap.losses import BalancedVAELoss
 from latentmap.models.base import adapter_class
-from latentmap.relocation import evaluate_relocation, fit_map, image_pairs
+from latentmap.evaluation.relocation import evaluate_relocation, fit_map, image_pairs
 
 FIT_IMAGES, TEST_EVERY, BATCH = 5000, 5, 128
 

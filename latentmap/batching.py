@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from latentmap.errors import ConfigError
 
 
 def image_batches(data, batch_size: int):

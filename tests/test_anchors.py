@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from torch import nn
 
 from latentmap import load_dataset
-from latentmap.anchors import compare_anchors, farthest_points, select_anchors, write_compare_report
+from latentmap.support.anchors import compare_anchors, farthest_points, select_anchors, write_compare_report
 from latentmap.cli.main import main
-from latentmap.data import TensorImageDataset
+from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, LatentmapError, SupportSetError
 from latentmap.models.base import LatentModel
 

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from latentmap.atomic import atomic_directory, atomic_write_bytes
+from latentmap.io.atomic import atomic_directory, atomic_write_bytes
 from latentmap.errors import ConfigError
 
 

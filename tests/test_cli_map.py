@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from latentmap import LinearMap
 from latentmap.cli.main import main
-from latentmap.data import FASHION_MNIST_CLASSES
-from latentmap.support_set import SupportSet
+from latentmap.data.datasets import FASHION_MNIST_CLASSES
+from latentmap.support.build import SupportSet
 
 from test_relocation import affine_model, make_images, related_model
 

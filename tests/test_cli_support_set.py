@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from latentmap.cli.main import main
 from latentmap import load_dataset, load_model
-from latentmap.support_set import SupportSet, build_support_set
+from latentmap.support.build import SupportSet, build_support_set
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,7 @@ def demo_checkpoints(tiny_vae_checkpoint, tmp_path):
 
 
 def test_demo_shows_shipped_support_set(demo_checkpoints, npy_spec, tmp_path):
-    from latentmap.demo import run_demo
+    from latentmap.demo.story import run_demo
 
     shipped = build_support_set(load_model(demo_checkpoints / "tiny-vae", device="cpu"), load_dataset(npy_spec),
                                 gain_images=50, pairs=100, split="train", dataset_spec=npy_spec, name="fmnist-svae")
@@ -123,8 +123,8 @@ def test_demo_shows_shipped_support_set(demo_checkpoints, npy_spec, tmp_path):
 
 
 def test_demo_builds_support_set_when_absent(demo_checkpoints, npy_spec, tmp_path, monkeypatch):
-    import latentmap.support_set_demo as section
-    from latentmap.demo import run_demo
+    import latentmap.demo.support_set as section
+    from latentmap.demo.story import run_demo
 
     # the fallback reads the whole Fashion-MNIST train split; 240 images keep the test fast
     monkeypatch.setattr(section, "load_dataset", lambda spec, split, data_dir=None: load_dataset(npy_spec, split))

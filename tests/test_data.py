@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latentmap.data import load_dataset, parse_spec, read_idx
+from latentmap.data.datasets import load_dataset, parse_spec, read_idx
 from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError, UnknownKindError
 
 
@@ -43,7 +43,7 @@ def test_fashion_mnist_env_var(fake_fmnist, monkeypatch):
 
 
 def test_fashion_mnist_missing_names_both_ways(tmp_path, monkeypatch):
-    monkeypatch.setattr("latentmap.data.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr("latentmap.data.datasets.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.delenv("LATENTMAP_DATA_DIR", raising=False)
     with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist.*LATENTMAP_DATA_DIR"):
         load_dataset("fashion-mnist", "train", data_dir=tmp_path)

@@ -11,10 +11,10 @@ from torch import nn
 
 from latentmap import load_dataset, load_model
 from latentmap.cli.main import main
-from latentmap.data import TensorImageDataset
-from latentmap.diagnostics import PRIOR_CHUNK, latent_diagnostics, save_diagnostics
+from latentmap.data.datasets import TensorImageDataset
+from latentmap.evaluation.diagnostics import PRIOR_CHUNK, latent_diagnostics, save_diagnostics
 from latentmap.errors import ConfigError, NonFiniteError
-from latentmap.metrics import latent_statistics, reconstruction_mse
+from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.wrapped import wrap
 
 SHAPE = (1, 4, 4)
@@ -257,10 +257,10 @@ def test_cli_errors_exit_2_and_write_nothing(tiny_vae_checkpoint, tmp_path, args
 # --------------------------------------------------------------------------- demo section
 
 def test_demo_section_diagnoses_every_model(tiny_vae_checkpoint, tmp_path, monkeypatch):
-    from latentmap import diagnostics_demo
-    from latentmap.demo import DEMO_SECTION_MODULES, DemoContext
+    from latentmap.demo import diagnostics as diagnostics_demo
+    from latentmap.demo.story import DEMO_SECTION_MODULES, DemoContext
 
-    assert "latentmap.diagnostics_demo" in DEMO_SECTION_MODULES
+    assert "latentmap.demo.diagnostics" in DEMO_SECTION_MODULES
     monkeypatch.setattr(diagnostics_demo, "DEMO_DIAGNOSTICS_TEST_IMAGES", 25)
     vae = load_model(tiny_vae_checkpoint, device="cpu")
     other = linear_model(name="syn-28", shape=(1, 28, 28))

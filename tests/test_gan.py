@@ -9,7 +9,7 @@ from conftest import CHECKPOINTS
 from generator_helpers import train_tiny
 from latentmap import load_model
 from latentmap.cli.main import main
-from latentmap.metrics import per_image_mse
+from latentmap.evaluation.metrics import per_image_mse
 from latentmap.models.gan import DCGANGenerator, GANModel, recalibrate_batchnorm
 
 

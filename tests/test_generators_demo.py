@@ -2,8 +2,8 @@ import pandas as pd
 import torch
 
 from latentmap import load_dataset
-from latentmap.demo import DemoContext
-from latentmap.generators_demo import generators_section
+from latentmap.demo.story import DemoContext
+from latentmap.demo.generators import generators_section
 from latentmap.models.gan import GANModel
 from latentmap.models.wrapped import wrap
 

@@ -3,7 +3,7 @@ import torch
 
 from latentmap import invert, wrap
 from latentmap.errors import ConfigError, DependencyError, ShapeMismatchError
-from latentmap.inversion import prior_mean
+from latentmap.evaluation.inversion import prior_mean
 from latentmap.models.gan import GANModel
 from latentmap.models.stylegan import StyleGANW
 

@@ -8,7 +8,7 @@ from torchvision import models
 
 from latentmap import invert, wrap
 from latentmap.errors import ConfigError, DependencyError
-from latentmap.lpips_metric import backbone_filename, hub_weights_path, load_lpips, lpips_distance
+from latentmap.evaluation.lpips_metric import backbone_filename, hub_weights_path, load_lpips, lpips_distance
 
 
 @pytest.fixture

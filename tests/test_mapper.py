@@ -13,7 +13,7 @@ from sklearn.metrics import r2_score
 from latentmap import LinearMap
 from latentmap.errors import (CheckpointError, ConfigError, LatentmapError, NonFiniteError, NotFittedError,
                               ShapeMismatchError, UnderdeterminedError)
-from latentmap.mapper import IllConditionedWarning
+from latentmap.maps.linear import IllConditionedWarning
 
 
 def make_pair(n=400, d_x=12, d_y=9, noise=0.1, seed=0, offset=3.0):
@@ -276,7 +276,7 @@ def gcv_brute_force(x, y, alpha, bias):
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_auto_alpha_minimizes_gcv_over_its_grid(bias):
-    from latentmap.mapper import GCV_LOG10_GRID
+    from latentmap.maps.linear import GCV_LOG10_GRID
 
     x, y, _, _ = make_pair(n=30, d_x=20, d_y=5, noise=1.0, offset=0.5)
     m = LinearMap(bias=bias, alpha="auto").fit(x, y)

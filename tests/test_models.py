@@ -5,7 +5,7 @@ import torch
 
 from conformance import check_adapter, random_images
 from latentmap import load_model
-from latentmap.checkpoint import sha256_file
+from latentmap.io.checkpoint import sha256_file
 from latentmap.errors import CheckpointError, ConfigError, UnknownKindError
 from latentmap.models import ADAPTERS, ConvVAE, SplitVAE
 from latentmap.models.base import register_adapter

@@ -9,9 +9,9 @@ from torch import nn
 
 from latentmap import LinearMap, load_dataset, load_model
 from latentmap.errors import ShapeMismatchError, UnderdeterminedError
-from latentmap.metrics import per_image_mse, per_image_ssim
+from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.models.base import LatentModel, register_adapter
-from latentmap.relocation import (build_atlas, evaluate_relocation, fit_map, image_pairs, lpips_function,
+from latentmap.evaluation.relocation import (build_atlas, evaluate_relocation, fit_map, image_pairs, lpips_function,
                                   relocation_rows, relocation_type, sample_pairs)
 
 from conftest import CHECKPOINTS
@@ -312,9 +312,9 @@ def test_shipped_vae_pair_type1_relocation_within_15_percent(shipped_type1):
 # --------------------------------------------------------------------------- demo section
 
 def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatch):
-    from latentmap import relocation_demo
-    from latentmap.demo import DemoContext
-    from latentmap.support_set import SupportSet
+    from latentmap.demo import relocation as relocation_demo
+    from latentmap.demo.story import DemoContext
+    from latentmap.support.build import SupportSet
 
     monkeypatch.setattr(relocation_demo, "DEMO_FIT_IMAGES", 300)
     monkeypatch.setattr(relocation_demo, "DEMO_ATLAS_TEST_IMAGES", 25)
@@ -344,7 +344,7 @@ def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatc
 
 
 def test_labelled_images_get_a_breakdown_by_label():
-    from latentmap.data import TensorImageDataset
+    from latentmap.data.datasets import TensorImageDataset
 
     a, b, _, _ = known_pair()
     images = make_images(45, seed=4, model=a)
@@ -371,7 +371,7 @@ def test_labelled_images_get_a_breakdown_by_label():
 def test_demo_shows_type1_ratios_by_label():
     import pandas as pd
 
-    from latentmap.relocation_demo import _by_label_table
+    from latentmap.demo.relocation import _by_label_table
     from latentmap.report.html import Section
 
     rows = [{"source": s, "target": t, "type": k, "label": lab, "name": name, "ratio": r}

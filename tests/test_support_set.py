@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from latentmap.data import TensorImageDataset
+from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, DatasetError, LatentmapError, SupportSetError
-from latentmap.info_gain import information_gain, zeroed_variants
+from latentmap.support.info_gain import information_gain, zeroed_variants
 from latentmap.models.base import LatentModel
-from latentmap.sectors import (NO_SECTOR, default_threshold, nonempty_count, populations, sector_codes,
+from latentmap.support.sectors import (NO_SECTOR, default_threshold, nonempty_count, populations, sector_codes,
                                sector_signs)
-from latentmap.support_set import (SupportSet, build_support_set, mean_pairwise_mse, random_pairs_mse,
+from latentmap.support.build import (SupportSet, build_support_set, mean_pairwise_mse, random_pairs_mse,
                                    read_exclusions, select_from_sectors)
 
 
@@ -264,7 +264,7 @@ def test_save_load_round_trip(model, data, tmp_path):
 
 
 def test_precomputed_latents_and_gain_give_the_same_set(model, data):
-    from latentmap.support_set import subsample_information_gain
+    from latentmap.support.build import subsample_information_gain
 
     fresh = build_support_set(model, data, size=10, seed=5, gain_images=70, pairs=100)
     info = subsample_information_gain(model, data, np.arange(len(data)), 70, 5)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..batching import image_batches, with_progress
-from ..device import resolve_device
-from ..errors import ConfigError, NonFiniteError, ShapeMismatchError, UnknownKindError
+from latentmap.batching import image_batches, with_progress
+from latentmap.device import resolve_device
+from latentmap.errors import ConfigError, NonFiniteError, ShapeMismatchError, UnknownKindError
 
 ADAPTERS: dict[str, type["LatentModel"]] = {}
 
@@ -102,7 +102,7 @@ class LatentModel(abc.ABC):
 
     # ------------------------------------------------------------------ validation
     def check_images(self, x, what: str = "images") -> torch.Tensor:
-        from ..data import as_image_batch
+        from latentmap.data.datasets import as_image_batch
 
         x = as_image_batch(x, what)
         if tuple(x.shape[1:]) != self.image_shape:
@@ -182,7 +182,7 @@ class LatentModel(abc.ABC):
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Load tensors saved by :meth:`state_tensors`; raises ``CheckpointError`` if they do not fit."""
-        from ..errors import CheckpointError
+        from latentmap.errors import CheckpointError
 
         modules = self.modules()
         grouped: dict[str, dict[str, torch.Tensor]] = {name: {} for name in modules}
@@ -219,7 +219,7 @@ class LatentModel(abc.ABC):
         return model
 
     def save(self, path, *, overwrite: bool = True) -> None:
-        from ..checkpoint import save_checkpoint
+        from latentmap.io.checkpoint import save_checkpoint
 
         save_checkpoint(self, path, overwrite=overwrite)
 

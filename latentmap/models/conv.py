@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from latentmap.errors import ConfigError
 
 
 def default_channels(image_shape) -> list[int]:

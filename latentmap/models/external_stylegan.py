@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source, sha256_file
-from ..errors import CheckpointError, ConfigError, UnsafeLoadError
-from .base import register_adapter
-from .conv import default_channels
-from .gan import InversionNetwork
-from .stylegan import WSpaceModel
+from latentmap.io.checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source, sha256_file
+from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
+from latentmap.models.base import register_adapter
+from latentmap.models.conv import default_channels
+from latentmap.models.gan import InversionNetwork
+from latentmap.models.stylegan import WSpaceModel
 
 KIND = "external-stylegan"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
@@ -169,7 +169,7 @@ def load_external_checkpoint(spec: str, device=None, allow_pickle: bool = False)
     if not source:
         raise CheckpointError(f"{folder / CONFIG_NAME} does not say where its generator comes from ('generator.source')")
     if str(source).startswith("py:"):
-        from .wrapped import call_factory
+        from latentmap.models.wrapped import call_factory
 
         if not allow_pickle:
             raise UnsafeLoadError(f"checkpoint '{folder}' imports and runs '{source}' to build its generator; pass "

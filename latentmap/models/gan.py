@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import LatentModel, register_adapter
-from .conv import ConvEncoder, default_channels, feature_shape
+from latentmap.models.base import LatentModel, register_adapter
+from latentmap.models.conv import ConvEncoder, default_channels, feature_shape
 
 
 class DCGANGenerator(nn.Module):

@@ -13,10 +13,10 @@ import json
 import warnings
 from pathlib import Path
 
-from ..checkpoint import register_model_source
-from ..errors import CheckpointError, DependencyError, UnsafeLoadError
-from .base import register_adapter
-from .wrapped import WrappedModel
+from latentmap.io.checkpoint import register_model_source
+from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
+from latentmap.models.base import register_adapter
+from latentmap.models.wrapped import WrappedModel
 
 PYTHAE_CONFIG = "model_config.json"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from .base import register_adapter
-from .conv import ConvDecoder
-from .vae import ConvVAE
+from latentmap.models.base import register_adapter
+from latentmap.models.conv import ConvDecoder
+from latentmap.models.vae import ConvVAE
 
 
 @register_adapter("split-vae")

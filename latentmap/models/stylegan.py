@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import ConfigError
-from .base import LatentModel, register_adapter
-from .conv import default_channels
-from .gan import InversionNetwork
+from latentmap.errors import ConfigError
+from latentmap.models.base import LatentModel, register_adapter
+from latentmap.models.conv import default_channels
+from latentmap.models.gan import InversionNetwork
 
 PRIOR_MEAN_SAMPLES = 10_000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import VAELikeModel, register_adapter
-from .conv import ConvDecoder, ConvEncoder, default_channels
+from latentmap.models.base import VAELikeModel, register_adapter
+from latentmap.models.conv import ConvDecoder, ConvEncoder, default_channels
 
 
 class GaussianEncoder(nn.Module):

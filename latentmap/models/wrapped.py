@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source
-from ..errors import CheckpointError, ConfigError, ShapeMismatchError, UnsafeLoadError
-from .base import LatentModel, register_adapter
+from latentmap.io.checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source
+from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnsafeLoadError
+from latentmap.models.base import LatentModel, register_adapter
 
 MEAN_NAMES = ("mean", "mu", "embedding", "loc", "z")
 LOGVAR_NAMES = ("logvar", "log_var", "log_covariance", "log_variance")
@@ -162,7 +162,7 @@ def model_from_factory_result(result, spec: str, name: str | None = None) -> Lat
     if isinstance(result, LatentModel):
         return result
     if callable(getattr(result, "mapping", None)) and callable(getattr(result, "synthesis", None)):
-        from .external_stylegan import ExternalStyleGAN
+        from latentmap.models.external_stylegan import ExternalStyleGAN
 
         return ExternalStyleGAN(name, result, source=spec)
     if isinstance(result, dict):

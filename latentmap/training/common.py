@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import ConfigError, UnknownKindError
+from latentmap.errors import ConfigError, UnknownKindError
 
 TRAINERS: dict[str, Callable[["TrainSettings"], "object"]] = {}
 
@@ -81,7 +81,7 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def load_splits(settings: TrainSettings):
     """Train and test splits, optionally cut to the first N images of each (seeded choice)."""
-    from ..data import load_dataset
+    from latentmap.data.datasets import load_dataset
 
     train_ds = load_dataset(settings.dataset, "train", data_dir=settings.data_dir)
     test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
@@ -94,7 +94,7 @@ def start_run(settings: TrainSettings):
 
     Returns (device, generator for shuffling, train split, test split).
     """
-    from ..device import resolve_device
+    from latentmap.device import resolve_device
 
     device = resolve_device(settings.device)
     generator = seed_everything(settings.seed)
@@ -122,7 +122,7 @@ def environment_record(device: torch.device) -> dict:
 
 def sanity_step(step: Callable[[], object], what: str):
     """Run one training step before the long run, re-raising failures with likely causes."""
-    from ..errors import LatentmapError
+    from latentmap.errors import LatentmapError
 
     try:
         return step()

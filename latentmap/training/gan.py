@@ -11,12 +11,12 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from ..checkpoint import save_checkpoint
-from ..models.gan import GANModel, recalibrate_batchnorm
-from ..report.grid import square_grid_png
-from .common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
+from latentmap.io.checkpoint import save_checkpoint
+from latentmap.models.gan import GANModel, recalibrate_batchnorm
+from latentmap.report.grid import square_grid_png
+from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
-from .inverter import fit_and_record_inverter, inversion_grid
+from latentmap.training.inverter import fit_and_record_inverter, inversion_grid
 
 
 def adversarial_training(settings: TrainSettings, *, generate: Callable[[torch.Tensor], torch.Tensor], z_dim: int,

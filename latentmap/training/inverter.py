@@ -12,12 +12,12 @@ import contextlib
 import torch
 from torch.nn import functional as F
 
-from ..checkpoint import save_checkpoint
-from ..device import resolve_device
-from ..errors import ConfigError
-from ..metrics import per_image_mse, reconstruction_mse
-from ..report.grid import grid_png
-from .common import TrainSettings, Timer, environment_record, register_trainer, seed_everything
+from latentmap.io.checkpoint import save_checkpoint
+from latentmap.device import resolve_device
+from latentmap.errors import ConfigError
+from latentmap.evaluation.metrics import per_image_mse, reconstruction_mse
+from latentmap.report.grid import grid_png
+from latentmap.training.common import TrainSettings, Timer, environment_record, register_trainer, seed_everything
 
 INVERTER_DEFAULTS = {"inverter_steps": 2000, "inverter_batch_size": 128, "inverter_lr": 1e-3,
                      "inverter_image_weight": 0.0}
@@ -140,7 +140,7 @@ def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> b
 
 def _test_split(settings: TrainSettings):
     """The evaluation images (the generator is trained already: no training split needed)."""
-    from ..data import load_dataset
+    from latentmap.data.datasets import load_dataset
 
     test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
     return test_ds.random_subset(settings.test_images, settings.seed)
@@ -149,7 +149,7 @@ def _test_split(settings: TrainSettings):
 @register_trainer("inverter")
 def train_inverter_command(settings: TrainSettings):
     """``latentmap train inverter --model SPEC``: (re)train the inverter of a generator and save it."""
-    from ..checkpoint import load_model
+    from latentmap.io.checkpoint import load_model
 
     spec = settings.options.get("model")
     if not spec:

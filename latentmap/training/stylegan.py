@@ -7,11 +7,11 @@ stable while the synthesis network adapts to it.
 
 from __future__ import annotations
 
-from ..models.conv import default_channels
-from ..models.gan import DCGANDiscriminator
-from ..models.stylegan import StyleGANW
-from .common import Timer, TrainSettings, register_trainer, start_run
-from .gan import adversarial_training, finish_generator
+from latentmap.models.conv import default_channels
+from latentmap.models.gan import DCGANDiscriminator
+from latentmap.models.stylegan import StyleGANW
+from latentmap.training.common import Timer, TrainSettings, register_trainer, start_run
+from latentmap.training.gan import adversarial_training, finish_generator
 
 
 @register_trainer("stylegan")

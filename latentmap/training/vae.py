@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..checkpoint import save_checkpoint
-from ..losses import BalancedVAELoss
-from ..metrics import latent_statistics, reconstruction_mse
-from ..models.base import adapter_class
-from ..report.grid import grid_png, square_grid_png
-from .common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
+from latentmap.io.checkpoint import save_checkpoint
+from latentmap.losses import BalancedVAELoss
+from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
+from latentmap.models.base import adapter_class
+from latentmap.report.grid import grid_png, square_grid_png
+from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
 
 

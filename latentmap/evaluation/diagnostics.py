@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_directory
-from .batching import image_batches, with_progress
-from .errors import ConfigError, NonFiniteError
-from .metrics import INACTIVE_THRESHOLD, per_image_mse
+from latentmap.io.atomic import atomic_directory
+from latentmap.batching import image_batches, with_progress
+from latentmap.errors import ConfigError, NonFiniteError
+from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, per_image_mse
 
 AXIS_BINS = 80
 # Axis histograms need their range before the pass ends: at least ±4 (the prior's practical
@@ -298,7 +298,7 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = ""):
     Returns the HTML section (links prefixed by ``rel``); with ``rel == ""`` also writes
     ``index.html``, so ``folder`` is a standalone report.
     """
-    from .report.html import Section, render_page
+    from latentmap.report.html import Section, render_page
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

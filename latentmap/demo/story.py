@@ -15,18 +15,18 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_directory
-from .checkpoint import is_checkpoint, load_model
-from .data import load_dataset
-from .errors import CheckpointError
-from .metrics import reconstruction_mse
-from .report.grid import grid_png
-from .report.html import Section, render_page
+from latentmap.io.atomic import atomic_directory
+from latentmap.io.checkpoint import is_checkpoint, load_model
+from latentmap.data.datasets import load_dataset
+from latentmap.errors import CheckpointError
+from latentmap.evaluation.metrics import reconstruction_mse
+from latentmap.report.grid import grid_png
+from latentmap.report.html import Section, render_page
 
 DEMO_DATASET = "fashion-mnist"
 # Modules that register further demo sections when imported (one line per feature).
-DEMO_SECTION_MODULES: tuple[str, ...] = ("latentmap.support_set_demo", "latentmap.relocation_demo",
-                                         "latentmap.generators_demo", "latentmap.diagnostics_demo")
+DEMO_SECTION_MODULES: tuple[str, ...] = ("latentmap.demo.support_set", "latentmap.demo.relocation",
+                                         "latentmap.demo.generators", "latentmap.demo.diagnostics")
 GRID_IMAGES = 12
 
 

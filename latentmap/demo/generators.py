@@ -10,10 +10,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .demo import DemoContext, register_demo_section
-from .report.grid import grid_png
-from .report.html import Section
-from .training.inverter import evaluate_inverter
+from latentmap.demo.story import DemoContext, register_demo_section
+from latentmap.report.grid import grid_png
+from latentmap.report.html import Section
+from latentmap.training.inverter import evaluate_inverter
 
 SAMPLES = 1000
 

@@ -9,11 +9,11 @@ generalizes poorly, so its ridge penalty is chosen by generalized cross-validati
 
 from __future__ import annotations
 
-from .data import load_dataset
-from .demo import DEMO_DATASET, DemoContext, register_demo_section
-from .errors import LatentmapError
-from .relocation import build_atlas, write_atlas
-from .report.html import Section
+from latentmap.data.datasets import load_dataset
+from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.errors import LatentmapError
+from latentmap.evaluation.relocation import build_atlas, write_atlas
+from latentmap.report.html import Section
 
 DEMO_FIT_IMAGES = 10000
 # Each ordered pair decodes, re-encodes and cycles every evaluated image: 2,000 evenly spaced
@@ -24,7 +24,7 @@ SUPPORT_SET_NAME = "fmnist-svae"
 
 def _support_set(ctx: DemoContext):
     """The shipped support set, else the one an earlier section saved into the report, else None."""
-    from .support_set import MANIFEST_NAME, SupportSet
+    from latentmap.support.build import MANIFEST_NAME, SupportSet
 
     for folder in (ctx.checkpoints.parent / "support_sets" / SUPPORT_SET_NAME, ctx.out / "support_set"):
         if (folder / MANIFEST_NAME).is_file():

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import with_progress
-from .errors import ConfigError, ShapeMismatchError, SupportSetError
+from latentmap.batching import with_progress
+from latentmap.errors import ConfigError, ShapeMismatchError, SupportSetError
 
 BASELINES = ("random", "farthest", "kmeans")
 
@@ -111,7 +111,7 @@ def compare_anchors(models, train, test, *, sizes, strategies=COMPARE_STRATEGIES
     The maps are bias-free (the paper's map) with ridge ``alpha`` by default: sizes below the
     source latent size leave the unpenalized problem underdetermined.
     """
-    from .support_set import build_support_set, subsample_information_gain
+    from latentmap.support.build import build_support_set, subsample_information_gain
 
     models, anchor = _check_compare(models, train, test, sizes, strategies, seeds, anchor_model)
     settings = {"models": [m.name for m in models], "anchor_model": anchor.name, "sizes": list(sizes),
@@ -178,8 +178,8 @@ def _encode_test(models, test, batch_size, progress) -> _Encoded:
 
 def _relocate(a, b, za, zb, encoded: _Encoded, alpha, bias, batch_size) -> tuple[float, float]:
     """Fit a -> b on anchor latents; relocated image MSE and latent R² on the test images."""
-    from .mapper import LinearMap
-    from .metrics import per_image_mse
+    from latentmap.maps.linear import LinearMap
+    from latentmap.evaluation.metrics import per_image_mse
 
     linear_map = LinearMap(bias=bias, alpha=alpha).fit(za.double(), zb.double())
     predicted = linear_map.predict(encoded.latents[a.name].double()).float()
@@ -193,7 +193,7 @@ def _relocate(a, b, za, zb, encoded: _Encoded, alpha, bias, batch_size) -> tuple
 
 def _reference(models, train, encoded, n_images, alpha, bias, batch_size) -> pd.DataFrame:
     """Per ordered pair: the same map fitted on many training images, and the target's own reconstruction."""
-    from .metrics import per_image_mse
+    from latentmap.evaluation.metrics import per_image_mse
 
     idx = np.sort(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n_images].numpy())
     images = train.batch(idx)
@@ -232,8 +232,8 @@ def write_compare_report(result: CompareResult, out) -> Path:
     """results.csv, summary.csv, reference.csv, summary.json, anchors.png and index.html, written atomically."""
     import json
 
-    from .atomic import atomic_directory
-    from .report.html import Section, render_page
+    from latentmap.io.atomic import atomic_directory
+    from latentmap.report.html import Section, render_page
 
     with atomic_directory(out) as tmp:
         result.rows.to_csv(tmp / "results.csv", index=False)
@@ -267,7 +267,7 @@ def write_compare_report(result: CompareResult, out) -> Path:
 
 
 def compare_png(result: CompareResult) -> bytes:
-    from .support_set import figure_png, new_figure
+    from latentmap.support.build import figure_png, new_figure
 
     fig = new_figure(6.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)

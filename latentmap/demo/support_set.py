@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import load_dataset
-from .demo import DEMO_DATASET, DemoContext, register_demo_section
-from .report.html import Section
-from .support_set import CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, SupportSet, build_support_set
+from latentmap.data.datasets import load_dataset
+from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.report.html import Section
+from latentmap.support.build import CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, SupportSet, build_support_set
 
 SHIPPED_NAME = "fmnist-svae"
 # A smaller information-gain subsample than the shipped build keeps the fallback quick on CPU.

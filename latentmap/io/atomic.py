@@ -19,7 +19,7 @@ def atomic_directory(path, overwrite: bool = True):
 
     With ``overwrite=False`` an existing ``path`` is an error raised before any work is done.
     """
-    from .errors import ConfigError
+    from latentmap.errors import ConfigError
 
     target = Path(path)
     if target.exists() and not overwrite:

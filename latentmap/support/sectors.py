@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from .errors import ConfigError
+from latentmap.errors import ConfigError
 
 NO_SECTOR = -1
 # 2^k sectors are listed in the manifest; beyond this the listing (and the idea) stops making sense.

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from .atomic import atomic_directory
-from .checkpoint import json_default, read_json_object, read_weights, sha256_file
-from .errors import (CheckpointError, ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
+from latentmap.io.atomic import atomic_directory
+from latentmap.io.checkpoint import json_default, read_json_object, read_weights, sha256_file
+from latentmap.errors import (CheckpointError, ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
                      UnderdeterminedError)
 
 MAP_CONFIG_NAME = "map.json"
@@ -370,7 +370,7 @@ class LinearMap(BaseEstimator):
             if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
                 raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "
                                          f"'{info.get('name')}' has {info['latent_dim']}")
-        from . import __version__
+        from latentmap import __version__
 
         config = {"format": MAP_FORMAT, "format_version": MAP_FORMAT_VERSION, "latentmap_version": __version__,
                   "hyperparameters": self.get_params(), "source": src, "target": tgt,

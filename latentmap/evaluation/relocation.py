@@ -1,7 +1,7 @@
 """Relocation: fit a linear map A -> B from paired encodings and judge it by decoding with B.
 
 ``fit_map`` streams pairs (Enc_A x, Enc_B x) from images, or (z, Enc_B(Dec_A z)) from A's own
-samples, into a :class:`~latentmap.mapper.LinearMap`. ``evaluate_relocation`` runs a test
+samples, into a :class:`~latentmap.maps.linear.LinearMap`. ``evaluate_relocation`` runs a test
 split batch by batch on the models' devices and keeps only float64 sums: reconstruction MSE
 of A and B, latent MSE and R² of M(Enc_A x) against Enc_B x, image MSE/SSIM (and LPIPS when
 available) of Dec_B(M(Enc_A x)) against x, its ratio to B's own reconstruction MSE, and the
@@ -25,13 +25,13 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .atomic import atomic_directory
-from .batching import image_batches, with_progress
-from .checkpoint import json_default
-from .data import evenly_spaced_indices
-from .errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
-from .mapper import LinearMap
-from .metrics import per_image_mse, per_image_ssim
+from latentmap.io.atomic import atomic_directory
+from latentmap.batching import image_batches, with_progress
+from latentmap.io.checkpoint import json_default
+from latentmap.data.datasets import evenly_spaced_indices
+from latentmap.errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
+from latentmap.maps.linear import LinearMap
+from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 
 RELOCATION_TYPES = {
     1: "same architecture and objective, different training",
@@ -41,7 +41,7 @@ RELOCATION_TYPES = {
 # Objective family of the non-VAE kinds; VAE-like adapters are all "vae".
 _KIND_FAMILY = {"gan": "adversarial", "stylegan-w": "adversarial"}
 GRID_IMAGES = 12
-LPIPS_MODULE = "latentmap.lpips_metric"
+LPIPS_MODULE = "latentmap.evaluation.lpips_metric"
 
 
 # --------------------------------------------------------------------------- relocation type
@@ -126,7 +126,7 @@ def check_map_fits(linear_map: LinearMap, source, target) -> None:
 # --------------------------------------------------------------------------- LPIPS hook
 
 def lpips_function(device) -> tuple[Callable | None, str]:
-    """(per-image LPIPS callable, note). Uses ``latentmap.lpips_metric.load_lpips(device)`` if present.
+    """(per-image LPIPS callable, note). Uses ``latentmap.evaluation.lpips_metric.load_lpips(device)`` if present.
 
     Never falls back to an LPIPS with untrained or random weights: without the pretrained
     loader the metric is reported as unavailable.
@@ -442,8 +442,8 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     Returns the HTML section (image links prefixed by ``rel``); with ``rel == ""`` also writes
     ``index.html``, so ``folder`` is a standalone report.
     """
-    from .report.grid import grid_png
-    from .report.html import Section, render_page
+    from latentmap.report.grid import grid_png
+    from latentmap.report.html import Section, render_page
 
     folder = Path(folder)
     (folder / "grids").mkdir(parents=True, exist_ok=True)

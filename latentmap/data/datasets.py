@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 import torch
 
-from .errors import ConfigError, DatasetError, DatasetNotFoundError, UnknownKindError
+from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError, UnknownKindError
 
 SPLITS = ("train", "test", "all")
 ARRAY_TEST_FRACTION = 0.2
@@ -461,7 +461,7 @@ def array_to_tensor(arr: np.ndarray, what: str) -> torch.Tensor:
 
 def as_image_batch(x, what: str = "images") -> torch.Tensor:
     """Validate a user-given image batch: float tensor NCHW, finite, within [0, 1]."""
-    from .errors import NonFiniteError, ShapeMismatchError
+    from latentmap.errors import NonFiniteError, ShapeMismatchError
 
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)

@@ -1,12 +1,12 @@
-"""Demo section: latent-space diagnostics of every shipped model (see :mod:`latentmap.diagnostics`)."""
+"""Demo section: latent-space diagnostics of every shipped model (see :mod:`latentmap.evaluation.diagnostics`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .demo import DemoContext, register_demo_section
-from .diagnostics import INACTIVE_THRESHOLD, latent_diagnostics, write_diagnostics
-from .report.html import Section
+from latentmap.demo.story import DemoContext, register_demo_section
+from latentmap.evaluation.diagnostics import INACTIVE_THRESHOLD, latent_diagnostics, write_diagnostics
+from latentmap.report.html import Section
 
 # Means, variances and the PCA spectrum settle well within 2,000 images; evenly spaced test
 # images keep every class in the sample and the section quick on a CPU.

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError
-from .metrics import per_image_mse
-from .models.base import LatentModel
+from latentmap.errors import ConfigError
+from latentmap.evaluation.metrics import per_image_mse
+from latentmap.models.base import LatentModel
 
 INITS = ("encoder", "prior-mean")
 LOSSES = ("mse", "mse+lpips")
@@ -56,7 +56,7 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
     """Find latents whose decodings reproduce ``images`` by Adam on the latents, all images at once.
 
     ``init`` starts from the model's encoder or from the prior mean; ``loss`` is per-image MSE or
-    MSE + ``lpips_weight`` * LPIPS (needs the backbone weights, see ``latentmap.lpips_metric``).
+    MSE + ``lpips_weight`` * LPIPS (needs the backbone weights, see ``latentmap.evaluation.lpips_metric``).
     Each image's latent is optimized independently (Adam is per-coordinate and the objective
     is a sum over images), so results do not depend on the batch. Runs on the model's device.
     """
@@ -74,7 +74,7 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
 
     perceptual = None
     if loss == "mse+lpips":
-        from .lpips_metric import load_lpips
+        from latentmap.evaluation.lpips_metric import load_lpips
 
         perceptual = load_lpips(lpips_weights, net=lpips_net, device=model.device)
 

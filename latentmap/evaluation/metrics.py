@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import ShapeMismatchError
+from latentmap.errors import ShapeMismatchError
 
 
 def per_image_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .device import resolve_device
-from .errors import ConfigError, DependencyError
+from latentmap.device import resolve_device
+from latentmap.errors import ConfigError, DependencyError
 
 NETS = ("alex", "vgg", "squeeze")
 MIN_SIDE = 64  # AlexNet's strided first layers shrink 28x28 images to nothing: upsample small images

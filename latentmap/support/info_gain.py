@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .batching import image_batches, with_progress
-from .errors import ConfigError, SupportSetError
+from latentmap.batching import image_batches, with_progress
+from latentmap.errors import ConfigError, SupportSetError
 
 # Rows of zeroed variants decoded at once on CPU; on CUDA the chunk is sized from free memory.
 CPU_CHUNK_ROWS = 2048
@@ -75,7 +75,7 @@ def information_gain(model, images, *, batch_size: int = 64, chunk_rows: int | N
                      progress: bool = False) -> InformationGain:
     """Information gain of every latent variable of ``model`` over ``images``.
 
-    ``images`` is an :class:`~latentmap.data.ImageDataset` or an image tensor; ``chunk_rows``
+    ``images`` is an :class:`~latentmap.data.datasets.ImageDataset` or an image tensor; ``chunk_rows``
     bounds how many zeroed latents are decoded at once (default: :func:`variant_chunk_rows`).
     """
     n = len(images)

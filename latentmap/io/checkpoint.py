@@ -14,9 +14,9 @@ from typing import Callable
 
 import torch
 
-from .atomic import atomic_directory
-from .errors import CheckpointError
-from .models.base import LatentModel, adapter_class
+from latentmap.io.atomic import atomic_directory
+from latentmap.errors import CheckpointError
+from latentmap.models.base import LatentModel, adapter_class
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -46,7 +46,7 @@ def sha256_file(path: Path) -> str:
 
 
 def build_config(model: LatentModel) -> dict:
-    from . import __version__
+    from latentmap import __version__
 
     config = {
         "format": FORMAT,

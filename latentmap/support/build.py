@@ -2,10 +2,10 @@
 
 This module holds the artifact (``support_sets/NAME/``: ``manifest.json``, ``images.npy``,
 ``contact_sheet.png``, plus figures) and the builder, after Asperti & Tonelli: rank the latent
-variables by information gain (:mod:`latentmap.info_gain`), split the latent space into the
-2^k sign sectors of the k most informative ones (:mod:`latentmap.sectors`), draw one image per
+variables by information gain (:mod:`latentmap.support.info_gain`), split the latent space into the
+2^k sign sectors of the k most informative ones (:mod:`latentmap.support.sectors`), draw one image per
 non-empty sector, and complete to the target size from the most crowded sectors. Other
-anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.anchors`.
+anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.support.anchors`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_directory
-from .errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
-from .models.base import LatentModel
-from .sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
+from latentmap.io.atomic import atomic_directory
+from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
+from latentmap.models.base import LatentModel
+from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 
 MANIFEST_NAME = "manifest.json"
 IMAGES_NAME = "images.npy"
@@ -47,7 +47,7 @@ class SupportSet:
 
     def save(self, path, *, overwrite: bool = True) -> Path:
         """Write the folder atomically: manifest, images as uint8-exact float32 array, contact sheet."""
-        from .report.grid import square_grid_png
+        from latentmap.report.grid import square_grid_png
 
         path = Path(path)
         manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
@@ -126,7 +126,7 @@ def read_exclusions(values) -> np.ndarray:
 
 def target_size_for(models) -> tuple[int, dict]:
     """The largest latent dimension among models (checkpoint folders, specs or LatentModel objects)."""
-    from .checkpoint import is_checkpoint, load_model, read_config
+    from latentmap.io.checkpoint import is_checkpoint, load_model, read_config
 
     dims = {}
     for spec in models:
@@ -209,7 +209,7 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
     ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
     ``kmeans`` are baselines of the same size. ``size`` defaults to the model's latent dimension.
     ``latents`` (the encodings of the whole split) and ``info`` (an
-    :class:`~latentmap.info_gain.InformationGain`) may be passed to reuse them across builds.
+    :class:`~latentmap.support.info_gain.InformationGain`) may be passed to reuse them across builds.
     """
     size = model.latent_dim if size is None else int(size)
     _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs)
@@ -235,7 +235,7 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                                             gain_images, min_share, batch_size, chunk_rows, progress, manifest,
                                             files)
     else:
-        from .anchors import select_anchors
+        from latentmap.support.anchors import select_anchors
 
         positions = select_anchors(strategy, size, pool_size=len(pool), latents=latents, seed=seed)
         details = [{} for _ in positions]
@@ -251,7 +251,7 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
 
 
 def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs) -> None:
-    from .sectors import check_top_k
+    from latentmap.support.sectors import check_top_k
 
     if strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}' instead")
@@ -282,7 +282,7 @@ def _model_record(model, source) -> dict:
 def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
                    batch_size, chunk_rows, progress, manifest, files):
     """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
-    from .sectors import default_threshold, default_top_k, sector_codes, sector_signs
+    from latentmap.support.sectors import default_threshold, default_top_k, sector_codes, sector_signs
 
     k = default_top_k(size, model.latent_dim) if top_k is None else int(top_k)
     if info is None:
@@ -314,7 +314,7 @@ def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, 
 def subsample_information_gain(model, dataset, pool, gain_images: int, seed: int, batch_size: int = 64,
                                chunk_rows: int | None = None, progress: bool = False):
     """Information gain over a seeded subsample of ``gain_images`` images of the pool."""
-    from .info_gain import information_gain
+    from latentmap.support.info_gain import information_gain
 
     gain_pos = torch.randperm(len(pool), generator=_generator(seed, 1))[:min(gain_images, len(pool))]
     gain_idx = np.sort(pool[gain_pos.numpy()])
