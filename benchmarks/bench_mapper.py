@@ -50,7 +50,7 @@ def _run_streaming(args, queue):
     t0 = time.perf_counter()
     m = LinearMap(bias=True)
     for x, y in batches(args.n, args.d_source, args.d_target, args.batch):
-        m.partial_fit(x, y, solve=False)
+        m.partial_fit(x, y)
     m.solve()
     queue.put({"seconds": time.perf_counter() - t0, "extra_mb": _rss_mb() - base,
                "coef": m.coef_, "intercept": m.intercept_})

@@ -2,8 +2,8 @@
 
 import click
 
-from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_option, device_option, model_spec_option,
-                      progress_option, seed_option, split_option, trust_pickle_option)
+from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_option, device_option, images_option,
+                                   model_spec_option, progress_option, seed_option, split_option, trust_pickle_option)
 
 
 @click.command("diagnose")
@@ -12,21 +12,21 @@ from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_o
 @dataset_option()
 @data_dir_option
 @split_option
-@click.option("--n", "n", type=click.IntRange(min=1), default=None,
-              help="A seeded random N images of the split (default all).")
+@images_option()
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder to write (atomically).")
 @batch_size_option
 @device_option
 @seed_option
 @progress_option
-def command(model_spec, trust_pickle, dataset, data_dir, split, n, out, batch_size, device, seed, progress):
+def command(model_spec, trust_pickle, dataset, data_dir, split, images, out, batch_size, device, seed, progress):
     """Latent-space diagnostics of a model on a dataset split: CSV, JSON, figures and index.html in OUT."""
     from latentmap.io.checkpoint import load_model
     from latentmap.data.datasets import load_dataset
-    from latentmap.evaluation.diagnostics import describe, latent_diagnostics, save_diagnostics
+    from latentmap.evaluation.diagnostics import latent_diagnostics
+    from latentmap.report.diagnostics import describe, save_diagnostics
 
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
-    data = load_dataset(dataset, split, data_dir=data_dir).random_subset(n, seed)
+    data = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     diag = latent_diagnostics(model, data, batch_size=batch_size, progress=progress, seed=seed)
     save_diagnostics(diag, out)
     click.echo(f"{diag.model} ({diag.kind}), latent size {diag.latent_dim}, {diag.n_images} images of {dataset} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from latentmap.data.datasets import SPLITS
+SPLITS = ("train", "test", "all")  # as latentmap.data.datasets.SPLITS; kept here so --help imports no torch
 
 
 def dataset_option(default="fashion-mnist", required=False):
@@ -42,3 +42,34 @@ model_spec_option = click.option("--model", "model_spec", required=True,
                                       "py:module:factory.")
 trust_pickle_option = click.option("--trust-pickle", is_flag=True, default=False,
                                    help="Allow loading StyleGAN-style pickles (this runs code stored in the file).")
+split_choice = click.Choice(SPLITS)
+
+
+def fit_split_option(default="train"):
+    return click.option("--fit-split", type=split_choice, default=default, show_default=True,
+                        help="Dataset split the maps are fitted on.")
+
+
+def images_option(default=None, what="evaluated"):
+    """``--images N``: how many images of the split are used (a seeded random subset)."""
+    return click.option("--images", "images", type=click.IntRange(min=1), default=default,
+                        show_default=default is not None,
+                        help=f"Number of {what} images: a seeded random subset of the split"
+                             + ("." if default is not None else " (default all)."))
+
+
+fit_images_option = click.option("--fit-images", "fit_images", type=click.IntRange(min=1), default=None,
+                                 help="Fit on a seeded random N images of the fit split (default all).")
+samples_option = click.option("--samples", type=click.IntRange(min=1), default=None,
+                              help="Fit on N prior samples of the source, decoded by it and encoded by the target.")
+bias_option = click.option("--bias/--no-bias", default=None,
+                           help="Fit an intercept. Default: no bias for a support-set or image-set fit (the paper's "
+                                "map), bias otherwise.")
+alpha_option = click.option("--alpha", type=RidgeAlpha(), default=None,
+                            help="Ridge penalty on the matrix (the intercept is not penalized), or 'auto': chosen by "
+                                 "generalized cross-validation. Default: auto for support-set and image-set fits "
+                                 "(few anchors), 0 for dataset and sample fits.")
+method_option = click.option("--method", type=click.Choice(["lstsq", "procrustes"]), default="lstsq",
+                             show_default=True, help="Least squares / ridge, or the orthogonal map (equal sizes).")
+lpips_option = click.option("--lpips/--no-lpips", "use_lpips", default=True, show_default=True,
+                            help="Report LPIPS when pretrained LPIPS weights are available.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from latentmap.cli.options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option,
-                      progress_option, seed_option, trust_pickle_option)
+                                   images_option, progress_option, seed_option, trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -64,6 +64,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
     from latentmap.io.checkpoint import load_model
     from latentmap.data.datasets import load_dataset
+    from latentmap.report.support_set import write_support_set
     from latentmap.support.build import build_support_set, target_size_for
 
     dims = {}
@@ -80,7 +81,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
                                     batch_size=batch_size, pairs=pairs, progress=progress)
     for warning in caught:
         click.echo(f"Warning: {warning.message}", err=True)
-    support.save(out)
+    write_support_set(support, out)
     _describe(support, out)
 
 
@@ -142,8 +143,7 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
               help="Ridge penalty of the maps (needed for sizes below the source latent size), or 'auto' (GCV).")
 @click.option("--bias/--no-bias", default=False, show_default=True,
               help="Fit an intercept (the paper's map is bias-free).")
-@click.option("--test-images", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Test images (the first N of the test split) on which relocation is measured.")
+@images_option(2000, "test")
 @click.option("--gain-images", type=click.IntRange(min=1), default=2000, show_default=True)
 @click.option("--reference-images", type=click.IntRange(min=1), default=10000, show_default=True,
               help="Training images for the reference maps (an upper bound for any anchor set).")
@@ -153,11 +153,10 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
 @progress_option
 @trust_pickle_option
 def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seeds, seed, anchor_model, alpha, bias,
-            test_images, gain_images, reference_images, batch_size, device, out, progress, trust_pickle):
+            images, gain_images, reference_images, batch_size, device, out, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
-    import numpy as np
-
-    from latentmap.support.anchors import compare_anchors, write_compare_report
+    from latentmap.report.anchors import write_compare_report
+    from latentmap.support.anchors import compare_anchors
     from latentmap.io.checkpoint import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.errors import ConfigError
@@ -168,7 +167,7 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
     models = [load_model(spec, device=device, allow_pickle=trust_pickle) for spec in specs]
     train = load_dataset(dataset, "train", data_dir=data_dir)
     test = load_dataset(dataset, "test", data_dir=data_dir)
-    test = test.subset(np.arange(min(test_images, len(test))))
+    test = test.random_subset(images, seed)
     result = compare_anchors(models, train, test, sizes=sizes, strategies=strategies,
                              seeds=tuple(range(seed, seed + seeds)), anchor_model=anchor_model, alpha=alpha,
                              bias=bias, gain_images=gain_images, reference_images=reference_images,

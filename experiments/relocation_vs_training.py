@@ -24,7 +24,8 @@ import torch
 from latentmap.data.datasets import load_dataset
 from latentmap.losses import BalancedVAELoss
 from latentmap.models.base import adapter_class
-from latentmap.evaluation.relocation import evaluate_relocation, fit_map, image_pairs
+from latentmap.evaluation.relocation import evaluate_relocation
+from latentmap.maps.fitting import FitSource, fit_map
 
 FIT_IMAGES, TEST_EVERY, BATCH = 5000, 5, 128
 
@@ -57,7 +58,8 @@ def main() -> None:
             _train_epoch(model, optimizer, loss_fn, x_all, gen)
         (a, *_), (b, *_) = runs[0], runs[1]
         with torch.no_grad():
-            linear_map = fit_map(a, b, image_pairs(a, b, fit_images, batch_size=500))
+            linear_map = fit_map(a, b, FitSource("dataset", len(fit_images), name="fashion-mnist", data=fit_images),
+                                 LinearMap(), batch_size=500)
             r = evaluate_relocation(a, b, linear_map, test, batch_size=500, use_lpips=False)
         print(json.dumps({"latent_dim": args.latent_dim, "gamma": runs[0][2].gamma, "epoch": epoch,
                           "A": round(r.source_mse, 5), "B": round(r.target_mse, 5),

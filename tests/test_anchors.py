@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from torch import nn
 
 from latentmap import load_dataset
-from latentmap.support.anchors import compare_anchors, farthest_points, select_anchors, write_compare_report
+from latentmap.report.anchors import write_compare_report
+from latentmap.support.anchors import compare_anchors
+from latentmap.support.selectors import farthest_points, select_anchors
 from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, LatentmapError, SupportSetError
@@ -154,7 +156,7 @@ def test_cli_compare(tiny_vae_checkpoint, tmp_path):
     (second / "config.json").write_text(json.dumps({**config, "name": "tiny-vae-copy"}))
     out = tmp_path / "reports" / "anchors"
     args = ["support-set", "compare", "--models", first, second, "--dataset", f"npy:{tmp_path / 'f.npy'}",
-            "--sizes", "8,16", "--seeds", 2, "--test-images", 30, "--gain-images", 50, "--reference-images", 100,
+            "--sizes", "8,16", "--seeds", 2, "--images", 30, "--gain-images", 50, "--reference-images", 100,
             "--device", "cpu", "--no-progress", "--out", out]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output

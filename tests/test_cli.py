@@ -67,7 +67,7 @@ def test_demo_on_tiny_checkpoint(runner, tmp_path, tiny_vae_checkpoint):
     ckdir = tmp_path / "cks"
     shutil.copytree(tiny_vae_checkpoint, ckdir / "tiny-vae")
     out = tmp_path / "report"
-    result = runner.invoke(main, ["demo", "--checkpoints", str(ckdir), "--out", str(out), "--test-images", "64"])
+    result = runner.invoke(main, ["demo", "--checkpoints", str(ckdir), "--out", str(out), "--images", "64"])
     assert result.exit_code == 0, result.output
     assert (out / "index.html").is_file() and (out / "reconstruction_tiny-vae.png").is_file()
     csv = (out / "reconstruction_mse.csv").read_text().splitlines()

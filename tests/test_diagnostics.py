@@ -12,7 +12,8 @@ from torch import nn
 from latentmap import load_dataset, load_model
 from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
-from latentmap.evaluation.diagnostics import PRIOR_CHUNK, latent_diagnostics, save_diagnostics
+from latentmap.evaluation.diagnostics import PRIOR_CHUNK, latent_diagnostics
+from latentmap.report.diagnostics import save_diagnostics
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.wrapped import wrap
@@ -227,7 +228,7 @@ def test_report_files(tmp_path):
 
 def test_cli_writes_the_report(tiny_vae_checkpoint, tmp_path):
     out = tmp_path / "diag"
-    result = CliRunner().invoke(main, ["diagnose", "--model", str(tiny_vae_checkpoint), "--n", "120", "--out",
+    result = CliRunner().invoke(main, ["diagnose", "--model", str(tiny_vae_checkpoint), "--images", "120", "--out",
                                        str(out), "--batch-size", "50", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "120 images" in result.output and "Inactive variables" in result.output and "Δ_var" in result.output
@@ -246,7 +247,7 @@ def test_cli_errors_exit_2_and_write_nothing(tiny_vae_checkpoint, tmp_path, args
     base = {"--model": str(tiny_vae_checkpoint), "--dataset": "fashion-mnist"}
     base.update(dict(zip(args[::2], args[1::2])))
     out = tmp_path / "diag"
-    argv = ["diagnose", *[v for kv in base.items() for v in kv], "--n", "20", "--out", str(out), "--no-progress"]
+    argv = ["diagnose", *[v for kv in base.items() for v in kv], "--images", "20", "--out", str(out), "--no-progress"]
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output

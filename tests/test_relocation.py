@@ -11,8 +11,14 @@ from latentmap import LinearMap, load_dataset, load_model
 from latentmap.errors import ShapeMismatchError, UnderdeterminedError
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.models.base import LatentModel, register_adapter
-from latentmap.evaluation.relocation import (build_atlas, evaluate_relocation, fit_map, image_pairs, lpips_function,
-                                  relocation_rows, relocation_type, sample_pairs)
+from latentmap.evaluation.atlas import build_atlas
+from latentmap.evaluation.relocation import evaluate_relocation, lpips_function, relocation_rows, relocation_type
+from latentmap.maps.fitting import FitSource, fit_map
+from latentmap.report.atlas import save_atlas
+
+
+def on_images(images) -> FitSource:
+    return FitSource("images", len(images), name="test images", data=images)
 
 from conftest import CHECKPOINTS
 
@@ -102,24 +108,24 @@ def make_images(n=64, seed=0, latent_scale=1.0, noise=0.02, model=None):
 def test_fit_from_d_plus_1_images_recovers_the_known_map():
     a, b, T, t = known_pair()
     images = make_images(a.latent_dim + 1, seed=1, model=a)
-    m = fit_map(a, b, image_pairs(a, b, images), bias=True)
+    m = fit_map(a, b, on_images(images), LinearMap(bias=True))
     # z_B = T z_A + t  <=>  rows: z_B = z_A @ T^T + t
-    assert np.linalg.norm(m.coef_ - T.T) / np.linalg.norm(T) < 1e-6
+    assert np.linalg.norm(m.coef_ - T) / np.linalg.norm(T) < 1e-6
     assert np.linalg.norm(m.intercept_ - t) / np.linalg.norm(t) < 1e-6
     with pytest.raises(UnderdeterminedError, match="at least 7 image pairs, got 6"):
-        fit_map(a, b, image_pairs(a, b, images[:6]), bias=True)
+        fit_map(a, b, on_images(images[:6]), LinearMap(bias=True))
 
 
 def test_bias_free_fit_from_d_images_recovers_a_linear_map():
     a, _, T, _ = known_pair()
     b = related_model(a, "syn-b0", T, np.zeros(6))
-    m = fit_map(a, b, image_pairs(a, b, make_images(6, seed=2, model=a)), bias=False)
-    assert np.linalg.norm(m.coef_ - T.T) / np.linalg.norm(T) < 1e-6
+    m = fit_map(a, b, on_images(make_images(6, seed=2, model=a)), LinearMap(bias=False))
+    assert np.linalg.norm(m.coef_ - T) / np.linalg.norm(T) < 1e-6
 
 
 def test_relocation_of_known_map_equals_targets_own_reconstruction():
     a, b, _, _ = known_pair()
-    m = fit_map(a, b, image_pairs(a, b, make_images(7, seed=1, model=a)))
+    m = fit_map(a, b, on_images(make_images(7, seed=1, model=a)), LinearMap())
     data = make_images(100, seed=3, model=a)
     r = evaluate_relocation(a, b, m, data, batch_size=17)
     assert r.n_images == 100 and r.type == 1
@@ -136,7 +142,7 @@ def test_batched_sums_equal_a_direct_computation():
     a = affine_model("syn-a", 6, seed=0)
     c = affine_model("syn-c", 6, seed=5, tag="c")  # unrelated: the map is far from exact
     data = make_images(90, seed=4, model=a, noise=0.05)
-    m = fit_map(a, c, image_pairs(a, c, make_images(40, seed=7, model=a)), alpha=0.5)
+    m = fit_map(a, c, on_images(make_images(40, seed=7, model=a)), LinearMap(alpha=0.5))
     r = evaluate_relocation(a, c, m, data, batch_size=13)
     z_a, z_c = a.encode(data), c.encode(data)
     mapped = c.decode(m.transform(z_a))
@@ -159,8 +165,8 @@ def test_map_with_wrong_latent_sizes_is_rejected():
 
 def test_fit_from_generator_samples_recovers_the_map():
     a, b, T, t = known_pair()
-    m = fit_map(a, b, sample_pairs(a, b, 50, batch_size=16, seed=0))
-    assert np.linalg.norm(m.coef_ - T.T) / np.linalg.norm(T) < 1e-5  # prior samples may touch the clamp rarely
+    m = fit_map(a, b, FitSource("samples", 50, seed=0), LinearMap(), batch_size=16)
+    assert np.linalg.norm(m.coef_ - T) / np.linalg.norm(T) < 1e-5  # prior samples may touch the clamp rarely
 
 
 class _Stub:
@@ -190,9 +196,8 @@ def test_atlas_every_ordered_pair(tmp_path):
     a, b, _, _ = known_pair()
     c = related_model(a, "syn-gan", np.eye(6) * 2, np.ones(6), tag="g", metadata={"objective": "adversarial"})
     data = make_images(40, seed=3, model=a)
-    atlas = build_atlas([a, b, c], data, fit_data=make_images(30, seed=8, model=a),
-                        fit_source={"kind": "images", "name": "synthetic", "count": 30}, out=tmp_path / "atlas",
-                        grid_count=4, batch_size=16)
+    atlas = build_atlas([a, b, c], data, on_images(make_images(30, seed=8, model=a)), LinearMap, batch_size=16)
+    save_atlas(atlas, tmp_path / "atlas", [a, b, c], data, grid_count=4)
     assert len(atlas.results) == 6
     types = {(r.source, r.target): r.type for r in atlas.results}
     assert types[("syn-a", "syn-b")] == 1 and types[("syn-b", "syn-gan")] == 3
@@ -214,14 +219,14 @@ def test_atlas_every_ordered_pair(tmp_path):
 def test_atlas_underdetermined_pair_writes_nothing(tmp_path):
     a, b, _, _ = known_pair()
     with pytest.raises(UnderdeterminedError, match="syn-a -> syn-b"):
-        build_atlas([a, b], make_images(5), fit_data=make_images(4), out=tmp_path / "atlas")
+        build_atlas([a, b], make_images(5), on_images(make_images(4)), LinearMap)
     assert not (tmp_path / "atlas").exists() and not list(tmp_path.iterdir())
 
 
 def test_grid_rows_order():
     a, b, _, _ = known_pair()
     images = make_images(5, seed=2, model=a)
-    m = fit_map(a, b, image_pairs(a, b, make_images(7, seed=1, model=a)))
+    m = fit_map(a, b, on_images(make_images(7, seed=1, model=a)), LinearMap())
     rows = relocation_rows(a, b, m, images)
     assert [tuple(r.shape) for r in rows] == [(5, *SHAPE)] * 4
     torch.testing.assert_close(rows[0], images)
@@ -283,7 +288,7 @@ def shipped_type1():
     """Fit fmnist-vae-a -> fmnist-vae-b on 3,000 training images, evaluate on 1,000 test images."""
     a, b = _shipped("fmnist-vae-a"), _shipped("fmnist-vae-b")
     train = load_dataset("fashion-mnist", "train")
-    m = fit_map(a, b, image_pairs(a, b, train.random_subset(3000, 0), batch_size=500))
+    m = fit_map(a, b, on_images(train.random_subset(3000, 0)), LinearMap(), batch_size=500)
     test = load_dataset("fashion-mnist", "test").subset(np.arange(0, 10000, 10))
     return a, b, m, test, evaluate_relocation(a, b, m, test, batch_size=500, use_lpips=False)
 
@@ -334,8 +339,8 @@ def test_demo_section_builds_the_atlas(tiny_vae_checkpoint, tmp_path, monkeypatc
     assert set(by_label["source"]) == {vae.name, "syn-28"} and by_label.groupby("source")["n_images"].sum().eq(25).all()
     pairs = ctx.summary["relocation_atlas"]["pairs"]
     assert len(pairs) == 2 and {p["type"] for p in pairs} == {3}
-    assert ctx.summary["relocation_atlas_support_set"]["fit"]["bias"] is False
-    assert ctx.summary["relocation_atlas_support_set"]["fit"]["alpha"] == "auto"
+    assert ctx.summary["relocation_atlas_support_set"]["map"]["bias"] is False
+    assert ctx.summary["relocation_atlas_support_set"]["map"]["alpha"] == "auto"
     # the atlas is judged on an evenly spaced subset of the test split, not all of it
     import pandas as pd
 
@@ -351,7 +356,7 @@ def test_labelled_images_get_a_breakdown_by_label():
     labels = torch.tensor([k % 4 for k in range(44)] + [7])  # label 7 alone in the last, uneven batch
     ds = TensorImageDataset("labelled", (images * 255).round().to(torch.uint8), labels)
     ds.label_names = ("zero", "one", "two", "three")
-    m = fit_map(a, b, image_pairs(a, b, ds), bias=True)
+    m = fit_map(a, b, on_images(ds), LinearMap(bias=True))
     # a deliberately worse map makes per-label ratios differ from 1
     worse = LinearMap().fit(a.encode(ds.all_images()).double(), b.encode(ds.all_images()).double() * 0.9)
     for linear_map in (m, worse):

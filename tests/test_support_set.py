@@ -11,6 +11,7 @@ from torch import nn
 
 from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, DatasetError, LatentmapError, SupportSetError
+from latentmap.report.support_set import write_support_set
 from latentmap.support.info_gain import information_gain, zeroed_variants
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import (NO_SECTOR, default_threshold, nonempty_count, populations, sector_codes,
@@ -250,7 +251,7 @@ def test_pairwise_statistics():
 
 def test_save_load_round_trip(model, data, tmp_path):
     ss = build_support_set(model, data, size=9, seed=2, gain_images=60, pairs=200, name="toy-set")
-    out = ss.save(tmp_path / "toy-set")
+    out = write_support_set(ss, tmp_path / "toy-set")
     assert {p.name for p in out.iterdir()} == {"manifest.json", "images.npy", "contact_sheet.png",
                                                 "info_gain.png", "sector_populations.png"}
     loaded = SupportSet.load(out)

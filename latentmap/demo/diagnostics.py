@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from latentmap.demo.story import DemoContext, register_demo_section
-from latentmap.evaluation.diagnostics import INACTIVE_THRESHOLD, latent_diagnostics, write_diagnostics
+from latentmap.evaluation.diagnostics import INACTIVE_THRESHOLD, latent_diagnostics
+from latentmap.report.diagnostics import write_diagnostics
 from latentmap.report.html import Section
 
 # Means, variances and the PCA spectrum settle well within 2,000 images; evenly spaced test

@@ -12,7 +12,9 @@ from __future__ import annotations
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.errors import LatentmapError
-from latentmap.evaluation.relocation import build_atlas, write_atlas
+from latentmap.evaluation.atlas import build_atlas
+from latentmap.maps.fitting import FitSource
+from latentmap.report.atlas import write_atlas
 from latentmap.report.html import Section
 
 DEMO_FIT_IMAGES = 10000
@@ -60,13 +62,12 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     fit = train.random_subset(DEMO_FIT_IMAGES, seed=0)
     n_fit = len(fit)
     test = ctx.test.evenly_spaced_subset(DEMO_ATLAS_TEST_IMAGES)
-    atlas = build_atlas(ctx.models, test, fit_data=fit, bias=True,
-                        fit_source={"kind": "dataset", "name": DEMO_DATASET, "split": "train", "count": n_fit,
-                                    "seed": 0, "bias": True})
+    atlas = build_atlas(ctx.models, test, FitSource("dataset", n_fit, name=DEMO_DATASET, split="train", seed=0,
+                                                   data=fit))
     section = write_atlas(atlas, ctx.out / "atlas", ctx.models, test, rel="atlas/",
                           title=f"Relocation atlas (maps fitted on {n_fit} training images, "
                                 f"evaluated on {len(test)} test images)")
-    ctx.summary["relocation_atlas"] = {"fit": atlas.fit_source, "pairs": _summary_rows(atlas)}
+    ctx.summary["relocation_atlas"] = {"fit": atlas.fit_source, "map": atlas.map_params, "pairs": _summary_rows(atlas)}
     _by_label_table(section, atlas)
 
     support, folder = _support_set(ctx)
@@ -74,9 +75,8 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
         section.text("No support set was available, so no support-set fit is shown.", cls="note")
         return section
     try:
-        sup_atlas = build_atlas(ctx.models, test, fit_data=support.images, bias=False, alpha="auto",
-                                fit_source={"kind": "support-set", "name": support.name, "count": len(support),
-                                            "path": str(folder), "bias": False, "alpha": "auto"})
+        sup_atlas = build_atlas(ctx.models, test, FitSource("support-set", len(support), name=support.name,
+                                                            path=str(folder), data=support.images))
     except LatentmapError as exc:  # e.g. a support set smaller than some latent space
         section.text(f"Support-set fit skipped: {exc}", cls="note")
         return section
@@ -84,6 +84,6 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
                               rel="atlas_support_set/",
                               title=f"Relocation atlas (bias-free maps fitted on the {len(support)}-image support set, "
                                     "ridge penalty chosen by generalized cross-validation)")
-    ctx.summary["relocation_atlas_support_set"] = {"fit": sup_atlas.fit_source, "pairs": _summary_rows(sup_atlas)}
+    ctx.summary["relocation_atlas_support_set"] = {"fit": sup_atlas.fit_source, "map": sup_atlas.map_params, "pairs": _summary_rows(sup_atlas)}
     section.parts.append(sup_section.render())
     return section

@@ -12,7 +12,9 @@ import pandas as pd
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.report.html import Section
-from latentmap.support.build import CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, SupportSet, build_support_set
+from latentmap.report.support_set import (CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, support_set_figures,
+                                          write_support_set)
+from latentmap.support.build import SupportSet, build_support_set
 
 SHIPPED_NAME = "fmnist-svae"
 # A smaller information-gain subsample than the shipped build keeps the fallback quick on CPU.
@@ -25,11 +27,11 @@ def _shipped_folder(ctx: DemoContext):
     return ctx.checkpoints.parent / "support_sets" / SHIPPED_NAME
 
 
-def _load_or_build(ctx: DemoContext) -> tuple[SupportSet, object, str]:
-    """(support set, folder holding its files, where it came from)."""
+def _load_or_build(ctx: DemoContext) -> tuple[SupportSet, str]:
+    """(support set, where it came from)."""
     folder = _shipped_folder(ctx)
     if (folder / "manifest.json").is_file():
-        return SupportSet.load(folder), folder, f"loaded from {folder}"
+        return SupportSet.load(folder), f"loaded from {folder}"
     by_name = {m.name: m for m in ctx.models}
     model = by_name.get(SHIPPED_NAME) or max(ctx.models, key=lambda m: m.latent_dim)
     size = max(m.latent_dim for m in ctx.models)
@@ -37,13 +39,13 @@ def _load_or_build(ctx: DemoContext) -> tuple[SupportSet, object, str]:
     support = build_support_set(model, train, size=size, seed=0, gain_images=FALLBACK_GAIN_IMAGES,
                                 dataset_spec=DEMO_DATASET, split="train", name=SHIPPED_NAME,
                                 for_models={m.name: m.latent_dim for m in ctx.models})
-    out = support.save(ctx.out / "support_set")
-    return support, out, f"built now from '{model.name}' ({folder} is absent) and saved in the report"
+    write_support_set(support, ctx.out / "support_set")
+    return support, f"built now from '{model.name}' ({folder} is absent) and saved in the report"
 
 
 @register_demo_section(30, "support set")
 def support_set_section(ctx: DemoContext) -> Section:
-    support, folder, origin = _load_or_build(ctx)
+    support, origin = _load_or_build(ctx)
     m, stats = support.manifest, support.manifest.get("statistics", {})
     section = Section("Support set")
     section.text(f"Support set '{support.name}' ({origin}): {len(support)} {m['dataset']['spec']} "
@@ -59,12 +61,13 @@ def support_set_section(ctx: DemoContext) -> Section:
             ("same two figures in the source (CelebA)",
              f"{SOURCE_PAIRWISE['support set']} vs {SOURCE_PAIRWISE['random pairs']}")]
     section.table(pd.DataFrame(rows, columns=["statistic", "value"]))
+    figures = support_set_figures(support)
     for file_name, caption in [(CONTACT_SHEET_NAME, "the support-set images"),
                                (INFO_GAIN_PNG, "information gain of every latent variable, ranked"),
                                (POPULATIONS_PNG, "how many training images each sector holds")]:
-        if (folder / file_name).is_file():
+        if file_name in figures:
             target = f"support_set_{file_name}"
-            (ctx.out / target).write_bytes((folder / file_name).read_bytes())
+            (ctx.out / target).write_bytes(figures[file_name])
             section.image(target, caption)
     ctx.summary["support_set"] = {"name": support.name, "size": len(support), "origin": origin, **stats}
     return section

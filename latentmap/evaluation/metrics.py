@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from latentmap.errors import ShapeMismatchError
+from latentmap.stats import Moments
 
 
 def per_image_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -36,17 +37,12 @@ def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold:
     """
     if not getattr(model, "vae_like", False):
         return {}
-    n, s_mu, s_mu2, s_sig2 = 0, 0.0, 0.0, 0.0
+    mu_moments, sigma2 = Moments(), Moments()
     for batch in dataset.iter_batches(batch_size):
         mu, logvar = model.encode_stats(batch.to(model.device))
-        mu, var = mu.double(), logvar.double().exp()
-        n += len(mu)
-        s_mu = s_mu + mu.sum(0)
-        s_mu2 = s_mu2 + mu.pow(2).sum(0)
-        s_sig2 = s_sig2 + var.sum(0)
-    mean = s_mu / n
-    var_mu = (s_mu2 / n - mean.pow(2)).clamp_min(0)
-    mean_sigma2 = s_sig2 / n
+        mu_moments.update(mu)
+        sigma2.update(logvar.double().exp())
+    var_mu, mean_sigma2 = mu_moments.variance(), sigma2.mean()
     return {
         "var_mu": [round(float(v), 6) for v in var_mu],
         "mean_sigma2": [round(float(v), 6) for v in mean_sigma2],

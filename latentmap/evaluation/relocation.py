@@ -19,19 +19,18 @@ import importlib
 import itertools
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from latentmap.io.atomic import atomic_directory
 from latentmap.batching import image_batches, with_progress
-from latentmap.io.checkpoint import json_default
 from latentmap.data.datasets import evenly_spaced_indices
-from latentmap.errors import ConfigError, DependencyError, LatentmapError, ShapeMismatchError
-from latentmap.maps.linear import LinearMap
+from latentmap.errors import ConfigError, DependencyError
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
+from latentmap.maps.fitting import check_map_fits, check_same_images
+from latentmap.maps.linear import LinearMap
+from latentmap.stats import Moments, Sums, r2_from_sums
 
 RELOCATION_TYPES = {
     1: "same architecture and objective, different training",
@@ -71,56 +70,6 @@ def relocation_type(source, target) -> int:
 
 
 # --------------------------------------------------------------------------- fitting
-
-def model_info(model, path=None) -> dict:
-    """What a map folder records about one of its models (path: how to load it again)."""
-    info = {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-            "image_shape": list(model.image_shape)}
-    if path is not None:
-        info["path"] = str(path)
-    return info
-
-
-def image_pairs(source, target, data, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(Enc_A x, Enc_B x) batch by batch for an ImageDataset or an image tensor."""
-    _check_same_images(source, target)
-    batches, _ = image_batches(data, batch_size)
-    for x in batches:
-        z_a = source.encode(x)
-        z_b = target.encode(x).to(z_a.device)
-        yield z_a, z_b
-
-
-def sample_pairs(source, target, n: int, batch_size: int = 256, seed: int = 0):
-    """(z, Enc_B(Dec_A z)) for ``n`` prior samples z of A: fits a generator's own space to B."""
-    _check_same_images(source, target)
-    gen = torch.Generator().manual_seed(seed)
-    for start in range(0, n, batch_size):
-        z = source.sample_prior(min(batch_size, n - start), gen)
-        images = source.decode(z)
-        yield z.to(images.device), target.encode(images).to(images.device)
-
-
-def fit_map(source, target, pairs: Iterable, *, bias: bool = True, alpha: float | str = 0.0,
-            method: str = "lstsq") -> LinearMap:
-    """Fit A -> B from an iterable of (z_A, z_B) batches; statistics only, one solve."""
-    return LinearMap(bias=bias, alpha=alpha, method=method).fit_batches(pairs)
-
-
-def _check_same_images(source, target) -> None:
-    if tuple(source.image_shape) != tuple(target.image_shape):
-        raise ShapeMismatchError(f"models '{source.name}' and '{target.name}' work on different images: "
-                                 f"{tuple(source.image_shape)} and {tuple(target.image_shape)}")
-
-
-def check_map_fits(linear_map: LinearMap, source, target) -> None:
-    """The map's latent sizes must be the models'."""
-    if linear_map.n_features_in_ != source.latent_dim:
-        raise ShapeMismatchError(f"map expects source latents of size {linear_map.n_features_in_}, "
-                                 f"model '{source.name}' gives {source.latent_dim}")
-    if linear_map.n_targets_ != target.latent_dim:
-        raise ShapeMismatchError(f"map gives target latents of size {linear_map.n_targets_}, "
-                                 f"model '{target.name}' takes {target.latent_dim}")
 
 
 # --------------------------------------------------------------------------- LPIPS hook
@@ -183,21 +132,6 @@ class RelocationResult:
         return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label")}
 
 
-class _Sums:
-    """float64 running sums on one device; nothing per image is kept."""
-
-    def __init__(self):
-        self.values: dict[str, torch.Tensor] = {}
-
-    def add(self, key: str, value: torch.Tensor) -> None:
-        v = value.detach().to(torch.float64)
-        v = v.sum(0) if v.ndim else v
-        self.values[key] = self.values[key] + v.to(self.values[key].device) if key in self.values else v
-
-    def get(self, key: str) -> torch.Tensor:
-        return self.values[key].cpu()
-
-
 class RelocationAccumulator:
     """Streams the batches of one ordered pair A -> B into float64 sums."""
 
@@ -209,7 +143,7 @@ class RelocationAccumulator:
         self.reverse = reverse_map if reverse_map is not None else linear_map.inverse()
         check_map_fits(self.reverse, target, source)
         self.lpips, self.lpips_note = lpips, lpips_note
-        self.sums, self.n = _Sums(), 0
+        self.sums, self.z_b, self.n = Sums(), Moments(), 0
         self.label_sums: torch.Tensor | None = None  # [labels, 3]: count, target MSE sum, relocated MSE sum
 
     def update(self, x, z_a, x_a, z_b, x_b, labels=None) -> None:
@@ -232,8 +166,7 @@ class RelocationAccumulator:
         s.add("target_ssim", per_image_ssim(x_b.to(dev), x_t))
         s.add("relocated_ssim", per_image_ssim(x_mapped, x_t))
         s.add("latent_sse", (z_mapped.to(torch.float64) - z_b).pow(2))  # per dimension
-        s.add("z_b_sum", z_b)
-        s.add("z_b_sq", z_b.pow(2))
+        self.z_b.update(z_b)
         if self.lpips is not None:
             s.add("target_lpips", self.lpips(x_b.to(dev), x_t))
             s.add("relocated_lpips", self.lpips(x_mapped, x_t))
@@ -270,9 +203,7 @@ class RelocationAccumulator:
         mean = {k: float(s.get(k)) / n for k in ("source_mse", "target_mse", "relocated_mse", "cycle_mse",
                                                  "target_ssim", "relocated_ssim")}
         sse = s.get("latent_sse")
-        sst = s.get("z_b_sq") - s.get("z_b_sum").pow(2) / n
-        r2 = torch.where(sst > 0, 1 - sse / sst.clamp_min(1e-300),
-                         torch.where(sse == 0, torch.ones_like(sse), torch.zeros_like(sse)))
+        r2 = r2_from_sums(sse, self.z_b.variance() * n)
         lp = {k: float(s.get(k)) / n for k in ("target_lpips", "relocated_lpips")} if self.lpips else {}
         kind = relocation_type(self.source, self.target)
         return RelocationResult(
@@ -297,7 +228,7 @@ def _ratio(a: float, b: float) -> float:
 def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_map: LinearMap | None = None,
                         batch_size: int = 256, use_lpips: bool = True, progress: bool = False) -> RelocationResult:
     """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices."""
-    _check_same_images(source, target)
+    check_same_images(source, target)
     lpips, note = lpips_function(target.device) if use_lpips else (None, "LPIPS not requested")
     acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips, note)
     batches, total = image_batches(data, batch_size)
@@ -305,7 +236,7 @@ def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_
     for x in with_progress(batches, f"{source.name} -> {target.name}", progress, total):
         z_a, z_b = source.encode(x), target.encode(x)
         acc.update(x, z_a, source.decode(z_a), z_b, target.decode(z_b), labels=next(labels))
-    return acc.result(label_name=_label_namer(data))
+    return acc.result(label_name=label_namer(data))
 
 
 def label_batches(data, batch_size: int) -> Iterator:
@@ -316,7 +247,7 @@ def label_batches(data, batch_size: int) -> Iterator:
     return (labels[s:s + batch_size] for s in range(0, len(labels), batch_size))
 
 
-def _label_namer(data) -> Callable[[int], str]:
+def label_namer(data) -> Callable[[int], str]:
     return data.label_name if hasattr(data, "label_name") else str
 
 
@@ -334,206 +265,4 @@ def grid_indices(n_total: int, n: int = GRID_IMAGES) -> np.ndarray:
 
 # --------------------------------------------------------------------------- atlas
 
-@dataclass
-class AtlasResult:
-    results: list[RelocationResult]
-    models: list[dict]
-    fit_source: dict
-    out: Path | None = None
-    maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> LinearMap
 
-    def frame(self):
-        import pandas as pd
-
-        rows = [r.table_row() for r in self.results]
-        return pd.DataFrame(rows)
-
-    def by_label_frame(self):
-        """One row per pair and label (empty when the test images have no labels)."""
-        import pandas as pd
-
-        return pd.DataFrame([{"source": r.source, "target": r.target, "type": r.type, **row}
-                             for r in self.results for row in r.by_label])
-
-    def ratio_matrix(self):
-        import pandas as pd
-
-        names = [m["name"] for m in self.models]
-        mat = pd.DataFrame(np.nan, index=names, columns=names)
-        for r in self.results:
-            mat.loc[r.source, r.target] = r.ratio
-        mat.index.name = "source \\ target"
-        return mat
-
-
-def _pair_name(a: str, b: str) -> str:
-    return f"{a}__{b}"
-
-
-def fit_all_pairs(models, fit_data=None, *, samples: int | None = None, bias: bool = True, alpha: float | str = 0.0,
-                  method: str = "lstsq", batch_size: int = 256, seed: int = 0) -> dict[tuple[int, int], LinearMap]:
-    """One LinearMap per ordered pair, encoding every fit batch once per model."""
-    pairs = [(i, j) for i, j in itertools.permutations(range(len(models)), 2)]
-    maps = {p: LinearMap(bias=bias, alpha=alpha, method=method) for p in pairs}
-    if samples is not None:  # each source's own samples, re-encoded by every target
-        for i, source in enumerate(models):
-            targets = [j for j in range(len(models)) if j != i]
-            gen = torch.Generator().manual_seed(seed)
-            for start in range(0, samples, batch_size):
-                z = source.sample_prior(min(batch_size, samples - start), gen)
-                images = source.decode(z)
-                for j in targets:
-                    maps[(i, j)].partial_fit(z, models[j].encode(images).to(z.device), solve=False)
-    else:
-        for x in image_batches(fit_data, batch_size)[0]:
-            latents = [m.encode(x) for m in models]  # statistics stay on each source model's device
-            for i, j in pairs:
-                maps[(i, j)].partial_fit(latents[i], latents[j], solve=False)
-    for (i, j), m in maps.items():
-        try:
-            m.solve()
-        except LatentmapError as exc:  # name the pair; keep the error's class for the CLI's policy
-            exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
-            raise
-    return maps
-
-
-def build_atlas(models, test_data, *, fit_data=None, samples: int | None = None, fit_source: dict | None = None,
-                bias: bool = True, alpha: float | str = 0.0, method: str = "lstsq", batch_size: int = 256,
-                seed: int = 0, out=None, use_lpips: bool = True, grid_count: int = GRID_IMAGES,
-                model_paths: dict | None = None, progress: bool = False) -> AtlasResult:
-    """Fit and evaluate every ordered pair of ``models``; write the report folder when ``out`` is given."""
-    if len(models) < 2:
-        raise ConfigError(f"an atlas needs at least 2 models, got {len(models)}")
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"model names must be distinct for the atlas, got {names}")
-    for m in models[1:]:
-        _check_same_images(models[0], m)
-    maps = fit_all_pairs(models, fit_data, samples=samples, bias=bias, alpha=alpha, method=method,
-                         batch_size=batch_size, seed=seed)
-    lpips, note = lpips_function(models[0].device) if use_lpips else (None, "LPIPS not requested")
-    accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips, note)
-            for (i, j), m in maps.items()}
-    batches, total = image_batches(test_data, batch_size)
-    labels = label_batches(test_data, batch_size)
-    for x in with_progress(batches, "atlas", progress, total):
-        enc = [m.encode(x) for m in models]
-        rec = [m.decode(z) for m, z in zip(models, enc)]
-        batch_labels = next(labels)
-        for (i, j), acc in accs.items():
-            acc.update(x, enc[i], rec[i], enc[j], rec[j], labels=batch_labels)
-    fit_info = dict(fit_source or {})
-    results = [accs[p].result({"fit_metrics": maps[p].fit_metrics_}, _label_namer(test_data)) for p in accs]
-    results.sort(key=lambda r: (r.type, r.source, r.target))
-    atlas = AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit_info,
-                        maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()})
-    if out is not None:
-        with atomic_directory(out) as tmp:
-            write_atlas(atlas, tmp, models, test_data, grid_count)
-        atlas.out = Path(out)
-    return atlas
-
-
-def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count: int = GRID_IMAGES,
-                rel: str = "", title: str = "Relocation atlas"):
-    """CSV, JSON, ratio matrix (CSV + PNG), one grid and one map folder per pair into ``folder``.
-
-    Returns the HTML section (image links prefixed by ``rel``); with ``rel == ""`` also writes
-    ``index.html``, so ``folder`` is a standalone report.
-    """
-    from latentmap.report.grid import grid_png
-    from latentmap.report.html import Section, render_page
-
-    folder = Path(folder)
-    (folder / "grids").mkdir(parents=True, exist_ok=True)
-    frame = atlas.frame()
-    frame.to_csv(folder / "atlas.csv", index=False)
-    by_label = atlas.by_label_frame()
-    if len(by_label):
-        by_label.to_csv(folder / "atlas_by_label.csv", index=False)
-    matrix = atlas.ratio_matrix()
-    matrix.to_csv(folder / "ratio_matrix.csv")
-    (folder / "atlas.json").write_text(json.dumps(
-        {"models": atlas.models, "fit_source": atlas.fit_source,
-         "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
-    types = {(r.source, r.target): r.type for r in atlas.results}
-    (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
-    idx = grid_indices(len(test_data), grid_count)
-    images = test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
-    by_name = {m.name: k for k, m in enumerate(models)}
-    grids = []
-    for r in atlas.results:
-        i, j = by_name[r.source], by_name[r.target]
-        name = _pair_name(r.source, r.target)
-        pair_map = atlas.maps[(r.source, r.target)]
-        (folder / "grids" / f"{name}.png").write_bytes(grid_png(relocation_rows(models[i], models[j],
-                                                                                 pair_map, images)))
-        pair_map.save(folder / "maps" / name, source=atlas.models[i], target=atlas.models[j],
-                      fit_source=atlas.fit_source)
-        grids.append((r, f"{rel}grids/{name}.png"))
-    section = Section(title)
-    section.text(f"Every ordered pair A -> B: a linear map fitted on {_describe_fit(atlas.fit_source)}, "
-                 f"evaluated on {atlas.results[0].n_images} images. ratio = MSE of Dec_B(M(Enc_A x)) against x, "
-                 "divided by B's own reconstruction MSE (1 = nothing lost by relocating).")
-    section.image(f"{rel}ratio_matrix.png", "relocated-MSE ratio, rows source A, columns target B; "
-                                           "T1/T2/T3 = relocation type")
-    cols = ["type", "source", "target", "source_mse", "target_mse", "relocated_mse", "ratio", "latent_r2",
-            "relocated_ssim", "target_ssim", "cycle_mse", "cycle_ratio"]
-    lp = frame["relocated_lpips"].notna().any()
-    if lp:
-        cols += ["relocated_lpips", "target_lpips"]
-    for kind in sorted(frame["type"].unique()):
-        section.parts.append(f"<h3>Type {kind}: {RELOCATION_TYPES[int(kind)]}</h3>")
-        section.table(frame.loc[frame["type"] == kind, cols])
-    if not lp:
-        section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
-    section.parts.append(f'<p class="note">Files: <a href="{rel}atlas.csv">atlas.csv</a>, '
-                         f'<a href="{rel}atlas.json">atlas.json</a>, <a href="{rel}ratio_matrix.csv">ratio_matrix.csv'
-                         f'</a>' + (f', <a href="{rel}atlas_by_label.csv">atlas_by_label.csv</a> (ratio per label)'
-                                    if len(by_label) else '') + f', maps in {rel}maps/.</p>')
-    for r, src in grids:
-        section.image(src, f"{r.source} -> {r.target} (type {r.type}, ratio {r.ratio:.3f}): originals, "
-                           f"{r.source}'s reconstruction, {r.target} after mapping, {r.target}'s own reconstruction")
-    if not rel:
-        (folder / "index.html").write_text(render_page("latentmap relocation atlas", [section]))
-    return section
-
-
-def _describe_fit(fit: dict) -> str:
-    kind = fit.get("kind", "?")
-    if kind == "samples":
-        return f"{fit.get('count')} prior samples of each source model"
-    return f"{fit.get('count')} images of {kind} '{fit.get('name')}'"
-
-
-def ratio_matrix_png(matrix, types: dict) -> bytes:
-    """Heatmap of the ratio matrix, cells labelled with the ratio and the relocation type."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(matrix)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * n, 1.2 + 1.1 * n))
-    values = matrix.to_numpy(dtype=float)
-    im = ax.imshow(np.log2(np.where(np.isfinite(values), values, np.nan)), cmap="viridis_r", vmin=0, vmax=3)
-    ax.set_xticks(range(n), matrix.columns, rotation=30, ha="right")
-    ax.set_yticks(range(n), matrix.index)
-    ax.set_xlabel("target B")
-    ax.set_ylabel("source A")
-    for a in range(n):
-        for b in range(n):
-            if a == b or not np.isfinite(values[a, b]):
-                continue
-            t = types.get((matrix.index[a], matrix.columns[b]), "?")
-            ax.text(b, a, f"{values[a, b]:.2f}\nT{t}", ha="center", va="center", fontsize=8,
-                    color="white" if values[a, b] > 2.5 else "black")
-    fig.colorbar(im, ax=ax, label="log2(relocated MSE / B's own MSE)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()

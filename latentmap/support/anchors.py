@@ -12,65 +12,13 @@ from __future__ import annotations
 import itertools
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from latentmap.batching import with_progress
-from latentmap.errors import ConfigError, ShapeMismatchError, SupportSetError
-
-BASELINES = ("random", "farthest", "kmeans")
-
-
-def select_anchors(strategy: str, size: int, *, pool_size: int, latents: torch.Tensor | None = None,
-                   seed: int = 0) -> list[int]:
-    """Positions (into a pool of ``pool_size`` candidates) of ``size`` distinct anchors."""
-    if strategy not in BASELINES:
-        raise ConfigError(f"anchor strategy must be one of {', '.join(BASELINES)}, got '{strategy}' instead")
-    if size > pool_size:
-        raise SupportSetError(f"cannot choose {size} anchors from {pool_size} candidate images")
-    if strategy != "random":
-        if latents is None or len(latents) != pool_size:
-            found = "none" if latents is None else len(latents)
-            raise ConfigError(f"strategy '{strategy}' needs the latents of all {pool_size} candidates, got {found}")
-    generator = torch.Generator().manual_seed(int(seed))
-    if strategy == "random":
-        return torch.randperm(pool_size, generator=generator)[:size].tolist()
-    if strategy == "farthest":
-        return farthest_points(latents, size, generator)
-    return kmeans_nearest(latents, size, seed)
-
-
-def farthest_points(latents: torch.Tensor, size: int, generator: torch.Generator) -> list[int]:
-    """Greedy farthest-point sampling: each new anchor maximizes its distance to those chosen."""
-    z = torch.as_tensor(latents).double()
-    chosen = [int(torch.randint(len(z), (1,), generator=generator))]
-    nearest = (z - z[chosen[0]]).pow(2).sum(1)
-    for _ in range(size - 1):
-        nearest[chosen] = -1  # never pick twice, even among duplicate points
-        nxt = int(torch.argmax(nearest))
-        chosen.append(nxt)
-        nearest = torch.minimum(nearest, (z - z[nxt]).pow(2).sum(1))
-    return chosen
-
-
-def kmeans_nearest(latents: torch.Tensor, size: int, seed: int) -> list[int]:
-    """k-means with ``size`` clusters; for every centroid the nearest not yet chosen point."""
-    from sklearn.cluster import KMeans
-
-    z = torch.as_tensor(latents).double()
-    km = KMeans(n_clusters=size, n_init=1, random_state=int(seed)).fit(z.numpy())
-    dist = torch.cdist(torch.from_numpy(km.cluster_centers_), z)  # [size, N]
-    candidates = torch.topk(dist, k=min(size, len(z)), dim=1, largest=False).indices
-    chosen: list[int] = []
-    taken: set[int] = set()
-    for row in candidates.tolist():  # among `size` nearest there is always one not taken
-        pick = next(i for i in row if i not in taken)
-        chosen.append(pick)
-        taken.add(pick)
-    return chosen
+from latentmap.errors import ConfigError, ShapeMismatchError
 
 
 # =========================================================================== compare
@@ -178,17 +126,15 @@ def _encode_test(models, test, batch_size, progress) -> _Encoded:
 
 def _relocate(a, b, za, zb, encoded: _Encoded, alpha, bias, batch_size) -> tuple[float, float]:
     """Fit a -> b on anchor latents; relocated image MSE and latent R² on the test images."""
-    from latentmap.maps.linear import LinearMap
     from latentmap.evaluation.metrics import per_image_mse
+    from latentmap.maps.linear import LinearMap
+    from latentmap.stats import r2_score
 
     linear_map = LinearMap(bias=bias, alpha=alpha).fit(za.double(), zb.double())
     predicted = linear_map.predict(encoded.latents[a.name].double()).float()
     relocated = b.decode_all(predicted, batch_size)
     mse = float(per_image_mse(relocated, encoded.images).double().mean())
-    truth = encoded.latents[b.name].double()
-    residual = (predicted.double() - truth).pow(2).sum()
-    spread = (truth - truth.mean(0)).pow(2).sum()
-    return mse, float(1 - residual / spread)
+    return mse, r2_score(encoded.latents[b.name], predicted)
 
 
 def _reference(models, train, encoded, n_images, alpha, bias, batch_size) -> pd.DataFrame:
@@ -228,65 +174,4 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
 
 # =========================================================================== report
 
-def write_compare_report(result: CompareResult, out) -> Path:
-    """results.csv, summary.csv, reference.csv, summary.json, anchors.png and index.html, written atomically."""
-    import json
 
-    from latentmap.io.atomic import atomic_directory
-    from latentmap.report.html import Section, render_page
-
-    with atomic_directory(out) as tmp:
-        result.rows.to_csv(tmp / "results.csv", index=False)
-        result.summary.to_csv(tmp / "summary.csv", index=False)
-        result.reference.to_csv(tmp / "reference.csv", index=False)
-        payload = {"settings": result.settings, "summary": result.summary.to_dict(orient="records"),
-                   "reference": result.reference.to_dict(orient="records"), "notes": result.notes}
-        (tmp / "summary.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
-        (tmp / "anchors.png").write_bytes(compare_png(result))
-        s = result.settings
-        section = Section("Relocated MSE by anchor strategy and size")
-        section.text(f"Anchors chosen in the latent space of '{s['anchor_model']}' from {s['train_images']} training "
-                     f"images; bias-{'full' if s['bias'] else 'free'} linear maps (ridge alpha {s['alpha']}) fitted "
-                     f"for every ordered pair of {', '.join(s['models'])}; relocated MSE = mean over "
-                     f"{s['test_images']} test images of MSE(x, Dec_B(map(Enc_A x))), averaged over the pairs, then "
-                     f"over seeds {s['seeds']}. vs_random < 1 means better than random anchors of the same size.")
-        section.image("anchors.png", "mean relocated MSE (bars: min-max over seeds); dashed: maps fitted on "
-                                     f"{s['reference_images']} training images; dotted: the targets' own "
-                                     "reconstruction")
-        section.table(result.summary)
-        reference = Section("Reference: maps fitted on many training images")
-        reference.table(result.reference)
-        parts = [section, reference]
-        if result.notes:
-            notes = Section("Notes")
-            for note in result.notes:
-                notes.text(note, "note")
-            parts.append(notes)
-        (tmp / "index.html").write_text(render_page("Anchor strategies compared", parts))
-    return Path(out)
-
-
-def compare_png(result: CompareResult) -> bytes:
-    from latentmap.support.build import figure_png, new_figure
-
-    fig = new_figure(6.5, 4.0)
-    ax = fig.add_subplot(1, 1, 1)
-    summary = result.summary
-    for strategy in [s for s in COMPARE_STRATEGIES if s in set(summary["strategy"])]:
-        part = summary[summary["strategy"] == strategy].sort_values("size")
-        low = part["relocated_mse"] - part["relocated_mse_min"]
-        high = part["relocated_mse_max"] - part["relocated_mse"]
-        ax.errorbar(part["size"], part["relocated_mse"], yerr=[low, high], marker="o", capsize=3, label=strategy)
-    if len(result.reference):
-        ax.axhline(result.reference["relocated_mse"].mean(), color="black", linestyle="--", linewidth=0.8,
-                   label=f"fit on {result.settings['reference_images']} images")
-        ax.axhline(result.reference["target_reconstruction_mse"].mean(), color="gray", linestyle=":",
-                   linewidth=0.8, label="reconstruction")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(set(summary["size"])))
-    ax.set_xticklabels([str(s) for s in sorted(set(summary["size"]))])
-    ax.set_xlabel("anchor images")
-    ax.set_ylabel("relocated image MSE (test)")
-    ax.set_title(f"Anchor strategies, models {', '.join(result.settings['models'])}")
-    ax.legend(fontsize=8)
-    return figure_png(fig)

@@ -25,7 +25,6 @@ from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 
 MANIFEST_NAME = "manifest.json"
 IMAGES_NAME = "images.npy"
-CONTACT_SHEET_NAME = "contact_sheet.png"
 
 
 @dataclass
@@ -35,8 +34,6 @@ class SupportSet:
     name: str
     images: torch.Tensor
     manifest: dict = field(default_factory=dict)
-    #: further files written beside the images (figures such as info_gain.png), by file name
-    files: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -45,16 +42,16 @@ class SupportSet:
     def indices(self) -> list[int]:
         return list(self.manifest.get("indices", []))
 
-    def save(self, path, *, overwrite: bool = True) -> Path:
-        """Write the folder atomically: manifest, images as uint8-exact float32 array, contact sheet."""
-        from latentmap.report.grid import square_grid_png
+    def save(self, path, *, overwrite: bool = True, files: dict[str, bytes] | None = None) -> Path:
+        """Write the folder atomically: manifest, images as a float32 array, and ``files`` (name -> bytes).
 
+        ``latentmap.report.support_set.write_support_set`` adds the contact sheet and figures.
+        """
         path = Path(path)
         manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
         with atomic_directory(path, overwrite=overwrite) as tmp:
             np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
-            (tmp / CONTACT_SHEET_NAME).write_bytes(square_grid_png(self.images))
-            for file_name, data in self.files.items():
+            for file_name, data in (files or {}).items():
                 (tmp / file_name).write_bytes(data)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         return path
@@ -87,8 +84,6 @@ class SupportSet:
 STRATEGIES = ("sectors", "random", "farthest", "kmeans")
 DEFAULT_GAIN_IMAGES = 2000
 DEFAULT_PAIRS = 5000
-INFO_GAIN_PNG = "info_gain.png"
-POPULATIONS_PNG = "sector_populations.png"
 
 
 @dataclass
@@ -223,7 +218,6 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                             "images": len(dataset)},
                 "excluded": [int(i) for i in np.setdiff1d(np.arange(len(dataset)), pool)],
                 "for_models": dict(for_models or {}), "notes": []}
-    files: dict[str, bytes] = {}
     if latents is not None and tuple(latents.shape) != (len(dataset), model.latent_dim):
         raise ShapeMismatchError(f"latents of the split must have shape {(len(dataset), model.latent_dim)}, "
                                  f"got {tuple(latents.shape)}")
@@ -232,10 +226,9 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
         latents = latents[torch.from_numpy(pool)]
     if strategy == "sectors":
         positions, details = _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed,
-                                            gain_images, min_share, batch_size, chunk_rows, progress, manifest,
-                                            files)
+                                            gain_images, min_share, batch_size, chunk_rows, progress, manifest)
     else:
-        from latentmap.support.anchors import select_anchors
+        from latentmap.support.selectors import select_anchors
 
         positions = select_anchors(strategy, size, pool_size=len(pool), latents=latents, seed=seed)
         details = [{} for _ in positions]
@@ -247,7 +240,7 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                               **image_statistics(images, dataset, pool, pairs, seed, batch_size)}
     for note in manifest["notes"]:
         warnings.warn(note, stacklevel=2)
-    return SupportSet(name or f"{model.name}-{strategy}", images, manifest, files)
+    return SupportSet(name or f"{model.name}-{strategy}", images, manifest)
 
 
 def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs) -> None:
@@ -280,7 +273,7 @@ def _model_record(model, source) -> dict:
 
 
 def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
-                   batch_size, chunk_rows, progress, manifest, files):
+                   batch_size, chunk_rows, progress, manifest):
     """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
     from latentmap.support.sectors import default_threshold, default_top_k, sector_codes, sector_signs
 
@@ -304,8 +297,6 @@ def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, 
     if selection.dropped:
         manifest["notes"].append(f"{int((pops > 0).sum())} sectors are populated but the size is {size}: kept the "
                                  f"{size} most populated, dropped sectors {selection.dropped}")
-    files[INFO_GAIN_PNG] = info_gain_png(info, k, model.name)
-    files[POPULATIONS_PNG] = populations_png(pops, k, float(threshold))
     details = [{"sector": s, "signs": sector_signs(s, k), "role": r}
                for s, r in zip(selection.sectors, selection.roles)]
     return selection.positions, details
@@ -373,48 +364,3 @@ def _round(value, digits: int = 6):
     return None if value is None else round(float(value), digits)
 
 
-def new_figure(width: float = 6.5, height: float = 3.2):
-    # Figure + Agg canvas directly: no pyplot state and no global backend switch
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=110)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_png(fig) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def info_gain_png(info, k: int, model_name: str) -> bytes:
-    """Gains in ranking order; the k variables that define the sectors are highlighted."""
-    ranking = info.ranking
-    gains = info.gains[ranking]
-    fig = new_figure()
-    ax = fig.add_subplot(1, 1, 1)
-    colors = ["#c0392b" if r < k else "#7f8c8d" for r in range(len(ranking))]
-    ax.bar(np.arange(len(ranking)), gains, color=colors, width=0.85)
-    ax.set_xlabel("latent variables, ranked (red: the top-k defining the sectors)")
-    ax.set_ylabel("information gain (MSE increase)")
-    ax.set_title(f"Information gain of the latent variables of {model_name} ({info.n_images} images)", fontsize=10)
-    ax.axhline(0, color="black", linewidth=0.6)
-    return figure_png(fig)
-
-
-def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
-    """Sector populations sorted from most to least crowded (log scale): how far from uniform they are."""
-    fig = new_figure()
-    ax = fig.add_subplot(1, 1, 1)
-    ordered = np.sort(pops[pops > 0])[::-1]  # a log scale cannot show the empty ones; the title counts them
-    ax.bar(np.arange(len(ordered)), ordered, color="#2c7fb8", width=0.9)
-    ax.set_yscale("log")
-    ax.set_xlabel(f"the {len(ordered)} non-empty sectors of {len(pops)}, most crowded first")
-    ax.set_ylabel("images in sector")
-    ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)", fontsize=10)
-    return figure_png(fig)

@@ -1,0 +1,83 @@
+"""The relocation atlas: fit and evaluate every ordered pair of a set of models.
+
+Each model encodes and decodes every test batch once; all pairs share those passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from latentmap.batching import image_batches, with_progress
+from latentmap.errors import ConfigError
+from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationResult, label_batches, label_namer,
+                                             lpips_function)
+from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs, model_info
+from latentmap.maps.linear import LinearMap
+
+
+@dataclass
+class AtlasResult:
+    results: list[RelocationResult]
+    models: list[dict]
+    fit_source: dict  # FitSource.record()
+    map_params: dict  # the maps' hyperparameters (bias, alpha, method)
+    maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> LinearMap
+
+    def frame(self):
+        import pandas as pd
+
+        rows = [r.table_row() for r in self.results]
+        return pd.DataFrame(rows)
+
+    def by_label_frame(self):
+        """One row per pair and label (empty when the test images have no labels)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"source": r.source, "target": r.target, "type": r.type, **row}
+                             for r in self.results for row in r.by_label])
+
+    def ratio_matrix(self):
+        import pandas as pd
+
+        names = [m["name"] for m in self.models]
+        mat = pd.DataFrame(np.nan, index=names, columns=names)
+        for r in self.results:
+            mat.loc[r.source, r.target] = r.ratio
+        mat.index.name = "source \\ target"
+        return mat
+
+
+def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
+                batch_size: int = 256, use_lpips: bool = True, model_paths: dict | None = None,
+                progress: bool = False) -> AtlasResult:
+    """Fit every ordered pair of ``models`` on ``fit`` and evaluate it on ``test_data``.
+
+    ``make_map`` builds each pair's estimator (default ``fit.new_map()``, the fit source's defaults).
+    """
+    if len(models) < 2:
+        raise ConfigError(f"an atlas needs at least 2 models, got {len(models)}")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model names must be distinct for the atlas, got {names}")
+    for m in models[1:]:
+        check_same_images(models[0], m)
+    maps = fit_all_pairs(models, fit, make_map, batch_size=batch_size)
+    lpips, note = lpips_function(models[0].device) if use_lpips else (None, "LPIPS not requested")
+    accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips, note)
+            for (i, j), m in maps.items()}
+    batches, total = image_batches(test_data, batch_size)
+    labels = label_batches(test_data, batch_size)
+    for x in with_progress(batches, "atlas", progress, total):
+        enc = [m.encode(x) for m in models]
+        rec = [m.decode(z) for m, z in zip(models, enc)]
+        batch_labels = next(labels)
+        for (i, j), acc in accs.items():
+            acc.update(x, enc[i], rec[i], enc[j], rec[j], labels=batch_labels)
+    results = [accs[p].result({"fit_metrics": maps[p].fit_metrics_}, label_namer(test_data)) for p in accs]
+    results.sort(key=lambda r: (r.type, r.source, r.target))
+    any_map = next(iter(maps.values()))
+    return AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit.record(),
+                       any_map.get_params(), maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()})

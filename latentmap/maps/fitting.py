@@ -1,0 +1,173 @@
+"""Where a map's latent pairs come from: one :class:`FitSource` type and one resolver.
+
+A fit source is a support set (or any image set), images of a dataset split, or a model's own
+prior samples (z, Enc_B(Dec_A z)). :func:`resolve_fit_source` turns the user's choice into a
+``FitSource``; :meth:`FitSource.pairs` streams (z_A, z_B) batches for an ordered pair of
+models; :func:`fit_map` and :func:`fit_all_pairs` fold them into LinearMaps (statistics only,
+one solve per map).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+
+from latentmap.batching import image_batches
+from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
+from latentmap.maps.linear import AUTO_ALPHA, LinearMap
+
+
+def model_info(model, path=None) -> dict:
+    """What a map folder records about one of its models (path: how to load it again)."""
+    info = {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
+            "image_shape": list(model.image_shape)}
+    if path is not None:
+        info["path"] = str(path)
+    return info
+
+
+FIT_KINDS = ("support-set", "images", "dataset", "samples")
+IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
+
+
+@dataclass
+class FitSource:
+    """What a map is fitted on: anchor images (a support set or any image set), a dataset split,
+    or ``count`` prior samples of the source model.
+
+    ``data`` holds the images (tensor or ImageDataset) for the image kinds, None for samples.
+    ``record()`` is what map.json and the reports store; the map's own hyperparameters (bias,
+    alpha, method) live in the map, never here.
+    """
+
+    kind: str
+    count: int
+    name: str | None = None
+    split: str | None = None
+    seed: int | None = None
+    path: str | None = None
+    data: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in FIT_KINDS:
+            raise ConfigError(f"fit source kind must be one of {', '.join(FIT_KINDS)}, got '{self.kind}' instead")
+
+    @property
+    def anchors(self) -> bool:
+        """A few anchor images: the paper's bias-free map, ridge penalty chosen by cross-validation."""
+        return self.kind in ("support-set", "images")
+
+    def record(self) -> dict:
+        return {k: v for k, v in (("kind", self.kind), ("name", self.name), ("split", self.split),
+                                  ("count", self.count), ("seed", self.seed), ("path", self.path)) if v is not None}
+
+    def new_map(self, *, bias: bool | None = None, alpha: float | str | None = None,
+                method: str = "lstsq") -> LinearMap:
+        """A LinearMap with this source's defaults for what the caller left as None."""
+        bias = (not self.anchors) if bias is None else bias
+        if alpha is None:
+            alpha = AUTO_ALPHA if self.anchors and method == "lstsq" else 0.0
+        return LinearMap(bias=bias, alpha=alpha, method=method)
+
+    def pairs(self, source, target, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(z_A, z_B) batches: (Enc_A x, Enc_B x) for images, (z, Enc_B(Dec_A z)) for samples."""
+        check_same_images(source, target)
+        if self.kind == "samples":
+            for z, images in self.samples_of(source, batch_size):
+                yield z.to(images.device), target.encode(images).to(images.device)
+            return
+        for x in image_batches(self.data, batch_size)[0]:
+            z_a = source.encode(x)
+            yield z_a, target.encode(x).to(z_a.device)
+
+    def samples_of(self, model, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(z, Dec(z)) batches of ``count`` seeded prior samples of ``model``."""
+        gen = torch.Generator().manual_seed(self.seed or 0)
+        for start in range(0, self.count, batch_size):
+            z = model.sample_prior(min(batch_size, self.count - start), gen)
+            yield z, model.decode(z)
+
+
+def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = None, samples: int | None = None,
+                       split: str = "train", images: int | None = None, seed: int = 0,
+                       data_dir=None) -> FitSource:
+    """The one place that turns the user's choice of fit data into a :class:`FitSource`.
+
+    Exactly one of ``support_set`` (a support-set folder, or an image set ``npy:PATH`` /
+    ``folder:PATH``), ``dataset`` (a dataset spec; ``images`` takes a seeded random subset of
+    the split) and ``samples`` (a count of prior samples of the source) must be given.
+    """
+    from latentmap.data.datasets import load_dataset
+
+    chosen = [name for name, v in (("support set", support_set), ("dataset", dataset), ("samples", samples))
+              if v is not None]
+    if len(chosen) != 1:
+        raise ConfigError("give exactly one of a support set, a dataset or a number of samples to fit on"
+                          + (f"; got {' and '.join(chosen)}" if chosen else ""))
+    if images is not None and dataset is None:
+        raise ConfigError("a number of fit images applies to a dataset fit only")
+    if samples is not None:
+        if int(samples) < 1:
+            raise ConfigError(f"the number of samples must be at least 1, got {samples} instead")
+        return FitSource("samples", int(samples), seed=seed)
+    if dataset is not None:
+        data = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
+        return FitSource("dataset", len(data), name=dataset, split=split, seed=seed, data=data)
+    if str(support_set).startswith(IMAGE_SPEC_PREFIXES):
+        data = load_dataset(support_set, "all", data_dir=data_dir).all_images()
+        return FitSource("images", len(data), name=support_set, data=data)
+    from latentmap.support.build import SupportSet
+
+    support = SupportSet.load(support_set)
+    return FitSource("support-set", len(support), name=support.name, path=str(support_set), data=support.images)
+
+
+def fit_map(source, target, fit: FitSource, linear_map: LinearMap | None = None, *,
+            batch_size: int = 256) -> LinearMap:
+    """Fit A -> B on ``fit``'s pairs (statistics only, one solve); the map defaults to ``fit.new_map()``."""
+    linear_map = fit.new_map() if linear_map is None else linear_map
+    return linear_map.fit_batches(fit.pairs(source, target, batch_size))
+
+
+def check_same_images(source, target) -> None:
+    if tuple(source.image_shape) != tuple(target.image_shape):
+        raise ShapeMismatchError(f"models '{source.name}' and '{target.name}' work on different images: "
+                                 f"{tuple(source.image_shape)} and {tuple(target.image_shape)}")
+
+
+def check_map_fits(linear_map: LinearMap, source, target) -> None:
+    """The map's latent sizes must be the models'."""
+    if linear_map.n_features_in_ != source.latent_dim:
+        raise ShapeMismatchError(f"map expects source latents of size {linear_map.n_features_in_}, "
+                                 f"model '{source.name}' gives {source.latent_dim}")
+    if linear_map.n_targets_ != target.latent_dim:
+        raise ShapeMismatchError(f"map gives target latents of size {linear_map.n_targets_}, "
+                                 f"model '{target.name}' takes {target.latent_dim}")
+
+
+def fit_all_pairs(models, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
+                  batch_size: int = 256) -> dict[tuple[int, int], LinearMap]:
+    """One LinearMap per ordered pair (``make_map()`` or ``fit.new_map()``), encoding every fit batch once per model."""
+    pairs = list(itertools.permutations(range(len(models)), 2))
+    maps = {p: (make_map or fit.new_map)() for p in pairs}
+    if fit.kind == "samples":  # each source's own samples, re-encoded by every target
+        for i, source in enumerate(models):
+            for z, images in fit.samples_of(source, batch_size):
+                for j in range(len(models)):
+                    if j != i:
+                        maps[(i, j)].partial_fit(z, models[j].encode(images).to(z.device))
+    else:
+        for x in image_batches(fit.data, batch_size)[0]:
+            latents = [m.encode(x) for m in models]  # statistics stay on each source model's device
+            for i, j in pairs:
+                maps[(i, j)].partial_fit(latents[i], latents[j])
+    for (i, j), m in maps.items():
+        try:
+            m.solve()
+        except LatentmapError as exc:  # name the pair; keep the error's class for the CLI's policy
+            exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
+            raise
+    return maps

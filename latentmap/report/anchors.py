@@ -1,0 +1,68 @@
+"""The anchor-strategy comparison as files: CSVs, summary.json, a plot and HTML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from latentmap.io.atomic import atomic_directory
+from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.html import Section, render_page
+from latentmap.support.anchors import COMPARE_STRATEGIES, CompareResult
+
+
+def write_compare_report(result: CompareResult, out) -> Path:
+    """results.csv, summary.csv, reference.csv, summary.json, anchors.png and index.html, written atomically."""
+    with atomic_directory(out) as tmp:
+        result.rows.to_csv(tmp / "results.csv", index=False)
+        result.summary.to_csv(tmp / "summary.csv", index=False)
+        result.reference.to_csv(tmp / "reference.csv", index=False)
+        payload = {"settings": result.settings, "summary": result.summary.to_dict(orient="records"),
+                   "reference": result.reference.to_dict(orient="records"), "notes": result.notes}
+        (tmp / "summary.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
+        (tmp / "anchors.png").write_bytes(compare_png(result))
+        s = result.settings
+        section = Section("Relocated MSE by anchor strategy and size")
+        section.text(f"Anchors chosen in the latent space of '{s['anchor_model']}' from {s['train_images']} training "
+                     f"images; bias-{'full' if s['bias'] else 'free'} linear maps (ridge alpha {s['alpha']}) fitted "
+                     f"for every ordered pair of {', '.join(s['models'])}; relocated MSE = mean over "
+                     f"{s['test_images']} test images of MSE(x, Dec_B(map(Enc_A x))), averaged over the pairs, then "
+                     f"over seeds {s['seeds']}. vs_random < 1 means better than random anchors of the same size.")
+        section.image("anchors.png", "mean relocated MSE (bars: min-max over seeds); dashed: maps fitted on "
+                                     f"{s['reference_images']} training images; dotted: the targets' own "
+                                     "reconstruction")
+        section.table(result.summary)
+        reference = Section("Reference: maps fitted on many training images")
+        reference.table(result.reference)
+        parts = [section, reference]
+        if result.notes:
+            notes = Section("Notes")
+            for note in result.notes:
+                notes.text(note, "note")
+            parts.append(notes)
+        (tmp / "index.html").write_text(render_page("Anchor strategies compared", parts))
+    return Path(out)
+
+
+def compare_png(result: CompareResult) -> bytes:
+    fig = new_figure(6.5, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    summary = result.summary
+    for strategy in [s for s in COMPARE_STRATEGIES if s in set(summary["strategy"])]:
+        part = summary[summary["strategy"] == strategy].sort_values("size")
+        low = part["relocated_mse"] - part["relocated_mse_min"]
+        high = part["relocated_mse_max"] - part["relocated_mse"]
+        ax.errorbar(part["size"], part["relocated_mse"], yerr=[low, high], marker="o", capsize=3, label=strategy)
+    if len(result.reference):
+        ax.axhline(result.reference["relocated_mse"].mean(), color="black", linestyle="--", linewidth=0.8,
+                   label=f"fit on {result.settings['reference_images']} images")
+        ax.axhline(result.reference["target_reconstruction_mse"].mean(), color="gray", linestyle=":",
+                   linewidth=0.8, label="reconstruction")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(summary["size"])))
+    ax.set_xticklabels([str(s) for s in sorted(set(summary["size"]))])
+    ax.set_xlabel("anchor images")
+    ax.set_ylabel("relocated image MSE (test)")
+    ax.set_title(f"Anchor strategies, models {', '.join(result.settings['models'])}")
+    ax.legend(fontsize=8)
+    return figure_png(fig)

@@ -1,0 +1,126 @@
+"""The relocation atlas as files: CSV, JSON, the ratio matrix as a heat map, grids, map folders, HTML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentmap.evaluation.atlas import AtlasResult
+from latentmap.evaluation.relocation import GRID_IMAGES, RELOCATION_TYPES, grid_indices, relocation_rows
+from latentmap.io.atomic import atomic_directory
+from latentmap.io.checkpoint import json_default
+from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.grid import grid_png
+from latentmap.report.html import Section, render_page
+
+
+def pair_name(a: str, b: str) -> str:
+    """Folder and file stem of the ordered pair a -> b."""
+    return f"{a}__{b}"
+
+
+def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRID_IMAGES) -> Path:
+    """Write the atlas as a standalone report folder, atomically."""
+    with atomic_directory(out) as tmp:
+        write_atlas(atlas, tmp, models, test_data, grid_count)
+    return Path(out)
+
+
+def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count: int = GRID_IMAGES,
+                rel: str = "", title: str = "Relocation atlas"):
+    """CSV, JSON, ratio matrix (CSV + PNG), one grid and one map folder per pair into ``folder``.
+
+    Returns the HTML section (image links prefixed by ``rel``); with ``rel == ""`` also writes
+    ``index.html``, so ``folder`` is a standalone report.
+    """
+    folder = Path(folder)
+    (folder / "grids").mkdir(parents=True, exist_ok=True)
+    frame = atlas.frame()
+    frame.to_csv(folder / "atlas.csv", index=False)
+    by_label = atlas.by_label_frame()
+    if len(by_label):
+        by_label.to_csv(folder / "atlas_by_label.csv", index=False)
+    matrix = atlas.ratio_matrix()
+    matrix.to_csv(folder / "ratio_matrix.csv")
+    (folder / "atlas.json").write_text(json.dumps(
+        {"models": atlas.models, "fit_source": atlas.fit_source, "map_params": atlas.map_params,
+         "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
+    types = {(r.source, r.target): r.type for r in atlas.results}
+    (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
+    idx = grid_indices(len(test_data), grid_count)
+    images = test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
+    by_name = {m.name: k for k, m in enumerate(models)}
+    grids = []
+    for r in atlas.results:
+        i, j = by_name[r.source], by_name[r.target]
+        name = pair_name(r.source, r.target)
+        pair_map = atlas.maps[(r.source, r.target)]
+        (folder / "grids" / f"{name}.png").write_bytes(grid_png(relocation_rows(models[i], models[j],
+                                                                                 pair_map, images)))
+        pair_map.save(folder / "maps" / name, source=atlas.models[i], target=atlas.models[j],
+                      fit_source=atlas.fit_source)
+        grids.append((r, f"{rel}grids/{name}.png"))
+    section = Section(title)
+    section.text(f"Every ordered pair A -> B: a linear map ({_describe_map(atlas.map_params)}) fitted on "
+                 f"{_describe_fit(atlas.fit_source)}, "
+                 f"evaluated on {atlas.results[0].n_images} images. ratio = MSE of Dec_B(M(Enc_A x)) against x, "
+                 "divided by B's own reconstruction MSE (1 = nothing lost by relocating).")
+    section.image(f"{rel}ratio_matrix.png", "relocated-MSE ratio, rows source A, columns target B; "
+                                           "T1/T2/T3 = relocation type")
+    cols = ["type", "source", "target", "source_mse", "target_mse", "relocated_mse", "ratio", "latent_r2",
+            "relocated_ssim", "target_ssim", "cycle_mse", "cycle_ratio"]
+    lp = frame["relocated_lpips"].notna().any()
+    if lp:
+        cols += ["relocated_lpips", "target_lpips"]
+    for kind in sorted(frame["type"].unique()):
+        section.parts.append(f"<h3>Type {kind}: {RELOCATION_TYPES[int(kind)]}</h3>")
+        section.table(frame.loc[frame["type"] == kind, cols])
+    if not lp:
+        section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
+    section.parts.append(f'<p class="note">Files: <a href="{rel}atlas.csv">atlas.csv</a>, '
+                         f'<a href="{rel}atlas.json">atlas.json</a>, <a href="{rel}ratio_matrix.csv">ratio_matrix.csv'
+                         f'</a>' + (f', <a href="{rel}atlas_by_label.csv">atlas_by_label.csv</a> (ratio per label)'
+                                    if len(by_label) else '') + f', maps in {rel}maps/.</p>')
+    for r, src in grids:
+        section.image(src, f"{r.source} -> {r.target} (type {r.type}, ratio {r.ratio:.3f}): originals, "
+                           f"{r.source}'s reconstruction, {r.target} after mapping, {r.target}'s own reconstruction")
+    if not rel:
+        (folder / "index.html").write_text(render_page("latentmap relocation atlas", [section]))
+    return section
+
+
+def _describe_fit(fit: dict) -> str:
+    if fit.get("kind") == "samples":
+        return f"{fit.get('count')} prior samples of each source model"
+    return f"{fit.get('count')} images of {fit.get('kind')} '{fit.get('name')}'"
+
+
+def _describe_map(params: dict) -> str:
+    alpha = params.get("alpha")
+    ridge = "ridge penalty chosen by GCV" if alpha == "auto" else f"ridge alpha {alpha:g}" if alpha else "no ridge"
+    return f"{'affine' if params.get('bias') else 'bias-free'} {params.get('method', 'lstsq')}, {ridge}"
+
+
+def ratio_matrix_png(matrix, types: dict) -> bytes:
+    """Heatmap of the ratio matrix, cells labelled with the ratio and the relocation type."""
+    n = len(matrix)
+    fig = new_figure(1.6 + 1.3 * n, 1.2 + 1.1 * n)
+    ax = fig.subplots()
+    values = matrix.to_numpy(dtype=float)
+    im = ax.imshow(np.log2(np.where(np.isfinite(values), values, np.nan)), cmap="viridis_r", vmin=0, vmax=3)
+    ax.set_xticks(range(n), matrix.columns, rotation=30, ha="right")
+    ax.set_yticks(range(n), matrix.index)
+    ax.set_xlabel("target B")
+    ax.set_ylabel("source A")
+    for a in range(n):
+        for b in range(n):
+            if a == b or not np.isfinite(values[a, b]):
+                continue
+            t = types.get((matrix.index[a], matrix.columns[b]), "?")
+            ax.text(b, a, f"{values[a, b]:.2f}\nT{t}", ha="center", va="center", fontsize=8,
+                    color="white" if values[a, b] > 2.5 else "black")
+    fig.colorbar(im, ax=ax, label="log2(relocated MSE / B's own MSE)")
+    return figure_png(fig)

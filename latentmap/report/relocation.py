@@ -1,0 +1,68 @@
+"""One map's relocation evaluation as files: relocation.csv/json, the per-label CSV, a grid and HTML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from latentmap.evaluation.relocation import grid_indices, relocation_rows
+from latentmap.io.atomic import atomic_directory
+from latentmap.report.grid import grid_png
+from latentmap.report.html import Section, render_page
+
+
+def _fmt(value, digits=5):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def relocation_table(r) -> list[tuple[str, str]]:
+    """(metric, formatted value) rows of one pair: the CLI's printout and the report's table."""
+    lp = (_fmt(r.relocated_lpips, 4), _fmt(r.target_lpips, 4)) if r.relocated_lpips is not None else \
+        (r.lpips_note, r.lpips_note)
+    return [
+        ("pair", f"{r.source} -> {r.target}"),
+        ("relocation type", f"{r.type} ({r.type_name})"),
+        ("images", str(r.n_images)),
+        (f"reconstruction MSE {r.source}", _fmt(r.source_mse)),
+        (f"reconstruction MSE {r.target}", _fmt(r.target_mse)),
+        ("relocated MSE", _fmt(r.relocated_mse)),
+        ("relocated / target MSE", _fmt(r.ratio, 3)),
+        ("latent MSE", _fmt(r.latent_mse)),
+        ("latent R²", _fmt(r.latent_r2, 4)),
+        ("relocated SSIM", _fmt(r.relocated_ssim, 4)),
+        (f"SSIM {r.target}", _fmt(r.target_ssim, 4)),
+        ("relocated LPIPS", lp[0]),
+        (f"LPIPS {r.target}", lp[1]),
+        (f"cycle MSE ({r.cycle_via})", _fmt(r.cycle_mse)),
+        (f"cycle / {r.source} MSE", _fmt(r.cycle_ratio, 3)),
+    ]
+
+
+def save_relocation_report(result, out, source, target, linear_map, data, grid_images: int, context: dict) -> Path:
+    """Write the report folder atomically; ``context`` (map path, model paths, dataset, split) goes into the JSON."""
+    row = result.table_row()
+    by_label = pd.DataFrame(result.by_label)
+    images = data.batch(grid_indices(len(data), grid_images))
+    with atomic_directory(out) as tmp:
+        pd.DataFrame([row]).to_csv(tmp / "relocation.csv", index=False)
+        if len(by_label):
+            by_label.to_csv(tmp / "relocation_by_label.csv", index=False)
+        (tmp / "relocation.json").write_text(json.dumps(
+            {**row, "by_label": result.by_label, **context,
+             "fit_source": linear_map.info_.get("fit_source", {}) if hasattr(linear_map, "info_") else {}},
+            indent=2) + "\n")
+        (tmp / "grid.png").write_bytes(grid_png(relocation_rows(source, target, linear_map, images)))
+        section = Section(f"{result.source} -> {result.target} (type {result.type}: {result.type_name})")
+        section.table(pd.DataFrame([{"metric": k, "value": v} for k, v in relocation_table(result)])
+                      .astype({"value": object}))
+        if len(by_label):
+            section.text("By label: B's own and relocated MSE of the images of each label (relocation_by_label.csv).")
+            section.table(by_label)
+        section.image("grid.png", f"rows: originals, {result.source}'s reconstruction, {result.target} after "
+                                  f"mapping, {result.target}'s own reconstruction")
+        (tmp / "index.html").write_text(render_page("latentmap relocation", [section],
+                                                    f"{result.n_images} images of {context.get('dataset')} "
+                                                    f"({context.get('split')})."))
+    return Path(out)
