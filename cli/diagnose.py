@@ -20,7 +20,7 @@ from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_o
 @progress_option
 def command(model_spec, trust_pickle, dataset, data_dir, split, images, out, batch_size, device, seed, progress):
     """Latent-space diagnostics of a model on a dataset split: CSV, JSON, figures and index.html in OUT."""
-    from latentmap.io.checkpoint import load_model
+    from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.diagnostics import latent_diagnostics
     from latentmap.report.diagnostics import describe, save_diagnostics

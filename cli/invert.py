@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from latentmap.io.atomic import atomic_directory
-from latentmap.io.checkpoint import load_model
+from latentmap.models.registry import load_model
 from latentmap.data.datasets import load_dataset
 from latentmap.evaluation.inversion import INITS, LOSSES, invert
 from latentmap.evaluation.lpips_metric import NETS

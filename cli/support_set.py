@@ -62,7 +62,7 @@ def command():
 def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_k, threshold, gain_images, exclude,
           pairs, seed, batch_size, device, name, out, progress, trust_pickle):
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
-    from latentmap.io.checkpoint import load_model
+    from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.report.support_set import write_support_set
     from latentmap.support.build import build_support_set, target_size_for
@@ -157,7 +157,7 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report
     from latentmap.support.anchors import compare_anchors
-    from latentmap.io.checkpoint import load_model
+    from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.errors import ConfigError
 

@@ -23,7 +23,7 @@ import torch
 
 from latentmap.data.datasets import load_dataset
 from latentmap.losses import BalancedVAELoss
-from latentmap.models.base import adapter_class
+from latentmap.models.registry import adapter_class
 from latentmap.evaluation.relocation import evaluate_relocation
 from latentmap.maps.fitting import FitSource, fit_map
 

@@ -1,18 +1,37 @@
-"""latentmap: linear maps between the latent spaces of generative models, support sets, benchmarks."""
+"""latentmap: linear maps between the latent spaces of generative models, support sets, benchmarks.
 
-__version__ = "0.1.0"
+The public names below load lazily (PEP 562), so ``import latentmap`` and ``latentmap --help``
+do not import torch.
+"""
 
-from latentmap.io.checkpoint import load_model, save_checkpoint  # noqa: E402
-from latentmap.data.datasets import load_dataset  # noqa: E402
-from latentmap.errors import LatentmapError  # noqa: E402
-from latentmap.maps.linear import LinearMap  # noqa: E402
-from latentmap.models import ADAPTERS, LatentModel, VAELikeModel, register_adapter  # noqa: E402
-from latentmap.support.build import SupportSet, build_support_set  # noqa: E402
-# adapters of models people already have; they register model sources, so after .checkpoint
-from latentmap.models import external_stylegan, pythae_model  # noqa: E402,F401
-from latentmap.models.wrapped import wrap  # noqa: E402
-from latentmap.evaluation.inversion import InversionResult, invert  # noqa: E402
+from latentmap.version import __version__
 
-__all__ = ["__version__", "load_model", "save_checkpoint", "load_dataset", "LatentmapError", "LinearMap", "LatentModel",
-           "VAELikeModel", "register_adapter", "ADAPTERS", "wrap", "invert", "InversionResult"]
-__all__ += ["SupportSet", "build_support_set"]
+_PUBLIC = {
+    "load_model": "latentmap.models.registry",
+    "save_checkpoint": "latentmap.io.checkpoint",
+    "load_dataset": "latentmap.data.datasets",
+    "LatentmapError": "latentmap.errors",
+    "LinearMap": "latentmap.maps.linear",
+    "LatentModel": "latentmap.models.base",
+    "VAELikeModel": "latentmap.models.base",
+    "register_adapter": "latentmap.models.registry",
+    "ADAPTERS": "latentmap.models.registry",
+    "SupportSet": "latentmap.support.build",
+    "build_support_set": "latentmap.support.build",
+    "wrap": "latentmap.models.wrapped",
+    "invert": "latentmap.evaluation.inversion",
+    "InversionResult": "latentmap.evaluation.inversion",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        import importlib
+
+        importlib.import_module("latentmap.models")  # every adapter and model source registered
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'latentmap' has no attribute '{name}'")

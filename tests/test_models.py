@@ -8,7 +8,7 @@ from latentmap import load_model
 from latentmap.io.checkpoint import sha256_file
 from latentmap.errors import CheckpointError, ConfigError, UnknownKindError
 from latentmap.models import ADAPTERS, ConvVAE, SplitVAE
-from latentmap.models.base import register_adapter
+from latentmap.models.registry import register_adapter
 
 
 @pytest.mark.parametrize("cls,shape", [(ConvVAE, (1, 28, 28)), (SplitVAE, (1, 28, 28)), (ConvVAE, (3, 16, 16)),

@@ -66,3 +66,25 @@ def test_pythae_custom_networks_need_the_trust_flag(pythae_vae_folder, tmp_path)
     (custom / "encoder.pkl").write_bytes(b"never unpickled without the flag")
     with pytest.raises(UnsafeLoadError, match="custom encoder as pickles"):
         load_model(custom)
+
+
+def test_pythae_models_declare_their_own_objective_and_family(tmp_path):
+    """Every pythae model is kind 'pythae'; the relocation type comes from pythae's own class and config."""
+    pythae_models = pytest.importorskip("pythae.models")
+    from latentmap.evaluation.relocation import relocation_type
+
+    def saved(name, model):
+        model.save(str(tmp_path / name))
+        return load_model(tmp_path / name)
+
+    config = dict(input_dim=(1, 28, 28), latent_dim=4)
+    ae_a = saved("ae-a", pythae_models.AE(pythae_models.AEConfig(**config)))
+    ae_b = saved("ae-b", pythae_models.AE(pythae_models.AEConfig(**config)))
+    wae = saved("wae", pythae_models.WAE_MMD(pythae_models.WAE_MMD_Config(**config)))
+    vae = saved("vae", pythae_models.VAE(pythae_models.VAEConfig(**config)))
+    assert ae_a.kind == wae.kind == vae.kind == "pythae"
+    assert (ae_a.objective, wae.objective, vae.objective) == ("autoencoder", "autoencoder", "vae")
+    assert ae_a.family == "pythae-AE" and wae.family == "pythae-WAE_MMD"
+    assert relocation_type(ae_a, ae_b) == 1
+    assert relocation_type(ae_a, wae) == 2  # same deterministic objective, another pythae model
+    assert relocation_type(wae, vae) == 3

@@ -10,7 +10,8 @@ from torch import nn
 from latentmap import LinearMap, load_dataset, load_model
 from latentmap.errors import ShapeMismatchError, UnderdeterminedError
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
-from latentmap.models.base import LatentModel, register_adapter
+from latentmap.models.base import LatentModel
+from latentmap.models.registry import register_adapter
 from latentmap.evaluation.atlas import build_atlas
 from latentmap.evaluation.relocation import evaluate_relocation, lpips_function, relocation_rows, relocation_type
 from latentmap.maps.fitting import FitSource, fit_map
@@ -169,27 +170,42 @@ def test_fit_from_generator_samples_recovers_the_map():
     assert np.linalg.norm(m.coef_ - T) / np.linalg.norm(T) < 1e-5  # prior samples may touch the clamp rarely
 
 
-class _Stub:
-    def __init__(self, kind, arch, vae_like, latent_dim=8, objective=None):
-        self.kind, self._arch, self.vae_like, self.latent_dim = kind, arch, vae_like, latent_dim
-        self.image_shape = (1, 28, 28)
-        self.metadata = {"objective": objective} if objective else {}
-        self.name = kind
+class _Declared(AffineModel):
+    """A stand-in adapter that declares its kind, objective, family and architecture like the real ones."""
+
+    def __init__(self, kind, objective, arch, latent_dim, family):
+        super().__init__(kind, SHAPE, latent_dim)
+        self.kind, self.OBJECTIVE, self.FAMILY, self._arch = kind, objective, family, arch
 
     def architecture(self):
         return self._arch
 
 
-def test_relocation_types_from_metadata():
-    vae_a, vae_b = _Stub("vae", {"channels": [32, 64]}, True), _Stub("vae", {"channels": [32, 64]}, True)
-    wide = _Stub("vae", {"channels": [64, 128]}, True)
-    svae = _Stub("split-vae", {"channels": [32, 64]}, True)
-    gan, style = _Stub("gan", {"ngf": 64}, False), _Stub("stylegan-w", {"w": 512}, False)
+def _model(kind, objective, arch, latent_dim=8, family=None):
+    return _Declared(kind, objective, arch, latent_dim, family)
+
+
+def test_relocation_types_from_declarations():
+    vae_a, vae_b = _model("vae", "vae", {"channels": [32, 64]}), _model("vae", "vae", {"channels": [32, 64]})
+    wide = _model("vae", "vae", {"channels": [64, 128]})
+    svae = _model("split-vae", "vae", {"channels": [32, 64]})
+    gan, style = _model("gan", "adversarial", {"ngf": 64}), _model("stylegan-w", "adversarial", {"w": 512})
     assert relocation_type(vae_a, vae_b) == 1
     assert relocation_type(vae_a, wide) == 2 and relocation_type(vae_a, svae) == 2
-    assert relocation_type(vae_a, _Stub("vae", {"channels": [32, 64]}, True, latent_dim=16)) == 2
+    assert relocation_type(vae_a, _model("vae", "vae", {"channels": [32, 64]}, latent_dim=16)) == 2
     assert relocation_type(vae_a, gan) == 3 and relocation_type(style, svae) == 3
     assert relocation_type(gan, style) == 2  # both adversarial, different architecture
+    # an external StyleGAN and the StyleGAN-W adapter: one adversarial family, not different objectives
+    ext = _model("external-stylegan", "adversarial", {"w": 512}, family="stylegan")
+    assert relocation_type(ext, _model("stylegan-w", "adversarial", {"w": 256}, family="stylegan")) == 2
+
+
+def test_shipped_adapters_declare_their_objectives():
+    from latentmap.models import ConvVAE, GANModel, SplitVAE, StyleGANW
+    from latentmap.models.external_stylegan import ExternalStyleGAN
+
+    assert {cls.OBJECTIVE for cls in (GANModel, StyleGANW, ExternalStyleGAN)} == {"adversarial"}
+    assert ConvVAE.FAMILY is None and SplitVAE.vae_like and ExternalStyleGAN.FAMILY == StyleGANW.FAMILY
 
 
 def test_atlas_every_ordered_pair(tmp_path):

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from latentmap.io.atomic import atomic_directory
-from latentmap.io.checkpoint import is_checkpoint, load_model
+from latentmap.io.checkpoint import is_checkpoint
+from latentmap.models.registry import load_model
 from latentmap.data.datasets import load_dataset
 from latentmap.errors import CheckpointError
 from latentmap.evaluation.metrics import reconstruction_mse

@@ -7,9 +7,9 @@ of A and B, latent MSE and R² of M(Enc_A x) against Enc_B x, image MSE/SSIM (an
 available) of Dec_B(M(Enc_A x)) against x, its ratio to B's own reconstruction MSE, and the
 cycle A -> B -> A. ``build_atlas`` does this for every ordered pair of a set of models.
 
-Relocation types (from the models' kind and architecture):
-1 = same kind and architecture, different training; 2 = same objective family (both
-VAE-like, or both adversarial), different kind or architecture; 3 = different objectives
+Relocation types, from what each adapter declares (``objective``, ``family``, ``architecture()``):
+1 = same objective, family and architecture, different training; 2 = same objective (both
+VAE-like, or both adversarial), different family or architecture; 3 = different objectives
 (GAN or StyleGAN vs VAE-like).
 """
 
@@ -37,36 +37,17 @@ RELOCATION_TYPES = {
     2: "same family, different architecture",
     3: "different objectives",
 }
-# Objective family of the non-VAE kinds; VAE-like adapters are all "vae".
-_KIND_FAMILY = {"gan": "adversarial", "stylegan-w": "adversarial"}
 GRID_IMAGES = 12
 LPIPS_MODULE = "latentmap.evaluation.lpips_metric"
 
 
 # --------------------------------------------------------------------------- relocation type
 
-def objective_family(model) -> str:
-    """``vae`` for VAE-like models, ``adversarial`` for GAN/StyleGAN, else the metadata's objective or kind."""
-    if getattr(model, "vae_like", False):
-        return "vae"
-    meta = getattr(model, "metadata", {}) or {}
-    return str(meta.get("objective") or _KIND_FAMILY.get(model.kind, model.kind))
-
-
-def _architecture(model) -> dict:
-    try:
-        arch = model.architecture()
-    except NotImplementedError:
-        arch = {}
-    return {"kind": model.kind, "latent_dim": model.latent_dim, "image_shape": list(model.image_shape),
-            "architecture": json.loads(json.dumps(arch, default=str))}
-
-
 def relocation_type(source, target) -> int:
     """1, 2 or 3 (see the module docstring) for the ordered pair of models."""
-    if objective_family(source) != objective_family(target):
+    if source.objective != target.objective:
         return 3
-    return 1 if _architecture(source) == _architecture(target) else 2
+    return 1 if source.architecture_record() == target.architecture_record() else 2
 
 
 # --------------------------------------------------------------------------- fitting

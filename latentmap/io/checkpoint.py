@@ -1,8 +1,7 @@
 """Checkpoint folders: ``config.json`` + ``*.safetensors``, verified by sha256, never unpickled.
 
-``load_model(spec)`` is the one entry point. A spec is usually a checkpoint folder; other
-sources (for example models people already have) register a resolver with
-:func:`register_model_source`, tried in order before the checkpoint format.
+This module reads and writes the format; ``latentmap.models.registry.load_model`` turns a
+folder (or any other registered model source) into an adapter.
 """
 
 from __future__ import annotations
@@ -10,32 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.errors import CheckpointError
-from latentmap.models.base import LatentModel, adapter_class
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "latentmap-checkpoint"
 FORMAT_VERSION = 1
-
-# (name, predicate(spec) -> bool, loader(spec, device, allow_pickle) -> LatentModel)
-_MODEL_SOURCES: list[tuple[str, Callable[[str], bool], Callable[..., LatentModel]]] = []
-
-
-def register_model_source(name: str, predicate: Callable[[str], bool]):
-    """Decorator: ``loader(spec, device=None, allow_pickle=False)`` handles specs matching ``predicate``."""
-
-    def decorator(loader):
-        _MODEL_SOURCES.append((name, predicate, loader))
-        return loader
-
-    return decorator
-
 
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
@@ -45,8 +28,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_config(model: LatentModel) -> dict:
-    from latentmap import __version__
+def build_config(model) -> dict:
+    from latentmap.version import __version__
 
     config = {
         "format": FORMAT,
@@ -63,7 +46,7 @@ def build_config(model: LatentModel) -> dict:
     return config
 
 
-def save_checkpoint(model: LatentModel, path, *, overwrite: bool = True, extra_files: dict[str, bytes] | None = None) -> Path:
+def save_checkpoint(model, path, *, overwrite: bool = True, extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``model`` to the folder ``path`` atomically; returns the path."""
     from safetensors.torch import save_file
 
@@ -138,26 +121,6 @@ def read_weights(path, config: dict) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read weights file '{file}': {exc}") from exc
     return tensors
-
-
-def load_checkpoint(path, device=None) -> LatentModel:
-    folder = Path(path)
-    config = read_config(folder)
-    cls = adapter_class(config["kind"])
-    tensors = read_weights(folder, config)
-    model = cls.from_checkpoint(folder, config, tensors)
-    return model.to(device).eval()
-
-
-def load_model(spec, device=None, *, allow_pickle: bool = False) -> LatentModel:
-    """Load a model from a checkpoint folder or any registered source (see ``register_model_source``)."""
-    if isinstance(spec, LatentModel):
-        return spec.to(device) if device is not None else spec
-    text = str(spec)
-    for _name, predicate, loader in _MODEL_SOURCES:
-        if predicate(text):
-            return loader(text, device=device, allow_pickle=allow_pickle)
-    return load_checkpoint(text, device=device)
 
 
 def is_checkpoint(path) -> bool:

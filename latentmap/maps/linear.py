@@ -364,7 +364,7 @@ class LinearMap(BaseEstimator):
             if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
                 raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "
                                          f"'{info.get('name')}' has {info['latent_dim']}")
-        from latentmap import __version__
+        from latentmap.version import __version__
 
         config = {"format": MAP_FORMAT, "format_version": MAP_FORMAT_VERSION, "latentmap_version": __version__,
                   "hyperparameters": self.get_params(), "source": src, "target": tgt,

@@ -1,13 +1,12 @@
-"""Adapters and reference architectures; importing this package registers every kind."""
+"""Adapters and reference architectures; importing this package registers every kind and model source."""
 
-from latentmap.models.base import ADAPTERS, LatentModel, VAELikeModel, adapter_class, register_adapter
+from latentmap.models.base import LatentModel, VAELikeModel
+from latentmap.models.registry import ADAPTERS, adapter_class, load_model, register_adapter, register_model_source
 from latentmap.models.gan import GANModel
 from latentmap.models.split_vae import SplitVAE
 from latentmap.models.stylegan import StyleGANW, WSpaceModel
 from latentmap.models.vae import ConvVAE
+from latentmap.models import external_stylegan, pythae_model, sources, wrapped  # noqa: F401  (register themselves)
 
-# external_stylegan, wrapped and pythae_model register model sources in ``latentmap.io.checkpoint``,
-# which imports this package first; ``latentmap/__init__`` imports them once it is loaded.
-
-__all__ = ["ADAPTERS", "LatentModel", "VAELikeModel", "adapter_class", "register_adapter", "ConvVAE", "SplitVAE",
-           "GANModel", "StyleGANW", "WSpaceModel"]
+__all__ = ["ADAPTERS", "LatentModel", "VAELikeModel", "adapter_class", "load_model", "register_adapter",
+           "register_model_source", "ConvVAE", "SplitVAE", "GANModel", "StyleGANW", "WSpaceModel"]

@@ -18,32 +18,7 @@ from torch import nn
 
 from latentmap.batching import image_batches, with_progress
 from latentmap.device import resolve_device
-from latentmap.errors import ConfigError, NonFiniteError, ShapeMismatchError, UnknownKindError
-
-ADAPTERS: dict[str, type["LatentModel"]] = {}
-
-
-def register_adapter(kind: str):
-    """Class decorator: make an adapter loadable by ``kind`` from a checkpoint's config."""
-
-    def decorator(cls):
-        if kind in ADAPTERS and ADAPTERS[kind] is not cls:
-            raise ConfigError(f"adapter kind '{kind}' is already registered by {ADAPTERS[kind].__name__}")
-        cls.kind = kind
-        ADAPTERS[kind] = cls
-        return cls
-
-    return decorator
-
-
-def adapter_class(kind: str) -> type["LatentModel"]:
-    try:
-        return ADAPTERS[kind]
-    except KeyError:
-        raise UnknownKindError(
-            f"unknown model kind '{kind}'; registered kinds: {', '.join(sorted(ADAPTERS)) or 'none'}"
-        ) from None
-
+from latentmap.errors import ConfigError, NonFiniteError, ShapeMismatchError
 
 class LatentModel(abc.ABC):
     """An encoder/decoder pair with a latent space of size ``latent_dim``."""
@@ -51,6 +26,11 @@ class LatentModel(abc.ABC):
     kind: ClassVar[str] = "abstract"
     #: True for models whose encoder gives a Gaussian posterior (``encode_stats``).
     vae_like: ClassVar[bool] = False
+    #: The training objective an adapter declares ("vae", "adversarial", "autoencoder", ...); the
+    #: relocation type of a pair compares these. None: "vae" for VAE-like models, else the kind.
+    OBJECTIVE: ClassVar[str | None] = None
+    #: The model family (architecture lineage); None: the kind.
+    FAMILY: ClassVar[str | None] = None
 
     def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *, metadata: dict | None = None):
         self.name = str(name)
@@ -80,6 +60,23 @@ class LatentModel(abc.ABC):
     def architecture(self) -> dict:
         """JSON-able constructor arguments that rebuild the modules (saved in config.json)."""
         return {}
+
+    # ------------------------------------------------------------------ what the model is
+    @property
+    def objective(self) -> str:
+        """Training objective: the checkpoint's recorded ``objective``, else what the adapter declares."""
+        return str(self.metadata.get("objective") or self.OBJECTIVE or ("vae" if self.vae_like else self.kind))
+
+    @property
+    def family(self) -> str:
+        return self.FAMILY or self.kind
+
+    def architecture_record(self) -> dict:
+        """Family, sizes and constructor arguments: equal records mean the same architecture."""
+        import json
+
+        return {"family": self.family, "latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
+                "architecture": json.loads(json.dumps(self.architecture(), default=str))}
 
     # ------------------------------------------------------------------ device
     @property

@@ -9,7 +9,6 @@ checkpoint holding only the inverter; the generator stays in its file, pinned by
 
 from __future__ import annotations
 
-import json
 import pickle
 import warnings
 from pathlib import Path
@@ -17,9 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentmap.io.checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source, sha256_file
+
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
-from latentmap.models.base import register_adapter
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import default_channels
 from latentmap.models.gan import InversionNetwork
 from latentmap.models.stylegan import WSpaceModel
@@ -135,61 +134,3 @@ class ExternalStyleGAN(WSpaceModel):
                               "load it with load_model(path, allow_pickle=True) (CLI: --trust-pickle)")
 
 
-def _is_pickle_file(spec: str) -> bool:
-    path = Path(spec)
-    return path.suffix.lower() in PICKLE_SUFFIXES and path.is_file()
-
-
-def _is_external_checkpoint(spec: str) -> bool:
-    cfg = Path(spec) / CONFIG_NAME
-    if not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("kind") == KIND
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return False  # the checkpoint loader reports malformed configs
-
-
-@register_model_source("stylegan-pickle", _is_pickle_file)
-def load_generator_pickle(spec: str, device=None, allow_pickle: bool = False, **options) -> ExternalStyleGAN:
-    """A StyleGAN-style pickle as a W-space model with a fresh (untrained) inverter."""
-    path = Path(spec).resolve()
-    G = read_generator_pickle(path, allow_pickle=allow_pickle, key=options.get("key"))
-    model = ExternalStyleGAN(path.stem, G, source=str(path), source_sha256=sha256_file(path), key=options.get("key"))
-    return model.to(device).eval()
-
-
-@register_model_source("external-stylegan-checkpoint", _is_external_checkpoint)
-def load_external_checkpoint(spec: str, device=None, allow_pickle: bool = False) -> ExternalStyleGAN:
-    """An inverter checkpoint: re-read its generator (verified by sha256), then the inverter weights."""
-    folder = Path(spec)
-    config = read_config(folder)
-    gen = config.get("generator") or {}
-    source = gen.get("source")
-    if not source:
-        raise CheckpointError(f"{folder / CONFIG_NAME} does not say where its generator comes from ('generator.source')")
-    if str(source).startswith("py:"):
-        from latentmap.models.wrapped import call_factory
-
-        if not allow_pickle:
-            raise UnsafeLoadError(f"checkpoint '{folder}' imports and runs '{source}' to build its generator; pass "
-                                  "allow_pickle=True (CLI: --trust-pickle) only if you trust that code")
-        G = call_factory(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"generator '{path}' of checkpoint '{folder}' does not exist")
-        if gen.get("sha256") and sha256_file(path) != gen["sha256"]:
-            raise CheckpointError(f"generator '{path}' changed since checkpoint '{folder}' was trained on it "
-                                  "(sha256 differs); its inverter no longer fits")
-        G = read_generator_pickle(path, allow_pickle=allow_pickle, key=gen.get("key"))
-    metadata = {k: v for k, v in config.items() if k not in ("name", "kind", "image_shape", "latent_dim",
-                                                             "architecture", "weights", "format", "format_version")}
-    model = ExternalStyleGAN(config.get("name", folder.name), G, config["image_shape"], source=source,
-                             source_sha256=gen.get("sha256"), key=gen.get("key"), metadata=metadata,
-                             **config.get("architecture", {}))
-    if model.latent_dim != config["latent_dim"]:
-        raise CheckpointError(f"generator of checkpoint '{folder}' has w_dim {model.latent_dim}, "
-                              f"config.json says {config['latent_dim']}")
-    model.load_state_tensors(read_weights(folder, config))
-    return model.to(device).eval()

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latentmap.models.base import LatentModel, register_adapter
+from latentmap.models.base import LatentModel
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import ConvEncoder, default_channels, feature_shape
 
 
@@ -104,6 +105,9 @@ def recalibrate_batchnorm(module: nn.Module, inputs) -> None:
 @register_adapter("gan")
 class GANModel(LatentModel):
     """DCGAN with a Gaussian prior; ``encode`` is the inversion network, ``decode`` the generator."""
+
+    OBJECTIVE = "adversarial"
+    FAMILY = "dcgan"
 
     def __init__(self, name, image_shape, latent_dim, *, channels=None, inverter_channels=None,
                  inverter_hidden=256, metadata=None):

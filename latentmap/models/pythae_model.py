@@ -13,9 +13,9 @@ import json
 import warnings
 from pathlib import Path
 
-from latentmap.io.checkpoint import register_model_source
+from latentmap.models.registry import register_model_source
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
-from latentmap.models.base import register_adapter
+from latentmap.models.registry import register_adapter
 from latentmap.models.wrapped import WrappedModel
 
 PYTHAE_CONFIG = "model_config.json"
@@ -38,6 +38,28 @@ class PythaeModel(WrappedModel):
         self.source = source
         self.metadata.setdefault("pythae", {"model_name": getattr(config, "name", type(pythae_model).__name__),
                                             "source": source})
+
+    @property
+    def pythae_name(self) -> str:
+        """pythae's own model name (VAE, BetaVAE, AE, RAE_L2, WAE_MMD, VQVAE, ...)."""
+        return str(getattr(self.pythae_model, "model_name", type(self.pythae_model).__name__))
+
+    @property
+    def objective(self) -> str:
+        # a pythae model with a posterior variance trains a variational objective; AE, RAE, WAE
+        # and VQ-VAE train deterministic autoencoders with other regularisers
+        return str(self.metadata.get("objective") or ("vae" if self.vae_like else "autoencoder"))
+
+    @property
+    def family(self) -> str:
+        return f"pythae-{self.pythae_name}"
+
+    def architecture(self) -> dict:
+        config = self.pythae_model.model_config
+        fields = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
+        return {"pythae_config": {k: v for k, v in fields.items() if k != "name"},
+                "encoder": type(self.pythae_model.encoder).__name__,
+                "decoder": type(self.pythae_model.decoder).__name__}
 
     def save(self, path, *, overwrite: bool = True) -> None:
         raise CheckpointError(f"model '{self.name}' is a pythae model: keep it in its pythae folder "

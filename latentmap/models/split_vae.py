@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from latentmap.models.base import register_adapter
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import ConvDecoder
 from latentmap.models.vae import ConvVAE
 

@@ -20,7 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from latentmap.errors import ConfigError
-from latentmap.models.base import LatentModel, register_adapter
+from latentmap.models.base import LatentModel
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import default_channels
 from latentmap.models.gan import InversionNetwork
 
@@ -150,6 +151,9 @@ class WSpaceModel(LatentModel):
     Images come out of ``synthesis`` in [-1, 1] and are mapped to [0, 1] (clamped).
     ``label`` picks the class of a conditional generator (c_dim > 0).
     """
+
+    OBJECTIVE = "adversarial"
+    FAMILY = "stylegan"
 
     def __init__(self, name, G: nn.Module, inverter: nn.Module, image_shape, *, label: int | None = None,
                  metadata=None):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latentmap.models.base import VAELikeModel, register_adapter
+from latentmap.models.base import VAELikeModel
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import ConvDecoder, ConvEncoder, default_channels
 
 

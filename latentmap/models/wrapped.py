@@ -7,16 +7,13 @@ reconstruction field. The latent size is read from one probe pass of the encoder
 
 from __future__ import annotations
 
-import importlib
-import json
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from latentmap.io.checkpoint import CONFIG_NAME, read_config, read_weights, register_model_source
+
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnsafeLoadError
-from latentmap.models.base import LatentModel, register_adapter
+from latentmap.models.base import LatentModel
+from latentmap.models.registry import register_adapter
 
 MEAN_NAMES = ("mean", "mu", "embedding", "loc", "z")
 LOGVAR_NAMES = ("logvar", "log_var", "log_covariance", "log_variance")
@@ -139,88 +136,5 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, image_shape, kind: str = "ex
 
 
 # ---------------------------------------------------------------- py:package.module:factory
-def call_factory(spec: str):
-    """Import ``package.module`` and call ``factory()`` for ``py:package.module:factory``."""
-    target = spec[3:] if spec.startswith("py:") else spec
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"model spec must look like py:package.module:factory, got '{spec}' instead")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import '{module_name}' for model spec '{spec}': {exc}") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ConfigError(f"'{module_name}' has no callable '{attr}' (model spec '{spec}')")
-    return factory()
 
 
-def model_from_factory_result(result, spec: str, name: str | None = None) -> LatentModel:
-    """A factory may return a LatentModel, a StyleGAN-style generator, or encoder/decoder modules
-    as (encoder, decoder[, image_shape]) or a dict with encoder, decoder, image_shape[, kind, name, output_range]."""
-    name = name or spec.rsplit(":", 1)[-1]
-    if isinstance(result, LatentModel):
-        return result
-    if callable(getattr(result, "mapping", None)) and callable(getattr(result, "synthesis", None)):
-        from latentmap.models.external_stylegan import ExternalStyleGAN
-
-        return ExternalStyleGAN(name, result, source=spec)
-    if isinstance(result, dict):
-        parts = dict(result)
-    elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
-        parts = {"encoder": result[0], "decoder": result[1]}
-        if len(result) == 3:
-            parts["image_shape"] = result[2]
-    else:
-        raise ConfigError(f"factory of '{spec}' returned {type(result).__name__}; expected (encoder, decoder), "
-                          "(encoder, decoder, image_shape), a dict, a LatentModel or a StyleGAN-style generator")
-    if "encoder" not in parts or "decoder" not in parts:
-        raise ConfigError(f"factory of '{spec}' must give both an encoder and a decoder")
-    shape = parts.get("image_shape") or getattr(parts["encoder"], "image_shape", None) \
-        or getattr(parts["decoder"], "image_shape", None)
-    if shape is None:
-        raise ConfigError(f"factory of '{spec}' must give image_shape (a third element, a dict key, or an "
-                          "image_shape attribute of a module)")
-    model = WrappedModel(parts.get("name", name), parts["encoder"], parts["decoder"], shape,
-                         kind=parts.get("kind", "external"), output_range=parts.get("output_range", (0.0, 1.0)),
-                         factory=spec)
-    return model
-
-
-@register_model_source("py", lambda spec: spec.startswith("py:"))
-def load_py_spec(spec: str, device=None, allow_pickle: bool = False) -> LatentModel:
-    """``py:package.module:factory``: the user names the code to run, so no trust flag is needed."""
-    model = model_from_factory_result(call_factory(spec), spec)
-    return model.to(device).eval() if device is not None else model.eval()
-
-
-def _is_wrapped_checkpoint(spec: str) -> bool:
-    cfg = Path(spec) / CONFIG_NAME
-    if not cfg.is_file():
-        return False
-    try:
-        return isinstance(json.loads(cfg.read_text()).get("external"), dict)
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return False
-
-
-@register_model_source("wrapped-checkpoint", _is_wrapped_checkpoint)
-def load_wrapped_checkpoint(spec: str, device=None, allow_pickle: bool = False) -> LatentModel:
-    """A saved wrapped model: run its factory again (only with the trust flag), then load the weights."""
-    folder = Path(spec)
-    config = read_config(folder)
-    factory = config["external"].get("factory")
-    if not allow_pickle:
-        raise UnsafeLoadError(f"checkpoint '{folder}' imports and runs '{factory}' to rebuild its modules; pass "
-                              "allow_pickle=True (CLI: --trust-pickle) only if you trust that code")
-    model = model_from_factory_result(call_factory(factory), factory, name=config.get("name"))
-    if not isinstance(model, WrappedModel):
-        raise CheckpointError(f"factory '{factory}' no longer returns an encoder/decoder pair")
-    if model.latent_dim != config["latent_dim"] or list(model.image_shape) != list(config["image_shape"]):
-        raise CheckpointError(f"factory '{factory}' now builds a model with latents of size {model.latent_dim} and "
-                              f"images {model.image_shape}; checkpoint '{folder}' has {config['latent_dim']} and "
-                              f"{tuple(config['image_shape'])}")
-    model.kind = config["external"].get("kind", model.kind)
-    model.metadata.update({k: v for k, v in config.items() if k in ("dataset", "seed", "training", "metrics")})
-    model.load_state_tensors(read_weights(folder, config))
-    return model.to(device).eval() if device is not None else model.eval()

@@ -121,7 +121,8 @@ def read_exclusions(values) -> np.ndarray:
 
 def target_size_for(models) -> tuple[int, dict]:
     """The largest latent dimension among models (checkpoint folders, specs or LatentModel objects)."""
-    from latentmap.io.checkpoint import is_checkpoint, load_model, read_config
+    from latentmap.io.checkpoint import is_checkpoint, read_config
+    from latentmap.models.registry import load_model
 
     dims = {}
     for spec in models:

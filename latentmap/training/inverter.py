@@ -149,7 +149,7 @@ def _test_split(settings: TrainSettings):
 @register_trainer("inverter")
 def train_inverter_command(settings: TrainSettings):
     """``latentmap train inverter --model SPEC``: (re)train the inverter of a generator and save it."""
-    from latentmap.io.checkpoint import load_model
+    from latentmap.models.registry import load_model
 
     spec = settings.options.get("model")
     if not spec:

@@ -7,7 +7,7 @@ import torch
 from latentmap.io.checkpoint import save_checkpoint
 from latentmap.losses import BalancedVAELoss
 from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
-from latentmap.models.base import adapter_class
+from latentmap.models.registry import adapter_class
 from latentmap.report.grid import grid_png, square_grid_png
 from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
