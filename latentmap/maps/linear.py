@@ -32,24 +32,17 @@ Conventions:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from latentmap.io.atomic import atomic_directory
-from latentmap.io.checkpoint import json_default, read_json_object, read_weights, sha256_file
-from latentmap.errors import (CheckpointError, ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
+from latentmap.errors import (ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
                               UnderdeterminedError)
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments, r2_from_sums, r2_score
 
-MAP_CONFIG_NAME = "map.json"
-MAP_WEIGHTS_NAME = "map.safetensors"
-MAP_FORMAT = "latentmap-map"
-MAP_FORMAT_VERSION = 2  # 2: coef stored as [n_targets, n_features], as sklearn
 METHODS = ("lstsq", "procrustes")
 AUTO_ALPHA = "auto"
 # fit() streams whole arrays through the statistics in chunks of this many rows
@@ -351,57 +344,22 @@ class LinearMap(BaseEstimator):
     # ------------------------------------------------------------------ persistence
     def save(self, path, *, source=None, target=None, fit_source: dict | None = None,
              extra: dict | None = None, overwrite: bool = True) -> Path:
-        """Write ``map.safetensors`` + ``map.json`` into the folder ``path`` atomically.
-
-        ``source``/``target`` are LatentModels (or dicts with at least ``name`` and
-        ``latent_dim``); their latent sizes must match the map.
-        """
-        from safetensors.torch import save_file
+        """Write ``map.safetensors`` + ``map.json`` into the folder ``path`` atomically (see latentmap.io.map_folder)."""
+        from latentmap.io.map_folder import save_map
 
         self._check_fitted()
-        src, tgt = _describe_model(source, "source"), _describe_model(target, "target")
-        for side, info, size in (("source", src, self.n_features_in_), ("target", tgt, self.n_targets_)):
-            if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
-                raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "
-                                         f"'{info.get('name')}' has {info['latent_dim']}")
-        from latentmap.version import __version__
-
-        config = {"format": MAP_FORMAT, "format_version": MAP_FORMAT_VERSION, "latentmap_version": __version__,
-                  "hyperparameters": self.get_params(), "source": src, "target": tgt,
-                  "fit_source": dict(fit_source or {}), "fit_metrics": dict(getattr(self, "fit_metrics_", {})),
-                  "n_samples_seen": self.n_samples_seen_, **(extra or {})}
-        path = Path(path)
-        with atomic_directory(path, overwrite=overwrite) as tmp:
-            tensors = {"coef": torch.from_numpy(np.ascontiguousarray(self.coef_, dtype=np.float64)),
-                       "intercept": torch.from_numpy(np.ascontiguousarray(self.intercept_, dtype=np.float64))}
-            save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))
-            config["weights"] = {MAP_WEIGHTS_NAME: sha256_file(tmp / MAP_WEIGHTS_NAME)}
-            (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
-        return path
+        return save_map(self, path, source=source, target=target, fit_source=fit_source, extra=extra,
+                        overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "LinearMap":
         """Read a map folder written by :meth:`save`; ``info_`` holds its JSON."""
-        folder = Path(path)
-        if not folder.is_dir():
-            raise CheckpointError(f"map folder '{folder}' does not exist" if not folder.exists()
-                                  else f"map '{folder}' must be a folder with {MAP_CONFIG_NAME}")
-        cfg_file = folder / MAP_CONFIG_NAME
-        if not cfg_file.is_file():
-            raise CheckpointError(f"map folder '{folder}' has no {MAP_CONFIG_NAME}")
-        info = read_json_object(cfg_file)
-        if info.get("format") != MAP_FORMAT:
-            raise CheckpointError(f"{cfg_file} is not a latentmap map (format {info.get('format')!r})")
-        version = info.get("format_version")
-        if version not in (1, MAP_FORMAT_VERSION):
-            raise CheckpointError(f"{cfg_file} has map format version {version!r}; this latentmap reads 1 and "
-                                  f"{MAP_FORMAT_VERSION}")
-        tensors = read_weights(folder, info)  # checks the sha256 recorded in map.json
+        from latentmap.io.map_folder import read_map
+
+        info, coef, intercept = read_map(path)
         params = {k: v for k, v in info.get("hyperparameters", {}).items() if k in ("bias", "alpha", "method")}
         out = cls(**params)
-        coef = tensors["coef"].numpy()
-        out.coef_ = coef.T.copy() if version == 1 else coef  # version 1 stored [n_features, n_targets]
-        out.intercept_ = tensors["intercept"].numpy()
+        out.coef_, out.intercept_ = coef, intercept
         out.alpha_ = float(info.get("fit_metrics", {}).get("alpha", 0.0 if out.alpha == AUTO_ALPHA else out.alpha))
         out.n_targets_, out.n_features_in_ = out.coef_.shape
         out.n_samples_seen_ = int(info.get("n_samples_seen", 0))
@@ -409,12 +367,3 @@ class LinearMap(BaseEstimator):
         out.info_ = info
         out._cache, out._moments = {}, None
         return out
-
-
-def _describe_model(model, side: str) -> dict:
-    if model is None:
-        return {}
-    if isinstance(model, dict):
-        return dict(model)
-    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-            "image_shape": list(model.image_shape)}

@@ -1,0 +1,82 @@
+"""Map folders: ``map.json`` (hyperparameters, models, fit source, fit metrics, sha256) + ``map.safetensors``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentmap.errors import CheckpointError, ShapeMismatchError
+from latentmap.io.atomic import atomic_directory
+from latentmap.io.checkpoint import json_default, read_json_object, read_weights, sha256_file
+
+MAP_CONFIG_NAME = "map.json"
+MAP_WEIGHTS_NAME = "map.safetensors"
+MAP_FORMAT = "latentmap-map"
+MAP_FORMAT_VERSION = 2  # 2: coef stored as [n_targets, n_features], as sklearn; 1 stored its transpose
+
+
+def describe_model(model, side: str) -> dict:
+    """What a map records of one of its models: a LatentModel, a dict (at least name, latent_dim) or None."""
+    if model is None:
+        return {}
+    if isinstance(model, dict):
+        return dict(model)
+    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
+            "image_shape": list(model.image_shape)}
+
+
+def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | None = None,
+             extra: dict | None = None, overwrite: bool = True) -> Path:
+    """Write a fitted map's folder atomically; the models' latent sizes must match the map."""
+    from safetensors.torch import save_file
+
+    from latentmap.version import __version__
+
+    src, tgt = describe_model(source, "source"), describe_model(target, "target")
+    for side, info, size in (("source", src, linear_map.n_features_in_), ("target", tgt, linear_map.n_targets_)):
+        if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
+            raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "
+                                     f"'{info.get('name')}' has {info['latent_dim']}")
+    config = {"format": MAP_FORMAT, "format_version": MAP_FORMAT_VERSION, "latentmap_version": __version__,
+              "hyperparameters": linear_map.get_params(), "source": src, "target": tgt,
+              "fit_source": dict(fit_source or {}), "fit_metrics": dict(getattr(linear_map, "fit_metrics_", {})),
+              "n_samples_seen": linear_map.n_samples_seen_, **(extra or {})}
+    path = Path(path)
+    with atomic_directory(path, overwrite=overwrite) as tmp:
+        tensors = {"coef": torch.from_numpy(np.ascontiguousarray(linear_map.coef_, dtype=np.float64)),
+                   "intercept": torch.from_numpy(np.ascontiguousarray(linear_map.intercept_, dtype=np.float64))}
+        save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))
+        config["weights"] = {MAP_WEIGHTS_NAME: sha256_file(tmp / MAP_WEIGHTS_NAME)}
+        (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
+    return path
+
+
+def read_map(path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(map.json, coef [n_targets, n_features], intercept [n_targets]) of a map folder, sha256-checked."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"map folder '{folder}' does not exist" if not folder.exists()
+                              else f"map '{folder}' must be a folder with {MAP_CONFIG_NAME}")
+    cfg_file = folder / MAP_CONFIG_NAME
+    if not cfg_file.is_file():
+        raise CheckpointError(f"map folder '{folder}' has no {MAP_CONFIG_NAME}")
+    info = read_json_object(cfg_file)
+    if info.get("format") != MAP_FORMAT:
+        raise CheckpointError(f"{cfg_file} is not a latentmap map (format {info.get('format')!r})")
+    version = info.get("format_version")
+    if version not in (1, MAP_FORMAT_VERSION):
+        raise CheckpointError(f"{cfg_file} has map format version {version!r}; this latentmap reads 1 and "
+                              f"{MAP_FORMAT_VERSION}")
+    tensors = read_weights(folder, info)  # checks the sha256 recorded in map.json
+    if "coef" not in tensors or "intercept" not in tensors:
+        raise CheckpointError(f"map folder '{folder}' lacks the coef or intercept tensor")
+    coef = tensors["coef"].numpy()
+    coef = coef.T.copy() if version == 1 else coef
+    intercept = tensors["intercept"].numpy()
+    if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+        raise CheckpointError(f"map folder '{folder}' holds coef {coef.shape} and intercept {intercept.shape}, "
+                              "which do not fit together")
+    return info, coef, intercept
