@@ -2,8 +2,6 @@
 
 import click
 
-from latentmap.data.datasets import dataset_sources
-
 from latentmap.cli.options import data_dir_option
 
 
@@ -16,6 +14,8 @@ def command():
 @data_dir_option
 def list_datasets(data_dir):
     """Which datasets are available here and where they come from."""
+    from latentmap.data.datasets import dataset_sources
+
     for name, source in sorted(dataset_sources().items()):
         available, where = source.describe(data_dir)
         click.echo(f"{name:14s} {'yes' if available else 'no ':3s}  {where}")

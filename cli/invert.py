@@ -3,18 +3,9 @@
 import json
 
 import click
-import numpy as np
-import torch
 
-from latentmap.io.atomic import atomic_directory
-from latentmap.models.registry import load_model
-from latentmap.data.datasets import load_dataset
-from latentmap.evaluation.inversion import INITS, LOSSES, invert
-from latentmap.evaluation.lpips_metric import NETS
-from latentmap.report.grid import grid_png
-
-from latentmap.cli.options import (data_dir_option, dataset_option, device_option, model_spec_option, seed_option,
-                      split_option, trust_pickle_option)
+from latentmap.cli.options import (FiniteFloat, LazyChoice, data_dir_option, dataset_option, device_option,
+                                   model_spec_option, seed_option, split_option, trust_pickle_option)
 
 
 @click.command("invert")
@@ -27,18 +18,28 @@ from latentmap.cli.options import (data_dir_option, dataset_option, device_optio
 @click.option("--own-samples", is_flag=True, default=False,
               help="Invert the model's own samples instead of dataset images.")
 @click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
-@click.option("--init", type=click.Choice(INITS), default="encoder", show_default=True)
-@click.option("--loss", type=click.Choice(LOSSES), default="mse", show_default=True)
+@click.option("--lr", type=FiniteFloat(0, low_open=True), default=0.05, show_default=True)
+@click.option("--init", type=LazyChoice("latentmap.evaluation.inversion", "INITS"), default="auto", show_default=True,
+              help="Start from the encoder/inverter or the prior mean; auto: the encoder when it is trained.")
+@click.option("--loss", type=LazyChoice("latentmap.evaluation.inversion", "LOSSES"), default="mse", show_default=True)
 @click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
               help="torchvision ImageNet weights of the LPIPS backbone (default: the torch hub cache).")
-@click.option("--lpips-net", type=click.Choice(NETS), default="alex", show_default=True)
+@click.option("--lpips-net", type=LazyChoice("latentmap.evaluation.lpips_metric", "NETS"), default="alex", show_default=True)
 @seed_option
 @device_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (atomically).")
 def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samples, steps, lr, init, loss,
             lpips_weights, lpips_net, seed, device, out):
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
+    import numpy as np
+    import torch
+
+    from latentmap.data.datasets import load_dataset
+    from latentmap.evaluation.inversion import invert
+    from latentmap.io.atomic import atomic_directory
+    from latentmap.models.registry import load_model
+    from latentmap.report.grid import grid_png
+
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     if own_samples:
         x = model.decode(model.sample_prior(images, torch.Generator().manual_seed(seed))).cpu()
@@ -51,7 +52,7 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
     result = invert(model, x, steps=steps, lr=lr, init=init, loss=loss, seed=seed, lpips_weights=lpips_weights,
                     lpips_net=lpips_net)
     summary = {"model": model.name, "kind": model.kind, "images": len(x), "source": source, "steps": steps, "lr": lr,
-               "init": init, "loss": loss, "seed": seed, "initial_loss_mean": float(result.initial_loss.mean()),
+               "init": result.init, "loss": loss, "seed": seed, "initial_loss_mean": float(result.initial_loss.mean()),
                "final_loss_mean": float(result.loss.mean())}
     with atomic_directory(out) as tmp:
         np.save(tmp / "latents.npy", result.latents.numpy())

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from latentmap import __version__
+from latentmap.version import __version__
 from latentmap.errors import LatentmapError
 
 

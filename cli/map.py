@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import glob
-from pathlib import Path
-
 import click
 
 from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, data_dir_option, device_option,
                                    fit_images_option, fit_split_option, images_option, lpips_option, method_option,
-                                   progress_option, samples_option, seed_option, split_choice, trust_pickle_option)
+                                   progress_option, reported_warnings, samples_option, seed_option, split_choice,
+                                   trust_pickle_option)
 
 
 @click.group("map")
@@ -57,14 +55,17 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
     fit_source = resolve_fit_source(support_set=support_set, dataset=dataset, samples=samples, split=fit_split,
                                     images=fit_images, seed=seed, data_dir=data_dir)
     model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
-    linear_map = fit_map(model_a, model_b, fit_source, fit_source.new_map(bias=bias, alpha=alpha, method=method),
-                         batch_size=batch_size)
+    with reported_warnings():
+        linear_map = fit_map(model_a, model_b, fit_source,
+                             fit_source.new_map(bias=bias, alpha=alpha, method=method), batch_size=batch_size)
     linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
                     fit_source=fit_source.record())
     fm = linear_map.fit_metrics_
+    quality = (f"leave-one-out latent R² {fm['loo_r2']:.4f} (on its own pairs {fm['r2']:.4f})"
+               if fm.get("loo_r2") is not None else f"latent R² on its {fm['n_pairs']} pairs {fm['r2']:.4f}")
     click.echo(f"map {model_a.name} ({model_a.latent_dim}) -> {model_b.name} ({model_b.latent_dim}), "
                f"{'affine' if linear_map.bias else 'bias-free'} {method}, alpha {_alpha_text(linear_map)}: "
-               f"fitted on {fit_source.count} {fit_source.kind} pairs, latent R² {fm['r2']:.4f}, "
+               f"fitted on {fit_source.count} {fit_source.kind} pairs, {quality}, "
                f"latent MSE {fm['latent_mse']:.5f}")
     click.echo(f"saved to {out}")
 
@@ -126,27 +127,10 @@ def evaluate(map_dir, source, target, dataset, split, images, out, grid_images, 
 
 # --------------------------------------------------------------------------- atlas
 
-def _expand_models(specs) -> list[str]:
-    """Globs and folders of checkpoints into model specs; plain files (a README beside them) are skipped."""
-    from latentmap.io.checkpoint import is_checkpoint
-
-    out = []
-    for spec in specs:
-        matches = sorted(glob.glob(spec)) if glob.has_magic(spec) else [spec]
-        for item in matches:
-            path = Path(item)
-            if path.is_file():
-                continue
-            if path.is_dir() and not is_checkpoint(path) and any(is_checkpoint(p) for p in path.iterdir()):
-                out += [str(p) for p in sorted(path.iterdir()) if p.is_dir() and is_checkpoint(p)]
-            else:
-                out.append(item)
-    return list(dict.fromkeys(out))
-
-
 @command.command("atlas")
 @click.option("--models", "models_opt", multiple=True,
-              help="Model checkpoints (repeatable; a glob such as checkpoints/* or a folder of checkpoints).")
+              help="Models: checkpoint folders, pickles (with --trust-code), shipped names; repeatable or comma-separated; "
+                   "a glob such as checkpoints/* or a folder of models.")
 @click.argument("more_models", nargs=-1)
 @click.option("--fit", "fit_kind", type=click.Choice(["support-set", "dataset", "samples"]), default="dataset",
               show_default=True, help="What every map is fitted on.")
@@ -176,7 +160,11 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
     from latentmap.maps.fitting import resolve_fit_source
     from latentmap.report.atlas import save_atlas
 
-    specs = _expand_models(list(models_opt) + list(more_models))
+    from latentmap.models.registry import expand_model_specs
+
+    specs, notes = expand_model_specs(list(models_opt) + list(more_models))
+    for note in notes:
+        click.echo(f"Warning: {note}", err=True)
     if len(specs) < 2:
         raise click.UsageError(f"an atlas needs at least 2 models (--models checkpoints/*), got {len(specs)}")
     if fit_kind == "support-set" and support_set is None:
@@ -190,9 +178,10 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
                              images=fit_images, seed=seed, data_dir=data_dir)
     models = [_load(s, device, trust_pickle) for s in specs]
     test = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
-    result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
-                         batch_size=batch_size, use_lpips=use_lpips,
-                         model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress)
+    with reported_warnings():
+        result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
+                             batch_size=batch_size, use_lpips=use_lpips,
+                             model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress)
     save_atlas(result, out, models, test)
     click.echo(f"{'type':>4s}  {'source':20s} {'target':20s} {'own MSE B':>9s} {'relocated':>9s} {'ratio':>6s} "
                f"{'latent R²':>9s}")

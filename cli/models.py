@@ -1,31 +1,289 @@
-"""``latentmap models list``."""
+"""``latentmap models list`` and ``latentmap models info``: which models there are, from their files alone.
 
+Nothing here loads weights or unpickles anything: checkpoints are described from config.json,
+pythae folders from model_config.json, generator pickles by their name. Heavy modules are
+imported inside the commands, so ``latentmap --help`` stays light.
+"""
+
+from __future__ import annotations
+
+import json
 from pathlib import Path
 
 import click
 
-from latentmap.io.checkpoint import is_checkpoint, read_config
 from latentmap.errors import CheckpointError
+
+PICKLE_SUFFIXES = (".pkl", ".pickle")
+PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
+PYTHAE_CONFIG = "model_config.json"
+PYTHAE_WEIGHTS = "model.pt"
+GENERATOR_KINDS = ("gan", "stylegan-w", "external-stylegan")
+W_SPACE_KINDS = ("stylegan-w", "external-stylegan")
+NOT_A_MODEL = ("no config.json (latentmap checkpoint), model_config.json + model.pt (pythae folder) "
+               "or .pkl/.pickle file (StyleGAN-style generator)")
 
 
 @click.group("models")
 def command():
-    """Inspect model checkpoints."""
+    """Inspect models: shipped checkpoints, checkpoint folders, pythae folders, generator pickles."""
+
+
+# ---------------------------------------------------------------- identifying a path
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file} must hold a JSON object")
+    return data
+
+
+def identify(path: Path) -> dict | None:
+    """What ``path`` holds: a record with ``source`` (checkpoint, pythae, pickle), ``name``, ``kind``,
+    ``latent``, ``config``; None when it is no model. A broken config.json raises CheckpointError."""
+    from latentmap.io.checkpoint import CONFIG_NAME, read_config
+
+    path = Path(path)
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        config = read_config(path)
+        return {"source": "checkpoint", "path": path, "config": config, "name": str(config.get("name") or path.name),
+                "kind": str(config["kind"]), "latent": config["latent_dim"]}
+    if path.is_dir() and (path / PYTHAE_CONFIG).is_file() and (path / PYTHAE_WEIGHTS).is_file():
+        config = _read_json(path / PYTHAE_CONFIG)
+        return {"source": "pythae", "path": path, "config": config, "name": path.name, "kind": "pythae",
+                "latent": config.get("latent_dim")}
+    if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
+        return {"source": "pickle", "path": path, "config": {}, "name": path.name, "kind": "pickle", "latent": None}
+    return None
+
+
+def _inverter_trained(config: dict) -> bool:
+    return isinstance((config.get("training") or {}).get("inverter"), dict)
+
+
+def _dataset(config: dict) -> str | None:
+    settings = (config.get("training") or {}).get("settings") or {}
+    value = config.get("dataset") or settings.get("dataset")
+    return str(value) if value else None
+
+
+def _test_mse(config: dict):
+    value = (config.get("metrics") or {}).get("test_mse")
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _note(record: dict) -> str:
+    config, kind = record["config"], record["kind"]
+    if record["source"] == "pythae":
+        return f"pythae {config.get('name', '?')}"
+    if record["source"] == "pickle":
+        return PICKLE_NOTE
+    if kind in GENERATOR_KINDS:
+        return "inverter trained" if _inverter_trained(config) else "no trained inverter"
+    if isinstance(config.get("external"), dict):
+        return "wrapped modules (needs --trust-pickle to load)"
+    return ""
+
+
+# ---------------------------------------------------------------- models list
+
+
+def _list_rows(paths) -> list[tuple]:
+    rows = []
+    for path in paths:
+        try:
+            record = identify(path)
+        except CheckpointError as exc:
+            rows.append((path.name, "?", "-", "-", "-", f"unreadable: {exc}"))
+            continue
+        if record is None:
+            continue
+        config, latent, mse = record["config"], record["latent"], _test_mse(record["config"])
+        rows.append((record["name"], record["kind"], str(latent) if isinstance(latent, int) else "-",
+                     _dataset(config) or "-", f"{mse:.5f}" if mse is not None else "-", _note(record)))
+    return rows
+
+
+def _print_table(rows) -> None:
+    header = ("name", "kind", "latent", "dataset", "test MSE", "notes")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    right = {2, 4}
+    for row in [header, *rows]:
+        cells = [str(cell).rjust(w) if i in right else str(cell).ljust(w)
+                 for i, (cell, w) in enumerate(zip(row, widths))]
+        click.echo("  ".join(cells).rstrip())
 
 
 @command.command("list")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False), default="checkpoints")
+@click.argument("directory", required=False, type=click.Path())
 def list_models(directory):
-    """Name, kind, latent size, dataset and test MSE of every checkpoint below DIRECTORY."""
-    folders = [p for p in sorted(Path(directory).iterdir()) if p.is_dir() and is_checkpoint(p)]
-    if is_checkpoint(directory):
-        folders = [Path(directory)]
-    if not folders:
-        raise CheckpointError(f"no checkpoint folders (with config.json) in '{directory}'")
-    click.echo(f"{'name':22s} {'kind':11s} {'latent':>6s} {'dataset':14s} {'test MSE':>9s}")
-    for folder in folders:
-        cfg = read_config(folder)
-        mse = cfg.get("metrics", {}).get("test_mse")
-        mse_text = f"{mse:.5f}" if isinstance(mse, (int, float)) else "-"
-        click.echo(f"{cfg.get('name', folder.name):22s} {cfg['kind']:11s} {cfg['latent_dim']:>6d} "
-                   f"{str(cfg.get('dataset', '-')):14s} {mse_text:>9s}")
+    """Name, kind, latent size, dataset and test MSE of every model in DIRECTORY.
+
+    Without DIRECTORY: the models shipped with latentmap (load them by name, e.g.
+    `--model fmnist-vae-a`). With it: its latentmap checkpoints, pythae model folders and
+    StyleGAN-style pickles (listed, never unpickled)."""
+    if directory is None:
+        from latentmap.models.shipped import shipped_checkpoints, shipped_root
+
+        shipped = shipped_checkpoints()
+        if not shipped:
+            shipped_root()  # says why (not installed), or:
+            raise CheckpointError("no shipped checkpoints found; reinstall latentmap")
+        _print_table(_list_rows(shipped.values()))
+        return
+    folder = Path(directory)
+    if not folder.exists():
+        raise CheckpointError(f"'{directory}' does not exist")
+    if identify(folder) is not None:  # the folder (or file) is a model itself
+        paths = [folder]
+    elif folder.is_dir():
+        paths = sorted(folder.iterdir())
+    else:
+        raise CheckpointError(f"'{directory}' is not a folder or a model: {NOT_A_MODEL}")
+    rows = _list_rows(paths)
+    if not rows:
+        raise CheckpointError(f"no checkpoint folders, pythae folders or generator pickles in '{directory}'")
+    _print_table(rows)
+
+
+# ---------------------------------------------------------------- models info
+
+
+def locate(spec: str) -> Path:
+    """A path that exists, else the folder of the shipped model named ``spec``."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    from latentmap.models.shipped import shipped_checkpoints
+
+    shipped = shipped_checkpoints()
+    if spec in shipped:
+        return shipped[spec]
+    names = ", ".join(shipped) or "none installed"
+    raise CheckpointError(f"no model '{spec}': no such file or folder, and no shipped model of that name ({names})")
+
+
+def _shape(value) -> str:
+    if isinstance(value, (list, tuple)) and value:
+        return " x ".join(str(v) for v in value)
+    return "-" if value is None else str(value)
+
+
+def _prior(config: dict) -> str:
+    declared = config.get("prior")
+    if declared:
+        return declared if isinstance(declared, str) else json.dumps(declared, sort_keys=True)
+    if config.get("kind") in W_SPACE_KINDS:
+        z_dim = (config.get("architecture") or {}).get("z_dim")
+        return f"w = mapping(z), z ~ standard normal N(0, I){f' of size {z_dim}' if z_dim else ''}"
+    return "standard normal N(0, I)"
+
+
+def _inverter_line(config: dict) -> str:
+    trained = (config.get("training") or {}).get("inverter")
+    if not isinstance(trained, dict):
+        return "not trained (encode runs an untrained network; see `latentmap train inverter`)"
+    parts = [f"trained ({trained['inverter_steps']} steps)" if "inverter_steps" in trained else "trained"]
+    metrics = (config.get("metrics") or {}).get("inverter") or {}
+    if isinstance(metrics.get("own_samples_image_mse"), (int, float)):
+        parts.append(f"image MSE {metrics['own_samples_image_mse']:.4f} on {metrics.get('own_samples', '?')} own samples")
+    if isinstance(metrics.get("real_test_image_mse"), (int, float)):
+        parts.append(f"{metrics['real_test_image_mse']:.4f} on {metrics.get('real_test_images', '?')} real test images")
+    return ", ".join(parts)
+
+
+def _training_line(config: dict) -> str | None:
+    training = config.get("training") or {}
+    settings = training.get("settings") or {}
+    parts = []
+    if settings.get("epochs"):
+        parts.append(f"{settings['epochs']} epochs")
+    seed = config.get("seed", settings.get("seed"))
+    if seed is not None:
+        parts.append(f"seed {seed}")
+    if training.get("loss"):
+        parts.append(f"loss: {training['loss']}")
+    return ", ".join(parts) or None
+
+
+def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
+    config, kind = record["config"], record["kind"]
+    external = config.get("external") if isinstance(config.get("external"), dict) else None
+    if kind == "external-stylegan":
+        source = (config.get("generator") or {}).get("source", "?")
+        kind_text = f"{kind} (W inverter checkpoint; the generator stays in {source})"
+    elif external:
+        kind_text = f"{kind} (wrapped modules, rebuilt by {external.get('factory', '?')}: needs --trust-pickle)"
+    else:
+        kind_text = f"{kind} (latentmap checkpoint)"
+    latent = str(config["latent_dim"])
+    if kind in W_SPACE_KINDS:
+        latent += " (W space)"
+    lines = [("kind", kind_text), ("latent size", latent), ("image shape", _shape(config.get("image_shape"))),
+             ("prior", _prior(config))]
+    if kind in GENERATOR_KINDS or _inverter_trained(config):
+        lines.append(("inverter", _inverter_line(config)))
+    elif external:
+        lines.append(("encoder", "the wrapped encoder"))
+    else:
+        lines.append(("encoder", "trained with the decoder"))
+    lines.append(("dataset", _dataset(config) or "-"))
+    training = _training_line(config)
+    if training:
+        lines.append(("training", training))
+    metrics = config.get("metrics") or {}
+    mse = _test_mse(config)
+    if mse is not None:
+        images = metrics.get("test_images") or (metrics.get("inverter") or {}).get("real_test_images")
+        lines.append(("test MSE", f"{mse:.5f}" + (f" on {images} test images" if images else "")))
+    others = {k: v for k, v in metrics.items() if k not in ("test_mse", "test_images")
+              and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if others:
+        lines.append(("metrics", ", ".join(f"{k}={v:g}" for k, v in others.items())))
+    weights = config.get("weights") if isinstance(config.get("weights"), dict) else {}
+    sizes = [f"{name} ({(record['path'] / name).stat().st_size / 1e6:.1f} MB)" if (record["path"] / name).is_file()
+             else f"{name} (missing)" for name in weights]
+    lines.append(("weights", ", ".join(sizes) or "-"))
+    return lines
+
+
+def _pythae_lines(record: dict) -> list[tuple[str, str]]:
+    config, folder = record["config"], record["path"]
+    pickled = [name for name in ("encoder.pkl", "decoder.pkl") if (folder / name).is_file()]
+    return [("kind", f"pythae (model {config.get('name', '?')}; loading needs pythae: pip install latentmap[pythae])"),
+            ("latent size", str(config.get("latent_dim", "-"))),
+            ("image shape", _shape(config.get("input_dim"))),
+            ("prior", "standard normal N(0, I)"),
+            ("encoder", "custom networks, pickled: needs --trust-pickle" if pickled else "pythae default networks"),
+            ("dataset", "- (pythae folders do not record it)")]
+
+
+def _pickle_lines(record: dict) -> list[tuple[str, str]]:
+    size = record["path"].stat().st_size / 1e6
+    return [("kind", PICKLE_NOTE),
+            ("latent size", "unknown until loaded (the generator's w_dim)"),
+            ("size", f"{size:.1f} MB"),
+            ("inverter", "none yet: train one with `latentmap train inverter --model PATH --trust-pickle`"),
+            ("warning", "unpickling runs code stored in the file: load it only if you trust its source")]
+
+
+@command.command("info")
+@click.argument("model")
+def info(model):
+    """Kind, latent size, image shape, prior, encoder or inverter, dataset and metrics of MODEL.
+
+    MODEL is a shipped model's name (see `latentmap models list`) or a path. Only the files
+    that describe the model are read: no weights are loaded, nothing is unpickled."""
+    path = locate(model)
+    record = identify(path)
+    if record is None:
+        raise CheckpointError(f"'{model}' is not a model: {NOT_A_MODEL}")
+    describe = {"checkpoint": _checkpoint_lines, "pythae": _pythae_lines, "pickle": _pickle_lines}[record["source"]]
+    lines = [("name", record["name"]), ("path", str(path.resolve())), *describe(record)]
+    width = max(len(key) for key, _ in lines) + 2
+    for key, value in lines:
+        click.echo(f"{key + ':':{width}s}{value}")

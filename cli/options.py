@@ -1,8 +1,75 @@
-"""Options shared by several commands, defined once."""
+"""Options shared by several commands, defined once, and the parameter types they use.
+
+Nothing here imports torch: ``latentmap --help`` stays fast. Choices that live in heavy modules
+are read lazily (:class:`LazyChoice`) when a command's own help or parser needs them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import math
+import warnings
+
 import click
+
+
+class LazyChoice(click.Choice):
+    """A click.Choice whose values are read from ``module.attribute`` on first use."""
+
+    def __init__(self, module: str, attribute: str, sort: bool = False):
+        self._source, self._sort, self._choices = (module, attribute), sort, None
+        self.case_sensitive = True
+
+    @property
+    def choices(self):
+        if self._choices is None:
+            values = getattr(importlib.import_module(self._source[0]), self._source[1])
+            self._choices = tuple(sorted(values) if self._sort else values)
+        return self._choices
+
+    @choices.setter
+    def choices(self, value):  # click.Choice.__init__ assigns it
+        self._choices = tuple(value)
+
+
+class FiniteFloat(click.ParamType):
+    """A finite float within [low, high] (open at ``low`` when ``low_open``); NaN and inf are refused."""
+
+    name = "number"
+
+    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"expected a number, got {value!r}", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expected a finite number, got {value!r}", param, ctx)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            self.fail(f"must be {'>' if self.low_open else '>='} {self.low:g}, got {value!r}", param, ctx)
+        if self.high is not None and number > self.high:
+            self.fail(f"must be <= {self.high:g}, got {value!r}", param, ctx)
+        return number
+
+
+class PositiveInts(click.ParamType):
+    """Comma-separated positive integers such as ``32,64``."""
+
+    name = "ints"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            numbers = [int(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(f"must be comma-separated integers such as 32,64, got '{value}'", param, ctx)
+        if not numbers or min(numbers) < 1:
+            self.fail(f"must be positive integers such as 32,64, got '{value}'", param, ctx)
+        return numbers
 
 SPLITS = ("train", "test", "all")  # as latentmap.data.datasets.SPLITS; kept here so --help imports no torch
 
@@ -40,8 +107,9 @@ progress_option = click.option("--progress/--no-progress", default=True, show_de
 model_spec_option = click.option("--model", "model_spec", required=True,
                                  help="Checkpoint folder, StyleGAN-style pickle (with --trust-pickle) or "
                                       "py:module:factory.")
-trust_pickle_option = click.option("--trust-pickle", is_flag=True, default=False,
-                                   help="Allow loading StyleGAN-style pickles (this runs code stored in the file).")
+trust_pickle_option = click.option("--trust-code", "--trust-pickle", "trust_pickle", is_flag=True, default=False,
+                                   help="Allow loading models that run code: StyleGAN-style pickles, pythae folders "
+                                        "with pickled networks, and py:module:factory specs.")
 split_choice = click.Choice(SPLITS)
 
 
@@ -73,3 +141,13 @@ method_option = click.option("--method", type=click.Choice(["lstsq", "procrustes
                              show_default=True, help="Least squares / ridge, or the orthogonal map (equal sizes).")
 lpips_option = click.option("--lpips/--no-lpips", "use_lpips", default=True, show_default=True,
                             help="Report LPIPS when pretrained LPIPS weights are available.")
+
+
+@contextlib.contextmanager
+def reported_warnings():
+    """Run the block collecting warnings; print each once to stderr as ``Warning: ...`` afterwards."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        click.echo(f"Warning: {message}", err=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import click
 
 from latentmap.cli.options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option,
-                                   images_option, progress_option, seed_option, trust_pickle_option)
+                                   images_option, progress_option, reported_warnings, seed_option,
+                                   trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -73,14 +73,11 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
         size = size or largest
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     data = load_dataset(dataset, split, data_dir=data_dir)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with reported_warnings():
         support = build_support_set(model, data, size=size, strategy=strategy, top_k=top_k, threshold=threshold,
                                     seed=seed, gain_images=gain_images, exclude=exclude, name=name or Path(out).name,
                                     dataset_spec=dataset, split=split, model_source=model_spec, for_models=dims,
                                     batch_size=batch_size, pairs=pairs, progress=progress)
-    for warning in caught:
-        click.echo(f"Warning: {warning.message}", err=True)
     write_support_set(support, out)
     _describe(support, out)
 

@@ -2,34 +2,24 @@
 
 import click
 
-from latentmap.training import TRAINERS, TrainSettings, train
-
-from latentmap.cli.options import data_dir_option, dataset_option, device_option, progress_option, seed_option, trust_pickle_option
-
-
-def _channels(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"must be comma-separated integers such as 32,64, got '{value}'") from None
+from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_dir_option, dataset_option,
+                                   device_option, progress_option, seed_option, trust_pickle_option)
 
 
 @click.command("train")
-@click.argument("kind", type=click.Choice(sorted(TRAINERS)))
+@click.argument("kind", type=LazyChoice("latentmap.training", "TRAINERS", sort=True))
 @dataset_option()
 @data_dir_option
 @click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @seed_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=FiniteFloat(0, low_open=True), default=None,
               help="Learning rate [default: 1e-3; gan 2e-4; stylegan 2e-3].")
 @device_option
 @click.option("--out", required=True, type=click.Path(), help="Checkpoint folder to write (atomically).")
 @click.option("--name", default=None, help="Model name (default: the folder name).")
-@click.option("--channels", callback=_channels, default=None, help="Conv channels per stage, e.g. 32,64.")
+@click.option("--channels", type=PositiveInts(), default=None, help="Conv channels per stage, e.g. 32,64.")
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Width of the dense layer.")
 @click.option("--train-images", type=click.IntRange(min=1), default=None, help="Use only N training images.")
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Evaluate on only N test images.")
@@ -39,14 +29,14 @@ def _channels(ctx, param, value):
 @click.option("--inverter-steps", type=click.IntRange(min=1), default=None,
               help="gan/stylegan/inverter: inverter training steps [default: 2000].")
 @click.option("--inverter-batch-size", type=click.IntRange(min=2), default=None, help="[default: 128]")
-@click.option("--inverter-lr", type=click.FloatRange(min=0, min_open=True), default=None, help="[default: 1e-3]")
-@click.option("--inverter-image-weight", type=click.FloatRange(min=0), default=None,
+@click.option("--inverter-lr", type=FiniteFloat(0, low_open=True), default=None, help="[default: 1e-3]")
+@click.option("--inverter-image-weight", type=FiniteFloat(0), default=None,
               help="Weight of the image MSE added to the inverter's latent MSE [default: 0].")
-@click.option("--inverter-channels", callback=_channels, default=None, help="Inverter conv channels per stage.")
+@click.option("--inverter-channels", type=PositiveInts(), default=None, help="Inverter conv channels per stage.")
 @click.option("--z-dim", type=click.IntRange(min=1), default=None, help="stylegan: size of z (default: --latent-dim).")
-@click.option("--gamma-min", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--gamma-min", type=FiniteFloat(0, low_open=True), default=None,
               help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
-@click.option("--r1-gamma", type=click.FloatRange(min=0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
+@click.option("--r1-gamma", type=FiniteFloat(0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
 @progress_option
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, name, channels, hidden,
             train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
@@ -58,6 +48,8 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     `inverter` trains the W inverter of --model (e.g. a StyleGAN-style pickle with
     --trust-pickle) and writes it as a checkpoint that refers to the generator.
     """
+    from latentmap.training import TRAINERS, TrainSettings, train
+
     if model_spec and kind != "inverter":
         raise click.BadParameter("--model is only used with `latentmap train inverter`", param_hint="--model")
     if kind == "inverter" and not model_spec:

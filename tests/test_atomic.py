@@ -45,3 +45,259 @@ def test_no_overwrite_and_file_in_the_way(tmp_path):
 def test_atomic_write_bytes(tmp_path):
     atomic_write_bytes(tmp_path / "a" / "b.bin", b"123")
     assert (tmp_path / "a" / "b.bin").read_bytes() == b"123"
+
+
+# --- output markers and up-front checks -------------------------------------------------------------
+
+import json
+import subprocess
+import sys
+import time
+
+from latentmap.io import atomic as atomic_module
+from latentmap.io.atomic import MARKER_NAME, check_output_path, read_output_marker, recover
+
+
+def write_output(path, kind="report", text="v1", **kwargs):
+    with atomic_directory(path, kind=kind, **kwargs) as tmp:
+        (tmp / "result.txt").write_text(text)
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_marker_written_with_kind_version_and_time(tmp_path):
+    from latentmap import __version__
+
+    write_output(tmp_path / "out", kind="checkpoint")
+    marker = json.loads((tmp_path / "out" / MARKER_NAME).read_text())
+    assert marker["kind"] == "checkpoint" and marker["latentmap_version"] == __version__
+    assert marker["created"].endswith("+00:00")
+    assert read_output_marker(tmp_path / "out")["kind"] == "checkpoint"
+    assert listing(tmp_path) == ["out"]
+    assert oct(os.stat(tmp_path / "out" / MARKER_NAME).st_mode & 0o077) != oct(0)
+
+
+def test_missing_and_empty_folder_accepted(tmp_path):
+    assert check_output_path(tmp_path / "a" / "b", "map", overwrite=False) == tmp_path / "a" / "b"
+    assert listing(tmp_path) == []  # the check itself writes nothing
+    (tmp_path / "empty").mkdir()
+    write_output(tmp_path / "empty", kind="map")  # explicit kind: overwrite defaults to False
+    assert (tmp_path / "empty" / "result.txt").read_text() == "v1"
+    write_output(tmp_path / "a" / "b", kind="map")
+    assert read_output_marker(tmp_path / "a" / "b")["kind"] == "map"
+
+
+def test_foreign_folder_refused_and_untouched(tmp_path):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_text("precious")
+    for overwrite in (False, True):
+        with pytest.raises(ConfigError, match=r"^'.*photos' exists and was not written by latentmap; "
+                                              r"choose another --out$"):
+            write_output(out, overwrite=overwrite)
+    assert listing(out) == ["holiday.jpg"] and listing(tmp_path) == ["photos"]
+
+
+def test_other_kind_refused_even_with_overwrite(tmp_path):
+    write_output(tmp_path / "out", kind="checkpoint")
+    with pytest.raises(ConfigError, match=r"^'.*out' holds a latentmap checkpoint, not a report; choose another --out$"):
+        check_output_path(tmp_path / "out", "report", overwrite=True)
+    assert read_output_marker(tmp_path / "out")["kind"] == "checkpoint"
+
+
+def test_own_output_needs_overwrite(tmp_path):
+    out = tmp_path / "out"
+    write_output(out, text="v1")
+    with pytest.raises(ConfigError, match=r"^'.*out' already holds a latentmap report; pass --overwrite to replace it$"):
+        write_output(out, text="v2")
+    assert (out / "result.txt").read_text() == "v1"
+    write_output(out, text="v2", overwrite=True)
+    assert (out / "result.txt").read_text() == "v2" and listing(tmp_path) == ["out"]
+
+
+def test_corrupt_marker_counts_as_foreign(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / MARKER_NAME).write_text("{not json")
+    assert read_output_marker(out) is None
+    with pytest.raises(ConfigError, match="was not written by latentmap"):
+        check_output_path(out, "report", overwrite=True)
+
+
+def test_file_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"^'.*file' exists and is not a folder; choose another --out$"):
+        check_output_path(tmp_path / "file", "report", overwrite=True)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("raw", ["", " ", ".", "..", "./", "sub/.", "sub/..", "/", "sub/./"])
+def test_paths_that_name_no_folder_refused(tmp_path, monkeypatch, raw):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ConfigError, match=r"cannot be an output folder .*; choose another --out$"):
+        check_output_path(raw, "report", overwrite=True)
+    with pytest.raises(ConfigError, match="cannot be an output folder"):
+        with atomic_directory(raw):  # the generic output of older callers too
+            pass
+    assert listing(tmp_path) == ["sub"] and listing(tmp_path / "sub") == []
+
+
+def test_trailing_slash_is_the_folder(tmp_path):
+    write_output(f"{tmp_path}/out/")
+    assert listing(tmp_path) == ["out"]
+
+
+def test_inputs_protected(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.npy").write_text("x")
+    with pytest.raises(ConfigError, match=r"^'.*data' is also an input of this command; choose another --out$"):
+        check_output_path(data, "report", overwrite=True, inputs=[data])
+    with pytest.raises(ConfigError, match=r"^'.*' contains the input '.*x.npy'; choose another --out$"):
+        check_output_path(tmp_path, "report", overwrite=True, inputs=["unrelated", data / "x.npy"])
+    with pytest.raises(ConfigError, match=r"^'.*data/out' is inside the input '.*data'; choose another --out$"):
+        write_output(data / "out", inputs=[data])
+    link = tmp_path / "link"
+    link.symlink_to(data)
+    with pytest.raises(ConfigError, match="is also an input"):
+        check_output_path(link, "report", overwrite=True, inputs=[str(data)])
+    assert check_output_path(tmp_path / "other", "report", overwrite=False, inputs=[data, None, ""])
+    assert listing(data) == ["x.npy"]
+
+
+def test_parent_under_a_file_refused_up_front(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match=r"^cannot create '.*file/sub/out': '.*file' is not a folder; "
+                                          r"choose another --out$"):
+        check_output_path(tmp_path / "file" / "sub" / "out", "report", overwrite=False)
+    ran = []
+    with pytest.raises(ConfigError, match="is not a folder"):
+        with atomic_directory(tmp_path / "file" / "out"):
+            ran.append(1)
+    assert not ran and listing(tmp_path) == ["file"]
+
+
+def test_unwritable_parent_refused_up_front(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        try:
+            (locked / "probe").write_text("x")
+        except OSError:
+            pass
+        else:
+            pytest.skip("permissions are not enforced here (running as root)")
+        with pytest.raises(ConfigError, match=r"^cannot write to '.*locked' \(.*\); choose another --out$"):
+            check_output_path(locked / "out", "report", overwrite=False)
+        with pytest.raises(ConfigError, match="cannot write to"):
+            check_output_path(locked / "a" / "b", "report", overwrite=False)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_failure_removes_the_parents_it_created(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_directory(tmp_path / "a" / "b" / "out", kind="report") as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert listing(tmp_path) == []
+
+
+def test_folder_appearing_during_the_run_is_not_replaced(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="was not written by latentmap"):
+        with atomic_directory(out, kind="report") as tmp:
+            (tmp / "result.txt").write_text("ours")
+            out.mkdir()
+            (out / "theirs.txt").write_text("theirs")
+    assert listing(out) == ["theirs.txt"] and listing(tmp_path) == ["out"]
+
+
+def test_generic_output_keeps_old_behaviour(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "foreign.txt").write_text("x")
+    with atomic_directory(out) as tmp:  # kind=None: no marker check, overwrite defaults to True
+        (tmp / "new.txt").write_text("new")
+    assert listing(out) == ["new.txt"]
+    with pytest.raises(ValueError, match="non-empty name"):
+        check_output_path(out, "", overwrite=True)
+
+
+# --- leftovers of killed runs (see also test_kill_safety.py) ---------------------------------------
+
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def make_result(folder, text, kind="report"):
+    folder.mkdir()
+    (folder / "result.txt").write_text(text)
+    (folder / MARKER_NAME).write_text(json.dumps({"kind": kind, "latentmap_version": "0", "created": "x"}))
+
+
+def test_backup_of_a_dead_process_is_restored_and_leftovers_removed(tmp_path):
+    pid = dead_pid()
+    make_result(tmp_path / f".out.old-{pid}", "previous")
+    (tmp_path / f".out.tmp-{pid}-abc123").mkdir()
+    (tmp_path / f".out.tmp-{pid}-abc123" / "half.txt").write_text("half")
+    (tmp_path / f".other.tmp-{pid}-abc123").mkdir()  # another output's: not ours to touch
+    with pytest.raises(ConfigError, match="already holds a latentmap report"):
+        check_output_path(tmp_path / "out", "report", overwrite=False)
+    assert (tmp_path / "out" / "result.txt").read_text() == "previous"
+    assert listing(tmp_path) == [f".other.tmp-{pid}-abc123", "out"]
+
+
+def test_newest_backup_wins_and_backups_beside_a_result_are_removed(tmp_path):
+    pids = [dead_pid(), dead_pid()]
+    make_result(tmp_path / f".out.old-{pids[0]}", "older")
+    time.sleep(0.05)
+    make_result(tmp_path / f".out.old-{pids[1]}", "newer")
+    recover(tmp_path / "out")
+    assert (tmp_path / "out" / "result.txt").read_text() == "newer" and listing(tmp_path) == ["out"]
+    make_result(tmp_path / f".out.old-{pids[0]}", "stale")
+    recover(tmp_path / "out")
+    assert (tmp_path / "out" / "result.txt").read_text() == "newer" and listing(tmp_path) == ["out"]
+
+
+def test_own_pid_leftover_from_an_earlier_life_is_recovered(tmp_path):
+    # In a container every run may be PID 1: a backup named after our own PID that this process
+    # did not make is stale.
+    make_result(tmp_path / f".out.old-{os.getpid()}", "previous")
+    (tmp_path / f".out.tmp-{os.getpid()}-xyz").mkdir()
+    write_output(tmp_path / "out", text="new", overwrite=True)
+    assert (tmp_path / "out" / "result.txt").read_text() == "new" and listing(tmp_path) == ["out"]
+
+
+def test_leftovers_of_live_processes_untouched(tmp_path):
+    live = {os.getppid(), 1} - {os.getpid()}
+    names = [f".out.{kind}-{pid}{suffix}" for pid in live for kind, suffix in (("old", ""), ("tmp", "-abc"))]
+    for name in names:
+        make_result(tmp_path / name, "in use")
+    check_output_path(tmp_path / "out", "report", overwrite=False)
+    assert listing(tmp_path) == sorted(names)
+
+
+def test_reused_pid_detected_by_start_time(tmp_path, monkeypatch):
+    if atomic_module._proc_stat(os.getppid()) is None:
+        pytest.skip("no /proc")
+    (tmp_path / f".out.tmp-{os.getppid()}-abc").mkdir()
+    monkeypatch.setattr(atomic_module, "_proc_stat", lambda pid: ("S", time.time() + 100))  # started later
+    recover(tmp_path / "out")
+    assert listing(tmp_path) == []
+
+
+def test_unwritable_parent_message_even_as_root(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(atomic_module.tempfile, "mkstemp", refuse)
+    with pytest.raises(ConfigError, match=r"^cannot write to '.*' \(Permission denied\); choose another --out$"):
+        check_output_path(tmp_path / "new" / "out", "report", overwrite=False)
+    assert listing(tmp_path) == []

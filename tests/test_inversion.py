@@ -95,7 +95,7 @@ def test_cli_invert_writes_latents_losses_and_grid(tmp_path):
     from latentmap.cli.main import main
 
     out = tmp_path / "inv"
-    args = ["invert", "--model", "py:helpers_external:make_autoencoder", "--images", "5", "--steps", "15",
+    args = ["invert", "--model", "py:helpers_external:make_autoencoder", "--trust-code", "--images", "5", "--steps", "15",
             "--split", "test", "--device", "cpu", "--out", str(out)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output

@@ -5,6 +5,7 @@ Each model encodes and decodes every test batch once; all pairs share those pass
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,6 +26,7 @@ class AtlasResult:
     fit_source: dict  # FitSource.record()
     map_params: dict  # the maps' hyperparameters (bias, alpha, method)
     maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> LinearMap
+    skipped: list = field(default_factory=list)  # {"name", "reason"} of models left out
 
     def frame(self):
         import pandas as pd
@@ -57,13 +59,13 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
 
     ``make_map`` builds each pair's estimator (default ``fit.new_map()``, the fit source's defaults).
     """
-    if len(models) < 2:
-        raise ConfigError(f"an atlas needs at least 2 models, got {len(models)}")
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be distinct for the atlas, got {names}")
-    for m in models[1:]:
-        check_same_images(models[0], m)
+    models, skipped = _models_for(models, test_data)
+    if len(models) < 2:
+        raise ConfigError(f"an atlas needs at least 2 models that work on the test images, got {len(models)}"
+                          + (f" ({'; '.join(s['name'] + ': ' + s['reason'] for s in skipped)})" if skipped else ""))
     maps = fit_all_pairs(models, fit, make_map, batch_size=batch_size)
     lpips, note = lpips_function(models[0].device) if use_lpips else (None, "LPIPS not requested")
     accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips, note)
@@ -80,4 +82,21 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     results.sort(key=lambda r: (r.type, r.source, r.target))
     any_map = next(iter(maps.values()))
     return AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit.record(),
-                       any_map.get_params(), maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()})
+                       any_map.get_params(), maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()},
+                       skipped=skipped)
+
+
+def _models_for(models, test_data) -> tuple[list, list[dict]]:
+    """The models whose images are the test images' shape; the others skipped with a warning and a reason."""
+    shape = tuple(getattr(test_data, "image_shape", None) or tuple(test_data.shape[1:]))
+    usable, skipped = [], []
+    for m in models:
+        if tuple(m.image_shape) == shape:
+            usable.append(m)
+            continue
+        reason = f"works on images {tuple(m.image_shape)}, the test images are {shape}"
+        warnings.warn(f"atlas: skipping model '{m.name}': {reason}", stacklevel=3)
+        skipped.append({"name": m.name, "reason": reason})
+    for m in usable[1:]:
+        check_same_images(usable[0], m)
+    return usable, skipped

@@ -15,7 +15,7 @@ from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse
 from latentmap.models.base import LatentModel
 
-INITS = ("encoder", "prior-mean")
+INITS = ("auto", "encoder", "prior-mean")  # auto: the encoder when it is trained, else the prior mean
 LOSSES = ("mse", "mse+lpips")
 
 
@@ -50,12 +50,13 @@ def prior_mean(model: LatentModel, generator: torch.Generator | None = None, sam
     return model.sample_prior(samples, generator).float().mean(0, keepdim=True)
 
 
-def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, init: str = "encoder",
+def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, init: str = "auto",
            loss: str = "mse", seed: int = 0, lpips_weight: float = 1.0, lpips_weights=None,
            lpips_net: str = "alex") -> InversionResult:
     """Find latents whose decodings reproduce ``images`` by Adam on the latents, all images at once.
 
-    ``init`` starts from the model's encoder or from the prior mean; ``loss`` is per-image MSE or
+    ``init`` starts from the model's encoder or from the prior mean (``auto``: the encoder unless it is
+    an untrained inverter); ``loss`` is per-image MSE or
     MSE + ``lpips_weight`` * LPIPS (needs the backbone weights, see ``latentmap.evaluation.lpips_metric``).
     Each image's latent is optimized independently (Adam is per-coordinate and the objective
     is a sum over images), so results do not depend on the batch. Runs on the model's device.
@@ -68,6 +69,8 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
         raise ConfigError(f"steps must be non-negative, got {steps} instead")
     if lr <= 0:
         raise ConfigError(f"lr must be positive, got {lr} instead")
+    if init == "auto":
+        init = "encoder" if model.has_trained_encoder else "prior-mean"
     x = model.check_images(images)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)

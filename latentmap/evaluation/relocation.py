@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 

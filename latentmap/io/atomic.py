@@ -2,52 +2,314 @@
 
 An interrupted or failed run never leaves a half-written checkpoint, support set, map or
 report, and a previous result at the same path stays intact until the new one is complete.
+
+Every folder written with a ``kind`` carries a small marker file, :data:`MARKER_NAME`, so a
+later run can tell its own outputs from a folder a user happens to point ``--out`` at:
+a non-empty folder without the marker, or with a marker of another kind, is never replaced.
+
+The swap is two renames (``NAME`` -> ``.NAME.old-PID``, ``.NAME.tmp-PID-XXXX`` -> ``NAME``).
+A process killed between them leaves the previous result only as ``.NAME.old-PID``; the next
+:func:`check_output_path` or :func:`atomic_directory` for ``NAME`` renames it back, and removes
+the temporary and backup folders of processes that are no longer alive (never those of live ones).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
+import sys
 import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
+
+MARKER_NAME = ".latentmap-output.json"
+"""File in every output folder latentmap writes with a ``kind``: {"kind", "latentmap_version", "created"}."""
+
+OUTPUT_KINDS = ("checkpoint", "support-set", "map", "report")
+"""The kinds the CLI writes; any other non-empty name is accepted too."""
+
+PAUSE_ENV = "LATENTMAP_TEST_PAUSE_AT"
+"""Test hook: ``between-renames`` makes :func:`atomic_directory` sleep between its two renames."""
+
+_ACTIVE: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the temporary and backup folders in use here
+
+
+def _err(message: str):
+    from latentmap.errors import ConfigError
+
+    return ConfigError(message)
+
+
+def read_output_marker(path) -> dict | None:
+    """The marker of the output folder ``path`` as a dict, or None when it has none (or it is unreadable)."""
+    try:
+        data = json.loads((Path(path) / MARKER_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
+
+
+def write_output_marker(folder, kind: str) -> Path:
+    """Write the marker of an output of ``kind`` into ``folder``; returns the marker's path."""
+    from latentmap import __version__
+
+    marker = Path(folder) / MARKER_NAME
+    marker.write_text(json.dumps({"kind": kind, "latentmap_version": __version__,
+                                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}) + "\n")
+    return marker
+
+
+def check_output_path(path, kind: str | None, overwrite: bool, inputs=()) -> Path:
+    """Check, before any work, that an output of ``kind`` may be written at ``path``; returns it as a Path.
+
+    First restores a previous result left as ``.NAME.old-PID`` by a killed run and removes
+    leftovers of dead processes. Then raises ``ConfigError`` (one line naming the folder) when
+    the path is empty, ``.`` or ``..``; equals, contains or lies inside one of ``inputs``; is a
+    file; is a non-empty folder without latentmap's marker, or with a marker of another kind;
+    already holds an output of ``kind`` and ``overwrite`` is false; or its parent folder cannot
+    be created or written. An empty existing folder is accepted.
+
+    ``kind=None`` is the generic output of older callers: no marker checks, and with
+    ``overwrite=False`` any existing folder is refused.
+    """
+    target = _validate_name(path)
+    if kind is not None and (not isinstance(kind, str) or not kind or kind != kind.strip()):
+        raise ValueError(f"output kind must be a non-empty name, got {kind!r}")
+    recover(target)
+    _check_inputs(target, inputs)
+    _check_existing(target, kind, overwrite)
+    _check_parent_writable(target)
+    return target
 
 
 @contextlib.contextmanager
-def atomic_directory(path, overwrite: bool = True):
+def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = None, inputs=()):
     """Yield a temporary folder that replaces ``path`` only if the block succeeds.
 
-    With ``overwrite=False`` an existing ``path`` is an error raised before any work is done.
+    Runs :func:`check_output_path` first, so a refused path is an error raised before any work
+    is done. With a ``kind`` the result gets the marker file and ``overwrite`` defaults to False;
+    without one (the generic output of older callers) it defaults to True and no marker is written.
     """
-    from latentmap.errors import ConfigError
-
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise ConfigError(f"output folder '{target}' already exists; pass overwrite to replace it")
-    if target.exists() and not target.is_dir():
-        raise ConfigError(f"output path '{target}' exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    if overwrite is None:
+        overwrite = kind is None
+    target = check_output_path(path, kind, overwrite, inputs)
+    created = [p for p in (target.parent, *target.parent.parents) if not os.path.lexists(p)]
     try:
-        yield tmp
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(created)
         raise
-    _relax_permissions(tmp)
+    held = [_identity(tmp)]
+    _ACTIVE.update(held)
     backup = None
-    if target.exists():
-        backup = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(backup, ignore_errors=True)
-        target.rename(backup)
     try:
-        tmp.rename(target)
-    except BaseException:
+        try:
+            yield tmp
+            if kind is not None:
+                write_output_marker(tmp, kind)
+            _relax_permissions(tmp)
+            _check_existing(target, kind, overwrite)  # something may have appeared there meanwhile
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_empty(created)
+            raise
+        if os.path.lexists(target):
+            backup = target.parent / f".{target.name}.old-{os.getpid()}"
+            held.append(_identity(target))
+            _ACTIVE.update(held)
+            _remove(backup)
+            target.rename(backup)
+        try:
+            _pause_for_tests("between-renames")
+            tmp.rename(target)
+        except BaseException:
+            if backup is not None:
+                backup.rename(target)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         if backup is not None:
-            backup.rename(target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+            _remove(backup)
+    finally:
+        _ACTIVE.difference_update(held)
+
+
+def recover(path) -> None:
+    """Clean up after killed runs that wrote ``path``.
+
+    If ``path`` is missing and a dead process left the previous result as ``.NAME.old-PID``,
+    rename it back; remove every other ``.NAME.old-PID`` and ``.NAME.tmp-PID-*`` of a process
+    that is no longer alive. Leftovers of live processes are never touched.
+    """
+    target = Path(path)
+    parent, name = target.parent, target.name
+    if not name:
+        return
+    old_re = re.compile(rf"\.{re.escape(name)}\.old-(\d+)")
+    tmp_re = re.compile(rf"\.{re.escape(name)}\.tmp-(\d+)-[A-Za-z0-9_]+")
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    olds, tmps = [], []
+    for entry in entries:
+        for pattern, found in ((old_re, olds), (tmp_re, tmps)):
+            match = pattern.fullmatch(entry.name)
+            if match and not _creator_alive(int(match.group(1)), Path(entry.path)):
+                found.append(Path(entry.path))
+    if olds and not os.path.lexists(target):
+        newest = max(olds, key=_ctime)
+        olds.remove(newest)  # the previous result: restored, or left alone if that fails
+        with contextlib.suppress(OSError):
+            newest.rename(target)
+    for stale in olds + tmps:
+        _remove(stale)
+
+
+def _validate_name(path) -> Path:
+    raw = os.fsdecode(os.fspath(path)) if path is not None else ""
+    if not raw.strip():
+        raise _err(f"'{raw}' cannot be an output folder (empty path); choose another --out")
+    separators = os.sep + (os.altsep or "")
+    last = re.split(f"[{re.escape(separators)}]", raw.rstrip(separators))[-1]
+    if last in ("", ".", ".."):
+        raise _err(f"'{raw}' cannot be an output folder (it names no folder of its own); choose another --out")
+    return Path(raw)
+
+
+def _check_existing(target: Path, kind: str | None, overwrite: bool) -> None:
+    if not os.path.lexists(target):
+        return
+    if not target.is_dir():
+        raise _err(f"'{target}' exists and is not a folder; choose another --out")
+    if kind is None:
+        if not overwrite:
+            raise _err(f"'{target}' already exists; pass --overwrite to replace it")
+        return
+    try:
+        empty = not any(os.scandir(target))
+    except OSError as exc:
+        raise _err(f"'{target}' cannot be read ({exc.strerror or exc}); choose another --out") from exc
+    if empty:
+        return
+    marker = read_output_marker(target)
+    if marker is None:
+        raise _err(f"'{target}' exists and was not written by latentmap; choose another --out")
+    if marker["kind"] != kind:
+        raise _err(f"'{target}' holds a latentmap {marker['kind']}, not a {kind}; choose another --out")
+    if not overwrite:
+        raise _err(f"'{target}' already holds a latentmap {kind}; pass --overwrite to replace it")
+
+
+def _check_inputs(target: Path, inputs) -> None:
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        inputs = [inputs]
+    out = Path(os.path.realpath(target))
+    for item in inputs or ():
+        if item is None or (isinstance(item, str) and not item):
+            continue
+        inp = Path(os.path.realpath(item))
+        if out == inp:
+            raise _err(f"'{target}' is also an input of this command; choose another --out")
+        if out in inp.parents:
+            raise _err(f"'{target}' contains the input '{item}'; choose another --out")
+        if inp in out.parents:
+            raise _err(f"'{target}' is inside the input '{item}'; choose another --out")
+
+
+def _check_parent_writable(target: Path) -> None:
+    parent = Path(os.path.abspath(target)).parent
+    existing = parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _err(f"cannot create '{target}': '{existing}' is not a folder; choose another --out")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _err(f"cannot write to '{existing}' ({exc.strerror or exc}); choose another --out") from exc
+
+
+def _creator_alive(pid: int, path: Path) -> bool:
+    """Whether the process that named ``path`` after itself may still be using it."""
+    if pid == os.getpid():  # ours only if this very process made it (a container's PID 1 repeats)
+        try:
+            return _identity(path) in _ACTIVE
+        except OSError:
+            return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        pass
+    stat = _proc_stat(pid)
+    if stat is not None:
+        state, started = stat
+        if state in ("Z", "X"):  # killed, not yet reaped: can do nothing any more
+            return False
+        if started is not None and _ctime(path) < started - 2.0:
+            return False  # the PID was reused by a process started after the folder was made
+    return True
+
+
+def _proc_stat(pid: int):
+    """(state, start time in seconds since the epoch) from Linux's /proc, or None elsewhere."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        fields = text[text.rindex(")") + 2:].split()
+        state, ticks = fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    started = None
+    with contextlib.suppress(OSError, ValueError, StopIteration, AttributeError):
+        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                     if line.startswith("btime "))
+        started = btime + ticks / os.sysconf("SC_CLK_TCK")
+    return state, started
+
+
+def _ctime(path: Path) -> float:
+    try:
+        return os.lstat(path).st_ctime
+    except OSError:
+        return float("-inf")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _remove_empty(folders) -> None:
+    """Remove the parent folders a failed run created (deepest first), if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _pause_for_tests(where: str) -> None:
+    if os.environ.get(PAUSE_ENV) == where:
+        print(f"{PAUSE_ENV}={where}: process {os.getpid()} paused", file=sys.stderr, flush=True)
+        time.sleep(600)
 
 
 def _relax_permissions(folder: Path) -> None:

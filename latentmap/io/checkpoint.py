@@ -10,10 +10,10 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.errors import CheckpointError
+from latentmap.io.schema import validate_config
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -91,13 +91,11 @@ def read_config(path) -> dict:
     if not cfg_file.is_file():
         raise CheckpointError(f"checkpoint '{folder}' has no {CONFIG_NAME}")
     config = read_json_object(cfg_file)
-    for key in ("kind", "image_shape", "latent_dim"):
-        if key not in config:
-            raise CheckpointError(f"{cfg_file} lacks the field '{key}'")
+    validate_config(config, cfg_file)
     return config
 
 
-def read_weights(path, config: dict) -> dict[str, torch.Tensor]:
+def read_weights(path, config: dict) -> dict:
     """Verify every listed weights file against its sha256 and load them (safetensors only)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -106,7 +104,7 @@ def read_weights(path, config: dict) -> dict[str, torch.Tensor]:
     weights = config.get("weights")
     if not isinstance(weights, dict) or not weights:
         raise CheckpointError(f"the config of '{folder}' lists no weights files")
-    tensors: dict[str, torch.Tensor] = {}
+    tensors: dict = {}
     for name, expected in weights.items():
         file = folder / name
         if not file.is_file():

@@ -18,6 +18,7 @@ import torch
 from latentmap.batching import image_batches
 from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap
+from latentmap.maps.validation import leave_one_out_r2
 
 
 def model_info(model, path=None) -> dict:
@@ -129,7 +130,16 @@ def fit_map(source, target, fit: FitSource, linear_map: LinearMap | None = None,
             batch_size: int = 256) -> LinearMap:
     """Fit A -> B on ``fit``'s pairs (statistics only, one solve); the map defaults to ``fit.new_map()``."""
     linear_map = fit.new_map() if linear_map is None else linear_map
-    return linear_map.fit_batches(fit.pairs(source, target, batch_size))
+    if not fit.anchors:
+        return linear_map.fit_batches(fit.pairs(source, target, batch_size))
+    # a few anchor images: keep their latents, and judge the map by leave-one-out, not on its own pairs
+    pairs = list(fit.pairs(source, target, batch_size))
+    x = torch.cat([z_a.cpu() for z_a, _ in pairs]) if pairs else torch.empty(0, source.latent_dim)
+    y = torch.cat([z_b.cpu() for _, z_b in pairs]) if pairs else torch.empty(0, target.latent_dim)
+    linear_map.fit(x, y)
+    if linear_map.method == "lstsq":
+        linear_map.fit_metrics_["loo_r2"] = leave_one_out_r2(x, y, bias=linear_map.bias, alpha=linear_map.alpha_)
+    return linear_map
 
 
 def check_same_images(source, target) -> None:

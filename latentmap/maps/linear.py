@@ -32,6 +32,7 @@ Conventions:
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,17 @@ AUTO_ALPHA = "auto"
 FIT_CHUNK_ROWS = 4096
 
 
+class FewPairsWarning(UserWarning):
+    """A map fitted on no more pairs than it has parameters per target: its training R² means nothing."""
+
+
 def _as_tensor(a, what: str, check_finite: bool = True) -> tuple[torch.Tensor, str]:
     """numpy/torch 2-D input -> (tensor, kind) without copying when possible."""
     if isinstance(a, torch.Tensor):
         t, kind = a.detach(), "torch"
     elif isinstance(a, np.ndarray):
+        if a.dtype.kind not in "fiub":  # strings, objects, complex numbers: no latents
+            raise ShapeMismatchError(f"{what} must hold real numbers, got numpy dtype {a.dtype} instead")
         t, kind = torch.from_numpy(np.ascontiguousarray(a)), "numpy"
     else:
         raise ShapeMismatchError(f"{what} must be a numpy array or torch tensor, got {type(a).__name__} instead")
@@ -248,6 +255,11 @@ class LinearMap(BaseEstimator):
             a = s.cxx + torch.outer(s.mean_x, s.mean_x) * n
             b = s.cxy + torch.outer(s.mean_x, s.mean_y) * n
             syy = float((s.cyy + s.mean_y * s.mean_y * n).sum())
+        n_params = d_x + (1 if self.bias else 0)
+        if n <= n_params and self.method == "lstsq":
+            warnings.warn(f"the map is fitted on {n} pairs for {n_params} parameters per target dimension: it can "
+                          "reproduce its fitting pairs whatever it is worth, so judge it on held-out images "
+                          "(leave-one-out R², or map eval)", FewPairsWarning, stacklevel=3)
         gcv = None
         if auto:
             alpha, gcv = gcv_alpha(a, b, syy, n, intercept=bool(self.bias))

@@ -71,6 +71,11 @@ class LatentModel(abc.ABC):
     def family(self) -> str:
         return self.FAMILY or self.kind
 
+    @property
+    def has_trained_encoder(self) -> bool:
+        """Whether ``encode`` gives meaningful latents (False for a generator whose inverter is untrained)."""
+        return True
+
     def architecture_record(self) -> dict:
         """Family, sizes and constructor arguments: equal records mean the same architecture."""
         import json

@@ -101,8 +101,21 @@ class ExternalStyleGAN(WSpaceModel):
         inverter = InversionNetwork(shape, self.inverter_channels, self.inverter_hidden, int(G.w_dim), inverter_size)
         super().__init__(name, G, inverter, shape, label=label, metadata=metadata)
         self.generator_source = {"source": source, "sha256": source_sha256, "key": key}
+        #: set when the inverter's weights come from training (a checkpoint, or train_inverter)
+        self.inverter_trained = False
         if source:  # kept in config.json however the model is saved
             self.metadata["generator"] = dict(self.generator_source)
+
+    @property
+    def has_trained_encoder(self) -> bool:
+        return self.inverter_trained
+
+    def _encode(self, x):
+        if not self.inverter_trained:  # a randomly initialised inverter gives meaningless latents: refuse
+            raise ConfigError(f"model '{self.name}' has no trained W inverter, so it cannot encode images; train one "
+                              f"with `latentmap train inverter --model {self.generator_source['source'] or 'G.pkl'} "
+                              "--trust-code`, then load that checkpoint (or invert with --init prior-mean)")
+        return super()._encode(x)
 
     # only the inverter is ours to save: the generator's architecture lives in its own code
     def state_tensors(self):
@@ -114,6 +127,7 @@ class ExternalStyleGAN(WSpaceModel):
             raise CheckpointError(f"weights of model '{self.name}' may hold only the inverter")
         try:
             self.inverter.load_state_dict({k[len("inverter."):]: v for k, v in inverter_only.items()}, strict=True)
+            self.inverter_trained = True
         except RuntimeError as exc:
             raise CheckpointError(f"weights do not fit the inverter of model '{self.name}': "
                                   f"{str(exc).splitlines()[0]}") from exc

@@ -10,6 +10,7 @@ by torch.load, which restricts itself to tensors.
 from __future__ import annotations
 
 import json
+import pickle
 import warnings
 from pathlib import Path
 
@@ -94,7 +95,12 @@ def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> Py
                       UserWarning, stacklevel=2)
     try:
         model = AutoModel.load_from_folder(str(folder))
-    except (FileNotFoundError, KeyError, RuntimeError, NameError) as exc:
-        raise CheckpointError(f"pythae cannot load '{folder}': {str(exc).splitlines()[0]}") from exc
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met more than tensors
+        raise UnsafeLoadError(f"'{folder / 'model.pt'}' holds objects other than tensors, and loading them would run "
+                              "code stored in the file; it was refused") from exc
+    except (FileNotFoundError, KeyError, RuntimeError, NameError, EOFError, ValueError, TypeError,
+            AttributeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"pythae cannot load '{folder}': {detail}") from exc
     name = folder.name if folder.name not in ("final_model", "checkpoint") else folder.parent.name
     return PythaeModel(name, model, source=str(folder)).to(device).eval()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from latentmap.errors import ConfigError, UnknownKindError
+from latentmap.errors import CheckpointError, ConfigError, LatentmapError, UnknownKindError
 from latentmap.io.checkpoint import read_config, read_weights
 
 ADAPTERS: dict[str, type] = {}
@@ -58,18 +58,67 @@ def load_checkpoint(path, device=None):
     config = read_config(folder)
     cls = adapter_class(config["kind"])
     tensors = read_weights(folder, config)
-    model = cls.from_checkpoint(folder, config, tensors)
+    try:
+        model = cls.from_checkpoint(folder, config, tensors)
+    except LatentmapError:
+        raise
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:  # an architecture the modules cannot take
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint '{folder}': its architecture does not build a '{config['kind']}' "
+                              f"model: {detail}") from exc
     return model.to(device).eval()
 
 
 def load_model(spec, device=None, *, allow_pickle: bool = False):
-    """Load a model from a checkpoint folder or any registered source (see ``register_model_source``)."""
+    """Load a model from a checkpoint folder, a shipped model's name (``fmnist-vae-a``, see
+    :mod:`latentmap.models.shipped`) or any registered source (see ``register_model_source``)."""
     from latentmap.models.base import LatentModel
+    from latentmap.models.shipped import resolve_model_spec
 
     if isinstance(spec, LatentModel):
         return spec.to(device) if device is not None else spec
-    text = str(spec)
+    text = str(resolve_model_spec(str(spec)))
     for _name, predicate, loader in MODEL_SOURCES:
         if predicate(text):
             return loader(text, device=device, allow_pickle=allow_pickle)
     return load_checkpoint(text, device=device)
+
+
+def is_model_spec(spec: str) -> bool:
+    """Whether ``spec`` names something :func:`load_model` can try: a registered source or a checkpoint folder."""
+    from latentmap.io.checkpoint import is_checkpoint
+
+    text = str(spec)
+    return any(predicate(text) for _name, predicate, _loader in MODEL_SOURCES) or is_checkpoint(text)
+
+
+def expand_model_specs(specs) -> tuple[list[str], list[str]]:
+    """(model specs, notes): comma-separated lists split, globs expanded, a folder of models opened.
+
+    Files and folders a glob or folder brings in that are not models (a README beside the
+    checkpoints) are left out with a note; a name the user gave explicitly is kept as it is, so
+    loading it reports what is wrong with it.
+    """
+    import glob
+
+    out, notes = [], []
+    for spec in specs:
+        for item in (s.strip() for s in str(spec).split(",")):
+            if not item:
+                continue
+            if glob.has_magic(item):
+                matches = sorted(glob.glob(item))
+                if not matches:
+                    raise ConfigError(f"no model matches '{item}'")
+                for match in matches:
+                    (out.append(match) if is_model_spec(match) else
+                     notes.append(f"left out '{match}': not a model latentmap can load"))
+                continue
+            path = Path(item)
+            if path.is_dir() and not is_model_spec(item):
+                children = [str(p) for p in sorted(path.iterdir()) if is_model_spec(str(p))]
+                if children:
+                    out += children
+                    continue
+            out.append(item)
+    return list(dict.fromkeys(out)), notes

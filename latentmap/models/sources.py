@@ -68,7 +68,10 @@ def model_from_factory_result(result, spec: str, name: str | None = None) -> Lat
 
 @register_model_source("py", lambda spec: spec.startswith("py:"))
 def load_py_spec(spec: str, device=None, allow_pickle: bool = False) -> LatentModel:
-    """``py:package.module:factory``: the user names the code to run, so no trust flag is needed."""
+    """``py:package.module:factory``: imports and runs the named code, so it needs the same consent as a pickle."""
+    if not allow_pickle:
+        raise UnsafeLoadError(f"model spec '{spec}' imports and runs code; pass allow_pickle=True "
+                              "(CLI: --trust-code) only if you trust that code")
     model = model_from_factory_result(call_factory(spec), spec)
     return model.to(device).eval() if device is not None else model.eval()
 

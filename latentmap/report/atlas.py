@@ -46,7 +46,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     matrix = atlas.ratio_matrix()
     matrix.to_csv(folder / "ratio_matrix.csv")
     (folder / "atlas.json").write_text(json.dumps(
-        {"models": atlas.models, "fit_source": atlas.fit_source, "map_params": atlas.map_params,
+        {"models": atlas.models, "skipped": atlas.skipped, "fit_source": atlas.fit_source, "map_params": atlas.map_params,
          "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
     (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
@@ -80,6 +80,8 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
         section.table(frame.loc[frame["type"] == kind, cols])
     if not lp:
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
+    for skip in atlas.skipped:
+        section.text(f"Model '{skip['name']}' was left out: it {skip['reason']}.", cls="note")
     section.parts.append(f'<p class="note">Files: <a href="{rel}atlas.csv">atlas.csv</a>, '
                          f'<a href="{rel}atlas.json">atlas.json</a>, <a href="{rel}ratio_matrix.csv">ratio_matrix.csv'
                          f'</a>' + (f', <a href="{rel}atlas_by_label.csv">atlas_by_label.csv</a> (ratio per label)'

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from latentmap.io.atomic import atomic_directory
+from latentmap.io.checkpoint import read_json_object
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
@@ -61,10 +62,7 @@ class SupportSet:
         folder = Path(path)
         if not (folder / MANIFEST_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {MANIFEST_NAME}")
-        try:
-            manifest = json.loads((folder / MANIFEST_NAME).read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{folder / MANIFEST_NAME} is not valid JSON: {exc}") from exc
+        manifest = read_json_object(folder / MANIFEST_NAME)
         if not (folder / IMAGES_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {IMAGES_NAME}")
         try:
@@ -73,6 +71,8 @@ class SupportSet:
             raise CheckpointError(f"cannot read '{folder / IMAGES_NAME}': {exc}") from exc
         if images.ndim != 4 or images.dtype != np.float32:
             raise DatasetError(f"'{folder / IMAGES_NAME}' must be float32 NCHW, got {images.dtype} {images.shape}")
+        if not (np.isfinite(images).all() and images.min(initial=0) >= 0 and images.max(initial=0) <= 1):
+            raise DatasetError(f"'{folder / IMAGES_NAME}' must hold finite pixel values in [0, 1]")
         if manifest.get("size", len(images)) != len(images):
             raise CheckpointError(f"support set '{folder}': manifest says {manifest['size']} images, "
                                   f"{IMAGES_NAME} holds {len(images)}")

