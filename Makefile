@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 LATENTMAP := $(BIN)/latentmap
 
-.PHONY: install data demo test test-all checkpoints support-sets benchmarks clean
+.PHONY: install data demo example-report test test-all checkpoints support-sets benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ data:
 demo: install data
 	$(LATENTMAP) demo
 
+# The committed example report in reports/demo.
+example-report: install data
+	$(LATENTMAP) demo --out reports/demo --overwrite
+
 test: install data
 	$(BIN)/python -m pytest -q
 
@@ -35,17 +39,17 @@ test-all: install data
 
 # How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each).
 checkpoints: install data
-	$(LATENTMAP) train vae --latent-dim 32 --seed 0 --epochs 10 --out checkpoints/fmnist-vae-a --no-progress
-	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --no-progress
-	OMP_NUM_THREADS=1 $(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --no-progress
-	OMP_NUM_THREADS=1 $(LATENTMAP) train gan --latent-dim 64 --channels 64,128 --inverter-channels 32,64 --batch-size 64 --epochs 5 --seed 0 --inverter-steps 3000 --out checkpoints/fmnist-gan
-	OMP_NUM_THREADS=1 $(LATENTMAP) train stylegan --latent-dim 64 --channels 64,32,16 --batch-size 64 --epochs 3 --seed 0 --inverter-steps 2000 --out checkpoints/fmnist-stylegan
+	$(LATENTMAP) train vae --latent-dim 32 --seed 0 --epochs 10 --out checkpoints/fmnist-vae-a --overwrite --no-progress
+	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --overwrite --no-progress
+	OMP_NUM_THREADS=1 $(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --overwrite --no-progress
+	OMP_NUM_THREADS=1 $(LATENTMAP) train gan --latent-dim 64 --channels 64,128 --inverter-channels 32,64 --batch-size 64 --epochs 5 --seed 0 --inverter-steps 3000 --out checkpoints/fmnist-gan --overwrite
+	OMP_NUM_THREADS=1 $(LATENTMAP) train stylegan --latent-dim 64 --channels 64,32,16 --batch-size 64 --epochs 3 --seed 0 --inverter-steps 2000 --out checkpoints/fmnist-stylegan --overwrite
 
 # How the shipped support set was built: the Split-VAE's sectors, sized for the shipped models.
 support-sets: install data
 	$(LATENTMAP) support-set build --model checkpoints/fmnist-svae --dataset fashion-mnist --split train \
 	  --for-models checkpoints/fmnist-vae-a,checkpoints/fmnist-vae-b,checkpoints/fmnist-svae \
-	  --seed 0 --gain-images 2000 --out support_sets/fmnist-svae --no-progress
+	  --seed 0 --gain-images 2000 --out support_sets/fmnist-svae --overwrite --no-progress
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -2,8 +2,9 @@
 
 import click
 
-from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_option, device_option, images_option,
-                                   model_spec_option, progress_option, seed_option, split_option, trust_pickle_option)
+from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_option, dataset_option, device_option,
+                                   images_option, model_spec_option, output_options, prepare_output, progress_option,
+                                   seed_option, split_option, trust_pickle_option)
 
 
 @click.command("diagnose")
@@ -13,22 +14,25 @@ from latentmap.cli.options import (batch_size_option, data_dir_option, dataset_o
 @data_dir_option
 @split_option
 @images_option()
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder to write (atomically).")
+@output_options("report", "diagnose")
 @batch_size_option
 @device_option
 @seed_option
 @progress_option
-def command(model_spec, trust_pickle, dataset, data_dir, split, images, out, batch_size, device, seed, progress):
+def command(model_spec, trust_pickle, dataset, data_dir, split, images, out, overwrite, batch_size, device, seed,
+            progress):
     """Latent-space diagnostics of a model on a dataset split: CSV, JSON, figures and index.html in OUT."""
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.diagnostics import latent_diagnostics
     from latentmap.report.diagnostics import describe, save_diagnostics
 
+    out = prepare_output(out, "report", "diagnose", overwrite, inputs=[model_spec])
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
+    dataset = choose_dataset([model], dataset)
     data = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     diag = latent_diagnostics(model, data, batch_size=batch_size, progress=progress, seed=seed)
-    save_diagnostics(diag, out)
+    save_diagnostics(diag, out, overwrite=overwrite)
     click.echo(f"{diag.model} ({diag.kind}), latent size {diag.latent_dim}, {diag.n_images} images of {dataset} "
                f"({split})")
     for line in describe(diag):

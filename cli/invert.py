@@ -4,8 +4,9 @@ import json
 
 import click
 
-from latentmap.cli.options import (FiniteFloat, LazyChoice, data_dir_option, dataset_option, device_option,
-                                   model_spec_option, seed_option, split_option, trust_pickle_option)
+from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data_dir_option, dataset_option,
+                                   device_option, model_spec_option, output_options, prepare_output, seed_option,
+                                   split_option, trust_pickle_option)
 
 
 @click.command("invert")
@@ -27,9 +28,9 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, data_dir_option, dat
 @click.option("--lpips-net", type=LazyChoice("latentmap.evaluation.lpips_metric", "NETS"), default="alex", show_default=True)
 @seed_option
 @device_option
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write (atomically).")
+@output_options("inversion", "invert")
 def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samples, steps, lr, init, loss,
-            lpips_weights, lpips_net, seed, device, out):
+            lpips_weights, lpips_net, seed, device, out, overwrite):
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
     import numpy as np
     import torch
@@ -40,11 +41,13 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
     from latentmap.models.registry import load_model
     from latentmap.report.grid import grid_png
 
+    out = prepare_output(out, "inversion", "invert", overwrite, inputs=[model_spec])
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     if own_samples:
         x = model.decode(model.sample_prior(images, torch.Generator().manual_seed(seed))).cpu()
         source = "own samples"
     else:
+        dataset = choose_dataset([model], dataset)
         ds = load_dataset(dataset, split, data_dir=data_dir)
         idx = np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int)
         x = ds.batch(idx)
@@ -54,7 +57,7 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
     summary = {"model": model.name, "kind": model.kind, "images": len(x), "source": source, "steps": steps, "lr": lr,
                "init": result.init, "loss": loss, "seed": seed, "initial_loss_mean": float(result.initial_loss.mean()),
                "final_loss_mean": float(result.loss.mean())}
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="inversion") as tmp:
         np.save(tmp / "latents.npy", result.latents.numpy())
         rows = ["index,initial_loss,final_loss"] + [f"{i},{a:.6g},{b:.6g}" for i, (a, b) in
                                                      enumerate(zip(result.initial_loss.tolist(), result.loss.tolist()))]

@@ -11,16 +11,20 @@ import sys
 import click
 
 from latentmap.version import __version__
+from latentmap.cli.options import WARNINGS_KEY
 from latentmap.errors import LatentmapError
 
 
 class LatentmapGroup(click.Group):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except LatentmapError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        for message in ctx.meta.get(WARNINGS_KEY, []):  # after the work, so an error stays one line
+            click.echo(f"Warning: {message}", err=True)
+        return result
 
 
 @click.group(cls=LatentmapGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, data_dir_option, device_option,
-                                   fit_images_option, fit_split_option, images_option, lpips_option, method_option,
-                                   progress_option, reported_warnings, samples_option, seed_option, split_choice,
-                                   trust_pickle_option)
+from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, choose_dataset, data_dir_option,
+                                   dataset_option, device_option, fit_images_option, fit_split_option, images_option,
+                                   lpips_option, method_option, output_options, prepare_output, progress_option,
+                                   reported_warnings, samples_option, seed_option, split_choice, trust_pickle_option,
+                                   warn_later)
 
 
 @click.group("map")
@@ -41,17 +42,18 @@ def _alpha_text(linear_map) -> str:
 @bias_option
 @alpha_option
 @method_option
-@click.option("--out", required=True, type=click.Path(), help="Map folder to write (atomically).")
+@output_options("map", "map")
 @seed_option
 @batch_size_option
 @data_dir_option
 @device_option
 @trust_pickle_option
-def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, out, seed,
-        batch_size, data_dir, device, trust_pickle):
+def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, out, overwrite,
+        seed, batch_size, data_dir, device, trust_pickle):
     """Fit a linear map from SOURCE's latent space to TARGET's and save it as a folder."""
     from latentmap.maps.fitting import fit_map, model_info, resolve_fit_source
 
+    out = prepare_output(out, "map", "map", overwrite, inputs=[source, target, support_set])
     fit_source = resolve_fit_source(support_set=support_set, dataset=dataset, samples=samples, split=fit_split,
                                     images=fit_images, seed=seed, data_dir=data_dir)
     model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
@@ -59,7 +61,7 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
         linear_map = fit_map(model_a, model_b, fit_source,
                              fit_source.new_map(bias=bias, alpha=alpha, method=method), batch_size=batch_size)
     linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
-                    fit_source=fit_source.record())
+                    fit_source=fit_source.record(), overwrite=overwrite)
     fm = linear_map.fit_metrics_
     quality = (f"leave-one-out latent R² {fm['loo_r2']:.4f} (on its own pairs {fm['r2']:.4f})"
                if fm.get("loo_r2") is not None else f"latent R² on its {fm['n_pairs']} pairs {fm['r2']:.4f}")
@@ -87,10 +89,10 @@ def _model_from_map(info: dict, side: str, override, device, trust_pickle=False)
 @click.option("--map", "map_dir", required=True, help="Map folder written by `latentmap map fit`.")
 @click.option("--source", default=None, help="Model A (default: the path recorded in the map).")
 @click.option("--target", default=None, help="Model B (default: the path recorded in the map).")
-@click.option("--dataset", default="fashion-mnist", show_default=True)
+@dataset_option()
 @click.option("--split", type=split_choice, default="test", show_default=True)
 @images_option()
-@click.option("--out", required=True, type=click.Path(), help="Report folder to write (atomically).")
+@output_options("report", "map-eval")
 @click.option("--grid-images", type=click.IntRange(min=1), default=12, show_default=True)
 @lpips_option
 @seed_option
@@ -99,8 +101,8 @@ def _model_from_map(info: dict, side: str, override, device, trust_pickle=False)
 @device_option
 @progress_option
 @trust_pickle_option
-def evaluate(map_dir, source, target, dataset, split, images, out, grid_images, use_lpips, seed, batch_size,
-             data_dir, device, progress, trust_pickle):
+def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, use_lpips, seed,
+             batch_size, data_dir, device, progress, trust_pickle):
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.relocation import evaluate_relocation
@@ -108,16 +110,18 @@ def evaluate(map_dir, source, target, dataset, split, images, out, grid_images, 
     from latentmap.maps.linear import LinearMap
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
+    out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
     linear_map = LinearMap.load(map_dir)
     model_a, path_a = _model_from_map(linear_map.info_, "source", source, device, trust_pickle)
     model_b, path_b = _model_from_map(linear_map.info_, "target", target, device, trust_pickle)
     check_map_fits(linear_map, model_a, model_b)
+    dataset = choose_dataset([model_a, model_b], dataset)
     ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, use_lpips=use_lpips,
                                  progress=progress)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
-                            "dataset": dataset, "split": split})
+                            "dataset": dataset, "split": split}, overwrite=overwrite)
     for name, value in relocation_table(result):
         click.echo(f"{name:34s} {value}")
     if result.by_label:
@@ -135,7 +139,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, grid_images, 
 @click.option("--fit", "fit_kind", type=click.Choice(["support-set", "dataset", "samples"]), default="dataset",
               show_default=True, help="What every map is fitted on.")
 @click.option("--support-set", "support_set", default=None, help="With --fit support-set: folder, npy:PATH or folder:PATH.")
-@click.option("--dataset", default="fashion-mnist", show_default=True)
+@dataset_option()
 @fit_split_option()
 @fit_images_option
 @samples_option
@@ -144,7 +148,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, grid_images, 
 @bias_option
 @alpha_option
 @method_option
-@click.option("--out", required=True, type=click.Path(), help="Report folder to write (atomically).")
+@output_options("report", "atlas")
 @lpips_option
 @seed_option
 @batch_size_option
@@ -153,7 +157,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, grid_images, 
 @progress_option
 @trust_pickle_option
 def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fit_images, samples, split, images,
-          bias, alpha, method, out, use_lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
+          bias, alpha, method, out, overwrite, use_lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.atlas import build_atlas
@@ -164,7 +168,7 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
 
     specs, notes = expand_model_specs(list(models_opt) + list(more_models))
     for note in notes:
-        click.echo(f"Warning: {note}", err=True)
+        warn_later(note)
     if len(specs) < 2:
         raise click.UsageError(f"an atlas needs at least 2 models (--models checkpoints/*), got {len(specs)}")
     if fit_kind == "support-set" and support_set is None:
@@ -173,16 +177,18 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
         raise click.UsageError("--support-set applies to --fit support-set only")
     if fit_kind != "samples" and samples is not None:
         raise click.UsageError("--samples applies to --fit samples only")
+    out = prepare_output(out, "report", "atlas", overwrite, inputs=[*specs, support_set])
+    models = [_load(s, device, trust_pickle) for s in specs]
+    dataset = choose_dataset(models, dataset)
     fit = resolve_fit_source(support_set=support_set, dataset=dataset if fit_kind == "dataset" else None,
                              samples=(samples or 10000) if fit_kind == "samples" else None, split=fit_split,
                              images=fit_images, seed=seed, data_dir=data_dir)
-    models = [_load(s, device, trust_pickle) for s in specs]
     test = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     with reported_warnings():
         result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
                              batch_size=batch_size, use_lpips=use_lpips,
                              model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress)
-    save_atlas(result, out, models, test)
+    save_atlas(result, out, models, test, overwrite=overwrite)
     click.echo(f"{'type':>4s}  {'source':20s} {'target':20s} {'own MSE B':>9s} {'relocated':>9s} {'ratio':>6s} "
                f"{'latent R²':>9s}")
     for r in result.results:

@@ -74,10 +74,22 @@ class PositiveInts(click.ParamType):
 SPLITS = ("train", "test", "all")  # as latentmap.data.datasets.SPLITS; kept here so --help imports no torch
 
 
-def dataset_option(default="fashion-mnist", required=False):
-    return click.option("--dataset", "dataset", default=None if required else default, required=required,
-                        show_default=not required,
-                        help="fashion-mnist | mnist | digits | folder:PATH[?crop=L,T,R,B&size=S&channels=1|3] | npy:PATH")
+def dataset_option(default=None, required=False):
+    """``--dataset``; with no default, commands use the dataset the models were trained on."""
+    hint = "" if default or required else " Default: the dataset the model was trained on."
+    return click.option("--dataset", "dataset", default=default, required=required, show_default=default is not None,
+                        help="fashion-mnist | mnist | digits | folder:PATH[?crop=L,T,R,B&size=S&channels=1|3] | "
+                             "npy:PATH (a folder's subfolders are its classes)." + hint)
+
+
+def choose_dataset(models, spec):
+    """The dataset spec to evaluate ``models`` on (see latentmap.data.choice); notes go to stderr."""
+    from latentmap.data.choice import dataset_for
+
+    spec, notes = dataset_for(models, spec)
+    for note in notes:
+        warn_later(note)
+    return spec
 
 
 class RidgeAlpha(click.ParamType):
@@ -143,11 +155,47 @@ lpips_option = click.option("--lpips/--no-lpips", "use_lpips", default=True, sho
                             help="Report LPIPS when pretrained LPIPS weights are available.")
 
 
+WARNINGS_KEY = "latentmap.warnings"
+
+
+def warn_later(message: str) -> None:
+    """Queue a warning for the end of the command: printed once if it succeeds, so an error stays one line."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        click.echo(f"Warning: {message}", err=True)
+        return
+    queued = ctx.meta.setdefault(WARNINGS_KEY, [])
+    if message not in queued:
+        queued.append(message)
+
+
 @contextlib.contextmanager
 def reported_warnings():
-    """Run the block collecting warnings; print each once to stderr as ``Warning: ...`` afterwards."""
+    """Run the block collecting Python warnings; each is queued with :func:`warn_later`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield caught
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        click.echo(f"Warning: {message}", err=True)
+    for w in caught:
+        warn_later(str(w.message))
+
+
+def output_options(kind: str, stem: str):
+    """``--out`` (default: a new folder under runs/) and ``--overwrite``, for a command writing one ``kind`` of folder."""
+
+    def decorator(command):
+        command = click.option("--overwrite", is_flag=True, default=False,
+                               help=f"Replace an existing {kind} that latentmap wrote at --out (never anything else)."
+                               )(command)
+        return click.option("--out", type=click.Path(), default=None,
+                            help=f"Folder to write, atomically (default: a new runs/{stem}-DATE-TIME).")(command)
+
+    return decorator
+
+
+def prepare_output(out, kind: str, stem: str, overwrite: bool, inputs=()) -> str:
+    """The output folder, checked before any work: writable, not someone else's, never an input of the command."""
+    from latentmap.io.atomic import check_output_path, new_run_folder
+
+    target = new_run_folder(stem) if out is None else out
+    check_output_path(target, kind, overwrite, inputs=[str(i) for i in inputs if i])
+    return str(target)

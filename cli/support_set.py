@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from latentmap.cli.options import (RidgeAlpha, batch_size_option, data_dir_option, dataset_option, device_option,
-                                   images_option, progress_option, reported_warnings, seed_option,
-                                   trust_pickle_option)
+from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
+                                   dataset_option, device_option, images_option, output_options, prepare_output,
+                                   progress_option, reported_warnings, seed_option, trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -44,8 +44,8 @@ def command():
                    "largest latent size.")
 @click.option("--strategy", type=click.Choice(["sectors", "random", "farthest", "kmeans"]), default="sectors",
               show_default=True)
-@click.option("--top-k", type=int, default=None, help="Variables defining the sectors (default floor(log2(size))).")
-@click.option("--threshold", type=float, default=None,
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Variables defining the sectors (default floor(log2(size))).")
+@click.option("--threshold", type=FiniteFloat(0), default=None,
               help="Sector threshold on |z| (default: the largest keeping 90% of the sectors populated).")
 @click.option("--gain-images", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Seeded subsample of the split for the information gain.")
@@ -56,29 +56,31 @@ def command():
 @batch_size_option
 @device_option
 @click.option("--name", default=None, help="Name in the manifest (default: the folder name).")
-@click.option("--out", required=True, type=click.Path(), help="Support-set folder to write (atomically).")
+@output_options("support-set", "support-set")
 @progress_option
 @trust_pickle_option
 def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_k, threshold, gain_images, exclude,
-          pairs, seed, batch_size, device, name, out, progress, trust_pickle):
+          pairs, seed, batch_size, device, name, out, overwrite, progress, trust_pickle):
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.report.support_set import write_support_set
     from latentmap.support.build import build_support_set, target_size_for
 
+    out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models])
     dims = {}
     if for_models:
         largest, dims = target_size_for(for_models)
         size = size or largest
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
+    dataset = choose_dataset([model], dataset)
     data = load_dataset(dataset, split, data_dir=data_dir)
     with reported_warnings():
         support = build_support_set(model, data, size=size, strategy=strategy, top_k=top_k, threshold=threshold,
                                     seed=seed, gain_images=gain_images, exclude=exclude, name=name or Path(out).name,
                                     dataset_spec=dataset, split=split, model_source=model_spec, for_models=dims,
                                     batch_size=batch_size, pairs=pairs, progress=progress)
-    write_support_set(support, out)
+    write_support_set(support, out, overwrite=overwrite)
     _describe(support, out)
 
 
@@ -146,11 +148,11 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
               help="Training images for the reference maps (an upper bound for any anchor set).")
 @batch_size_option
 @device_option
-@click.option("--out", type=click.Path(), default="reports/anchors", show_default=True)
+@output_options("report", "anchors")
 @progress_option
 @trust_pickle_option
 def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seeds, seed, anchor_model, alpha, bias,
-            images, gain_images, reference_images, batch_size, device, out, progress, trust_pickle):
+            images, gain_images, reference_images, batch_size, device, out, overwrite, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report
     from latentmap.support.anchors import compare_anchors
@@ -161,7 +163,9 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
     specs = tuple(model_specs) + tuple(more_models)
     if len(specs) < 2:
         raise ConfigError(f"compare needs at least two models to map between (--models A B ...), got {len(specs)}")
+    out = prepare_output(out, "report", "anchors", overwrite, inputs=specs)
     models = [load_model(spec, device=device, allow_pickle=trust_pickle) for spec in specs]
+    dataset = choose_dataset(models, dataset)
     train = load_dataset(dataset, "train", data_dir=data_dir)
     test = load_dataset(dataset, "test", data_dir=data_dir)
     test = test.random_subset(images, seed)
@@ -169,7 +173,7 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
                              seeds=tuple(range(seed, seed + seeds)), anchor_model=anchor_model, alpha=alpha,
                              bias=bias, gain_images=gain_images, reference_images=reference_images,
                              batch_size=batch_size, progress=progress)
-    write_compare_report(result, out)
+    write_compare_report(result, out, overwrite=overwrite)
     click.echo(f"{'size':>5s} {'strategy':9s} {'relocated MSE':>14s} {'std':>8s} {'vs random':>9s}")
     for row in result.summary.itertuples():
         vs = getattr(row, "vs_random", float("nan"))

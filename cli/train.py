@@ -3,12 +3,13 @@
 import click
 
 from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_dir_option, dataset_option,
-                                   device_option, progress_option, seed_option, trust_pickle_option)
+                                   device_option, output_options, prepare_output, progress_option, seed_option,
+                                   trust_pickle_option)
 
 
 @click.command("train")
 @click.argument("kind", type=LazyChoice("latentmap.training", "TRAINERS", sort=True))
-@dataset_option()
+@dataset_option("fashion-mnist")
 @data_dir_option
 @click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
@@ -17,7 +18,7 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_d
 @click.option("--lr", type=FiniteFloat(0, low_open=True), default=None,
               help="Learning rate [default: 1e-3; gan 2e-4; stylegan 2e-3].")
 @device_option
-@click.option("--out", required=True, type=click.Path(), help="Checkpoint folder to write (atomically).")
+@output_options("checkpoint", "train")
 @click.option("--name", default=None, help="Model name (default: the folder name).")
 @click.option("--channels", type=PositiveInts(), default=None, help="Conv channels per stage, e.g. 32,64.")
 @click.option("--hidden", type=click.IntRange(min=1), default=None, help="Width of the dense layer.")
@@ -38,8 +39,8 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_d
               help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
 @click.option("--r1-gamma", type=FiniteFloat(0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
 @progress_option
-def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, name, channels, hidden,
-            train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
+def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, overwrite, name, channels,
+            hidden, train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
             inverter_image_weight, inverter_channels, z_dim, gamma_min, r1_gamma, progress):
     """Train a reference model of KIND and save it as a checkpoint folder.
 
@@ -50,6 +51,7 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     """
     from latentmap.training import TRAINERS, TrainSettings, train
 
+    out = prepare_output(out, "checkpoint", f"train-{kind}", overwrite, inputs=[model_spec, data_dir])
     if model_spec and kind != "inverter":
         raise click.BadParameter("--model is only used with `latentmap train inverter`", param_hint="--model")
     if kind == "inverter" and not model_spec:
@@ -64,7 +66,7 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     options.update({k: v for k, v in extra.items() if v is not None})
     settings = TrainSettings(kind=kind, out=out, dataset=dataset, latent_dim=latent_dim, epochs=epochs, seed=seed,
                              batch_size=batch_size, lr=lr, device=device, name=name, data_dir=data_dir,
-                             train_images=train_images, test_images=test_images, progress=progress,
+                             train_images=train_images, test_images=test_images, progress=progress, overwrite=overwrite,
                              options=options)
     model = train(settings)
     metrics = model.metadata.get("metrics", {})

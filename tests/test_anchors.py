@@ -140,7 +140,7 @@ def test_compare_report_files(tmp_path):
                              reference_images=100, gain_images=50)
     out = write_compare_report(result, tmp_path / "anchors")
     assert {p.name for p in out.iterdir()} == {"results.csv", "summary.csv", "reference.csv", "summary.json",
-                                                "anchors.png", "index.html"}
+                                                "anchors.png", "index.html", ".latentmap-output.json"}
     assert "vs_random" in (out / "summary.csv").read_text()
 
 

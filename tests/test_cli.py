@@ -4,6 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from latentmap.cli.main import main
+from latentmap.io.atomic import write_output_marker
 
 
 @pytest.fixture
@@ -78,6 +79,12 @@ def test_demo_bad_checkpoints_keeps_previous_report(runner, tmp_path):
     out = tmp_path / "report"
     out.mkdir()
     (out / "index.html").write_text("previous")
-    result = runner.invoke(main, ["demo", "--checkpoints", str(tmp_path / "none"), "--out", str(out)])
+    write_output_marker(out, "report")  # an earlier demo report
+    result = runner.invoke(main, ["demo", "--checkpoints", str(tmp_path / "none"), "--out", str(out), "--overwrite"])
     assert result.exit_code == 2 and "does not exist" in result.output
     assert (out / "index.html").read_text() == "previous"
+    # without the marker the folder is someone else's: refused before any work, and left alone
+    (out / ".latentmap-output.json").unlink()
+    result = runner.invoke(main, ["demo", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 2 and "was not written by latentmap" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]

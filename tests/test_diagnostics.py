@@ -212,7 +212,7 @@ def test_report_files(tmp_path):
     out = save_diagnostics(diag, tmp_path / "diag")
     names = {p.name for p in out.iterdir()}
     assert names == {"variables.csv", "diagnostics.json", "variances.png", "radius.png", "pca.png", "axes.png",
-                     "index.html"}
+                     "index.html", ".latentmap-output.json"}
     assert [p.name for p in tmp_path.iterdir()] == ["diag"]  # no temporary sibling left behind
     lines = (out / "variables.csv").read_text().splitlines()
     assert len(lines) == 1 + 6 and "var_mu_plus_mean_sigma2" in lines[0]

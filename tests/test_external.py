@@ -43,9 +43,22 @@ def test_trusted_pickle_is_a_w_space_model(generator_pickle, tmp_path):
         model = load_model(generator_pickle, allow_pickle=True)
     assert isinstance(model, ExternalStyleGAN) and model.kind == "external-stylegan"
     assert model.latent_dim == 6 and model.z_dim == 8 and model.image_shape == (1, 28, 28)
-    # decode runs synthesis with constant noise, so it is deterministic
+    # decode(w) is the generator's own synthesis of w broadcast to every layer, with constant noise,
+    # mapped from [-1, 1] to [0, 1]: recomputed on a fresh copy of the pickled generator
+    G = hx.make_stylegan().eval()
+    assert all(torch.equal(v, model.G.state_dict()[k]) for k, v in G.state_dict().items())
     w = model.sample_prior(3, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(model.decode(w), model.decode(w), rtol=0, atol=0)
+    with torch.no_grad():
+        ws = torch.stack([w] * G.num_ws, dim=1)  # [N, num_ws, w_dim]
+        expected = ((G.synthesis(ws, noise_mode="const") + 1) / 2).clamp(0, 1)
+        noisy = ((G.synthesis(ws, noise_mode="random") + 1) / 2).clamp(0, 1)
+    assert (noisy - expected).abs().max() > 1e-3  # random noise would be told apart
+    torch.testing.assert_close(model.decode(w), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(model.decode(w), model.decode(w), rtol=0, atol=0)  # and so deterministic
+    # sample_prior maps z ~ N(0, I) (drawn with the generator) through G's mapping: w is one row of ws
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(w, G.mapping(z, None)[:, 0], rtol=1e-6, atol=1e-6)
     # a fresh inverter is random: encoding through it is refused until it is trained
     assert not model.has_trained_encoder
     with pytest.raises(ConfigError, match="no trained W inverter.*train inverter"):

@@ -35,6 +35,32 @@ def test_invert_lowers_the_loss_of_every_image(init):
     torch.testing.assert_close(((recon - x) ** 2).flatten(1).mean(1), result.loss, rtol=1e-4, atol=1e-7)
 
 
+def test_invert_returns_the_best_latents_seen_not_the_last():
+    """With a large step the loss of most images goes up again before the end: the result keeps the best."""
+    model = _toy_model()
+    x, _ = _targets(model)
+    seen, decode = [], model.decode
+
+    def spy(z, **kwargs):  # every decode of the optimization, scored here per image in float64
+        out = decode(z, **kwargs)
+        seen.append(((out.detach().double() - x.double()) ** 2).flatten(1).mean(1))
+        return out
+
+    model.decode = spy
+    result = invert(model, x, steps=30, lr=0.5, init="encoder")
+    del model.decode
+    losses = torch.stack(seen)  # [steps + 1, images]
+    assert losses.shape == (31, 8)
+    best = losses.min(0).values
+    assert int((losses[-1] > 1.5 * best).sum()) >= 3  # the case is what it claims: the last step is worse
+    # the returned latents reproduce the best loss observed for each image, recomputed independently
+    recon = model.decode(result.latents).double()
+    torch.testing.assert_close(((recon - x.double()) ** 2).flatten(1).mean(1), best, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(result.loss.double(), best, rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(result.initial_loss.double(), losses[0], rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(result.curve.double(), losses.mean(1), rtol=1e-4, atol=1e-9)
+
+
 def test_invert_is_deterministic_and_batch_independent():
     model = _toy_model()
     x, _ = _targets(model)

@@ -6,7 +6,8 @@ import torch
 from conformance import check_adapter, random_images
 from latentmap import load_model
 from latentmap.io.checkpoint import sha256_file
-from latentmap.errors import CheckpointError, ConfigError, UnknownKindError
+from latentmap import errors
+from latentmap.errors import CheckpointError, ConfigError, LatentmapError, UnknownKindError
 from latentmap.models import ADAPTERS, ConvVAE, SplitVAE
 from latentmap.models.registry import register_adapter
 
@@ -101,7 +102,32 @@ def test_invalid_json(saved):
 
 
 def test_checkpoint_error_is_oserror():
+    assert issubclass(CheckpointError, LatentmapError)
     assert issubclass(CheckpointError, OSError)
+
+
+@pytest.mark.parametrize("error,builtin", [
+    (errors.DatasetError, ValueError), (errors.DatasetNotFoundError, FileNotFoundError),
+    (errors.ShapeMismatchError, ValueError), (errors.NonFiniteError, ValueError), (errors.CheckpointError, OSError),
+    (errors.UnknownKindError, KeyError), (errors.NotFittedError, AttributeError),
+    (errors.UnderdeterminedError, ValueError), (errors.ConfigError, ValueError),
+    (errors.UnsafeLoadError, PermissionError), (errors.DependencyError, ImportError),
+    (errors.SupportSetError, ValueError)])
+def test_errors_derive_from_latentmap_error_and_from_the_builtin(error, builtin):
+    """README: every deliberate error derives from LatentmapError *and* from the built-in a caller would catch."""
+    assert issubclass(error, LatentmapError)
+    assert issubclass(error, builtin)
+
+
+def test_every_error_class_has_a_builtin_base_besides_latentmap_error():
+    import inspect
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, LatentmapError) and c is not LatentmapError]
+    assert len(classes) >= 12
+    for cls in classes:
+        builtins_ = [b for b in cls.__mro__ if b.__module__ == "builtins" and b not in (Exception, BaseException, object)]
+        assert builtins_, f"{cls.__name__} derives from no built-in exception besides Exception"
 
 
 def test_failed_save_keeps_previous(saved, monkeypatch):

@@ -252,7 +252,7 @@ def test_pairwise_statistics():
 def test_save_load_round_trip(model, data, tmp_path):
     ss = build_support_set(model, data, size=9, seed=2, gain_images=60, pairs=200, name="toy-set")
     out = write_support_set(ss, tmp_path / "toy-set")
-    assert {p.name for p in out.iterdir()} == {"manifest.json", "images.npy", "contact_sheet.png",
+    assert {p.name for p in out.iterdir()} == {"manifest.json", "images.npy", "contact_sheet.png", ".latentmap-output.json",
                                                 "info_gain.png", "sector_populations.png"}
     loaded = SupportSet.load(out)
     torch.testing.assert_close(loaded.images, ss.images)

@@ -1,9 +1,10 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from latentmap import load_model
+from latentmap import load_dataset, load_model
 from latentmap.errors import ConfigError
 from latentmap.losses import BalancedVAELoss, kl_divergence
 from latentmap.training import TrainSettings, train
@@ -30,12 +31,34 @@ def test_balanced_loss_gamma_only_decreases_and_normalizes():
     assert third.gamma == pytest.approx(0.01)
 
 
+def _tiny_run_splits():
+    """The images of the tiny_vae_checkpoint run (seed 0, 400 train, 100 test), drawn by hand: one seeded
+    numpy Generator picks the training images, then the test images, without replacement, in index order."""
+    rng = np.random.default_rng(0)
+    train_idx = np.sort(rng.choice(60000, 400, replace=False))
+    test_idx = np.sort(rng.choice(10000, 100, replace=False))
+    return (load_dataset("fashion-mnist", "train").batch(train_idx),
+            load_dataset("fashion-mnist", "test").batch(test_idx))
+
+
+def _mse(model, x) -> float:
+    """Mean per-pixel squared error of the model's reconstructions, in numpy float64."""
+    recon = model.decode(model.encode(x)).double().numpy()
+    return float(((recon - x.double().numpy()) ** 2).mean())
+
+
 def test_tiny_training_records_everything(tiny_vae_checkpoint):
     cfg = json.loads((tiny_vae_checkpoint / "config.json").read_text())
     assert cfg["kind"] == "vae" and cfg["dataset"] == "fashion-mnist" and cfg["seed"] == 0
     assert len(cfg["training"]["log"]) == 1 and cfg["training"]["log"][0]["mse"] > 0
     metrics = cfg["metrics"]
-    assert 0 < metrics["test_mse"] < 0.2
+    assert metrics["test_images"] == 100 and cfg["training"]["train_images"] == 400
+    # test_mse is the saved model's reconstruction MSE on the run's test images, recomputed here
+    model = load_model(tiny_vae_checkpoint, device="cpu")
+    train_x, test_x = _tiny_run_splits()
+    test_mse, train_mse = _mse(model, test_x), _mse(model, train_x)
+    assert abs(train_mse / test_mse - 1) > 1e-3  # the two splits are told apart by the check below
+    assert metrics["test_mse"] == pytest.approx(test_mse, rel=1e-5)
     assert len(metrics["var_mu"]) == len(metrics["mean_sigma2"]) == 8
     for name in ("reconstructions.png", "samples.png", "model.safetensors"):
         assert (tiny_vae_checkpoint / name).is_file()

@@ -65,6 +65,13 @@ class DemoResult:
     summary: dict
 
 
+def default_checkpoints() -> Path:
+    """The shipped checkpoints: the clone's checkpoints/ folder, or the installed package's copy."""
+    from latentmap.models.shipped import shipped_root
+
+    return shipped_root() / "checkpoints"
+
+
 def find_checkpoints(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -76,7 +83,7 @@ def find_checkpoints(folder) -> list[Path]:
 
 
 def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, device=None,
-             test_images: int | None = None) -> DemoResult:
+             test_images: int | None = None, overwrite: bool = True) -> DemoResult:
     import importlib
 
     for module in DEMO_SECTION_MODULES:
@@ -89,7 +96,7 @@ def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, de
         if model.image_shape != test.image_shape:
             raise CheckpointError(f"model '{model.name}' works on images {model.image_shape}, "
                                   f"{DEMO_DATASET} has {test.image_shape}")
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         ctx = DemoContext(Path(checkpoints), tmp, models, test, data_dir, device)
         sections = [fn(ctx) for _order, _name, fn in _SECTIONS]
         intro = (f"{len(models)} shipped models on {len(test)} {DEMO_DATASET} test images. "

@@ -337,3 +337,16 @@ def atomic_write_bytes(path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+RUNS_FOLDER = "runs"  # default home of every command's output (git-ignored)
+
+
+def new_run_folder(stem: str, root=RUNS_FOLDER) -> Path:
+    """A fresh ``runs/STEM-YYYYmmdd-HHMMSS`` path (suffixed -2, -3, ... when taken); nothing is created."""
+    base = Path(root) / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    candidate, k = base, 1
+    while candidate.exists() or any(candidate.parent.glob(f".{candidate.name}.*")):
+        k += 1
+        candidate = base.with_name(f"{base.name}-{k}")
+    return candidate

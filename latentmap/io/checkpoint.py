@@ -52,7 +52,7 @@ def save_checkpoint(model, path, *, overwrite: bool = True, extra_files: dict[st
 
     path = Path(path)
     config = build_config(model)
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    with atomic_directory(path, overwrite=overwrite, kind="checkpoint") as tmp:
         save_file(model.state_tensors(), str(tmp / WEIGHTS_NAME))
         config["weights"] = {WEIGHTS_NAME: sha256_file(tmp / WEIGHTS_NAME)}
         for name, data in (extra_files or {}).items():

@@ -45,7 +45,7 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
               "fit_source": dict(fit_source or {}), "fit_metrics": dict(getattr(linear_map, "fit_metrics_", {})),
               "n_samples_seen": linear_map.n_samples_seen_, **(extra or {})}
     path = Path(path)
-    with atomic_directory(path, overwrite=overwrite) as tmp:
+    with atomic_directory(path, overwrite=overwrite, kind="map") as tmp:
         tensors = {"coef": torch.from_numpy(np.ascontiguousarray(linear_map.coef_, dtype=np.float64)),
                    "intercept": torch.from_numpy(np.ascontiguousarray(linear_map.intercept_, dtype=np.float64))}
         save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))

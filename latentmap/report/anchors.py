@@ -11,9 +11,9 @@ from latentmap.report.html import Section, render_page
 from latentmap.support.anchors import COMPARE_STRATEGIES, CompareResult
 
 
-def write_compare_report(result: CompareResult, out) -> Path:
+def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) -> Path:
     """results.csv, summary.csv, reference.csv, summary.json, anchors.png and index.html, written atomically."""
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         result.rows.to_csv(tmp / "results.csv", index=False)
         result.summary.to_csv(tmp / "summary.csv", index=False)
         result.reference.to_csv(tmp / "reference.csv", index=False)

@@ -22,9 +22,10 @@ def pair_name(a: str, b: str) -> str:
     return f"{a}__{b}"
 
 
-def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRID_IMAGES) -> Path:
+def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRID_IMAGES, *,
+               overwrite: bool = True) -> Path:
     """Write the atlas as a standalone report folder, atomically."""
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_atlas(atlas, tmp, models, test_data, grid_count)
     return Path(out)
 
@@ -52,15 +53,15 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
     idx = grid_indices(len(test_data), grid_count)
     images = test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
-    by_name = {m.name: k for k, m in enumerate(models)}
+    model_by_name = {m.name: m for m in models}
+    info_by_name = {info["name"]: info for info in atlas.models}
     grids = []
     for r in atlas.results:
-        i, j = by_name[r.source], by_name[r.target]
         name = pair_name(r.source, r.target)
         pair_map = atlas.maps[(r.source, r.target)]
-        (folder / "grids" / f"{name}.png").write_bytes(grid_png(relocation_rows(models[i], models[j],
-                                                                                 pair_map, images)))
-        pair_map.save(folder / "maps" / name, source=atlas.models[i], target=atlas.models[j],
+        rows = relocation_rows(model_by_name[r.source], model_by_name[r.target], pair_map, images)
+        (folder / "grids" / f"{name}.png").write_bytes(grid_png(rows))
+        pair_map.save(folder / "maps" / name, source=info_by_name[r.source], target=info_by_name[r.target],
                       fit_source=atlas.fit_source)
         grids.append((r, f"{rel}grids/{name}.png"))
     section = Section(title)

@@ -15,9 +15,9 @@ from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, render_page
 
 
-def save_diagnostics(diag: LatentDiagnostics, out) -> Path:
+def save_diagnostics(diag: LatentDiagnostics, out, *, overwrite: bool = True) -> Path:
     """Write a standalone diagnostics report folder atomically (see :func:`write_diagnostics`)."""
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_diagnostics(diag, tmp)
     return Path(out)
 

@@ -40,12 +40,13 @@ def relocation_table(r) -> list[tuple[str, str]]:
     ]
 
 
-def save_relocation_report(result, out, source, target, linear_map, data, grid_images: int, context: dict) -> Path:
+def save_relocation_report(result, out, source, target, linear_map, data, grid_images: int, context: dict, *,
+                           overwrite: bool = True) -> Path:
     """Write the report folder atomically; ``context`` (map path, model paths, dataset, split) goes into the JSON."""
     row = result.table_row()
     by_label = pd.DataFrame(result.by_label)
     images = data.batch(grid_indices(len(data), grid_images))
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         pd.DataFrame([row]).to_csv(tmp / "relocation.csv", index=False)
         if len(by_label):
             by_label.to_csv(tmp / "relocation_by_label.csv", index=False)

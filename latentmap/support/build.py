@@ -50,7 +50,7 @@ class SupportSet:
         """
         path = Path(path)
         manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, kind="support-set") as tmp:
             np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
             for file_name, data in (files or {}).items():
                 (tmp / file_name).write_bytes(data)

@@ -42,6 +42,7 @@ class TrainSettings:
     train_images: int | None = None  # limit, for quick runs and tests
     test_images: int | None = None
     progress: bool = True
+    overwrite: bool = True  # replace an earlier checkpoint written by latentmap at ``out``
     options: dict = field(default_factory=dict)  # kind-specific (architecture, GAN steps, ...)
 
     def validate(self):
@@ -62,6 +63,7 @@ class TrainSettings:
     def record(self) -> dict:
         data = asdict(self)
         data.pop("progress")
+        data.pop("overwrite")
         return data
 
 

@@ -95,7 +95,7 @@ def finish_generator(model, settings: TrainSettings, device, test_ds, log: list[
     sample_gen = torch.Generator().manual_seed(settings.seed)
     extra = {"samples.png": square_grid_png(model.sample(64, sample_gen).cpu()),
              "inversions.png": inversion_grid(model, test_ds, torch.Generator().manual_seed(settings.seed + 1))}
-    save_checkpoint(model, settings.out, extra_files=extra)
+    save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
 
 
 @register_trainer("gan")

@@ -173,5 +173,5 @@ def train_inverter_command(settings: TrainSettings):
     model.metadata["training"]["environment"] = environment_record(device)
     model.metadata.setdefault("dataset", settings.dataset)
     extra = {"inversions.png": inversion_grid(model, test_ds, torch.Generator().manual_seed(settings.seed))}
-    save_checkpoint(model, settings.out, extra_files=extra)
+    save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
     return model

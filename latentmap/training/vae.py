@@ -73,7 +73,7 @@ def _train_vae_like(settings: TrainSettings):
         "reconstructions.png": grid_png([x, model.reconstruct(x).cpu()]),
         "samples.png": square_grid_png(model.sample(64, sample_gen).cpu()),
     }
-    save_checkpoint(model, settings.out, extra_files=extra)
+    save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
     return model
 
 
