@@ -2,7 +2,8 @@
 
 import click
 
-from latentmap.cli.options import data_dir_option, device_option, images_option, output_options, prepare_output
+from latentmap.cli.options import (data_dir_option, device_option, images_option, output_options, prepare_output,
+                                   progress_option)
 
 
 @click.command("demo")
@@ -12,13 +13,15 @@ from latentmap.cli.options import data_dir_option, device_option, images_option,
 @images_option()
 @data_dir_option
 @device_option
-def command(checkpoints, out, overwrite, images, data_dir, device):
+@progress_option
+def command(checkpoints, out, overwrite, images, data_dir, device, progress):
     """Load the shipped models, reconstruct Fashion-MNIST test images, write a report."""
     from latentmap.demo.story import default_checkpoints, run_demo
 
     checkpoints = checkpoints or default_checkpoints()
     out = prepare_output(out, "report", "demo", overwrite, inputs=[checkpoints])
-    result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images, overwrite=overwrite)
+    result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images, overwrite=overwrite,
+                      progress=progress)
     for row in result.rows:
         click.echo(f"{row['model']:20s} {row['kind']:10s} latent {row['latent_dim']:>4d}  test MSE {row['test_mse']:.5f}")
     click.echo(f"report written to {result.out}/index.html")

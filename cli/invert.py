@@ -5,8 +5,8 @@ import json
 import click
 
 from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data_dir_option, dataset_option,
-                                   device_option, model_spec_option, output_options, prepare_output, seed_option,
-                                   split_option, trust_pickle_option)
+                                   device_option, lpips_option, model_spec_option, output_options, prepare_output,
+                                   progress_option, seed_option, split_option, trust_pickle_option)
 
 
 @click.command("invert")
@@ -23,14 +23,14 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @click.option("--init", type=LazyChoice("latentmap.evaluation.inversion", "INITS"), default="auto", show_default=True,
               help="Start from the encoder/inverter or the prior mean; auto: the encoder when it is trained.")
 @click.option("--loss", type=LazyChoice("latentmap.evaluation.inversion", "LOSSES"), default="mse", show_default=True)
-@click.option("--lpips-weights", type=click.Path(dir_okay=False), default=None,
-              help="torchvision ImageNet weights of the LPIPS backbone (default: the torch hub cache).")
+@lpips_option
 @click.option("--lpips-net", type=LazyChoice("latentmap.evaluation.lpips_metric", "NETS"), default="alex", show_default=True)
 @seed_option
 @device_option
+@progress_option
 @output_options("inversion", "invert")
 def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samples, steps, lr, init, loss,
-            lpips_weights, lpips_net, seed, device, out, overwrite):
+            lpips, lpips_net, seed, device, progress, out, overwrite):
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
     import numpy as np
     import torch
@@ -52,8 +52,11 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
         idx = np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int)
         x = ds.batch(idx)
         source = f"{dataset} {split}"
-    result = invert(model, x, steps=steps, lr=lr, init=init, loss=loss, seed=seed, lpips_weights=lpips_weights,
-                    lpips_net=lpips_net)
+    if loss == "mse+lpips" and lpips == "off":
+        raise click.BadParameter("--loss mse+lpips needs LPIPS: --lpips auto or --lpips PATH", param_hint="--lpips")
+    result = invert(model, x, steps=steps, lr=lr, init=init, loss=loss, seed=seed,
+                    lpips_weights=None if lpips == "auto" else lpips, lpips_net=lpips_net,
+                    progress=progress)
     summary = {"model": model.name, "kind": model.kind, "images": len(x), "source": source, "steps": steps, "lr": lr,
                "init": result.init, "loss": loss, "seed": seed, "initial_loss_mean": float(result.initial_loss.mean()),
                "final_loss_mean": float(result.loss.mean())}

@@ -16,6 +16,22 @@ from latentmap.errors import LatentmapError
 
 
 class LatentmapGroup(click.Group):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Usage errors as one line too ("Error: ... (see 'latentmap map fit --help')"), exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             result = super().invoke(ctx)
@@ -29,8 +45,14 @@ class LatentmapGroup(click.Group):
 
 @click.group(cls=LatentmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="latentmap")
-def main():
+@click.option("--quiet", "-q", is_flag=True, default=False,
+              help="No progress bars (they are shown on stderr only when it is a terminal).")
+def main(quiet):
     """Map between the latent spaces of generative models and benchmark what generators can produce."""
+    if quiet:
+        from latentmap.batching import set_quiet
+
+        set_quiet(True)
 
 
 def _register():

@@ -47,9 +47,10 @@ def _alpha_text(linear_map) -> str:
 @batch_size_option
 @data_dir_option
 @device_option
+@progress_option
 @trust_pickle_option
 def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, out, overwrite,
-        seed, batch_size, data_dir, device, trust_pickle):
+        seed, batch_size, data_dir, device, progress, trust_pickle):
     """Fit a linear map from SOURCE's latent space to TARGET's and save it as a folder."""
     from latentmap.maps.fitting import fit_map, model_info, resolve_fit_source
 
@@ -59,7 +60,8 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
     model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
     with reported_warnings():
         linear_map = fit_map(model_a, model_b, fit_source,
-                             fit_source.new_map(bias=bias, alpha=alpha, method=method), batch_size=batch_size)
+                             fit_source.new_map(bias=bias, alpha=alpha, method=method), batch_size=batch_size,
+                             progress=progress)
     linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
                     fit_source=fit_source.record(), overwrite=overwrite)
     fm = linear_map.fit_metrics_
@@ -74,15 +76,11 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
 
 # --------------------------------------------------------------------------- eval
 
-def _model_from_map(info: dict, side: str, override, device, trust_pickle=False):
-    if override is not None:
-        return _load(override, device, trust_pickle), override
-    path = info.get(side, {}).get("path")
-    if not path:
-        from latentmap.errors import ConfigError
+def _model_from_map(map_dir, info: dict, side: str, override, device, trust_pickle=False):
+    from latentmap.maps.fitting import model_spec_from_map
 
-        raise ConfigError(f"the map records no path for its {side} model; pass --{side}")
-    return _load(path, device, trust_pickle), path
+    spec = override if override is not None else model_spec_from_map(info.get(side, {}), map_dir)
+    return _load(spec, device, trust_pickle), spec
 
 
 @command.command("eval")
@@ -101,7 +99,7 @@ def _model_from_map(info: dict, side: str, override, device, trust_pickle=False)
 @device_option
 @progress_option
 @trust_pickle_option
-def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, use_lpips, seed,
+def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, lpips, seed,
              batch_size, data_dir, device, progress, trust_pickle):
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     from latentmap.data.datasets import load_dataset
@@ -112,12 +110,12 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
     linear_map = LinearMap.load(map_dir)
-    model_a, path_a = _model_from_map(linear_map.info_, "source", source, device, trust_pickle)
-    model_b, path_b = _model_from_map(linear_map.info_, "target", target, device, trust_pickle)
+    model_a, path_a = _model_from_map(map_dir, linear_map.info_, "source", source, device, trust_pickle)
+    model_b, path_b = _model_from_map(map_dir, linear_map.info_, "target", target, device, trust_pickle)
     check_map_fits(linear_map, model_a, model_b)
     dataset = choose_dataset([model_a, model_b], dataset)
     ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
-    result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, use_lpips=use_lpips,
+    result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, lpips=lpips,
                                  progress=progress)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
@@ -157,7 +155,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 @progress_option
 @trust_pickle_option
 def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fit_images, samples, split, images,
-          bias, alpha, method, out, overwrite, use_lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
+          bias, alpha, method, out, overwrite, lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.atlas import build_atlas
@@ -186,7 +184,7 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
     test = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     with reported_warnings():
         result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
-                             batch_size=batch_size, use_lpips=use_lpips,
+                             batch_size=batch_size, lpips=lpips,
                              model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress)
     save_atlas(result, out, models, test, overwrite=overwrite)
     click.echo(f"{'type':>4s}  {'source':20s} {'target':20s} {'own MSE B':>9s} {'relocated':>9s} {'ratio':>6s} "

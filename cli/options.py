@@ -151,8 +151,26 @@ alpha_option = click.option("--alpha", type=RidgeAlpha(), default=None,
                                  "(few anchors), 0 for dataset and sample fits.")
 method_option = click.option("--method", type=click.Choice(["lstsq", "procrustes"]), default="lstsq",
                              show_default=True, help="Least squares / ridge, or the orthogonal map (equal sizes).")
-lpips_option = click.option("--lpips/--no-lpips", "use_lpips", default=True, show_default=True,
-                            help="Report LPIPS when pretrained LPIPS weights are available.")
+class LpipsSetting(click.ParamType):
+    """``off``, ``auto`` (pretrained backbone from the torch hub cache, else reported unavailable) or a weights file."""
+
+    name = "off|auto|PATH"
+
+    def convert(self, value, param, ctx):
+        text = str(value)
+        if text in ("off", "auto"):
+            return text
+        from pathlib import Path
+
+        if not Path(text).is_file():
+            self.fail(f"expected off, auto or the path of torchvision's ImageNet backbone weights; '{text}' is "
+                      "not a file", param, ctx)
+        return text
+
+
+lpips_option = click.option("--lpips", "lpips", type=LpipsSetting(), default="auto", show_default=True,
+                            help="LPIPS: off, auto (pretrained backbone weights from the torch hub cache; without "
+                                 "them LPIPS is reported unavailable, never faked) or PATH to the weights file.")
 
 
 WARNINGS_KEY = "latentmap.warnings"

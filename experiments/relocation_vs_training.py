@@ -60,7 +60,7 @@ def main() -> None:
         with torch.no_grad():
             linear_map = fit_map(a, b, FitSource("dataset", len(fit_images), name="fashion-mnist", data=fit_images),
                                  LinearMap(), batch_size=500)
-            r = evaluate_relocation(a, b, linear_map, test, batch_size=500, use_lpips=False)
+            r = evaluate_relocation(a, b, linear_map, test, batch_size=500, lpips="off")
         print(json.dumps({"latent_dim": args.latent_dim, "gamma": runs[0][2].gamma, "epoch": epoch,
                           "A": round(r.source_mse, 5), "B": round(r.target_mse, 5),
                           "relocated": round(r.relocated_mse, 5), "ratio": round(r.ratio, 3),

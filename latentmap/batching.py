@@ -20,9 +20,31 @@ def image_batches(data, batch_size: int):
     return iter(data), None
 
 
+_QUIET = {"on": False}
+
+
+def set_quiet(quiet: bool) -> None:
+    """Silence every progress bar of this process (the CLI's ``--quiet``)."""
+    _QUIET["on"] = bool(quiet)
+
+
+def progress_shown(enabled: bool) -> bool:
+    """Bars go to stderr, only when asked, not silenced, and stderr is a terminal (not a log or a pipe)."""
+    import sys
+
+    return bool(enabled) and not _QUIET["on"] and sys.stderr.isatty()
+
+
+def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "batch"):
+    """A tqdm bar on stderr (a disabled one when progress is not shown)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, unit=unit, disable=not progress_shown(enabled))
+
+
 def with_progress(iterable, desc: str, enabled: bool, total: int | None = None, unit: str = "batch"):
-    """Wrap ``iterable`` in a tqdm bar when ``enabled``; otherwise return it unchanged."""
-    if not enabled:
+    """Wrap ``iterable`` in a tqdm bar when progress is shown; otherwise return it unchanged."""
+    if not progress_shown(enabled):
         return iterable
     from tqdm.auto import tqdm
 

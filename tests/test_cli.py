@@ -3,6 +3,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from conftest import ROOT
 from latentmap.cli.main import main
 from latentmap.io.atomic import write_output_marker
 
@@ -65,14 +66,40 @@ def test_train_bad_input_exit_2_nothing_written(runner, tmp_path, args, message)
 
 
 def test_demo_on_tiny_checkpoint(runner, tmp_path, tiny_vae_checkpoint):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from latentmap import load_dataset, load_model
+
     ckdir = tmp_path / "cks"
     shutil.copytree(tiny_vae_checkpoint, ckdir / "tiny-vae")
+    shipped_support = ROOT / "support_sets" / "fmnist-svae"
+    if (shipped_support / "manifest.json").is_file():  # loading it beside the checkpoints spares a 60,000-image build
+        shutil.copytree(shipped_support, tmp_path / "support_sets" / "fmnist-svae")
     out = tmp_path / "report"
     result = runner.invoke(main, ["demo", "--checkpoints", str(ckdir), "--out", str(out), "--images", "64"])
     assert result.exit_code == 0, result.output
     assert (out / "index.html").is_file() and (out / "reconstruction_tiny-vae.png").is_file()
     csv = (out / "reconstruction_mse.csv").read_text().splitlines()
     assert csv[0].startswith("model,kind,latent_dim,test_mse") and csv[1].startswith("tiny-vae,vae,8,")
+    # the table's MSE: the checkpoint's reconstructions of the first 64 test images, recomputed in numpy
+    model = load_model(tiny_vae_checkpoint, device="cpu")
+    x = load_dataset("fashion-mnist", "test").batch(np.arange(64))
+    recon = model.decode(model.encode(x))
+    table = pd.read_csv(out / "reconstruction_mse.csv")
+    assert table.loc[0, "test_images"] == 64
+    assert table.loc[0, "test_mse"] == pytest.approx(float(((recon.double() - x.double()) ** 2).mean()), rel=1e-5)
+    # the grid: originals on top, reconstructions below, 12 evenly spaced images; 28-pixel cells, 2-pixel
+    # padding, scaled 2x
+    grid = np.asarray(Image.open(out / "reconstruction_tiny-vae.png").convert("L"), dtype=np.float64)
+    assert grid.shape == (2 * (2 * 30 + 2), 2 * (12 * 30 + 2))
+    columns = np.linspace(0, 63, 12).round().astype(int)
+    for row, images in enumerate((x, recon)):
+        for j, k in enumerate(columns):
+            top, left = 2 * (2 + row * 30), 2 * (2 + j * 30)
+            cell = grid[top:top + 56:2, left:left + 56:2]
+            np.testing.assert_allclose(cell, images[k, 0].double().numpy() * 255, atol=1.0)
 
 
 def test_demo_bad_checkpoints_keeps_previous_report(runner, tmp_path):

@@ -1,6 +1,10 @@
 """``latentmap map fit | eval | atlas`` through click's CliRunner: results, exit codes, one-line errors."""
 
+import hashlib
 import json
+import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,8 +67,12 @@ def test_fit_support_set_then_eval(synthetic, tmp_path):
     info = m.info_
     assert info["fit_source"] == {"kind": "support-set", "name": "syn-support", "path": str(tmp_path / "support"),
                                   "count": D}
+    # the model's path is stored relative to the map folder, with the sha256 of its weights
+    weights = json.loads((Path(p["a"]) / "config.json").read_text())["weights"]
+    digest = hashlib.sha256("\n".join(f"{k}:{v}" for k, v in sorted(weights.items())).encode()).hexdigest()
     assert info["source"] == {"name": "syn-a", "kind": "test-affine", "latent_dim": D, "image_shape": [1, 8, 8],
-                              "path": str(p["a"])}
+                              "path": os.path.relpath(Path(p["a"]).resolve(), (tmp_path / "maps" / "a__b0").resolve()),
+                              "sha256": digest}
     res = invoke("map", "eval", "--map", tmp_path / "maps" / "a__b0", "--dataset", f"npy:{synthetic['root']}/images.npy",
                  "--split", "all", "--out", tmp_path / "report", "--grid-images", 5)
     assert res.exit_code == 0, res.output
@@ -74,6 +82,31 @@ def test_fit_support_set_then_eval(synthetic, tmp_path):
     for name in ("relocation.csv", "grid.png", "index.html"):
         assert (tmp_path / "report" / name).is_file()
     assert "relocated / target MSE" in res.output and "LPIPS" in res.output
+
+
+def test_map_eval_works_from_another_folder_and_checks_the_models(synthetic, tmp_path, monkeypatch):
+    p, spec = synthetic["paths"], f"npy:{synthetic['root']}/images.npy"
+    work = tmp_path / "work"
+    target = shutil.copytree(p["b"], tmp_path / "models" / "syn-b")  # this test changes it at the end
+    work.mkdir()
+    monkeypatch.chdir(work)  # relative paths, as a user types them
+    res = invoke("map", "fit", "--source", os.path.relpath(p["a"]), "--target", os.path.relpath(target),
+                 "--dataset", spec, "--fit-split", "all", "--out", "m")
+    assert res.exit_code == 0, res.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    res = invoke("map", "eval", "--map", work / "m", "--dataset", spec, "--split", "all", "--out", "r")
+    assert res.exit_code == 0, res.output
+    assert json.loads((elsewhere / "r" / "relocation.json").read_text())["ratio"] == pytest.approx(1.0, abs=1e-4)
+    # a model changed since the fit is not silently used
+    config = target / "config.json"
+    data = json.loads(config.read_text())
+    data["weights"] = {k: "0" * 64 for k in data["weights"]}
+    config.write_text(json.dumps(data))
+    res = invoke("map", "eval", "--map", work / "m", "--dataset", spec, "--split", "all", "--out", "r2")
+    assert_one_line_error(res, "is not the one map")
+    assert not (elsewhere / "r2").exists()
 
 
 def test_fit_dataset_with_bias_and_from_samples(synthetic, tmp_path):

@@ -108,7 +108,7 @@ def test_invert_errors(monkeypatch, tmp_path):
     with pytest.raises(ShapeMismatchError):
         invert(model, torch.rand(2, 1, 27, 28))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: no backbone weights
-    with pytest.raises(DependencyError, match="--lpips-weights"):
+    with pytest.raises(DependencyError, match="--lpips PATH"):
         invert(model, x, loss="mse+lpips")
 
 
@@ -132,5 +132,5 @@ def test_cli_invert_writes_latents_losses_and_grid(tmp_path):
 
     no_weights = CliRunner(env={"TORCH_HOME": str(tmp_path / "empty")}).invoke(
         main, args[:-1] + [str(tmp_path / "lp"), "--loss", "mse+lpips"])
-    assert no_weights.exit_code == 2 and "--lpips-weights" in no_weights.output
+    assert no_weights.exit_code == 2 and "--lpips PATH" in no_weights.output
     assert not (tmp_path / "lp").exists()

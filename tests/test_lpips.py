@@ -29,7 +29,7 @@ def test_missing_weights_give_a_clear_error(empty_hub):
     with pytest.raises(DependencyError) as info:
         load_lpips()
     message = str(info.value)
-    assert "--lpips-weights" in message and backbone_filename("alex") in message and str(empty_hub) in message
+    assert "--lpips PATH" in message and backbone_filename("alex") in message and str(empty_hub) in message
     assert "\n" not in message
     with pytest.raises(DependencyError, match="does not exist"):
         load_lpips(empty_hub / "nowhere.pth")

@@ -76,6 +76,28 @@ def test_partial_fit_uneven_chunks_equals_one_fit(bias):
     assert rel_err(batched.coef_, one.coef_) < 1e-10
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_square_latents_streamed_in_uneven_chunks_match_one_fit_and_lstsq(bias):
+    """d_x == d_y: a transposed coef_ or a swapped cross-product keeps every shape, so only values tell."""
+    x, y, w, b = make_pair(n=301, d_x=16, d_y=16, noise=0.05, seed=4)
+    coef, intercept = lstsq_reference(x, y, bias)  # numpy float64: y ≈ x @ coef + intercept
+    assert rel_err(coef.T, coef) > 0.5  # the true map is far from symmetric
+    one = LinearMap(bias=bias).fit(x, y)
+    streamed = LinearMap(bias=bias)
+    edges = [0, 3, 20, 21, 150, 301]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        streamed.partial_fit(x[lo:hi], y[lo:hi])
+    assert streamed.n_samples_seen_ == 301
+    for m in (one, streamed):
+        assert m.coef_.shape == (16, 16)  # sklearn's [n_targets, n_features]
+        assert rel_err(m.coef_, coef.T) < 1e-9
+        np.testing.assert_allclose(m.intercept_, intercept, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(m.transform(x), x @ coef + intercept, rtol=1e-9, atol=1e-9)
+    assert rel_err(streamed.coef_, one.coef_) < 1e-10
+    if bias:
+        assert rel_err(one.coef_, w.T) < 0.05  # and close to the map that made the data
+
+
 def test_partial_fit_usable_only_when_determined():
     x, y, _, _ = make_pair(n=40, d_x=12)
     m = LinearMap().partial_fit(x[:5], y[:5])

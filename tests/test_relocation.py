@@ -306,7 +306,7 @@ def shipped_type1():
     train = load_dataset("fashion-mnist", "train")
     m = fit_map(a, b, on_images(train.random_subset(3000, 0)), LinearMap(), batch_size=500)
     test = load_dataset("fashion-mnist", "test").subset(np.arange(0, 10000, 10))
-    return a, b, m, test, evaluate_relocation(a, b, m, test, batch_size=500, use_lpips=False)
+    return a, b, m, test, evaluate_relocation(a, b, m, test, batch_size=500, lpips="off")
 
 
 def test_shipped_vae_pair_relocates_far_better_than_unmapped(shipped_type1):
@@ -387,7 +387,7 @@ def test_labelled_images_get_a_breakdown_by_label():
     # a deliberately worse map makes per-label ratios differ from 1
     worse = LinearMap().fit(a.encode(ds.all_images()).double(), b.encode(ds.all_images()).double() * 0.9)
     for linear_map in (m, worse):
-        r = evaluate_relocation(a, b, linear_map, ds, batch_size=16, use_lpips=False)
+        r = evaluate_relocation(a, b, linear_map, ds, batch_size=16, lpips="off")
         rows = {row["label"]: row for row in r.by_label}
         assert sorted(rows) == [0, 1, 2, 3, 7] and rows[7]["n_images"] == 1 and rows[7]["name"] == "7"
         assert rows[1]["name"] == "one" and sum(row["n_images"] for row in r.by_label) == 45
@@ -397,7 +397,7 @@ def test_labelled_images_get_a_breakdown_by_label():
             assert row["relocated_mse"] == pytest.approx(float(per_image[labels == label].mean()), rel=1e-5)
         total = sum(row["n_images"] * row["relocated_mse"] for row in r.by_label) / 45
         assert total == pytest.approx(r.relocated_mse, rel=1e-9)
-    assert evaluate_relocation(a, b, m, images, batch_size=16, use_lpips=False).by_label == []
+    assert evaluate_relocation(a, b, m, images, batch_size=16, lpips="off").by_label == []
 
 
 def test_demo_shows_type1_ratios_by_label():
@@ -445,7 +445,7 @@ def test_by_label_ratio_is_relocated_over_target_per_label():
     images = make_images(66, seed=11, model=a, noise=0.05)
     labels = np.arange(66) % 3
     ds = TensorImageDataset("labelled", (images * 255).round().to(torch.uint8), torch.from_numpy(labels))
-    r = evaluate_relocation(a, c, m, ds, batch_size=16, use_lpips=False)
+    r = evaluate_relocation(a, c, m, ds, batch_size=16, lpips="off")
     x = ds.all_images()
     # by hand, in numpy float64: encode with A, map with coef_/intercept_, decode with B; per-pixel means
     z_a = _np(a.encode(x))
@@ -473,7 +473,7 @@ def test_cycle_ratio_is_cycle_over_source_computed_by_hand(fitted_reverse):
     data = make_images(50, seed=12, model=a, noise=0.02)
     fit_images = make_images(40, seed=8, model=a)
     reverse = fit_map(c, a, on_images(fit_images), LinearMap(alpha=0.5)) if fitted_reverse else None
-    r = evaluate_relocation(a, c, m, data, reverse_map=reverse, batch_size=13, use_lpips=False)
+    r = evaluate_relocation(a, c, m, data, reverse_map=reverse, batch_size=13, lpips="off")
     xn = _np(data)
     z_c = _np(a.encode(data)) @ m.coef_.T + m.intercept_  # A -> B
     x_b = c.decode(torch.from_numpy(z_c))

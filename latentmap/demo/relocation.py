@@ -9,6 +9,9 @@ generalizes poorly, so its ridge penalty is chosen by generalized cross-validati
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.errors import LatentmapError
@@ -63,7 +66,7 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     n_fit = len(fit)
     test = ctx.test.evenly_spaced_subset(DEMO_ATLAS_TEST_IMAGES)
     atlas = build_atlas(ctx.models, test, FitSource("dataset", n_fit, name=DEMO_DATASET, split="train", seed=0,
-                                                   data=fit))
+                                                   data=fit), model_paths=ctx.model_paths)
     section = write_atlas(atlas, ctx.out / "atlas", ctx.models, test, rel="atlas/",
                           title=f"Relocation atlas (maps fitted on {n_fit} training images, "
                                 f"evaluated on {len(test)} test images)")
@@ -75,8 +78,11 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
         section.text("No support set was available, so no support-set fit is shown.", cls="note")
         return section
     try:
+        # a support set built into this report is recorded by its place in the report, not the temporary folder
+        where = os.path.relpath(folder, ctx.out) if ctx.out in Path(folder).parents else str(folder)
         sup_atlas = build_atlas(ctx.models, test, FitSource("support-set", len(support), name=support.name,
-                                                            path=str(folder), data=support.images))
+                                                            path=where, data=support.images),
+                                model_paths=ctx.model_paths)
     except LatentmapError as exc:  # e.g. a support set smaller than some latent space
         section.text(f"Support-set fit skipped: {exc}", cls="note")
         return section

@@ -19,7 +19,9 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import is_checkpoint
 from latentmap.models.registry import load_model
 from latentmap.data.datasets import load_dataset
+from latentmap.batching import progress_bar
 from latentmap.errors import CheckpointError
+from latentmap.evaluation.relocation import lpips_function
 from latentmap.evaluation.metrics import reconstruction_mse
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section, render_page
@@ -41,6 +43,7 @@ class DemoContext:
     device: object
     summary: dict = field(default_factory=dict)
     rows: list = field(default_factory=list)
+    model_paths: dict = field(default_factory=dict)  # model name -> its checkpoint folder
 
     def grid_indices(self, n: int = GRID_IMAGES) -> np.ndarray:
         return np.linspace(0, len(self.test) - 1, n).round().astype(int)
@@ -83,12 +86,13 @@ def find_checkpoints(folder) -> list[Path]:
 
 
 def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, device=None,
-             test_images: int | None = None, overwrite: bool = True) -> DemoResult:
+             test_images: int | None = None, overwrite: bool = True, progress: bool = False) -> DemoResult:
     import importlib
 
     for module in DEMO_SECTION_MODULES:
         importlib.import_module(module)
-    models = [load_model(p, device=device) for p in find_checkpoints(checkpoints)]
+    folders = find_checkpoints(checkpoints)
+    models = [load_model(p, device=device) for p in folders]
     test = load_dataset(DEMO_DATASET, "test", data_dir=data_dir)
     if test_images is not None and test_images < len(test):
         test = test.subset(np.arange(test_images))
@@ -97,11 +101,19 @@ def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, de
             raise CheckpointError(f"model '{model.name}' works on images {model.image_shape}, "
                                   f"{DEMO_DATASET} has {test.image_shape}")
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
-        ctx = DemoContext(Path(checkpoints), tmp, models, test, data_dir, device)
-        sections = [fn(ctx) for _order, _name, fn in _SECTIONS]
+        ctx = DemoContext(Path(checkpoints), tmp, models, test, data_dir, device,
+                          model_paths={m.name: str(p) for m, p in zip(models, folders)})
+        sections = []
+        with progress_bar(len(_SECTIONS), "demo", progress, unit="section") as bar:
+            for _order, name, fn in _SECTIONS:
+                bar.set_description(f"demo: {name}")
+                sections.append(fn(ctx))
+                bar.update(1)
+        _fn, lpips_note = lpips_function("cpu")
         intro = (f"{len(models)} shipped models on {len(test)} {DEMO_DATASET} test images. "
                  "Every figure below is computed by `latentmap demo` from the checkpoints in "
-                 f"'{checkpoints}'.")
+                 f"'{checkpoints}'. {lpips_note}.")
+        ctx.summary["lpips"] = lpips_note
         (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro))
         (tmp / "summary.json").write_text(json.dumps(ctx.summary, indent=2) + "\n")
     return DemoResult(Path(out), ctx.rows, ctx.summary)

@@ -53,7 +53,7 @@ class AtlasResult:
 
 
 def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
-                batch_size: int = 256, use_lpips: bool = True, model_paths: dict | None = None,
+                batch_size: int = 256, lpips: str = "auto", model_paths: dict | None = None,
                 progress: bool = False) -> AtlasResult:
     """Fit every ordered pair of ``models`` on ``fit`` and evaluate it on ``test_data``.
 
@@ -67,8 +67,8 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
         raise ConfigError(f"an atlas needs at least 2 models that work on the test images, got {len(models)}"
                           + (f" ({'; '.join(s['name'] + ': ' + s['reason'] for s in skipped)})" if skipped else ""))
     maps = fit_all_pairs(models, fit, make_map, batch_size=batch_size)
-    lpips, note = lpips_function(models[0].device) if use_lpips else (None, "LPIPS not requested")
-    accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips, note)
+    lpips_fn, note = lpips_function(models[0].device, lpips)
+    accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips_fn, note)
             for (i, j), m in maps.items()}
     batches, total = image_batches(test_data, batch_size)
     labels = label_batches(test_data, batch_size)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from latentmap.batching import with_progress
 from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse
 from latentmap.models.base import LatentModel
@@ -52,7 +53,7 @@ def prior_mean(model: LatentModel, generator: torch.Generator | None = None, sam
 
 def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, init: str = "auto",
            loss: str = "mse", seed: int = 0, lpips_weight: float = 1.0, lpips_weights=None,
-           lpips_net: str = "alex") -> InversionResult:
+           lpips_net: str = "alex", progress: bool = False) -> InversionResult:
     """Find latents whose decodings reproduce ``images`` by Adam on the latents, all images at once.
 
     ``init`` starts from the model's encoder or from the prior mean (``auto``: the encoder unless it is
@@ -95,7 +96,7 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
     z = z0.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     best_z, best_loss, initial, curve = z.detach().clone(), None, None, []
-    for step in range(steps + 1):
+    for step in with_progress(range(steps + 1), f"invert {model.name}", progress, unit="step"):
         value = per_image_loss(z)
         detached = value.detach()
         if best_loss is None:

@@ -55,7 +55,7 @@ def find_backbone_weights(weights=None, net: str = "alex") -> Path:
     raise DependencyError(
         f"LPIPS needs torchvision's ImageNet weights for its '{net}' backbone, and '{path}' does not exist; "
         f"download {url} where there is internet and put it there (or under $TORCH_HOME/hub/checkpoints), "
-        "or pass its path with --lpips-weights PATH (lpips_weights=PATH in Python)")
+        "or pass its path with --lpips PATH (lpips_weights=PATH in Python)")
 
 
 class LPIPSMetric(nn.Module):

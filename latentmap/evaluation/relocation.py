@@ -15,7 +15,6 @@ VAE-like, or both adversarial), different family or architecture; 3 = different 
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
@@ -37,7 +36,6 @@ RELOCATION_TYPES = {
     3: "different objectives",
 }
 GRID_IMAGES = 12
-LPIPS_MODULE = "latentmap.evaluation.lpips_metric"
 
 
 # --------------------------------------------------------------------------- relocation type
@@ -54,22 +52,21 @@ def relocation_type(source, target) -> int:
 
 # --------------------------------------------------------------------------- LPIPS hook
 
-def lpips_function(device) -> tuple[Callable | None, str]:
-    """(per-image LPIPS callable, note). Uses ``latentmap.evaluation.lpips_metric.load_lpips(device)`` if present.
+def lpips_function(device, setting: str = "auto") -> tuple[Callable | None, str]:
+    """(per-image LPIPS callable or None, note) for ``setting`` "off", "auto" (the torch hub cache) or a weights path.
 
-    Never falls back to an LPIPS with untrained or random weights: without the pretrained
-    loader the metric is reported as unavailable.
+    Never falls back to an LPIPS with untrained or random weights: with "auto" and no pretrained
+    backbone the metric is reported as unavailable; an explicit path that cannot be read is an error.
     """
+    if setting == "off":
+        return None, "LPIPS off (--lpips off)"
+    from latentmap.evaluation.lpips_metric import load_lpips
+
     try:
-        module = importlib.import_module(LPIPS_MODULE)
-    except ImportError:
-        return None, f"LPIPS unavailable: {LPIPS_MODULE} (pretrained LPIPS loader) is not installed"
-    loader = getattr(module, "load_lpips", None)
-    if loader is None:
-        return None, f"LPIPS unavailable: {LPIPS_MODULE} has no load_lpips(device)"
-    try:
-        return loader(device=device), "LPIPS (pretrained, alex)"
+        return load_lpips(None if setting == "auto" else setting, device=device), "LPIPS (pretrained alex backbone)"
     except DependencyError as exc:
+        if setting != "auto":
+            raise
         return None, f"LPIPS unavailable: {exc}"
 
 
@@ -206,11 +203,11 @@ def _ratio(a: float, b: float) -> float:
 
 
 def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_map: LinearMap | None = None,
-                        batch_size: int = 256, use_lpips: bool = True, progress: bool = False) -> RelocationResult:
+                        batch_size: int = 256, lpips: str = "auto", progress: bool = False) -> RelocationResult:
     """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices."""
     check_same_images(source, target)
-    lpips, note = lpips_function(target.device) if use_lpips else (None, "LPIPS not requested")
-    acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips, note)
+    lpips_fn, note = lpips_function(target.device, lpips)
+    acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips_fn, note)
     batches, total = image_batches(data, batch_size)
     labels = label_batches(data, batch_size)
     for x in with_progress(batches, f"{source.name} -> {target.name}", progress, total):

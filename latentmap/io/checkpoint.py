@@ -123,3 +123,20 @@ def read_weights(path, config: dict) -> dict:
 
 def is_checkpoint(path) -> bool:
     return (Path(path) / CONFIG_NAME).is_file()
+
+
+def model_fingerprint(spec) -> str | None:
+    """sha256 identifying a model's weights: of a file, or of a checkpoint's recorded weight digests; else None."""
+    path = Path(str(spec))
+    if path.is_file():
+        return sha256_file(path)
+    cfg = path / CONFIG_NAME
+    if cfg.is_file():
+        try:
+            weights = read_json_object(cfg).get("weights")
+        except CheckpointError:
+            return None
+        if isinstance(weights, dict) and weights:
+            joined = "\n".join(f"{name}:{digest}" for name, digest in sorted(weights.items()))
+            return hashlib.sha256(joined.encode()).hexdigest()
+    return None

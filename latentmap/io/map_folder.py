@@ -28,6 +28,16 @@ def describe_model(model, side: str) -> dict:
             "image_shape": list(model.image_shape)}
 
 
+def _relative_path(info: dict, map_folder) -> dict:
+    """A model path that exists is stored relative to the map folder, so the map works from any folder."""
+    import os
+
+    recorded = info.get("path")
+    if recorded and Path(recorded).exists():
+        info = {**info, "path": os.path.relpath(Path(recorded).resolve(), Path(map_folder).resolve())}
+    return info
+
+
 def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | None = None,
              extra: dict | None = None, overwrite: bool = True) -> Path:
     """Write a fitted map's folder atomically; the models' latent sizes must match the map."""
@@ -35,7 +45,7 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
 
     from latentmap.version import __version__
 
-    src, tgt = describe_model(source, "source"), describe_model(target, "target")
+    src, tgt = (_relative_path(describe_model(m, side), path) for m, side in ((source, "source"), (target, "target")))
     for side, info, size in (("source", src, linear_map.n_features_in_), ("target", tgt, linear_map.n_targets_)):
         if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
             raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "

@@ -79,7 +79,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     for kind in sorted(frame["type"].unique()):
         section.parts.append(f"<h3>Type {kind}: {RELOCATION_TYPES[int(kind)]}</h3>")
         section.table(frame.loc[frame["type"] == kind, cols])
-    if not lp:
+    if not lp and not rel:  # inside a larger report, the report says it once
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
     for skip in atlas.skipped:
         section.text(f"Model '{skip['name']}' was left out: it {skip['reason']}.", cls="note")

@@ -111,10 +111,9 @@ def shuffled_batches(dataset, batch_size: int, generator: torch.Generator):
 
 
 def epoch_progress(settings: TrainSettings, n_batches: int, epoch: int):
-    from tqdm.auto import tqdm
+    from latentmap.batching import progress_bar
 
-    return tqdm(total=n_batches, desc=f"{settings.model_name} epoch {epoch}/{settings.epochs}",
-                disable=not settings.progress, leave=False, unit="batch")
+    return progress_bar(n_batches, f"{settings.model_name} epoch {epoch}/{settings.epochs}", settings.progress)
 
 
 def environment_record(device: torch.device) -> dict:

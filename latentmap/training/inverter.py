@@ -54,12 +54,12 @@ def train_inverter(model, *, steps: int, batch_size: int = 128, lr: float = 1e-3
     for m in decoder_modules:
         m.eval()
     log, window = [], []
-    from tqdm.auto import tqdm
+    from latentmap.batching import progress_bar
 
     with contextlib.ExitStack() as stack:
         for m in decoder_modules:
             stack.enter_context(frozen(m))
-        bar = stack.enter_context(tqdm(total=steps, desc=what, disable=not progress, leave=False, unit="step"))
+        bar = stack.enter_context(progress_bar(steps, what, progress, unit="step"))
         inverter.train()
         for step in range(1, steps + 1):
             z = model.sample_prior(batch_size, generator).to(model.device)

@@ -1,0 +1,205 @@
+"""Every command against a table of bad inputs: exit code 2, one line, no traceback, nothing written or lost."""
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from latentmap.cli.main import main
+from latentmap.io.atomic import write_output_marker
+
+
+def _checkpoint_variant(src, dst, edit):
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    edit(config, dst)
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_vae_checkpoint):
+    """Inputs that exist outside the folder each case runs in: checkpoints good and broken, support sets, maps."""
+    root = tmp_path_factory.mktemp("inputs")
+    tiny = tiny_vae_checkpoint
+    w = {"tiny": tiny, "root": root}
+    w["latent_abc"] = _checkpoint_variant(tiny, root / "latent-abc", lambda c, d: c.update(latent_dim="abc"))
+    w["neg_channels"] = _checkpoint_variant(tiny, root / "neg-channels",
+                                            lambda c, d: c["architecture"].update(channels=[-4, 8]))
+    w["shape_2d"] = _checkpoint_variant(tiny, root / "shape-2d", lambda c, d: c.update(image_shape=[28, 28]))
+    w["no_weights"] = _checkpoint_variant(tiny, root / "no-weights", lambda c, d: (d / "model.safetensors").unlink())
+    w["bad_sha"] = _checkpoint_variant(tiny, root / "bad-sha",
+                                       lambda c, d: c.update(weights={"model.safetensors": "0" * 64}))
+    w["config_array"] = shutil.copytree(tiny, root / "config-array")
+    (w["config_array"] / "config.json").write_text("[1, 2]")
+    w["tiny2"] = _checkpoint_variant(tiny, root / "tiny-vae-b", lambda c, d: c.update(name="tiny-vae-b"))
+    w["bad_json"] = shutil.copytree(tiny, root / "bad-json")
+    (w["bad_json"] / "config.json").write_text("{not json")
+    w["unknown_kind"] = _checkpoint_variant(tiny, root / "unknown-kind", lambda c, d: c.update(kind="transformer"))
+    # support sets: a manifest that is a JSON array, images with NaN
+    images = np.random.default_rng(0).random((8, 1, 28, 28), dtype=np.float32)
+    for name, manifest, imgs in (("support-array", [1, 2], images),
+                                 ("support-nan", {"name": "s", "size": 8}, np.where(images > 0.5, np.nan, images))):
+        folder = root / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        np.save(folder / "images.npy", imgs.astype(np.float32))
+        w[name.replace("-", "_")] = folder
+    np.save(root / "bad.npy", np.full((4, 1, 28, 28), 3.0, dtype=np.float32))
+    np.save(root / "strings.npy", np.array([["a", "b"]]))
+    np.savez(root / "x.npz", a=images)
+    (root / "g.pkl").write_bytes(pickle.dumps({"G_ema": _Evil()}))
+    (root / "empty").mkdir()
+    (root / "map-bad-json").mkdir()
+    (root / "map-bad-json" / "map.json").write_text("[]")
+    (root / "plain.txt").write_text("not a folder")
+    imgs = root / "imgs"
+    imgs.mkdir()
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray((images[i, 0] * 255).astype(np.uint8)).save(imgs / f"{i}.png")
+    return w
+
+
+FIT = ["map", "fit", "--source", "{tiny}", "--target", "{tiny}"]
+ATLAS = ["map", "atlas", "--models", "{tiny},{tiny2}"]
+BUILD = ["support-set", "build", "--model", "{tiny}"]
+# (argv with {placeholders} for the inputs of the `world` fixture, a fragment the one-line error must hold)
+CASES = [
+    # train
+    (["train", "vae", "--lr", "nan"], "finite number"),
+    (["train", "vae", "--lr", "-1"], "must be > 0"),
+    (["train", "vae", "--lr", "inf"], "finite number"),
+    (["train", "vae", "--channels=-4,8"], "positive integers"),
+    (["train", "vae", "--channels", "a,b"], "comma-separated integers"),
+    (["train", "vae", "--latent-dim", "0"], "--latent-dim"),
+    (["train", "vae", "--epochs", "0"], "--epochs"),
+    (["train", "vae", "--gamma-min", "nan"], "finite number"),
+    (["train", "vae", "--dataset", "nosuch"], "unknown dataset"),
+    (["train", "vae", "--dataset", "folder:/no/such/folder"], "does not exist"),
+    (["train", "vae", "--dataset", "folder:{root}/imgs?size=0"], "size"),
+    (["train", "vae", "--dataset", "folder:{root}/imgs?channels=2"], "channels"),
+    (["train", "vae", "--dataset", "folder:{root}/imgs?crop=1,2"], "crop"),
+    (["train", "vae", "--dataset", "folder:{root}/imgs?colour=red"], "colour"),
+    (["train", "vae", "--device", "mps"], "device must be"),
+    (["train", "vae", "--device", "meta"], "device must be"),
+    (["train", "vae", "--device", "cuda:7"], "cuda:7"),
+    (["train", "nosuchkind"], "nosuchkind"),
+    (["train", "vae", "--out", ""], "empty path"),
+    (["train", "vae", "--out", "."], "names no folder"),
+    (["train", "vae", "--out", "{root}/plain.txt"], "not a folder"),
+    (["train", "vae", "--out", "{root}/plain.txt/sub"], "is not a folder"),
+    (["train", "vae", "--out", "foreign"], "was not written by latentmap"),
+    (["train", "vae", "--out", "own-report"], "holds a latentmap report, not a checkpoint"),
+    (["train", "vae", "--out", "own-checkpoint"], "pass --overwrite"),
+    (["train", "inverter"], "needs --model"),
+    (["train", "vae", "--model", "{tiny}"], "only used with"),
+    # models
+    (["models", "info", "nowhere"], "nowhere"),
+    (["models", "list", "{root}/no-such-folder"], "no-such-folder"),
+    # diagnose: broken checkpoints and specs
+    (["diagnose", "--model", "{latent_abc}"], "latent_dim"),
+    (["diagnose", "--model", "{neg_channels}"], "architecture.channels"),
+    (["diagnose", "--model", "{shape_2d}"], "image_shape"),
+    (["diagnose", "--model", "{no_weights}"], "missing its weights file"),
+    (["diagnose", "--model", "{bad_sha}"], "sha256"),
+    (["diagnose", "--model", "{config_array}"], "must hold a JSON object"),
+    (["diagnose", "--model", "{bad_json}"], "not valid JSON"),
+    (["diagnose", "--model", "{unknown_kind}"], "unknown model kind"),
+    (["diagnose", "--model", "nowhere"], "does not exist"),
+    (["diagnose", "--model", "py:os:getcwd"], "--trust-code"),
+    (["diagnose", "--model", "{root}/g.pkl"], "--trust-pickle"),
+    (["diagnose", "--model", "{tiny}", "--dataset", "digits"], "expects images of shape"),
+    (["diagnose", "--model", "{tiny}", "--images", "0"], "--images"),
+    (["diagnose", "--model", "{tiny}", "--split", "nope"], "--split"),
+    (["diagnose", "--model", "{tiny}", "--device", "meta"], "device must be"),
+    (["diagnose", "--model", "{tiny}", "--out", "{tiny}"], "is also an input"),
+    (["diagnose", "--model", "{tiny}", "--out", "{tiny_parent}"], "contains the input"),
+    # invert
+    (["invert", "--model", "{tiny}", "--lr", "nan"], "finite number"),
+    (["invert", "--model", "{tiny}", "--steps", "-1"], "--steps"),
+    (["invert", "--model", "{tiny}", "--init", "nope"], "--init"),
+    (["invert", "--model", "{tiny}", "--lpips", "{root}/no.pth"], "not a file"),
+    (["invert", "--model", "{tiny}", "--loss", "mse+lpips", "--lpips", "off"], "needs LPIPS"),
+    (["invert", "--model", "{tiny}", "--images", "0"], "--images"),
+    # map fit
+    (FIT, "exactly one of"),
+    (FIT + ["--samples", "5", "--dataset", "digits"], "exactly one of"),
+    (FIT + ["--support-set", "{support_array}"], "must hold a JSON object"),
+    (FIT + ["--support-set", "{support_nan}"], "finite pixel values"),
+    (FIT + ["--support-set", "npy:{root}/bad.npy"], "[0, 1]"),
+    (FIT + ["--support-set", "npy:{root}/x.npz"], "npz"),
+    (FIT + ["--support-set", "npy:{root}/strings.npy"], "strings.npy"),
+    (FIT + ["--samples", "50", "--alpha", "-1"], "'auto'"),
+    (FIT + ["--samples", "50", "--alpha", "sometimes"], "'auto'"),
+    (FIT + ["--samples", "50", "--method", "svd"], "--method"),
+    (FIT + ["--dataset", "fashion-mnist", "--fit-images", "0"], "--fit-images"),
+    (FIT + ["--samples", "50", "--out", "{tiny}"], "is also an input"),
+    (FIT + ["--samples", "50", "--method", "procrustes", "--alpha", "1"], "applies to method 'lstsq' only"),
+    # map eval
+    (["map", "eval", "--map", "nowhere"], "does not exist"),
+    (["map", "eval", "--map", "{root}/map-bad-json"], "must hold a JSON object"),
+    (["map", "eval", "--map", "{tiny}"], "has no map.json"),
+    # atlas
+    (["map", "atlas", "--models", "{tiny}"], "at least 2 models"),
+    (["map", "atlas", "--models", "{root}/nomatch*"], "no model matches"),
+    (ATLAS + ["--fit", "support-set"], "needs --support-set"),
+    (ATLAS + ["--support-set", "{support_nan}"], "applies to --fit support-set only"),
+    (ATLAS + ["--fit-split", "nope"], "--fit-split"),
+    (ATLAS + ["--fit", "dataset", "--samples", "10"], "--samples applies"),
+    # support sets
+    (BUILD + ["--size", "0"], "--size"),
+    (BUILD + ["--top-k", "99", "--split", "test"], "top-k must be at most"),
+    (BUILD + ["--threshold", "nan"], "finite number"),
+    (BUILD + ["--exclude", "abc", "--split", "test"], "integer image indices"),
+    (BUILD + ["--strategy", "nope"], "--strategy"),
+    (["support-set", "show", "{support_array}"], "must hold a JSON object"),
+    (["support-set", "show", "{root}/empty"], "has no manifest.json"),
+    (["support-set", "compare", "--models", "{tiny}"], "at least two models"),
+    (["support-set", "compare", "--models", "{tiny},{tiny2}", "--sizes", "0"], "--sizes"),
+    # demo
+    (["demo", "--checkpoints", "{root}/empty"], "no checkpoints"),
+    (["demo", "--images", "0"], "--images"),
+    (["demo", "--out", "foreign"], "was not written by latentmap"),
+]
+
+
+def _snapshot(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size if p.is_file() else -1) for p in folder.rglob("*"))
+
+
+def test_the_table_is_large():
+    assert len(CASES) >= 60 and len({tuple(argv) for argv, _ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("argv,fragment", CASES, ids=[" ".join(argv[:2]) + f"-{i}" for i, (argv, _) in
+                                                       enumerate(CASES)])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragment, tmp_path, monkeypatch):
+    paths = {k: str(v) for k, v in world.items()} | {"tiny_parent": str(world["tiny"].parent)}
+    argv = [a.format(**paths) for a in argv]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "thesis.tex").write_text("years of work")
+    (tmp_path / "own-report").mkdir()
+    write_output_marker(tmp_path / "own-report", "report")
+    (tmp_path / "own-checkpoint").mkdir()
+    write_output_marker(tmp_path / "own-checkpoint", "checkpoint")
+    before, inputs_before = _snapshot(tmp_path), _snapshot(world["root"])
+    tiny_before = _snapshot(world["tiny"])
+    result = CliRunner().invoke(main, argv)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, (argv, result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: "), (argv, result.output)
+    assert fragment in lines[0], (argv, lines[0])
+    assert _snapshot(tmp_path) == before, f"{argv} wrote or removed files"
+    assert _snapshot(world["root"]) == inputs_before and _snapshot(world["tiny"]) == tiny_before

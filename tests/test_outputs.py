@@ -1,0 +1,52 @@
+"""Outputs: default folders under runs/, only final paths inside them, and --overwrite of latentmap's own outputs."""
+
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from latentmap.cli.main import main
+from latentmap.io.atomic import MARKER_NAME, read_output_marker
+
+from conftest import ROOT
+
+
+def test_default_output_is_a_new_runs_folder_and_overwrite_replaces_only_own_output(tiny_vae_checkpoint, tmp_path,
+                                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["diagnose", "--model", str(tiny_vae_checkpoint), "--images", "40", "--no-progress"]
+    first = CliRunner().invoke(main, args)
+    second = CliRunner().invoke(main, args)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(r.name.startswith("diagnose-") for r in runs)  # never over an earlier run
+    assert read_output_marker(runs[0])["kind"] == "report"
+    again = CliRunner().invoke(main, args + ["--out", str(runs[0])])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    replaced = CliRunner().invoke(main, args + ["--out", str(runs[0]), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (runs[0] / "index.html").is_file() and (runs[0] / MARKER_NAME).is_file()
+
+
+def test_demo_outputs_hold_final_paths_only(tiny_vae_checkpoint, tmp_path):
+    checkpoints = tmp_path / "cks"
+    shutil.copytree(tiny_vae_checkpoint, checkpoints / "tiny-vae")
+    shutil.copytree(tiny_vae_checkpoint, checkpoints / "tiny-vae-b")
+    config = checkpoints / "tiny-vae-b" / "config.json"
+    config.write_text(config.read_text().replace('"name": "tiny-vae"', '"name": "tiny-vae-b"'))
+    shutil.copytree(ROOT / "support_sets" / "fmnist-svae", tmp_path / "support_sets" / "fmnist-svae")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["demo", "--checkpoints", str(checkpoints), "--out", str(out), "--images", "48",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    texts = {p: p.read_text() for p in out.rglob("*") if p.suffix in (".json", ".csv", ".html")}
+    assert any(p.name == "map.json" for p in texts)
+    leaked = [str(p) for p, text in texts.items() if ".tmp-" in text or ".old-" in text]
+    assert not leaked, f"temporary paths in {leaked}"
+    # the maps record their models relative to the map folder: they load from there
+    map_json = next(p for p in texts if p.name == "map.json")
+    import json
+
+    info = json.loads(map_json.read_text())
+    assert (map_json.parent / info["source"]["path"]).resolve() == (checkpoints / info["source"]["name"]).resolve()
+    assert len(info["source"]["sha256"]) == 64
