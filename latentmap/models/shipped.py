@@ -68,28 +68,25 @@ def shipped_root() -> Path:
     return root
 
 
-def _subfolders(folder: Path, marker: str) -> dict[str, Path]:
+def _shipped(subfolder: str, marker: str) -> dict[str, Path]:
+    """Name -> folder of every shipped ``subfolder/NAME`` holding ``marker``; {} when nothing is installed."""
+    try:
+        folder = shipped_root() / subfolder
+    except CheckpointError:
+        return {}
     if not folder.is_dir():
         return {}
     return {p.name: p for p in sorted(folder.iterdir()) if p.is_dir() and (p / marker).is_file()}
 
 
 def shipped_checkpoints() -> dict[str, Path]:
-    """Name -> folder of every shipped checkpoint (folders of ``checkpoints/`` with config.json), by name."""
-    try:
-        root = shipped_root()
-    except CheckpointError:
-        return {}
-    return _subfolders(root / CHECKPOINTS_DIR, _CHECKPOINT_FILE)
+    """Name -> folder of every shipped checkpoint (folders of ``checkpoints/`` with config.json)."""
+    return _shipped(CHECKPOINTS_DIR, _CHECKPOINT_FILE)
 
 
 def shipped_support_sets() -> dict[str, Path]:
     """Name -> folder of every shipped support set (folders of ``support_sets/`` with manifest.json)."""
-    try:
-        root = shipped_root()
-    except CheckpointError:
-        return {}
-    return _subfolders(root / SUPPORT_SETS_DIR, _SUPPORT_SET_FILE)
+    return _shipped(SUPPORT_SETS_DIR, _SUPPORT_SET_FILE)
 
 
 def resolve_model_spec(spec):
