@@ -177,6 +177,21 @@ def test_fit_needs_exactly_one_source(synthetic, tmp_path):
     assert res.exit_code == 2 and "exactly one of" in res.output
 
 
+def test_atlas_takes_comma_lists_and_skips_models_that_do_not_fit_the_data(synthetic, tmp_path):
+    root, p = synthetic["root"], synthetic["paths"]
+    other = affine_model("syn-16px", D, seed=4, shape=(1, 16, 16))  # works on other images than the dataset's
+    other.save(tmp_path / "syn-16px")
+    res = invoke("map", "atlas", "--models", f"{p['a']},{p['b']}", "--models", tmp_path / "syn-16px",
+                 "--dataset", f"npy:{root}/images.npy", "--out", tmp_path / "atlas", "--no-progress")
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "atlas" / "atlas.json").read_text())
+    assert {m["name"] for m in saved["models"]} == {"syn-a", "syn-b"} and len(saved["results"]) == 2
+    assert saved["skipped"] == [{"name": "syn-16px", "reason": "works on images (1, 16, 16), the test images are "
+                                                              "(1, 8, 8)"}]
+    assert "Warning: atlas: skipping model 'syn-16px'" in res.output
+    assert "syn-16px" in (tmp_path / "atlas" / "index.html").read_text()
+
+
 def test_atlas_over_a_folder_glob(synthetic, tmp_path):
     root = synthetic["root"]
     # the glob also matches a README (skipped) and a model of another latent size (every pair still gets a map)
