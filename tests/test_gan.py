@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -37,13 +38,21 @@ def test_inverter_beats_prior_mean_on_own_samples(tiny_gan):
 def _run_test_images(train_images: int, test_images: int, seed: int = 0) -> torch.Tensor:
     """The test images of a training run, drawn by hand: one seeded numpy Generator picks the training
     images, then the test images, without replacement, in index order."""
-    import numpy as np
-
     from latentmap import load_dataset
 
     rng = np.random.default_rng(seed)
     rng.choice(60000, train_images, replace=False)
     return load_dataset("fashion-mnist", "test").batch(np.sort(rng.choice(10000, test_images, replace=False)))
+
+
+def _grid_cells(path, rows: int, cols: int) -> np.ndarray:
+    """The 28 x 28 cells [rows, cols, 28, 28] (0-255) of an image grid: 2-pixel padding, scaled 2x; checks its size."""
+    from PIL import Image
+
+    grid = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+    assert grid.shape == (2 * (rows * 30 + 2), 2 * (cols * 30 + 2))
+    return np.stack([np.stack([grid[2 * (2 + i * 30):2 * (2 + i * 30) + 56:2, 2 * (2 + j * 30):2 * (2 + j * 30) + 56:2]
+                               for j in range(cols)]) for i in range(rows)])
 
 
 def _inversion_mse(model, x) -> float:
@@ -72,7 +81,17 @@ def test_checkpoint_records_inverter_metrics_and_grids(tiny_gan):
     assert config["metrics"]["test_mse"] == pytest.approx(real_mse, rel=1e-5)
     assert own < real_mse
     assert len(config["training"]["log"]) == 1 and config["training"]["inverter"]["inverter_steps"] == 100
-    assert (out / "samples.png").stat().st_size > 0 and (out / "inversions.png").is_file()
+    # samples.png: an 8 x 8 grid of prior samples (the run's seed, 0); inversions.png: 12 prior samples (seed 1),
+    # their inversions, the first 12 test images of the run and their inversions
+    with torch.no_grad():
+        samples = saved.decode(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))
+        own12 = saved.decode(torch.randn(12, 8, generator=torch.Generator().manual_seed(1)))
+        rows = [own12, saved.decode(saved.encode(own12)), real[:12], saved.decode(saved.encode(real[:12]))]
+    cells = _grid_cells(out / "samples.png", 8, 8)
+    np.testing.assert_allclose(cells.reshape(64, 28, 28), samples[:, 0].double().numpy() * 255, atol=1.0)
+    cells = _grid_cells(out / "inversions.png", 4, 12)
+    for i, images in enumerate(rows):
+        np.testing.assert_allclose(cells[i], images[:, 0].double().numpy() * 255, atol=1.0)
     reloaded = load_model(out)
     assert not any(k.startswith("discriminator") for k in reloaded.state_tensors())  # training-only, not shipped
 
@@ -137,8 +156,6 @@ def test_shipped_gan(tmp_path):
 def _check_shipped_generator_expressiveness(model):
     """The inverter reproduces the generator's own samples far better than real images (the README's claim),
     recomputed on 500 seeded prior samples and 500 evenly spaced test images, and evaluate_inverter agrees."""
-    import numpy as np
-
     from latentmap import load_dataset
     from latentmap.training.inverter import evaluate_inverter
 

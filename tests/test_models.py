@@ -126,8 +126,8 @@ def test_every_error_class_has_a_builtin_base_besides_latentmap_error():
                if issubclass(c, LatentmapError) and c is not LatentmapError]
     assert len(classes) >= 12
     for cls in classes:
-        builtins_ = [b for b in cls.__mro__ if b.__module__ == "builtins" and b not in (Exception, BaseException, object)]
-        assert builtins_, f"{cls.__name__} derives from no built-in exception besides Exception"
+        builtin = [b for b in cls.__mro__ if b.__module__ == "builtins" and b not in (Exception, BaseException, object)]
+        assert builtin, f"{cls.__name__} derives from no built-in exception besides Exception"
 
 
 def test_failed_save_keeps_previous(saved, monkeypatch):

@@ -60,10 +60,29 @@ def test_tiny_training_records_everything(tiny_vae_checkpoint):
     assert abs(train_mse / test_mse - 1) > 1e-3  # the two splits are told apart by the check below
     assert metrics["test_mse"] == pytest.approx(test_mse, rel=1e-5)
     assert len(metrics["var_mu"]) == len(metrics["mean_sigma2"]) == 8
-    for name in ("reconstructions.png", "samples.png", "model.safetensors"):
-        assert (tiny_vae_checkpoint / name).is_file()
+    assert (tiny_vae_checkpoint / "model.safetensors").is_file()
+    # reconstructions.png: the first 16 test images over their reconstructions; samples.png: an 8 x 8 grid of
+    # decoded N(0, I) draws with the run's seed
+    with torch.no_grad():
+        recon = model.decode(model.encode(test_x[:16]))
+        samples = model.decode(torch.randn(64, 8, generator=torch.Generator().manual_seed(0)))
+    cells = _grid_cells(tiny_vae_checkpoint / "reconstructions.png", 2, 16)
+    np.testing.assert_allclose(cells[0], test_x[:16, 0].double().numpy() * 255, atol=1.0)
+    np.testing.assert_allclose(cells[1], recon[:, 0].double().numpy() * 255, atol=1.0)
+    cells = _grid_cells(tiny_vae_checkpoint / "samples.png", 8, 8)
+    np.testing.assert_allclose(cells.reshape(64, 28, 28), samples[:, 0].double().numpy() * 255, atol=1.0)
     model = load_model(tiny_vae_checkpoint)
     assert model.name == "tiny-vae" and model.latent_dim == 8
+
+
+def _grid_cells(path, rows: int, cols: int) -> np.ndarray:
+    """The 28 x 28 cells [rows, cols, 28, 28] (0-255) of an image grid: 2-pixel padding, scaled 2x; checks its size."""
+    from PIL import Image
+
+    grid = np.asarray(Image.open(path).convert("L"), dtype=np.float64)
+    assert grid.shape == (2 * (rows * 30 + 2), 2 * (cols * 30 + 2))
+    return np.stack([np.stack([grid[2 * (2 + i * 30):2 * (2 + i * 30) + 56:2, 2 * (2 + j * 30):2 * (2 + j * 30) + 56:2]
+                               for j in range(cols)]) for i in range(rows)])
 
 
 def test_training_learns_and_is_seeded(tmp_path):
