@@ -170,3 +170,22 @@ def test_cli_compare(tiny_vae_checkpoint, tmp_path):
 
 def test_errors_are_value_errors():
     assert issubclass(SupportSetError, LatentmapError) and issubclass(SupportSetError, ValueError)
+
+
+def test_compare_and_atlas_report_the_same_latent_r2_for_the_same_map(tmp_path):
+    """One R²: the anchor comparison's per-pair latent R² is the relocation atlas's, on the same map and images."""
+    from test_relocation import affine_model, make_images
+
+    from latentmap.evaluation.relocation import evaluate_relocation
+    from latentmap.maps.linear import LinearMap
+    from latentmap.support.anchors import _Encoded, _relocate
+
+    a, b = affine_model("r2-a", 6, seed=1), affine_model("r2-b", 5, seed=2)
+    anchors, test = make_images(30, seed=3, model=a, noise=0.05), make_images(60, seed=4, model=a, noise=0.05)
+    encoded = _Encoded(test, {m.name: m.encode_all(test) for m in (a, b)})
+    za, zb = a.encode_all(anchors), b.encode_all(anchors)
+    _mse, compare_r2 = _relocate(a, b, za, zb, encoded, 1e-3, False, 16)
+    linear_map = LinearMap(bias=False, alpha=1e-3).fit(za.double(), zb.double())
+    atlas_r2 = evaluate_relocation(a, b, linear_map, test, batch_size=16, lpips="off").latent_r2
+    assert compare_r2 == pytest.approx(atlas_r2, rel=1e-6)
+    assert atlas_r2 < 0.99  # unrelated spaces: a value that could differ, not a trivial 1
