@@ -259,9 +259,9 @@ def test_cli_errors_exit_2_and_write_nothing(tiny_vae_checkpoint, tmp_path, args
 
 def test_demo_section_diagnoses_every_model(tiny_vae_checkpoint, tmp_path, monkeypatch):
     from latentmap.demo import diagnostics as diagnostics_demo
-    from latentmap.demo.story import DEMO_SECTION_MODULES, DemoContext
+    from latentmap.demo.story import _SECTIONS, DemoContext
 
-    assert "latentmap.demo.diagnostics" in DEMO_SECTION_MODULES
+    assert diagnostics_demo.diagnostics_section in [fn for _order, _name, fn in _SECTIONS]
     monkeypatch.setattr(diagnostics_demo, "DEMO_DIAGNOSTICS_TEST_IMAGES", 25)
     vae = load_model(tiny_vae_checkpoint, device="cpu")
     other = linear_model(name="syn-28", shape=(1, 28, 28))

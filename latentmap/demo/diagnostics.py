@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from latentmap.demo.story import DemoContext, register_demo_section
+from latentmap.demo.context import DemoContext, register_demo_section
 from latentmap.evaluation.diagnostics import INACTIVE_THRESHOLD, latent_diagnostics
 from latentmap.report.diagnostics import write_diagnostics
 from latentmap.report.html import Section

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from latentmap.demo.story import DemoContext, register_demo_section
+from latentmap.demo.context import DemoContext, register_demo_section
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section
 from latentmap.training.inverter import evaluate_inverter

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from latentmap.data.datasets import load_dataset
-from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.errors import LatentmapError
 from latentmap.evaluation.atlas import build_atlas
 from latentmap.maps.fitting import FitSource

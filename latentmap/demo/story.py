@@ -2,15 +2,15 @@
 
 The demo is a list of sections run in order; each reads the shared :class:`DemoContext`,
 writes its files into the report folder and returns a :class:`~latentmap.report.html.Section`.
-Features add a section with :func:`register_demo_section` instead of editing this file.
+A feature adds a section module that registers itself with
+:func:`latentmap.demo.context.register_demo_section`, and one import line here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,41 +25,9 @@ from latentmap.evaluation.relocation import lpips_function
 from latentmap.evaluation.metrics import reconstruction_mse
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section, render_page
-
-DEMO_DATASET = "fashion-mnist"
-# Modules that register further demo sections when imported (one line per feature).
-DEMO_SECTION_MODULES: tuple[str, ...] = ("latentmap.demo.support_set", "latentmap.demo.relocation",
-                                         "latentmap.demo.generators", "latentmap.demo.diagnostics")
-GRID_IMAGES = 12
-
-
-@dataclass
-class DemoContext:
-    checkpoints: Path
-    out: Path  # the temporary folder being written
-    models: list
-    test: object  # ImageDataset
-    data_dir: str | None
-    device: object
-    summary: dict = field(default_factory=dict)
-    rows: list = field(default_factory=list)
-    model_paths: dict = field(default_factory=dict)  # model name -> its checkpoint folder
-
-    def grid_indices(self, n: int = GRID_IMAGES) -> np.ndarray:
-        return np.linspace(0, len(self.test) - 1, n).round().astype(int)
-
-
-_SECTIONS: list[tuple[int, str, Callable[[DemoContext], Section]]] = []
-
-
-def register_demo_section(order: int, name: str):
-    def decorator(fn):
-        _SECTIONS.append((order, name, fn))
-        _SECTIONS.sort(key=lambda item: item[0])
-        return fn
-
-    return decorator
-
+# the sections: each registers itself in latentmap.demo.context when imported
+from latentmap.demo import diagnostics, generators, relocation, support_set  # noqa: F401  (register sections)
+from latentmap.demo.context import _SECTIONS, DEMO_DATASET, DemoContext, register_demo_section
 
 @dataclass
 class DemoResult:
@@ -87,10 +55,6 @@ def find_checkpoints(folder) -> list[Path]:
 
 def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, device=None,
              test_images: int | None = None, overwrite: bool = True, progress: bool = False) -> DemoResult:
-    import importlib
-
-    for module in DEMO_SECTION_MODULES:
-        importlib.import_module(module)
     folders = find_checkpoints(checkpoints)
     models = [load_model(p, device=device) for p in folders]
     test = load_dataset(DEMO_DATASET, "test", data_dir=data_dir)

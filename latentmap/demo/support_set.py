@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from latentmap.data.datasets import load_dataset
-from latentmap.demo.story import DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.report.html import Section
 from latentmap.report.support_set import (CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, support_set_figures,
                                           write_support_set)

@@ -1,0 +1,46 @@
+"""What every demo section shares: the context it reads and writes, and the registry of sections.
+
+A section is a function ``(DemoContext) -> Section`` registered with :func:`register_demo_section`;
+the story (``latentmap.demo.story``) imports the section modules and runs them in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from latentmap.report.html import Section
+
+DEMO_DATASET = "fashion-mnist"
+GRID_IMAGES = 12
+
+
+@dataclass
+class DemoContext:
+    checkpoints: Path
+    out: Path  # the temporary folder being written
+    models: list
+    test: object  # ImageDataset
+    data_dir: str | None
+    device: object
+    summary: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+    model_paths: dict = field(default_factory=dict)  # model name -> its checkpoint folder
+
+    def grid_indices(self, n: int = GRID_IMAGES) -> np.ndarray:
+        return np.linspace(0, len(self.test) - 1, n).round().astype(int)
+
+
+_SECTIONS: list[tuple[int, str, Callable[[DemoContext], Section]]] = []
+
+
+def register_demo_section(order: int, name: str):
+    def decorator(fn):
+        _SECTIONS.append((order, name, fn))
+        _SECTIONS.sort(key=lambda item: item[0])
+        return fn
+
+    return decorator
