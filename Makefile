@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 LATENTMAP := $(BIN)/latentmap
 
-.PHONY: install data demo example-report test test-all checkpoints support-sets benchmarks clean
+.PHONY: install data demo example-report test test-all checkpoints support-sets benchmarks bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,19 @@ support-sets: install data
 	$(LATENTMAP) support-set build --model checkpoints/fmnist-svae --dataset fashion-mnist --split train \
 	  --for-models checkpoints/fmnist-vae-a,checkpoints/fmnist-vae-b,checkpoints/fmnist-svae \
 	  --seed 0 --gain-images 2000 --out support_sets/fmnist-svae --overwrite --no-progress
+
+# The benchmark suite: each script prints a table of ratios measured side by side, records the machine in
+# benchmarks/results/NAME.json and exits non-zero when a target is missed; every script runs, then make fails
+# if any missed. bench-quick: smoke runs on small sizes (results in benchmarks/results/*_quick.json).
+BENCHMARKS := bench_fit bench_memory bench_infogain bench_eval bench_loader bench_scale
+bench: install data
+	@status=0; for b in $(BENCHMARKS); do \
+	  $(BIN)/python benchmarks/$$b.py $$( [ $$b = bench_memory ] && echo --cli ) || status=1; done; exit $$status
+
+bench-quick: install data
+	@status=0; for b in bench_fit bench_infogain bench_eval bench_scale; do \
+	  $(BIN)/python benchmarks/$$b.py --quick || status=1; done; \
+	  $(BIN)/python benchmarks/bench_memory.py --sizes 2000,20000,200000 || status=1; exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,15 +9,68 @@ from latentmap.errors import ConfigError
 
 
 def image_batches(data, batch_size: int):
-    """Normalize a dataset / image tensor / iterable of batches into (iterable, number of batches or None)."""
+    """Normalize a dataset / image tensor / iterable of batches into (iterable, number of batches or None).
+
+    Datasets read lazily (folders, synthetic images) are read by a torch DataLoader with worker processes and
+    pinned memory when :func:`loader_workers` says so, so that reading overlaps the models' work."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size} instead")
     if hasattr(data, "iter_batches"):  # ImageDataset and its subsets
-        return data.iter_batches(batch_size), -(-len(data) // batch_size)
+        total = -(-len(data) // batch_size)
+        workers = loader_workers(data)
+        if workers and total > 1:
+            return _loader(data, batch_size, workers), total
+        return data.iter_batches(batch_size), total
     if isinstance(data, (torch.Tensor, np.ndarray)):
         t = torch.as_tensor(data)
         return (t[s:s + batch_size] for s in range(0, len(t), batch_size)), -(-len(t) // batch_size)
     return iter(data), None
+
+
+# DataLoader workers for lazily read datasets: None = automatic (see loader_workers)
+_LOADER = {"workers": None}
+
+
+def set_loader_workers(workers: int | None) -> None:
+    """Worker processes reading lazily loaded datasets (0: read in this process; None: automatic)."""
+    if workers is not None and workers < 0:
+        raise ConfigError(f"loader workers must be >= 0, got {workers} instead")
+    _LOADER["workers"] = workers
+
+
+def loader_workers(data) -> int:
+    """How many DataLoader workers read ``data``: none for in-memory data; for lazily read data the number
+    set (``set_loader_workers``, ``LATENTMAP_LOADER_WORKERS``), else, automatically, up to 4 when a GPU does
+    the models' work and none on a CPU, whose cores the models already use (measured: benchmarks/bench_loader.py)."""
+    import os
+
+    if not getattr(data, "lazy", False):
+        return 0
+    chosen = _LOADER["workers"]
+    if chosen is None and os.environ.get("LATENTMAP_LOADER_WORKERS", "").strip():
+        chosen = int(os.environ["LATENTMAP_LOADER_WORKERS"])
+    if chosen is not None:
+        return chosen
+    return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
+
+
+class _BatchSet(torch.utils.data.Dataset):
+    """Batch k of a dataset as one item, so that each worker reads whole batches."""
+
+    def __init__(self, data, batch_size: int):
+        self.data, self.batch_size = data, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.data) // self.batch_size)
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        start = k * self.batch_size
+        return self.data.batch(np.arange(start, min(start + self.batch_size, len(self.data))))
+
+
+def _loader(data, batch_size: int, workers: int):
+    return iter(torch.utils.data.DataLoader(_BatchSet(data, batch_size), batch_size=None, num_workers=workers,
+                                            pin_memory=torch.cuda.is_available(), prefetch_factor=2))
 
 
 _QUIET = {"on": False}

@@ -357,4 +357,4 @@ def test_public_names_stay_importable_from_datasets():
                  "evenly_spaced_indices", "as_image_batch", "dataset_sources", "parse_spec", "read_idx"):
         assert hasattr(datasets, name), name
     assert datasets.SPLITS == ("train", "test", "all")
-    assert set(datasets.dataset_sources()) == {"fashion-mnist", "mnist", "digits", "folder", "npy"}
+    assert set(datasets.dataset_sources()) == {"fashion-mnist", "mnist", "digits", "folder", "npy", "synthetic"}

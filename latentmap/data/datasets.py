@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from latentmap.data import files as _files  # noqa: F401  (registers folder: and npy:)
 from latentmap.data import sources as _sources  # noqa: F401  (registers fashion-mnist, mnist, digits)
+from latentmap.data import synthetic as _synthetic  # noqa: F401  (registers synthetic:N[xHxWxC])
 from latentmap.data.images import (IMAGE_SUFFIXES, FolderImageDataset, ImageDataset, SubsetImageDataset,
                                    TensorImageDataset, array_to_tensor, as_image_batch, evenly_spaced_indices,
                                    images_to_nchw)

@@ -35,6 +35,7 @@ class ImageDataset(torch.utils.data.Dataset):
     image_shape: tuple[int, int, int]
     labels: torch.Tensor | None
     label_names: tuple[str, ...] | None = None  # label_names[k] names label k, when the dataset has names
+    lazy = False  # read from files or made on demand per batch (then a DataLoader with workers may read it)
 
     def label_name(self, label: int) -> str:
         names = self.label_names
@@ -116,6 +117,7 @@ class SubsetImageDataset(ImageDataset):
         self.source = getattr(parent, "source", "")
         self.labels = None if parent.labels is None else parent.labels[torch.as_tensor(self.indices)]
         self.label_names = parent.label_names
+        self.lazy = parent.lazy
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -127,6 +129,8 @@ class SubsetImageDataset(ImageDataset):
 class FolderImageDataset(ImageDataset):
     """Image files read lazily, optionally cropped and resized; labelled when ``labels`` is given
     (one per file; ``label_names`` names them, e.g. the class subfolders of an image folder)."""
+
+    lazy = True
 
     def __init__(self, name: str, files: Sequence[Path], *, mode: str, crop=None, size=None, source: str = "",
                  labels=None, label_names: Sequence[str] | None = None):

@@ -29,6 +29,7 @@ class DemoContext:
     summary: dict = field(default_factory=dict)
     rows: list = field(default_factory=list)
     model_paths: dict = field(default_factory=dict)  # model name -> its checkpoint folder
+    maps: dict = field(default_factory=dict)  # (source, target) -> (fitted map, relocated MSE), from the atlas
 
     def grid_indices(self, n: int = GRID_IMAGES) -> np.ndarray:
         return np.linspace(0, len(self.test) - 1, n).round().astype(int)

@@ -96,6 +96,12 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
     """
     if overwrite is None:
         overwrite = kind is None
+    from latentmap.distributed import is_main
+
+    if not is_main():  # torch.distributed: rank 0 alone writes; the others fill a scratch folder, then drop it
+        with tempfile.TemporaryDirectory(prefix="latentmap-rank-") as scratch:
+            yield Path(scratch)
+        return
     target = check_output_path(path, kind, overwrite, inputs)
     created = [p for p in (target.parent, *target.parent.parents) if not os.path.lexists(p)]
     try:
@@ -325,7 +331,11 @@ def _relax_permissions(folder: Path) -> None:
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write a single file atomically (temporary file in the same folder, then rename)."""
+    """Write a single file atomically (temporary file in the same folder, then rename); rank 0 alone writes."""
+    from latentmap.distributed import is_main
+
+    if not is_main():
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)

@@ -42,12 +42,12 @@ from sklearn.base import BaseEstimator
 from latentmap.errors import (ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
                               UnderdeterminedError)
 from latentmap.maps.solvers import gcv_alpha, solve_spd
-from latentmap.stats import Moments, r2_from_sums, r2_score
+from latentmap.stats import CHUNK_ROWS, Moments, r2_from_sums, r2_score
 
 METHODS = ("lstsq", "procrustes")
 AUTO_ALPHA = "auto"
-# fit() streams whole arrays through the statistics in chunks of this many rows
-FIT_CHUNK_ROWS = 4096
+# fit() streams whole arrays through the statistics in chunks of this many rows (Moments.update's chunk)
+FIT_CHUNK_ROWS = CHUNK_ROWS
 
 
 class FewPairsWarning(UserWarning):
@@ -158,17 +158,16 @@ class LinearMap(BaseEstimator):
         self._cache = {}
 
     def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Fold one batch into the float64 centred statistics (on the batch's device)."""
-        batch = Moments.of_batch(x, y, full=True)
-        if batch.n == 0:
-            return
-        # a NaN or inf anywhere in the batch reaches the cross-products (inf - inf = NaN in the centring)
-        if not bool(torch.isfinite(batch.cxy).all() and torch.isfinite(batch.cxx).all()
-                    and torch.isfinite(batch.cyy).all()):
-            if not (torch.isfinite(x.to(torch.float64)).all() and torch.isfinite(batch.cxx).all()):
+        """Fold pairs into the float64 centred statistics (on the batch's device), chunk by chunk.
+
+        A NaN or inf anywhere reaches the chunk's cross-products, which are checked (d² numbers, not N·d)
+        before they touch the statistics."""
+        try:
+            self._moments.update(x, y, check_finite=True)
+        except NonFiniteError as exc:
+            if getattr(exc, "operand", "x") == "x":
                 _raise_non_finite(x, "source latents X")
             _raise_non_finite(y, "target latents Y")
-        self._moments.merge(batch)
 
     # ------------------------------------------------------------------ public fitting API
     def fit(self, X, Y):
@@ -179,8 +178,7 @@ class LinearMap(BaseEstimator):
         self._validate_params()
         self._reset()
         x, y, _ = self._check_pair(X, Y)
-        for start in range(0, max(len(x), 1), FIT_CHUNK_ROWS):
-            self._accumulate(x[start:start + FIT_CHUNK_ROWS], y[start:start + FIT_CHUNK_ROWS])
+        self._accumulate(x, y)  # Moments.update reads the arrays in chunks of FIT_CHUNK_ROWS rows
         self._solve()
         return self
 
@@ -207,6 +205,19 @@ class LinearMap(BaseEstimator):
             self._reset()
         x, y, _ = self._check_pair(X_batch, Y_batch)
         self._accumulate(x, y)
+        self._forget_solution()
+        return self
+
+    def all_reduce(self, d_source: int, d_target: int) -> "LinearMap":
+        """Add up the statistics of every rank of a torch.distributed run (each rank fed its shard of the pairs);
+        every rank then solves the same system. In one process nothing changes. The sizes serve a rank that saw
+        no pairs."""
+        from latentmap.distributed import all_reduce_moments
+
+        if self.__dict__.get("_moments") is None:
+            self._validate_params()
+            self._reset()
+        self._moments = all_reduce_moments(self._moments, d_source, d_target, full=True)
         self._forget_solution()
         return self
 

@@ -1,12 +1,18 @@
 """Information gain of latent variables: how much the reconstruction worsens when one is zeroed.
 
 For variable i, gain_i = mean over images x of MSE(x, Dec(z with z_i = 0)) - MSE(x, Dec(z)),
-z = Enc(x). The d zeroed variants of a batch are decoded together, in chunks of rows that fit
-the device, so the cost is one decode of B*d latents per batch instead of d separate passes.
+z = Enc(x). Every image needs d + 1 decodes (its d zeroed variants and z itself), whatever the
+method, so the speed to aim for is the decoder's best throughput on the device. The variants of a
+batch of images are decoded in chunks of rows whose size is chosen by measuring: the first chunks of
+the real work are decoded at a few sizes (:class:`ChunkTuner`, no extra decodes), and the fastest per
+row is kept for the rest. On a CPU a few hundred rows usually beat thousands (cache); on a GPU the sizes go up to
+what its free memory holds. The losses are summed per variable in float64; ``sums_of`` returns
+those sums so that several processes can add theirs (``latentmap.distributed``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +21,15 @@ import torch
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, SupportSetError
 
-# Rows of zeroed variants decoded at once on CPU; on CUDA the chunk is sized from free memory.
-CPU_CHUNK_ROWS = 2048
+# Largest chunk tried on a CPU; on CUDA the largest is sized from free memory.
+CPU_MAX_ROWS = 4096
 # Decoders hold many activations per output pixel; this factor keeps the CUDA chunk well inside memory.
 ACTIVATION_FACTOR = 64
+# The tuner tries chunks of at least this many rows, and each size this many times (the best time counts).
+MIN_TUNED_ROWS = 16
+TUNER_TRIALS = 2
+# A size this much slower per image than the best so far ends the trials of larger sizes.
+GIVE_UP = 1.3
 
 
 @dataclass
@@ -40,52 +51,133 @@ class InformationGain:
 
 
 def variant_chunk_rows(model, device: torch.device | None = None) -> int:
-    """How many zeroed latents to decode at once: a fixed number on CPU, sized by free memory on CUDA."""
+    """The largest number of latents decoded at once: a fixed bound on CPU, sized by free memory on CUDA."""
     device = device or model.device
     if device.type != "cuda":
-        return CPU_CHUNK_ROWS
+        return CPU_MAX_ROWS
     free, _total = torch.cuda.mem_get_info(device)
     per_row = int(np.prod(model.image_shape)) * 4 * ACTIVATION_FACTOR
     return int(max(64, min(65536, free // 2 // per_row)))
 
 
-def zeroed_variants(z: torch.Tensor) -> torch.Tensor:
-    """[B, d] -> [B*d, d]: row b*d + i is z[b] with variable i set to 0."""
+class ChunkTuner:
+    """Chooses how many latents to decode at once, by timing real chunks of the work.
+
+    Candidates are 16, 32, 64, ... rows up to ``max_rows``; each is tried :data:`TUNER_TRIALS` times
+    (the best time counts), in ascending order, and a size clearly slower per row than the best so far
+    (:data:`GIVE_UP`) ends the trials of larger ones; then the fastest per row is kept. ``fixed`` skips
+    the measuring (a caller's ``chunk_rows``).
+    """
+
+    def __init__(self, max_rows: int, fixed: int | None = None, device: torch.device | None = None):
+        self.device = device
+        self.times: dict[int, list[float]] = {}
+        if fixed is not None:
+            self.candidates, self.chosen, self._queue = [fixed], fixed, []
+            return
+        sizes = [MIN_TUNED_ROWS * 2 ** i for i in range(24) if MIN_TUNED_ROWS * 2 ** i <= max_rows] or [max_rows]
+        self.candidates, self.chosen = sizes, (sizes[0] if len(sizes) == 1 else None)
+        self.times = {k: [] for k in sizes}
+        self._queue = [k for k in sizes for _ in range(TUNER_TRIALS)] if self.chosen is None else []
+
+    def next_rows(self) -> int:
+        return self.chosen if self.chosen is not None else self._queue[0]
+
+    def timing(self) -> bool:
+        return self.chosen is None
+
+    def record(self, k: int, rows: int, seconds: float) -> None:
+        if self.chosen is not None or rows != k:  # only full chunks of the size being tried count
+            return
+        self.times[k].append(seconds / k)
+        self._queue.pop(0)
+        best = min(min(v) for v in self.times.values() if v)
+        larger = [c for c in self.candidates if c > k]
+        if (len(self.times[k]) == TUNER_TRIALS and min(self.times[k]) > GIVE_UP * best
+                and not any(self.times[c] for c in larger)):
+            # the largest size tried so far is clearly slower: larger ones will not win either
+            self.candidates = [c for c in self.candidates if c not in larger]
+            self._queue = [c for c in self._queue if c not in larger]
+        if not self._queue:
+            self.chosen = self.best()
+
+    def best(self) -> int:
+        """The fastest size per row measured so far (the smallest candidate before any measurement)."""
+        if self.chosen is not None:
+            return self.chosen
+        measured = [c for c in self.candidates if self.times.get(c)]
+        return min(measured, key=lambda c: min(self.times[c])) if measured else self.candidates[0]
+
+    def sync(self) -> None:
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def zeroed_variants(z: torch.Tensor, keep_original: bool = False) -> torch.Tensor:
+    """[B, d] -> [B*d, d]: row b*d + i is z[b] with variable i set to 0. ``keep_original`` adds z[b] itself
+    after its variants: [B*(d+1), d]."""
     b, d = z.shape
-    variants = z.unsqueeze(1).repeat(1, d, 1)
+    variants = z.unsqueeze(1).repeat(1, d + (1 if keep_original else 0), 1)
     variants[:, torch.arange(d), torch.arange(d)] = 0
-    return variants.reshape(b * d, d)
+    return variants.reshape(-1, d)
 
 
-def _batch_gain_sums(model, x: torch.Tensor, chunk_rows: int) -> torch.Tensor:
+def _gain_sums(model, x: torch.Tensor, tuner: ChunkTuner) -> torch.Tensor:
     """Sum over the batch of the per-variable loss increase, float64 [d]."""
     z = model.encode(x)
-    base = (model.decode(z) - x).pow(2).flatten(1).mean(1).double()
-    variants = zeroed_variants(z)
     d = z.shape[1]
-    owner = torch.arange(len(variants), device=x.device) // d  # image each variant row belongs to
-    losses = torch.cat([
-        (model.decode(variants[s:s + chunk_rows]) - x[owner[s:s + chunk_rows]]).pow(2).flatten(1).mean(1).double()
-        for s in range(0, len(variants), chunk_rows)
-    ])
-    return (losses.view(-1, d) - base.unsqueeze(1)).sum(0)
+    variants = zeroed_variants(z, keep_original=True)  # image b's rows: b*(d+1) ... b*(d+1) + d
+    owner = torch.arange(len(variants), device=z.device) // (d + 1)
+    losses = torch.empty(len(variants), dtype=torch.float64, device=z.device)
+    start = 0
+    while start < len(variants):
+        k = tuner.next_rows()
+        stop = min(start + k, len(variants))
+        timed = tuner.timing()
+        if timed:
+            tuner.sync()
+            t0 = time.perf_counter()
+        decoded = model.decode(variants[start:stop])
+        losses[start:stop] = (decoded - x[owner[start:stop]]).pow(2).flatten(1).mean(1).double()
+        if timed:
+            tuner.sync()
+            tuner.record(k, stop - start, time.perf_counter() - t0)
+        start = stop
+    losses = losses.view(len(z), d + 1)
+    return (losses[:, :d] - losses[:, d:]).sum(0)
+
+
+def information_gain_sums(model, images, *, batch_size: int = 64, chunk_rows: int | None = None,
+                          progress: bool = False) -> tuple[torch.Tensor, int, ChunkTuner]:
+    """(float64 per-variable sums of the loss increase over ``images``, number of images, the tuner used)."""
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows} instead")
+    d = model.latent_dim
+    tuner = ChunkTuner(variant_chunk_rows(model), fixed=chunk_rows, device=model.device)
+    batches, total = image_batches(images, batch_size)
+    sums = torch.zeros(d, dtype=torch.float64, device=model.device)
+    n = 0
+    for batch in with_progress(batches, f"information gain {model.name}", progress, total):
+        x = model.check_images(batch)
+        sums += _gain_sums(model, x, tuner)
+        n += len(x)
+    return sums, n, tuner
 
 
 def information_gain(model, images, *, batch_size: int = 64, chunk_rows: int | None = None,
                      progress: bool = False) -> InformationGain:
     """Information gain of every latent variable of ``model`` over ``images``.
 
-    ``images`` is an :class:`~latentmap.data.datasets.ImageDataset` or an image tensor; ``chunk_rows``
-    bounds how many zeroed latents are decoded at once (default: :func:`variant_chunk_rows`).
+    ``images`` is an :class:`~latentmap.data.datasets.ImageDataset` or an image tensor. ``chunk_rows``
+    fixes how many latents are decoded at once; by default the size is measured on the device
+    (:class:`ChunkTuner`). In a
+    torch.distributed run every rank passes the same images: each takes its shard, and the sums are added.
     """
-    n = len(images)
-    if n == 0:
+    from latentmap import distributed
+
+    if len(images) == 0:
         raise SupportSetError(f"information gain of model '{model.name}' needs at least one image, got none")
-    if chunk_rows is not None and chunk_rows < 1:
-        raise ConfigError(f"chunk_rows must be at least 1, got {chunk_rows} instead")
-    rows = chunk_rows or variant_chunk_rows(model)
-    batches, total = image_batches(images, batch_size)
-    sums = torch.zeros(model.latent_dim, dtype=torch.float64, device=model.device)
-    for batch in with_progress(batches, f"information gain {model.name}", progress, total):
-        sums += _batch_gain_sums(model, model.check_images(batch), rows)
+    sums, n, _tuner = information_gain_sums(model, distributed.shard(images), batch_size=batch_size,
+                                            chunk_rows=chunk_rows, progress=progress)
+    sums, n = distributed.all_reduce_sum(sums), distributed.all_reduce_count(n)
     return InformationGain(gains=(sums / n).cpu().numpy(), n_images=n)

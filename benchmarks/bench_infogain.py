@@ -1,0 +1,143 @@
+"""Information gain, side by side: the batched function against a per-variable loop and decode-only throughput.
+
+On the shipped Split-VAE (``fmnist-svae``, 64 latent variables) and 2,000 Fashion-MNIST test images,
+every method needs (d + 1)·N decodes (each image's d zeroed variants and the image's own latent):
+
+* decode-only: the decoder alone on random latents at chunk sizes from 16 to 4,096 rows; the best
+  rows per second is the ceiling (measured before and after the others; the better one counts);
+* ``information_gain`` (the chunk size chosen by measuring on the device, see ChunkTuner);
+* ``information_gain`` with a fixed 2,048-row chunk (the former CPU default);
+* a per-variable loop: for each variable, every 64-image batch decoded with that variable zeroed.
+
+Target: the batched function reaches >= 95% of the best decode-only throughput.
+
+Usage: .venv/bin/python benchmarks/bench_infogain.py [--images 2000] [--model fmnist-svae] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as common  # noqa: E402
+
+DECODE_ROWS = (16, 32, 64, 65, 128, 130, 256, 260, 512, 520, 1024, 2048, 4096)
+TARGET = 0.95
+
+
+def _sync(device):
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def decode_only(model, rows_list, min_seconds: float = 0.6) -> dict[int, float]:
+    """Rows per second of ``model.decode`` at each chunk size (best of repeated calls)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for rows in rows_list:
+        z = torch.randn(rows, model.latent_dim, generator=g).to(model.device)
+        model.decode(z)  # warm up this shape
+        best, spent = float("inf"), 0.0
+        calls = 0
+        while spent < min_seconds or calls < 2:
+            _sync(model.device)
+            t0 = time.perf_counter()
+            model.decode(z)
+            _sync(model.device)
+            dt = time.perf_counter() - t0
+            best, spent, calls = min(best, dt), spent + dt, calls + 1
+        out[rows] = rows / best
+    return out
+
+
+def per_variable_loop(model, images, batch_size: int = 64):
+    """The straightforward method: for every variable (and none), decode every batch with it zeroed."""
+    import torch
+
+    d = model.latent_dim
+    sums = torch.zeros(d + 1, dtype=torch.float64)
+    zs = [(model.encode(x), model.check_images(x)) for x in images.iter_batches(batch_size)]
+    for i in range(d + 1):
+        for z, x in zs:
+            zi = z.clone()
+            if i < d:
+                zi[:, i] = 0
+            sums[i] += (model.decode(zi) - x).pow(2).flatten(1).mean(1).double().sum().cpu()
+    return (sums[:d] - sums[d]) / len(images)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--model", default="fmnist-svae")
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="200 images: a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.images = 200
+    import numpy as np
+
+    from latentmap import load_model
+    from latentmap.data.datasets import load_dataset
+    from latentmap.support.info_gain import information_gain_sums
+
+    info = common.machine()
+    model = load_model(args.model, device=args.device)
+    images = load_dataset(args.dataset, "test").evenly_spaced_subset(args.images)
+    d, n = model.latent_dim, len(images)
+    decodes = (d + 1) * n
+    print(f"Information gain of {model.name} (d = {d}) on {n} images: {decodes:,} decodes; device {model.device}")
+    print(common.machine_line(info))
+    before = decode_only(model, DECODE_ROWS)
+
+    def timed(fn):
+        _sync(model.device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(model.device)
+        return time.perf_counter() - t0, out
+
+    t_tuned, (sums_tuned, _n, tuner) = timed(lambda: information_gain_sums(model, images))
+    t_fixed, (sums_fixed, _n, _t) = timed(lambda: information_gain_sums(model, images, chunk_rows=2048))
+    t_loop, gains_loop = timed(lambda: per_variable_loop(model, images))
+    after = decode_only(model, DECODE_ROWS)
+    best_rows = max(DECODE_ROWS, key=lambda r: max(before[r], after[r]))
+    ceiling = max(before[best_rows], after[best_rows])
+    chosen_rows = tuner.best()
+    gains = (sums_tuned / n).cpu().numpy()
+    agree = float(np.max(np.abs(gains - gains_loop.numpy())) / max(np.max(np.abs(gains_loop.numpy())), 1e-30))
+    rows = [{"method": f"decode only, best chunk ({best_rows} rows)", "seconds": decodes / ceiling,
+             "decodes_per_s": ceiling, "vs_best": 1.0},
+            {"method": f"information_gain, measured chunk ({chosen_rows} rows)", "seconds": t_tuned,
+             "decodes_per_s": decodes / t_tuned, "vs_best": decodes / t_tuned / ceiling},
+            {"method": "information_gain, fixed 2048-row chunk", "seconds": t_fixed,
+             "decodes_per_s": decodes / t_fixed, "vs_best": decodes / t_fixed / ceiling},
+            {"method": "per-variable loop, 64-image batches", "seconds": t_loop, "decodes_per_s": decodes / t_loop,
+             "vs_best": decodes / t_loop / ceiling}]
+    print(common.table(rows, [("method", "method", ""), ("seconds", "seconds", ".1f"),
+                              ("decodes_per_s", "decodes/s", ",.0f"), ("vs_best", "x best decode-only", ".3f")]))
+    print("decode-only rows/s by chunk: " + ", ".join(f"{r}: {max(before[r], after[r]):,.0f}" for r in DECODE_ROWS))
+    print(f"gains of the batched function and of the loop agree to {agree:.1e} (relative, max)")
+    ratio = decodes / t_tuned / ceiling
+    targets = [(f"information_gain >= {TARGET:.0%} of the best decode-only throughput", ratio >= TARGET,
+                f"{ratio:.1%}"),
+               ("batched gains equal the per-variable loop's (1e-4 relative)", agree <= 1e-4, f"{agree:.1e}")]
+    return common.finish("bench_infogain" + ("_quick" if args.quick else ""),
+                         {"benchmark": "information gain", "machine": info, "device": str(model.device),
+                          "model": model.name, "images": n, "rows": rows,
+                          "decode_only": {str(r): max(before[r], after[r]) for r in DECODE_ROWS},
+                          "tuner": {"chosen_rows": chosen_rows,
+                                    "seconds_per_row": {str(k): v for k, v in tuner.times.items()}}},
+                         targets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""torch.distributed for latentmap: ranks from torchrun's environment, data shards, sums added across ranks.
+
+``torchrun --nproc_per_node N [--nnodes M ...] -m latentmap <command>`` starts N processes per machine;
+torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address. :func:`init` joins the
+process group (NCCL when the ranks run on CUDA, gloo on CPUs; the CLI calls it before any command), each
+rank works on its :func:`shard` of the data, and the sufficient statistics — all sums — are added with
+:func:`all_reduce_sum` / :func:`all_reduce_moments`, so every rank ends with the same totals and the same
+solve. Only rank 0 writes outputs (:func:`is_main`; ``latentmap.io.atomic`` gives the other ranks a
+scratch folder that is thrown away) and prints. A rank that dies makes the others' next collective fail
+(torchrun then stops them all), before rank 0 has written anything, so nothing half-done is left.
+
+Nothing here starts processes or schedules work: torchrun does that. Outside torchrun every function
+answers as a single process does (rank 0 of 1) and the reductions return their input.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from latentmap.errors import ConfigError
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher) as one of several ranks."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def active() -> bool:
+    """Whether a process group of more than one rank is running."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if active() else int(os.environ.get("RANK", "0") or 0) if launched() else 0
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if active() else 1
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def is_main() -> bool:
+    """Rank 0 (the only rank that writes outputs and prints), or a single process."""
+    return rank() == 0
+
+
+def backend() -> str:
+    """NCCL when this machine has CUDA devices (each rank on ``cuda:LOCAL_RANK``), gloo otherwise;
+    ``LATENTMAP_DIST_BACKEND`` overrides."""
+    chosen = os.environ.get("LATENTMAP_DIST_BACKEND", "").strip()
+    if chosen:
+        return chosen
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def init() -> bool:
+    """Join the process group torchrun describes (once); True when running as several ranks."""
+    import torch.distributed as dist
+
+    if not launched():
+        return False
+    if not dist.is_available():
+        raise ConfigError("this torch build has no torch.distributed; run without torchrun")
+    if not dist.is_initialized():
+        chosen = backend()
+        if chosen == "nccl":
+            torch.cuda.set_device(local_rank() % torch.cuda.device_count())
+        dist.init_process_group(chosen)
+    return active()
+
+
+def shutdown() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if active():
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- shards
+
+def shard_indices(n: int, rank_: int | None = None, world: int | None = None) -> np.ndarray:
+    """This rank's contiguous block of ``range(n)`` (blocks differ in size by at most one; files stay sequential)."""
+    rank_ = rank() if rank_ is None else rank_
+    world = world_size() if world is None else world
+    bounds = np.linspace(0, n, world + 1).round().astype(np.int64)
+    return np.arange(bounds[rank_], bounds[rank_ + 1], dtype=np.int64)
+
+
+def shard(data):
+    """This rank's part of a dataset (``subset``) or of a tensor/array (rows); the whole of it in one process."""
+    if world_size() == 1:
+        return data
+    idx = shard_indices(len(data))
+    if hasattr(data, "subset"):
+        return data.subset(idx)
+    return data[int(idx[0]):int(idx[-1]) + 1] if len(idx) else data[:0]
+
+
+def my_batches(count: int) -> set[int]:
+    """Which of ``count`` numbered batches this rank handles (the contiguous block, as :func:`shard_indices`)."""
+    return set(shard_indices(count).tolist())
+
+
+# --------------------------------------------------------------------------- reductions
+
+def _comm_device(t: torch.Tensor) -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if backend() == "nccl" else torch.device("cpu")
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """The elementwise sum of ``t`` over all ranks (float64 stays float64), on ``t``'s device."""
+    import torch.distributed as dist
+
+    if not active():
+        return t
+    buf = t.detach().to(_comm_device(t)).clone()
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return buf.to(t.device)
+
+
+def all_reduce_count(n: int) -> int:
+    return int(all_reduce_sum(torch.tensor([float(n)], dtype=torch.float64)).item()) if active() else int(n)
+
+
+def all_reduce_moments(m, d_x: int, d_y: int | None = None, full: bool = True):
+    """A :class:`latentmap.stats.Moments` of the union of every rank's rows.
+
+    Two sums: first the counts and Σv = n·mean (hence the global mean μ), then each rank's centred
+    products moved to μ — C_r + n_r (m_r − μ)(m_r − μ)ᵀ — added up. Every term is centred on the common
+    mean, so nothing cancels; ``d_x``/``d_y`` give the shapes for a rank that saw no rows.
+    """
+    from latentmap.stats import Moments
+
+    if not active():
+        return m
+    dev = m.mean_x.device if m is not None and m.n else torch.device("cpu")
+    f64 = dict(dtype=torch.float64, device=dev)
+    n_r = float(m.n) if m is not None else 0.0
+    empty = m is None or not m.n
+    mx = torch.zeros(d_x, **f64) if empty else m.mean_x
+    first = torch.cat([torch.tensor([n_r], **f64), mx * n_r]
+                      + ([] if d_y is None else [torch.zeros(d_y, **f64) if empty else m.mean_y * n_r]))
+    first = all_reduce_sum(first)
+    n = float(first[0])
+    out = Moments(full)
+    if n == 0:
+        return out
+    mu_x = first[1:1 + d_x] / n
+    dx = mx - mu_x
+    cxx = (torch.zeros((d_x, d_x) if full else d_x, **f64) if empty else m.cxx)
+    parts = [(cxx + (torch.outer(dx, dx) if full else dx * dx) * n_r).flatten()]
+    if d_y is not None:
+        mu_y = first[1 + d_x:] / n
+        my = torch.zeros(d_y, **f64) if empty else m.mean_y
+        dy = my - mu_y
+        cxy = torch.zeros(d_x, d_y, **f64) if empty else m.cxy
+        cyy = torch.zeros(d_y, **f64) if empty else m.cyy
+        parts += [(cxy + torch.outer(dx, dy) * n_r).flatten(), cyy + dy * dy * n_r]
+    total = all_reduce_sum(torch.cat(parts))
+    k = d_x * d_x if full else d_x
+    out.n, out.mean_x, out.cxx = int(round(n)), mu_x, total[:k].view((d_x, d_x) if full else (d_x,))
+    if d_y is not None:
+        out.mean_y, out.cxy, out.cyy = mu_y, total[k:k + d_x * d_y].view(d_x, d_y), total[k + d_x * d_y:]
+    return out
