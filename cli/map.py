@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, choose_dataset, data_dir_option,
-                                   dataset_option, device_option, fit_images_option, fit_split_option, images_option,
-                                   lpips_option, method_option, output_options, prepare_output, progress_option,
-                                   reported_warnings, samples_option, seed_option, split_choice, trust_pickle_option,
-                                   warn_later)
+from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, choose_dataset, cycle_option,
+                                   data_dir_option,
+                                   dataset_option, device_option, estimator_option, estimators_option,
+                                   fit_images_option, fit_split_option, images_option, lpips_option, method_option,
+                                   output_options, prepare_output, progress_option, reported_warnings,
+                                   samples_option, seed_option, split_choice, trust_pickle_option, warn_later)
 
 
 @click.group("map")
@@ -28,6 +29,38 @@ def _alpha_text(linear_map) -> str:
     return f"auto ({linear_map.alpha_:.3g})" if linear_map.alpha == "auto" else f"{linear_map.alpha:g}"
 
 
+def _estimator_factories(text: str, fit_source, bias, alpha, method, method_given: bool) -> dict:
+    """{label: factory} for the estimator specs in ``text``; --bias/--method go to linear ones, --alpha to those
+    that take it. A linear spec keeps the fit source's defaults (bias-free, GCV ridge for a support set)."""
+    from latentmap.maps.linear import LinearMap
+    from latentmap.maps.registry import parse_estimators
+
+    specs = parse_estimators(text)
+    linear = [s for s in specs if s.kind.cls is LinearMap]
+    given = [opt for opt, on in (("--bias/--no-bias", bias is not None), ("--method", method_given)) if on]
+    if given and not linear:
+        raise click.UsageError(f"{' and '.join(given)} apply to the linear estimator only; give the parameters of "
+                               f"{', '.join(s.label for s in specs)} in the spec (NAME:KEY=VALUE)")
+    if alpha is not None and not any("alpha" in s.kind.cls._get_param_names() for s in specs):
+        raise click.UsageError(f"--alpha does not apply to {', '.join(s.label for s in specs)}; give the "
+                               "estimator's parameters in the spec (NAME:KEY=VALUE)")
+    factories = {}
+    for spec in specs:
+        if spec.kind.cls is LinearMap:
+            p = {"bias": bias, "alpha": alpha, "method": method, **spec.params}
+            factories[spec.label] = lambda p=p: fit_source.new_map(bias=p["bias"], alpha=p["alpha"], method=p["method"])
+        else:
+            factories[spec.label] = lambda spec=spec: spec.make(overrides={"alpha": alpha})
+    for make in factories.values():  # parameters that only conflict together (alpha with procrustes) fail here
+        make()._validate_params()
+    return factories
+
+
+def _method_given() -> bool:
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source("method") not in (click.core.ParameterSource.DEFAULT, None)
+
+
 # --------------------------------------------------------------------------- fit
 
 @command.command("fit")
@@ -42,6 +75,7 @@ def _alpha_text(linear_map) -> str:
 @bias_option
 @alpha_option
 @method_option
+@estimator_option
 @output_options("map", "map")
 @seed_option
 @batch_size_option
@@ -49,28 +83,35 @@ def _alpha_text(linear_map) -> str:
 @device_option
 @progress_option
 @trust_pickle_option
-def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, out, overwrite,
-        seed, batch_size, data_dir, device, progress, trust_pickle):
-    """Fit a linear map from SOURCE's latent space to TARGET's and save it as a folder."""
+def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, estimator, out,
+        overwrite, seed, batch_size, data_dir, device, progress, trust_pickle):
+    """Fit a map (linear by default, --estimator) from SOURCE's latent space to TARGET's and save it as a folder."""
     from latentmap.maps.fitting import fit_map, model_info, resolve_fit_source
+    from latentmap.maps.registry import describe_estimator, parse_estimator
 
+    spec = parse_estimator(estimator)
     out = prepare_output(out, "map", "map", overwrite, inputs=[source, target, support_set])
     fit_source = resolve_fit_source(support_set=support_set, dataset=dataset, samples=samples, split=fit_split,
                                     images=fit_images, seed=seed, data_dir=data_dir)
+    make = _estimator_factories(spec.label, fit_source, bias, alpha, method, _method_given())[spec.label]
     model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
     with reported_warnings():
-        linear_map = fit_map(model_a, model_b, fit_source,
-                             fit_source.new_map(bias=bias, alpha=alpha, method=method), batch_size=batch_size,
-                             progress=progress)
+        linear_map = fit_map(model_a, model_b, fit_source, make(), batch_size=batch_size, progress=progress)
     linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
                     fit_source=fit_source.record(), overwrite=overwrite)
     fm = linear_map.fit_metrics_
-    quality = (f"leave-one-out latent R² {fm['loo_r2']:.4f} (on its own pairs {fm['r2']:.4f})"
-               if fm.get("loo_r2") is not None else f"latent R² on its {fm['n_pairs']} pairs {fm['r2']:.4f}")
+    if fm.get("loo_r2") is not None:
+        quality = f"leave-one-out latent R² {fm['loo_r2']:.4f} (on its own pairs {fm['r2']:.4f})"
+    elif fm.get("validation_r2") is not None:
+        quality = f"latent R² on its {fm['n_validation']} held-out pairs {fm['validation_r2']:.4f}"
+    else:
+        quality = f"latent R² on its {fm['n_pairs']} pairs {fm['r2']:.4f}"
+    mse = fm.get("latent_mse", fm.get("validation_latent_mse"))
+    what = (f"{'affine' if linear_map.bias else 'bias-free'} {method}, alpha {_alpha_text(linear_map)}"
+            if spec.kind.name == "linear" else describe_estimator(linear_map))
     click.echo(f"map {model_a.name} ({model_a.latent_dim}) -> {model_b.name} ({model_b.latent_dim}), "
-               f"{'affine' if linear_map.bias else 'bias-free'} {method}, alpha {_alpha_text(linear_map)}: "
-               f"fitted on {fit_source.count} {fit_source.kind} pairs, {quality}, "
-               f"latent MSE {fm['latent_mse']:.5f}")
+               f"{what}: fitted on {fit_source.count} {fit_source.kind} pairs, {quality}, "
+               f"latent MSE {mse:.5f}")
     click.echo(f"saved to {out}")
 
 
@@ -93,30 +134,31 @@ def _model_from_map(map_dir, info: dict, side: str, override, device, trust_pick
 @output_options("report", "map-eval")
 @click.option("--grid-images", type=click.IntRange(min=1), default=12, show_default=True)
 @lpips_option
+@cycle_option
 @seed_option
 @batch_size_option
 @data_dir_option
 @device_option
 @progress_option
 @trust_pickle_option
-def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, lpips, seed,
+def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, lpips, cycle, seed,
              batch_size, data_dir, device, progress, trust_pickle):
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.relocation import evaluate_relocation
     from latentmap.maps.fitting import check_map_fits
-    from latentmap.maps.linear import LinearMap
+    from latentmap.maps.registry import load_map
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
-    linear_map = LinearMap.load(map_dir)
+    linear_map = load_map(map_dir)
     model_a, path_a = _model_from_map(map_dir, linear_map.info_, "source", source, device, trust_pickle)
     model_b, path_b = _model_from_map(map_dir, linear_map.info_, "target", target, device, trust_pickle)
     check_map_fits(linear_map, model_a, model_b)
     dataset = choose_dataset([model_a, model_b], dataset)
     ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, lpips=lpips,
-                                 progress=progress)
+                                 progress=progress, seed=seed, cycle=cycle)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
                             "dataset": dataset, "split": split}, overwrite=overwrite)
@@ -146,8 +188,10 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 @bias_option
 @alpha_option
 @method_option
+@estimators_option
 @output_options("report", "atlas")
 @lpips_option
+@cycle_option
 @seed_option
 @batch_size_option
 @data_dir_option
@@ -155,7 +199,8 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 @progress_option
 @trust_pickle_option
 def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fit_images, samples, split, images,
-          bias, alpha, method, out, overwrite, lpips, seed, batch_size, data_dir, device, progress, trust_pickle):
+          bias, alpha, method, estimators, out, overwrite, lpips, cycle, seed, batch_size, data_dir, device, progress,
+          trust_pickle):
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.atlas import build_atlas
@@ -175,6 +220,10 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
         raise click.UsageError("--support-set applies to --fit support-set only")
     if fit_kind != "samples" and samples is not None:
         raise click.UsageError("--samples applies to --fit samples only")
+    if estimators is not None:
+        from latentmap.maps.registry import parse_estimators
+
+        parse_estimators(estimators)  # a bad spec fails before any model is loaded
     out = prepare_output(out, "report", "atlas", overwrite, inputs=[*specs, support_set])
     models = [_load(s, device, trust_pickle) for s in specs]
     dataset = choose_dataset(models, dataset)
@@ -182,16 +231,38 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
                              samples=(samples or 10000) if fit_kind == "samples" else None, split=fit_split,
                              images=fit_images, seed=seed, data_dir=data_dir)
     test = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
+    factories = None
+    if estimators is not None:
+        factories = _estimator_factories(estimators, fit, bias, alpha, method, _method_given())
     with reported_warnings():
         result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
-                             batch_size=batch_size, lpips=lpips,
-                             model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress)
+                             estimators=factories, batch_size=batch_size, lpips=lpips,
+                             model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress, seed=seed,
+                             cycle=cycle)
     save_atlas(result, out, models, test, overwrite=overwrite)
-    click.echo(f"{'type':>4s}  {'source':20s} {'target':20s} {'own MSE B':>9s} {'relocated':>9s} {'ratio':>6s} "
-               f"{'latent R²':>9s}")
+    _print_atlas(result)
+    click.echo(f"report written to {out}/index.html")
+
+
+def _print_atlas(result) -> None:
+    several = len(result.estimators) > 1
+    width = max([len(label) for label in result.estimators] + [9])
+    est = f" {'estimator':{width}s}" if several else ""
+    click.echo(f"{'type':>4s}  {'source':20s} {'target':20s}{est} {'own MSE B':>9s} {'relocated':>9s} {'ratio':>6s} "
+               f"{'95% interval':>15s} {'latent R²':>9s}")
     for r in result.results:
-        click.echo(f"{r.type:>4d}  {r.source:20s} {r.target:20s} {r.target_mse:9.5f} {r.relocated_mse:9.5f} "
-                   f"{r.ratio:6.3f} {r.latent_r2:9.4f}")
+        est = f" {r.estimator:{width}s}" if several else ""
+        click.echo(f"{r.type:>4d}  {r.source:20s} {r.target:20s}{est} {r.target_mse:9.5f} {r.relocated_mse:9.5f} "
+                   f"{r.ratio:6.3f} [{r.ratio_low:6.3f}, {r.ratio_high:6.3f}] {r.latent_r2:9.4f}")
     if result.results[0].relocated_lpips is None:
         click.echo(result.results[0].lpips_note)
-    click.echo(f"report written to {out}/index.html")
+    gap = result.linearity_gap()
+    if gap is not None:
+        types = gap[1]
+        click.echo(f"linearity gap, ratio({types.attrs['linear']}) - ratio({types.attrs['nonlinear']}), mean over "
+                   "pairs: " + ", ".join(f"type {int(t.type)} {t.mean_gap:.3f}" for t in types.itertuples()))
+    prediction = result.similarity_prediction()
+    if len(prediction):
+        first = prediction[prediction["estimator"] == result.primary]
+        click.echo(f"similarity vs ratio ({result.primary}), Spearman over pairs: " + ", ".join(
+            f"{row.similarity} {row.spearman_rho:+.2f} ({row.ratio_of})" for row in first.itertuples()))

@@ -418,7 +418,7 @@ def test_demo_shows_type1_ratios_by_label():
     _by_label_table(section, Atlas())
     html = section.render()
     assert "a -&gt; b" in html or "a -> b" in html
-    assert "a -> g" not in html and "a -&gt; g" not in html and "1.700" in html and "Trouser" in html
+    assert "a -> g" not in html and "a -&gt; g" not in html and "<td>1.70</td>" in html and "Trouser" in html
     empty = Section("atlas")
     _by_label_table(empty, type("NoLabels", (), {"by_label_frame": lambda self: pd.DataFrame()})())
     assert "ratio by label" not in empty.render()

@@ -1,6 +1,10 @@
-"""The relocation atlas: fit and evaluate every ordered pair of a set of models.
+"""The relocation atlas: fit and evaluate every ordered pair of a set of models, with one or several estimators.
 
-Each model encodes and decodes every test batch once; all pairs share those passes.
+Each model encodes the fit images once and encodes and decodes every test batch once; all pairs and
+estimators share those passes. Beside the ratios: the per-image ratio distribution and bootstrap
+intervals of every pair (latentmap.evaluation.distribution), the linear CKA and SVCCA of every pair
+of latent spaces on the test images (latentmap.evaluation.similarity) and, with a linear and an MLP
+estimator, the linearity gap (latentmap.evaluation.comparison).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import numpy as np
 
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError
+from latentmap.evaluation import comparison
 from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationResult, label_batches, label_namer,
                                              lpips_function)
-from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs, model_info
+from latentmap.evaluation.similarity import SimilarityAccumulator
+from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs_by_estimator, model_info
 from latentmap.maps.linear import LinearMap
 
 
@@ -24,9 +30,40 @@ class AtlasResult:
     results: list[RelocationResult]
     models: list[dict]
     fit_source: dict  # FitSource.record()
-    map_params: dict  # the maps' hyperparameters (bias, alpha, method)
-    maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> LinearMap
+    map_params: dict  # the (first) estimator's hyperparameters (bias, alpha, method for a LinearMap)
+    maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> map of the first estimator
     skipped: list = field(default_factory=list)  # {"name", "reason"} of models left out
+    # estimator label -> {"estimator": registered name, "params": hyperparameters}, in the order given
+    estimators: dict = field(default_factory=dict)
+    estimator_maps: dict = field(default_factory=dict, repr=False)  # (label, source, target) -> map
+    # {"names": [model names], "cka": [m, m], "svcca": [m, m]} on the test images
+    similarity: dict = field(default_factory=dict)
+    per_image: dict = field(default_factory=dict, repr=False)  # (label, source, target) -> (own, relocated) arrays
+    seed: int = 0
+
+    @property
+    def primary(self) -> str:
+        """The first estimator's label: the one the ratio matrix and the grids show."""
+        return next(iter(self.estimators), "linear")
+
+    def similarity_matrix(self, kind: str):
+        import pandas as pd
+
+        mat = pd.DataFrame(self.similarity[kind], index=self.similarity["names"], columns=self.similarity["names"])
+        mat.index.name = "model"
+        return mat
+
+    def similarity_frame(self):
+        """One row per ordered pair: type, CKA, SVCCA and each estimator's ratio."""
+        return comparison.similarity_frame(self)
+
+    def similarity_prediction(self):
+        """Per estimator and measure: Spearman's correlation of the similarity with the ratio over pairs."""
+        return comparison.similarity_prediction(self)
+
+    def linearity_gap(self, linear: str | None = None, nonlinear: str | None = None):
+        """(per pair, per relocation type) frames of ratio(linear) − ratio(nonlinear); None without both."""
+        return comparison.linearity_gap(self, linear, nonlinear)
 
     def frame(self):
         import pandas as pd
@@ -34,30 +71,41 @@ class AtlasResult:
         rows = [r.table_row() for r in self.results]
         return pd.DataFrame(rows)
 
+    def results_of(self, estimator: str | None = None) -> list[RelocationResult]:
+        """The results of one estimator (default the first)."""
+        label = estimator or self.primary
+        return [r for r in self.results if r.estimator == label]
+
     def by_label_frame(self):
         """One row per pair and label (empty when the test images have no labels)."""
         import pandas as pd
 
-        return pd.DataFrame([{"source": r.source, "target": r.target, "type": r.type, **row}
+        return pd.DataFrame([{"source": r.source, "target": r.target, "type": r.type, "estimator": r.estimator, **row}
                              for r in self.results for row in r.by_label])
 
-    def ratio_matrix(self):
+    def ratio_matrix(self, estimator: str | None = None):
         import pandas as pd
 
         names = [m["name"] for m in self.models]
         mat = pd.DataFrame(np.nan, index=names, columns=names)
-        for r in self.results:
+        for r in self.results_of(estimator):
             mat.loc[r.source, r.target] = r.ratio
         mat.index.name = "source \\ target"
         return mat
 
 
 def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
-                batch_size: int = 256, lpips: str = "auto", model_paths: dict | None = None,
-                progress: bool = False) -> AtlasResult:
+                estimators: dict[str, Callable[[], object]] | None = None, batch_size: int = 256,
+                lpips: str = "auto", model_paths: dict | None = None, progress: bool = False,
+                bootstrap: int = 1000, seed: int = 0, cycle: bool = True) -> AtlasResult:
     """Fit every ordered pair of ``models`` on ``fit`` and evaluate it on ``test_data``.
 
-    ``make_map`` builds each pair's estimator (default ``fit.new_map()``, the fit source's defaults).
+    Each model's own reconstruction of a test batch, and its MSE, SSIM and LPIPS against the images, are
+    computed once and shared by all its pairs; ``cycle=False`` skips the cycles A -> B -> A.
+
+    ``make_map`` builds each pair's estimator (default ``fit.new_map()``, the fit source's defaults);
+    ``estimators`` instead maps labels to factories (``{"linear": ..., "mlp": ...}``): one map per pair and
+    estimator, one result row each. ``bootstrap`` seeded resamples give each ratio's 95% interval.
     """
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -66,24 +114,55 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     if len(models) < 2:
         raise ConfigError(f"an atlas needs at least 2 models that work on the test images, got {len(models)}"
                           + (f" ({'; '.join(s['name'] + ': ' + s['reason'] for s in skipped)})" if skipped else ""))
-    maps = fit_all_pairs(models, fit, make_map, batch_size=batch_size)
+    if estimators is None:
+        make = make_map or fit.new_map
+        estimators = {getattr(make(), "estimator_name", "linear"): make}
+    by_estimator = fit_all_pairs_by_estimator(models, fit, estimators, batch_size=batch_size)
     lpips_fn, note = lpips_function(models[0].device, lpips)
-    accs = {(i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips_fn, note)
-            for (i, j), m in maps.items()}
+    accs = {(label, i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips_fn, note, cycle=cycle)
+            for label, maps in by_estimator.items() for (i, j), m in maps.items()}
+    similarity = SimilarityAccumulator([m.latent_dim for m in models])
     batches, total = image_batches(test_data, batch_size)
     labels = label_batches(test_data, batch_size)
     for x in with_progress(batches, "atlas", progress, total):
         enc = [m.encode(x) for m in models]
         rec = [m.decode(z) for m, z in zip(models, enc)]
+        similarity.update(enc)
         batch_labels = next(labels)
-        for (i, j), acc in accs.items():
-            acc.update(x, enc[i], rec[i], enc[j], rec[j], labels=batch_labels)
-    results = [accs[p].result({"fit_metrics": maps[p].fit_metrics_}, label_namer(test_data)) for p in accs]
-    results.sort(key=lambda r: (r.type, r.source, r.target))
-    any_map = next(iter(maps.values()))
-    return AtlasResult(results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit.record(),
-                       any_map.get_params(), maps={(models[i].name, models[j].name): m for (i, j), m in maps.items()},
-                       skipped=skipped)
+        own = [own_metrics(m, x, r, lpips_fn) for m, r in zip(models, rec)]
+        for (_, i, j), acc in accs.items():
+            acc.update(x, enc[i], rec[i], enc[j], rec[j], labels=batch_labels,
+                       own={"source_mse": own[i]["mse"], "target_mse": own[j]["mse"], "target_ssim": own[j]["ssim"],
+                            **({"target_lpips": own[j]["lpips"]} if lpips_fn is not None else {})})
+    order = {label: k for k, label in enumerate(by_estimator)}
+    results = [acc.result({"fit_metrics": by_estimator[label][(i, j)].fit_metrics_}, label_namer(test_data),
+                          estimator=label, bootstrap=bootstrap, seed=seed) for (label, i, j), acc in accs.items()]
+    results.sort(key=lambda r: (r.type, r.source, r.target, order[r.estimator]))
+    names = [m.name for m in models]
+    primary = next(iter(by_estimator))
+    first_maps = by_estimator[primary]
+    return AtlasResult(
+        results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit.record(),
+        next(iter(first_maps.values())).get_params(), maps={(names[i], names[j]): m for (i, j), m in first_maps.items()},
+        skipped=skipped,
+        estimators={label: {"estimator": getattr(next(iter(maps.values())), "estimator_name", "linear"),
+                            "params": next(iter(maps.values())).get_params()} for label, maps in by_estimator.items()},
+        estimator_maps={(label, names[i], names[j]): m for label, maps in by_estimator.items()
+                        for (i, j), m in maps.items()},
+        similarity={"names": names, **similarity.matrices()},
+        per_image={(label, names[i], names[j]): acc.per_image.arrays() for (label, i, j), acc in accs.items()},
+        seed=seed)
+
+
+def own_metrics(model, x, reconstruction, lpips_fn=None) -> dict:
+    """Per-image MSE, SSIM (and LPIPS) of a model's own reconstruction of ``x``, on the model's device."""
+    from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
+
+    x = x.to(model.device)
+    out = {"mse": per_image_mse(reconstruction, x), "ssim": per_image_ssim(reconstruction, x)}
+    if lpips_fn is not None:
+        out["lpips"] = lpips_fn(reconstruction, x)
+    return out
 
 
 def _models_for(models, test_data) -> tuple[list, list[dict]]:

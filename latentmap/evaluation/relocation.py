@@ -25,6 +25,7 @@ import torch
 from latentmap.batching import image_batches, with_progress
 from latentmap.data.datasets import evenly_spaced_indices
 from latentmap.errors import ConfigError, DependencyError
+from latentmap.evaluation.distribution import PerImageErrors, summarize
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.maps.fitting import check_map_fits, check_same_images
 from latentmap.maps.linear import LinearMap
@@ -91,8 +92,8 @@ class RelocationResult:
     latent_r2: float
     target_ssim: float
     relocated_ssim: float
-    cycle_mse: float  # Dec_A(M'(Enc_B(Dec_B(M(Enc_A x))))) vs x
-    cycle_ratio: float  # cycle_mse / source_mse
+    cycle_mse: float | None  # Dec_A(M'(Enc_B(Dec_B(M(Enc_A x))))) vs x; None for a map with no inverse
+    cycle_ratio: float | None  # cycle_mse / source_mse
     cycle_via: str
     target_lpips: float | None = None
     relocated_lpips: float | None = None
@@ -100,52 +101,73 @@ class RelocationResult:
     # per label of a labelled dataset: label, name, n_images, target_mse, relocated_mse, ratio
     by_label: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    estimator: str = "linear"  # the map's estimator (its spec label in an atlas of several)
+    # per-image relocated/own ratio: median, 90th percentile; seeded 95% bootstrap interval of ``ratio``
+    image_ratio_median: float | None = None
+    image_ratio_p90: float | None = None
+    ratio_low: float | None = None
+    ratio_high: float | None = None
+    worst_images: list = field(default_factory=list)  # positions in the evaluated images, worst relocated first
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def table_row(self) -> dict:
-        """The scalar metrics: one row of a table (the per-label breakdown and extras left out)."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label")}
+        """The scalar metrics: one row of a table (the per-label breakdown, worst images and extras left out)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label", "worst_images")}
 
 
 class RelocationAccumulator:
     """Streams the batches of one ordered pair A -> B into float64 sums."""
 
     def __init__(self, source, target, linear_map: LinearMap, reverse_map: LinearMap | None = None,
-                 lpips: Callable | None = None, lpips_note: str = ""):
+                 lpips: Callable | None = None, lpips_note: str = "", cycle: bool = True):
         check_map_fits(linear_map, source, target)
         self.source, self.target, self.map = source, target, linear_map
         self.cycle_via = "fitted reverse map" if reverse_map is not None else "pseudo-inverse of the map"
-        self.reverse = reverse_map if reverse_map is not None else linear_map.inverse()
-        check_map_fits(self.reverse, target, source)
+        self.reverse = reverse_map if reverse_map is not None else (
+            linear_map.inverse() if hasattr(linear_map, "inverse") else None)
+        if self.reverse is None:  # a nonlinear map given alone: no way back to A
+            self.cycle_via = "none (the map has no inverse)"
+        else:
+            check_map_fits(self.reverse, target, source)
+        if not cycle:  # the cycle costs an encode and a decode per image: optional
+            self.reverse, self.cycle_via = None, "not computed (cycle off)"
         self.lpips, self.lpips_note = lpips, lpips_note
         self.sums, self.z_b, self.n = Sums(), Moments(), 0
+        self.per_image = PerImageErrors()  # own and relocated MSE of each image: quantiles, bootstrap, worst
         self.label_sums: torch.Tensor | None = None  # [labels, 3]: count, target MSE sum, relocated MSE sum
 
-    def update(self, x, z_a, x_a, z_b, x_b, labels=None) -> None:
-        """x: images; z_a, x_a: A's encodings and reconstructions; z_b, x_b: B's; labels: optional, per image."""
+    def update(self, x, z_a, x_a, z_b, x_b, labels=None, own: dict | None = None) -> None:
+        """x: images; z_a, x_a: A's encodings and reconstructions; z_b, x_b: B's; labels: optional, per image.
+
+        ``own`` may hold the per-image metrics of the models' own reconstructions, computed once per model
+        and shared by every pair (the atlas): ``source_mse``, ``target_mse``, ``target_ssim``, ``target_lpips``.
+        """
         dev = self.target.device
         x_t = x.to(dev)
         z_mapped = self.map.transform(z_a.to(dev))
         x_mapped = self.target.decode(z_mapped)
-        z_cycle = self.reverse.transform(self.target.encode(x_mapped).to(self.source.device))
-        x_cycle = self.source.decode(z_cycle).to(dev)
         z_b = z_b.to(dev, torch.float64)
         s = self.sums
-        s.add("source_mse", per_image_mse(x_a.to(dev), x_t))
-        target_mse, relocated_mse = per_image_mse(x_b.to(dev), x_t), per_image_mse(x_mapped, x_t)
+        own = own or {}
+        s.add("source_mse", own["source_mse"] if "source_mse" in own else per_image_mse(x_a.to(dev), x_t))
+        target_mse = own["target_mse"].to(dev) if "target_mse" in own else per_image_mse(x_b.to(dev), x_t)
+        relocated_mse = per_image_mse(x_mapped, x_t)
         s.add("target_mse", target_mse)
         s.add("relocated_mse", relocated_mse)
+        self.per_image.update(target_mse, relocated_mse)
         if labels is not None:
             self._add_by_label(torch.as_tensor(labels), target_mse, relocated_mse)
-        s.add("cycle_mse", per_image_mse(x_cycle, x_t))
-        s.add("target_ssim", per_image_ssim(x_b.to(dev), x_t))
+        if self.reverse is not None:
+            z_cycle = self.reverse.transform(self.target.encode(x_mapped).to(self.source.device))
+            s.add("cycle_mse", per_image_mse(self.source.decode(z_cycle).to(dev), x_t))
+        s.add("target_ssim", own["target_ssim"] if "target_ssim" in own else per_image_ssim(x_b.to(dev), x_t))
         s.add("relocated_ssim", per_image_ssim(x_mapped, x_t))
         s.add("latent_sse", (z_mapped.to(torch.float64) - z_b).pow(2))  # per dimension
         self.z_b.update(z_b)
         if self.lpips is not None:
-            s.add("target_lpips", self.lpips(x_b.to(dev), x_t))
+            s.add("target_lpips", own["target_lpips"] if "target_lpips" in own else self.lpips(x_b.to(dev), x_t))
             s.add("relocated_lpips", self.lpips(x_mapped, x_t))
         self.n += len(x)
 
@@ -173,12 +195,15 @@ class RelocationAccumulator:
                              "ratio": _ratio(relocated, target)})
         return rows
 
-    def result(self, extra: dict | None = None, label_name: Callable[[int], str] = str) -> RelocationResult:
+    def result(self, extra: dict | None = None, label_name: Callable[[int], str] = str, *, estimator: str = "linear",
+               bootstrap: int = 1000, seed: int = 0) -> RelocationResult:
+        """The pair's metrics; ``bootstrap`` resamples (seeded) give the 95% interval of the ratio."""
         if self.n == 0:
             raise ConfigError(f"no images were evaluated for the pair {self.source.name} -> {self.target.name}")
         s, n = self.sums, self.n
-        mean = {k: float(s.get(k)) / n for k in ("source_mse", "target_mse", "relocated_mse", "cycle_mse",
-                                                 "target_ssim", "relocated_ssim")}
+        mean = {k: float(s.get(k)) / n for k in ("source_mse", "target_mse", "relocated_mse", "target_ssim",
+                                                 "relocated_ssim")}
+        mean["cycle_mse"] = float(s.get("cycle_mse")) / n if "cycle_mse" in s else None
         sse = s.get("latent_sse")
         r2 = r2_from_sums(sse, self.z_b.variance() * n)
         lp = {k: float(s.get(k)) / n for k in ("target_lpips", "relocated_lpips")} if self.lpips else {}
@@ -190,10 +215,12 @@ class RelocationAccumulator:
             ratio=_ratio(mean["relocated_mse"], mean["target_mse"]),
             latent_mse=float(sse.sum()) / (n * len(sse)), latent_r2=float(r2.mean()),
             target_ssim=mean["target_ssim"], relocated_ssim=mean["relocated_ssim"],
-            cycle_mse=mean["cycle_mse"], cycle_ratio=_ratio(mean["cycle_mse"], mean["source_mse"]),
+            cycle_mse=mean["cycle_mse"],
+            cycle_ratio=None if mean["cycle_mse"] is None else _ratio(mean["cycle_mse"], mean["source_mse"]),
             cycle_via=self.cycle_via, target_lpips=lp.get("target_lpips"),
             relocated_lpips=lp.get("relocated_lpips"), lpips_note=self.lpips_note,
-            by_label=self._by_label(label_name), extra=dict(extra or {}))
+            by_label=self._by_label(label_name), extra=dict(extra or {}), estimator=estimator,
+            **summarize(*self.per_image.arrays(), n_boot=bootstrap, seed=seed))
 
 
 def _ratio(a: float, b: float) -> float:
@@ -203,17 +230,22 @@ def _ratio(a: float, b: float) -> float:
 
 
 def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_map: LinearMap | None = None,
-                        batch_size: int = 256, lpips: str = "auto", progress: bool = False) -> RelocationResult:
-    """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices."""
+                        batch_size: int = 256, lpips: str = "auto", progress: bool = False,
+                        seed: int = 0, cycle: bool = True) -> RelocationResult:
+    """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices.
+
+    ``linear_map`` is any map estimator (LinearMap or one of latentmap.maps.registry's); ``seed`` seeds the
+    bootstrap interval of the ratio; ``cycle=False`` skips the cycle A -> B -> A (an encode and a decode per image)."""
     check_same_images(source, target)
     lpips_fn, note = lpips_function(target.device, lpips)
-    acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips_fn, note)
+    acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips_fn, note, cycle=cycle)
     batches, total = image_batches(data, batch_size)
     labels = label_batches(data, batch_size)
     for x in with_progress(batches, f"{source.name} -> {target.name}", progress, total):
         z_a, z_b = source.encode(x), target.encode(x)
         acc.update(x, z_a, source.decode(z_a), z_b, target.decode(z_b), labels=next(labels))
-    return acc.result(label_name=label_namer(data))
+    return acc.result(label_name=label_namer(data), estimator=getattr(linear_map, "estimator_name", "linear"),
+                      seed=seed)
 
 
 def label_batches(data, batch_size: int) -> Iterator:

@@ -16,6 +16,9 @@ MAP_CONFIG_NAME = "map.json"
 MAP_WEIGHTS_NAME = "map.safetensors"
 MAP_FORMAT = "latentmap-map"
 MAP_FORMAT_VERSION = 2  # 2: coef stored as [n_targets, n_features], as sklearn; 1 stored its transpose
+# 3: a map of another estimator than the linear one (map.json names it under "estimator"; its own tensors)
+ESTIMATOR_FORMAT_VERSION = 3
+LINEAR_ESTIMATOR = "linear"
 
 
 def describe_model(model, side: str) -> dict:
@@ -50,14 +53,17 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
         if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
             raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "
                                      f"'{info.get('name')}' has {info['latent_dim']}")
-    config = {"format": MAP_FORMAT, "format_version": MAP_FORMAT_VERSION, "latentmap_version": __version__,
+    estimator = getattr(linear_map, "estimator_name", LINEAR_ESTIMATOR)
+    config = {"format": MAP_FORMAT, "latentmap_version": __version__, "estimator": estimator,
+              "format_version": MAP_FORMAT_VERSION if estimator == LINEAR_ESTIMATOR else ESTIMATOR_FORMAT_VERSION,
               "hyperparameters": linear_map.get_params(), "source": src, "target": tgt,
               "fit_source": dict(fit_source or {}), "fit_metrics": dict(getattr(linear_map, "fit_metrics_", {})),
               "n_samples_seen": linear_map.n_samples_seen_, **(extra or {})}
     path = Path(path)
     with atomic_directory(path, overwrite=overwrite, kind="map") as tmp:
-        tensors = {"coef": torch.from_numpy(np.ascontiguousarray(linear_map.coef_, dtype=np.float64)),
-                   "intercept": torch.from_numpy(np.ascontiguousarray(linear_map.intercept_, dtype=np.float64))}
+        tensors = linear_map.state_tensors() if hasattr(linear_map, "state_tensors") else {
+            "coef": torch.from_numpy(np.ascontiguousarray(linear_map.coef_, dtype=np.float64)),
+            "intercept": torch.from_numpy(np.ascontiguousarray(linear_map.intercept_, dtype=np.float64))}
         save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))
         config["weights"] = {MAP_WEIGHTS_NAME: sha256_file(tmp / MAP_WEIGHTS_NAME)}
         (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
@@ -65,7 +71,26 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
 
 
 def read_map(path) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(map.json, coef [n_targets, n_features], intercept [n_targets]) of a map folder, sha256-checked."""
+    """(map.json, coef [n_targets, n_features], intercept [n_targets]) of a linear map's folder, sha256-checked."""
+    folder = Path(path)
+    info, tensors = read_map_state(folder)
+    estimator = info.get("estimator", LINEAR_ESTIMATOR)
+    if estimator != LINEAR_ESTIMATOR:
+        raise CheckpointError(f"map folder '{folder}' holds a '{estimator}' map, not a linear one; load it with "
+                              "latentmap.load_map")
+    if "coef" not in tensors or "intercept" not in tensors:
+        raise CheckpointError(f"map folder '{folder}' lacks the coef or intercept tensor")
+    coef = tensors["coef"].numpy()
+    coef = coef.T.copy() if info.get("format_version") == 1 else coef
+    intercept = tensors["intercept"].numpy()
+    if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+        raise CheckpointError(f"map folder '{folder}' holds coef {coef.shape} and intercept {intercept.shape}, "
+                              "which do not fit together")
+    return info, coef, intercept
+
+
+def read_map_state(path) -> tuple[dict, dict]:
+    """(map.json, its tensors by name) of any estimator's map folder, sha256-checked."""
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"map folder '{folder}' does not exist" if not folder.exists()
@@ -77,16 +102,7 @@ def read_map(path) -> tuple[dict, np.ndarray, np.ndarray]:
     if info.get("format") != MAP_FORMAT:
         raise CheckpointError(f"{cfg_file} is not a latentmap map (format {info.get('format')!r})")
     version = info.get("format_version")
-    if version not in (1, MAP_FORMAT_VERSION):
-        raise CheckpointError(f"{cfg_file} has map format version {version!r}; this latentmap reads 1 and "
-                              f"{MAP_FORMAT_VERSION}")
-    tensors = read_weights(folder, info)  # checks the sha256 recorded in map.json
-    if "coef" not in tensors or "intercept" not in tensors:
-        raise CheckpointError(f"map folder '{folder}' lacks the coef or intercept tensor")
-    coef = tensors["coef"].numpy()
-    coef = coef.T.copy() if version == 1 else coef
-    intercept = tensors["intercept"].numpy()
-    if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
-        raise CheckpointError(f"map folder '{folder}' holds coef {coef.shape} and intercept {intercept.shape}, "
-                              "which do not fit together")
-    return info, coef, intercept
+    if version not in (1, MAP_FORMAT_VERSION, ESTIMATOR_FORMAT_VERSION):
+        raise CheckpointError(f"{cfg_file} has map format version {version!r}; this latentmap reads 1 to "
+                              f"{ESTIMATOR_FORMAT_VERSION}")
+    return info, read_weights(folder, info)  # checks the sha256 recorded in map.json

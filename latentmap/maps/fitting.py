@@ -100,23 +100,33 @@ class FitSource:
             alpha = AUTO_ALPHA if self.anchors and method == "lstsq" else 0.0
         return LinearMap(bias=bias, alpha=alpha, method=method)
 
-    def pairs(self, source, target, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(z_A, z_B) batches: (Enc_A x, Enc_B x) for images, (z, Enc_B(Dec_A z)) for samples."""
+    def pairs(self, source, target, batch_size: int = 256, shard: bool = False
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(z_A, z_B) batches: (Enc_A x, Enc_B x) for images, (z, Enc_B(Dec_A z)) for samples; ``shard``: only
+        this rank's part of them in a torch.distributed run (latentmap.distributed)."""
+        from latentmap import distributed
+
         check_same_images(source, target)
         if self.kind == "samples":
-            for z, images in self.samples_of(source, batch_size):
+            for z, images in self.samples_of(source, batch_size, shard=shard):
                 yield z.to(images.device), target.encode(images).to(images.device)
             return
-        for x in image_batches(self.data, batch_size)[0]:
+        for x in image_batches(distributed.shard(self.data) if shard else self.data, batch_size)[0]:
             z_a = source.encode(x)
             yield z_a, target.encode(x).to(z_a.device)
 
-    def samples_of(self, model, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(z, Dec(z)) batches of ``count`` seeded prior samples of ``model``."""
+    def samples_of(self, model, batch_size: int = 256, shard: bool = False
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(z, Dec(z)) batches of ``count`` seeded prior samples of ``model``; ``shard``: this rank's batches only
+        (every rank draws every z, so the samples are those of one process)."""
+        from latentmap import distributed
+
         gen = torch.Generator().manual_seed(self.seed or 0)
-        for start in range(0, self.count, batch_size):
+        mine = distributed.my_batches(-(-self.count // batch_size)) if shard else None
+        for k, start in enumerate(range(0, self.count, batch_size)):
             z = model.sample_prior(min(batch_size, self.count - start), gen)
-            yield z, model.decode(z)
+            if mine is None or k in mine:
+                yield z, model.decode(z)
 
 
 def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = None, samples: int | None = None,
@@ -156,17 +166,27 @@ def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = 
 def fit_map(source, target, fit: FitSource, linear_map: LinearMap | None = None, *,
             batch_size: int = 256, progress: bool = False) -> LinearMap:
     """Fit A -> B on ``fit``'s pairs (statistics only, one solve); the map defaults to ``fit.new_map()``."""
+    from latentmap import distributed
+
     linear_map = fit.new_map() if linear_map is None else linear_map
+    if not fit.anchors and distributed.active() and hasattr(linear_map, "all_reduce"):
+        # torch.distributed: each rank folds its shard of the pairs into the statistics, the sums are added
+        for z_a, z_b in fit.pairs(source, target, batch_size, shard=True):
+            linear_map.partial_fit(z_a, z_b)
+        return linear_map.all_reduce(source.latent_dim, target.latent_dim).solve()
     if not fit.anchors:
-        batches = -(-fit.count // batch_size)
-        return linear_map.fit_batches(with_progress(fit.pairs(source, target, batch_size),
-                                                    f"fit {source.name} -> {target.name}", progress, batches))
+        batches = with_progress(fit.pairs(source, target, batch_size), f"fit {source.name} -> {target.name}",
+                                progress, -(-fit.count // batch_size))
+        if hasattr(linear_map, "fit_batches"):
+            return linear_map.fit_batches(batches)
+        pairs = [(z_a.cpu(), z_b.cpu()) for z_a, z_b in batches]  # an estimator that needs every pair at once
+        return linear_map.fit(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
     # a few anchor images: keep their latents, and judge the map by leave-one-out, not on its own pairs
     pairs = list(fit.pairs(source, target, batch_size))
     x = torch.cat([z_a.cpu() for z_a, _ in pairs]) if pairs else torch.empty(0, source.latent_dim)
     y = torch.cat([z_b.cpu() for _, z_b in pairs]) if pairs else torch.empty(0, target.latent_dim)
     linear_map.fit(x, y)
-    if linear_map.method == "lstsq":
+    if isinstance(linear_map, LinearMap) and linear_map.method == "lstsq":
         linear_map.fit_metrics_["loo_r2"] = leave_one_out_r2(x, y, bias=linear_map.bias, alpha=linear_map.alpha_)
     return linear_map
 
@@ -190,22 +210,52 @@ def check_map_fits(linear_map: LinearMap, source, target) -> None:
 def fit_all_pairs(models, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
                   batch_size: int = 256) -> dict[tuple[int, int], LinearMap]:
     """One LinearMap per ordered pair (``make_map()`` or ``fit.new_map()``), encoding every fit batch once per model."""
+    return fit_all_pairs_by_estimator(models, fit, {"": make_map or fit.new_map}, batch_size=batch_size)[""]
+
+
+def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Callable[[], object]], *,
+                               batch_size: int = 256) -> dict[str, dict[tuple[int, int], object]]:
+    """For each named estimator factory, one map per ordered pair; every fit batch is encoded once per model.
+
+    Streaming estimators (``partial_fit``) fold each batch into their statistics; the others (an MLP) get
+    every pair at once at the end, from latents kept on the CPU (once per model for image fits).
+    """
     pairs = list(itertools.permutations(range(len(models)), 2))
-    maps = {p: (make_map or fit.new_map)() for p in pairs}
+    maps = {label: {p: make() for p in pairs} for label, make in factories.items()}
+    streamed = [(label, p, m) for label, by_pair in maps.items() for p, m in by_pair.items() if hasattr(m, "partial_fit")]
+    held = [(label, p, m) for label, by_pair in maps.items() for p, m in by_pair.items()
+            if not hasattr(m, "partial_fit")]
+    kept: dict = {}  # latents for the non-streaming estimators: model index, or (source, target) for samples
+
+    def keep(key, z):
+        if held:
+            kept.setdefault(key, []).append(z.detach().cpu())
+
     if fit.kind == "samples":  # each source's own samples, re-encoded by every target
         for i, source in enumerate(models):
             for z, images in fit.samples_of(source, batch_size):
+                keep((i, "z"), z)
                 for j in range(len(models)):
                     if j != i:
-                        maps[(i, j)].partial_fit(z, models[j].encode(images).to(z.device))
+                        z_j = models[j].encode(images).to(z.device)
+                        keep((i, j), z_j)
+                        for _, p, m in streamed:
+                            if p == (i, j):
+                                m.partial_fit(z, z_j)
     else:
         for x in image_batches(fit.data, batch_size)[0]:
             latents = [m.encode(x) for m in models]  # statistics stay on each source model's device
-            for i, j in pairs:
-                maps[(i, j)].partial_fit(latents[i], latents[j])
-    for (i, j), m in maps.items():
+            for i, z in enumerate(latents):
+                keep(i, z)
+            for _, (i, j), m in streamed:
+                m.partial_fit(latents[i], latents[j].to(latents[i].device))
+    for label, (i, j), m in streamed + held:
         try:
-            m.solve()
+            if hasattr(m, "partial_fit"):
+                m.solve()
+            else:
+                x_key, y_key = ((i, "z"), (i, j)) if fit.kind == "samples" else (i, j)
+                m.fit(torch.cat(kept[x_key]), torch.cat(kept[y_key]))
         except LatentmapError as exc:  # name the pair; keep the error's class for the CLI's policy
             exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
             raise

@@ -14,7 +14,10 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
+from latentmap.report.estimators import estimator_slug, write_comparison
+from latentmap.report.findings import atlas_findings
 from latentmap.report.html import Section, render_page
+from latentmap.report.relocation import relocation_row_labels
 
 
 def pair_name(a: str, b: str) -> str:
@@ -31,11 +34,12 @@ def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRI
 
 
 def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count: int = GRID_IMAGES,
-                rel: str = "", title: str = "Relocation atlas"):
+                rel: str = "", title: str = "Relocation atlas", back: tuple | None = None):
     """CSV, JSON, ratio matrix (CSV + PNG), one grid and one map folder per pair into ``folder``.
 
     Returns the HTML section (image links prefixed by ``rel``); with ``rel == ""`` also writes
-    ``index.html``, so ``folder`` is a standalone report.
+    ``index.html``, so ``folder`` is a standalone report (``back``: (href, text) of a link to the
+    report it belongs to).
     """
     folder = Path(folder)
     (folder / "grids").mkdir(parents=True, exist_ok=True)
@@ -48,6 +52,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     matrix.to_csv(folder / "ratio_matrix.csv")
     (folder / "atlas.json").write_text(json.dumps(
         {"models": atlas.models, "skipped": atlas.skipped, "fit_source": atlas.fit_source, "map_params": atlas.map_params,
+         "estimators": atlas.estimators, "similarity": atlas.similarity,
          "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
     (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
@@ -55,30 +60,44 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     images = test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
     model_by_name = {m.name: m for m in models}
     info_by_name = {info["name"]: info for info in atlas.models}
+    several = len(atlas.estimators) > 1
     grids = []
     for r in atlas.results:
         name = pair_name(r.source, r.target)
-        pair_map = atlas.maps[(r.source, r.target)]
+        pair_map = atlas.estimator_maps.get((r.estimator, r.source, r.target)) or atlas.maps[(r.source, r.target)]
+        maps_dir = folder / "maps" / estimator_slug(r.estimator) if several else folder / "maps"
+        pair_map.save(maps_dir / name, source=info_by_name[r.source], target=info_by_name[r.target],
+                      fit_source=atlas.fit_source, extra={"estimator_label": r.estimator} if several else None)
+        if r.estimator != atlas.primary:
+            continue
         rows = relocation_rows(model_by_name[r.source], model_by_name[r.target], pair_map, images)
-        (folder / "grids" / f"{name}.png").write_bytes(grid_png(rows))
-        pair_map.save(folder / "maps" / name, source=info_by_name[r.source], target=info_by_name[r.target],
-                      fit_source=atlas.fit_source)
+        labels = relocation_row_labels(r.source, r.target)
+        (folder / "grids" / f"{name}.png").write_bytes(grid_png(rows, row_labels=labels))
         grids.append((r, f"{rel}grids/{name}.png"))
     section = Section(title)
-    section.text(f"Every ordered pair A -> B: a linear map ({_describe_map(atlas.map_params)}) fitted on "
-                 f"{_describe_fit(atlas.fit_source)}, "
+    if several:
+        what = f"one map per estimator ({', '.join(atlas.estimators)}; the matrix and grids show {atlas.primary})"
+    elif atlas.estimators.get(atlas.primary, {}).get("estimator", "linear") == "linear":
+        what = f"a linear map ({_describe_map(atlas.map_params)})"
+    else:
+        what = f"a '{atlas.primary}' map"
+    section.text(f"Every ordered pair A -> B: {what} fitted on {_describe_fit(atlas.fit_source)}, "
                  f"evaluated on {atlas.results[0].n_images} images. ratio = MSE of Dec_B(M(Enc_A x)) against x, "
-                 "divided by B's own reconstruction MSE (1 = nothing lost by relocating).")
+                 "divided by B's own reconstruction MSE (1 = nothing lost by relocating), with its 95% bootstrap "
+                 "interval [ratio_low, ratio_high]; image_ratio_median and image_ratio_p90 describe the per-image "
+                 "ratios.")
     section.image(f"{rel}ratio_matrix.png", "relocated-MSE ratio, rows source A, columns target B; "
                                            "T1/T2/T3 = relocation type")
-    cols = ["type", "source", "target", "source_mse", "target_mse", "relocated_mse", "ratio", "latent_r2",
-            "relocated_ssim", "target_ssim", "cycle_mse", "cycle_ratio"]
+    cols = ["type", "source", "target"] + (["estimator"] if several else []) + [
+        "source_mse", "target_mse", "relocated_mse", "ratio", "ratio_low", "ratio_high", "image_ratio_median",
+        "image_ratio_p90", "latent_r2", "relocated_ssim", "target_ssim", "cycle_mse", "cycle_ratio"]
     lp = frame["relocated_lpips"].notna().any()
     if lp:
         cols += ["relocated_lpips", "target_lpips"]
     for kind in sorted(frame["type"].unique()):
         section.parts.append(f"<h3>Type {kind}: {RELOCATION_TYPES[int(kind)]}</h3>")
         section.table(frame.loc[frame["type"] == kind, cols])
+    write_comparison(atlas, folder, section, models, test_data, rel)
     if not lp and not rel:  # inside a larger report, the report says it once
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
     for skip in atlas.skipped:
@@ -91,7 +110,9 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
         section.image(src, f"{r.source} -> {r.target} (type {r.type}, ratio {r.ratio:.3f}): originals, "
                            f"{r.source}'s reconstruction, {r.target} after mapping, {r.target}'s own reconstruction")
     if not rel:
-        (folder / "index.html").write_text(render_page("latentmap relocation atlas", [section]))
+        findings = atlas_findings(json.loads((folder / "atlas.json").read_text()))
+        (folder / "index.html").write_text(render_page("latentmap relocation atlas", [section], findings=findings,
+                                                       back=back))
     return section
 
 

@@ -10,33 +10,46 @@ import pandas as pd
 from latentmap.evaluation.relocation import grid_indices, relocation_rows
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.grid import grid_png
+from latentmap.report.findings import relocation_findings
 from latentmap.report.html import Section, render_page
+from latentmap.report.tables import sig
 
 
-def _fmt(value, digits=5):
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _fmt(value):
+    """Three significant digits, "n/a" for a missing value."""
+    return "n/a" if value is None else sig(value, 3)
+
+
+def relocation_row_labels(source: str, target: str) -> list[str]:
+    """Labels of the rows of :func:`~latentmap.evaluation.relocation.relocation_rows`' grid."""
+    return ["originals", f"{source} reconstruction", f"{target} after mapping", f"{target} own reconstruction"]
 
 
 def relocation_table(r) -> list[tuple[str, str]]:
     """(metric, formatted value) rows of one pair: the CLI's printout and the report's table."""
-    lp = (_fmt(r.relocated_lpips, 4), _fmt(r.target_lpips, 4)) if r.relocated_lpips is not None else \
+    lp = (_fmt(r.relocated_lpips), _fmt(r.target_lpips)) if r.relocated_lpips is not None else \
         (r.lpips_note, r.lpips_note)
     return [
         ("pair", f"{r.source} -> {r.target}"),
+        ("estimator", r.estimator),
         ("relocation type", f"{r.type} ({r.type_name})"),
         ("images", str(r.n_images)),
         (f"reconstruction MSE {r.source}", _fmt(r.source_mse)),
         (f"reconstruction MSE {r.target}", _fmt(r.target_mse)),
         ("relocated MSE", _fmt(r.relocated_mse)),
-        ("relocated / target MSE", _fmt(r.ratio, 3)),
+        ("relocated / target MSE", _fmt(r.ratio)),
+        ("ratio, 95% bootstrap interval", "n/a" if r.ratio_low is None else
+         f"[{_fmt(r.ratio_low)}, {_fmt(r.ratio_high)}]"),
+        ("per-image ratio median / p90", "n/a" if r.image_ratio_median is None else
+         f"{_fmt(r.image_ratio_median)} / {_fmt(r.image_ratio_p90)}"),
         ("latent MSE", _fmt(r.latent_mse)),
-        ("latent R²", _fmt(r.latent_r2, 4)),
-        ("relocated SSIM", _fmt(r.relocated_ssim, 4)),
-        (f"SSIM {r.target}", _fmt(r.target_ssim, 4)),
+        ("latent R²", _fmt(r.latent_r2)),
+        ("relocated SSIM", _fmt(r.relocated_ssim)),
+        (f"SSIM {r.target}", _fmt(r.target_ssim)),
         ("relocated LPIPS", lp[0]),
         (f"LPIPS {r.target}", lp[1]),
         (f"cycle MSE ({r.cycle_via})", _fmt(r.cycle_mse)),
-        (f"cycle / {r.source} MSE", _fmt(r.cycle_ratio, 3)),
+        (f"cycle / {r.source} MSE", _fmt(r.cycle_ratio)),
     ]
 
 
@@ -54,7 +67,8 @@ def save_relocation_report(result, out, source, target, linear_map, data, grid_i
             {**row, "by_label": result.by_label, **context,
              "fit_source": linear_map.info_.get("fit_source", {}) if hasattr(linear_map, "info_") else {}},
             indent=2) + "\n")
-        (tmp / "grid.png").write_bytes(grid_png(relocation_rows(source, target, linear_map, images)))
+        (tmp / "grid.png").write_bytes(grid_png(relocation_rows(source, target, linear_map, images),
+                                                row_labels=relocation_row_labels(result.source, result.target)))
         section = Section(f"{result.source} -> {result.target} (type {result.type}: {result.type_name})")
         section.table(pd.DataFrame([{"metric": k, "value": v} for k, v in relocation_table(result)])
                       .astype({"value": object}))
@@ -63,7 +77,15 @@ def save_relocation_report(result, out, source, target, linear_map, data, grid_i
             section.table(by_label)
         section.image("grid.png", f"rows: originals, {result.source}'s reconstruction, {result.target} after "
                                   f"mapping, {result.target}'s own reconstruction")
+        if result.worst_images:  # positions in ``data``, worst relocated first
+            worst = data.batch(result.worst_images)
+            (tmp / "worst.png").write_bytes(grid_png(relocation_rows(source, target, linear_map, worst),
+                                                     row_labels=relocation_row_labels(result.source, result.target)))
+            section.image("worst.png", f"the {len(result.worst_images)} images whose relocated MSE exceeds "
+                                       f"{result.target}'s own the most (rows as above)")
         (tmp / "index.html").write_text(render_page("latentmap relocation", [section],
                                                     f"{result.n_images} images of {context.get('dataset')} "
-                                                    f"({context.get('split')})."))
+                                                    f"({context.get('split')}).",
+                                                    findings=relocation_findings(
+                                                        json.loads((tmp / "relocation.json").read_text()))))
     return Path(out)

@@ -1,0 +1,122 @@
+"""Per-image relocation errors: the distribution of the per-image ratio, bootstrap intervals, the worst images.
+
+The headline ratio of a pair is a ratio of means, mean(relocated MSE) / mean(B's own MSE), over
+the test images. Behind it, each image has its own ratio relocated_i / own_i: its median and
+90th percentile say whether the loss is spread evenly or concentrated on a few images. The
+95% interval of the headline ratio is a seeded percentile bootstrap over images (the same seed
+draws the same resamples for every estimator of a pair, so differences between estimators,
+such as the linearity gap, get paired intervals). Worst images are those whose relocated MSE
+exceeds B's own reconstruction MSE the most.
+
+Keeping two floats per test image (and pair) is the one place the relocation evaluation keeps
+anything per image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_CHUNK = 100
+WORST_IMAGES = 8
+
+
+class PerImageErrors:
+    """Own and relocated MSE of every evaluated image of one pair, in evaluation order (float64, CPU)."""
+
+    def __init__(self):
+        self._own: list[torch.Tensor] = []
+        self._relocated: list[torch.Tensor] = []
+
+    def update(self, own: torch.Tensor, relocated: torch.Tensor) -> None:
+        self._own.append(own.detach().to("cpu", torch.float64).reshape(-1))
+        self._relocated.append(relocated.detach().to("cpu", torch.float64).reshape(-1))
+
+    def merge(self, other: "PerImageErrors") -> "PerImageErrors":
+        self._own += other._own
+        self._relocated += other._relocated
+        return self
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(own [N], relocated [N]) as numpy float64."""
+        if not self._own:
+            return np.zeros(0), np.zeros(0)
+        return torch.cat(self._own).numpy(), torch.cat(self._relocated).numpy()
+
+
+def per_image_ratios(own: np.ndarray, relocated: np.ndarray) -> np.ndarray:
+    """relocated_i / own_i (inf where an image's own error is 0 and its relocated error is not, 1 where both are)."""
+    own, relocated = np.asarray(own, np.float64), np.asarray(relocated, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = relocated / own
+    out[(own == 0) & (relocated == 0)] = 1.0
+    return out
+
+
+def ratio_quantiles(own, relocated, qs=(0.5, 0.9)) -> list[float]:
+    """Quantiles of the per-image ratio (median and 90th percentile by default)."""
+    r = per_image_ratios(own, relocated)
+    if len(r) == 0:
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.quantile(r, qs)]
+
+
+def _resample_sums(values: list[np.ndarray], n_boot: int, seed: int) -> list[np.ndarray]:
+    """For each array, its sums over ``n_boot`` seeded resamples (with replacement) of the images."""
+    n = len(values[0])
+    rng = np.random.default_rng(seed)
+    sums = [np.empty(n_boot) for _ in values]
+    for start in range(0, n_boot, BOOTSTRAP_CHUNK):
+        stop = min(start + BOOTSTRAP_CHUNK, n_boot)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        for v, s in zip(values, sums):
+            s[start:stop] = v[idx].sum(1)
+    return sums
+
+
+def bootstrap_ratio_interval(own, relocated, *, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                             level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(relocated) / mean(own) over images."""
+    own, relocated = np.asarray(own, np.float64), np.asarray(relocated, np.float64)
+    if len(own) < 2 or n_boot < 1:
+        return float("nan"), float("nan")
+    s_own, s_rel = _resample_sums([own, relocated], n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = s_rel / s_own
+    tail = (1 - level) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_difference_interval(own, relocated_a, relocated_b, *, n_boot: int = BOOTSTRAP_RESAMPLES,
+                                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Paired percentile bootstrap interval of ratio_a − ratio_b (two maps judged on the same images)."""
+    own = np.asarray(own, np.float64)
+    if len(own) < 2 or n_boot < 1:
+        return float("nan"), float("nan")
+    s_own, s_a, s_b = _resample_sums([own, np.asarray(relocated_a, np.float64),
+                                      np.asarray(relocated_b, np.float64)], n_boot, seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = (s_a - s_b) / s_own
+    tail = (1 - level) / 2
+    low, high = np.quantile(diff, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def worst_images(own, relocated, k: int = WORST_IMAGES) -> list[int]:
+    """Positions of the ``k`` images whose relocated MSE exceeds B's own MSE the most, worst first."""
+    excess = np.asarray(relocated, np.float64) - np.asarray(own, np.float64)
+    k = min(k, len(excess))
+    if k == 0:
+        return []
+    top = np.argpartition(-excess, k - 1)[:k]
+    return [int(i) for i in top[np.argsort(-excess[top], kind="stable")]]
+
+
+def summarize(own, relocated, *, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0, worst: int = WORST_IMAGES) -> dict:
+    """The per-image summary a RelocationResult carries: quantiles, the bootstrap interval, the worst images."""
+    median, p90 = ratio_quantiles(own, relocated)
+    low, high = bootstrap_ratio_interval(own, relocated, n_boot=n_boot, seed=seed)
+    return {"image_ratio_median": median, "image_ratio_p90": p90, "ratio_low": low, "ratio_high": high,
+            "worst_images": worst_images(own, relocated, worst)}

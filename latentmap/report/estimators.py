@@ -1,0 +1,158 @@
+"""The atlas's comparison parts as files: estimators side by side, similarity of the spaces, worst relocations.
+
+Written into an atlas folder by :func:`write_comparison` (called by ``report.atlas.write_atlas``):
+
+* ``ratio_matrix_<estimator>.csv`` for every estimator when there are several;
+* ``linearity_gap.csv`` (per pair, with paired bootstrap intervals) and ``linearity_gap_by_type.csv``
+  when the atlas has a linear and an MLP estimator;
+* ``cka_matrix.csv``, ``svcca_matrix.csv``, ``similarity.csv`` (per ordered pair, beside each estimator's
+  ratio), ``similarity_prediction.csv`` (Spearman over pairs) and ``similarity.png`` (ratio, CKA and SVCCA
+  matrices side by side);
+* ``worst/<pair>.png``: the test images the first estimator relocates worst (largest excess of the
+  relocated MSE over B's own), with B's own reconstruction and every estimator's relocation.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.grid import grid_png
+
+
+def estimator_slug(label: str) -> str:
+    """A file-name form of an estimator label: ``piecewise:16:soft=true`` -> ``piecewise-16-soft-true``."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-") or "estimator"
+
+
+def write_comparison(atlas, folder: Path, section, models, test_data, rel: str = "") -> None:
+    """Write the comparison files into ``folder`` and append their tables and figures to ``section``."""
+    folder = Path(folder)
+    several = len(atlas.estimators) > 1
+    if several:
+        for label in atlas.estimators:
+            atlas.ratio_matrix(label).to_csv(folder / f"ratio_matrix_{estimator_slug(label)}.csv")
+        _estimator_table(atlas, section)
+    _linearity_gap(atlas, folder, section, rel)
+    if atlas.similarity:
+        _similarity(atlas, folder, section, rel)
+    _worst_images(atlas, folder, section, models, test_data, rel)
+
+
+def _estimator_table(atlas, section) -> None:
+    import pandas as pd
+
+    frame = atlas.frame()
+    table = (frame.groupby(["type", "estimator"], sort=False)
+             .agg(pairs=("ratio", "size"), mean_ratio=("ratio", "mean"), median_ratio=("ratio", "median"),
+                  best_ratio=("ratio", "min"), worst_ratio=("ratio", "max"))
+             .reset_index())
+    order = {label: k for k, label in enumerate(atlas.estimators)}
+    table = table.sort_values(["type", "estimator"], key=lambda c: c.map(order) if c.name == "estimator" else c)
+    section.parts.append("<h3>Estimators by relocation type</h3>")
+    section.text("Mean, median, best and worst relocated/own ratio over the pairs of each type, per estimator.")
+    section.table(pd.DataFrame(table), float_format="{:.3f}")
+
+
+def _linearity_gap(atlas, folder: Path, section, rel: str) -> None:
+    gap = atlas.linearity_gap()
+    if gap is None:
+        return
+    pairs, types = gap
+    pairs.to_csv(folder / "linearity_gap.csv", index=False)
+    types.to_csv(folder / "linearity_gap_by_type.csv", index=False)
+    lin, non = pairs.attrs["linear"], pairs.attrs["nonlinear"]
+    section.parts.append("<h3>Linearity gap</h3>")
+    section.text(f"ratio({lin}) − ratio({non}) on the same test images: the share of the relocation error that "
+                 f"comes from the map being linear. [gap_low, gap_high] is a paired 95% bootstrap interval.")
+    section.table(types, float_format="{:.3f}")
+    section.table(pairs, float_format="{:.3f}")
+    section.parts.append(f'<p class="note">Files: <a href="{rel}linearity_gap.csv">linearity_gap.csv</a>, '
+                         f'<a href="{rel}linearity_gap_by_type.csv">linearity_gap_by_type.csv</a>.</p>')
+
+
+def _similarity(atlas, folder: Path, section, rel: str) -> None:
+    cka, svcca = atlas.similarity_matrix("cka"), atlas.similarity_matrix("svcca")
+    cka.to_csv(folder / "cka_matrix.csv")
+    svcca.to_csv(folder / "svcca_matrix.csv")
+    frame = atlas.similarity_frame()
+    frame.to_csv(folder / "similarity.csv", index=False)
+    prediction = atlas.similarity_prediction()
+    prediction.to_csv(folder / "similarity_prediction.csv", index=False)
+    (folder / "similarity.png").write_bytes(similarity_png(atlas.ratio_matrix(), cka, svcca, atlas.primary))
+    section.parts.append("<h3>Similarity of the latent spaces</h3>")
+    section.text("Linear CKA and SVCCA (99% of each space's variance kept) of every pair of models, on the test "
+                 "images' encodings, beside the ratio matrix. Spearman's rho over ordered pairs says how well each "
+                 "predicts an estimator's ratio (negative: more similar spaces relocate better).")
+    section.image(f"{rel}similarity.png", f"ratio ({atlas.primary}), linear CKA and SVCCA; rows source A, "
+                                          "columns target B")
+    section.table(prediction, float_format="{:.3f}")
+    section.parts.append(f'<p class="note">Files: <a href="{rel}cka_matrix.csv">cka_matrix.csv</a>, '
+                         f'<a href="{rel}svcca_matrix.csv">svcca_matrix.csv</a>, '
+                         f'<a href="{rel}similarity.csv">similarity.csv</a>, '
+                         f'<a href="{rel}similarity_prediction.csv">similarity_prediction.csv</a>.</p>')
+
+
+def similarity_png(ratio, cka, svcca, label: str) -> bytes:
+    n = len(ratio)
+    fig = new_figure(3 * (1.4 + 0.75 * n), 1.6 + 0.8 * n)
+    panels = [(ratio, f"ratio ({label})", "viridis_r", 1.0, None), (cka, "linear CKA", "viridis", 0.0, 1.0),
+              (svcca, "SVCCA", "viridis", 0.0, 1.0)]
+    for k, (mat, title, cmap, vmin, vmax) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, k + 1)
+        values = mat.to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        top = vmax if vmax is not None else (max(float(finite.max()), vmin + 1e-6) if len(finite) else vmin + 1)
+        ax.imshow(np.where(np.isfinite(values), values, np.nan), cmap=cmap, vmin=vmin, vmax=top)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(range(n), mat.columns, rotation=40, ha="right", fontsize=7)
+        ax.set_yticks(range(n), mat.index if k == 0 else [""] * n, fontsize=7)
+        for a in range(n):
+            for b in range(n):
+                if np.isfinite(values[a, b]) and (a != b or k > 0):
+                    level = (values[a, b] - vmin) / max(top - vmin, 1e-12)
+                    bright = level > 0.55 if cmap == "viridis" else level < 0.45
+                    ax.text(b, a, f"{values[a, b]:.2f}", ha="center", va="center", fontsize=6,
+                            color="black" if bright else "white")
+    return figure_png(fig)
+
+
+def _images_at(test_data, positions: list[int]) -> torch.Tensor:
+    idx = np.asarray(positions, dtype=np.int64)
+    return test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
+
+
+def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> None:
+    by_name = {m.name: m for m in models}
+    written = []
+    for r in atlas.results_of(atlas.primary):
+        if not r.worst_images or r.source not in by_name or r.target not in by_name:
+            continue
+        source, target = by_name[r.source], by_name[r.target]
+        images = _images_at(test_data, r.worst_images)
+        with torch.no_grad():
+            z_a = source.encode(images)
+            rows = [images.cpu(), target.reconstruct(images).cpu()]
+            for label in atlas.estimators:
+                m = atlas.estimator_maps.get((label, r.source, r.target))
+                if m is not None:
+                    rows.append(target.decode(m.transform(z_a.to(target.device))).cpu())
+        name = f"{r.source}__{r.target}"
+        (folder / "worst").mkdir(exist_ok=True)
+        labels = ["originals", f"{r.target} own"] + [f"{label}" for label in atlas.estimators
+                                                      if (label, r.source, r.target) in atlas.estimator_maps]
+        (folder / "worst" / f"{name}.png").write_bytes(grid_png(rows, row_labels=labels))
+        written.append((r, f"{rel}worst/{name}.png"))
+    if not written:
+        return
+    section.parts.append("<h3>Worst relocated images</h3>")
+    section.text(f"Per pair, the {len(written[0][0].worst_images)} test images whose relocated MSE exceeds B's own "
+                 f"reconstruction MSE the most under {atlas.primary}. Rows: originals, B's own reconstruction, then "
+                 f"the relocation by each estimator ({', '.join(atlas.estimators)}).")
+    for r, src in written:
+        section.image(src, f"{r.source} -> {r.target} (type {r.type}): median per-image ratio "
+                           f"{r.image_ratio_median:.2f}, 90th percentile {r.image_ratio_p90:.2f}")
