@@ -21,10 +21,12 @@ from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_o
 @progress_option
 def command(model_spec, trust_pickle, dataset, data_dir, split, images, out, overwrite, batch_size, device, seed,
             progress):
-    """Latent-space diagnostics of a model on a dataset split: CSV, JSON, figures and index.html in OUT."""
+    """Latent-space diagnostics of a model on a dataset split, against its own prior (StyleGAN's W: the mapping
+    network's output statistics), with linear and spherical interpolation grids: CSV, JSON, figures, index.html."""
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.diagnostics import latent_diagnostics
+    from latentmap.evaluation.interpolation import interpolate, pair_positions
     from latentmap.report.diagnostics import describe, save_diagnostics
 
     out = prepare_output(out, "report", "diagnose", overwrite, inputs=[model_spec])
@@ -32,7 +34,10 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, out, ove
     dataset = choose_dataset([model], dataset)
     data = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     diag = latent_diagnostics(model, data, batch_size=batch_size, progress=progress, seed=seed)
-    save_diagnostics(diag, out, overwrite=overwrite)
+    pairs = pair_positions(len(data), 2)  # interpolation grids between two pairs of the images
+    paths = interpolate(model, data.batch([a for a, _ in pairs]), data.batch([b for _, b in pairs]),
+                        pair_ids=[f"{a}-{b}" for a, b in pairs], seed=seed)
+    save_diagnostics(diag, out, overwrite=overwrite, interpolation=paths)
     click.echo(f"{diag.model} ({diag.kind}), latent size {diag.latent_dim}, {diag.n_images} images of {dataset} "
                f"({split})")
     for line in describe(diag):

@@ -68,7 +68,8 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
         (tmp / "curve.csv").write_text("step,mean_loss\n" + "".join(f"{i},{v:.6g}\n"
                                                                     for i, v in enumerate(result.curve.tolist())))
         n = min(16, len(x))
-        (tmp / "inversions.png").write_bytes(grid_png([x[:n], model.decode(result.latents[:n]).cpu()]))
+        (tmp / "inversions.png").write_bytes(grid_png([x[:n], model.decode(result.latents[:n]).cpu()],
+                                                      row_labels=["targets", "decoded inverted latents"]))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(f"inverted {len(x)} images ({source}) with '{model.name}': {loss} {summary['initial_loss_mean']:.5f} "
                f"-> {summary['final_loss_mean']:.5f}; wrote {out}")

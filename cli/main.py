@@ -11,7 +11,7 @@ import sys
 import click
 
 from latentmap.version import __version__
-from latentmap.cli.options import WARNINGS_KEY
+from latentmap.cli.options import REPORT_KEY, WARNINGS_KEY
 from latentmap.errors import LatentmapError
 
 
@@ -38,9 +38,24 @@ class LatentmapGroup(click.Group):
         except LatentmapError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        if ctx.meta.get(REPORT_KEY):
+            _refresh_reports_index(ctx.meta[REPORT_KEY])
         for message in ctx.meta.get(WARNINGS_KEY, []):  # after the work, so an error stays one line
             click.echo(f"Warning: {message}", err=True)
         return result
+
+
+def _refresh_reports_index(report_folder: str) -> None:
+    """A report written into a folder with a reports index (``latentmap report index``) is listed there."""
+    from latentmap.report.index import refresh_parent_index
+
+    try:
+        index = refresh_parent_index(report_folder)
+    except OSError as exc:
+        click.echo(f"Warning: could not refresh the reports index beside '{report_folder}': {exc}", err=True)
+        return
+    if index is not None:
+        click.echo(f"reports index refreshed: {index}")
 
 
 @click.group(cls=LatentmapGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +64,15 @@ class LatentmapGroup(click.Group):
               help="No progress bars (they are shown on stderr only when it is a terminal).")
 def main(quiet):
     """Map between the latent spaces of generative models and benchmark what generators can produce."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # started by torchrun: join the process group
+        from latentmap import distributed
+
+        distributed.init()
+        if not distributed.is_main():  # rank 0 alone prints (and writes, see latentmap.io.atomic)
+            sys.stdout = open(os.devnull, "w")
+            quiet = True
     if quiet:
         from latentmap.batching import set_quiet
 
@@ -56,9 +80,9 @@ def main(quiet):
 
 
 def _register():
-    from latentmap.cli import datasets, demo, diagnose, invert, map, models, support_set, train
+    from latentmap.cli import bench, datasets, demo, diagnose, invert, map, models, report, support_set, train
 
-    for module in (train, datasets, models, demo, support_set, map, invert, diagnose):
+    for module in (train, datasets, models, demo, support_set, map, invert, diagnose, bench, report):
         main.add_command(module.command)
 
 

@@ -112,7 +112,33 @@ class RidgeAlpha(click.ParamType):
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
                                help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
 split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
-device_option = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+_device_only = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+
+
+def _apply_precision(ctx, param, value):
+    """Set the process's forward-pass precision (latentmap.device); fp32 needs no torch import when never changed."""
+    import sys
+
+    if value != "fp32" or "latentmap.device" in sys.modules:
+        from latentmap.device import set_precision
+
+        set_precision(value)
+    return value
+
+
+_precision_only = click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+                               expose_value=False, callback=_apply_precision,
+                               help="Model forward passes in bf16 (autocast, CUDA only; a CPU keeps fp32). "
+                                    "Statistics are float64 either way.")
+
+
+def device_option(command):
+    """``--device`` and ``--precision``: every command that runs models takes both."""
+    return _device_only(_precision_only(command))
+
+
+cycle_option = click.option("--cycle/--no-cycle", default=True, show_default=True,
+                            help="Also relocate back A -> B -> A (an encode and a decode more per image).")
 seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
@@ -151,6 +177,17 @@ alpha_option = click.option("--alpha", type=RidgeAlpha(), default=None,
                                  "(few anchors), 0 for dataset and sample fits.")
 method_option = click.option("--method", type=click.Choice(["lstsq", "procrustes"]), default="lstsq",
                              show_default=True, help="Least squares / ridge, or the orthogonal map (equal sizes).")
+estimator_option = click.option(
+    "--estimator", "estimator", default="linear", show_default=True,
+    help="The map: linear | piecewise[:CELLS] | soft-piecewise[:CELLS] | mlp[:AxB] | ortho | l-ortho | adam, "
+         "with KEY=VALUE parameters after colons (piecewise:16:alpha=0.1). --bias/--method apply to linear only, "
+         "--alpha to the estimators that take it.")
+estimators_option = click.option(
+    "--estimators", "estimators", default=None,
+    help="Comma-separated estimators, one map per pair and estimator (e.g. linear,piecewise:16,mlp,ortho,l-ortho,"
+         "adam); the first is the one the ratio matrix and grids show. Default: one linear map.")
+
+
 class LpipsSetting(click.ParamType):
     """``off``, ``auto`` (pretrained backbone from the torch hub cache, else reported unavailable) or a weights file."""
 
@@ -174,6 +211,7 @@ lpips_option = click.option("--lpips", "lpips", type=LpipsSetting(), default="au
 
 
 WARNINGS_KEY = "latentmap.warnings"
+REPORT_KEY = "latentmap.report"  # the report folder a command writes
 
 
 def warn_later(message: str) -> None:
@@ -216,4 +254,7 @@ def prepare_output(out, kind: str, stem: str, overwrite: bool, inputs=()) -> str
 
     target = new_run_folder(stem) if out is None else out
     check_output_path(target, kind, overwrite, inputs=[str(i) for i in inputs if i])
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and kind == "report":  # the group refreshes a reports index beside it when done
+        ctx.meta[REPORT_KEY] = str(target)
     return str(target)

@@ -12,6 +12,15 @@ _PUBLIC = {
     "load_dataset": "latentmap.data.datasets",
     "LatentmapError": "latentmap.errors",
     "LinearMap": "latentmap.maps.linear",
+    "PiecewiseLinearMap": "latentmap.maps.piecewise",
+    "MLPMap": "latentmap.maps.mlp",
+    "ProcrustesMap": "latentmap.maps.procrustes",
+    "AdamMap": "latentmap.maps.adam",
+    "ESTIMATORS": "latentmap.maps.registry",
+    "parse_estimator": "latentmap.maps.registry",
+    "load_map": "latentmap.maps.registry",
+    "linear_cka": "latentmap.evaluation.similarity",
+    "svcca": "latentmap.evaluation.similarity",
     "LatentModel": "latentmap.models.base",
     "VAELikeModel": "latentmap.models.base",
     "register_adapter": "latentmap.models.registry",
@@ -21,6 +30,11 @@ _PUBLIC = {
     "wrap": "latentmap.models.wrapped",
     "invert": "latentmap.evaluation.inversion",
     "InversionResult": "latentmap.evaluation.inversion",
+    "benchmark_expressiveness": "latentmap.evaluation.expressiveness",
+    "benchmark_coverage": "latentmap.evaluation.generator_bench",
+    "benchmark_fidelity": "latentmap.evaluation.generator_bench",
+    "generated_sets": "latentmap.evaluation.generator_bench",
+    "fit_sampler": "latentmap.evaluation.samplers",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -115,7 +115,7 @@ def test_demo_shows_shipped_support_set(demo_checkpoints, npy_spec, tmp_path):
     shipped.save(tmp_path / "support_sets" / "fmnist-svae")
     result = run_demo(demo_checkpoints, tmp_path / "report", test_images=20, device="cpu")
     page = (result.out / "index.html").read_text()
-    assert "<h2>Support set</h2>" in page and "loaded from" in page and "support_set_contact_sheet.png" in page
+    assert '<h2 id="support-set">Support set</h2>' in page and "loaded from" in page and "support_set_contact_sheet.png" in page
     summary = result.summary["support_set"]
     assert summary["size"] == 8 and summary["support_pairwise_mse"] == shipped.manifest["statistics"][
         "support_pairwise_mse"]

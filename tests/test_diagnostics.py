@@ -14,6 +14,7 @@ from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
 from latentmap.evaluation.diagnostics import PRIOR_CHUNK, latent_diagnostics
 from latentmap.report.diagnostics import save_diagnostics
+from latentmap.report.tables import sig
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.wrapped import wrap
@@ -234,7 +235,7 @@ def test_cli_writes_the_report(tiny_vae_checkpoint, tmp_path):
     assert "120 images" in result.output and "Inactive variables" in result.output and "Δ_var" in result.output
     summary = json.loads((out / "diagnostics.json").read_text())["summary"]
     assert summary["n_images"] == 120 and summary["latent_dim"] == 8
-    assert f"{summary['mse']:.5f}" in result.output
+    assert f"Reconstruction MSE {sig(summary['mse'])}" in result.output  # three significant digits
     assert len((out / "variables.csv").read_text().splitlines()) == 9
 
 
@@ -274,12 +275,17 @@ def test_demo_section_diagnoses_every_model(tiny_vae_checkpoint, tmp_path, monke
     assert rows[0]["inactive_variables"] is not None and rows[1]["inactive_variables"] is None
     json.dumps(ctx.summary)  # summary.json must be able to hold it
     assert "Latent diagnostics (25 test images)" in html
-    assert html.count("<tr>") >= 3 and f"<td>{vae.name}</td>" in html and "<td>syn-28</td>" in html
+    assert html.count("<tr>") >= 2 and f"<td>{vae.name}</td>" in html and "<td>syn-28</td>" in html
     cells = {r[0]: r for r in (re.findall(r"<td>(.*?)</td>", row) for row in html.split("</table>")[0].split("<tr"))
              if r}
-    assert cells[vae.name][3] == str(rows[0]["inactive_variables"])  # a count, not "4.00000"
-    assert cells["syn-28"][3] == cells["syn-28"][4] == "-"  # VAE-only columns
-    for name in (vae.name, "syn-28"):
-        assert f"diagnostics/{name}/radius.png" in html
-        assert (ctx.out / "diagnostics" / name / "variables.csv").is_file()
-    assert not (ctx.out / "diagnostics" / vae.name / "index.html").exists()  # part of the demo page instead
+    assert cells[vae.name][4] == str(rows[0]["inactive_variables"])  # a count, not "4.00000"
+    assert cells["syn-28"][4] == cells["syn-28"][5] == "-"  # VAE-only columns
+    assert cells[vae.name][3] == "N(0, I)"  # what the encodings are compared with
+    for name, partner in ((vae.name, "syn-28"), ("syn-28", vae.name)):
+        assert f'href="diagnostics/{name}/index.html"' in html  # each model's figures on a page of its own
+        folder = ctx.out / "diagnostics" / name
+        assert (folder / "variables.csv").is_file() and (folder / "interpolation.csv").is_file()
+        page = (folder / "index.html").read_text()
+        assert 'src="radius.png"' in page and 'src="interpolation.png"' in page and 'href="../../index.html"' in page
+        assert f"carried into {partner}" in page or f"into {partner} through" in page
+    assert rows[0]["interpolation"]["partner"] == "syn-28"  # with one other model, the paths go there

@@ -41,9 +41,10 @@ def test_generator_section_reports_models_with_inverters(tmp_path, monkeypatch):
     assert frame.loc[0, "inverter_mse_real_test"] == pytest.approx(real, rel=1e-5)
     assert ctx.summary["generators"][0]["inverter_mse_own_samples"] == pytest.approx(own, rel=1e-5)
     # the grid: four rows (samples, their inversions, real images, their inversions) of 12 images;
-    # 28-pixel cells, 2-pixel padding, scaled 2x
+    # 28-pixel cells, 2-pixel padding, scaled 2x, right of a margin that labels the rows
     grid = np.asarray(Image.open(tmp_path / "generator_g.png").convert("L"), dtype=np.float64)
-    assert grid.shape == (2 * (4 * 30 + 2), 2 * (12 * 30 + 2))
+    margin = grid.shape[1] - 2 * (12 * 30 + 2)
+    assert grid.shape[0] == 2 * (4 * 30 + 2) and margin > 0 and (grid[:, :margin] < 128).sum() > 40
     columns = np.linspace(0, 39, 12).round().astype(int)
     with torch.no_grad():
         samples = gan.decode(gan.sample_prior(12, torch.Generator().manual_seed(0)))
@@ -51,6 +52,6 @@ def test_generator_section_reports_models_with_inverters(tmp_path, monkeypatch):
         rows = [samples, gan.reconstruct(samples), real_12, gan.reconstruct(real_12)]
     for i, images in enumerate(rows):
         for j in range(12):
-            top, left = 2 * (2 + i * 30), 2 * (2 + j * 30)
+            top, left = 2 * (2 + i * 30), margin + 2 * (2 + j * 30)
             np.testing.assert_allclose(grid[top:top + 56:2, left:left + 56:2], images[j, 0].double().numpy() * 255,
                                        atol=1.0)

@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 # Lower layers never import higher ones.
 LAYERS = {
-    "latentmap.cli": 5, "latentmap.demo": 4, "latentmap.training": 4, "latentmap.report": 3,
+    "latentmap.__main__": 5, "latentmap.cli": 5, "latentmap.demo": 4, "latentmap.training": 4, "latentmap.report": 3,
     "latentmap.evaluation": 2, "latentmap.maps": 2, "latentmap.support": 2,
     "latentmap.models": 1, "latentmap.data": 1,
     "latentmap.io": 0, "latentmap.stats": 0, "latentmap.errors": 0, "latentmap.batching": 0,

@@ -29,12 +29,14 @@ def generators_section(ctx: DemoContext) -> Section:
     rows, originals = [], ctx.test.batch(ctx.grid_indices())
     for model in generators:
         metrics = evaluate_inverter(model, ctx.test, samples=SAMPLES, generator=torch.Generator().manual_seed(0))
+        own, real = metrics["own_samples_image_mse"], metrics["real_test_image_mse"]
         rows.append({"model": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-                     "inverter_mse_own_samples": metrics["own_samples_image_mse"],
-                     "inverter_mse_real_test": metrics["real_test_image_mse"]})
+                     "inverter_mse_own_samples": own, "inverter_mse_real_test": real,
+                     "own_real_gap": real / own if own else None})
         with torch.no_grad():
             x = model.decode(model.sample_prior(len(originals), torch.Generator().manual_seed(0))).cpu()
-            grid = grid_png([x, model.reconstruct(x).cpu(), originals, model.reconstruct(originals).cpu()])
+            grid = grid_png([x, model.reconstruct(x).cpu(), originals, model.reconstruct(originals).cpu()],
+                            row_labels=["prior samples", "their inversions", "real test images", "their inversions"])
         name = f"generator_{model.name}.png"
         (ctx.out / name).write_bytes(grid)
         section.image(name, f"{model.name} ({model.kind}, latent {model.latent_dim})")

@@ -18,6 +18,7 @@ from latentmap.errors import LatentmapError
 from latentmap.evaluation.atlas import build_atlas
 from latentmap.maps.fitting import FitSource
 from latentmap.report.atlas import write_atlas
+from latentmap.report.findings import describe_fit, relocation_ratio_findings
 from latentmap.report.html import Section
 
 DEMO_FIT_IMAGES = 10000
@@ -53,7 +54,20 @@ def _by_label_table(section: Section, atlas) -> None:
     section.text("Type 1 pairs, ratio by label (atlas_by_label.csv has every pair): a single linear map serves some "
                  "classes much worse than others; within a class the two latent spaces are closer to linearly "
                  "related.")
-    section.table(table, float_format="{:.3f}")
+    section.table(table)
+
+
+def _overview(atlas, folder: str, title: str) -> Section:
+    """The atlas on the demo page: its findings, the ratio heat map and a link to its own page (every table,
+    grid and map)."""
+    section = Section(title)
+    section.text(relocation_ratio_findings(_summary_rows(atlas), describe_fit(atlas.fit_source)))
+    section.image(f"{folder}/ratio_matrix.png", "relocated-MSE ratio, rows source A, columns target B; "
+                                                "T1/T2/T3 = relocation type")
+    section.link(f"{folder}/index.html", "Every pair in detail",
+                 "(tables by relocation type with bootstrap intervals, a labelled grid per pair, CSV, JSON and the "
+                 "map folders).")
+    return section
 
 
 @register_demo_section(40, "relocation atlas")
@@ -67,9 +81,11 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     test = ctx.test.evenly_spaced_subset(DEMO_ATLAS_TEST_IMAGES)
     atlas = build_atlas(ctx.models, test, FitSource("dataset", n_fit, name=DEMO_DATASET, split="train", seed=0,
                                                    data=fit), model_paths=ctx.model_paths)
-    section = write_atlas(atlas, ctx.out / "atlas", ctx.models, test, rel="atlas/",
-                          title=f"Relocation atlas (maps fitted on {n_fit} training images, "
-                                f"evaluated on {len(test)} test images)")
+    title = f"Relocation atlas (maps fitted on {n_fit} training images, evaluated on {len(test)} test images)"
+    write_atlas(atlas, ctx.out / "atlas", ctx.models, test, title=title, back=("../index.html", "demo report"))
+    section = _overview(atlas, "atlas", title)
+    ctx.maps.update({(r.source, r.target): (atlas.maps[(r.source, r.target)], r.relocated_mse)
+                     for r in atlas.results if (r.source, r.target) in atlas.maps})
     ctx.summary["relocation_atlas"] = {"fit": atlas.fit_source, "map": atlas.map_params, "pairs": _summary_rows(atlas)}
     _by_label_table(section, atlas)
 
@@ -86,10 +102,11 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     except LatentmapError as exc:  # e.g. a support set smaller than some latent space
         section.text(f"Support-set fit skipped: {exc}", cls="note")
         return section
-    sup_section = write_atlas(sup_atlas, ctx.out / "atlas_support_set", ctx.models, test,
-                              rel="atlas_support_set/",
-                              title=f"Relocation atlas (bias-free maps fitted on the {len(support)}-image support set, "
-                                    "ridge penalty chosen by generalized cross-validation)")
+    sup_title = (f"Relocation atlas (bias-free maps fitted on the {len(support)}-image support set, "
+                 "ridge penalty chosen by generalized cross-validation)")
+    write_atlas(sup_atlas, ctx.out / "atlas_support_set", ctx.models, test, title=sup_title,
+                back=("../index.html", "demo report"))
+    sup_section = _overview(sup_atlas, "atlas_support_set", sup_title)
     ctx.summary["relocation_atlas_support_set"] = {"fit": sup_atlas.fit_source, "map": sup_atlas.map_params, "pairs": _summary_rows(sup_atlas)}
     section.parts.append(sup_section.render())
     return section

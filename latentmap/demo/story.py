@@ -22,12 +22,16 @@ from latentmap.data.datasets import load_dataset
 from latentmap.batching import progress_bar
 from latentmap.errors import CheckpointError
 from latentmap.evaluation.relocation import lpips_function
-from latentmap.evaluation.metrics import reconstruction_mse
+from latentmap.evaluation.metrics import per_image_reconstruction_mse
+from latentmap.report.figures import histograms_png
+from latentmap.report.findings import demo_findings
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section, render_page
+
 # the sections: each registers itself in latentmap.demo.context when imported
-from latentmap.demo import diagnostics, generators, relocation, support_set  # noqa: F401  (register sections)
-from latentmap.demo.context import _SECTIONS, DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.demo import diagnostics, expressiveness, generators, relocation, support_set  # noqa: F401,E402
+from latentmap.demo.context import _SECTIONS, DEMO_DATASET, DemoContext, register_demo_section  # noqa: E402
+
 
 @dataclass
 class DemoResult:
@@ -78,30 +82,39 @@ def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, de
                  "Every figure below is computed by `latentmap demo` from the checkpoints in "
                  f"'{checkpoints}'. {lpips_note}.")
         ctx.summary["lpips"] = lpips_note
-        (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro))
+        (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro,
+                                                    findings=demo_findings(ctx.summary)))
         (tmp / "summary.json").write_text(json.dumps(ctx.summary, indent=2) + "\n")
     return DemoResult(Path(out), ctx.rows, ctx.summary)
 
 
 @register_demo_section(10, "reconstructions")
 def reconstruction_section(ctx: DemoContext) -> Section:
-    """Per-model test MSE (CSV) and a reconstruction grid per model."""
+    """Per-model test MSE (CSV), per-image MSE (CSV and histogram) and a reconstruction grid per model."""
     section, figures = Section("Reconstructions"), Section("")
     idx = ctx.grid_indices()
     originals = ctx.test.batch(idx)
+    errors = {}
     for model in ctx.models:
+        errors[model.name] = per_image_reconstruction_mse(model, ctx.test, batch_size=512)
         ctx.rows.append({"model": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-                         "test_mse": reconstruction_mse(model, ctx.test, batch_size=512),
-                         "test_images": len(ctx.test)})
+                         "test_mse": float(errors[model.name].mean()), "test_images": len(ctx.test)})
         name = f"reconstruction_{model.name}.png"
-        (ctx.out / name).write_bytes(grid_png([originals, model.reconstruct(originals).cpu()]))
+        (ctx.out / name).write_bytes(grid_png([originals, model.reconstruct(originals).cpu()],
+                                              row_labels=["originals", "reconstructions"]))
         figures.image(name, f"{model.name} ({model.kind}, latent {model.latent_dim}): originals (top), "
                             "reconstructions (bottom)")
     frame = pd.DataFrame(ctx.rows)
     frame.to_csv(ctx.out / "reconstruction_mse.csv", index=False)
+    pd.DataFrame({"image": np.arange(len(ctx.test)), **errors}).to_csv(ctx.out / "reconstruction_errors.csv",
+                                                                       index=False)
+    (ctx.out / "reconstruction_errors.png").write_bytes(histograms_png(
+        errors, "per-image reconstruction MSE (log scale)", f"{len(ctx.test)} test images"))
     ctx.summary["reconstruction"] = ctx.rows
     section.table(frame)
-    section.parts.append('<p class="note">Per-pixel MSE in [0,1] intensity units; '
-                         '<a href="reconstruction_mse.csv">reconstruction_mse.csv</a>.</p>')
+    section.parts.append('<p class="note">Every number: <a href="reconstruction_mse.csv">reconstruction_mse.csv</a>, '
+                         'every image\'s error in <a href="reconstruction_errors.csv">reconstruction_errors.csv</a>.'
+                         '</p>')
+    section.image("reconstruction_errors.png", "distribution of the per-image reconstruction MSE of each model")
     section.parts.extend(figures.parts)
     return section

@@ -70,4 +70,6 @@ def support_set_section(ctx: DemoContext) -> Section:
             (ctx.out / target).write_bytes(figures[file_name])
             section.image(target, caption)
     ctx.summary["support_set"] = {"name": support.name, "size": len(support), "origin": origin, **stats}
+    pd.DataFrame([ctx.summary["support_set"]]).to_csv(ctx.out / "support_set.csv", index=False)
+    section.parts.append('<p class="note">Every number: <a href="support_set.csv">support_set.csv</a>.</p>')
     return section

@@ -1,9 +1,14 @@
 """Latent-space diagnostics: how a model fills its latent space, in one pass over a dataset.
 
-For every model: per-variable mean and variance of the encodings, the radius ||z|| of the
-encodings against the radius of prior samples (a d-dimensional standard normal lives on a thin
-shell of radius about sqrt(d)), the PCA spectrum of the encodings, and the density along the
-highest-variance axes against N(0, 1). For VAE-like models also the "variance law": for each
+Every model is compared with its own prior, as ``sample_prior`` draws it: N(0, I) for VAEs and
+GANs, the mapping network's output for StyleGAN's W space. For every model: per-variable mean
+and variance of the encodings against the prior samples', the radius of the encodings against
+the radius of prior samples, both measured from the prior's centre in the prior's own units
+(the norm ||z|| for N(0, I), which lives on a thin shell of radius about sqrt(d); for any other
+prior the Mahalanobis distance under the mean and covariance of its samples, see
+:func:`latentmap.evaluation.samplers.typical_region`), the share of encodings beyond the radius
+that holds 99% of prior samples, the PCA spectrum of the encodings, and the density along the
+highest-variance axes against the prior samples' density. For VAE-like models also the "variance law": for each
 variable Var(mu) + E[sigma²] should be close to 1, and variables with Var(mu) below a
 threshold are inactive (collapsed). With the decoder: reconstruction MSE and the variance loss
 Δ_var = mean over pixels of Var(x) − Var(x̂), which for VAEs comes out close to the MSE.
@@ -23,6 +28,8 @@ import torch
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, per_image_mse
+from latentmap.evaluation.samplers import PriorSampler, typical_region
+from latentmap.models.base import LatentModel
 from latentmap.stats import Moments
 
 AXIS_BINS = 80
@@ -47,8 +54,8 @@ class LatentDiagnostics:
     mean: np.ndarray  # [d] mean of the encodings
     variance: np.ndarray  # [d] variance of the encodings (population, ddof 0)
     eigenvalues: np.ndarray  # [d] of the encodings' covariance, descending
-    radii: np.ndarray  # [N] ||encode(x)||
-    prior_radii: np.ndarray  # [N] ||z|| of as many prior samples
+    radii: np.ndarray  # [N] distance of encode(x) from the prior's centre, in the prior's units (||z|| for N(0, I))
+    prior_radii: np.ndarray  # [N] the same distance of as many prior samples
     axis_edges: np.ndarray  # [AXIS_BINS + 1] shared bin edges of the axis histograms
     axis_counts: np.ndarray  # [d, AXIS_BINS]
     axis_outside: np.ndarray  # [d] encodings outside the histogram range
@@ -57,6 +64,14 @@ class LatentDiagnostics:
     reconstruction_variance: float  # mean over pixels of Var(x̂)
     var_mu: np.ndarray | None = None  # VAE-like models only
     mean_sigma2: np.ndarray | None = None
+    # the prior the encodings are compared with
+    standard_prior: bool = True  # the prior is exactly N(0, I); else its mean and covariance come from samples
+    radius_measure: str = ""  # how the radius is measured (samplers.TypicalRegion.description)
+    prior_mean: np.ndarray | None = None  # [d] of the prior samples
+    prior_variance: np.ndarray | None = None  # [d] of the prior samples
+    prior_axis_counts: np.ndarray | None = None  # [d, AXIS_BINS] prior samples on the axis grid
+    radius_typical: float | None = None  # median radius of prior draws
+    radius_limit: float | None = None  # radius within which 99% of prior draws lie
 
     @property
     def vae_like(self) -> bool:
@@ -91,6 +106,16 @@ class LatentDiagnostics:
             return 0
         return int(min(np.searchsorted(np.cumsum(ratio), fraction - 1e-12) + 1, self.latent_dim))
 
+    @property
+    def prior(self) -> str:
+        """What the encodings are compared with, in a few words."""
+        return "N(0, I)" if self.standard_prior else "the mean and covariance of its prior samples"
+
+    @property
+    def outside_prior(self) -> float | None:
+        """Share of encodings farther from the prior's centre than 99% of prior draws."""
+        return None if self.radius_limit is None else float(np.mean(self.radii > self.radius_limit))
+
     def top_axes(self, k: int = AXES_SHOWN) -> np.ndarray:
         return np.argsort(-self.variance, kind="stable")[:k]
 
@@ -105,7 +130,9 @@ class LatentDiagnostics:
             "variance_law_max": None if law is None else float(law.max()),
             "mean_variance": float(self.variance.mean()),
             "mean_radius": float(self.radii.mean()), "prior_mean_radius": float(self.prior_radii.mean()),
-            "sqrt_d": self.sqrt_d,
+            "sqrt_d": self.sqrt_d, "prior": self.prior, "radius_measure": self.radius_measure,
+            "radius_typical": self.radius_typical,
+            "radius_limit": self.radius_limit, "outside_prior_99": self.outside_prior,
             **{f"components_{round(q * 100)}": self.components_for(q) for q in QUANTILES},
             "mse": self.mse, "variance_loss": self.variance_loss,
             "image_variance": self.image_variance, "reconstruction_variance": self.reconstruction_variance,
@@ -123,12 +150,14 @@ class LatentDiagnostics:
         return {
             "summary": self.summary(),
             "mean": _list(self.mean), "variance": _list(self.variance),
+            "prior_mean": _list(self.prior_mean), "prior_variance": _list(self.prior_variance),
             "var_mu": _list(self.var_mu), "mean_sigma2": _list(self.mean_sigma2),
             "variance_law": _list(self.variance_law), "inactive": _list(self.inactive),
             "eigenvalues": _list(self.eigenvalues), "explained_ratio": _list(self.explained_ratio),
             "radius_histogram": {k: _list(v) for k, v in self.radius_histogram().items()},
             "axis_histograms": {"edges": _list(self.axis_edges), "variables": [
-                {"variable": int(i), "counts": _list(self.axis_counts[i]), "outside": int(self.axis_outside[i])}
+                {"variable": int(i), "counts": _list(self.axis_counts[i]), "outside": int(self.axis_outside[i]),
+                 "prior_counts": None if self.prior_axis_counts is None else _list(self.prior_axis_counts[i])}
                 for i in axes]},
         }
 
@@ -168,8 +197,8 @@ class _AxisHistograms:
 class _DiagnosticsPass:
     """Folds batches of images into every statistic the diagnostics need."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, region):
+        self.model, self.region = model, region
         self.z, self.x, self.x_hat = Moments(full=True), Moments(), Moments()
         self.sigma2 = Moments() if getattr(model, "vae_like", False) else None
         self.axes, self.radii, self.sse = _AxisHistograms(), [], 0.0  # sse: sum of per-image MSEs
@@ -188,12 +217,12 @@ class _DiagnosticsPass:
         x_hat = model.decode(z)
         self.z.update(z)
         self.axes.add(z)
-        self.radii.append(z.double().norm(dim=1).cpu())
+        self.radii.append(self.region.distance(z))
         self.x.update(x)
         self.x_hat.update(x_hat)
         self.sse += float(per_image_mse(x_hat, x.to(x_hat.device)).double().sum())
 
-    def result(self, prior_radii: np.ndarray, seed: int) -> LatentDiagnostics:
+    def result(self, prior: dict, seed: int) -> LatentDiagnostics:
         model, n = self.model, self.z.n
         stats = {}
         if self.sigma2 is not None:
@@ -202,33 +231,46 @@ class _DiagnosticsPass:
         return LatentDiagnostics(
             model=model.name, kind=model.kind, latent_dim=model.latent_dim, n_images=n, seed=seed,
             mean=self.z.mean().numpy(), variance=self.z.variance().numpy(), eigenvalues=eigenvalues.numpy(),
-            radii=torch.cat(self.radii).numpy(), prior_radii=prior_radii, axis_edges=self.axes.edges(),
+            radii=torch.cat(self.radii).numpy(), axis_edges=self.axes.edges(),
             axis_counts=self.axes.counts.reshape(-1, self.axes.bins).cpu().numpy(),
             axis_outside=self.axes.outside.cpu().numpy(), mse=self.sse / n,
             image_variance=float(self.x.variance().mean()),
-            reconstruction_variance=float(self.x_hat.variance().mean()), **stats)
+            reconstruction_variance=float(self.x_hat.variance().mean()), radius_measure=self.region.description,
+            radius_typical=self.region.typical, radius_limit=self.region.limit, **prior, **stats)
 
 
-def _prior_radii(model, n: int, seed: int) -> np.ndarray:
+def _prior_samples(model, n: int, seed: int, region, edges: np.ndarray) -> dict:
+    """Radii, per-variable moments and axis histograms of ``n`` seeded prior samples, drawn in fixed chunks."""
     gen = torch.Generator().manual_seed(seed)
-    chunks = [model.sample_prior(min(PRIOR_CHUNK, n - s), gen).double().norm(dim=1).cpu()
-              for s in range(0, n, PRIOR_CHUNK)]
-    return torch.cat(chunks).numpy()
+    moments, radii = Moments(), []
+    counts = np.zeros((model.latent_dim, len(edges) - 1), dtype=np.int64)
+    for s in range(0, n, PRIOR_CHUNK):
+        z = model.sample_prior(min(PRIOR_CHUNK, n - s), gen).double().cpu()
+        radii.append(region.distance(z))
+        moments.update(z)
+        for i, column in enumerate(z.T.numpy()):
+            counts[i] += np.histogram(column, edges)[0]
+    return {"prior_radii": torch.cat(radii).numpy(), "prior_mean": moments.mean().numpy(),
+            "prior_variance": moments.variance().numpy(), "prior_axis_counts": counts}
 
 
 def latent_diagnostics(model, data, *, batch_size: int = 256, progress: bool = False,
                        seed: int = 0) -> LatentDiagnostics:
     """Diagnostics of ``model``'s latent space on ``data`` (ImageDataset, image tensor or iterable of batches).
 
-    ``seed`` fixes the prior samples whose radii are compared with the encodings'.
+    ``seed`` fixes the prior samples the encodings are compared with (as many as images) and, for a
+    prior other than N(0, I), the samples its mean and covariance are estimated from.
     """
-    acc = _DiagnosticsPass(model)
+    region = typical_region(model, PriorSampler(model), seed)
+    standard = type(model).sample_prior is LatentModel.sample_prior
+    acc = _DiagnosticsPass(model, region)
     batches, total = image_batches(data, batch_size)
     for x in with_progress(batches, f"diagnose {model.name}", progress, total):
         acc.update(x)
     if acc.z.n == 0:
         raise ConfigError(f"latent diagnostics of model '{model.name}' need at least one image, got none")
-    return acc.result(_prior_radii(model, acc.z.n, seed), seed)
+    prior = _prior_samples(model, acc.z.n, seed, region, acc.axes.edges())
+    return acc.result({**prior, "standard_prior": standard}, seed)
 
 
 # --------------------------------------------------------------------------- files and figures

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from latentmap.batching import image_batches, with_progress
-from latentmap.device import resolve_device
+from latentmap.device import forward_precision, resolve_device
 from latentmap.errors import ConfigError, NonFiniteError, ShapeMismatchError
 
 class LatentModel(abc.ABC):
@@ -76,6 +76,16 @@ class LatentModel(abc.ABC):
         """Whether ``encode`` gives meaningful latents (False for a generator whose inverter is untrained)."""
         return True
 
+    @property
+    def has_prior(self) -> bool:
+        """Whether ``sample_prior`` draws from the distribution the decoder was trained on.
+
+        False for deterministic autoencoders (pythae's AE, RAE, WAE, VQ-VAE), whose standard normal is only a
+        placeholder: benchmarks then sample from a distribution fitted on their encodings
+        (:mod:`latentmap.evaluation.samplers`).
+        """
+        return True
+
     def architecture_record(self) -> dict:
         """Family, sizes and constructor arguments: equal records mean the same architecture."""
         import json
@@ -132,15 +142,15 @@ class LatentModel(abc.ABC):
         """Images [N, C, H, W] in [0, 1] -> latents [N, latent_dim] (posterior mean or inverter output)."""
         x = self.check_images(x)
         self.eval()
-        with torch.set_grad_enabled(grad):
-            return self._encode(x)
+        with torch.set_grad_enabled(grad), forward_precision(self._device):
+            return self._encode(x).float()
 
     def decode(self, z, *, grad: bool = False) -> torch.Tensor:
         """Latents [N, latent_dim] -> images [N, C, H, W] in [0, 1]; ``grad=True`` keeps the graph (inversion)."""
         z = self.check_latents(z)
         self.eval()
-        with torch.set_grad_enabled(grad):
-            return self._decode(z)
+        with torch.set_grad_enabled(grad), forward_precision(self._device):
+            return self._decode(z).float()
 
     def reconstruct(self, x) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -248,5 +258,6 @@ class VAELikeModel(LatentModel):
     def encode_stats(self, x, *, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.check_images(x)
         self.eval()
-        with torch.set_grad_enabled(grad):
-            return self._encode_stats(x)
+        with torch.set_grad_enabled(grad), forward_precision(self._device):
+            mu, logvar = self._encode_stats(x)
+        return mu.float(), logvar.float()

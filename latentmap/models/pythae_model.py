@@ -55,6 +55,12 @@ class PythaeModel(WrappedModel):
     def family(self) -> str:
         return f"pythae-{self.pythae_name}"
 
+    @property
+    def has_prior(self) -> bool:
+        # only the variational models were trained to decode N(0, I); AE, RAE, WAE and VQ-VAE sample a
+        # distribution fitted on their encodings instead, as pythae's own samplers do
+        return bool(self.vae_like)
+
     def architecture(self) -> dict:
         config = self.pythae_model.model_config
         fields = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.findings import anchors_findings
 from latentmap.report.html import Section, render_page
 from latentmap.support.anchors import COMPARE_STRATEGIES, CompareResult
 
@@ -27,7 +28,8 @@ def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) 
                      f"images; bias-{'full' if s['bias'] else 'free'} linear maps (ridge alpha {s['alpha']}) fitted "
                      f"for every ordered pair of {', '.join(s['models'])}; relocated MSE = mean over "
                      f"{s['test_images']} test images of MSE(x, Dec_B(map(Enc_A x))), averaged over the pairs, then "
-                     f"over seeds {s['seeds']}. vs_random < 1 means better than random anchors of the same size.")
+                     f"over seeds {s['seeds']}. The last column, relocated MSE over that of random anchors of the "
+                     "same size, is below 1 where a strategy beats random anchors.")
         section.image("anchors.png", "mean relocated MSE (bars: min-max over seeds); dashed: maps fitted on "
                                      f"{s['reference_images']} training images; dotted: the targets' own "
                                      "reconstruction")
@@ -40,8 +42,19 @@ def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) 
             for note in result.notes:
                 notes.text(note, "note")
             parts.append(notes)
-        (tmp / "index.html").write_text(render_page("Anchor strategies compared", parts))
+        (tmp / "index.html").write_text(render_page("Anchor strategies compared", parts,
+                                                    findings=anchors_findings(payload)))
     return Path(out)
+
+
+def load_compare_result(folder) -> CompareResult:
+    """The comparison a report folder saved (results.csv, summary.csv, reference.csv, summary.json), to render again."""
+    import pandas as pd
+
+    folder = Path(folder)
+    saved = json.loads((folder / "summary.json").read_text())
+    return CompareResult(pd.read_csv(folder / "results.csv"), pd.read_csv(folder / "summary.csv"),
+                         pd.read_csv(folder / "reference.csv"), saved["settings"], saved.get("notes") or [])
 
 
 def compare_png(result: CompareResult) -> bytes:

@@ -20,3 +20,31 @@ def figure_png(fig) -> bytes:
     fig.tight_layout()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def histograms_png(series: dict, xlabel: str, title: str = "", log_x: bool = True, bins: int = 50) -> bytes:
+    """Step histograms of several arrays on shared bins (share of each array's values), one line each,
+    the legend giving each array's mean: per-image errors by model or target set."""
+    import numpy as np
+
+    values = {k: np.asarray(v, dtype=float) for k, v in series.items() if len(v)}
+    fig = new_figure(6.5, 3.2)
+    ax = fig.subplots()
+    if values:
+        everything = np.concatenate(list(values.values()))
+        low, high = float(everything.min()), float(everything.max())
+        if log_x:
+            low = max(low, 1e-8)
+            edges = np.logspace(np.log10(low), np.log10(max(high, low * 1.01)), bins + 1)
+            ax.set_xscale("log")
+        else:
+            edges = np.linspace(low, max(high, low + 1e-12), bins + 1)
+        for name, v in values.items():
+            ax.hist(np.clip(v, edges[0], edges[-1]), bins=edges, histtype="step", lw=1.2,
+                    weights=np.full(len(v), 1 / len(v)), label=f"{name} (mean {v.mean():.3g})")
+        ax.legend(fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of images")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return figure_png(fig)

@@ -1,4 +1,9 @@
-"""Image grids: rows of images (e.g. original / reconstruction / relocation) as one PNG."""
+"""Image grids: rows of images (e.g. original / reconstruction / relocation) as one PNG.
+
+``row_labels`` writes a label left of each row ("originals", "A's reconstruction", ...) and
+``column_labels`` one above each column (t = 0.25 ...), in the PNG itself, so a grid explains
+itself wherever it is opened.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,40 @@ from typing import Sequence
 import numpy as np
 import torch
 
+LABEL_FONT_SIZE = 13
+LABEL_MARGIN = 8  # pixels between a label and the images
 
-def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2):
-    """Stack equally long batches [N, C, H, W] as rows of a PIL image, upscaled ``scale`` times."""
-    from PIL import Image
+
+def label_font(size: int = LABEL_FONT_SIZE):
+    """Pillow's default font at ``size`` pixels (the scalable one where FreeType is available)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _text_width(font, text: str) -> int:
+    return int(np.ceil(font.getlength(text))) if hasattr(font, "getlength") else 6 * len(text)
+
+
+def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2, *,
+               row_labels: Sequence[str] | None = None, column_labels: Sequence[str] | None = None):
+    """Stack batches [N, C, H, W] as rows of a PIL image, upscaled ``scale`` times; rows may differ in length.
+
+    With ``row_labels`` (one per row) a white margin on the left holds them; with ``column_labels``
+    (one per column of the longest row) a margin on top.
+    """
+    from PIL import Image, ImageDraw
 
     if not rows:
         raise ValueError("grid_image needs at least one row")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"grid_image needs one label per row, got {len(rows)} rows and {len(row_labels)} labels")
     n = max(len(r) for r in rows)
+    if column_labels is not None and len(column_labels) != n:
+        raise ValueError(f"grid_image needs one label per column, got {n} columns and {len(column_labels)} labels")
     c, h, w = rows[0].shape[1:]
     canvas = np.ones((len(rows) * (h + padding) + padding, n * (w + padding) + padding, 3), dtype=np.float32)
     for i, row in enumerate(rows):
@@ -28,10 +59,25 @@ def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2):
     image = Image.fromarray((canvas * 255).round().astype(np.uint8))
     if scale != 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    return image
+    if row_labels is None and column_labels is None:
+        return image
+    font = label_font()
+    left = (max(_text_width(font, str(t)) for t in row_labels) + 2 * LABEL_MARGIN) if row_labels else 0
+    top = (LABEL_FONT_SIZE + 2 * LABEL_MARGIN) if column_labels else 0
+    labelled = Image.new("RGB", (image.width + left, image.height + top), "white")
+    labelled.paste(image, (left, top))
+    draw = ImageDraw.Draw(labelled)
+    for i, text in enumerate(row_labels or []):
+        middle = top + (padding + i * (h + padding) + h / 2) * scale
+        draw.text((LABEL_MARGIN, middle), str(text), fill=(30, 30, 30), font=font, anchor="lm")
+    for j, text in enumerate(column_labels or []):
+        centre = left + (padding + j * (w + padding) + w / 2) * scale
+        draw.text((centre, top - LABEL_MARGIN), str(text), fill=(30, 30, 30), font=font, anchor="md")
+    return labelled
 
 
 def grid_png(rows: Sequence[torch.Tensor], **kwargs) -> bytes:
+    """:func:`grid_image` as PNG bytes (``row_labels=[...]``, ``column_labels=[...]`` label it)."""
     buffer = io.BytesIO()
     grid_image(rows, **kwargs).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -1,0 +1,98 @@
+"""Demo sections: the expressiveness leaderboard and sector coverage of every shipped model.
+
+Sized for the demo's budget on 2 CPU cores, and labelled as such in the report: 256 own samples
+and 256 evenly spaced test images per model plus the 64 support-set images, gradient refinement
+of 16 images per set for 40 steps (``latentmap bench expressiveness`` defaults to 512 / 512 /
+128 images and 200 steps); coverage and fidelity with 2,000 samples per model against every
+test image of the demo. A demo on fewer test images (``--images N``) shrinks these with it.
+"""
+
+from __future__ import annotations
+
+from latentmap.data.datasets import load_dataset
+from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.evaluation.expressiveness import benchmark_expressiveness
+from latentmap.evaluation.generator_bench import benchmark_coverage, calibration_set, generated_sets
+from latentmap.report.coverage import coverage_findings, coverage_sections
+from latentmap.report.expressiveness import expressiveness_sections, findings
+from latentmap.report.html import Section
+from latentmap.support.build import SupportSet
+
+OWN_SAMPLES = 256
+REAL_IMAGES = 256
+REFINE_IMAGES = 16
+STEPS = 40
+COVERAGE_SAMPLES = 2000
+SUPPORT_NAME = "fmnist-svae"
+
+
+def _support(ctx: DemoContext):
+    """The shipped support set, or the one the support-set section built into the report; None if neither."""
+    for folder in (ctx.checkpoints.parent / "support_sets" / SUPPORT_NAME, ctx.out / "support_set"):
+        if (folder / "manifest.json").is_file():
+            return SupportSet.load(folder)
+    return None
+
+
+def _merge(title: str, intro: list[str], sections: list[Section]) -> Section:
+    """One demo section holding the benchmark's sections as sub-headings."""
+    import html
+
+    merged = Section(title)
+    for sentence in intro:
+        merged.text(sentence)
+    for part in sections:
+        merged.parts.append(f"<h3>{html.escape(part.title)}</h3>")
+        merged.parts.extend(part.parts)
+    return merged
+
+
+def _train_if_needed(ctx: DemoContext):
+    if all(m.has_prior for m in ctx.models):
+        return None
+    return load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
+
+
+@register_demo_section(35, "expressiveness")
+def expressiveness_section(ctx: DemoContext) -> Section:
+    models = [m for m in ctx.models if m.has_trained_encoder]
+    if not models:
+        return Section("Generator expressiveness").text("No model with an encoder or a trained inverter.")
+    support = _support(ctx)
+    real = ctx.test.evenly_spaced_subset(min(REAL_IMAGES, len(ctx.test)))
+    # a demo on few test images (--images, the tests) shrinks every size with it
+    own, refine = min(OWN_SAMPLES, max(len(real), 2)), min(REFINE_IMAGES, max(4, len(real) // 8))
+    steps = STEPS if len(real) >= REAL_IMAGES else min(STEPS, 10)
+    result = benchmark_expressiveness(
+        models, real.all_images(), None if support is None else support.images,
+        real_source=f"evenly spaced {DEMO_DATASET} test images",
+        support_source="no support set" if support is None else f"the support set '{support.name}'",
+        samples=own, fit_data=_train_if_needed(ctx), refine_images=refine, steps=steps, seed=0)
+    sections = expressiveness_sections(result, ctx.out / "expressiveness", prefix="expressiveness/")
+    sized = (f"Demo sizes (for 2 CPU cores): {own} own samples, {len(real)} test images, "
+             f"{0 if support is None else len(support)} support-set images, refinement of {refine} images "
+             f"per set for {steps} steps. `latentmap bench expressiveness` runs the full benchmark (512 / 512 / "
+             "128 images, 200 steps by default).")
+    ctx.summary["expressiveness"] = result.leaderboard().to_dict(orient="records")
+    return _merge("Generator expressiveness", findings(result) + [sized], sections)
+
+
+@register_demo_section(36, "coverage")
+def coverage_section(ctx: DemoContext) -> Section:
+    support = _support(ctx)
+    by_name = {m.name: m for m in ctx.models}
+    reference = by_name.get((support.manifest.get("model") or {}).get("name")) if support is not None else None
+    if reference is None:
+        return Section("Sector coverage").text("Coverage needs the support set and its reference model among the "
+                                               "demo's models; neither was found.")
+    train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
+    samples = min(COVERAGE_SAMPLES, max(len(ctx.test), 200))
+    sets = generated_sets(ctx.models, samples=samples, fit_data=train, seed=0)
+    sets.append(calibration_set(train, samples, 0))
+    result = benchmark_coverage(reference, support, ctx.test, sets, real_source=f"{DEMO_DATASET} test images")
+    sections = coverage_sections(result, ctx.out / "coverage", prefix="coverage/")
+    ctx.summary["coverage"] = result.summary_frame().to_dict(orient="records")
+    ctx.summary["fidelity"] = result.fidelity.to_dict()
+    sized = (f"Demo sizes: {samples} samples of every model (the VAEs through their prior samples) and "
+             f"{samples} real training images as calibration, against {len(ctx.test)} test images.")
+    return _merge("Sector coverage, fidelity and diversity", coverage_findings(result) + [sized], sections)

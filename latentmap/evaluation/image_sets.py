@@ -1,0 +1,78 @@
+"""Generated image sets, whether latentmap wraps the generator or not, and their shared encodings.
+
+As torch-fidelity takes a registered model, a folder or an array alike, the coverage and
+fidelity benchmarks take each generator as either a :class:`~latentmap.models.base.LatentModel`
+(its own samples, drawn by :mod:`latentmap.evaluation.samplers`) or an image set ``npy:PATH`` /
+``folder:PATH`` (every image of it). :class:`EncodingCache` encodes each set once with the
+reference model, and every metric reads the same encodings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.evaluation.samplers import LatentSampler, PriorSampler
+from latentmap.models.base import LatentModel
+
+IMAGE_SET_PREFIXES = ("npy:", "folder:")
+
+
+@dataclass
+class GeneratedSet:
+    """Images (float32 NCHW in [0, 1], CPU) with a name and a description of where they came from."""
+
+    name: str
+    images: torch.Tensor = field(repr=False)
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def is_image_set(spec) -> bool:
+    return isinstance(spec, str) and spec.startswith(IMAGE_SET_PREFIXES)
+
+
+def load_image_set(spec: str, data_dir=None, name: str | None = None) -> GeneratedSet:
+    """Every image of ``npy:PATH`` or ``folder:PATH`` (the split "all")."""
+    from latentmap.data.datasets import load_dataset
+
+    if not is_image_set(spec):
+        raise ConfigError(f"an image set is npy:PATH or folder:PATH, got '{spec}'")
+    data = load_dataset(spec, "all", data_dir=data_dir)
+    path = spec.split(":", 1)[1].split("?", 1)[0]
+    return GeneratedSet(name or Path(path).stem or spec, data.all_images(), f"{spec} ({len(data)} images)")
+
+
+def sample_model(model: LatentModel, n: int, sampler: LatentSampler | None = None, seed: int = 0,
+                 batch_size: int = 256) -> GeneratedSet:
+    """``n`` images decoded from seeded draws of ``sampler`` (default the model's prior)."""
+    if n < 1:
+        raise ConfigError(f"the number of generated images must be positive, got {n} instead")
+    sampler = sampler or PriorSampler(model)
+    z = sampler.sample(n, torch.Generator().manual_seed(seed))
+    return GeneratedSet(model.name, model.decode_all(z, batch_size), f"{n} draws of {model.name}'s {sampler.name}")
+
+
+class EncodingCache:
+    """Encodings of image sets by one reference model, each computed once."""
+
+    def __init__(self, reference: LatentModel, batch_size: int = 256, progress: bool = False):
+        self.reference, self.batch_size, self.progress = reference, batch_size, progress
+        self._latents: dict[str, torch.Tensor] = {}
+
+    def encode(self, key: str, images) -> torch.Tensor:
+        if key not in self._latents:
+            shape = tuple(getattr(images, "image_shape", None) or tuple(images.shape[1:]))
+            if shape != tuple(self.reference.image_shape):
+                raise ShapeMismatchError(f"reference model '{self.reference.name}' expects images of shape "
+                                         f"{tuple(self.reference.image_shape)}, {key} has {shape}")
+            self._latents[key] = self.reference.encode_all(images, self.batch_size, progress=self.progress)
+        return self._latents[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._latents

@@ -1,0 +1,202 @@
+"""Render sector coverage (:class:`~latentmap.evaluation.coverage.CoverageResult`) and fidelity/diversity.
+
+``coverage_sections`` / ``fidelity_sections`` write CSV, JSON and figures into a folder and
+return HTML sections (the demo embeds them); ``write_coverage_report`` and
+``write_fidelity_report`` add ``index.html`` with the findings first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult
+from latentmap.evaluation.fidelity import FidelityResult
+from latentmap.evaluation.generator_bench import CALIBRATION_NAME
+from latentmap.report.expressiveness import sig
+from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.html import Section, render_page
+from latentmap.report.labels import labelled_grid_png
+
+SHOWN_SECTORS = 4  # flagged sectors shown as grids per generator, most populated first
+
+
+def _p(value: float) -> str:
+    return "< 1e-300" if value == 0 else sig(value, 2)
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2g}%"
+
+
+def coverage_findings(result: CoverageResult) -> list[str]:
+    out = [f"Sectors: {result.space.description()}; {result.real_images} {result.real_source} encoded by "
+           f"{result.space.reference}."]
+    calibration = next((g for g in result.generators if g.name == CALIBRATION_NAME), None)
+    real_share = result.real_counts / max(result.real_images, 1)
+    for g in result.generators:
+        if g is calibration:
+            continue
+        text = (f"{g.name}: total variation {sig(g.tv_distance)} from the real shares, G = {sig(g.test['statistic'])} "
+                f"({g.test['dof']} dof, p {_p(g.test['p_value'])}); under-represents {len(g.under)} sectors, "
+                f"over-represents {len(g.over)}, never reaches {len(g.never_reached)} sectors that hold real images")
+        if g.under:
+            s = max(g.under, key=lambda u: real_share[u] - g.counts[u] / g.images)
+            what = (f", where {result.sector_labels[s]} is the most common real label"
+                    if result.sector_labels and result.sector_labels[s] else "")
+            text += (f"; the largest gap is sector {s}{what}: {_pct(real_share[s])} of the real images, "
+                     f"{_pct(g.counts[s] / g.images)} of the generated ones")
+        out.append(text + ".")
+    if calibration is not None:
+        out.append(f"For calibration, {calibration.images} real training images score total variation "
+                   f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with "
+                   f"{len(calibration.under) + len(calibration.over)} flagged sectors: what a generator matching the "
+                   "data would get at this sample size.")
+    if result.fidelity is not None:
+        out.extend(fidelity_findings(result.fidelity))
+    return out
+
+
+def fidelity_findings(result: FidelityResult) -> list[str]:
+    rows = [r for r in result.rows if r.name != CALIBRATION_NAME]
+    calibration = next((r for r in result.rows if r.name == CALIBRATION_NAME), None)
+    out = []
+    if rows:
+        out.append(f"In {result.space} (k = {result.k}): " + "; ".join(
+            f"{r.name} precision {sig(r.precision)}, recall {sig(r.recall)}, coverage {sig(r.coverage)}, "
+            f"{result.fd_name} {sig(r.frechet)}" for r in sorted(rows, key=lambda r: r.frechet)) + ".")
+    if calibration is not None:
+        out.append(f"Real training images score precision {sig(calibration.precision)}, recall "
+                   f"{sig(calibration.recall)}, coverage {sig(calibration.coverage)}, {result.fd_name} "
+                   f"{sig(calibration.frechet)}: the scores of a generator that matched the data.")
+    return out
+
+
+def _flag_text(flag: str) -> str:
+    return {"under": f"under-represented (generated share < {UNDER:g} x real)",
+            "over": f"over-represented (generated share > {OVER:g} x real)",
+            "never reached": "never reached"}.get(flag, flag)
+
+
+def summary_display(result: CoverageResult) -> pd.DataFrame:
+    return pd.DataFrame([{"Generator": g.name, "Images": g.images, "Total variation": sig(g.tv_distance),
+                          "G statistic": sig(g.test["statistic"]), "dof": g.test["dof"], "p": _p(g.test["p_value"]),
+                          "Never reached": len(g.never_reached), "Under-represented": len(g.under),
+                          "Over-represented": len(g.over), "Source": g.source} for g in result.generators])
+
+
+def fidelity_display(result: FidelityResult) -> pd.DataFrame:
+    return pd.DataFrame([{"Generator": r.name, "Images": r.images, "Precision": sig(r.precision),
+                          "Recall": sig(r.recall), "Density": sig(r.density), "Coverage": sig(r.coverage),
+                          result.fd_name: sig(r.frechet), "Source": r.source} for r in result.rows])
+
+
+def coverage_bars_png(result: CoverageResult, generator) -> bytes:
+    """Real and generated share per sector, sectors ordered by real share; flagged sectors marked."""
+    real = result.real_counts / max(result.real_images, 1)
+    gen = generator.counts / max(generator.images, 1)
+    order = np.argsort(-real, kind="stable")
+    fig = new_figure(9.0, 3.0)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(order))
+    ax.bar(x - 0.2, real[order], width=0.4, color="tab:blue", label="real")
+    ax.bar(x + 0.2, gen[order], width=0.4, color="tab:orange", label=generator.name)
+    for i, s in enumerate(order):
+        if s in generator.under or s in generator.over:
+            ax.annotate("▼" if s in generator.under else "▲", (i, max(real[s], gen[s])), ha="center", fontsize=7,
+                        color="tab:red")
+    ax.set_xticks(x[::max(1, len(x) // 16)])
+    ax.set_xticklabels([str(s) for s in order[::max(1, len(x) // 16)]], fontsize=7)
+    ax.set_xlabel("sector (ordered by real share; ▼ under-, ▲ over-represented)")
+    ax.set_ylabel("share of images")
+    ax.legend(fontsize=8)
+    return figure_png(fig)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def fidelity_sections(result: FidelityResult, folder, prefix: str = "") -> list[Section]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.frame().rename(columns={"frechet": "frechet_distance"}).to_csv(folder / "fidelity.csv", index=False)
+    (folder / "fidelity.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    section = Section(f"Fidelity and diversity in {result.space}")
+    section.text(f"Precision, recall, density and coverage (Naeem et al. 2020, k = {result.k} nearest neighbours) "
+                 f"and the Fréchet distance between Gaussians fitted to the features, all in {result.space}, against "
+                 f"{result.real_images} {result.real_source}. This is not Inception's space: the distance is named "
+                 f"'{result.fd_name}', not FID, and is comparable only between rows of this table.")
+    section.table(fidelity_display(result))
+    section.parts.append(f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
+                         f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
+    return [section]
+
+
+def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[Section]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.summary_frame().to_csv(folder / "coverage_summary.csv", index=False)
+    result.sector_frame().to_csv(folder / "coverage_sectors.csv", index=False)
+    (folder / "coverage.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    summary = Section("Sector coverage")
+    summary.text(f"Sectors: {result.space.description()}. Real: {result.real_images} {result.real_source}; every "
+                 f"image is encoded by {result.space.reference}. The G test compares the generated and real counts "
+                 f"over the sectors (2 x sectors table); a sector is under-represented when its generated share is "
+                 f"below {UNDER:g} times the real share and it holds at least {result.min_count} real images, "
+                 f"over-represented above {OVER:g} times with at least {result.min_count} generated images.")
+    summary.table(summary_display(result))
+    summary.parts.append(f'<p class="note"><a href="{prefix}coverage_sectors.csv">coverage_sectors.csv</a> (every '
+                         f'sector of every generator), <a href="{prefix}coverage_summary.csv">coverage_summary.csv'
+                         f'</a>, <a href="{prefix}coverage.json">coverage.json</a></p>')
+    sections = [summary]
+    for g in result.generators:
+        section = Section(f"Coverage of {g.name}")
+        name = f"coverage_{_slug(g.name)}.png"
+        (folder / name).write_bytes(coverage_bars_png(result, g))
+        section.image(prefix + name, f"{g.name}: share of real and generated images per sector")
+        flagged = sorted(g.examples, key=lambda s: -int(result.real_counts[s]))
+        frame = result.sector_frame()
+        frame = frame[(frame.generator == g.name) & (frame.flag != "")]
+        if len(frame):
+            shown = frame.assign(real_share=frame.real_share.map(sig), generated_share=frame.generated_share.map(sig),
+                                 share_ratio=frame.share_ratio.map(sig), flag=frame.flag.map(_flag_text))
+            section.table(shown.drop(columns=["generator"]).rename(columns={
+                "sector": "Sector", "signs": "Signs", "real_majority": "Most common real label",
+                "support_images": "Support images", "real_count": "Real images",
+                "real_share": "Real share", "generated_count": "Generated images",
+                "generated_share": "Generated share", "share_ratio": "Generated / real share", "flag": "Flag"}))
+        else:
+            section.text("No sector is flagged.")
+        for s in [s for s in flagged if s in g.under][:SHOWN_SECTORS] + [s for s in flagged if s in g.over][:2]:
+            images = g.example_images[s]
+            name = f"sector_{_slug(g.name)}_{s}.png"
+            (folder / name).write_bytes(labelled_grid_png(
+                [images["support"], images["real"], images["generated"]],
+                ["support-set image", "real images", "nearest generated"], image_shape=images["real"].shape[1:]
+                if images["real"] is not None and len(images["real"]) else None))
+            kind = "under-represented" if s in g.under else "over-represented"
+            section.image(prefix + name, f"{g.name}, sector {s} ({kind}: {int(result.real_counts[s])} real, "
+                                         f"{int(g.counts[s])} generated): its support-set image, real examples and "
+                                         "the generated images nearest to the sector's real images")
+        sections.append(section)
+    if result.fidelity is not None:
+        sections.extend(fidelity_sections(result.fidelity, folder, prefix))
+    return sections
+
+
+def write_coverage_report(result: CoverageResult, folder, title: str = "Sector coverage") -> Path:
+    folder = Path(folder)
+    sections = coverage_sections(result, folder)
+    (folder / "index.html").write_text(render_page(title, sections, " ".join(coverage_findings(result))))
+    return folder / "index.html"
+
+
+def write_fidelity_report(result: FidelityResult, folder, title: str = "Fidelity and diversity") -> Path:
+    folder = Path(folder)
+    sections = fidelity_sections(result, folder)
+    (folder / "index.html").write_text(render_page(title, sections, " ".join(fidelity_findings(result))))
+    return folder / "index.html"

@@ -1,0 +1,200 @@
+"""Render an :class:`~latentmap.evaluation.expressiveness.ExpressivenessResult`: findings, leaderboard, files.
+
+``expressiveness_sections`` writes the CSV/JSON, the error histograms and the worst-image grids
+into a folder and returns the HTML sections (the demo embeds them); ``write_expressiveness_report``
+adds ``index.html`` with the findings first.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult
+from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.html import Section, render_page
+from latentmap.report.labels import labelled_grid_png
+
+# The seeds' StyleGAN on CelebA (inverter MSE on own samples vs support-set images).
+SEED_CELEBA = {"own": 0.026, "support": 0.251}
+SET_COLOURS = {"own": "tab:green", "real": "tab:blue", "support": "tab:red"}
+
+
+def sig(value, digits: int = 3) -> str:
+    """A number with three significant digits; an en dash for a missing one."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if abs(value) >= 10 ** digits:  # 1572.9 -> "1,570", not "1.57e+03"
+        return f"{int(float(f'{value:.{digits}g}')):,}"
+    return f"{value:.{digits}g}"
+
+
+def share(value) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def _ci(ci) -> str:
+    return f"{sig(ci.value)} ({sig(ci.low)}–{sig(ci.high)})"
+
+
+def findings(result: ExpressivenessResult) -> list[str]:
+    """The report's opening sentences, with numbers."""
+    out = []
+    ranked = sorted(result.models, key=lambda m: -(m.ratios["support/own"].value if "support/own" in m.ratios else 0))
+    for m in ranked:
+        own, parts = m.sets["own"].summary(1.0), []
+        for name, key in (("support/own", "support"), ("real/own", "real")):
+            if name in m.ratios:
+                ci = m.ratios[name]
+                parts.append(f"{SET_LABELS[key]} at {sig(m.sets[key].summary(1.0)['encoder_mse'])}, "
+                             f"{ci.value:.1f} times worse (95% interval {ci.low:.1f}–{ci.high:.1f})")
+        if parts:
+            out.append(f"{m.name} ({m.kind}) reconstructs its own samples at MSE {sig(own['encoder_mse'])} through "
+                       f"its encoder, but " + " and ".join(parts) + ".")
+    out.append(f"The seeds' StyleGAN on CelebA: {SEED_CELEBA['own']} on its own samples against "
+               f"{SEED_CELEBA['support']} on support-set faces, {SEED_CELEBA['support'] / SEED_CELEBA['own']:.1f} "
+               "times worse.")
+    steps = result.settings.get("steps")
+    refined = [(m, m.sets[k].summary(m.region["typical"])) for m in result.models for k in ("support",)
+               if k in m.sets and len(m.sets[k].refined_index)]
+    if refined:
+        worst_own = max(m.sets["own"].summary(1.0)["refined_mse"] or 0 for m in result.models)
+        text = ", ".join(f"{m.name} {sig(s['refined_mse'])}" for m, s in sorted(refined, key=lambda p: p[1]["refined_mse"]))
+        out.append(f"After {steps} steps of gradient refinement own samples reach MSE {sig(worst_own)} or less, so "
+                   f"ratios lose their meaning; support-set images stay at: {text}.")
+        drift = [(m, s) for m, s in refined if (s["refined_outside_share"] or 0) > 0.05]
+        if drift:
+            out.append("Refined support-set latents outside the 99% range of the model's own samples (images the model "
+                       "reproduces only from latents it would not sample): "
+                       + ", ".join(f"{m.name} {share(s['refined_outside_share'])}" for m, s in drift) + ".")
+    fitted = [m for m in result.models if m.sampler != "prior"]
+    if fitted:
+        out.append("Models without a prior sample from a fitted distribution: "
+                   + "; ".join(f"{m.name}: {m.sampler}" for m in fitted) + ".")
+    if result.lpips_note:
+        out.append(result.lpips_note + ".")
+    return out
+
+
+def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
+    rows = []
+    for m in result.models:
+        s = {k: v.summary(m.region["typical"]) for k, v in m.sets.items()}
+        row = {"Model": m.name, "Kind": m.kind, "Latent size": m.latent_dim, "Own samples from": m.sampler}
+        for key in TARGET_SETS:
+            if key in s:
+                row[f"Encoder MSE, {SET_LABELS[key]}"] = sig(s[key]["encoder_mse"])
+        for name in ("support/own", "real/own"):
+            if name in m.ratios:
+                row[f"{name} (95% CI)"] = _ci(m.ratios[name])
+        for key in TARGET_SETS:
+            if key in s:
+                row[f"Refined MSE, {SET_LABELS[key]}"] = sig(s[key]["refined_mse"])
+        if "support" in s:
+            row["Refined support latents outside 99% range"] = share(s["support"]["refined_outside_share"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
+    rows = []
+    for m in result.models:
+        for key, scores in m.sets.items():
+            s = scores.summary(m.region["typical"])
+            rows.append({"Model": m.name, "Target set": s["label"], "Images": s["images"],
+                         "Encoder MSE": sig(s["encoder_mse"]), "Encoder SSIM": sig(s["encoder_ssim"]),
+                         "Encoder LPIPS": sig(s["encoder_lpips"]), "Refined images": s["refined_images"],
+                         "Refined MSE": sig(s["refined_mse"]), "Refined SSIM": sig(s["refined_ssim"]),
+                         "Refined LPIPS": sig(s["refined_lpips"]),
+                         "Distance / typical, encoder": sig(s["encoder_distance_ratio"]),
+                         "Distance / typical, refined": sig(s["refined_distance_ratio"]),
+                         "Outside 99%, encoder": share(s["encoder_outside_share"]),
+                         "Outside 99%, refined": share(s["refined_outside_share"])})
+    return pd.DataFrame(rows)
+
+
+def error_histogram_png(model) -> bytes:
+    """Encoder and refined MSE per image, one step histogram per target set, log scale."""
+    fig = new_figure(8.0, 3.0)
+    values = [v for s in model.sets.values() for v in (s.encoder_mse, s.refined_mse) if len(v)]
+    low = max(min(float(np.min(v)) for v in values), 1e-7)
+    bins = np.logspace(np.log10(low), np.log10(max(float(np.max(v)) for v in values) * 1.01), 40)
+    for i, (what, attr) in enumerate((("encoder / inverter", "encoder_mse"), ("after refinement", "refined_mse"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for key, scores in model.sets.items():
+            data = np.clip(getattr(scores, attr), low, None)
+            if len(data):
+                ax.hist(data, bins=bins, histtype="step", weights=np.full(len(data), 1 / len(data)),
+                        color=SET_COLOURS.get(key),
+                        label=f"{scores.label} (mean {sig(float(np.mean(data)))})")
+        ax.set_xscale("log")
+        ax.set_xlabel("per-image MSE")
+        ax.set_ylabel("share of images")
+        ax.set_title(f"{model.name}: {what}", fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no images refined", ha="center", va="center", transform=ax.transAxes)
+    return figure_png(fig)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = "") -> list[Section]:
+    """Write the CSV, JSON and figures into ``folder`` (file names relative to the HTML: ``prefix`` + name)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.leaderboard().to_csv(folder / "leaderboard.csv", index=False)
+    result.set_table().to_csv(folder / "target_sets.csv", index=False)
+    (folder / "expressiveness.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    st = result.settings
+    board = Section("Expressiveness leaderboard")
+    board.text(f"Target sets: {st['own_samples']} own samples of each model, {st['real_images']} "
+               f"{st['real_source']}, and {st['support_images'] or 0} images of {st['support_source']}. "
+               "Encoder MSE: per-pixel MSE of decode(encode(x)) in [0,1] intensity units. Ratios: the mean encoder MSE "
+               f"of a set over that of the own samples, with a {st['bootstrap_resamples']}-resample bootstrap 95% "
+               f"interval. Refined: {st['steps']} Adam steps (lr {st['lr']}) on the latents of up to "
+               f"{st['refine_images']} images per set, starting from the encoder.")
+    board.table(leaderboard_display(result))
+    board.parts.append(f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
+                       f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '
+                       f'<a href="{prefix}expressiveness.json">expressiveness.json</a> (per-image errors).</p>')
+    details = Section("Target sets in detail")
+    details.text("Distance / typical: the mean distance of the latents from the centre of the model's own samples, "
+                 "divided by the typical distance of its own samples; outside 99%: the share of latents beyond the "
+                 "range that holds 99% of the model's own samples. How each model measures it:")
+    details.table(pd.DataFrame([{"Model": m.name, "Own samples from": m.sampler, "Distance": m.region["description"]}
+                                for m in result.models]))
+    details.table(sets_display(result))
+    figures = Section("Errors and worst reconstructions")
+    figures.text("Per model: histograms of the per-image MSE of each target set, then the worst-reconstructed "
+                 "support-set and real images (after refinement), rows target / encoder reconstruction / refined.")
+    for m in result.models:
+        name = f"errors_{_slug(m.name)}.png"
+        (folder / name).write_bytes(error_histogram_png(m))
+        figures.image(prefix + name, f"{m.name}: per-image MSE by target set, before and after refinement")
+        for key in ("support", "real"):
+            scores = m.sets.get(key)
+            if scores is None or not scores.worst:
+                continue
+            rows = scores.worst_rows
+            name = f"worst_{_slug(m.name)}_{key}.png"
+            (folder / name).write_bytes(labelled_grid_png(
+                [rows["target"], rows["encoder"], rows["refined"]], ["target", "encoder reconstruction", "refined"]))
+            mses = ", ".join(sig(float(v)) for v in np.sort(scores.refined_mse)[::-1][:len(scores.worst)])
+            figures.image(prefix + name, f"{m.name}: the {len(scores.worst)} worst {scores.label} after refinement "
+                                         f"(refined MSE {mses}); rows target / encoder reconstruction / refined")
+    return [board, details, figures]
+
+
+def write_expressiveness_report(result: ExpressivenessResult, folder, title: str = "Generator expressiveness") -> Path:
+    """All files plus ``index.html`` (findings first) into ``folder`` (an existing, usually temporary, directory)."""
+    folder = Path(folder)
+    sections = expressiveness_sections(result, folder)
+    (folder / "index.html").write_text(render_page(title, sections, " ".join(findings(result))))
+    return folder / "index.html"

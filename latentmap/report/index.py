@@ -1,0 +1,174 @@
+"""The reports index: one page listing every report folder under a folder, with its headline numbers.
+
+``write_reports_index(folder)`` reads, for each subfolder that holds an ``index.html``, the
+numbers the report saved beside it (``summary.json`` of the demo or the anchor comparison,
+``atlas.json``, ``relocation.json``, ``diagnostics.json``, the expressiveness ``leaderboard.csv``,
+``coverage_summary.csv``) and states its findings with the same functions the report's own page
+uses (:mod:`latentmap.report.findings`); a report it does not know is listed with the findings
+written on its page. ``latentmap report index [FOLDER]`` writes it, and every command that
+writes a report into a folder whose ``index.html`` is such an index refreshes it
+(:func:`refresh_parent_index`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+
+from latentmap.report.findings import (anchors_findings, atlas_findings, demo_findings, diagnostics_findings,
+                                       expressiveness_findings, relocation_findings)
+from latentmap.report.html import Section, render_page
+from latentmap.report.tables import sig
+
+INDEX_NAME = "index.html"
+INDEX_MARKER = "<!-- latentmap reports index -->"
+MARKER_FILE = ".latentmap-output.json"
+SHOWN_FINDINGS = 4
+
+
+@dataclass
+class ReportEntry:
+    name: str  # the folder's name
+    title: str  # the page's <title>
+    kind: str  # demo, atlas, anchors, relocation, diagnostics, expressiveness, coverage or report
+    written: str  # when (the output marker's time), or ""
+    findings: list = field(default_factory=list)
+    files: list = field(default_factory=list)  # CSV and JSON beside the page
+
+
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _page_findings(page: Path) -> list[str]:
+    """The findings a page states (its findings list, else its lead paragraph), as plain text."""
+    try:
+        text = page.read_text(errors="replace")
+    except OSError:
+        return []
+    block = re.search(r'<section class="findings"[^>]*>(.*?)</section>', text, re.S)
+    items = re.findall(r"<li>(.*?)</li>", block.group(1), re.S) if block else []
+    if not items:
+        lead = re.search(r"<h1>.*?</h1>\s*<p[^>]*>(.*?)</p>", text, re.S)
+        items = [lead.group(1)] if lead else []
+    return [html.unescape(re.sub(r"<[^>]+>", "", i)).strip() for i in items]
+
+
+def _coverage_findings(frame: pd.DataFrame) -> list[str]:
+    out = []
+    for _, g in frame.iterrows():
+        out.append(f"{g['generator']}: total variation {sig(float(g['tv_distance']))} from the real sector shares, "
+                   f"{int(g['never_reached'])} sectors never reached, {int(g['under_represented'])} under- and "
+                   f"{int(g['over_represented'])} over-represented.")
+    return out
+
+
+def _read_csv(path: Path):
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+
+
+def report_headline(folder) -> tuple[str, list[str]]:
+    """(kind, findings) of the report in ``folder``, from the numbers it saved."""
+    folder = Path(folder)
+    summary = _json(folder / "summary.json") if (folder / "summary.json").is_file() else None
+    if isinstance(summary, dict) and "reconstruction" in summary:
+        return "demo", demo_findings(summary)
+    if isinstance(summary, dict) and "settings" in summary and "summary" in summary:
+        return "anchors", anchors_findings(summary)
+    checks = [("atlas.json", "atlas", atlas_findings), ("relocation.json", "relocation", relocation_findings),
+              ("diagnostics.json", "diagnostics", diagnostics_findings)]
+    for name, kind, fn in checks:
+        data = _json(folder / name) if (folder / name).is_file() else None
+        if isinstance(data, dict):
+            return kind, fn(data)
+    board = _read_csv(folder / "leaderboard.csv") if (folder / "leaderboard.csv").is_file() else None
+    if board is not None:
+        rows = board.astype(object).where(board.notna(), None).to_dict(orient="records")
+        return "expressiveness", expressiveness_findings(rows) or _page_findings(folder / INDEX_NAME)
+    coverage = _read_csv(folder / "coverage_summary.csv") if (folder / "coverage_summary.csv").is_file() else None
+    if coverage is not None and {"generator", "tv_distance", "never_reached"} <= set(coverage.columns):
+        return "coverage", _coverage_findings(coverage)
+    return "report", _page_findings(folder / INDEX_NAME)
+
+
+def report_entries(folder) -> list[ReportEntry]:
+    """Every immediate subfolder of ``folder`` with an ``index.html``, by name."""
+    entries = []
+    for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir() and (p / INDEX_NAME).is_file()):
+        if sub.name.startswith("."):  # a temporary sibling being written
+            continue
+        page = (sub / INDEX_NAME).read_text(errors="replace")
+        title = re.search(r"<title>(.*?)</title>", page, re.S)
+        marker = _json(sub / MARKER_FILE) if (sub / MARKER_FILE).is_file() else None
+        kind, findings = report_headline(sub)
+        files = sorted(p.name for p in sub.iterdir() if p.suffix in (".csv", ".json") and not p.name.startswith("."))
+        entries.append(ReportEntry(sub.name, html.unescape(title.group(1)) if title else sub.name, kind,
+                                   (marker or {}).get("created", "") if isinstance(marker, dict) else "",
+                                   [f for f in findings if f], files))
+    return entries
+
+
+def render_index(folder, entries: list[ReportEntry]) -> str:
+    overview = pd.DataFrame([{"report": e.name, "kind": e.kind, "written": e.written.replace("T", " ")[:16],
+                              "headline": e.findings[0] if e.findings else ""} for e in entries])
+    top = Section("All reports")
+    if len(overview):
+        top.table(overview)
+    else:
+        top.text("No report folders (subfolders with an index.html) here yet.")
+    sections = [top]
+    for e in entries:
+        section = Section(e.name, anchor=f"report-{e.name}")
+        section.link(f"{quote(e.name)}/{INDEX_NAME}", e.title, f"({e.kind})")
+        if e.findings:
+            section.parts.append("<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in e.findings[:SHOWN_FINDINGS])
+                                 + "</ul>")
+        if e.files:
+            links = ", ".join(f'<a href="{html.escape(quote(e.name))}/{html.escape(quote(f))}">{html.escape(f)}</a>'
+                              for f in e.files)
+            section.parts.append(f'<p class="note">Numbers: {links}</p>')
+        sections.append(section)
+    kinds = pd.Series([e.kind for e in entries]).value_counts()
+    findings = [f"{len(entries)} reports in '{Path(folder).name}': "
+                + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "."] if entries else []
+    page = render_page("latentmap reports", sections, "Each report's page opens with its findings; its CSV and JSON "
+                       "files hold every number.", findings=findings)
+    return page.replace("<!doctype html>\n", f"<!doctype html>\n{INDEX_MARKER}\n", 1)
+
+
+def write_reports_index(folder="reports", entries: list[ReportEntry] | None = None) -> Path:
+    """Write ``folder/index.html`` listing every report folder in ``folder`` (``entries``: already read);
+    returns its path."""
+    folder = Path(folder)
+    out = folder / INDEX_NAME
+    tmp = folder / f".{INDEX_NAME}.tmp"
+    tmp.write_text(render_index(folder, report_entries(folder) if entries is None else entries))
+    tmp.replace(out)
+    return out
+
+
+def is_reports_index(path) -> bool:
+    try:
+        return INDEX_MARKER in Path(path).read_text(errors="replace")[:200]
+    except OSError:
+        return False
+
+
+def refresh_parent_index(report_folder) -> Path | None:
+    """Rewrite the index of ``report_folder``'s parent when that parent already has a reports index."""
+    parent = Path(report_folder).resolve().parent
+    if is_reports_index(parent / INDEX_NAME):
+        return write_reports_index(parent)
+    return None

@@ -1,0 +1,136 @@
+"""The report pages in a real browser: Debian's chromium, headless, renders reports/index.html and a
+freshly generated small demo report (every page of it) to PNG.
+
+Each page must not be blank (the screenshot has varied pixels), every image must have loaded
+(naturalWidth > 0), nothing may be wider than the viewport (document.scrollWidth <= innerWidth;
+wide tables scroll inside their own box) and every table-of-contents link must reach an id.
+The checks run in the page itself: a copy of the report gets a small script that writes its
+measurements into the DOM, which ``chromium --dump-dom`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"))
+                 if p and Path(p).is_file()), None)
+WIDTH, HEIGHT = 1280, 2000
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium); "
+                                                         "CI installs it")
+
+PROBE = """<script>
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                     .map(function (i) { return i.getAttribute('src'); });
+  var wide = Array.prototype.slice.call(document.querySelectorAll('body *')).filter(function (e) {
+    return e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest('.scroll');
+  }).slice(0, 5).map(function (e) { return e.tagName + ' ' + (e.getAttribute('src') || e.className || ''); });
+  var ids = {};
+  Array.prototype.slice.call(document.querySelectorAll('[id]')).forEach(function (e) { ids[e.id] = true; });
+  var anchors = Array.prototype.slice.call(document.querySelectorAll('a[href^="#"]'))
+                     .map(function (a) { return a.getAttribute('href').slice(1); })
+                     .filter(function (h) { return !ids[h]; });
+  var result = {images: images.length, broken_images: broken, scroll_width: document.documentElement.scrollWidth,
+                inner_width: window.innerWidth, wide: wide, broken_anchors: anchors,
+                text: document.body.innerText.length};
+  var out = document.createElement('div');
+  out.id = 'latentmap-probe';
+  out.setAttribute('data-result', JSON.stringify(result));
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium(*args, profile: Path, timeout: int = 90) -> subprocess.CompletedProcess:
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+           f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def probe_page(page: Path, tmp: Path) -> tuple[dict, np.ndarray]:
+    """(measurements taken by the probe script, screenshot as an RGB array) of ``page``, an index.html inside
+    a copied report tree, in one chromium run (the probe adds nothing visible)."""
+    import html
+
+    from PIL import Image
+
+    probe = page.with_name(".probe-" + page.name)
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    png = tmp / "shot.png"
+    png.unlink(missing_ok=True)
+    try:
+        done = _chromium("--virtual-time-budget=15000", f"--screenshot={png}", "--dump-dom", probe.as_uri(),
+                         profile=tmp / "profile")
+    finally:
+        probe.unlink()
+    found = re.search(r'id="latentmap-probe" data-result="([^"]*)"', done.stdout)
+    assert found, f"chromium printed no probe result for {page}: {done.stderr[-2000:]}"
+    assert png.is_file(), f"no screenshot of {page}: {done.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1))), np.asarray(Image.open(png).convert("RGB"))
+
+
+def check_page(page: Path, tmp: Path) -> dict:
+    result, shot = probe_page(page, tmp)
+    assert result["broken_images"] == [], f"{page}: images that did not load: {result['broken_images']}"
+    assert result["scroll_width"] <= result["inner_width"], \
+        f"{page}: {result['scroll_width']} px wide in a {result['inner_width']} px window; wide elements: " \
+        f"{result['wide']}"
+    assert result["broken_anchors"] == [], f"{page}: links to missing anchors {result['broken_anchors']}"
+    assert shot.shape[:2] == (HEIGHT, WIDTH)
+    colours = len(np.unique(shot.reshape(-1, 3), axis=0))
+    assert shot.std() > 10 and colours > 50, f"{page} looks blank: std {shot.std():.1f}, {colours} colours"
+    return result
+
+
+def test_reports_index_in_chromium(tmp_path):
+    if not (ROOT / "reports" / "index.html").is_file():
+        pytest.skip("reports/index.html is not there (latentmap report index reports writes it)")
+    copy = tmp_path / "reports"
+    shutil.copytree(ROOT / "reports", copy, ignore=shutil.ignore_patterns("*.safetensors", "*.npy"))
+    result = check_page(copy / "index.html", tmp_path)
+    assert result["text"] > 200
+    page = (copy / "index.html").read_text()
+    for name in ("demo", "anchors", "anchors-auto"):
+        assert f'href="{name}/index.html"' in page
+
+
+@pytest.fixture(scope="module")
+def small_demo(tiny_vae_checkpoint, tmp_path_factory):
+    """A demo report on two tiny VAEs (the atlas, diagnostics with carried paths) and 64 test images, its
+    sections sized down as their own tests do (about a minute on a busy CPU)."""
+    from latentmap.demo import expressiveness, relocation
+    from latentmap.demo.story import run_demo
+    from latentmap.training import TrainSettings, train
+
+    base = tmp_path_factory.mktemp("browser-demo")
+    checkpoints = base / "checkpoints"
+    shutil.copytree(tiny_vae_checkpoint, checkpoints / "tiny-vae")
+    train(TrainSettings(kind="vae", out=str(checkpoints / "tiny-vae-b"), latent_dim=8, epochs=1, train_images=400,
+                        test_images=100, batch_size=64, seed=1, progress=False, device="cpu"))
+    shipped_support = ROOT / "support_sets" / "fmnist-svae"
+    if (shipped_support / "manifest.json").is_file():  # spares a 60,000-image support-set build
+        shutil.copytree(shipped_support, base / "support_sets" / "fmnist-svae")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(relocation, "DEMO_FIT_IMAGES", 500)
+        for name, value in (("OWN_SAMPLES", 64), ("REFINE_IMAGES", 8), ("STEPS", 5)):
+            patch.setattr(expressiveness, name, value, raising=False)
+        return run_demo(checkpoints, base / "report", test_images=64, device="cpu").out
+
+
+def test_small_demo_report_in_chromium(small_demo, tmp_path):
+    pages = sorted(small_demo.rglob("index.html"))
+    names = {str(p.relative_to(small_demo)) for p in pages}
+    assert {"index.html", "atlas/index.html", "diagnostics/tiny-vae/index.html"} <= names
+    for page in pages:
+        result = check_page(page, tmp_path)
+        assert result["images"] >= 1, f"{page} shows no image"

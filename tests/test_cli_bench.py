@@ -1,0 +1,146 @@
+"""``latentmap bench``: reports written, numbers consistent with the library, bad input as one line with exit 2;
+and the demo's expressiveness and coverage sections."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from latentmap import load_dataset, load_model
+from latentmap.cli.main import main
+from latentmap.demo import expressiveness as demo_module
+from latentmap.demo.story import DemoContext, default_checkpoints
+from latentmap.io.atomic import write_output_marker
+
+SMALL = ["--images", "40", "--samples", "40", "--refine-images", "4", "--steps", "3", "--bootstrap", "200",
+         "--lpips", "off"]
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sets")
+    gan = load_model("fmnist-gan")
+    np.save(root / "gan-made.npy", gan.decode(gan.sample_prior(300, torch.Generator().manual_seed(0))).numpy())
+    np.save(root / "small.npy", np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32))
+    return root
+
+
+def _run(argv, tmp_path):
+    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    return result
+
+
+def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path):
+    out = tmp_path / "expr"
+    result = _run(["-q", "bench", "expressiveness", "fmnist-gan", "fmnist-vae-a", *SMALL, "--out", str(out)], tmp_path)
+    assert result.exit_code == 0, result.output
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert list(board.model) == ["fmnist-gan", "fmnist-vae-a"] and (board.sampler == "prior").all()
+    data = json.loads((out / "expressiveness.json").read_text())
+    gan = data["models"][0]
+    own = np.mean(gan["sets"]["own"]["per_image"]["encoder_mse"])
+    support = np.mean(gan["sets"]["support"]["per_image"]["encoder_mse"])
+    assert gan["ratios"]["support/own"]["value"] == pytest.approx(support / own)
+    assert board.loc[0, "support_over_own"] == pytest.approx(support / own)
+    assert gan["sets"]["support"]["images"] == 64  # the shipped support set by default
+    page = (out / "index.html").read_text()
+    intro = page.split("<h2>")[0]
+    assert f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the seeds' figure
+    for name in ("errors_fmnist-gan.png", "worst_fmnist-gan_support.png", "worst_fmnist-vae-a_real.png",
+                 "target_sets.csv"):
+        assert (out / name).is_file(), name
+    assert f"{support / own:.1f} times worse" in result.output and "report written to" in result.output
+
+
+def test_bench_coverage_and_fidelity_take_image_sets(tmp_path, image_sets):
+    out = tmp_path / "cov"
+    spec = f"npy:{image_sets / 'gan-made.npy'}"
+    result = _run(["-q", "bench", "coverage", spec, "--images", "600", "--samples", "300", "--min-count", "10",
+                   "--out", str(out)], tmp_path)
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "coverage_summary.csv")
+    assert list(summary.generator) == ["gan-made", "real train images"]
+    sectors = pd.read_csv(out / "coverage_sectors.csv")
+    assert len(sectors) == 2 * 64 and sectors.groupby("generator").generated_count.sum().tolist() == [300, 300]
+    assert sectors.groupby("generator").real_count.sum().tolist() == [600, 600]
+    fidelity = pd.read_csv(out / "fidelity.csv")
+    assert list(fidelity.name) == ["gan-made", "real train images"]
+    assert "FD in fmnist-svae space" in (out / "index.html").read_text()
+    # fidelity alone, same reference space and settings: the same numbers
+    out2 = tmp_path / "fid"
+    result = _run(["-q", "bench", "fidelity", spec, "--images", "600", "--samples", "300", "--out", str(out2)], tmp_path)
+    assert result.exit_code == 0, result.output
+    again = pd.read_csv(out2 / "fidelity.csv")
+    np.testing.assert_allclose(again[["precision", "recall", "density", "coverage", "frechet_distance"]].to_numpy(),
+                               fidelity[["precision", "recall", "density", "coverage", "frechet_distance"]].to_numpy(),
+                               rtol=1e-6)
+    assert "FID" not in result.output
+
+
+BENCH_CASES = [
+    (["bench", "expressiveness", "no-such-model"], "no-such-model"),
+    (["bench", "expressiveness", "fmnist-gan", "--images", "1"], "--images"),
+    (["bench", "expressiveness", "fmnist-gan", "--steps", "-1"], "--steps"),
+    (["bench", "expressiveness", "fmnist-gan", "--sampler", "flow"], "--sampler"),
+    (["bench", "expressiveness", "fmnist-gan", "--lr", "nan"], "finite number"),
+    (["bench", "expressiveness", "fmnist-gan", "--support-set", "{root}/nowhere"], "nowhere"),
+    (["bench", "expressiveness", "fmnist-gan", "--support-set", "npy:{root}/small.npy"], "expects images of shape"),
+    (["bench", "expressiveness", "fmnist-gan", "--out", "foreign"], "was not written by latentmap"),
+    (["bench", "coverage", "fmnist-gan", "--support-set", "npy:{root}/small.npy"], "not an image set"),
+    (["bench", "coverage", "npy:{root}/missing.npy"], "does not exist"),
+    (["bench", "coverage", "npy:{root}/small.npy"], "expects images of shape"),
+    (["bench", "coverage", "fmnist-gan", "--min-count", "0"], "--min-count"),
+    (["bench", "coverage", "fmnist-gan", "--support-set", "{root}"], "has no manifest.json"),
+    (["bench", "fidelity", "fmnist-gan", "--k", "0"], "--k"),
+    (["bench", "fidelity", "fmnist-gan", "--dataset", "digits"], "no shipped support set"),
+    (["bench", "fidelity", "fmnist-gan", "--reference", "nowhere"], "nowhere"),
+]
+
+
+@pytest.mark.parametrize("argv,fragment", BENCH_CASES, ids=[f"{a[1]}-{i}" for i, (a, _) in enumerate(BENCH_CASES)])
+def test_bench_bad_input_is_one_line_exit_2(argv, fragment, image_sets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    argv = [a.format(root=image_sets) for a in argv]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(main, argv)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, (argv, result.output, result.exception)
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in result.output, result.output
+    assert fragment in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written, no runs/ folder
+
+
+def test_bench_overwrite_replaces_only_its_own_report(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    write_output_marker(out, "report")
+    argv = ["-q", "bench", "expressiveness", "fmnist-vae-a", *SMALL, "--refine-images", "0", "--out", str(out)]
+    assert CliRunner().invoke(main, argv).exit_code == 2  # needs --overwrite
+    assert CliRunner().invoke(main, argv + ["--overwrite"]).exit_code == 0
+    assert (out / "leaderboard.csv").is_file()
+
+
+def test_demo_sections_expressiveness_and_coverage(tmp_path, monkeypatch):
+    for name, value in (("OWN_SAMPLES", 12), ("REAL_IMAGES", 12), ("REFINE_IMAGES", 3), ("STEPS", 2),
+                        ("COVERAGE_SAMPLES", 150)):
+        monkeypatch.setattr(demo_module, name, value)
+    checkpoints = default_checkpoints()
+    models = [load_model(checkpoints / n) for n in ("fmnist-gan", "fmnist-svae")]
+    test = load_dataset("fashion-mnist", "test").subset(np.arange(400))
+    ctx = DemoContext(checkpoints, tmp_path, models, test, None, "cpu")
+    section = demo_module.expressiveness_section(ctx)
+    html = section.render()
+    assert "Demo sizes" in html and "expressiveness/leaderboard.csv" in html
+    board = pd.read_csv(tmp_path / "expressiveness" / "leaderboard.csv")
+    assert list(board.model) == ["fmnist-gan", "fmnist-svae"]
+    assert [r["model"] for r in ctx.summary["expressiveness"]] == ["fmnist-gan", "fmnist-svae"]
+    html = demo_module.coverage_section(ctx).render()
+    assert "coverage/coverage_sectors.csv" in html and "FD in fmnist-svae space" in html
+    names = [r["generator"] for r in ctx.summary["coverage"]]
+    assert names == ["fmnist-gan", "fmnist-svae", "real train images"]
+    assert all(r["images"] == 150 for r in ctx.summary["coverage"])

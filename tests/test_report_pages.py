@@ -1,0 +1,258 @@
+"""Report pages people read: three significant digits, headers in words, findings with the result's
+numbers, a table of contents whose links resolve, labelled grids, and the reports index."""
+
+import html as htmllib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from latentmap.cli.main import main
+from latentmap.report.findings import anchors_findings, atlas_findings, demo_findings
+from latentmap.report.grid import grid_image
+from latentmap.report.html import Section, render_page
+from latentmap.report.index import INDEX_MARKER, refresh_parent_index, report_entries, write_reports_index
+from latentmap.report.tables import column_label, display_frame, sig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- numbers and headers
+
+@pytest.mark.parametrize("value, text", [
+    (0.006841, "0.00684"), (1.5, "1.50"), (1.4827, "1.48"), (123.4, "123"), (6000.0, "6,000"), (12345.6, "12,300"),
+    (1.2345e-5, "1.23e-05"), (9.996, "10.0"), (0.9996, "1.00"), (-0.0123, "-0.0123"), (0.0, "0"), (7, "7"),
+    (60000, "60,000"), (float("nan"), ""), (None, ""), (float("inf"), "∞"),
+])
+def test_three_significant_digits(value, text):
+    assert sig(value) == text
+
+
+def test_headers_in_words_with_units_and_numbers_rounded():
+    frame = pd.DataFrame({"source": ["a"], "relocated_mse": [0.0103412], "ratio": [1.48276], "latent_dim": [64],
+                          "some_new_column": [2.0], "a_model -> b_model": [1.23456]})
+    shown = display_frame(frame)
+    assert list(shown.columns) == ["source A", "relocated MSE", "ratio (relocated / B's own)",
+                                   "latent size", "some new column", "a_model -> b_model"]  # a pair keeps its names
+    assert shown.iloc[0].tolist() == ["a", "0.0103", "1.48", "64", "2.00", "1.23"]
+    assert column_label("test_mse").startswith("test MSE")
+    assert display_frame(frame, "{:.1f}").iloc[0, 2] == "1.5"  # an explicit format still wins
+    rendered = Section("t").table(frame).render()  # the unit said once, under the table
+    assert rendered.count("MSE: mean squared error per pixel, intensities in [0, 1].") == 1
+    assert "mean squared error" not in Section("t").table(frame[["source", "ratio"]]).render()
+
+
+def test_tables_scroll_instead_of_widening_the_page():
+    section = Section("Wide").table(pd.DataFrame({f"column_{i}": [1.0 / (i + 1)] for i in range(30)}))
+    page = render_page("t", [section])
+    assert '<div class="scroll"><table' in page and ".scroll{overflow-x:auto" in page
+    assert "<td>0.0333</td>" in page  # 1/30 to three significant digits
+
+
+# --------------------------------------------------------------------------- page structure
+
+def _ids_and_links(page: str):
+    ids = set(re.findall(r'id="([^"]+)"', page))
+    links = re.findall(r'href="#([^"]+)"', page)
+    return ids, links
+
+
+def test_page_opens_with_findings_then_contents_whose_anchors_resolve():
+    first = Section("Relocation atlas").text("about the atlas")
+    first.parts.append("<h3>Type 1: same architecture</h3><p>x</p><h3>Type 3: different objectives</h3>")
+    second = Section("Relocation atlas")  # the same title twice: two different anchors
+    raw = Section("")
+    raw.parts.append("<h2>Latent diagnostics: m (vae, latent 8)</h2>")
+    page = render_page("demo", [first, second, raw], "intro line", findings=["Ratio 1.48 at best.", "Second."])
+    ids, links = _ids_and_links(page)
+    assert len(links) == 5 and len(set(links)) == 5 and set(links) <= ids  # every heading, each its own anchor
+    assert links[:2] == ["relocation-atlas", "type-1-same-architecture"]
+    # order: title, findings, intro, contents, the first section
+    positions = [page.index(s) for s in ("<h1>demo</h1>", "Ratio 1.48 at best.", "intro line", 'class="toc"',
+                                         'id="relocation-atlas"')]
+    assert positions == sorted(positions)
+    assert page.count('<li><a href="#type-1') == 1 and "<ul><li><a href=\"#type-1" in page  # nested under its h2
+
+
+def test_a_short_page_has_no_contents_and_a_link_back():
+    page = render_page("one", [Section("Only")], back=("../index.html", "demo report"))
+    assert 'class="toc"' not in page and '<a href="../index.html">← demo report</a>' in page
+
+
+# --------------------------------------------------------------------------- grids
+
+def _ink(region: np.ndarray) -> int:
+    return int((region < 128).sum())
+
+
+def test_grid_rows_and_columns_carry_labels_beside_unchanged_images():
+    rows = [torch.rand(3, 1, 6, 6), torch.rand(3, 1, 6, 6)]
+    plain = np.asarray(grid_image(rows, scale=2).convert("L"))
+    labelled = np.asarray(grid_image(rows, scale=2, row_labels=["originals", "B after mapping"],
+                                     column_labels=["t=0", "t=0.5", "t=1"]).convert("L"))
+    top = labelled.shape[0] - plain.shape[0]
+    left = labelled.shape[1] - plain.shape[1]
+    assert top > 0 and left > 0
+    np.testing.assert_array_equal(labelled[top:, left:], plain)  # the images themselves are untouched
+    cell = plain.shape[0] // 2
+    for i in range(2):  # text in the left margin beside each row
+        assert _ink(labelled[top + i * cell:top + (i + 1) * cell, :left]) > 10
+    assert _ink(labelled[:top, left:]) > 10  # and above the columns
+    with pytest.raises(ValueError, match="one label per row"):
+        grid_image(rows, row_labels=["only one"])
+
+
+def test_demo_grids_are_labelled(small_report):
+    from PIL import Image
+
+    grid = np.asarray(Image.open(small_report / "reconstruction_tiny-vae.png").convert("L"))
+    width = 2 * (12 * 30 + 2)
+    assert grid.shape[1] > width and _ink(grid[:, :grid.shape[1] - width]) > 20
+
+
+# --------------------------------------------------------------------------- findings
+
+DEMO_SUMMARY = {
+    "reconstruction": [{"model": "a", "test_mse": 0.00684, "test_images": 2000},
+                       {"model": "g", "test_mse": 0.0317, "test_images": 2000}],
+    "generators": [{"model": "g", "inverter_mse_own_samples": 0.0086, "inverter_mse_real_test": 0.0317}],
+    "relocation_atlas": {"fit": {"kind": "dataset", "count": 10000, "split": "train"}, "pairs": [
+        {"source": "a", "target": "b", "type": 1, "ratio": 1.4827}, {"source": "b", "target": "a", "type": 1,
+                                                                     "ratio": 1.4801},
+        {"source": "g", "target": "a", "type": 3, "ratio": 4.151}, {"source": "a", "target": "g", "type": 3,
+                                                                    "ratio": 1.031}]},
+}
+
+
+def test_demo_findings_state_the_numbers_of_the_result():
+    text = " ".join(demo_findings(DEMO_SUMMARY))
+    assert "0.00684 (a) to 0.0317 (g)" in text
+    assert "g 0.00860 vs 0.0317, 3.69 times worse" in text
+    assert "Type 1 (same architecture, different training) from 1.48 (b → a) to 1.48 (a → b)" in text
+    assert "Type 3 (different objectives) from 1.03 (a → g) to 4.15 (g → a)" in text
+    assert "maps fitted on 10,000 train images" in text
+
+
+def test_atlas_and_anchor_findings_from_the_saved_json():
+    atlas = {"models": [1, 2], "fit_source": {"kind": "support-set", "count": 64}, "results": [
+        {"source": "a", "target": "b", "type": 2, "ratio": 2.17, "latent_r2": 0.5, "n_images": 100},
+        {"source": "b", "target": "a", "type": 2, "ratio": 2.891, "latent_r2": 0.77, "n_images": 100}]}
+    text = " ".join(atlas_findings(atlas))
+    assert "from 2.17 (a → b) to 2.89 (b → a)" in text and "64-image support set" in text
+    assert "0.500 to 0.770" in text
+    committed = json.loads((ROOT / "reports" / "anchors" / "summary.json").read_text())
+    text = " ".join(anchors_findings(committed))
+    best64 = min((r for r in committed["summary"] if r["size"] == 64), key=lambda r: r["relocated_mse"])
+    assert f"64: {best64['strategy']} ({sig(best64['relocated_mse'])})" in text
+    sectors16 = next(r for r in committed["summary"] if r["size"] == 16 and r["strategy"] == "sectors")
+    assert f"{sig(sectors16['vs_random'])} at 16" in text
+
+
+def test_demo_page_findings_match_its_summary(small_report):
+    page = (small_report / "index.html").read_text()
+    summary = json.loads((small_report / "summary.json").read_text())
+    findings = re.search(r'<section class="findings".*?</section>', page, re.S).group(0)
+    for sentence in demo_findings(summary):
+        assert htmllib.escape(sentence) in findings
+    assert f"{sig(summary['reconstruction'][0]['test_mse'])}" in findings
+    ids, links = _ids_and_links(page)
+    assert links and set(links) <= ids
+    assert (small_report / "reconstruction_errors.png").is_file()
+    assert (small_report / "reconstruction_errors.csv").is_file()
+
+
+# --------------------------------------------------------------------------- reports index
+
+def _fake_report(folder: Path, files: dict) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "index.html").write_text(files.pop("index.html", "<html><head><title>t</title></head></html>"))
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def test_reports_index_lists_every_report_with_its_headline(tmp_path):
+    shutil.copytree(ROOT / "reports" / "anchors", tmp_path / "anchors")
+    _fake_report(tmp_path / "demo-run", {"summary.json": json.dumps(DEMO_SUMMARY)})
+    page = render_page("Other", [Section("x")], findings=["A page-only finding, 42."])
+    _fake_report(tmp_path / "other", {"index.html": page})
+    (tmp_path / "not-a-report").mkdir()
+    out = write_reports_index(tmp_path)
+    text = out.read_text()
+    assert INDEX_MARKER in text
+    kinds = {e.name: e.kind for e in report_entries(tmp_path)}
+    assert kinds == {"anchors": "anchors", "demo-run": "demo", "other": "report"}
+    for name in kinds:
+        assert f'href="{name}/index.html"' in text
+    assert "not-a-report" not in text
+    assert "4.15 (g → a)" in text and "A page-only finding, 42." in text
+    committed = json.loads((ROOT / "reports" / "anchors" / "summary.json").read_text())
+    assert htmllib.escape(anchors_findings(committed)[0]) in text
+    assert 'href="anchors/summary.csv"' in text  # the numbers beside each report
+
+
+def test_index_refreshes_only_a_latentmap_index(tmp_path):
+    report = _fake_report(tmp_path / "r1", {"summary.json": json.dumps(DEMO_SUMMARY)})
+    assert refresh_parent_index(report) is None and not (tmp_path / "index.html").exists()
+    (tmp_path / "index.html").write_text("<html>someone's own page</html>")
+    assert refresh_parent_index(report) is None  # not ours: left alone
+    assert (tmp_path / "index.html").read_text() == "<html>someone's own page</html>"
+    (tmp_path / "index.html").unlink()
+    write_reports_index(tmp_path)
+    _fake_report(tmp_path / "r2", {"summary.json": json.dumps(DEMO_SUMMARY)})
+    assert refresh_parent_index(tmp_path / "r2") == tmp_path / "index.html"
+    assert 'href="r2/index.html"' in (tmp_path / "index.html").read_text()
+
+
+def test_cli_report_index_and_commands_refresh_it(tmp_path, tiny_vae_checkpoint):
+    runner = CliRunner()
+    res = runner.invoke(main, ["report", "index", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "index of 0 reports" in res.output and INDEX_MARKER in (tmp_path / "index.html").read_text()
+    res = runner.invoke(main, ["diagnose", "--model", str(tiny_vae_checkpoint), "--images", "40", "--out",
+                               str(tmp_path / "diag"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "reports index refreshed" in res.output
+    assert (tmp_path / "diag" / "interpolation.png").is_file()  # diagnose shows interpolation grids too
+    text = (tmp_path / "index.html").read_text()
+    assert 'href="diag/index.html"' in text and "(diagnostics)" in text
+    summary = json.loads((tmp_path / "diag" / "diagnostics.json").read_text())["summary"]
+    assert f"reconstruction MSE {sig(summary['mse'])}" in text
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "index.html").write_text("mine")
+    res = runner.invoke(main, ["report", "index", str(tmp_path / "own")])
+    assert res.exit_code == 2 and "not a reports index" in res.output
+    assert (tmp_path / "own" / "index.html").read_text() == "mine"
+
+
+def test_committed_reports_index_lists_the_committed_reports():
+    index = ROOT / "reports" / "index.html"
+    assert index.is_file(), "reports/index.html is missing: latentmap report index reports"
+    text = index.read_text()
+    for sub in sorted(p.name for p in (ROOT / "reports").iterdir() if (p / "index.html").is_file()):
+        assert f'href="{sub}/index.html"' in text, sub
+
+
+# --------------------------------------------------------------------------- a small demo report
+
+@pytest.fixture(scope="module")
+def small_report(tiny_vae_checkpoint, tmp_path_factory):
+    """The demo's reconstruction section alone on the tiny VAE and 24 test images (the full demo is
+    exercised by tests/test_cli.py and tests/test_browser.py)."""
+    from latentmap import load_dataset, load_model
+    from latentmap.demo.story import DemoContext, reconstruction_section
+    from latentmap.report.findings import demo_findings as findings
+
+    out = tmp_path_factory.mktemp("small-report")
+    test = load_dataset("fashion-mnist", "test").subset(np.arange(24))
+    ctx = DemoContext(out, out, [load_model(tiny_vae_checkpoint, device="cpu")], test, None, "cpu")
+    section = reconstruction_section(ctx)
+    (out / "summary.json").write_text(json.dumps(ctx.summary))
+    (out / "index.html").write_text(render_page("demo", [section, Section("More")], findings=findings(ctx.summary)))
+    return out
