@@ -3,7 +3,7 @@
 import click
 
 from latentmap.cli.options import (data_dir_option, device_option, images_option, output_options, prepare_output,
-                                   progress_option)
+                                   progress_option, reported_warnings)
 
 
 @click.command("demo")
@@ -20,8 +20,9 @@ def command(checkpoints, out, overwrite, images, data_dir, device, progress):
 
     checkpoints = checkpoints or default_checkpoints()
     out = prepare_output(out, "report", "demo", overwrite, inputs=[checkpoints])
-    result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images, overwrite=overwrite,
-                      progress=progress)
+    with reported_warnings():  # e.g. the support-set atlas fits as many pairs as parameters: said once, at the end
+        result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images,
+                          overwrite=overwrite, progress=progress)
     for row in result.rows:
         click.echo(f"{row['model']:20s} {row['kind']:10s} latent {row['latent_dim']:>4d}  test MSE {row['test_mse']:.5f}")
     click.echo(f"report written to {result.out}/index.html")
