@@ -121,7 +121,7 @@ class MLPMap(MapEstimator):
                 nn.init.zeros_(net.layers[-1].weight)
                 nn.init.zeros_(net.layers[-1].bias)
         self.network_ = net
-        opt = _Adam(list(net.parameters()), lr=self.lr, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best, best_state, best_epoch, epoch, stalled = float("inf"), None, 0, 0, 0
         for epoch in range(1, self.max_epochs + 1):
             net.train()
@@ -140,7 +140,9 @@ class MLPMap(MapEstimator):
             else:
                 stalled += 1
                 if stalled >= max(self.patience // 2, 1):  # halve the learning rate on a plateau
-                    opt.lr, stalled = opt.lr / 2, 0
+                    stalled = 0
+                    for group in opt.param_groups:
+                        group["lr"] /= 2
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
@@ -200,31 +202,6 @@ class MLPMap(MapEstimator):
 
     def _sizes(self):
         return len(self.x_mean_), len(self.y_mean_)
-
-
-class _Adam:
-    """Adam (AdamW with ``weight_decay``), as torch.optim's; written out because torch.optim imports
-    torch._dynamo, which costs seconds per process."""
-
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.params, self.lr, self.weight_decay, self.betas, self.eps = params, lr, weight_decay, betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            if self.weight_decay:
-                p.mul_(1 - self.lr * self.weight_decay)
-            m.mul_(b1).add_(p.grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m, (v / c2).sqrt_().add_(self.eps), value=-self.lr / c1)
 
 
 def _standardizer(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
