@@ -11,17 +11,19 @@ from latentmap.cli.options import (data_dir_option, device_option, images_option
               help="Folder of checkpoints (default: the shipped models).")
 @output_options("report", "demo")
 @images_option()
+@click.option("--quick", is_flag=True, default=False,
+              help="A smoke run on small sizes (300 test images unless --images says otherwise), about a minute.")
 @data_dir_option
 @device_option
 @progress_option
-def command(checkpoints, out, overwrite, images, data_dir, device, progress):
+def command(checkpoints, out, overwrite, images, quick, data_dir, device, progress):
     """Load the shipped models, reconstruct Fashion-MNIST test images, write a report."""
     from latentmap.demo.story import default_checkpoints, run_demo
 
     checkpoints = checkpoints or default_checkpoints()
     out = prepare_output(out, "report", "demo", overwrite, inputs=[checkpoints])
     with reported_warnings():  # e.g. the support-set atlas fits as many pairs as parameters: said once, at the end
-        result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images,
+        result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images, quick=quick,
                           overwrite=overwrite, progress=progress)
     for row in result.rows:
         click.echo(f"{row['model']:20s} {row['kind']:10s} latent {row['latent_dim']:>4d}  test MSE {row['test_mse']:.5f}")

@@ -7,7 +7,8 @@ import click
 from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, choose_dataset, cycle_option,
                                    data_dir_option,
                                    dataset_option, device_option, estimator_option, estimators_option,
-                                   fit_images_option, fit_split_option, images_option, lpips_option, method_option,
+                                   fit_images_option, fit_split_option, image_transform_option, images_option,
+                                   lpips_option, method_option,
                                    output_options, prepare_output, progress_option, reported_warnings,
                                    samples_option, seed_option, split_choice, trust_pickle_option, warn_later)
 
@@ -56,6 +57,17 @@ def _estimator_factories(text: str, fit_source, bias, alpha, method, method_give
     return factories
 
 
+def _default_transform(spec, data_shape, models, what: str):
+    """``spec``, or "auto" (with a warning) when the models or the data work on images of different shapes."""
+    shapes = {tuple(data_shape), *(tuple(m.image_shape) for m in models)}
+    if spec is not None or len(shapes) == 1:
+        return spec
+    warn_later(f"{what} work on images of different shapes ({', '.join(str(list(s)) for s in sorted(shapes))}): "
+               "each model gets the images through --image-transform auto (channels, resize of the shorter side, "
+               "centre crop); choose another with --image-transform (e.g. pad)")
+    return "auto"
+
+
 def _method_given() -> bool:
     ctx = click.get_current_context()
     return ctx.get_parameter_source("method") not in (click.core.ParameterSource.DEFAULT, None)
@@ -76,6 +88,7 @@ def _method_given() -> bool:
 @alpha_option
 @method_option
 @estimator_option
+@image_transform_option("auto when the models, or the fit images, differ in shape (with a warning); else none")
 @output_options("map", "map")
 @seed_option
 @batch_size_option
@@ -83,8 +96,8 @@ def _method_given() -> bool:
 @device_option
 @progress_option
 @trust_pickle_option
-def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, estimator, out,
-        overwrite, seed, batch_size, data_dir, device, progress, trust_pickle):
+def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, estimator,
+        image_transform, out, overwrite, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Fit a map (linear by default, --estimator) from SOURCE's latent space to TARGET's and save it as a folder."""
     from latentmap.maps.fitting import fit_map, model_info, resolve_fit_source
     from latentmap.maps.registry import describe_estimator, parse_estimator
@@ -95,8 +108,11 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
                                     images=fit_images, seed=seed, data_dir=data_dir)
     make = _estimator_factories(spec.label, fit_source, bias, alpha, method, _method_given())[spec.label]
     model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
+    image_transform = _default_transform(image_transform, fit_source.data_shape(model_a), [model_a, model_b],
+                                         "the two models and the fit images")
     with reported_warnings():
-        linear_map = fit_map(model_a, model_b, fit_source, make(), batch_size=batch_size, progress=progress)
+        linear_map = fit_map(model_a, model_b, fit_source, make(), batch_size=batch_size, progress=progress,
+                             image_transform=image_transform)
     linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
                     fit_source=fit_source.record(), overwrite=overwrite)
     fm = linear_map.fit_metrics_
@@ -112,6 +128,9 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
     click.echo(f"map {model_a.name} ({model_a.latent_dim}) -> {model_b.name} ({model_b.latent_dim}), "
                f"{what}: fitted on {fit_source.count} {fit_source.kind} pairs, {quality}, "
                f"latent MSE {mse:.5f}")
+    if getattr(linear_map, "image_transform_", None):
+        t = linear_map.image_transform_
+        click.echo(f"image transform '{t['spec']}': {t['from']} -> {t['to']} (recorded in map.json)")
     click.echo(f"saved to {out}")
 
 
@@ -135,18 +154,20 @@ def _model_from_map(map_dir, info: dict, side: str, override, device, trust_pick
 @click.option("--grid-images", type=click.IntRange(min=1), default=12, show_default=True)
 @lpips_option
 @cycle_option
+@image_transform_option("the one recorded in the map (none for a map without one)")
 @seed_option
 @batch_size_option
 @data_dir_option
 @device_option
 @progress_option
 @trust_pickle_option
-def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, lpips, cycle, seed,
-             batch_size, data_dir, device, progress, trust_pickle):
+def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, lpips, cycle,
+             image_transform, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.relocation import evaluate_relocation
-    from latentmap.maps.fitting import check_map_fits
+    from latentmap.data.transforms import image_transform as resolve_transform
+    from latentmap.maps.fitting import check_map_fits, pair_transform
     from latentmap.maps.registry import load_map
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
@@ -155,17 +176,25 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     model_a, path_a = _model_from_map(map_dir, linear_map.info_, "source", source, device, trust_pickle)
     model_b, path_b = _model_from_map(map_dir, linear_map.info_, "target", target, device, trust_pickle)
     check_map_fits(linear_map, model_a, model_b)
+    if image_transform is not None:  # replaces the map's own for this evaluation (grids included)
+        linear_map.image_transform_ = resolve_transform(image_transform, model_a.image_shape,
+                                                        model_b.image_shape).record()
+    recorded = pair_transform(linear_map)
     dataset = choose_dataset([model_a, model_b], dataset)
     ds = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
     result = evaluate_relocation(model_a, model_b, linear_map, ds, batch_size=batch_size, lpips=lpips,
-                                 progress=progress, seed=seed, cycle=cycle)
+                                 progress=progress, seed=seed, cycle=cycle,
+                                 image_transform=None if recorded is None else recorded.spec)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
-                            "dataset": dataset, "split": split}, overwrite=overwrite)
+                            "dataset": dataset, "split": split,
+                            **({"image_transform": recorded.record()} if recorded else {})}, overwrite=overwrite)
     for name, value in relocation_table(result):
         click.echo(f"{name:34s} {value}")
     if result.by_label:
         click.echo("ratio by label: " + ", ".join(f"{r['name']} {r['ratio']:.2f}" for r in result.by_label))
+    if recorded is not None:
+        click.echo(f"image transform '{recorded.spec}': {list(recorded.from_shape)} -> {list(recorded.to_shape)}")
     click.echo(f"report written to {out}")
 
 
@@ -189,6 +218,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 @alpha_option
 @method_option
 @estimators_option
+@image_transform_option("auto when a model's images differ from the dataset's (with a warning); else none")
 @output_options("report", "atlas")
 @lpips_option
 @cycle_option
@@ -199,8 +229,8 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 @progress_option
 @trust_pickle_option
 def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fit_images, samples, split, images,
-          bias, alpha, method, estimators, out, overwrite, lpips, cycle, seed, batch_size, data_dir, device, progress,
-          trust_pickle):
+          bias, alpha, method, estimators, image_transform, out, overwrite, lpips, cycle, seed, batch_size, data_dir,
+          device, progress, trust_pickle):
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.atlas import build_atlas
@@ -231,6 +261,7 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
                              samples=(samples or 10000) if fit_kind == "samples" else None, split=fit_split,
                              images=fit_images, seed=seed, data_dir=data_dir)
     test = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
+    image_transform = _default_transform(image_transform, test.image_shape, models, "the models and the dataset")
     factories = None
     if estimators is not None:
         factories = _estimator_factories(estimators, fit, bias, alpha, method, _method_given())
@@ -238,7 +269,7 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
         result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
                              estimators=factories, batch_size=batch_size, lpips=lpips,
                              model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress, seed=seed,
-                             cycle=cycle)
+                             cycle=cycle, image_transform=image_transform)
     save_atlas(result, out, models, test, overwrite=overwrite)
     _print_atlas(result)
     click.echo(f"report written to {out}/index.html")

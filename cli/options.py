@@ -109,6 +109,30 @@ class RidgeAlpha(click.ParamType):
         return alpha
 
 
+class ImageTransformSpec(click.ParamType):
+    """``--image-transform``: a spec of latentmap.data.transforms (auto, pad, resize, grey,resize, ...)."""
+
+    name = "spec"
+
+    def convert(self, value, param, ctx):
+        from latentmap.data.transforms import canonical_spec
+        from latentmap.errors import ConfigError
+
+        try:
+            return canonical_spec(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def image_transform_option(default_text: str):
+    """``--image-transform SPEC``: how images of one model's shape are turned into another's."""
+    return click.option("--image-transform", "image_transform", type=ImageTransformSpec(), default=None,
+                        help="How images are turned into a model's shape when the models (or the data) work on "
+                             "images of different shapes: auto (channels, resize the shorter side, centre crop), "
+                             "resize, resize=area, pad, pad=V, center-crop, grey, rgb, or steps such as "
+                             f"'grey,resize'. Default: {default_text}.")
+
+
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
                                help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
 split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)

@@ -34,6 +34,9 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_d
 @click.option("--inverter-image-weight", type=FiniteFloat(0), default=None,
               help="Weight of the image MSE added to the inverter's latent MSE [default: 0].")
 @click.option("--inverter-channels", type=PositiveInts(), default=None, help="Inverter conv channels per stage.")
+@click.option("--own-samples-only", is_flag=True, default=False,
+              help="inverter: no real images at all, neither dataset nor test images: the inverter is trained and "
+                   "measured on the generator's own samples (for generators of images no dataset here has).")
 @click.option("--z-dim", type=click.IntRange(min=1), default=None, help="stylegan: size of z (default: --latent-dim).")
 @click.option("--gamma-min", type=FiniteFloat(0, low_open=True), default=None,
               help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
@@ -41,7 +44,7 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_d
 @progress_option
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, overwrite, name, channels,
             hidden, train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
-            inverter_image_weight, inverter_channels, z_dim, gamma_min, r1_gamma, progress):
+            inverter_image_weight, inverter_channels, own_samples_only, z_dim, gamma_min, r1_gamma, progress):
     """Train a reference model of KIND and save it as a checkpoint folder.
 
     For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
@@ -54,6 +57,9 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     out = prepare_output(out, "checkpoint", f"train-{kind}", overwrite, inputs=[model_spec, data_dir])
     if model_spec and kind != "inverter":
         raise click.BadParameter("--model is only used with `latentmap train inverter`", param_hint="--model")
+    if own_samples_only and kind != "inverter":
+        raise click.BadParameter("--own-samples-only is only used with `latentmap train inverter`",
+                                 param_hint="--own-samples-only")
     if kind == "inverter" and not model_spec:
         raise click.BadParameter("`latentmap train inverter` needs --model PATH", param_hint="--model")
     if lr is None:  # each trainer has its own sensible default (Adam for VAEs, GAN rates for GANs)
@@ -62,7 +68,7 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     extra = {"model": model_spec, "trust_pickle": trust_pickle or None, "inverter_steps": inverter_steps,
              "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
              "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels, "z_dim": z_dim,
-             "gamma_min": gamma_min, "r1_gamma": r1_gamma}
+             "gamma_min": gamma_min, "r1_gamma": r1_gamma, "own_samples_only": own_samples_only or None}
     options.update({k: v for k, v in extra.items() if v is not None})
     settings = TrainSettings(kind=kind, out=out, dataset=dataset, latent_dim=latent_dim, epochs=epochs, seed=seed,
                              batch_size=batch_size, lr=lr, device=device, name=name, data_dir=data_dir,
@@ -70,4 +76,9 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
                              options=options)
     model = train(settings)
     metrics = model.metadata.get("metrics", {})
+    if own_samples_only:
+        inv = metrics.get("inverter", {})
+        click.echo(f"saved {kind} '{model.name}' to {out}: image MSE on {inv.get('own_samples')} own samples "
+                   f"{inv.get('own_samples_image_mse', float('nan')):.5f} (no real images: --own-samples-only)")
+        return
     click.echo(f"saved {kind} '{model.name}' to {out}: test MSE {metrics.get('test_mse', float('nan')):.5f}")

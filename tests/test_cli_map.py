@@ -182,7 +182,8 @@ def test_atlas_takes_comma_lists_and_skips_models_that_do_not_fit_the_data(synth
     other = affine_model("syn-16px", D, seed=4, shape=(1, 16, 16))  # works on other images than the dataset's
     other.save(tmp_path / "syn-16px")
     res = invoke("map", "atlas", "--models", f"{p['a']},{p['b']}", "--models", tmp_path / "syn-16px",
-                 "--dataset", f"npy:{root}/images.npy", "--out", tmp_path / "atlas", "--no-progress")
+                 "--dataset", f"npy:{root}/images.npy", "--image-transform", "identity", "--out", tmp_path / "atlas",
+                 "--no-progress")
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "atlas" / "atlas.json").read_text())
     assert {m["name"] for m in saved["models"]} == {"syn-a", "syn-b"} and len(saved["results"]) == 2
@@ -190,6 +191,14 @@ def test_atlas_takes_comma_lists_and_skips_models_that_do_not_fit_the_data(synth
                                                               "(1, 8, 8)"}]
     assert "Warning: atlas: skipping model 'syn-16px'" in res.output
     assert "syn-16px" in (tmp_path / "atlas" / "index.html").read_text()
+    # by default a model of another shape gets the images through --image-transform auto, with a warning
+    res = invoke("map", "atlas", "--models", f"{p['a']},{p['b']}", "--models", tmp_path / "syn-16px",
+                 "--dataset", f"npy:{root}/images.npy", "--out", tmp_path / "atlas-auto", "--no-progress")
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "atlas-auto" / "atlas.json").read_text())
+    assert len(saved["results"]) == 6 and not saved["skipped"] and "--image-transform auto" in res.output
+    assert {m["name"]: m.get("image_transform") for m in saved["models"]}["syn-16px"] == {
+        "spec": "auto", "from": [1, 8, 8], "to": [1, 16, 16]}
 
 
 def test_atlas_over_a_folder_glob(synthetic, tmp_path):

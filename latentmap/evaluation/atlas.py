@@ -15,8 +15,9 @@ from typing import Callable
 
 import numpy as np
 
+from latentmap import distributed
 from latentmap.batching import image_batches, with_progress
-from latentmap.errors import ConfigError
+from latentmap.errors import ConfigError, LatentmapError
 from latentmap.evaluation import comparison
 from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationResult, label_batches, label_namer,
                                              lpips_function)
@@ -97,7 +98,8 @@ class AtlasResult:
 def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
                 estimators: dict[str, Callable[[], object]] | None = None, batch_size: int = 256,
                 lpips: str = "auto", model_paths: dict | None = None, progress: bool = False,
-                bootstrap: int = 1000, seed: int = 0, cycle: bool = True) -> AtlasResult:
+                bootstrap: int = 1000, seed: int = 0, cycle: bool = True,
+                image_transform: str | None = None) -> AtlasResult:
     """Fit every ordered pair of ``models`` on ``fit`` and evaluate it on ``test_data``.
 
     Each model's own reconstruction of a test batch, and its MSE, SSIM and LPIPS against the images, are
@@ -106,34 +108,45 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     ``make_map`` builds each pair's estimator (default ``fit.new_map()``, the fit source's defaults);
     ``estimators`` instead maps labels to factories (``{"linear": ..., "mlp": ...}``): one map per pair and
     estimator, one result row each. ``bootstrap`` seeded resamples give each ratio's 95% interval.
+
+    ``image_transform`` (a spec of latentmap.data.transforms, such as "auto" or "pad"): every model gets the fit
+    and test images turned into its own shape (a pair's relocated images are judged against the test images in
+    the target's shape), and a model no transform can serve is left out; None: models whose images are not the
+    test images' shape are left out.
     """
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be distinct for the atlas, got {names}")
-    models, skipped = _models_for(models, test_data)
+    models, skipped, inputs = _models_for(models, test_data, image_transform)
     if len(models) < 2:
         raise ConfigError(f"an atlas needs at least 2 models that work on the test images, got {len(models)}"
                           + (f" ({'; '.join(s['name'] + ': ' + s['reason'] for s in skipped)})" if skipped else ""))
     if estimators is None:
         make = make_map or fit.new_map
         estimators = {getattr(make(), "estimator_name", "linear"): make}
-    by_estimator = fit_all_pairs_by_estimator(models, fit, estimators, batch_size=batch_size)
+    by_estimator = fit_all_pairs_by_estimator(models, fit, estimators, batch_size=batch_size,
+                                              image_transform=image_transform)
     lpips_fn, note = lpips_function(models[0].device, lpips)
     accs = {(label, i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips_fn, note, cycle=cycle)
             for label, maps in by_estimator.items() for (i, j), m in maps.items()}
     similarity = SimilarityAccumulator([m.latent_dim for m in models])
-    batches, total = image_batches(test_data, batch_size)
-    labels = label_batches(test_data, batch_size)
+    mine = distributed.shard(test_data, batch_size)  # torch.distributed: this rank's batches; sums added below
+    batches, total = image_batches(mine, batch_size)
+    labels = label_batches(mine, batch_size)
     for x in with_progress(batches, "atlas", progress, total):
-        enc = [m.encode(x) for m in models]
+        xs = [t(x) for t in inputs]  # the test images as each model takes them
+        enc = [m.encode(x_m) for m, x_m in zip(models, xs)]
         rec = [m.decode(z) for m, z in zip(models, enc)]
         similarity.update(enc)
         batch_labels = next(labels)
-        own = [own_metrics(m, x, r, lpips_fn) for m, r in zip(models, rec)]
+        own = [own_metrics(m, x_m, r, lpips_fn) for m, x_m, r in zip(models, xs, rec)]
         for (_, i, j), acc in accs.items():
-            acc.update(x, enc[i], rec[i], enc[j], rec[j], labels=batch_labels,
+            acc.update(xs[i], enc[i], rec[i], enc[j], rec[j], labels=batch_labels,
+                       x_target=None if xs[j] is xs[i] else xs[j],
                        own={"source_mse": own[i]["mse"], "target_mse": own[j]["mse"], "target_ssim": own[j]["ssim"],
                             **({"target_lpips": own[j]["lpips"]} if lpips_fn is not None else {})})
+    for acc in [*accs.values(), similarity]:  # the same order on every rank
+        acc.all_reduce()
     order = {label: k for k, label in enumerate(by_estimator)}
     results = [acc.result({"fit_metrics": by_estimator[label][(i, j)].fit_metrics_}, label_namer(test_data),
                           estimator=label, bootstrap=bootstrap, seed=seed) for (label, i, j), acc in accs.items()]
@@ -141,8 +154,12 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     names = [m.name for m in models]
     primary = next(iter(by_estimator))
     first_maps = by_estimator[primary]
+    infos = [model_info(m, (model_paths or {}).get(m.name)) for m in models]
+    for info, t in zip(infos, inputs):  # how each model got the test images, when they were transformed
+        if getattr(t, "identity", True) is False:
+            info["image_transform"] = t.record()
     return AtlasResult(
-        results, [model_info(m, (model_paths or {}).get(m.name)) for m in models], fit.record(),
+        results, infos, fit.record(),
         next(iter(first_maps.values())).get_params(), maps={(names[i], names[j]): m for (i, j), m in first_maps.items()},
         skipped=skipped,
         estimators={label: {"estimator": getattr(next(iter(maps.values())), "estimator_name", "linear"),
@@ -165,17 +182,44 @@ def own_metrics(model, x, reconstruction, lpips_fn=None) -> dict:
     return out
 
 
-def _models_for(models, test_data) -> tuple[list, list[dict]]:
-    """The models whose images are the test images' shape; the others skipped with a warning and a reason."""
+def _identity(x):
+    return x
+
+
+def _models_for(models, test_data, spec: str | None = None) -> tuple[list, list[dict], list]:
+    """(usable models, skipped ones with a reason, each usable model's input transform from the test images).
+
+    Without a ``spec``, the models whose images are the test images' shape; with one, every model the spec can
+    serve (a warning names each transformed model). The others are skipped with a warning and a reason."""
+    from latentmap.data.transforms import canonical_spec, image_transform
+
+    if spec is not None and canonical_spec(spec) == "identity":  # the images as they are: as without a spec
+        spec = None
     shape = tuple(getattr(test_data, "image_shape", None) or tuple(test_data.shape[1:]))
-    usable, skipped = [], []
+    usable, skipped, inputs = [], [], []
     for m in models:
-        if tuple(m.image_shape) == shape:
+        if spec is None and tuple(m.image_shape) == shape:
             usable.append(m)
+            inputs.append(_identity)
             continue
-        reason = f"works on images {tuple(m.image_shape)}, the test images are {shape}"
+        if spec is None:
+            reason = f"works on images {tuple(m.image_shape)}, the test images are {shape}"
+        else:
+            try:
+                transform = image_transform(spec, shape, m.image_shape)
+            except LatentmapError as exc:
+                reason = f"works on images {tuple(m.image_shape)}, the test images are {shape}, and {exc}"
+            else:
+                usable.append(m)
+                inputs.append(transform)
+                if not transform.identity:
+                    warnings.warn(f"atlas: model '{m.name}' works on images {list(m.image_shape)}: it gets the "
+                                  f"images {list(shape)} through the image transform {transform.describe()}",
+                                  stacklevel=3)
+                continue
         warnings.warn(f"atlas: skipping model '{m.name}': {reason}", stacklevel=3)
         skipped.append({"name": m.name, "reason": reason})
-    for m in usable[1:]:
-        check_same_images(usable[0], m)
-    return usable, skipped
+    if spec is None:
+        for m in usable[1:]:
+            check_same_images(usable[0], m)
+    return usable, skipped, inputs

@@ -22,12 +22,13 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from latentmap import distributed
 from latentmap.batching import image_batches, with_progress
 from latentmap.data.datasets import evenly_spaced_indices
 from latentmap.errors import ConfigError, DependencyError
 from latentmap.evaluation.distribution import PerImageErrors, summarize
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
-from latentmap.maps.fitting import check_map_fits, check_same_images
+from latentmap.maps.fitting import check_map_fits, input_transforms, pair_transform
 from latentmap.maps.linear import LinearMap
 from latentmap.stats import Moments, Sums, r2_from_sums
 
@@ -138,20 +139,24 @@ class RelocationAccumulator:
         self.per_image = PerImageErrors()  # own and relocated MSE of each image: quantiles, bootstrap, worst
         self.label_sums: torch.Tensor | None = None  # [labels, 3]: count, target MSE sum, relocated MSE sum
 
-    def update(self, x, z_a, x_a, z_b, x_b, labels=None, own: dict | None = None) -> None:
+    def update(self, x, z_a, x_a, z_b, x_b, labels=None, own: dict | None = None, x_target=None) -> None:
         """x: images; z_a, x_a: A's encodings and reconstructions; z_b, x_b: B's; labels: optional, per image.
+
+        ``x_target``: the same images in B's shape when the models work on different images (x is then in A's):
+        B's own and the relocated reconstructions are judged against it, A's own and the cycle against x.
 
         ``own`` may hold the per-image metrics of the models' own reconstructions, computed once per model
         and shared by every pair (the atlas): ``source_mse``, ``target_mse``, ``target_ssim``, ``target_lpips``.
         """
         dev = self.target.device
-        x_t = x.to(dev)
+        x_t = (x if x_target is None else x_target).to(dev)
+        x_s = x.to(dev) if x_target is None else x.to(self.source.device)
         z_mapped = self.map.transform(z_a.to(dev))
         x_mapped = self.target.decode(z_mapped)
         z_b = z_b.to(dev, torch.float64)
         s = self.sums
         own = own or {}
-        s.add("source_mse", own["source_mse"] if "source_mse" in own else per_image_mse(x_a.to(dev), x_t))
+        s.add("source_mse", own["source_mse"] if "source_mse" in own else per_image_mse(x_a.to(x_s.device), x_s))
         target_mse = own["target_mse"].to(dev) if "target_mse" in own else per_image_mse(x_b.to(dev), x_t)
         relocated_mse = per_image_mse(x_mapped, x_t)
         s.add("target_mse", target_mse)
@@ -161,7 +166,7 @@ class RelocationAccumulator:
             self._add_by_label(torch.as_tensor(labels), target_mse, relocated_mse)
         if self.reverse is not None:
             z_cycle = self.reverse.transform(self.target.encode(x_mapped).to(self.source.device))
-            s.add("cycle_mse", per_image_mse(self.source.decode(z_cycle).to(dev), x_t))
+            s.add("cycle_mse", per_image_mse(self.source.decode(z_cycle).to(x_s.device), x_s))
         s.add("target_ssim", own["target_ssim"] if "target_ssim" in own else per_image_ssim(x_b.to(dev), x_t))
         s.add("relocated_ssim", per_image_ssim(x_mapped, x_t))
         s.add("latent_sse", (z_mapped.to(torch.float64) - z_b).pow(2))  # per dimension
@@ -170,6 +175,22 @@ class RelocationAccumulator:
             s.add("target_lpips", own["target_lpips"] if "target_lpips" in own else self.lpips(x_b.to(dev), x_t))
             s.add("relocated_lpips", self.lpips(x_mapped, x_t))
         self.n += len(x)
+
+    def all_reduce(self) -> "RelocationAccumulator":
+        """torch.distributed: add up every rank's sums (each fed its shard of the images) and gather the per-image
+        errors in shard order, so every rank's result is the single process's; nothing outside a run of ranks."""
+        if not distributed.active():
+            return self
+        own = {} if self.label_sums is None else {"__by_label__": self.label_sums}
+        total = distributed.all_reduce_named({**self.sums.values, **own})
+        self.label_sums = total.pop("__by_label__").cpu() if "__by_label__" in total else None
+        self.sums.values = total
+        self.z_b = distributed.all_reduce_moments(self.z_b, self.target.latent_dim, full=False)
+        self.n = distributed.all_reduce_count(self.n)
+        own_mse, relocated = (distributed.gather_rows(a) for a in self.per_image.arrays())
+        self.per_image = PerImageErrors()
+        self.per_image.update(torch.from_numpy(own_mse), torch.from_numpy(relocated))
+        return self
 
     def _add_by_label(self, labels: torch.Tensor, target_mse: torch.Tensor, relocated_mse: torch.Tensor) -> None:
         labels = labels.to(target_mse.device, torch.int64)
@@ -231,19 +252,27 @@ def _ratio(a: float, b: float) -> float:
 
 def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_map: LinearMap | None = None,
                         batch_size: int = 256, lpips: str = "auto", progress: bool = False,
-                        seed: int = 0, cycle: bool = True) -> RelocationResult:
+                        seed: int = 0, cycle: bool = True, image_transform: str | None = None) -> RelocationResult:
     """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices.
 
     ``linear_map`` is any map estimator (LinearMap or one of latentmap.maps.registry's); ``seed`` seeds the
-    bootstrap interval of the ratio; ``cycle=False`` skips the cycle A -> B -> A (an encode and a decode per image)."""
-    check_same_images(source, target)
+    bootstrap interval of the ratio; ``cycle=False`` skips the cycle A -> B -> A (an encode and a decode per image).
+    ``image_transform`` (a spec of latentmap.data.transforms; default the one the map was fitted with, if any):
+    each model gets the images turned into its own shape; B's reconstructions and the relocated images are
+    judged against the images in B's shape, A's own and the cycle against them in A's."""
+    spec = _transform_spec(linear_map, image_transform)
+    to_a, to_b = input_transforms(spec, _data_shape(data), source, target)
     lpips_fn, note = lpips_function(target.device, lpips)
     acc = RelocationAccumulator(source, target, linear_map, reverse_map, lpips_fn, note, cycle=cycle)
-    batches, total = image_batches(data, batch_size)
-    labels = label_batches(data, batch_size)
+    mine = distributed.shard(data, batch_size)  # torch.distributed: this rank's batches; sums added below
+    batches, total = image_batches(mine, batch_size)
+    labels = label_batches(mine, batch_size)
     for x in with_progress(batches, f"{source.name} -> {target.name}", progress, total):
-        z_a, z_b = source.encode(x), target.encode(x)
-        acc.update(x, z_a, source.decode(z_a), z_b, target.decode(z_b), labels=next(labels))
+        x_a, x_b = to_a(x), to_b(x)
+        z_a, z_b = source.encode(x_a), target.encode(x_b)
+        acc.update(x_a, z_a, source.decode(z_a), z_b, target.decode(z_b), labels=next(labels),
+                   x_target=None if x_b is x_a else x_b)
+    acc.all_reduce()
     return acc.result(label_name=label_namer(data), estimator=getattr(linear_map, "estimator_name", "linear"),
                       seed=seed)
 
@@ -260,12 +289,41 @@ def label_namer(data) -> Callable[[int], str]:
     return data.label_name if hasattr(data, "label_name") else str
 
 
-def relocation_rows(source, target, linear_map: LinearMap, images: torch.Tensor) -> list[torch.Tensor]:
-    """Grid rows as in the source texts' figures: original / A's reconstruction / B after mapping / B's own."""
+def _transform_spec(linear_map, given: str | None) -> str | None:
+    if given is not None:
+        return given
+    recorded = pair_transform(linear_map)
+    return None if recorded is None else recorded.spec
+
+
+def _data_shape(data) -> tuple[int, ...]:
+    return tuple(getattr(data, "image_shape", None) or tuple(data.shape[1:]))
+
+
+def pair_images(source, target, linear_map, images: torch.Tensor,
+                image_transform: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``images`` as A takes them, as B takes them), through ``image_transform`` or the map's own (unchanged
+    for a pair fitted without one)."""
+    spec = _transform_spec(linear_map, image_transform)
+    to_a, to_b = input_transforms(spec, tuple(images.shape[1:]), source, target)
+    return to_a(images), to_b(images)
+
+
+def relocation_rows(source, target, linear_map: LinearMap, images: torch.Tensor,
+                    image_transform: str | None = None) -> list[torch.Tensor]:
+    """Grid rows as in the source texts' figures: original / A's reconstruction / B after mapping / B's own.
+
+    Between models of different image shapes (``image_transform``, default the map's), every row is shown in
+    B's shape: the originals as B gets them, and A's reconstruction turned into B's shape."""
+    from latentmap.data.transforms import image_transform as resolve
+
     check_map_fits(linear_map, source, target)
-    z_a = source.encode(images)
+    spec = _transform_spec(linear_map, image_transform)
+    x_a, x_b = pair_images(source, target, linear_map, images, spec)
+    a_to_b = resolve(spec, source.image_shape, target.image_shape) if spec is not None else (lambda x: x)
+    z_a = source.encode(x_a)
     mapped = target.decode(linear_map.transform(z_a.to(target.device)))
-    return [images.cpu(), source.decode(z_a).cpu(), mapped.cpu(), target.reconstruct(images).cpu()]
+    return [x_b.cpu(), a_to_b(source.decode(z_a).cpu()), mapped.cpu(), target.reconstruct(x_b).cpu()]
 
 
 def grid_indices(n_total: int, n: int = GRID_IMAGES) -> np.ndarray:

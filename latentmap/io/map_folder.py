@@ -41,6 +41,13 @@ def _relative_path(info: dict, map_folder) -> dict:
     return info
 
 
+def _image_transform(linear_map) -> dict:
+    """{"image_transform": {"spec", "from", "to"}} for a map fitted through an image transform (models working
+    on images of different shapes), else nothing: a map without the field applies no transform."""
+    record = getattr(linear_map, "image_transform_", None) or getattr(linear_map, "info_", {}).get("image_transform")
+    return {"image_transform": dict(record)} if record else {}
+
+
 def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | None = None,
              extra: dict | None = None, overwrite: bool = True) -> Path:
     """Write a fitted map's folder atomically; the models' latent sizes must match the map."""
@@ -58,7 +65,7 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
               "format_version": MAP_FORMAT_VERSION if estimator == LINEAR_ESTIMATOR else ESTIMATOR_FORMAT_VERSION,
               "hyperparameters": linear_map.get_params(), "source": src, "target": tgt,
               "fit_source": dict(fit_source or {}), "fit_metrics": dict(getattr(linear_map, "fit_metrics_", {})),
-              "n_samples_seen": linear_map.n_samples_seen_, **(extra or {})}
+              "n_samples_seen": linear_map.n_samples_seen_, **_image_transform(linear_map), **(extra or {})}
     path = Path(path)
     with atomic_directory(path, overwrite=overwrite, kind="map") as tmp:
         tensors = linear_map.state_tensors() if hasattr(linear_map, "state_tensors") else {

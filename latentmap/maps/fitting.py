@@ -100,20 +100,29 @@ class FitSource:
             alpha = AUTO_ALPHA if self.anchors and method == "lstsq" else 0.0
         return LinearMap(bias=bias, alpha=alpha, method=method)
 
-    def pairs(self, source, target, batch_size: int = 256, shard: bool = False
+    def data_shape(self, source) -> tuple[int, ...]:
+        """The shape of the images this source feeds the models: the source model's for samples."""
+        if self.kind == "samples":
+            return tuple(source.image_shape)
+        return tuple(getattr(self.data, "image_shape", None) or tuple(self.data.shape[1:]))
+
+    def pairs(self, source, target, batch_size: int = 256, shard: bool = False, image_transform: str | None = None
               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(z_A, z_B) batches: (Enc_A x, Enc_B x) for images, (z, Enc_B(Dec_A z)) for samples; ``shard``: only
-        this rank's part of them in a torch.distributed run (latentmap.distributed)."""
+        this rank's part of them in a torch.distributed run (latentmap.distributed).
+
+        ``image_transform`` (a spec of latentmap.data.transforms): each model encodes the images turned into its
+        own shape; None: both models must work on the same images, fed as they are."""
         from latentmap import distributed
 
-        check_same_images(source, target)
+        to_a, to_b = input_transforms(image_transform, self.data_shape(source), source, target)
         if self.kind == "samples":
             for z, images in self.samples_of(source, batch_size, shard=shard):
-                yield z.to(images.device), target.encode(images).to(images.device)
+                yield z.to(images.device), target.encode(to_b(images)).to(images.device)
             return
         for x in image_batches(distributed.shard(self.data) if shard else self.data, batch_size)[0]:
-            z_a = source.encode(x)
-            yield z_a, target.encode(x).to(z_a.device)
+            z_a = source.encode(to_a(x))
+            yield z_a, target.encode(to_b(x)).to(z_a.device)
 
     def samples_of(self, model, batch_size: int = 256, shard: bool = False
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -164,25 +173,34 @@ def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = 
 
 
 def fit_map(source, target, fit: FitSource, linear_map: LinearMap | None = None, *,
-            batch_size: int = 256, progress: bool = False) -> LinearMap:
-    """Fit A -> B on ``fit``'s pairs (statistics only, one solve); the map defaults to ``fit.new_map()``."""
+            batch_size: int = 256, progress: bool = False, image_transform: str | None = None) -> LinearMap:
+    """Fit A -> B on ``fit``'s pairs (statistics only, one solve); the map defaults to ``fit.new_map()``.
+
+    ``image_transform``: a spec (latentmap.data.transforms) that turns the fit images into each model's shape;
+    when it changes any image, the map keeps it as ``image_transform_`` (written to map.json)."""
+    linear_map = fit.new_map() if linear_map is None else linear_map
+    _fit_map(source, target, fit, linear_map, batch_size, progress, image_transform)
+    record_transform(linear_map, image_transform, fit.data_shape(source), source, target)
+    return linear_map
+
+
+def _fit_map(source, target, fit, linear_map, batch_size, progress, image_transform):
     from latentmap import distributed
 
-    linear_map = fit.new_map() if linear_map is None else linear_map
     if not fit.anchors and distributed.active() and hasattr(linear_map, "all_reduce"):
         # torch.distributed: each rank folds its shard of the pairs into the statistics, the sums are added
-        for z_a, z_b in fit.pairs(source, target, batch_size, shard=True):
+        for z_a, z_b in fit.pairs(source, target, batch_size, shard=True, image_transform=image_transform):
             linear_map.partial_fit(z_a, z_b)
         return linear_map.all_reduce(source.latent_dim, target.latent_dim).solve()
     if not fit.anchors:
-        batches = with_progress(fit.pairs(source, target, batch_size), f"fit {source.name} -> {target.name}",
+        batches = with_progress(fit.pairs(source, target, batch_size, image_transform=image_transform), f"fit {source.name} -> {target.name}",
                                 progress, -(-fit.count // batch_size))
         if hasattr(linear_map, "fit_batches"):
             return linear_map.fit_batches(batches)
         pairs = [(z_a.cpu(), z_b.cpu()) for z_a, z_b in batches]  # an estimator that needs every pair at once
         return linear_map.fit(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
     # a few anchor images: keep their latents, and judge the map by leave-one-out, not on its own pairs
-    pairs = list(fit.pairs(source, target, batch_size))
+    pairs = list(fit.pairs(source, target, batch_size, image_transform=image_transform))
     x = torch.cat([z_a.cpu() for z_a, _ in pairs]) if pairs else torch.empty(0, source.latent_dim)
     y = torch.cat([z_b.cpu() for _, z_b in pairs]) if pairs else torch.empty(0, target.latent_dim)
     linear_map.fit(x, y)
@@ -194,7 +212,44 @@ def fit_map(source, target, fit: FitSource, linear_map: LinearMap | None = None,
 def check_same_images(source, target) -> None:
     if tuple(source.image_shape) != tuple(target.image_shape):
         raise ShapeMismatchError(f"models '{source.name}' and '{target.name}' work on different images: "
-                                 f"{tuple(source.image_shape)} and {tuple(target.image_shape)}")
+                                 f"{tuple(source.image_shape)} and {tuple(target.image_shape)}; give an image "
+                                 "transform (--image-transform auto, pad, resize, ...)")
+
+
+def _identity(x):
+    return x
+
+
+def input_transforms(spec: str | None, data_shape, source, target) -> tuple[Callable, Callable]:
+    """(images of ``data_shape`` -> A's shape, -> B's shape); None: the images go to both models unchanged."""
+    from latentmap.data.transforms import model_inputs
+
+    if spec is None:
+        check_same_images(source, target)
+        return _identity, _identity
+    return tuple(model_inputs(spec, data_shape, [source, target]))
+
+
+def pair_transform(linear_map):
+    """The ImageTransform a map was fitted with (A's images -> B's), from ``image_transform_`` or its map.json;
+    None for a map fitted without one (an old map, or equal shapes)."""
+    from latentmap.data.transforms import from_record
+
+    record = getattr(linear_map, "image_transform_", None) or getattr(linear_map, "info_", {}).get("image_transform")
+    return from_record(record)
+
+
+def record_transform(linear_map, spec: str | None, data_shape, source, target) -> None:
+    """Keep ``spec`` on the map (``image_transform_``: {"spec", "from": A's shape, "to": B's}) when it changed
+    any image of the fit: equal shapes everywhere leave the map as it was."""
+    from latentmap.data.transforms import image_transform, model_inputs
+
+    if spec is None:
+        return
+    used = [*model_inputs(spec, data_shape, [source, target]), image_transform(spec, source.image_shape,
+                                                                               target.image_shape)]
+    if not all(t.identity for t in used):
+        linear_map.image_transform_ = image_transform(spec, source.image_shape, target.image_shape).record()
 
 
 def check_map_fits(linear_map: LinearMap, source, target) -> None:
@@ -208,24 +263,39 @@ def check_map_fits(linear_map: LinearMap, source, target) -> None:
 
 
 def fit_all_pairs(models, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
-                  batch_size: int = 256) -> dict[tuple[int, int], LinearMap]:
+                  batch_size: int = 256, image_transform: str | None = None) -> dict[tuple[int, int], LinearMap]:
     """One LinearMap per ordered pair (``make_map()`` or ``fit.new_map()``), encoding every fit batch once per model."""
-    return fit_all_pairs_by_estimator(models, fit, {"": make_map or fit.new_map}, batch_size=batch_size)[""]
+    return fit_all_pairs_by_estimator(models, fit, {"": make_map or fit.new_map}, batch_size=batch_size,
+                                      image_transform=image_transform)[""]
 
 
 def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Callable[[], object]], *,
-                               batch_size: int = 256) -> dict[str, dict[tuple[int, int], object]]:
+                               batch_size: int = 256, image_transform: str | None = None
+                               ) -> dict[str, dict[tuple[int, int], object]]:
     """For each named estimator factory, one map per ordered pair; every fit batch is encoded once per model.
 
     Streaming estimators (``partial_fit``) fold each batch into their statistics; the others (an MLP) get
     every pair at once at the end, from latents kept on the CPU (once per model for image fits).
+    ``image_transform`` (a spec): each model encodes the fit images turned into its own shape (a target
+    encodes a source's samples turned into its shape); None: every model must take the images as they are.
     """
+    from latentmap import distributed
+    from latentmap.data.transforms import image_transform as resolve
+
+    def to(k, shape):  # images of ``shape`` as model k takes them
+        if image_transform is None:
+            return _identity
+        return resolve(image_transform, shape, models[k].image_shape)
+
     pairs = list(itertools.permutations(range(len(models)), 2))
     maps = {label: {p: make() for p in pairs} for label, make in factories.items()}
     streamed = [(label, p, m) for label, by_pair in maps.items() for p, m in by_pair.items() if hasattr(m, "partial_fit")]
     held = [(label, p, m) for label, by_pair in maps.items() for p, m in by_pair.items()
             if not hasattr(m, "partial_fit")]
     kept: dict = {}  # latents for the non-streaming estimators: model index, or (source, target) for samples
+    # torch.distributed: with only estimators whose statistics add up, each rank folds its shard of the batches
+    sharded = distributed.active() and not fit.anchors and all(hasattr(m, "all_reduce") for _, _, m in streamed) \
+        and not held
 
     def keep(key, z):
         if held:
@@ -233,18 +303,20 @@ def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Call
 
     if fit.kind == "samples":  # each source's own samples, re-encoded by every target
         for i, source in enumerate(models):
-            for z, images in fit.samples_of(source, batch_size):
+            into = {j: to(j, source.image_shape) for j in range(len(models)) if j != i}
+            for z, images in fit.samples_of(source, batch_size, shard=sharded):
                 keep((i, "z"), z)
                 for j in range(len(models)):
                     if j != i:
-                        z_j = models[j].encode(images).to(z.device)
+                        z_j = models[j].encode(into[j](images)).to(z.device)
                         keep((i, j), z_j)
                         for _, p, m in streamed:
                             if p == (i, j):
                                 m.partial_fit(z, z_j)
     else:
-        for x in image_batches(fit.data, batch_size)[0]:
-            latents = [m.encode(x) for m in models]  # statistics stay on each source model's device
+        inputs = [to(k, fit.data_shape(models[k])) for k in range(len(models))]
+        for x in image_batches(distributed.shard(fit.data, batch_size) if sharded else fit.data, batch_size)[0]:
+            latents = [m.encode(t(x)) for m, t in zip(models, inputs)]  # statistics stay on each source's device
             for i, z in enumerate(latents):
                 keep(i, z)
             for _, (i, j), m in streamed:
@@ -252,6 +324,8 @@ def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Call
     for label, (i, j), m in streamed + held:
         try:
             if hasattr(m, "partial_fit"):
+                if sharded:
+                    m.all_reduce(models[i].latent_dim, models[j].latent_dim)
                 m.solve()
             else:
                 x_key, y_key = ((i, "z"), (i, j)) if fit.kind == "samples" else (i, j)
@@ -259,4 +333,5 @@ def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Call
         except LatentmapError as exc:  # name the pair; keep the error's class for the CLI's policy
             exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
             raise
+        record_transform(m, image_transform, fit.data_shape(models[i]), models[i], models[j])
     return maps

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentmap.evaluation.relocation import pair_images
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
 
@@ -134,8 +135,9 @@ def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> 
             continue
         source, target = by_name[r.source], by_name[r.target]
         images = _images_at(test_data, r.worst_images)
-        with torch.no_grad():
-            z_a = source.encode(images)
+        with torch.no_grad():  # each model gets the images in its own shape (the map's image transform, if any)
+            x_a, images = pair_images(source, target, atlas.maps.get((r.source, r.target)), images)
+            z_a = source.encode(x_a)
             rows = [images.cpu(), target.reconstruct(images).cpu()]
             for label in atlas.estimators:
                 m = atlas.estimator_maps.get((label, r.source, r.target))

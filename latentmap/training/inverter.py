@@ -133,9 +133,11 @@ def fit_and_record_inverter(model, settings: TrainSettings, test_ds, generator: 
 
 
 def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> bytes:
-    """Rows: own samples, their inversions, real test images, their inversions."""
+    """Rows: own samples, their inversions, real test images, their inversions (no real rows without ``test_ds``)."""
     with torch.no_grad():
         x = model.decode(model.sample_prior(n, generator)).cpu()
+        if test_ds is None:
+            return grid_png([x, model.reconstruct(x).cpu()])
         real = test_ds.batch(range(min(n, len(test_ds))))
         return grid_png([x, model.reconstruct(x).cpu(), real, model.reconstruct(real).cpu()])
 
@@ -164,14 +166,21 @@ def train_inverter_command(settings: TrainSettings):
     if not isinstance(getattr(model, "inverter", None), torch.nn.Module):
         raise ConfigError(f"model '{model.name}' of kind '{model.kind}' has no inversion network to train "
                           "(its encoder is part of the model)")
-    test_ds = _test_split(settings)
-    if tuple(test_ds.image_shape) != model.image_shape:
+    # the inverter learns from the generator's own samples only; real images only measure it afterwards, and
+    # --own-samples-only skips them (a generator of images no dataset here has, such as 1024x1024 faces)
+    own_only = bool(settings.options.get("own_samples_only"))
+    test_ds = None if own_only else _test_split(settings)
+    if test_ds is not None and tuple(test_ds.image_shape) != model.image_shape:
         raise ConfigError(f"dataset '{settings.dataset}' has images of shape {tuple(test_ds.image_shape)}, "
-                          f"model '{model.name}' makes {model.image_shape}")
+                          f"model '{model.name}' makes {model.image_shape}; pass --own-samples-only to train and "
+                          "measure the inverter on the generator's own samples only")
     fit_and_record_inverter(model, settings, test_ds, generator)
     model.metadata.setdefault("training", {})["settings"] = settings.record()
     model.metadata["training"]["environment"] = environment_record(device)
-    model.metadata.setdefault("dataset", settings.dataset)
+    if own_only:
+        model.metadata["training"]["inverter"]["real_images"] = "none (--own-samples-only)"
+    else:
+        model.metadata.setdefault("dataset", settings.dataset)
     extra = {"inversions.png": inversion_grid(model, test_ds, torch.Generator().manual_seed(settings.seed))}
     save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
     return model
