@@ -5,7 +5,11 @@ torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous addres
 process group (NCCL when the ranks run on CUDA, gloo on CPUs; the CLI calls it before any command), each
 rank works on its :func:`shard` of the data, and the sufficient statistics — all sums — are added with
 :func:`all_reduce_sum` / :func:`all_reduce_moments`, so every rank ends with the same totals and the same
-solve. Only rank 0 writes outputs (:func:`is_main`; ``latentmap.io.atomic`` gives the other ranks a
+solve. Evaluations that keep something per image (per-image errors for bootstrap intervals, encodings a
+selection reads) gather it with :func:`gather_rows` in shard order, so every rank holds the whole array in
+the single process's order (:func:`map_shards` does both steps). Evaluations shard in whole batches
+(``shard(data, batch_size)``): each rank runs the single process's batches, so per-image values match it bit
+for bit. Only rank 0 writes outputs (:func:`is_main`; ``latentmap.io.atomic`` gives the other ranks a
 scratch folder that is thrown away) and prints. A rank that dies makes the others' next collective fail
 (torchrun then stops them all), before rank 0 has written anything, so nothing half-done is left.
 
@@ -20,7 +24,7 @@ import os
 import numpy as np
 import torch
 
-from latentmap.errors import ConfigError
+from latentmap.errors import ConfigError, ShapeMismatchError
 
 
 def launched() -> bool:
@@ -97,19 +101,30 @@ def barrier() -> None:
 
 # --------------------------------------------------------------------------- shards
 
-def shard_indices(n: int, rank_: int | None = None, world: int | None = None) -> np.ndarray:
-    """This rank's contiguous block of ``range(n)`` (blocks differ in size by at most one; files stay sequential)."""
+def shard_indices(n: int, rank_: int | None = None, world: int | None = None,
+                  batch_size: int | None = None) -> np.ndarray:
+    """This rank's contiguous block of ``range(n)`` (blocks differ in size by at most one; files stay sequential).
+
+    With ``batch_size``, the blocks are made of whole batches of ``batch_size`` rows, as a single process
+    batches ``range(n)`` (they differ by at most one batch): each rank then runs exactly the single process's
+    batches, so what a model computes per row is the same bit for bit, not only up to float32 rounding."""
     rank_ = rank() if rank_ is None else rank_
     world = world_size() if world is None else world
+    if batch_size:
+        batches = shard_indices(-(-n // batch_size), rank_, world)
+        if not len(batches):
+            return np.arange(0, dtype=np.int64)
+        return np.arange(batches[0] * batch_size, min((batches[-1] + 1) * batch_size, n), dtype=np.int64)
     bounds = np.linspace(0, n, world + 1).round().astype(np.int64)
     return np.arange(bounds[rank_], bounds[rank_ + 1], dtype=np.int64)
 
 
-def shard(data):
-    """This rank's part of a dataset (``subset``) or of a tensor/array (rows); the whole of it in one process."""
+def shard(data, batch_size: int | None = None):
+    """This rank's part of a dataset (``subset``) or of a tensor/array (rows), in whole batches with ``batch_size``
+    (see :func:`shard_indices`); the whole of it in one process."""
     if world_size() == 1:
         return data
-    idx = shard_indices(len(data))
+    idx = shard_indices(len(data), batch_size=batch_size)
     if hasattr(data, "subset"):
         return data.subset(idx)
     return data[int(idx[0]):int(idx[-1]) + 1] if len(idx) else data[:0]
@@ -122,7 +137,7 @@ def my_batches(count: int) -> set[int]:
 
 # --------------------------------------------------------------------------- reductions
 
-def _comm_device(t: torch.Tensor) -> torch.device:
+def _comm_device(t: torch.Tensor | None = None) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if backend() == "nccl" else torch.device("cpu")
 
 
@@ -181,3 +196,91 @@ def all_reduce_moments(m, d_x: int, d_y: int | None = None, full: bool = True):
     if d_y is not None:
         out.mean_y, out.cxy, out.cyy = mu_y, total[k:k + d_x * d_y].view(d_x, d_y), total[k + d_x * d_y:]
     return out
+
+
+def all_reduce_named(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Named float64 sums added over all ranks: every key any rank has, zeros where a rank has none (one that
+    saw no rows); tensors whose first dimension differs between ranks (counts per label seen so far) are
+    padded with zeros to the longest. Keys come back sorted, as float64 on the first tensor's device."""
+    import torch.distributed as dist
+
+    if not active():
+        return values
+    shapes: list = [None] * world_size()
+    dist.all_gather_object(shapes, {k: tuple(v.shape) for k, v in values.items()})
+    merged: dict[str, tuple] = {}
+    for part in shapes:
+        for key, shape in part.items():
+            old = merged.get(key)
+            if old is not None and (len(old) != len(shape) or old[1:] != shape[1:]):
+                raise ShapeMismatchError(f"ranks hold '{key}' in shapes {old} and {shape}: cannot add them")
+            merged[key] = shape if old is None or (shape and shape[0] > old[0]) else old
+    dev = next(iter(values.values())).device if values else torch.device("cpu")
+    flat = []
+    for key in sorted(merged):
+        full = torch.zeros(merged[key], dtype=torch.float64, device=dev)
+        if key in values:
+            v = values[key].detach().to(dev, torch.float64)
+            full[tuple(slice(0, n) for n in v.shape)] = v
+        flat.append(full.reshape(-1))
+    total = all_reduce_sum(torch.cat(flat)) if flat else torch.zeros(0, dtype=torch.float64)
+    out, at = {}, 0
+    for key in sorted(merged):
+        size = int(np.prod(merged[key], dtype=np.int64))
+        out[key] = total[at:at + size].view(merged[key])
+        at += size
+    return out
+
+
+# --------------------------------------------------------------------------- gathers
+
+def gather_rows(rows):
+    """The rows of every rank's array (numpy) or tensor, concatenated in rank order, on every rank.
+
+    With :func:`shard`'s contiguous blocks, ``gather_rows(f(shard(data)))`` is ``f(data)`` row for row: the
+    order of a single process. Ranks must agree on the dtype and on the shape past the first dimension; a
+    rank with no rows may give any empty array, or None (the result is then a tensor unless another rank
+    gave numpy). One padded ``all_gather`` after one of the row counts; the input itself outside
+    torch.distributed."""
+    import torch.distributed as dist
+
+    if not active():
+        return rows
+    t = None if rows is None else torch.from_numpy(np.ascontiguousarray(rows)) if not isinstance(
+        rows, torch.Tensor) else rows.detach()
+    meta: list = [None] * world_size()
+    mine = (0, None, None, False) if t is None else (len(t), tuple(t.shape[1:]), str(t.dtype).split(".")[-1],
+                                                    not isinstance(rows, torch.Tensor))
+    dist.all_gather_object(meta, mine)
+    known = [m for m in meta if m[0]] or [m for m in meta if m[1] is not None]
+    if not known:
+        return rows
+    if len({(m[1], m[2]) for m in known}) > 1:
+        raise ShapeMismatchError("ranks gather rows of different shapes or types: "
+                                 + ", ".join(f"{m[0]} x {m[1]} {m[2]}" for m in meta))
+    _, tail, dtype_name, is_numpy = known[0]
+    dtype = getattr(torch, dtype_name)
+    wire = torch.uint8 if dtype == torch.bool else dtype  # NCCL moves bytes, not bools
+    home = t.device if t is not None else torch.device("cpu")
+    longest = max(m[0] for m in meta)
+    if longest == 0:
+        out = torch.zeros((0, *tail), dtype=dtype, device=home)
+        return out.numpy() if is_numpy else out
+    dev = _comm_device(t)
+    buf = torch.zeros((longest, *tail), dtype=wire, device=dev)
+    if t is not None and len(t):
+        buf[:len(t)] = t.to(dev, wire)
+    parts = [torch.empty_like(buf) for _ in meta]
+    dist.all_gather(parts, buf)
+    out = torch.cat([p[:m[0]] for p, m in zip(parts, meta)]).to(home, dtype)
+    return out.numpy() if is_numpy else out
+
+
+def map_shards(fn, data, batch_size: int | None = None):
+    """``fn(data)`` computed as each rank's ``fn(shard(data, batch_size))``, rows gathered in order (``fn`` itself
+    outside torch.distributed); ``fn`` must work row by row (an encoder over images, a per-image score), in
+    batches of ``batch_size`` when given. A rank whose shard is empty does not call ``fn``."""
+    if not active():
+        return fn(data)
+    mine = shard(data, batch_size)
+    return gather_rows(fn(mine) if len(mine) else None)

@@ -1,8 +1,15 @@
-"""torch.distributed: shards, reductions, and 2 gloo ranks on CPU against one process (map fit, information gain)."""
+"""torch.distributed: shards, reductions, and 2 gloo ranks on CPU against one process.
 
+One torchrun launch (and one single process) runs every command that shards — map fit, the information gain,
+map eval, map atlas, bench expressiveness, support-set build — and the tests compare their outputs; another
+launch loses a rank mid-run. About 20-30 s together on 2 cores, so not slow-gated: CI runs them.
+"""
+
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +50,15 @@ def test_shards_cover_every_index_once():
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
 
 
+def test_batch_shards_are_whole_batches_of_one_process():
+    for n, world, batch in [(64, 2, 16), (70, 3, 16), (10, 4, 4), (5, 2, 8), (0, 2, 4)]:
+        parts = [distributed.shard_indices(n, r, world, batch_size=batch) for r in range(world)]
+        assert np.array_equal(np.concatenate(parts), np.arange(n))
+        assert all(len(p) == 0 or (p[0] % batch == 0 and (len(p) % batch == 0 or p[-1] == n - 1)) for p in parts)
+        sizes = [-(-len(p) // batch) for p in parts]
+        assert max(sizes) - min(sizes) <= 1
+
+
 def test_one_process_is_rank_zero_of_one_and_reductions_return_their_input():
     assert not distributed.active() and distributed.world_size() == 1 and distributed.is_main()
     t = torch.arange(3, dtype=torch.float64)
@@ -50,7 +66,12 @@ def test_one_process_is_rank_zero_of_one_and_reductions_return_their_input():
     m = Moments(full=True).update(torch.randn(20, 3), torch.randn(20, 2))
     assert distributed.all_reduce_moments(m, 3, 2) is m
     data = torch.zeros(10, 1, 2, 2)
-    assert distributed.shard(data) is data
+    assert distributed.shard(data) is data and distributed.shard(data, 4) is data
+    rows = np.ones((3, 2))
+    assert distributed.gather_rows(rows) is rows and distributed.gather_rows(None) is None
+    named = {"a": t}
+    assert distributed.all_reduce_named(named) is named
+    assert distributed.map_shards(lambda x: x, data, 4) is data
 
 
 def test_moments_state_of_shards_merges_to_the_whole():
@@ -66,40 +87,174 @@ def test_moments_state_of_shards_merges_to_the_whole():
 
 # --------------------------------------------------------------------------- 2 gloo ranks on CPU
 
-FIT = ["map", "fit", "--source", "py:helpers_dist:model_a", "--target", "py:helpers_dist:model_b", "--trust-code",
+A, B = "py:helpers_dist:model_a", "py:helpers_dist:model_b"
+COMMON = ["--device", "cpu", "--no-progress", "--trust-code", "--overwrite"]
+FIT = ["map", "fit", "--source", A, "--target", B, "--trust-code",
        "--dataset", "synthetic:600", "--fit-split", "all", "--batch-size", "64", "--device", "cpu", "--no-progress"]
+# evaluation sizes whose shards hold whole batches, so each rank's batches are a single process's batches
+TEST_IMAGES = ["--dataset", "fashion-mnist", "--split", "test", "--images", "64", "--batch-size", "16"]
 
 
-@pytest.mark.slow
-def test_map_fit_on_two_ranks_equals_one_process(tmp_path):
+def _steps(out: Path) -> list:
+    """What one process, or each of 2 ranks, runs: every command that shards, outputs under ``out``."""
+    return [
+        ["cli", [*FIT, "--out", str(out / "map")]],
+        ["info_gain", str(out / "info_gain.npy"), 90],
+        ["cli", ["map", "eval", "--map", str(out / "map"), *TEST_IMAGES, "--lpips", "off", "--grid-images", "4",
+                 *COMMON, "--out", str(out / "eval")]],
+        ["cli", ["map", "atlas", "--models", f"{A},{B}", "--fit-images", "128", "--fit-split", "train",
+                 *TEST_IMAGES, "--lpips", "off", *COMMON, "--out", str(out / "atlas")]],
+        ["cli", ["bench", "expressiveness", A, "--dataset", "fashion-mnist", "--images", "32", "--samples", "16",
+                 "--sampler", "gmm", "--fit-images", "64", "--components", "2", "--refine-images", "6",
+                 "--steps", "5", "--bootstrap", "100", "--lpips", "off", "--batch-size", "8", *COMMON,
+                 "--out", str(out / "expressiveness")]],
+        ["cli", ["support-set", "build", "--model", A, "--dataset", "synthetic:400", "--split", "all", "--size", "6",
+                 "--gain-images", "64", "--pairs", "50", "--batch-size", "50", *COMMON, "--out",
+                 str(out / "support")]],
+        ["collectives", str(out / "collectives")],
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same steps in one process and on 2 gloo ranks (one torchrun launch for all of them)."""
+    root = tmp_path_factory.mktemp("dist")
+    done = {}
+    for name, launch in (("one", _single), ("two", _torchrun)):
+        (root / name).mkdir()
+        spec = root / f"{name}.json"
+        spec.write_text(json.dumps(_steps(root / name)))
+        steps = [str(TESTS / "helpers_dist.py"), "steps", str(spec)]
+        started = time.perf_counter()
+        run = launch(steps)
+        assert run.returncode == 0, run.stderr[-3000:]
+        done[name] = (root / name, run, time.perf_counter() - started)
+    return done
+
+
+def _numbers_equal(a, b, path="", rtol=1e-9, loose=()):
+    """Nested JSON values equal, floats to ``rtol`` (relative; absolute 1e-12 near 0); 1e-5 under a key that
+    starts with one of ``loose``."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and sorted(a) == sorted(b), path
+        for k in a:
+            _numbers_equal(a[k], b[k], f"{path}.{k}", 1e-5 if str(k).startswith(tuple(loose)) else rtol, loose)
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _numbers_equal(x, y, f"{path}[{i}]", rtol, loose)
+    elif isinstance(a, float) and not isinstance(b, str):
+        assert b is not None and (np.isnan(a) and np.isnan(b) or abs(a - b) <= rtol * abs(a) + 1e-12), \
+            f"{path}: {a} vs {b}"
+    elif isinstance(a, str) and (ROOT.anchor in a or "/tmp" in a):
+        pass  # paths differ between the two runs' output folders
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def _frames_equal(one: Path, two: Path, loose=()):
+    import pandas as pd
+
+    a, b = pd.read_csv(one), pd.read_csv(two)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
+    for col in a.columns:
+        if a[col].dtype.kind == "f":
+            rtol = 1e-5 if col.startswith(tuple(loose)) else 1e-9
+            np.testing.assert_allclose(b[col], a[col], rtol=rtol, atol=1e-12, err_msg=col)
+        else:
+            assert a[col].tolist() == b[col].tolist(), col
+
+
+def _json(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_rank_zero_alone_prints_and_writes(runs):
+    (one, run_one, _), (two, run_two, _) = runs["one"], runs["two"]
+    assert run_two.stdout.count("saved to") == 1 == run_one.stdout.count("saved to")
+    assert len(run_two.stdout.splitlines()) == len(run_one.stdout.splitlines())  # nothing printed twice
+    assert sorted(p.name for p in two.iterdir()) == sorted([p.name for p in one.iterdir()] + ["collectives-1.json"])
+    for folder in ("eval", "atlas", "expressiveness", "support"):
+        assert sorted(p.name for p in (two / folder).rglob("*")) == sorted(p.name for p in (one / folder).rglob("*"))
+
+
+def test_gather_and_reduce_uneven_parts_on_two_ranks(runs):
+    """Rank 1 gathers no rows (None), fewer bools, fewer labels and a key rank 0 lacks; both ranks get it all."""
+    got = [_json(runs["two"][0] / f"collectives-{r}.json") for r in (0, 1)]
+    assert got[0] == got[1]
+    assert got[0]["rows"] == [[0, 1], [2, 3], [4, 5]] and got[0]["flags"] == [True, False, True, True]
+    assert got[0]["empty"] == [0, 2] and got[0]["mapped"] == [0, 2, 4, 6, 8]
+    assert got[0]["named"] == {"by_label": [[3] * 3] * 2 + [[1] * 3] * 2, "only_1": 5.0, "sum": [3.0, 3.0]}
+    alone = _json(runs["one"][0] / "collectives-0.json")  # one process: its own input back
+    assert alone["rows"] == got[0]["rows"] and alone["flags"] == [True, False, True]
+
+
+def test_each_rank_encodes_its_share(runs):
+    """Every sharded step: each rank encodes about half of what one process does (beyond a few probe rows of
+    each model load, rank 0's grids and the worst images that every rank encodes again), none of it twice."""
+    one = _json(runs["one"][0].parent / "one.json.encoded-0.json")
+    two = [_json(runs["two"][0].parent / f"two.json.encoded-{r}.json") for r in (0, 1)]
+    steps = [s[1][:2] if s[0] == "cli" else s[0] for s in _steps(Path("x"))]
+    for k, step in enumerate(steps):
+        if step != "collectives":
+            a, b = two[0][k], two[1][k]
+            assert one[k] > 50 and max(a, b) <= 0.6 * one[k] + 8 and a + b >= one[k], (step, one[k], a, b)
+
+
+def test_map_fit_on_two_ranks_equals_one_process(runs):
     from latentmap.maps.linear import LinearMap
 
-    one = _single(["-m", "latentmap", *FIT, "--out", str(tmp_path / "one")])
-    assert one.returncode == 0, one.stderr
-    two = _torchrun(["-m", "latentmap", *FIT, "--out", str(tmp_path / "two")])
-    assert two.returncode == 0, two.stderr
-    a, b = LinearMap.load(tmp_path / "one"), LinearMap.load(tmp_path / "two")
+    a, b = LinearMap.load(runs["one"][0] / "map"), LinearMap.load(runs["two"][0] / "map")
     assert a.n_samples_seen_ == b.n_samples_seen_ == 600
     np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-9, atol=1e-9 * np.abs(a.coef_).max())
     np.testing.assert_allclose(b.intercept_, a.intercept_, rtol=1e-9, atol=1e-9 * np.abs(a.intercept_).max())
-    assert two.stdout.count("saved to") == 1  # rank 0 alone prints
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # and nothing else was written
 
 
-@pytest.mark.slow
-def test_information_gain_on_two_ranks_equals_one_process(tmp_path):
-    script = str(TESTS / "helpers_dist.py")
-    one = _single([script, str(tmp_path / "one.npy"), "90"])
-    assert one.returncode == 0, one.stderr
-    two = _torchrun([script, str(tmp_path / "two.npy"), "90"])
-    assert two.returncode == 0, two.stderr
-    a, b = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+def test_information_gain_on_two_ranks_equals_one_process(runs):
+    a, b = (np.load(runs[k][0] / "info_gain.npy") for k in ("one", "two"))
     assert a[-1] == b[-1] == 90
     np.testing.assert_allclose(b[:-1], a[:-1], rtol=1e-9, atol=1e-12)
     assert (np.abs(a[:-1]) > 0).any()
 
 
-@pytest.mark.slow
+def test_map_eval_on_two_ranks_equals_one_process(runs):
+    one, two = runs["one"][0] / "eval", runs["two"][0] / "eval"
+    _frames_equal(one / "relocation.csv", two / "relocation.csv")
+    _frames_equal(one / "relocation_by_label.csv", two / "relocation_by_label.csv")  # fashion-mnist is labelled
+    a, b = _json(one / "relocation.json"), _json(two / "relocation.json")
+    _numbers_equal(a, b)
+    assert a["n_images"] == 64 and a["ratio_low"] < a["ratio"] < a["ratio_high"] and len(a["by_label"]) > 2
+    assert (one / "worst.png").read_bytes() == (two / "worst.png").read_bytes()  # the same images, in order
+
+
+def test_map_atlas_on_two_ranks_equals_one_process(runs):
+    one, two = runs["one"][0] / "atlas", runs["two"][0] / "atlas"
+    for name in ("atlas.csv", "ratio_matrix.csv", "atlas_by_label.csv"):
+        _frames_equal(one / name, two / name)
+    a, b = _json(one / "atlas.json"), _json(two / "atlas.json")
+    _numbers_equal(a, b)
+    assert [r["n_images"] for r in a["results"]] == [64, 64] and 0 < a["similarity"]["cka"][0][1] < 1
+
+
+def test_expressiveness_on_two_ranks_equals_one_process(runs):
+    """Per-image encoder scores gathered in order: the same to 1e-9. The gradient refinement runs on each rank's
+    rows at once, and a float32 decoder rounds a batch of 9 rows unlike one of 18: refined values to 1e-5."""
+    one, two = runs["one"][0] / "expressiveness", runs["two"][0] / "expressiveness"
+    for name in ("leaderboard.csv", "target_sets.csv"):
+        _frames_equal(one / name, two / name, loose=("refined",))
+    a, b = _json(one / "expressiveness.json"), _json(two / "expressiveness.json")
+    _numbers_equal(a, b, loose=("refined",))
+    sets = a["models"][0]["sets"]
+    assert [len(sets[k]["per_image"]["encoder_mse"]) for k in ("own", "real")] == [16, 32]
+    assert all(len(s["per_image"]["refined_mse"]) == 6 for s in sets.values())
+
+
+def test_support_set_build_on_two_ranks_picks_the_same_images(runs):
+    a, b = (_json(runs[k][0] / "support" / "manifest.json") for k in ("one", "two"))
+    assert len(a["indices"]) == 6 and a["indices"] == b["indices"]
+    _numbers_equal(a, b)
+
+
 def test_a_rank_dying_mid_run_leaves_no_output(tmp_path):
     args = ["-m", "latentmap", *FIT, "--out", str(tmp_path / "map")]
     args[args.index("py:helpers_dist:model_a")] = "py:helpers_dist:model_a_dying"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from latentmap import distributed
 from latentmap.batching import with_progress
 from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.evaluation.inversion import invert
@@ -206,9 +207,9 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
     inversion here: :func:`evaluate_expressiveness` refines every set in one batch.
     """
     images = model.check_images(images).cpu()
-    z = model.encode_all(images, batch_size)
-    x_enc = model.decode_all(z, batch_size)
-    enc_mse, enc_ssim, enc_lpips = _scores(images, x_enc, lpips, batch_size, model.device)
+    enc, x_enc = _encoder_scores(model, distributed.shard(images, batch_size), region, lpips, batch_size)
+    if distributed.active():  # torch.distributed: each rank encoded its shard; the scores gathered in order
+        enc = {k: None if lpips is None and k == "lpips" else distributed.gather_rows(v) for k, v in enc.items()}
     idx = refine_positions(len(images), refine_images)
     if len(idx):
         if refined_latents is None:
@@ -222,12 +223,29 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
         ref_mse = ref_ssim = np.empty(0)
         ref_lpips = None if lpips is None else np.empty(0)
     order = np.argsort(-ref_mse, kind="stable")[:worst]
-    scores = SetScores(key, source, enc_mse, enc_ssim, region.distance(z).numpy(), region.outside(z).numpy(),
+    scores = SetScores(key, source, enc["mse"], enc["ssim"], enc["distance"], enc["outside"],
                        idx, ref_mse, ref_ssim, region.distance(z_ref).numpy(), region.outside(z_ref).numpy(),
-                       enc_lpips, ref_lpips, worst=[int(idx[o]) for o in order])
+                       enc["lpips"], ref_lpips, worst=[int(idx[o]) for o in order])
     positions = [int(idx[o]) for o in order]
-    scores.worst_rows = {"target": images[positions], "encoder": x_enc[positions], "refined": x_ref[order]}
+    if not distributed.active():
+        worst_enc = x_enc[positions]
+    else:  # a rank holds its shard's reconstructions only: the worst images' again
+        worst_enc = model.decode_all(model.encode_all(images[positions], batch_size), batch_size) if positions \
+            else images[:0]
+    scores.worst_rows = {"target": images[positions], "encoder": worst_enc, "refined": x_ref[order]}
     return scores
+
+
+def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, torch.Tensor | None]:
+    """Per-image scores of the encoder's reconstructions ("mse", "ssim", "lpips" or None, the latents' "distance"
+    and "outside" the typical region), and the reconstructions; all None for a rank's empty shard."""
+    if distributed.active() and not len(images):
+        return dict.fromkeys(("mse", "ssim", "lpips", "distance", "outside")), None
+    z = model.encode_all(images, batch_size)
+    x_enc = model.decode_all(z, batch_size)
+    mse, ssim, lp = _scores(images, x_enc, lpips, batch_size, model.device)
+    return {"mse": mse, "ssim": ssim, "lpips": lp, "distance": region.distance(z).numpy(),
+            "outside": region.outside(z).numpy()}, x_enc
 
 
 def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: LatentSampler | None = None,
@@ -250,7 +268,9 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     refined = torch.empty(0, model.latent_dim)
     if sum(len(c) for c in chosen.values()):
         batch = torch.cat([model.check_images(c).cpu() for c in chosen.values()])
-        refined = invert(model, batch, steps=steps, lr=lr, init="auto", seed=seed, progress=progress).latents
+        # torch.distributed: each rank refines its shard of the rows (independent latents), gathered in order
+        refined = distributed.map_shards(lambda b: invert(model, b, steps=steps, lr=lr, init="auto", seed=seed,
+                                                          progress=progress).latents, batch)
     parts = dict(zip(chosen, torch.split(refined, [len(c) for c in chosen.values()]))) if len(refined) else {}
     sets = {}
     for key, (images, source) in with_progress(list(targets.items()), f"expressiveness {model.name}", progress,
@@ -267,7 +287,7 @@ def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 
                 batch_size: int = 256) -> torch.Tensor:
     """``n`` images decoded from the sampler's seeded draws (CPU)."""
     z = sampler.sample(n, torch.Generator().manual_seed(seed))
-    return model.decode_all(z, batch_size)
+    return distributed.map_shards(lambda part: model.decode_all(part, batch_size), z, batch_size)  # ranks' shards
 
 
 def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor | None = None, *,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from latentmap.distributed import map_shards
 from latentmap.errors import ConfigError
 from latentmap.models.base import LatentModel
 from latentmap.stats import Moments
@@ -143,7 +144,7 @@ def fit_sampler(model: LatentModel, kind: str = "auto", *, data=None, fit_images
         raise ConfigError(f"a {kind} sampler for model '{model.name}' is fitted on encodings of training images; "
                           "none were given")
     subset = data.random_subset(min(int(fit_images), len(data)), seed) if hasattr(data, "random_subset") else data
-    latents = model.encode_all(subset, batch_size, progress=progress)
+    latents = map_shards(lambda part: model.encode_all(part, batch_size, progress=progress), subset, batch_size)
     origin = f"encodings of {data_name or getattr(data, 'name', 'images')}"
     if kind == "gaussian":
         return GaussianSampler.fit(latents, origin)

@@ -93,6 +93,13 @@ class SimilarityAccumulator:
             raise ShapeMismatchError(f"expected latents of sizes {self.dims}, got {[int(z.shape[1]) for z in latents]}")
         self.moments.update(torch.cat([z.detach().to("cpu", torch.float64) for z in latents], dim=1))
 
+    def all_reduce(self) -> "SimilarityAccumulator":
+        """torch.distributed: the moments of every rank's shard of the images added up (nothing in one process)."""
+        from latentmap.distributed import all_reduce_moments
+
+        self.moments = all_reduce_moments(self.moments, self.offsets[-1], full=True)
+        return self
+
     def _block(self, i: int, j: int) -> torch.Tensor:
         o = self.offsets
         return self.moments.cxx[o[i]:o[i + 1], o[j]:o[j + 1]]

@@ -10,6 +10,7 @@ import torch
 
 from latentmap.evaluation.atlas import AtlasResult
 from latentmap.evaluation.relocation import GRID_IMAGES, RELOCATION_TYPES, grid_indices, relocation_rows
+from latentmap.distributed import is_main
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default
 from latentmap.report.figures import figure_png, new_figure
@@ -28,6 +29,8 @@ def pair_name(a: str, b: str) -> str:
 def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRID_IMAGES, *,
                overwrite: bool = True) -> Path:
     """Write the atlas as a standalone report folder, atomically."""
+    if not is_main():  # torch.distributed: rank 0 alone draws the grids and writes
+        return Path(out)
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_atlas(atlas, tmp, models, test_data, grid_count)
     return Path(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from latentmap.evaluation.relocation import grid_indices, relocation_rows
+from latentmap.distributed import is_main
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.grid import grid_png
 from latentmap.report.findings import relocation_findings
@@ -56,6 +57,8 @@ def relocation_table(r) -> list[tuple[str, str]]:
 def save_relocation_report(result, out, source, target, linear_map, data, grid_images: int, context: dict, *,
                            overwrite: bool = True) -> Path:
     """Write the report folder atomically; ``context`` (map path, model paths, dataset, split) goes into the JSON."""
+    if not is_main():  # torch.distributed: rank 0 alone draws the grids and writes
+        return Path(out)
     row = result.table_row()
     by_label = pd.DataFrame(result.by_label)
     images = data.batch(grid_indices(len(data), grid_images))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentmap.distributed import map_shards
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
@@ -223,7 +224,9 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
         raise ShapeMismatchError(f"latents of the split must have shape {(len(dataset), model.latent_dim)}, "
                                  f"got {tuple(latents.shape)}")
     if strategy != "random":  # every strategy but random works in the latent space of the split
-        latents = model.encode_all(dataset, batch_size, progress=progress) if latents is None else latents
+        if latents is None:  # torch.distributed: each rank encodes its shard, the codes gathered in order
+            latents = map_shards(lambda part: model.encode_all(part, batch_size, progress=progress), dataset,
+                                 batch_size)
         latents = latents[torch.from_numpy(pool)]
     if strategy == "sectors":
         positions, details = _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed,
