@@ -57,6 +57,15 @@ def _load_models(specs, device, trust_pickle, *, encoder_needed: bool):
         raise click.UsageError("no models given and no shipped models installed: name the models to benchmark")
     models = [load_model(s, device=device) for s in names]
     keep = [(m, s) for m, s in zip(models, names) if m.has_trained_encoder or not encoder_needed]
+    # one benchmark compares models on the same images: the shipped models of the most common image shape
+    shapes = [tuple(m.image_shape) for m, _ in keep]
+    common = max(set(shapes), key=shapes.count) if shapes else None
+    for m, _ in keep:
+        if tuple(m.image_shape) != common:
+            warn_later(f"left out the shipped model '{m.name}': its images are {'x'.join(map(str, m.image_shape))}, "
+                       f"the other models' {'x'.join(map(str, common))}; name it (with a --dataset of its shape) "
+                       "to benchmark it")
+    keep = [(m, s) for m, s in keep if tuple(m.image_shape) == common]
     return [m for m, _ in keep], [s for _, s in keep]
 
 
@@ -169,6 +178,17 @@ def _expressiveness_support(spec, data_dir):
     return support.images, f"the support set '{support.name}' ({len(support)} images)"
 
 
+def _check_shapes(ref, models) -> None:
+    """Every generator model must make images of the reference's shape: refused before any sampling."""
+    from latentmap.errors import ShapeMismatchError
+
+    for m in models:
+        if tuple(m.image_shape) != tuple(ref.image_shape):
+            raise ShapeMismatchError(f"generator '{m.name}' makes images of shape {tuple(m.image_shape)}, the "
+                                     f"reference model '{ref.name}' encodes {tuple(ref.image_shape)}: pass a "
+                                     "--reference of its shape, or its images as npy:/folder: resized")
+
+
 # --------------------------------------------------------------------------- coverage and fidelity
 
 def _generators(specs, device, trust_pickle):
@@ -238,6 +258,7 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
     support = SupportSet.load(support_spec)
     ref = load_model(reference or reference_model_spec(support_spec, support.manifest), device=device,
                      allow_pickle=trust_pickle)
+    _check_shapes(ref, models)
     real = _real(dataset, images, seed, data_dir)
     with reported_warnings():
         sets = _generated(gens, models, samples=samples, sampler=sampler, fit_images=fit_images, components=components,
@@ -280,6 +301,7 @@ def fidelity(generators, reference, dataset, data_dir, images, samples, sampler,
                                    "pass --reference MODEL")
         reference = reference_model_spec(folder, read_json_object(f"{folder}/manifest.json"))
     ref = load_model(reference, device=device, allow_pickle=trust_pickle)
+    _check_shapes(ref, models)
     real = _real(dataset, images, seed, data_dir)
     with reported_warnings():
         sets = _generated(gens, models, samples=samples, sampler=sampler, fit_images=fit_images, components=components,

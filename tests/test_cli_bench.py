@@ -47,8 +47,8 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
     assert board.loc[0, "support_over_own"] == pytest.approx(support / own)
     assert gan["sets"]["support"]["images"] == 64  # the shipped support set by default
     page = (out / "index.html").read_text()
-    intro = page.split("<h2>")[0]
-    assert f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the seeds' figure
+    intro = page.split("<nav")[0]  # the findings box, before the contents
+    assert 'class="findings"' in intro and f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the seeds' figure
     for name in ("errors_fmnist-gan.png", "worst_fmnist-gan_support.png", "worst_fmnist-vae-a_real.png",
                  "target_sets.csv"):
         assert (out / name).is_file(), name

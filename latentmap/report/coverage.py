@@ -191,12 +191,12 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
 def write_coverage_report(result: CoverageResult, folder, title: str = "Sector coverage") -> Path:
     folder = Path(folder)
     sections = coverage_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, " ".join(coverage_findings(result))))
+    (folder / "index.html").write_text(render_page(title, sections, findings=coverage_findings(result)))
     return folder / "index.html"
 
 
 def write_fidelity_report(result: FidelityResult, folder, title: str = "Fidelity and diversity") -> Path:
     folder = Path(folder)
     sections = fidelity_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, " ".join(fidelity_findings(result))))
+    (folder / "index.html").write_text(render_page(title, sections, findings=fidelity_findings(result)))
     return folder / "index.html"

@@ -196,5 +196,5 @@ def write_expressiveness_report(result: ExpressivenessResult, folder, title: str
     """All files plus ``index.html`` (findings first) into ``folder`` (an existing, usually temporary, directory)."""
     folder = Path(folder)
     sections = expressiveness_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, " ".join(findings(result))))
+    (folder / "index.html").write_text(render_page(title, sections, findings=findings(result)))
     return folder / "index.html"
