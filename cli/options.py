@@ -256,7 +256,8 @@ def reported_warnings():
         warnings.simplefilter("always")
         yield caught
     for w in caught:
-        warn_later(str(w.message))
+        if not issubclass(w.category, ResourceWarning):  # the interpreter's housekeeping, not the user's business
+            warn_later(str(w.message))
 
 
 def output_options(kind: str, stem: str):

@@ -197,7 +197,8 @@ def _check_existing(target: Path, kind: str | None, overwrite: bool) -> None:
             raise _err(f"'{target}' already exists; pass --overwrite to replace it")
         return
     try:
-        empty = not any(os.scandir(target))
+        with os.scandir(target) as entries:
+            empty = not any(entries)
     except OSError as exc:
         raise _err(f"'{target}' cannot be read ({exc.strerror or exc}); choose another --out") from exc
     if empty:
