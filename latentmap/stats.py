@@ -103,7 +103,7 @@ class Moments:
         running moments (n_a, μ_a, C_a) — s is μ_a when n_a > 0 — the n = n_a + m rows have mean s + S/n and
         centred products C_a + G − SSᵀ/n (before anything was accumulated, s is the first row of the data)."""
         if check_finite:
-            bad = [not bool(torch.isfinite(t).all()) for t in (sx, gxx, gxy, sy, gyy) if t is not None]
+            bad = [not _all_finite(t) for t in (sx, gxx, gxy, sy, gyy) if t is not None]
             if any(bad):
                 operand = "x" if bad[0] or bad[1] else "y"
                 err = NonFiniteError(f"{operand} contains NaN or infinite values, or values whose squares "
@@ -111,13 +111,30 @@ class Moments:
                 err.operand = operand
                 raise err
         n = self.n + m
+        if sx.device.type == "cpu":  # numpy on a CPU, for the reason given in _all_finite
+            import numpy as np
+
+            def arr(t):
+                return t.numpy() if isinstance(t, torch.Tensor) else t
+
+            def back(a):
+                return torch.from_numpy(np.ascontiguousarray(a))
+
+            outer, sx, gxx, gxy, sy, gyy, shift_x, shift_y = (np.outer, arr(sx), arr(gxx), arr(gxy), arr(sy),
+                                                               arr(gyy), arr(shift_x), arr(shift_y))
+            old = {k: arr(getattr(self, k)) for k in ("cxx", "cxy", "cyy")} if self.n else {}
+        else:
+            outer, old = torch.outer, {k: getattr(self, k) for k in ("cxx", "cxy", "cyy")} if self.n else {}
+
+            def back(t):
+                return t
         ax = sx / n
-        self.cxx = gxx - (torch.outer(sx, ax) if self.full else sx * ax) + (self.cxx if self.n else 0)
+        self.cxx = back(gxx - (outer(sx, ax) if self.full else sx * ax) + old.get("cxx", 0))
         if gxy is not None:
-            self.cxy = gxy - torch.outer(ax, sy) + (self.cxy if self.n else 0)
-            self.cyy = gyy - sy * (sy / n) + (self.cyy if self.n else 0)
-            self.mean_y = shift_y + sy / n
-        self.mean_x = shift_x + ax
+            self.cxy = back(gxy - outer(ax, sy) + old.get("cxy", 0))
+            self.cyy = back(gyy - sy * (sy / n) + old.get("cyy", 0))
+            self.mean_y = back(shift_y + sy / n)
+        self.mean_x = back(shift_x + ax)
         self.n = n
 
     @classmethod
@@ -230,6 +247,16 @@ class Sums:
 
 
 # --------------------------------------------------------------------------- the chunk products on a CPU
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or inf in ``t``. On a CPU numpy checks it: a torch kernel right after BLAS work wakes torch's
+    OpenMP threads, which cost milliseconds per call (most of partial_fit's time on small batches)."""
+    if t.device.type == "cpu" and t.dtype == torch.float64:
+        import numpy as np
+
+        return bool(np.isfinite(t.numpy()).all())
+    return bool(torch.isfinite(t).all())
+
 
 def _numpy_ok(t: torch.Tensor) -> bool:
     return t.dtype in (torch.float32, torch.float64, torch.float16, torch.int8, torch.int16, torch.int32, torch.int64,
