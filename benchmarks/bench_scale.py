@@ -87,18 +87,20 @@ def main():
         r = run_cli(["support-set", "build", "--model", str(pa), "--dataset", support, "--split", "all",
                      "--gain-images", str(args.gain_images), "--out", str(tmp / "support"), *common_args])
         rows.append({"step": f"support-set build, 150-d, {args.support_images:,} images "
-                             f"(information gain on {args.gain_images:,})", **r})
+                             f"(information gain on {args.gain_images:,})", "images": args.support_images, **r})
         fit = f"synthetic:{args.fit_pairs}x64x64x3"
         r = run_cli(["map", "fit", "--source", str(pa), "--target", str(pb), "--dataset", fit, "--fit-split", "all",
                      "--out", str(tmp / "map"), *common_args])
-        rows.append({"step": f"map fit 150 -> 512 on {args.fit_pairs:,} pairs", **r})
+        rows.append({"step": f"map fit 150 -> 512 on {args.fit_pairs:,} pairs", "images": args.fit_pairs, **r})
     for r in rows:
         r["peak_gib"] = r["peak_bytes"] / 2**30
         r["minutes"] = r["seconds"] / 60
     print(common.table(rows, [("step", "step", ""), ("minutes", "minutes", ".1f"), ("peak_gib", "peak GiB", ".2f")]))
-    images_gib = args.fit_pairs * 3 * 64 * 64 * 4 / 2**30
+    def images_gib(n):  # what the step's images would take in memory at once, as float32
+        return n * 3 * 64 * 64 * 4 / 2**30
+
     targets = [(f"{r['step']}: peak memory below {args.max_memory_gib:g} GiB", r["peak_gib"] <= args.max_memory_gib,
-                f"{r['peak_gib']:.2f} GiB (the {args.fit_pairs:,} images as float32: {images_gib:.1f} GiB)")
+                f"{r['peak_gib']:.2f} GiB (the {r['images']:,} images as float32: {images_gib(r['images']):.1f} GiB)")
                for r in rows]
     return common.finish("bench_scale" + ("_quick" if args.quick else ""),
                          {"benchmark": "scale", "machine": info, "args": vars(args),
