@@ -144,3 +144,19 @@ def test_demo_sections_expressiveness_and_coverage(tmp_path, monkeypatch):
     names = [r["generator"] for r in ctx.summary["coverage"]]
     assert names == ["fmnist-gan", "fmnist-svae", "real train images"]
     assert all(r["images"] == 150 for r in ctx.summary["coverage"])
+
+
+def test_default_models_share_one_image_shape_and_another_shape_is_refused_before_sampling(tmp_path, monkeypatch):
+    from latentmap.cli import bench as bench_cli
+
+    notes = []
+    monkeypatch.setattr(bench_cli, "warn_later", notes.append)
+    models, _specs = bench_cli._load_models((), "cpu", False, encoder_needed=False)
+    shapes = {tuple(m.image_shape) for m in models}
+    assert shapes == {(1, 28, 28)} and "fmnist-vae-32" not in [m.name for m in models]
+    assert any("fmnist-vae-32" in n and "1x32x32" in n for n in notes)
+    out = tmp_path / "cov"
+    result = _run(["-q", "bench", "coverage", "fmnist-vae-32", "--dataset", "fashion-mnist", "--samples", "10",
+                   "--out", str(out)], tmp_path)
+    assert result.exit_code == 2 and "Error: generator 'fmnist-vae-32' makes images of shape (1, 32, 32)" in result.output
+    assert result.output.strip().count("\n") == 0 and not out.exists()
