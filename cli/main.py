@@ -6,6 +6,7 @@ click's own usage errors. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import atexit
 import sys
 
 import click
@@ -70,6 +71,7 @@ def main(quiet):
         from latentmap import distributed
 
         distributed.init()
+        atexit.register(distributed.shutdown)  # every rank leaves the group together, after its last collective
         if not distributed.is_main():  # rank 0 alone prints (and writes, see latentmap.io.atomic)
             sys.stdout = open(os.devnull, "w")
             quiet = True

@@ -85,11 +85,27 @@ def init() -> bool:
     return active()
 
 
+SHUTDOWN_WAIT_S = 60  # how long a rank waits at the end for the others before leaving anyway
+
+
 def shutdown() -> None:
+    """Leave the process group together: every rank waits for the others (at most SHUTDOWN_WAIT_S), then
+    destroys it. A gloo rank that tears its group down while another still talks to it can abort the
+    process ("terminate called without an active exception")."""
+    import datetime
+
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=SHUTDOWN_WAIT_S))
+        else:
+            dist.barrier()
+    except Exception:  # noqa: BLE001  (a rank already gone: leave without waiting for it)
+        pass
+    dist.destroy_process_group()
 
 
 def barrier() -> None:
