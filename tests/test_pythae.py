@@ -225,3 +225,35 @@ def test_models_info_of_default_networks_asks_for_nothing(pythae_vae_folder):
     result = CliRunner().invoke(main, ["models", "info", str(folder)])
     assert result.exit_code == 0, result.output
     assert "encoder, decoder: pythae defaults" in result.output and "--trust-pickle" not in result.output
+
+
+def test_support_set_sizes_load_pickled_networks_only_with_the_flag(pythae_custom_folders):
+    from latentmap.support.build import target_size_for
+
+    folder, _ = pythae_custom_folders["metric"]
+    with pytest.raises(UnsafeLoadError, match="--trust-pickle"):
+        target_size_for([str(folder)])
+    with pytest.warns(UserWarning, match="metric.pkl"):
+        assert target_size_for([str(folder)], allow_pickle=True) == (4, {"metric": 4})
+
+
+def test_a_map_follows_its_recorded_pythae_models_only_with_the_flag(pythae_custom_folders, tmp_path):
+    """`map eval` loads the models map.json records: pickled networks there need the flag as on the command line."""
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    source, target = (str(pythae_custom_folders[slot][0]) for slot in ("metric", "discriminator-vaegan"))
+    runner = CliRunner()
+    fit = runner.invoke(main, ["map", "fit", "--source", source, "--target", target, "--samples", "64",
+                               "--out", str(tmp_path / "map"), "--trust-pickle", "--no-progress"])
+    assert fit.exit_code == 0, fit.output
+    refused = runner.invoke(main, ["map", "eval", "--map", str(tmp_path / "map"), "--images", "16", "--lpips", "off",
+                                   "--out", str(tmp_path / "eval"), "--no-progress"])
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1 and "(metric.pkl)" in lines[0] and "--trust-pickle" in lines[0]
+    assert not (tmp_path / "eval").exists()
+    trusted = runner.invoke(main, ["map", "eval", "--map", str(tmp_path / "map"), "--images", "16", "--lpips", "off",
+                                   "--out", str(tmp_path / "eval"), "--no-progress", "--trust-pickle"])
+    assert trusted.exit_code == 0, trusted.output
+    assert (tmp_path / "eval" / "index.html").is_file()
