@@ -12,13 +12,14 @@ is read with ``torch.load(weights_only=True)`` whatever the environment says, fl
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import threading
 import warnings
 from pathlib import Path
 
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
-from latentmap.io.pythae_folder import PYTHAE_WEIGHTS, is_pythae_folder, pickled_networks
+from latentmap.io.pythae_folder import is_pythae_folder, pickled_networks
 from latentmap.models.registry import register_adapter, register_model_source
 from latentmap.models.wrapped import WrappedModel
 
@@ -83,6 +84,9 @@ class _WeightsRefused(UnsafeLoadError):
     """model.pt held more than tensors, and torch.load(weights_only=True) refused it."""
 
 
+_TORCH_LOAD_LOCK = threading.RLock()  # a trusted pickle that loads another pythae folder re-enters
+
+
 @contextlib.contextmanager
 def _tensors_only_torch_load():
     """Within the block, a torch.load that names no ``weights_only`` gets ``weights_only=True``.
@@ -101,7 +105,9 @@ def _tensors_only_torch_load():
             try:
                 return original(f, *args, **kwargs)
             except pickle.UnpicklingError as exc:
-                raise _WeightsRefused(str(f)) from exc
+                if isinstance(f, (str, os.PathLike)):  # a weights file, not a tensor inside a trusted pickle
+                    raise _WeightsRefused(os.fspath(f)) from exc
+                raise
         return original(f, *args, **kwargs)
 
     with _TORCH_LOAD_LOCK:
@@ -110,9 +116,6 @@ def _tensors_only_torch_load():
             yield
         finally:
             torch.load = original
-
-
-_TORCH_LOAD_LOCK = threading.Lock()
 
 
 def check_pythae_consent(folder, allow_pickle: bool = False) -> list[tuple[str, str]]:
@@ -148,7 +151,7 @@ def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> Py
         with _tensors_only_torch_load():
             model = AutoModel.load_from_folder(str(folder))
     except _WeightsRefused as exc:
-        raise UnsafeLoadError(f"'{folder / PYTHAE_WEIGHTS}' holds objects other than tensors, and loading them would "
+        raise UnsafeLoadError(f"'{exc}' holds objects other than tensors, and loading them would "
                               "run code stored in the file; latentmap reads pythae weights as tensors only "
                               "(--trust-pickle covers the networks' pickles, never model.pt), so it was refused"
                               ) from exc
