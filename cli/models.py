@@ -1,7 +1,8 @@
 """``latentmap models list`` and ``latentmap models info``: which models there are, from their files alone.
 
 Nothing here loads weights or unpickles anything: checkpoints are described from config.json,
-pythae folders from model_config.json, generator pickles by their name. Heavy modules are
+pythae folders from model_config.json and their file listing (which networks are pickled, so need
+--trust-pickle to load), generator pickles by their name. Heavy modules are
 imported inside the commands, so ``latentmap --help`` stays light.
 """
 
@@ -13,11 +14,11 @@ from pathlib import Path
 import click
 
 from latentmap.errors import CheckpointError
+from latentmap.io.pythae_folder import DEFAULT_FLAG, PYTHAE_CONFIG, PYTHAE_WEIGHTS, is_pythae_folder, \
+    pickled_networks, read_pythae_config
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
-PYTHAE_CONFIG = "model_config.json"
-PYTHAE_WEIGHTS = "model.pt"
 GENERATOR_KINDS = ("gan", "stylegan-w", "external-stylegan")
 W_SPACE_KINDS = ("stylegan-w", "external-stylegan")
 NOT_A_MODEL = ("no config.json (latentmap checkpoint), model_config.json + model.pt (pythae folder) "
@@ -32,16 +33,6 @@ def command():
 # ---------------------------------------------------------------- identifying a path
 
 
-def _read_json(file: Path) -> dict:
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
-    return data
-
-
 def identify(path: Path) -> dict | None:
     """What ``path`` holds: a record with ``source`` (checkpoint, pythae, pickle), ``name``, ``kind``,
     ``latent``, ``config``; None when it is no model. A broken config.json raises CheckpointError."""
@@ -52,8 +43,8 @@ def identify(path: Path) -> dict | None:
         config = read_config(path)
         return {"source": "checkpoint", "path": path, "config": config, "name": str(config.get("name") or path.name),
                 "kind": str(config["kind"]), "latent": config["latent_dim"]}
-    if path.is_dir() and (path / PYTHAE_CONFIG).is_file() and (path / PYTHAE_WEIGHTS).is_file():
-        config = _read_json(path / PYTHAE_CONFIG)
+    if path.is_dir() and is_pythae_folder(path):
+        config = read_pythae_config(path)
         return {"source": "pythae", "path": path, "config": config, "name": path.name, "kind": "pythae",
                 "latent": config.get("latent_dim")}
     if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
@@ -79,7 +70,9 @@ def _test_mse(config: dict):
 def _note(record: dict) -> str:
     config, kind = record["config"], record["kind"]
     if record["source"] == "pythae":
-        return f"pythae {config.get('name', '?')}"
+        pickled = _pythae_pickles(record)
+        return f"pythae {config.get('name', '?')}" + (
+            f" (pickled {', '.join(n for n, _ in pickled)}: needs --trust-pickle to load)" if pickled else "")
     if record["source"] == "pickle":
         return PICKLE_NOTE
     if kind in GENERATOR_KINDS:
@@ -251,14 +244,35 @@ def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
     return lines
 
 
+def _pythae_pickles(record: dict) -> list[tuple[str, str]]:
+    return pickled_networks(record["path"], record["config"])
+
+
+def _pythae_networks(record: dict) -> list[tuple[str, str]]:
+    """Which networks loading the folder rebuilds from pythae's defaults and which it unpickles (with the flag)."""
+    pickled = _pythae_pickles(record)
+    custom = [name for name, _ in pickled]
+    flagged = [key[len(DEFAULT_FLAG):] for key in record["config"] if str(key).startswith(DEFAULT_FLAG)]
+    default = [name for name in dict.fromkeys(["encoder", "decoder", *flagged]) if name not in custom]
+    lines = []
+    if default:
+        lines.append(("networks", f"{', '.join(default)}: pythae defaults, rebuilt from {PYTHAE_CONFIG}"))
+    if pickled:
+        lines.append(("pickled", f"custom {', '.join(custom)} in {', '.join(file for _, file in pickled)}: "
+                                 "unpickled on loading, which runs code stored there: needs --trust-pickle"))
+    lines.append(("weights", f"{PYTHAE_WEIGHTS} (read as tensors only: torch.load with weights_only, flag or not)"))
+    if pickled:
+        lines.append(("warning", "load it with --trust-pickle only if you trust where the folder comes from"))
+    return lines
+
+
 def _pythae_lines(record: dict) -> list[tuple[str, str]]:
-    config, folder = record["config"], record["path"]
-    pickled = [name for name in ("encoder.pkl", "decoder.pkl") if (folder / name).is_file()]
+    config = record["config"]
     return [("kind", f"pythae (model {config.get('name', '?')}; loading needs pythae: pip install latentmap[pythae])"),
             ("latent size", str(config.get("latent_dim", "-"))),
             ("image shape", _shape(config.get("input_dim"))),
             ("prior", "standard normal N(0, I)"),
-            ("encoder", "custom networks, pickled: needs --trust-pickle" if pickled else "pythae default networks"),
+            *_pythae_networks(record),
             ("dataset", "- (pythae folders do not record it)")]
 
 

@@ -171,7 +171,11 @@ model_spec_option = click.option("--model", "model_spec", required=True,
                                       "py:module:factory.")
 trust_pickle_option = click.option("--trust-code", "--trust-pickle", "trust_pickle", is_flag=True, default=False,
                                    help="Allow loading models that run code: StyleGAN-style pickles, pythae folders "
-                                        "with pickled networks, and py:module:factory specs.")
+                                        "with pickled networks (encoder, decoder, metric or discriminator .pkl), "
+                                        "py:module:factory specs and checkpoints rebuilt by one, for every model "
+                                        "the command loads (paths recorded in maps and support sets included). "
+                                        "A pythae model.pt is read as tensors only, with or without it. "
+                                        "See docs/consent.md.")
 split_choice = click.Choice(SPLITS)
 
 

@@ -70,7 +70,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models])
     dims = {}
     if for_models:
-        largest, dims = target_size_for(for_models)
+        largest, dims = target_size_for(for_models, allow_pickle=trust_pickle)
         size = size or largest
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     dataset = choose_dataset([model], dataset)

@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from helpers_planted import SLOTS, planted_pythae_folder
 from latentmap.cli.main import main
 from latentmap.io.atomic import write_output_marker
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def _checkpoint_variant(src, dst, edit):
@@ -67,7 +70,30 @@ def world(tmp_path_factory, tiny_vae_checkpoint):
 
     for i in range(3):
         Image.fromarray((images[i, 0] * 255).astype(np.uint8)).save(imgs / f"{i}.png")
+    _planted(w, root, tmp_path_factory.mktemp("sentinel") / "planted-code-ran", images)
     return w
+
+
+def _planted(w, root, sentinel, images):
+    """pythae folders with a planted pickle in each slot pythae's loader reads, and outputs that record one."""
+    import torch
+
+    from latentmap.maps.linear import LinearMap
+
+    w["sentinel"] = sentinel
+    for slot in SLOTS:
+        w["planted_" + slot.replace("-", "_")] = planted_pythae_folder(root, slot, sentinel)
+    # a map whose recorded target is the planted folder: `map eval` follows the path
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(0))
+    fitted = LinearMap(bias=True, alpha=0.0).fit(x, x[:, :4] * 2)
+    fitted.save(root / "map-to-planted", source={"name": "tiny-vae", "latent_dim": 8, "path": str(w["tiny"])},
+                target={"name": "planted", "latent_dim": 4, "path": str(w["planted_metric"])})
+    # a support set whose recorded reference model is the planted folder: `bench coverage` follows it
+    support = shutil.copytree(REPO / "support_sets" / "fmnist-svae", root / "support-planted")
+    manifest = json.loads((support / "manifest.json").read_text())
+    manifest["model"] = {**manifest["model"], "source": str(w["planted_discriminator_aae"])}
+    (support / "manifest.json").write_text(json.dumps(manifest))
+    np.save(root / "good.npy", images)
 
 
 FIT = ["map", "fit", "--source", "{tiny}", "--target", "{tiny}"]
@@ -171,6 +197,33 @@ CASES = [
     (["demo", "--images", "0"], "--images"),
     (["demo", "--out", "foreign"], "was not written by latentmap"),
 ]
+# pythae folders with a planted pickle: every slot its loader reads, every command and route that loads a model
+TRUST = ("--trust-pickle", "runs code")
+PLANTED_CASES = [
+    (["diagnose", "--model", "{planted_encoder}"], ("(encoder.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_decoder}"], ("(decoder.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_metric}"], ("(metric.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_discriminator_vaegan}"], ("(discriminator.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_discriminator_aae}"], ("(discriminator.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_metric_flag_text}"], ("(metric.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_discriminator_flag_zero}"], ("(discriminator.pkl)", *TRUST)),
+    (["diagnose", "--model", "{planted_weights}"], ("model.pt", "tensors only")),
+    (["diagnose", "--model", "{planted_weights}", "--trust-pickle"], ("model.pt", "tensors only")),
+    (["invert", "--model", "{planted_metric}"], ("(metric.pkl)", *TRUST)),
+    (["train", "inverter", "--model", "{planted_metric}"], ("(metric.pkl)", *TRUST)),
+    (FIT + ["--samples", "50", "--target", "{planted_discriminator_vaegan}"], ("(discriminator.pkl)", *TRUST)),
+    (["map", "atlas", "--models", "{tiny},{planted_metric}"], ("(metric.pkl)", *TRUST)),
+    (["map", "eval", "--map", "{root}/map-to-planted"], ("(metric.pkl)", *TRUST)),  # the path map.json records
+    (BUILD[:3] + ["{planted_metric}"], ("(metric.pkl)", *TRUST)),
+    (BUILD + ["--for-models", "{planted_metric}"], ("(metric.pkl)", *TRUST)),
+    (["support-set", "compare", "--models", "{tiny},{planted_discriminator_aae}"], ("(discriminator.pkl)", *TRUST)),
+    (["bench", "expressiveness", "{root}/pythae-planted-metric*"], ("(metric.pkl)", *TRUST)),  # a glob
+    (["bench", "fidelity", "npy:{root}/good.npy", "--reference", "{planted_metric}", "--dataset", "fashion-mnist"],
+     ("(metric.pkl)", *TRUST)),
+    (["bench", "coverage", "npy:{root}/good.npy", "--support-set", "{root}/support-planted", "--dataset",
+      "fashion-mnist"], ("(discriminator.pkl)", *TRUST)),  # the reference model the support set records
+]
+CASES += PLANTED_CASES
 
 
 def _snapshot(folder):
@@ -179,6 +232,8 @@ def _snapshot(folder):
 
 def test_the_table_is_large():
     assert len(CASES) >= 60 and len({tuple(argv) for argv, _ in CASES}) == len(CASES)
+    planted = {a for argv, _ in PLANTED_CASES for a in argv if "planted" in a}
+    assert {"{planted_" + slot.replace("-", "_") + "}" for slot in SLOTS} <= planted  # every slot has a case
 
 
 @pytest.mark.parametrize("argv,fragment", CASES, ids=[" ".join(argv[:2]) + f"-{i}" for i, (argv, _) in
@@ -195,11 +250,15 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragmen
     write_output_marker(tmp_path / "own-checkpoint", "checkpoint")
     before, inputs_before = _snapshot(tmp_path), _snapshot(world["root"])
     tiny_before = _snapshot(world["tiny"])
+    # torch's own tensors-only default turned off: only latentmap's care keeps a planted model.pt from running
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     result = CliRunner().invoke(main, argv)
     lines = [line for line in result.output.splitlines() if line.strip()]
+    assert not world["sentinel"].exists(), f"{argv} ran the planted pickle"
     assert result.exit_code == 2, (argv, result.output, result.exception)
     assert "Traceback" not in result.output
     assert len(lines) == 1 and lines[0].startswith("Error: "), (argv, result.output)
-    assert fragment in lines[0], (argv, lines[0])
+    for part in (fragment if isinstance(fragment, tuple) else (fragment,)):
+        assert part in lines[0], (argv, lines[0])
     assert _snapshot(tmp_path) == before, f"{argv} wrote or removed files"
     assert _snapshot(world["root"]) == inputs_before and _snapshot(world["tiny"]) == tiny_before

@@ -1,10 +1,14 @@
+import json
+import re
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from conformance import check_adapter
+from helpers_planted import SLOTS, planted_pythae_folder
 from latentmap import load_dataset, load_model
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
 
@@ -88,3 +92,168 @@ def test_pythae_models_declare_their_own_objective_and_family(tmp_path):
     assert relocation_type(ae_a, ae_b) == 1
     assert relocation_type(ae_a, wae) == 2  # same deterministic objective, another pythae model
     assert relocation_type(wae, vae) == 3
+
+
+# ---------------------------------------------------------------- consent: every pickle pythae would unpickle
+
+
+@pytest.mark.parametrize("slot", [slot for slot in SLOTS if slot != "weights"])
+def test_a_planted_pickle_in_any_network_slot_is_refused_without_the_flag(slot, tmp_path):
+    sentinel = tmp_path / "planted-code-ran"
+    folder = planted_pythae_folder(tmp_path, slot, sentinel)
+    with pytest.raises(UnsafeLoadError, match="--trust-pickle") as refused:
+        load_model(folder)
+    assert SLOTS[slot][2] in str(refused.value)
+    assert not sentinel.exists()
+
+
+@pytest.mark.parametrize("allow_pickle", [False, True])
+def test_a_planted_model_pt_never_runs_flag_or_not(allow_pickle, tmp_path, monkeypatch):
+    pytest.importorskip("pythae.models")
+    original_load = torch.load
+    # torch's own tensors-only default turned off: only latentmap's explicit weights_only keeps model.pt inert
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    sentinel = tmp_path / "planted-code-ran"
+    folder = planted_pythae_folder(tmp_path, "weights", sentinel)
+    with pytest.raises(UnsafeLoadError, match="tensors only"):
+        load_model(folder, allow_pickle=allow_pickle)
+    assert not sentinel.exists()
+    assert torch.load is original_load
+
+
+@pytest.mark.parametrize("flags,files,expected", [
+    ({}, [], []),
+    ({"uses_default_encoder": True, "uses_default_metric": True}, [], []),
+    ({"uses_default_metric": False}, [], ["metric"]),
+    ({"uses_default_discriminator": "no"}, [], ["discriminator"]),
+    ({"uses_default_decoder": 0, "uses_default_encoder": "0"}, [], ["encoder", "decoder"]),
+    ({"uses_default_metric": None}, [], ["metric"]),
+    ({"uses_default_prior": False}, [], ["prior"]),  # a network a later pythae may add
+    ({}, ["discriminator.pkl"], ["discriminator"]),  # a pickle lying there counts, whatever the flags say
+])
+def test_pickled_networks_errs_on_the_side_of_asking(flags, files, expected, tmp_path):
+    from latentmap.io.pythae_folder import pickled_networks
+
+    (tmp_path / "model_config.json").write_text(json.dumps({"name": "VAEConfig", **flags}))
+    for file in files:
+        (tmp_path / file).write_bytes(b"")
+    assert pickled_networks(tmp_path) == [(name, f"{name}.pkl") for name in expected]
+
+
+def test_every_pickle_pythae_loads_is_one_latentmap_knows():
+    """pythae's loaders open <network>.pkl under `not model_config.uses_default_<network>`: both lists are known."""
+    pythae = pytest.importorskip("pythae")
+    from latentmap.io.pythae_folder import NETWORKS
+
+    opened, flags = set(), set()
+    for file in (Path(pythae.__file__).parent / "models").rglob("*.py"):
+        text = file.read_text()
+        opened |= set(re.findall(r'open\(\s*os\.path\.join\(\s*\w+,\s*"(\w+)\.pkl"\s*\),\s*"rb"', text))
+        flags |= set(re.findall(r"if not model_config\.uses_default_(\w+)", text))
+    assert {"encoder", "decoder", "metric", "discriminator"} <= opened
+    assert opened <= set(NETWORKS) and flags <= set(NETWORKS)
+
+
+@pytest.fixture(scope="module")
+def pythae_custom_folders(tmp_path_factory):
+    """Folders pythae itself saved with custom networks in every pickled slot: {slot: (folder, model)}."""
+    pythae_models = pytest.importorskip("pythae.models")
+    from pythae.models.nn.default_architectures import (Decoder_AE_MLP, Discriminator_MLP, Encoder_VAE_MLP,
+                                                        Metric_MLP)
+
+    root = tmp_path_factory.mktemp("pythae-custom")
+    torch.manual_seed(0)
+    config = dict(input_dim=(1, 28, 28), latent_dim=4)
+    made = {}
+    c = pythae_models.RHVAEConfig(**config)
+    made["metric"] = pythae_models.RHVAE(c, metric=Metric_MLP(c))
+    c = pythae_models.VAEGANConfig(**config)
+    c.discriminator_input_dim = c.input_dim
+    made["discriminator-vaegan"] = pythae_models.VAEGAN(c, discriminator=Discriminator_MLP(c))
+    c = pythae_models.Adversarial_AE_Config(**config)
+    c.discriminator_input_dim = c.latent_dim
+    made["discriminator-aae"] = pythae_models.Adversarial_AE(c, discriminator=Discriminator_MLP(c))
+    c = pythae_models.VAEConfig(**config)
+    made["encoder-decoder"] = pythae_models.VAE(c, encoder=Encoder_VAE_MLP(c), decoder=Decoder_AE_MLP(c))
+    out = {}
+    for slot, model in made.items():
+        model.save(str(root / slot))
+        out[slot] = (root / slot, model.eval())
+    return out
+
+
+PICKLED_FILES = {"metric": ["metric.pkl"], "discriminator-vaegan": ["discriminator.pkl"],
+                 "discriminator-aae": ["discriminator.pkl"], "encoder-decoder": ["encoder.pkl", "decoder.pkl"]}
+
+
+@pytest.mark.parametrize("slot", list(PICKLED_FILES))
+def test_custom_networks_load_with_the_flag_and_only_with_it(pythae_custom_folders, slot):
+    folder, original = pythae_custom_folders[slot]
+    with pytest.raises(UnsafeLoadError, match="--trust-pickle"):
+        load_model(folder)
+    with pytest.warns(UserWarning, match="unpickling the custom") as caught:
+        model = load_model(folder, allow_pickle=True)
+    assert all(file in str(caught[0].message) for file in PICKLED_FILES[slot])
+    images = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(images), original.encoder(images)["embedding"])
+
+
+@pytest.mark.parametrize("slot", list(PICKLED_FILES))
+def test_models_info_names_the_pickled_networks(pythae_custom_folders, slot):
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    folder, _ = pythae_custom_folders[slot]
+    result = CliRunner().invoke(main, ["models", "info", str(folder)])
+    assert result.exit_code == 0, result.output
+    pickled = next(line for line in result.output.splitlines() if line.startswith("pickled:"))
+    assert all(file in pickled for file in PICKLED_FILES[slot]) and "--trust-pickle" in pickled
+    networks = [line for line in result.output.splitlines() if line.startswith("networks:")]
+    assert not any(slot.split("-")[0] in line for line in networks)  # a pickled network is never called a default
+    listed = CliRunner().invoke(main, ["models", "list", str(folder)])
+    assert listed.exit_code == 0 and "needs --trust-pickle" in listed.output
+
+
+def test_models_info_of_default_networks_asks_for_nothing(pythae_vae_folder):
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    folder, _, _ = pythae_vae_folder
+    result = CliRunner().invoke(main, ["models", "info", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert "encoder, decoder: pythae defaults" in result.output and "--trust-pickle" not in result.output
+
+
+def test_support_set_sizes_load_pickled_networks_only_with_the_flag(pythae_custom_folders):
+    from latentmap.support.build import target_size_for
+
+    folder, _ = pythae_custom_folders["metric"]
+    with pytest.raises(UnsafeLoadError, match="--trust-pickle"):
+        target_size_for([str(folder)])
+    with pytest.warns(UserWarning, match="metric.pkl"):
+        assert target_size_for([str(folder)], allow_pickle=True) == (4, {"metric": 4})
+
+
+def test_a_map_follows_its_recorded_pythae_models_only_with_the_flag(pythae_custom_folders, tmp_path):
+    """`map eval` loads the models map.json records: pickled networks there need the flag as on the command line."""
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    source, target = (str(pythae_custom_folders[slot][0]) for slot in ("metric", "discriminator-vaegan"))
+    runner = CliRunner()
+    fit = runner.invoke(main, ["map", "fit", "--source", source, "--target", target, "--samples", "64",
+                               "--out", str(tmp_path / "map"), "--trust-pickle", "--no-progress"])
+    assert fit.exit_code == 0, fit.output
+    refused = runner.invoke(main, ["map", "eval", "--map", str(tmp_path / "map"), "--images", "16", "--lpips", "off",
+                                   "--out", str(tmp_path / "eval"), "--no-progress"])
+    lines = [line for line in refused.output.splitlines() if line.strip()]
+    assert refused.exit_code == 2 and len(lines) == 1 and "(metric.pkl)" in lines[0] and "--trust-pickle" in lines[0]
+    assert not (tmp_path / "eval").exists()
+    trusted = runner.invoke(main, ["map", "eval", "--map", str(tmp_path / "map"), "--images", "16", "--lpips", "off",
+                                   "--out", str(tmp_path / "eval"), "--no-progress", "--trust-pickle"])
+    assert trusted.exit_code == 0, trusted.output
+    assert (tmp_path / "eval" / "index.html").is_file()

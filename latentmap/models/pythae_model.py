@@ -2,24 +2,27 @@
 
 encode = the encoder's embedding, decode = the decoder's reconstruction, and for VAEs the
 posterior comes from log_covariance (pythae's log-variance). Folders of models with custom
-networks hold them as pickles (encoder.pkl / decoder.pkl), which run code when loaded: those
-need the trust flag. Default networks are rebuilt from model_config.json, and model.pt is read
-by torch.load, which restricts itself to tensors.
+networks hold them as pickles (encoder.pkl, decoder.pkl, and for RHVAE metric.pkl, for VAEGAN and
+Adversarial_AE discriminator.pkl), which run code when loaded: loading such a folder needs the
+trust flag, decided from model_config.json and the folder's files before pythae reads anything
+(latentmap.io.pythae_folder). Default networks are rebuilt from model_config.json, and model.pt
+is read with ``torch.load(weights_only=True)`` whatever the environment says, flag or not.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import os
 import pickle
+import threading
 import warnings
 from pathlib import Path
 
-from latentmap.models.registry import register_model_source
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
-from latentmap.models.registry import register_adapter
+from latentmap.io.pythae_folder import is_pythae_folder, pickled_networks
+from latentmap.models.registry import register_adapter, register_model_source
 from latentmap.models.wrapped import WrappedModel
 
-PYTHAE_CONFIG = "model_config.json"
 
 
 @register_adapter("pythae")
@@ -74,36 +77,87 @@ class PythaeModel(WrappedModel):
 
 
 def _is_pythae_folder(spec: str) -> bool:
-    folder = Path(spec)
-    return (folder / PYTHAE_CONFIG).is_file() and (folder / "model.pt").is_file()
+    return is_pythae_folder(spec)
+
+
+class _WeightsRefused(UnsafeLoadError):
+    """model.pt held more than tensors, and torch.load(weights_only=True) refused it."""
+
+
+_TORCH_LOAD_LOCK = threading.RLock()  # a trusted pickle that loads another pythae folder re-enters
+
+
+@contextlib.contextmanager
+def _tensors_only_torch_load():
+    """Within the block, a torch.load that names no ``weights_only`` gets ``weights_only=True``.
+
+    pythae reads model.pt with a bare ``torch.load(path)``: torch's default restricts that to tensors,
+    but the environment can turn the default off (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD), and then a
+    planted model.pt would run code. An explicit ``weights_only=True`` holds whatever the environment
+    says. Callers that pass ``weights_only`` themselves keep their choice."""
+    import torch
+
+    original = torch.load
+
+    def load(f, *args, **kwargs):
+        if "weights_only" not in kwargs:
+            kwargs["weights_only"] = True
+            try:
+                return original(f, *args, **kwargs)
+            except pickle.UnpicklingError as exc:
+                if isinstance(f, (str, os.PathLike)):  # a weights file, not a tensor inside a trusted pickle
+                    raise _WeightsRefused(os.fspath(f)) from exc
+                raise
+        return original(f, *args, **kwargs)
+
+    with _TORCH_LOAD_LOCK:
+        torch.load = load
+        try:
+            yield
+        finally:
+            torch.load = original
+
+
+def check_pythae_consent(folder, allow_pickle: bool = False) -> list[tuple[str, str]]:
+    """The pickles loading ``folder`` would unpickle (see latentmap.io.pythae_folder.pickled_networks);
+    UnsafeLoadError when there are any and the caller did not allow them. Reads only model_config.json
+    and the folder's listing: nothing is loaded."""
+    folder = Path(folder)
+    pickled = pickled_networks(folder)
+    if pickled and not allow_pickle:
+        names = " and ".join(name for name, _ in pickled)
+        files = ", ".join(file for _, file in pickled)
+        raise UnsafeLoadError(
+            f"pythae folder '{folder}' holds its custom {names} as pickles ({files}), and loading a pickle runs "
+            "code stored in it; pass allow_pickle=True (CLI: --trust-pickle) only if you trust its source")
+    return pickled
 
 
 @register_model_source("pythae", _is_pythae_folder)
 def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> PythaeModel:
+    """A pythae folder through pythae's AutoModel, once consent covers every pickle it would unpickle;
+    model.pt is read as tensors only, with or without the flag."""
     folder = Path(spec)
+    pickled = check_pythae_consent(folder, allow_pickle)
     try:
         from pythae.models import AutoModel
     except ImportError as exc:
         raise DependencyError(f"'{folder}' is a pythae model folder; loading it needs pythae: "
                               "pip install 'latentmap[pythae]'") from exc
+    if pickled:
+        warnings.warn(f"unpickling the custom {' and '.join(n for n, _ in pickled)} of '{folder}' "
+                      f"({', '.join(f for _, f in pickled)}): this runs code stored there", UserWarning, stacklevel=2)
     try:
-        config = json.loads((folder / PYTHAE_CONFIG).read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{folder / PYTHAE_CONFIG} is not valid JSON: {exc}") from exc
-    custom = [part for part in ("encoder", "decoder")
-              if not config.get(f"uses_default_{part}", True) or (folder / f"{part}.pkl").is_file()]
-    if custom:
-        if not allow_pickle:
-            raise UnsafeLoadError(
-                f"pythae folder '{folder}' holds its custom {' and '.join(custom)} as pickles, and loading a pickle "
-                "runs code stored in it; pass allow_pickle=True (CLI: --trust-pickle) only if you trust its source")
-        warnings.warn(f"unpickling the custom {' and '.join(custom)} of '{folder}': this runs code stored there",
-                      UserWarning, stacklevel=2)
-    try:
-        model = AutoModel.load_from_folder(str(folder))
-    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) met more than tensors
-        raise UnsafeLoadError(f"'{folder / 'model.pt'}' holds objects other than tensors, and loading them would run "
-                              "code stored in the file; it was refused") from exc
+        with _tensors_only_torch_load():
+            model = AutoModel.load_from_folder(str(folder))
+    except _WeightsRefused as exc:
+        raise UnsafeLoadError(f"'{exc}' holds objects other than tensors, and loading them would "
+                              "run code stored in the file; latentmap reads pythae weights as tensors only "
+                              "(--trust-pickle covers the networks' pickles, never model.pt), so it was refused"
+                              ) from exc
+    except (pickle.UnpicklingError, ImportError) as exc:  # a pickled network the caller trusted does not unpickle
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"pythae cannot unpickle the networks of '{folder}': {detail}") from exc
     except (FileNotFoundError, KeyError, RuntimeError, NameError, EOFError, ValueError, TypeError,
             AttributeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

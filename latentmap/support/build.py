@@ -120,8 +120,9 @@ def read_exclusions(values) -> np.ndarray:
     return np.unique(np.asarray(found, dtype=np.int64))
 
 
-def target_size_for(models) -> tuple[int, dict]:
-    """The largest latent dimension among models (checkpoint folders, specs or LatentModel objects)."""
+def target_size_for(models, *, allow_pickle: bool = False) -> tuple[int, dict]:
+    """The largest latent dimension among models (checkpoint folders, specs or LatentModel objects); a spec that
+    is no plain checkpoint is loaded, with the caller's consent to run code (``allow_pickle``) and no more."""
     from latentmap.io.checkpoint import is_checkpoint, read_config
     from latentmap.models.registry import load_model
 
@@ -133,7 +134,7 @@ def target_size_for(models) -> tuple[int, dict]:
             config = read_config(spec)
             dims[str(config.get("name", Path(spec).name))] = int(config["latent_dim"])
         else:
-            model = load_model(spec)
+            model = load_model(spec, allow_pickle=allow_pickle)
             dims[model.name] = model.latent_dim
     if not dims:
         raise ConfigError("--for-models needs at least one model")
