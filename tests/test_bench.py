@@ -262,7 +262,7 @@ def test_prdc_and_frechet_distance_against_references(monkeypatch):
     ours, ref = prdc(real, fake, k=4), _brute_prdc(real, fake, 4)
     for key in ours:
         assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
-    cov_a, cov_b = np.cov(real.T, bias=True), np.cov(fake.T, bias=True)
+    cov_a, cov_b = np.cov(real.T), np.cov(fake.T)  # unbiased, as pytorch-fid and torch-fidelity
     expected = (((real.mean(0) - fake.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b)
                 - 2 * np.trace(np.real(linalg.sqrtm(cov_a @ cov_b))))
     assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-8)
