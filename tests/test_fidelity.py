@@ -5,19 +5,12 @@ import numpy as np
 import pytest
 from scipy import linalg
 
+from references import fid_formula
 from latentmap.errors import ConfigError
 from latentmap.evaluation import fidelity as fidelity_module
 from latentmap.evaluation.fidelity import fidelity_diversity, frechet_distance, knn_radii, prdc
 
 compute_prdc = pytest.importorskip("prdc").compute_prdc
-
-
-def fid_formula(a, b):
-    """pytorch-fid's calculate_frechet_distance on np.mean / np.cov (ddof 1) statistics."""
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s1.dot(s2))
-    return float((mu1 - mu2).dot(mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(np.real(covmean)))
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
