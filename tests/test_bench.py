@@ -16,12 +16,12 @@ from latentmap.evaluation.expressiveness import (benchmark_expressiveness, boots
 from latentmap.evaluation.fidelity import frechet_distance, prdc
 from latentmap.evaluation.generator_bench import benchmark_coverage, calibration_set, generated_sets
 from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet
-from latentmap.evaluation.metrics import per_image_mse
 from latentmap.evaluation.samplers import (GaussianSampler, MixtureSampler, PriorSampler, TypicalRegion, fit_sampler,
                                            typical_region)
 from latentmap.models.shipped import shipped_support_sets
 from latentmap.models.wrapped import wrap
 from latentmap.support.build import SupportSet
+from references import per_image_mse as hand_mse
 from references import percentile_interval, sector_codes_hand, seeded_bootstrap_ratio
 
 
@@ -174,7 +174,7 @@ def test_expressiveness_scores_against_hand_computed_errors(fmnist_test):
               for k, x in (("own", own), ("real", real))}
     for key, x in (("own", own), ("real", real)):
         s = scores[key]
-        np.testing.assert_allclose(s.encoder_mse, per_image_mse(model.reconstruct(x), x).double().numpy(), rtol=1e-5)
+        np.testing.assert_allclose(s.encoder_mse, hand_mse(model.reconstruct(x).numpy(), x.numpy()), rtol=1e-5)
         assert len(s.refined_index) == 6 and np.all(s.refined_mse <= s.encoder_mse[s.refined_index] + 1e-9)
         assert s.worst == [int(s.refined_index[i]) for i in np.argsort(-s.refined_mse, kind="stable")[:3]]
         assert s.worst_rows["target"].shape == (3, 1, 28, 28)

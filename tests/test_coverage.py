@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy.stats import chi2, power_divergence
 
-from latentmap.evaluation.coverage import (SectorSpace, flag_sectors, g_test, sector_coverage, total_variation)
+from latentmap.evaluation.coverage import SectorSpace, flag_sectors, g_test, sector_coverage, total_variation
 from latentmap.evaluation.image_sets import GeneratedSet
 from latentmap.report.coverage import coverage_findings, summary_display
 from references import sector_codes_hand

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from references import fid_formula
 from latentmap.errors import ConfigError
 from latentmap.evaluation import fidelity as fidelity_module
 from latentmap.evaluation.fidelity import fidelity_diversity, frechet_distance, knn_radii, prdc
+from references import fid_formula
 
 compute_prdc = pytest.importorskip("prdc").compute_prdc
 
