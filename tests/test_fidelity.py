@@ -10,11 +10,15 @@ from latentmap.evaluation import fidelity as fidelity_module
 from latentmap.evaluation.fidelity import fidelity_diversity, frechet_distance, knn_radii, prdc
 from references import fid_formula
 
-compute_prdc = pytest.importorskip("prdc").compute_prdc
+
+@pytest.fixture
+def compute_prdc():
+    """The reference implementation (pip install prdc, in the dev extra); its tests skip without it."""
+    return pytest.importorskip("prdc").compute_prdc
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_prdc_equals_the_reference_package(k, monkeypatch):
+def test_prdc_equals_the_reference_package(k, monkeypatch, compute_prdc):
     rng = np.random.default_rng(k)
     real, fake = rng.normal(size=(400, 6)), rng.normal(0.3, 1.3, size=(250, 6))
     monkeypatch.setattr(fidelity_module, "_CHUNK", 61)  # chunked distances give the full answer
@@ -27,7 +31,7 @@ def test_prdc_equals_the_reference_package(k, monkeypatch):
                                rtol=1e-12)
 
 
-def test_fidelity_diversity_rows_equal_the_reference_package_and_formula():
+def test_fidelity_diversity_rows_equal_the_reference_package_and_formula(compute_prdc):
     """The path every report takes (real radii computed once for several generators) against prdc and pytorch-fid."""
     rng = np.random.default_rng(7)
     real = rng.normal(size=(300, 5))
