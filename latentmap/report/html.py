@@ -128,6 +128,32 @@ def toc_html(entries) -> str:
     return "".join(out)
 
 
+def shown_path(path, base=None) -> str:
+    """``path`` as a report writes it, the same on every machine: as given when relative; relative to ``base``
+    (the report folder) or else to the working folder when inside it; otherwise its last part only."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if not p.is_absolute():
+        return p.as_posix()
+    roots = ([Path(base).resolve()] if base is not None else []) + [Path.cwd().resolve()]
+    for root in roots:
+        if p.resolve().is_relative_to(root):
+            return p.resolve().relative_to(root).as_posix() or "."
+    return p.name
+
+
+def shown_spec(spec) -> str:
+    """A data or image-set spec (``npy:PATH``, ``folder:PATH?crop=...``, a dataset name) with its path as
+    :func:`shown_path` writes it."""
+    text = str(spec)
+    for prefix in ("npy:", "folder:"):
+        if text.startswith(prefix):
+            path, sep, query = text[len(prefix):].partition("?")
+            return f"{prefix}{shown_path(path)}{sep}{query}"
+    return text
+
+
 def findings_html(findings) -> str:
     items = "".join(f"<li>{html.escape(s)}</li>" for s in findings if s)
     return f'<section class="findings" id="findings"><h2>Findings</h2><ul>{items}</ul></section>' if items else ""
