@@ -259,3 +259,21 @@ def test_expressiveness_report_names_no_machine_path(tmp_path):
             text = path.read_text()
             for machine in (str(tmp_path), str(Path.home()), str(Path(torch.hub.get_dir()))):
                 assert machine not in text, (path.name, machine)
+
+
+def test_bench_fidelity_warns_of_an_image_set_holding_the_reference_images(tmp_path):
+    from latentmap import load_dataset
+
+    real = load_dataset("fashion-mnist", "test").random_subset(60, 0).all_images()  # the images --seed 0 scores against
+    other = load_dataset("fashion-mnist", "train").random_subset(60, 3).all_images()
+    np.save(tmp_path / "leaky.npy", torch.cat([real[:30], other[:30]]).numpy())
+    out = tmp_path / "fid"
+    res = CliRunner().invoke(main, ["bench", "fidelity", f"npy:{tmp_path / 'leaky.npy'}", "--images", "60",
+                                    "--no-calibration", "--no-progress", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "'leaky': 50.0% of its 60 images are copies of the fashion-mnist test images" in res.output
+    page = (out / "index.html").read_text()
+    assert "Warning: 50% of leaky&#x27;s images are copies" in page
+    assert json.loads((out / "fidelity.json").read_text())["overlap"] == {"leaky": 0.5}
+    for name in ("index.html", "fidelity.json", "fidelity.csv"):
+        assert str(tmp_path) not in (out / name).read_text(), name

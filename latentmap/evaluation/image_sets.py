@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.io.paths import shown_spec
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler
 from latentmap.models.base import LatentModel
 
@@ -45,7 +46,7 @@ def load_image_set(spec: str, data_dir=None, name: str | None = None) -> Generat
         raise ConfigError(f"an image set is npy:PATH or folder:PATH, got '{spec}'")
     data = load_dataset(spec, "all", data_dir=data_dir)
     path = spec.split(":", 1)[1].split("?", 1)[0]
-    return GeneratedSet(name or Path(path).stem or spec, data.all_images(), f"{spec} ({len(data)} images)")
+    return GeneratedSet(name or Path(path).stem or spec, data.all_images(), f"{shown_spec(spec)} ({len(data)} images)")
 
 
 def sample_model(model: LatentModel, n: int, sampler: LatentSampler | None = None, seed: int = 0,

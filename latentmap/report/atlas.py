@@ -17,7 +17,7 @@ from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
 from latentmap.report.estimators import estimator_slug, write_comparison
 from latentmap.report.findings import atlas_findings
-from latentmap.report.html import Section, render_page
+from latentmap.report.html import Section, render_page, shown_spec
 from latentmap.report.relocation import relocation_row_labels
 
 
@@ -122,7 +122,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
 def _describe_fit(fit: dict) -> str:
     if fit.get("kind") == "samples":
         return f"{fit.get('count')} prior samples of each source model"
-    return f"{fit.get('count')} images of {fit.get('kind')} '{fit.get('name')}'"
+    return f"{fit.get('count')} images of {fit.get('kind')} '{shown_spec(fit.get('name'))}'"
 
 
 def _describe_map(params: dict) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from latentmap.io.paths import shown_path, shown_spec  # noqa: F401 (re-exported for the renderers)
 from latentmap.report.tables import MAX_ALIGNED_COLUMNS, display_frame, text_columns, unit_notes
 
 GENERATOR = "latentmap report"
@@ -126,32 +127,6 @@ def toc_html(entries) -> str:
         out.append(f'<li><a href="#{ident}">{text}</a></li>')
     out.append("</ul></li></ul></nav>" if open_sub else "</ul></nav>")
     return "".join(out)
-
-
-def shown_path(path, base=None) -> str:
-    """``path`` as a report writes it, the same on every machine: as given when relative; relative to ``base``
-    (the report folder) or else to the working folder when inside it; otherwise its last part only."""
-    from pathlib import Path
-
-    p = Path(str(path))
-    if not p.is_absolute():
-        return p.as_posix()
-    roots = ([Path(base).resolve()] if base is not None else []) + [Path.cwd().resolve()]
-    for root in roots:
-        if p.resolve().is_relative_to(root):
-            return p.resolve().relative_to(root).as_posix() or "."
-    return p.name
-
-
-def shown_spec(spec) -> str:
-    """A data or image-set spec (``npy:PATH``, ``folder:PATH?crop=...``, a dataset name) with its path as
-    :func:`shown_path` writes it."""
-    text = str(spec)
-    for prefix in ("npy:", "folder:"):
-        if text.startswith(prefix):
-            path, sep, query = text[len(prefix):].partition("?")
-            return f"{prefix}{shown_path(path)}{sep}{query}"
-    return text
 
 
 def findings_html(findings) -> str:
