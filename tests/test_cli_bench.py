@@ -48,7 +48,7 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
     assert gan["sets"]["support"]["images"] == 64  # the shipped support set by default
     page = (out / "index.html").read_text()
     intro = page.split("<nav")[0]  # the findings box, before the contents
-    assert 'class="findings"' in intro and f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the seeds' figure
+    assert 'class="findings"' in intro and f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the paper's figure
     for name in ("errors_fmnist-gan.png", "worst_fmnist-gan_support.png", "worst_fmnist-vae-a_real.png",
                  "target_sets.csv"):
         assert (out / name).is_file(), name
