@@ -277,3 +277,22 @@ def test_bench_fidelity_warns_of_an_image_set_holding_the_reference_images(tmp_p
     assert json.loads((out / "fidelity.json").read_text())["overlap"] == {"leaky": 0.5}
     for name in ("index.html", "fidelity.json", "fidelity.csv"):
         assert str(tmp_path) not in (out / name).read_text(), name
+
+
+def test_atlas_report_names_no_machine_path(tmp_path):
+    a = affine_model("syn-a", 4, seed=0)
+    b = affine_model("syn-b", 4, seed=1)
+    for m in (a, b):
+        m.save(tmp_path / "ckpt" / m.name)
+    np.save(tmp_path / "images.npy", make_images(60, seed=2, model=a).numpy())
+    res = CliRunner().invoke(main, ["map", "atlas", "--models", f"{tmp_path / 'ckpt'}/*", "--dataset",
+                                    f"npy:{tmp_path / 'images.npy'}", "--out", str(tmp_path / "atlas"),
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("LPIPS unavailable") <= 1
+    saved = json.loads((tmp_path / "atlas" / "atlas.json").read_text())
+    assert [m["path"] for m in saved["models"]] == ["syn-a", "syn-b"]
+    for name in ("index.html", "atlas.json", "atlas.csv"):
+        text = (tmp_path / "atlas" / name).read_text()
+        for machine in (str(tmp_path), str(Path.home()), str(Path(torch.hub.get_dir()))):
+            assert machine not in text, (name, machine)
