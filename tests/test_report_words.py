@@ -174,6 +174,7 @@ def test_reports_index_names_every_generator_of_a_coverage_report(tmp_path):
     for k, name in enumerate(names):
         assert name in shown
     assert "gen-5 0.150 (5, 10, 3)" in shown and "real train images (calibration)" in shown
+    assert f"{SHOWN_FINDINGS + 2} generators and the calibration" in shown
     page = write_reports_index(tmp_path).read_text()
     assert all(name in page for name in names)
 

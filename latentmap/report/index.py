@@ -73,8 +73,10 @@ def _coverage_findings(frame: pd.DataFrame) -> list[str]:
              f"{int(g['over_represented'])})" for _, g in frame.iterrows()]
     if not parts:
         return []
+    generators = int((frame["generator"] != CALIBRATION_NAME).sum())
     return [f"Total variation from the real sector shares (sectors never reached, under-represented, "
-            f"over-represented), {len(parts)} generators: " + "; ".join(parts) + "."]
+            f"over-represented), {generators} generator{'s' if generators != 1 else ''}"
+            + (" and the calibration" if generators < len(parts) else "") + ": " + "; ".join(parts) + "."]
 
 
 def _read_csv(path: Path):
