@@ -196,8 +196,8 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
         click.echo(f"{name:34s} {value}")
     if result.relocated_lpips is None and result.lpips_note:
         click.echo(result.lpips_note)
-    if result.target_useless():
-        warn_later(useless_target_findings([result.table_row()])[0].removeprefix("Warning: "))
+    for line in useless_target_findings([result.table_row()]):
+        warn_later(line.removeprefix("Warning: "))
     if result.by_label:
         click.echo("ratio by label: " + ", ".join(f"{r['name']} {r['ratio']:.2f}" for r in result.by_label))
     if recorded is not None:
@@ -279,6 +279,10 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
                              cycle=cycle, image_transform=image_transform)
     save_atlas(result, out, models, test, overwrite=overwrite)
     _print_atlas(result)
+    from latentmap.report.findings import useless_target_findings
+
+    for line in useless_target_findings([r.table_row() for r in result.results_of(result.primary)]):
+        warn_later(line.removeprefix("Warning: "))
     click.echo(f"report written to {out}/index.html")
 
 

@@ -85,6 +85,12 @@ def test_atlas_findings_say_one_value_once_and_explain_ratios_below_one_and_nega
     assert "Type 3 (different objectives) from 0.922 (a → g) to 3.31 (g → a)" in text
     assert "A ratio below 1 (a → g 0.922) means the relocated images are closer to the originals" in text
     assert "A negative latent R² (g → a -0.176) means the map predicts B's latents" in text
+    useless = {**atlas, "results": [{**r, "target_mse": 0.3 if r["target"] == "a" else 0.01, "mean_image_mse": 0.07}
+                                    for r in atlas["results"]]}
+    text = " ".join(atlas_findings(useless))
+    assert text.count("Warning") == 1
+    assert "Warning: a's own reconstruction MSE 0.300 is no better than the 0.0700" in text
+    assert "the ratios b → a (1.49), g → a (3.31) compare" in text
     plain = {**atlas, "results": [_pair("a", "b", 1, 1.2, 0.5), _pair("b", "a", 1, 1.7, 0.6)]}
     text = " ".join(atlas_findings(plain))
     assert "from 1.20 (a → b) to 1.70 (b → a)" in text
@@ -116,7 +122,7 @@ def test_map_eval_findings_warn_when_the_target_reconstructs_nothing():
            "n_images": 100, "mean_image_mse": 0.0712}
     text = " ".join(relocation_findings(row))
     assert "Warning: b's own reconstruction MSE 0.243 is no better than the 0.0712" in text
-    assert "ratio a → b (0.995)" in text
+    assert "ratio a → b (0.995) compare against a useless baseline" in text
     assert "A ratio below 1" in text
     fine = {**row, "target_mse": 0.01, "relocated_mse": 0.015, "ratio": 1.5}
     assert "Warning" not in " ".join(relocation_findings(fine))
@@ -280,9 +286,10 @@ def test_bench_fidelity_warns_of_an_image_set_holding_the_reference_images(tmp_p
         assert str(tmp_path) not in (out / name).read_text(), name
 
 
-def test_atlas_report_names_no_machine_path(tmp_path):
+def test_atlas_report_warns_of_a_useless_target_and_names_no_machine_path(tmp_path):
     a = affine_model("syn-a", 4, seed=0)
     b = affine_model("syn-b", 4, seed=1)
+    b.lin.dec_b.fill_(0.95)  # reconstructs nothing of images around grey
     for m in (a, b):
         m.save(tmp_path / "ckpt" / m.name)
     np.save(tmp_path / "images.npy", make_images(60, seed=2, model=a).numpy())
@@ -293,6 +300,9 @@ def test_atlas_report_names_no_machine_path(tmp_path):
     assert res.output.count("LPIPS unavailable") <= 1
     saved = json.loads((tmp_path / "atlas" / "atlas.json").read_text())
     assert [m["path"] for m in saved["models"]] == ["syn-a", "syn-b"]
+    assert "Warning: syn-b's own reconstruction MSE" in res.output and "syn-a → syn-b" in res.output
+    assert "Warning: syn-a's own" not in res.output
+    assert "Warning: syn-b&#x27;s own reconstruction MSE" in (tmp_path / "atlas" / "index.html").read_text()
     for name in ("index.html", "atlas.json", "atlas.csv"):
         text = (tmp_path / "atlas" / name).read_text()
         for machine in (str(tmp_path), str(Path.home()), str(Path(torch.hub.get_dir()))):

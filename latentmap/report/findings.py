@@ -145,6 +145,7 @@ def atlas_findings(atlas: dict) -> list[str]:
     if not results:
         return []
     out = [relocation_ratio_findings(results, describe_fit(atlas.get("fit_source")))]
+    out.extend(useless_target_findings(results))
     out.extend(ratio_below_one_findings(results))
     r2 = [r["latent_r2"] for r in results if r.get("latent_r2") is not None]
     if r2:
@@ -166,16 +167,20 @@ def ratio_below_one_findings(pairs: list[dict]) -> list[str]:
 
 
 def useless_target_findings(pairs: list[dict]) -> list[str]:
-    """A warning for each pair whose target B reconstructs no better than the evaluated images' mean image."""
+    """A warning for each target B that reconstructs no better than the evaluated images' mean image (B's own
+    MSE at or above the MSE of that constant guess), naming the ratios into B that therefore mean nothing."""
     out = []
-    for p in pairs:
-        mean_mse = p.get("mean_image_mse")
-        if mean_mse is None or p.get("target_mse") is None or p["target_mse"] < mean_mse:
+    for target in dict.fromkeys(p["target"] for p in pairs):
+        flagged = [p for p in pairs if p["target"] == target and p.get("mean_image_mse") is not None
+                   and p.get("target_mse") is not None and p["target_mse"] >= p["mean_image_mse"]]
+        if not flagged:
             continue
-        out.append(f"Warning: {p['target']}'s own reconstruction MSE {sig(p['target_mse'])} is no better than the "
-                   f"{sig(mean_mse)} of drawing every image as the images' mean image, so {p['target']} reconstructs "
-                   f"nothing of these images and the ratio {p['source']} → {p['target']} ({sig(p.get('ratio'))}) "
-                   "compares against a useless baseline: it says nothing about the map.")
+        first = flagged[0]
+        ratios = ", ".join(f"{p['source']} → {target} ({sig(p.get('ratio'))})" for p in flagged)
+        out.append(f"Warning: {target}'s own reconstruction MSE {sig(first['target_mse'])} is no better than the "
+                   f"{sig(first['mean_image_mse'])} of drawing every image as the images' mean image, so {target} "
+                   f"reconstructs nothing of these images and the ratio{'s' if len(flagged) > 1 else ''} {ratios} "
+                   "compare against a useless baseline: they say nothing about the map.")
     return out
 
 
