@@ -89,7 +89,7 @@ def demo_findings(summary: dict) -> list[str]:
     if s.get("support_pairwise_mse") is not None and s.get("dataset_random_pairs_mse") is not None:
         out.append(f"The {s.get('size')}-image support set is spread wider than the data: mean pairwise MSE "
                    f"{sig(s['support_pairwise_mse'])} against {sig(s['dataset_random_pairs_mse'])} for random pairs "
-                   f"(the paper's, on CelebA: 0.183 against 0.116).")
+                   "(the paper's, on CelebA: 0.183 against 0.116).")
     out.extend(diagnostics_demo_findings(summary.get("diagnostics") or []))
     return [s for s in out if s]
 
@@ -158,7 +158,8 @@ def atlas_findings(atlas: dict) -> list[str]:
 
 def ratio_below_one_findings(pairs: list[dict]) -> list[str]:
     """One sentence on the pairs whose ratio is below 1 (none: nothing)."""
-    below = sorted((p for p in pairs if p.get("ratio") is not None and p["ratio"] < 1), key=lambda p: p["ratio"])
+    below = sorted((p for p in pairs if p.get("ratio") is not None and p["ratio"] < 1 and not _useless(p)),
+                   key=lambda p: p["ratio"])  # below 1 against a useless target says nothing: warned apart
     if not below:
         return []
     return ["A ratio below 1 (" + ", ".join(f"{p['source']} → {p['target']} {sig(p['ratio'])}" for p in below)
@@ -166,21 +167,28 @@ def ratio_below_one_findings(pairs: list[dict]) -> list[str]:
             "A's encoding, mapped, finds a better latent for B's decoder than B's own encoder or inverter does."]
 
 
+def _useless(p: dict) -> bool:
+    """Whether the pair's target reconstructs no better than the mean image of the evaluated images."""
+    return (p.get("mean_image_mse") is not None and p.get("target_mse") is not None
+            and p["target_mse"] >= p["mean_image_mse"])
+
+
 def useless_target_findings(pairs: list[dict]) -> list[str]:
     """A warning for each target B that reconstructs no better than the evaluated images' mean image (B's own
     MSE at or above the MSE of that constant guess), naming the ratios into B that therefore mean nothing."""
     out = []
     for target in dict.fromkeys(p["target"] for p in pairs):
-        flagged = [p for p in pairs if p["target"] == target and p.get("mean_image_mse") is not None
-                   and p.get("target_mse") is not None and p["target_mse"] >= p["mean_image_mse"]]
+        flagged = [p for p in pairs if p["target"] == target and _useless(p)]
         if not flagged:
             continue
         first = flagged[0]
         ratios = ", ".join(f"{p['source']} → {target} ({sig(p.get('ratio'))})" for p in flagged)
         out.append(f"Warning: {target}'s own reconstruction MSE {sig(first['target_mse'])} is no better than the "
                    f"{sig(first['mean_image_mse'])} of drawing every image as the images' mean image, so {target} "
-                   f"reconstructs nothing of these images and the ratio{'s' if len(flagged) > 1 else ''} {ratios} "
-                   "compare against a useless baseline: they say nothing about the map.")
+                   f"reconstructs nothing of these images, and " + (
+                       f"the ratios {ratios} compare against a useless baseline: they say nothing about the maps."
+                       if len(flagged) > 1 else
+                       f"the ratio {ratios} compares against a useless baseline: it says nothing about the map."))
     return out
 
 
