@@ -30,8 +30,9 @@ from test_relocation import affine_model, make_images
 def _scores(key, encoder, refined_index, refined):
     encoder, refined = np.asarray(encoder, float), np.asarray(refined, float)
     n, r = len(encoder), len(refined)
+    index = np.asarray(refined_index, dtype=np.int64)
     return SetScores(key, f"{key} images", encoder, np.full(n, 0.9), np.ones(n), np.zeros(n),
-                     np.asarray(refined_index, dtype=np.int64), refined, np.full(r, 0.95), np.ones(r), np.zeros(r))
+                     index, refined, np.full(r, 0.95), np.ones(r), np.zeros(r))
 
 
 def _model(name="m", own_refined=(1.08e-12, 3e-12)):
@@ -130,7 +131,6 @@ def test_map_eval_findings_warn_when_the_target_reconstructs_nothing():
 
 def test_relocation_records_the_mse_of_the_mean_image():
     from latentmap.evaluation.relocation import evaluate_relocation
-    from latentmap.maps.fitting import fit_map, FitSource  # noqa: F401
     from latentmap import LinearMap
 
     a = affine_model("syn-a", 4, seed=0)

@@ -76,8 +76,8 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     models = ctx.models + ctx.other_models
     transform = ctx.image_transform if ctx.other_models else None
     if len(models) < 2:
-        return Section("Relocation atlas").text(f"The atlas needs at least two models; '{shown_path(ctx.checkpoints)}' has "
-                                                f"{len(models)}.", cls="note")
+        return Section("Relocation atlas").text(f"The atlas needs at least two models; "
+                                                f"'{shown_path(ctx.checkpoints)}' has {len(models)}.", cls="note")
     train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
     fit = train.random_subset(QUICK_TEST_IMAGES * 4 if ctx.quick else DEMO_FIT_IMAGES, seed=0)
     n_fit = len(fit)

@@ -1,4 +1,4 @@
-"""The paper's own way (Asperti & Tonelli 2023) of fitting the map, as a reproduction option: a bias-free dense layer trained by Adam.
+"""The paper's own way of fitting the map, as a reproduction option: a bias-free dense layer trained by Adam.
 
 Asperti & Tonelli fit z_B ≈ z_A W with a bias-free dense layer (Keras ``Dense(use_bias=False)``,
 Glorot-uniform start, ``kernel_regularizer=l2(1e-4)``) trained with Adam at learning rate 5e-4
