@@ -50,7 +50,8 @@ def test_refinement_finding_quotes_the_worst_own_mse(hand_result):
     refinement = next(s for s in sentences if s.startswith("After"))
     # own refined MSE: alpha 0.002, beta 0.008; the sentence bounds every model's, so it quotes the worst
     assert refinement == ("After 50 steps of gradient refinement own samples reach MSE 0.008 or less, so ratios lose "
-                          "their meaning; support-set images stay at: alpha 0.03, beta 0.05.")
+                          "their meaning; support-set images (the 2 refined ones, encoder MSE → refined MSE of the "
+                          "same images) stay at: alpha 0.2 → 0.03, beta 0.09 → 0.05.")
     drift = next(s for s in sentences if s.startswith("Refined support-set latents"))
     assert drift.endswith(": alpha 50%.")  # beta's refined support latents all lie inside
 
