@@ -68,7 +68,8 @@ def test_saved_findings_of_the_leaderboard_and_of_a_relocation():
             {"model": "a", "support_over_own": 9.71, "support_over_own_low": 7.25, "support_over_own_high": 13.2}]
     assert expressiveness_findings(rows) == [
         "Support-set images reconstruct worse than each model's own samples (encoder MSE ratio, 95% interval): "
-        "a 9.71 (7.25–13.2), b 2.50 (1.75–3.50) (the seeds' StyleGAN on CelebA: 9.7)."]
+        "a 9.71 (7.25–13.2), b 2.50 (1.75–3.50) (the paper's StyleGAN on CelebA: 9.7; Asperti & Tonelli 2023, "
+        "Comparing the latent space of generative models)."]
     r = {"source": "a", "target": "b", "type": 1, "relocated_mse": 0.0123, "target_mse": 0.00456, "ratio": 2.7,
          "ratio_low": 2.41, "ratio_high": 3.05, "n_images": 10000, "latent_r2": 0.912, "cycle_ratio": 1.8,
          "by_label": [{"ratio": 1.2, "name": "Shirt"}, {"ratio": 4.5, "name": "Bag"}, {"ratio": 2.0, "name": "Coat"}]}
