@@ -41,7 +41,7 @@ test-all: install data
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
 
-# The screenshots of the committed example reports that docs/reading-reports.md shows (headless chromium).
+# The screenshots of the committed example reports that the pages of docs/reading/ show (headless chromium).
 docs-screenshots: install
 	$(BIN)/python tests/test_browser.py docs/img
 

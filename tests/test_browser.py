@@ -137,7 +137,7 @@ def test_small_demo_report_in_chromium(small_demo, tmp_path):
         assert result["images"] >= 1, f"{page} shows no image"
 
 
-# The screenshots docs/reading-reports.md shows: (file in docs/img, committed report page, CSS selector of the part
+# The screenshots the pages of docs/reading/ show: (file in docs/img, committed report page, CSS selector of the part
 # to show at the top, or None for the top of the page).
 SCREENSHOTS = [
     ("reports-index.png", "index.html", None),
@@ -204,7 +204,7 @@ def save_screenshots(out: Path, reports: Path = ROOT / "reports") -> list[Path]:
 
 
 def test_every_screenshot_page_and_section_exists():
-    """The screenshots docs/reading-reports.md shows come from pages and sections the committed reports have."""
+    """The screenshots the pages of docs/reading/ show come from pages and sections the committed reports have."""
     for _, page, anchor in SCREENSHOTS:
         source = ROOT / "reports" / page
         assert source.is_file(), source
