@@ -16,12 +16,13 @@ from latentmap.evaluation.expressiveness import (benchmark_expressiveness, boots
 from latentmap.evaluation.fidelity import frechet_distance, prdc
 from latentmap.evaluation.generator_bench import benchmark_coverage, calibration_set, generated_sets
 from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet
-from latentmap.evaluation.metrics import per_image_mse
 from latentmap.evaluation.samplers import (GaussianSampler, MixtureSampler, PriorSampler, TypicalRegion, fit_sampler,
                                            typical_region)
 from latentmap.models.shipped import shipped_support_sets
 from latentmap.models.wrapped import wrap
 from latentmap.support.build import SupportSet
+from references import per_image_mse as hand_mse
+from references import percentile_interval, sector_codes_hand, seeded_bootstrap_ratio
 
 
 # --------------------------------------------------------------------------- helpers
@@ -71,17 +72,31 @@ def svae():
 
 # --------------------------------------------------------------------------- bootstrap, samplers, regions
 
-def test_bootstrap_ratio_is_the_ratio_of_means_with_a_seeded_interval():
+def test_bootstrap_ratio_is_numpys_percentile_bootstrap_with_each_set_its_own_size():
     rng = np.random.default_rng(1)
-    a, b = rng.exponential(2.0, 4000), rng.exponential(1.0, 4000)
-    ci = bootstrap_ratio(a, b, resamples=1000, seed=3)
+    a, b = rng.exponential(2.0, 37), rng.exponential(1.0, 120)  # unequal sizes: a mix-up changes the resamples
+    ci = bootstrap_ratio(a, b, resamples=600, seed=3)  # 600: more than one chunk of resamples
     assert ci.value == pytest.approx(a.mean() / b.mean(), rel=1e-12)
-    assert ci.low < ci.value < ci.high and ci.low < 2.0 < ci.high and ci.high - ci.low < 0.25
-    assert bootstrap_ratio(a, b, resamples=1000, seed=3) == ci  # seeded
-    small = bootstrap_ratio(a[:100], b[:100], resamples=1000, seed=3)
-    assert small.high - small.low > 2 * (ci.high - ci.low)  # fewer images, wider interval
+    ratios = seeded_bootstrap_ratio(a, b, 600, 3)
+    assert ci.level == 0.95 and (ci.low, ci.high) == pytest.approx(percentile_interval(ratios, 0.95), rel=1e-12)
+    ninety = bootstrap_ratio(a, b, resamples=600, seed=3, level=0.9)
+    assert ninety.level == 0.9 and (ninety.low, ninety.high) == pytest.approx(np.percentile(ratios, [5, 95]), rel=1e-12)
+    assert ninety.high - ninety.low < 0.9 * (ci.high - ci.low)  # the two levels are told apart
+    assert bootstrap_ratio(a, b, resamples=600, seed=3) == ci  # seeded
     with pytest.raises(ConfigError):
         bootstrap_ratio([], b)
+
+
+def test_bootstrap_ratio_interval_has_the_width_of_the_delta_method():
+    """Independent of how resamples are drawn: a constant numerator, so the interval is that of 1 / mean(b*), whose
+    normal approximation is 1/m ± 1.96 s / (m² √n) with n = len(b) (not len(a): a size mix-up is 40x wider)."""
+    b = np.random.default_rng(2).exponential(1.0, 4000)
+    ci = bootstrap_ratio(np.full(5, 3.0), b, resamples=4000, seed=0)
+    m, half = b.mean(), 1.959964 * b.std() / (b.mean() ** 2 * np.sqrt(len(b)))
+    assert ci.value == pytest.approx(3.0 / m, rel=1e-12)
+    assert (ci.high - ci.low) / 3.0 == pytest.approx(2 * half, rel=0.08)
+    assert ci.low / 3.0 == pytest.approx(1 / m - half, rel=0.01) and ci.high / 3.0 == pytest.approx(1 / m + half,
+                                                                                                       rel=0.01)
 
 
 def test_gaussian_and_mixture_samplers_reproduce_what_they_were_fitted_on():
@@ -159,7 +174,7 @@ def test_expressiveness_scores_against_hand_computed_errors(fmnist_test):
               for k, x in (("own", own), ("real", real))}
     for key, x in (("own", own), ("real", real)):
         s = scores[key]
-        np.testing.assert_allclose(s.encoder_mse, per_image_mse(model.reconstruct(x), x).double().numpy(), rtol=1e-5)
+        np.testing.assert_allclose(s.encoder_mse, hand_mse(model.reconstruct(x).numpy(), x.numpy()), rtol=1e-5)
         assert len(s.refined_index) == 6 and np.all(s.refined_mse <= s.encoder_mse[s.refined_index] + 1e-9)
         assert s.worst == [int(s.refined_index[i]) for i in np.argsort(-s.refined_mse, kind="stable")[:3]]
         assert s.worst_rows["target"].shape == (3, 1, 28, 28)
@@ -220,7 +235,9 @@ def test_coverage_flags_the_sectors_of_classes_a_generator_cannot_make(svae, shi
     result = sector_coverage(space, cache, real, [half, calibration_set(train, 1500)], shipped_support.images,
                              min_count=20)
     half_cov, calib = result.generators
-    real_codes = space.codes(cache.encode("real", real))  # the encodings coverage used
+    # sector codes by hand (bit j: variable j of the encoding > 0) from the encodings coverage used
+    real_codes = sector_codes_hand(cache.encode("real", real).numpy(), space.variables)
+    np.testing.assert_array_equal(result.real_counts, np.bincount(real_codes, minlength=space.sectors))
     real_labels = np.asarray(real.labels)
     absent_sectors, present_sectors = [], []
     for s in range(space.sectors):
@@ -262,7 +279,7 @@ def test_prdc_and_frechet_distance_against_references(monkeypatch):
     ours, ref = prdc(real, fake, k=4), _brute_prdc(real, fake, 4)
     for key in ours:
         assert ours[key] == pytest.approx(ref[key], abs=1e-12), key
-    cov_a, cov_b = np.cov(real.T, bias=True), np.cov(fake.T, bias=True)
+    cov_a, cov_b = np.cov(real.T), np.cov(fake.T)  # unbiased, as pytorch-fid and torch-fidelity
     expected = (((real.mean(0) - fake.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b)
                 - 2 * np.trace(np.real(linalg.sqrtm(cov_a @ cov_b))))
     assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-8)

@@ -1,7 +1,6 @@
 """``latentmap bench``: reports written, numbers consistent with the library, bad input as one line with exit 2;
 and the demo's expressiveness and coverage sections."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,12 @@ from latentmap import load_dataset, load_model
 from latentmap.cli.main import main
 from latentmap.demo import expressiveness as demo_module
 from latentmap.demo.story import DemoContext, default_checkpoints
+from latentmap.evaluation.expressiveness import own_samples
+from latentmap.evaluation.samplers import PriorSampler
 from latentmap.io.atomic import write_output_marker
+from latentmap.models.shipped import shipped_support_sets
+from latentmap.support.build import SupportSet
+from references import fid_formula, per_image_mse, percentile_interval, seeded_bootstrap_ratio
 
 SMALL = ["--images", "40", "--samples", "40", "--refine-images", "4", "--steps", "3", "--bootstrap", "200",
          "--lpips", "off"]
@@ -39,20 +43,33 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
     assert result.exit_code == 0, result.output
     board = pd.read_csv(out / "leaderboard.csv")
     assert list(board.model) == ["fmnist-gan", "fmnist-vae-a"] and (board.sampler == "prior").all()
-    data = json.loads((out / "expressiveness.json").read_text())
-    gan = data["models"][0]
-    own = np.mean(gan["sets"]["own"]["per_image"]["encoder_mse"])
-    support = np.mean(gan["sets"]["support"]["per_image"]["encoder_mse"])
-    assert gan["ratios"]["support/own"]["value"] == pytest.approx(support / own)
-    assert board.loc[0, "support_over_own"] == pytest.approx(support / own)
-    assert gan["sets"]["support"]["images"] == 64  # the shipped support set by default
+    # the numbers, recomputed here: the same images, numpy's per-image MSE of decode(encode(x)), the seeded bootstrap
+    gan = load_model("fmnist-gan")
+    with torch.no_grad():
+        sets = {"own": own_samples(gan, PriorSampler(gan), 40, 0),
+                "real": load_dataset("fashion-mnist", "test").random_subset(40, 0).all_images(),
+                "support": SupportSet.load(shipped_support_sets()["fmnist-svae"]).images}
+        mse = {k: per_image_mse(gan.decode(gan.encode(x)).numpy(), x.numpy()) for k, x in sets.items()}
+    assert len(mse["support"]) == 64  # the shipped support set by default
+    ratio = {k: mse[k].mean() / mse["own"].mean() for k in ("support", "real")}
+    assert abs(ratio["support"] - ratio["real"]) > 0.2  # the two ratios are told apart below
+    for k in ("support", "real"):
+        assert board.loc[0, f"{k}_over_own"] == pytest.approx(ratio[k], rel=1e-5)
+        low, high = percentile_interval(seeded_bootstrap_ratio(mse[k], mse["own"], 200, 0))
+        assert board.loc[0, f"{k}_over_own_low"] == pytest.approx(low, rel=1e-5)
+        assert board.loc[0, f"{k}_over_own_high"] == pytest.approx(high, rel=1e-5)
+        label = {"support": "support-set images", "real": "real test images"}[k]
+        sentence = (f"{label} at {mse[k].mean():.3g}, {ratio[k]:.1f} times worse (95% interval {low:.1f}–"
+                    f"{high:.1f})")
+        assert sentence in result.output, (sentence, result.output)
+    assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():.3g}" in result.output
     page = (out / "index.html").read_text()
     intro = page.split("<nav")[0]  # the findings box, before the contents
-    assert 'class="findings"' in intro and f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the seeds' figure
+    assert 'class="findings"' in intro and f"{ratio['support']:.1f} times worse" in intro and "0.251" in intro
     for name in ("errors_fmnist-gan.png", "worst_fmnist-gan_support.png", "worst_fmnist-vae-a_real.png",
                  "target_sets.csv"):
         assert (out / name).is_file(), name
-    assert f"{support / own:.1f} times worse" in result.output and "report written to" in result.output
+    assert "report written to" in result.output
 
 
 def test_bench_coverage_and_fidelity_take_image_sets(tmp_path, image_sets):
@@ -69,15 +86,33 @@ def test_bench_coverage_and_fidelity_take_image_sets(tmp_path, image_sets):
     fidelity = pd.read_csv(out / "fidelity.csv")
     assert list(fidelity.name) == ["gan-made", "real train images"]
     assert "FD in fmnist-svae space" in (out / "index.html").read_text()
-    # fidelity alone, same reference space and settings: the same numbers
-    out2 = tmp_path / "fid"
-    result = _run(["-q", "bench", "fidelity", spec, "--images", "600", "--samples", "300", "--out", str(out2)], tmp_path)
+
+
+def test_bench_fidelity_equals_the_reference_prdc_package_and_fid_formula(tmp_path, image_sets):
+    """End to end: the features are the reference model's encodings of the chosen images; every number of
+    fidelity.csv equals the prdc package (Naeem et al.'s code) and pytorch-fid's formula on them."""
+    compute_prdc = pytest.importorskip("prdc").compute_prdc
+    out = tmp_path / "fid"
+    spec = f"npy:{image_sets / 'gan-made.npy'}"
+    result = _run(["-q", "bench", "fidelity", spec, "--images", "600", "--samples", "300", "--k", "4",
+                   "--out", str(out)], tmp_path)
     assert result.exit_code == 0, result.output
-    again = pd.read_csv(out2 / "fidelity.csv")
-    np.testing.assert_allclose(again[["precision", "recall", "density", "coverage", "frechet_distance"]].to_numpy(),
-                               fidelity[["precision", "recall", "density", "coverage", "frechet_distance"]].to_numpy(),
-                               rtol=1e-6)
     assert "FID" not in result.output
+    table = pd.read_csv(out / "fidelity.csv").set_index("name")
+    assert list(table.index) == ["gan-made", "real train images"]
+    svae = load_model("fmnist-svae")  # the shipped support set's reference model
+    with torch.no_grad():
+        real = svae.encode_all(load_dataset("fashion-mnist", "test").random_subset(600, 0).all_images()).double()
+        generated = {"gan-made": torch.from_numpy(np.load(image_sets / "gan-made.npy")),
+                     "real train images": load_dataset("fashion-mnist", "train").random_subset(300, 1).all_images()}
+        features = {k: svae.encode_all(v).double().numpy() for k, v in generated.items()}
+    for name, f in features.items():
+        ref = compute_prdc(real.numpy(), f, nearest_k=4)
+        for key in ("precision", "recall", "density", "coverage"):
+            assert table.loc[name, key] == pytest.approx(float(ref[key]), abs=1e-12), (name, key)
+        assert table.loc[name, "frechet_distance"] == pytest.approx(fid_formula(real.numpy(), f), rel=1e-6)
+        assert table.loc[name, "images"] == len(f)
+    assert table.loc["gan-made", "frechet_distance"] > 2 * table.loc["real train images", "frechet_distance"]
 
 
 BENCH_CASES = [

@@ -54,8 +54,18 @@ def test_atlas_with_several_estimators(synthetic, tmp_path):  # noqa: F811
     gap = pd.read_csv(out / "linearity_gap.csv")
     assert len(gap) == 6 and np.allclose(gap["gap"], gap["ratio[linear]"] - gap["ratio[mlp:16:max_epochs=4]"])
     assert (gap["gap_low"] <= gap["gap"] + 1e-12).all() and (gap["gap"] <= gap["gap_high"] + 1e-12).all()
+    # CKA by the hand formula on the three models' encodings of the evaluated images (the test split, all of it)
+    from latentmap import load_dataset, load_model
+    from references import linear_cka_hand
+
+    test = load_dataset(spec, "test").all_images()
+    z = {m.name: m.encode_all(test).double().numpy() for m in (load_model(p[k]) for k in ("a", "b", "c5"))}
+    assert saved["results"][0]["n_images"] == len(test)
     cka = pd.read_csv(out / "cka_matrix.csv", index_col=0)
-    assert cka.loc["syn-a", "syn-b"] == pytest.approx(cka.loc["syn-b", "syn-a"]) and cka.loc["syn-a", "syn-a"] == 1
+    for x in z:
+        for y in z:
+            assert cka.loc[x, y] == pytest.approx(linear_cka_hand(z[x], z[y]), rel=1e-9, abs=1e-12), (x, y)
+    assert cka.loc["syn-a", "syn-c5"] < 0.9  # an unrelated model: not 1 like the affine pair
     prediction = pd.read_csv(out / "similarity_prediction.csv")
     assert set(prediction["similarity"]) == {"cka", "svcca"} and len(prediction) == 16
     assert set(prediction["pairs"]) == {6, 3}

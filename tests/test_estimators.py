@@ -70,6 +70,23 @@ def test_piecewise_recovers_two_affine_maps_on_two_regions():
     np.testing.assert_allclose(soft.transform(x), y, atol=1e-5)
 
 
+def test_piecewise_fit_metrics_are_numpys_errors_of_the_hard_cells():
+    """latent_mse and r2 of a noisy two-region fit: the mean squared error over every pair and target variable of
+    each pair's own cell map, and sklearn's mean R² (uniform average), recomputed from coefs_ and the cell labels."""
+    from sklearn.metrics import r2_score
+
+    x, y, _, _, _ = two_regions(n=600, d=4, seed=3)
+    y = y[:, :3] + 0.5 * np.random.default_rng(1).normal(size=(600, 3))  # three targets: d_y != d_x
+    m = PiecewiseLinearMap(n_cells=2, alpha=1.0).fit(x, y)
+    cell = np.argmin(((x[:, None] - m.cluster_centers_[None]) ** 2).sum(2), axis=1)
+    pred = np.einsum("nij,nj->ni", m.coefs_[cell], x) + m.intercepts_[cell]
+    np.testing.assert_allclose(m.transform(x), pred, rtol=1e-9, atol=1e-9)
+    assert m.fit_metrics_["latent_mse"] == pytest.approx(((pred - y) ** 2).mean(), rel=1e-9)
+    assert m.fit_metrics_["r2"] == pytest.approx(r2_score(y, pred), rel=1e-9)
+    assert m.fit_metrics_["n_pairs"] == 600
+    assert (m.fit_metrics_["smallest_cell"], m.fit_metrics_["largest_cell"]) == tuple(sorted(np.bincount(cell)))
+
+
 def test_piecewise_streams_and_soft_weights_are_continuous():
     x, y, _, _, _ = two_regions(n=900)
     full = PiecewiseLinearMap(n_cells=2, alpha=0.0, kmeans_sample=300)
@@ -110,16 +127,45 @@ def test_piecewise_errors():
 
 # --------------------------------------------------------------------------- MLP
 
-def test_mlp_is_no_better_than_the_linear_map_on_a_linear_pair():
-    x, y, _, _ = affine_pair(n=2400, noise=0.2, seed=1)
-    x_test, y_test = x[2000:], y[2000:]
-    lin = LinearMap().fit(x[:2000], y[:2000])
-    mlp = MLPMap(hidden=(64, 64), max_epochs=40, patience=5, seed=0).fit(x[:2000], y[:2000])
-    mse_lin = float(((lin.transform(x_test) - y_test) ** 2).mean())
-    mse_mlp = float(((mlp.transform(x_test) - y_test) ** 2).mean())
-    assert mse_lin == pytest.approx(0.04, rel=0.15)  # the noise floor
-    assert 0.97 * mse_lin <= mse_mlp <= 1.15 * mse_lin, (mse_lin, mse_mlp)
-    assert mlp.fit_metrics_["n_validation"] == 200 and mlp.fit_metrics_["best_epoch"] >= 1
+def test_mlp_keeps_its_best_epoch_and_reports_its_held_out_error(monkeypatch):
+    """Held-out errors scripted per epoch (lowest at epoch 3): the map returned is the network as it was after epoch
+    3 (its predictions recorded here as it trains), training stops ``patience`` epochs later, and the metrics are
+    numpy's and sklearn's on the held-out pairs, the first ``n_validation`` of the seeded permutation."""
+    from sklearn.metrics import r2_score
+
+    x, y, _, _ = affine_pair(n=400, noise=0.2, seed=1)
+    scripted = [0.9, 0.5, 0.2, 0.6, 0.4, 0.3, 0.7, 0.8, 0.1, 0.1]
+    snapshots = []  # predictions on every x after each epoch
+
+    def recording(self, xs, ys):
+        with torch.no_grad():
+            snapshots.append(self._forward(torch.from_numpy(x)).double().numpy())
+        return scripted[len(snapshots) - 1]
+
+    monkeypatch.setattr(MLPMap, "_mse", recording)
+    m = MLPMap(hidden=(32,), lr=1e-2, max_epochs=10, patience=4, batch_size=32, seed=0).fit(x, y)
+    assert m.fit_metrics_["epochs"] == len(snapshots) == 7 and m.fit_metrics_["best_epoch"] == 3
+    np.testing.assert_allclose(m.transform(x), snapshots[2], rtol=1e-6, atol=1e-6)
+    assert np.abs(snapshots[-1] - snapshots[2]).max() > 1e-2  # the last epoch's network is another one
+    val = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:40].numpy()
+    assert m.fit_metrics_["n_validation"] == 40 and m.fit_metrics_["n_train"] == 360
+    pred = m.transform(x[val]).astype(np.float64)
+    assert m.fit_metrics_["validation_latent_mse"] == pytest.approx(((pred - y[val]) ** 2).mean(), rel=1e-6)
+    assert m.fit_metrics_["validation_r2"] == pytest.approx(r2_score(y[val], pred), rel=1e-6)
+
+
+def test_mlp_with_a_skip_connection_starts_from_the_least_squares_map():
+    """The last layer starts at zero, so a step too small to move it leaves numpy's lstsq map between the
+    standardized training pairs (ddof 0 standardization), scaled back."""
+    x, y, _, _ = affine_pair(n=300, noise=0.3, seed=2)
+    m = MLPMap(hidden=(16,), lr=1e-12, max_epochs=1, seed=4).fit(x, y)
+    train = torch.randperm(300, generator=torch.Generator().manual_seed(4))[30:].numpy()
+    mx, sx, my, sy = x[train].mean(0), x[train].std(0), y[train].mean(0), y[train].std(0)
+    xs, ys = (x[train] - mx) / sx, (y[train] - my) / sy
+    design = np.hstack([xs, np.ones((len(xs), 1))])
+    coef = np.linalg.lstsq(design, ys, rcond=None)[0]
+    expected = (np.hstack([(x - mx) / sx, np.ones((300, 1))]) @ coef) * sy + my
+    np.testing.assert_allclose(m.transform(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_mlp_learns_a_nonlinear_map_and_is_seeded():
@@ -156,6 +202,38 @@ def test_standardized_procrustes_is_invariant_to_isotropic_scaling(variant):
     np.testing.assert_allclose(scaled.transform(3.0 * x), 0.25 * base.transform(x), atol=1e-10)
     rot = base.rotation_
     np.testing.assert_allclose(rot.T @ rot, np.eye(6), atol=1e-10)
+
+
+def standardized_procrustes_reference(x, y, variant):
+    """Maiorca et al.'s map by hand: z-score both spaces (numpy std, ddof 0), R from the SVD of X̃ᵀỸ (ortho) or
+    of numpy's lstsq solution between the standardized spaces (l-ortho), answer in the target's units."""
+    mx, sx, my, sy = x.mean(0), x.std(0), y.mean(0), y.std(0)
+    xs, ys = (x - mx) / sx, (y - my) / sy
+    target = xs.T @ ys if variant == "ortho" else np.linalg.lstsq(xs, ys, rcond=None)[0]
+    u, _, vt = np.linalg.svd(target, full_matrices=False)
+    r = u @ vt
+    return r, lambda v: ((v - mx) / sx) @ r * sy + my
+
+
+@pytest.mark.parametrize("variant", ["ortho", "l-ortho"])
+def test_standardized_procrustes_equals_the_hand_computed_map(variant):
+    rng = np.random.default_rng(9)
+    # variables on very different scales, correlated sources: standardizing and XᵀX both matter
+    x = (rng.normal(size=(500, 5)) @ rng.normal(size=(5, 5))) * np.array([0.1, 1.0, 5.0, 20.0, 2.0]) + 3.0
+    y = x @ rng.normal(size=(5, 4)) * np.array([1.0, 0.2, 8.0, 1.0]) + rng.normal(size=(500, 4)) - 1.0
+    r, reference = standardized_procrustes_reference(x, y, variant)
+    m = ProcrustesMap(variant=variant).fit(x, y)
+    np.testing.assert_allclose(m.source_scale_, x.std(0), rtol=1e-12)
+    np.testing.assert_allclose(m.target_scale_, y.std(0), rtol=1e-12)
+    np.testing.assert_allclose(m.rotation_, r, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(m.transform(x), reference(x), rtol=1e-9, atol=1e-9)
+    # scipy's orthogonal Procrustes agrees on the standardized spaces (ortho)
+    if variant == "ortho":
+        from scipy.linalg import orthogonal_procrustes
+
+        r_scipy, _ = orthogonal_procrustes((x - x.mean(0)) / x.std(0), np.hstack([(y - y.mean(0)) / y.std(0),
+                                                                                  np.zeros((500, 1))]))
+        np.testing.assert_allclose(m.rotation_, r_scipy[:, :4], atol=1e-9)
 
 
 def test_procrustes_between_unequal_sizes_is_the_zero_padded_solution():

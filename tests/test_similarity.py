@@ -7,6 +7,7 @@ import torch
 from latentmap.evaluation.distribution import (bootstrap_difference_interval, bootstrap_ratio_interval,
                                                per_image_ratios, ratio_quantiles, summarize, worst_images)
 from latentmap.evaluation.similarity import SimilarityAccumulator, linear_cka, spearman, svcca
+from references import linear_cka_hand
 
 
 def rotation(d, seed):
@@ -28,12 +29,25 @@ def test_cka_is_one_for_identical_spaces_and_invariant_to_rotation_and_isotropic
     y = np.tanh(x @ rng.normal(size=(6, 5))) + 0.3 * rng.normal(size=(200, 5))
     assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
     base = linear_cka(x, y)
-    assert 0.05 < base < 0.95 and base == pytest.approx(cka_by_hsic(x, y), rel=1e-10)
+    assert base == pytest.approx(cka_by_hsic(x, y), rel=1e-10) and base == pytest.approx(linear_cka_hand(x, y), rel=1e-10)
     assert linear_cka(3.5 * x @ rotation(6, 1) - 2.0, y) == pytest.approx(base, rel=1e-10)
     assert linear_cka(x, 0.1 * y @ rotation(5, 2)) == pytest.approx(base, rel=1e-10)
     assert linear_cka(torch.from_numpy(y), torch.from_numpy(x)) == pytest.approx(base, rel=1e-10)  # symmetric
     # not invariant to a general linear map (what separates CKA from CCA-based measures)
     assert abs(linear_cka(x @ np.diag([10, 1, 1, 1, 1, 0.1]), y) - base) > 1e-3
+
+
+def test_cka_on_hand_built_orthogonal_columns():
+    """Centred, orthogonal columns of lengths s1, s2 and Y their first column: YᵀX = [s1², 0], XᵀX = diag(s1², s2²),
+    YᵀY = s1², so CKA = s1² / sqrt(s1⁴ + s2⁴) exactly; 1/√2 for equal lengths."""
+    signs = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]]) + 5.0  # an offset the centring removes
+    for s1, s2, expected in ((1.0, 1.0, 1 / np.sqrt(2)), (2.0, 1.0, 4 / np.sqrt(17)), (1.0, 3.0, 1 / np.sqrt(82))):
+        x = signs * np.array([s1, s2])
+        assert linear_cka(x, x[:, :1]) == pytest.approx(expected, rel=1e-12)
+        assert linear_cka(x[:, :1], x) == pytest.approx(expected, rel=1e-12)
+    # the two columns are uncorrelated: CKA 0 between them, SVCCA 0 (no shared direction), 1 with itself
+    assert linear_cka(signs[:, :1], signs[:, 1:]) == pytest.approx(0.0, abs=1e-15)
+    assert svcca(signs[:, :1], signs[:, 1:], keep=1.0) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_svcca_is_one_under_invertible_maps_and_matches_sklearn_cca():
@@ -81,7 +95,13 @@ def test_per_image_summaries_and_bootstrap_intervals():
     relocated = own * rng.uniform(1.0, 1.4, size=4000)
     ratio = relocated.mean() / own.mean()
     low, high = bootstrap_ratio_interval(own, relocated, seed=1)
-    assert low < ratio < high and high - low < 0.02
+    # numpy's paired percentile bootstrap: one index draw per resample (chunks of 100) for both errors of an image
+    rng, boot = np.random.default_rng(1), []
+    for _ in range(10):
+        idx = rng.integers(0, 4000, size=(100, 4000))
+        boot.append(relocated[idx].sum(1) / own[idx].sum(1))
+    assert (low, high) == pytest.approx(tuple(np.percentile(np.concatenate(boot), [2.5, 97.5])), rel=1e-12)
+    assert low < ratio < high
     assert (low, high) == bootstrap_ratio_interval(own, relocated, seed=1)  # seeded
     median, p90 = ratio_quantiles(own, relocated)
     assert median == pytest.approx(1.2, abs=0.02) and p90 == pytest.approx(1.36, abs=0.02)

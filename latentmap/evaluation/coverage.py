@@ -176,6 +176,14 @@ def g_test(real_counts: np.ndarray, generated_counts: np.ndarray) -> dict:
             "sectors_tested": int(used.sum())}
 
 
+def total_variation(real_counts, generated_counts) -> float:
+    """Total variation distance between the real and generated shares over the sectors: ½ Σ |p_gen − p_real|."""
+    real_counts, generated_counts = np.asarray(real_counts), np.asarray(generated_counts)
+    real_share = real_counts / max(real_counts.sum(), 1)
+    gen_share = generated_counts / max(generated_counts.sum(), 1)
+    return 0.5 * float(np.abs(gen_share - real_share).sum())
+
+
 def flag_sectors(real_counts, generated_counts, min_count: int = MIN_COUNT) -> tuple[list, list, list]:
     """(never reached, under-represented, over-represented) sectors; never-reached ones are also under."""
     real_counts, generated_counts = np.asarray(real_counts), np.asarray(generated_counts)
@@ -222,7 +230,7 @@ def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: l
         gen_codes = space.codes(gen_latents)
         counts = np.bincount(gen_codes, minlength=space.sectors)
         never, under, over = flag_sectors(real_counts, counts, min_count)
-        tv = 0.5 * float(np.abs(counts / counts.sum() - real_counts / max(real_counts.sum(), 1)).sum())
+        tv = total_variation(real_counts, counts)
         result = GeneratorCoverage(gen.name, gen.source, len(gen), counts, g_test(real_counts, counts), never,
                                    int((counts == 0).sum()), under, over, tv)
         for sector in sorted(set(never) | set(under) | set(over)):

@@ -9,7 +9,8 @@ distance to the k-th nearest other point of the same set) approximate its manifo
 - density: how many real balls contain a generated point, on average, divided by k;
 - coverage: share of real points whose ball contains at least one generated point.
 
-The Fréchet distance compares the Gaussians fitted to both sets (float64 moments). The space is
+The Fréchet distance compares the Gaussians fitted to both sets (float64 moments, each covariance
+unbiased, divided by n - 1 as numpy's ``np.cov`` and so pytorch-fid and torch-fidelity). The space is
 a reference model's latent space, and results name it ("FD in fmnist-svae space"): it is not
 Inception's space, so it is never called FID. Nearest neighbours come from scikit-learn;
 the real-by-generated distances are computed in chunks, so memory stays bounded.
@@ -84,17 +85,28 @@ def _psd_sqrt(cov: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
+def _unbiased(m: Moments) -> np.ndarray:
+    """The covariance matrix divided by n - 1 (``np.cov``'s default), from float64 moments."""
+    return m.covariance().numpy() * (m.n / (m.n - 1))
+
+
 def frechet_distance(real, generated) -> float:
     """|mu_r - mu_g|² + tr(C_r + C_g - 2 (C_r C_g)^½) between Gaussians fitted to two feature sets.
 
-    tr (C_r C_g)^½ is computed as the sum of the square roots of the eigenvalues of the symmetric
-    C_r^½ C_g C_r^½ (same eigenvalues), which stays real and stable for singular covariances.
+    The covariances are the unbiased ones (divided by n - 1, numpy's ``np.cov``), the convention of
+    pytorch-fid and torch-fidelity, so the values compare with theirs. tr (C_r C_g)^½ is computed as the
+    sum of the square roots of the eigenvalues of the symmetric C_r^½ C_g C_r^½ (same eigenvalues),
+    which stays real and stable for singular covariances.
     """
     real, generated = _features(real, "real"), _features(generated, "generated")
+    for what, features in (("real", real), ("generated", generated)):
+        if len(features) < 2:
+            raise ConfigError(f"the Fréchet distance needs at least 2 {what} feature vectors (an unbiased "
+                              f"covariance), got {len(features)}")
     a = Moments(full=True).update(torch.from_numpy(real))
     b = Moments(full=True).update(torch.from_numpy(generated))
     mu_a, mu_b = a.mean().numpy(), b.mean().numpy()
-    cov_a, cov_b = a.covariance().numpy(), b.covariance().numpy()
+    cov_a, cov_b = _unbiased(a), _unbiased(b)
     root_a = _psd_sqrt(cov_a)
     cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cov_b @ root_a), 0, None)).sum()
     value = float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)

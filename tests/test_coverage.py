@@ -1,0 +1,121 @@
+"""Sector coverage on hand-built latents: sector codes, counts, the G test against scipy, total variation, the
+flags, and the findings sentence naming the sector with the largest gap."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import chi2, power_divergence
+
+from latentmap.evaluation.coverage import SectorSpace, flag_sectors, g_test, sector_coverage, total_variation
+from latentmap.evaluation.image_sets import GeneratedSet
+from latentmap.report.coverage import coverage_findings, summary_display
+from references import sector_codes_hand
+
+
+def g_reference(real, generated):
+    """scipy's power divergence with the log-likelihood statistic on the 2 x sectors table of the sectors either set
+    reaches, expected counts from the margins, (2 - 1)(sectors - 1) degrees of freedom."""
+    real, generated = np.asarray(real, float), np.asarray(generated, float)
+    used = real + generated > 0
+    table = np.stack([real[used], generated[used]])
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    dof = used.sum() - 1
+    res = power_divergence(table.ravel(), expected.ravel(), ddof=table.size - 1 - dof, lambda_="log-likelihood")
+    return float(res.statistic), float(res.pvalue), int(dof)
+
+
+def test_g_test_equals_scipys_log_likelihood_power_divergence():
+    real, generated = np.array([30, 12, 0, 61, 7, 90]), np.array([14, 25, 0, 40, 22, 95])
+    statistic, p, dof = g_reference(real, generated)
+    out = g_test(real, generated)
+    assert out["statistic"] == pytest.approx(statistic, rel=1e-12) and out["p_value"] == pytest.approx(p, rel=1e-9)
+    assert out["dof"] == dof == 4 and out["sectors_tested"] == 5  # the sector neither set reaches is left out
+    # the hand formula, G = 2 Σ O ln(O / E), and its chi-square tail
+    used = real + generated > 0
+    table = np.stack([real[used], generated[used]]).astype(float)
+    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
+    g = 2 * (table * np.log(table / expected)).sum()
+    assert out["statistic"] == pytest.approx(g, rel=1e-12) and out["p_value"] == pytest.approx(chi2.sf(g, 4), rel=1e-9)
+    pearson = ((table - expected) ** 2 / expected).sum()
+    assert abs(pearson - g) > 0.02 * g  # Pearson's statistic is a different number here
+    # identical shares: G = 0, p = 1
+    same = g_test(real, 2 * real)
+    assert same["statistic"] == pytest.approx(0, abs=1e-12) and same["p_value"] == pytest.approx(1.0)
+
+
+def test_total_variation_is_half_the_l1_distance_of_the_shares():
+    assert total_variation([2, 2, 0, 0], [0, 1, 1, 2]) == pytest.approx(0.5 * (0.5 + 0.25 + 0.25 + 0.5))
+    assert total_variation([5, 5], [1, 1]) == 0.0
+    assert total_variation([3, 0], [0, 7]) == pytest.approx(1.0)  # disjoint supports: the largest value
+
+
+def test_flags_on_hand_counts():
+    real, generated = np.array([100, 100, 100, 0, 50, 30]), np.array([200, 5, 0, 30, 50, 0])
+    never, under, over = flag_sectors(real, generated, min_count=20)
+    # shares: real 100/380, generated 200/285 ...; never reached: sectors with real images and no generated one
+    assert never == [2, 5]  # not 3: no real image lies there
+    assert under == [1, 2, 5] and over == [0, 3]
+
+
+class _Cache:
+    """An encoding cache with given latents per key (the reference model's encodings, built by hand)."""
+
+    def __init__(self, latents: dict, latent_dim: int):
+        self.latents = latents
+        self.reference = type("Ref", (), {"latent_dim": latent_dim, "name": "hand"})()
+
+    def encode(self, key, images):
+        return self.latents[key]
+
+
+def _points(counts):
+    """Latents [sum(counts), 3] with counts[s] points in sign orthant s of variables (0, 2); variable 1 is noise."""
+    rng = np.random.default_rng(sum(counts))
+    rows = []
+    for s, c in enumerate(counts):
+        signs = np.array([1 if s & 1 else -1, 0, 1 if s & 2 else -1], float)
+        z = np.abs(rng.normal(1.0, 0.3, size=(c, 3))) * signs
+        z[:, 1] = rng.normal(size=c)
+        rows.append(z)
+    return torch.from_numpy(np.concatenate(rows)).float()
+
+
+@pytest.fixture
+def hand_coverage():
+    real_counts, gen_counts = [50, 20, 30, 0], [5, 0, 45, 0]
+    real, gen = _points(real_counts), _points(gen_counts)
+    cache = _Cache({"real": real, "generated:g": gen}, latent_dim=3)
+    space = SectorSpace("hand", [0, 2])
+    images = GeneratedSet("g", torch.rand(len(gen), 1, 2, 2), "hand-made")
+    result = sector_coverage(space, cache, torch.rand(len(real), 1, 2, 2), [images], min_count=20, examples=2)
+    return result, real, gen
+
+
+def test_sector_coverage_numbers_on_hand_built_latents(hand_coverage):
+    result, real, gen = hand_coverage
+    np.testing.assert_array_equal(result.space.codes(real), sector_codes_hand(real.numpy(), [0, 2]))
+    np.testing.assert_array_equal(result.real_counts, [50, 20, 30, 0])
+    g = result.generators[0]
+    np.testing.assert_array_equal(g.counts, [5, 0, 45, 0])
+    # shares: real 0.5, 0.2, 0.3, 0; generated 0.1, 0, 0.9, 0
+    assert g.tv_distance == pytest.approx(0.5 * (0.4 + 0.2 + 0.6))
+    assert g.never_reached == [1] and g.unreached == 2  # sector 3 holds neither real nor generated images
+    assert g.under == [0, 1] and g.over == [2]
+    statistic, p, dof = g_reference([50, 20, 30, 0], [5, 0, 45, 0])
+    assert g.test["statistic"] == pytest.approx(statistic, rel=1e-12) and g.test["dof"] == dof == 2
+    assert g.test["p_value"] == pytest.approx(p, rel=1e-9)
+    summary = g.summary()
+    assert (summary["never_reached"], summary["under_represented"], summary["over_represented"]) == (1, 2, 1)
+
+
+def test_coverage_findings_quote_the_hand_computed_numbers_and_the_largest_gap(hand_coverage):
+    result, _, _ = hand_coverage
+    statistic, _, _ = g_reference([50, 20, 30, 0], [5, 0, 45, 0])
+    text = " ".join(coverage_findings(result))
+    assert "g: total variation 0.6 from the real shares" in text
+    assert f"G = {statistic:.3g} (2 dof" in text
+    assert "under-represents 2 sectors, over-represents 1, never reaches 1 sectors that hold real images" in text
+    # under-represented: sector 0 (0.5 real, 0.1 generated: a gap of 0.4) and sector 1 (0.2 and 0: 0.2)
+    assert "the largest gap is sector 0: 50% of the real images, 10% of the generated ones" in text
+    row = summary_display(result).iloc[0]
+    assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.6", 1, 2)
