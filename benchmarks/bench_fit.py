@@ -9,7 +9,7 @@ with different means and spreads), fitted both ways, 150 -> 512 and 512 -> 150, 
   float32 arrays themselves (scikit-learn then computes in float32 and misses the 1e-7 accuracy);
 * numpy ``lstsq`` on the float64 design matrix [X 1] (the reference for the coefficient error);
 * bare float64 normal equations in torch on whole arrays ([X 1]ᵀ[X 1] W = [X 1]ᵀ Y, one solve): the floor;
-* the seeds' method: a bias-free dense layer trained by Adam (lr 1e-3) for 2,000 full-batch steps.
+* the paper's method: a bias-free dense layer trained by Adam (lr 1e-3) for 2,000 full-batch steps.
   Only ``--adam-steps`` of them are run and the time is extrapolated to 2,000 (the table says so);
   its coefficients are neither converged nor affine, so no error is given.
 
@@ -40,9 +40,9 @@ ADAM_TOTAL_STEPS = 2000
 RIDGE_ALPHA = 1e-6
 METHODS = ("latentmap fit", "latentmap partial_fit", "bare normal equations (torch f64)", "sklearn Ridge (f64 input)",
            "sklearn Ridge (f32 input)", "sklearn LinearRegression (f64 input)", "sklearn LinearRegression (f32 input)",
-           "numpy lstsq (f64)", "seeds' Adam dense layer")
+           "numpy lstsq (f64)", "paper's Adam dense layer")
 SLOW = {"sklearn LinearRegression (f64 input)", "sklearn LinearRegression (f32 input)", "numpy lstsq (f64)",
-        "seeds' Adam dense layer"}
+        "paper's Adam dense layer"}
 
 
 def make_data(n: int, d_small: int, d_large: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
@@ -142,7 +142,7 @@ def worker(method: str, x_path: str, y_path: str, out: str, repeats: int, adam_s
           "bare normal equations (torch f64)": _bare_normal_equations, "sklearn Ridge (f64 input)": _ridge,
           "sklearn Ridge (f32 input)": _ridge, "sklearn LinearRegression (f64 input)": _linear_regression,
           "sklearn LinearRegression (f32 input)": _linear_regression, "numpy lstsq (f64)": _lstsq,
-          "seeds' Adam dense layer": lambda a, b: _adam(a, b, adam_steps)}[method]
+          "paper's Adam dense layer": lambda a, b: _adam(a, b, adam_steps)}[method]
     fn(x[:3000], y[:3000])  # warm up kernels and imports
     with common.PeakMemory() as mem:
         t0 = time.perf_counter()
@@ -186,7 +186,7 @@ def compare(pa: Path, pb: Path, forward: bool, args, tmp: Path) -> dict:
         r = rows[method]
         seconds = r["seconds"]
         note = ""
-        if method.startswith("seeds'"):
+        if method.startswith("paper's"):
             seconds = seconds * ADAM_TOTAL_STEPS / args.adam_steps
             note = f"{args.adam_steps} of {ADAM_TOTAL_STEPS} steps run, time extrapolated"
             error = None
@@ -246,7 +246,7 @@ def main():
     if args.quick:
         args.n, args.rounds, args.repeats, args.adam_steps = 20000, 1, 1, 3
     info = common.machine()
-    print("Map fitting: latentmap against scikit-learn, numpy, bare torch and the seeds' Adam")
+    print("Map fitting: latentmap against scikit-learn, numpy, bare torch and the paper's Adam")
     print(common.machine_line(info) + (f"; every method on {args.threads} thread(s)" if args.threads else ""))
     with tempfile.TemporaryDirectory(prefix="bench-fit-") as tmp:
         tmp = Path(tmp)

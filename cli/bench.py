@@ -96,6 +96,12 @@ def _real(dataset, images, seed, data_dir):
     return test.random_subset(images, seed) if images is not None else test
 
 
+def _real_source(dataset) -> str:
+    from latentmap.io.paths import shown_spec
+
+    return f"{shown_spec(dataset)} test images"
+
+
 def _fit_data(models, sampler, dataset, data_dir):
     """The training split, loaded only when some model's sampler is fitted on encodings."""
     from latentmap.data.datasets import load_dataset
@@ -151,7 +157,7 @@ def expressiveness(models, support_set, dataset, data_dir, images, samples, samp
     real = _real(dataset, images, seed, data_dir)
     with reported_warnings():
         result = benchmark_expressiveness(
-            loaded, real.all_images(), support_images, real_source=f"{dataset} test images",
+            loaded, real.all_images(), support_images, real_source=_real_source(dataset),
             support_source=support_source, samples=samples, sampler=sampler,
             fit_data=_fit_data(loaded, sampler, dataset, data_dir), fit_images=fit_images, components=components,
             refine_images=refine_images, steps=steps, lr=lr, lpips_setting=lpips, seed=seed, bootstrap=bootstrap,
@@ -264,7 +270,7 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
         sets = _generated(gens, models, samples=samples, sampler=sampler, fit_images=fit_images, components=components,
                           seed=seed, batch_size=batch_size, dataset=dataset, data_dir=data_dir,
                           calibration=calibration, real_count=len(real), progress=progress)
-        result = benchmark_coverage(ref, support, real, sets, real_source=f"{dataset} test images",
+        result = benchmark_coverage(ref, support, real, sets, real_source=_real_source(dataset),
                                     min_count=min_count, k=k, batch_size=batch_size, progress=progress)
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_coverage_report(result, tmp)
@@ -307,7 +313,7 @@ def fidelity(generators, reference, dataset, data_dir, images, samples, sampler,
         sets = _generated(gens, models, samples=samples, sampler=sampler, fit_images=fit_images, components=components,
                           seed=seed, batch_size=batch_size, dataset=dataset, data_dir=data_dir,
                           calibration=calibration, real_count=len(real), progress=progress)
-        result = benchmark_fidelity(ref, real, sets, real_source=f"{dataset} test images", k=k,
+        result = benchmark_fidelity(ref, real, sets, real_source=_real_source(dataset), k=k,
                                     batch_size=batch_size, progress=progress)
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_fidelity_report(result, tmp)

@@ -169,6 +169,8 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     from latentmap.data.transforms import image_transform as resolve_transform
     from latentmap.maps.fitting import check_map_fits, pair_transform
     from latentmap.maps.registry import load_map
+    from latentmap.report.findings import useless_target_findings
+    from latentmap.report.html import shown_path, shown_spec
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
@@ -186,11 +188,16 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
                                  progress=progress, seed=seed, cycle=cycle,
                                  image_transform=None if recorded is None else recorded.spec)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
-                           {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
-                            "dataset": dataset, "split": split,
+                           {"map": shown_path(map_dir), "source_path": shown_path(path_a),
+                            "target_path": shown_path(path_b),
+                            "dataset": shown_spec(dataset), "split": split,
                             **({"image_transform": recorded.record()} if recorded else {})}, overwrite=overwrite)
     for name, value in relocation_table(result):
         click.echo(f"{name:34s} {value}")
+    if result.relocated_lpips is None and result.lpips_note:
+        click.echo(result.lpips_note)
+    for line in useless_target_findings([result.table_row()]):
+        warn_later(line.removeprefix("Warning: "))
     if result.by_label:
         click.echo("ratio by label: " + ", ".join(f"{r['name']} {r['ratio']:.2f}" for r in result.by_label))
     if recorded is not None:
@@ -272,6 +279,10 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
                              cycle=cycle, image_transform=image_transform)
     save_atlas(result, out, models, test, overwrite=overwrite)
     _print_atlas(result)
+    from latentmap.report.findings import useless_target_findings
+
+    for line in useless_target_findings([r.table_row() for r in result.results_of(result.primary)]):
+        warn_later(line.removeprefix("Warning: "))
     click.echo(f"report written to {out}/index.html")
 
 
@@ -290,8 +301,9 @@ def _print_atlas(result) -> None:
     gap = result.linearity_gap()
     if gap is not None:
         types = gap[1]
-        click.echo(f"linearity gap, ratio({types.attrs['linear']}) - ratio({types.attrs['nonlinear']}), mean over "
-                   "pairs: " + ", ".join(f"type {int(t.type)} {t.mean_gap:.3f}" for t in types.itertuples()))
+        click.echo(f"linearity gap, ratio({types.attrs['linear']}) - ratio({types.attrs['nonlinear']}) (extra "
+                   "relocated MSE of the linear map, in units of B's own MSE), mean over pairs: "
+                   + ", ".join(f"type {int(t.type)} {t.mean_gap:.3f}" for t in types.itertuples()))
     prediction = result.similarity_prediction()
     if len(prediction):
         first = prediction[prediction["estimator"] == result.primary]

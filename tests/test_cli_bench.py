@@ -65,7 +65,7 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
     assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():.3g}" in result.output
     page = (out / "index.html").read_text()
     intro = page.split("<nav")[0]  # the findings box, before the contents
-    assert 'class="findings"' in intro and f"{ratio['support']:.1f} times worse" in intro and "0.251" in intro
+    assert 'class="findings"' in intro and f"{ratio['support']:.1f} times worse" in intro and "0.251" in intro  # findings first, with the paper's figure
     for name in ("errors_fmnist-gan.png", "worst_fmnist-gan_support.png", "worst_fmnist-vae-a_real.png",
                  "target_sets.csv"):
         assert (out / name).is_file(), name

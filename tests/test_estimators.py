@@ -1,4 +1,4 @@
-"""The map estimators beside LinearMap: piecewise, MLP, Procrustes variants, the seeds' Adam; their registry."""
+"""The map estimators beside LinearMap: piecewise, MLP, Procrustes variants, the paper's Adam; their registry."""
 
 import warnings
 
@@ -247,7 +247,7 @@ def test_procrustes_between_unequal_sizes_is_the_zero_padded_solution():
         np.testing.assert_allclose(m.rotation_, (u @ vt)[:a.shape[1], :b.shape[1]], atol=1e-10)
 
 
-# --------------------------------------------------------------------------- the seeds' Adam map
+# --------------------------------------------------------------------------- the paper's Adam map
 
 def test_adam_map_takes_the_full_batch_steps_of_keras_adam():
     x, y, _, _ = affine_pair(n=300, d_x=4, d_y=3, noise=0.1)

@@ -19,7 +19,7 @@ from latentmap.evaluation.atlas import build_atlas
 from latentmap.maps.fitting import FitSource
 from latentmap.report.atlas import write_atlas
 from latentmap.report.findings import describe_fit, relocation_ratio_findings
-from latentmap.report.html import Section
+from latentmap.report.html import Section, shown_path
 
 DEMO_FIT_IMAGES = 10000
 # Each ordered pair decodes, re-encodes and cycles every evaluated image: 2,000 evenly spaced
@@ -76,8 +76,8 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     models = ctx.models + ctx.other_models
     transform = ctx.image_transform if ctx.other_models else None
     if len(models) < 2:
-        return Section("Relocation atlas").text(f"The atlas needs at least two models; '{ctx.checkpoints}' has "
-                                                f"{len(models)}.", cls="note")
+        return Section("Relocation atlas").text(f"The atlas needs at least two models; "
+                                                f"'{shown_path(ctx.checkpoints)}' has {len(models)}.", cls="note")
     train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
     fit = train.random_subset(QUICK_TEST_IMAGES * 4 if ctx.quick else DEMO_FIT_IMAGES, seed=0)
     n_fit = len(fit)
@@ -98,7 +98,7 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
         return section
     try:
         # a support set built into this report is recorded by its place in the report, not the temporary folder
-        where = os.path.relpath(folder, ctx.out) if ctx.out in Path(folder).parents else str(folder)
+        where = os.path.relpath(folder, ctx.out) if ctx.out in Path(folder).parents else shown_path(folder)
         sup_atlas = build_atlas(models, test, FitSource("support-set", len(support), name=support.name,
                                                         path=where, data=support.images),
                                 model_paths=ctx.model_paths, image_transform=transform)

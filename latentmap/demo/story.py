@@ -28,7 +28,7 @@ from latentmap.evaluation.metrics import per_image_reconstruction_mse
 from latentmap.report.figures import histograms_png
 from latentmap.report.findings import demo_findings
 from latentmap.report.grid import grid_png
-from latentmap.report.html import Section, render_page
+from latentmap.report.html import Section, render_page, shown_path
 
 # the sections: each registers itself in latentmap.demo.context when imported
 from latentmap.demo import diagnostics, expressiveness, generators, relocation, support_set  # noqa: F401,E402
@@ -94,7 +94,7 @@ def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, de
         _fn, lpips_note = lpips_function("cpu")
         intro = (f"{len(models)} shipped models on {len(test)} {DEMO_DATASET} test images. "
                  "Every figure below is computed by `latentmap demo` from the checkpoints in "
-                 f"'{checkpoints}'. {lpips_note}." + _others_note(ctx))
+                 f"'{shown_path(checkpoints)}'. {lpips_note}." + _others_note(ctx))
         ctx.summary["lpips"] = lpips_note
         (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro,
                                                     findings=demo_findings(ctx.summary)))

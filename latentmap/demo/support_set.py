@@ -11,7 +11,7 @@ import pandas as pd
 
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
-from latentmap.report.html import Section
+from latentmap.report.html import Section, shown_path
 from latentmap.report.support_set import (CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, support_set_figures,
                                           write_support_set)
 from latentmap.support.build import SupportSet, build_support_set
@@ -31,7 +31,7 @@ def _load_or_build(ctx: DemoContext) -> tuple[SupportSet, str]:
     """(support set, where it came from)."""
     folder = _shipped_folder(ctx)
     if (folder / "manifest.json").is_file():
-        return SupportSet.load(folder), f"loaded from {folder}"
+        return SupportSet.load(folder), f"loaded from {shown_path(folder)}"
     by_name = {m.name: m for m in ctx.models}
     model = by_name.get(SHIPPED_NAME) or max(ctx.models, key=lambda m: m.latent_dim)
     size = max(m.latent_dim for m in ctx.models)
@@ -40,7 +40,7 @@ def _load_or_build(ctx: DemoContext) -> tuple[SupportSet, str]:
                                 dataset_spec=DEMO_DATASET, split="train", name=SHIPPED_NAME,
                                 for_models={m.name: m.latent_dim for m in ctx.models})
     write_support_set(support, ctx.out / "support_set")
-    return support, f"built now from '{model.name}' ({folder} is absent) and saved in the report"
+    return support, f"built now from '{model.name}' ({shown_path(folder)} is absent) and saved in the report"
 
 
 @register_demo_section(30, "support set")

@@ -2,8 +2,10 @@
 
 * **Linearity gap** of a pair: ratio(linear map) − ratio(MLP map) on the same test images, with a
   paired bootstrap interval; per relocation type, the mean, smallest and largest gap over its pairs.
-  It is the part of the relocation error due to the map being linear; what remains of the MLP's
-  ratio above 1 is information (or decoder behaviour) a map of the latents alone does not recover.
+  Both ratios divide by B's own reconstruction MSE, so the gap is the relocated MSE the linear map
+  adds over the MLP, in units of B's own error: not a share of anything (it can exceed 1, or be
+  negative where the MLP does worse); what remains of the MLP's ratio above 1 is information (or
+  decoder behaviour) a map of the latents alone does not recover.
 * **Similarity as a predictor**: Spearman's rank correlation, over ordered pairs, between the
   linear CKA (or SVCCA) of the two spaces and each estimator's ratio. Similarity is symmetric and the
   ratio is not, so both directions of a pair share one similarity value.

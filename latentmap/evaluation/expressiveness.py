@@ -105,7 +105,10 @@ class SetScores:
                 "encoder_lpips": mean(self.encoder_lpips),
                 "encoder_distance_ratio": _ratio(mean(self.encoder_distance), typical),
                 "encoder_outside_share": mean(self.encoder_outside),
-                "refined_images": len(self.refined_index), "refined_mse": mean(self.refined_mse),
+                "refined_images": len(self.refined_index),
+                "encoder_mse_refined_images": mean(self.encoder_mse[self.refined_index]) if len(self.refined_index)
+                else None,
+                "refined_mse": mean(self.refined_mse),
                 "refined_ssim": mean(self.refined_ssim), "refined_lpips": mean(self.refined_lpips),
                 "refined_distance_ratio": _ratio(mean(self.refined_distance), typical),
                 "refined_outside_share": mean(self.refined_outside)}

@@ -138,6 +138,7 @@ class FidelityResult:
     real_images: int
     real_source: str
     rows: list  # FidelityRow
+    overlap: dict | None = None  # generator name -> share of its images that are real (reference) images
 
     def frame(self):
         import pandas as pd
@@ -146,7 +147,8 @@ class FidelityResult:
 
     def to_dict(self) -> dict:
         return {"space": self.space, "fd_name": self.fd_name, "k": self.k, "real_images": self.real_images,
-                "real_source": self.real_source, "rows": [r.to_dict() for r in self.rows]}
+                "real_source": self.real_source, "rows": [r.to_dict() for r in self.rows],
+                "overlap": self.overlap or {}}
 
 
 def space_names(reference_name: str, latent_dim: int) -> tuple[str, str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from latentmap.errors import ConfigError
 from latentmap.evaluation.coverage import MIN_COUNT, CoverageResult, SectorSpace, sector_coverage
 from latentmap.evaluation.fidelity import DEFAULT_K, FidelityResult, fidelity_diversity, space_names
-from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet, is_image_set, load_image_set, sample_model
+from latentmap.evaluation.image_sets import (EncodingCache, GeneratedSet, image_hashes, is_image_set, load_image_set,
+                                             overlap_share, sample_model)
 from latentmap.evaluation.samplers import fit_sampler
 from latentmap.models.base import LatentModel
 
@@ -58,7 +59,27 @@ def fidelity_in(cache: EncodingCache, real, sets: list[GeneratedSet], *, real_so
     space, fd_name = space_names(cache.reference.name, cache.reference.latent_dim)
     real_latents = cache.encode("real", real)
     generated = {s.name: (cache.encode(f"generated:{s.name}", s.images), s.source) for s in sets}
-    return fidelity_diversity(real_latents, generated, space=space, fd_name=fd_name, real_source=real_source, k=k)
+    result = fidelity_diversity(real_latents, generated, space=space, fd_name=fd_name, real_source=real_source, k=k)
+    result.overlap = real_overlap(real, sets, real_source)
+    return result
+
+
+def real_overlap(real, sets: list[GeneratedSet], real_source: str = "real images") -> dict:
+    """{name: share} of the generated sets that contain exact copies of the real (reference) images, each with a
+    warning: a copied real image lies in its own k-NN ball, so precision, density and coverage rise by
+    construction and the Fréchet distance falls."""
+    import warnings
+
+    reference = image_hashes(real)
+    out = {}
+    for s in sets:
+        share = overlap_share(s.images, reference)
+        if share > 0:
+            out[s.name] = share
+            warnings.warn(f"'{s.name}': {share:.1%} of its {len(s)} images are copies of the {real_source} it is "
+                          "scored against; its precision, density and coverage are inflated by construction "
+                          "(pass generated images only)", UserWarning, stacklevel=2)
+    return out
 
 
 def benchmark_coverage(reference: LatentModel, support, real, sets: list[GeneratedSet], *,

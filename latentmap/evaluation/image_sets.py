@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.io.paths import shown_spec
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler
 from latentmap.models.base import LatentModel
 
@@ -45,7 +46,7 @@ def load_image_set(spec: str, data_dir=None, name: str | None = None) -> Generat
         raise ConfigError(f"an image set is npy:PATH or folder:PATH, got '{spec}'")
     data = load_dataset(spec, "all", data_dir=data_dir)
     path = spec.split(":", 1)[1].split("?", 1)[0]
-    return GeneratedSet(name or Path(path).stem or spec, data.all_images(), f"{spec} ({len(data)} images)")
+    return GeneratedSet(name or Path(path).stem or spec, data.all_images(), f"{shown_spec(spec)} ({len(data)} images)")
 
 
 def sample_model(model: LatentModel, n: int, sampler: LatentSampler | None = None, seed: int = 0,
@@ -56,6 +57,28 @@ def sample_model(model: LatentModel, n: int, sampler: LatentSampler | None = Non
     sampler = sampler or PriorSampler(model)
     z = sampler.sample(n, torch.Generator().manual_seed(seed))
     return GeneratedSet(model.name, model.decode_all(z, batch_size), f"{n} draws of {model.name}'s {sampler.name}")
+
+
+def _digests(images) -> list:
+    """A digest of every image at 8-bit precision (intensities x 255, rounded): equal for exact copies, also
+    after a round trip through uint8 files."""
+    import hashlib
+
+    x = images.all_images() if hasattr(images, "all_images") else torch.as_tensor(images)
+    rows = (x.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8).reshape(len(x), -1).numpy()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
+
+
+def image_hashes(images) -> set:
+    """The digests of ``images`` (a tensor or a dataset), for :func:`overlap_share`."""
+    return set(_digests(images))
+
+
+def overlap_share(images, reference_hashes: set) -> float:
+    """Share of ``images`` that are exact copies (at 8-bit precision) of an image whose digest is in
+    ``reference_hashes`` (:func:`image_hashes`)."""
+    digests = _digests(images)
+    return sum(d in reference_hashes for d in digests) / len(digests) if digests else 0.0
 
 
 class EncodingCache:

@@ -41,6 +41,13 @@ def hub_weights_path(net: str = "alex") -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / backbone_filename(net)
 
 
+def portable_text(text: str) -> str:
+    """``text`` with this machine's torch hub folder written as ``$TORCH_HOME/hub``, for notes that go into
+    reports: a report reads the same on every machine."""
+    hub = str(Path(torch.hub.get_dir()))
+    return text.replace(hub, "$TORCH_HOME/hub") if hub and hub != "." else text
+
+
 def find_backbone_weights(weights=None, net: str = "alex") -> Path:
     """The weights file to use: ``weights`` if given, else the torch hub cache; a clear error if neither."""
     if weights is not None:

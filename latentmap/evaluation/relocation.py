@@ -16,6 +16,7 @@ VAE-like, or both adversarial), different family or architecture; 3 = different 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
@@ -62,14 +63,14 @@ def lpips_function(device, setting: str = "auto") -> tuple[Callable | None, str]
     """
     if setting == "off":
         return None, "LPIPS off (--lpips off)"
-    from latentmap.evaluation.lpips_metric import load_lpips
+    from latentmap.evaluation.lpips_metric import load_lpips, portable_text
 
     try:
         return load_lpips(None if setting == "auto" else setting, device=device), "LPIPS (pretrained alex backbone)"
     except DependencyError as exc:
         if setting != "auto":
             raise
-        return None, f"LPIPS unavailable: {exc}"
+        return None, f"LPIPS unavailable: {portable_text(str(exc))}"  # the note goes into reports
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -109,6 +110,13 @@ class RelocationResult:
     ratio_low: float | None = None
     ratio_high: float | None = None
     worst_images: list = field(default_factory=list)  # positions in the evaluated images, worst relocated first
+    # MSE of the best constant image (the evaluated images' mean, in B's shape): B's own MSE at or above it means
+    # B reconstructs nothing, and a ratio against it means nothing (:meth:`target_useless`)
+    mean_image_mse: float | None = None
+
+    def target_useless(self) -> bool:
+        """Whether B's own reconstruction is no better than predicting every image by the images' mean."""
+        return self.mean_image_mse is not None and self.target_mse >= self.mean_image_mse
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,6 +144,7 @@ class RelocationAccumulator:
             self.reverse, self.cycle_via = None, "not computed (cycle off)"
         self.lpips, self.lpips_note = lpips, lpips_note
         self.sums, self.z_b, self.n = Sums(), Moments(), 0
+        self.x_t = Moments()  # per-pixel moments of the images B is judged against: the mean image's MSE
         self.per_image = PerImageErrors()  # own and relocated MSE of each image: quantiles, bootstrap, worst
         self.label_sums: torch.Tensor | None = None  # [labels, 3]: count, target MSE sum, relocated MSE sum
 
@@ -171,6 +180,7 @@ class RelocationAccumulator:
         s.add("relocated_ssim", per_image_ssim(x_mapped, x_t))
         s.add("latent_sse", (z_mapped.to(torch.float64) - z_b).pow(2))  # per dimension
         self.z_b.update(z_b)
+        self.x_t.update(x_t.to(torch.float64))
         if self.lpips is not None:
             s.add("target_lpips", own["target_lpips"] if "target_lpips" in own else self.lpips(x_b.to(dev), x_t))
             s.add("relocated_lpips", self.lpips(x_mapped, x_t))
@@ -186,6 +196,7 @@ class RelocationAccumulator:
         self.label_sums = total.pop("__by_label__").cpu() if "__by_label__" in total else None
         self.sums.values = total
         self.z_b = distributed.all_reduce_moments(self.z_b, self.target.latent_dim, full=False)
+        self.x_t = distributed.all_reduce_moments(self.x_t, math.prod(self.target.image_shape), full=False)
         self.n = distributed.all_reduce_count(self.n)
         own_mse, relocated = (distributed.gather_rows(a) for a in self.per_image.arrays())
         self.per_image = PerImageErrors()
@@ -241,6 +252,7 @@ class RelocationAccumulator:
             cycle_via=self.cycle_via, target_lpips=lp.get("target_lpips"),
             relocated_lpips=lp.get("relocated_lpips"), lpips_note=self.lpips_note,
             by_label=self._by_label(label_name), extra=dict(extra or {}), estimator=estimator,
+            mean_image_mse=float(self.x_t.variance().mean()) if self.x_t.n else None,
             **summarize(*self.per_image.arrays(), n_boot=bootstrap, seed=seed))
 
 

@@ -1,4 +1,4 @@
-"""The seeds' own way of fitting the map, as a reproduction option: a bias-free dense layer trained by Adam.
+"""The paper's own way of fitting the map, as a reproduction option: a bias-free dense layer trained by Adam.
 
 Asperti & Tonelli fit z_B ≈ z_A W with a bias-free dense layer (Keras ``Dense(use_bias=False)``,
 Glorot-uniform start, ``kernel_regularizer=l2(1e-4)``) trained with Adam at learning rate 5e-4
@@ -25,7 +25,7 @@ BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-7  # Keras's Adam defaults
 
 
 class AdamMap(AffineEstimator):
-    """Bias-free linear map trained by full-batch Adam on the MSE with an L2 penalty (the seeds' method).
+    """Bias-free linear map trained by full-batch Adam on the MSE with an L2 penalty (the paper's method).
 
     Parameters
     ----------

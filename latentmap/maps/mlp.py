@@ -1,8 +1,8 @@
 """``MLPMap``: a small nonlinear map between latent spaces, the reference for what nonlinearity buys.
 
 The **linearity gap** of a pair of models is the relocated/own ratio of the linear map minus that
-of this MLP: how much of the relocation error is the map's linearity rather than information
-one latent space lacks.
+of this MLP: the relocated MSE the map's linearity adds, in units of B's own reconstruction MSE
+(not a share: it can exceed 1), rather than information one latent space lacks.
 
 Training: both spaces are standardized (per-variable mean and standard deviation of the training
 part); a seeded ``validation_fraction`` of the pairs is held out; Adam on the mean squared error

@@ -49,7 +49,7 @@ ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
                   defaults={"variant": "ortho"}),
     EstimatorKind("l-ortho", ProcrustesMap, "least squares, then the nearest orthogonal matrix",
                   defaults={"variant": "l-ortho"}),
-    EstimatorKind("adam", AdamMap, "bias-free layer, full-batch Adam lr 5e-4, 2,000 steps, L2 1e-4 (the seeds')",
+    EstimatorKind("adam", AdamMap, "bias-free layer, full-batch Adam lr 5e-4, 2,000 steps, L2 1e-4 (the paper's)",
                   primary="steps"),
 )}
 """The estimator names a spec starts with (``linear``, ``piecewise``, ``soft-piecewise``, ``mlp``, ``ortho``,

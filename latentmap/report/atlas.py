@@ -17,7 +17,7 @@ from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
 from latentmap.report.estimators import estimator_slug, write_comparison
 from latentmap.report.findings import atlas_findings
-from latentmap.report.html import Section, render_page
+from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.relocation import relocation_row_labels
 
 
@@ -54,7 +54,8 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     matrix = atlas.ratio_matrix()
     matrix.to_csv(folder / "ratio_matrix.csv")
     (folder / "atlas.json").write_text(json.dumps(
-        {"models": atlas.models, "skipped": atlas.skipped, "fit_source": atlas.fit_source, "map_params": atlas.map_params,
+        {"models": [_shown_info(info) for info in atlas.models], "skipped": atlas.skipped,
+         "fit_source": _shown_info(atlas.fit_source, "name"), "map_params": atlas.map_params,
          "estimators": atlas.estimators, "similarity": atlas.similarity,
          "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
@@ -119,10 +120,21 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     return section
 
 
+def _shown_info(info: dict, spec_key: str | None = None) -> dict:
+    """A model or fit-source record as the atlas's JSON writes it: its path (and data spec) without this
+    machine's folders (the map folders keep the paths they load models from)."""
+    out = dict(info or {})
+    if out.get("path") is not None:
+        out["path"] = shown_path(out["path"])
+    if spec_key and out.get(spec_key) is not None:
+        out[spec_key] = shown_spec(out[spec_key])
+    return out
+
+
 def _describe_fit(fit: dict) -> str:
     if fit.get("kind") == "samples":
         return f"{fit.get('count')} prior samples of each source model"
-    return f"{fit.get('count')} images of {fit.get('kind')} '{fit.get('name')}'"
+    return f"{fit.get('count')} images of {fit.get('kind')} '{shown_spec(fit.get('name'))}'"
 
 
 def _describe_map(params: dict) -> str:

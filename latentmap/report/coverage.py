@@ -29,7 +29,8 @@ def _p(value: float) -> str:
 
 
 def _pct(value: float) -> str:
-    return f"{100 * value:.2g}%"
+    """A share as a percentage with two significant digits (1.8%, 72%, 100%)."""
+    return f"{float(f'{100 * value:.2g}'):g}%"
 
 
 def coverage_findings(result: CoverageResult) -> list[str]:
@@ -43,12 +44,7 @@ def coverage_findings(result: CoverageResult) -> list[str]:
         text = (f"{g.name}: total variation {sig(g.tv_distance)} from the real shares, G = {sig(g.test['statistic'])} "
                 f"({g.test['dof']} dof, p {_p(g.test['p_value'])}); under-represents {len(g.under)} sectors, "
                 f"over-represents {len(g.over)}, never reaches {len(g.never_reached)} sectors that hold real images")
-        if g.under:
-            s = max(g.under, key=lambda u: real_share[u] - g.counts[u] / g.images)
-            what = (f", where {result.sector_labels[s]} is the most common real label"
-                    if result.sector_labels and result.sector_labels[s] else "")
-            text += (f"; the largest gap is sector {s}{what}: {_pct(real_share[s])} of the real images, "
-                     f"{_pct(g.counts[s] / g.images)} of the generated ones")
+        text += _largest_gaps(result, g, real_share)
         out.append(text + ".")
     if calibration is not None:
         out.append(f"For calibration, {calibration.images} real training images score total variation "
@@ -60,6 +56,33 @@ def coverage_findings(result: CoverageResult) -> list[str]:
     return out
 
 
+def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
+    """The sector whose generated share falls furthest below its real share, over all sectors; when that one is
+    not flagged under-represented, also the largest such gap among the flagged ones."""
+    gen_share = g.counts / max(g.images, 1)
+    gap = real_share - gen_share
+    if not len(gap) or gap.max() <= 0:
+        return ""
+
+    def describe(s: int) -> str:
+        what = (f", where {result.sector_labels[s]} is the most common real label"
+                if result.sector_labels and result.sector_labels[s] else "")
+        return (f"sector {s}{what}: {_pct(real_share[s])} of the real images, {_pct(gen_share[s])} of the "
+                "generated ones")
+
+    largest = int(np.argmax(gap))  # the lowest-numbered sector among equal gaps
+    text = f"; the largest gap over all {len(gap)} sectors is {describe(largest)}"
+    if largest in g.under:
+        return text + " (flagged under-represented)"
+    why = (f"its generated share is at least {UNDER:g} times the real one" if gen_share[largest] >= UNDER *
+           real_share[largest] else f"it holds fewer than {result.min_count} real images")
+    text += f" (not flagged: {why})"
+    if g.under:
+        flagged = max(g.under, key=lambda u: gap[u])
+        text += f"; the largest among the flagged sectors is {describe(flagged)}"
+    return text
+
+
 def fidelity_findings(result: FidelityResult) -> list[str]:
     rows = [r for r in result.rows if r.name != CALIBRATION_NAME]
     calibration = next((r for r in result.rows if r.name == CALIBRATION_NAME), None)
@@ -68,6 +91,9 @@ def fidelity_findings(result: FidelityResult) -> list[str]:
         out.append(f"In {result.space} (k = {result.k}): " + "; ".join(
             f"{r.name} precision {sig(r.precision)}, recall {sig(r.recall)}, coverage {sig(r.coverage)}, "
             f"{result.fd_name} {sig(r.frechet)}" for r in sorted(rows, key=lambda r: r.frechet)) + ".")
+    for name, share in (result.overlap or {}).items():
+        out.append(f"Warning: {_pct(share)} of {name}'s images are copies of the {result.real_source} it is scored "
+                   "against, so its precision, density and coverage are inflated by construction.")
     if calibration is not None:
         out.append(f"Real training images score precision {sig(calibration.precision)}, recall "
                    f"{sig(calibration.recall)}, coverage {sig(calibration.coverage)}, {result.fd_name} "

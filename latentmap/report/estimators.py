@@ -25,6 +25,12 @@ from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
 
 
+# what the linearity gap is, in words true for every value (it is no share: it can exceed 1 or be negative)
+LINEARITY_GAP_MEANING = ("the relocated MSE the linear map leaves beyond the nonlinear one, in units of B's own "
+                         "reconstruction MSE (0.4: 40% of B's own error; above 1 the linear map's excess alone "
+                         "exceeds B's own error; below 0 the linear map does better).")
+
+
 def estimator_slug(label: str) -> str:
     """A file-name form of an estimator label: ``piecewise:16:soft=true`` -> ``piecewise-16-soft-true``."""
     return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-") or "estimator"
@@ -68,8 +74,8 @@ def _linearity_gap(atlas, folder: Path, section, rel: str) -> None:
     types.to_csv(folder / "linearity_gap_by_type.csv", index=False)
     lin, non = pairs.attrs["linear"], pairs.attrs["nonlinear"]
     section.parts.append("<h3>Linearity gap</h3>")
-    section.text(f"ratio({lin}) − ratio({non}) on the same test images: the share of the relocation error that "
-                 f"comes from the map being linear. [gap_low, gap_high] is a paired 95% bootstrap interval.")
+    section.text(f"ratio({lin}) − ratio({non}) on the same test images: {LINEARITY_GAP_MEANING} "
+                 f"[gap_low, gap_high] is a paired 95% bootstrap interval.")
     section.table(types, float_format="{:.3f}")
     section.table(pairs, float_format="{:.3f}")
     section.parts.append(f'<p class="note">Files: <a href="{rel}linearity_gap.csv">linearity_gap.csv</a>, '

@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.findings import PAPER
+from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
 from latentmap.report.html import Section, file_slug, render_page
 from latentmap.report.labels import labelled_grid_png
 
-# The seeds' StyleGAN on CelebA (inverter MSE on own samples vs support-set images).
-SEED_CELEBA = {"own": 0.026, "support": 0.251}
+# The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
+# "Comparing the latent space of generative models".
+PAPER_CELEBA = {"own": 0.026, "support": 0.251}
 SET_COLOURS = {"own": "tab:green", "real": "tab:blue", "support": "tab:red"}
 
 
@@ -54,17 +56,21 @@ def findings(result: ExpressivenessResult) -> list[str]:
         if parts:
             out.append(f"{m.name} ({m.kind}) reconstructs its own samples at MSE {sig(own['encoder_mse'])} through "
                        f"its encoder, but " + " and ".join(parts) + ".")
-    out.append(f"The seeds' StyleGAN on CelebA: {SEED_CELEBA['own']} on its own samples against "
-               f"{SEED_CELEBA['support']} on support-set faces, {SEED_CELEBA['support'] / SEED_CELEBA['own']:.1f} "
+    out.append(f"The paper's StyleGAN on CelebA ({PAPER}): {PAPER_CELEBA['own']} on its own samples against "
+               f"{PAPER_CELEBA['support']} on support-set faces, {PAPER_CELEBA['support'] / PAPER_CELEBA['own']:.1f} "
                "times worse.")
     steps = result.settings.get("steps")
     refined = [(m, m.sets[k].summary(m.region["typical"])) for m in result.models for k in ("support",)
                if k in m.sets and len(m.sets[k].refined_index)]
     if refined:
         worst_own = max(m.sets["own"].summary(1.0)["refined_mse"] or 0 for m in result.models)
-        text = ", ".join(f"{m.name} {sig(s['refined_mse'])}" for m, s in sorted(refined, key=lambda p: p[1]["refined_mse"]))
+        # encoder and refined MSE of the same images: refinement runs on a subset of each set
+        text = ", ".join(f"{m.name} {sig(s['encoder_mse_refined_images'])} → {sig(s['refined_mse'])}"
+                         for m, s in sorted(refined, key=lambda p: p[1]["refined_mse"]))
+        count = sorted({s["refined_images"] for _, s in refined})
         out.append(f"After {steps} steps of gradient refinement own samples reach MSE {sig(worst_own)} or less, so "
-                   f"ratios lose their meaning; support-set images stay at: {text}.")
+                   f"ratios lose their meaning; support-set images (the {'/'.join(map(str, count))} refined ones, "
+                   f"encoder MSE → refined MSE of the same images) stay at: {text}.")
         drift = [(m, s) for m, s in refined if (s["refined_outside_share"] or 0) > 0.05]
         if drift:
             out.append("Refined support-set latents outside the 99% range of the model's own samples (images the model "
@@ -107,6 +113,7 @@ def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
             rows.append({"Model": m.name, "Target set": s["label"], "Images": s["images"],
                          "Encoder MSE": sig(s["encoder_mse"]), "Encoder SSIM": sig(s["encoder_ssim"]),
                          "Encoder LPIPS": sig(s["encoder_lpips"]), "Refined images": s["refined_images"],
+                         "Encoder MSE, refined images": sig(s["encoder_mse_refined_images"]),
                          "Refined MSE": sig(s["refined_mse"]), "Refined SSIM": sig(s["refined_ssim"]),
                          "Refined LPIPS": sig(s["refined_lpips"]),
                          "Distance / typical, encoder": sig(s["encoder_distance_ratio"]),
@@ -117,21 +124,24 @@ def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
 
 
 def error_histogram_png(model) -> bytes:
-    """Encoder and refined MSE per image, one step histogram per target set, log scale."""
+    """Encoder and refined MSE per image, one step histogram per target set, log scale.
+
+    The legend gives each set's true mean (the number in the tables); values below the plot floor are drawn
+    at the floor, and the legend says how many."""
     fig = new_figure(8.0, 3.0)
     values = [v for s in model.sets.values() for v in (s.encoder_mse, s.refined_mse) if len(v)]
-    low = max(min(float(np.min(v)) for v in values), 1e-7)
-    bins = np.logspace(np.log10(low), np.log10(max(float(np.max(v)) for v in values) * 1.01), 40)
+    low = max(min(float(np.min(v)) for v in values), PLOT_FLOOR)
+    bins = np.logspace(np.log10(low), np.log10(max(max(float(np.max(v)) for v in values) * 1.01, low * 1.01)), 40)
     for i, (what, attr) in enumerate((("encoder / inverter", "encoder_mse"), ("after refinement", "refined_mse"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for key, scores in model.sets.items():
-            data = np.clip(getattr(scores, attr), low, None)
-            if len(data):
-                ax.hist(data, bins=bins, histtype="step", weights=np.full(len(data), 1 / len(data)),
-                        color=SET_COLOURS.get(key),
-                        label=f"{scores.label} (mean {sig(float(np.mean(data)))})")
+            raw = np.asarray(getattr(scores, attr), dtype=np.float64)
+            if len(raw):
+                ax.hist(np.clip(raw, low, None), bins=bins, histtype="step", weights=np.full(len(raw), 1 / len(raw)),
+                        color=SET_COLOURS.get(key), label=histogram_legend(scores.label, raw, low, sig))
         ax.set_xscale("log")
-        ax.set_xlabel("per-image MSE")
+        ax.set_xlabel(f"per-image MSE (values below {sig(low)} drawn at {sig(low)})" if low == PLOT_FLOOR
+                      else "per-image MSE")
         ax.set_ylabel("share of images")
         ax.set_title(f"{model.name}: {what}", fontsize=9)
         if ax.get_legend_handles_labels()[0]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from latentmap.report.tables import sig
 
+# the paper whose method and figures latentmap reproduces; findings quote its numbers as "the paper's"
+PAPER = "Asperti & Tonelli 2023, Comparing the latent space of generative models"
 TYPE_NAMES = {1: "Type 1 (same architecture, different training)", 2: "Type 2 (same family, different architecture)",
               3: "Type 3 (different objectives)"}
 
@@ -31,9 +33,10 @@ def _range_sentence(pairs: list[dict], key: str = "ratio") -> list[str]:
         if not rows:
             continue
         best, worst = min(rows, key=lambda p: p[key]), max(rows, key=lambda p: p[key])
-        if best is worst:
+        if sig(best[key]) == sig(worst[key]):  # one value as printed: said once, with every pair that has it
             name = TYPE_NAMES.get(kind, f"Type {kind}")
-            out.append(f"{name} {sig(best[key])} ({best['source']} → {best['target']})")
+            pairs_text = ", ".join(f"{p['source']} → {p['target']}" for p in rows)
+            out.append(f"{name}: {sig(best[key])} ({pairs_text})")
         else:
             out.append(f"{TYPE_NAMES.get(kind, f'Type {kind}')} from {sig(best[key])} ({best['source']} → "
                        f"{best['target']}) to {sig(worst[key])} ({worst['source']} → {worst['target']})")
@@ -77,16 +80,16 @@ def demo_findings(summary: dict) -> list[str]:
                                          for m, own, real in gaps) + ".")
     out.extend(expressiveness_findings(summary.get("expressiveness") or []))
     atlas = summary.get("relocation_atlas") or {}
-    if atlas.get("pairs"):
-        out.append(relocation_ratio_findings(atlas["pairs"], describe_fit(atlas.get("fit"))))
-    support_atlas = summary.get("relocation_atlas_support_set") or {}
-    if support_atlas.get("pairs"):
-        out.append(relocation_ratio_findings(support_atlas["pairs"], describe_fit(support_atlas.get("fit"))))
+    for part in (atlas, summary.get("relocation_atlas_support_set") or {}):
+        if part.get("pairs"):
+            out.append(relocation_ratio_findings(part["pairs"], describe_fit(part.get("fit"))))
+            out.extend(ratio_below_one_findings(part["pairs"]))
+            out.extend(negative_r2_findings(part["pairs"]))
     s = summary.get("support_set") or {}
     if s.get("support_pairwise_mse") is not None and s.get("dataset_random_pairs_mse") is not None:
         out.append(f"The {s.get('size')}-image support set is spread wider than the data: mean pairwise MSE "
                    f"{sig(s['support_pairwise_mse'])} against {sig(s['dataset_random_pairs_mse'])} for random pairs "
-                   "(the source, on CelebA: 0.183 against 0.116).")
+                   "(the paper's, on CelebA: 0.183 against 0.116).")
     out.extend(diagnostics_demo_findings(summary.get("diagnostics") or []))
     return [s for s in out if s]
 
@@ -101,7 +104,7 @@ def expressiveness_findings(rows: list[dict]) -> list[str]:
              + (f" ({sig(r['support_over_own_low'])}–{sig(r['support_over_own_high'])})"
                 if r.get("support_over_own_low") is not None else "") for r in rows]
     return ["Support-set images reconstruct worse than each model's own samples (encoder MSE ratio, 95% interval): "
-            + ", ".join(parts) + " (the seeds' StyleGAN on CelebA: 9.7)."]
+            + ", ".join(parts) + f" (the paper's StyleGAN on CelebA: 9.7; {PAPER})."]
 
 
 def diagnostics_demo_findings(rows: list[dict]) -> list[str]:
@@ -142,12 +145,62 @@ def atlas_findings(atlas: dict) -> list[str]:
     if not results:
         return []
     out = [relocation_ratio_findings(results, describe_fit(atlas.get("fit_source")))]
+    out.extend(useless_target_findings(results))
+    out.extend(ratio_below_one_findings(results))
     r2 = [r["latent_r2"] for r in results if r.get("latent_r2") is not None]
     if r2:
         out.append(f"Latent R² of the maps: {sig(min(r2))} to {sig(max(r2))}; {len(results)} ordered pairs of "
                    f"{len(atlas.get('models') or [])} models, judged on {count(results[0].get('n_images'))} "
                    "images.")
+    out.extend(negative_r2_findings(results))
     return out
+
+
+def ratio_below_one_findings(pairs: list[dict]) -> list[str]:
+    """One sentence on the pairs whose ratio is below 1 (none: nothing)."""
+    below = sorted((p for p in pairs if p.get("ratio") is not None and p["ratio"] < 1 and not _useless(p)),
+                   key=lambda p: p["ratio"])  # below 1 against a useless target says nothing: warned apart
+    if not below:
+        return []
+    return ["A ratio below 1 (" + ", ".join(f"{p['source']} → {p['target']} {sig(p['ratio'])}" for p in below)
+            + ") means the relocated images are closer to the originals, on average, than B's own reconstructions: "
+            "A's encoding, mapped, finds a better latent for B's decoder than B's own encoder or inverter does."]
+
+
+def _useless(p: dict) -> bool:
+    """Whether the pair's target reconstructs no better than the mean image of the evaluated images."""
+    return (p.get("mean_image_mse") is not None and p.get("target_mse") is not None
+            and p["target_mse"] >= p["mean_image_mse"])
+
+
+def useless_target_findings(pairs: list[dict]) -> list[str]:
+    """A warning for each target B that reconstructs no better than the evaluated images' mean image (B's own
+    MSE at or above the MSE of that constant guess), naming the ratios into B that therefore mean nothing."""
+    out = []
+    for target in dict.fromkeys(p["target"] for p in pairs):
+        flagged = [p for p in pairs if p["target"] == target and _useless(p)]
+        if not flagged:
+            continue
+        first = flagged[0]
+        ratios = ", ".join(f"{p['source']} → {target} ({sig(p.get('ratio'))})" for p in flagged)
+        out.append(f"Warning: {target}'s own reconstruction MSE {sig(first['target_mse'])} is no better than the "
+                   f"{sig(first['mean_image_mse'])} of drawing every image as the images' mean image, so {target} "
+                   f"reconstructs nothing of these images, and " + (
+                       f"the ratios {ratios} compare against a useless baseline: they say nothing about the maps."
+                       if len(flagged) > 1 else
+                       f"the ratio {ratios} compares against a useless baseline: it says nothing about the map."))
+    return out
+
+
+def negative_r2_findings(pairs: list[dict]) -> list[str]:
+    """One sentence on the maps whose latent R² is negative (none: nothing)."""
+    negative = sorted((p for p in pairs if p.get("latent_r2") is not None and p["latent_r2"] < 0),
+                      key=lambda p: p["latent_r2"])
+    if not negative:
+        return []
+    return ["A negative latent R² (" + ", ".join(f"{p['source']} → {p['target']} {sig(p['latent_r2'])}"
+                                                   for p in negative)
+            + ") means the map predicts B's latents of the test images worse than the constant guess of their mean."]
 
 
 def anchors_findings(data: dict) -> list[str]:
@@ -184,10 +237,13 @@ def relocation_findings(r: dict) -> list[str]:
     if r.get("ratio_low") is not None:
         text += f" (95% interval {sig(r['ratio_low'])}–{sig(r['ratio_high'])})"
     out = [text + f", on {count(r.get('n_images'))} images."]
+    out.extend(useless_target_findings([r]))
+    out.extend(ratio_below_one_findings([r]))
     if r.get("latent_r2") is not None:
         cycle = r.get("cycle_ratio")
         out.append(f"Latent R² {sig(r['latent_r2'])}" + ("." if cycle is None else
                                                        f"; cycle A → B → A at {sig(cycle)} times A's own error."))
+        out.extend(negative_r2_findings([r]))
     labels = r.get("by_label") or []
     if labels:
         best, worst = min(labels, key=lambda x: x["ratio"]), max(labels, key=lambda x: x["ratio"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from latentmap.io.paths import shown_path, shown_spec  # noqa: F401 (re-exported for the renderers)
 from latentmap.report.tables import MAX_ALIGNED_COLUMNS, display_frame, text_columns, unit_notes
 
 GENERATOR = "latentmap report"

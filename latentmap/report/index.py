@@ -64,12 +64,19 @@ def _page_findings(page: Path) -> list[str]:
 
 
 def _coverage_findings(frame: pd.DataFrame) -> list[str]:
-    out = []
-    for _, g in frame.iterrows():
-        out.append(f"{g['generator']}: total variation {sig(float(g['tv_distance']))} from the real sector shares, "
-                   f"{int(g['never_reached'])} sectors never reached, {int(g['under_represented'])} under- and "
-                   f"{int(g['over_represented'])} over-represented.")
-    return out
+    """One sentence naming every generator of ``coverage_summary.csv`` (the index shows a report's first few
+    findings only, so one per generator would drop some)."""
+    from latentmap.evaluation.generator_bench import CALIBRATION_NAME
+
+    parts = [f"{g['generator']}{' (calibration)' if g['generator'] == CALIBRATION_NAME else ''} "
+             f"{sig(float(g['tv_distance']))} ({int(g['never_reached'])}, {int(g['under_represented'])}, "
+             f"{int(g['over_represented'])})" for _, g in frame.iterrows()]
+    if not parts:
+        return []
+    generators = int((frame["generator"] != CALIBRATION_NAME).sum())
+    return [f"Total variation from the real sector shares (sectors never reached, under-represented, "
+            f"over-represented), {generators} generator{'s' if generators != 1 else ''}"
+            + (" and the calibration" if generators < len(parts) else "") + ": " + "; ".join(parts) + "."]
 
 
 def _read_csv(path: Path):

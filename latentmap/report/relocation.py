@@ -12,13 +12,23 @@ from latentmap.distributed import is_main
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.grid import grid_png
 from latentmap.report.findings import relocation_findings
-from latentmap.report.html import Section, render_page
+from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.tables import sig
 
 
 def _fmt(value):
     """Three significant digits, "n/a" for a missing value."""
     return "n/a" if value is None else sig(value, 3)
+
+
+def shown_fit_source(record: dict) -> dict:
+    """A map's fit-source record as a report writes it: its data spec and path without this machine's folders."""
+    out = dict(record or {})
+    if out.get("name") is not None:
+        out["name"] = shown_spec(out["name"])
+    if out.get("path") is not None:
+        out["path"] = shown_path(out["path"])
+    return out
 
 
 def relocation_row_labels(source: str, target: str) -> list[str]:
@@ -28,8 +38,7 @@ def relocation_row_labels(source: str, target: str) -> list[str]:
 
 def relocation_table(r) -> list[tuple[str, str]]:
     """(metric, formatted value) rows of one pair: the CLI's printout and the report's table."""
-    lp = (_fmt(r.relocated_lpips), _fmt(r.target_lpips)) if r.relocated_lpips is not None else \
-        (r.lpips_note, r.lpips_note)
+    lp = (_fmt(r.relocated_lpips), _fmt(r.target_lpips))  # "n/a" without LPIPS: the note says why, once
     return [
         ("pair", f"{r.source} -> {r.target}"),
         ("estimator", r.estimator),
@@ -44,6 +53,7 @@ def relocation_table(r) -> list[tuple[str, str]]:
         ("per-image ratio median / p90", "n/a" if r.image_ratio_median is None else
          f"{_fmt(r.image_ratio_median)} / {_fmt(r.image_ratio_p90)}"),
         ("latent MSE", _fmt(r.latent_mse)),
+        ("MSE of the mean image (a constant guess)", _fmt(r.mean_image_mse)),
         ("latent R²", _fmt(r.latent_r2)),
         ("relocated SSIM", _fmt(r.relocated_ssim)),
         (f"SSIM {r.target}", _fmt(r.target_ssim)),
@@ -68,13 +78,16 @@ def save_relocation_report(result, out, source, target, linear_map, data, grid_i
             by_label.to_csv(tmp / "relocation_by_label.csv", index=False)
         (tmp / "relocation.json").write_text(json.dumps(
             {**row, "by_label": result.by_label, **context,
-             "fit_source": linear_map.info_.get("fit_source", {}) if hasattr(linear_map, "info_") else {}},
+             "fit_source": shown_fit_source(linear_map.info_.get("fit_source", {}) if hasattr(linear_map, "info_")
+                                           else {})},
             indent=2) + "\n")
         (tmp / "grid.png").write_bytes(grid_png(relocation_rows(source, target, linear_map, images),
                                                 row_labels=relocation_row_labels(result.source, result.target)))
         section = Section(f"{result.source} -> {result.target} (type {result.type}: {result.type_name})")
         section.table(pd.DataFrame([{"metric": k, "value": v} for k, v in relocation_table(result)])
                       .astype({"value": object}))
+        if result.relocated_lpips is None and result.lpips_note:
+            section.text(result.lpips_note + ".", cls="note")
         if len(by_label):
             section.text("By label: B's own and relocated MSE of the images of each label (relocation_by_label.csv).")
             section.table(by_label)
