@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 LATENTMAP := $(BIN)/latentmap
 
-.PHONY: install data demo example-report test test-all checkpoints support-sets benchmarks bench bench-quick clean
+.PHONY: install data demo example-report test test-all docs docs-screenshots checkpoints support-sets benchmarks bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,pythae]'
+	$(BIN)/python -m pip install -q -e '.[dev,pythae,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,6 +36,14 @@ test: install data
 
 test-all: install data
 	LATENTMAP_SLOW=1 $(BIN)/python -m pytest -q
+
+# The documentation site (docs/, mkdocs.yml) into site/, offline; any warning fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
+# The screenshots of the committed example reports that the pages of docs/reading/ show (headless chromium).
+docs-screenshots: install
+	$(BIN)/python tests/test_browser.py docs/img
 
 # How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each).
 checkpoints: install data
@@ -66,4 +74,4 @@ bench-quick: install data
 	  $(BIN)/python benchmarks/bench_memory.py --sizes 2000,20000,200000 || status=1; exit $$status
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -50,10 +50,11 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-def _chromium(*args, profile: Path, timeout: int = 90) -> subprocess.CompletedProcess:
+def _chromium(*args, profile: Path, timeout: int = 90, size: tuple[int, int] = (WIDTH, HEIGHT)
+              ) -> subprocess.CompletedProcess:
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-           f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", *args]
+           f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -134,3 +135,86 @@ def test_small_demo_report_in_chromium(small_demo, tmp_path):
     for page in pages:
         result = check_page(page, tmp_path)
         assert result["images"] >= 1, f"{page} shows no image"
+
+
+# The screenshots the pages of docs/reading/ show: (file in docs/img, committed report page, CSS selector of the part
+# to show at the top, or None for the top of the page).
+SCREENSHOTS = [
+    ("reports-index.png", "index.html", None),
+    ("demo-findings.png", "demo/index.html", None),
+    ("demo-reconstructions.png", "demo/index.html", "#reconstructions"),
+    ("demo-support-set.png", "demo/index.html", "#support-set"),
+    ("demo-atlas.png", "demo/atlas/index.html", None),
+    ("demo-atlas-matrix.png", "demo/atlas/index.html", 'img[src="ratio_matrix.png"]'),
+    ("demo-diagnostics.png", "demo/diagnostics/fmnist-svae/index.html", None),
+    ("demo-interpolation.png", "demo/diagnostics/fmnist-svae/index.html", "#interpolation-fmnist-svae"),
+    ("bench-expressiveness.png", "bench-expressiveness/index.html", None),
+    ("bench-expressiveness-worst.png", "bench-expressiveness/index.html", "#errors-and-worst-reconstructions"),
+    ("bench-coverage.png", "bench-coverage/index.html", None),
+    ("bench-coverage-generator.png", "bench-coverage/index.html", "#coverage-of-fmnist-stylegan"),
+    ("atlas-estimators.png", "atlas-estimators/index.html", None),
+    ("atlas-estimators-gap.png", "atlas-estimators/index.html", "#linearity-gap"),
+    ("anchors.png", "anchors/index.html", None),
+]
+SHOT_SIZE = (1280, 960)
+SCROLL = """<script>
+window.addEventListener('load', function () {
+  var target = document.querySelector('%s');
+  if (target) {  /* shift the page up: headless screenshots ignore a scroll position */
+    var top = target.getBoundingClientRect().top + window.scrollY - 8;
+    document.body.style.marginTop = (parseFloat(getComputedStyle(document.body).marginTop) - top) + 'px';
+  }
+  else { document.body.innerHTML = '<h1>nothing matches %s</h1>'; }
+});
+</script>"""
+
+
+def save_screenshots(out: Path, reports: Path = ROOT / "reports") -> list[Path]:
+    """Screenshots of the committed example reports (``SCREENSHOTS``) as 256-colour PNGs in ``out``.
+
+    A page is opened where it lies, so its images load from beside it; a copy with a small script
+    scrolls to the section asked for, and is removed after the shot. ``make docs-screenshots`` runs this.
+    """
+    import tempfile
+
+    from PIL import Image
+
+    if CHROMIUM is None:
+        raise SystemExit("chromium is not installed (apt-get install chromium)")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, page, anchor in SCREENSHOTS:
+            source = reports / page
+            shot = source.with_name(".shot-" + source.name)
+            script = SCROLL % (anchor, anchor) if anchor else ""
+            shot.write_text(source.read_text().replace("</body>", script + "</body>"))
+            png = Path(tmp) / name
+            try:
+                done = _chromium("--virtual-time-budget=15000", f"--screenshot={png}", shot.as_uri(),
+                                 profile=Path(tmp) / "profile", size=SHOT_SIZE)
+            finally:
+                shot.unlink()
+            if not png.is_file():
+                raise RuntimeError(f"no screenshot of {source}: {done.stderr[-2000:]}")
+            image = Image.open(png).convert("RGB")
+            image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out / name, optimize=True)
+            written.append(out / name)
+    return written
+
+
+def test_every_screenshot_page_and_section_exists():
+    """The screenshots the pages of docs/reading/ show come from pages and sections the committed reports have."""
+    for _, page, anchor in SCREENSHOTS:
+        source = ROOT / "reports" / page
+        assert source.is_file(), source
+        if anchor:  # an id (#name) or an image (img[src="file"])
+            wanted = f'id="{anchor[1:]}"' if anchor.startswith("#") else anchor.split("[", 1)[1].rstrip("]")
+            assert wanted in source.read_text(), (page, anchor)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for path in save_screenshots(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "img"):
+        print(path)

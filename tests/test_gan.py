@@ -154,7 +154,7 @@ def test_shipped_gan(tmp_path):
 
 
 def _check_shipped_generator_expressiveness(model):
-    """The inverter reproduces the generator's own samples far better than real images (the README's claim),
+    """The inverter reproduces the generator's own samples far better than real images (docs/guide/models.md),
     recomputed on 500 seeded prior samples and 500 evenly spaced test images, and evaluate_inverter agrees."""
     from latentmap import load_dataset
     from latentmap.training.inverter import evaluate_inverter

@@ -114,7 +114,8 @@ def test_checkpoint_error_is_oserror():
     (errors.UnsafeLoadError, PermissionError), (errors.DependencyError, ImportError),
     (errors.SupportSetError, ValueError)])
 def test_errors_derive_from_latentmap_error_and_from_the_builtin(error, builtin):
-    """README: every deliberate error derives from LatentmapError *and* from the built-in a caller would catch."""
+    """Every deliberate error derives from LatentmapError *and* from the built-in a caller would catch
+    (docs/outputs-and-errors.md)."""
     assert issubclass(error, LatentmapError)
     assert issubclass(error, builtin)
 

@@ -329,7 +329,8 @@ def test_shipped_vae_pair_relocates_far_better_than_unmapped(shipped_type1):
     assert r.target_mse == pytest.approx(own, rel=1e-4)
     assert r.ratio == pytest.approx(relocated / own, rel=1e-4)
     assert r.latent_r2 == pytest.approx(r2_score(z_b, mapped), rel=1e-4)
-    # the README's Type 1 claim (ratio 1.50, latent R² 0.78 with a 60,000-image fit), on the recomputed numbers
+    # the Type 1 claim of docs/guide/relocation-results.md (ratio 1.50, latent R² 0.78 with a 60,000-image fit),
+    # on the recomputed numbers
     assert 1.0 < relocated / own < 1.7 and r2_score(z_b, mapped) > 0.7
     # without the map, B decoding A's latents directly is much worse
     unmapped = float(((_np(b.decode(torch.from_numpy(z_a).float())) - xn) ** 2).mean())

@@ -102,4 +102,6 @@ def benchmark_coverage(reference: LatentModel, support, real, sets: list[Generat
 
 def benchmark_fidelity(reference: LatentModel, real, sets: list[GeneratedSet], *, real_source: str = "real test images",
                        k: int = DEFAULT_K, batch_size: int = 256, progress: bool = False) -> FidelityResult:
+    """Precision, recall, density, coverage (k nearest neighbours) and a Fréchet distance of each generated set
+    against the real images, in the latent space of ``reference`` (named in the result, never called FID)."""
     return fidelity_in(EncodingCache(reference, batch_size, progress), real, sets, real_source=real_source, k=k)

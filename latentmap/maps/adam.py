@@ -29,12 +29,23 @@ class AdamMap(AffineEstimator):
 
     Parameters
     ----------
-    lr : Adam's learning rate (5e-4). steps : number of full-batch steps (2,000).
-    l2 : weight of the penalty l2·ΣW² added to the mean squared error (1e-4). seed : the Glorot-uniform start.
+    lr
+        Adam's learning rate (5e-4).
+    steps
+        Number of full-batch steps (2,000).
+    l2
+        Weight of the penalty l2·ΣW² added to the mean squared error (1e-4).
+    seed
+        Seed of the Glorot-uniform start.
 
     Attributes
     ----------
-    coef_ [n_targets, n_features]; intercept_ (zeros); fit_metrics_ with ``final_loss`` and ``gradient_norm``.
+    coef_
+        [n_targets, n_features].
+    intercept_
+        Zeros.
+    fit_metrics_
+        With ``final_loss`` and ``gradient_norm``.
     """
 
     estimator_name = "adam"

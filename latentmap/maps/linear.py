@@ -85,15 +85,17 @@ class LinearMap(BaseEstimator):
 
     Parameters
     ----------
-    bias : fit an intercept (default True); False is the paper's bias-free map.
-    alpha : ridge penalty (>= 0) on ``coef_``, or ``"auto"`` (chosen by generalized
-        cross-validation); the penalty used is ``alpha_``. The intercept is never penalized.
-    method : ``"lstsq"`` (least squares / ridge) or ``"procrustes"`` (orthogonal map, equal sizes).
+    bias
+        Fit an intercept (default True); False is the paper's bias-free map.
+    alpha
+        Ridge penalty (>= 0) on ``coef_`` (never on the intercept), or ``"auto"``: chosen by GCV, as ``alpha_``.
+    method
+        ``"lstsq"`` (least squares / ridge) or ``"procrustes"`` (orthogonal map, equal sizes).
 
-    Attributes (as scikit-learn's linear models)
+    Attributes
     ----------
-    coef_ : [n_targets, n_features]; intercept_ : [n_targets]; alpha_ ; n_features_in_ ;
-    n_targets_ ; n_samples_seen_ ; fit_metrics_ (R², MSE, condition number on the fitting pairs).
+    coef_, intercept_, alpha_, n_features_in_, n_targets_, n_samples_seen_, fit_metrics_
+        As in scikit-learn's linear models (coef_: [n_targets, n_features]); fit_metrics_: R², MSE, condition number.
     """
 
     _parameter_constraints = {

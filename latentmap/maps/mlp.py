@@ -53,17 +53,35 @@ class MLPMap(MapEstimator):
 
     Parameters
     ----------
-    hidden : widths of the hidden layers (default two of 512). activation : silu (default), relu, gelu or tanh.
-    skip : learn the residual of the affine least-squares map (the network's output is added to it).
-    lr, weight_decay : Adam's (decoupled weight decay, AdamW, when > 0). batch_size : minibatch rows.
-    max_epochs, patience : at most this many epochs; stop after ``patience`` epochs without a better held-out error.
-    validation_fraction : share of the pairs held out for early stopping. seed : split, initial weights, batch order.
+    hidden
+        Widths of the hidden layers (default two of 512).
+    activation
+        silu (default), relu, gelu or tanh.
+    skip
+        Learn the residual of the affine least-squares map (the network's output is added to it).
+    lr, weight_decay
+        Adam's (decoupled weight decay, AdamW, when > 0).
+    batch_size
+        Minibatch rows.
+    max_epochs, patience
+        At most this many epochs; stop after ``patience`` epochs without a better held-out error.
+    validation_fraction
+        Share of the pairs held out for early stopping.
+    seed
+        Seed of the split, the initial weights and the batch order.
 
     Attributes
     ----------
-    network_ (the torch module, on the training device), x_mean_, x_std_, y_mean_, y_std_ (standardization),
-    skip_coef_, skip_intercept_ (the affine part when ``skip``), n_features_in_, n_targets_, n_samples_seen_,
-    fit_metrics_ (held-out latent MSE and R², epochs run, best epoch).
+    network_
+        The torch module, on the training device.
+    x_mean_, x_std_, y_mean_, y_std_
+        The standardization.
+    skip_coef_, skip_intercept_
+        The affine part when ``skip``.
+    n_features_in_, n_targets_, n_samples_seen_
+        Sizes of the fitted problem.
+    fit_metrics_
+        Held-out latent MSE and R², epochs run, best epoch.
     """
 
     estimator_name = "mlp"

@@ -47,19 +47,38 @@ class PiecewiseLinearMap(StreamingMapEstimator):
 
     Parameters
     ----------
-    n_cells : number of k-means cells (1 gives the global affine least-squares map).
-    alpha : ridge penalty (>= 0) of each cell's map towards the global map, or ``"auto"``: chosen per cell
+    n_cells
+        Number of k-means cells (1 gives the global affine least-squares map).
+    alpha
+        Ridge penalty (>= 0) of each cell's map towards the global map, or ``"auto"``: chosen per cell
         by generalized cross-validation.
-    soft : blend the cells' maps with softmax weights over the distances to the centres (continuous map).
-    temperature : softness of the blend, relative to the mean squared distance to the nearest centre.
-    shrink : ``"global"`` (penalize ‖W_k − W_global‖) or ``"zero"`` (penalize ‖W_k‖, plain ridge).
-    kmeans_sample : rows the k-means cells are computed from. seed : k-means and its sample.
+    soft
+        Blend the cells' maps with softmax weights over the distances to the centres (continuous map).
+    temperature
+        Softness of the blend, relative to the mean squared distance to the nearest centre.
+    shrink
+        ``"global"`` (penalize ‖W_k − W_global‖) or ``"zero"`` (penalize ‖W_k‖, plain ridge).
+    kmeans_sample
+        Rows the k-means cells are computed from.
+    seed
+        Seed of k-means and of its sample.
 
     Attributes
     ----------
-    cluster_centers_ [n_cells, n_features]; coefs_ [n_cells, n_targets, n_features]; intercepts_ [n_cells, n_targets];
-    alphas_ [n_cells] (the penalty each cell used); cell_counts_ [n_cells]; scale_ ; coef_ and intercept_ (the
-    global affine map); n_features_in_, n_targets_, n_samples_seen_, fit_metrics_ (of the hard cells).
+    cluster_centers_
+        [n_cells, n_features].
+    coefs_, intercepts_
+        [n_cells, n_targets, n_features] and [n_cells, n_targets]: each cell's map.
+    alphas_
+        [n_cells]: the penalty each cell used.
+    cell_counts_
+        [n_cells].
+    scale_
+        The mean squared distance of the k-means sample to its nearest centre, the scale of ``temperature``.
+    coef_, intercept_
+        The global affine map.
+    n_features_in_, n_targets_, n_samples_seen_, fit_metrics_
+        Sizes of the fitted problem, and the metrics of the hard cells.
     """
 
     estimator_name = "piecewise"

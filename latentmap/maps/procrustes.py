@@ -37,16 +37,21 @@ class ProcrustesMap(AffineEstimator):
 
     Parameters
     ----------
-    variant : ``"ortho"`` (orthogonal Procrustes) or ``"l-ortho"`` (least squares, then the nearest
+    variant
+        ``"ortho"`` (orthogonal Procrustes) or ``"l-ortho"`` (least squares, then the nearest
         orthogonal matrix).
-    standardize : centre and scale every latent variable to unit variance in both spaces before
+    standardize
+        Centre and scale every latent variable to unit variance in both spaces before
         aligning (Maiorca et al.); False only centres them (Procrustes with a translation).
 
     Attributes
     ----------
-    coef_ [n_targets, n_features], intercept_ [n_targets]: the whole map, y = x @ coef_.T + intercept_;
-    rotation_ [n_features, n_targets]: the (semi-)orthogonal matrix between the standardized spaces;
-    source_scale_, target_scale_: the standard deviations used (ones when ``standardize=False``).
+    coef_, intercept_
+        [n_targets, n_features] and [n_targets]: the whole map, y = x @ coef_.T + intercept_.
+    rotation_
+        [n_features, n_targets]: the (semi-)orthogonal matrix between the standardized spaces.
+    source_scale_, target_scale_
+        The standard deviations used (ones when ``standardize=False``).
     """
 
     estimator_name = "procrustes"

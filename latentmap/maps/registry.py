@@ -52,6 +52,8 @@ ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
     EstimatorKind("adam", AdamMap, "bias-free layer, full-batch Adam lr 5e-4, 2,000 steps, L2 1e-4 (the paper's)",
                   primary="steps"),
 )}
+"""The estimator names a spec starts with (``linear``, ``piecewise``, ``soft-piecewise``, ``mlp``, ``ortho``,
+``l-ortho``, ``adam``): each name's class, summary and the parameters it sets; ``parse_estimator`` reads specs."""
 
 # the classes map folders name, for loading
 ESTIMATOR_CLASSES: dict[str, type] = {"linear": LinearMap, **{

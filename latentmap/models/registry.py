@@ -16,6 +16,7 @@ from latentmap.errors import CheckpointError, ConfigError, LatentmapError, Unkno
 from latentmap.io.checkpoint import read_config, read_weights
 
 ADAPTERS: dict[str, type] = {}
+"""Adapter classes by kind (``vae``, ``split-vae``, ``gan``, ``stylegan-w``, ...), filled by ``register_adapter``."""
 # (name, predicate(spec) -> bool, loader(spec, device=None, allow_pickle=False) -> LatentModel)
 MODEL_SOURCES: list[tuple[str, Callable[[str], bool], Callable]] = []
 
