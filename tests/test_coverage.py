@@ -116,6 +116,7 @@ def test_coverage_findings_quote_the_hand_computed_numbers_and_the_largest_gap(h
     assert f"G = {statistic:.3g} (2 dof" in text
     assert "under-represents 2 sectors, over-represents 1, never reaches 1 sectors that hold real images" in text
     # under-represented: sector 0 (0.5 real, 0.1 generated: a gap of 0.4) and sector 1 (0.2 and 0: 0.2)
-    assert "the largest gap is sector 0: 50% of the real images, 10% of the generated ones" in text
+    assert ("the largest gap over all 4 sectors is sector 0: 50% of the real images, 10% of the generated ones "
+            "(flagged under-represented)") in text
     row = summary_display(result).iloc[0]
     assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.6", 1, 2)
