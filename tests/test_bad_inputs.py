@@ -61,6 +61,7 @@ def world(tmp_path_factory, tiny_vae_checkpoint):
     (root / "map-bad-json").mkdir()
     (root / "map-bad-json" / "map.json").write_text("[]")
     (root / "plain.txt").write_text("not a folder")
+    w["evil"] = _checkpoint_variant(tiny, root / "evil-model", lambda c, d: c.update(name="../../evil"))
     imgs = root / "imgs"
     imgs.mkdir()
     from PIL import Image
@@ -170,6 +171,35 @@ CASES = [
     (["demo", "--checkpoints", "{root}/empty"], "no checkpoints"),
     (["demo", "--images", "0"], "--images"),
     (["demo", "--out", "foreign"], "was not written by latentmap"),
+    # inputs in every form are never an output: npy:/folder: specs, --data-dir, --exclude files, LPIPS weights,
+    # shipped names, and the paths outputs record (a map's models)
+    (FIT + ["--support-set", "npy:own-map/imgs.npy", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--support-set", "folder:own-map/pngs?size=28", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--dataset", "npy:own-map/imgs.npy", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--samples", "5", "--data-dir", "own-map/data", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--dataset", "npy:own-map/imgs.npy", "--out", "own-map/imgs.npy"], "is also an input"),
+    (["train", "vae", "--dataset", "npy:own-checkpoint/imgs.npy", "--out", "own-checkpoint", "--overwrite"],
+     "contains the input"),
+    (["train", "vae", "--data-dir", "own-checkpoint", "--out", "own-checkpoint", "--overwrite"], "is also an input"),
+    (BUILD + ["--exclude", "own-support/skip.txt", "--out", "own-support", "--overwrite"], "contains the input"),
+    (BUILD + ["--for-models", "{tiny},{tiny2}", "--out", "{tiny2}", "--overwrite"], "is also an input"),
+    (["diagnose", "--model", "{tiny}", "--dataset", "folder:own-report/pngs", "--out", "own-report", "--overwrite"],
+     "contains the input"),
+    (["invert", "--model", "{tiny}", "--lpips", "own-inversion/alex.pth", "--out", "own-inversion", "--overwrite"],
+     "contains the input"),
+    (["map", "eval", "--map", "own-map-of-tiny", "--out", "{tiny_parent}", "--overwrite"], "contains the input"),
+    (ATLAS + ["--fit", "support-set", "--support-set", "npy:own-report/imgs.npy", "--out", "own-report",
+              "--overwrite"], "contains the input"),
+    (["bench", "expressiveness", "{tiny}", "--support-set", "npy:own-report/imgs.npy", "--out", "own-report",
+      "--overwrite"], "contains the input"),
+    (["bench", "fidelity", "npy:own-report/imgs.npy", "--out", "own-report", "--overwrite"], "contains the input"),
+    # the shipped models and support sets are never replaced, by name or by path
+    (["train", "inverter", "--model", "fmnist-stylegan", "--out", "{shipped}/fmnist-stylegan", "--overwrite"],
+     "shipped models"),
+    (["train", "vae", "--out", "{shipped}/fmnist-vae-a", "--overwrite"], "shipped models"),
+    (["diagnose", "--model", "fmnist-vae-a", "--out", "{shipped}", "--overwrite"], "shipped models"),
+    (["support-set", "build", "--model", "fmnist-svae", "--out", "{shipped_support}/fmnist-svae", "--overwrite"],
+     "shipped models"),
 ]
 
 
@@ -184,17 +214,24 @@ def test_the_table_is_large():
 @pytest.mark.parametrize("argv,fragment", CASES, ids=[" ".join(argv[:2]) + f"-{i}" for i, (argv, _) in
                                                        enumerate(CASES)])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragment, tmp_path, monkeypatch):
-    paths = {k: str(v) for k, v in world.items()} | {"tiny_parent": str(world["tiny"].parent)}
+    from latentmap.models.shipped import shipped_root
+
+    shipped = shipped_root()
+    paths = {k: str(v) for k, v in world.items()} | {"tiny_parent": str(world["tiny"].parent),
+                                                     "shipped": str(shipped / "checkpoints"),
+                                                     "shipped_support": str(shipped / "support_sets")}
     argv = [a.format(**paths) for a in argv]
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LATENTMAP_WRITE_SHIPPED", raising=False)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "thesis.tex").write_text("years of work")
     (tmp_path / "own-report").mkdir()
     write_output_marker(tmp_path / "own-report", "report")
     (tmp_path / "own-checkpoint").mkdir()
     write_output_marker(tmp_path / "own-checkpoint", "checkpoint")
+    _own_outputs_holding_inputs(tmp_path, world)
     before, inputs_before = _snapshot(tmp_path), _snapshot(world["root"])
-    tiny_before = _snapshot(world["tiny"])
+    tiny_before, shipped_before = _snapshot(world["tiny"]), _snapshot(shipped)
     result = CliRunner().invoke(main, argv)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2, (argv, result.output, result.exception)
@@ -203,3 +240,38 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragmen
     assert fragment in lines[0], (argv, lines[0])
     assert _snapshot(tmp_path) == before, f"{argv} wrote or removed files"
     assert _snapshot(world["root"]) == inputs_before and _snapshot(world["tiny"]) == tiny_before
+    assert _snapshot(shipped) == shipped_before
+    assert not (tmp_path.parent / "evil").exists() and not (world["root"].parent / "evil").exists()
+
+
+def _own_outputs_holding_inputs(folder, world):
+    """latentmap outputs (which --overwrite may replace) that hold the inputs of the cases above, and a user's
+    folders named like latentmap's temporary and backup folders of a process that is gone."""
+    images = np.random.default_rng(1).random((6, 1, 28, 28), dtype=np.float32)
+    for name, kind in (("own-map", "map"), ("own-support", "support-set"), ("own-inversion", "inversion")):
+        (folder / name).mkdir()
+        write_output_marker(folder / name, kind)
+    for name in ("own-map", "own-checkpoint", "own-report"):
+        np.save(folder / name / "imgs.npy", images)
+    from PIL import Image
+
+    for name in ("own-map", "own-report"):
+        (folder / name / "pngs").mkdir()
+        for i in range(3):
+            Image.fromarray((images[i, 0] * 255).astype(np.uint8)).save(folder / name / "pngs" / f"{i}.png")
+    (folder / "own-map" / "data").mkdir()
+    (folder / "own-support" / "skip.txt").write_text("1 2 3\n")
+    (folder / "own-inversion" / "alex.pth").write_bytes(b"weights")
+    map_folder = folder / "own-map-of-tiny"  # a map that records its models by path
+    map_folder.mkdir()
+    (map_folder / "map.json").write_text(json.dumps({"source": {"path": str(world["tiny"])},
+                                                     "target": {"path": str(world["tiny"])}}))
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
