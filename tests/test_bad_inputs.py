@@ -200,6 +200,10 @@ CASES = [
     (["diagnose", "--model", "fmnist-vae-a", "--out", "{shipped}", "--overwrite"], "shipped models"),
     (["support-set", "build", "--model", "fmnist-svae", "--out", "{shipped_support}/fmnist-svae", "--overwrite"],
      "shipped models"),
+    # a model whose name would climb out of --out (a whole atlas of such names: tests/test_cli_map.py): the run
+    # fails once the models are loaded, nothing is written anywhere
+    (["map", "atlas", "--models", "{tiny},{evil}", "--fit", "support-set", "--support-set", "{support_nan}", "--out",
+      "atlas"], "finite pixel values"),
 ]
 
 
