@@ -200,6 +200,9 @@ CASES = [
     (["diagnose", "--model", "fmnist-vae-a", "--out", "{shipped}", "--overwrite"], "shipped models"),
     (["support-set", "build", "--model", "fmnist-svae", "--out", "{shipped_support}/fmnist-svae", "--overwrite"],
      "shipped models"),
+    # a user's folders named like latentmap's temporary ones survive a failed run beside them
+    (["diagnose", "--model", "{tiny}", "--dataset", "digits", "--out", "own-report", "--overwrite"],
+     "expects images of shape"),
     # a model whose name would climb out of --out (a whole atlas of such names: tests/test_cli_map.py): the run
     # fails once the models are loaded, nothing is written anywhere
     (["map", "atlas", "--models", "{tiny},{evil}", "--fit", "support-set", "--support-set", "{support_nan}", "--out",
@@ -270,6 +273,11 @@ def _own_outputs_holding_inputs(folder, world):
     map_folder.mkdir()
     (map_folder / "map.json").write_text(json.dumps({"source": {"path": str(world["tiny"])},
                                                      "target": {"path": str(world["tiny"])}}))
+    dead = _dead_pid()  # a user's folders named like an older version's temporary and backup folders, or like
+    for name in (f".own-report.tmp-{dead}-abc123", f".own-report.old-{dead}", f".atlas.tmp-{dead}-x1y2z3",
+                 ".own-report.tmp-0123456789abcdef"):  # today's but without latentmap's ownership file
+        (folder / name).mkdir()
+        (folder / name / "mine.txt").write_text("a user's folder, named by chance like a temporary one")
 
 
 def _dead_pid():

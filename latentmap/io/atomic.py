@@ -7,10 +7,17 @@ Every folder written with a ``kind`` carries a small marker file, :data:`MARKER_
 later run can tell its own outputs from a folder a user happens to point ``--out`` at:
 a non-empty folder without the marker, or with a marker of another kind, is never replaced.
 
-The swap is two renames (``NAME`` -> ``.NAME.old-PID``, ``.NAME.tmp-PID-XXXX`` -> ``NAME``).
-A process killed between them leaves the previous result only as ``.NAME.old-PID``; the next
-:func:`check_output_path` or :func:`atomic_directory` for ``NAME`` renames it back, and removes
-the temporary and backup folders of processes that are no longer alive (never those of live ones).
+Temporary and backup folders are created exclusively, under unguessable names, and each carries an
+ownership file, :data:`OWNER_NAME`, written exclusively when it is made: the process (id, start time,
+host) and the random part of the folder's name. Only folders with a valid ownership file whose process
+is gone are ever cleaned up; a user's folder that merely looks like one (``.NAME.tmp-1234-abcd``, an
+older version's ``.NAME.old-PID``) is never touched.
+
+The swap: the block fills ``.NAME.tmp-RANDOM``; the previous result (if any) is moved to
+``.NAME.old-RANDOM/NAME``; ``.NAME.tmp-RANDOM`` is renamed to ``NAME``; its ownership file and the backup
+folder are removed. A process killed in between leaves the previous result only in the backup; the next
+:func:`check_output_path` or :func:`atomic_directory` for ``NAME`` moves it back, and removes what
+processes that are no longer alive left behind (never what live ones are using).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -33,9 +42,15 @@ OUTPUT_KINDS = ("checkpoint", "support-set", "map", "report")
 """The kinds the CLI writes; any other non-empty name is accepted too."""
 
 PAUSE_ENV = "LATENTMAP_TEST_PAUSE_AT"
-"""Test hook: ``between-renames`` makes :func:`atomic_directory` sleep between its two renames."""
+"""Test hook: ``between-renames`` (or ``after-renames``) makes :func:`atomic_directory` sleep between its two
+renames (or after them, before its ownership file and the backup are removed)."""
+
+OWNER_NAME = ".latentmap-owner.json"
+"""File in every temporary and backup folder latentmap makes: {"role", "name", "token", "pid", "start", "host",
+"created"}; a folder without a valid one is never removed."""
 
 _ACTIVE: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the temporary and backup folders in use here
+_HOST = socket.gethostname()
 
 
 def _err(message: str):
@@ -106,7 +121,7 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
     created = [p for p in (target.parent, *target.parent.parents) if not os.path.lexists(p)]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        tmp = _owned_folder(target, "tmp")
     except BaseException:
         _remove_empty(created)
         raise
@@ -121,25 +136,34 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
             _relax_permissions(tmp)
             _check_existing(target, kind, overwrite)  # something may have appeared there meanwhile
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_owned(tmp)
             _remove_empty(created)
             raise
         if os.path.lexists(target):
-            backup = target.parent / f".{target.name}.old-{os.getpid()}"
-            held.append(_identity(target))
-            _ACTIVE.update(held)
-            _remove(backup)
-            target.rename(backup)
+            try:
+                backup = _owned_folder(target, "old")
+                held.append(_identity(backup))
+                _ACTIVE.update(held)
+                target.rename(backup / target.name)
+            except BaseException:
+                _remove_owned(tmp)
+                if backup is not None:
+                    _remove_owned(backup)
+                raise
         try:
             _pause_for_tests("between-renames")
             tmp.rename(target)
         except BaseException:
             if backup is not None:
-                backup.rename(target)
-            shutil.rmtree(tmp, ignore_errors=True)
+                (backup / target.name).rename(target)
+                _remove_owned(backup)
+            _remove_owned(tmp)
             raise
+        _pause_for_tests("after-renames")
+        with contextlib.suppress(FileNotFoundError):
+            (target / OWNER_NAME).unlink()
         if backup is not None:
-            _remove(backup)
+            _remove_owned(backup)
     finally:
         _ACTIVE.difference_update(held)
 
@@ -147,33 +171,101 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
 def recover(path) -> None:
     """Clean up after killed runs that wrote ``path``.
 
-    If ``path`` is missing and a dead process left the previous result as ``.NAME.old-PID``,
-    rename it back; remove every other ``.NAME.old-PID`` and ``.NAME.tmp-PID-*`` of a process
-    that is no longer alive. Leftovers of live processes are never touched.
+    Only folders named ``.NAME.tmp-*`` / ``.NAME.old-*`` that hold a valid ownership file of a process that
+    is no longer alive count. If ``path`` is missing and such a backup holds the previous result, it is
+    moved back (the newest, when there are several); then those folders are removed, and the ownership
+    file a killed run may have left inside ``path`` itself. Anything else is never touched.
     """
     target = Path(path)
     parent, name = target.parent, target.name
-    if not name:
+    if not name or name in (".", ".."):
         return
-    old_re = re.compile(rf"\.{re.escape(name)}\.old-(\d+)")
-    tmp_re = re.compile(rf"\.{re.escape(name)}\.tmp-(\d+)-[A-Za-z0-9_]+")
     try:
         entries = list(os.scandir(parent))
     except OSError:
         return
-    olds, tmps = [], []
+    stale = []
     for entry in entries:
-        for pattern, found in ((old_re, olds), (tmp_re, tmps)):
-            match = pattern.fullmatch(entry.name)
-            if match and not _creator_alive(int(match.group(1)), Path(entry.path)):
-                found.append(Path(entry.path))
-    if olds and not os.path.lexists(target):
-        newest = max(olds, key=_ctime)
-        olds.remove(newest)  # the previous result: restored, or left alone if that fails
+        role = _leftover_role(entry.name, name)
+        if role is None:
+            continue
+        owner = _read_owner(Path(entry.path), role, name)
+        if owner is not None and not _owner_alive(owner, Path(entry.path)):
+            stale.append((owner, Path(entry.path)))
+    backups = [(owner, folder) for owner, folder in stale
+               if owner["role"] == "old" and os.path.isdir(folder / name) and not os.path.islink(folder / name)]
+    if backups and not os.path.lexists(target):
+        _, newest = max(backups, key=lambda item: (str(item[0].get("created", "")), _ctime(item[1])))
         with contextlib.suppress(OSError):
-            newest.rename(target)
-    for stale in olds + tmps:
-        _remove(stale)
+            (newest / name).rename(target)
+    for _, folder in stale:
+        _remove_owned(folder)
+    owner = _read_owner(target, "tmp", name, inside_output=True)
+    if owner is not None and not _owner_alive(owner, target):
+        with contextlib.suppress(FileNotFoundError):
+            (target / OWNER_NAME).unlink()
+
+
+def _leftover_role(entry: str, name: str) -> str | None:
+    for role in ("tmp", "old"):
+        prefix = f".{name}.{role}-"
+        if entry.startswith(prefix) and len(entry) > len(prefix):
+            return role
+    return None
+
+
+def _owned_folder(target: Path, role: str) -> Path:
+    """Create ``.NAME.ROLE-RANDOM`` beside ``target`` exclusively, with its ownership file; returns it."""
+    for _ in range(100):
+        token = secrets.token_hex(8)
+        folder = target.parent / f".{target.name}.{role}-{token}"
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            continue
+        try:
+            owner = {"role": role, "name": target.name, "token": token, "pid": os.getpid(),
+                     "start": _start_ticks(os.getpid()), "host": _HOST,
+                     "created": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
+            fd = os.open(folder / OWNER_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                         0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(owner) + "\n")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return folder
+    raise FileExistsError(f"could not create a temporary folder beside '{target}'")
+
+
+def _read_owner(folder: Path, role: str, name: str, inside_output: bool = False) -> dict | None:
+    """The ownership record of ``folder`` if it is a real folder holding a valid one for ``role`` and ``name``."""
+    try:
+        if not os.path.isdir(folder) or os.path.islink(folder):
+            return None
+        file = folder / OWNER_NAME
+        if not os.path.isfile(file) or os.path.islink(file):
+            return None
+        owner = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(owner, dict) or owner.get("role") != role or owner.get("name") != name:
+        return None
+    token = owner.get("token")
+    if not isinstance(token, str) or not re.fullmatch(r"[0-9a-f]{16}", token):
+        return None
+    if not inside_output and folder.name != f".{name}.{role}-{token}":
+        return None
+    if not isinstance(owner.get("pid"), int) or isinstance(owner.get("pid"), bool):
+        return None
+    return owner
+
+
+def _remove_owned(folder: Path) -> None:
+    """Remove a temporary or backup folder this toolkit made (never a symlink)."""
+    if os.path.islink(folder):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _validate_name(path) -> Path:
@@ -236,22 +328,27 @@ def _check_parent_writable(target: Path) -> None:
     if not existing.is_dir():
         raise _err(f"cannot create '{target}': '{existing}' is not a folder; choose another --out")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.probe-", dir=existing)  # exclusive, random
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise _err(f"cannot write to '{existing}' ({exc.strerror or exc}); choose another --out") from exc
 
 
-def _creator_alive(pid: int, path: Path) -> bool:
-    """Whether the process that named ``path`` after itself may still be using it."""
+def _owner_alive(owner: dict, path: Path) -> bool:
+    """Whether the process recorded in ``owner`` may still be using ``path`` (when in doubt: yes)."""
+    if owner.get("host") != _HOST:
+        return True  # another machine's (a shared folder): not ours to judge
+    pid, start = owner["pid"], owner.get("start")
+    if pid <= 0:
+        return False
     if pid == os.getpid():  # ours only if this very process made it (a container's PID 1 repeats)
+        if start is not None and start != _start_ticks(pid):
+            return False
         try:
             return _identity(path) in _ACTIVE
         except OSError:
             return False
-    if pid <= 0:
-        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -260,28 +357,27 @@ def _creator_alive(pid: int, path: Path) -> bool:
         pass
     stat = _proc_stat(pid)
     if stat is not None:
-        state, started = stat
+        state, ticks = stat
         if state in ("Z", "X"):  # killed, not yet reaped: can do nothing any more
             return False
-        if started is not None and _ctime(path) < started - 2.0:
-            return False  # the PID was reused by a process started after the folder was made
+        if start is not None and ticks is not None and ticks != start:
+            return False  # the PID now belongs to another process
     return True
 
 
+def _start_ticks(pid: int) -> int | None:
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
 def _proc_stat(pid: int):
-    """(state, start time in seconds since the epoch) from Linux's /proc, or None elsewhere."""
+    """(state, start time in clock ticks since boot) from Linux's /proc, or None elsewhere."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
         fields = text[text.rindex(")") + 2:].split()
-        state, ticks = fields[0], int(fields[19])
+        return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
-    started = None
-    with contextlib.suppress(OSError, ValueError, StopIteration, AttributeError):
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        started = btime + ticks / os.sysconf("SC_CLK_TCK")
-    return state, started
 
 
 def _ctime(path: Path) -> float:
@@ -294,14 +390,6 @@ def _ctime(path: Path) -> float:
 def _identity(path: Path) -> tuple[int, int]:
     st = os.lstat(path)
     return st.st_dev, st.st_ino
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def _remove_empty(folders) -> None:
@@ -339,10 +427,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)  # exclusive, random: ours alone
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; the result gets a normal file's permissions
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
