@@ -150,13 +150,15 @@ def shipped_folders() -> list[Path]:
 
 
 def check_not_shipped(target) -> None:
-    """Refuse an output at, or inside, the shipped checkpoints or support sets (unless LATENTMAP_WRITE_SHIPPED=1)."""
+    """Refuse an output at, inside, or containing the shipped checkpoints or support sets (unless
+    LATENTMAP_WRITE_SHIPPED=1)."""
     if os.environ.get(SHIPPED_WRITES_ENV) == "1":
         return
     from latentmap.errors import ConfigError
 
     out = Path(os.path.realpath(os.fspath(target)))
     for folder in shipped_folders():
-        if out == folder or folder in out.parents:
-            raise ConfigError(f"'{os.fspath(target)}' is inside latentmap's shipped models ('{folder}'), which no "
+        if out == folder or folder in out.parents or out in folder.parents:
+            where = "contains" if out in folder.parents else "is inside"
+            raise ConfigError(f"'{os.fspath(target)}' {where} latentmap's shipped models ('{folder}'), which no "
                               f"command replaces; choose another --out")
