@@ -57,6 +57,7 @@ import time
 from pathlib import Path
 
 from latentmap.io import atomic as atomic_module
+from latentmap.io import leftovers
 from latentmap.io.atomic import MARKER_NAME, check_output_path, read_output_marker, recover
 
 
@@ -251,7 +252,7 @@ def owned(parent, name, role, pid, text=None, start=None, token=None, host=None)
     folder = parent / f".{name}.{role}-{token}"
     folder.mkdir()
     owner = {"role": role, "name": name, "token": token, "pid": pid, "start": start,
-             "host": atomic_module._HOST if host is None else host, "created": time.time()}
+             "host": leftovers._HOST if host is None else host, "created": time.time()}
     (folder / atomic_module.OWNER_NAME).write_text(json.dumps(owner))
     if text is not None:
         make_result(folder / name if role == "old" else folder, text) if role == "old" else \
@@ -326,9 +327,9 @@ def test_leftovers_of_live_processes_untouched(tmp_path):
 
 
 def test_reused_pid_detected_by_start_time(tmp_path):
-    if atomic_module._proc_stat(os.getppid()) is None:
+    if leftovers._proc_stat(os.getppid()) is None:
         pytest.skip("no /proc")
-    started = atomic_module._start_ticks(os.getppid())
+    started = leftovers._start_ticks(os.getppid())
     owned(tmp_path, "out", "tmp", os.getppid(), "half", start=started + 1)  # recorded for an earlier process
     kept = owned(tmp_path, "out", "tmp", os.getppid(), "half", start=started).name  # the live parent's own
     recover(tmp_path / "out")
@@ -356,7 +357,7 @@ def test_temporary_folders_are_exclusive_unguessable_and_owned(tmp_path, monkeyp
     taken = tmp_path / ".out.tmp-0000000000000000"
     make_result(taken, "a user's")
     tokens = iter(["0000000000000000", "1111111111111111", "2222222222222222"])  # tmp twice, then the backup
-    monkeypatch.setattr(atomic_module.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(leftovers.secrets, "token_hex", lambda n: next(tokens))
     with atomic_directory(tmp_path / "out", kind="report", overwrite=True) as tmp:
         assert tmp.name == ".out.tmp-1111111111111111"
         (tmp / "result.txt").write_text("v2")
@@ -368,7 +369,7 @@ def test_ownership_file_left_inside_a_result_by_a_killed_run_is_removed(tmp_path
     write_output(tmp_path / "out", text="new")
     token = "ab" * 8
     (tmp_path / "out" / atomic_module.OWNER_NAME).write_text(json.dumps(
-        {"role": "tmp", "name": "out", "token": token, "pid": dead_pid(), "start": None, "host": atomic_module._HOST}))
+        {"role": "tmp", "name": "out", "token": token, "pid": dead_pid(), "start": None, "host": leftovers._HOST}))
     recover(tmp_path / "out")
     assert listing(tmp_path / "out") == sorted([MARKER_NAME, "result.txt"])
 
