@@ -395,3 +395,17 @@ def test_unwritable_parent_message_even_as_root(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^cannot write to '.*' \(Permission denied\); choose another --out$"):
         check_output_path(tmp_path / "new" / "out", "report", overwrite=False)
     assert listing(tmp_path) == []
+
+
+def test_a_backup_that_cannot_be_restored_is_kept(tmp_path, monkeypatch):
+    backup = owned(tmp_path, "out", "old", dead_pid(), "previous")
+    real_rename = Path.rename
+
+    def refuse(self, target):
+        if Path(target) == tmp_path / "out":
+            raise PermissionError(13, "Permission denied")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    recover(tmp_path / "out")
+    assert (backup / "out" / "result.txt").read_text() == "previous" and listing(tmp_path) == [backup.name]

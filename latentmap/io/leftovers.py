@@ -55,8 +55,10 @@ def recover(path) -> None:
                if owner["role"] == "old" and os.path.isdir(folder / name) and not os.path.islink(folder / name)]
     if backups and not os.path.lexists(target):
         _, newest = max(backups, key=lambda item: (str(item[0].get("created", "")), _ctime(item[1])))
-        with contextlib.suppress(OSError):
+        try:
             (newest / name).rename(target)
+        except OSError:  # the previous result stays where it is, untouched
+            stale = [(owner, folder) for owner, folder in stale if folder != newest]
     for _, folder in stale:
         remove_owned(folder)
     owner = _read_owner(target, "tmp", name, inside_output=True)
