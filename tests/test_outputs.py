@@ -85,3 +85,8 @@ def test_every_parameter_of_an_output_command_is_known_as_an_input_or_not():
                                       and p.name not in NOT_READ)
                for path, command in writing.items()}
     assert not {k: v for k, v in unknown.items() if v}, unknown
+    import inspect
+
+    unchecked = [" ".join(path) for path, command in writing.items()
+                 if "prepare_output(" not in inspect.getsource(inspect.unwrap(command.callback))]
+    assert not unchecked, f"commands that write without prepare_output's checks: {unchecked}"
