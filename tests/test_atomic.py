@@ -374,19 +374,6 @@ def test_ownership_file_left_inside_a_result_by_a_killed_run_is_removed(tmp_path
     assert listing(tmp_path / "out") == sorted([MARKER_NAME, "result.txt"])
 
 
-def test_reports_index_never_uses_a_users_file(tmp_path):
-    from latentmap.report.index import write_reports_index
-
-    (tmp_path / ".index.html.tmp").write_text("a user's notes")
-    out = write_reports_index(tmp_path, entries=[])
-    assert out.read_text().startswith("<!doctype html>") and (tmp_path / ".index.html.tmp").read_text() == \
-        "a user's notes"
-    assert listing(tmp_path) == [".index.html.tmp", "index.html"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # a normal file's permissions, not mkstemp's 0600
-
-
 def test_unwritable_parent_message_even_as_root(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
