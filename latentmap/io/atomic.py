@@ -32,7 +32,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from latentmap.io.leftovers import ACTIVE, OWNER_NAME, identity, owned_folder, recover, remove_owned  # noqa: F401
+from latentmap.io.leftovers import OWNER_NAME, recover  # noqa: F401  (re-exported)
+from latentmap.io.leftovers import ACTIVE, identity, owned_folder, remove_owned
 
 MARKER_NAME = ".latentmap-output.json"
 """File in every output folder latentmap writes with a ``kind``: {"kind", "latentmap_version", "created"}."""
@@ -43,6 +44,7 @@ OUTPUT_KINDS = ("checkpoint", "support-set", "map", "report")
 PAUSE_ENV = "LATENTMAP_TEST_PAUSE_AT"
 """Test hook: ``between-renames`` (or ``after-renames``) makes :func:`atomic_directory` sleep between its two
 renames (or after them, before its ownership file and the backup are removed)."""
+
 
 def _err(message: str):
     from latentmap.errors import ConfigError
