@@ -45,7 +45,9 @@ docs: install
 docs-screenshots: install
 	$(BIN)/python tests/test_browser.py docs/img
 
-# How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each).
+# How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each). Commands refuse to write into
+# checkpoints/ and support_sets/ unless LATENTMAP_WRITE_SHIPPED=1, as these two targets set it.
+checkpoints: export LATENTMAP_WRITE_SHIPPED = 1
 checkpoints: install data
 	$(LATENTMAP) train vae --latent-dim 32 --seed 0 --epochs 10 --out checkpoints/fmnist-vae-a --overwrite --no-progress
 	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --overwrite --no-progress
@@ -55,6 +57,7 @@ checkpoints: install data
 	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --dataset 'fashion-mnist?pad=2' --latent-dim 32 --seed 2 --epochs 4 --out checkpoints/fmnist-vae-32 --overwrite --no-progress
 
 # How the shipped support set was built: the Split-VAE's sectors, sized for the shipped models.
+support-sets: export LATENTMAP_WRITE_SHIPPED = 1
 support-sets: install data
 	$(LATENTMAP) support-set build --model checkpoints/fmnist-svae --dataset fashion-mnist --split train \
 	  --for-models checkpoints/fmnist-vae-a,checkpoints/fmnist-vae-b,checkpoints/fmnist-svae \

@@ -189,9 +189,9 @@ def check_targets(targets: list[tuple[str, bool, str]]) -> bool:
 def save(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float))
-    os.replace(tmp, path)
+    from latentmap.io.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(payload, indent=1, default=float).encode())  # its own temporary file
     print(f"results written to {path.relative_to(ROOT)}")
     return path
 

@@ -21,7 +21,10 @@ def command(checkpoints, out, overwrite, images, quick, data_dir, device, progre
     from latentmap.demo.story import default_checkpoints, run_demo
 
     checkpoints = checkpoints or default_checkpoints()
-    out = prepare_output(out, "report", "demo", overwrite, inputs=[checkpoints])
+    from pathlib import Path
+
+    support_sets = Path(checkpoints).parent / "support_sets"  # the demo reads its support set beside the checkpoints
+    out = prepare_output(out, "report", "demo", overwrite, inputs=[checkpoints, support_sets])
     with reported_warnings():  # e.g. the support-set atlas fits as many pairs as parameters: said once, at the end
         result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images, quick=quick,
                           overwrite=overwrite, progress=progress)

@@ -278,12 +278,30 @@ def output_options(kind: str, stem: str):
 
 
 def prepare_output(out, kind: str, stem: str, overwrite: bool, inputs=()) -> str:
-    """The output folder, checked before any work: writable, not someone else's, never an input of the command."""
+    """The output folder, checked before any work: writable, not someone else's, never an input of the command.
+
+    The inputs are ``inputs`` (what the command computed: expanded model lists, default folders) and the
+    value of every parameter of the running command named in :data:`latentmap.cli.inputs.INPUT_PARAMS`,
+    each resolved to the real paths it reads (:func:`latentmap.cli.inputs.input_paths`) before the check.
+    An output inside the shipped checkpoints or support sets is refused too.
+    """
+    from latentmap.cli.inputs import INPUT_PARAMS, check_not_shipped, input_paths
     from latentmap.io.atomic import check_output_path, new_run_folder
 
-    target = new_run_folder(stem) if out is None else out
-    check_output_path(target, kind, overwrite, inputs=[str(i) for i in inputs if i])
     ctx = click.get_current_context(silent=True)
+    params = ctx.params if ctx is not None else {}
+    given = [value for name, value in params.items() if name in INPUT_PARAMS]
+    target = new_run_folder(stem) if out is None else out
+    resolved = input_paths([*_listed(inputs), *given], data_dir=params.get("data_dir"))
+    if str(target).strip():
+        check_not_shipped(target)
+    check_output_path(target, kind, overwrite, inputs=resolved)
     if ctx is not None and kind == "report":  # the group refreshes a reports index beside it when done
         ctx.meta[REPORT_KEY] = str(target)
     return str(target)
+
+
+def _listed(inputs):
+    if inputs is None or isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
+        return [inputs]
+    return list(inputs)

@@ -67,7 +67,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     from latentmap.report.support_set import write_support_set
     from latentmap.support.build import build_support_set, target_size_for
 
-    out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models])
+    out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models, *exclude])
     dims = {}
     if for_models:
         largest, dims = target_size_for(for_models, allow_pickle=trust_pickle)

@@ -50,11 +50,14 @@ def test_atomic_write_bytes(tmp_path):
 # --- output markers and up-front checks -------------------------------------------------------------
 
 import json
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from latentmap.io import atomic as atomic_module
+from latentmap.io import leftovers
 from latentmap.io.atomic import MARKER_NAME, check_output_path, read_output_marker, recover
 
 
@@ -242,55 +245,133 @@ def make_result(folder, text, kind="report"):
     (folder / MARKER_NAME).write_text(json.dumps({"kind": kind, "latentmap_version": "0", "created": "x"}))
 
 
+def owned(parent, name, role, pid, text=None, start=None, token=None, host=None):
+    """A temporary (role "tmp") or backup ("old") folder as latentmap makes them, owned by ``pid``; a backup
+    holds the previous result ``text``."""
+    token = token or os.urandom(8).hex()
+    folder = parent / f".{name}.{role}-{token}"
+    folder.mkdir()
+    owner = {"role": role, "name": name, "token": token, "pid": pid, "start": start,
+             "host": leftovers._HOST if host is None else host, "created": time.time()}
+    (folder / atomic_module.OWNER_NAME).write_text(json.dumps(owner))
+    if text is not None:
+        make_result(folder / name if role == "old" else folder, text) if role == "old" else \
+            (folder / "half.txt").write_text(text)
+    return folder
+
+
+def lookalikes(parent, name, pid):
+    """A user's folders that merely look like latentmap's leftovers: old-style names, or no ownership file."""
+    names = [f".{name}.tmp-{pid}-abc123", f".{name}.old-{pid}", f".{name}.tmp-0123456789abcdef"]
+    for n in names:
+        make_result(parent / n, "a user's")
+    return names
+
+
 def test_backup_of_a_dead_process_is_restored_and_leftovers_removed(tmp_path):
     pid = dead_pid()
-    make_result(tmp_path / f".out.old-{pid}", "previous")
-    (tmp_path / f".out.tmp-{pid}-abc123").mkdir()
-    (tmp_path / f".out.tmp-{pid}-abc123" / "half.txt").write_text("half")
-    (tmp_path / f".other.tmp-{pid}-abc123").mkdir()  # another output's: not ours to touch
+    owned(tmp_path, "out", "old", pid, "previous")
+    owned(tmp_path, "out", "tmp", pid, "half")
+    other = owned(tmp_path, "other", "tmp", pid, "half").name  # another output's: not ours to touch
+    users = lookalikes(tmp_path, "out", pid)
     with pytest.raises(ConfigError, match="already holds a latentmap report"):
         check_output_path(tmp_path / "out", "report", overwrite=False)
     assert (tmp_path / "out" / "result.txt").read_text() == "previous"
-    assert listing(tmp_path) == [f".other.tmp-{pid}-abc123", "out"]
+    assert listing(tmp_path) == sorted([other, "out", *users])
+    assert all((tmp_path / n / "result.txt").read_text() == "a user's" for n in users)
 
 
 def test_newest_backup_wins_and_backups_beside_a_result_are_removed(tmp_path):
     pids = [dead_pid(), dead_pid()]
-    make_result(tmp_path / f".out.old-{pids[0]}", "older")
+    owned(tmp_path, "out", "old", pids[0], "older")
     time.sleep(0.05)
-    make_result(tmp_path / f".out.old-{pids[1]}", "newer")
+    owned(tmp_path, "out", "old", pids[1], "newer")
     recover(tmp_path / "out")
     assert (tmp_path / "out" / "result.txt").read_text() == "newer" and listing(tmp_path) == ["out"]
-    make_result(tmp_path / f".out.old-{pids[0]}", "stale")
+    owned(tmp_path, "out", "old", pids[0], "stale")
     recover(tmp_path / "out")
     assert (tmp_path / "out" / "result.txt").read_text() == "newer" and listing(tmp_path) == ["out"]
+
+
+def test_ownership_file_must_match_the_folder(tmp_path):
+    pid = dead_pid()
+    wrong_token = owned(tmp_path, "out", "tmp", pid, "half")
+    wrong_token.rename(tmp_path / ".out.tmp-ffffffffffffffff")  # the record names another folder
+    owned(tmp_path, "other", "tmp", pid, "half").rename(tmp_path / ".out.tmp-0000000000000000")  # another name's
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / ".out.tmp-1111111111111111").symlink_to(real)  # a link is never followed nor removed
+    before = listing(tmp_path)
+    recover(tmp_path / "out")
+    assert listing(tmp_path) == before
 
 
 def test_own_pid_leftover_from_an_earlier_life_is_recovered(tmp_path):
-    # In a container every run may be PID 1: a backup named after our own PID that this process
-    # did not make is stale.
-    make_result(tmp_path / f".out.old-{os.getpid()}", "previous")
-    (tmp_path / f".out.tmp-{os.getpid()}-xyz").mkdir()
+    # In a container every run may be PID 1: a backup owned by our own PID that this process did not make is stale.
+    owned(tmp_path, "out", "old", os.getpid(), "previous")
+    owned(tmp_path, "out", "tmp", os.getpid(), "half")
+    users = lookalikes(tmp_path, "out", os.getpid())
     write_output(tmp_path / "out", text="new", overwrite=True)
-    assert (tmp_path / "out" / "result.txt").read_text() == "new" and listing(tmp_path) == ["out"]
+    assert (tmp_path / "out" / "result.txt").read_text() == "new" and listing(tmp_path) == sorted(["out", *users])
 
 
 def test_leftovers_of_live_processes_untouched(tmp_path):
     live = {os.getppid(), 1} - {os.getpid()}
-    names = [f".out.{kind}-{pid}{suffix}" for pid in live for kind, suffix in (("old", ""), ("tmp", "-abc"))]
-    for name in names:
-        make_result(tmp_path / name, "in use")
+    for pid in live:
+        owned(tmp_path, "out", "old", pid, "in use")
+        owned(tmp_path, "out", "tmp", pid, "in use")
+    owned(tmp_path, "out", "tmp", dead_pid(), "half", host="another-machine")  # never judged from here
+    before = listing(tmp_path)
     check_output_path(tmp_path / "out", "report", overwrite=False)
-    assert listing(tmp_path) == sorted(names)
+    assert listing(tmp_path) == before
 
 
-def test_reused_pid_detected_by_start_time(tmp_path, monkeypatch):
-    if atomic_module._proc_stat(os.getppid()) is None:
+def test_reused_pid_detected_by_start_time(tmp_path):
+    if leftovers._proc_stat(os.getppid()) is None:
         pytest.skip("no /proc")
-    (tmp_path / f".out.tmp-{os.getppid()}-abc").mkdir()
-    monkeypatch.setattr(atomic_module, "_proc_stat", lambda pid: ("S", time.time() + 100))  # started later
+    started = leftovers._start_ticks(os.getppid())
+    owned(tmp_path, "out", "tmp", os.getppid(), "half", start=started + 1)  # recorded for an earlier process
+    kept = owned(tmp_path, "out", "tmp", os.getppid(), "half", start=started).name  # the live parent's own
     recover(tmp_path / "out")
-    assert listing(tmp_path) == []
+    assert listing(tmp_path) == [kept]
+
+
+def test_temporary_folders_are_exclusive_unguessable_and_owned(tmp_path, monkeypatch):
+    seen = []
+    real_mkdir = os.mkdir
+
+    def spy(path, *args, **kwargs):
+        seen.append(Path(path).name)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic_module.os, "mkdir", spy)
+    with atomic_directory(tmp_path / "out", kind="report") as tmp:
+        assert re.fullmatch(r"\.out\.tmp-[0-9a-f]{16}", tmp.name) and tmp.parent == tmp_path
+        owner = json.loads((tmp / atomic_module.OWNER_NAME).read_text())
+        assert owner["pid"] == os.getpid() and tmp.name.endswith(owner["token"]) and owner["role"] == "tmp"
+        (tmp / "result.txt").write_text("v1")
+    made = [n for n in seen if n.startswith(".out")]
+    assert made and all(re.fullmatch(r"\.out\.tmp-[0-9a-f]{16}", n) for n in made)
+    assert listing(tmp_path / "out") == sorted([MARKER_NAME, "result.txt"])  # no ownership file in the result
+    # a name that is taken is never reused: a user's folder of the same name stays as it was
+    taken = tmp_path / ".out.tmp-0000000000000000"
+    make_result(taken, "a user's")
+    tokens = iter(["0000000000000000", "1111111111111111", "2222222222222222"])  # tmp twice, then the backup
+    monkeypatch.setattr(leftovers.secrets, "token_hex", lambda n: next(tokens))
+    with atomic_directory(tmp_path / "out", kind="report", overwrite=True) as tmp:
+        assert tmp.name == ".out.tmp-1111111111111111"
+        (tmp / "result.txt").write_text("v2")
+    assert (taken / "result.txt").read_text() == "a user's"
+    assert listing(tmp_path) == [".out.tmp-0000000000000000", "out"]
+
+
+def test_ownership_file_left_inside_a_result_by_a_killed_run_is_removed(tmp_path):
+    write_output(tmp_path / "out", text="new")
+    token = "ab" * 8
+    (tmp_path / "out" / atomic_module.OWNER_NAME).write_text(json.dumps(
+        {"role": "tmp", "name": "out", "token": token, "pid": dead_pid(), "start": None, "host": leftovers._HOST}))
+    recover(tmp_path / "out")
+    assert listing(tmp_path / "out") == sorted([MARKER_NAME, "result.txt"])
 
 
 def test_unwritable_parent_message_even_as_root(tmp_path, monkeypatch):
@@ -301,3 +382,17 @@ def test_unwritable_parent_message_even_as_root(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"^cannot write to '.*' \(Permission denied\); choose another --out$"):
         check_output_path(tmp_path / "new" / "out", "report", overwrite=False)
     assert listing(tmp_path) == []
+
+
+def test_a_backup_that_cannot_be_restored_is_kept(tmp_path, monkeypatch):
+    backup = owned(tmp_path, "out", "old", dead_pid(), "previous")
+    real_rename = Path.rename
+
+    def refuse(self, target):
+        if Path(target) == tmp_path / "out":
+            raise PermissionError(13, "Permission denied")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    recover(tmp_path / "out")
+    assert (backup / "out" / "result.txt").read_text() == "previous" and listing(tmp_path) == [backup.name]

@@ -64,6 +64,7 @@ def world(tmp_path_factory, tiny_vae_checkpoint):
     (root / "map-bad-json").mkdir()
     (root / "map-bad-json" / "map.json").write_text("[]")
     (root / "plain.txt").write_text("not a folder")
+    w["evil"] = _checkpoint_variant(tiny, root / "evil-model", lambda c, d: c.update(name="../../evil"))
     imgs = root / "imgs"
     imgs.mkdir()
     from PIL import Image
@@ -196,6 +197,42 @@ CASES = [
     (["demo", "--checkpoints", "{root}/empty"], "no checkpoints"),
     (["demo", "--images", "0"], "--images"),
     (["demo", "--out", "foreign"], "was not written by latentmap"),
+    # inputs in every form are never an output: npy:/folder: specs, --data-dir, --exclude files, LPIPS weights,
+    # shipped names, and the paths outputs record (a map's models)
+    (FIT + ["--support-set", "npy:own-map/imgs.npy", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--support-set", "folder:own-map/pngs?size=28", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--dataset", "npy:own-map/imgs.npy", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--samples", "5", "--data-dir", "own-map/data", "--out", "own-map", "--overwrite"], "contains the input"),
+    (FIT + ["--dataset", "npy:own-map/imgs.npy", "--out", "own-map/imgs.npy"], "is also an input"),
+    (["train", "vae", "--dataset", "npy:own-checkpoint/imgs.npy", "--out", "own-checkpoint", "--overwrite"],
+     "contains the input"),
+    (["train", "vae", "--data-dir", "own-checkpoint", "--out", "own-checkpoint", "--overwrite"], "is also an input"),
+    (BUILD + ["--exclude", "own-support/skip.txt", "--out", "own-support", "--overwrite"], "contains the input"),
+    (BUILD + ["--for-models", "{tiny},{tiny2}", "--out", "{tiny2}", "--overwrite"], "is also an input"),
+    (["diagnose", "--model", "{tiny}", "--dataset", "folder:own-report/pngs", "--out", "own-report", "--overwrite"],
+     "contains the input"),
+    (["invert", "--model", "{tiny}", "--lpips", "own-inversion/alex.pth", "--out", "own-inversion", "--overwrite"],
+     "contains the input"),
+    (["map", "eval", "--map", "own-map-of-tiny", "--out", "{tiny_parent}", "--overwrite"], "contains the input"),
+    (ATLAS + ["--fit", "support-set", "--support-set", "npy:own-report/imgs.npy", "--out", "own-report",
+              "--overwrite"], "contains the input"),
+    (["bench", "expressiveness", "{tiny}", "--support-set", "npy:own-report/imgs.npy", "--out", "own-report",
+      "--overwrite"], "contains the input"),
+    (["bench", "fidelity", "npy:own-report/imgs.npy", "--out", "own-report", "--overwrite"], "contains the input"),
+    # the shipped models and support sets are never replaced, by name or by path
+    (["train", "inverter", "--model", "fmnist-stylegan", "--out", "{shipped}/fmnist-stylegan", "--overwrite"],
+     "shipped models"),
+    (["train", "vae", "--out", "{shipped}/fmnist-vae-a", "--overwrite"], "shipped models"),
+    (["diagnose", "--model", "fmnist-vae-a", "--out", "{shipped}", "--overwrite"], "shipped models"),
+    (["support-set", "build", "--model", "fmnist-svae", "--out", "{shipped_support}/fmnist-svae", "--overwrite"],
+     "shipped models"),
+    # a user's folders named like latentmap's temporary ones survive a failed run beside them
+    (["diagnose", "--model", "{tiny}", "--dataset", "digits", "--out", "own-report", "--overwrite"],
+     "expects images of shape"),
+    # a model whose name would climb out of --out (a whole atlas of such names: tests/test_cli_map.py): the run
+    # fails once the models are loaded, nothing is written anywhere
+    (["map", "atlas", "--models", "{tiny},{evil}", "--fit", "support-set", "--support-set", "{support_nan}", "--out",
+      "atlas"], "finite pixel values"),
 ]
 # pythae folders with a planted pickle: every slot its loader reads, every command and route that loads a model
 TRUST = ("--trust-pickle", "runs code")
@@ -239,17 +276,24 @@ def test_the_table_is_large():
 @pytest.mark.parametrize("argv,fragment", CASES, ids=[" ".join(argv[:2]) + f"-{i}" for i, (argv, _) in
                                                        enumerate(CASES)])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragment, tmp_path, monkeypatch):
-    paths = {k: str(v) for k, v in world.items()} | {"tiny_parent": str(world["tiny"].parent)}
+    from latentmap.models.shipped import shipped_root
+
+    shipped = shipped_root()
+    paths = {k: str(v) for k, v in world.items()} | {"tiny_parent": str(world["tiny"].parent),
+                                                     "shipped": str(shipped / "checkpoints"),
+                                                     "shipped_support": str(shipped / "support_sets")}
     argv = [a.format(**paths) for a in argv]
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LATENTMAP_WRITE_SHIPPED", raising=False)
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "thesis.tex").write_text("years of work")
     (tmp_path / "own-report").mkdir()
     write_output_marker(tmp_path / "own-report", "report")
     (tmp_path / "own-checkpoint").mkdir()
     write_output_marker(tmp_path / "own-checkpoint", "checkpoint")
+    _own_outputs_holding_inputs(tmp_path, world)
     before, inputs_before = _snapshot(tmp_path), _snapshot(world["root"])
-    tiny_before = _snapshot(world["tiny"])
+    tiny_before, shipped_before = _snapshot(world["tiny"]), _snapshot(shipped)
     # torch's own tensors-only default turned off: only latentmap's care keeps a planted model.pt from running
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     result = CliRunner().invoke(main, argv)
@@ -262,3 +306,43 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragmen
         assert part in lines[0], (argv, lines[0])
     assert _snapshot(tmp_path) == before, f"{argv} wrote or removed files"
     assert _snapshot(world["root"]) == inputs_before and _snapshot(world["tiny"]) == tiny_before
+    assert _snapshot(shipped) == shipped_before
+    assert not (tmp_path.parent / "evil").exists() and not (world["root"].parent / "evil").exists()
+
+
+def _own_outputs_holding_inputs(folder, world):
+    """latentmap outputs (which --overwrite may replace) that hold the inputs of the cases above, and a user's
+    folders named like latentmap's temporary and backup folders of a process that is gone."""
+    images = np.random.default_rng(1).random((6, 1, 28, 28), dtype=np.float32)
+    for name, kind in (("own-map", "map"), ("own-support", "support-set"), ("own-inversion", "inversion")):
+        (folder / name).mkdir()
+        write_output_marker(folder / name, kind)
+    for name in ("own-map", "own-checkpoint", "own-report"):
+        np.save(folder / name / "imgs.npy", images)
+    from PIL import Image
+
+    for name in ("own-map", "own-report"):
+        (folder / name / "pngs").mkdir()
+        for i in range(3):
+            Image.fromarray((images[i, 0] * 255).astype(np.uint8)).save(folder / name / "pngs" / f"{i}.png")
+    (folder / "own-map" / "data").mkdir()
+    (folder / "own-support" / "skip.txt").write_text("1 2 3\n")
+    (folder / "own-inversion" / "alex.pth").write_bytes(b"weights")
+    map_folder = folder / "own-map-of-tiny"  # a map that records its models by path
+    map_folder.mkdir()
+    (map_folder / "map.json").write_text(json.dumps({"source": {"path": str(world["tiny"])},
+                                                     "target": {"path": str(world["tiny"])}}))
+    dead = _dead_pid()  # a user's folders named like an older version's temporary and backup folders, or like
+    for name in (f".own-report.tmp-{dead}-abc123", f".own-report.old-{dead}", f".atlas.tmp-{dead}-x1y2z3",
+                 ".own-report.tmp-0123456789abcdef"):  # today's but without latentmap's ownership file
+        (folder / name).mkdir()
+        (folder / name / "mine.txt").write_text("a user's folder, named by chance like a temporary one")
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid

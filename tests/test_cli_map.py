@@ -252,3 +252,35 @@ def test_fit_with_alpha_auto_and_a_bad_alpha(synthetic, tmp_path):
         res = invoke("map", "fit", "--source", p["a"], "--target", p["b"], "--samples", 30, "--alpha", bad,
                      "--out", tmp_path / "bad")
         assert res.exit_code == 2 and "'auto'" in res.output and not (tmp_path / "bad").exists()
+
+
+def _renamed(src, dst, name):
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["name"] = name
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
+
+
+def test_atlas_of_models_whose_names_are_paths_writes_only_inside_out(synthetic, tmp_path):
+    """Model names come from configs: '../../evil' and '/abs' are made file-safe (one slug rule), names whose slugs
+    coincide stay apart, and nothing is written outside --out."""
+    p = synthetic["paths"]
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    models = [_renamed(p["a"], tmp_path / "m1", "../../evil"), _renamed(p["b"], tmp_path / "m2", "evil"),
+              _renamed(p["b0"], tmp_path / "m3", "/tmp/abs:name")]
+    before = sorted(str(q) for q in tmp_path.rglob("*"))
+    res = invoke("map", "atlas", "--models", ",".join(map(str, models)), "--dataset",
+                 f"npy:{synthetic['root']}/images.npy", "--estimators", "linear,ortho", "--out", work / "atlas",
+                 "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    after = sorted(str(q) for q in tmp_path.rglob("*"))
+    outside = [q for q in after if q not in before and not q.startswith(str(work / "atlas"))]
+    assert outside == []
+    grids = sorted(q.name for q in (work / "atlas" / "grids").iterdir())
+    assert grids == sorted(["evil__evil-2.png", "evil__tmp-abs-name.png", "evil-2__evil.png",
+                            "evil-2__tmp-abs-name.png", "tmp-abs-name__evil.png", "tmp-abs-name__evil-2.png"])
+    assert len(list((work / "atlas" / "maps" / "ortho").iterdir())) == 6
+    assert not list(Path("/tmp").glob("abs:name*"))

@@ -1,7 +1,9 @@
 """SIGKILL a real process at the dangerous moments of an atomic output write.
 
 The previous result must survive (or come back with the next run) and the next run must leave no
-hidden ``.NAME.tmp-*`` / ``.NAME.old-*`` folders behind.
+hidden ``.NAME.tmp-*`` / ``.NAME.old-*`` folders of its own behind, while a user's folders that merely
+look like them (an older version's ``.NAME.tmp-PID-XXXX``, ``.NAME.old-PID``, or any without latentmap's
+ownership file) are never touched.
 """
 
 import os
@@ -12,10 +14,12 @@ import sys
 import threading
 from pathlib import Path
 
+import json
+
 import pytest
 
 from latentmap.errors import ConfigError
-from latentmap.io.atomic import PAUSE_ENV, atomic_directory, check_output_path, recover
+from latentmap.io.atomic import OWNER_NAME, PAUSE_ENV, atomic_directory, check_output_path, recover
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
@@ -41,6 +45,27 @@ def write(out, text, **kwargs):
 
 def listing(folder):
     return sorted(p.name for p in folder.iterdir())
+
+
+def owned_by(folder, pid, role):
+    """The ``.out.ROLE-*`` folders beside ``out`` whose ownership file names process ``pid``."""
+    found = []
+    for p in folder.glob(f".out.{role}-*"):
+        owner = p / OWNER_NAME
+        if owner.is_file() and json.loads(owner.read_text())["pid"] == pid:
+            found.append(p)
+    return found
+
+
+def users_lookalikes(folder, pids):
+    """A user's folders named like latentmap's temporary and backup folders of processes ``pids`` (old-style names),
+    or like new ones but without an ownership file."""
+    names = [".out.tmp-0123456789abcdef", ".out.old-fedcba9876543210"]
+    names += [name for pid in pids for name in (f".out.tmp-{pid}-abc123", f".out.old-{pid}")]
+    for name in names:
+        (folder / name).mkdir()
+        (folder / name / "thesis.tex").write_text("years of work")
+    return names
 
 
 class Child:
@@ -102,7 +127,7 @@ def test_killed_inside_the_block_keeps_the_previous_result(tmp_path, child_facto
     write(out, "previous")
     child = child_factory(out, "new", "inside")
     child.wait_for("inside the block")
-    assert [p for p in listing(tmp_path) if p.startswith(f".out.tmp-{child.pid}-")]
+    assert len(owned_by(tmp_path, child.pid, "tmp")) == 1
     child.kill()
     assert (out / "result.txt").read_text() == "previous"
     with pytest.raises(ConfigError, match="already holds a latentmap report"):
@@ -121,8 +146,8 @@ def test_killed_between_the_renames_restores_the_previous_result(tmp_path, child
     child = child_factory(out, "new", "between-renames")
     child.wait_for(f"{PAUSE_ENV}=between-renames")
     assert not out.exists()  # the dangerous moment: the previous result exists only as the backup
-    backup = tmp_path / f".out.old-{child.pid}"
-    assert (backup / "result.txt").read_text() == "previous"
+    [backup] = owned_by(tmp_path, child.pid, "old")
+    assert (backup / "out" / "result.txt").read_text() == "previous"
     child.kill(reap=reap)
     if not reap:  # killed but not yet waited for: a zombie, which must count as dead
         for _ in range(600):
@@ -154,7 +179,8 @@ def test_leftovers_of_a_live_writer_are_left_alone(tmp_path, child_factory):
     child = child_factory(out, "new", "between-renames")
     child.wait_for(f"{PAUSE_ENV}=between-renames")
     during = listing(tmp_path)
-    assert f".out.old-{child.pid}" in during and len(during) == 2
+    assert len(owned_by(tmp_path, child.pid, "old")) == 1 and len(owned_by(tmp_path, child.pid, "tmp")) == 1
+    assert len(during) == 2
     recover(out)
     check_output_path(out, "report", overwrite=False)  # nothing at 'out' right now: accepted
     assert listing(tmp_path) == during  # the live process's backup and temporary folder untouched
@@ -170,3 +196,23 @@ def test_unkilled_child_finishes_normally(tmp_path, child_factory):
     child.wait_for("finished")
     assert child.proc.wait(timeout=60) == 0
     assert (out / "result.txt").read_text() == "new" and listing(tmp_path) == ["out"]
+
+
+@pytest.mark.parametrize("where", ["inside", "between-renames", "after-renames"])
+def test_killed_anywhere_cleans_only_its_own_leftovers(tmp_path, child_factory, where):
+    """The exclusive, owned temporary names: after a SIGKILL at any moment the next run restores or keeps a
+    complete result and removes only what the killed run made; a user's lookalike folders stay as they were."""
+    out = tmp_path / "out"
+    write(out, "previous")
+    child = child_factory(out, "new", where)
+    child.wait_for("inside the block" if where == "inside" else f"{PAUSE_ENV}={where}")
+    child.kill()
+    users = users_lookalikes(tmp_path, [child.pid, os.getpid(), 999_999_999])
+    recover(out)
+    expected = "new" if where == "after-renames" else "previous"
+    assert (out / "result.txt").read_text() == expected
+    assert listing(out) == [".latentmap-output.json", "result.txt"]  # no ownership file left in the result
+    assert listing(tmp_path) == sorted(["out", *users])
+    assert all((tmp_path / name / "thesis.tex").read_text() == "years of work" for name in users)
+    write(out, "next", overwrite=True)
+    assert (out / "result.txt").read_text() == "next" and listing(tmp_path) == sorted(["out", *users])

@@ -50,3 +50,43 @@ def test_demo_outputs_hold_final_paths_only(tiny_vae_checkpoint, tmp_path):
     info = json.loads(map_json.read_text())
     assert (map_json.parent / info["source"]["path"]).resolve() == (checkpoints / info["source"]["name"]).resolve()
     assert len(info["source"]["sha256"]) == 64
+
+
+NOT_READ = {  # parameters of output-writing commands that name no file or folder the command reads
+    "out", "overwrite", "kind", "name", "latent_dim", "epochs", "seed", "batch_size", "lr", "device", "channels",
+    "hidden", "train_images", "test_images", "trust_pickle", "inverter_steps", "inverter_batch_size", "inverter_lr",
+    "inverter_image_weight", "inverter_channels", "own_samples_only", "z_dim", "gamma_min", "r1_gamma", "progress",
+    "split", "images", "size", "strategy", "top_k", "threshold", "gain_images", "pairs", "sizes", "strategies",
+    "seeds", "alpha", "bias", "reference_images", "fit_images", "samples", "fit_split", "method", "estimator",
+    "estimators", "image_transform", "grid_images", "cycle", "fit_kind", "quick", "own_samples", "steps", "init",
+    "precision", "loss", "lpips_net", "sampler", "components", "refine_images", "bootstrap", "min_count", "k",
+    "calibration",
+}
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, path + (name,))
+        else:
+            yield path + (name,), command
+
+
+def test_every_parameter_of_an_output_command_is_known_as_an_input_or_not():
+    """A new option of a command that writes an output must say whether it names something the command reads:
+    those in INPUT_PARAMS are protected from --out (cli/options.prepare_output) whatever their form."""
+    from latentmap.cli.inputs import INPUT_PARAMS
+
+    writing = {path: command for path, command in _commands(main) if any(p.name == "out" for p in command.params)}
+    assert len(writing) >= 12
+    unknown = {" ".join(path): sorted(p.name for p in command.params if p.name and p.name not in INPUT_PARAMS
+                                      and p.name not in NOT_READ)
+               for path, command in writing.items()}
+    assert not {k: v for k, v in unknown.items() if v}, unknown
+    import inspect
+
+    unchecked = [" ".join(path) for path, command in writing.items()
+                 if "prepare_output(" not in inspect.getsource(inspect.unwrap(command.callback))]
+    assert not unchecked, f"commands that write without prepare_output's checks: {unchecked}"

@@ -2,6 +2,7 @@
 numbers, a table of contents whose links resolve, labelled grids, and the reports index."""
 
 import html as htmllib
+import os
 import json
 import re
 import shutil
@@ -256,3 +257,14 @@ def small_report(tiny_vae_checkpoint, tmp_path_factory):
     (out / "summary.json").write_text(json.dumps(ctx.summary))
     (out / "index.html").write_text(render_page("demo", [section, Section("More")], findings=findings(ctx.summary)))
     return out
+
+
+def test_reports_index_never_uses_a_users_file(tmp_path):
+    (tmp_path / ".index.html.tmp").write_text("a user's notes")
+    out = write_reports_index(tmp_path, entries=[])
+    assert out.read_text().startswith("<!doctype html>") and (tmp_path / ".index.html.tmp").read_text() == \
+        "a user's notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".index.html.tmp", "index.html"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # a normal file's permissions, not mkstemp's 0600

@@ -20,6 +20,7 @@ from latentmap.maps.linear import LinearMap
 from latentmap.report.diagnostics import write_diagnostics
 from latentmap.report.html import Section
 from latentmap.report.interpolation import describe as describe_interpolation
+from latentmap.io.names import slug
 
 # Means, variances and the PCA spectrum settle well within 2,000 images; evenly spaced test
 # images keep every class in the sample and the section quick on a CPU.
@@ -66,10 +67,10 @@ def diagnostics_section(ctx: DemoContext) -> Section:
     for model in ctx.models:
         diag = latent_diagnostics(model, test, batch_size=512)
         paths = _interpolation(ctx, model, test)
-        folder = ctx.out / "diagnostics" / model.name
+        folder = ctx.out / "diagnostics" / slug(model.name)
         write_diagnostics(diag, folder, interpolation=paths, back=("../../index.html", "demo report"))
         rows.append({**diag.summary(), "interpolation": paths.summary()})
-        href = f"diagnostics/{html.escape(model.name)}/index.html"
+        href = f"diagnostics/{slug(model.name)}/index.html"
         links.append(f'<li><a href="{href}">{html.escape(model.name)}</a> ({html.escape(model.kind)}, compared with '
                      f"{html.escape(diag.prior)}). {html.escape(describe_interpolation(paths, named=False))}</li>")
     section = Section(f"Latent diagnostics ({len(test)} test images)")

@@ -14,6 +14,7 @@ from latentmap.demo.context import DemoContext, register_demo_section
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section
 from latentmap.training.inverter import evaluate_inverter
+from latentmap.io.names import slug
 
 SAMPLES = 1000
 
@@ -37,7 +38,7 @@ def generators_section(ctx: DemoContext) -> Section:
             x = model.decode(model.sample_prior(len(originals), torch.Generator().manual_seed(0))).cpu()
             grid = grid_png([x, model.reconstruct(x).cpu(), originals, model.reconstruct(originals).cpu()],
                             row_labels=["prior samples", "their inversions", "real test images", "their inversions"])
-        name = f"generator_{model.name}.png"
+        name = f"generator_{slug(model.name)}.png"
         (ctx.out / name).write_bytes(grid)
         section.image(name, f"{model.name} ({model.kind}, latent {model.latent_dim})")
     frame = pd.DataFrame(rows)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import is_checkpoint
+from latentmap.io.names import slug
 from latentmap.models.registry import load_model
 from latentmap.data.datasets import load_dataset
 from latentmap.batching import progress_bar
@@ -127,7 +128,7 @@ def reconstruction_section(ctx: DemoContext) -> Section:
         errors[model.name] = per_image_reconstruction_mse(model, test, batch_size=512)
         ctx.rows.append({"model": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
                          "test_mse": float(errors[model.name].mean()), "test_images": len(ctx.test)})
-        name = f"reconstruction_{model.name}.png"
+        name = f"reconstruction_{slug(model.name)}.png"
         (ctx.out / name).write_bytes(grid_png([originals, model.reconstruct(originals).cpu()],
                                               row_labels=["originals", "reconstructions"]))
         figures.image(name, f"{model.name} ({model.kind}, latent {model.latent_dim}): originals (top), "

@@ -7,10 +7,17 @@ Every folder written with a ``kind`` carries a small marker file, :data:`MARKER_
 later run can tell its own outputs from a folder a user happens to point ``--out`` at:
 a non-empty folder without the marker, or with a marker of another kind, is never replaced.
 
-The swap is two renames (``NAME`` -> ``.NAME.old-PID``, ``.NAME.tmp-PID-XXXX`` -> ``NAME``).
-A process killed between them leaves the previous result only as ``.NAME.old-PID``; the next
-:func:`check_output_path` or :func:`atomic_directory` for ``NAME`` renames it back, and removes
-the temporary and backup folders of processes that are no longer alive (never those of live ones).
+Temporary and backup folders are created exclusively, under unguessable names, and each carries an
+ownership file, :data:`OWNER_NAME`, written exclusively when it is made: the process (id, start time,
+host) and the random part of the folder's name. Only folders with a valid ownership file whose process
+is gone are ever cleaned up; a user's folder that merely looks like one (``.NAME.tmp-1234-abcd``, an
+older version's ``.NAME.old-PID``) is never touched.
+
+The swap: the block fills ``.NAME.tmp-RANDOM``; the previous result (if any) is moved to
+``.NAME.old-RANDOM/NAME``; ``.NAME.tmp-RANDOM`` is renamed to ``NAME``; its ownership file and the backup
+folder are removed. A process killed in between leaves the previous result only in the backup; the next
+:func:`check_output_path` or :func:`atomic_directory` for ``NAME`` moves it back, and removes what
+processes that are no longer alive left behind (never what live ones are using).
 """
 
 from __future__ import annotations
@@ -19,12 +26,14 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from latentmap.io.leftovers import OWNER_NAME, recover  # noqa: F401  (re-exported)
+from latentmap.io.leftovers import ACTIVE, identity, owned_folder, remove_owned
 
 MARKER_NAME = ".latentmap-output.json"
 """File in every output folder latentmap writes with a ``kind``: {"kind", "latentmap_version", "created"}."""
@@ -33,9 +42,8 @@ OUTPUT_KINDS = ("checkpoint", "support-set", "map", "report")
 """The kinds the CLI writes; any other non-empty name is accepted too."""
 
 PAUSE_ENV = "LATENTMAP_TEST_PAUSE_AT"
-"""Test hook: ``between-renames`` makes :func:`atomic_directory` sleep between its two renames."""
-
-_ACTIVE: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the temporary and backup folders in use here
+"""Test hook: ``between-renames`` (or ``after-renames``) makes :func:`atomic_directory` sleep between its two
+renames (or after them, before its ownership file and the backup are removed)."""
 
 
 def _err(message: str):
@@ -106,12 +114,12 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
     created = [p for p in (target.parent, *target.parent.parents) if not os.path.lexists(p)]
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
+        tmp = owned_folder(target, "tmp")
     except BaseException:
         _remove_empty(created)
         raise
-    held = [_identity(tmp)]
-    _ACTIVE.update(held)
+    held = [identity(tmp)]
+    ACTIVE.update(held)
     backup = None
     try:
         try:
@@ -121,59 +129,36 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
             _relax_permissions(tmp)
             _check_existing(target, kind, overwrite)  # something may have appeared there meanwhile
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_owned(tmp)
             _remove_empty(created)
             raise
         if os.path.lexists(target):
-            backup = target.parent / f".{target.name}.old-{os.getpid()}"
-            held.append(_identity(target))
-            _ACTIVE.update(held)
-            _remove(backup)
-            target.rename(backup)
+            try:
+                backup = owned_folder(target, "old")
+                held.append(identity(backup))
+                ACTIVE.update(held)
+                target.rename(backup / target.name)
+            except BaseException:
+                remove_owned(tmp)
+                if backup is not None:
+                    remove_owned(backup)
+                raise
         try:
             _pause_for_tests("between-renames")
             tmp.rename(target)
         except BaseException:
             if backup is not None:
-                backup.rename(target)
-            shutil.rmtree(tmp, ignore_errors=True)
+                (backup / target.name).rename(target)
+                remove_owned(backup)
+            remove_owned(tmp)
             raise
+        _pause_for_tests("after-renames")
+        with contextlib.suppress(FileNotFoundError):
+            (target / OWNER_NAME).unlink()
         if backup is not None:
-            _remove(backup)
+            remove_owned(backup)
     finally:
-        _ACTIVE.difference_update(held)
-
-
-def recover(path) -> None:
-    """Clean up after killed runs that wrote ``path``.
-
-    If ``path`` is missing and a dead process left the previous result as ``.NAME.old-PID``,
-    rename it back; remove every other ``.NAME.old-PID`` and ``.NAME.tmp-PID-*`` of a process
-    that is no longer alive. Leftovers of live processes are never touched.
-    """
-    target = Path(path)
-    parent, name = target.parent, target.name
-    if not name:
-        return
-    old_re = re.compile(rf"\.{re.escape(name)}\.old-(\d+)")
-    tmp_re = re.compile(rf"\.{re.escape(name)}\.tmp-(\d+)-[A-Za-z0-9_]+")
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return
-    olds, tmps = [], []
-    for entry in entries:
-        for pattern, found in ((old_re, olds), (tmp_re, tmps)):
-            match = pattern.fullmatch(entry.name)
-            if match and not _creator_alive(int(match.group(1)), Path(entry.path)):
-                found.append(Path(entry.path))
-    if olds and not os.path.lexists(target):
-        newest = max(olds, key=_ctime)
-        olds.remove(newest)  # the previous result: restored, or left alone if that fails
-        with contextlib.suppress(OSError):
-            newest.rename(target)
-    for stale in olds + tmps:
-        _remove(stale)
+        ACTIVE.difference_update(held)
 
 
 def _validate_name(path) -> Path:
@@ -236,72 +221,11 @@ def _check_parent_writable(target: Path) -> None:
     if not existing.is_dir():
         raise _err(f"cannot create '{target}': '{existing}' is not a folder; choose another --out")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.probe-", dir=existing)  # exclusive, random
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         raise _err(f"cannot write to '{existing}' ({exc.strerror or exc}); choose another --out") from exc
-
-
-def _creator_alive(pid: int, path: Path) -> bool:
-    """Whether the process that named ``path`` after itself may still be using it."""
-    if pid == os.getpid():  # ours only if this very process made it (a container's PID 1 repeats)
-        try:
-            return _identity(path) in _ACTIVE
-        except OSError:
-            return False
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, another user's
-        pass
-    stat = _proc_stat(pid)
-    if stat is not None:
-        state, started = stat
-        if state in ("Z", "X"):  # killed, not yet reaped: can do nothing any more
-            return False
-        if started is not None and _ctime(path) < started - 2.0:
-            return False  # the PID was reused by a process started after the folder was made
-    return True
-
-
-def _proc_stat(pid: int):
-    """(state, start time in seconds since the epoch) from Linux's /proc, or None elsewhere."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2:].split()
-        state, ticks = fields[0], int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None
-    started = None
-    with contextlib.suppress(OSError, ValueError, StopIteration, AttributeError):
-        btime = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                     if line.startswith("btime "))
-        started = btime + ticks / os.sysconf("SC_CLK_TCK")
-    return state, started
-
-
-def _ctime(path: Path) -> float:
-    try:
-        return os.lstat(path).st_ctime
-    except OSError:
-        return float("-inf")
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.lstat(path)
-    return st.st_dev, st.st_ino
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def _remove_empty(folders) -> None:
@@ -339,10 +263,13 @@ def atomic_write_bytes(path, data: bytes) -> None:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)  # exclusive, random: ours alone
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; the result gets a normal file's permissions
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -15,14 +15,15 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
-from latentmap.report.estimators import estimator_slug, write_comparison
+from latentmap.io.names import slug, unique_slugs
+from latentmap.report.estimators import write_comparison
 from latentmap.report.findings import atlas_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.relocation import relocation_row_labels
 
 
 def pair_name(a: str, b: str) -> str:
-    """Folder and file stem of the ordered pair a -> b."""
+    """Folder and file stem of the ordered pair a -> b (of two names already made file-safe by ``unique_slugs``)."""
     return f"{a}__{b}"
 
 
@@ -65,11 +66,12 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     model_by_name = {m.name: m for m in models}
     info_by_name = {info["name"]: info for info in atlas.models}
     several = len(atlas.estimators) > 1
+    files = unique_slugs(info["name"] for info in atlas.models)  # model names from configs: never a path
     grids = []
     for r in atlas.results:
-        name = pair_name(r.source, r.target)
+        name = pair_name(files[r.source], files[r.target])
         pair_map = atlas.estimator_maps.get((r.estimator, r.source, r.target)) or atlas.maps[(r.source, r.target)]
-        maps_dir = folder / "maps" / estimator_slug(r.estimator) if several else folder / "maps"
+        maps_dir = folder / "maps" / slug(r.estimator, "estimator") if several else folder / "maps"
         pair_map.save(maps_dir / name, source=info_by_name[r.source], target=info_by_name[r.target],
                       fit_source=atlas.fit_source, extra={"estimator_label": r.estimator} if several else None)
         if r.estimator != atlas.primary:

@@ -18,7 +18,8 @@ from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.expressiveness import sig
 from latentmap.report.figures import figure_png, new_figure
-from latentmap.report.html import Section, file_slug, render_page
+from latentmap.io.names import slug
+from latentmap.report.html import Section, render_page
 from latentmap.report.labels import labelled_grid_png
 
 SHOWN_SECTORS = 4  # flagged sectors shown as grids per generator, most populated first
@@ -177,7 +178,7 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
     sections = [summary]
     for g in result.generators:
         section = Section(f"Coverage of {g.name}")
-        name = f"coverage_{file_slug(g.name)}.png"
+        name = f"coverage_{slug(g.name)}.png"
         (folder / name).write_bytes(coverage_bars_png(result, g))
         section.image(prefix + name, f"{g.name}: share of real and generated images per sector")
         flagged = sorted(g.examples, key=lambda s: -int(result.real_counts[s]))
@@ -195,7 +196,7 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
             section.text("No sector is flagged.")
         for s in [s for s in flagged if s in g.under][:SHOWN_SECTORS] + [s for s in flagged if s in g.over][:2]:
             images = g.example_images[s]
-            name = f"sector_{file_slug(g.name)}_{s}.png"
+            name = f"sector_{slug(g.name)}_{s}.png"
             (folder / name).write_bytes(labelled_grid_png(
                 [images["support"], images["real"], images["generated"]],
                 ["support-set image", "real images", "nearest generated"], image_shape=images["real"].shape[1:]

@@ -14,13 +14,13 @@ Written into an atlas folder by :func:`write_comparison` (called by ``report.atl
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from latentmap.evaluation.relocation import pair_images
+from latentmap.io.names import slug, unique_slugs
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
 
@@ -31,18 +31,13 @@ LINEARITY_GAP_MEANING = ("the relocated MSE the linear map leaves beyond the non
                          "exceeds B's own error; below 0 the linear map does better).")
 
 
-def estimator_slug(label: str) -> str:
-    """A file-name form of an estimator label: ``piecewise:16:soft=true`` -> ``piecewise-16-soft-true``."""
-    return re.sub(r"[^A-Za-z0-9_.]+", "-", label).strip("-") or "estimator"
-
-
 def write_comparison(atlas, folder: Path, section, models, test_data, rel: str = "") -> None:
     """Write the comparison files into ``folder`` and append their tables and figures to ``section``."""
     folder = Path(folder)
     several = len(atlas.estimators) > 1
     if several:
         for label in atlas.estimators:
-            atlas.ratio_matrix(label).to_csv(folder / f"ratio_matrix_{estimator_slug(label)}.csv")
+            atlas.ratio_matrix(label).to_csv(folder / f"ratio_matrix_{slug(label, 'estimator')}.csv")
         _estimator_table(atlas, section)
     _linearity_gap(atlas, folder, section, rel)
     if atlas.similarity:
@@ -135,6 +130,7 @@ def _images_at(test_data, positions: list[int]) -> torch.Tensor:
 
 def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> None:
     by_name = {m.name: m for m in models}
+    files = unique_slugs(info["name"] for info in atlas.models)  # as the atlas's grids and maps
     written = []
     for r in atlas.results_of(atlas.primary):
         if not r.worst_images or r.source not in by_name or r.target not in by_name:
@@ -149,7 +145,7 @@ def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> 
                 m = atlas.estimator_maps.get((label, r.source, r.target))
                 if m is not None:
                     rows.append(target.decode(m.transform(z_a.to(target.device))).cpu())
-        name = f"{r.source}__{r.target}"
+        name = f"{files[r.source]}__{files[r.target]}"
         (folder / "worst").mkdir(exist_ok=True)
         labels = ["originals", f"{r.target} own"] + [f"{label}" for label in atlas.estimators
                                                       if (label, r.source, r.target) in atlas.estimator_maps]

@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult
+from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
-from latentmap.report.html import Section, file_slug, render_page
+from latentmap.report.html import Section, render_page
 from latentmap.report.labels import labelled_grid_png
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
@@ -181,7 +182,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
     figures.text("Per model: histograms of the per-image MSE of each target set, then the worst-reconstructed "
                  "support-set and real images (after refinement), rows target / encoder reconstruction / refined.")
     for m in result.models:
-        name = f"errors_{file_slug(m.name)}.png"
+        name = f"errors_{slug(m.name)}.png"
         (folder / name).write_bytes(error_histogram_png(m))
         figures.image(prefix + name, f"{m.name}: per-image MSE by target set, before and after refinement")
         for key in ("support", "real"):
@@ -189,7 +190,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
             if scores is None or not scores.worst:
                 continue
             rows = scores.worst_rows
-            name = f"worst_{file_slug(m.name)}_{key}.png"
+            name = f"worst_{slug(m.name)}_{key}.png"
             (folder / name).write_bytes(labelled_grid_png(
                 [rows["target"], rows["encoder"], rows["refined"]], ["target", "encoder reconstruction", "refined"]))
             mses = ", ".join(sig(float(v)) for v in np.sort(scores.refined_mse)[::-1][:len(scores.worst)])

@@ -85,11 +85,6 @@ def slug(text: str) -> str:
     return "-".join(words[:6]) or "section"
 
 
-def file_slug(text: str) -> str:
-    """A file-name form of a name: letters, digits, '-' and '_' kept, every other character '_'."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
-
-
 _HEADING = re.compile(r"<(h[23])([^>]*)>(.*?)</\1>", re.S)
 
 

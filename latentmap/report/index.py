@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from latentmap.io.atomic import atomic_write_bytes
 from latentmap.report.findings import (anchors_findings, atlas_findings, demo_findings, diagnostics_findings,
                                        expressiveness_findings, relocation_findings)
 from latentmap.report.html import Section, render_page
@@ -160,9 +161,8 @@ def write_reports_index(folder="reports", entries: list[ReportEntry] | None = No
     returns its path."""
     folder = Path(folder)
     out = folder / INDEX_NAME
-    tmp = folder / f".{INDEX_NAME}.tmp"
-    tmp.write_text(render_index(folder, report_entries(folder) if entries is None else entries))
-    tmp.replace(out)
+    page = render_index(folder, report_entries(folder) if entries is None else entries)
+    atomic_write_bytes(out, page.encode("utf-8"))  # a temporary file of its own, never a user's '.index.html.tmp'
     return out
 
 
