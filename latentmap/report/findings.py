@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from latentmap.report.tables import sig
 
-TYPE_NAMES = {1: "Type 1 (same architecture, different training)", 2: "Type 2 (same family, different architecture)",
+TYPE_NAMES = {1: "Type 1 (same architecture, different training)", 2: "Type 2 (same objective, different family or architecture)",
               3: "Type 3 (different objectives)"}
 
 

@@ -272,8 +272,9 @@ def _dataset_label(dataset, split) -> str:
 
 
 def _model_record(model, source) -> dict:
-    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-            "source": str(source) if source is not None else None}
+    from latentmap.models.registry import record_model
+
+    return record_model(model, source)
 
 
 def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
