@@ -206,6 +206,20 @@ def test_relocation_types_from_declarations():
     assert relocation_type(ext, _model("stylegan-w", "adversarial", {"w": 256}, family="stylegan")) == 2
 
 
+def test_stylegan_like_generators_with_other_synthesis_networks_are_not_type_1():
+    """Same family, latent size, image shape and inverter layout: only the generators' own networks differ."""
+    from helpers_external import TinyStyleGenerator
+    from latentmap.evaluation.relocation import relocation_kind
+    from latentmap.models.external_stylegan import ExternalStyleGAN
+
+    torch.manual_seed(0)
+    sg2, sg2_b = ExternalStyleGAN("sg2", TinyStyleGenerator()), ExternalStyleGAN("sg2-b", TinyStyleGenerator())
+    sg3 = ExternalStyleGAN("sg3", TinyStyleGenerator(hidden=16))
+    assert sg2.latent_dim == sg3.latent_dim and sg2.architecture() == sg3.architecture()
+    assert relocation_kind(sg2, sg2_b) == (1, "same architecture and objective, different training")
+    assert relocation_kind(sg2, sg3) == (2, "same family, different architecture")
+
+
 def test_shipped_adapters_declare_their_objectives():
     from latentmap.models import ConvVAE, GANModel, SplitVAE, StyleGANW
     from latentmap.models.external_stylegan import ExternalStyleGAN
