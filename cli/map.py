@@ -172,6 +172,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     from latentmap.data.transforms import image_transform as resolve_transform
     from latentmap.maps.fitting import check_map_fits, pair_transform
     from latentmap.maps.registry import load_map
+    from latentmap.models.registry import record_model
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
@@ -190,6 +191,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
                                  image_transform=None if recorded is None else recorded.spec)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
+                            "models": {"source": record_model(model_a), "target": record_model(model_b)},
                             "dataset": dataset, "split": split,
                             **({"image_transform": recorded.record()} if recorded else {})}, overwrite=overwrite)
     for name, value in relocation_table(result):

@@ -160,6 +160,9 @@ def test_pythae_folder_whose_weights_changed_after_the_fit_is_refused(pythae_fol
     args = ("map", "eval", "--map", tmp_path / "m", *EVAL)
     res = invoke(*args, "--out", tmp_path / "before")
     assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "before" / "relocation.json").read_text())
+    assert report["models"]["source"]["fingerprint"] == info["source"]["fingerprint"]
+    assert info["source"]["fingerprint"][:12] in (tmp_path / "before" / "index.html").read_text()
     shutil.copy(pythae_folders / "vae-2" / "model.pt", source / "model.pt")  # new weights, same config
     line = one_line_error(invoke(*args, "--out", tmp_path / "after"))
     assert "model 'vae-src'" in line and "is not the one" in line and "fingerprint" in line

@@ -13,7 +13,7 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.report.grid import grid_png
 from latentmap.report.findings import relocation_findings
 from latentmap.report.html import Section, render_page
-from latentmap.report.tables import sig
+from latentmap.report.tables import models_frame, sig
 
 
 def _fmt(value):
@@ -75,6 +75,9 @@ def save_relocation_report(result, out, source, target, linear_map, data, grid_i
         section = Section(f"{result.source} -> {result.target} (type {result.type}: {result.type_name})")
         section.table(pd.DataFrame([{"metric": k, "value": v} for k, v in relocation_table(result)])
                       .astype({"value": object}))
+        if context.get("models"):
+            section.text("Models (fingerprint: of weights and config, checked whenever the map is used):")
+            section.table(models_frame(context["models"].values()))
         if len(by_label):
             section.text("By label: B's own and relocated MSE of the images of each label (relocation_by_label.csv).")
             section.table(by_label)
