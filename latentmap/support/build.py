@@ -21,6 +21,7 @@ import torch
 from latentmap.distributed import map_shards
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
+from latentmap.io.model_record import relative_record
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
@@ -51,6 +52,8 @@ class SupportSet:
         """
         path = Path(path)
         manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
+        if isinstance(manifest.get("model"), dict):  # its model's path, relative to the folder (model_record)
+            manifest["model"] = relative_record(manifest["model"], path)
         with atomic_directory(path, overwrite=overwrite, kind="support-set") as tmp:
             np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
             for file_name, data in (files or {}).items():
