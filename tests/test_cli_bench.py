@@ -46,6 +46,12 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
     assert gan["ratios"]["support/own"]["value"] == pytest.approx(support / own)
     assert board.loc[0, "support_over_own"] == pytest.approx(support / own)
     assert gan["sets"]["support"]["images"] == 64  # the shipped support set by default
+    from latentmap import load_model
+    from latentmap.io.checkpoint import model_fingerprint
+
+    assert (gan["record"]["origin"], gan["record"]["spec"]) == ("shipped", "fmnist-gan")
+    assert gan["record"]["fingerprint"] == model_fingerprint(load_model("fmnist-gan"))
+    assert gan["record"]["fingerprint"][:12] in (out / "index.html").read_text()
     page = (out / "index.html").read_text()
     intro = page.split("<nav")[0]  # the findings box, before the contents
     assert 'class="findings"' in intro and f"{support / own:.1f} times worse" in intro and "0.251" in intro  # findings first, with the seeds' figure

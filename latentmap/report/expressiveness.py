@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult
+from latentmap.io.model_record import short_fingerprint
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, file_slug, render_page
 from latentmap.report.labels import labelled_grid_png
@@ -83,7 +84,8 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
     rows = []
     for m in result.models:
         s = {k: v.summary(m.region["typical"]) for k, v in m.sets.items()}
-        row = {"Model": m.name, "Kind": m.kind, "Latent size": m.latent_dim, "Own samples from": m.sampler}
+        row = {"Model": m.name, "Kind": m.kind, "Latent size": m.latent_dim, "Own samples from": m.sampler,
+               "Fingerprint": short_fingerprint(m.record)}
         for key in TARGET_SETS:
             if key in s:
                 row[f"Encoder MSE, {SET_LABELS[key]}"] = sig(s[key]["encoder_mse"])
