@@ -250,6 +250,13 @@ def test_atlas_every_ordered_pair(tmp_path):
     assert loaded.info_["source"]["name"] == "syn-a"
     html = (out / "index.html").read_text()
     assert "Type 1" in html and "Type 3" in html and "LPIPS" in html
+    # models built in memory: recorded as such, with their fingerprints, shown short on the page
+    from latentmap.io.checkpoint import model_fingerprint
+
+    assert [(m["origin"], m["fingerprint"]) for m in saved["models"]] == [("memory", model_fingerprint(m))
+                                                                        for m in (a, b, c)]
+    assert loaded.info_["source"]["fingerprint"] == model_fingerprint(a)
+    assert all(model_fingerprint(m)[:12] in html for m in (a, b, c))
 
 
 def test_atlas_underdetermined_pair_writes_nothing(tmp_path):
