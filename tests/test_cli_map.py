@@ -1,6 +1,5 @@
 """``latentmap map fit | eval | atlas`` through click's CliRunner: results, exit codes, one-line errors."""
 
-import hashlib
 import json
 import os
 import shutil

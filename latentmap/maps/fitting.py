@@ -10,7 +10,6 @@ one solve per map).
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
