@@ -167,3 +167,20 @@ def test_pythae_folder_whose_weights_changed_after_the_fit_is_refused(pythae_fol
     line = one_line_error(invoke(*args, "--out", tmp_path / "after"))
     assert "model 'vae-src'" in line and "is not the one" in line and "fingerprint" in line
     assert not (tmp_path / "after").exists()
+
+
+def test_a_py_spec_is_fingerprinted_with_its_code_file(tmp_path, monkeypatch):
+    from latentmap.io.model_record import check_model_record
+
+    code = tmp_path / "fp_factory.py"
+    code.write_text("from helpers_external import make_autoencoder as build\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = load_model("py:fp_factory:build", allow_pickle=True)
+    record = record_model(model)
+    assert record["origin"] == "py" and record["spec"] == "py:fp_factory:build"
+    assert model.provenance["source_sha256"] == hashlib.sha256(code.read_bytes()).hexdigest()
+    check_model_record(record, load_model("py:fp_factory:build", allow_pickle=True), "py:fp_factory:build", tmp_path)
+    code.write_text(code.read_text() + "# the factory's code changed: the same weights may compute something else\n")
+    with pytest.raises(CheckpointError, match="is not the one"):
+        check_model_record(record, load_model("py:fp_factory:build", allow_pickle=True), "py:fp_factory:build",
+                           tmp_path)

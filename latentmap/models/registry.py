@@ -104,14 +104,13 @@ def model_provenance(spec) -> dict:
 
 
 def _py_spec_file(spec: str) -> Path | None:
-    """The source file of the module a ``py:module:factory`` spec imports (None when it has none)."""
-    import importlib.util
+    """The source file of the module a ``py:module:factory`` spec imported (None when it has none, or has not been
+    imported: this never imports anything, which only loading with the trust flag may do)."""
+    import sys
 
-    try:
-        found = importlib.util.find_spec(spec[3:].partition(":")[0])
-    except (ImportError, ValueError):
-        return None
-    return Path(found.origin) if found is not None and found.origin else None
+    module = sys.modules.get(spec[3:].partition(":")[0])
+    origin = getattr(module, "__file__", None)
+    return Path(origin) if origin else None
 
 
 def record_model(model, spec=None) -> dict:
