@@ -28,6 +28,7 @@ from latentmap.data.datasets import evenly_spaced_indices
 from latentmap.errors import ConfigError, DependencyError
 from latentmap.evaluation.distribution import PerImageErrors, summarize
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
+from latentmap.io.model_record import architecture_fingerprint
 from latentmap.maps.fitting import check_map_fits, input_transforms, pair_transform
 from latentmap.maps.linear import LinearMap
 from latentmap.stats import Moments, Sums, r2_from_sums
@@ -51,10 +52,8 @@ def relocation_kind(source, target) -> tuple[int, str]:
     """(type, what holds for this pair): the type from the objectives, the families and the fingerprints of the
     networks' architecture (module classes and parameter shapes, latent size, image shape).
 
-    A family neither model can know (modules a user wraps) does not keep a pair with the same networks from
+    A family that one of the models cannot know (modules a user wraps) does not keep a pair with the same networks from
     Type 1; two known families must be equal for it."""
-    from latentmap.io.model_record import architecture_fingerprint
-
     if source.objective != target.objective:
         return 3, f"different objectives ({source.objective}, {target.objective})"
     families = (source.family, target.family)
