@@ -99,7 +99,8 @@ def _method_given() -> bool:
 def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, estimator,
         image_transform, out, overwrite, seed, batch_size, data_dir, device, progress, trust_pickle):
     """Fit a map (linear by default, --estimator) from SOURCE's latent space to TARGET's and save it as a folder."""
-    from latentmap.maps.fitting import fit_map, model_info, resolve_fit_source
+    from latentmap.maps.fitting import fit_map, resolve_fit_source
+    from latentmap.models.registry import record_model
     from latentmap.maps.registry import describe_estimator, parse_estimator
 
     spec = parse_estimator(estimator)
@@ -113,7 +114,7 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
     with reported_warnings():
         linear_map = fit_map(model_a, model_b, fit_source, make(), batch_size=batch_size, progress=progress,
                              image_transform=image_transform)
-    linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
+    linear_map.save(out, source=record_model(model_a, source), target=record_model(model_b, target),
                     fit_source=fit_source.record(), overwrite=overwrite)
     fm = linear_map.fit_metrics_
     if fm.get("loo_r2") is not None:
@@ -137,10 +138,12 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
 # --------------------------------------------------------------------------- eval
 
 def _model_from_map(map_dir, info: dict, side: str, override, device, trust_pickle=False):
-    from latentmap.maps.fitting import model_spec_from_map
+    """(model, spec): the one given, else the one the map records, refused if it changed since the fit."""
+    from latentmap.models.registry import load_recorded_model
 
-    spec = override if override is not None else model_spec_from_map(info.get(side, {}), map_dir)
-    return _load(spec, device, trust_pickle), spec
+    if override is not None:
+        return _load(override, device, trust_pickle), override
+    return load_recorded_model(info.get(side, {}), map_dir, device, allow_pickle=trust_pickle)
 
 
 @command.command("eval")
@@ -171,6 +174,8 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     from latentmap.maps.registry import load_map
     from latentmap.report.findings import useless_target_findings
     from latentmap.report.html import shown_path, shown_spec
+    from latentmap.models.registry import record_model
+    from latentmap.io.model_record import relative_record
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
@@ -190,6 +195,8 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": shown_path(map_dir), "source_path": shown_path(path_a),
                             "target_path": shown_path(path_b),
+                            "models": {"source": relative_record(record_model(model_a), out),
+                                       "target": relative_record(record_model(model_b), out)},
                             "dataset": shown_spec(dataset), "split": split,
                             **({"image_transform": recorded.record()} if recorded else {})}, overwrite=overwrite)
     for name, value in relocation_table(result):

@@ -21,28 +21,28 @@ class TinyMapping(nn.Module):
 
 
 class TinySynthesis(nn.Module):
-    def __init__(self, w_dim, num_ws, channels=1, resolution=28):
+    def __init__(self, w_dim, num_ws, channels=1, resolution=28, hidden=8):
         super().__init__()
-        self.num_ws, self.res, self.channels = num_ws, resolution, channels
-        self.fc = nn.Linear(w_dim * num_ws, 8 * 7 * 7)
-        self.up = nn.Sequential(nn.ConvTranspose2d(8, 8, 4, 2, 1), nn.LeakyReLU(0.2),
+        self.num_ws, self.res, self.channels, self.hidden = num_ws, resolution, channels, hidden
+        self.fc = nn.Linear(w_dim * num_ws, hidden * 7 * 7)
+        self.up = nn.Sequential(nn.ConvTranspose2d(hidden, 8, 4, 2, 1), nn.LeakyReLU(0.2),
                                 nn.ConvTranspose2d(8, channels, 4, 2, 1))
         self.noise_strength = nn.Parameter(torch.tensor(0.1))
 
     def forward(self, ws, noise_mode="random", force_fp32=False):
-        x = self.up(self.fc(ws.flatten(1)).view(-1, 8, 7, 7))
+        x = self.up(self.fc(ws.flatten(1)).view(-1, self.hidden, 7, 7))
         if noise_mode == "random":
             x = x + self.noise_strength * torch.randn_like(x)
         return torch.tanh(x)
 
 
 class TinyStyleGenerator(nn.Module):
-    def __init__(self, z_dim=8, w_dim=6, num_ws=3, c_dim=0, img_channels=1, img_resolution=28):
+    def __init__(self, z_dim=8, w_dim=6, num_ws=3, c_dim=0, img_channels=1, img_resolution=28, hidden=8):
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws, self.c_dim = z_dim, w_dim, num_ws, c_dim
         self.img_channels, self.img_resolution = img_channels, img_resolution
         self.mapping = TinyMapping(z_dim, w_dim, num_ws)
-        self.synthesis = TinySynthesis(w_dim, num_ws, img_channels, img_resolution)
+        self.synthesis = TinySynthesis(w_dim, num_ws, img_channels, img_resolution, hidden)
 
     def forward(self, z, c, **kwargs):
         return self.synthesis(self.mapping(z, c), **kwargs)
@@ -85,3 +85,14 @@ def make_vae_dict():
 
 def make_nothing():
     return 42
+
+
+PYTHAE_FOLDER = None  # set by a test: the pythae folder whose networks ``pythae_networks`` hands over
+
+
+def pythae_networks():
+    """py: factory giving the encoder and decoder of the pythae model in PYTHAE_FOLDER as plain modules."""
+    from pythae.models import AutoModel
+
+    model = AutoModel.load_from_folder(str(PYTHAE_FOLDER))
+    return {"encoder": model.encoder, "decoder": model.decoder, "image_shape": tuple(model.model_config.input_dim)}

@@ -63,6 +63,13 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
                     f"{high:.1f})")
         assert sentence in result.output, (sentence, result.output)
     assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():.3g}" in result.output
+    data = json.loads((out / "expressiveness.json").read_text())
+    gan = data["models"][0]
+    from latentmap.io.checkpoint import model_fingerprint
+
+    assert (gan["record"]["origin"], gan["record"]["spec"]) == ("shipped", "fmnist-gan")
+    assert gan["record"]["fingerprint"] == model_fingerprint(load_model("fmnist-gan"))
+    assert gan["record"]["fingerprint"][:12] in (out / "index.html").read_text()
     page = (out / "index.html").read_text()
     intro = page.split("<nav")[0]  # the findings box, before the contents
     assert 'class="findings"' in intro and f"{ratio['support']:.1f} times worse" in intro and "0.251" in intro  # findings first, with the paper's figure

@@ -1,6 +1,5 @@
 """``latentmap map fit | eval | atlas`` through click's CliRunner: results, exit codes, one-line errors."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -11,7 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from latentmap import LinearMap
+from latentmap import LinearMap, load_model
+from latentmap.io.checkpoint import model_fingerprint
 from latentmap.cli.main import main
 from latentmap.data.datasets import FASHION_MNIST_CLASSES
 from latentmap.support.build import SupportSet
@@ -67,12 +67,13 @@ def test_fit_support_set_then_eval(synthetic, tmp_path):
     info = m.info_
     assert info["fit_source"] == {"kind": "support-set", "name": "syn-support", "path": str(tmp_path / "support"),
                                   "count": D}
-    # the model's path is stored relative to the map folder, with the sha256 of its weights
-    weights = json.loads((Path(p["a"]) / "config.json").read_text())["weights"]
-    digest = hashlib.sha256("\n".join(f"{k}:{v}" for k, v in sorted(weights.items())).encode()).hexdigest()
-    assert info["source"] == {"name": "syn-a", "kind": "test-affine", "latent_dim": D, "image_shape": [1, 8, 8],
-                              "path": os.path.relpath(Path(p["a"]).resolve(), (tmp_path / "maps" / "a__b0").resolve()),
-                              "sha256": digest}
+    # the model's path is stored relative to the map folder, with the fingerprint of its weights and config
+    recorded = {k: v for k, v in info["source"].items() if "fingerprint" not in k}
+    assert recorded == {"name": "syn-a", "kind": "test-affine", "latent_dim": D, "image_shape": [1, 8, 8],
+                        "objective": "test-affine", "family": "test-affine", "origin": "checkpoint",
+                        "spec": os.path.relpath(Path(p["a"]).resolve(), (tmp_path / "maps" / "a__b0").resolve())}
+    assert info["source"]["fingerprint"] == model_fingerprint(load_model(p["a"]))
+    assert info["target"]["fingerprint"] == model_fingerprint(load_model(p["b0"])) != info["source"]["fingerprint"]
     res = invoke("map", "eval", "--map", tmp_path / "maps" / "a__b0", "--dataset", f"npy:{synthetic['root']}/images.npy",
                  "--split", "all", "--out", tmp_path / "report", "--grid-images", 5)
     assert res.exit_code == 0, res.output
@@ -99,13 +100,11 @@ def test_map_eval_works_from_another_folder_and_checks_the_models(synthetic, tmp
     res = invoke("map", "eval", "--map", work / "m", "--dataset", spec, "--split", "all", "--out", "r")
     assert res.exit_code == 0, res.output
     assert json.loads((elsewhere / "r" / "relocation.json").read_text())["ratio"] == pytest.approx(1.0, abs=1e-4)
-    # a model changed since the fit is not silently used
-    config = target / "config.json"
-    data = json.loads(config.read_text())
-    data["weights"] = {k: "0" * 64 for k in data["weights"]}
-    config.write_text(json.dumps(data))
+    # a model changed since the fit (here: a whole, valid checkpoint of another model) is not silently used
+    shutil.rmtree(target)
+    shutil.copytree(p["b0"], target)
     res = invoke("map", "eval", "--map", work / "m", "--dataset", spec, "--split", "all", "--out", "r2")
-    assert_one_line_error(res, "is not the one map")
+    assert_one_line_error(res, "model 'syn-b'", "is not the one", "fingerprint")
     assert not (elsewhere / "r2").exists()
 
 

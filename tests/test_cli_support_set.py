@@ -1,6 +1,7 @@
 """``latentmap support-set build|show`` through click's runner: outputs, exit codes, nothing half-written."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 
 from latentmap.cli.main import main
 from latentmap import load_dataset, load_model
+from latentmap.io.checkpoint import model_fingerprint
 from latentmap.support.build import SupportSet, build_support_set
 
 
@@ -37,7 +39,9 @@ def test_build_and_show(tiny_vae_checkpoint, npy_spec, tmp_path):
     assert "8 images, strategy sectors" in result.output and "mean pairwise MSE" in result.output
     support = SupportSet.load(out)
     manifest = support.manifest
-    assert manifest["model"]["source"] == str(tiny_vae_checkpoint) and manifest["dataset"]["split"] == "train"
+    assert manifest["model"]["origin"] == "checkpoint" and manifest["dataset"]["split"] == "train"
+    assert (out / manifest["model"]["spec"]).resolve() == Path(tiny_vae_checkpoint).resolve()
+    assert manifest["model"]["fingerprint"] == model_fingerprint(load_model(tiny_vae_checkpoint))
     assert manifest["top_k"] == 3 and len(manifest["sector_populations"]) == 8
     # the CLI is the library: same settings, same images
     library = build_support_set(load_model(tiny_vae_checkpoint, device="cpu"), load_dataset(npy_spec, "train"),

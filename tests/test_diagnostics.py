@@ -233,8 +233,14 @@ def test_cli_writes_the_report(tiny_vae_checkpoint, tmp_path):
                                        str(out), "--batch-size", "50", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "120 images" in result.output and "Inactive variables" in result.output and "Δ_var" in result.output
-    summary = json.loads((out / "diagnostics.json").read_text())["summary"]
+    saved = json.loads((out / "diagnostics.json").read_text())
+    summary = saved["summary"]
     assert summary["n_images"] == 120 and summary["latent_dim"] == 8
+    from latentmap import load_model
+    from latentmap.io.checkpoint import model_fingerprint
+
+    assert saved["record"]["fingerprint"] == model_fingerprint(load_model(tiny_vae_checkpoint))
+    assert summary["fingerprint"] == saved["record"]["fingerprint"][:12] in (out / "index.html").read_text()
     assert f"Reconstruction MSE {sig(summary['mse'])}" in result.output  # three significant digits
     assert len((out / "variables.csv").read_text().splitlines()) == 9
 

@@ -48,8 +48,9 @@ def test_demo_outputs_hold_final_paths_only(tiny_vae_checkpoint, tmp_path):
     import json
 
     info = json.loads(map_json.read_text())
-    assert (map_json.parent / info["source"]["path"]).resolve() == (checkpoints / info["source"]["name"]).resolve()
-    assert len(info["source"]["sha256"]) == 64
+    assert info["source"]["origin"] == "checkpoint"
+    assert (map_json.parent / info["source"]["spec"]).resolve() == (checkpoints / info["source"]["name"]).resolve()
+    assert len(info["source"]["fingerprint"]) == 64
 
 
 NOT_READ = {  # parameters of output-writing commands that name no file or folder the command reads

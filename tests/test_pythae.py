@@ -91,6 +91,9 @@ def test_pythae_models_declare_their_own_objective_and_family(tmp_path):
     assert ae_a.family == "pythae-AE" and wae.family == "pythae-WAE_MMD"
     assert relocation_type(ae_a, ae_b) == 1
     assert relocation_type(ae_a, wae) == 2  # same deterministic objective, another pythae model
+    from latentmap.evaluation.relocation import relocation_kind
+
+    assert relocation_kind(ae_a, wae)[1] == "same objective, different families (pythae-AE, pythae-WAE_MMD)"
     assert relocation_type(wae, vae) == 3
 
 
@@ -257,3 +260,18 @@ def test_a_map_follows_its_recorded_pythae_models_only_with_the_flag(pythae_cust
                                    "--out", str(tmp_path / "eval"), "--no-progress", "--trust-pickle"])
     assert trusted.exit_code == 0, trusted.output
     assert (tmp_path / "eval" / "index.html").is_file()
+
+
+def test_the_same_pythae_networks_through_a_py_factory_are_type_1_to_the_folder(pythae_vae_folder, monkeypatch):
+    """The wrapped modules' family is unknown; their networks are the folder's, so the pair is Type 1."""
+    import helpers_external
+    from latentmap.evaluation.relocation import relocation_kind
+
+    folder, _, images = pythae_vae_folder
+    monkeypatch.setattr(helpers_external, "PYTHAE_FOLDER", folder)
+    wrapped = load_model("py:helpers_external:pythae_networks", allow_pickle=True)
+    native = load_model(folder)
+    assert wrapped.family is None and native.family == "pythae-VAE"
+    torch.testing.assert_close(wrapped.encode(images), native.encode(images))
+    assert relocation_kind(wrapped, native) == (1, "same architecture and objective, different training")
+    assert relocation_kind(native, wrapped)[0] == 1

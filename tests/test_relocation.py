@@ -156,7 +156,7 @@ def test_batched_sums_equal_a_direct_computation():
     from sklearn.metrics import r2_score
 
     assert r.latent_r2 == pytest.approx(r2_score(z_c.double().numpy(), m.transform(z_a).double().numpy()), rel=1e-6)
-    assert r.ratio > 1.02 and r.type == 2  # same kind, different architecture tag
+    assert r.ratio > 1.02 and r.type == 1  # the same networks, trained (here: drawn) differently
     cycle = a.decode(m.inverse().transform(c.encode(mapped)))
     assert r.cycle_mse == pytest.approx(float(((cycle.double() - data.double()) ** 2).mean()), rel=1e-6)
 
@@ -175,11 +175,17 @@ def test_fit_from_generator_samples_recovers_the_map():
 
 
 class _Declared(AffineModel):
-    """A stand-in adapter that declares its kind, objective, family and architecture like the real ones."""
+    """A stand-in adapter that declares its kind, objective and family like the real ones, with networks built
+    from ``arch`` (one layer per size it names), as a real adapter's constructor arguments build them."""
 
     def __init__(self, kind, objective, arch, latent_dim, family):
         super().__init__(kind, SHAPE, latent_dim)
         self.kind, self.OBJECTIVE, self.FAMILY, self._arch = kind, objective, family, arch
+        sizes = [n for v in arch.values() for n in (v if isinstance(v, list) else [v])]
+        self.net = nn.Sequential(*[nn.Linear(latent_dim, n) for n in sizes])
+
+    def modules(self):
+        return {"lin": self.lin, "net": self.net}
 
     def architecture(self):
         return self._arch
@@ -202,6 +208,20 @@ def test_relocation_types_from_declarations():
     # an external StyleGAN and the StyleGAN-W adapter: one adversarial family, not different objectives
     ext = _model("external-stylegan", "adversarial", {"w": 512}, family="stylegan")
     assert relocation_type(ext, _model("stylegan-w", "adversarial", {"w": 256}, family="stylegan")) == 2
+
+
+def test_stylegan_like_generators_with_other_synthesis_networks_are_not_type_1():
+    """Same family, latent size, image shape and inverter layout: only the generators' own networks differ."""
+    from helpers_external import TinyStyleGenerator
+    from latentmap.evaluation.relocation import relocation_kind
+    from latentmap.models.external_stylegan import ExternalStyleGAN
+
+    torch.manual_seed(0)
+    sg2, sg2_b = ExternalStyleGAN("sg2", TinyStyleGenerator()), ExternalStyleGAN("sg2-b", TinyStyleGenerator())
+    sg3 = ExternalStyleGAN("sg3", TinyStyleGenerator(hidden=16))
+    assert sg2.latent_dim == sg3.latent_dim and sg2.architecture() == sg3.architecture()
+    assert relocation_kind(sg2, sg2_b) == (1, "same architecture and objective, different training")
+    assert relocation_kind(sg2, sg3) == (2, "same family, different architecture")
 
 
 def test_shipped_adapters_declare_their_objectives():
@@ -234,6 +254,13 @@ def test_atlas_every_ordered_pair(tmp_path):
     assert loaded.info_["source"]["name"] == "syn-a"
     html = (out / "index.html").read_text()
     assert "Type 1" in html and "Type 3" in html and "LPIPS" in html
+    # models built in memory: recorded as such, with their fingerprints, shown short on the page
+    from latentmap.io.checkpoint import model_fingerprint
+
+    assert [(m["origin"], m["fingerprint"]) for m in saved["models"]] == [("memory", model_fingerprint(m))
+                                                                        for m in (a, b, c)]
+    assert loaded.info_["source"]["fingerprint"] == model_fingerprint(a)
+    assert all(model_fingerprint(m)[:12] in html for m in (a, b, c))
 
 
 def test_atlas_underdetermined_pair_writes_nothing(tmp_path):

@@ -22,7 +22,8 @@ from latentmap.evaluation import comparison
 from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationResult, label_batches, label_namer,
                                              lpips_function)
 from latentmap.evaluation.similarity import SimilarityAccumulator
-from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs_by_estimator, model_info
+from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs_by_estimator
+from latentmap.models.registry import record_model
 from latentmap.maps.linear import LinearMap
 
 
@@ -154,7 +155,7 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     names = [m.name for m in models]
     primary = next(iter(by_estimator))
     first_maps = by_estimator[primary]
-    infos = [model_info(m, (model_paths or {}).get(m.name)) for m in models]
+    infos = [record_model(m, (model_paths or {}).get(m.name)) for m in models]
     for info, t in zip(infos, inputs):  # how each model got the test images, when they were transformed
         if getattr(t, "identity", True) is False:
             info["image_transform"] = t.record()

@@ -23,6 +23,7 @@ import torch
 
 from latentmap.errors import ConfigError
 from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet
+from latentmap.io.model_record import short_fingerprint
 from latentmap.support.sectors import sector_signs
 
 MIN_COUNT = 20
@@ -99,16 +100,18 @@ class GeneratorCoverage:
     tv_distance: float  # half the L1 distance between the generated and real shares
     examples: dict = field(default_factory=dict)  # sector -> {"support": [...], "real": [...], "generated": [...]}
     example_images: dict = field(default_factory=dict, repr=False)  # sector -> same keys, image tensors
+    record: dict | None = None  # the generator model's record (latentmap.io.model_record); None for image files
 
     def summary(self) -> dict:
-        return {"generator": self.name, "source": self.source, "images": self.images,
+        return {"generator": self.name, "source": self.source, "fingerprint": short_fingerprint(self.record or {}),
+                "images": self.images,
                 "test": self.test["test"], "statistic": self.test["statistic"], "dof": self.test["dof"],
                 "p_value": self.test["p_value"], "tv_distance": self.tv_distance,
                 "never_reached": len(self.never_reached), "unreached": self.unreached,
                 "under_represented": len(self.under), "over_represented": len(self.over)}
 
     def to_dict(self) -> dict:
-        return {**self.summary(), "counts": self.counts.tolist(), "never_reached_sectors": self.never_reached,
+        return {**self.summary(), "record": self.record, "counts": self.counts.tolist(), "never_reached_sectors": self.never_reached,
                 "under_sectors": self.under, "over_sectors": self.over,
                 "examples": {str(s): v for s, v in self.examples.items()}}
 
@@ -232,7 +235,7 @@ def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: l
         never, under, over = flag_sectors(real_counts, counts, min_count)
         tv = total_variation(real_counts, counts)
         result = GeneratorCoverage(gen.name, gen.source, len(gen), counts, g_test(real_counts, counts), never,
-                                   int((counts == 0).sum()), under, over, tv)
+                                   int((counts == 0).sum()), under, over, tv, record=gen.record)
         for sector in sorted(set(never) | set(under) | set(over)):
             ex = _examples(sector, space, real_codes, real_latents, gen_codes, gen_latents, support_codes, examples)
             result.examples[sector] = ex

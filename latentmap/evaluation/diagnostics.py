@@ -29,7 +29,9 @@ from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, per_image_mse
 from latentmap.evaluation.samplers import PriorSampler, typical_region
+from latentmap.io.model_record import short_fingerprint
 from latentmap.models.base import LatentModel
+from latentmap.models.registry import record_model
 from latentmap.stats import Moments
 
 AXIS_BINS = 80
@@ -72,6 +74,7 @@ class LatentDiagnostics:
     prior_axis_counts: np.ndarray | None = None  # [d, AXIS_BINS] prior samples on the axis grid
     radius_typical: float | None = None  # median radius of prior draws
     radius_limit: float | None = None  # radius within which 99% of prior draws lie
+    record: dict | None = None  # the model's record (latentmap.io.model_record)
 
     @property
     def vae_like(self) -> bool:
@@ -123,6 +126,7 @@ class LatentDiagnostics:
         law = self.variance_law
         return {
             "model": self.model, "kind": self.kind, "latent_dim": self.latent_dim, "n_images": self.n_images,
+            "fingerprint": short_fingerprint(self.record or {}),
             "inactive_variables": None if law is None else int(len(self.inactive)),
             "inactive_threshold": INACTIVE_THRESHOLD,
             "variance_law_mean": None if law is None else float(law.mean()),
@@ -148,7 +152,7 @@ class LatentDiagnostics:
         """The summary and the per-variable arrays (histograms, not raw radii), JSON-ready."""
         axes = self.top_axes()
         return {
-            "summary": self.summary(),
+            "summary": self.summary(), "record": self.record,
             "mean": _list(self.mean), "variance": _list(self.variance),
             "prior_mean": _list(self.prior_mean), "prior_variance": _list(self.prior_variance),
             "var_mu": _list(self.var_mu), "mean_sigma2": _list(self.mean_sigma2),
@@ -236,7 +240,8 @@ class _DiagnosticsPass:
             axis_outside=self.axes.outside.cpu().numpy(), mse=self.sse / n,
             image_variance=float(self.x.variance().mean()),
             reconstruction_variance=float(self.x_hat.variance().mean()), radius_measure=self.region.description,
-            radius_typical=self.region.typical, radius_limit=self.region.limit, **prior, **stats)
+            radius_typical=self.region.typical, radius_limit=self.region.limit, record=record_model(model), **prior,
+            **stats)
 
 
 def _prior_samples(model, n: int, seed: int, region, edges: np.ndarray) -> dict:

@@ -23,7 +23,9 @@ from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.evaluation.inversion import invert
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
+from latentmap.io.model_record import short_fingerprint
 from latentmap.models.base import LatentModel
+from latentmap.models.registry import record_model
 
 TARGET_SETS = ("own", "real", "support")
 SET_LABELS = {"own": "own samples", "real": "real test images", "support": "support-set images"}
@@ -127,12 +129,14 @@ class ModelExpressiveness:
     region: dict
     sets: dict  # key -> SetScores
     ratios: dict  # "support/own" -> RatioCI
+    record: dict = field(default_factory=dict)  # the model's record (latentmap.io.model_record)
 
     def set_rows(self) -> list[dict]:
         return [{"model": self.name, **s.summary(self.region["typical"])} for s in self.sets.values()]
 
     def leaderboard_row(self) -> dict:
-        row = {"model": self.name, "kind": self.kind, "latent_dim": self.latent_dim, "sampler": self.sampler}
+        row = {"model": self.name, "kind": self.kind, "latent_dim": self.latent_dim, "sampler": self.sampler,
+               "fingerprint": short_fingerprint(self.record)}
         summaries = {k: s.summary(self.region["typical"]) for k, s in self.sets.items()}
         for key in TARGET_SETS:
             row[f"encoder_mse_{key}"] = summaries[key]["encoder_mse"] if key in summaries else None
@@ -148,7 +152,7 @@ class ModelExpressiveness:
 
     def to_dict(self) -> dict:
         return {"model": self.name, "kind": self.kind, "latent_dim": self.latent_dim, "sampler": self.sampler,
-                "region": self.region, "ratios": {k: v.to_dict() for k, v in self.ratios.items()},
+                "record": self.record, "region": self.region, "ratios": {k: v.to_dict() for k, v in self.ratios.items()},
                 "sets": {k: {**s.summary(self.region["typical"]), "worst": s.worst,
                              "per_image": {"encoder_mse": s.encoder_mse.tolist(),
                                            "refined_index": s.refined_index.tolist(),
@@ -283,7 +287,8 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
                               refined_latents=parts.get(key))
     ratios = {name: bootstrap_ratio(sets[a].encoder_mse, sets[b].encoder_mse, resamples=bootstrap, seed=seed)
               for name, a, b in RATIOS if a in sets and b in sets}
-    return ModelExpressiveness(model.name, model.kind, model.latent_dim, sampler.name, region.to_dict(), sets, ratios)
+    return ModelExpressiveness(model.name, model.kind, model.latent_dim, sampler.name, region.to_dict(), sets, ratios,
+                               record_model(model))
 
 
 def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 0,

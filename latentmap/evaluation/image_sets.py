@@ -29,6 +29,7 @@ class GeneratedSet:
     name: str
     images: torch.Tensor = field(repr=False)
     source: str
+    record: dict | None = None  # the record of the model that drew them (latentmap.io.model_record); None: files
 
     def __len__(self) -> int:
         return len(self.images)
@@ -56,7 +57,10 @@ def sample_model(model: LatentModel, n: int, sampler: LatentSampler | None = Non
         raise ConfigError(f"the number of generated images must be positive, got {n} instead")
     sampler = sampler or PriorSampler(model)
     z = sampler.sample(n, torch.Generator().manual_seed(seed))
-    return GeneratedSet(model.name, model.decode_all(z, batch_size), f"{n} draws of {model.name}'s {sampler.name}")
+    from latentmap.models.registry import record_model
+
+    return GeneratedSet(model.name, model.decode_all(z, batch_size), f"{n} draws of {model.name}'s {sampler.name}",
+                        record_model(model))
 
 
 def _digests(images) -> list:

@@ -7,10 +7,10 @@ of A and B, latent MSE and R² of M(Enc_A x) against Enc_B x, image MSE/SSIM (an
 available) of Dec_B(M(Enc_A x)) against x, its ratio to B's own reconstruction MSE, and the
 cycle A -> B -> A. ``build_atlas`` does this for every ordered pair of a set of models.
 
-Relocation types, from what each adapter declares (``objective``, ``family``, ``architecture()``):
-1 = same objective, family and architecture, different training; 2 = same objective (both
-VAE-like, or both adversarial), different family or architecture; 3 = different objectives
-(GAN or StyleGAN vs VAE-like).
+Relocation types, from what each model is (``objective``, ``family`` and the fingerprint of its
+networks' architecture: module classes and parameter shapes): 1 = same objective, family and
+architecture, different training; 2 = same objective (both VAE-like, or both adversarial),
+different family or architecture; 3 = different objectives (GAN or StyleGAN vs VAE-like).
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from latentmap.data.datasets import evenly_spaced_indices
 from latentmap.errors import ConfigError, DependencyError
 from latentmap.evaluation.distribution import PerImageErrors, summarize
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
+from latentmap.io.model_record import architecture_fingerprint
 from latentmap.maps.fitting import check_map_fits, input_transforms, pair_transform
 from latentmap.maps.linear import LinearMap
 from latentmap.stats import Moments, Sums, r2_from_sums
 
 RELOCATION_TYPES = {
-    1: "same architecture and objective, different training",
-    2: "same family, different architecture",
+    1: "same objective, family and architecture, different training",
+    2: "same objective, different family or architecture",
     3: "different objectives",
 }
 GRID_IMAGES = 12
@@ -45,9 +46,25 @@ GRID_IMAGES = 12
 
 def relocation_type(source, target) -> int:
     """1, 2 or 3 (see the module docstring) for the ordered pair of models."""
+    return relocation_kind(source, target)[0]
+
+
+def relocation_kind(source, target) -> tuple[int, str]:
+    """(type, what holds for this pair): the type from the objectives, the families and the fingerprints of the
+    networks' architecture (module classes and parameter shapes, latent size, image shape).
+
+    A family that one of the models cannot know (modules a user wraps) does not keep a pair with the same networks from
+    Type 1; two known families must be equal for it."""
     if source.objective != target.objective:
-        return 3
-    return 1 if source.architecture_record() == target.architecture_record() else 2
+        return 3, f"different objectives ({source.objective}, {target.objective})"
+    families = (source.family, target.family)
+    known = None not in families
+    same_family = known and families[0] == families[1]
+    if architecture_fingerprint(source) == architecture_fingerprint(target) and (same_family or not known):
+        return 1, "same architecture and objective, different training"
+    if known and not same_family:
+        return 2, f"same objective, different families ({families[0]}, {families[1]})"
+    return 2, ("same family, different architecture" if same_family else "same objective, different architecture")
 
 
 # --------------------------------------------------------------------------- fitting
@@ -239,10 +256,10 @@ class RelocationAccumulator:
         sse = s.get("latent_sse")
         r2 = r2_from_sums(sse, self.z_b.variance() * n)
         lp = {k: float(s.get(k)) / n for k in ("target_lpips", "relocated_lpips")} if self.lpips else {}
-        kind = relocation_type(self.source, self.target)
+        kind, kind_name = relocation_kind(self.source, self.target)
         return RelocationResult(
             source=self.source.name, target=self.target.name, source_kind=self.source.kind,
-            target_kind=self.target.kind, type=kind, type_name=RELOCATION_TYPES[kind], n_images=n,
+            target_kind=self.target.kind, type=kind, type_name=kind_name, n_images=n,
             source_mse=mean["source_mse"], target_mse=mean["target_mse"], relocated_mse=mean["relocated_mse"],
             ratio=_ratio(mean["relocated_mse"], mean["target_mse"]),
             latent_mse=float(sse.sum()) / (n * len(sse)), latent_r2=float(r2.mean()),

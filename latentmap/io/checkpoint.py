@@ -125,8 +125,28 @@ def is_checkpoint(path) -> bool:
     return (Path(path) / CONFIG_NAME).is_file()
 
 
-def model_fingerprint(spec) -> str | None:
-    """sha256 identifying a model's weights: of a file, or of a checkpoint's recorded weight digests; else None."""
+def model_fingerprint(model) -> str:
+    """sha256 of what makes a loaded model compute what it does, whatever it was loaded from: its config
+    (kind, sizes, objective, ``architecture()``, the digest of the code or pickle it came from) and every
+    tensor of every network (name, dtype, shape and bytes, in a fixed order)."""
+    import torch
+
+    provenance = getattr(model, "provenance", None) or {}
+    config = {"kind": model.kind, "latent_dim": int(model.latent_dim), "image_shape": list(model.image_shape),
+              "objective": model.objective, "architecture": model.architecture(),
+              "source_sha256": provenance.get("source_sha256")}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for mod_name, module in sorted(model.modules().items()):
+        for key, tensor in sorted(module.state_dict().items()):
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"\n{mod_name}.{key} {tensor.dtype} {list(tensor.shape)}\n".encode())
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def weights_digest(spec) -> str | None:
+    """What maps written before model fingerprints recorded as ``sha256``: a file's sha256, or one over a
+    checkpoint's recorded weight digests; None for anything else. Kept to check those maps."""
     path = Path(str(spec))
     if path.is_file():
         return sha256_file(path)

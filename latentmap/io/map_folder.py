@@ -1,4 +1,4 @@
-"""Map folders: ``map.json`` (hyperparameters, models, fit source, fit metrics, sha256) + ``map.safetensors``."""
+"""Map folders: ``map.json`` (hyperparameters, model records, fit source, fit metrics, sha256) + ``map.safetensors``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from latentmap.errors import CheckpointError, ShapeMismatchError
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default, read_json_object, read_weights, sha256_file
+from latentmap.io.model_record import model_record, relative_record
 
 MAP_CONFIG_NAME = "map.json"
 MAP_WEIGHTS_NAME = "map.safetensors"
@@ -21,24 +22,14 @@ ESTIMATOR_FORMAT_VERSION = 3
 LINEAR_ESTIMATOR = "linear"
 
 
-def describe_model(model, side: str) -> dict:
-    """What a map records of one of its models: a LatentModel, a dict (at least name, latent_dim) or None."""
+def describe_model(model) -> dict:
+    """What a map records of one of its models: a LatentModel's record (latentmap.io.model_record), a record
+    already made (a dict, at least name and latent_dim), or nothing for None."""
     if model is None:
         return {}
     if isinstance(model, dict):
         return dict(model)
-    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-            "image_shape": list(model.image_shape)}
-
-
-def _relative_path(info: dict, map_folder) -> dict:
-    """A model path that exists is stored relative to the map folder, so the map works from any folder."""
-    import os
-
-    recorded = info.get("path")
-    if recorded and Path(recorded).exists():
-        info = {**info, "path": os.path.relpath(Path(recorded).resolve(), Path(map_folder).resolve())}
-    return info
+    return model_record(model)
 
 
 def _image_transform(linear_map) -> dict:
@@ -55,7 +46,7 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
 
     from latentmap.version import __version__
 
-    src, tgt = (_relative_path(describe_model(m, side), path) for m, side in ((source, "source"), (target, "target")))
+    src, tgt = (relative_record(describe_model(m), path) for m in (source, target))
     for side, info, size in (("source", src, linear_map.n_features_in_), ("target", tgt, linear_map.n_targets_)):
         if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
             raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "

@@ -10,51 +10,15 @@ one solve per map).
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import torch
 
 from latentmap.batching import image_batches, with_progress
-from latentmap.errors import CheckpointError, ConfigError, LatentmapError, ShapeMismatchError
+from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap
 from latentmap.maps.validation import leave_one_out_r2
-
-
-def model_info(model, path=None) -> dict:
-    """What a map folder records about one of its models: name, sizes, how to load it again (``path``, made
-    relative to the map folder when saved) and the sha256 of its weights, checked when the map is used."""
-    from latentmap.io.checkpoint import model_fingerprint
-
-    info = {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-            "image_shape": list(model.image_shape)}
-    if path is not None:
-        info["path"] = str(path)
-        digest = model_fingerprint(path)
-        if digest:
-            info["sha256"] = digest
-    return info
-
-
-def model_spec_from_map(info: dict, map_folder) -> str:
-    """How to load a model a map records: its path relative to the map folder, else as recorded (a shipped
-    name, or a path from an older map); a recorded sha256 must still match."""
-    import os
-
-    from latentmap.io.checkpoint import model_fingerprint
-
-    recorded = info.get("path")
-    if not recorded:
-        raise ConfigError(f"the map records no path for its model '{info.get('name', '?')}'; pass it explicitly")
-    beside = Path(os.path.normpath(Path(map_folder) / recorded))
-    spec = str(beside) if not Path(recorded).is_absolute() and beside.exists() else str(recorded)
-    expected = info.get("sha256")
-    actual = model_fingerprint(spec) if expected else None
-    if expected and actual and actual != expected:
-        raise CheckpointError(f"model '{spec}' is not the one map '{map_folder}' was fitted with "
-                              f"(sha256 {actual[:12]}..., the map records {expected[:12]}...)")
-    return spec
 
 
 FIT_KINDS = ("support-set", "images", "dataset", "samples")

@@ -42,6 +42,8 @@ class LatentModel(abc.ABC):
             raise ConfigError(f"latent_dim must be positive, got {self.latent_dim} instead")
         #: free-form description kept in the checkpoint (dataset, seed, training log, metrics ...)
         self.metadata: dict = dict(metadata or {})
+        #: where load_model found it ({"origin", "spec"}); None for a model built in memory
+        self.provenance: dict | None = None
         self._device = torch.device("cpu")
 
     # ------------------------------------------------------------------ to implement
@@ -68,7 +70,8 @@ class LatentModel(abc.ABC):
         return str(self.metadata.get("objective") or self.OBJECTIVE or ("vae" if self.vae_like else self.kind))
 
     @property
-    def family(self) -> str:
+    def family(self) -> str | None:
+        """The model family (architecture lineage); None where the adapter cannot know it (modules a user wraps)."""
         return self.FAMILY or self.kind
 
     @property
@@ -85,13 +88,6 @@ class LatentModel(abc.ABC):
         (:mod:`latentmap.evaluation.samplers`).
         """
         return True
-
-    def architecture_record(self) -> dict:
-        """Family, sizes and constructor arguments: equal records mean the same architecture."""
-        import json
-
-        return {"family": self.family, "latent_dim": self.latent_dim, "image_shape": list(self.image_shape),
-                "architecture": json.loads(json.dumps(self.architecture(), default=str))}
 
     # ------------------------------------------------------------------ device
     @property

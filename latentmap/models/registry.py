@@ -79,10 +79,60 @@ def load_model(spec, device=None, *, allow_pickle: bool = False):
     if isinstance(spec, LatentModel):
         return spec.to(device) if device is not None else spec
     text = str(resolve_model_spec(str(spec)))
-    for _name, predicate, loader in MODEL_SOURCES:
-        if predicate(text):
-            return loader(text, device=device, allow_pickle=allow_pickle)
-    return load_checkpoint(text, device=device)
+    loader = next((load for _name, predicate, load in MODEL_SOURCES if predicate(text)), None)
+    model = loader(text, device=device, allow_pickle=allow_pickle) if loader else load_checkpoint(text, device=device)
+    model.provenance = model_provenance(spec)  # what outputs record of it (latentmap.io.model_record)
+    return model
+
+
+def model_provenance(spec) -> dict:
+    """Where :func:`load_model` takes ``spec`` from: {"origin": "shipped" | a registered source's name |
+    "checkpoint", "spec": the shipped name, path or spec}, with "source_sha256", the digest of the code file of a
+    ``py:`` spec or of a pickle (their code is part of what the model computes)."""
+    from latentmap.io.checkpoint import sha256_file
+    from latentmap.models.shipped import resolve_model_spec, shipped_name
+
+    name = shipped_name(spec)
+    if name is not None:
+        return {"origin": "shipped", "spec": name}
+    text = str(resolve_model_spec(str(spec)))
+    origin = next((src for src, predicate, _load in MODEL_SOURCES if predicate(text)), "checkpoint")
+    out = {"origin": origin, "spec": text}
+    code = _py_spec_file(text) if origin == "py" else Path(text) if Path(text).is_file() else None
+    if code is not None and code.is_file():
+        out["source_sha256"] = sha256_file(code)
+    return out
+
+
+def _py_spec_file(spec: str) -> Path | None:
+    """The source file of the module a ``py:module:factory`` spec imported (None when it has none, or has not been
+    imported: this never imports anything, which only loading with the trust flag may do)."""
+    import sys
+
+    module = sys.modules.get(spec[3:].partition(":")[0])
+    origin = getattr(module, "__file__", None)
+    return Path(origin) if origin else None
+
+
+def record_model(model, spec=None) -> dict:
+    """The record an output keeps of ``model`` (latentmap.io.model_record): from where its loader found it,
+    else from ``spec`` (the folder a model trained in memory was saved to), else as built in memory."""
+    from latentmap.io.model_record import model_record
+
+    if getattr(model, "provenance", None) is None and spec is not None:
+        model.provenance = model_provenance(spec)
+    return model_record(model)
+
+
+def load_recorded_model(record: dict, folder, device=None, *, allow_pickle: bool = False):
+    """(model, spec) of a model an output in ``folder`` records; refused in one line when its fingerprint (or
+    an older map's sha256) no longer matches."""
+    from latentmap.io.model_record import check_model_record, resolve_model_record
+
+    spec = resolve_model_record(record, folder)
+    model = load_model(spec, device=device, allow_pickle=allow_pickle)
+    check_model_record(record, model, spec, folder)
+    return model, spec
 
 
 def is_model_spec(spec: str) -> bool:

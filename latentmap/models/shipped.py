@@ -16,6 +16,7 @@ import importlib.util
 from pathlib import Path
 
 from latentmap.errors import CheckpointError
+from latentmap.io.model_record import SHIPPED_PREFIX  # a shipped model only, never a working folder's
 
 CHECKPOINTS_DIR = "checkpoints"
 SUPPORT_SETS_DIR = "support_sets"
@@ -89,16 +90,40 @@ def shipped_support_sets() -> dict[str, Path]:
     return _shipped(SUPPORT_SETS_DIR, _SUPPORT_SET_FILE)
 
 
-def resolve_model_spec(spec):
-    """A shipped model's name (``fmnist-vae-a``) -> its folder, as a string.
+def shipped_checkpoint(name: str) -> Path:
+    """The folder of the shipped model ``name``; a CheckpointError naming the shipped ones if there is none."""
+    folder = shipped_checkpoints().get(name)
+    if folder is None:
+        raise CheckpointError(f"no shipped model is called '{name}'; shipped: "
+                              f"{', '.join(shipped_checkpoints()) or 'none installed'}")
+    return folder
 
-    A spec that names an existing path wins over a shipped name (a folder ``fmnist-vae-a`` in the
-    working directory is that folder); anything else, including model objects and other specs
-    (``py:...``, pickles, missing paths), is returned unchanged.
+
+def shipped_name(spec) -> str | None:
+    """The shipped model a spec loads: ``shipped:NAME``, a shipped name that is no existing path, or the path of
+    a shipped model's own folder; None for anything else."""
+    text = str(spec)
+    if text.startswith(SHIPPED_PREFIX):
+        return text[len(SHIPPED_PREFIX):]
+    shipped = shipped_checkpoints()
+    if not text or not Path(text).exists():
+        return text if text in shipped else None
+    here = Path(text).resolve()
+    return next((name for name, folder in shipped.items() if folder.resolve() == here), None)
+
+
+def resolve_model_spec(spec):
+    """A shipped model's name (``fmnist-vae-a``, or ``shipped:fmnist-vae-a``) -> its folder, as a string.
+
+    A spec that names an existing path wins over a bare shipped name (a folder ``fmnist-vae-a`` in the
+    working directory is that folder); ``shipped:NAME`` is only ever the shipped model. Anything else,
+    including model objects and other specs (``py:...``, pickles, missing paths), is returned unchanged.
     """
     if not isinstance(spec, (str, Path)):
         return spec
     text = str(spec)
+    if text.startswith(SHIPPED_PREFIX):
+        return str(shipped_checkpoint(text[len(SHIPPED_PREFIX):]))
     if not text or Path(text).exists():
         return spec
     folder = shipped_checkpoints().get(text)

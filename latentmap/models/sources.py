@@ -38,7 +38,8 @@ def call_factory(spec: str):
 
 def model_from_factory_result(result, spec: str, name: str | None = None) -> LatentModel:
     """A factory may return a LatentModel, a StyleGAN-style generator, or encoder/decoder modules
-    as (encoder, decoder[, image_shape]) or a dict with encoder, decoder, image_shape[, kind, name, output_range]."""
+    as (encoder, decoder[, image_shape]) or a dict with encoder, decoder, image_shape[, kind, name, output_range,
+    objective, family]."""
     name = name or spec.rsplit(":", 1)[-1]
     if isinstance(result, LatentModel):
         return result
@@ -60,10 +61,11 @@ def model_from_factory_result(result, spec: str, name: str | None = None) -> Lat
     if shape is None:
         raise ConfigError(f"factory of '{spec}' must give image_shape (a third element, a dict key, or an "
                           "image_shape attribute of a module)")
-    model = WrappedModel(parts.get("name", name), parts["encoder"], parts["decoder"], shape,
-                         kind=parts.get("kind", "external"), output_range=parts.get("output_range", (0.0, 1.0)),
-                         factory=spec)
-    return model
+    # "objective" and "family" say what the modules are, for the relocation type of pairs with this model
+    declared = {"objective": parts["objective"]} if parts.get("objective") else {}
+    return WrappedModel(parts.get("name", name), parts["encoder"], parts["decoder"], shape,
+                        kind=parts.get("kind", "external"), output_range=parts.get("output_range", (0.0, 1.0)),
+                        factory=spec, metadata=declared, family=parts.get("family"))
 
 
 @register_model_source("py", lambda spec: spec.startswith("py:"))

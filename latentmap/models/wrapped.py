@@ -62,7 +62,8 @@ class WrappedModel(LatentModel):
     """
 
     def __init__(self, name, encoder: nn.Module, decoder: nn.Module, image_shape, *, kind: str = "external",
-                 latent_dim: int | None = None, output_range=(0.0, 1.0), factory: str | None = None, metadata=None):
+                 latent_dim: int | None = None, output_range=(0.0, 1.0), factory: str | None = None, metadata=None,
+                 family: str | None = None):
         for what, module in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(module, nn.Module):
                 raise ConfigError(f"{what} must be a torch.nn.Module, got {type(module).__name__} instead")
@@ -84,6 +85,9 @@ class WrappedModel(LatentModel):
         self.vae_like = logvar is not None  # instance-level: depends on the wrapped encoder
         self.kind = str(kind)
         self.factory = factory
+        # the family of modules a user hands over is unknown unless declared: the relocation type then goes by
+        # the networks' own architecture
+        self.declared_family = None if family is None else str(family)
         if factory:  # kept in config.json however the model is saved
             self.metadata["external"] = {"factory": factory, "kind": self.kind}
         self._device = device
@@ -92,6 +96,10 @@ class WrappedModel(LatentModel):
         if tuple(x.shape[1:]) != shape:
             raise ShapeMismatchError(f"decoder of '{name}' makes images of shape {tuple(x.shape[1:])}, "
                                      f"image_shape is {shape}")
+
+    @property
+    def family(self) -> str | None:
+        return self.declared_family
 
     def modules(self):
         return {"encoder": self.encoder, "decoder": self.decoder}

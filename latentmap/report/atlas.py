@@ -20,6 +20,7 @@ from latentmap.report.estimators import write_comparison
 from latentmap.report.findings import atlas_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.relocation import relocation_row_labels
+from latentmap.report.tables import models_frame
 
 
 def pair_name(a: str, b: str) -> str:
@@ -103,6 +104,9 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     for kind in sorted(frame["type"].unique()):
         section.parts.append(f"<h3>Type {kind}: {RELOCATION_TYPES[int(kind)]}</h3>")
         section.table(frame.loc[frame["type"] == kind, cols])
+    section.text("Models (fingerprint: of weights and config; each pair's map folder records it and checks it "
+                 "whenever the map is used):")
+    section.table(models_frame(atlas.models))
     write_comparison(atlas, folder, section, models, test_data, rel)
     if not lp and not rel:  # inside a larger report, the report says it once
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")

@@ -105,7 +105,7 @@ def summary_table(diag: LatentDiagnostics):
     import pandas as pd
 
     s = diag.summary()
-    keys = ["n_images", "latent_dim", "prior", "inactive_variables", "variance_law_mean", "mean_variance",
+    keys = ["fingerprint", "n_images", "latent_dim", "prior", "inactive_variables", "variance_law_mean", "mean_variance",
             "mean_radius", "prior_mean_radius", "sqrt_d", "outside_prior_99", "components_90", "components_99", "mse",
             "variance_loss"]
     rows = [{"metric": column_label(k), "value": sig(s[k]) if isinstance(s[k], float) else str(s[k])}

@@ -18,6 +18,7 @@ from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
 from latentmap.report.html import Section, render_page
+from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
@@ -90,7 +91,8 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
     rows = []
     for m in result.models:
         s = {k: v.summary(m.region["typical"]) for k, v in m.sets.items()}
-        row = {"Model": m.name, "Kind": m.kind, "Latent size": m.latent_dim, "Own samples from": m.sampler}
+        row = {"Model": m.name, "Kind": m.kind, "Latent size": m.latent_dim, "Own samples from": m.sampler,
+               "Fingerprint": short_fingerprint(m.record)}
         for key in TARGET_SETS:
             if key in s:
                 row[f"Encoder MSE, {SET_LABELS[key]}"] = sig(s[key]["encoder_mse"])

@@ -13,8 +13,8 @@ from latentmap.report.tables import sig
 
 # the paper whose method and figures latentmap reproduces; findings quote its numbers as "the paper's"
 PAPER = "Asperti & Tonelli 2023, Comparing the latent space of generative models"
-TYPE_NAMES = {1: "Type 1 (same architecture, different training)", 2: "Type 2 (same family, different architecture)",
-              3: "Type 3 (different objectives)"}
+TYPE_NAMES = {1: "Type 1 (same architecture, different training)",
+              2: "Type 2 (same objective, different family or architecture)", 3: "Type 3 (different objectives)"}
 
 
 def count(n) -> str:

@@ -13,7 +13,7 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.report.grid import grid_png
 from latentmap.report.findings import relocation_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
-from latentmap.report.tables import sig
+from latentmap.report.tables import models_frame, sig
 
 
 def _fmt(value):
@@ -88,6 +88,9 @@ def save_relocation_report(result, out, source, target, linear_map, data, grid_i
                       .astype({"value": object}))
         if result.relocated_lpips is None and result.lpips_note:
             section.text(result.lpips_note + ".", cls="note")
+        if context.get("models"):
+            section.text("Models (fingerprint: of weights and config, checked whenever the map is used):")
+            section.table(models_frame(context["models"].values()))
         if len(by_label):
             section.text("By label: B's own and relocated MSE of the images of each label (relocation_by_label.csv).")
             section.table(by_label)

@@ -50,6 +50,8 @@ COLUMN_LABELS = {
     "pair": "pair", "path": "path", "partner": "carried into",
     "midpoint_radius": "radius at the midpoint / prior's typical",
     "carried_path_mse": f"carried path vs own path, {MSE}",
+    # model records
+    "origin": "loaded from", "spec": "name, path or spec", "fingerprint": "fingerprint (sha256, first 12 hex)",
 }
 
 
@@ -134,3 +136,12 @@ def display_frame(frame: pd.DataFrame, float_format=None, labels: bool = True) -
     if labels:
         shown.columns = [column_label(c) for c in shown.columns]
     return shown
+
+
+def models_frame(records) -> pd.DataFrame:
+    """One row per model record (latentmap.io.model_record): what it is, where it came from, its short fingerprint."""
+    from latentmap.io.model_record import short_fingerprint
+
+    return pd.DataFrame([{"model": r.get("name"), "kind": r.get("kind"), "latent_dim": r.get("latent_dim"),
+                          "origin": r.get("origin", "path"), "spec": r.get("spec") or r.get("path") or "",
+                          "fingerprint": short_fingerprint(r)} for r in records])

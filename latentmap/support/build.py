@@ -21,6 +21,7 @@ import torch
 from latentmap.distributed import map_shards
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
+from latentmap.io.model_record import relative_record
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
@@ -51,6 +52,8 @@ class SupportSet:
         """
         path = Path(path)
         manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
+        if isinstance(manifest.get("model"), dict):  # its model's path, relative to the folder (model_record)
+            manifest["model"] = relative_record(manifest["model"], path)
         with atomic_directory(path, overwrite=overwrite, kind="support-set") as tmp:
             np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
             for file_name, data in (files or {}).items():
@@ -273,8 +276,9 @@ def _dataset_label(dataset, split) -> str:
 
 
 def _model_record(model, source) -> dict:
-    return {"name": model.name, "kind": model.kind, "latent_dim": model.latent_dim,
-            "source": str(source) if source is not None else None}
+    from latentmap.models.registry import record_model
+
+    return record_model(model, source)
 
 
 def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
