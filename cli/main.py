@@ -67,9 +67,12 @@ def main(quiet):
     """Map between the latent spaces of generative models and benchmark what generators can produce."""
     import os
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # started by torchrun: join the process group
-        from latentmap import distributed
+    from latentmap import distributed
 
+    # the same threads per process in a plain run and in each torchrun rank (LATENTMAP_THREADS, else
+    # OMP_NUM_THREADS, else 1): float32 passes can round by thread count, and the numbers must not
+    distributed.pin_threads()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # started by torchrun: join the process group
         distributed.init()
         atexit.register(distributed.shutdown)  # every rank leaves the group together, after its last collective
         if not distributed.is_main():  # rank 0 alone prints (and writes, see latentmap.io.atomic)

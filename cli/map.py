@@ -102,6 +102,8 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
     from latentmap.maps.fitting import fit_map, model_info, resolve_fit_source
     from latentmap.maps.registry import describe_estimator, parse_estimator
 
+    from latentmap import distributed
+
     spec = parse_estimator(estimator)
     out = prepare_output(out, "map", "map", overwrite, inputs=[source, target, support_set])
     fit_source = resolve_fit_source(support_set=support_set, dataset=dataset, samples=samples, split=fit_split,
@@ -114,7 +116,8 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
         linear_map = fit_map(model_a, model_b, fit_source, make(), batch_size=batch_size, progress=progress,
                              image_transform=image_transform)
     linear_map.save(out, source=model_info(model_a, source), target=model_info(model_b, target),
-                    fit_source=fit_source.record(), overwrite=overwrite)
+                    fit_source=fit_source.record(), extra={"compute": distributed.compute_record(batch_size)},
+                    overwrite=overwrite)
     fm = linear_map.fit_metrics_
     if fm.get("loo_r2") is not None:
         quality = f"leave-one-out latent R² {fm['loo_r2']:.4f} (on its own pairs {fm['r2']:.4f})"
@@ -169,6 +172,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     from latentmap.data.transforms import image_transform as resolve_transform
     from latentmap.maps.fitting import check_map_fits, pair_transform
     from latentmap.maps.registry import load_map
+    from latentmap import distributed
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
@@ -187,7 +191,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
                                  image_transform=None if recorded is None else recorded.spec)
     save_relocation_report(result, out, model_a, model_b, linear_map, ds, grid_images,
                            {"map": str(map_dir), "source_path": str(path_a), "target_path": str(path_b),
-                            "dataset": dataset, "split": split,
+                            "dataset": dataset, "split": split, "compute": distributed.compute_record(batch_size),
                             **({"image_transform": recorded.record()} if recorded else {})}, overwrite=overwrite)
     for name, value in relocation_table(result):
         click.echo(f"{name:34s} {value}")

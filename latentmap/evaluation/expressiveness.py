@@ -268,9 +268,12 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     refined = torch.empty(0, model.latent_dim)
     if sum(len(c) for c in chosen.values()):
         batch = torch.cat([model.check_images(c).cpu() for c in chosen.values()])
-        # torch.distributed: each rank refines its shard of the rows (independent latents), gathered in order
-        refined = distributed.map_shards(lambda b: invert(model, b, steps=steps, lr=lr, init="auto", seed=seed,
-                                                          progress=progress).latents, batch)
+        # refined in batches of batch_size rows, each latent on its own: a torch.distributed rank refines its
+        # shard's batches, which are one process's, so the float32 decodes round alike; gathered in order
+        refined = distributed.map_shards(
+            lambda rows: torch.cat([invert(model, rows[s:s + batch_size], steps=steps, lr=lr, init="auto",
+                                           seed=seed, progress=progress).latents
+                                    for s in range(0, len(rows), batch_size)]), batch, batch_size)
     parts = dict(zip(chosen, torch.split(refined, [len(c) for c in chosen.values()]))) if len(refined) else {}
     sets = {}
     for key, (images, source) in with_progress(list(targets.items()), f"expressiveness {model.name}", progress,
@@ -327,5 +330,5 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
     settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
                 "support_images": None if support is None else len(support), "support_source": support_source,
                 "sampler": sampler, "refine_images": refine_images, "steps": steps, "lr": lr, "seed": seed,
-                "bootstrap_resamples": bootstrap}
+                "bootstrap_resamples": bootstrap, "compute": distributed.compute_record(batch_size)}
     return ExpressivenessResult(results, settings, lpips_note)

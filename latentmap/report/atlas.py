@@ -55,7 +55,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     matrix.to_csv(folder / "ratio_matrix.csv")
     (folder / "atlas.json").write_text(json.dumps(
         {"models": atlas.models, "skipped": atlas.skipped, "fit_source": atlas.fit_source, "map_params": atlas.map_params,
-         "estimators": atlas.estimators, "similarity": atlas.similarity,
+         "estimators": atlas.estimators, "similarity": atlas.similarity, "compute": atlas.compute,
          "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
     (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
