@@ -64,7 +64,10 @@ def _refresh_reports_index(report_folder: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, default=False,
               help="No progress bars (they are shown on stderr only when it is a terminal).")
 def main(quiet):
-    """Map between the latent spaces of generative models and benchmark what generators can produce."""
+    """Map between the latent spaces of generative models and benchmark what generators can produce.
+
+    Each process runs on LATENTMAP_THREADS threads, else OMP_NUM_THREADS, else 1 (what torchrun gives a rank),
+    so a plain run and a torchrun launch write the same numbers (docs/determinism.md)."""
     import os
 
     from latentmap import distributed

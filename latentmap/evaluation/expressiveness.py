@@ -213,8 +213,8 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
     idx = refine_positions(len(images), refine_images)
     if len(idx):
         if refined_latents is None:
-            refined_latents = invert(model, images[idx], steps=steps, lr=lr, init="auto", seed=seed,
-                                     progress=progress).latents
+            refined_latents = refine(model, images[idx], steps=steps, lr=lr, seed=seed, batch_size=batch_size,
+                                     progress=progress)
         z_ref = refined_latents
         x_ref = model.decode_all(z_ref, batch_size)
         ref_mse, ref_ssim, ref_lpips = _scores(images[idx], x_ref, lpips, batch_size, model.device)
@@ -234,6 +234,15 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
             else images[:0]
     scores.worst_rows = {"target": images[positions], "encoder": worst_enc, "refined": x_ref[order]}
     return scores
+
+
+def refine(model: LatentModel, images: torch.Tensor, *, steps: int, lr: float, seed: int, batch_size: int,
+           progress: bool = False) -> torch.Tensor:
+    """Refined latents of ``images`` (gradient inversion from the encoder), in batches of ``batch_size`` rows:
+    each latent is optimized on its own, but a float32 decoder rounds a row by the rows of its call, so the
+    batches are fixed by ``batch_size`` alone, as a torch.distributed rank's shard of them is."""
+    return torch.cat([invert(model, images[s:s + batch_size], steps=steps, lr=lr, init="auto", seed=seed,
+                             progress=progress).latents for s in range(0, len(images), batch_size)])
 
 
 def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, torch.Tensor | None]:
@@ -268,12 +277,10 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     refined = torch.empty(0, model.latent_dim)
     if sum(len(c) for c in chosen.values()):
         batch = torch.cat([model.check_images(c).cpu() for c in chosen.values()])
-        # refined in batches of batch_size rows, each latent on its own: a torch.distributed rank refines its
-        # shard's batches, which are one process's, so the float32 decodes round alike; gathered in order
-        refined = distributed.map_shards(
-            lambda rows: torch.cat([invert(model, rows[s:s + batch_size], steps=steps, lr=lr, init="auto",
-                                           seed=seed, progress=progress).latents
-                                    for s in range(0, len(rows), batch_size)]), batch, batch_size)
+        # torch.distributed: each rank refines its shard's batches (one process's batches), gathered in order
+        refined = distributed.map_shards(lambda rows: refine(model, rows, steps=steps, lr=lr, seed=seed,
+                                                             batch_size=batch_size, progress=progress),
+                                         batch, batch_size)
     parts = dict(zip(chosen, torch.split(refined, [len(c) for c in chosen.values()]))) if len(refined) else {}
     sets = {}
     for key, (images, source) in with_progress(list(targets.items()), f"expressiveness {model.name}", progress,
