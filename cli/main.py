@@ -64,12 +64,18 @@ def _refresh_reports_index(report_folder: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, default=False,
               help="No progress bars (they are shown on stderr only when it is a terminal).")
 def main(quiet):
-    """Map between the latent spaces of generative models and benchmark what generators can produce."""
+    """Map between the latent spaces of generative models and benchmark what generators can produce.
+
+    Each process runs on LATENTMAP_THREADS threads, else OMP_NUM_THREADS, else 1 (what torchrun gives a rank),
+    so a plain run and a torchrun launch write the same numbers (docs/determinism.md)."""
     import os
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # started by torchrun: join the process group
-        from latentmap import distributed
+    from latentmap import distributed
 
+    # the same threads per process in a plain run and in each torchrun rank (LATENTMAP_THREADS, else
+    # OMP_NUM_THREADS, else 1): float32 passes can round by thread count, and the numbers must not
+    distributed.pin_threads()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # started by torchrun: join the process group
         distributed.init()
         atexit.register(distributed.shutdown)  # every rank leaves the group together, after its last collective
         if not distributed.is_main():  # rank 0 alone prints (and writes, see latentmap.io.atomic)

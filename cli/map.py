@@ -103,6 +103,8 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
     from latentmap.models.registry import record_model
     from latentmap.maps.registry import describe_estimator, parse_estimator
 
+    from latentmap import distributed
+
     spec = parse_estimator(estimator)
     out = prepare_output(out, "map", "map", overwrite, inputs=[source, target, support_set])
     fit_source = resolve_fit_source(support_set=support_set, dataset=dataset, samples=samples, split=fit_split,
@@ -115,7 +117,8 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
         linear_map = fit_map(model_a, model_b, fit_source, make(), batch_size=batch_size, progress=progress,
                              image_transform=image_transform)
     linear_map.save(out, source=record_model(model_a, source), target=record_model(model_b, target),
-                    fit_source=fit_source.record(), overwrite=overwrite)
+                    fit_source=fit_source.record(), extra={"compute": distributed.compute_record(batch_size)},
+                    overwrite=overwrite)
     fm = linear_map.fit_metrics_
     if fm.get("loo_r2") is not None:
         quality = f"leave-one-out latent R² {fm['loo_r2']:.4f} (on its own pairs {fm['r2']:.4f})"
@@ -176,6 +179,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
     from latentmap.report.html import shown_path, shown_spec
     from latentmap.models.registry import record_model
     from latentmap.io.model_record import relative_record
+    from latentmap import distributed
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
@@ -197,7 +201,7 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
                             "target_path": shown_path(path_b),
                             "models": {"source": relative_record(record_model(model_a), out),
                                        "target": relative_record(record_model(model_b), out)},
-                            "dataset": shown_spec(dataset), "split": split,
+                            "dataset": shown_spec(dataset), "split": split, "compute": distributed.compute_record(batch_size),
                             **({"image_transform": recorded.record()} if recorded else {})}, overwrite=overwrite)
     for name, value in relocation_table(result):
         click.echo(f"{name:34s} {value}")

@@ -7,11 +7,17 @@ rank works on its :func:`shard` of the data, and the sufficient statistics — a
 :func:`all_reduce_sum` / :func:`all_reduce_moments`, so every rank ends with the same totals and the same
 solve. Evaluations that keep something per image (per-image errors for bootstrap intervals, encodings a
 selection reads) gather it with :func:`gather_rows` in shard order, so every rank holds the whole array in
-the single process's order (:func:`map_shards` does both steps). Evaluations shard in whole batches
-(``shard(data, batch_size)``): each rank runs the single process's batches, so per-image values match it bit
-for bit. Only rank 0 writes outputs (:func:`is_main`; ``latentmap.io.atomic`` gives the other ranks a
-scratch folder that is thrown away) and prints. A rank that dies makes the others' next collective fail
+the single process's order (:func:`map_shards` does both steps). Only rank 0 writes outputs
+(:func:`is_main`; ``latentmap.io.atomic`` gives the other ranks a scratch folder that is thrown away) and
+prints. A rank that dies makes the others' next collective fail
 (torchrun then stops them all), before rank 0 has written anything, so nothing half-done is left.
+
+The same numbers for any number of ranks: every command shards the same way, in whole batches
+(:func:`shard_indices`), so each rank runs the single process's batches and its float32 model passes give
+the single process's values bit for bit; and every process runs them on the same number of threads
+(:func:`process_threads`: 1 unless ``LATENTMAP_THREADS`` or ``OMP_NUM_THREADS`` says otherwise — what torchrun
+gives its ranks), because a float32 kernel may split its work, and round, by thread count. Only float64
+sums then differ, in their order of addition: results equal one process to 1e-9 (docs/determinism.md).
 
 Nothing here starts processes or schedules work: torchrun does that. Outside torchrun every function
 answers as a single process does (rank 0 of 1) and the reductions return their input.
@@ -115,40 +121,81 @@ def barrier() -> None:
         dist.barrier()
 
 
+# --------------------------------------------------------------------------- threads
+
+THREADS_ENV = "LATENTMAP_THREADS"
+
+
+def process_threads() -> int:
+    """The intra-op threads a latentmap process runs on: ``LATENTMAP_THREADS``, else ``OMP_NUM_THREADS``,
+    else 1.
+
+    The rule is torchrun's for its ranks (it passes ``OMP_NUM_THREADS`` on, or sets 1), so by default a plain
+    run and each rank of a torchrun launch use the same count. It must be the same: a float32 conv or matmul
+    kernel may split its sums by thread count (measured: a ConvTranspose2d of 4 images differs by 1e-6 between
+    1 and 16 threads), and the float64 statistics would inherit the difference."""
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        text = os.environ.get(name, "").strip()
+        if text:
+            try:
+                threads = int(text)
+            except ValueError:
+                raise ConfigError(f"{name} must be a whole number of threads, got '{text}' instead") from None
+            if threads < 1:
+                raise ConfigError(f"{name} must be at least 1, got {threads} instead")
+            return threads
+    return 1
+
+
+def pin_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to ``threads`` (default :func:`process_threads`) and return the count; the
+    CLI calls it before any command, and outputs record it (:func:`compute_record`)."""
+    threads = process_threads() if threads is None else int(threads)
+    if threads < 1:
+        raise ConfigError(f"threads must be at least 1, got {threads} instead")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def compute_record(batch_size: int | None = None) -> dict:
+    """What an output records about how its float32 passes ran: the threads per process and the batch size.
+    Two runs' numbers (on the same device and libraries) agree to 1e-9 when these match; the world size does
+    not count."""
+    return {"threads": torch.get_num_threads(), **({} if batch_size is None else {"batch_size": int(batch_size)})}
+
+
 # --------------------------------------------------------------------------- shards
 
-def shard_indices(n: int, rank_: int | None = None, world: int | None = None,
-                  batch_size: int | None = None) -> np.ndarray:
-    """This rank's contiguous block of ``range(n)`` (blocks differ in size by at most one; files stay sequential).
+def shard_indices(n: int, batch_size: int, rank_: int | None = None, world: int | None = None) -> np.ndarray:
+    """This rank's rows of ``range(n)``: a contiguous block of whole batches of ``batch_size`` rows, cut where a
+    single process cuts ``range(n)`` into batches (blocks differ by at most one batch; the last batch of ``n``
+    may be short and belongs to the last rank that has any).
 
-    With ``batch_size``, the blocks are made of whole batches of ``batch_size`` rows, as a single process
-    batches ``range(n)`` (they differ by at most one batch): each rank then runs exactly the single process's
-    batches, so what a model computes per row is the same bit for bit, not only up to float32 rounding."""
+    The one way every sharded command splits its work: each rank feeds its models exactly the batches one
+    process would, so the float32 passes give the same values bit for bit, whatever the world size (a batch of
+    other rows can round differently in a conv or matmul kernel). ``rank_``/``world`` default to this process's.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size} instead")
     rank_ = rank() if rank_ is None else rank_
     world = world_size() if world is None else world
-    if batch_size:
-        batches = shard_indices(-(-n // batch_size), rank_, world)
-        if not len(batches):
-            return np.arange(0, dtype=np.int64)
-        return np.arange(batches[0] * batch_size, min((batches[-1] + 1) * batch_size, n), dtype=np.int64)
-    bounds = np.linspace(0, n, world + 1).round().astype(np.int64)
-    return np.arange(bounds[rank_], bounds[rank_ + 1], dtype=np.int64)
+    if not 0 <= rank_ < world:
+        raise ConfigError(f"rank must be in [0, {world}), got {rank_} instead")
+    batches = -(-n // batch_size)
+    bounds = np.linspace(0, batches, world + 1).round().astype(np.int64)  # batch numbers, balanced
+    return np.arange(min(bounds[rank_] * batch_size, n), min(bounds[rank_ + 1] * batch_size, n), dtype=np.int64)
 
 
-def shard(data, batch_size: int | None = None):
-    """This rank's part of a dataset (``subset``) or of a tensor/array (rows), in whole batches with ``batch_size``
-    (see :func:`shard_indices`); the whole of it in one process."""
+def shard(data, batch_size: int):
+    """This rank's part of a dataset (``subset``) or of a tensor/array (rows): :func:`shard_indices`' whole
+    batches of ``batch_size``; the whole of it in one process."""
     if world_size() == 1:
         return data
-    idx = shard_indices(len(data), batch_size=batch_size)
+    idx = shard_indices(len(data), batch_size)
     if hasattr(data, "subset"):
         return data.subset(idx)
     return data[int(idx[0]):int(idx[-1]) + 1] if len(idx) else data[:0]
-
-
-def my_batches(count: int) -> set[int]:
-    """Which of ``count`` numbered batches this rank handles (the contiguous block, as :func:`shard_indices`)."""
-    return set(shard_indices(count).tolist())
 
 
 # --------------------------------------------------------------------------- reductions
@@ -253,7 +300,7 @@ def all_reduce_named(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def gather_rows(rows):
     """The rows of every rank's array (numpy) or tensor, concatenated in rank order, on every rank.
 
-    With :func:`shard`'s contiguous blocks, ``gather_rows(f(shard(data)))`` is ``f(data)`` row for row: the
+    With :func:`shard`'s contiguous blocks, ``gather_rows(f(shard(data, b)))`` is ``f(data)`` row for row: the
     order of a single process. Ranks must agree on the dtype and on the shape past the first dimension; a
     rank with no rows may give any empty array, or None (the result is then a tensor unless another rank
     gave numpy). One padded ``all_gather`` after one of the row counts; the input itself outside
@@ -292,10 +339,11 @@ def gather_rows(rows):
     return out.numpy() if is_numpy else out
 
 
-def map_shards(fn, data, batch_size: int | None = None):
+def map_shards(fn, data, batch_size: int):
     """``fn(data)`` computed as each rank's ``fn(shard(data, batch_size))``, rows gathered in order (``fn`` itself
-    outside torch.distributed); ``fn`` must work row by row (an encoder over images, a per-image score), in
-    batches of ``batch_size`` when given. A rank whose shard is empty does not call ``fn``."""
+    outside torch.distributed); ``fn`` must work row by row in batches of ``batch_size`` (an encoder over images,
+    a per-image score), so that a rank's rows see the batches one process's do. A rank whose shard is empty does
+    not call ``fn``."""
     if not active():
         return fn(data)
     mine = shard(data, batch_size)

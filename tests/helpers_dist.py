@@ -26,10 +26,26 @@ class _Encoder(nn.Module):
         return self.net(x)
 
 
-def _model(seed: int, latent_dim: int, die_on_rank=None):
+class BatchSensitive(nn.Module):
+    """``net`` plus 1e-6 of the mean of the call's rows: each row's value depends on the other rows of its call,
+    as a float32 kernel's rounding can (but always, on any machine), so a pass over batches other than one
+    process's shows up in the numbers."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        out = self.net(x)
+        return out + 1e-6 * out.mean(0, keepdim=True)
+
+
+def _model(seed: int, latent_dim: int, die_on_rank=None, batch_sensitive: bool = False):
     torch.manual_seed(seed)
     encoder = _Encoder(latent_dim, die_on_rank)
     decoder = nn.Sequential(nn.Linear(latent_dim, 784), nn.Sigmoid(), nn.Unflatten(1, SHAPE))
+    if batch_sensitive:
+        encoder, decoder = BatchSensitive(encoder), BatchSensitive(decoder)
     return encoder, decoder, SHAPE
 
 
@@ -38,7 +54,7 @@ def model_a():
 
 
 def model_b():
-    return _model(1, 5)
+    return _model(1, 5, batch_sensitive=True)
 
 
 def model_a_dying():
@@ -46,16 +62,17 @@ def model_a_dying():
 
 
 def info_gain_script(out: str, images: int, shutdown: bool = True) -> None:
-    """Information gain of model_a on synthetic images; rank 0 (or the single process) saves the gains."""
+    """Information gain of model_b (batch-sensitive) on synthetic images, 4 images per decode call; rank 0 (or the
+    single process) saves the gains."""
     from latentmap import distributed
     from latentmap.data.datasets import load_dataset
     from latentmap.models.registry import load_model
     from latentmap.support.info_gain import information_gain
 
     distributed.init()
-    model = load_model("py:helpers_dist:model_a", device="cpu", allow_pickle=True)
+    model = load_model("py:helpers_dist:model_b", device="cpu", allow_pickle=True)
     data = load_dataset(f"synthetic:{images}", "all")
-    info = information_gain(model, data, batch_size=16, chunk_rows=model.latent_dim + 1)
+    info = information_gain(model, data, batch_size=16, chunk_rows=4 * (model.latent_dim + 1))
     if distributed.is_main():
         np.save(out, np.concatenate([info.gains, [info.n_images]]))
     if shutdown:
@@ -80,7 +97,7 @@ def collectives_script(out: str) -> None:
     got = {"rows": distributed.gather_rows(rows).tolist(), "flags": distributed.gather_rows(flags).tolist(),
            "empty": distributed.gather_rows(np.zeros((0, 2))).shape,
            "named": {k: v.tolist() for k, v in total.items()},
-           "mapped": distributed.map_shards(lambda x: x * 2, torch.arange(5)).tolist()}
+           "mapped": distributed.map_shards(lambda x: x * 2, torch.arange(5), 2).tolist()}
     with open(f"{out}-{r}.json", "w") as fh:
         json.dump(got, fh)
 

@@ -1,4 +1,4 @@
-"""Scale and speed: chunked statistics, the measured decode chunk, synthetic datasets, cycle-free relocation,
+"""Scale and speed: chunked statistics, the decode rows of the information gain, synthetic datasets, cycle-free relocation,
 precision and loader workers."""
 
 import numpy as np
@@ -67,34 +67,40 @@ def test_linear_map_fit_streams_without_whole_float64_copies():
 
 # --------------------------------------------------------------------------- the decode chunk
 
-def test_chunk_tuner_keeps_the_fastest_size_per_row():
-    from latentmap.support.info_gain import TUNER_TRIALS, ChunkTuner
+def test_decode_rows_come_from_the_image_size_and_device_type_only():
+    """The rows per decode call: the budget over one row's activations, a power of two, never a timing."""
+    from types import SimpleNamespace
 
-    tuner = ChunkTuner(max_rows=4096)
-    assert tuner.candidates == [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-    per_row = {16: 1.0, 32: 0.8, 64: 0.5, 128: 0.6, 256: 0.7, 512: 0.9}  # seconds per row
-    tried = []
-    while tuner.timing():
-        k = tuner.next_rows()
-        tried.append(k)
-        tuner.record(k, k, per_row[k] * k)
-        tuner.record(k, k - 1, 0.0)  # a short chunk does not count
-    assert tuner.chosen == 64 and tuner.best() == 64
-    # 256 is 1.4x slower than 64: 512 and larger are never tried; the rest twice
-    assert tried == [k for k in (16, 32, 64, 128, 256) for _ in range(TUNER_TRIALS)]
-    assert ChunkTuner(4096, fixed=200).chosen == 200 and not ChunkTuner(4096, fixed=7).timing()
+    from latentmap.support import info_gain as ig
+
+    def rows(shape, device="cpu"):
+        return ig.decode_rows(SimpleNamespace(image_shape=shape), torch.device(device))
+
+    # 1x28x28: 784 pixels * 4 bytes * 64 = 200,704 bytes a row; 32 MiB / that = 167 -> 128; 2 GiB -> 10,699 -> 8192
+    assert rows((1, 28, 28)) == 128 and rows((1, 28, 28), "cuda") == 8192
+    assert rows((3, 64, 64)) == ig.MIN_DECODE_ROWS == 16  # 3 MiB a row: the floor
+    assert rows((1, 2, 2), "cuda") == ig.MAX_DECODE_ROWS  # tiny images: the ceiling
+    assert [rows((1, 28, 28)) for _ in range(3)] == [128] * 3
 
 
-def test_information_gain_with_measured_chunks_equals_fixed_chunks(tiny_vae_checkpoint):
+def test_information_gain_decodes_in_calls_of_the_rule_rows(tiny_vae_checkpoint, monkeypatch):
+    """Every decode call of a batch takes the rule's rows from the batch's first variant (the last call of a
+    batch what is left), however long the run takes; the gains are recorded with how they were computed."""
     from latentmap import load_model
     from latentmap.data.datasets import load_dataset
-    from latentmap.support.info_gain import information_gain
+    from latentmap.support import info_gain as ig
 
     model = load_model(tiny_vae_checkpoint, device="cpu")
-    data = load_dataset("synthetic:150", "all")
-    tuned = information_gain(model, data, batch_size=40)
-    fixed = information_gain(model, data, batch_size=40, chunk_rows=model.latent_dim + 1)
-    np.testing.assert_allclose(tuned.gains, fixed.gains, rtol=1e-5, atol=1e-9)
+    calls = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda z, *a, **k: calls.append(len(z)) or decode(z, *a, **k))
+    monkeypatch.setattr(ig, "decode_rows", lambda m, device=None: 50)
+    info = ig.information_gain(model, load_dataset("synthetic:30", "all"), batch_size=20)
+    per_batch = [20 * 9, 10 * 9]  # d = 8: 9 variants an image; batches of 20 and 10 images
+    assert calls == [r for n in per_batch for r in [50] * (n // 50) + ([n % 50] if n % 50 else [])]
+    record = info.to_dict()
+    assert (record["batch_size"], record["decode_rows"], record["threads"]) == (20, 50, torch.get_num_threads())
+    assert record["images"] == 30
 
 
 # --------------------------------------------------------------------------- synthetic datasets

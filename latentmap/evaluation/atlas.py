@@ -42,6 +42,7 @@ class AtlasResult:
     similarity: dict = field(default_factory=dict)
     per_image: dict = field(default_factory=dict, repr=False)  # (label, source, target) -> (own, relocated) arrays
     seed: int = 0
+    compute: dict = field(default_factory=dict)  # threads per process and batch size of the float32 passes
 
     @property
     def primary(self) -> str:
@@ -169,7 +170,7 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
                         for (i, j), m in maps.items()},
         similarity={"names": names, **similarity.matrices()},
         per_image={(label, names[i], names[j]): acc.per_image.arrays() for (label, i, j), acc in accs.items()},
-        seed=seed)
+        seed=seed, compute=distributed.compute_record(batch_size))
 
 
 def own_metrics(model, x, reconstruction, lpips_fn=None) -> dict:

@@ -220,8 +220,8 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
     idx = refine_positions(len(images), refine_images)
     if len(idx):
         if refined_latents is None:
-            refined_latents = invert(model, images[idx], steps=steps, lr=lr, init="auto", seed=seed,
-                                     progress=progress).latents
+            refined_latents = refine(model, images[idx], steps=steps, lr=lr, seed=seed, batch_size=batch_size,
+                                     progress=progress)
         z_ref = refined_latents
         x_ref = model.decode_all(z_ref, batch_size)
         ref_mse, ref_ssim, ref_lpips = _scores(images[idx], x_ref, lpips, batch_size, model.device)
@@ -241,6 +241,15 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
             else images[:0]
     scores.worst_rows = {"target": images[positions], "encoder": worst_enc, "refined": x_ref[order]}
     return scores
+
+
+def refine(model: LatentModel, images: torch.Tensor, *, steps: int, lr: float, seed: int, batch_size: int,
+           progress: bool = False) -> torch.Tensor:
+    """Refined latents of ``images`` (gradient inversion from the encoder), in batches of ``batch_size`` rows:
+    each latent is optimized on its own, but a float32 decoder rounds a row by the rows of its call, so the
+    batches are fixed by ``batch_size`` alone, as a torch.distributed rank's shard of them is."""
+    return torch.cat([invert(model, images[s:s + batch_size], steps=steps, lr=lr, init="auto", seed=seed,
+                             progress=progress).latents for s in range(0, len(images), batch_size)])
 
 
 def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, torch.Tensor | None]:
@@ -275,9 +284,10 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     refined = torch.empty(0, model.latent_dim)
     if sum(len(c) for c in chosen.values()):
         batch = torch.cat([model.check_images(c).cpu() for c in chosen.values()])
-        # torch.distributed: each rank refines its shard of the rows (independent latents), gathered in order
-        refined = distributed.map_shards(lambda b: invert(model, b, steps=steps, lr=lr, init="auto", seed=seed,
-                                                          progress=progress).latents, batch)
+        # torch.distributed: each rank refines its shard's batches (one process's batches), gathered in order
+        refined = distributed.map_shards(lambda rows: refine(model, rows, steps=steps, lr=lr, seed=seed,
+                                                             batch_size=batch_size, progress=progress),
+                                         batch, batch_size)
     parts = dict(zip(chosen, torch.split(refined, [len(c) for c in chosen.values()]))) if len(refined) else {}
     sets = {}
     for key, (images, source) in with_progress(list(targets.items()), f"expressiveness {model.name}", progress,
@@ -335,5 +345,5 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
     settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
                 "support_images": None if support is None else len(support), "support_source": support_source,
                 "sampler": sampler, "refine_images": refine_images, "steps": steps, "lr": lr, "seed": seed,
-                "bootstrap_resamples": bootstrap}
+                "bootstrap_resamples": bootstrap, "compute": distributed.compute_record(batch_size)}
     return ExpressivenessResult(results, settings, lpips_note)

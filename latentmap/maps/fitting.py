@@ -13,6 +13,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from latentmap.batching import image_batches, with_progress
@@ -84,7 +85,7 @@ class FitSource:
             for z, images in self.samples_of(source, batch_size, shard=shard):
                 yield z.to(images.device), target.encode(to_b(images)).to(images.device)
             return
-        for x in image_batches(distributed.shard(self.data) if shard else self.data, batch_size)[0]:
+        for x in image_batches(distributed.shard(self.data, batch_size) if shard else self.data, batch_size)[0]:
             z_a = source.encode(to_a(x))
             yield z_a, target.encode(to_b(x)).to(z_a.device)
 
@@ -95,10 +96,10 @@ class FitSource:
         from latentmap import distributed
 
         gen = torch.Generator().manual_seed(self.seed or 0)
-        mine = distributed.my_batches(-(-self.count // batch_size)) if shard else None
-        for k, start in enumerate(range(0, self.count, batch_size)):
+        mine = distributed.shard_indices(self.count, batch_size) if shard else np.arange(self.count)
+        for start in range(0, self.count, batch_size):
             z = model.sample_prior(min(batch_size, self.count - start), gen)
-            if mine is None or k in mine:
+            if len(mine) and mine[0] <= start <= mine[-1]:  # this rank's batches: those starting in its rows
                 yield z, model.decode(z)
 
 

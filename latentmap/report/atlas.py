@@ -58,7 +58,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     (folder / "atlas.json").write_text(json.dumps(
         {"models": [_shown_info(info) for info in atlas.models], "skipped": atlas.skipped,
          "fit_source": _shown_info(atlas.fit_source, "name"), "map_params": atlas.map_params,
-         "estimators": atlas.estimators, "similarity": atlas.similarity,
+         "estimators": atlas.estimators, "similarity": atlas.similarity, "compute": atlas.compute,
          "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
     (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))

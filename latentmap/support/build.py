@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentmap.distributed import map_shards
+from latentmap import distributed
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
 from latentmap.io.model_record import relative_record
@@ -223,14 +223,15 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                 "dataset": {"spec": dataset_spec or getattr(dataset, "name", "?"), "split": split,
                             "images": len(dataset)},
                 "excluded": [int(i) for i in np.setdiff1d(np.arange(len(dataset)), pool)],
-                "for_models": dict(for_models or {}), "notes": []}
+                "for_models": dict(for_models or {}), "notes": [],
+                "compute": distributed.compute_record(batch_size)}  # how the encodings' float32 passes ran
     if latents is not None and tuple(latents.shape) != (len(dataset), model.latent_dim):
         raise ShapeMismatchError(f"latents of the split must have shape {(len(dataset), model.latent_dim)}, "
                                  f"got {tuple(latents.shape)}")
     if strategy != "random":  # every strategy but random works in the latent space of the split
         if latents is None:  # torch.distributed: each rank encodes its shard, the codes gathered in order
-            latents = map_shards(lambda part: model.encode_all(part, batch_size, progress=progress), dataset,
-                                 batch_size)
+            latents = distributed.map_shards(lambda part: model.encode_all(part, batch_size, progress=progress),
+                                             dataset, batch_size)
         latents = latents[torch.from_numpy(pool)]
     if strategy == "sectors":
         positions, details = _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed,
