@@ -95,6 +95,9 @@ def test_piecewise_cells_from_different_samples_do_not_merge():
     b = parse_estimator("piecewise:3:kmeans_sample=50").make().partial_fit(x[100:], y[100:])
     with pytest.raises(ConfigError, match="different k-means cells"):
         a.merge(b)
+    fresh = parse_estimator("piecewise:3:kmeans_sample=50").make().merge(a)  # an empty one takes the cells
+    np.testing.assert_array_equal(fresh.cluster_centers_, a.cluster_centers_)
+    np.testing.assert_array_equal(fresh.predict(x), a.predict(x))
 
 
 # --------------------------------------------------------------------------- map folders of every earlier format

@@ -137,7 +137,9 @@ class PiecewiseLinearMap(StreamingMapEstimator):
     def _merge_from(self, other) -> None:
         """The cells are those of the stream's first ``kmeans_sample`` rows: this estimator's rows come first."""
         if other._centres is not None and self._centres is None:
-            if sum(len(h[0]) for h in self._held) >= self.kmeans_sample:
+            if not self._n_seen:  # nothing of its own yet: the other's cells are the merged stream's
+                self._centres, self._scale = other._centres.clone(), other._scale
+            elif sum(len(h[0]) for h in self._held) >= self.kmeans_sample:
                 self._release_held()
             else:  # the sample continues into the other's rows: its cells are not the merged stream's
                 raise ConfigError("cannot merge a piecewise map whose cells were computed from fewer rows than a "
