@@ -2,7 +2,9 @@
 
 A scikit-learn estimator (``fit``/``partial_fit``/``transform``/``predict``/``score``, works
 with ``sklearn.base.clone``) that takes numpy arrays or torch tensors and answers in the kind
-it was given.
+it was given. It sits on :class:`AffineEstimator` (here), the streaming base
+(:class:`~latentmap.maps.base.StreamingMapEstimator`) of every map that is one affine map solved
+from one accumulator of moments (Procrustes and Adam too).
 
 Fitting is exact and streaming: every batch only updates float64 sufficient statistics on the
 batch's device (:class:`latentmap.stats.Moments`) — the count, the means of X and Y, and the

@@ -24,6 +24,11 @@ by a softmax over its squared distances to the cell centres,
 p_k ∝ exp(−(‖x − c_k‖² − min_j ‖x − c_j‖²) / (temperature · s²)), with s² the mean squared
 distance of the k-means sample to its nearest centre (``scale_``). Small temperatures tend to
 the hard cells. The cells' maps are fitted on the hard cells either way.
+
+Merging (``merge``, torchrun's ``all_reduce``) adds the cells' statistics, so every part must use the
+same cells: those of the stream's first ``kmeans_sample`` rows. Under torch.distributed rank 0 (whose
+shard starts the stream) computes them, from its own rows or from the first rows of every rank gathered
+in rank order, and the other ranks hold their latent pairs until they receive them.
 """
 
 from __future__ import annotations
