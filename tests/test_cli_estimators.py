@@ -78,13 +78,13 @@ def test_atlas_with_several_estimators(synthetic, tmp_path):  # noqa: F811
 
 @pytest.mark.parametrize("args, fragment", [
     (["map", "atlas", "--estimators", "linear,foo"], "unknown estimator 'foo'"),
-    (["map", "atlas", "--estimators", "piecewise:0"], "n_cells must be an integer >= 1"),
+    (["map", "atlas", "--estimators", "piecewise:0"], "n_cells must be an int in the range [1, inf)"),
     (["map", "atlas", "--estimators", "mlp:hidden=0x3"], "hidden must be"),
     (["map", "atlas", "--estimators", "ortho", "--method", "procrustes"], "apply to the linear estimator only"),
     (["map", "fit", "--estimator", "mlp", "--no-bias"], "apply to the linear estimator only"),
     (["map", "fit", "--estimator", "ortho", "--alpha", "0.1"], "--alpha does not apply to ortho"),
     (["map", "fit", "--estimator", "linear:alpha=0.5", "--method", "procrustes"], "applies to method 'lstsq' only"),
-    (["map", "fit", "--estimator", "adam:steps=1.5"], "steps must be an integer >= 1"),
+    (["map", "fit", "--estimator", "adam:steps=1.5"], "steps must be an int in the range [1, inf)"),
 ])
 def test_bad_estimator_options_exit_2_with_one_line(synthetic, tmp_path, args, fragment):  # noqa: F811
     p, spec = synthetic["paths"], f"npy:{synthetic['root']}/images.npy"

@@ -125,7 +125,7 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
                           + (f" ({'; '.join(s['name'] + ': ' + s['reason'] for s in skipped)})" if skipped else ""))
     if estimators is None:
         make = make_map or fit.new_map
-        estimators = {getattr(make(), "estimator_name", "linear"): make}
+        estimators = {make().estimator_name: make}
     by_estimator = fit_all_pairs_by_estimator(models, fit, estimators, batch_size=batch_size,
                                               image_transform=image_transform)
     lpips_fn, note = lpips_function(models[0].device, lpips)
@@ -164,7 +164,7 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
         results, infos, fit.record(),
         next(iter(first_maps.values())).get_params(), maps={(names[i], names[j]): m for (i, j), m in first_maps.items()},
         skipped=skipped,
-        estimators={label: {"estimator": getattr(next(iter(maps.values())), "estimator_name", "linear"),
+        estimators={label: {"estimator": next(iter(maps.values())).estimator_name,
                             "params": next(iter(maps.values())).get_params()} for label, maps in by_estimator.items()},
         estimator_maps={(label, names[i], names[j]): m for label, maps in by_estimator.items()
                         for (i, j), m in maps.items()},

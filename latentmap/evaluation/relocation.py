@@ -302,7 +302,7 @@ def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_
         acc.update(x_a, z_a, source.decode(z_a), z_b, target.decode(z_b), labels=next(labels),
                    x_target=None if x_b is x_a else x_b)
     acc.all_reduce()
-    return acc.result(label_name=label_namer(data), estimator=getattr(linear_map, "estimator_name", "linear"),
+    return acc.result(label_name=label_namer(data), estimator=linear_map.estimator_name,
                       seed=seed)
 
 

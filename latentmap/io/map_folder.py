@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from latentmap.errors import CheckpointError, ShapeMismatchError
 from latentmap.io.atomic import atomic_directory
@@ -51,7 +50,7 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
         if info.get("latent_dim") is not None and int(info["latent_dim"]) != size:
             raise ShapeMismatchError(f"map has {side} latents of size {size}, {side} model "
                                      f"'{info.get('name')}' has {info['latent_dim']}")
-    estimator = getattr(linear_map, "estimator_name", LINEAR_ESTIMATOR)
+    estimator = linear_map.estimator_name
     config = {"format": MAP_FORMAT, "latentmap_version": __version__, "estimator": estimator,
               "format_version": MAP_FORMAT_VERSION if estimator == LINEAR_ESTIMATOR else ESTIMATOR_FORMAT_VERSION,
               "hyperparameters": linear_map.get_params(), "source": src, "target": tgt,
@@ -59,9 +58,7 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
               "n_samples_seen": linear_map.n_samples_seen_, **_image_transform(linear_map), **(extra or {})}
     path = Path(path)
     with atomic_directory(path, overwrite=overwrite, kind="map") as tmp:
-        tensors = linear_map.state_tensors() if hasattr(linear_map, "state_tensors") else {
-            "coef": torch.from_numpy(np.ascontiguousarray(linear_map.coef_, dtype=np.float64)),
-            "intercept": torch.from_numpy(np.ascontiguousarray(linear_map.intercept_, dtype=np.float64))}
+        tensors = linear_map.state_tensors()
         save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))
         config["weights"] = {MAP_WEIGHTS_NAME: sha256_file(tmp / MAP_WEIGHTS_NAME)}
         (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")

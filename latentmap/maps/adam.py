@@ -15,10 +15,12 @@ final loss and the gradient norm, and comparing with ``LinearMap(bias=False)`` s
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import torch
 
-from latentmap.maps.base import AffineEstimator, is_int, is_number
+from latentmap.maps.checks import Interval
+from latentmap.maps.linear import AffineEstimator
 from latentmap.stats import Moments
 
 BETA1, BETA2, EPSILON = 0.9, 0.999, 1e-7  # Keras's Adam defaults
@@ -50,11 +52,18 @@ class AdamMap(AffineEstimator):
 
     estimator_name = "adam"
     _parameter_constraints = {
-        "lr": ("a finite number > 0", is_number(0, low_open=True)),
-        "steps": ("an integer >= 1", is_int(1)),
-        "l2": ("a finite number >= 0", is_number(0)),
-        "seed": ("an integer >= 0", is_int(0)),
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "steps": [Interval(Integral, 1, None, closed="left")],
+        "l2": [Interval(Real, 0, None, closed="left")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
     }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # a fixed training recipe (2,000 Adam steps from a random start, no intercept), not an optimum: on
+        # scikit-learn's test data (targets far from zero mean) its R² may stay under the 0.5 the checks ask for
+        tags.regressor_tags.poor_score = True
+        return tags
 
     def __init__(self, lr: float = 5e-4, steps: int = 2000, l2: float = 1e-4, seed: int = 0):
         self.lr = lr

@@ -1,92 +1,91 @@
-"""What every map estimator besides :class:`~latentmap.maps.linear.LinearMap` shares.
+"""The one estimator contract every map implements (``LinearMap`` included); see docs/estimators.md.
 
-The contract is LinearMap's (scikit-learn's): hyperparameters set in ``__init__`` without logic
-and checked once per fit against ``_parameter_constraints``; ``fit`` returns self; learned
-values end in ``_``; ``transform``/``predict`` answer in the kind (numpy or torch) and float
-dtype they were given; ``score`` is the R² of the mapped latents; ``save``/``load`` write and
-read a map folder (``latentmap.io.map_folder``) that records the estimator's name and
-parameters. Works with ``sklearn.base.clone``.
+scikit-learn's, for a multi-output regressor from source latents [N, d_x] to target latents
+[N, d_y] (a 1-d target is one variable): hyperparameters checked once per fit against the declared
+``_parameter_constraints``; ``fit`` returns self; learned values end in ``_``; ``predict`` (alias
+``transform``) answers in the kind and float dtype it was given; ``save``/``load`` a map folder
+that records ``estimator_name``. scikit-learn's own checks pass, but for those a class declares
+in ``_expected_failed_checks``, with the reason.
 
-* :class:`MapEstimator`: fits from whole arrays (``fit``); subclasses implement ``_fit``,
-  ``_forward``, ``_state`` and ``_load_state``.
-* :class:`StreamingMapEstimator`: accumulates float64 statistics batch by batch
-  (``partial_fit``/``fit_batches``) and solves once, when first used, as LinearMap does.
-* :class:`AffineEstimator`: a streaming estimator whose answer is one affine map
-  (``coef_`` [n_targets, n_features], ``intercept_``), with ``inverse()`` like LinearMap's.
+* :class:`MapEstimator`: fits from whole arrays; subclasses implement ``_fit``, ``_forward``,
+  ``_state``, ``_load_state`` and ``_sizes``.
+* :class:`StreamingMapEstimator`: declares its float64 sufficient statistics once (``_statistics``)
+  and gets ``partial_fit``/``fit_batches``, ``merge`` and the torch.distributed ``all_reduce``.
 """
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import TransformerTags
 
-from latentmap.errors import (CheckpointError, ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
-                              UnderdeterminedError)
-from latentmap.maps.linear import FIT_CHUNK_ROWS, LinearMap, _as_tensor, _raise_non_finite
-from latentmap.stats import Moments, r2_from_sums, r2_score
+from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
+from latentmap.maps.checks import (Interval, MapNotFittedError, PositiveIntSequence, StrOptions, as_latents,
+                                   check_constraints, copy_moments, one_sample)
+from latentmap.stats import CHUNK_ROWS, Moments, r2_score
 
+__all__ = ["MapEstimator", "StreamingMapEstimator", "MapNotFittedError", "Interval", "StrOptions",
+           "PositiveIntSequence", "as_latents", "FIT_CHUNK_ROWS"]
 
-# --------------------------------------------------------------------------- declared constraints
-
-def is_int(low: int | None = None) -> Callable[[object], bool]:
-    return lambda v: (isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
-                      and (low is None or v >= low))
-
-
-def is_number(low: float | None = None, low_open: bool = False, high: float | None = None,
-              high_open: bool = False) -> Callable[[object], bool]:
-    def check(v) -> bool:
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not np.isfinite(v):
-            return False
-        if low is not None and (v < low or (low_open and v == low)):
-            return False
-        return high is None or (v < high if high_open else v <= high)
-    return check
-
-
-def is_bool(v) -> bool:
-    return isinstance(v, (bool, np.bool_))
-
-
-def one_of(*choices) -> Callable[[object], bool]:
-    return lambda v: isinstance(v, str) and v in choices
-
-
-def either(*checks) -> Callable[[object], bool]:
-    return lambda v: any(c(v) for c in checks)
+# fit() streams whole arrays through the statistics in chunks of this many rows (Moments.update's chunk)
+FIT_CHUNK_ROWS = CHUNK_ROWS
 
 
 # --------------------------------------------------------------------------- the estimators
 
-class MapEstimator(BaseEstimator):
+class MapEstimator(RegressorMixin, BaseEstimator):
     """A map from source latents [N, d_x] to target latents [N, d_y], fitted on pairs of encodings."""
 
-    estimator_name = ""  # the name map.json records; set by each subclass
-    # parameter -> (what it must be, in words; check)
-    _parameter_constraints: dict[str, tuple[str, Callable[[object], bool]]] = {}
+    estimator_name = ""  # the name map.json records and the registry knows; set by each subclass
+    # parameter -> the values it may take: scikit-learn constraints (Interval, StrOptions, "boolean", ...)
+    _parameter_constraints: dict[str, list] = {}
+    # scikit-learn check -> why it cannot apply to this estimator (read by the tests' parametrize_with_checks)
+    _expected_failed_checks: dict[str, str] = {}
     _FITTED = ("n_features_in_", "n_targets_", "n_samples_seen_", "fit_metrics_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64", "float32"])  # transform = predict
+        return tags
+
+    @classmethod
+    def expected_failed_checks(cls) -> dict[str, str]:
+        """The scikit-learn checks this class declares inapplicable, with why (its own and its bases')."""
+        out: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(klass.__dict__.get("_expected_failed_checks", {}))
+        return out
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
         """Check every hyperparameter against ``_parameter_constraints`` (once per fit)."""
-        for name, (expected, ok) in self._parameter_constraints.items():
-            value = getattr(self, name)
-            if not ok(value):
-                raise ConfigError(f"{name} must be {expected}, got {value!r} instead")
+        check_constraints(self)
+        self._validate_combination()
 
-    @staticmethod
-    def _check_pair(X, Y) -> tuple[torch.Tensor, torch.Tensor]:
-        x, _ = _as_tensor(X, "source latents X")
-        y, _ = _as_tensor(Y, "target latents Y")
+    def _validate_combination(self) -> None:
+        """Constraints between parameters; none by default."""
+
+    def _check_pair(self, X, Y, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        if Y is None:
+            raise ShapeMismatchError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        x, _ = as_latents(X, "source latents X", check_finite)
+        y, _ = as_latents(Y, "target latents Y", check_finite, allow_1d=True)
         if x.shape[0] != y.shape[0]:
             raise ShapeMismatchError(
                 f"X and Y must have the same number of rows (one pair per image), got {x.shape[0]} and {y.shape[0]}")
         return x, y.to(x.device)
+
+    @staticmethod
+    def _is_1d(Y) -> bool:
+        return (Y.ndim if isinstance(Y, torch.Tensor) else np.asarray(Y).ndim) == 1
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, Y):
@@ -95,41 +94,62 @@ class MapEstimator(BaseEstimator):
         x, y = self._check_pair(X, Y)
         if len(x) == 0:
             raise UnderdeterminedError(f"{type(self).__name__} got no latent pairs; it needs images to fit on")
-        self._fit(x, y)
+        with one_sample(len(x)):
+            self._fit(x, y)
         self.n_features_in_, self.n_targets_, self.n_samples_seen_ = x.shape[1], y.shape[1], len(x)
+        self._y_1d = self._is_1d(Y)
         return self
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ using the map
+    def __sklearn_is_fitted__(self) -> bool:
+        return "n_features_in_" in self.__dict__
+
     def _check_fitted(self) -> None:
         if "n_features_in_" not in self.__dict__:
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit with latent pairs first")
+            raise MapNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit with latent pairs first")
 
-    def transform(self, X):
-        """Map source latents [N, d_source] to target latents [N, d_target], same kind and float dtype as X."""
+    def predict(self, X):
+        """Map source latents [N, d_source] to target latents [N, d_target], same kind and float dtype as X
+        (a 1-d answer for a map fitted on a 1-d target)."""
         self._check_fitted()
-        x, kind = _as_tensor(X, "source latents X")
+        x, kind = as_latents(X, "source latents X")
         if x.shape[1] != self.n_features_in_:
-            raise ShapeMismatchError(f"map expects source latents of size {self.n_features_in_}, got shape "
-                                     f"{tuple(x.shape)}")
+            raise ShapeMismatchError(
+                f"X has {x.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} features "
+                f"as input (the map expects source latents of size {self.n_features_in_}, got shape "
+                f"{tuple(x.shape)})")
         out = self._forward(x)
         out = out.to(x.dtype if x.dtype.is_floating_point else torch.float64)
+        if self.__dict__.get("_y_1d") and out.shape[1] == 1:
+            out = out[:, 0]
         return out.numpy() if kind == "numpy" else out
 
-    predict = transform
+    def fit_transform(self, X, y=None):
+        """Fit on the pairs (X, y), then map X: ``fit(X, y).predict(X)``."""
+        return self.fit(X, y).predict(X)
+
+    def transform(self, X):
+        """The same as :meth:`predict`: source latents mapped into the target space."""
+        return self.predict(X)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, X, Y) -> float:
+    def score(self, X, y, sample_weight=None) -> float:
         """R² of the predicted target latents, averaged uniformly over target dimensions (as sklearn)."""
         self._check_fitted()
-        x, y = self._check_pair(X, Y)
+        if sample_weight is not None:
+            from sklearn.metrics import r2_score as weighted_r2
+
+            return float(weighted_r2(np.asarray(y), np.asarray(self.predict(X)), sample_weight=sample_weight))
+        x, y = self._check_pair(X, y)
         if y.shape[1] != self.n_targets_:
             raise ShapeMismatchError(f"map gives target latents of size {self.n_targets_}, Y has {y.shape[1]}")
-        return r2_score(y, torch.as_tensor(self.transform(x)))
+        pred = torch.as_tensor(self.predict(x)).reshape(len(x), -1)
+        return r2_score(y, pred)
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:
@@ -154,13 +174,14 @@ class MapEstimator(BaseEstimator):
 
     @classmethod
     def load(cls, path):
-        """Read a map folder written by :meth:`save`; ``info_`` holds its JSON."""
-        from latentmap.io.map_folder import read_map_state
+        """Read a map folder written by :meth:`save` (any earlier format); ``info_`` holds its JSON."""
+        from latentmap.io.map_folder import LINEAR_ESTIMATOR, read_map_state
 
         info, tensors = read_map_state(path)
-        if info.get("estimator", "linear") != cls.estimator_name:
-            raise CheckpointError(f"map folder '{path}' holds a '{info.get('estimator', 'linear')}' map, not a "
-                                  f"'{cls.estimator_name}' one; load it with latentmap.load_map")
+        name = info.get("estimator", LINEAR_ESTIMATOR)
+        if name != cls.estimator_name:
+            raise CheckpointError(f"map folder '{path}' holds a '{name}' map, not a '{cls.estimator_name}' one; load "
+                                  "it with latentmap.load_map")
         names = cls._get_param_names()
         params = {k: (tuple(v) if isinstance(v, list) else v)
                   for k, v in info.get("hyperparameters", {}).items() if k in names}
@@ -170,11 +191,12 @@ class MapEstimator(BaseEstimator):
             out._load_state(tensors, info)
         except KeyError as exc:
             raise CheckpointError(f"map folder '{path}' lacks the tensor {exc} of a {cls.estimator_name} map") from None
-        out.n_features_in_ = int(info.get("source", {}).get("latent_dim") or out._sizes()[0])
-        out.n_targets_ = int(info.get("target", {}).get("latent_dim") or out._sizes()[1])
-        if (out.n_features_in_, out.n_targets_) != out._sizes():
+        sizes = out._sizes()
+        out.n_features_in_ = int(info.get("source", {}).get("latent_dim") or sizes[0])
+        out.n_targets_ = int(info.get("target", {}).get("latent_dim") or sizes[1])
+        if (out.n_features_in_, out.n_targets_) != sizes:
             raise CheckpointError(f"map folder '{path}' records latent sizes {out.n_features_in_} -> {out.n_targets_}"
-                                  f" but its tensors are {out._sizes()[0]} -> {out._sizes()[1]}")
+                                  f" but its tensors are {sizes[0]} -> {sizes[1]}")
         out.n_samples_seen_ = int(info.get("n_samples_seen", 0))
         out.fit_metrics_ = dict(info.get("fit_metrics", {}))
         out.info_ = info
@@ -186,17 +208,43 @@ class MapEstimator(BaseEstimator):
 
 
 class StreamingMapEstimator(MapEstimator):
-    """An estimator fitted from float64 statistics: ``partial_fit`` accumulates, the solve happens when needed."""
+    """An estimator fitted from float64 sufficient statistics, declared once in ``_statistics``.
+
+    ``_statistics`` maps an attribute to the number of :class:`~latentmap.stats.Moments` accumulators it holds:
+    ``1`` (one accumulator) or the name of the hyperparameter giving the count (a list, one per cell). The base
+    creates them (``_reset``), merges them with another estimator's (``merge``) and adds them up over the ranks
+    of a torch.distributed run (``all_reduce``); a subclass folds batches into them (``_accumulate``) and
+    solves from them (``_solve``), once, when the map is first used.
+    """
+
+    _statistics: dict[str, int | str] = {}
+
+    # ------------------------------------------------------------------ the declared statistics
+    def _new_statistics(self) -> None:
+        for name, count in self._statistics.items():
+            k = int(getattr(self, count) if isinstance(count, str) else count)
+            setattr(self, name, Moments(full=True) if count == 1 else [Moments(full=True) for _ in range(k)])
+
+    def _accumulators(self) -> list[Moments]:
+        out = []
+        for name, count in self._statistics.items():
+            value = self.__dict__.get(name)
+            out += [value] if count == 1 else list(value or [])
+        return out
 
     def _reset(self) -> None:
-        raise NotImplementedError
+        self._new_statistics()
+        self._n_seen, self._solved_n = 0, None
+        self.__dict__.pop("_sizes_seen", None)
+        self._forget_solution()
 
     def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Fold a checked batch into the statistics."""
         raise NotImplementedError
 
     def _pending(self) -> bool:
         """Pairs have been accumulated since the last solve."""
-        raise NotImplementedError
+        return self.__dict__.get("_n_seen", 0) > 0 and self.__dict__.get("_solved_n") != self._n_seen
 
     def _solve(self) -> None:
         raise NotImplementedError
@@ -205,23 +253,36 @@ class StreamingMapEstimator(MapEstimator):
         for attr in self._FITTED:
             self.__dict__.pop(attr, None)
 
+    def _started(self) -> bool:
+        return "_n_seen" in self.__dict__
+
     def _checked_batch(self, X, Y):
-        x, y = self._check_pair(X, Y)
+        # finiteness is checked on the batch statistics (merged_moments), not element by element
+        x, y = self._check_pair(X, Y, check_finite=False)
         seen = self.__dict__.get("_sizes_seen")
         if seen is not None and (x.shape[1], y.shape[1]) != seen:
-            raise ShapeMismatchError(f"partial_fit started with latents of size {seen[0]} -> {seen[1]}, this batch "
-                                     f"has {x.shape[1]} -> {y.shape[1]}")
+            raise ShapeMismatchError(f"X has {x.shape[1]} features, but {type(self).__name__} is expecting {seen[0]} "
+                                     f"features as input: partial_fit started with latents of size {seen[0]} -> "
+                                     f"{seen[1]}, this batch has {x.shape[1]} -> {y.shape[1]}")
         self._sizes_seen = (x.shape[1], y.shape[1])
+        self._y_1d = self._is_1d(Y)
         return x, y
 
+    def _add(self, x, y) -> None:
+        if len(x):
+            self._accumulate(x, y)
+            self._n_seen += len(x)
+
+    # ------------------------------------------------------------------ fitting
     def fit(self, X, Y):
+        """Fit from all pairs at once, streamed through the statistics in row chunks, solved once."""
         self._validate_params()
-        self.__dict__.pop("_sizes_seen", None)
-        x, y = self._checked_batch(X, Y)
         self._reset()
-        self._prepare(x, y)
+        x, y = self._checked_batch(X, Y)
+        with one_sample(len(x)):
+            self._prepare(x, y)
         for start in range(0, len(x), FIT_CHUNK_ROWS):
-            self._accumulate(x[start:start + FIT_CHUNK_ROWS], y[start:start + FIT_CHUNK_ROWS])
+            self._add(x[start:start + FIT_CHUNK_ROWS], y[start:start + FIT_CHUNK_ROWS])
         return self.solve()
 
     def _prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -230,18 +291,17 @@ class StreamingMapEstimator(MapEstimator):
     def fit_batches(self, batches):
         """Fit from an iterable of (X_batch, Y_batch) pairs, solving once at the end."""
         self._validate_params()
-        self.__dict__.pop("_sizes_seen", None)
         self._reset()
         for xb, yb in batches:
-            self._accumulate(*self._checked_batch(xb, yb))
+            self._add(*self._checked_batch(xb, yb))
         return self.solve()
 
-    def partial_fit(self, X_batch, Y_batch):
+    def partial_fit(self, X, Y):
         """Add a batch of pairs to the statistics; the map is solved once, when first used."""
-        if "_sizes_seen" not in self.__dict__:
+        if not self._started():
             self._validate_params()
             self._reset()
-        self._accumulate(*self._checked_batch(X_batch, Y_batch))
+        self._add(*self._checked_batch(X, Y))
         self._forget_solution()
         return self
 
@@ -253,17 +313,81 @@ class StreamingMapEstimator(MapEstimator):
                 return self
             raise UnderdeterminedError(f"this {type(self).__name__} has seen no latent pairs; it needs images to "
                                        "fit on")
-        self._solve()
+        with one_sample(self._n_seen):
+            self._solve()
         self.n_features_in_, self.n_targets_ = self._sizes_seen
+        self._solved_n = self._n_seen
         return self
+
+    # ------------------------------------------------------------------ merging
+    def merge(self, other: "StreamingMapEstimator") -> "StreamingMapEstimator":
+        """Add ``other``'s statistics to this estimator's (both fed disjoint pairs, this one's first): the map then
+        solves as if one estimator had seen all the pairs. ``other`` is left as it was."""
+        if type(other) is not type(self) or other.get_params() != self.get_params():
+            raise ConfigError(f"cannot merge a {type(other).__name__}({other.get_params()}) into a "
+                              f"{type(self).__name__}({self.get_params()}): only the same estimator merges")
+        if not other._started() or not other._n_seen:
+            return self
+        if not self._started():
+            self._validate_params()
+            self._reset()
+        seen, theirs = self.__dict__.get("_sizes_seen"), other._sizes_seen
+        if seen is not None and seen != theirs:
+            raise ShapeMismatchError(f"cannot merge latents of size {theirs[0]} -> {theirs[1]} into {seen[0]} -> "
+                                     f"{seen[1]}")
+        self._sizes_seen = theirs
+        self._y_1d = other.__dict__.get("_y_1d", False)
+        self._merge_from(other)
+        self._n_seen += other._n_seen
+        self._forget_solution()
+        return self
+
+    def _merge_from(self, other) -> None:
+        """Fold ``other``'s statistics into this one's; an estimator with more state than them extends this."""
+        for mine, theirs in zip(self._accumulators(), other._accumulators()):
+            mine.merge(copy_moments(theirs))
+
+    def all_reduce(self, d_source: int, d_target: int):
+        """Add up the statistics of every rank of a torch.distributed run (each rank fed its shard of the pairs,
+        rank 0 the first); every rank then solves the same system, as one process would. In one process nothing
+        changes. The sizes serve a rank that saw no pairs."""
+        from latentmap import distributed
+
+        if not self._started():
+            self._validate_params()
+            self._reset()
+        if not distributed.active():
+            return self
+        self._sizes_seen = (int(d_source), int(d_target))
+        self._before_all_reduce()
+        for name, count in self._statistics.items():
+            if count == 1:
+                setattr(self, name, distributed.all_reduce_moments(getattr(self, name), d_source, d_target))
+            else:
+                setattr(self, name, [distributed.all_reduce_moments(m, d_source, d_target)
+                                     for m in getattr(self, name)])
+        self._n_seen = distributed.all_reduce_count(self._n_seen)
+        self._forget_solution()
+        return self
+
+    def _before_all_reduce(self) -> None:
+        """Make the ranks agree on whatever the statistics depend on (piecewise: the cells); nothing by default."""
+
+    # ------------------------------------------------------------------ using the map
+    def __sklearn_is_fitted__(self) -> bool:
+        return "n_features_in_" in self.__dict__ or self._pending()
 
     def _check_fitted(self) -> None:
         if "n_features_in_" in self.__dict__:
             return
         if "_sizes_seen" in self.__dict__ and self._pending():
-            self.solve()
+            try:
+                self.solve()
+            except UnderdeterminedError as exc:
+                raise UnderdeterminedError(f"map is not fitted yet: {exc}") from None
             return
-        super()._check_fitted()
+        raise MapNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit or partial_fit with latent "
+                                "pairs first")
 
     def __getattr__(self, name: str):
         # learned attributes after partial_fit: solve once, on first use
@@ -272,83 +396,3 @@ class StreamingMapEstimator(MapEstimator):
             if name in self.__dict__:
                 return self.__dict__[name]
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-
-
-def merged_moments(x: torch.Tensor, y: torch.Tensor, into: Moments | None) -> Moments:
-    """``into`` with the batch (x, y) folded in (a new accumulator when None); non-finite latents are refused."""
-    into = Moments(full=True) if into is None else into
-    try:
-        return into.update(x, y, check_finite=True)
-    except NonFiniteError as exc:
-        if getattr(exc, "operand", "x") == "x":
-            _raise_non_finite(x, "source latents X")
-        _raise_non_finite(y, "target latents Y")
-
-
-def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> dict:
-    """R² and latent MSE on the fitting pairs of the affine map y = x W + b, from the statistics alone."""
-    n = s.n
-    sse = s.cyy - 2 * (w * s.cxy).sum(0) + (w * (s.cxx @ w)).sum(0)
-    offset = s.mean_y - s.mean_x @ w - intercept
-    sse = sse.clamp_min(0) + n * offset * offset
-    return {"n_pairs": int(n), "latent_mse": float(sse.sum() / (n * len(sse))),
-            "r2": float(r2_from_sums(sse, s.cyy).mean())}
-
-
-class AffineEstimator(StreamingMapEstimator):
-    """A streaming estimator whose answer is one affine map y = x @ coef_.T + intercept_ (float64)."""
-
-    _FITTED = MapEstimator._FITTED + ("coef_", "intercept_")
-
-    def _reset(self) -> None:
-        self._moments = None
-        self._forget_solution()
-
-    def _accumulate(self, x, y) -> None:
-        self._moments = merged_moments(x, y, self.__dict__.get("_moments"))
-        self._solved_n = None
-
-    def _pending(self) -> bool:
-        m = self.__dict__.get("_moments")
-        return m is not None and m.n > 0 and self.__dict__.get("_solved_n") != m.n
-
-    def _solve(self) -> None:
-        s = self._moments
-        w, intercept = self._solve_affine(s)  # w: [d_x, d_y] right-multiplies row latents
-        self.coef_ = w.T.cpu().numpy()
-        self.intercept_ = intercept.cpu().numpy()
-        self.n_samples_seen_ = int(s.n)
-        self.fit_metrics_ = {**affine_fit_metrics(s, w, intercept), **self._extra_metrics()}
-        self._solved_n = s.n
-
-    def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def _extra_metrics(self) -> dict:
-        return {}
-
-    def _forward(self, x):
-        w = torch.as_tensor(self.coef_.T, dtype=torch.float64, device=x.device)
-        return x.to(torch.float64) @ w + torch.as_tensor(self.intercept_, dtype=torch.float64, device=x.device)
-
-    def inverse(self) -> LinearMap:
-        """The least-squares inverse (pseudo-inverse of coef_) as a LinearMap: target latents -> source latents."""
-        self._check_fitted()
-        pinv = np.linalg.pinv(self.coef_)
-        inv = LinearMap(bias=bool(np.any(self.intercept_ != 0)), alpha=0.0)
-        inv.coef_, inv.intercept_ = pinv, -self.intercept_ @ pinv.T
-        inv.n_features_in_, inv.n_targets_ = self.n_targets_, self.n_features_in_
-        inv.n_samples_seen_ = self.n_samples_seen_
-        inv._cache, inv._moments = {}, None
-        return inv
-
-    def _state(self):
-        return {"coef": torch.from_numpy(np.ascontiguousarray(self.coef_, dtype=np.float64)),
-                "intercept": torch.from_numpy(np.ascontiguousarray(self.intercept_, dtype=np.float64))}
-
-    def _load_state(self, tensors, info):
-        self.coef_, self.intercept_ = tensors["coef"].numpy(), tensors["intercept"].numpy()
-        self._moments = None
-
-    def _sizes(self):
-        return self.coef_.shape[1], self.coef_.shape[0]

@@ -2,7 +2,9 @@
 
 A scikit-learn estimator (``fit``/``partial_fit``/``transform``/``predict``/``score``, works
 with ``sklearn.base.clone``) that takes numpy arrays or torch tensors and answers in the kind
-it was given.
+it was given. It sits on :class:`AffineEstimator` (here), the streaming base
+(:class:`~latentmap.maps.base.StreamingMapEstimator`) of every map that is one affine map solved
+from one accumulator of moments (Procrustes and Adam too).
 
 Fitting is exact and streaming: every batch only updates float64 sufficient statistics on the
 batch's device (:class:`latentmap.stats.Moments`) — the count, the means of X and Y, and the
@@ -33,54 +35,102 @@ Conventions:
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+import weakref
+from numbers import Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
 
-from latentmap.errors import (ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError,
-                              UnderdeterminedError)
+from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
+from latentmap.maps.base import StreamingMapEstimator
+from latentmap.maps.checks import Interval, StrOptions, merged_moments
 from latentmap.maps.solvers import gcv_alpha, solve_spd
-from latentmap.stats import CHUNK_ROWS, Moments, r2_from_sums, r2_score
+from latentmap.stats import Moments, r2_from_sums
 
 METHODS = ("lstsq", "procrustes")
+_ON_DEVICE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # an affine map's tensors, by device
 AUTO_ALPHA = "auto"
-# fit() streams whole arrays through the statistics in chunks of this many rows (Moments.update's chunk)
-FIT_CHUNK_ROWS = CHUNK_ROWS
+
+
+def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> dict:
+    """R² and latent MSE on the fitting pairs of the affine map y = x W + b, from the statistics alone."""
+    n = s.n
+    # residual r = (y-ȳ) - (x-x̄)W + (ȳ - x̄W - b): centred part plus a constant offset
+    sse = s.cyy - 2 * (w * s.cxy).sum(0) + (w * (s.cxx @ w)).sum(0)
+    offset = s.mean_y - s.mean_x @ w - intercept
+    sse = sse.clamp_min(0) + n * offset * offset
+    return {"n_pairs": int(n), "latent_mse": float(sse.sum() / (n * len(sse))),
+            "r2": float(r2_from_sums(sse, s.cyy).mean())}
+
+
+class AffineEstimator(StreamingMapEstimator):
+    """A streaming estimator whose answer is one affine map y = x @ coef_.T + intercept_ (float64), solved from
+    one accumulator of moments."""
+
+    _statistics = {"_moments": 1}
+    _FITTED = StreamingMapEstimator._FITTED + ("coef_", "intercept_")
+
+    def _accumulate(self, x, y) -> None:
+        self._moments = merged_moments(x, y, self._moments)
+
+    def _solve(self) -> None:
+        s = self._moments
+        w, intercept = self._solve_affine(s)  # w: [d_x, d_y] right-multiplies row latents
+        self.coef_ = w.T.cpu().numpy()
+        self.intercept_ = intercept.cpu().numpy()
+        self.n_samples_seen_ = int(s.n)
+        self.fit_metrics_ = {**affine_fit_metrics(s, w, intercept), **self._extra_metrics()}
+
+    def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def _extra_metrics(self) -> dict:
+        return {}
+
+    def _params_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """coef_ᵀ [d_source, d_target] and intercept_ as float64 tensors on ``device``, kept (outside the
+        estimator's __dict__) while coef_ and intercept_ stay the same arrays."""
+        key = (str(device), id(self.coef_), id(self.intercept_))
+        cache = _ON_DEVICE.get(self)
+        if cache is None or cache[0] != key:
+            cache = (key, torch.as_tensor(np.asarray(self.coef_).T, dtype=torch.float64).to(device),
+                     torch.as_tensor(np.asarray(self.intercept_), dtype=torch.float64).to(device))
+            _ON_DEVICE[self] = cache
+        return cache[1], cache[2]
+
+    def _forward(self, x):
+        w, intercept = self._params_on(x.device)
+        return x.to(torch.float64) @ w + intercept
+
+    def _inverse_params(self) -> dict:
+        return {"bias": bool(np.any(self.intercept_ != 0))}
+
+    def inverse(self):
+        """The least-squares inverse (pseudo-inverse of coef_) as a LinearMap: target latents -> source latents."""
+        self._check_fitted()
+        pinv = np.linalg.pinv(self.coef_)  # [d_source, d_target]: x ≈ (y − b) pinv(coef_)ᵀ
+        inv = LinearMap(alpha=0.0, **self._inverse_params())
+        inv.coef_, inv.intercept_ = pinv, -self.intercept_ @ pinv.T
+        inv.n_features_in_, inv.n_targets_ = self.n_targets_, self.n_features_in_
+        inv.n_samples_seen_ = self.n_samples_seen_
+        return inv
+
+    def _state(self):
+        return {"coef": torch.from_numpy(np.ascontiguousarray(self.coef_, dtype=np.float64)),
+                "intercept": torch.from_numpy(np.ascontiguousarray(self.intercept_, dtype=np.float64))}
+
+    def _load_state(self, tensors, info):
+        self.coef_, self.intercept_ = tensors["coef"].numpy(), tensors["intercept"].numpy()
+
+    def _sizes(self):
+        return self.coef_.shape[1], self.coef_.shape[0]
 
 
 class FewPairsWarning(UserWarning):
     """A map fitted on no more pairs than it has parameters per target: its training R² means nothing."""
 
 
-def _as_tensor(a, what: str, check_finite: bool = True) -> tuple[torch.Tensor, str]:
-    """numpy/torch 2-D input -> (tensor, kind) without copying when possible."""
-    if isinstance(a, torch.Tensor):
-        t, kind = a.detach(), "torch"
-    elif isinstance(a, np.ndarray):
-        if a.dtype.kind not in "fiub":  # strings, objects, complex numbers: no latents
-            raise ShapeMismatchError(f"{what} must hold real numbers, got numpy dtype {a.dtype} instead")
-        t, kind = torch.from_numpy(np.ascontiguousarray(a)), "numpy"
-    else:
-        raise ShapeMismatchError(f"{what} must be a numpy array or torch tensor, got {type(a).__name__} instead")
-    if t.ndim != 2:
-        raise ShapeMismatchError(f"{what} must be 2-dimensional [N, d], got shape {tuple(t.shape)} instead")
-    if not (t.dtype.is_floating_point or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
-        raise ShapeMismatchError(f"{what} must hold real numbers, got dtype {t.dtype} instead")
-    if check_finite and t.dtype.is_floating_point and not torch.isfinite(t).all():
-        _raise_non_finite(t, what)
-    return t, kind
-
-
-def _raise_non_finite(t: torch.Tensor, what: str):
-    bad = int((~torch.isfinite(t)).any(dim=1).sum()) if t.dtype.is_floating_point else 0
-    if bad:
-        raise NonFiniteError(f"{what} contain NaN or infinite values (in {bad} of {len(t)} rows)")
-    raise NonFiniteError(f"{what} hold values too large for float64 statistics (their squares overflow)")
-
-
-class LinearMap(BaseEstimator):
+class LinearMap(AffineEstimator):
     """Affine (or linear) least-squares map Y ≈ X @ coef_.T + intercept_ between latent spaces.
 
     Parameters
@@ -98,155 +148,29 @@ class LinearMap(BaseEstimator):
         As in scikit-learn's linear models (coef_: [n_targets, n_features]); fit_metrics_: R², MSE, condition number.
     """
 
+    estimator_name = "linear"
     _parameter_constraints = {
-        "bias": "True or False",
-        "alpha": "a finite number >= 0 or 'auto'",
-        "method": f"one of {', '.join(METHODS)}",
+        "bias": ["boolean"],
+        "alpha": [Interval(Real, 0, None, closed="left"), StrOptions({AUTO_ALPHA})],
+        "method": [StrOptions(set(METHODS))],
     }
-    _FITTED = ("coef_", "intercept_", "alpha_", "n_features_in_", "n_targets_", "n_samples_seen_", "fit_metrics_")
+    _FITTED = AffineEstimator._FITTED + ("alpha_",)
 
     def __init__(self, bias: bool = True, alpha: float | str = 0.0, method: str = "lstsq"):
         self.bias = bias
         self.alpha = alpha
         self.method = method
 
-    # ------------------------------------------------------------------ validation
-    def _valid(self, name: str) -> bool:
-        value = getattr(self, name)
-        if name == "bias":
-            return isinstance(value, (bool, np.bool_))
-        if name == "method":
-            return value in METHODS
-        if value == AUTO_ALPHA:
-            return True
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-            return False
-        return bool(np.isfinite(value) and value >= 0)
-
-    def _validate_params(self) -> None:
-        """Check every hyperparameter against ``_parameter_constraints`` (once per fit)."""
-        for name, expected in self._parameter_constraints.items():
-            if not self._valid(name):
-                raise ConfigError(f"{name} must be {expected}, got {getattr(self, name)!r} instead")
+    def _validate_combination(self) -> None:
         if self.method == "procrustes" and self.alpha != 0:
             raise ConfigError(f"alpha={self.alpha!r} applies to method 'lstsq' only, not {self.method!r}")
-
-    def _check_pair(self, X, Y):
-        # finiteness is checked on the batch statistics (d² numbers instead of N·d), see _accumulate
-        x, kind = _as_tensor(X, "source latents X", check_finite=False)
-        y, _ = _as_tensor(Y, "target latents Y", check_finite=False)
-        if x.shape[0] != y.shape[0]:
-            raise ShapeMismatchError(
-                f"X and Y must have the same number of rows (one pair per image), got {x.shape[0]} and {y.shape[0]}"
-            )
-        moments = self.__dict__.get("_moments")
-        if moments is not None and moments.n:
-            d_x, d_y = moments.mean_x.shape[0], moments.mean_y.shape[0]
-            if x.shape[1] != d_x or y.shape[1] != d_y:
-                raise ShapeMismatchError(
-                    f"partial_fit started with latents of size {d_x} -> {d_y}, this batch has "
-                    f"{x.shape[1]} -> {y.shape[1]}"
-                )
-        return x, y.to(x.device), kind
-
-    # ------------------------------------------------------------------ accumulation
-    def _reset(self) -> None:
-        self._moments = Moments(full=True)
-        self._forget_solution()
-
-    def _forget_solution(self) -> None:
-        for attr in self._FITTED:
-            self.__dict__.pop(attr, None)
-        self._cache = {}
-
-    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Fold pairs into the float64 centred statistics (on the batch's device), chunk by chunk.
-
-        A NaN or inf anywhere reaches the chunk's cross-products, which are checked (d² numbers, not N·d)
-        before they touch the statistics."""
-        try:
-            self._moments.update(x, y, check_finite=True)
-        except NonFiniteError as exc:
-            if getattr(exc, "operand", "x") == "x":
-                _raise_non_finite(x, "source latents X")
-            _raise_non_finite(y, "target latents Y")
-
-    # ------------------------------------------------------------------ public fitting API
-    def fit(self, X, Y):
-        """Fit from all pairs at once (rows of X and Y are encodings of the same images).
-
-        The statistics are streamed over row chunks, so the only copies are chunk-sized.
-        """
-        self._validate_params()
-        self._reset()
-        x, y, _ = self._check_pair(X, Y)
-        self._accumulate(x, y)  # Moments.update reads the arrays in chunks of FIT_CHUNK_ROWS rows
-        self._solve()
-        return self
-
-    def fit_batches(self, batches):
-        """Fit from an iterable of (X_batch, Y_batch) pairs, solving once at the end."""
-        self._validate_params()
-        self._reset()
-        for xb, yb in batches:
-            x, y, _ = self._check_pair(xb, yb)
-            self._accumulate(x, y)
-        if self._moments.n == 0:
-            raise UnderdeterminedError("fit_batches got no pairs: the map needs at least one batch of latents")
-        self._solve()
-        return self
-
-    def partial_fit(self, X_batch, Y_batch):
-        """Add a batch of pairs to the statistics; the map is solved once, when first used.
-
-        While fewer pairs than unknowns have arrived (and ``alpha == 0``), using the map raises
-        the underdetermined error.
-        """
-        if self.__dict__.get("_moments") is None:
-            self._validate_params()
-            self._reset()
-        x, y, _ = self._check_pair(X_batch, Y_batch)
-        self._accumulate(x, y)
-        self._forget_solution()
-        return self
-
-    def all_reduce(self, d_source: int, d_target: int) -> "LinearMap":
-        """Add up the statistics of every rank of a torch.distributed run (each rank fed its shard of the pairs);
-        every rank then solves the same system. In one process nothing changes. The sizes serve a rank that saw
-        no pairs."""
-        from latentmap.distributed import all_reduce_moments
-
-        if self.__dict__.get("_moments") is None:
-            self._validate_params()
-            self._reset()
-        self._moments = all_reduce_moments(self._moments, d_source, d_target, full=True)
-        self._forget_solution()
-        return self
-
-    def __getattr__(self, name: str):
-        # fitted attributes after partial_fit: solve once, on first use
-        if name in LinearMap._FITTED and self.__dict__.get("_moments") is not None and self._moments.n:
-            self._solve()
-            return self.__dict__[name]
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     # ------------------------------------------------------------------ solving
     def min_samples(self, d_source: int) -> int:
         """Pairs needed for a unique unpenalized least-squares fit: d (bias-free) or d+1 (affine)."""
         return d_source + (1 if self.bias else 0)
 
-    def solve(self) -> "LinearMap":
-        """Solve from the statistics accumulated so far; raises if they do not determine the map."""
-        self._validate_params()
-        if self.__dict__.get("_moments") is None or not self._moments.n:
-            raise NotFittedError("this LinearMap has seen no latent pairs; call partial_fit first")
-        self._solve()
-        return self
-
-    def _solve(self) -> None:
-        s = self._moments
-        if s is None or not s.n:
-            raise UnderdeterminedError("the map has seen no latent pairs (empty input); it needs at least one image")
+    def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
         n, d_x, d_y = s.n, s.mean_x.shape[0], s.mean_y.shape[0]
         auto = self.alpha == AUTO_ALPHA
         alpha = 0.0 if auto else float(self.alpha)
@@ -272,7 +196,7 @@ class LinearMap(BaseEstimator):
         if n <= n_params and self.method == "lstsq":
             warnings.warn(f"the map is fitted on {n} pairs for {n_params} parameters per target dimension: it can "
                           "reproduce its fitting pairs whatever it is worth, so judge it on held-out images "
-                          "(leave-one-out R², or map eval)", FewPairsWarning, stacklevel=3)
+                          "(leave-one-out R², or map eval)", FewPairsWarning, stacklevel=5)
         gcv = None
         if auto:
             alpha, gcv = gcv_alpha(a, b, syy, n, intercept=bool(self.bias))
@@ -283,112 +207,25 @@ class LinearMap(BaseEstimator):
         else:
             w, condition = solve_spd(a, b, alpha)
         intercept = s.mean_y - s.mean_x @ w if self.bias else torch.zeros_like(s.mean_y)
-        self.coef_ = w.T.cpu().numpy()
-        self.intercept_ = intercept.cpu().numpy()
         self.alpha_ = alpha
-        self.n_features_in_ = d_x
-        self.n_targets_ = d_y
-        self.n_samples_seen_ = int(n)
-        self._cache = {}
-        self.fit_metrics_ = self._training_metrics(w, intercept, condition)
-        self.fit_metrics_["alpha"] = alpha
-        if gcv is not None:
-            self.fit_metrics_["gcv"] = gcv
+        self._extra = {"condition_number": condition, "alpha": alpha, **({} if gcv is None else {"gcv": gcv})}
+        return w, intercept
 
-    def _training_metrics(self, w: torch.Tensor, intercept: torch.Tensor, condition: float) -> dict:
-        """R² and MSE on the fitting pairs, from the statistics alone (no stored samples)."""
-        s = self._moments
-        n = s.n
-        # residual r = (y-ȳ) - (x-x̄)W + (ȳ - x̄W - b): centred part plus a constant offset
-        sse = s.cyy - 2 * (w * s.cxy).sum(0) + (w * (s.cxx @ w)).sum(0)
-        offset = s.mean_y - s.mean_x @ w - intercept
-        sse = sse.clamp_min(0) + n * offset * offset
-        r2 = r2_from_sums(sse, s.cyy)
-        return {"n_pairs": int(n), "latent_mse": float(sse.sum() / (n * len(sse))), "r2": float(r2.mean()),
-                "condition_number": condition}
+    def _extra_metrics(self) -> dict:
+        return dict(self._extra)
 
-    # ------------------------------------------------------------------ using the map
-    def _check_fitted(self) -> None:
-        if "coef_" in self.__dict__:
-            return
-        if self.__dict__.get("_moments") is not None and self._moments.n:
-            try:
-                self._solve()
-            except UnderdeterminedError as exc:
-                raise UnderdeterminedError(f"map is not fitted yet: {exc}") from None
-            return
-        raise NotFittedError("this LinearMap is not fitted yet; call fit or partial_fit with latent pairs first")
+    # ------------------------------------------------------------------ inverse and persistence
+    def _inverse_params(self) -> dict:
+        return {"bias": self.bias, "method": self.method}
 
-    def _params_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = str(device)
-        if key not in self._cache:  # the [d_source, d_target] matrix that right-multiplies row latents
-            self._cache[key] = (torch.as_tensor(self.coef_.T, dtype=torch.float64).to(device),
-                                torch.as_tensor(self.intercept_, dtype=torch.float64).to(device))
-        return self._cache[key]
+    def _load_state(self, tensors, info) -> None:
+        coef, intercept = tensors["coef"].numpy(), tensors["intercept"].numpy()
+        coef = coef.T.copy() if info.get("format_version") == 1 else coef  # format 1 stored its transpose
+        if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+            raise CheckpointError(f"the map holds coef {coef.shape} and intercept {intercept.shape}, which do not "
+                                  "fit together")
+        self.coef_, self.intercept_ = coef, intercept
+        self.alpha_ = float(info.get("fit_metrics", {}).get("alpha", 0.0 if self.alpha == AUTO_ALPHA else self.alpha))
 
-    def transform(self, X):
-        """Map source latents [N, d_source] to target latents [N, d_target], same kind and float dtype as X."""
-        self._check_fitted()
-        x, kind = _as_tensor(X, "source latents X")
-        if x.shape[1] != self.n_features_in_:
-            raise ShapeMismatchError(
-                f"map expects source latents of size {self.n_features_in_}, got shape {tuple(x.shape)}"
-            )
-        w, intercept = self._params_on(x.device)
-        out = x.to(torch.float64) @ w + intercept
-        out_dtype = x.dtype if x.dtype.is_floating_point else torch.float64
-        out = out.to(out_dtype)
-        return out.numpy() if kind == "numpy" else out
 
-    predict = transform
-
-    def inverse(self) -> "LinearMap":
-        """The least-squares inverse map (pseudo-inverse of coef_): target latents -> source latents."""
-        self._check_fitted()
-        pinv = np.linalg.pinv(self.coef_)  # [d_source, d_target]: x ≈ (y − b) pinv(coef_)ᵀ
-        inv = LinearMap(bias=self.bias, alpha=0.0, method=self.method)
-        inv.coef_ = pinv
-        inv.intercept_ = -self.intercept_ @ pinv.T
-        inv.n_features_in_, inv.n_targets_ = self.n_targets_, self.n_features_in_
-        inv.n_samples_seen_ = self.n_samples_seen_
-        inv._cache = {}
-        inv._moments = None
-        return inv
-
-    def score(self, X, Y) -> float:
-        """R² of the predicted target latents, averaged uniformly over target dimensions (as sklearn)."""
-        self._check_fitted()
-        x, _ = _as_tensor(X, "source latents X")
-        y, _ = _as_tensor(Y, "target latents Y")
-        if x.shape[0] != y.shape[0]:
-            raise ShapeMismatchError(f"X and Y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
-        if y.shape[1] != self.n_targets_:
-            raise ShapeMismatchError(f"map gives target latents of size {self.n_targets_}, Y has {y.shape[1]}")
-        return r2_score(y, torch.as_tensor(self.transform(x)))
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path, *, source=None, target=None, fit_source: dict | None = None,
-             extra: dict | None = None, overwrite: bool = True) -> Path:
-        """Write ``map.safetensors`` + ``map.json`` into the folder ``path`` atomically (see latentmap.io.map_folder)."""
-        from latentmap.io.map_folder import save_map
-
-        self._check_fitted()
-        return save_map(self, path, source=source, target=target, fit_source=fit_source, extra=extra,
-                        overwrite=overwrite)
-
-    @classmethod
-    def load(cls, path) -> "LinearMap":
-        """Read a map folder written by :meth:`save`; ``info_`` holds its JSON."""
-        from latentmap.io.map_folder import read_map
-
-        info, coef, intercept = read_map(path)
-        params = {k: v for k, v in info.get("hyperparameters", {}).items() if k in ("bias", "alpha", "method")}
-        out = cls(**params)
-        out.coef_, out.intercept_ = coef, intercept
-        out.alpha_ = float(info.get("fit_metrics", {}).get("alpha", 0.0 if out.alpha == AUTO_ALPHA else out.alpha))
-        out.n_targets_, out.n_features_in_ = out.coef_.shape
-        out.n_samples_seen_ = int(info.get("n_samples_seen", 0))
-        out.fit_metrics_ = dict(info.get("fit_metrics", {}))
-        out.info_ = info
-        out._cache, out._moments = {}, None
-        return out
+__all__ = ["AffineEstimator", "LinearMap", "FewPairsWarning", "AUTO_ALPHA", "METHODS"]

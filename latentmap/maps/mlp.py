@@ -18,20 +18,16 @@ device of the latents given to ``fit``.
 from __future__ import annotations
 
 import copy
+from numbers import Integral, Real
 
-import numpy as np
 import torch
 from torch import nn
 
-from latentmap.maps.base import MapEstimator, is_bool, is_int, is_number, one_of
+from latentmap.maps.base import MapEstimator
+from latentmap.maps.checks import Interval, PositiveIntSequence, StrOptions
 from latentmap.maps.linear import LinearMap
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh}
-
-
-def _hidden_ok(v) -> bool:
-    return (isinstance(v, (tuple, list)) and len(v) >= 1
-            and all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in v))
 
 
 class _Net(nn.Module):
@@ -86,16 +82,16 @@ class MLPMap(MapEstimator):
 
     estimator_name = "mlp"
     _parameter_constraints = {
-        "hidden": ("a non-empty sequence of positive integers such as (512, 512)", _hidden_ok),
-        "activation": (f"one of {', '.join(ACTIVATIONS)}", one_of(*ACTIVATIONS)),
-        "skip": ("True or False", is_bool),
-        "lr": ("a finite number > 0", is_number(0, low_open=True)),
-        "weight_decay": ("a finite number >= 0", is_number(0)),
-        "batch_size": ("an integer >= 1", is_int(1)),
-        "max_epochs": ("an integer >= 1", is_int(1)),
-        "patience": ("an integer >= 1", is_int(1)),
-        "validation_fraction": ("a number in (0, 1)", is_number(0, low_open=True, high=1, high_open=True)),
-        "seed": ("an integer >= 0", is_int(0)),
+        "hidden": [PositiveIntSequence()],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "skip": ["boolean"],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(self, hidden=(512, 512), activation: str = "silu", skip: bool = True, lr: float = 1e-3,
@@ -129,7 +125,9 @@ class MLPMap(MapEstimator):
         self.y_mean_, self.y_std_ = _standardizer(y32[train])
         xs, ys = (x32 - self.x_mean_) / self.x_std_, (y32 - self.y_mean_) / self.y_std_
         if self.skip:  # the affine least-squares map between the standardized training pairs
-            lin = LinearMap().fit(xs[train].double(), ys[train].double())
+            # least squares; ridge with its penalty chosen by cross-validation when the pairs do not determine it
+            lin = LinearMap(alpha=0.0 if len(train) > x.shape[1] + 1 else "auto").fit(xs[train].double(),
+                                                                                      ys[train].double())
             self.skip_coef_ = torch.as_tensor(lin.coef_.T, dtype=torch.float32, device=x.device)
             self.skip_intercept_ = torch.as_tensor(lin.intercept_, dtype=torch.float32, device=x.device)
         with torch.random.fork_rng(devices=[]):

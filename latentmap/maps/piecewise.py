@@ -24,6 +24,11 @@ by a softmax over its squared distances to the cell centres,
 p_k ∝ exp(−(‖x − c_k‖² − min_j ‖x − c_j‖²) / (temperature · s²)), with s² the mean squared
 distance of the k-means sample to its nearest centre (``scale_``). Small temperatures tend to
 the hard cells. The cells' maps are fitted on the hard cells either way.
+
+Merging (``merge``, torchrun's ``all_reduce``) adds the cells' statistics, so every part must use the
+same cells: those of the stream's first ``kmeans_sample`` rows. Under torch.distributed rank 0 (whose
+shard starts the stream) computes them, from its own rows or from the first rows of every rank gathered
+in rank order, and the other ranks hold their latent pairs until they receive them.
 """
 
 from __future__ import annotations
@@ -31,8 +36,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentmap.errors import UnderdeterminedError
-from latentmap.maps.base import StreamingMapEstimator, either, is_bool, is_int, is_number, merged_moments, one_of
+from numbers import Integral, Real
+
+from latentmap.errors import CheckpointError, ConfigError, UnderdeterminedError
+from latentmap.maps.base import StreamingMapEstimator
+from latentmap.maps.checks import Interval, StrOptions, merged_moments
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments
 
@@ -83,14 +91,15 @@ class PiecewiseLinearMap(StreamingMapEstimator):
 
     estimator_name = "piecewise"
     _parameter_constraints = {
-        "n_cells": ("an integer >= 1", is_int(1)),
-        "alpha": ("a finite number >= 0 or 'auto'", either(is_number(0), one_of(AUTO_ALPHA))),
-        "soft": ("True or False", is_bool),
-        "temperature": ("a finite number > 0", is_number(0, low_open=True)),
-        "shrink": (f"one of {', '.join(SHRINK_TARGETS)}", one_of(*SHRINK_TARGETS)),
-        "kmeans_sample": ("an integer >= 1", is_int(1)),
-        "seed": ("an integer >= 0", is_int(0)),
+        "n_cells": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left"), StrOptions({AUTO_ALPHA})],
+        "soft": ["boolean"],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "shrink": [StrOptions(set(SHRINK_TARGETS))],
+        "kmeans_sample": [Interval(Integral, 1, None, closed="left")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
     }
+    _statistics = {"_cells": "n_cells"}  # one accumulator of moments per k-means cell
     _FITTED = StreamingMapEstimator._FITTED + ("cluster_centers_", "coefs_", "intercepts_", "alphas_",
                                                "cell_counts_", "scale_", "coef_", "intercept_")
 
@@ -106,14 +115,10 @@ class PiecewiseLinearMap(StreamingMapEstimator):
 
     # ------------------------------------------------------------------ accumulation
     def _reset(self) -> None:
+        super()._reset()
         self._centres = None  # float64 [K, d_x] once k-means has run
+        self._scale = None
         self._held: list[tuple[torch.Tensor, torch.Tensor]] = []  # pairs waiting for the cells
-        self._cells: list[Moments | None] = []
-        self._n, self._solved_n = 0, None
-        self._forget_solution()
-
-    def _pending(self) -> bool:
-        return self.__dict__.get("_n", 0) > 0 and self._solved_n != self._n
 
     def _prepare(self, x, y) -> None:
         gen = torch.Generator().manual_seed(int(self.seed))
@@ -121,17 +126,16 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         self._run_kmeans(x[rows.to(x.device)])
 
     def _accumulate(self, x, y) -> None:
-        self._n += len(x)
         if self._centres is None:
             self._held.append((x, y))
-            if sum(len(h[0]) for h in self._held) >= self.kmeans_sample:
+            if sum(len(h[0]) for h in self._held) >= self.kmeans_sample and not _waits_for_rank_zero():
                 self._release_held()
             return
         self._add_to_cells(x, y)
 
     def _release_held(self) -> None:
-        xs = torch.cat([h[0] for h in self._held])
-        self._run_kmeans(xs[:self.kmeans_sample])
+        if self._centres is None:
+            self._run_kmeans(torch.cat([h[0] for h in self._held])[:self.kmeans_sample])
         held, self._held = self._held, []
         for x, y in held:
             self._add_to_cells(x, y)
@@ -146,7 +150,6 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         km = KMeans(self.n_cells, n_init=KMEANS_N_INIT, random_state=int(self.seed)).fit(data)
         self._centres = torch.as_tensor(km.cluster_centers_, dtype=torch.float64)
         self._scale = float(km.inertia_) / len(data)
-        self._cells = [None] * self.n_cells
 
     def _add_to_cells(self, x, y) -> None:
         cell = self._nearest(x.to(torch.float64))
@@ -154,25 +157,67 @@ class PiecewiseLinearMap(StreamingMapEstimator):
             rows = cell == k
             self._cells[k] = merged_moments(x[rows], y[rows], self._cells[k])
 
+    # ------------------------------------------------------------------ merging: the same cells everywhere
+    def _merge_from(self, other) -> None:
+        """The cells are those of the stream's first ``kmeans_sample`` rows: this estimator's rows come first."""
+        if other._centres is not None and self._centres is None:
+            if not self._n_seen:  # nothing of its own yet: the other's cells are the merged stream's
+                self._centres, self._scale = other._centres.clone(), other._scale
+            elif sum(len(h[0]) for h in self._held) >= self.kmeans_sample:
+                self._release_held()
+            else:  # the sample continues into the other's rows: its cells are not the merged stream's
+                raise ConfigError("cannot merge a piecewise map whose cells were computed from fewer rows than a "
+                                  "k-means sample into one still waiting for its sample; merge in stream order")
+        if self._centres is not None and other._centres is not None and not torch.equal(
+                self._centres, other._centres.to(self._centres.device)):
+            raise ConfigError("cannot merge piecewise maps with different k-means cells: fit them on the same "
+                              "first rows (or merge before the cells are computed)")
+        for x, y in other._held:
+            self._accumulate(x, y)
+        if self._centres is not None:
+            super()._merge_from(other)
+
+    def _before_all_reduce(self) -> None:
+        """Every rank takes rank 0's cells, those of the stream's first ``kmeans_sample`` rows (rank 0's shard comes
+        first): computed there when its shard holds a whole sample, else from the rows gathered in rank order."""
+        from latentmap import distributed
+
+        d_x = self._sizes_seen[0]
+        ready = torch.tensor([1.0 if distributed.rank() == 0 and self._centres is not None else 0.0],
+                             dtype=torch.float64)
+        if float(distributed.all_reduce_sum(ready)[0]) == 0:
+            sample = torch.cat([h[0] for h in self._held])[:self.kmeans_sample].cpu() if self._held else None
+            rows = distributed.gather_rows(sample if sample is None or len(sample) else None)
+            if distributed.rank() == 0:
+                if rows is None or len(rows) == 0:
+                    raise UnderdeterminedError("the piecewise map has seen no latent pairs on any rank")
+                self._run_kmeans(torch.as_tensor(rows)[:self.kmeans_sample])
+        mine = distributed.rank() == 0
+        centres = self._centres.reshape(-1) if mine else torch.zeros(self.n_cells * d_x, dtype=torch.float64)
+        scale = torch.tensor([self._scale if mine else 0.0], dtype=torch.float64)
+        shared = distributed.all_reduce_sum(torch.cat([centres.cpu().to(torch.float64), scale]))
+        self._centres, self._scale = shared[:-1].reshape(self.n_cells, d_x).clone(), float(shared[-1])
+        if self._held:
+            self._release_held()
+
     def _nearest(self, x: torch.Tensor) -> torch.Tensor:
         return _sq_distances(x, self._centres.to(x.device)).argmin(1)
 
     # ------------------------------------------------------------------ solving
     def _solve(self) -> None:
-        if self._centres is None:
+        if self._held:
             self._release_held()
         cells = self._cells
         total = Moments(full=True)
         for c in cells:
-            if c is not None:
-                total.merge(c)
+            total.merge(c)
         w_g, _ = solve_spd(total.cxx, total.cxy, 0.0)
         b_g = total.mean_y - total.mean_x @ w_g
         d_x, d_y = w_g.shape
         coefs, intercepts, alphas, counts, sse = [], [], [], [], torch.zeros(d_y, dtype=torch.float64,
                                                                               device=w_g.device)
         for c in cells:
-            if c is None:
+            if not c.n:
                 w, b, a, n = w_g, b_g, float("inf"), 0
             else:
                 c = _on(c, w_g.device)
@@ -195,7 +240,6 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         self.fit_metrics_ = {"n_pairs": int(total.n), "latent_mse": float(sse.sum() / (total.n * d_y)),
                              "r2": float(r2.mean()), "metrics_of": "hard cells",
                              "smallest_cell": int(self.cell_counts_.min()), "largest_cell": int(self.cell_counts_.max())}
-        self._solved_n = self._n
 
     def _cell_map(self, c: Moments, w_g: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The cell's matrix [d_x, d_y] and the penalty it used."""
@@ -253,12 +297,17 @@ class PiecewiseLinearMap(StreamingMapEstimator):
             setattr(self, name + "_", tensors[name].numpy())
         self.scale_ = float(tensors["scale"][0])
         if self.coefs_.shape[0] != self.n_cells:
-            from latentmap.errors import CheckpointError
-
             raise CheckpointError(f"the map records n_cells={self.n_cells} but holds {self.coefs_.shape[0]} cells")
 
     def _sizes(self):
         return self.coefs_.shape[2], self.coefs_.shape[1]
+
+
+def _waits_for_rank_zero() -> bool:
+    """In a torch.distributed run, a rank other than 0 holds its pairs until rank 0's cells come (all_reduce)."""
+    from latentmap import distributed
+
+    return distributed.active() and distributed.rank() != 0
 
 
 def _on(m: Moments, device) -> Moments:

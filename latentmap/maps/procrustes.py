@@ -25,7 +25,8 @@ import warnings
 
 import torch
 
-from latentmap.maps.base import AffineEstimator, is_bool, one_of
+from latentmap.maps.checks import StrOptions
+from latentmap.maps.linear import AffineEstimator
 from latentmap.maps.solvers import solve_spd
 from latentmap.stats import Moments
 
@@ -56,8 +57,8 @@ class ProcrustesMap(AffineEstimator):
 
     estimator_name = "procrustes"
     _parameter_constraints = {
-        "variant": (f"one of {', '.join(VARIANTS)}", one_of(*VARIANTS)),
-        "standardize": ("True or False", is_bool),
+        "variant": [StrOptions(set(VARIANTS))],
+        "standardize": ["boolean"],
     }
     _FITTED = AffineEstimator._FITTED + ("rotation_", "source_scale_", "target_scale_")
 

@@ -55,9 +55,8 @@ ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
 """The estimator names a spec starts with (``linear``, ``piecewise``, ``soft-piecewise``, ``mlp``, ``ortho``,
 ``l-ortho``, ``adam``): each name's class, summary and the parameters it sets; ``parse_estimator`` reads specs."""
 
-# the classes map folders name, for loading
-ESTIMATOR_CLASSES: dict[str, type] = {"linear": LinearMap, **{
-    cls.estimator_name: cls for cls in (PiecewiseLinearMap, MLPMap, ProcrustesMap, AdamMap)}}
+# the classes map folders name (``estimator_name``), for loading
+ESTIMATOR_CLASSES: dict[str, type] = {kind.cls.estimator_name: kind.cls for kind in ESTIMATORS.values()}
 
 
 @dataclass(frozen=True)
@@ -138,8 +137,8 @@ def parse_estimators(text: str) -> list[EstimatorSpec]:
 
 
 def estimator_name(estimator) -> str:
-    """The name a map folder records for ``estimator`` ("linear" for LinearMap)."""
-    return getattr(estimator, "estimator_name", "linear")
+    """The name a map folder records for ``estimator`` (its class's ``estimator_name``)."""
+    return estimator.estimator_name
 
 
 def describe_estimator(estimator) -> str:
