@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from latentmap.errors import CheckpointError
+from latentmap.errors import CheckpointError, LatentmapError
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
@@ -33,13 +33,14 @@ def command():
 
 
 def _read_json(file: Path) -> dict:
+    from latentmap.io.checkpoint import read_json_object
+
     try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file} must hold a JSON object")
-    return data
+        return read_json_object(file)  # deep nesting and non-objects are CheckpointErrors too
+    except OSError as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from exc
 
 
 def identify(path: Path) -> dict | None:
@@ -67,7 +68,7 @@ def _inverter_trained(config: dict) -> bool:
 
 def _dataset(config: dict) -> str | None:
     settings = (config.get("training") or {}).get("settings") or {}
-    value = config.get("dataset") or settings.get("dataset")
+    value = config.get("dataset") or (settings.get("dataset") if isinstance(settings, dict) else None)
     return str(value) if value else None
 
 
@@ -97,7 +98,7 @@ def _list_rows(paths) -> list[tuple]:
     for path in paths:
         try:
             record = identify(path)
-        except CheckpointError as exc:
+        except LatentmapError as exc:  # one broken folder is a row of its own, never the end of the list
             rows.append((path.name, "?", "-", "-", "-", f"unreadable: {exc}"))
             continue
         if record is None:

@@ -133,8 +133,25 @@ def image_transform_option(default_text: str):
                              f"'grey,resize'. Default: {default_text}.")
 
 
-data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
-                               help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
+def _check_data_dir(ctx, param, value):
+    """A data folder the user named must exist: never silently replaced by the system's copy of the data."""
+    if value is None or not str(value).strip():
+        return None
+    from pathlib import Path
+
+    source = ctx.get_parameter_source(param.name) if ctx is not None else None
+    named = ("LATENTMAP_DATA_DIR" if source is click.core.ParameterSource.ENVIRONMENT else "--data-dir")
+    if not Path(value).exists():
+        raise click.BadParameter(f"the data folder '{value}' ({named}) does not exist", ctx, param)
+    if not Path(value).is_dir():
+        raise click.BadParameter(f"the data folder '{value}' ({named}) is not a folder", ctx, param)
+    return value
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(), default=None, envvar="LATENTMAP_DATA_DIR",
+                               callback=_check_data_dir,
+                               help="Folder with dataset files (also LATENTMAP_DATA_DIR); when given, Fashion-MNIST "
+                                    "is read from it alone.")
 split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 _device_only = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 

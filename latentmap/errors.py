@@ -59,3 +59,15 @@ class DependencyError(LatentmapError, ImportError):
 
 class SupportSetError(LatentmapError, ValueError):
     """A support set cannot be built as asked (every sector empty, too few images for the size)."""
+
+
+class OutputWriteError(LatentmapError, OSError):
+    """Writing an output failed for a reason of the machine (disk full, file-size limit, read-only, no permission);
+    the previous output at that path, if any, is intact."""
+
+    def __str__(self):  # OSError would print "[Errno 28] ..." once errno is set: the message alone is the line
+        return str(self.args[0]) if self.args else ""
+
+
+class ResourceError(LatentmapError, MemoryError):
+    """A run would need more memory than the machine has available (refused before the work, with the estimate)."""

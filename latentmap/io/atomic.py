@@ -16,6 +16,7 @@ the temporary and backup folders of processes that are no longer alive (never th
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -42,6 +43,29 @@ def _err(message: str):
     from latentmap.errors import ConfigError
 
     return ConfigError(message)
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+"""Reasons of the machine, not of the program, for a write to fail: disk full, file-size limit, read-only, quota,
+no permission. :func:`atomic_directory` turns them into one-line ``OutputWriteError``s."""
+
+
+def write_error(exc: BaseException, target, where=()):
+    """``exc`` as an OutputWriteError naming the output ``target`` when it is a machine's write failure (an OSError
+    of :data:`WRITE_ERRNOS` about no file, or about a file under one of the folders ``where``); else None."""
+    from latentmap.errors import LatentmapError, OutputWriteError
+
+    if not isinstance(exc, OSError) or isinstance(exc, LatentmapError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    if exc.filename is not None and where:
+        name = os.path.abspath(os.fsdecode(exc.filename))
+        if not any(name == os.path.abspath(w) or name.startswith(os.path.join(os.path.abspath(w), "")) for w in where):
+            return None  # an input that could not be read: not this output's business
+    reason = exc.strerror or os.strerror(exc.errno)
+    error = OutputWriteError(f"cannot write '{target}': {reason} ({errno.errorcode.get(exc.errno, exc.errno)}); "
+                             f"nothing was replaced: '{target}' is as it was")
+    error.errno, error.strerror = exc.errno, reason
+    return error
 
 
 def read_output_marker(path) -> dict | None:
@@ -120,9 +144,12 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
                 write_output_marker(tmp, kind)
             _relax_permissions(tmp)
             _check_existing(target, kind, overwrite)  # something may have appeared there meanwhile
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             _remove_empty(created)
+            converted = write_error(exc, target, where=(tmp, target.parent))
+            if converted is not None:
+                raise converted from exc
             raise
         if os.path.lexists(target):
             backup = target.parent / f".{target.name}.old-{os.getpid()}"
@@ -133,10 +160,13 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
         try:
             _pause_for_tests("between-renames")
             tmp.rename(target)
-        except BaseException:
+        except BaseException as exc:
             if backup is not None:
                 backup.rename(target)
             shutil.rmtree(tmp, ignore_errors=True)
+            converted = write_error(exc, target, where=(tmp, target.parent))
+            if converted is not None:
+                raise converted from exc
             raise
         if backup is not None:
             _remove(backup)
@@ -338,15 +368,24 @@ def atomic_write_bytes(path, data: bytes) -> None:
     if not is_main():
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    except OSError as exc:
+        converted = write_error(exc, target)
+        if converted is not None:
+            raise converted from exc
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        converted = write_error(exc, target, where=(target.parent,))
+        if converted is not None:
+            raise converted from exc
         raise
 
 

@@ -19,6 +19,7 @@ MAP_FORMAT_VERSION = 2  # 2: coef stored as [n_targets, n_features], as sklearn;
 # 3: a map of another estimator than the linear one (map.json names it under "estimator"; its own tensors)
 ESTIMATOR_FORMAT_VERSION = 3
 LINEAR_ESTIMATOR = "linear"
+MAY_BE_INFINITE = ("alphas",)  # a piecewise map's penalty per cell: inf means "the global map alone"
 
 
 def describe_model(model, side: str) -> dict:
@@ -112,4 +113,12 @@ def read_map_state(path) -> tuple[dict, dict]:
     if version not in (1, MAP_FORMAT_VERSION, ESTIMATOR_FORMAT_VERSION):
         raise CheckpointError(f"{cfg_file} has map format version {version!r}; this latentmap reads 1 to "
                               f"{ESTIMATOR_FORMAT_VERSION}")
-    return info, read_weights(folder, info)  # checks the sha256 recorded in map.json
+    tensors = read_weights(folder, info)  # checks the sha256 recorded in map.json
+    for name, tensor in tensors.items():  # a checksum proves the file unchanged, not its numbers sound
+        if not tensor.dtype.is_floating_point:
+            continue
+        bad = torch.isnan(tensor) if name in MAY_BE_INFINITE else ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            raise CheckpointError(f"map folder '{folder}' holds {int(bad.sum())} non-finite values (NaN or inf) in "
+                                  f"its '{name}' tensor; refit the map")
+    return info, tensors

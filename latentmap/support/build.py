@@ -21,11 +21,21 @@ import torch
 from latentmap.distributed import map_shards
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
+from latentmap.io.schema import Field
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 
 MANIFEST_NAME = "manifest.json"
+MANIFEST_FIELDS = {  # what reading a manifest relies on, checked before use: a wrong type is one line naming the field
+    key: Field(kind, **limits) for key, (kind, limits) in {
+        "name": ("str", {}), "size": ("int", {"low": 0}), "seed": ("int", {}), "strategy": ("str", {}),
+        "model": ("dict", {}), "dataset": ("dict", {}), "excluded": ("list", {}), "indices": ("list", {}),
+        "images": ("list", {}), "top_k": ("int", {"low": 0}), "variables": ("list", {}), "threshold": ("float", {}),
+        "notes": ("list", {}), "dropped_sectors": ("list", {}), "sector_populations": ("list", {}),
+        "for_models": ("dict", {}), "statistics": ("dict", {}), "statistics.population_median": ("float", {}),
+        "statistics.support_pairwise_mse": ("float", {}), "statistics.dataset_random_pairs_mse": ("float", {}),
+    }.items()}
 IMAGES_NAME = "images.npy"
 
 
@@ -63,7 +73,7 @@ class SupportSet:
         folder = Path(path)
         if not (folder / MANIFEST_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {MANIFEST_NAME}")
-        manifest = read_json_object(folder / MANIFEST_NAME)
+        manifest = read_json_object(folder / MANIFEST_NAME, MANIFEST_FIELDS)
         if not (folder / IMAGES_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {IMAGES_NAME}")
         try:
