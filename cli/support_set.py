@@ -8,7 +8,8 @@ import click
 
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, images_option, output_options, prepare_output,
-                                   progress_option, reported_warnings, seed_option, trust_pickle_option)
+                                   note_expected_time, progress_option, reported_warnings, seed_option,
+                                   trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -65,7 +66,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.report.support_set import write_support_set
-    from latentmap.support.build import build_support_set, target_size_for
+    from latentmap.support.build import build_support_set, check_pairs, target_size_for
 
     out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models])
     dims = {}
@@ -75,6 +76,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     dataset = choose_dataset([model], dataset)
     data = load_dataset(dataset, split, data_dir=data_dir)
+    note_expected_time(check_pairs(pairs, data.image_shape), f"the mean MSE of {pairs:,} random pairs (--pairs)")
     with reported_warnings():
         support = build_support_set(model, data, size=size, strategy=strategy, top_k=top_k, threshold=threshold,
                                     seed=seed, gain_images=gain_images, exclude=exclude, name=name or Path(out).name,
@@ -146,7 +148,7 @@ def _dicts(values) -> list[dict]:
 @click.option("--sizes", callback=_sizes, default="16,32,64,128", show_default=True, help="Anchor-set sizes.")
 @click.option("--strategies", callback=lambda c, p, v: tuple(s.strip() for s in v.split(",") if s.strip()),
               default="sectors,random,farthest,kmeans", show_default=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--seeds", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Seeds per strategy and size: --seed, --seed+1, ...")
 @seed_option
 @click.option("--anchor-model", default=None, help="Model whose latent space chooses the anchors (default: the first).")

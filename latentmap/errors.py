@@ -5,6 +5,8 @@ the built-in exception a caller would naturally catch, so ``except ValueError`` 
 The CLI turns any ``LatentmapError`` into a one-line message and exit code 2.
 """
 
+import errno
+
 
 class LatentmapError(Exception):
     """Base class of all deliberate latentmap errors."""
@@ -67,6 +69,31 @@ class OutputWriteError(LatentmapError, OSError):
 
     def __str__(self):  # OSError would print "[Errno 28] ..." once errno is set: the message alone is the line
         return str(self.args[0]) if self.args else ""
+
+    @classmethod
+    def from_os_error(cls, exc: BaseException, target, where=()) -> "OutputWriteError | None":
+        """``exc`` as an OutputWriteError naming the output ``target`` when it is the machine's write failure (an
+        OSError of :data:`WRITE_ERRNOS` about no file, or about a file under one of the folders ``where``); else
+        None (an input that could not be read, or a bug, keeps its own error)."""
+        import os
+
+        if not isinstance(exc, OSError) or isinstance(exc, LatentmapError) or exc.errno not in WRITE_ERRNOS:
+            return None
+        if exc.filename is not None and where:
+            name = os.path.abspath(os.fsdecode(exc.filename))
+            folders = [os.path.join(os.path.abspath(w), "") for w in where]
+            if not any(name.startswith(f) or name == f[:-1] for f in folders):
+                return None
+        reason = exc.strerror or os.strerror(exc.errno)
+        error = cls(f"cannot write '{target}': {reason} ({errno.errorcode.get(exc.errno, exc.errno)}); nothing was "
+                    f"replaced: '{target}' is as it was")
+        error.errno = exc.errno
+        return error
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM})
+"""Reasons of the machine, not of the program, for a write to fail: disk full, file-size limit, read-only, quota,
+no permission."""
 
 
 class ResourceError(LatentmapError, MemoryError):

@@ -19,6 +19,7 @@ from latentmap.data.images import TensorImageDataset
 from latentmap.data.registry import register_dataset
 from latentmap.data.splits import ARRAY_TEST_FRACTION, split_indices, stratified_split_indices
 from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError
+from latentmap.io.schema import MAX_SIZE
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -39,13 +40,23 @@ def parse_pad(value) -> int:
     text = str(value).strip()
     if isinstance(value, (bool, float)) or not text.isdigit():
         raise ConfigError(f"pad must be a non-negative integer, got {value!r} instead")
+    if int(text) > MAX_SIZE:
+        raise ConfigError(f"pad must be at most {MAX_SIZE:,} pixels, got {int(text):,} instead")
     return int(text)
 
 
 def _padded(imgs: torch.Tensor, pad) -> torch.Tensor:
-    """Zero-pad NCHW images by ``pad`` pixels on every side (uint8 stays uint8)."""
+    """Zero-pad NCHW images by ``pad`` pixels on every side (uint8 stays uint8); refused with the estimate when
+    the padded images would not fit in memory."""
+    from latentmap.resources import check_memory
+
     n = parse_pad(pad)
-    return torch.nn.functional.pad(imgs, (n, n, n, n)) if n else imgs
+    if not n:
+        return imgs
+    count, c, h, w = imgs.shape
+    check_memory(count * c * (h + 2 * n) * (w + 2 * n) * imgs.element_size(),
+                 f"?pad={n} ({count:,} images of {c}x{h + 2 * n}x{w + 2 * n})", "choose a smaller pad")
+    return torch.nn.functional.pad(imgs, (n, n, n, n))
 
 
 # --------------------------------------------------------------------------- fashion-mnist

@@ -16,7 +16,6 @@ the temporary and backup folders of processes that are no longer alive (never th
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -45,27 +44,11 @@ def _err(message: str):
     return ConfigError(message)
 
 
-WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
-"""Reasons of the machine, not of the program, for a write to fail: disk full, file-size limit, read-only, quota,
-no permission. :func:`atomic_directory` turns them into one-line ``OutputWriteError``s."""
+def _write_error(exc: BaseException, target, where):
+    """A disk-full, file-size-limit, read-only or permission failure while writing ``target``: one line."""
+    from latentmap.errors import OutputWriteError
 
-
-def write_error(exc: BaseException, target, where=()):
-    """``exc`` as an OutputWriteError naming the output ``target`` when it is a machine's write failure (an OSError
-    of :data:`WRITE_ERRNOS` about no file, or about a file under one of the folders ``where``); else None."""
-    from latentmap.errors import LatentmapError, OutputWriteError
-
-    if not isinstance(exc, OSError) or isinstance(exc, LatentmapError) or exc.errno not in WRITE_ERRNOS:
-        return None
-    if exc.filename is not None and where:
-        name = os.path.abspath(os.fsdecode(exc.filename))
-        if not any(name == os.path.abspath(w) or name.startswith(os.path.join(os.path.abspath(w), "")) for w in where):
-            return None  # an input that could not be read: not this output's business
-    reason = exc.strerror or os.strerror(exc.errno)
-    error = OutputWriteError(f"cannot write '{target}': {reason} ({errno.errorcode.get(exc.errno, exc.errno)}); "
-                             f"nothing was replaced: '{target}' is as it was")
-    error.errno, error.strerror = exc.errno, reason
-    return error
+    return OutputWriteError.from_os_error(exc, target, where)
 
 
 def read_output_marker(path) -> dict | None:
@@ -147,7 +130,7 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             _remove_empty(created)
-            converted = write_error(exc, target, where=(tmp, target.parent))
+            converted = _write_error(exc, target, (tmp, target.parent))
             if converted is not None:
                 raise converted from exc
             raise
@@ -164,7 +147,7 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
             if backup is not None:
                 backup.rename(target)
             shutil.rmtree(tmp, ignore_errors=True)
-            converted = write_error(exc, target, where=(tmp, target.parent))
+            converted = _write_error(exc, target, (tmp, target.parent))
             if converted is not None:
                 raise converted from exc
             raise
@@ -372,7 +355,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
     except OSError as exc:
-        converted = write_error(exc, target)
+        converted = _write_error(exc, target, ())
         if converted is not None:
             raise converted from exc
         raise
@@ -383,7 +366,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        converted = write_error(exc, target, where=(target.parent,))
+        converted = _write_error(exc, target, (target.parent,))
         if converted is not None:
             raise converted from exc
         raise

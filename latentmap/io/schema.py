@@ -14,6 +14,7 @@ from pathlib import Path
 from latentmap.errors import CheckpointError
 
 MAX_SIZE = 1 << 16  # generous upper bound for sizes (latent size, channels, pixels per side)
+MAX_SEED = 2**63 - 1  # the largest seed: every seed in [0, MAX_SEED] gives torch, numpy and scikit-learn valid seeds
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -109,7 +109,7 @@ class SectorSelection:
 
 def _generator(seed: int, stream: int) -> torch.Generator:
     """Independent seeded streams (subsample, selection, pairs) so changing one leaves the others alone."""
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + stream) % 2**64)  # any seed < 2**63
 
 
 def read_exclusions(values) -> np.ndarray:
@@ -275,6 +275,20 @@ def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_image
         raise ConfigError(f"gain-images must be at least 1, got {gain_images} instead")
     if pairs < 1:
         raise ConfigError(f"pairs must be at least 1, got {pairs} instead")
+    check_pairs(pairs, dataset.image_shape)
+
+
+PAIR_BYTES = 33  # peak bytes per random pair in random_pairs_mse: two int64 index draws, a mask and its long copy
+PAIR_SECONDS = (1e-6, 5e-9)  # time per random pair: a constant and one per pixel (the 2-core machine, measured roughly)
+
+
+def check_pairs(pairs: int, image_shape) -> float:
+    """Refuse (ResourceError) ``pairs`` random pairs whose indices cannot fit in memory; else the expected seconds
+    of the dataset's random pairs MSE over images of ``image_shape``."""
+    from latentmap.resources import check_memory
+
+    check_memory(PAIR_BYTES * pairs, f"--pairs {pairs:,} (the random pairs' indices)", "choose fewer --pairs")
+    return pairs * (PAIR_SECONDS[0] + PAIR_SECONDS[1] * int(np.prod(image_shape)))
 
 
 def _dataset_label(dataset, split) -> str:
