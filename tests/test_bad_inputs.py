@@ -61,6 +61,7 @@ def world(tmp_path_factory, tiny_vae_checkpoint):
     (root / "map-bad-json").mkdir()
     (root / "map-bad-json" / "map.json").write_text("[]")
     (root / "plain.txt").write_text("not a folder")
+    _untrusted_json_inputs(root, tiny, w)
     imgs = root / "imgs"
     imgs.mkdir()
     from PIL import Image
@@ -68,6 +69,46 @@ def world(tmp_path_factory, tiny_vae_checkpoint):
     for i in range(3):
         Image.fromarray((images[i, 0] * 255).astype(np.uint8)).save(imgs / f"{i}.png")
     return w
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # nested past Python's recursion limit
+
+
+def _untrusted_json_inputs(root, tiny, w):
+    """Checkpoints, support sets and maps whose JSON is nested too deeply or holds wrong types; a map whose
+    coefficients are NaN with a checksum that matches them; a checkpoint of a future format version."""
+    from safetensors.torch import load_file, save_file
+
+    from latentmap.io.checkpoint import sha256_file
+    from latentmap.maps.linear import LinearMap
+
+    w["deep_json"] = shutil.copytree(tiny, root / "deep-json")
+    (w["deep_json"] / "config.json").write_text(DEEP)
+    w["format_99"] = _checkpoint_variant(tiny, root / "format-99", lambda c, d: c.update(format_version=99))
+    images = np.random.default_rng(1).random((8, 1, 28, 28), dtype=np.float32)
+    for name, manifest in (("support-deep", None), ("support-threshold-text", {"name": "s", "threshold": "abc",
+                                                                              "top_k": 2, "variables": [0, 1]})):
+        folder = root / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(DEEP if manifest is None else json.dumps(manifest))
+        np.save(folder / "images.npy", images)
+        w[name.replace("-", "_")] = folder
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 8))
+    fitted = LinearMap().fit(x, x @ rng.normal(size=(8, 8)))
+    for name in ("map-nan", "map-deep", "map-hyper-list"):
+        fitted.save(root / name, source={"name": "tiny-vae", "latent_dim": 8, "path": str(tiny)},
+                    target={"name": "tiny-vae", "latent_dim": 8, "path": str(tiny)})
+        w[name.replace("-", "_")] = root / name
+    tensors = load_file(str(root / "map-nan" / "map.safetensors"))
+    tensors["coef"][0, 0] = float("nan")
+    save_file(tensors, str(root / "map-nan" / "map.safetensors"))
+    info = json.loads((root / "map-nan" / "map.json").read_text())
+    info["weights"]["map.safetensors"] = sha256_file(root / "map-nan" / "map.safetensors")
+    (root / "map-nan" / "map.json").write_text(json.dumps(info))
+    (root / "map-deep" / "map.json").write_text(DEEP)
+    info = json.loads((root / "map-hyper-list" / "map.json").read_text())
+    (root / "map-hyper-list" / "map.json").write_text(json.dumps({**info, "hyperparameters": [1, 2]}))
 
 
 FIT = ["map", "fit", "--source", "{tiny}", "--target", "{tiny}"]
@@ -166,6 +207,32 @@ CASES = [
     (["support-set", "show", "{root}/empty"], "has no manifest.json"),
     (["support-set", "compare", "--models", "{tiny}"], "at least two models"),
     (["support-set", "compare", "--models", "{tiny},{tiny2}", "--sizes", "0"], "--sizes"),
+    # unbounded numbers: ranges, and memory estimated before a size drives an allocation
+    (["train", "vae", "--seed", str(2**63)], "--seed"),
+    (FIT + ["--samples", "50", "--seed", "-1"], "--seed"),
+    (["train", "vae", "--hidden", str(10**9)], "--hidden"),
+    (["train", "vae", "--channels", str(10**9)], "65,536"),
+    (["train", "vae", "--latent-dim", "70000"], "--latent-dim"),
+    (["train", "vae", "--channels", "65536,65536", "--train-images", "10"], "needs about"),
+    (BUILD + ["--pairs", str(10**12)], "--pairs 1,000,000,000,000"),
+    (["train", "vae", "--dataset", "fashion-mnist?pad=100000"], "pad must be at most"),
+    (["train", "vae", "--dataset", "fashion-mnist?pad=60000"], "needs about"),
+    (["train", "vae", "--dataset", "synthetic:100x28x28x1?seed=-1"], "seed of a synthetic dataset"),
+    (["bench", "expressiveness", "{tiny}", "--bootstrap", str(10**9)], "--bootstrap"),
+    (["support-set", "compare", "--models", "{tiny},{tiny2}", "--seeds", "100000"], "--seeds"),
+    # untrusted JSON: nested too deeply, wrong-typed fields; numbers a checksum cannot vouch for
+    (["diagnose", "--model", "{deep_json}"], "nested too deeply"),
+    (["models", "info", "{deep_json}"], "nested too deeply"),
+    (FIT + ["--support-set", "{support_deep}"], "nested too deeply"),
+    (["support-set", "show", "{support_threshold_text}"], "field 'threshold' must be a number"),
+    (["map", "eval", "--map", "{map_deep}"], "nested too deeply"),
+    (["map", "eval", "--map", "{map_hyper_list}"], "field 'hyperparameters' must be a dict"),
+    (["map", "eval", "--map", "{map_nan}"], "non-finite values"),
+    (["diagnose", "--model", "{format_99}"], "format version 99"),
+    # a data folder that holds nothing is an error, never the system's copy instead
+    (["train", "vae", "--data-dir", "{root}/empty"], "is empty"),
+    (["train", "vae", "--data-dir", "{root}/no-such-data"], "does not exist"),
+    (["train", "vae", "--data-dir", "{root}/plain.txt"], "is not a folder"),
     # demo
     (["demo", "--checkpoints", "{root}/empty"], "no checkpoints"),
     (["demo", "--images", "0"], "--images"),

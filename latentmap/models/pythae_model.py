@@ -90,6 +90,8 @@ def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> Py
         config = json.loads((folder / PYTHAE_CONFIG).read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{folder / PYTHAE_CONFIG} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise CheckpointError(f"{folder / PYTHAE_CONFIG} is not valid JSON: nested too deeply") from None
     custom = [part for part in ("encoder", "decoder")
               if not config.get(f"uses_default_{part}", True) or (folder / f"{part}.pkl").is_file()]
     if custom:
