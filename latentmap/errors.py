@@ -76,18 +76,24 @@ class OutputWriteError(LatentmapError, OSError):
         OSError of :data:`WRITE_ERRNOS` about no file, or about a file under one of the folders ``where``); else
         None (an input that could not be read, or a bug, keeps its own error)."""
         import os
+        import re
 
-        if not isinstance(exc, OSError) or isinstance(exc, LatentmapError) or exc.errno not in WRITE_ERRNOS:
+        code = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+        if type(exc).__module__.startswith("safetensors"):  # a Rust I/O error: "... File too large (os error 27)"
+            found = re.search(r"\(os error (\d+)\)", str(exc))
+            code = int(found.group(1)) if found else None
+        if code not in WRITE_ERRNOS or isinstance(exc, LatentmapError):
             return None
-        if exc.filename is not None and where:
-            name = os.path.abspath(os.fsdecode(exc.filename))
+        filename = getattr(exc, "filename", None)
+        if filename is not None and where:
+            name = os.path.abspath(os.fsdecode(filename))
             folders = [os.path.join(os.path.abspath(w), "") for w in where]
             if not any(name.startswith(f) or name == f[:-1] for f in folders):
                 return None
-        reason = exc.strerror or os.strerror(exc.errno)
-        error = cls(f"cannot write '{target}': {reason} ({errno.errorcode.get(exc.errno, exc.errno)}); nothing was "
+        reason = getattr(exc, "strerror", None) or os.strerror(code)
+        error = cls(f"cannot write '{target}': {reason} ({errno.errorcode.get(code, code)}); nothing was "
                     f"replaced: '{target}' is as it was")
-        error.errno = exc.errno
+        error.errno = code
         return error
 
 

@@ -270,3 +270,155 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(world, argv, fragmen
     assert fragment in lines[0], (argv, lines[0])
     assert _snapshot(tmp_path) == before, f"{argv} wrote or removed files"
     assert _snapshot(world["root"]) == inputs_before and _snapshot(world["tiny"]) == tiny_before
+
+
+def _one_line(result, fragment):
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- torchrun's variables
+
+LAUNCHED = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29511"}
+
+
+@pytest.mark.parametrize("env,fragment", [
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE must be an integer, got 'abc'"),
+    ({"WORLD_SIZE": "0"}, "WORLD_SIZE must be at least 1"),
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR, MASTER_PORT are not set"),
+    ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR, MASTER_PORT are not set"),
+    ({**LAUNCHED, "RANK": "x1"}, "RANK must be an integer"),
+    ({**LAUNCHED, "RANK": "2"}, "RANK must be between 0 and 1"),
+    ({**LAUNCHED, "LOCAL_RANK": "-1"}, "LOCAL_RANK must be between 0 and 1"),
+    ({**LAUNCHED, "MASTER_PORT": "http"}, "MASTER_PORT must be an integer"),
+    ({**LAUNCHED, "LATENTMAP_DIST_BACKEND": "carrier-pigeon"}, "LATENTMAP_DIST_BACKEND must be one of gloo, nccl"),
+])
+def test_a_broken_launch_environment_is_one_line_at_once(world, env, fragment, tmp_path, monkeypatch):
+    import time
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LATENTMAP_DIST_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["map", "fit", "--source", str(world["tiny"]), "--target", str(world["tiny"]),
+                                       "--samples", "50", "--out", "out"])
+    assert time.monotonic() - start < 20  # refused before any wait for ranks (the gloo rendezvous waits minutes)
+    _one_line(result, fragment)
+    assert not list(tmp_path.iterdir())
+
+
+def test_nccl_on_a_machine_without_cuda_is_one_line(world, tmp_path, monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for name, value in {**LAUNCHED, "LATENTMAP_DIST_BACKEND": "nccl"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["models", "list", str(world["tiny"])])
+    _one_line(result, "needs CUDA devices")
+
+
+# --------------------------------------------------------------------------- one broken folder, the others listed
+
+def test_models_list_shows_a_broken_folder_as_unreadable_and_lists_the_others(world, tmp_path):
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copytree(world["tiny"], zoo / "good")
+    shutil.copytree(world["deep_json"], zoo / "deep")
+    _checkpoint_variant(world["tiny"], zoo / "settings-list", lambda c, d: (c.pop("dataset"), c["training"].update(settings=[1, 2])))
+    _checkpoint_variant(world["tiny"], zoo / "name-number", lambda c, d: c.update(name=7))
+    pythae = zoo / "pythae-deep"
+    pythae.mkdir()
+    (pythae / "model_config.json").write_text(DEEP)
+    (pythae / "model.pt").write_bytes(b"")
+    result = CliRunner().invoke(main, ["models", "list", str(zoo)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    rows = result.output.splitlines()[1:]
+    assert sorted(line.split()[0] for line in rows) == ["deep", "name-number", "pythae-deep", "tiny-vae",
+                                                        "tiny-vae"], result.output  # good, and settings-list
+    readable = [line for line in rows if line.startswith("tiny-vae")]
+    assert all("unreadable" not in line for line in readable)
+    by_name = {line.split()[0]: line for line in rows}
+    assert "nested too deeply" in by_name["deep"] and "nested too deeply" in by_name["pythae-deep"]
+    assert "field 'name' must be a str" in by_name["name-number"]
+
+
+def test_reports_index_lists_a_report_with_a_broken_summary_as_unreadable(tmp_path):
+    reports = tmp_path / "reports"
+    for name, summary in (("deep", DEEP), ("wrong", json.dumps({"reconstruction": [{"test_mse": "low"}, 3]}))):
+        (reports / name).mkdir(parents=True)
+        (reports / name / "index.html").write_text(f"<html><title>{name}</title><h1>x</h1><p>lead</p></html>")
+        (reports / name / "summary.json").write_text(summary)
+    write_output_marker(reports / "wrong", "report")
+    (reports / "wrong" / ".latentmap-output.json").write_text(json.dumps({"kind": "report", "created": 5}))
+    result = CliRunner().invoke(main, ["report", "index", str(reports)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "index of 2 reports" in result.output and "summary.json is unreadable" in result.output
+
+
+# --------------------------------------------------------------------------- the machine refuses a write
+
+def _contents(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture()
+def fitted_map(world, tmp_path, monkeypatch):
+    """A map written at tmp_path/out by `map fit`; returns the arguments that write it again, with --overwrite."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["map", "fit", "--source", str(world["tiny"]), "--target", str(world["tiny"]), "--samples", "50",
+            "--out", "out"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    return argv + ["--overwrite", "--seed", "1"]
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT", "EROFS", "EACCES"])
+def test_a_write_the_machine_refuses_is_one_line_and_the_old_output_stays(fitted_map, tmp_path, monkeypatch, code):
+    import errno
+    import os
+    import pathlib
+
+    before = _contents(tmp_path / "out")
+    real_write_text = pathlib.Path.write_text
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "map.json":
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    line = _one_line(CliRunner().invoke(main, fitted_map), os.strerror(getattr(errno, code)))
+    assert "'out'" in line and code in line
+    assert _contents(tmp_path / "out") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left beside it
+
+
+def test_a_file_size_limit_is_one_line_and_the_old_output_stays(fitted_map, tmp_path):
+    """A real limit (ulimit -f): the write fails with EFBIG, not a SIGXFSZ that kills the process mid-write."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    before = _contents(tmp_path / "out")
+    limit = max(len(data) for data in before.values()) // 2  # the largest file of the map can no longer be written
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    run = subprocess.run([sys.executable, "-m", "latentmap", *fitted_map], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, preexec_fn=limited, timeout=300)
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
+    assert run.returncode == 2, (run.returncode, run.stdout, run.stderr)
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot write 'out': File too large (EFBIG)"), lines
+    assert _contents(tmp_path / "out") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
