@@ -71,8 +71,10 @@ def check_environment() -> None:
                           f"no launcher started this process; {LAUNCH_HINT}")
     env_int("MASTER_PORT", None, low=1, high=65535)
     chosen = os.environ.get("LATENTMAP_DIST_BACKEND", "").strip()
-    if chosen and chosen not in BACKENDS:
-        raise ConfigError(f"LATENTMAP_DIST_BACKEND must be one of {', '.join(BACKENDS)}, got {chosen!r}")
+    names = [part.split(":")[-1].strip() for part in chosen.split(",")]  # also torch's "cpu:gloo,cuda:nccl"
+    if chosen and not all(name in BACKENDS for name in names):
+        raise ConfigError(f"LATENTMAP_DIST_BACKEND must be one of {', '.join(BACKENDS)} (or device:backend pairs "
+                          f"such as cpu:gloo,cuda:nccl), got {chosen!r}")
     if (chosen or backend()) == "nccl" and not torch.cuda.is_available():
         raise ConfigError("LATENTMAP_DIST_BACKEND=nccl needs CUDA devices and this machine has none; use gloo")
 
