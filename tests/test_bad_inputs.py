@@ -422,3 +422,17 @@ def test_a_file_size_limit_is_one_line_and_the_old_output_stays(fitted_map, tmp_
     assert len(lines) == 1 and lines[0].startswith("Error: cannot write 'out': File too large (EFBIG)"), lines
     assert _contents(tmp_path / "out") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("state,fragment", [("missing", "(LATENTMAP_DATA_DIR) does not exist"), ("empty", "is empty")])
+def test_latentmap_data_dir_naming_nothing_is_one_line_naming_the_variable(world, tmp_path, monkeypatch, state,
+                                                                            fragment):
+    folder = tmp_path / "data"
+    if state == "empty":
+        folder.mkdir()
+    monkeypatch.setenv("LATENTMAP_DATA_DIR", str(folder))
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    line = _one_line(CliRunner().invoke(main, ["train", "vae", "--epochs", "1"]), fragment)
+    assert "LATENTMAP_DATA_DIR" in line
+    assert _snapshot(tmp_path) == before
