@@ -6,7 +6,8 @@ import click
 
 from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, lpips_option, output_options, prepare_output,
-                                   progress_option, reported_warnings, seed_option, trust_pickle_option, warn_later)
+                                   note_expected_time, progress_option, reported_warnings, seed_option,
+                                   trust_pickle_option, warn_later)
 
 IMAGE_SET_PREFIXES = ("npy:", "folder:")  # as latentmap.evaluation.image_sets; kept here so --help imports no torch
 SAMPLERS = ("auto", "prior", "gaussian", "gmm")  # as latentmap.evaluation.samplers.SAMPLERS
@@ -132,7 +133,7 @@ def _split_generators(specs):
               help="Images per target set whose latent is refined by gradient descent (0: none).")
 @click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True, help="Refinement steps.")
 @click.option("--lr", type=FiniteFloat(0, low_open=True), default=0.05, show_default=True, help="Refinement rate.")
-@click.option("--bootstrap", type=click.IntRange(min=100), default=2000, show_default=True,
+@click.option("--bootstrap", type=click.IntRange(100, 1_000_000), default=2000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 @lpips_option
 @seed_option
@@ -146,7 +147,7 @@ def expressiveness(models, support_set, dataset, data_dir, images, samples, samp
                    overwrite):
     """How well each MODEL (default: every shipped model with an encoder or inverter) reproduces its own samples,
     real test images and the support-set images, through its encoder and after refining the latent."""
-    from latentmap.evaluation.expressiveness import benchmark_expressiveness
+    from latentmap.evaluation.expressiveness import benchmark_expressiveness, bootstrap_seconds
     from latentmap.io.atomic import atomic_directory
     from latentmap.report.expressiveness import findings, write_expressiveness_report
 
@@ -155,6 +156,8 @@ def expressiveness(models, support_set, dataset, data_dir, images, samples, samp
     dataset = choose_dataset(loaded, dataset)
     support_images, support_source = _expressiveness_support(_support_spec(support_set, dataset, False), data_dir)
     real = _real(dataset, images, seed, data_dir)
+    note_expected_time(bootstrap_seconds(bootstrap, len(loaded), samples + len(real)),
+                       f"{bootstrap:,} bootstrap resamples (--bootstrap)")
     with reported_warnings():
         result = benchmark_expressiveness(
             loaded, real.all_images(), support_images, real_source=_real_source(dataset),

@@ -7,6 +7,9 @@ click's own usage errors. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import errno
+import signal
 import sys
 
 import click
@@ -21,6 +24,7 @@ class LatentmapGroup(click.Group):
         """Usage errors as one line too ("Error: ... (see 'latentmap map fit --help')"), exit code 2."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        _ignore_file_size_signal()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.Abort:
@@ -39,11 +43,30 @@ class LatentmapGroup(click.Group):
         except LatentmapError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(2)
+        except OSError as exc:
+            if exc.errno not in MACHINE_WRITE_ERRNOS:
+                raise
+            where = f" '{exc.filename}'" if exc.filename else ""  # a write outside an atomic output folder
+            click.echo(f"Error: cannot write{where}: {exc.strerror or exc} ({errno.errorcode.get(exc.errno)})", err=True)
+            ctx.exit(2)
         if ctx.meta.get(REPORT_KEY):
             _refresh_reports_index(ctx.meta[REPORT_KEY])
         for message in ctx.meta.get(WARNINGS_KEY, []):  # after the work, so an error stays one line
             click.echo(f"Warning: {message}", err=True)
         return result
+
+
+MACHINE_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+"""Write failures that are the machine's, never a bug: one line wherever they happen (outputs name themselves
+through latentmap.io.atomic's OutputWriteError; this catches writes elsewhere, such as a cache)."""
+
+
+def _ignore_file_size_signal() -> None:
+    """A file-size limit (ulimit -f) then fails the write with EFBIG, reported in one line, instead of killing the
+    process with SIGXFSZ mid-write."""
+    if hasattr(signal, "SIGXFSZ"):
+        with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _refresh_reports_index(report_folder: str) -> None:
@@ -75,8 +98,8 @@ def main(quiet):
     # the same threads per process in a plain run and in each torchrun rank (LATENTMAP_THREADS, else
     # OMP_NUM_THREADS, else 1): float32 passes can round by thread count, and the numbers must not
     distributed.pin_threads()
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # started by torchrun: join the process group
-        distributed.init()
+    if os.environ.get("WORLD_SIZE", "").strip() not in ("", "1"):  # started by torchrun: join the process group
+        distributed.init()  # a malformed or incomplete launch environment is one line, before any wait
         atexit.register(distributed.shutdown)  # every rank leaves the group together, after its last collective
         if not distributed.is_main():  # rank 0 alone prints (and writes, see latentmap.io.atomic)
             sys.stdout = open(os.devnull, "w")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from latentmap.errors import CheckpointError
+from latentmap.errors import CheckpointError, LatentmapError
 from latentmap.io.pythae_folder import DEFAULT_FLAG, PYTHAE_CONFIG, PYTHAE_WEIGHTS, is_pythae_folder, \
     pickled_networks, read_pythae_config
 
@@ -58,7 +58,7 @@ def _inverter_trained(config: dict) -> bool:
 
 def _dataset(config: dict) -> str | None:
     settings = (config.get("training") or {}).get("settings") or {}
-    value = config.get("dataset") or settings.get("dataset")
+    value = config.get("dataset") or (settings.get("dataset") if isinstance(settings, dict) else None)
     return str(value) if value else None
 
 
@@ -90,7 +90,7 @@ def _list_rows(paths) -> list[tuple]:
     for path in paths:
         try:
             record = identify(path)
-        except CheckpointError as exc:
+        except LatentmapError as exc:  # one broken folder is a row of its own, never the end of the list
             rows.append((path.name, "?", "-", "-", "-", f"unreadable: {exc}"))
             continue
         if record is None:

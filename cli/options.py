@@ -13,6 +13,8 @@ import warnings
 
 import click
 
+from latentmap.io.schema import MAX_SEED, MAX_SIZE
+
 
 class LazyChoice(click.Choice):
     """A click.Choice whose values are read from ``module.attribute`` on first use."""
@@ -56,9 +58,12 @@ class FiniteFloat(click.ParamType):
 
 
 class PositiveInts(click.ParamType):
-    """Comma-separated positive integers such as ``32,64``."""
+    """Comma-separated positive integers such as ``32,64``, each at most ``high``."""
 
     name = "ints"
+
+    def __init__(self, high: int | None = None):
+        self.high = high
 
     def convert(self, value, param, ctx):
         if isinstance(value, list):
@@ -69,7 +74,14 @@ class PositiveInts(click.ParamType):
             self.fail(f"must be comma-separated integers such as 32,64, got '{value}'", param, ctx)
         if not numbers or min(numbers) < 1:
             self.fail(f"must be positive integers such as 32,64, got '{value}'", param, ctx)
+        if self.high is not None and max(numbers) > self.high:
+            self.fail(f"must be integers from 1 to {self.high:,}, got '{value}'", param, ctx)
         return numbers
+
+
+SIZE_RANGE = click.IntRange(1, MAX_SIZE)
+"""A network size (latent size, channels, width): at most the MAX_SIZE every checkpoint loader accepts."""
+SEED_RANGE = click.IntRange(0, MAX_SEED)
 
 SPLITS = ("train", "test", "all")  # as latentmap.data.datasets.SPLITS; kept here so --help imports no torch
 
@@ -133,8 +145,25 @@ def image_transform_option(default_text: str):
                              f"'grey,resize'. Default: {default_text}.")
 
 
-data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
-                               help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
+def _check_data_dir(ctx, param, value):
+    """A data folder the user named must exist: never silently replaced by the system's copy of the data."""
+    if value is None or not str(value).strip():
+        return None
+    from pathlib import Path
+
+    source = ctx.get_parameter_source(param.name) if ctx is not None else None
+    named = ("LATENTMAP_DATA_DIR" if source is click.core.ParameterSource.ENVIRONMENT else "--data-dir")
+    if not Path(value).exists():
+        raise click.BadParameter(f"the data folder '{value}' ({named}) does not exist", ctx, param)
+    if not Path(value).is_dir():
+        raise click.BadParameter(f"the data folder '{value}' ({named}) is not a folder", ctx, param)
+    return value
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(), default=None, envvar="LATENTMAP_DATA_DIR",
+                               callback=_check_data_dir,
+                               help="Folder with dataset files (also LATENTMAP_DATA_DIR); when given, Fashion-MNIST "
+                                    "is read from it alone.")
 split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 _device_only = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 
@@ -163,7 +192,8 @@ def device_option(command):
 
 cycle_option = click.option("--cycle/--no-cycle", default=True, show_default=True,
                             help="Also relocate back A -> B -> A (an encode and a decode more per image).")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+seed_option = click.option("--seed", type=SEED_RANGE, default=0, show_default=True,
+                           help=f"Random seed, 0 to {MAX_SEED}.")
 batch_size_option = click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
 model_spec_option = click.option("--model", "model_spec", required=True,
@@ -251,6 +281,17 @@ def warn_later(message: str) -> None:
     queued = ctx.meta.setdefault(WARNINGS_KEY, [])
     if message not in queued:
         queued.append(message)
+
+
+NOTE_AFTER_S = 30.0  # a step expected to take longer is announced before it starts
+
+
+def note_expected_time(seconds: float, what: str) -> None:
+    """Say on stderr, before the work, how long a long step is expected to take (nothing for a short one)."""
+    if seconds >= NOTE_AFTER_S:
+        from latentmap.resources import format_seconds
+
+        click.echo(f"Note: {what} is expected to take about {format_seconds(seconds)}", err=True)
 
 
 @contextlib.contextmanager

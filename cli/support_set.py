@@ -8,7 +8,8 @@ import click
 
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, images_option, output_options, prepare_output,
-                                   progress_option, reported_warnings, seed_option, trust_pickle_option)
+                                   note_expected_time, progress_option, reported_warnings, seed_option,
+                                   trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -65,7 +66,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.report.support_set import write_support_set
-    from latentmap.support.build import build_support_set, target_size_for
+    from latentmap.support.build import build_support_set, check_pairs, target_size_for
 
     out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models, *exclude])
     dims = {}
@@ -75,6 +76,7 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     dataset = choose_dataset([model], dataset)
     data = load_dataset(dataset, split, data_dir=data_dir)
+    note_expected_time(check_pairs(pairs, data.image_shape), f"the mean MSE of {pairs:,} random pairs (--pairs)")
     with reported_warnings():
         support = build_support_set(model, data, size=size, strategy=strategy, top_k=top_k, threshold=threshold,
                                     seed=seed, gain_images=gain_images, exclude=exclude, name=name or Path(out).name,
@@ -96,33 +98,45 @@ def show(directory, sectors):
 
 
 def _describe(support, folder, list_sectors: bool = False) -> None:
-    m = support.manifest
-    model, data = m.get("model", {}), m.get("dataset", {})
+    m = support.manifest  # field types checked by SupportSet.load; entries of its lists are read defensively
+    model, data = m.get("model") or {}, m.get("dataset") or {}
     click.echo(f"support set '{support.name}': {len(support)} images, strategy {m.get('strategy', '?')}, "
                f"seed {m.get('seed', '?')}")
     click.echo(f"  model {model.get('name', '?')} ({model.get('kind', '?')}, latent {model.get('latent_dim', '?')}); "
                f"dataset {data.get('spec', '?')} split {data.get('split', '?')} ({data.get('images', '?')} images, "
-               f"{len(m.get('excluded', []))} excluded)")
+               f"{len(m.get('excluded') or [])} excluded)")
     if "top_k" in m:
-        click.echo(f"  top-k {m['top_k']} variables {m['variables']}; threshold {m['threshold']:.4g}")
-        roles = [im.get("role") for im in m.get("images", [])]
+        click.echo(f"  top-k {m['top_k']} variables {m.get('variables', '?')}; threshold {_g(m.get('threshold'))}")
+        roles = [im.get("role") for im in _dicts(m.get("images"))]
         click.echo(f"  {roles.count('sector')} images one per sector, {roles.count('completion')} completion "
                    f"images from the most crowded sectors")
-    stats = m.get("statistics", {})
+    stats = m.get("statistics") or {}
     if "sectors" in stats:
-        click.echo(f"  sectors: {stats['nonempty_sectors']} of {stats['sectors']} populated, {stats['empty_sectors']} "
-                   f"empty; population min {stats['population_min']} / median {stats['population_median']:g} / "
-                   f"max {stats['population_max']}; {stats['points_outside_sectors']} images in no sector")
-    for dropped in m.get("dropped_sectors", []):
-        click.echo(f"  dropped sector {dropped['sector']} ({dropped['signs']}, {dropped['population']} images)")
+        click.echo(f"  sectors: {stats.get('nonempty_sectors', '?')} of {stats['sectors']} populated, "
+                   f"{stats.get('empty_sectors', '?')} empty; population min {stats.get('population_min', '?')} / "
+                   f"median {_g(stats.get('population_median'))} / max {stats.get('population_max', '?')}; "
+                   f"{stats.get('points_outside_sectors', '?')} images in no sector")
+    for dropped in _dicts(m.get("dropped_sectors")):
+        click.echo(f"  dropped sector {dropped.get('sector', '?')} ({dropped.get('signs', '?')}, "
+                   f"{dropped.get('population', '?')} images)")
     if stats.get("support_pairwise_mse") is not None:
-        click.echo(f"  mean pairwise MSE: support set {stats['support_pairwise_mse']:.4f} vs random dataset pairs "
-                   f"{stats['dataset_random_pairs_mse']:.4f} ({stats['random_pairs']} pairs)")
+        click.echo(f"  mean pairwise MSE: support set {_g(stats['support_pairwise_mse'], '.4f')} vs random dataset "
+                   f"pairs {_g(stats.get('dataset_random_pairs_mse'), '.4f')} ({stats.get('random_pairs', '?')} pairs)")
     if list_sectors:
-        for sector in m.get("sector_populations", []):
-            click.echo(f"  sector {sector['sector']:>5d} {sector['signs']}  {sector['population']}")
+        for sector in _dicts(m.get("sector_populations")):
+            click.echo(f"  sector {str(sector.get('sector', '?')):>5} {sector.get('signs', '?')}  "
+                       f"{sector.get('population', '?')}")
     click.echo(f"  files in {folder}: manifest.json, images.npy, contact_sheet.png"
                + (", info_gain.png, sector_populations.png" if "top_k" in m else ""))
+
+
+def _g(value, spec: str = ".4g") -> str:
+    """A recorded number formatted, or '?' when the manifest holds none."""
+    return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
+def _dicts(values) -> list[dict]:
+    return [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
 
 
 @command.command("compare")
@@ -134,7 +148,7 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
 @click.option("--sizes", callback=_sizes, default="16,32,64,128", show_default=True, help="Anchor-set sizes.")
 @click.option("--strategies", callback=lambda c, p, v: tuple(s.strip() for s in v.split(",") if s.strip()),
               default="sectors,random,farthest,kmeans", show_default=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--seeds", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Seeds per strategy and size: --seed, --seed+1, ...")
 @seed_option
 @click.option("--anchor-model", default=None, help="Model whose latent space chooses the anchors (default: the first).")

@@ -2,16 +2,16 @@
 
 import click
 
-from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_dir_option, dataset_option,
-                                   device_option, output_options, prepare_output, progress_option, seed_option,
-                                   trust_pickle_option)
+from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice, PositiveInts, data_dir_option,
+                                   dataset_option, device_option, output_options, prepare_output, progress_option,
+                                   seed_option, trust_pickle_option)
 
 
 @click.command("train")
 @click.argument("kind", type=LazyChoice("latentmap.training", "TRAINERS", sort=True))
 @dataset_option("fashion-mnist")
 @data_dir_option
-@click.option("--latent-dim", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--latent-dim", type=SIZE_RANGE, default=32, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @seed_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
@@ -20,8 +20,8 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_d
 @device_option
 @output_options("checkpoint", "train")
 @click.option("--name", default=None, help="Model name (default: the folder name).")
-@click.option("--channels", type=PositiveInts(), default=None, help="Conv channels per stage, e.g. 32,64.")
-@click.option("--hidden", type=click.IntRange(min=1), default=None, help="Width of the dense layer.")
+@click.option("--channels", type=PositiveInts(MAX_SIZE), default=None, help="Conv channels per stage, e.g. 32,64.")
+@click.option("--hidden", type=SIZE_RANGE, default=None, help="Width of the dense layer.")
 @click.option("--train-images", type=click.IntRange(min=1), default=None, help="Use only N training images.")
 @click.option("--test-images", type=click.IntRange(min=1), default=None, help="Evaluate on only N test images.")
 @click.option("--model", "model_spec", default=None,
@@ -33,11 +33,11 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, PositiveInts, data_d
 @click.option("--inverter-lr", type=FiniteFloat(0, low_open=True), default=None, help="[default: 1e-3]")
 @click.option("--inverter-image-weight", type=FiniteFloat(0), default=None,
               help="Weight of the image MSE added to the inverter's latent MSE [default: 0].")
-@click.option("--inverter-channels", type=PositiveInts(), default=None, help="Inverter conv channels per stage.")
+@click.option("--inverter-channels", type=PositiveInts(MAX_SIZE), default=None, help="Inverter conv channels per stage.")
 @click.option("--own-samples-only", is_flag=True, default=False,
               help="inverter: no real images at all, neither dataset nor test images: the inverter is trained and "
                    "measured on the generator's own samples (for generators of images no dataset here has).")
-@click.option("--z-dim", type=click.IntRange(min=1), default=None, help="stylegan: size of z (default: --latent-dim).")
+@click.option("--z-dim", type=SIZE_RANGE, default=None, help="stylegan: size of z (default: --latent-dim).")
 @click.option("--gamma-min", type=FiniteFloat(0, low_open=True), default=None,
               help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
 @click.option("--r1-gamma", type=FiniteFloat(0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")

@@ -33,9 +33,56 @@ import torch
 from latentmap.errors import ConfigError, ShapeMismatchError
 
 
+BACKENDS = ("gloo", "nccl", "mpi", "ucc")
+"""The values ``LATENTMAP_DIST_BACKEND`` may take (torch.distributed's backends)."""
+LAUNCH_HINT = "start the ranks with torchrun (torchrun --nproc_per_node N -m latentmap ...), or unset WORLD_SIZE"
+
+
+def env_int(name: str, default: int | None, low: int = 0, high: int | None = None) -> int | None:
+    """The integer environment variable ``name`` (``default`` when unset or empty); anything else is one line."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}; {LAUNCH_HINT}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"environment variable {name} must be {bounds}, got {value}; {LAUNCH_HINT}")
+    return value
+
+
 def launched() -> bool:
-    """Whether this process was started by torchrun (or another launcher) as one of several ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    """Whether this process was started by torchrun (or another launcher) as one of several ranks.
+
+    A malformed ``WORLD_SIZE`` (``abc``, 0) is a ConfigError, never taken for a single process."""
+    return env_int("WORLD_SIZE", 1, low=1) > 1
+
+
+def check_environment() -> None:
+    """Refuse, at once and in one line, a launch environment the process group could not start from: ranks that
+    are not integers or lie outside the world, no rendezvous address (WORLD_SIZE set without torchrun), an
+    unknown LATENTMAP_DIST_BACKEND, or NCCL on a machine without CUDA. Without it ``init_process_group``
+    raises a traceback or waits for ranks that never come."""
+    world = env_int("WORLD_SIZE", 1, low=1)
+    if world <= 1:
+        return
+    rank_ = env_int("RANK", None, low=0, high=world - 1)
+    env_int("LOCAL_RANK", 0, low=0, high=world - 1)
+    missing = [name for name, value in (("RANK", rank_), ("MASTER_ADDR", os.environ.get("MASTER_ADDR", "").strip()),
+                                        ("MASTER_PORT", os.environ.get("MASTER_PORT", "").strip())) if value in (None, "")]
+    if missing:
+        raise ConfigError(f"WORLD_SIZE={world} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+                          f"no launcher started this process; {LAUNCH_HINT}")
+    env_int("MASTER_PORT", None, low=1, high=65535)
+    chosen = os.environ.get("LATENTMAP_DIST_BACKEND", "").strip()
+    names = [part.split(":")[-1].strip() for part in chosen.split(",")]  # also torch's "cpu:gloo,cuda:nccl"
+    if chosen and not all(name in BACKENDS for name in names):
+        raise ConfigError(f"LATENTMAP_DIST_BACKEND must be one of {', '.join(BACKENDS)} (or device:backend pairs "
+                          f"such as cpu:gloo,cuda:nccl), got {chosen!r}")
+    if (chosen or backend()) == "nccl" and not torch.cuda.is_available():
+        raise ConfigError("LATENTMAP_DIST_BACKEND=nccl needs CUDA devices and this machine has none; use gloo")
 
 
 def active() -> bool:
@@ -48,7 +95,7 @@ def active() -> bool:
 def rank() -> int:
     import torch.distributed as dist
 
-    return dist.get_rank() if active() else int(os.environ.get("RANK", "0") or 0) if launched() else 0
+    return dist.get_rank() if active() else (env_int("RANK", 0) or 0) if launched() else 0
 
 
 def world_size() -> int:
@@ -58,7 +105,7 @@ def world_size() -> int:
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+    return env_int("LOCAL_RANK", 0) or 0
 
 
 def is_main() -> bool:
@@ -84,6 +131,7 @@ def init() -> bool:
     if not dist.is_available():
         raise ConfigError("this torch build has no torch.distributed; run without torchrun")
     if not dist.is_initialized():
+        check_environment()
         chosen = backend()
         if chosen == "nccl":
             torch.cuda.set_device(local_rank() % torch.cuda.device_count())

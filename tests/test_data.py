@@ -46,7 +46,43 @@ def test_fashion_mnist_missing_names_both_ways(tmp_path, monkeypatch):
     monkeypatch.setattr("latentmap.data.sources.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.delenv("LATENTMAP_DATA_DIR", raising=False)
     with pytest.raises(DatasetNotFoundError, match="dataset-fashion-mnist.*LATENTMAP_DATA_DIR"):
-        load_dataset("fashion-mnist", "train", data_dir=tmp_path)
+        load_dataset("fashion-mnist", "train")
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+@pytest.mark.parametrize("state", ["missing", "empty", "unrelated files"])
+def test_a_named_data_folder_without_fashion_mnist_never_falls_back_to_the_system_copy(tmp_path, monkeypatch, how,
+                                                                                       state):
+    from latentmap.data.sources import FASHION_MNIST_SYSTEM_DIR
+
+    if not FASHION_MNIST_SYSTEM_DIR.is_dir():
+        pytest.skip("the fall-back this guards against needs the system copy")
+    folder = tmp_path / "data"
+    if state != "missing":
+        folder.mkdir()
+    if state == "unrelated files":
+        (folder / "notes.txt").write_text("x")
+    monkeypatch.delenv("LATENTMAP_DATA_DIR", raising=False)
+    if how == "environment":
+        monkeypatch.setenv("LATENTMAP_DATA_DIR", str(folder))
+    expected = {"missing": "does not exist", "empty": "is empty", "unrelated files": "lacks"}[state]
+    with pytest.raises(DatasetNotFoundError, match=f"LATENTMAP_DATA_DIR.*{expected}"):
+        load_dataset("fashion-mnist", "test", data_dir=str(folder) if how == "argument" else None)
+
+
+def test_16_bit_png_is_scaled_by_its_own_range(tmp_path):
+    from PIL import Image
+
+    values = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)  # 0 .. 63000 of 65535
+    Image.fromarray(values).save(tmp_path / "a.png")
+    assert Image.open(tmp_path / "a.png").mode.startswith("I;16")
+    grey = load_dataset(f"folder:{tmp_path}?channels=1", "all").batch([0])
+    np.testing.assert_allclose(grey[0, 0].numpy(), values / 65535.0, rtol=0, atol=1e-6)
+    rgb = load_dataset(f"folder:{tmp_path}", "all").batch([0])
+    assert rgb.shape == (1, 3, 8, 8)
+    np.testing.assert_allclose(rgb[0].numpy(), np.broadcast_to(values / 65535.0, (3, 8, 8)), rtol=0, atol=1e-6)
+    resized = load_dataset(f"folder:{tmp_path}?channels=1&size=4", "all").batch([0])
+    assert abs(float(resized.mean()) - values.mean() / 65535.0) < 0.05  # about 0.48, not 1.0 (clipped to 8 bits)
 
 
 def test_truncated_idx_is_named(fake_fmnist):

@@ -157,7 +157,8 @@ class FolderImageDataset(ImageDataset):
 
         try:
             with Image.open(path) as img:
-                img = img.convert(self.mode)
+                wide = img.mode in WIDE_GREY_MODES  # 16-bit grey: read as floats, never clipped to 8 bits
+                img = img.convert("I").convert("F") if wide else img.convert(self.mode)
                 if self.crop is not None:
                     left, top, right, bottom = self.crop
                     if right > img.width or bottom > img.height:
@@ -167,11 +168,15 @@ class FolderImageDataset(ImageDataset):
                     img = img.crop(self.crop)
                 if self.size is not None:
                     img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = np.asarray(img, dtype=np.float32 if wide else np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DatasetError(f"cannot read image '{path}': {exc}") from exc
         if arr.ndim == 2:
             arr = arr[:, :, None]
+        if wide:
+            if self.mode == "RGB":
+                arr = np.repeat(arr, 3, axis=2)
+            return torch.from_numpy(np.clip(arr / WIDE_GREY_MAX, 0.0, 1.0).astype(np.float32)).permute(2, 0, 1)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
     def batch(self, indices) -> torch.Tensor:
@@ -187,6 +192,11 @@ class FolderImageDataset(ImageDataset):
         if not images:
             return torch.empty((0, *self.image_shape))
         return torch.stack(images)
+
+
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""PIL modes of 16-bit greyscale files (PNG, TIFF): pixel values 0..65535, scaled by 1/65535, not by 1/255."""
+WIDE_GREY_MAX = 65535.0
 
 
 # --------------------------------------------------------------------------- checks on user arrays

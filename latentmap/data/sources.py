@@ -19,6 +19,7 @@ from latentmap.data.images import TensorImageDataset
 from latentmap.data.registry import register_dataset
 from latentmap.data.splits import ARRAY_TEST_FRACTION, split_indices, stratified_split_indices
 from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError
+from latentmap.io.schema import MAX_SIZE
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -39,24 +40,44 @@ def parse_pad(value) -> int:
     text = str(value).strip()
     if isinstance(value, (bool, float)) or not text.isdigit():
         raise ConfigError(f"pad must be a non-negative integer, got {value!r} instead")
+    if int(text) > MAX_SIZE:
+        raise ConfigError(f"pad must be at most {MAX_SIZE:,} pixels, got {int(text):,} instead")
     return int(text)
 
 
 def _padded(imgs: torch.Tensor, pad) -> torch.Tensor:
-    """Zero-pad NCHW images by ``pad`` pixels on every side (uint8 stays uint8)."""
+    """Zero-pad NCHW images by ``pad`` pixels on every side (uint8 stays uint8); refused with the estimate when
+    the padded images would not fit in memory."""
+    from latentmap.resources import check_memory
+
     n = parse_pad(pad)
-    return torch.nn.functional.pad(imgs, (n, n, n, n)) if n else imgs
+    if not n:
+        return imgs
+    count, c, h, w = imgs.shape
+    check_memory(count * c * (h + 2 * n) * (w + 2 * n) * imgs.element_size(),
+                 f"?pad={n} ({count:,} images of {c}x{h + 2 * n}x{w + 2 * n})", "choose a smaller pad")
+    return torch.nn.functional.pad(imgs, (n, n, n, n))
 
 
 # --------------------------------------------------------------------------- fashion-mnist
 
+DATA_DIR_ENV = "LATENTMAP_DATA_DIR"
+
+
+def _given_data_dirs(data_dir=None) -> list[Path]:
+    """The data folders the user named (--data-dir, then LATENTMAP_DATA_DIR), without repeats."""
+    given = []
+    for base in (data_dir, os.environ.get(DATA_DIR_ENV)):
+        if base and str(base).strip() and Path(base) not in given:
+            given.append(Path(base))
+    return given
+
+
 def _fashion_mnist_dirs(data_dir=None) -> list[Path]:
-    dirs = []
-    for base in (data_dir, os.environ.get("LATENTMAP_DATA_DIR")):
-        if base:
-            dirs += [Path(base), Path(base) / "fashion-mnist"]
-    dirs.append(FASHION_MNIST_SYSTEM_DIR)
-    return dirs
+    """Where Fashion-MNIST is looked for: the folders the user named (and their fashion-mnist/ subfolder) alone
+    when there are any, never falling back to the system copy behind their back; else the system copy."""
+    given = _given_data_dirs(data_dir)
+    return [d for base in given for d in (base, base / "fashion-mnist")] if given else [FASHION_MNIST_SYSTEM_DIR]
 
 
 def _find_fashion_mnist(data_dir=None) -> Path | None:
@@ -65,6 +86,26 @@ def _find_fashion_mnist(data_dir=None) -> Path | None:
         if all((d / n).is_file() for n in names):
             return d
     return None
+
+
+def _data_dir_problem(data_dir=None) -> str | None:
+    """Why the data folders the user named hold no Fashion-MNIST (missing, empty, incomplete); None if none named."""
+    given = _given_data_dirs(data_dir)
+    if not given:
+        return None
+    base = given[0]
+    what = f"the data folder '{base}' (--data-dir / {DATA_DIR_ENV})"
+    if not base.exists():
+        return f"{what} does not exist"
+    if not base.is_dir():
+        return f"{what} is not a folder"
+    try:
+        empty = not any(base.iterdir())
+    except OSError as exc:
+        return f"{what} cannot be read ({exc.strerror or exc})"
+    names = ", ".join(n for pair in FASHION_MNIST_FILES.values() for n in pair)
+    return (f"{what} is empty" if empty else f"{what} (or its fashion-mnist/ subfolder) lacks some of {names}") + (
+        f"; put the four IDX .gz files there, or unset it to use {FASHION_MNIST_SYSTEM_DIR}")
 
 
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
@@ -92,6 +133,9 @@ def _describe_fashion_mnist(data_dir=None):
     found = _find_fashion_mnist(data_dir)
     if found:
         return True, f"IDX files in {found}"
+    problem = _data_dir_problem(data_dir)
+    if problem:
+        return False, f"missing: {problem}"
     return False, ("missing: install the Debian package 'dataset-fashion-mnist' "
                    f"(files under {FASHION_MNIST_SYSTEM_DIR}) or put the four IDX .gz files in "
                    "--data-dir / LATENTMAP_DATA_DIR")
@@ -102,7 +146,9 @@ def _describe_fashion_mnist(data_dir=None):
 def _load_fashion_mnist(path=None, split="train", data_dir=None, pad=None):
     folder = Path(path) if path else _find_fashion_mnist(data_dir)
     if folder is None:
-        raise DatasetNotFoundError("Fashion-MNIST not found: " + _describe_fashion_mnist(data_dir)[1])
+        problem = _data_dir_problem(data_dir)
+        raise DatasetNotFoundError(f"Fashion-MNIST not found: {problem}" if problem else
+                                   "Fashion-MNIST not found: " + _describe_fashion_mnist(data_dir)[1])
     parts = ["train", "test"] if split == "all" else [split]
     images, labels = [], []
     for part in parts:

@@ -17,6 +17,7 @@ import torch
 from latentmap.data.images import ImageDataset
 from latentmap.data.registry import register_dataset
 from latentmap.data.splits import ARRAY_TEST_FRACTION, split_indices
+from latentmap.io.schema import MAX_SEED
 from latentmap.errors import ConfigError
 
 DEFAULT_SHAPE = (28, 28, 1)  # H, W, C
@@ -84,6 +85,8 @@ def _load_synthetic(path=None, split="train", data_dir=None, seed=0):
         seed = int(seed)
     except (TypeError, ValueError):
         raise ConfigError(f"seed of a synthetic dataset must be an integer, got {seed!r} instead") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed of a synthetic dataset must be between 0 and {MAX_SEED}, got {seed} instead")
     ids = split_indices(n, split, ARRAY_TEST_FRACTION, shuffle=True)
     c, h, w = shape
     return SyntheticImageDataset(n, shape, np.asarray(ids, dtype=np.int64), seed,

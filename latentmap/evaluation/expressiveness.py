@@ -49,6 +49,15 @@ class RatioCI:
         return {"value": self.value, "low": self.low, "high": self.high, "level": self.level}
 
 
+BOOTSTRAP_DRAW_SECONDS = 3e-8  # one resampled value of bootstrap_ratio (numpy gather and mean; measured roughly)
+MAX_BOOTSTRAP = 1_000_000  # resamples: far past where a 95% interval's percentiles stop moving
+
+
+def bootstrap_seconds(resamples: int, models: int, draws: int) -> float:
+    """Expected seconds of every model's bootstrap intervals: ``draws`` values (both sets) per resample and ratio."""
+    return models * len(RATIOS) * resamples * draws * BOOTSTRAP_DRAW_SECONDS
+
+
 def bootstrap_ratio(a, b, *, resamples: int = BOOTSTRAP, seed: int = 0, level: float = 0.95) -> RatioCI:
     """Ratio of the means of two samples and its percentile bootstrap interval (numpy, seeded, float64)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

@@ -105,7 +105,7 @@ class MixtureSampler(LatentSampler):
         if components > len(latents):
             raise ConfigError(f"a mixture of {components} components needs at least as many encodings, "
                               f"got {len(latents)}")
-        gmm = GaussianMixture(n_components=components, covariance_type="full", random_state=seed, reg_covar=1e-5)
+        gmm = GaussianMixture(n_components=components, covariance_type="full", random_state=int(seed) % 2**32, reg_covar=1e-5)
         gmm.fit(torch.as_tensor(latents).double().numpy())
         return cls(gmm.weights_, gmm.means_, gmm.covariances_, f"GMM({components}) fit on {len(latents)} {origin}")
 

@@ -52,6 +52,13 @@ def _err(message: str):
     return ConfigError(message)
 
 
+def _write_error(exc: BaseException, target, where):
+    """A disk-full, file-size-limit, read-only or permission failure while writing ``target``: one line."""
+    from latentmap.errors import OutputWriteError
+
+    return OutputWriteError.from_os_error(exc, target, where)
+
+
 def read_output_marker(path) -> dict | None:
     """The marker of the output folder ``path`` as a dict, or None when it has none (or it is unreadable)."""
     try:
@@ -128,9 +135,12 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
                 write_output_marker(tmp, kind)
             _relax_permissions(tmp)
             _check_existing(target, kind, overwrite)  # something may have appeared there meanwhile
-        except BaseException:
+        except BaseException as exc:
             remove_owned(tmp)
             _remove_empty(created)
+            converted = _write_error(exc, target, (tmp, target.parent))
+            if converted is not None:
+                raise converted from exc
             raise
         if os.path.lexists(target):
             try:
@@ -138,19 +148,25 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
                 held.append(identity(backup))
                 ACTIVE.update(held)
                 target.rename(backup / target.name)
-            except BaseException:
+            except BaseException as exc:
                 remove_owned(tmp)
                 if backup is not None:
                     remove_owned(backup)
+                converted = _write_error(exc, target, (tmp, target.parent))
+                if converted is not None:
+                    raise converted from exc
                 raise
         try:
             _pause_for_tests("between-renames")
             tmp.rename(target)
-        except BaseException:
+        except BaseException as exc:
             if backup is not None:
                 (backup / target.name).rename(target)
                 remove_owned(backup)
             remove_owned(tmp)
+            converted = _write_error(exc, target, (tmp, target.parent))
+            if converted is not None:
+                raise converted from exc
             raise
         _pause_for_tests("after-renames")
         with contextlib.suppress(FileNotFoundError):
@@ -262,8 +278,14 @@ def atomic_write_bytes(path, data: bytes) -> None:
     if not is_main():
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)  # exclusive, random: ours alone
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)  # exclusive, random: ours alone
+    except OSError as exc:
+        converted = _write_error(exc, target, ())
+        if converted is not None:
+            raise converted from exc
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -271,9 +293,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; the result gets a normal file's permissions
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        converted = _write_error(exc, target, (target.parent,))
+        if converted is not None:
+            raise converted from exc
         raise
 
 

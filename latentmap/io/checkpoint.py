@@ -13,7 +13,7 @@ from pathlib import Path
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.errors import CheckpointError
-from latentmap.io.schema import validate_config
+from latentmap.io.schema import validate_config, validate_fields
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -70,14 +70,22 @@ def json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
-def read_json_object(file: Path) -> dict:
-    """Parse a JSON file that must hold an object; malformed content is a CheckpointError."""
+def read_json_object(file: Path, fields: dict | None = None) -> dict:
+    """Parse a JSON file that must hold an object; malformed content is a CheckpointError.
+
+    Untrusted files are read safely: nesting too deep for the parser (``[[[[...]]]]``) is malformed content,
+    not a RecursionError, and ``fields`` (name -> :class:`latentmap.io.schema.Field`) checks the type and range
+    of each field present (dotted names reach into objects: ``"statistics.sectors"``)."""
     try:
         data = json.loads(Path(file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise CheckpointError(f"{file} is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{file} must hold a JSON object")
+    if fields:
+        validate_fields(data, fields, file)
     return data
 
 
@@ -92,6 +100,10 @@ def read_config(path) -> dict:
         raise CheckpointError(f"checkpoint '{folder}' has no {CONFIG_NAME}")
     config = read_json_object(cfg_file)
     validate_config(config, cfg_file)
+    version = config.get("format_version")
+    if version is not None and version > FORMAT_VERSION:  # a newer latentmap's format: refused as maps are
+        raise CheckpointError(f"{cfg_file} has checkpoint format version {version}; this latentmap reads "
+                              f"version {FORMAT_VERSION} (a newer latentmap wrote it: upgrade to load it)")
     return config
 
 

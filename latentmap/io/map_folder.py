@@ -11,6 +11,7 @@ from latentmap.errors import CheckpointError, ShapeMismatchError
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default, read_json_object, read_weights, sha256_file
 from latentmap.io.model_record import model_record, relative_record
+from latentmap.io.schema import Field
 
 MAP_CONFIG_NAME = "map.json"
 MAP_WEIGHTS_NAME = "map.safetensors"
@@ -19,6 +20,11 @@ MAP_FORMAT_VERSION = 2  # 2: coef stored as [n_targets, n_features], as sklearn;
 # 3: a map of another estimator than the linear one (map.json names it under "estimator"; its own tensors)
 ESTIMATOR_FORMAT_VERSION = 3
 LINEAR_ESTIMATOR = "linear"
+MAP_FIELDS = {key: Field(kind) for key, kind in {  # what loading relies on: a wrong type is one line naming it
+    "format": "str", "format_version": "int", "estimator": "str", "hyperparameters": "dict", "source": "dict",
+    "target": "dict", "fit_source": "dict", "fit_metrics": "dict", "fit_metrics.alpha": "float",
+    "n_samples_seen": "int", "image_transform": "dict", "weights": "weights"}.items()}
+MAY_BE_INFINITE = ("alphas",)  # a piecewise map's penalty per cell: inf means "the global map alone"
 
 
 def describe_model(model) -> dict:
@@ -93,11 +99,19 @@ def read_map_state(path) -> tuple[dict, dict]:
     cfg_file = folder / MAP_CONFIG_NAME
     if not cfg_file.is_file():
         raise CheckpointError(f"map folder '{folder}' has no {MAP_CONFIG_NAME}")
-    info = read_json_object(cfg_file)
+    info = read_json_object(cfg_file, MAP_FIELDS)
     if info.get("format") != MAP_FORMAT:
         raise CheckpointError(f"{cfg_file} is not a latentmap map (format {info.get('format')!r})")
     version = info.get("format_version")
     if version not in (1, MAP_FORMAT_VERSION, ESTIMATOR_FORMAT_VERSION):
         raise CheckpointError(f"{cfg_file} has map format version {version!r}; this latentmap reads 1 to "
                               f"{ESTIMATOR_FORMAT_VERSION}")
-    return info, read_weights(folder, info)  # checks the sha256 recorded in map.json
+    tensors = read_weights(folder, info)  # checks the sha256 recorded in map.json
+    for name, tensor in tensors.items():  # a checksum proves the file unchanged, not its numbers sound
+        if not tensor.dtype.is_floating_point:
+            continue
+        bad = torch.isnan(tensor) if name in MAY_BE_INFINITE else ~torch.isfinite(tensor)
+        if bool(bad.any()):
+            raise CheckpointError(f"map folder '{folder}' holds {int(bad.sum())} non-finite values (NaN or inf) in "
+                                  f"its '{name}' tensor; refit the map")
+    return info, tensors

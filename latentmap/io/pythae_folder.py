@@ -39,6 +39,8 @@ def read_pythae_config(folder) -> dict:
         config = json.loads(file.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{file} is not valid JSON: {exc}") from exc
+    except RecursionError:  # a hostile config nested past the parser's depth
+        raise CheckpointError(f"{file} is not valid JSON: nested too deeply") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{file} must hold a JSON object, got {type(config).__name__} instead")
     return config

@@ -14,12 +14,13 @@ from pathlib import Path
 from latentmap.errors import CheckpointError
 
 MAX_SIZE = 1 << 16  # generous upper bound for sizes (latent size, channels, pixels per side)
+MAX_SEED = 2**63 - 1  # the largest seed: every seed in [0, MAX_SEED] gives torch, numpy and scikit-learn valid seeds
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
 class Field:
-    """``kind``: int | float | str | bool | dict | int-list | shape | weights; numbers within [low, high]."""
+    """``kind``: int | float | str | bool | dict | list | int-list | shape | weights; numbers within [low, high]."""
 
     kind: str
     required: bool = False
@@ -37,8 +38,8 @@ class Field:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"a number, got {value!r}"
             return self._range(value)
-        if k in ("str", "bool", "dict"):
-            expected = {"str": str, "bool": bool, "dict": dict}[k]
+        if k in ("str", "bool", "dict", "list"):
+            expected = {"str": str, "bool": bool, "dict": dict, "list": list}[k]
             return None if isinstance(value, expected) else f"a {k}, got {value!r}"
         if k in ("int-list", "shape"):
             if not isinstance(value, list) or not value or any(isinstance(v, bool) or not isinstance(v, int)
@@ -63,6 +64,10 @@ class Field:
 
     def _range(self, value) -> str | None:
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            if self.high is None:
+                return f"a value >= {self.low:g}, got {value!r}"
+            if self.low is None:
+                return f"a value <= {self.high:g}, got {value!r}"
             return f"a value in [{self.low:g}, {self.high:g}], got {value!r}"
         return None
 
@@ -114,3 +119,20 @@ def validate_config(config: dict, file: Path | str) -> dict:
             if problem:
                 raise CheckpointError(f"{file}: field '{where}{key}' must be {problem}")
     return config
+
+
+def validate_fields(data: dict, fields: dict, file: Path | str) -> dict:
+    """Check the fields of ``data`` named in ``fields`` (dotted names reach into objects; absent or null ones
+    pass unless required); raise CheckpointError naming the file and the field on the first problem."""
+    for key, field in fields.items():
+        section, parts = data, key.split(".")
+        for part in parts[:-1]:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or section.get(parts[-1]) is None:
+            if field.required:
+                raise CheckpointError(f"{file} lacks the field '{key}'")
+            continue
+        problem = field.problem(section[parts[-1]])
+        if problem:
+            raise CheckpointError(f"{file}: field '{key}' must be {problem}")
+    return data

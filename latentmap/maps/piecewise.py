@@ -147,7 +147,7 @@ class PiecewiseLinearMap(StreamingMapEstimator):
             raise UnderdeterminedError(f"n_cells={self.n_cells} k-means cells need at least {self.n_cells} latent "
                                        f"pairs, got {len(sample)}")
         data = sample.detach().to(torch.float64).cpu().numpy()
-        km = KMeans(self.n_cells, n_init=KMEANS_N_INIT, random_state=int(self.seed)).fit(data)
+        km = KMeans(self.n_cells, n_init=KMEANS_N_INIT, random_state=int(self.seed) % 2**32).fit(data)
         self._centres = torch.as_tensor(km.cluster_centers_, dtype=torch.float64)
         self._scale = float(km.inertia_) / len(data)
 

@@ -7,6 +7,8 @@ followed by ``extra_convs`` 3x3 convolutions; the decoder mirrors it with transp
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -61,7 +63,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         self.start = feature_shape(image_shape, channels)
         self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), _act(),
-                                nn.Linear(hidden, int(torch.tensor(self.start).prod())), _act())
+                                nn.Linear(hidden, math.prod(self.start)), _act())
         layers, rev = [], list(reversed(channels))
         for i, c in enumerate(rev):
             c_out = rev[i + 1] if i + 1 < len(rev) else rev[-1]

@@ -84,7 +84,7 @@ def _is_wrapped_checkpoint(spec: str) -> bool:
         return False
     try:
         return isinstance(json.loads(cfg.read_text()).get("external"), dict)
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return False
 
 
@@ -121,7 +121,7 @@ def _is_external_checkpoint(spec: str) -> bool:
         return False
     try:
         return json.loads(cfg.read_text()).get("kind") == KIND
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return False  # the checkpoint loader reports malformed configs
 
 

@@ -46,8 +46,20 @@ class ReportEntry:
 def _json(path: Path):
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return None
+
+
+UNTRUSTED_CONTENT = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+"""What findings built from a saved file with missing or wrong-typed fields raise: that report is listed as
+unreadable, the index of the others is still written."""
+
+
+def _saved_findings(kind: str, fn, data, name: str) -> tuple[str, list[str]]:
+    try:
+        return kind, [str(f) for f in fn(data)]
+    except UNTRUSTED_CONTENT as exc:
+        return kind, [f"{name} is unreadable ({type(exc).__name__}: {exc})"]
 
 
 def _page_findings(page: Path) -> list[str]:
@@ -92,22 +104,23 @@ def report_headline(folder) -> tuple[str, list[str]]:
     folder = Path(folder)
     summary = _json(folder / "summary.json") if (folder / "summary.json").is_file() else None
     if isinstance(summary, dict) and "reconstruction" in summary:
-        return "demo", demo_findings(summary)
+        return _saved_findings("demo", demo_findings, summary, "summary.json")
     if isinstance(summary, dict) and "settings" in summary and "summary" in summary:
-        return "anchors", anchors_findings(summary)
+        return _saved_findings("anchors", anchors_findings, summary, "summary.json")
     checks = [("atlas.json", "atlas", atlas_findings), ("relocation.json", "relocation", relocation_findings),
               ("diagnostics.json", "diagnostics", diagnostics_findings)]
     for name, kind, fn in checks:
         data = _json(folder / name) if (folder / name).is_file() else None
         if isinstance(data, dict):
-            return kind, fn(data)
+            return _saved_findings(kind, fn, data, name)
     board = _read_csv(folder / "leaderboard.csv") if (folder / "leaderboard.csv").is_file() else None
     if board is not None:
         rows = board.astype(object).where(board.notna(), None).to_dict(orient="records")
-        return "expressiveness", expressiveness_findings(rows) or _page_findings(folder / INDEX_NAME)
+        kind, found = _saved_findings("expressiveness", expressiveness_findings, rows, "leaderboard.csv")
+        return kind, found or _page_findings(folder / INDEX_NAME)
     coverage = _read_csv(folder / "coverage_summary.csv") if (folder / "coverage_summary.csv").is_file() else None
     if coverage is not None and {"generator", "tv_distance", "never_reached"} <= set(coverage.columns):
-        return "coverage", _coverage_findings(coverage)
+        return _saved_findings("coverage", _coverage_findings, coverage, "coverage_summary.csv")
     return "report", _page_findings(folder / INDEX_NAME)
 
 
@@ -123,7 +136,7 @@ def report_entries(folder) -> list[ReportEntry]:
         kind, findings = report_headline(sub)
         files = sorted(p.name for p in sub.iterdir() if p.suffix in (".csv", ".json") and not p.name.startswith("."))
         entries.append(ReportEntry(sub.name, html.unescape(title.group(1)) if title else sub.name, kind,
-                                   (marker or {}).get("created", "") if isinstance(marker, dict) else "",
+                                   str(marker.get("created") or "") if isinstance(marker, dict) else "",
                                    [f for f in findings if f], files))
     return entries
 

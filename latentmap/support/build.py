@@ -22,11 +22,21 @@ from latentmap import distributed
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
 from latentmap.io.model_record import relative_record
+from latentmap.io.schema import Field
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 
 MANIFEST_NAME = "manifest.json"
+MANIFEST_FIELDS = {  # what reading a manifest relies on, checked before use: a wrong type is one line naming the field
+    key: Field(kind, **limits) for key, (kind, limits) in {
+        "name": ("str", {}), "size": ("int", {"low": 0}), "seed": ("int", {}), "strategy": ("str", {}),
+        "model": ("dict", {}), "dataset": ("dict", {}), "excluded": ("list", {}), "indices": ("list", {}),
+        "images": ("list", {}), "top_k": ("int", {"low": 0}), "variables": ("list", {}), "threshold": ("float", {}),
+        "notes": ("list", {}), "dropped_sectors": ("list", {}), "sector_populations": ("list", {}),
+        "for_models": ("dict", {}), "statistics": ("dict", {}), "statistics.population_median": ("float", {}),
+        "statistics.support_pairwise_mse": ("float", {}), "statistics.dataset_random_pairs_mse": ("float", {}),
+    }.items()}
 IMAGES_NAME = "images.npy"
 
 
@@ -66,7 +76,7 @@ class SupportSet:
         folder = Path(path)
         if not (folder / MANIFEST_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {MANIFEST_NAME}")
-        manifest = read_json_object(folder / MANIFEST_NAME)
+        manifest = read_json_object(folder / MANIFEST_NAME, MANIFEST_FIELDS)
         if not (folder / IMAGES_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {IMAGES_NAME}")
         try:
@@ -102,7 +112,7 @@ class SectorSelection:
 
 def _generator(seed: int, stream: int) -> torch.Generator:
     """Independent seeded streams (subsample, selection, pairs) so changing one leaves the others alone."""
-    return torch.Generator().manual_seed(int(seed) * 1_000_003 + stream)
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + stream) % 2**64)  # any seed < 2**63
 
 
 def read_exclusions(values) -> np.ndarray:
@@ -270,6 +280,20 @@ def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_image
         raise ConfigError(f"gain-images must be at least 1, got {gain_images} instead")
     if pairs < 1:
         raise ConfigError(f"pairs must be at least 1, got {pairs} instead")
+    check_pairs(pairs, dataset.image_shape)
+
+
+PAIR_BYTES = 33  # peak bytes per random pair in random_pairs_mse: two int64 index draws, a mask and its long copy
+PAIR_SECONDS = (1e-6, 5e-9)  # time per random pair: a constant and one per pixel (the 2-core machine, measured roughly)
+
+
+def check_pairs(pairs: int, image_shape) -> float:
+    """Refuse (ResourceError) ``pairs`` random pairs whose indices cannot fit in memory; else the expected seconds
+    of the dataset's random pairs MSE over images of ``image_shape``."""
+    from latentmap.resources import check_memory
+
+    check_memory(PAIR_BYTES * pairs, f"--pairs {pairs:,} (the random pairs' indices)", "choose fewer --pairs")
+    return pairs * (PAIR_SECONDS[0] + PAIR_SECONDS[1] * int(np.prod(image_shape)))
 
 
 def _dataset_label(dataset, split) -> str:

@@ -50,7 +50,7 @@ def kmeans_nearest(latents: torch.Tensor, size: int, seed: int) -> list[int]:
     from sklearn.cluster import KMeans
 
     z = torch.as_tensor(latents).double()
-    km = KMeans(n_clusters=size, n_init=1, random_state=int(seed)).fit(z.numpy())
+    km = KMeans(n_clusters=size, n_init=1, random_state=int(seed) % 2**32).fit(z.numpy())
     dist = torch.cdist(torch.from_numpy(km.cluster_centers_), z)  # [size, N]
     candidates = torch.topk(dist, k=min(size, len(z)), dim=1, largest=False).indices
     chosen: list[int] = []

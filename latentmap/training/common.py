@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from latentmap.errors import ConfigError, UnknownKindError
+from latentmap.io.schema import MAX_SEED, MAX_SIZE
 
 TRAINERS: dict[str, Callable[["TrainSettings"], "object"]] = {}
 
@@ -49,6 +50,17 @@ class TrainSettings:
         for key in ("latent_dim", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key.replace('_', '-')} must be at least 1, got {getattr(self, key)} instead")
+        # sizes every checkpoint loader accepts (latentmap.io.schema.MAX_SIZE): refused before training, not after
+        sizes = {"latent-dim": [self.latent_dim], **{key.replace("_", "-"): self.options.get(key) for key in
+                                                    ("channels", "hidden", "z_dim", "inverter_channels")}}
+        for key, values in sizes.items():
+            values = values if isinstance(values, (list, tuple)) else [values]
+            big = [v for v in values if isinstance(v, int) and v > MAX_SIZE]
+            if big:
+                raise ConfigError(f"{key} must be at most {MAX_SIZE:,} (the largest size a checkpoint may record), "
+                                  f"got {big[0]:,} instead")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed must be between 0 and {MAX_SEED}, got {self.seed} instead")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr} instead")
         for key in ("train_images", "test_images"):
@@ -73,6 +85,44 @@ def train(settings: TrainSettings):
         raise UnknownKindError(f"no trainer for kind '{settings.kind}'; known: {', '.join(sorted(TRAINERS))}")
     settings.validate()
     return TRAINERS[settings.kind](settings)
+
+
+def check_model_fits(build: Callable[[], object], settings: "TrainSettings", image_shape) -> None:
+    """Refuse, before any training, a model whose training cannot fit in memory (ResourceError with the estimate).
+
+    The model is built on torch's ``meta`` device (shapes only, no memory): its parameters need 16 bytes each in
+    training (float32 weights, gradients and Adam's two moments), and a VAE's forward pass on one batch adds its
+    activations twice (outputs kept for the backward pass, and their gradients)."""
+    from latentmap.resources import check_memory, format_bytes
+
+    with torch.device("meta"):
+        model = build()
+    networks = list(model.modules().values())
+    params = sum(p.numel() for net in networks for p in net.parameters())
+    activations = 0
+    if hasattr(model, "train_forward"):
+        sizes = []
+
+        def hook(_module, _inputs, output):
+            sizes.extend(o.numel() * o.element_size() for o in (output if isinstance(output, (tuple, list))
+                                                                else [output]) if isinstance(o, torch.Tensor))
+
+        leaves = [sub for net in networks for sub in net.modules() if not list(sub.children())]
+        handles = [leaf.register_forward_hook(hook) for leaf in leaves]
+        try:
+            with torch.device("meta"):
+                model.train_forward(torch.zeros((settings.batch_size, *image_shape)))
+            activations = 2 * sum(sizes)
+        except (RuntimeError, NotImplementedError, TypeError):
+            activations = 0  # a network meta tensors cannot run: judged on its parameters alone
+        finally:
+            for handle in handles:
+                handle.remove()
+    check_memory(16 * params + activations,
+                 f"training this {settings.kind} ({params:,} parameters"
+                 + (f", {format_bytes(activations)} of activations per batch of {settings.batch_size}"
+                    if activations else "") + ")",
+                 "choose smaller --channels, --hidden or --latent-dim (or --batch-size)")
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from latentmap.io.checkpoint import save_checkpoint
 from latentmap.models.gan import GANModel, recalibrate_batchnorm
 from latentmap.report.grid import square_grid_png
-from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
+from latentmap.training.common import (Timer, TrainSettings, check_model_fits, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
 from latentmap.training.inverter import fit_and_record_inverter, inversion_grid
 
@@ -105,8 +105,10 @@ def train_gan(settings: TrainSettings):
     opts = settings.options
     arch = {"channels": opts.get("channels"), "inverter_channels": opts.get("inverter_channels"),
             "inverter_hidden": opts.get("hidden")}
-    model = GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim,
-                     **{k: v for k, v in arch.items() if v is not None}).to(device)
+    arch = {k: v for k, v in arch.items() if v is not None}
+    check_model_fits(lambda: GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch), settings,
+                     train_ds.image_shape)
+    model = GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch).to(device)
     discriminator = model.make_discriminator()
     with Timer() as timer:
         log = adversarial_training(settings, generate=model.generate, z_dim=model.latent_dim,

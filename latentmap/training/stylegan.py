@@ -10,7 +10,7 @@ from __future__ import annotations
 from latentmap.models.conv import default_channels
 from latentmap.models.gan import DCGANDiscriminator
 from latentmap.models.stylegan import StyleGANW
-from latentmap.training.common import Timer, TrainSettings, register_trainer, start_run
+from latentmap.training.common import Timer, TrainSettings, check_model_fits, register_trainer, start_run
 from latentmap.training.gan import adversarial_training, finish_generator
 
 
@@ -20,8 +20,10 @@ def train_stylegan(settings: TrainSettings):
     opts = settings.options
     arch = {"z_dim": opts.get("z_dim"), "channels": opts.get("channels"), "mapping_layers": opts.get("mapping_layers"),
             "inverter_channels": opts.get("inverter_channels"), "inverter_hidden": opts.get("hidden")}
-    model = StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim,
-                      **{k: v for k, v in arch.items() if v is not None}).to(device)
+    arch = {k: v for k, v in arch.items() if v is not None}
+    check_model_fits(lambda: StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch), settings,
+                     train_ds.image_shape)
+    model = StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch).to(device)
     G = model.G
     # as many stride-2 stages as the image side allows (28 -> 2), widths doubling from 64
     disc_channels = opts.get("disc_channels") or [64 * 2 ** i for i in range(len(default_channels(model.image_shape)))]

@@ -9,13 +9,15 @@ from latentmap.losses import BalancedVAELoss
 from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.registry import adapter_class
 from latentmap.report.grid import grid_png, square_grid_png
-from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
+from latentmap.training.common import (Timer, TrainSettings, check_model_fits, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
 
 
 def _train_vae_like(settings: TrainSettings):
     device, generator, train_ds, test_ds = start_run(settings)
     arch = {k: v for k, v in settings.options.items() if k in ("channels", "hidden") and v is not None}
+    check_model_fits(lambda: adapter_class(settings.kind)(settings.model_name, train_ds.image_shape,
+                                                          settings.latent_dim, **arch), settings, train_ds.image_shape)
     model = adapter_class(settings.kind)(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)
     model.to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]

@@ -1,0 +1,65 @@
+"""Memory and time estimates made before work whose size a user chooses.
+
+Where one number drives an allocation (``--pairs``, ``--channels``/``--hidden``, ``?pad=``,
+``--bootstrap``), the command estimates the bytes it will need and compares them with the
+memory this machine has available (``MemAvailable`` of /proc/meminfo, else the physical memory
+from ``os.sysconf``). A run that cannot fit is refused at once with the estimate, instead of
+failing or swapping minutes later; a long but feasible one is announced with its expected time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from latentmap.errors import ResourceError
+
+MEMORY_ENV = "LATENTMAP_MEMORY_LIMIT"
+"""Bytes to treat as available instead of what the machine reports (tests, shared machines)."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now; None when the system does not say."""
+    override = os.environ.get(MEMORY_ENV, "").strip()
+    if override:
+        try:
+            return max(0, int(float(override)))
+        except ValueError:
+            raise ResourceError(f"{MEMORY_ENV} must be a number of bytes, got {override!r}") from None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1024 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def format_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 48 * 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.0f} days"
+
+
+def check_memory(needed: float, what: str, hint: str = "") -> None:
+    """Refuse (ResourceError, one line) when ``needed`` bytes exceed the memory available now."""
+    available = available_memory()
+    if available is None or needed <= available:
+        return
+    raise ResourceError(f"{what} needs about {format_bytes(needed)} of memory, and this machine has "
+                        f"{format_bytes(available)} available" + (f"; {hint}" if hint else ""))
