@@ -29,6 +29,11 @@ from latentmap.maps.linear import LinearMap
 
 @dataclass
 class AtlasResult(FrameRepr):
+    """Every ordered pair of models, fitted and evaluated with one or several estimators (:func:`build_atlas`).
+
+    ``to_frame()`` gives one row per pair and estimator, ``to_frame(by="estimator")`` the estimators compared per
+    relocation type; a notebook shows the first as a table."""
+
     results: list[RelocationResult]
     models: list[dict]
     fit_source: dict  # FitSource.record()

@@ -123,6 +123,10 @@ class GeneratorCoverage(FrameRepr):
 
 @dataclass
 class CoverageResult(FrameRepr):
+    """Sector coverage of each generator against real images (:func:`sector_coverage`, ``benchmark_coverage``).
+
+    ``to_frame()`` gives one row per generator, ``to_frame(by="sector")`` one row per sector and generator."""
+
     space: SectorSpace
     real_source: str
     real_counts: np.ndarray

@@ -166,6 +166,10 @@ class ModelExpressiveness(FrameRepr):
 
 @dataclass
 class ExpressivenessResult(FrameRepr):
+    """The expressiveness leaderboard (:func:`benchmark_expressiveness`): one :class:`ModelExpressiveness` per model.
+
+    ``to_frame()`` is the leaderboard, one row per model; ``set_table()`` one row per model and target set."""
+
     models: list  # ModelExpressiveness
     settings: dict
     lpips_note: str = ""

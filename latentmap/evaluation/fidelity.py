@@ -133,6 +133,10 @@ class FidelityRow:
 
 @dataclass
 class FidelityResult(FrameRepr):
+    """Precision, recall, density, coverage and a Fréchet distance of each generator in one reference space.
+
+    ``to_frame()`` gives one row per generator."""
+
     space: str  # e.g. "fmnist-svae latent space (64-d)"
     fd_name: str  # e.g. "FD in fmnist-svae space"
     k: int
