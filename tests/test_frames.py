@@ -66,7 +66,7 @@ def test_atlas_frame_has_one_row_per_pair_and_estimator():
     assert by_estimator.loc["mlp", "worst_ratio"] == 1.75 and by_estimator.loc["mlp", "pairs"] == 2
     html = a._repr_html_()
     assert "<table" in html and "2.5" in html and "1.75" in html
-    assert f"a [{SHA[:12]}]" in html and "64 support-set s" in html  # the models, their fingerprints, the fit
+    assert f"a [{SHA[:12]}]" in html and "fitted on support-set s (64 images)" in html  # the models, their fingerprints, the fit
     with pytest.raises(ConfigError):
         a.to_frame(by="type")
 

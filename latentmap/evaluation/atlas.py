@@ -94,9 +94,12 @@ class AtlasResult(FrameRepr):
 
     def _frame_caption(self) -> str:
         fit = self.fit_source
-        on = " ".join(str(fit[k]) for k in ("count", "kind", "name") if fit.get(k) is not None)
-        return caption(f"Relocation atlas: {len(self.results)} results of {', '.join(self.estimators) or 'linear'}"
-                       + (f", fitted on {on}" if on else ""), self.models)
+        if fit.get("kind") == "samples":
+            on = f"{fit.get('count')} prior samples"
+        else:
+            on = " ".join(str(fit[k]) for k in ("kind", "name") if fit.get(k)) + f" ({fit.get('count')} images)"
+        return caption(f"Relocation atlas: {len(self.results)} results of {', '.join(self.estimators) or 'linear'}, "
+                       f"fitted on {on}", self.models)
 
     def results_of(self, estimator: str | None = None) -> list[RelocationResult]:
         """The results of one estimator (default the first)."""
