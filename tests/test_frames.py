@@ -216,3 +216,22 @@ def test_map_repr_shows_parameters_and_fit_metrics():
     assert set(m.fit_metrics_) == set(metrics.index)
     assert frame[(frame["part"] == "parameter") & (frame["name"] == "alpha")]["value"].item() == 0.5
     assert "fit metric" in m._repr_html_() and "fitted" in m._repr_html_()
+
+
+def test_information_gain_frame_ranks_the_variables():
+    from latentmap.support.info_gain import InformationGain
+
+    info = InformationGain(np.array([0.125, 0.5, 0.25]), 40)
+    frame = info.to_frame()
+    assert list(frame["variable"]) == [1, 2, 0] and list(frame["gain"]) == [0.5, 0.25, 0.125]
+    assert list(frame["rank"]) == [0, 1, 2]
+    assert "<table" in info._repr_html_() and "40 images" in info._repr_html_()
+
+
+def test_demo_result_frame_is_its_rows(tmp_path):
+    from latentmap.demo.story import DemoResult
+
+    rows = [{"model": "a", "kind": "vae", "latent_dim": 32, "test_mse": 0.0125, "test_images": 300}]
+    result = DemoResult(tmp_path, rows, {})
+    assert result.to_frame().to_dict("records") == rows
+    assert "<table" in result._repr_html_() and "0.0125" in result._repr_html_()

@@ -20,6 +20,7 @@ import torch
 
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, SupportSetError
+from latentmap.io.frames import FrameRepr, records_frame
 
 # Largest chunk tried on a CPU; on CUDA the largest is sized from free memory.
 CPU_MAX_ROWS = 4096
@@ -33,7 +34,7 @@ GIVE_UP = 1.3
 
 
 @dataclass
-class InformationGain:
+class InformationGain(FrameRepr):
     """Per-variable gains (float64, index = latent variable) and the variables ranked by gain."""
 
     gains: np.ndarray
@@ -48,6 +49,14 @@ class InformationGain:
         ranking = self.ranking
         return {"images": self.n_images, "ranking": ranking,
                 "gains": [round(float(self.gains[i]), 8) for i in ranking]}
+
+    def to_frame(self):
+        """One row per latent variable, most informative first: rank, variable, gain (unrounded)."""
+        return records_frame(({"rank": r, "variable": i, "gain": float(self.gains[i])}
+                              for r, i in enumerate(self.ranking)), ["rank", "variable", "gain"])
+
+    def _frame_caption(self) -> str:
+        return f"Information gain of {len(self.gains)} latent variables over {self.n_images} images"
 
 
 def variant_chunk_rows(model, device: torch.device | None = None) -> int:
