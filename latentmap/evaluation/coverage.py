@@ -113,6 +113,8 @@ class GeneratorCoverage(FrameRepr):
                 "under_sectors": self.under, "over_sectors": self.over,
                 "examples": {str(s): v for s, v in self.examples.items()}}
 
+    _one_row = True  # a notebook shows the summary one field per line
+
     def to_frame(self):
         """The generator's summary (:meth:`summary`) as a one-row frame."""
         return records_frame([self.summary()])

@@ -126,6 +126,8 @@ class RelocationResult(FrameRepr):
         """The scalar metrics: one row of a table (the per-label breakdown, worst images and extras left out)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label", "worst_images")}
 
+    _one_row = True  # a notebook shows the metrics one per line
+
     def to_frame(self):
         """The pair's scalar metrics as a one-row pandas frame (:meth:`table_row`)."""
         return records_frame([self.table_row()])

@@ -63,7 +63,12 @@ def records_frame(rows, columns=None):
 
 
 class FrameRepr:
-    """Mixin: ``_repr_html_`` (Jupyter) renders ``to_frame()`` as a table under ``_frame_caption()``."""
+    """Mixin: ``_repr_html_`` (Jupyter) renders ``to_frame()`` as a table under ``_frame_caption()``.
+
+    A result whose frame is one wide row (``_one_row = True``) shows it as a column of values, one line per field.
+    """
+
+    _one_row = False
 
     def to_frame(self):  # pragma: no cover - each result class gives its own
         raise NotImplementedError
@@ -72,7 +77,10 @@ class FrameRepr:
         return type(self).__name__
 
     def _repr_html_(self) -> str:
-        return frame_html(self.to_frame(), self._frame_caption())
+        frame = self.to_frame()
+        if self._one_row and len(frame) == 1:
+            frame = frame.T.set_axis(["value"], axis=1)
+        return frame_html(frame, self._frame_caption())
 
 
 class MapRepr:
