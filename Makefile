@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 LATENTMAP := $(BIN)/latentmap
 
-.PHONY: install data demo example-report test test-all docs docs-screenshots checkpoints support-sets benchmarks bench bench-quick clean
+.PHONY: install data demo example-report test test-all notebooks docs docs-screenshots checkpoints support-sets benchmarks bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: install data
 
 test-all: install data
 	LATENTMAP_SLOW=1 $(BIN)/python -m pytest -q
+
+# The notebooks of examples/, each run top to bottom in a fresh python3 kernel (also part of `make test`).
+notebooks: install data
+	$(BIN)/python -m pytest -q tests/test_notebook.py
 
 # The documentation site (docs/, mkdocs.yml) into site/, offline; any warning fails the build.
 docs: install

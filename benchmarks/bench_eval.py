@@ -72,11 +72,7 @@ def main():
         args.images, args.fit_images, args.rounds = 300, 300, 1
     import warnings
 
-    from latentmap import load_model
-    from latentmap.data.datasets import load_dataset
-    from latentmap.evaluation.atlas import build_atlas
-    from latentmap.evaluation.relocation import evaluate_relocation
-    from latentmap.maps.fitting import FitSource, fit_all_pairs
+    from latentmap import FitSource, build_atlas, evaluate_relocation, fit_all_pairs, load_dataset, load_model
 
     warnings.simplefilter("ignore")
     info = common.machine()

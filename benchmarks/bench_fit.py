@@ -71,7 +71,7 @@ def make_data(n: int, d_small: int, d_large: int, folder: Path, seed: int = 0) -
 def _fit_latentmap(x, y):
     import torch
 
-    from latentmap.maps.linear import LinearMap
+    from latentmap import LinearMap
 
     m = LinearMap().fit(torch.from_numpy(x), torch.from_numpy(y))
     return m.coef_, m.intercept_
@@ -80,7 +80,7 @@ def _fit_latentmap(x, y):
 def _partial_latentmap(x, y):
     import torch
 
-    from latentmap.maps.linear import LinearMap
+    from latentmap import LinearMap
 
     m = LinearMap()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)

@@ -86,9 +86,8 @@ def main():
         args.images = 200
     import numpy as np
 
-    from latentmap import load_model
-    from latentmap.data.datasets import load_dataset
-    from latentmap.support.info_gain import decode_rows, information_gain_sums
+    from latentmap import load_dataset, load_model
+    from latentmap.support.info_gain import decode_rows, information_gain_sums  # the internal pass this benchmark times
 
     info = common.machine()
     model = load_model(args.model, device=args.device)

@@ -32,9 +32,9 @@ def main():
     import torch
     from PIL import Image
 
-    from latentmap import batching
-    from latentmap.data.datasets import load_dataset
-    from latentmap.models.vae import ConvVAE
+    from latentmap import adapter_class, batching, load_dataset  # batching: the loader settings this benchmark varies
+
+    ConvVAE = adapter_class("vae")
 
     info = common.machine()
     print(f"Data loading: a folder of {args.images} PNG images 64x64x3, in the process vs DataLoader workers")

@@ -43,7 +43,7 @@ def _batches(n: int, seed: int = 0):
 def worker(mode: str, n: int) -> None:
     import torch
 
-    from latentmap.maps.linear import LinearMap
+    from latentmap import LinearMap
 
     LinearMap().fit(*next(_batches(3000)))  # warm up: imports, BLAS buffers
     if mode == "stream":

@@ -33,8 +33,9 @@ SHAPE = (3, 64, 64)
 def make_models(folder: Path, channels: list[int]) -> tuple[Path, Path]:
     import torch
 
-    from latentmap.models.split_vae import SplitVAE
-    from latentmap.models.vae import ConvVAE
+    from latentmap import adapter_class
+
+    SplitVAE, ConvVAE = adapter_class("split-vae"), adapter_class("vae")
 
     torch.manual_seed(0)
     a = SplitVAE("synthetic-svae-150", SHAPE, 150, channels=channels, hidden=256,

@@ -16,8 +16,7 @@ import argparse
 
 import torch
 
-from latentmap import LinearMap, load_dataset, load_model
-from latentmap.evaluation.metrics import per_image_mse
+from latentmap import LinearMap, load_dataset, load_model, per_image_mse
 
 
 def main() -> None:

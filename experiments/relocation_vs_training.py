@@ -21,11 +21,8 @@ import time
 import numpy as np
 import torch
 
-from latentmap.data.datasets import load_dataset
-from latentmap.losses import BalancedVAELoss
-from latentmap.models.registry import adapter_class
-from latentmap.evaluation.relocation import evaluate_relocation
-from latentmap.maps.fitting import FitSource, fit_map
+from latentmap import FitSource, adapter_class, evaluate_relocation, fit_map, load_dataset
+from latentmap.losses import BalancedVAELoss  # the training loss of the reference VAEs, not part of the public face
 
 FIT_IMAGES, TEST_EVERY, BATCH = 5000, 5, 128
 

@@ -35,6 +35,26 @@ _PUBLIC = {
     "benchmark_fidelity": "latentmap.evaluation.generator_bench",
     "generated_sets": "latentmap.evaluation.generator_bench",
     "fit_sampler": "latentmap.evaluation.samplers",
+    # fitting and evaluating maps from Python, the estimator base, and the result classes
+    "MapEstimator": "latentmap.maps.base",
+    "parse_estimators": "latentmap.maps.registry",
+    "FitSource": "latentmap.maps.fitting",
+    "resolve_fit_source": "latentmap.maps.fitting",
+    "fit_map": "latentmap.maps.fitting",
+    "fit_all_pairs": "latentmap.maps.fitting",
+    "evaluate_relocation": "latentmap.evaluation.relocation",
+    "RelocationResult": "latentmap.evaluation.relocation",
+    "build_atlas": "latentmap.evaluation.atlas",
+    "AtlasResult": "latentmap.evaluation.atlas",
+    "ExpressivenessResult": "latentmap.evaluation.expressiveness",
+    "CoverageResult": "latentmap.evaluation.coverage",
+    "FidelityResult": "latentmap.evaluation.fidelity",
+    "compare_anchors": "latentmap.support.anchors",
+    "CompareResult": "latentmap.support.anchors",
+    "adapter_class": "latentmap.models.registry",
+    "per_image_mse": "latentmap.evaluation.metrics",
+    "bootstrap_ratio_interval": "latentmap.evaluation.distribution",
+    "ratio_quantiles": "latentmap.evaluation.distribution",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -19,6 +19,7 @@ import pandas as pd
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import is_checkpoint
 from latentmap.io.names import slug
+from latentmap.io.frames import FrameRepr, records_frame
 from latentmap.models.registry import load_model
 from latentmap.data.datasets import load_dataset
 from latentmap.batching import progress_bar
@@ -38,10 +39,17 @@ from latentmap.demo.context import (_SECTIONS, DEMO_DATASET, DEMO_IMAGE_TRANSFOR
 
 
 @dataclass
-class DemoResult:
+class DemoResult(FrameRepr):
     out: Path
     rows: list
     summary: dict
+
+    def to_frame(self):
+        """One row per model: its kind, latent size and reconstruction MSE on the demo's test images."""
+        return records_frame(self.rows)
+
+    def _frame_caption(self) -> str:
+        return f"Demo written to {self.out}: the models' reconstructions (the report has every section)"
 
 
 def default_checkpoints() -> Path:

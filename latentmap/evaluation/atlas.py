@@ -24,11 +24,17 @@ from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationRe
 from latentmap.evaluation.similarity import SimilarityAccumulator
 from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs_by_estimator
 from latentmap.models.registry import record_model
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.maps.linear import LinearMap
 
 
 @dataclass
-class AtlasResult:
+class AtlasResult(FrameRepr):
+    """Every ordered pair of models, fitted and evaluated with one or several estimators (:func:`build_atlas`).
+
+    ``to_frame()`` gives one row per pair and estimator, ``to_frame(by="estimator")`` the estimators compared per
+    relocation type; a notebook shows the first as a table."""
+
     results: list[RelocationResult]
     models: list[dict]
     fit_source: dict  # FitSource.record()
@@ -73,6 +79,29 @@ class AtlasResult:
 
         rows = [r.table_row() for r in self.results]
         return pd.DataFrame(rows)
+
+    def to_frame(self, by: str = "pair"):
+        """``by="pair"``: one row per ordered pair and estimator, the scalar metrics of each
+        :class:`RelocationResult`; ``by="estimator"``: the estimators compared, one row per relocation type and
+        estimator (pairs, mean, median, best and worst ratio)."""
+        if by not in ("pair", "estimator"):
+            raise ConfigError(f"by must be 'pair' or 'estimator', got {by!r} instead")
+        frame = records_frame(r.table_row() for r in self.results)
+        if by == "pair" or frame.empty:
+            return frame
+        return (frame.groupby(["type", "estimator"], sort=False)
+                .agg(pairs=("ratio", "size"), mean_ratio=("ratio", "mean"), median_ratio=("ratio", "median"),
+                     best_ratio=("ratio", "min"), worst_ratio=("ratio", "max"))
+                .reset_index())
+
+    def _frame_caption(self) -> str:
+        fit = self.fit_source
+        if fit.get("kind") == "samples":
+            on = f"{fit.get('count')} prior samples"
+        else:
+            on = " ".join(str(fit[k]) for k in ("kind", "name") if fit.get(k)) + f" ({fit.get('count')} images)"
+        return caption(f"Relocation atlas: {len(self.results)} results of {', '.join(self.estimators) or 'linear'}, "
+                       f"fitted on {on}", self.models)
 
     def results_of(self, estimator: str | None = None) -> list[RelocationResult]:
         """The results of one estimator (default the first)."""

@@ -24,6 +24,7 @@ import torch
 from latentmap.errors import ConfigError
 from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet
 from latentmap.io.model_record import short_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.support.sectors import sector_signs
 
 MIN_COUNT = 20
@@ -87,7 +88,7 @@ def reference_model_spec(folder, manifest: dict) -> str:
 
 
 @dataclass
-class GeneratorCoverage:
+class GeneratorCoverage(FrameRepr):
     name: str
     source: str
     images: int
@@ -115,9 +116,22 @@ class GeneratorCoverage:
                 "under_sectors": self.under, "over_sectors": self.over,
                 "examples": {str(s): v for s, v in self.examples.items()}}
 
+    _one_row = True  # a notebook shows the summary one field per line
+
+    def to_frame(self):
+        """The generator's summary (:meth:`summary`) as a one-row frame."""
+        return records_frame([self.summary()])
+
+    def _frame_caption(self) -> str:
+        return caption(f"Sector coverage of {self.name} ({self.images} images)", [self.name])
+
 
 @dataclass
-class CoverageResult:
+class CoverageResult(FrameRepr):
+    """Sector coverage of each generator against real images (:func:`sector_coverage`, ``benchmark_coverage``).
+
+    ``to_frame()`` gives one row per generator, ``to_frame(by="sector")`` one row per sector and generator."""
+
     space: SectorSpace
     real_source: str
     real_counts: np.ndarray
@@ -164,6 +178,21 @@ class CoverageResult:
                 "support_codes": self.support_codes.tolist(), "sector_labels": self.sector_labels,
                 "generators": [g.to_dict() for g in self.generators],
                 "fidelity": None if self.fidelity is None else self.fidelity.to_dict()}
+
+    def to_frame(self, by: str = "generator"):
+        """``by="generator"``: one row per generator (G test, TV distance, flagged sectors; :meth:`summary_frame`);
+        ``by="sector"``: one row per sector and generator (:meth:`sector_frame`)."""
+        if by == "sector":
+            return self.sector_frame()
+        if by != "generator":
+            raise ConfigError(f"by must be 'generator' or 'sector', got {by!r} instead")
+        return records_frame((g.summary() for g in self.generators),
+                             None if self.generators else ["generator", "source", "images"])
+
+    def _frame_caption(self) -> str:
+        return caption(f"Sector coverage over {self.space.sectors} sectors of {self.space.reference}'s variables "
+                       f"{list(self.space.variables)}, against {self.real_images} {self.real_source}",
+                       [self.space.reference, *(g.name for g in self.generators)])
 
 
 def g_test(real_counts: np.ndarray, generated_counts: np.ndarray) -> dict:

@@ -30,6 +30,7 @@ from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, per_image_mse
 from latentmap.evaluation.samplers import PriorSampler, typical_region
 from latentmap.io.model_record import short_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import record_model
 from latentmap.stats import Moments
@@ -47,7 +48,7 @@ QUANTILES = (0.9, 0.99)
 # --------------------------------------------------------------------------- result
 
 @dataclass
-class LatentDiagnostics:
+class LatentDiagnostics(FrameRepr):
     model: str
     kind: str
     latent_dim: int
@@ -142,6 +143,23 @@ class LatentDiagnostics:
             "image_variance": self.image_variance, "reconstruction_variance": self.reconstruction_variance,
             "seed": self.seed,
         }
+
+    def to_frame(self):
+        """One row per latent variable: mean and variance of the encodings, the covariance eigenvalue of that rank,
+        and for VAE-like models Var(mu), mean sigma^2 and whether the variable is inactive."""
+        rows = []
+        for i in range(self.latent_dim):
+            row = {"variable": i, "mean": float(self.mean[i]), "variance": float(self.variance[i]),
+                   "eigenvalue": float(self.eigenvalues[i])}
+            if self.var_mu is not None:
+                row.update(var_mu=float(self.var_mu[i]), mean_sigma2=float(self.mean_sigma2[i]),
+                           inactive=bool(self.var_mu[i] < INACTIVE_THRESHOLD))
+            rows.append(row)
+        return records_frame(rows)
+
+    def _frame_caption(self) -> str:
+        return caption(f"Latent diagnostics of {self.model} ({self.kind}, {self.latent_dim} variables) on "
+                       f"{self.n_images} images; eigenvalue: the covariance's, by rank", [self.model])
 
     def radius_histogram(self, bins: int = RADIUS_BINS) -> dict:
         edges = np.histogram_bin_edges(np.concatenate([self.radii, self.prior_radii]), bins=bins)

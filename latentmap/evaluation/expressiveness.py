@@ -24,6 +24,7 @@ from latentmap.evaluation.inversion import invert
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
 from latentmap.io.model_record import short_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import record_model
 
@@ -130,7 +131,7 @@ def _ratio(a, b):
 
 
 @dataclass
-class ModelExpressiveness:
+class ModelExpressiveness(FrameRepr):
     name: str
     kind: str
     latent_dim: int
@@ -168,9 +169,20 @@ class ModelExpressiveness:
                                            "refined_mse": s.refined_mse.tolist()}}
                          for k, s in self.sets.items()}}
 
+    def to_frame(self):
+        """One row per target set (own samples, real images, support set): encoder and refined scores."""
+        return records_frame(self.set_rows())
+
+    def _frame_caption(self) -> str:
+        return caption(f"Expressiveness of {self.name} ({self.kind}, {self.sampler})", [self.name])
+
 
 @dataclass
-class ExpressivenessResult:
+class ExpressivenessResult(FrameRepr):
+    """The expressiveness leaderboard (:func:`benchmark_expressiveness`): one :class:`ModelExpressiveness` per model.
+
+    ``to_frame()`` is the leaderboard, one row per model; ``set_table()`` one row per model and target set."""
+
     models: list  # ModelExpressiveness
     settings: dict
     lpips_note: str = ""
@@ -187,6 +199,15 @@ class ExpressivenessResult:
 
     def to_dict(self) -> dict:
         return {"settings": self.settings, "lpips": self.lpips_note, "models": [m.to_dict() for m in self.models]}
+
+    def to_frame(self):
+        """The leaderboard: one row per model (encoder MSE per set, ratios with their intervals, refined MSE)."""
+        return records_frame(m.leaderboard_row() for m in self.models)
+
+    def _frame_caption(self) -> str:
+        s = self.settings
+        return caption(f"Expressiveness leaderboard: {s.get('own_samples')} own samples, {s.get('real_images')} "
+                       f"real images, {s.get('support_images') or 0} support-set images", [m.name for m in self.models])
 
 
 # --------------------------------------------------------------------------- computation

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from latentmap.errors import ConfigError
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.stats import Moments
 
 DEFAULT_K = 5
@@ -131,7 +132,11 @@ class FidelityRow:
 
 
 @dataclass
-class FidelityResult:
+class FidelityResult(FrameRepr):
+    """Precision, recall, density, coverage and a Fréchet distance of each generator in one reference space.
+
+    ``to_frame()`` gives one row per generator."""
+
     space: str  # e.g. "fmnist-svae latent space (64-d)"
     fd_name: str  # e.g. "FD in fmnist-svae space"
     k: int
@@ -149,6 +154,16 @@ class FidelityResult:
         return {"space": self.space, "fd_name": self.fd_name, "k": self.k, "real_images": self.real_images,
                 "real_source": self.real_source, "rows": [r.to_dict() for r in self.rows],
                 "overlap": self.overlap or {}}
+
+    def to_frame(self):
+        """One row per generator: precision, recall, density, coverage and the Fréchet distance in this space."""
+        return records_frame((r.to_dict() for r in self.rows),
+                             None if self.rows else ["name", "source", "images", "precision", "recall", "density",
+                                                     "coverage", "frechet"])
+
+    def _frame_caption(self) -> str:
+        return caption(f"Fidelity and diversity in the {self.space} (k={self.k}; frechet = {self.fd_name}), "
+                       f"against {self.real_images} {self.real_source}", [r.name for r in self.rows])
 
 
 def space_names(reference_name: str, latent_dim: int) -> tuple[str, str]:

@@ -28,6 +28,7 @@ import torch
 
 from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse
+from latentmap.io.frames import FrameRepr, caption
 from latentmap.evaluation.samplers import PriorSampler, TypicalRegion, typical_region
 
 PATHS = ("linear", "spherical")
@@ -35,7 +36,7 @@ STEPS = 8
 
 
 @dataclass
-class InterpolationResult:
+class InterpolationResult(FrameRepr):
     model: str
     kind: str
     t: np.ndarray  # [T] path fractions
@@ -86,6 +87,15 @@ class InterpolationResult:
         return {"summary": self.summary(), "t": self.t.tolist(), "pairs": self.pair_ids,
                 "radius": {k: v.tolist() for k, v in self.radius.items()},
                 "carried_mse": {k: v.tolist() for k, v in self.carried_mse.items()}}
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per pair, path and step (:meth:`frame`)."""
+        return self.frame()
+
+    def _frame_caption(self) -> str:
+        return caption(f"Interpolation in {self.model}'s latent space: {self.n_pairs} pairs, {len(self.t)} steps"
+                       + (f", carried into {self.partner}" if self.partner else ""),
+                       [self.model, *([self.partner] if self.partner else [])])
 
 
 def _unwhiten(region: TypicalRegion) -> torch.Tensor | None:

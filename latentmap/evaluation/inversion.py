@@ -14,6 +14,7 @@ import torch
 from latentmap.batching import with_progress
 from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse
+from latentmap.io.frames import FrameRepr, records_frame
 from latentmap.models.base import LatentModel
 
 INITS = ("auto", "encoder", "prior-mean")  # auto: the encoder when it is trained, else the prior mean
@@ -21,7 +22,7 @@ LOSSES = ("mse", "mse+lpips")
 
 
 @dataclass
-class InversionResult:
+class InversionResult(FrameRepr):
     """Latents [N, d] (the best found per image), their loss [N], the start loss [N], and the curve.
 
     ``curve`` [steps + 1] is the mean over images of the loss at each step (index 0 = start).
@@ -38,6 +39,15 @@ class InversionResult:
     @property
     def mse(self) -> torch.Tensor:  # convenient alias when loss == "mse"
         return self.loss
+
+    def to_frame(self):
+        """One row per image: the loss at the start and the best loss found."""
+        start, best = self.initial_loss.double().tolist(), self.loss.double().tolist()
+        return records_frame(({"image": k, "initial_loss": a, "loss": b} for k, (a, b) in enumerate(zip(start, best))),
+                             ["image", "initial_loss", "loss"])
+
+    def _frame_caption(self) -> str:
+        return f"Inversion of {len(self.loss)} images: {len(self.curve) - 1} steps from the {self.init}, loss {self.loss_name}"
 
 
 def prior_mean(model: LatentModel, generator: torch.Generator | None = None, samples: int = 4096) -> torch.Tensor:

@@ -30,6 +30,7 @@ from latentmap.errors import ConfigError, DependencyError
 from latentmap.evaluation.distribution import PerImageErrors, summarize
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.io.model_record import architecture_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.maps.fitting import check_map_fits, input_transforms, pair_transform
 from latentmap.maps.linear import LinearMap
 from latentmap.stats import Moments, Sums, r2_from_sums
@@ -93,7 +94,7 @@ def lpips_function(device, setting: str = "auto") -> tuple[Callable | None, str]
 # --------------------------------------------------------------------------- evaluation
 
 @dataclass
-class RelocationResult:
+class RelocationResult(FrameRepr):
     """Metrics of one ordered pair on an evaluation split (image metrics in [0,1] intensity units)."""
 
     source: str
@@ -141,6 +142,16 @@ class RelocationResult:
     def table_row(self) -> dict:
         """The scalar metrics: one row of a table (the per-label breakdown, worst images and extras left out)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label", "worst_images")}
+
+    _one_row = True  # a notebook shows the metrics one per line
+
+    def to_frame(self):
+        """The pair's scalar metrics as a one-row pandas frame (:meth:`table_row`)."""
+        return records_frame([self.table_row()])
+
+    def _frame_caption(self) -> str:
+        return caption(f"Relocation {self.source} -> {self.target} (type {self.type}, {self.estimator} map), "
+                       f"{self.n_images} test images", [self.source, self.target])
 
 
 class RelocationAccumulator:

@@ -22,6 +22,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import TransformerTags
 
+from latentmap.io.frames import MapRepr
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
 from latentmap.maps.checks import (Interval, MapNotFittedError, PositiveIntSequence, StrOptions, as_latents,
                                    check_constraints, copy_moments, one_sample)
@@ -36,7 +37,7 @@ FIT_CHUNK_ROWS = CHUNK_ROWS
 
 # --------------------------------------------------------------------------- the estimators
 
-class MapEstimator(RegressorMixin, BaseEstimator):
+class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
     """A map from source latents [N, d_x] to target latents [N, d_y], fitted on pairs of encodings."""
 
     estimator_name = ""  # the name map.json records and the registry knows; set by each subclass

@@ -35,6 +35,7 @@ def register_adapter(kind: str):
 
 
 def adapter_class(kind: str) -> type:
+    """The adapter class registered for a model ``kind`` (``vae``, ``split-vae``, ``gan``, ...)."""
     try:
         return ADAPTERS[kind]
     except KeyError:

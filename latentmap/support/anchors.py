@@ -19,6 +19,7 @@ import torch
 
 from latentmap.batching import with_progress
 from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.io.frames import FrameRepr, caption
 
 
 # =========================================================================== compare
@@ -30,7 +31,7 @@ COMPARE_PAIRS = 1000  # random pairs for each anchor set's pairwise-MSE statisti
 
 
 @dataclass
-class CompareResult:
+class CompareResult(FrameRepr):
     """``rows``: one per strategy, size, seed and ordered model pair; ``summary``: per strategy and size."""
 
     rows: pd.DataFrame
@@ -38,6 +39,18 @@ class CompareResult:
     reference: pd.DataFrame
     settings: dict
     notes: list = field(default_factory=list)
+
+    def to_frame(self, by: str = "strategy"):
+        """``by="strategy"``: one row per strategy and size (``summary``); ``by="run"``: one row per strategy, size,
+        seed and ordered pair (``rows``)."""
+        if by not in ("strategy", "run"):
+            raise ConfigError(f"by must be 'strategy' or 'run', got {by!r} instead")
+        return (self.summary if by == "strategy" else self.rows).copy()
+
+    def _frame_caption(self) -> str:
+        s = self.settings
+        return caption(f"Anchor strategies compared: sizes {s.get('sizes')}, seeds {s.get('seeds')}, anchors in "
+                       f"{s.get('anchor_model')}'s space", s.get("models", []))
 
 
 @dataclass

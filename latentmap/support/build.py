@@ -23,6 +23,7 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
 from latentmap.io.model_record import relative_record
 from latentmap.io.schema import Field
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
@@ -41,7 +42,7 @@ IMAGES_NAME = "images.npy"
 
 
 @dataclass
-class SupportSet:
+class SupportSet(FrameRepr):
     """Images (float32 NCHW in [0,1]) plus a manifest describing how they were chosen."""
 
     name: str
@@ -91,6 +92,26 @@ class SupportSet:
             raise CheckpointError(f"support set '{folder}': manifest says {manifest['size']} images, "
                                   f"{IMAGES_NAME} holds {len(images)}")
         return cls(manifest.get("name", folder.name), torch.from_numpy(images), manifest)
+
+    def to_frame(self):
+        """One row per image: its position here, its index in the dataset and what the manifest says of it
+        (sector, signs, role for the sector method)."""
+        recorded = self.manifest.get("images") or [{"index": i} for i in self.indices]
+        if len(recorded) != len(self):  # a hand-made set without a record per image
+            recorded = [{} for _ in range(len(self))]
+        return records_frame(({"image": k, **row} for k, row in enumerate(recorded)),
+                             None if len(self) else ["image", "index"])
+
+    def _frame_caption(self) -> str:
+        m = self.manifest
+        dataset = m.get("dataset") or {}
+        model = m.get("model")
+        text = f"Support set {self.name}: {len(self)} images"
+        if m.get("strategy"):
+            text += f", strategy {m['strategy']}"
+        if dataset.get("spec"):
+            text += f", from {dataset['spec']}" + (f" ({dataset['split']})" if dataset.get("split") else "")
+        return caption(text, [model] if model else [])
 
 
 # =========================================================================== builder

@@ -21,6 +21,7 @@ import torch
 
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, SupportSetError
+from latentmap.io.frames import FrameRepr, records_frame
 
 # Activation memory one decode call may use, by device type (what the rows per call come from).
 CPU_DECODE_BYTES = 32 * 2**20
@@ -32,7 +33,7 @@ MIN_DECODE_ROWS, MAX_DECODE_ROWS = 16, 65536
 
 
 @dataclass
-class InformationGain:
+class InformationGain(FrameRepr):
     """Per-variable gains (float64, index = latent variable) and the variables ranked by gain."""
 
     gains: np.ndarray
@@ -53,6 +54,14 @@ class InformationGain:
                                     ("threads", self.threads)) if v is not None}
         return {"images": self.n_images, "ranking": ranking,
                 "gains": [round(float(self.gains[i]), 8) for i in ranking], **passes}
+
+    def to_frame(self):
+        """One row per latent variable, most informative first: rank, variable, gain (unrounded)."""
+        return records_frame(({"rank": r, "variable": i, "gain": float(self.gains[i])}
+                              for r, i in enumerate(self.ranking)), ["rank", "variable", "gain"])
+
+    def _frame_caption(self) -> str:
+        return f"Information gain of {len(self.gains)} latent variables over {self.n_images} images"
 
 
 def decode_rows(model, device: torch.device | None = None) -> int:
