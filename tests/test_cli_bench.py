@@ -1,5 +1,6 @@
 """``latentmap bench``: reports written, numbers consistent with the library, bad input as one line with exit 2;
 and the demo's expressiveness and coverage sections."""
+import json
 
 
 import numpy as np

@@ -299,7 +299,7 @@ def test_atlas_report_warns_of_a_useless_target_and_names_no_machine_path(tmp_pa
     assert res.exit_code == 0, res.output
     assert res.output.count("LPIPS unavailable") <= 1
     saved = json.loads((tmp_path / "atlas" / "atlas.json").read_text())
-    assert [m["path"] for m in saved["models"]] == ["syn-a", "syn-b"]
+    assert [m["spec"] for m in saved["models"]] == ["syn-a", "syn-b"]
     assert "Warning: syn-b's own reconstruction MSE" in res.output and "syn-a → syn-b" in res.output
     assert "Warning: syn-a's own" not in res.output
     assert "Warning: syn-b&#x27;s own reconstruction MSE" in (tmp_path / "atlas" / "index.html").read_text()

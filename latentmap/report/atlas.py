@@ -15,6 +15,7 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import grid_png
+from latentmap.io.model_record import NOT_PATHS
 from latentmap.io.names import slug, unique_slugs
 from latentmap.report.estimators import write_comparison
 from latentmap.report.findings import atlas_findings
@@ -130,8 +131,9 @@ def _shown_info(info: dict, spec_key: str | None = None) -> dict:
     """A model or fit-source record as the atlas's JSON writes it: its path (and data spec) without this
     machine's folders (the map folders keep the paths they load models from)."""
     out = dict(info or {})
-    if out.get("path") is not None:
-        out["path"] = shown_path(out["path"])
+    key = "spec" if "origin" in out else "path"  # a model record (latentmap.io.model_record), or an older one
+    if out.get(key) is not None and out.get("origin") not in NOT_PATHS:
+        out[key] = shown_path(out[key])
     if spec_key and out.get(spec_key) is not None:
         out[spec_key] = shown_spec(out[spec_key])
     return out
