@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 LATENTMAP := $(BIN)/latentmap
 
-.PHONY: install data demo example-report test test-all checkpoints support-sets benchmarks bench bench-quick clean
+.PHONY: install data demo example-report test test-all mutate checkpoints support-sets benchmarks bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ test: install data
 
 test-all: install data
 	LATENTMAP_SLOW=1 $(BIN)/python -m pytest -q
+
+# Mutation testing of maps/, evaluation/, support/ and stats.py (not in CI; docs/mutation.md): mutmut tests a
+# seeded sample of MUTANTS mutants, each with the tests that reach its function; MUTATE_JOBS at once, at nice 19.
+# Summary and survivors in benchmarks/results/mutation.json. 400 mutants: about N hours on 2 busy cores.
+MUTANTS ?= 400
+SEED ?= 0
+MUTATE_JOBS ?= 1
+mutate: install data
+	$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/python -m pip install -q -e '.[mutate]'
+	nice -n 19 $(BIN)/python tools/mutate.py --mutants $(MUTANTS) --seed $(SEED) --jobs $(MUTATE_JOBS)
 
 # How the shipped checkpoints were made (CPU, 2 cores: about 10 minutes each).
 checkpoints: install data
