@@ -1,0 +1,81 @@
+"""Evaluation-side numbers against independent references (numpy, scipy, hand-built cases)."""
+
+import numpy as np
+import pytest
+import torch
+
+from latentmap.evaluation.expressiveness import ModelExpressiveness, RatioCI, SetScores
+from latentmap.evaluation.fidelity import FidelityResult, FidelityRow
+from latentmap.evaluation.samplers import RANGE_QUANTILE, MixtureSampler, TypicalRegion
+
+
+def _scores(key="real"):
+    a = np.array
+    return SetScores(key=key, source="test split", encoder_mse=a([0.1, 0.3]), encoder_ssim=a([0.5, 0.7]),
+                     encoder_distance=a([2.0, 4.0]), encoder_outside=a([0.0, 1.0]), refined_index=a([1]),
+                     refined_mse=a([0.05]), refined_ssim=a([0.9]), refined_distance=a([6.0]),
+                     refined_outside=a([1.0]), encoder_lpips=a([0.2, 0.4]), refined_lpips=None, worst=[1, 0])
+
+
+def test_set_summary_is_the_hand_computed_means_and_ratios():
+    s = _scores().summary(typical=2.0)
+    expected = {"set": "real", "label": "real test images", "source": "test split", "images": 2,
+                "encoder_mse": 0.2, "encoder_ssim": 0.6, "encoder_lpips": 0.3, "encoder_distance_ratio": 1.5,
+                "encoder_outside_share": 0.5, "refined_images": 1, "refined_mse": 0.05, "refined_ssim": 0.9,
+                "refined_lpips": None, "refined_distance_ratio": 3.0, "refined_outside_share": 1.0}
+    assert s.keys() == expected.keys()
+    for k, v in expected.items():
+        assert s[k] == (pytest.approx(v) if isinstance(v, float) else v), k
+    # no typical distance: no ratio
+    assert _scores().summary(typical=0.0)["refined_distance_ratio"] is None
+
+
+def test_model_expressiveness_record_holds_every_field():
+    m = ModelExpressiveness("vae-a", "vae", 32, "prior", {"typical": 2.0, "limit": 3.0}, {"real": _scores()},
+                            {"real/own": RatioCI(1.5, 1.2, 1.9)})
+    d = m.to_dict()
+    assert (d["model"], d["kind"], d["latent_dim"], d["sampler"]) == ("vae-a", "vae", 32, "prior")
+    assert d["region"] == {"typical": 2.0, "limit": 3.0}
+    assert d["ratios"] == {"real/own": {"value": 1.5, "low": 1.2, "high": 1.9, "level": 0.95}}
+    real = d["sets"]["real"]
+    assert real["refined_distance_ratio"] == pytest.approx(3.0) and real["worst"] == [1, 0]
+    assert real["per_image"] == {"encoder_mse": [0.1, 0.3], "refined_index": [1], "refined_mse": [0.05]}
+    row = m.leaderboard_row()
+    assert row["kind"] == "vae" and row["real_over_own"] == 1.5 and row["real_over_own_low"] == 1.2
+    assert row["encoder_mse_real"] == pytest.approx(0.2) and row["encoder_mse_own"] is None
+
+
+def test_fidelity_record_holds_every_field():
+    row = FidelityRow("gan", "generated", 10, 0.5, 0.25, 1.1, 0.75, 3.5)
+    d = FidelityResult("space", "FD in x space", 5, 100, "test split", [row]).to_dict()
+    assert d == {"space": "space", "fd_name": "FD in x space", "k": 5, "real_images": 100,
+                 "real_source": "test split",
+                 "rows": [{"name": "gan", "source": "generated", "images": 10, "precision": 0.5, "recall": 0.25,
+                           "density": 1.1, "coverage": 0.75, "frechet": 3.5}]}
+
+
+def test_mixture_sampler_factors_are_float64_cholesky_factors():
+    cov = np.array([[[2.0, 0.3], [0.3, 1.0]], [[1.0, -0.2], [-0.2, 0.5]]], dtype=np.float32)
+    s = MixtureSampler(np.array([0.25, 0.75], dtype=np.float32), np.zeros((2, 2), np.float32), cov, "m")
+    expected = torch.as_tensor(np.linalg.cholesky(cov.astype(np.float64)))
+    torch.testing.assert_close(s.factors, expected)  # dtype included
+    assert s.weights.dtype == s.means.dtype == torch.float64
+
+
+def test_typical_region_is_the_mahalanobis_distance_of_its_own_seeded_draws():
+    cov = np.array([[[4.0, 1.0], [1.0, 1.0]]])
+    sampler = MixtureSampler([1.0], [[1.0, -2.0]], cov, "one Gaussian")
+    torch.manual_seed(123)  # the global generator must not matter
+    region = TypicalRegion.from_sampler(sampler, "draws", samples=500, seed=3)
+    torch.manual_seed(456)
+    again = TypicalRegion.from_sampler(sampler, "draws", samples=500, seed=3)
+    assert (region.typical, region.limit) == (again.typical, again.limit)
+
+    g = torch.Generator().manual_seed(3 + 7919)
+    first, second = (sampler.sample(500, g).double().numpy() for _ in range(2))
+    mean, c = first.mean(0), np.cov(first.T, bias=True)
+    diff = second - mean
+    dist = np.sqrt(np.einsum("ni,ij,nj->n", diff, np.linalg.inv(c), diff))
+    np.testing.assert_allclose(region.mean.numpy(), mean, rtol=1e-12)
+    assert region.typical == pytest.approx(np.median(dist), rel=1e-9)
+    assert region.limit == pytest.approx(np.quantile(dist, RANGE_QUANTILE), rel=1e-9)
