@@ -79,3 +79,62 @@ def test_typical_region_is_the_mahalanobis_distance_of_its_own_seeded_draws():
     np.testing.assert_allclose(region.mean.numpy(), mean, rtol=1e-12)
     assert region.typical == pytest.approx(np.median(dist), rel=1e-9)
     assert region.limit == pytest.approx(np.quantile(dist, RANGE_QUANTILE), rel=1e-9)
+
+
+def test_sector_frame_rows_by_hand():
+    from latentmap.evaluation.coverage import CoverageResult, GeneratorCoverage, SectorSpace
+
+    space = SectorSpace("svae", [3, 5])  # 4 sectors
+    gen = GeneratorCoverage("gan", "generated", 10, np.array([0, 1, 6, 3]), {}, never_reached=[0], unreached=1,
+                            under=[1], over=[2], tv_distance=0.0)
+    result = CoverageResult(space, "test split", np.array([2, 4, 2, 2]), 1, np.array([0, 0, 1, 3, 3]), [gen])
+    frame = result.sector_frame()
+    assert list(frame["flag"]) == ["never reached", "under", "over", ""]
+    assert list(frame["generated_share"]) == pytest.approx([0.0, 0.1, 0.6, 0.3])
+    assert list(frame["real_share"]) == pytest.approx([0.2, 0.4, 0.2, 0.2])
+    assert list(frame["share_ratio"]) == pytest.approx([0.0, 0.25, 3.0, 1.5])
+    assert list(frame["support_images"]) == [2, 1, 0, 2]
+    assert list(frame["real_count"]) == [2, 4, 2, 2] and list(frame["generated_count"]) == [0, 1, 6, 3]
+
+
+def test_bootstrap_ratio_resamples_every_image():
+    from latentmap.errors import ConfigError
+    from latentmap.evaluation.expressiveness import bootstrap_ratio
+
+    # one image carries all of mean(a): the resamples that draw it and those that do not bound the interval
+    ci = bootstrap_ratio([4.0, 0.0, 0.0, 0.0], [1.0, 1.0], resamples=400, seed=0)
+    assert ci.value == pytest.approx(1.0)
+    assert ci.low == 0.0 and ci.high >= 2.0
+    with pytest.raises(ConfigError, match="level must be in"):
+        bootstrap_ratio([1.0], [1.0], level=1.0)
+
+
+def test_set_scores_use_the_lpips_function_when_given():
+    from latentmap.evaluation.expressiveness import _scores
+
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    x_hat = x.flip(0)
+    mse, ssim, lp = _scores(x, x_hat, lambda a, b: (a - b).abs().flatten(1).sum(1), 2, "cpu")
+    np.testing.assert_allclose(mse, ((x - x_hat) ** 2).flatten(1).mean(1).double().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(lp, (x - x_hat).abs().flatten(1).sum(1).double().numpy(), rtol=1e-6)
+    assert ssim.shape == (5,) and _scores(x, x_hat, None, 2, "cpu")[2] is None
+
+
+def test_coverage_is_measured_in_the_reference_models_space_not_the_manifests(monkeypatch):
+    from types import SimpleNamespace
+
+    import latentmap.evaluation.generator_bench as bench
+
+    seen = {}
+
+    def fake_coverage(space, cache, real, sets, support_images, **kw):
+        seen["space"] = space
+        return SimpleNamespace(fidelity=None)
+
+    monkeypatch.setattr(bench, "sector_coverage", fake_coverage)
+    support = SimpleNamespace(name="s", images=torch.zeros(1, 1, 2, 2),
+                              manifest={"variables": [1, 2], "threshold": 0.5, "model": {"name": "svae"}})
+    with pytest.warns(UserWarning, match="built in the latent space of 'svae'"):
+        bench.benchmark_coverage(SimpleNamespace(name="vae-b"), support, torch.zeros(1, 1, 2, 2), [],
+                                 fidelity=False)
+    assert seen["space"].reference == "vae-b" and seen["space"].variables == [1, 2]
