@@ -85,3 +85,13 @@ def test_mlp_validation_metrics_are_those_of_its_held_out_pairs():
     assert m.fit_metrics_["n_validation"] == n_val and m.fit_metrics_["n_train"] == 40 - n_val
     assert m.fit_metrics_["validation_latent_mse"] == pytest.approx(float(((pred - truth) ** 2).mean()), rel=1e-5)
     assert m.fit_metrics_["validation_r2"] == pytest.approx(r2_score(truth, pred), rel=1e-5, abs=1e-6)
+
+
+def test_fit_source_names_every_choice_given_at_once():
+    from latentmap.errors import ConfigError
+    from latentmap.maps.fitting import resolve_fit_source
+
+    with pytest.raises(ConfigError, match="exactly one of .*; got support set and samples$"):
+        resolve_fit_source(support_set="x", samples=3)
+    with pytest.raises(ConfigError, match="to fit on$"):
+        resolve_fit_source()
