@@ -138,3 +138,27 @@ def test_coverage_is_measured_in_the_reference_models_space_not_the_manifests(mo
         bench.benchmark_coverage(SimpleNamespace(name="vae-b"), support, torch.zeros(1, 1, 2, 2), [],
                                  fidelity=False)
     assert seen["space"].reference == "vae-b" and seen["space"].variables == [1, 2]
+
+
+def test_expressiveness_benchmark_records_its_settings_and_lpips_note(monkeypatch):
+    from types import SimpleNamespace
+
+    import latentmap.evaluation.expressiveness as ex
+    import latentmap.evaluation.relocation as relocation
+    import latentmap.evaluation.samplers as samplers
+
+    monkeypatch.setattr(relocation, "lpips_function", lambda device, setting: (None, f"LPIPS {setting}: off here"))
+    monkeypatch.setattr(samplers, "fit_sampler", lambda model, sampler, **kw: SimpleNamespace(name="prior"))
+    monkeypatch.setattr(ex, "typical_region", lambda model, chosen, seed: "region")
+    monkeypatch.setattr(ex, "own_samples", lambda model, chosen, n, seed, batch_size: torch.zeros(n, 1, 2, 2))
+    calls = []
+    monkeypatch.setattr(ex, "evaluate_expressiveness", lambda model, targets, **kw: calls.append(targets) or SimpleNamespace(to_dict=lambda: model.name))
+    model = SimpleNamespace(name="m", device="cpu", image_shape=(1, 2, 2))
+    result = ex.benchmark_expressiveness([model], torch.zeros(3, 1, 2, 2), torch.zeros(2, 1, 2, 2), samples=4,
+                                         lpips_setting="none", seed=5, bootstrap=10)
+    assert result.lpips_note == "LPIPS none: off here" and result.to_dict()["lpips"] == "LPIPS none: off here"
+    assert result.to_dict()["models"] == ["m"] and sorted(calls[0]) == ["own", "real", "support"]
+    assert calls[0]["own"][1] == "4 draws of the prior"
+    assert result.settings == {"own_samples": 4, "real_images": 3, "real_source": "real test images",
+                               "support_images": 2, "support_source": "support set", "sampler": "auto",
+                               "refine_images": 128, "steps": 200, "lr": 0.05, "seed": 5, "bootstrap_resamples": 10}
