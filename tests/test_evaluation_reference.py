@@ -162,3 +162,32 @@ def test_expressiveness_benchmark_records_its_settings_and_lpips_note(monkeypatc
     assert result.settings == {"own_samples": 4, "real_images": 3, "real_source": "real test images",
                                "support_images": 2, "support_source": "support set", "sampler": "auto",
                                "refine_images": 128, "steps": 200, "lr": 0.05, "seed": 5, "bootstrap_resamples": 10}
+
+
+def test_interpolation_summary_by_hand():
+    from latentmap.evaluation.interpolation import InterpolationResult
+
+    t = np.array([0.0, 0.5, 1.0])
+    radius = {"linear": np.array([[2.0, 1.0, 2.0], [4.0, 3.0, 4.0]]),
+              "spherical": np.array([[2.0, 2.0, 2.0], [4.0, 4.0, 4.0]])}
+    carried = {"linear": np.array([[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]]), "spherical": np.zeros((2, 3))}
+    r = InterpolationResult("vae", "vae", t, torch.zeros(2, 2, 1, 2, 2), {}, radius, 2.0, "N(0, I)",
+                            partner="vae-b", map_description="linear", carried_mse=carried)
+    s = r.summary()
+    assert s["linear_midpoint_radius"] == pytest.approx(1.0)  # mean of 1/2 and 3/2
+    assert s["linear_min_radius"] == pytest.approx(0.5)
+    assert s["spherical_midpoint_radius"] == pytest.approx(1.5) and s["spherical_min_radius"] == pytest.approx(1.0)
+    assert s["linear_carried_mse"] == pytest.approx(0.2) and s["spherical_carried_mse"] == 0.0
+    assert (s["pairs"], s["steps"], s["radius_typical"], s["partner"]) == (2, 3, 2.0, "vae-b")
+    assert list(r.frame()["radius_ratio"][:3]) == pytest.approx([1.0, 0.5, 1.0])
+
+
+def test_per_image_errors_of_nothing_are_empty():
+    from latentmap.evaluation.distribution import PerImageErrors
+
+    own, relocated = PerImageErrors().arrays()
+    assert own.shape == relocated.shape == (0,)
+    e = PerImageErrors()
+    e.update(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]))
+    e.merge(PerImageErrors())
+    np.testing.assert_array_equal(e.arrays()[1], [3.0, 4.0])

@@ -95,3 +95,15 @@ def test_fit_source_names_every_choice_given_at_once():
         resolve_fit_source(support_set="x", samples=3)
     with pytest.raises(ConfigError, match="to fit on$"):
         resolve_fit_source()
+
+
+def test_fit_source_defaults_bias_free_ridge_for_anchors_only():
+    from latentmap.maps.fitting import FitSource
+
+    anchors = FitSource("support-set", 40)
+    m = anchors.new_map()
+    assert (m.bias, m.alpha, m.method) == (False, "auto", "lstsq")
+    assert anchors.new_map(method="procrustes").alpha == 0.0
+    assert anchors.new_map(bias=True, alpha=0.5).get_params()["alpha"] == 0.5
+    dataset = FitSource("dataset", 1000).new_map()
+    assert (dataset.bias, dataset.alpha) == (True, 0.0)
