@@ -191,3 +191,24 @@ def test_per_image_errors_of_nothing_are_empty():
     e.update(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0]))
     e.merge(PerImageErrors())
     np.testing.assert_array_equal(e.arrays()[1], [3.0, 4.0])
+
+
+def test_lpips_inputs_are_rgb_in_minus_one_to_one():
+    from latentmap.evaluation.lpips_metric import MIN_SIDE, LPIPSMetric
+
+    grey = torch.tensor([0.0, 0.25, 0.5, 1.0]).reshape(1, 1, 2, 2).expand(2, 1, 2, 2)
+    big = torch.nn.functional.interpolate(grey, size=(MIN_SIDE, MIN_SIDE))  # no resize needed
+    out = LPIPSMetric._prepare(big)
+    assert out.shape == (2, 3, MIN_SIDE, MIN_SIDE)
+    torch.testing.assert_close(out, (2 * big - 1).expand(-1, 3, -1, -1))
+    assert float(out.min()) == -1.0 and float(out.max()) == 1.0
+    small = LPIPSMetric._prepare(torch.full((1, 3, 8, 8), 0.75))
+    assert min(small.shape[2:]) == MIN_SIDE and torch.allclose(small, torch.full_like(small, 0.5))
+    # the module compares the prepared images
+    metric = LPIPSMetric(_Difference(), None, "test")
+    torch.testing.assert_close(metric(big, 1 - big), (2 * big - 1).abs().mean((1, 2, 3)) * 2)
+
+
+class _Difference(torch.nn.Module):
+    def forward(self, a, b):
+        return (a - b).abs().mean((1, 2, 3), keepdim=True)
