@@ -99,6 +99,17 @@ def reset(names: set[str]) -> None:
             meta.write_text(json.dumps(data, indent=4))
 
 
+def not_killed(sample) -> set[str]:
+    from mutmut.stats import status_by_exit_code
+
+    out = set()
+    for meta in meta_files():
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if name in sample and status_by_exit_code[code] not in ("killed", "timeout"):
+                out.add(name)
+    return out
+
+
 def accepted() -> dict[str, str]:
     out = {}
     if ACCEPTED.exists():
@@ -180,6 +191,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--fresh", action="store_true", help="delete mutants/ first (new mutants and test stats)")
     p.add_argument("--summary-only", action="store_true", help="summarize the last run of this sample again")
+    p.add_argument("--retest", action="store_true",
+                   help="test again only the mutants of this sample that the last run did not kill (after new tests)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
     if args.fresh and (ROOT / "mutants").exists():
@@ -193,18 +206,21 @@ def main(argv=None) -> int:
     sample = {n: population[n] for n in order[: args.mutants]}
     print(f"{len(sample)} of {len(names)} mutants (seed {args.seed})")
     start = time.monotonic()
+    rate, todo = None, set()
     if not args.summary_only:
-        reset(set(sample))
+        todo = not_killed(sample) if args.retest else set(sample)
+        reset(todo)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        cmd = [str(Path(sys.executable).parent / "mutmut"), "run",
-               "--max-children", str(args.jobs), *sorted(sample)]
-        rate = run_mutmut(cmd, env)
+        cmd = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(args.jobs), *sorted(todo)]
+        print(f"testing {len(todo)} of them")
+        rate = run_mutmut(cmd, env) if todo else None
     wall = time.monotonic() - start
     summary = summarize(sample, args.seed, len(names), wall)
-    summary["seconds_per_mutant"] = round(1 / rate, 2) if not args.summary_only and rate else None
-    if args.summary_only and args.out.exists():
+    summary["seconds_per_mutant"] = round(1 / rate, 2) if rate else None
+    if (args.summary_only or args.retest) and args.out.exists():
         last = json.loads(args.out.read_text())
         summary["wall_s"], summary["seconds_per_mutant"] = last.get("wall_s"), last.get("seconds_per_mutant")
+        summary["retested"] = sorted(set(last.get("retested", [])) | todo)  # tested again after new tests
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     print(f"\n{'module':45s} {'run':>5s} {'killed':>7s} {'timeout':>8s} {'survived':>9s} {'no tests':>9s}")
