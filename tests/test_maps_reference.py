@@ -107,3 +107,24 @@ def test_fit_source_defaults_bias_free_ridge_for_anchors_only():
     assert anchors.new_map(bias=True, alpha=0.5).get_params()["alpha"] == 0.5
     dataset = FitSource("dataset", 1000).new_map()
     assert (dataset.bias, dataset.alpha) == (True, 0.0)
+
+
+def test_linear_map_errors_word_for_word():
+    """What the terminal prints for the three ways a LinearMap cannot be solved."""
+    import re
+
+    from latentmap.errors import NotFittedError
+    from latentmap.maps.linear import LinearMap
+
+    with pytest.raises(NotFittedError) as e:
+        LinearMap().transform(np.zeros((1, 3)))
+    assert str(e.value) == "this LinearMap is not fitted yet; call fit or partial_fit with latent pairs first"
+    with pytest.raises(UnderdeterminedError) as e:
+        LinearMap().fit(np.zeros((0, 3)), np.zeros((0, 2)))
+    assert str(e.value) == "the map has seen no latent pairs (empty input); it needs at least one image"
+    with pytest.raises(UnderdeterminedError) as e:
+        LinearMap(bias=False).fit(np.ones((2, 3)), np.ones((2, 2)))
+    assert re.fullmatch(r"fitting a bias-free map from 3-dimensional latents needs at least 3 image pairs, got 2; "
+                        r"use more images, set alpha > 0 \(ridge\)", str(e.value))
+    with pytest.raises(UnderdeterminedError, match=r"^fitting an affine map \(bias=True\) from 3-dimensional"):
+        LinearMap().fit(np.ones((2, 3)), np.ones((2, 2)))

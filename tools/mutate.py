@@ -192,7 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", action="store_true", help="delete mutants/ first (new mutants and test stats)")
     p.add_argument("--summary-only", action="store_true", help="summarize the last run of this sample again")
     p.add_argument("--retest", action="store_true",
-                   help="test again only the mutants of this sample that the last run did not kill (after new tests)")
+                   help="test again only the mutants of this sample that the last run did not kill and that are not "
+                        "accepted (after new tests)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
     if args.fresh and (ROOT / "mutants").exists():
@@ -208,7 +209,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     rate, todo = None, set()
     if not args.summary_only:
-        todo = not_killed(sample) if args.retest else set(sample)
+        todo = not_killed(sample) - accepted().keys() if args.retest else set(sample)
         reset(todo)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         cmd = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(args.jobs), *sorted(todo)]
