@@ -128,3 +128,24 @@ def test_linear_map_errors_word_for_word():
                         r"use more images, set alpha > 0 \(ridge\)", str(e.value))
     with pytest.raises(UnderdeterminedError, match=r"^fitting an affine map \(bias=True\) from 3-dimensional"):
         LinearMap().fit(np.ones((2, 3)), np.ones((2, 2)))
+
+
+def test_few_pairs_warning_points_at_the_callers_line():
+    from latentmap.maps.linear import FewPairsWarning, LinearMap
+
+    x, y = np.random.default_rng(0).random((3, 3)), np.random.default_rng(1).random((3, 2))
+    with pytest.warns(FewPairsWarning, match="fitted on 3 pairs for 4 parameters") as record:
+        LinearMap(alpha=0.1).fit(x, y)
+    assert record[0].filename == __file__
+    with pytest.warns(FewPairsWarning) as record:
+        LinearMap(alpha=0.1).partial_fit(x, y).coef_  # solved on first use
+    assert record[0].filename == __file__
+
+
+def test_moments_refuse_to_mix_pairs_and_single_variables():
+    from latentmap.errors import ShapeMismatchError
+    from latentmap.stats import Moments
+
+    with pytest.raises(ShapeMismatchError) as e:
+        Moments().update(torch.ones(2, 3), torch.ones(2, 1)).update(torch.ones(2, 3))
+    assert str(e.value) == "cannot merge moments with and without a second variable y"
