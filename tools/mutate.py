@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--mutants", type=int, default=400, help="sample size (default 400)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=1, help="mutants tested at once (mutmut --max-children)")
+    p.add_argument("--jobs", type=int, default=2, help="mutants tested at once (mutmut --max-children)")
     p.add_argument("--only", default="", help="restrict the population to mutants whose name starts with this")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--fresh", action="store_true", help="delete mutants/ first (new mutants and test stats)")
