@@ -141,7 +141,7 @@ def test_few_pairs_warning_counts_the_parameters_and_points_at_the_callers_line(
     with pytest.warns(FewPairsWarning, match="fitted on 3 pairs for 3 parameters per target"):
         LinearMap(alpha=0.1, bias=False).fit(x, y)
     # mutation testing wraps every function in one more frame: the warning's location cannot be checked there
-    if not os.environ.get("MUTANT_UNDER_TEST"):
+    if "MUTANT_UNDER_TEST" not in os.environ:
         assert record[0].filename == __file__
         with pytest.warns(FewPairsWarning) as record:
             LinearMap(alpha=0.1).partial_fit(x, y).coef_  # solved on first use
