@@ -13,6 +13,8 @@ import warnings
 
 import click
 
+from latentmap.constants import SPLITS
+
 
 class LazyChoice(click.Choice):
     """A click.Choice whose values are read from ``module.attribute`` on first use."""
@@ -71,7 +73,6 @@ class PositiveInts(click.ParamType):
             self.fail(f"must be positive integers such as 32,64, got '{value}'", param, ctx)
         return numbers
 
-SPLITS = ("train", "test", "all")  # as latentmap.data.datasets.SPLITS; kept here so --help imports no torch
 
 
 def dataset_option(default=None, required=False):

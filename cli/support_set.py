@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from latentmap.constants import ANCHOR_STRATEGIES, SPLITS
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, images_option, output_options, prepare_output,
                                    progress_option, reported_warnings, seed_option, trust_pickle_option)
@@ -35,14 +36,14 @@ def command():
 @click.option("--model", "model_spec", required=True,
               help="Checkpoint folder (or model spec) whose latent space is used.")
 @dataset_option()
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @data_dir_option
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Images in the set (default: the largest latent size of --for-models, else the model's).")
 @click.option("--for-models", multiple=True, callback=_split_list,
               help="Models the set will map between (repeat or comma-separate); the default size is their "
                    "largest latent size.")
-@click.option("--strategy", type=click.Choice(["sectors", "random", "farthest", "kmeans"]), default="sectors",
+@click.option("--strategy", type=click.Choice(ANCHOR_STRATEGIES), default="sectors",
               show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Variables defining the sectors (default floor(log2(size))).")
 @click.option("--threshold", type=FiniteFloat(0), default=None,
@@ -133,7 +134,7 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
 @data_dir_option
 @click.option("--sizes", callback=_sizes, default="16,32,64,128", show_default=True, help="Anchor-set sizes.")
 @click.option("--strategies", callback=lambda c, p, v: tuple(s.strip() for s in v.split(",") if s.strip()),
-              default="sectors,random,farthest,kmeans", show_default=True)
+              default=",".join(ANCHOR_STRATEGIES), show_default=True)
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Seeds per strategy and size: --seed, --seed+1, ...")
 @seed_option

@@ -12,6 +12,7 @@ LAYERS = {
     "latentmap.models": 1, "latentmap.data": 1,
     "latentmap.io": 0, "latentmap.stats": 0, "latentmap.errors": 0, "latentmap.batching": 0,
     "latentmap.device": 0, "latentmap.losses": 0, "latentmap.version": 0, "latentmap.distributed": 0,
+    "latentmap.constants": 0,
 }
 
 

@@ -16,13 +16,13 @@ from typing import Callable, Iterator
 import torch
 
 from latentmap.batching import image_batches, with_progress
+from latentmap.constants import IMAGE_SPEC_PREFIXES
 from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap
 from latentmap.maps.validation import leave_one_out_r2
 
 
 FIT_KINDS = ("support-set", "images", "dataset", "samples")
-IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
 
 
 @dataclass

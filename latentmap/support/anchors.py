@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 
 from latentmap.batching import with_progress
+from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.errors import ConfigError, ShapeMismatchError
 
 
 # =========================================================================== compare
 
-COMPARE_STRATEGIES = ("sectors", "random", "farthest", "kmeans")
 REFERENCE_STRATEGY = "all-train"
 DEFAULT_ALPHA = 1e-3
 COMPARE_PAIRS = 1000  # random pairs for each anchor set's pairwise-MSE statistic
@@ -48,7 +48,7 @@ class _Encoded:
     latents: dict
 
 
-def compare_anchors(models, train, test, *, sizes, strategies=COMPARE_STRATEGIES, seeds=(0, 1, 2),
+def compare_anchors(models, train, test, *, sizes, strategies=ANCHOR_STRATEGIES, seeds=(0, 1, 2),
                     anchor_model=None, alpha: float | str = DEFAULT_ALPHA, bias: bool = False,
                     gain_images: int = 2000, reference_images: int = 10000, batch_size: int = 256,
                     progress: bool = False) -> CompareResult:
@@ -103,9 +103,9 @@ def _check_compare(models, train, test, sizes, strategies, seeds, anchor_model):
             if tuple(m.image_shape) != tuple(data.image_shape):
                 raise ShapeMismatchError(f"model '{m.name}' expects images of shape {tuple(m.image_shape)}, "
                                          f"dataset '{data.name}' has {tuple(data.image_shape)}")
-    bad = [s for s in strategies if s not in COMPARE_STRATEGIES]
+    bad = [s for s in strategies if s not in ANCHOR_STRATEGIES]
     if bad or not strategies:
-        raise ConfigError(f"strategies must be among {', '.join(COMPARE_STRATEGIES)}, got {list(strategies)}")
+        raise ConfigError(f"strategies must be among {', '.join(ANCHOR_STRATEGIES)}, got {list(strategies)}")
     if not sizes or min(sizes) < 1 or max(sizes) > len(train):
         raise ConfigError(f"sizes must be between 1 and the {len(train)} training images, got {list(sizes)}")
     if not seeds:
@@ -167,7 +167,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     if "random" in set(summary["strategy"]):
         random_mse = summary[summary["strategy"] == "random"].set_index("size")["relocated_mse"]
         summary["vs_random"] = summary["relocated_mse"] / summary["size"].map(random_mse)
-    order = {s: i for i, s in enumerate(COMPARE_STRATEGIES)}
+    order = {s: i for i, s in enumerate(ANCHOR_STRATEGIES)}
     return summary.sort_values(["size", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c,
                                ignore_index=True)
 

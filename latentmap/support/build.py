@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.distributed import map_shards
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import read_json_object
@@ -85,7 +86,6 @@ class SupportSet:
 
 # =========================================================================== builder
 
-STRATEGIES = ("sectors", "random", "farthest", "kmeans")
 DEFAULT_GAIN_IMAGES = 2000
 DEFAULT_PAIRS = 5000
 
@@ -254,8 +254,8 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
 def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs) -> None:
     from latentmap.support.sectors import check_top_k
 
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}' instead")
+    if strategy not in ANCHOR_STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(ANCHOR_STRATEGIES)}, got '{strategy}' instead")
     if size < 1:
         raise ConfigError(f"support-set size must be at least 1, got {size} instead")
     if tuple(dataset.image_shape) != tuple(model.image_shape):
