@@ -66,3 +66,17 @@ def test_constants_import_nothing_heavy():
     code = "import sys; import latentmap.constants; print(sorted({'torch', 'numpy', 'click'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+FORMATTERS = {"sig": "latentmap/report/tables.py", "percent": "latentmap/report/tables.py"}
+FORMATTER_LIKE = ("sig", "pct", "percent", "share", "fmt")  # names a second number formatter would take
+
+
+def test_one_number_formatter_and_one_percent_formatter():
+    defined = {}
+    for path, tree in sources().items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) \
+                    and node.name.strip("_") in FORMATTER_LIKE:
+                defined.setdefault(node.name, []).append(path.relative_to(ROOT).as_posix())
+    assert defined == {name: [home] for name, home in FORMATTERS.items()}

@@ -20,24 +20,12 @@ from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, n
 from latentmap.report.html import Section, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
+from latentmap.report.tables import percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
 PAPER_CELEBA = {"own": 0.026, "support": 0.251}
 SET_COLOURS = {"own": "tab:green", "real": "tab:blue", "support": "tab:red"}
-
-
-def sig(value, digits: int = 3) -> str:
-    """A number with three significant digits; an en dash for a missing one."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    if abs(value) >= 10 ** digits:  # 1572.9 -> "1,570", not "1.57e+03"
-        return f"{int(float(f'{value:.{digits}g}')):,}"
-    return f"{value:.{digits}g}"
-
-
-def share(value) -> str:
-    return "–" if value is None else f"{100 * value:.0f}%"
 
 
 def _ci(ci) -> str:
@@ -77,7 +65,7 @@ def findings(result: ExpressivenessResult) -> list[str]:
         if drift:
             out.append("Refined support-set latents outside the 99% range of the model's own samples (images the model "
                        "reproduces only from latents it would not sample): "
-                       + ", ".join(f"{m.name} {share(s['refined_outside_share'])}" for m, s in drift) + ".")
+                       + ", ".join(f"{m.name} {percent(s['refined_outside_share'])}" for m, s in drift) + ".")
     fitted = [m for m in result.models if m.sampler != "prior"]
     if fitted:
         out.append("Models without a prior sample from a fitted distribution: "
@@ -103,7 +91,7 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
             if key in s:
                 row[f"Refined MSE, {SET_LABELS[key]}"] = sig(s[key]["refined_mse"])
         if "support" in s:
-            row["Refined support latents outside 99% range"] = share(s["support"]["refined_outside_share"])
+            row["Refined support latents outside 99% range"] = percent(s["support"]["refined_outside_share"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -121,8 +109,8 @@ def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
                          "Refined LPIPS": sig(s["refined_lpips"]),
                          "Distance / typical, encoder": sig(s["encoder_distance_ratio"]),
                          "Distance / typical, refined": sig(s["refined_distance_ratio"]),
-                         "Outside 99%, encoder": share(s["encoder_outside_share"]),
-                         "Outside 99%, refined": share(s["refined_outside_share"])})
+                         "Outside 99%, encoder": percent(s["encoder_outside_share"]),
+                         "Outside 99%, refined": percent(s["refined_outside_share"])})
     return pd.DataFrame(rows)
 
 
