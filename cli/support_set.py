@@ -156,7 +156,7 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
             images, gain_images, reference_images, batch_size, device, out, overwrite, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report
-    from latentmap.support.anchors import compare_anchors
+    from latentmap.evaluation.anchors import compare_anchors
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.errors import ConfigError

@@ -130,7 +130,7 @@ def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = 
     if str(support_set).startswith(IMAGE_SPEC_PREFIXES):
         data = load_dataset(support_set, "all", data_dir=data_dir).all_images()
         return FitSource("images", len(data), name=support_set, data=data)
-    from latentmap.support.build import SupportSet
+    from latentmap.io.support_folder import SupportSet
 
     support = SupportSet.load(support_set)
     return FitSource("support-set", len(support), name=support.name, path=str(support_set), data=support.images)

@@ -10,7 +10,7 @@ from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.findings import anchors_findings
 from latentmap.report.html import Section, render_page
 from latentmap.constants import ANCHOR_STRATEGIES
-from latentmap.support.anchors import CompareResult
+from latentmap.evaluation.anchors import CompareResult
 
 
 def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) -> Path:

@@ -1,10 +1,9 @@
-"""Anchor strategies other than sectors, and the experiment that compares them all.
+"""The experiment that compares anchor strategies: an evaluation of the support set's sector method.
 
-Baselines of the support set's sector method, each choosing ``size`` images of a candidate pool:
-``random`` (uniform without replacement), ``farthest`` (farthest-point sampling in the model's
-latent space from a seeded start) and ``kmeans`` (the image nearest to each k-means centroid
-of the latents). :func:`compare` fits linear maps between models from each strategy's anchors
-and measures how well they relocate test images.
+The strategies themselves (sectors in :mod:`latentmap.support.build`; ``random``, ``farthest`` and
+``kmeans`` in :mod:`latentmap.support.selectors`) each choose ``size`` images of a candidate pool.
+:func:`compare_anchors` fits linear maps between models from each strategy's anchors and measures
+how well they relocate test images.
 """
 
 from __future__ import annotations
