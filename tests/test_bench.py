@@ -190,6 +190,32 @@ def test_expressiveness_scores_against_hand_computed_errors(fmnist_test):
         np.testing.assert_allclose(together.sets[key].refined_distance, scores[key].refined_distance, rtol=1e-4)
 
 
+def test_a_registered_metric_reaches_the_scores_the_csv_and_the_report(fmnist_test, monkeypatch):
+    """A new metric is one function and one line: PSNR, checked against 10 log10(1 / MSE) by hand."""
+    from latentmap.evaluation import expressiveness as expr
+    from latentmap.evaluation.metrics import per_image_mse
+    from latentmap.report.expressiveness import sets_display
+    from latentmap.report.tables import sig
+
+    monkeypatch.setattr(expr, "METRICS", dict(expr.METRICS))  # the registry as it was, after the test
+    expr.register_metric("psnr", lambda x, x_hat: 10 * torch.log10(1 / per_image_mse(x, x_hat)))
+    model = exact_model()
+    real = fmnist_test.batch(range(12))
+    m = evaluate_expressiveness(model, {"real": (real, "real")}, refine_images=3, steps=5, lr=0.1, bootstrap=10)
+    scores = m.sets["real"]
+    hand = 10 * np.log10(1 / hand_mse(model.reconstruct(real).numpy(), real.numpy()))
+    np.testing.assert_allclose(scores.encoder_psnr, hand, rtol=1e-4)
+    np.testing.assert_allclose(scores.refined_psnr, 10 * np.log10(1 / scores.refined_mse), rtol=1e-4)
+    table = expr.ExpressivenessResult([m], {}).set_table()  # what target_sets.csv holds
+    assert table.loc[0, "encoder_psnr"] == pytest.approx(hand.mean(), rel=1e-4)
+    assert table.loc[0, "refined_psnr"] == pytest.approx(scores.refined_psnr.mean())
+    shown = sets_display(expr.ExpressivenessResult([m], {})).iloc[0]
+    assert shown["Encoder PSNR"] == sig(table.loc[0, "encoder_psnr"])
+    assert shown["Refined PSNR"] == sig(table.loc[0, "refined_psnr"])
+    with pytest.raises(ConfigError, match="new identifier"):
+        expr.register_metric("lpips", per_image_mse)
+
+
 def test_expressiveness_leaderboard_on_a_shipped_generator(fmnist_test, shipped_support):
     gan = load_model("fmnist-gan")
     result = benchmark_expressiveness([gan], fmnist_test.batch(range(0, 400, 10)), shipped_support.images[:16],

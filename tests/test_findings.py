@@ -13,9 +13,11 @@ from latentmap.report.findings import expressiveness_findings, relocation_findin
 
 def _set(key, encoder, refined, refined_outside=(0, 0)):
     n = len(encoder)
-    return SetScores(key, f"{key} images", np.array(encoder), np.ones(n), np.ones(n), np.zeros(n, bool),
-                     np.arange(len(refined)), np.array(refined), np.ones(len(refined)), np.ones(len(refined)),
-                     np.array(refined_outside, bool))
+    r = len(refined)
+    return SetScores(key, f"{key} images",
+                     {"mse": np.array(encoder), "ssim": np.ones(n), "distance": np.ones(n), "outside": np.zeros(n, bool)},
+                     np.arange(r), {"mse": np.array(refined), "ssim": np.ones(r), "distance": np.ones(r),
+                                    "outside": np.array(refined_outside, bool)})
 
 
 def _model(name, kind, encoder, refined, ratios, support_outside=(0, 0)):

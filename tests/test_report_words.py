@@ -31,8 +31,9 @@ def _scores(key, encoder, refined_index, refined):
     encoder, refined = np.asarray(encoder, float), np.asarray(refined, float)
     n, r = len(encoder), len(refined)
     index = np.asarray(refined_index, dtype=np.int64)
-    return SetScores(key, f"{key} images", encoder, np.full(n, 0.9), np.ones(n), np.zeros(n),
-                     index, refined, np.full(r, 0.95), np.ones(r), np.zeros(r))
+    return SetScores(key, f"{key} images", {"mse": encoder, "ssim": np.full(n, 0.9), "distance": np.ones(n),
+                                            "outside": np.zeros(n)},
+                     index, {"mse": refined, "ssim": np.full(r, 0.95), "distance": np.ones(r), "outside": np.zeros(r)})
 
 
 def _model(name="m", own_refined=(1.08e-12, 3e-12)):

@@ -33,6 +33,31 @@ RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"))
 BOOTSTRAP = 2000
 WORST = 8
 
+# The image metrics, as torch-fidelity registers its metrics: name -> per-image function
+# (images, reconstructions: [N, C, H, W] in [0, 1]) -> [N]. A new metric is one function and one line
+# here (or register_metric): its per-image scores, the target-set table, the CSV and the report's
+# columns all follow. LPIPS joins at run time, when its weights are available (lpips_function).
+METRICS = {"mse": per_image_mse, "ssim": per_image_ssim}
+RUNTIME_METRICS = ("lpips",)
+LATENT_SCORES = ("distance", "outside")  # how far each latent lies from the sampler's typical region
+
+
+def register_metric(name: str, fn) -> None:
+    """Add a per-image image metric (``fn(images, reconstructions) -> [N]``) to every expressiveness run."""
+    if not name.isidentifier() or name in (*RUNTIME_METRICS, *LATENT_SCORES):
+        raise ConfigError(f"a metric name must be a new identifier, got '{name}' instead")
+    METRICS[name] = fn
+
+
+def metric_names() -> list[str]:
+    """Every image metric a target set may hold, in table order (the run-time ones last)."""
+    return [*METRICS, *RUNTIME_METRICS]
+
+
+def metric_label(name: str) -> str:
+    """A metric's name as tables show it (mse -> MSE)."""
+    return name.upper()
+
 
 # --------------------------------------------------------------------------- bootstrap
 
@@ -72,23 +97,25 @@ def bootstrap_ratio(a, b, *, resamples: int = BOOTSTRAP, seed: int = 0, level: f
 
 @dataclass
 class SetScores:
-    """Per-image scores of one target set (numpy float64); refinement ran on the images at ``refined_index``."""
+    """Per-image scores of one target set (numpy float64); refinement ran on the images at ``refined_index``.
+
+    ``encoder`` and ``refined`` map each metric of :data:`METRICS` (and ``lpips`` when it ran) and each
+    latent score (``distance``, ``outside``) to its per-image values; ``scores.encoder_mse`` is
+    ``scores.encoder["mse"]`` (None for a metric that did not run)."""
 
     key: str
     source: str
-    encoder_mse: np.ndarray
-    encoder_ssim: np.ndarray
-    encoder_distance: np.ndarray
-    encoder_outside: np.ndarray
+    encoder: dict
     refined_index: np.ndarray
-    refined_mse: np.ndarray
-    refined_ssim: np.ndarray
-    refined_distance: np.ndarray
-    refined_outside: np.ndarray
-    encoder_lpips: np.ndarray | None = None
-    refined_lpips: np.ndarray | None = None
+    refined: dict
     worst: list[int] = field(default_factory=list)  # positions in the set, worst refined MSE first
     worst_rows: dict = field(default_factory=dict, repr=False)  # "target" / "encoder" / "refined" -> images
+
+    def __getattr__(self, name):
+        stage, _, score = name.partition("_")
+        if stage in ("encoder", "refined") and score and stage in self.__dict__:
+            return self.__dict__[stage].get(score)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     @property
     def label(self) -> str:
@@ -96,24 +123,22 @@ class SetScores:
 
     @property
     def n(self) -> int:
-        return len(self.encoder_mse)
+        return len(self.encoder["mse"])
 
     def summary(self, typical: float) -> dict:
         def mean(v):
             return None if v is None or len(v) == 0 else float(np.mean(v))
 
+        def stage(name, scores):
+            return {**{f"{name}_{m}": mean(scores.get(m)) for m in metric_names()},
+                    f"{name}_distance_ratio": _ratio(mean(scores["distance"]), typical),
+                    f"{name}_outside_share": mean(scores["outside"])}
+
         return {"set": self.key, "label": self.label, "source": self.source, "images": self.n,
-                "encoder_mse": mean(self.encoder_mse), "encoder_ssim": mean(self.encoder_ssim),
-                "encoder_lpips": mean(self.encoder_lpips),
-                "encoder_distance_ratio": _ratio(mean(self.encoder_distance), typical),
-                "encoder_outside_share": mean(self.encoder_outside),
-                "refined_images": len(self.refined_index),
-                "encoder_mse_refined_images": mean(self.encoder_mse[self.refined_index]) if len(self.refined_index)
+                **stage("encoder", self.encoder), "refined_images": len(self.refined_index),
+                "encoder_mse_refined_images": mean(self.encoder["mse"][self.refined_index]) if len(self.refined_index)
                 else None,
-                "refined_mse": mean(self.refined_mse),
-                "refined_ssim": mean(self.refined_ssim), "refined_lpips": mean(self.refined_lpips),
-                "refined_distance_ratio": _ratio(mean(self.refined_distance), typical),
-                "refined_outside_share": mean(self.refined_outside)}
+                **stage("refined", self.refined)}
 
 
 def _ratio(a, b):
@@ -190,11 +215,14 @@ def _batched(fn, x, y, batch_size, device) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.empty(0)
 
 
-def _scores(x, x_hat, lpips, batch_size, device):
-    mse = _batched(per_image_mse, x, x_hat, batch_size, device)
-    ssim = _batched(per_image_ssim, x, x_hat, batch_size, device)
-    lp = _batched(lpips, x_hat, x, batch_size, device) if lpips is not None else None
-    return mse, ssim, lp
+def _metrics(lpips) -> dict:
+    """The registered metrics, and LPIPS (called as lpips(reconstructions, images)) when given."""
+    return {**METRICS, **({} if lpips is None else {"lpips": lambda x, x_hat: lpips(x_hat, x)})}
+
+
+def _scores(x, x_hat, lpips, batch_size, device) -> dict:
+    """Each metric's per-image values of ``x_hat`` against ``x`` (numpy float64)."""
+    return {name: _batched(fn, x, x_hat, batch_size, device) for name, fn in _metrics(lpips).items()}
 
 
 def refine_positions(n: int, refine_images: int) -> np.ndarray:
@@ -216,7 +244,7 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
     images = model.check_images(images).cpu()
     enc, x_enc = _encoder_scores(model, distributed.shard(images, batch_size), region, lpips, batch_size)
     if distributed.active():  # torch.distributed: each rank encoded its shard; the scores gathered in order
-        enc = {k: None if lpips is None and k == "lpips" else distributed.gather_rows(v) for k, v in enc.items()}
+        enc = {k: distributed.gather_rows(v) for k, v in enc.items()}
     idx = refine_positions(len(images), refine_images)
     if len(idx):
         if refined_latents is None:
@@ -224,15 +252,13 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
                                      progress=progress).latents
         z_ref = refined_latents
         x_ref = model.decode_all(z_ref, batch_size)
-        ref_mse, ref_ssim, ref_lpips = _scores(images[idx], x_ref, lpips, batch_size, model.device)
+        ref = _scores(images[idx], x_ref, lpips, batch_size, model.device)
     else:
         z_ref, x_ref = torch.empty(0, model.latent_dim), torch.empty(0, *model.image_shape)
-        ref_mse = ref_ssim = np.empty(0)
-        ref_lpips = None if lpips is None else np.empty(0)
-    order = np.argsort(-ref_mse, kind="stable")[:worst]
-    scores = SetScores(key, source, enc["mse"], enc["ssim"], enc["distance"], enc["outside"],
-                       idx, ref_mse, ref_ssim, region.distance(z_ref).numpy(), region.outside(z_ref).numpy(),
-                       enc["lpips"], ref_lpips, worst=[int(idx[o]) for o in order])
+        ref = {name: np.empty(0) for name in _metrics(lpips)}
+    ref.update(distance=region.distance(z_ref).numpy(), outside=region.outside(z_ref).numpy())
+    order = np.argsort(-ref["mse"], kind="stable")[:worst]
+    scores = SetScores(key, source, enc, idx, ref, worst=[int(idx[o]) for o in order])
     positions = [int(idx[o]) for o in order]
     if not distributed.active():
         worst_enc = x_enc[positions]
@@ -244,14 +270,13 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
 
 
 def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, torch.Tensor | None]:
-    """Per-image scores of the encoder's reconstructions ("mse", "ssim", "lpips" or None, the latents' "distance"
-    and "outside" the typical region), and the reconstructions; all None for a rank's empty shard."""
+    """Per-image scores of the encoder's reconstructions (each metric of :func:`_metrics`, the latents'
+    "distance" and "outside" the typical region), and the reconstructions; all None for a rank's empty shard."""
     if distributed.active() and not len(images):
-        return dict.fromkeys(("mse", "ssim", "lpips", "distance", "outside")), None
+        return dict.fromkeys([*_metrics(lpips), *LATENT_SCORES]), None
     z = model.encode_all(images, batch_size)
     x_enc = model.decode_all(z, batch_size)
-    mse, ssim, lp = _scores(images, x_enc, lpips, batch_size, model.device)
-    return {"mse": mse, "ssim": ssim, "lpips": lp, "distance": region.distance(z).numpy(),
+    return {**_scores(images, x_enc, lpips, batch_size, model.device), "distance": region.distance(z).numpy(),
             "outside": region.outside(z).numpy()}, x_enc
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult
+from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult, metric_label, \
+    metric_names
 from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
@@ -102,11 +103,10 @@ def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
         for key, scores in m.sets.items():
             s = scores.summary(m.region["typical"])
             rows.append({"Model": m.name, "Target set": s["label"], "Images": s["images"],
-                         "Encoder MSE": sig(s["encoder_mse"]), "Encoder SSIM": sig(s["encoder_ssim"]),
-                         "Encoder LPIPS": sig(s["encoder_lpips"]), "Refined images": s["refined_images"],
+                         **{f"Encoder {metric_label(k)}": sig(s[f"encoder_{k}"]) for k in metric_names()},
+                         "Refined images": s["refined_images"],
                          "Encoder MSE, refined images": sig(s["encoder_mse_refined_images"]),
-                         "Refined MSE": sig(s["refined_mse"]), "Refined SSIM": sig(s["refined_ssim"]),
-                         "Refined LPIPS": sig(s["refined_lpips"]),
+                         **{f"Refined {metric_label(k)}": sig(s[f"refined_{k}"]) for k in metric_names()},
                          "Distance / typical, encoder": sig(s["encoder_distance_ratio"]),
                          "Distance / typical, refined": sig(s["refined_distance_ratio"]),
                          "Outside 99%, encoder": percent(s["encoder_outside_share"]),
