@@ -12,7 +12,7 @@ across models rather than as ratios. Computation only; :mod:`latentmap.report.ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -57,6 +57,33 @@ def metric_names() -> list[str]:
 def metric_label(name: str) -> str:
     """A metric's name as tables show it (mse -> MSE)."""
     return name.upper()
+
+
+@dataclass(frozen=True)
+class ExpressivenessSettings:
+    """How the benchmark runs (sizes, sampler, refinement, LPIPS, seed): one object through every call."""
+
+    samples: int = 512  # own samples per model
+    sampler: str = "auto"
+    fit_images: int = 10_000  # training images a fitted sampler is fitted on
+    components: int = 10  # of the gmm sampler
+    refine_images: int = 128  # per target set
+    steps: int = 200
+    lr: float = 0.05
+    lpips_setting: str = "auto"
+    seed: int = 0
+    bootstrap: int = BOOTSTRAP
+    worst: int = WORST
+    batch_size: int = 256
+    progress: bool = False
+
+    @classmethod
+    def of(cls, settings: "ExpressivenessSettings | None" = None, **options) -> "ExpressivenessSettings":
+        """``settings`` (default: the defaults) with ``options`` replaced, each a field of this class."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown expressiveness settings: {', '.join(unknown)}")
+        return replace(settings or cls(), **options)
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -233,14 +260,18 @@ def refine_positions(n: int, refine_images: int) -> np.ndarray:
 
 
 def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, region: TypicalRegion, *,
-              refine_images: int = 128, steps: int = 200, lr: float = 0.05, lpips=None, seed: int = 0,
-              worst: int = WORST, batch_size: int = 256, progress: bool = False,
-              refined_latents: torch.Tensor | None = None) -> SetScores:
+              lpips=None, refined_latents: torch.Tensor | None = None,
+              settings: ExpressivenessSettings | None = None, **options) -> SetScores:
     """Encoder and refined reconstruction scores of one target set, and the drift of its latents.
 
-    ``refined_latents`` (for the images at ``refine_positions(len(images), refine_images)``) skips the
-    inversion here: :func:`evaluate_expressiveness` refines every set in one batch.
+    ``settings`` (:class:`ExpressivenessSettings`, ``options`` replacing its fields) gives refine_images,
+    steps, lr, seed, worst, batch_size and progress. ``refined_latents`` (for the images at
+    ``refine_positions(len(images), refine_images)``) skips the inversion here:
+    :func:`evaluate_expressiveness` refines every set in one batch.
     """
+    s = ExpressivenessSettings.of(settings, **options)
+    refine_images, steps, lr, seed, worst, batch_size, progress = (
+        s.refine_images, s.steps, s.lr, s.seed, s.worst, s.batch_size, s.progress)
     images = model.check_images(images).cpu()
     enc, x_enc = _encoder_scores(model, distributed.shard(images, batch_size), region, lpips, batch_size)
     if distributed.active():  # torch.distributed: each rank encoded its shard; the scores gathered in order
@@ -281,14 +312,16 @@ def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, tor
 
 
 def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: LatentSampler | None = None,
-                            region: TypicalRegion | None = None, refine_images: int = 128, steps: int = 200,
-                            lr: float = 0.05, lpips=None, seed: int = 0, bootstrap: int = BOOTSTRAP,
-                            worst: int = WORST, batch_size: int = 256, progress: bool = False) -> ModelExpressiveness:
+                            region: TypicalRegion | None = None, lpips=None,
+                            settings: ExpressivenessSettings | None = None, **options) -> ModelExpressiveness:
     """Score ``model`` on each target set; ``targets`` maps a key ("own", "real", "support") to (images, source).
 
     ``sampler`` names where the own samples came from (default the prior); ``region`` is the typical region
-    the drift is measured against (default: the sampler's, see :func:`typical_region`).
+    the drift is measured against (default: the sampler's, see :func:`typical_region`); ``settings``
+    (``options`` replacing its fields) as for :func:`score_set`, with ``bootstrap`` for the ratios.
     """
+    s = ExpressivenessSettings.of(settings, **options)
+    refine_images, steps, lr, seed, progress = s.refine_images, s.steps, s.lr, s.seed, s.progress
     if not model.has_trained_encoder:
         raise ConfigError(f"model '{model.name}' has no trained encoder or inverter: the expressiveness benchmark "
                           "starts from one (train it with 'latentmap train inverter')")
@@ -307,10 +340,9 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     sets = {}
     for key, (images, source) in with_progress(list(targets.items()), f"expressiveness {model.name}", progress,
                                                unit="set"):
-        sets[key] = score_set(model, key, images, source, region, refine_images=refine_images, steps=steps, lr=lr,
-                              lpips=lpips, seed=seed, worst=worst, batch_size=batch_size, progress=False,
-                              refined_latents=parts.get(key))
-    ratios = {name: bootstrap_ratio(sets[a].encoder_mse, sets[b].encoder_mse, resamples=bootstrap, seed=seed)
+        sets[key] = score_set(model, key, images, source, region, lpips=lpips, refined_latents=parts.get(key),
+                              settings=replace(s, progress=False))
+    ratios = {name: bootstrap_ratio(sets[a].encoder_mse, sets[b].encoder_mse, resamples=s.bootstrap, seed=seed)
               for name, a, b in RATIOS if a in sets and b in sets}
     return ModelExpressiveness(model.name, model.kind, model.latent_dim, sampler.name, region.to_dict(), sets, ratios,
                                record_model(model))
@@ -325,13 +357,16 @@ def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 
 
 def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor | None = None, *,
                              real_source: str = "real test images", support_source: str = "support set",
-                             samples: int = 512, sampler: str = "auto", fit_data=None, fit_images: int = 10_000,
-                             components: int = 10, refine_images: int = 128, steps: int = 200, lr: float = 0.05,
-                             lpips_setting: str = "auto", seed: int = 0, bootstrap: int = BOOTSTRAP,
-                             worst: int = WORST, batch_size: int = 256, progress: bool = False) -> ExpressivenessResult:
-    """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images."""
+                             fit_data=None, settings: ExpressivenessSettings | None = None,
+                             **options) -> ExpressivenessResult:
+    """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images.
+
+    ``settings``: an :class:`ExpressivenessSettings`; ``options`` (samples=, steps=, ...) replace its fields."""
     from latentmap.evaluation.relocation import lpips_function
     from latentmap.evaluation.samplers import fit_sampler
+
+    s = ExpressivenessSettings.of(settings, **options)
+    samples, sampler, seed, batch_size, progress = s.samples, s.sampler, s.seed, s.batch_size, s.progress
 
     models = list(models)
     if not models:
@@ -343,22 +378,20 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
             if images is not None and tuple(images.shape[1:]) != tuple(model.image_shape):
                 raise ShapeMismatchError(f"model '{model.name}' expects images of shape {tuple(model.image_shape)}, "
                                          f"the {what} have {tuple(images.shape[1:])}")
-    lpips, lpips_note = lpips_function(models[0].device, lpips_setting)
+    lpips, lpips_note = lpips_function(models[0].device, s.lpips_setting)
     results = []
     for model in with_progress(models, "expressiveness", progress, unit="model"):
-        chosen = fit_sampler(model, sampler, data=fit_data, fit_images=fit_images, components=components, seed=seed,
-                             batch_size=batch_size)
+        chosen = fit_sampler(model, sampler, data=fit_data, fit_images=s.fit_images, components=s.components,
+                             seed=seed, batch_size=batch_size)
         region = typical_region(model, chosen, seed)
         targets = {"own": (own_samples(model, chosen, samples, seed, batch_size), f"{samples} draws of the {chosen.name}"),
                    "real": (real, real_source)}
         if support is not None:
             targets["support"] = (support, support_source)
-        results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region,
-                                               refine_images=refine_images, steps=steps, lr=lr, lpips=lpips,
-                                               seed=seed, bootstrap=bootstrap, worst=worst, batch_size=batch_size,
-                                               progress=progress))
+        results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region, lpips=lpips,
+                                               settings=s))
     settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
                 "support_images": None if support is None else len(support), "support_source": support_source,
-                "sampler": sampler, "refine_images": refine_images, "steps": steps, "lr": lr, "seed": seed,
-                "bootstrap_resamples": bootstrap}
+                "sampler": sampler, "refine_images": s.refine_images, "steps": s.steps, "lr": s.lr, "seed": seed,
+                "bootstrap_resamples": s.bootstrap}
     return ExpressivenessResult(results, settings, lpips_note)
