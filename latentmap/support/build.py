@@ -12,7 +12,7 @@ anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.support.s
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,33 @@ from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 
 DEFAULT_GAIN_IMAGES = 2000
 DEFAULT_PAIRS = 5000
+
+
+@dataclass(frozen=True)
+class SupportSetSettings:
+    """How a support set's anchors are chosen: one object through the builder (its choices go to the manifest).
+
+    ``size`` defaults to the model's latent size; ``top_k`` and ``threshold`` to the sector method's rules."""
+
+    size: int | None = None
+    strategy: str = "sectors"
+    top_k: int | None = None
+    threshold: float | None = None
+    seed: int = 0
+    gain_images: int = DEFAULT_GAIN_IMAGES  # images the information gain is estimated on
+    pairs: int = DEFAULT_PAIRS  # random pairs of the spread statistic
+    min_share: float = DEFAULT_MIN_SHARE
+    batch_size: int = 256
+    chunk_rows: int | None = None
+    progress: bool = False
+
+    @classmethod
+    def of(cls, settings: "SupportSetSettings | None" = None, **options) -> "SupportSetSettings":
+        """``settings`` (default: the defaults) with ``options`` replaced, each a field of this class."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown support-set settings: {', '.join(unknown)}")
+        return replace(settings or cls(), **options)
 
 
 @dataclass
@@ -139,22 +166,24 @@ def _shuffled_members(codes: torch.Tensor, sectors, generator) -> dict[int, list
     return members
 
 
-def build_support_set(model, dataset, *, size: int | None = None, strategy: str = "sectors",
-                      top_k: int | None = None, threshold: float | None = None, seed: int = 0,
-                      gain_images: int = DEFAULT_GAIN_IMAGES, exclude=None, name: str | None = None,
-                      dataset_spec: str | None = None, split: str | None = None, model_source: str | None = None,
-                      for_models: dict | None = None, batch_size: int = 256, pairs: int = DEFAULT_PAIRS,
-                      min_share: float = DEFAULT_MIN_SHARE, chunk_rows: int | None = None,
-                      progress: bool = False, latents: torch.Tensor | None = None, info=None) -> SupportSet:
+def build_support_set(model, dataset, settings: SupportSetSettings | None = None, *, exclude=None,
+                      name: str | None = None, dataset_spec: str | None = None, split: str | None = None,
+                      model_source: str | None = None, for_models: dict | None = None,
+                      latents: torch.Tensor | None = None, info=None, **options) -> SupportSet:
     """Choose ``size`` images of ``dataset`` (an ImageDataset split) as anchors for ``model``'s latent space.
 
-    ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
+    ``settings`` (:class:`SupportSetSettings`; ``options`` such as ``size=``, ``strategy=`` replace its
+    fields): ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
     ``kmeans`` are baselines of the same size. ``size`` defaults to the model's latent dimension.
-    ``latents`` (the encodings of the whole split) and ``info`` (an
-    :class:`~latentmap.support.info_gain.InformationGain`) may be passed to reuse them across builds.
+    The keywords say where the images come from (recorded in the manifest). ``latents`` (the encodings
+    of the whole split) and ``info`` (an :class:`~latentmap.support.info_gain.InformationGain`) may be
+    passed to reuse them across builds.
     """
-    size = model.latent_dim if size is None else int(size)
-    _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs)
+    s = SupportSetSettings.of(settings, **options)
+    size = model.latent_dim if s.size is None else int(s.size)
+    s = replace(s, size=size)
+    strategy, seed, batch_size, progress = s.strategy, s.seed, s.batch_size, s.progress
+    _check_settings(model, dataset, s)
     pool = candidate_pool(len(dataset), exclude, _dataset_label(dataset, split))
     if len(pool) < size:
         raise SupportSetError(f"{_dataset_label(dataset, split)} has {len(pool)} usable images "
@@ -174,8 +203,7 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                                  batch_size)
         latents = latents[torch.from_numpy(pool)]
     if strategy == "sectors":
-        positions, details = _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed,
-                                            gain_images, min_share, batch_size, chunk_rows, progress, manifest)
+        positions, details = _sector_method(model, dataset, pool, latents, info, s, manifest)
     else:
         from latentmap.support.selectors import select_anchors
 
@@ -186,15 +214,17 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
     manifest["indices"] = indices
     manifest["images"] = [{"index": i, **d} for i, d in zip(indices, details)]
     manifest["statistics"] = {**manifest.get("statistics", {}),
-                              **image_statistics(images, dataset, pool, pairs, seed, batch_size)}
+                              **image_statistics(images, dataset, pool, s.pairs, seed, batch_size)}
     for note in manifest["notes"]:
         warnings.warn(note, stacklevel=2)
     return SupportSet(name or f"{model.name}-{strategy}", images, manifest)
 
 
-def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs) -> None:
+def _check_settings(model, dataset, s: SupportSetSettings) -> None:
     from latentmap.support.sectors import check_top_k
 
+    size, strategy, top_k, threshold, gain_images, pairs = s.size, s.strategy, s.top_k, s.threshold, \
+        s.gain_images, s.pairs
     if strategy not in ANCHOR_STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(ANCHOR_STRATEGIES)}, got '{strategy}' instead")
     if size < 1:
@@ -222,18 +252,19 @@ def _model_record(model, source) -> dict:
     return record_model(model, source)
 
 
-def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
-                   batch_size, chunk_rows, progress, manifest):
+def _sector_method(model, dataset, pool, latents, info, s: SupportSetSettings, manifest):
     """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
     from latentmap.support.sectors import default_threshold, default_top_k, sector_codes, sector_signs
 
+    size, top_k, threshold, seed = s.size, s.top_k, s.threshold, s.seed
     k = default_top_k(size, model.latent_dim) if top_k is None else int(top_k)
     if info is None:
-        info = subsample_information_gain(model, dataset, pool, gain_images, seed, batch_size, chunk_rows, progress)
+        info = subsample_information_gain(model, dataset, pool, s.gain_images, seed, s.batch_size, s.chunk_rows,
+                                          s.progress)
     variables = info.ranking[:k]
     rule = {"rule": "given"}
     if threshold is None:
-        threshold, rule = default_threshold(latents, variables, min_share)
+        threshold, rule = default_threshold(latents, variables, s.min_share)
     codes = sector_codes(latents, variables, float(threshold))
     selection = select_from_sectors(codes, k, size, _generator(seed, 2), float(threshold))
     pops = populations(codes, k)
