@@ -10,7 +10,6 @@ from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_datase
                                    progress_option, reported_warnings, seed_option, trust_pickle_option, warn_later)
 
 
-
 @click.group("bench")
 def command():
     """Benchmark generators: expressiveness, sector coverage, fidelity and diversity."""

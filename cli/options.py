@@ -74,7 +74,6 @@ class PositiveInts(click.ParamType):
         return numbers
 
 
-
 def dataset_option(default=None, required=False):
     """``--dataset``; with no default, commands use the dataset the models were trained on."""
     hint = "" if default or required else " Default: the dataset the model was trained on."

@@ -11,13 +11,12 @@ from latentmap.constants import BASELINE_STRATEGIES
 from latentmap.errors import ConfigError, SupportSetError
 
 
-
-
 def select_anchors(strategy: str, size: int, *, pool_size: int, latents: torch.Tensor | None = None,
                    seed: int = 0) -> list[int]:
     """Positions (into a pool of ``pool_size`` candidates) of ``size`` distinct anchors."""
     if strategy not in BASELINE_STRATEGIES:
-        raise ConfigError(f"anchor strategy must be one of {', '.join(BASELINE_STRATEGIES)}, got '{strategy}' instead")
+        raise ConfigError(f"anchor strategy must be one of {', '.join(BASELINE_STRATEGIES)}, "
+                          f"got '{strategy}' instead")
     if size > pool_size:
         raise SupportSetError(f"cannot choose {size} anchors from {pool_size} candidate images")
     if strategy != "random":
