@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import click
 
+from latentmap.constants import IMAGE_SPEC_PREFIXES, SAMPLERS
 from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, lpips_option, output_options, prepare_output,
                                    note_expected_time, progress_option, reported_warnings, seed_option,
                                    trust_pickle_option, warn_later)
-
-IMAGE_SET_PREFIXES = ("npy:", "folder:")  # as latentmap.evaluation.image_sets; kept here so --help imports no torch
-SAMPLERS = ("auto", "prior", "gaussian", "gmm")  # as latentmap.evaluation.samplers.SAMPLERS
 
 
 @click.group("bench")
@@ -114,8 +112,8 @@ def _fit_data(models, sampler, dataset, data_dir):
 
 def _split_generators(specs):
     """(image set specs, model specs) in the order given; image sets keep their commas (crop=...)."""
-    image_sets = [s for s in specs if s.startswith(IMAGE_SET_PREFIXES)]
-    return image_sets, [s for s in specs if not s.startswith(IMAGE_SET_PREFIXES)]
+    image_sets = [s for s in specs if s.startswith(IMAGE_SPEC_PREFIXES)]
+    return image_sets, [s for s in specs if not s.startswith(IMAGE_SPEC_PREFIXES)]
 
 
 # --------------------------------------------------------------------------- expressiveness
@@ -176,7 +174,7 @@ def _expressiveness_support(spec, data_dir):
     """(images or None, description) of a support-set folder or an image set."""
     if spec is None:
         return None, "no support set"
-    if spec.startswith(IMAGE_SET_PREFIXES):
+    if spec.startswith(IMAGE_SPEC_PREFIXES):
         from latentmap.evaluation.image_sets import load_image_set
 
         images = load_image_set(spec, data_dir)
@@ -257,7 +255,7 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
     from latentmap.report.coverage import coverage_findings, write_coverage_report
     from latentmap.support.build import SupportSet
 
-    if support_set is not None and support_set.startswith(IMAGE_SET_PREFIXES):
+    if support_set is not None and support_set.startswith(IMAGE_SPEC_PREFIXES):
         raise click.BadParameter("coverage needs a support-set folder (its sector variables), not an image set",
                                  param_hint="--support-set")
     out = prepare_output(out, "report", "bench-coverage", overwrite, inputs=[*generators, support_set, reference])

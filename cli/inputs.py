@@ -19,7 +19,8 @@ import json
 import os
 from pathlib import Path
 
-IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
+from latentmap.constants import IMAGE_SPEC_PREFIXES
+
 CODE_SPEC_PREFIX = "py:"
 SHIPPED_WRITES_ENV = "LATENTMAP_WRITE_SHIPPED"
 """Set to 1 to let a command write into the shipped checkpoints/ or support_sets/ (how they are regenerated)."""

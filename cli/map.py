@@ -21,7 +21,7 @@ def command():
 # --------------------------------------------------------------------------- helpers
 
 def _load(spec, device, trust_pickle=False):
-    from latentmap import load_model
+    from latentmap.models.registry import load_model
 
     return load_model(spec, device=device, allow_pickle=trust_pickle)
 

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import click
 
+from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, LatentmapError
 from latentmap.io.pythae_folder import DEFAULT_FLAG, PYTHAE_CONFIG, PYTHAE_WEIGHTS, is_pythae_folder, \
     pickled_networks, read_pythae_config
 
-PICKLE_SUFFIXES = (".pkl", ".pickle")
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
 GENERATOR_KINDS = ("gan", "stylegan-w", "external-stylegan")
 W_SPACE_KINDS = ("stylegan-w", "external-stylegan")
 NOT_A_MODEL = ("no config.json (latentmap checkpoint), model_config.json + model.pt (pythae folder) "
-               "or .pkl/.pickle file (StyleGAN-style generator)")
+               f"or {'/'.join(PICKLE_SUFFIXES)} file (StyleGAN-style generator)")
 
 
 @click.group("models")

@@ -14,6 +14,7 @@ import warnings
 import click
 
 from latentmap.io.schema import MAX_SEED, MAX_SIZE
+from latentmap.constants import SPLITS
 
 
 class LazyChoice(click.Choice):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from latentmap.constants import ANCHOR_STRATEGIES, SPLITS
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, images_option, output_options, prepare_output,
                                    note_expected_time, progress_option, reported_warnings, seed_option,
@@ -36,14 +37,14 @@ def command():
 @click.option("--model", "model_spec", required=True,
               help="Checkpoint folder (or model spec) whose latent space is used.")
 @dataset_option()
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="train", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @data_dir_option
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Images in the set (default: the largest latent size of --for-models, else the model's).")
 @click.option("--for-models", multiple=True, callback=_split_list,
               help="Models the set will map between (repeat or comma-separate); the default size is their "
                    "largest latent size.")
-@click.option("--strategy", type=click.Choice(["sectors", "random", "farthest", "kmeans"]), default="sectors",
+@click.option("--strategy", type=click.Choice(ANCHOR_STRATEGIES), default="sectors",
               show_default=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Variables defining the sectors (default floor(log2(size))).")
 @click.option("--threshold", type=FiniteFloat(0), default=None,
@@ -147,7 +148,7 @@ def _dicts(values) -> list[dict]:
 @data_dir_option
 @click.option("--sizes", callback=_sizes, default="16,32,64,128", show_default=True, help="Anchor-set sizes.")
 @click.option("--strategies", callback=lambda c, p, v: tuple(s.strip() for s in v.split(",") if s.strip()),
-              default="sectors,random,farthest,kmeans", show_default=True)
+              default=",".join(ANCHOR_STRATEGIES), show_default=True)
 @click.option("--seeds", type=click.IntRange(1, 1000), default=3, show_default=True,
               help="Seeds per strategy and size: --seed, --seed+1, ...")
 @seed_option
@@ -169,7 +170,7 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
             images, gain_images, reference_images, batch_size, device, out, overwrite, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report
-    from latentmap.support.anchors import compare_anchors
+    from latentmap.evaluation.anchors import compare_anchors
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.errors import ConfigError

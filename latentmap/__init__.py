@@ -25,7 +25,7 @@ _PUBLIC = {
     "VAELikeModel": "latentmap.models.base",
     "register_adapter": "latentmap.models.registry",
     "ADAPTERS": "latentmap.models.registry",
-    "SupportSet": "latentmap.support.build",
+    "SupportSet": "latentmap.io.support_folder",
     "build_support_set": "latentmap.support.build",
     "wrap": "latentmap.models.wrapped",
     "invert": "latentmap.evaluation.inversion",

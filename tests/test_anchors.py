@@ -12,7 +12,7 @@ from torch import nn
 
 from latentmap import load_dataset
 from latentmap.report.anchors import write_compare_report
-from latentmap.support.anchors import compare_anchors
+from latentmap.evaluation.anchors import compare_anchors
 from latentmap.support.selectors import farthest_points, select_anchors
 from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
@@ -178,7 +178,7 @@ def test_compare_and_atlas_report_the_same_latent_r2_for_the_same_map(tmp_path):
 
     from latentmap.evaluation.relocation import evaluate_relocation
     from latentmap.maps.linear import LinearMap
-    from latentmap.support.anchors import _Encoded, _relocate
+    from latentmap.evaluation.anchors import _Encoded, _relocate
 
     a, b = affine_model("r2-a", 6, seed=1), affine_model("r2-b", 5, seed=2)
     anchors, test = make_images(30, seed=3, model=a, noise=0.05), make_images(60, seed=4, model=a, noise=0.05)

@@ -11,7 +11,7 @@ from latentmap import load_dataset, load_model
 from latentmap.errors import ConfigError
 from latentmap.evaluation import fidelity as fidelity_module
 from latentmap.evaluation.coverage import SectorSpace, flag_sectors, g_test, sector_coverage
-from latentmap.evaluation.expressiveness import (benchmark_expressiveness, bootstrap_ratio,
+from latentmap.evaluation.expressiveness import (ExpressivenessSettings, benchmark_expressiveness, bootstrap_ratio,
                                                  evaluate_expressiveness, score_set)
 from latentmap.evaluation.fidelity import frechet_distance, prdc
 from latentmap.evaluation.generator_bench import benchmark_coverage, calibration_set, generated_sets
@@ -182,12 +182,49 @@ def test_expressiveness_scores_against_hand_computed_errors(fmnist_test):
     assert scores["own"].encoder_mse.max() < 1e-9  # the encoder inverts the decoder on its own samples
     assert scores["real"].encoder_mse.min() > 1e-3  # real images are outside a 6-d decoder's range
     assert scores["real"].refined_mse.mean() < scores["real"].encoder_mse[scores["real"].refined_index].mean()
-    # the benchmark refines all sets in one batch: the same latents as one set at a time
+    # the benchmark refines all sets in one batch: the same latents as one set at a time (one settings object
+    # carries what the keywords above gave)
+    settings = ExpressivenessSettings(refine_images=6, steps=15, lr=0.1, worst=3, bootstrap=100)
     together = evaluate_expressiveness(model, {"own": (own, "own"), "real": (real, "real")}, region=region,
-                                       refine_images=6, steps=15, lr=0.1, worst=3, bootstrap=100)
+                                       settings=settings)
     for key in ("own", "real"):
         np.testing.assert_allclose(together.sets[key].refined_mse, scores[key].refined_mse, rtol=1e-4, atol=1e-9)
         np.testing.assert_allclose(together.sets[key].refined_distance, scores[key].refined_distance, rtol=1e-4)
+        assert together.sets[key].worst == scores[key].worst
+
+
+def test_expressiveness_settings_take_keywords_and_refuse_unknown_ones():
+    settings = ExpressivenessSettings.of(steps=3, samples=8)
+    assert (settings.steps, settings.samples, settings.lr) == (3, 8, ExpressivenessSettings().lr)
+    assert ExpressivenessSettings.of(settings, lr=0.5) == ExpressivenessSettings(steps=3, samples=8, lr=0.5)
+    with pytest.raises(ConfigError, match="unknown expressiveness settings: step"):
+        ExpressivenessSettings.of(step=3)
+
+
+def test_a_registered_metric_reaches_the_scores_the_csv_and_the_report(fmnist_test, monkeypatch):
+    """A new metric is one function and one line: PSNR, checked against 10 log10(1 / MSE) by hand."""
+    from latentmap.evaluation import expressiveness as expr
+    from latentmap.evaluation.metrics import per_image_mse
+    from latentmap.report.expressiveness import sets_display
+    from latentmap.report.tables import sig
+
+    monkeypatch.setattr(expr, "METRICS", dict(expr.METRICS))  # the registry as it was, after the test
+    expr.register_metric("psnr", lambda x, x_hat: 10 * torch.log10(1 / per_image_mse(x, x_hat)))
+    model = exact_model()
+    real = fmnist_test.batch(range(12))
+    m = evaluate_expressiveness(model, {"real": (real, "real")}, refine_images=3, steps=5, lr=0.1, bootstrap=10)
+    scores = m.sets["real"]
+    hand = 10 * np.log10(1 / hand_mse(model.reconstruct(real).numpy(), real.numpy()))
+    np.testing.assert_allclose(scores.encoder_psnr, hand, rtol=1e-4)
+    np.testing.assert_allclose(scores.refined_psnr, 10 * np.log10(1 / scores.refined_mse), rtol=1e-4)
+    table = expr.ExpressivenessResult([m], {}).set_table()  # what target_sets.csv holds
+    assert table.loc[0, "encoder_psnr"] == pytest.approx(hand.mean(), rel=1e-4)
+    assert table.loc[0, "refined_psnr"] == pytest.approx(scores.refined_psnr.mean())
+    shown = sets_display(expr.ExpressivenessResult([m], {})).iloc[0]
+    assert shown["Encoder PSNR"] == sig(table.loc[0, "encoder_psnr"])
+    assert shown["Refined PSNR"] == sig(table.loc[0, "refined_psnr"])
+    with pytest.raises(ConfigError, match="new identifier"):
+        expr.register_metric("lpips", per_image_mse)
 
 
 def test_expressiveness_leaderboard_on_a_shipped_generator(fmnist_test, shipped_support):

@@ -59,10 +59,10 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
         assert board.loc[0, f"{k}_over_own_low"] == pytest.approx(low, rel=1e-5)
         assert board.loc[0, f"{k}_over_own_high"] == pytest.approx(high, rel=1e-5)
         label = {"support": "support-set images", "real": "real test images"}[k]
-        sentence = (f"{label} at {mse[k].mean():.3g}, {ratio[k]:.1f} times worse (95% interval {low:.1f}–"
+        sentence = (f"{label} at {mse[k].mean():#.3g}, {ratio[k]:.1f} times worse (95% interval {low:.1f}–"
                     f"{high:.1f})")
         assert sentence in result.output, (sentence, result.output)
-    assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():.3g}" in result.output
+    assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():#.3g}" in result.output
     data = json.loads((out / "expressiveness.json").read_text())
     gan = data["models"][0]
     from latentmap.io.checkpoint import model_fingerprint

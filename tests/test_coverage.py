@@ -9,6 +9,7 @@ from scipy.stats import chi2, power_divergence
 from latentmap.evaluation.coverage import SectorSpace, flag_sectors, g_test, sector_coverage, total_variation
 from latentmap.evaluation.image_sets import GeneratedSet
 from latentmap.report.coverage import coverage_findings, summary_display
+from latentmap.report.tables import sig
 from references import sector_codes_hand
 
 
@@ -112,11 +113,11 @@ def test_coverage_findings_quote_the_hand_computed_numbers_and_the_largest_gap(h
     result, _, _ = hand_coverage
     statistic, _, _ = g_reference([50, 20, 30, 0], [5, 0, 45, 0])
     text = " ".join(coverage_findings(result))
-    assert "g: total variation 0.6 from the real shares" in text
-    assert f"G = {statistic:.3g} (2 dof" in text
+    assert "g: total variation 0.600 from the real shares" in text
+    assert f"G = {sig(statistic)} (2 dof" in text
     assert "under-represents 2 sectors, over-represents 1, never reaches 1 sectors that hold real images" in text
     # under-represented: sector 0 (0.5 real, 0.1 generated: a gap of 0.4) and sector 1 (0.2 and 0: 0.2)
     assert ("the largest gap over all 4 sectors is sector 0: 50% of the real images, 10% of the generated ones "
             "(flagged under-represented)") in text
     row = summary_display(result).iloc[0]
-    assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.6", 1, 2)
+    assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.600", 1, 2)

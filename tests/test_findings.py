@@ -13,9 +13,11 @@ from latentmap.report.findings import expressiveness_findings, relocation_findin
 
 def _set(key, encoder, refined, refined_outside=(0, 0)):
     n = len(encoder)
-    return SetScores(key, f"{key} images", np.array(encoder), np.ones(n), np.ones(n), np.zeros(n, bool),
-                     np.arange(len(refined)), np.array(refined), np.ones(len(refined)), np.ones(len(refined)),
-                     np.array(refined_outside, bool))
+    r = len(refined)
+    return SetScores(key, f"{key} images",
+                     {"mse": np.array(encoder), "ssim": np.ones(n), "distance": np.ones(n), "outside": np.zeros(n, bool)},
+                     np.arange(r), {"mse": np.array(refined), "ssim": np.ones(r), "distance": np.ones(r),
+                                    "outside": np.array(refined_outside, bool)})
 
 
 def _model(name, kind, encoder, refined, ratios, support_outside=(0, 0)):
@@ -37,11 +39,11 @@ def hand_result():
 
 def test_expressiveness_findings_quote_each_ratio_in_its_own_place(hand_result):
     text = expressiveness_report.findings(hand_result)
-    assert text[0] == ("alpha (gan) reconstructs its own samples at MSE 0.02 through its encoder, but support-set "
-                       "images at 0.2, 10.0 times worse (95% interval 8.4–12.6) and real test images at 0.06, 3.0 "
+    assert text[0] == ("alpha (gan) reconstructs its own samples at MSE 0.0200 through its encoder, but support-set "
+                       "images at 0.200, 10.0 times worse (95% interval 8.4–12.6) and real test images at 0.0600, 3.0 "
                        "times worse (95% interval 2.2–3.9).")
-    assert text[1] == ("beta (vae) reconstructs its own samples at MSE 0.02 through its encoder, but support-set "
-                       "images at 0.09, 4.5 times worse (95% interval 3.1–6.0) and real test images at 0.03, 1.5 "
+    assert text[1] == ("beta (vae) reconstructs its own samples at MSE 0.0200 through its encoder, but support-set "
+                       "images at 0.0900, 4.5 times worse (95% interval 3.1–6.0) and real test images at 0.0300, 1.5 "
                        "times worse (95% interval 1.2–1.9).")
 
 
@@ -49,18 +51,18 @@ def test_refinement_finding_quotes_the_worst_own_mse(hand_result):
     sentences = expressiveness_report.findings(hand_result)
     refinement = next(s for s in sentences if s.startswith("After"))
     # own refined MSE: alpha 0.002, beta 0.008; the sentence bounds every model's, so it quotes the worst
-    assert refinement == ("After 50 steps of gradient refinement own samples reach MSE 0.008 or less, so ratios lose "
+    assert refinement == ("After 50 steps of gradient refinement own samples reach MSE 0.00800 or less, so ratios lose "
                           "their meaning; support-set images (the 2 refined ones, encoder MSE → refined MSE of the "
-                          "same images) stay at: alpha 0.2 → 0.03, beta 0.09 → 0.05.")
+                          "same images) stay at: alpha 0.200 → 0.0300, beta 0.0900 → 0.0500.")
     drift = next(s for s in sentences if s.startswith("Refined support-set latents"))
     assert drift.endswith(": alpha 50%.")  # beta's refined support latents all lie inside
 
 
 def test_leaderboard_prints_each_interval_low_to_high(hand_result):
     board = expressiveness_report.leaderboard_display(hand_result).set_index("Model")
-    assert board.loc["alpha", "support/own (95% CI)"] == "10 (8.4–12.6)"
-    assert board.loc["alpha", "real/own (95% CI)"] == "3 (2.2–3.9)"
-    assert board.loc["beta", "Encoder MSE, support-set images"] == "0.09"
+    assert board.loc["alpha", "support/own (95% CI)"] == "10.0 (8.40–12.6)"
+    assert board.loc["alpha", "real/own (95% CI)"] == "3.00 (2.20–3.90)"
+    assert board.loc["beta", "Encoder MSE, support-set images"] == "0.0900"
 
 
 def test_saved_findings_of_the_leaderboard_and_of_a_relocation():
@@ -85,7 +87,7 @@ def test_fidelity_findings_quote_each_row():
             FidelityRow("near", "y", 100, 0.81, 0.77, 0.9, 0.66, 1.25),
             FidelityRow("real train images", "z", 100, 0.93, 0.91, 1.0, 0.95, 0.125)]
     text = fidelity_findings(FidelityResult("the space", "FD in s space", 5, 100, "real", rows))
-    assert text == ["In the space (k = 5): near precision 0.81, recall 0.77, coverage 0.66, FD in s space 1.25; "
-                    "far precision 0.31, recall 0.12, coverage 0.22, FD in s space 8.5.",
-                    "Real training images score precision 0.93, recall 0.91, coverage 0.95, FD in s space 0.125: the "
+    assert text == ["In the space (k = 5): near precision 0.810, recall 0.770, coverage 0.660, FD in s space 1.25; "
+                    "far precision 0.310, recall 0.120, coverage 0.220, FD in s space 8.50.",
+                    "Real training images score precision 0.930, recall 0.910, coverage 0.950, FD in s space 0.125: the "
                     "scores of a generator that matched the data."]

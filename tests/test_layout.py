@@ -5,15 +5,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
-# Lower layers never import higher ones.
+# Lower layers never import higher ones: cli -> demo/training -> report -> evaluation -> maps/support
+# -> models/data -> io/stats. The package root (its lazy public names reach every layer) sits with the CLI.
 LAYERS = {
-    "latentmap.__main__": 5, "latentmap.cli": 5, "latentmap.demo": 4, "latentmap.training": 4, "latentmap.report": 3,
-    "latentmap.evaluation": 2, "latentmap.maps": 2, "latentmap.support": 2,
+    "latentmap": 6, "latentmap.__main__": 6, "latentmap.cli": 6, "latentmap.demo": 5, "latentmap.training": 5,
+    "latentmap.report": 4, "latentmap.evaluation": 3, "latentmap.maps": 2, "latentmap.support": 2,
     "latentmap.models": 1, "latentmap.data": 1,
     "latentmap.io": 0, "latentmap.stats": 0, "latentmap.errors": 0, "latentmap.batching": 0,
     "latentmap.device": 0, "latentmap.losses": 0, "latentmap.version": 0, "latentmap.distributed": 0,
     "latentmap.resources": 0,
+    "latentmap.constants": 0,
 }
+# Layers side by side that never import each other.
+APART = [("latentmap.maps", "latentmap.support")]
 
 
 def modules() -> dict[str, Path]:
@@ -29,17 +33,28 @@ def modules() -> dict[str, Path]:
 
 
 def import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
-    """Every module's imports of other latentmap modules (function-level imports included)."""
+    """Every module's imports of other latentmap modules (function-level imports included).
+
+    ``from latentmap import x`` is an import of the module ``latentmap.x`` when there is one, else of
+    the package root; ``import latentmap`` is an import of the root."""
     graph = {m: set() for m in mods}
     for name, path in mods.items():
         for node in ast.walk(ast.parse(path.read_text())):
             targets = []
             if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("latentmap"):
-                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+                submodules = [f"{node.module}.{a.name}" for a in node.names]
+                targets = [m for m in submodules if m in mods]
+                if len(targets) < len(submodules) or node.module != "latentmap":
+                    targets.append(node.module)  # a name defined in the module itself
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            graph[name] |= {t for t in targets if t in mods and t != name and t != "latentmap"}
+            graph[name] |= {t for t in targets if t in mods and t != name}
     return graph
+
+
+def top(name: str):
+    """The placed package or module ``name`` belongs to."""
+    return max((k for k in LAYERS if name == k or name.startswith(k + ".")), key=len, default=None)
 
 
 def layer(name: str):
@@ -72,6 +87,36 @@ def test_imports_run_one_way():
     upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
               if layer(a) is not None and layer(b) is not None and layer(b) > layer(a)]
     assert not upward, upward
+
+
+def test_the_package_root_is_imported_by_the_cli_alone():
+    graph = import_graph(modules())
+    root_users = sorted(a for a, targets in graph.items() if "latentmap" in targets)
+    assert all(top(a) in ("latentmap.cli", "latentmap.__main__") for a in root_users), root_users
+
+
+def test_side_by_side_layers_never_import_each_other():
+    graph = import_graph(modules())
+    across = [f"{a} -> {b}" for a, targets in graph.items() for b in targets
+              if (top(a), top(b)) in APART or (top(b), top(a)) in APART]
+    assert not across, across
+
+
+def test_the_strict_graph_sees_what_the_loose_one_missed(tmp_path):
+    """The checks above would catch each import that once ran against the layers."""
+    mods = modules()
+    cases = {"latentmap.models.shipped": "import latentmap\n",
+             "latentmap.io.atomic": "from latentmap import __version__\n",
+             "latentmap.maps.fitting": "from latentmap.support.build import SupportSet\n",
+             "latentmap.support.build": "from latentmap.maps.linear import LinearMap\n",
+             "latentmap.support.sectors": "from latentmap.evaluation.metrics import per_image_mse\n"}
+    for i, (name, line) in enumerate(cases.items()):
+        path = tmp_path / f"case{i}.py"
+        path.write_text(line)
+        found = import_graph({**mods, name: path})[name]
+        upward = [b for b in found if layer(b) > layer(name)]
+        across = [b for b in found if (top(name), top(b)) in APART or (top(b), top(name)) in APART]
+        assert upward or across, (name, line)
 
 
 def test_every_module_is_placed_and_small():

@@ -19,7 +19,7 @@ from latentmap.report.findings import anchors_findings, atlas_findings, demo_fin
 from latentmap.report.grid import grid_image
 from latentmap.report.html import Section, render_page
 from latentmap.report.index import INDEX_MARKER, refresh_parent_index, report_entries, write_reports_index
-from latentmap.report.tables import column_label, display_frame, sig
+from latentmap.report.tables import column_label, display_frame, percent, sig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,10 +29,17 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("value, text", [
     (0.006841, "0.00684"), (1.5, "1.50"), (1.4827, "1.48"), (123.4, "123"), (6000.0, "6,000"), (12345.6, "12,300"),
     (1.2345e-5, "1.23e-05"), (9.996, "10.0"), (0.9996, "1.00"), (-0.0123, "-0.0123"), (0.0, "0"), (7, "7"),
-    (60000, "60,000"), (float("nan"), ""), (None, ""), (float("inf"), "∞"),
+    (60000, "60,000"), (12345, "12,345"), (float("nan"), "–"), (None, "–"), (float("inf"), "∞"),
 ])
 def test_three_significant_digits(value, text):
     assert sig(value) == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.018, "1.8%"), (0.72, "72%"), (1.0, "100%"), (0.0, "0%"), (0.0005, "0.05%"), (0.12345, "12%"), (None, "–"),
+])
+def test_one_percent_formatter(value, text):
+    assert percent(value) == text
 
 
 def test_headers_in_words_with_units_and_numbers_rounded():

@@ -31,8 +31,9 @@ def _scores(key, encoder, refined_index, refined):
     encoder, refined = np.asarray(encoder, float), np.asarray(refined, float)
     n, r = len(encoder), len(refined)
     index = np.asarray(refined_index, dtype=np.int64)
-    return SetScores(key, f"{key} images", encoder, np.full(n, 0.9), np.ones(n), np.zeros(n),
-                     index, refined, np.full(r, 0.95), np.ones(r), np.zeros(r))
+    return SetScores(key, f"{key} images", {"mse": encoder, "ssim": np.full(n, 0.9), "distance": np.ones(n),
+                                            "outside": np.zeros(n)},
+                     index, {"mse": refined, "ssim": np.full(r, 0.95), "distance": np.ones(r), "outside": np.zeros(r)})
 
 
 def _model(name="m", own_refined=(1.08e-12, 3e-12)):
@@ -52,7 +53,7 @@ def test_histogram_legend_gives_the_tables_mean_and_the_plot_floor(monkeypatch):
     own_refined = model.sets["own"].summary(1.0)["refined_mse"]  # 2.04e-12, the number the tables show
     assert own_refined == pytest.approx(2.04e-12)
     shown = expr_report.sig(own_refined)
-    assert any(f"own samples (mean {shown}; 2 below 1e-07, drawn at 1e-07)" == label for label in labels), labels
+    assert any(f"own samples (mean {shown}; 2 below 1.00e-07, drawn at 1.00e-07)" == label for label in labels), labels
     assert any(label == f"support-set images (mean {expr_report.sig(0.2)})" for label in labels), labels
     assert not any("mean 1e-07" in label for label in labels)
 
@@ -61,13 +62,13 @@ def test_expressiveness_summary_compares_encoder_and_refined_mse_on_the_same_ima
     result = ExpressivenessResult([_model()], {"steps": 7}, "")
     text = " ".join(expr_report.findings(result))
     # encoder MSE of the refined images (0.04, 0.06: mean 0.05) before their refined MSE (0.04), not 0.2 (all four)
-    assert "m 0.05 → 0.04" in text
+    assert "m 0.0500 → 0.0400" in text
     assert "the 2 refined ones" in text
     assert "The paper's StyleGAN" in text and "Asperti & Tonelli" in text
     assert "seeds'" not in text
     rows = expr_report.sets_display(result)
     support = rows[rows["Target set"] == "support-set images"].iloc[0]
-    assert support["Encoder MSE"] == "0.2" and support["Encoder MSE, refined images"] == "0.05"
+    assert support["Encoder MSE"] == "0.200" and support["Encoder MSE, refined images"] == "0.0500"
 
 
 # --------------------------------------------------------------------------- atlas and relocation findings

@@ -16,8 +16,8 @@ from latentmap.support.info_gain import information_gain, zeroed_variants
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import (NO_SECTOR, default_threshold, nonempty_count, populations, sector_codes,
                                sector_signs)
-from latentmap.support.build import (SupportSet, build_support_set, mean_pairwise_mse, random_pairs_mse,
-                                   read_exclusions, select_from_sectors)
+from latentmap.support.build import (SupportSet, SupportSetSettings, build_support_set, mean_pairwise_mse,
+                                   random_pairs_mse, read_exclusions, select_from_sectors)
 
 
 class PartialDecoderModel(LatentModel):
@@ -186,10 +186,12 @@ def test_completion_to_larger_size(model, data):
 
 def test_same_seed_same_indices(model, data):
     a = build_support_set(model, data, size=10, seed=7, gain_images=80, pairs=100)
-    b = build_support_set(model, data, size=10, seed=7, gain_images=80, pairs=100)
-    c = build_support_set(model, data, size=10, seed=8, gain_images=80, pairs=100)
-    assert a.indices == b.indices and a.manifest == b.manifest
-    assert a.indices != c.indices
+    b = build_support_set(model, data, SupportSetSettings(size=10, seed=7, gain_images=80, pairs=100))
+    c = build_support_set(model, data, SupportSetSettings(size=10, seed=7, gain_images=80, pairs=100), seed=8)
+    assert a.indices == b.indices and a.manifest == b.manifest  # keywords and a settings object build the same set
+    assert a.indices != c.indices  # a keyword replaces the settings' field
+    with pytest.raises(ConfigError, match="unknown support-set settings: sizes"):
+        build_support_set(model, data, sizes=10)
 
 
 def test_exclusions_are_never_chosen(model, data, tmp_path):

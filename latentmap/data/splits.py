@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from latentmap.constants import SPLITS
 from latentmap.errors import ConfigError
 
-SPLITS = ("train", "test", "all")
 ARRAY_TEST_FRACTION = 0.2
 FOLDER_TEST_FRACTION = 0.1
 SPLIT_SEED = 0

@@ -12,7 +12,7 @@ across models rather than as ratios. Computation only; :mod:`latentmap.report.ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ import torch
 from latentmap import distributed
 from latentmap.batching import with_progress
 from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.evaluation.distribution import (BOOTSTRAP_DRAW_SECONDS, EXPRESSIVENESS_BOOTSTRAP,  # noqa: F401
+                                                MAX_BOOTSTRAP, RatioCI, bootstrap_ratio)
 from latentmap.evaluation.inversion import invert
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
@@ -31,27 +33,60 @@ from latentmap.models.registry import record_model
 TARGET_SETS = ("own", "real", "support")
 SET_LABELS = {"own": "own samples", "real": "real test images", "support": "support-set images"}
 RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"))
-BOOTSTRAP = 2000
+BOOTSTRAP = EXPRESSIVENESS_BOOTSTRAP
 WORST = 8
 
-
-# --------------------------------------------------------------------------- bootstrap
-
-@dataclass
-class RatioCI:
-    """mean(a) / mean(b) with a percentile bootstrap interval (each set resampled independently)."""
-
-    value: float
-    low: float
-    high: float
-    level: float = 0.95
-
-    def to_dict(self) -> dict:
-        return {"value": self.value, "low": self.low, "high": self.high, "level": self.level}
+# The image metrics, as torch-fidelity registers its metrics: name -> per-image function
+# (images, reconstructions: [N, C, H, W] in [0, 1]) -> [N]. A new metric is one function and one line
+# here (or register_metric): its per-image scores, the target-set table, the CSV and the report's
+# columns all follow. LPIPS joins at run time, when its weights are available (lpips_function).
+METRICS = {"mse": per_image_mse, "ssim": per_image_ssim}
+RUNTIME_METRICS = ("lpips",)
+LATENT_SCORES = ("distance", "outside")  # how far each latent lies from the sampler's typical region
 
 
-BOOTSTRAP_DRAW_SECONDS = 3e-8  # one resampled value of bootstrap_ratio (numpy gather and mean; measured roughly)
-MAX_BOOTSTRAP = 1_000_000  # resamples: far past where a 95% interval's percentiles stop moving
+def register_metric(name: str, fn) -> None:
+    """Add a per-image image metric (``fn(images, reconstructions) -> [N]``) to every expressiveness run."""
+    if not name.isidentifier() or name in (*RUNTIME_METRICS, *LATENT_SCORES):
+        raise ConfigError(f"a metric name must be a new identifier, got '{name}' instead")
+    METRICS[name] = fn
+
+
+def metric_names() -> list[str]:
+    """Every image metric a target set may hold, in table order (the run-time ones last)."""
+    return [*METRICS, *RUNTIME_METRICS]
+
+
+def metric_label(name: str) -> str:
+    """A metric's name as tables show it (mse -> MSE)."""
+    return name.upper()
+
+
+@dataclass(frozen=True)
+class ExpressivenessSettings:
+    """How the benchmark runs (sizes, sampler, refinement, LPIPS, seed): one object through every call."""
+
+    samples: int = 512  # own samples per model
+    sampler: str = "auto"
+    fit_images: int = 10_000  # training images a fitted sampler is fitted on
+    components: int = 10  # of the gmm sampler
+    refine_images: int = 128  # per target set
+    steps: int = 200
+    lr: float = 0.05
+    lpips_setting: str = "auto"
+    seed: int = 0
+    bootstrap: int = BOOTSTRAP
+    worst: int = WORST
+    batch_size: int = 256
+    progress: bool = False
+
+    @classmethod
+    def of(cls, settings: "ExpressivenessSettings | None" = None, **options) -> "ExpressivenessSettings":
+        """``settings`` (default: the defaults) with ``options`` replaced, each a field of this class."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown expressiveness settings: {', '.join(unknown)}")
+        return replace(settings or cls(), **options)
 
 
 def bootstrap_seconds(resamples: int, models: int, draws: int) -> float:
@@ -59,46 +94,27 @@ def bootstrap_seconds(resamples: int, models: int, draws: int) -> float:
     return models * len(RATIOS) * resamples * draws * BOOTSTRAP_DRAW_SECONDS
 
 
-def bootstrap_ratio(a, b, *, resamples: int = BOOTSTRAP, seed: int = 0, level: float = 0.95) -> RatioCI:
-    """Ratio of the means of two samples and its percentile bootstrap interval (numpy, seeded, float64)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(a) == 0 or len(b) == 0:
-        raise ConfigError(f"a ratio of means needs values on both sides, got {len(a)} and {len(b)}")
-    if not 0 < level < 1:
-        raise ConfigError(f"level must be in (0, 1), got {level} instead")
-    rng = np.random.default_rng(seed)
-    ratios = np.empty(resamples)
-    for start in range(0, resamples, 250):  # chunks keep the index arrays small
-        m = min(250, resamples - start)
-        mean_a = a[rng.integers(0, len(a), (m, len(a)))].mean(1)
-        mean_b = b[rng.integers(0, len(b), (m, len(b)))].mean(1)
-        ratios[start:start + m] = mean_a / np.maximum(mean_b, 1e-300)
-    tail = (1 - level) / 2
-    low, high = np.quantile(ratios, [tail, 1 - tail])
-    return RatioCI(float(a.mean() / max(b.mean(), 1e-300)), float(low), float(high), level)
-
-
-# --------------------------------------------------------------------------- results
-
 @dataclass
 class SetScores:
-    """Per-image scores of one target set (numpy float64); refinement ran on the images at ``refined_index``."""
+    """Per-image scores of one target set (numpy float64); refinement ran on the images at ``refined_index``.
+
+    ``encoder`` and ``refined`` map each metric of :data:`METRICS` (and ``lpips`` when it ran) and each
+    latent score (``distance``, ``outside``) to its per-image values; ``scores.encoder_mse`` is
+    ``scores.encoder["mse"]`` (None for a metric that did not run)."""
 
     key: str
     source: str
-    encoder_mse: np.ndarray
-    encoder_ssim: np.ndarray
-    encoder_distance: np.ndarray
-    encoder_outside: np.ndarray
+    encoder: dict
     refined_index: np.ndarray
-    refined_mse: np.ndarray
-    refined_ssim: np.ndarray
-    refined_distance: np.ndarray
-    refined_outside: np.ndarray
-    encoder_lpips: np.ndarray | None = None
-    refined_lpips: np.ndarray | None = None
+    refined: dict
     worst: list[int] = field(default_factory=list)  # positions in the set, worst refined MSE first
     worst_rows: dict = field(default_factory=dict, repr=False)  # "target" / "encoder" / "refined" -> images
+
+    def __getattr__(self, name):
+        stage, _, score = name.partition("_")
+        if stage in ("encoder", "refined") and score and stage in self.__dict__:
+            return self.__dict__[stage].get(score)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
 
     @property
     def label(self) -> str:
@@ -106,24 +122,22 @@ class SetScores:
 
     @property
     def n(self) -> int:
-        return len(self.encoder_mse)
+        return len(self.encoder["mse"])
 
     def summary(self, typical: float) -> dict:
         def mean(v):
             return None if v is None or len(v) == 0 else float(np.mean(v))
 
+        def stage(name, scores):
+            return {**{f"{name}_{m}": mean(scores.get(m)) for m in metric_names()},
+                    f"{name}_distance_ratio": _ratio(mean(scores["distance"]), typical),
+                    f"{name}_outside_share": mean(scores["outside"])}
+
         return {"set": self.key, "label": self.label, "source": self.source, "images": self.n,
-                "encoder_mse": mean(self.encoder_mse), "encoder_ssim": mean(self.encoder_ssim),
-                "encoder_lpips": mean(self.encoder_lpips),
-                "encoder_distance_ratio": _ratio(mean(self.encoder_distance), typical),
-                "encoder_outside_share": mean(self.encoder_outside),
-                "refined_images": len(self.refined_index),
-                "encoder_mse_refined_images": mean(self.encoder_mse[self.refined_index]) if len(self.refined_index)
+                **stage("encoder", self.encoder), "refined_images": len(self.refined_index),
+                "encoder_mse_refined_images": mean(self.encoder["mse"][self.refined_index]) if len(self.refined_index)
                 else None,
-                "refined_mse": mean(self.refined_mse),
-                "refined_ssim": mean(self.refined_ssim), "refined_lpips": mean(self.refined_lpips),
-                "refined_distance_ratio": _ratio(mean(self.refined_distance), typical),
-                "refined_outside_share": mean(self.refined_outside)}
+                **stage("refined", self.refined)}
 
 
 def _ratio(a, b):
@@ -220,11 +234,14 @@ def _batched(fn, x, y, batch_size, device) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.empty(0)
 
 
-def _scores(x, x_hat, lpips, batch_size, device):
-    mse = _batched(per_image_mse, x, x_hat, batch_size, device)
-    ssim = _batched(per_image_ssim, x, x_hat, batch_size, device)
-    lp = _batched(lpips, x_hat, x, batch_size, device) if lpips is not None else None
-    return mse, ssim, lp
+def _metrics(lpips) -> dict:
+    """The registered metrics, and LPIPS (called as lpips(reconstructions, images)) when given."""
+    return {**METRICS, **({} if lpips is None else {"lpips": lambda x, x_hat: lpips(x_hat, x)})}
+
+
+def _scores(x, x_hat, lpips, batch_size, device) -> dict:
+    """Each metric's per-image values of ``x_hat`` against ``x`` (numpy float64)."""
+    return {name: _batched(fn, x, x_hat, batch_size, device) for name, fn in _metrics(lpips).items()}
 
 
 def refine_positions(n: int, refine_images: int) -> np.ndarray:
@@ -235,18 +252,22 @@ def refine_positions(n: int, refine_images: int) -> np.ndarray:
 
 
 def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, region: TypicalRegion, *,
-              refine_images: int = 128, steps: int = 200, lr: float = 0.05, lpips=None, seed: int = 0,
-              worst: int = WORST, batch_size: int = 256, progress: bool = False,
-              refined_latents: torch.Tensor | None = None) -> SetScores:
+              lpips=None, refined_latents: torch.Tensor | None = None,
+              settings: ExpressivenessSettings | None = None, **options) -> SetScores:
     """Encoder and refined reconstruction scores of one target set, and the drift of its latents.
 
-    ``refined_latents`` (for the images at ``refine_positions(len(images), refine_images)``) skips the
-    inversion here: :func:`evaluate_expressiveness` refines every set in one batch.
+    ``settings`` (:class:`ExpressivenessSettings`, ``options`` replacing its fields) gives refine_images,
+    steps, lr, seed, worst, batch_size and progress. ``refined_latents`` (for the images at
+    ``refine_positions(len(images), refine_images)``) skips the inversion here:
+    :func:`evaluate_expressiveness` refines every set in one batch.
     """
+    s = ExpressivenessSettings.of(settings, **options)
+    refine_images, steps, lr, seed, worst, batch_size, progress = (
+        s.refine_images, s.steps, s.lr, s.seed, s.worst, s.batch_size, s.progress)
     images = model.check_images(images).cpu()
     enc, x_enc = _encoder_scores(model, distributed.shard(images, batch_size), region, lpips, batch_size)
     if distributed.active():  # torch.distributed: each rank encoded its shard; the scores gathered in order
-        enc = {k: None if lpips is None and k == "lpips" else distributed.gather_rows(v) for k, v in enc.items()}
+        enc = {k: distributed.gather_rows(v) for k, v in enc.items()}
     idx = refine_positions(len(images), refine_images)
     if len(idx):
         if refined_latents is None:
@@ -254,15 +275,13 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
                                      progress=progress)
         z_ref = refined_latents
         x_ref = model.decode_all(z_ref, batch_size)
-        ref_mse, ref_ssim, ref_lpips = _scores(images[idx], x_ref, lpips, batch_size, model.device)
+        ref = _scores(images[idx], x_ref, lpips, batch_size, model.device)
     else:
         z_ref, x_ref = torch.empty(0, model.latent_dim), torch.empty(0, *model.image_shape)
-        ref_mse = ref_ssim = np.empty(0)
-        ref_lpips = None if lpips is None else np.empty(0)
-    order = np.argsort(-ref_mse, kind="stable")[:worst]
-    scores = SetScores(key, source, enc["mse"], enc["ssim"], enc["distance"], enc["outside"],
-                       idx, ref_mse, ref_ssim, region.distance(z_ref).numpy(), region.outside(z_ref).numpy(),
-                       enc["lpips"], ref_lpips, worst=[int(idx[o]) for o in order])
+        ref = {name: np.empty(0) for name in _metrics(lpips)}
+    ref.update(distance=region.distance(z_ref).numpy(), outside=region.outside(z_ref).numpy())
+    order = np.argsort(-ref["mse"], kind="stable")[:worst]
+    scores = SetScores(key, source, enc, idx, ref, worst=[int(idx[o]) for o in order])
     positions = [int(idx[o]) for o in order]
     if not distributed.active():
         worst_enc = x_enc[positions]
@@ -283,26 +302,27 @@ def refine(model: LatentModel, images: torch.Tensor, *, steps: int, lr: float, s
 
 
 def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, torch.Tensor | None]:
-    """Per-image scores of the encoder's reconstructions ("mse", "ssim", "lpips" or None, the latents' "distance"
-    and "outside" the typical region), and the reconstructions; all None for a rank's empty shard."""
+    """Per-image scores of the encoder's reconstructions (each metric of :func:`_metrics`, the latents'
+    "distance" and "outside" the typical region), and the reconstructions; all None for a rank's empty shard."""
     if distributed.active() and not len(images):
-        return dict.fromkeys(("mse", "ssim", "lpips", "distance", "outside")), None
+        return dict.fromkeys([*_metrics(lpips), *LATENT_SCORES]), None
     z = model.encode_all(images, batch_size)
     x_enc = model.decode_all(z, batch_size)
-    mse, ssim, lp = _scores(images, x_enc, lpips, batch_size, model.device)
-    return {"mse": mse, "ssim": ssim, "lpips": lp, "distance": region.distance(z).numpy(),
+    return {**_scores(images, x_enc, lpips, batch_size, model.device), "distance": region.distance(z).numpy(),
             "outside": region.outside(z).numpy()}, x_enc
 
 
 def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: LatentSampler | None = None,
-                            region: TypicalRegion | None = None, refine_images: int = 128, steps: int = 200,
-                            lr: float = 0.05, lpips=None, seed: int = 0, bootstrap: int = BOOTSTRAP,
-                            worst: int = WORST, batch_size: int = 256, progress: bool = False) -> ModelExpressiveness:
+                            region: TypicalRegion | None = None, lpips=None,
+                            settings: ExpressivenessSettings | None = None, **options) -> ModelExpressiveness:
     """Score ``model`` on each target set; ``targets`` maps a key ("own", "real", "support") to (images, source).
 
     ``sampler`` names where the own samples came from (default the prior); ``region`` is the typical region
-    the drift is measured against (default: the sampler's, see :func:`typical_region`).
+    the drift is measured against (default: the sampler's, see :func:`typical_region`); ``settings``
+    (``options`` replacing its fields) as for :func:`score_set`, with ``bootstrap`` for the ratios.
     """
+    s = ExpressivenessSettings.of(settings, **options)
+    refine_images, steps, lr, seed, progress = s.refine_images, s.steps, s.lr, s.seed, s.progress
     if not model.has_trained_encoder:
         raise ConfigError(f"model '{model.name}' has no trained encoder or inverter: the expressiveness benchmark "
                           "starts from one (train it with 'latentmap train inverter')")
@@ -322,10 +342,9 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     sets = {}
     for key, (images, source) in with_progress(list(targets.items()), f"expressiveness {model.name}", progress,
                                                unit="set"):
-        sets[key] = score_set(model, key, images, source, region, refine_images=refine_images, steps=steps, lr=lr,
-                              lpips=lpips, seed=seed, worst=worst, batch_size=batch_size, progress=False,
-                              refined_latents=parts.get(key))
-    ratios = {name: bootstrap_ratio(sets[a].encoder_mse, sets[b].encoder_mse, resamples=bootstrap, seed=seed)
+        sets[key] = score_set(model, key, images, source, region, lpips=lpips, refined_latents=parts.get(key),
+                              settings=replace(s, progress=False))
+    ratios = {name: bootstrap_ratio(sets[a].encoder_mse, sets[b].encoder_mse, resamples=s.bootstrap, seed=seed)
               for name, a, b in RATIOS if a in sets and b in sets}
     return ModelExpressiveness(model.name, model.kind, model.latent_dim, sampler.name, region.to_dict(), sets, ratios,
                                record_model(model))
@@ -340,13 +359,16 @@ def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 
 
 def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor | None = None, *,
                              real_source: str = "real test images", support_source: str = "support set",
-                             samples: int = 512, sampler: str = "auto", fit_data=None, fit_images: int = 10_000,
-                             components: int = 10, refine_images: int = 128, steps: int = 200, lr: float = 0.05,
-                             lpips_setting: str = "auto", seed: int = 0, bootstrap: int = BOOTSTRAP,
-                             worst: int = WORST, batch_size: int = 256, progress: bool = False) -> ExpressivenessResult:
-    """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images."""
+                             fit_data=None, settings: ExpressivenessSettings | None = None,
+                             **options) -> ExpressivenessResult:
+    """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images.
+
+    ``settings``: an :class:`ExpressivenessSettings`; ``options`` (samples=, steps=, ...) replace its fields."""
     from latentmap.evaluation.relocation import lpips_function
     from latentmap.evaluation.samplers import fit_sampler
+
+    s = ExpressivenessSettings.of(settings, **options)
+    samples, sampler, seed, batch_size, progress = s.samples, s.sampler, s.seed, s.batch_size, s.progress
 
     models = list(models)
     if not models:
@@ -358,22 +380,20 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
             if images is not None and tuple(images.shape[1:]) != tuple(model.image_shape):
                 raise ShapeMismatchError(f"model '{model.name}' expects images of shape {tuple(model.image_shape)}, "
                                          f"the {what} have {tuple(images.shape[1:])}")
-    lpips, lpips_note = lpips_function(models[0].device, lpips_setting)
+    lpips, lpips_note = lpips_function(models[0].device, s.lpips_setting)
     results = []
     for model in with_progress(models, "expressiveness", progress, unit="model"):
-        chosen = fit_sampler(model, sampler, data=fit_data, fit_images=fit_images, components=components, seed=seed,
-                             batch_size=batch_size)
+        chosen = fit_sampler(model, sampler, data=fit_data, fit_images=s.fit_images, components=s.components,
+                             seed=seed, batch_size=batch_size)
         region = typical_region(model, chosen, seed)
         targets = {"own": (own_samples(model, chosen, samples, seed, batch_size), f"{samples} draws of the {chosen.name}"),
                    "real": (real, real_source)}
         if support is not None:
             targets["support"] = (support, support_source)
-        results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region,
-                                               refine_images=refine_images, steps=steps, lr=lr, lpips=lpips,
-                                               seed=seed, bootstrap=bootstrap, worst=worst, batch_size=batch_size,
-                                               progress=progress))
+        results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region, lpips=lpips,
+                                               settings=s))
     settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
                 "support_images": None if support is None else len(support), "support_source": support_source,
-                "sampler": sampler, "refine_images": refine_images, "steps": steps, "lr": lr, "seed": seed,
-                "bootstrap_resamples": bootstrap, "compute": distributed.compute_record(batch_size)}
+                "sampler": sampler, "refine_images": s.refine_images, "steps": s.steps, "lr": s.lr, "seed": seed,
+                "bootstrap_resamples": s.bootstrap, "compute": distributed.compute_record(batch_size)}
     return ExpressivenessResult(results, settings, lpips_note)

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import torch
 
+from latentmap.constants import IMAGE_SPEC_PREFIXES
 from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.io.paths import shown_spec
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler
 from latentmap.models.base import LatentModel
-
-IMAGE_SET_PREFIXES = ("npy:", "folder:")
 
 
 @dataclass
@@ -36,7 +35,7 @@ class GeneratedSet:
 
 
 def is_image_set(spec) -> bool:
-    return isinstance(spec, str) and spec.startswith(IMAGE_SET_PREFIXES)
+    return isinstance(spec, str) and spec.startswith(IMAGE_SPEC_PREFIXES)
 
 
 def load_image_set(spec: str, data_dir=None, name: str | None = None) -> GeneratedSet:

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from latentmap.constants import SAMPLERS
 from latentmap.distributed import map_shards
 from latentmap.errors import ConfigError
 from latentmap.models.base import LatentModel
 from latentmap.stats import Moments
 
-SAMPLERS = ("auto", "prior", "gaussian", "gmm")
 DEFAULT_COMPONENTS = 10  # pythae's GaussianMixtureSampler default
 DEFAULT_FIT_IMAGES = 10_000
 REGION_SAMPLES = 8192

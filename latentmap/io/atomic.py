@@ -70,7 +70,7 @@ def read_output_marker(path) -> dict | None:
 
 def write_output_marker(folder, kind: str) -> Path:
     """Write the marker of an output of ``kind`` into ``folder``; returns the marker's path."""
-    from latentmap import __version__
+    from latentmap.version import __version__
 
     marker = Path(folder) / MARKER_NAME
     marker.write_text(json.dumps({"kind": kind, "latentmap_version": __version__,

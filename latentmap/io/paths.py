@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from latentmap.constants import IMAGE_SPEC_PREFIXES
+
 
 def shown_path(path, base=None) -> str:
     """``path`` as a report writes it, the same on every machine: as given when relative; relative to ``base``
@@ -22,7 +24,7 @@ def shown_spec(spec) -> str:
     """A data or image-set spec (``npy:PATH``, ``folder:PATH?crop=...``, a dataset name) with its path as
     :func:`shown_path` writes it."""
     text = str(spec)
-    for prefix in ("npy:", "folder:"):
+    for prefix in IMAGE_SPEC_PREFIXES:
         if text.startswith(prefix):
             path, sep, query = text[len(prefix):].partition("?")
             return f"{prefix}{shown_path(path)}{sep}{query}"

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from latentmap.batching import image_batches, with_progress
+from latentmap.constants import IMAGE_SPEC_PREFIXES
 from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap
 from latentmap.maps.validation import leave_one_out_r2
 
 
 FIT_KINDS = ("support-set", "images", "dataset", "samples")
-IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
 
 
 @dataclass
@@ -131,7 +131,7 @@ def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = 
     if str(support_set).startswith(IMAGE_SPEC_PREFIXES):
         data = load_dataset(support_set, "all", data_dir=data_dir).all_images()
         return FitSource("images", len(data), name=support_set, data=data)
-    from latentmap.support.build import SupportSet
+    from latentmap.io.support_folder import SupportSet
 
     support = SupportSet.load(support_set)
     return FitSource("support-set", len(support), name=support.name, path=str(support_set), data=support.images)

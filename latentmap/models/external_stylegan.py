@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 
+from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
 from latentmap.models.registry import register_adapter
 from latentmap.models.conv import default_channels
@@ -24,7 +25,6 @@ from latentmap.models.gan import InversionNetwork
 from latentmap.models.stylegan import WSpaceModel
 
 KIND = "external-stylegan"
-PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
 INVERTER_MAX_SIDE = 64  # larger images are area-resized before the inverter's convolutions
 
 

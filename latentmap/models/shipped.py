@@ -29,9 +29,8 @@ _CLONE_MARKERS = ("setup.cfg", "pyproject.toml")
 
 
 def _package_parent() -> Path:
-    import latentmap
-
-    return Path(latentmap.__file__).resolve().parent.parent
+    """The folder holding the ``latentmap`` package (this file is latentmap/models/shipped.py)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def _clone_root() -> Path | None:

@@ -9,7 +9,8 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.findings import anchors_findings
 from latentmap.report.html import Section, render_page
-from latentmap.support.anchors import COMPARE_STRATEGIES, CompareResult
+from latentmap.constants import ANCHOR_STRATEGIES
+from latentmap.evaluation.anchors import CompareResult
 
 
 def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) -> Path:
@@ -61,7 +62,7 @@ def compare_png(result: CompareResult) -> bytes:
     fig = new_figure(6.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     summary = result.summary
-    for strategy in [s for s in COMPARE_STRATEGIES if s in set(summary["strategy"])]:
+    for strategy in [s for s in ANCHOR_STRATEGIES if s in set(summary["strategy"])]:
         part = summary[summary["strategy"] == strategy].sort_values("size")
         low = part["relocated_mse"] - part["relocated_mse_min"]
         high = part["relocated_mse_max"] - part["relocated_mse"]

@@ -16,22 +16,17 @@ import pandas as pd
 from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult
 from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
-from latentmap.report.expressiveness import sig
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.io.names import slug
 from latentmap.report.html import Section, render_page
 from latentmap.report.labels import labelled_grid_png
+from latentmap.report.tables import percent, sig
 
 SHOWN_SECTORS = 4  # flagged sectors shown as grids per generator, most populated first
 
 
 def _p(value: float) -> str:
     return "< 1e-300" if value == 0 else sig(value, 2)
-
-
-def _pct(value: float) -> str:
-    """A share as a percentage with two significant digits (1.8%, 72%, 100%)."""
-    return f"{float(f'{100 * value:.2g}'):g}%"
 
 
 def coverage_findings(result: CoverageResult) -> list[str]:
@@ -68,7 +63,7 @@ def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
     def describe(s: int) -> str:
         what = (f", where {result.sector_labels[s]} is the most common real label"
                 if result.sector_labels and result.sector_labels[s] else "")
-        return (f"sector {s}{what}: {_pct(real_share[s])} of the real images, {_pct(gen_share[s])} of the "
+        return (f"sector {s}{what}: {percent(real_share[s])} of the real images, {percent(gen_share[s])} of the "
                 "generated ones")
 
     largest = int(np.argmax(gap))  # the lowest-numbered sector among equal gaps
@@ -93,7 +88,7 @@ def fidelity_findings(result: FidelityResult) -> list[str]:
             f"{r.name} precision {sig(r.precision)}, recall {sig(r.recall)}, coverage {sig(r.coverage)}, "
             f"{result.fd_name} {sig(r.frechet)}" for r in sorted(rows, key=lambda r: r.frechet)) + ".")
     for name, share in (result.overlap or {}).items():
-        out.append(f"Warning: {_pct(share)} of {name}'s images are copies of the {result.real_source} it is scored "
+        out.append(f"Warning: {percent(share)} of {name}'s images are copies of the {result.real_source} it is scored "
                    "against, so its precision, density and coverage are inflated by construction.")
     if calibration is not None:
         out.append(f"Real training images score precision {sig(calibration.precision)}, recall "

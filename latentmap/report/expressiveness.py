@@ -13,31 +13,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult
+from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult, metric_label, \
+    metric_names
 from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
 from latentmap.report.html import Section, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
+from latentmap.report.tables import percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
 PAPER_CELEBA = {"own": 0.026, "support": 0.251}
 SET_COLOURS = {"own": "tab:green", "real": "tab:blue", "support": "tab:red"}
-
-
-def sig(value, digits: int = 3) -> str:
-    """A number with three significant digits; an en dash for a missing one."""
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    if abs(value) >= 10 ** digits:  # 1572.9 -> "1,570", not "1.57e+03"
-        return f"{int(float(f'{value:.{digits}g}')):,}"
-    return f"{value:.{digits}g}"
-
-
-def share(value) -> str:
-    return "–" if value is None else f"{100 * value:.0f}%"
 
 
 def _ci(ci) -> str:
@@ -77,7 +66,7 @@ def findings(result: ExpressivenessResult) -> list[str]:
         if drift:
             out.append("Refined support-set latents outside the 99% range of the model's own samples (images the model "
                        "reproduces only from latents it would not sample): "
-                       + ", ".join(f"{m.name} {share(s['refined_outside_share'])}" for m, s in drift) + ".")
+                       + ", ".join(f"{m.name} {percent(s['refined_outside_share'])}" for m, s in drift) + ".")
     fitted = [m for m in result.models if m.sampler != "prior"]
     if fitted:
         out.append("Models without a prior sample from a fitted distribution: "
@@ -103,7 +92,7 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
             if key in s:
                 row[f"Refined MSE, {SET_LABELS[key]}"] = sig(s[key]["refined_mse"])
         if "support" in s:
-            row["Refined support latents outside 99% range"] = share(s["support"]["refined_outside_share"])
+            row["Refined support latents outside 99% range"] = percent(s["support"]["refined_outside_share"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -114,15 +103,14 @@ def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
         for key, scores in m.sets.items():
             s = scores.summary(m.region["typical"])
             rows.append({"Model": m.name, "Target set": s["label"], "Images": s["images"],
-                         "Encoder MSE": sig(s["encoder_mse"]), "Encoder SSIM": sig(s["encoder_ssim"]),
-                         "Encoder LPIPS": sig(s["encoder_lpips"]), "Refined images": s["refined_images"],
+                         **{f"Encoder {metric_label(k)}": sig(s[f"encoder_{k}"]) for k in metric_names()},
+                         "Refined images": s["refined_images"],
                          "Encoder MSE, refined images": sig(s["encoder_mse_refined_images"]),
-                         "Refined MSE": sig(s["refined_mse"]), "Refined SSIM": sig(s["refined_ssim"]),
-                         "Refined LPIPS": sig(s["refined_lpips"]),
+                         **{f"Refined {metric_label(k)}": sig(s[f"refined_{k}"]) for k in metric_names()},
                          "Distance / typical, encoder": sig(s["encoder_distance_ratio"]),
                          "Distance / typical, refined": sig(s["refined_distance_ratio"]),
-                         "Outside 99%, encoder": share(s["encoder_outside_share"]),
-                         "Outside 99%, refined": share(s["refined_outside_share"])})
+                         "Outside 99%, encoder": percent(s["encoder_outside_share"]),
+                         "Outside 99%, refined": percent(s["refined_outside_share"])})
     return pd.DataFrame(rows)
 
 

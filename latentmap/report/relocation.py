@@ -13,12 +13,7 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.report.grid import grid_png
 from latentmap.report.findings import relocation_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
-from latentmap.report.tables import models_frame, sig
-
-
-def _fmt(value):
-    """Three significant digits, "n/a" for a missing value."""
-    return "n/a" if value is None else sig(value, 3)
+from latentmap.report.tables import MISSING, models_frame, sig
 
 
 def shown_fit_source(record: dict) -> dict:
@@ -38,29 +33,29 @@ def relocation_row_labels(source: str, target: str) -> list[str]:
 
 def relocation_table(r) -> list[tuple[str, str]]:
     """(metric, formatted value) rows of one pair: the CLI's printout and the report's table."""
-    lp = (_fmt(r.relocated_lpips), _fmt(r.target_lpips))  # "n/a" without LPIPS: the note says why, once
+    lp = (sig(r.relocated_lpips), sig(r.target_lpips))  # "–" without LPIPS: the note says why, once
     return [
         ("pair", f"{r.source} -> {r.target}"),
         ("estimator", r.estimator),
         ("relocation type", f"{r.type} ({r.type_name})"),
         ("images", str(r.n_images)),
-        (f"reconstruction MSE {r.source}", _fmt(r.source_mse)),
-        (f"reconstruction MSE {r.target}", _fmt(r.target_mse)),
-        ("relocated MSE", _fmt(r.relocated_mse)),
-        ("relocated / target MSE", _fmt(r.ratio)),
-        ("ratio, 95% bootstrap interval", "n/a" if r.ratio_low is None else
-         f"[{_fmt(r.ratio_low)}, {_fmt(r.ratio_high)}]"),
-        ("per-image ratio median / p90", "n/a" if r.image_ratio_median is None else
-         f"{_fmt(r.image_ratio_median)} / {_fmt(r.image_ratio_p90)}"),
-        ("latent MSE", _fmt(r.latent_mse)),
-        ("MSE of the mean image (a constant guess)", _fmt(r.mean_image_mse)),
-        ("latent R²", _fmt(r.latent_r2)),
-        ("relocated SSIM", _fmt(r.relocated_ssim)),
-        (f"SSIM {r.target}", _fmt(r.target_ssim)),
+        (f"reconstruction MSE {r.source}", sig(r.source_mse)),
+        (f"reconstruction MSE {r.target}", sig(r.target_mse)),
+        ("relocated MSE", sig(r.relocated_mse)),
+        ("relocated / target MSE", sig(r.ratio)),
+        ("ratio, 95% bootstrap interval", MISSING if r.ratio_low is None else
+         f"[{sig(r.ratio_low)}, {sig(r.ratio_high)}]"),
+        ("per-image ratio median / p90", MISSING if r.image_ratio_median is None else
+         f"{sig(r.image_ratio_median)} / {sig(r.image_ratio_p90)}"),
+        ("latent MSE", sig(r.latent_mse)),
+        ("MSE of the mean image (a constant guess)", sig(r.mean_image_mse)),
+        ("latent R²", sig(r.latent_r2)),
+        ("relocated SSIM", sig(r.relocated_ssim)),
+        (f"SSIM {r.target}", sig(r.target_ssim)),
         ("relocated LPIPS", lp[0]),
         (f"LPIPS {r.target}", lp[1]),
-        (f"cycle MSE ({r.cycle_via})", _fmt(r.cycle_mse)),
-        (f"cycle / {r.source} MSE", _fmt(r.cycle_ratio)),
+        (f"cycle MSE ({r.cycle_via})", sig(r.cycle_mse)),
+        (f"cycle / {r.source} MSE", sig(r.cycle_ratio)),
     ]
 
 

@@ -55,13 +55,17 @@ COLUMN_LABELS = {
 }
 
 
+MISSING = "–"  # how a missing number is written: an en dash
+
+
 def sig(value, digits: int = 3) -> str:
     """``value`` with ``digits`` significant digits, trailing zeros kept (1.50, 0.00684, 123, 6,000, 1.23e-05).
 
-    Empty for a missing value; integers are written in full.
+    The one number formatter of every table, sentence and legend. An en dash for a missing value
+    (None, NaN); integers (counts) are written in full (12,345), floats rounded (12,300).
     """
     if value is None:
-        return ""
+        return MISSING
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
@@ -71,7 +75,7 @@ def sig(value, digits: int = 3) -> str:
     except (TypeError, ValueError):
         return str(value)
     if math.isnan(v):
-        return ""
+        return MISSING
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
     if v == 0:
@@ -83,6 +87,14 @@ def sig(value, digits: int = 3) -> str:
     if magnitude < -4:
         return f"{v:.{digits - 1}e}"
     return f"{rounded:.{max(0, digits - 1 - magnitude)}f}"
+
+
+def percent(value, digits: int = 2) -> str:
+    """A share in [0, 1] as a percentage with ``digits`` significant digits (1.8%, 72%, 100%, 0.05%);
+    an en dash for a missing one. The one percent formatter of the reports."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return f"{float(f'{100 * float(value):.{digits}g}'):g}%"
 
 
 def column_label(name) -> str:

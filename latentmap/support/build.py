@@ -1,124 +1,60 @@
 """Support sets: a small, well-spread set of images that fixes a linear map between latent spaces.
 
-This module holds the artifact (``support_sets/NAME/``: ``manifest.json``, ``images.npy``,
-``contact_sheet.png``, plus figures) and the builder, after Asperti & Tonelli: rank the latent
+This module holds the builder (the artifact, ``support_sets/NAME/``, is read and written by
+:mod:`latentmap.io.support_folder`, re-exported here), after Asperti & Tonelli: rank the latent
 variables by information gain (:mod:`latentmap.support.info_gain`), split the latent space into the
 2^k sign sectors of the k most informative ones (:mod:`latentmap.support.sectors`), draw one image per
 non-empty sector, and complete to the target size from the most crowded sectors. Other
-anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.support.anchors`.
+anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.support.selectors`;
+:mod:`latentmap.evaluation.anchors` compares them all.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from latentmap import distributed
-from latentmap.io.atomic import atomic_directory
-from latentmap.io.checkpoint import read_json_object
-from latentmap.io.model_record import relative_record
-from latentmap.io.schema import Field
-from latentmap.io.frames import FrameRepr, caption, records_frame
-from latentmap.errors import CheckpointError, ConfigError, DatasetError, ShapeMismatchError, SupportSetError
+from latentmap.constants import ANCHOR_STRATEGIES
+from latentmap.io.support_folder import IMAGES_NAME, MANIFEST_NAME, SupportSet  # noqa: F401  (re-exported)
+from latentmap.errors import ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FIELDS = {  # what reading a manifest relies on, checked before use: a wrong type is one line naming the field
-    key: Field(kind, **limits) for key, (kind, limits) in {
-        "name": ("str", {}), "size": ("int", {"low": 0}), "seed": ("int", {}), "strategy": ("str", {}),
-        "model": ("dict", {}), "dataset": ("dict", {}), "excluded": ("list", {}), "indices": ("list", {}),
-        "images": ("list", {}), "top_k": ("int", {"low": 0}), "variables": ("list", {}), "threshold": ("float", {}),
-        "notes": ("list", {}), "dropped_sectors": ("list", {}), "sector_populations": ("list", {}),
-        "for_models": ("dict", {}), "statistics": ("dict", {}), "statistics.population_median": ("float", {}),
-        "statistics.support_pairwise_mse": ("float", {}), "statistics.dataset_random_pairs_mse": ("float", {}),
-    }.items()}
-IMAGES_NAME = "images.npy"
-
-
-@dataclass
-class SupportSet(FrameRepr):
-    """Images (float32 NCHW in [0,1]) plus a manifest describing how they were chosen."""
-
-    name: str
-    images: torch.Tensor
-    manifest: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def indices(self) -> list[int]:
-        return list(self.manifest.get("indices", []))
-
-    def save(self, path, *, overwrite: bool = True, files: dict[str, bytes] | None = None) -> Path:
-        """Write the folder atomically: manifest, images as a float32 array, and ``files`` (name -> bytes).
-
-        ``latentmap.report.support_set.write_support_set`` adds the contact sheet and figures.
-        """
-        path = Path(path)
-        manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
-        if isinstance(manifest.get("model"), dict):  # its model's path, relative to the folder (model_record)
-            manifest["model"] = relative_record(manifest["model"], path)
-        with atomic_directory(path, overwrite=overwrite, kind="support-set") as tmp:
-            np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
-            for file_name, data in (files or {}).items():
-                (tmp / file_name).write_bytes(data)
-            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, path) -> "SupportSet":
-        folder = Path(path)
-        if not (folder / MANIFEST_NAME).is_file():
-            raise CheckpointError(f"support set '{folder}' has no {MANIFEST_NAME}")
-        manifest = read_json_object(folder / MANIFEST_NAME, MANIFEST_FIELDS)
-        if not (folder / IMAGES_NAME).is_file():
-            raise CheckpointError(f"support set '{folder}' has no {IMAGES_NAME}")
-        try:
-            images = np.load(folder / IMAGES_NAME, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise CheckpointError(f"cannot read '{folder / IMAGES_NAME}': {exc}") from exc
-        if images.ndim != 4 or images.dtype != np.float32:
-            raise DatasetError(f"'{folder / IMAGES_NAME}' must be float32 NCHW, got {images.dtype} {images.shape}")
-        if not (np.isfinite(images).all() and images.min(initial=0) >= 0 and images.max(initial=0) <= 1):
-            raise DatasetError(f"'{folder / IMAGES_NAME}' must hold finite pixel values in [0, 1]")
-        if manifest.get("size", len(images)) != len(images):
-            raise CheckpointError(f"support set '{folder}': manifest says {manifest['size']} images, "
-                                  f"{IMAGES_NAME} holds {len(images)}")
-        return cls(manifest.get("name", folder.name), torch.from_numpy(images), manifest)
-
-    def to_frame(self):
-        """One row per image: its position here, its index in the dataset and what the manifest says of it
-        (sector, signs, role for the sector method)."""
-        recorded = self.manifest.get("images") or [{"index": i} for i in self.indices]
-        if len(recorded) != len(self):  # a hand-made set without a record per image
-            recorded = [{} for _ in range(len(self))]
-        return records_frame(({"image": k, **row} for k, row in enumerate(recorded)),
-                             None if len(self) else ["image", "index"])
-
-    def _frame_caption(self) -> str:
-        m = self.manifest
-        dataset = m.get("dataset") or {}
-        model = m.get("model")
-        text = f"Support set {self.name}: {len(self)} images"
-        if m.get("strategy"):
-            text += f", strategy {m['strategy']}"
-        if dataset.get("spec"):
-            text += f", from {dataset['spec']}" + (f" ({dataset['split']})" if dataset.get("split") else "")
-        return caption(text, [model] if model else [])
-
-
 # =========================================================================== builder
 
-STRATEGIES = ("sectors", "random", "farthest", "kmeans")
 DEFAULT_GAIN_IMAGES = 2000
 DEFAULT_PAIRS = 5000
+
+
+@dataclass(frozen=True)
+class SupportSetSettings:
+    """How a support set's anchors are chosen: one object through the builder (its choices go to the manifest).
+
+    ``size`` defaults to the model's latent size; ``top_k`` and ``threshold`` to the sector method's rules."""
+
+    size: int | None = None
+    strategy: str = "sectors"
+    top_k: int | None = None
+    threshold: float | None = None
+    seed: int = 0
+    gain_images: int = DEFAULT_GAIN_IMAGES  # images the information gain is estimated on
+    pairs: int = DEFAULT_PAIRS  # random pairs of the spread statistic
+    min_share: float = DEFAULT_MIN_SHARE
+    batch_size: int = 256
+    chunk_rows: int | None = None
+    progress: bool = False
+
+    @classmethod
+    def of(cls, settings: "SupportSetSettings | None" = None, **options) -> "SupportSetSettings":
+        """``settings`` (default: the defaults) with ``options`` replaced, each a field of this class."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown support-set settings: {', '.join(unknown)}")
+        return replace(settings or cls(), **options)
 
 
 @dataclass
@@ -229,22 +165,24 @@ def _shuffled_members(codes: torch.Tensor, sectors, generator) -> dict[int, list
     return members
 
 
-def build_support_set(model, dataset, *, size: int | None = None, strategy: str = "sectors",
-                      top_k: int | None = None, threshold: float | None = None, seed: int = 0,
-                      gain_images: int = DEFAULT_GAIN_IMAGES, exclude=None, name: str | None = None,
-                      dataset_spec: str | None = None, split: str | None = None, model_source: str | None = None,
-                      for_models: dict | None = None, batch_size: int = 256, pairs: int = DEFAULT_PAIRS,
-                      min_share: float = DEFAULT_MIN_SHARE, chunk_rows: int | None = None,
-                      progress: bool = False, latents: torch.Tensor | None = None, info=None) -> SupportSet:
+def build_support_set(model, dataset, settings: SupportSetSettings | None = None, *, exclude=None,
+                      name: str | None = None, dataset_spec: str | None = None, split: str | None = None,
+                      model_source: str | None = None, for_models: dict | None = None,
+                      latents: torch.Tensor | None = None, info=None, **options) -> SupportSet:
     """Choose ``size`` images of ``dataset`` (an ImageDataset split) as anchors for ``model``'s latent space.
 
-    ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
+    ``settings`` (:class:`SupportSetSettings`; ``options`` such as ``size=``, ``strategy=`` replace its
+    fields): ``strategy="sectors"`` is the information-gain/sector method; ``random``, ``farthest`` and
     ``kmeans`` are baselines of the same size. ``size`` defaults to the model's latent dimension.
-    ``latents`` (the encodings of the whole split) and ``info`` (an
-    :class:`~latentmap.support.info_gain.InformationGain`) may be passed to reuse them across builds.
+    The keywords say where the images come from (recorded in the manifest). ``latents`` (the encodings
+    of the whole split) and ``info`` (an :class:`~latentmap.support.info_gain.InformationGain`) may be
+    passed to reuse them across builds.
     """
-    size = model.latent_dim if size is None else int(size)
-    _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs)
+    s = SupportSetSettings.of(settings, **options)
+    size = model.latent_dim if s.size is None else int(s.size)
+    s = replace(s, size=size)
+    strategy, seed, batch_size, progress = s.strategy, s.seed, s.batch_size, s.progress
+    _check_settings(model, dataset, s)
     pool = candidate_pool(len(dataset), exclude, _dataset_label(dataset, split))
     if len(pool) < size:
         raise SupportSetError(f"{_dataset_label(dataset, split)} has {len(pool)} usable images "
@@ -265,8 +203,7 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
                                              dataset, batch_size)
         latents = latents[torch.from_numpy(pool)]
     if strategy == "sectors":
-        positions, details = _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed,
-                                            gain_images, min_share, batch_size, chunk_rows, progress, manifest)
+        positions, details = _sector_method(model, dataset, pool, latents, info, s, manifest)
     else:
         from latentmap.support.selectors import select_anchors
 
@@ -277,17 +214,19 @@ def build_support_set(model, dataset, *, size: int | None = None, strategy: str 
     manifest["indices"] = indices
     manifest["images"] = [{"index": i, **d} for i, d in zip(indices, details)]
     manifest["statistics"] = {**manifest.get("statistics", {}),
-                              **image_statistics(images, dataset, pool, pairs, seed, batch_size)}
+                              **image_statistics(images, dataset, pool, s.pairs, seed, batch_size)}
     for note in manifest["notes"]:
         warnings.warn(note, stacklevel=2)
     return SupportSet(name or f"{model.name}-{strategy}", images, manifest)
 
 
-def _check_settings(model, dataset, size, strategy, top_k, threshold, gain_images, pairs) -> None:
+def _check_settings(model, dataset, s: SupportSetSettings) -> None:
     from latentmap.support.sectors import check_top_k
 
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}' instead")
+    size, strategy, top_k, threshold, gain_images, pairs = s.size, s.strategy, s.top_k, s.threshold, \
+        s.gain_images, s.pairs
+    if strategy not in ANCHOR_STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(ANCHOR_STRATEGIES)}, got '{strategy}' instead")
     if size < 1:
         raise ConfigError(f"support-set size must be at least 1, got {size} instead")
     if tuple(dataset.image_shape) != tuple(model.image_shape):
@@ -327,18 +266,19 @@ def _model_record(model, source) -> dict:
     return record_model(model, source)
 
 
-def _sector_method(model, dataset, pool, latents, info, size, top_k, threshold, seed, gain_images, min_share,
-                   batch_size, chunk_rows, progress, manifest):
+def _sector_method(model, dataset, pool, latents, info, s: SupportSetSettings, manifest):
     """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
     from latentmap.support.sectors import default_threshold, default_top_k, sector_codes, sector_signs
 
+    size, top_k, threshold, seed = s.size, s.top_k, s.threshold, s.seed
     k = default_top_k(size, model.latent_dim) if top_k is None else int(top_k)
     if info is None:
-        info = subsample_information_gain(model, dataset, pool, gain_images, seed, batch_size, chunk_rows, progress)
+        info = subsample_information_gain(model, dataset, pool, s.gain_images, seed, s.batch_size, s.chunk_rows,
+                                          s.progress)
     variables = info.ranking[:k]
     rule = {"rule": "given"}
     if threshold is None:
-        threshold, rule = default_threshold(latents, variables, min_share)
+        threshold, rule = default_threshold(latents, variables, s.min_share)
     codes = sector_codes(latents, variables, float(threshold))
     selection = select_from_sectors(codes, k, size, _generator(seed, 2), float(threshold))
     pops = populations(codes, k)

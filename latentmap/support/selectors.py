@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import torch
 
+from latentmap.constants import BASELINE_STRATEGIES
 from latentmap.errors import ConfigError, SupportSetError
-
-
-BASELINES = ("random", "farthest", "kmeans")
 
 
 def select_anchors(strategy: str, size: int, *, pool_size: int, latents: torch.Tensor | None = None,
                    seed: int = 0) -> list[int]:
     """Positions (into a pool of ``pool_size`` candidates) of ``size`` distinct anchors."""
-    if strategy not in BASELINES:
-        raise ConfigError(f"anchor strategy must be one of {', '.join(BASELINES)}, got '{strategy}' instead")
+    if strategy not in BASELINE_STRATEGIES:
+        raise ConfigError(f"anchor strategy must be one of {', '.join(BASELINE_STRATEGIES)}, "
+                          f"got '{strategy}' instead")
     if size > pool_size:
         raise SupportSetError(f"cannot choose {size} anchors from {pool_size} candidate images")
     if strategy != "random":

@@ -1,10 +1,9 @@
-"""Anchor strategies other than sectors, and the experiment that compares them all.
+"""The experiment that compares anchor strategies: an evaluation of the support set's sector method.
 
-Baselines of the support set's sector method, each choosing ``size`` images of a candidate pool:
-``random`` (uniform without replacement), ``farthest`` (farthest-point sampling in the model's
-latent space from a seeded start) and ``kmeans`` (the image nearest to each k-means centroid
-of the latents). :func:`compare` fits linear maps between models from each strategy's anchors
-and measures how well they relocate test images.
+The strategies themselves (sectors in :mod:`latentmap.support.build`; ``random``, ``farthest`` and
+``kmeans`` in :mod:`latentmap.support.selectors`) each choose ``size`` images of a candidate pool.
+:func:`compare_anchors` fits linear maps between models from each strategy's anchors and measures
+how well they relocate test images.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ import pandas as pd
 import torch
 
 from latentmap.batching import with_progress
+from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.io.frames import FrameRepr, caption
 
 
 # =========================================================================== compare
 
-COMPARE_STRATEGIES = ("sectors", "random", "farthest", "kmeans")
 REFERENCE_STRATEGY = "all-train"
 DEFAULT_ALPHA = 1e-3
 COMPARE_PAIRS = 1000  # random pairs for each anchor set's pairwise-MSE statistic
@@ -61,7 +60,7 @@ class _Encoded:
     latents: dict
 
 
-def compare_anchors(models, train, test, *, sizes, strategies=COMPARE_STRATEGIES, seeds=(0, 1, 2),
+def compare_anchors(models, train, test, *, sizes, strategies=ANCHOR_STRATEGIES, seeds=(0, 1, 2),
                     anchor_model=None, alpha: float | str = DEFAULT_ALPHA, bias: bool = False,
                     gain_images: int = 2000, reference_images: int = 10000, batch_size: int = 256,
                     progress: bool = False) -> CompareResult:
@@ -116,9 +115,9 @@ def _check_compare(models, train, test, sizes, strategies, seeds, anchor_model):
             if tuple(m.image_shape) != tuple(data.image_shape):
                 raise ShapeMismatchError(f"model '{m.name}' expects images of shape {tuple(m.image_shape)}, "
                                          f"dataset '{data.name}' has {tuple(data.image_shape)}")
-    bad = [s for s in strategies if s not in COMPARE_STRATEGIES]
+    bad = [s for s in strategies if s not in ANCHOR_STRATEGIES]
     if bad or not strategies:
-        raise ConfigError(f"strategies must be among {', '.join(COMPARE_STRATEGIES)}, got {list(strategies)}")
+        raise ConfigError(f"strategies must be among {', '.join(ANCHOR_STRATEGIES)}, got {list(strategies)}")
     if not sizes or min(sizes) < 1 or max(sizes) > len(train):
         raise ConfigError(f"sizes must be between 1 and the {len(train)} training images, got {list(sizes)}")
     if not seeds:
@@ -180,7 +179,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     if "random" in set(summary["strategy"]):
         random_mse = summary[summary["strategy"] == "random"].set_index("size")["relocated_mse"]
         summary["vs_random"] = summary["relocated_mse"] / summary["size"].map(random_mse)
-    order = {s: i for i, s in enumerate(COMPARE_STRATEGIES)}
+    order = {s: i for i, s in enumerate(ANCHOR_STRATEGIES)}
     return summary.sort_values(["size", "strategy"], key=lambda c: c.map(order) if c.name == "strategy" else c,
                                ignore_index=True)
 

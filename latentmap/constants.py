@@ -1,0 +1,24 @@
+"""Names and choices shared by the library and the CLI, each written once.
+
+Nothing here imports torch (or anything beyond the standard library), so the CLI reads its
+choices from here without slowing ``latentmap --help``. ``tests/test_constants.py`` checks that
+none of these is written a second time anywhere in the package.
+"""
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth")
+"""File endings of a StyleGAN-style generator pickle: what ``load_model`` accepts and ``models`` identifies."""
+
+IMAGE_SPEC_PREFIXES = ("npy:", "folder:")
+"""Prefixes of an image-set spec (``npy:PATH``, ``folder:PATH?...``) wherever images are taken."""
+
+ANCHOR_STRATEGIES = ("sectors", "random", "farthest", "kmeans")
+"""How a support set's anchors are chosen: the information-gain sectors first, then the baselines."""
+
+BASELINE_STRATEGIES = ANCHOR_STRATEGIES[1:]
+"""The anchor strategies other than sectors (random, farthest-point, k-means)."""
+
+SPLITS = ("train", "test", "all")
+"""The dataset splits a command may read."""
+
+SAMPLERS = ("auto", "prior", "gaussian", "gmm")
+"""Where a model's own samples come from in the generator benchmarks."""
