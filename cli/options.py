@@ -84,8 +84,6 @@ SIZE_RANGE = click.IntRange(1, MAX_SIZE)
 """A network size (latent size, channels, width): at most the MAX_SIZE every checkpoint loader accepts."""
 SEED_RANGE = click.IntRange(0, MAX_SEED)
 
-SPLITS = ("train", "test", "all")  # as latentmap.data.datasets.SPLITS; kept here so --help imports no torch
-
 
 def dataset_option(default=None, required=False):
     """``--dataset``; with no default, commands use the dataset the models were trained on."""

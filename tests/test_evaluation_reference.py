@@ -11,17 +11,20 @@ from latentmap.evaluation.samplers import RANGE_QUANTILE, MixtureSampler, Typica
 
 def _scores(key="real"):
     a = np.array
-    return SetScores(key=key, source="test split", encoder_mse=a([0.1, 0.3]), encoder_ssim=a([0.5, 0.7]),
-                     encoder_distance=a([2.0, 4.0]), encoder_outside=a([0.0, 1.0]), refined_index=a([1]),
-                     refined_mse=a([0.05]), refined_ssim=a([0.9]), refined_distance=a([6.0]),
-                     refined_outside=a([1.0]), encoder_lpips=a([0.2, 0.4]), refined_lpips=None, worst=[1, 0])
+    return SetScores(key=key, source="test split",
+                     encoder={"mse": a([0.1, 0.3]), "ssim": a([0.5, 0.7]), "lpips": a([0.2, 0.4]),
+                              "distance": a([2.0, 4.0]), "outside": a([0.0, 1.0])},
+                     refined_index=a([1]),
+                     refined={"mse": a([0.05]), "ssim": a([0.9]), "lpips": None, "distance": a([6.0]),
+                              "outside": a([1.0])}, worst=[1, 0])
 
 
 def test_set_summary_is_the_hand_computed_means_and_ratios():
     s = _scores().summary(typical=2.0)
     expected = {"set": "real", "label": "real test images", "source": "test split", "images": 2,
                 "encoder_mse": 0.2, "encoder_ssim": 0.6, "encoder_lpips": 0.3, "encoder_distance_ratio": 1.5,
-                "encoder_outside_share": 0.5, "refined_images": 1, "refined_mse": 0.05, "refined_ssim": 0.9,
+                "encoder_outside_share": 0.5, "refined_images": 1, "encoder_mse_refined_images": 0.3,
+                "refined_mse": 0.05, "refined_ssim": 0.9,
                 "refined_lpips": None, "refined_distance_ratio": 3.0, "refined_outside_share": 1.0}
     assert s.keys() == expected.keys()
     for k, v in expected.items():
@@ -51,7 +54,7 @@ def test_fidelity_record_holds_every_field():
     assert d == {"space": "space", "fd_name": "FD in x space", "k": 5, "real_images": 100,
                  "real_source": "test split",
                  "rows": [{"name": "gan", "source": "generated", "images": 10, "precision": 0.5, "recall": 0.25,
-                           "density": 1.1, "coverage": 0.75, "frechet": 3.5}]}
+                           "density": 1.1, "coverage": 0.75, "frechet": 3.5}], "overlap": {}}
 
 
 def test_mixture_sampler_factors_are_float64_cholesky_factors():
@@ -114,10 +117,11 @@ def test_set_scores_use_the_lpips_function_when_given():
 
     x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     x_hat = x.flip(0)
-    mse, ssim, lp = _scores(x, x_hat, lambda a, b: (a - b).abs().flatten(1).sum(1), 2, "cpu")
+    scores = _scores(x, x_hat, lambda a, b: (a - b).abs().flatten(1).sum(1), 2, "cpu")
+    mse, ssim, lp = scores["mse"], scores["ssim"], scores["lpips"]
     np.testing.assert_allclose(mse, ((x - x_hat) ** 2).flatten(1).mean(1).double().numpy(), rtol=1e-6)
     np.testing.assert_allclose(lp, (x - x_hat).abs().flatten(1).sum(1).double().numpy(), rtol=1e-6)
-    assert ssim.shape == (5,) and _scores(x, x_hat, None, 2, "cpu")[2] is None
+    assert ssim.shape == (5,) and "lpips" not in _scores(x, x_hat, None, 2, "cpu")
 
 
 def test_coverage_is_measured_in_the_reference_models_space_not_the_manifests(monkeypatch):
@@ -161,7 +165,8 @@ def test_expressiveness_benchmark_records_its_settings_and_lpips_note(monkeypatc
     assert calls[0]["own"][1] == "4 draws of the prior"
     assert result.settings == {"own_samples": 4, "real_images": 3, "real_source": "real test images",
                                "support_images": 2, "support_source": "support set", "sampler": "auto",
-                               "refine_images": 128, "steps": 200, "lr": 0.05, "seed": 5, "bootstrap_resamples": 10}
+                               "refine_images": 128, "steps": 200, "lr": 0.05, "seed": 5, "bootstrap_resamples": 10,
+                               "compute": {"batch_size": 256, "threads": torch.get_num_threads()}}
 
 
 def test_interpolation_summary_by_hand():

@@ -16,7 +16,7 @@ from latentmap.evaluation.inversion import InversionResult
 from latentmap.evaluation.relocation import RelocationResult
 from latentmap.io.frames import MapRepr, caption, frame_html, model_label, short_fingerprint
 from latentmap.maps.linear import LinearMap
-from latentmap.support.anchors import CompareResult
+from latentmap.evaluation.anchors import CompareResult
 from latentmap.support.build import SupportSet
 
 SHA = "ab" * 32
@@ -74,8 +74,8 @@ def test_atlas_frame_has_one_row_per_pair_and_estimator():
 def scores(key, mse) -> SetScores:
     mse = np.asarray(mse, dtype=np.float64)
     idx = np.arange(len(mse))
-    return SetScores(key, key, mse, mse * 0 + 0.5, mse * 0 + 1.0, mse * 0, idx, mse / 2, mse * 0 + 0.9,
-                     mse * 0 + 1.0, mse * 0)
+    return SetScores(key, key, {"mse": mse, "ssim": mse * 0 + 0.5, "distance": mse * 0 + 1.0, "outside": mse * 0},
+                     idx, {"mse": mse / 2, "ssim": mse * 0 + 0.9, "distance": mse * 0 + 1.0, "outside": mse * 0})
 
 
 def expressiveness() -> ExpressivenessResult:
@@ -203,10 +203,8 @@ def test_caption_names_models_with_short_fingerprints():
 
 
 def test_map_repr_shows_parameters_and_fit_metrics():
-    class ShownMap(MapRepr, LinearMap):
-        pass
-
-    m = ShownMap(alpha=0.5)
+    assert issubclass(LinearMap, MapRepr)  # every estimator shows itself through the one mixin
+    m = LinearMap(alpha=0.5)
     assert "not fitted" in m._repr_html_() and "alpha" in m._repr_html_()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 3))

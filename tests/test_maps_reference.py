@@ -10,7 +10,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 
 from latentmap.errors import UnderdeterminedError
-from latentmap.maps.base import is_number
+from latentmap.maps.linear import LinearMap
 from latentmap.maps.mlp import MLPMap
 from latentmap.maps.piecewise import PiecewiseLinearMap
 from latentmap.maps.registry import parse_estimator
@@ -37,15 +37,23 @@ def test_leave_one_out_r2_is_undefined_below_three_pairs_and_for_interpolating_f
     assert leave_one_out_r2(x, np.ones((3, 1)) * np.arange(3)[:, None], bias=True, alpha=0.0) is None
 
 
-def test_is_number_accepts_exactly_the_declared_interval():
-    check = is_number(0, low_open=True, high=1, high_open=True)
-    assert [check(v) for v in (0.5, np.float32(0.25), 1e-12, 0.999)] == [True] * 4
-    for bad in (0, 0.0, 1, 1.5, -0.1, True, np.bool_(True), "0.5", None, math.nan, math.inf):
-        assert not check(bad), bad
-    closed = is_number(0, high=1)
-    assert closed(0) and closed(1) and closed(0.0) and not closed(-1e-9) and not closed(1 + 1e-9)
-    free = is_number()
-    assert free(-1e300) and free(3) and not free(-math.inf) and not free(False)
+def test_declared_intervals_accept_exactly_their_range():
+    """An open interval (MLP lr > 0) and a closed one (ridge alpha >= 0), checked value by value; the message
+    names the parameter and the value, as scikit-learn's constraints describe themselves."""
+    from latentmap.errors import ConfigError
+    from latentmap.maps.checks import check_constraints
+    from latentmap.maps.mlp import MLPMap
+
+    for good in (0.5, np.float32(0.25), 1e-12, 3):
+        check_constraints(MLPMap(lr=good))
+    for bad in (0, 0.0, -0.1, "0.5", None, math.nan):
+        with pytest.raises(ConfigError, match="lr must be"):
+            check_constraints(MLPMap(lr=bad))
+    for good in (0, 0.0, 1e300, "auto"):
+        check_constraints(LinearMap(alpha=good))
+    for bad in (-1e-9, "fast", None):
+        with pytest.raises(ConfigError, match=r"alpha must be .*got"):
+            check_constraints(LinearMap(alpha=bad))
 
 
 def test_anchor_defaults_apply_only_to_anchor_fits():
@@ -121,7 +129,7 @@ def test_linear_map_errors_word_for_word():
     assert str(e.value) == "this LinearMap is not fitted yet; call fit or partial_fit with latent pairs first"
     with pytest.raises(UnderdeterminedError) as e:
         LinearMap().fit(np.zeros((0, 3)), np.zeros((0, 2)))
-    assert str(e.value) == "the map has seen no latent pairs (empty input); it needs at least one image"
+    assert str(e.value) == "this LinearMap has seen no latent pairs; it needs images to fit on"
     with pytest.raises(UnderdeterminedError) as e:
         LinearMap(bias=False).fit(np.ones((2, 3)), np.ones((2, 2)))
     assert re.fullmatch(r"fitting a bias-free map from 3-dimensional latents needs at least 3 image pairs, got 2; "

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from latentmap.support.anchors import summarize
+from latentmap.evaluation.anchors import summarize
 
 
 def test_anchor_summary_is_the_hand_computed_means_over_pairs_then_seeds():
