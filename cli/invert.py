@@ -5,7 +5,7 @@ import json
 import click
 
 from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data_dir_option, dataset_option,
-                                   device_option, lpips_option, model_spec_option, output_options, prepare_output,
+                                   device_option, input_transform_option, lpips_option, model_spec_option, output_options, prepare_output,
                                    progress_option, seed_option, split_option, trust_pickle_option)
 
 
@@ -15,6 +15,7 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @dataset_option()
 @data_dir_option
 @split_option
+@input_transform_option
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True, help="How many images to invert.")
 @click.option("--own-samples", is_flag=True, default=False,
               help="Invert the model's own samples instead of dataset images.")
@@ -29,13 +30,14 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @device_option
 @progress_option
 @output_options("inversion", "invert")
-def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samples, steps, lr, init, loss,
+def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, own_samples, steps, lr, init, loss,
             lpips, lpips_net, seed, device, progress, out, overwrite):
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
     import numpy as np
     import torch
 
     from latentmap.data.datasets import load_dataset
+    from latentmap.data.transforms import resolve_images
     from latentmap.evaluation.inversion import invert
     from latentmap.io.atomic import atomic_directory
     from latentmap.models.registry import load_model
@@ -50,7 +52,7 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
         dataset = choose_dataset([model], dataset)
         ds = load_dataset(dataset, split, data_dir=data_dir)
         idx = np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int)
-        x = ds.batch(idx)
+        x = resolve_images(image_transform, ds.batch(idx), model, f"the {dataset} {split} images")
         source = f"{dataset} {split}"
     if loss == "mse+lpips" and lpips == "off":
         raise click.BadParameter("--loss mse+lpips needs LPIPS: --lpips auto or --lpips PATH", param_hint="--lpips")

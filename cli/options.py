@@ -133,6 +133,9 @@ def image_transform_option(default_text: str):
                              f"'grey,resize'. Default: {default_text}.")
 
 
+input_transform_option = image_transform_option(
+    "none: images of another shape than the model's are refused, and the error names the spec that would work")
+
 data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), default=None, envvar="LATENTMAP_DATA_DIR",
                                help="Folder with dataset files (also LATENTMAP_DATA_DIR).")
 split_option = click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)

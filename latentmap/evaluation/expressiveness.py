@@ -19,7 +19,7 @@ import torch
 
 from latentmap import distributed
 from latentmap.batching import with_progress
-from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.errors import ConfigError
 from latentmap.evaluation.inversion import invert
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
@@ -303,8 +303,14 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
                              samples: int = 512, sampler: str = "auto", fit_data=None, fit_images: int = 10_000,
                              components: int = 10, refine_images: int = 128, steps: int = 200, lr: float = 0.05,
                              lpips_setting: str = "auto", seed: int = 0, bootstrap: int = BOOTSTRAP,
-                             worst: int = WORST, batch_size: int = 256, progress: bool = False) -> ExpressivenessResult:
-    """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images."""
+                             worst: int = WORST, batch_size: int = 256, progress: bool = False,
+                             image_transform: str | None = None) -> ExpressivenessResult:
+    """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images.
+
+    ``image_transform`` (a spec of latentmap.data.transforms): a model working on images of another shape
+    gets the real and support images (and the training images its sampler is fitted on) through it; without
+    one, such a model is refused before any work (latentmap.data.transforms.resolve_input)."""
+    from latentmap.data.transforms import resolve_dataset, resolve_input
     from latentmap.evaluation.relocation import lpips_function
     from latentmap.evaluation.samplers import fit_sampler
 
@@ -313,21 +319,23 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
         raise ConfigError("the expressiveness benchmark needs at least one model")
     if samples < 2:
         raise ConfigError(f"own samples must be at least 2 (a bootstrap needs them), got {samples} instead")
+    inputs = {}
     for model in models:  # before any work: every target set must fit every model
-        for what, images in (("real images", real), ("support-set images", support)):
-            if images is not None and tuple(images.shape[1:]) != tuple(model.image_shape):
-                raise ShapeMismatchError(f"model '{model.name}' expects images of shape {tuple(model.image_shape)}, "
-                                         f"the {what} have {tuple(images.shape[1:])}")
+        inputs[model.name] = {what: None if images is None else resolve_input(image_transform, images.shape[1:],
+                                                                              model, f"the {what}")
+                              for what, images in (("real images", real), ("support-set images", support))}
     lpips, lpips_note = lpips_function(models[0].device, lpips_setting)
     results = []
     for model in with_progress(models, "expressiveness", progress, unit="model"):
-        chosen = fit_sampler(model, sampler, data=fit_data, fit_images=fit_images, components=components, seed=seed,
+        to_model = inputs[model.name]
+        data = None if fit_data is None else resolve_dataset(image_transform, fit_data, model)
+        chosen = fit_sampler(model, sampler, data=data, fit_images=fit_images, components=components, seed=seed,
                              batch_size=batch_size)
         region = typical_region(model, chosen, seed)
         targets = {"own": (own_samples(model, chosen, samples, seed, batch_size), f"{samples} draws of the {chosen.name}"),
-                   "real": (real, real_source)}
+                   "real": (to_model["real images"](real), real_source)}
         if support is not None:
-            targets["support"] = (support, support_source)
+            targets["support"] = (to_model["support-set images"](support), support_source)
         results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region,
                                                refine_images=refine_images, steps=steps, lr=lr, lpips=lpips,
                                                seed=seed, bootstrap=bootstrap, worst=worst, batch_size=batch_size,
@@ -335,5 +343,5 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
     settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
                 "support_images": None if support is None else len(support), "support_source": support_source,
                 "sampler": sampler, "refine_images": refine_images, "steps": steps, "lr": lr, "seed": seed,
-                "bootstrap_resamples": bootstrap}
+                "bootstrap_resamples": bootstrap, "image_transform": image_transform}
     return ExpressivenessResult(results, settings, lpips_note)
