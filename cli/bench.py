@@ -105,8 +105,9 @@ def _real_source(dataset) -> str:
 def _fit_data(models, sampler, dataset, data_dir):
     """The training split, loaded only when some model's sampler is fitted on encodings."""
     from latentmap.data.datasets import load_dataset
+    from latentmap.evaluation.samplers import needs_fit_data
 
-    if sampler in ("gaussian", "gmm") or (sampler == "auto" and any(not m.has_prior for m in models)):
+    if needs_fit_data(models, sampler):
         return load_dataset(dataset, "train", data_dir=data_dir)
     return None
 
