@@ -262,8 +262,9 @@ def resolve_dataset(spec: str | None, dataset: ImageDataset, model, what: str | 
 
 
 def model_inputs(spec: str | None, data_shape, models) -> list[ImageTransform]:
-    """For each model, the transform from images of ``data_shape`` to the model's own shape (None: identity only)."""
-    return [image_transform(spec, data_shape, m.image_shape) for m in models]
+    """For each model, the transform from images of ``data_shape`` to the model's own shape (None: identity only),
+    by :func:`resolve_input`."""
+    return [resolve_input(spec, data_shape, m) for m in models]
 
 
 
