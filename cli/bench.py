@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_dataset, data_dir_option,
-                                   dataset_option, device_option, input_transform_option, lpips_option, output_options, prepare_output,
-                                   progress_option, reported_warnings, seed_option, trust_pickle_option, warn_later)
+                                   dataset_option, device_option, input_transform_option, lpips_option,
+                                   output_options, prepare_output, progress_option, reported_warnings, seed_option,
+                                   trust_pickle_option, warn_later)
 
 IMAGE_SET_PREFIXES = ("npy:", "folder:")  # as latentmap.evaluation.image_sets; kept here so --help imports no torch
 SAMPLERS = ("auto", "prior", "gaussian", "gmm")  # as latentmap.evaluation.samplers.SAMPLERS

@@ -3,8 +3,8 @@
 import click
 
 from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_option, dataset_option, device_option,
-                                   images_option, input_transform_option, model_spec_option, output_options, prepare_output, progress_option,
-                                   seed_option, split_option, trust_pickle_option)
+                                   images_option, input_transform_option, model_spec_option, output_options,
+                                   prepare_output, progress_option, seed_option, split_option, trust_pickle_option)
 
 
 @click.command("diagnose")
@@ -20,8 +20,8 @@ from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_o
 @device_option
 @seed_option
 @progress_option
-def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, out, overwrite, batch_size, device, seed,
-            progress):
+def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, out, overwrite, batch_size,
+            device, seed, progress):
     """Latent-space diagnostics of a model on a dataset split, against its own prior (StyleGAN's W: the mapping
     network's output statistics), with linear and spherical interpolation grids: CSV, JSON, figures, index.html."""
     from latentmap.models.registry import load_model

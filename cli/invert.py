@@ -5,8 +5,9 @@ import json
 import click
 
 from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data_dir_option, dataset_option,
-                                   device_option, input_transform_option, lpips_option, model_spec_option, output_options, prepare_output,
-                                   progress_option, seed_option, split_option, trust_pickle_option)
+                                   device_option, input_transform_option, lpips_option, model_spec_option,
+                                   output_options, prepare_output, progress_option, seed_option, split_option,
+                                   trust_pickle_option)
 
 
 @click.command("invert")
@@ -35,8 +36,8 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @device_option
 @progress_option
 @output_options("inversion", "invert")
-def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, own_samples, sampler, steps, lr, init, loss,
-            lpips, lpips_net, seed, device, progress, out, overwrite):
+def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, own_samples, sampler, steps,
+            lr, init, loss, lpips, lpips_net, seed, device, progress, out, overwrite):
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
     import numpy as np
     import torch

@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
-                                   dataset_option, device_option, images_option, input_transform_option, output_options,
-                                   prepare_output,
-                                   progress_option, reported_warnings, seed_option, trust_pickle_option)
+                                   dataset_option, device_option, images_option, input_transform_option,
+                                   output_options, prepare_output, progress_option, reported_warnings, seed_option,
+                                   trust_pickle_option)
 
 
 def _split_list(ctx, param, values):
@@ -156,7 +156,8 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
 @output_options("report", "anchors")
 @progress_option
 @trust_pickle_option
-def compare(model_specs, more_models, dataset, data_dir, image_transform, sizes, strategies, seeds, seed, anchor_model, alpha, bias,
+def compare(model_specs, more_models, dataset, data_dir, image_transform, sizes, strategies, seeds, seed, anchor_model,
+            alpha, bias,
             images, gain_images, reference_images, batch_size, device, out, overwrite, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report

@@ -420,8 +420,9 @@ def test_one_resolver_proposes_the_spec_that_works():
     from types import SimpleNamespace
 
     model = SimpleNamespace(name="rgb32", image_shape=(3, 32, 32))
-    with pytest.raises(ShapeMismatchError, match=r"expects images of shape \(3, 32, 32\), the test images are "
-                                                 r"\(1, 28, 28\): pass --image-transform auto \(rgb, resize to 32x32\)"):
+    expected = (r"expects images of shape \(3, 32, 32\), the test images are \(1, 28, 28\): "
+                r"pass --image-transform auto \(rgb, resize to 32x32\)")
+    with pytest.raises(ShapeMismatchError, match=expected):
         resolve_input(None, (1, 28, 28), model, "the test images")
     with pytest.raises(ShapeMismatchError, match="--image-transform auto"):
         resolve_input("identity", (1, 28, 28), model)
@@ -456,6 +457,9 @@ def test_commands_refuse_another_shape_with_the_way_out_and_take_the_transform(c
     res = _run(*argv, "--image-transform", "pad", "--out", tmp_path / "ok")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ok").is_dir()
+    if command == "support-set build":  # the set's images are in the model's shape, and it says how they got there
+        manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+        assert manifest["dataset"]["image_transform"] == {"spec": "pad", "from": [1, 28, 28], "to": [1, 32, 32]}
 
 
 def test_fidelity_turns_generated_and_real_images_into_the_reference_shape(vae32, tiny_vae_checkpoint, tmp_path):
