@@ -334,7 +334,12 @@ def test_vq_vae_encodes_through_the_quantizer_as_pythae_forward(tmp_path):
         ours = model.decode(model.encode(images))
         torch.testing.assert_close(ours, expected.clamp(0, 1))
         assert model.quantize and model.encoding.startswith("quantized")
+        assert "quantizer" in model.modules()  # moves with the model, and its codebook is fingerprinted
+        from latentmap.io.checkpoint import model_fingerprint
+
+        quantized_fingerprint = model_fingerprint(model)
         model.quantize = False  # the unquantized embedding, on request
+        assert model_fingerprint(model) != quantized_fingerprint
         torch.testing.assert_close(model.encode(images), original.encoder(images).embedding)
         assert not torch.allclose(model.decode(model.encode(images)), ours)
     assert "quantized" in _info(tmp_path / "vq")["encode"]

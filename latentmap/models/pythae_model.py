@@ -66,6 +66,13 @@ class PythaeModel(WrappedModel):
         return ("quantized: through the quantizer, as pythae's forward" if self.quantize else
                 "unquantized: the encoder's embedding before the quantizer")
 
+    def modules(self):
+        # a VQ-VAE's codebook is part of what encode computes: it moves with the model and is fingerprinted
+        modules = super().modules()
+        if self.vector_quantized:
+            modules["quantizer"] = self.pythae_model.quantizer
+        return modules
+
     def _encode(self, x):
         z = super()._encode(x)
         if self.vector_quantized and self.quantize:
@@ -101,7 +108,8 @@ class PythaeModel(WrappedModel):
         fields = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
         return {"pythae_config": {k: v for k, v in fields.items() if k != "name"},
                 "encoder": type(self.pythae_model.encoder).__name__,
-                "decoder": type(self.pythae_model.decoder).__name__}
+                "decoder": type(self.pythae_model.decoder).__name__,
+                **({"encode": "quantized" if self.quantize else "unquantized"} if self.vector_quantized else {})}
 
     def save(self, path, *, overwrite: bool = True) -> None:
         raise CheckpointError(f"model '{self.name}' is a pythae model: keep it in its pythae folder "
