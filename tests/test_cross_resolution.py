@@ -457,6 +457,8 @@ def test_commands_refuse_another_shape_with_the_way_out_and_take_the_transform(c
     res = _run(*argv, "--image-transform", "pad", "--out", tmp_path / "ok")
     assert res.exit_code == 0, res.output
     assert (tmp_path / "ok").is_dir()
+    if command == "bench expressiveness":  # the report says how the images reached the model
+        assert "image transform 'pad'" in html.unescape((tmp_path / "ok" / "index.html").read_text())
     if command == "support-set build":  # the set's images are in the model's shape, and it says how they got there
         manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
         assert manifest["dataset"]["image_transform"] == {"spec": "pad", "from": [1, 28, 28], "to": [1, 32, 32]}
