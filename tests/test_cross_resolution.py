@@ -471,3 +471,32 @@ def test_fidelity_turns_generated_and_real_images_into_the_reference_shape(vae32
     assert res.exit_code == 2 and "--image-transform auto" in res.output, res.output
     res = _run(*argv, "--image-transform", "pad", "--out", tmp_path / "ok")
     assert res.exit_code == 0, res.output
+
+
+def test_train_takes_the_transform_only_where_it_measures_real_images(tmp_path):
+    res = _run("train", "vae", "--image-transform", "pad", "--out", tmp_path / "v")
+    assert res.exit_code == 2 and "--image-transform is only used with `latentmap train inverter`" in res.output
+    res = _run("train", "inverter", "--model", "x.pkl", "--own-samples-only", "--image-transform", "pad",
+               "--out", tmp_path / "i")
+    assert res.exit_code == 2 and "--image-transform" in res.output and not (tmp_path / "i").exists()
+
+
+@pytest.mark.filterwarnings("ignore::latentmap.models.external_stylegan.PickleWarning")
+def test_inverter_is_measured_on_real_images_through_the_transform(tmp_path):
+    path = tmp_path / "g32.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"G_ema": generator_32(), "D": None}, fh)
+    res = _run("train", "inverter", "--model", path, "--trust-pickle", "--inverter-steps", 5, "--inverter-batch-size",
+               8, "--inverter-eval-samples", 16, "--test-images", 24, "--image-transform", "pad", "--device", "cpu",
+               "--no-progress", "--out", tmp_path / "inv")
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "inv" / "config.json").read_text())
+    inv = config["metrics"]["inverter"]
+    assert inv["own_samples"] == 16 and inv["real_test_images"] == 24
+    assert config["training"]["settings"]["options"]["image_transform"] == "pad"
+    # by hand: the padded test images, through the inverter and the generator
+    model = load_model(tmp_path / "inv", allow_pickle=True)
+    x = nn.functional.pad(load_dataset("fashion-mnist", "test").random_subset(24, 0).all_images(), (2, 2, 2, 2))
+    with torch.no_grad():
+        mse = float(((model.decode(model.encode(x)) - x) ** 2).mean())
+    assert inv["real_test_image_mse"] == pytest.approx(mse, rel=1e-4)
