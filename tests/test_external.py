@@ -112,12 +112,13 @@ def test_train_inverter_cli_on_a_trusted_pickle(generator_pickle, tmp_path):
         fresh = load_model(generator_pickle, allow_pickle=True)
     assert trained.has_trained_encoder and not fresh.has_trained_encoder
     # the recorded metrics, recomputed from the saved inverter: real = the 32 test images drawn with seed 0
-    # (sorted); own = 1,000 prior samples drawn in batches of 250 from a generator seeded 1234
+    # (sorted); own = 256 prior samples (the default of --inverter-eval-samples) drawn in batches of 250 from a
+    # generator seeded 1234
     real_x = load_dataset("fashion-mnist", "test").batch(np.sort(np.random.default_rng(0).choice(10000, 32,
                                                                                                  replace=False)))
     generator = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        own_x = torch.cat([trained.decode(trained.sample_prior(250, generator)) for _ in range(4)])
+        own_x = torch.cat([trained.decode(trained.sample_prior(n, generator)) for n in (250, 6)])
         own, real = (float(((trained.decode(trained.encode(x)).double() - x.double()) ** 2).mean())
                      for x in (own_x, real_x))
     inv = config["metrics"]["inverter"]
