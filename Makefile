@@ -67,8 +67,8 @@ checkpoints: install data
 	$(LATENTMAP) train vae --latent-dim 32 --seed 0 --epochs 10 --out checkpoints/fmnist-vae-a --overwrite --no-progress
 	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --latent-dim 32 --seed 1 --epochs 10 --out checkpoints/fmnist-vae-b --overwrite --no-progress
 	OMP_NUM_THREADS=1 $(LATENTMAP) train split-vae --latent-dim 64 --seed 0 --epochs 10 --out checkpoints/fmnist-svae --overwrite --no-progress
-	OMP_NUM_THREADS=1 $(LATENTMAP) train gan --latent-dim 64 --channels 64,128 --inverter-channels 32,64 --batch-size 64 --epochs 5 --seed 0 --inverter-steps 3000 --out checkpoints/fmnist-gan --overwrite
-	OMP_NUM_THREADS=1 $(LATENTMAP) train stylegan --latent-dim 64 --channels 64,32,16 --batch-size 64 --epochs 3 --seed 0 --inverter-steps 2000 --out checkpoints/fmnist-stylegan --overwrite
+	OMP_NUM_THREADS=1 $(LATENTMAP) train gan --latent-dim 64 --channels 64,128 --inverter-channels 32,64 --batch-size 64 --epochs 5 --seed 0 --inverter-steps 3000 --inverter-eval-samples 1000 --out checkpoints/fmnist-gan --overwrite
+	OMP_NUM_THREADS=1 $(LATENTMAP) train stylegan --latent-dim 64 --channels 64,32,16 --batch-size 64 --epochs 3 --seed 0 --inverter-steps 2000 --inverter-eval-samples 1000 --out checkpoints/fmnist-stylegan --overwrite
 	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --dataset 'fashion-mnist?pad=2' --latent-dim 32 --seed 2 --epochs 4 --out checkpoints/fmnist-vae-32 --overwrite --no-progress
 
 # How the shipped support set was built: the Split-VAE's sectors, sized for the shipped models.

@@ -6,9 +6,9 @@ import click
 
 from latentmap.constants import IMAGE_SPEC_PREFIXES, SAMPLERS
 from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_dataset, data_dir_option,
-                                   dataset_option, device_option, lpips_option, output_options, prepare_output,
-                                   note_expected_time, progress_option, reported_warnings, seed_option,
-                                   trust_pickle_option, warn_later)
+                                   dataset_option, device_option, input_transform_option, lpips_option,
+                                   note_expected_time, output_options, prepare_output, progress_option,
+                                   reported_warnings, seed_option, trust_pickle_option, warn_later)
 
 
 @click.group("bench")
@@ -104,8 +104,9 @@ def _real_source(dataset) -> str:
 def _fit_data(models, sampler, dataset, data_dir):
     """The training split, loaded only when some model's sampler is fitted on encodings."""
     from latentmap.data.datasets import load_dataset
+    from latentmap.evaluation.samplers import needs_fit_data
 
-    if sampler in ("gaussian", "gmm") or (sampler == "auto" and any(not m.has_prior for m in models)):
+    if needs_fit_data(models, sampler):
         return load_dataset(dataset, "train", data_dir=data_dir)
     return None
 
@@ -123,6 +124,7 @@ def _split_generators(specs):
 @_support_option(", or an image set npy:PATH / folder:PATH")
 @dataset_option()
 @data_dir_option
+@input_transform_option
 @_real_images_option(512)
 @click.option("--samples", type=click.IntRange(min=2), default=512, show_default=True,
               help="Own samples of each model.")
@@ -140,7 +142,8 @@ def _split_generators(specs):
 @progress_option
 @trust_pickle_option
 @output_options("report", "bench-expressiveness")
-def expressiveness(models, support_set, dataset, data_dir, images, samples, sampler, fit_images, components,
+def expressiveness(models, support_set, dataset, data_dir, image_transform, images, samples, sampler, fit_images,
+                   components,
                    refine_images, steps, lr, bootstrap, lpips, seed, batch_size, device, progress, trust_pickle, out,
                    overwrite):
     """How well each MODEL (default: every shipped model with an encoder or inverter) reproduces its own samples,
@@ -162,7 +165,7 @@ def expressiveness(models, support_set, dataset, data_dir, images, samples, samp
             support_source=support_source, samples=samples, sampler=sampler,
             fit_data=_fit_data(loaded, sampler, dataset, data_dir), fit_images=fit_images, components=components,
             refine_images=refine_images, steps=steps, lr=lr, lpips_setting=lpips, seed=seed, bootstrap=bootstrap,
-            batch_size=batch_size, progress=progress)
+            batch_size=batch_size, progress=progress, image_transform=image_transform)
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_expressiveness_report(result, tmp)
     for line in findings(result):
@@ -185,15 +188,26 @@ def _expressiveness_support(spec, data_dir):
     return support.images, f"the support set '{support.name}' ({len(support)} images)"
 
 
-def _check_shapes(ref, models) -> None:
-    """Every generator model must make images of the reference's shape: refused before any sampling."""
-    from latentmap.errors import ShapeMismatchError
+def _to_reference(ref, models, image_transform) -> None:
+    """Every generator model's images must reach the reference's shape (directly or through --image-transform):
+    refused before any sampling."""
+    from latentmap.data.transforms import resolve_input
 
     for m in models:
-        if tuple(m.image_shape) != tuple(ref.image_shape):
-            raise ShapeMismatchError(f"generator '{m.name}' makes images of shape {tuple(m.image_shape)}, the "
-                                     f"reference model '{ref.name}' encodes {tuple(ref.image_shape)}: pass a "
-                                     "--reference of its shape, or its images as npy:/folder: resized")
+        resolve_input(image_transform, m.image_shape, ref, f"the images of generator '{m.name}'")
+
+
+def _as_reference_takes(ref, real, sets, image_transform):
+    """(real images, generated sets) turned into the reference's shape (latentmap.data.transforms)."""
+    from dataclasses import replace
+
+    from latentmap.data.transforms import resolve_dataset, resolve_images
+
+    real = resolve_dataset(image_transform, real, ref, f"the real images of {real.name}")
+    sets = [s if tuple(s.images.shape[1:]) == tuple(ref.image_shape) else
+            replace(s, images=resolve_images(image_transform, s.images, ref, f"the images of '{s.name}'"))
+            for s in sets]
+    return real, sets
 
 
 # --------------------------------------------------------------------------- coverage and fidelity
@@ -209,7 +223,7 @@ def _generators(specs, device, trust_pickle):
 
 def _common_generator_options(fn):
     for option in reversed([
-            dataset_option(), data_dir_option, _real_images_option(None),
+            dataset_option(), data_dir_option, input_transform_option, _real_images_option(None),
             click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True,
                          help="Images drawn from each generator model (image sets are used whole)."),
             _sampler_options,
@@ -223,14 +237,14 @@ def _common_generator_options(fn):
 
 
 def _generated(generators, models, *, samples, sampler, fit_images, components, seed, batch_size, dataset, data_dir,
-               calibration, real_count, progress):
+               calibration, real_count, progress, image_transform=None):
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.generator_bench import calibration_set, generated_sets
 
     sets = generated_sets(generators, samples=samples, sampler=sampler, fit_data=_fit_data(models, sampler, dataset,
                                                                                            data_dir),
                           fit_images=fit_images, components=components, seed=seed, batch_size=batch_size,
-                          data_dir=data_dir, progress=progress)
+                          data_dir=data_dir, progress=progress, image_transform=image_transform)
     if calibration:
         sets.append(calibration_set(load_dataset(dataset, "train", data_dir=data_dir), min(samples, real_count), seed))
     return sets
@@ -244,7 +258,8 @@ def _generated(generators, models, *, samples, sampler, fit_images, components, 
               help="Real images a sector needs before it can be flagged under-represented.")
 @_common_generator_options
 @output_options("report", "bench-coverage")
-def coverage(generators, support_set, reference, min_count, dataset, data_dir, images, samples, sampler, fit_images,
+def coverage(generators, support_set, reference, min_count, dataset, data_dir, image_transform, images, samples,
+             sampler, fit_images,
              components, k, calibration, seed, batch_size, device, progress, trust_pickle, out, overwrite):
     """Share of real and generated images in each sector of the support set's reference space, per GENERATOR
     (models, or image sets npy:PATH / folder:PATH; default every shipped model), with fidelity and diversity."""
@@ -265,12 +280,14 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
     support = SupportSet.load(support_spec)
     ref = load_model(reference or reference_model_spec(support_spec, support.manifest), device=device,
                      allow_pickle=trust_pickle)
-    _check_shapes(ref, models)
+    _to_reference(ref, models, image_transform)
     real = _real(dataset, images, seed, data_dir)
     with reported_warnings():
         sets = _generated(gens, models, samples=samples, sampler=sampler, fit_images=fit_images, components=components,
                           seed=seed, batch_size=batch_size, dataset=dataset, data_dir=data_dir,
-                          calibration=calibration, real_count=len(real), progress=progress)
+                          calibration=calibration, real_count=len(real), progress=progress,
+                          image_transform=image_transform)
+        real, sets = _as_reference_takes(ref, real, sets, image_transform)
         result = benchmark_coverage(ref, support, real, sets, real_source=_real_source(dataset),
                                     min_count=min_count, k=k, batch_size=batch_size, progress=progress)
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
@@ -287,7 +304,8 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
                    "support set for the dataset).")
 @_common_generator_options
 @output_options("report", "bench-fidelity")
-def fidelity(generators, reference, dataset, data_dir, images, samples, sampler, fit_images, components, k,
+def fidelity(generators, reference, dataset, data_dir, image_transform, images, samples, sampler, fit_images,
+             components, k,
              calibration, seed, batch_size, device, progress, trust_pickle, out, overwrite):
     """Precision, recall, density, coverage and a Fréchet distance of each GENERATOR against real test images, in a
     reference model's latent space (named as such: never FID)."""
@@ -308,12 +326,14 @@ def fidelity(generators, reference, dataset, data_dir, images, samples, sampler,
                                    "pass --reference MODEL")
         reference = reference_model_spec(folder, read_json_object(f"{folder}/manifest.json"))
     ref = load_model(reference, device=device, allow_pickle=trust_pickle)
-    _check_shapes(ref, models)
+    _to_reference(ref, models, image_transform)
     real = _real(dataset, images, seed, data_dir)
     with reported_warnings():
         sets = _generated(gens, models, samples=samples, sampler=sampler, fit_images=fit_images, components=components,
                           seed=seed, batch_size=batch_size, dataset=dataset, data_dir=data_dir,
-                          calibration=calibration, real_count=len(real), progress=progress)
+                          calibration=calibration, real_count=len(real), progress=progress,
+                          image_transform=image_transform)
+        real, sets = _as_reference_takes(ref, real, sets, image_transform)
         result = benchmark_fidelity(ref, real, sets, real_source=_real_source(dataset), k=k,
                                     batch_size=batch_size, progress=progress)
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:

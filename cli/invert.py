@@ -5,8 +5,9 @@ import json
 import click
 
 from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data_dir_option, dataset_option,
-                                   device_option, lpips_option, model_spec_option, output_options, prepare_output,
-                                   progress_option, seed_option, split_option, trust_pickle_option)
+                                   device_option, input_transform_option, lpips_option, model_spec_option,
+                                   output_options, prepare_output, progress_option, seed_option, split_option,
+                                   trust_pickle_option)
 
 
 @click.command("invert")
@@ -15,9 +16,15 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @dataset_option()
 @data_dir_option
 @split_option
+@input_transform_option
 @click.option("--images", type=click.IntRange(min=1), default=64, show_default=True, help="How many images to invert.")
 @click.option("--own-samples", is_flag=True, default=False,
               help="Invert the model's own samples instead of dataset images.")
+@click.option("--sampler", type=LazyChoice("latentmap.evaluation.samplers", "SAMPLERS"), default="auto",
+              show_default=True,
+              help="--own-samples: where they come from, as in `latentmap bench`: the prior, or a gaussian / gmm "
+                   "fitted on the model's encodings of training images; auto: the prior, or gmm for models without "
+                   "one (pythae AE, RAE, WAE, VQ-VAE).")
 @click.option("--steps", type=click.IntRange(min=0), default=200, show_default=True)
 @click.option("--lr", type=FiniteFloat(0, low_open=True), default=0.05, show_default=True)
 @click.option("--init", type=LazyChoice("latentmap.evaluation.inversion", "INITS"), default="auto", show_default=True,
@@ -29,13 +36,15 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @device_option
 @progress_option
 @output_options("inversion", "invert")
-def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samples, steps, lr, init, loss,
-            lpips, lpips_net, seed, device, progress, out, overwrite):
+def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, own_samples, sampler, steps,
+            lr, init, loss, lpips, lpips_net, seed, device, progress, out, overwrite):
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
     import numpy as np
     import torch
 
     from latentmap.data.datasets import load_dataset
+    from latentmap.data.transforms import resolve_dataset, resolve_images
+    from latentmap.evaluation.samplers import fit_sampler, needs_fit_data
     from latentmap.evaluation.inversion import invert
     from latentmap.io.atomic import atomic_directory
     from latentmap.models.registry import load_model
@@ -44,13 +53,19 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, images, own_samp
     out = prepare_output(out, "inversion", "invert", overwrite, inputs=[model_spec])
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     if own_samples:
-        x = model.decode(model.sample_prior(images, torch.Generator().manual_seed(seed))).cpu()
-        source = "own samples"
+        fit_data = None
+        if needs_fit_data(model, sampler):
+            dataset = choose_dataset([model], dataset)
+            fit_data = resolve_dataset(image_transform, load_dataset(dataset, "train", data_dir=data_dir), model,
+                                       f"the {dataset} train images")
+        chosen = fit_sampler(model, sampler, data=fit_data, seed=seed)
+        x = model.decode(chosen.sample(images, torch.Generator().manual_seed(seed)).to(model.device)).cpu()
+        source = f"own samples ({chosen.name})"
     else:
         dataset = choose_dataset([model], dataset)
         ds = load_dataset(dataset, split, data_dir=data_dir)
         idx = np.linspace(0, len(ds) - 1, min(images, len(ds))).round().astype(int)
-        x = ds.batch(idx)
+        x = resolve_images(image_transform, ds.batch(idx), model, f"the {dataset} {split} images")
         source = f"{dataset} {split}"
     if loss == "mse+lpips" and lpips == "off":
         raise click.BadParameter("--loss mse+lpips needs LPIPS: --lpips auto or --lpips PATH", param_hint="--lpips")

@@ -1,9 +1,11 @@
 """``latentmap models list`` and ``latentmap models info``: which models there are, from their files alone.
 
-Nothing here loads weights or unpickles anything: checkpoints are described from config.json,
-pythae folders from model_config.json and their file listing (which networks are pickled, so need
---trust-pickle to load), generator pickles by their name. Heavy modules are
-imported inside the commands, so ``latentmap --help`` stays light.
+Without the trust flag nothing here unpickles or imports anything: checkpoints are described from
+config.json (their weights checked against its sha256), pythae folders from model_config.json and
+their file listing (which networks are pickled, so need --trust-pickle to load), generator pickles
+by their name. ``models info --trust-pickle`` (or ``--trust-code``) loads a pickle or a ``py:`` spec to
+show its latent size and image shape. Heavy modules are imported inside the commands, so
+``latentmap --help`` stays light.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from latentmap.cli.options import trust_pickle_option
 from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, LatentmapError
 from latentmap.io.pythae_folder import DEFAULT_FLAG, PYTHAE_CONFIG, PYTHAE_WEIGHTS, is_pythae_folder, \
@@ -21,6 +24,9 @@ from latentmap.io.pythae_folder import DEFAULT_FLAG, PYTHAE_CONFIG, PYTHAE_WEIGH
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
 GENERATOR_KINDS = ("gan", "stylegan-w", "external-stylegan")
 W_SPACE_KINDS = ("stylegan-w", "external-stylegan")
+# pythae models trained as deterministic autoencoders: no prior to sample (latentmap.models.pythae_model)
+PYTHAE_WITHOUT_PRIOR = ("AE", "WAE_MMD", "RAE_L2", "RAE_GP", "VQVAE")
+NO_PRIOR = "no prior: a sampler is fitted on encodings of training images (`latentmap bench --sampler`)"
 NOT_A_MODEL = ("no config.json (latentmap checkpoint), model_config.json + model.pt (pythae folder) "
                f"or {'/'.join(PICKLE_SUFFIXES)} file (StyleGAN-style generator)")
 
@@ -148,6 +154,8 @@ def list_models(directory):
 
 def locate(spec: str) -> Path:
     """A path that exists, else the folder of the shipped model named ``spec``."""
+    if spec.startswith("py:"):
+        return Path(spec)
     path = Path(spec)
     if path.exists():
         return path
@@ -238,10 +246,51 @@ def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
     if others:
         lines.append(("metrics", ", ".join(f"{k}={v:g}" for k, v in others.items())))
     weights = config.get("weights") if isinstance(config.get("weights"), dict) else {}
-    sizes = [f"{name} ({(record['path'] / name).stat().st_size / 1e6:.1f} MB)" if (record["path"] / name).is_file()
-             else f"{name} (missing)" for name in weights]
-    lines.append(("weights", ", ".join(sizes) or "-"))
+    lines.append(("weights", ", ".join(_weights_state(record["path"] / name, expected)
+                                      for name, expected in weights.items()) or "-"))
     return lines
+
+
+def _weights_state(file: Path, expected) -> str:
+    """"model.safetensors (1.2 MB, sha256 as recorded)", or what is wrong with the file."""
+    from latentmap.io.checkpoint import sha256_file
+
+    if not file.is_file():
+        return f"{file.name} (BROKEN: missing)"
+    size = f"{file.stat().st_size / 1e6:.1f} MB"
+    if sha256_file(file) != expected:
+        return f"{file.name} ({size}, BROKEN: its sha256 is not the one config.json records: truncated or changed)"
+    return f"{file.name} ({size}, sha256 as recorded)"
+
+
+def _pythae_installed() -> str | None:
+    """pythae's version when it can be imported, else None."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("pythae") is None:
+        return None
+    try:
+        return importlib.metadata.version("pythae")
+    except importlib.metadata.PackageNotFoundError:
+        return "installed"
+
+
+def _pythae_model_name(config: dict) -> str:
+    name = str(config.get("name") or "?")
+    return name[:-len("Config")].rstrip("_") if name.endswith("Config") else name
+
+
+def _pythae_weights(folder: Path) -> str:
+    """model.pt's size, or BROKEN when it is no readable torch file (torch.save writes a zip archive)."""
+    import zipfile
+
+    file = folder / PYTHAE_WEIGHTS
+    size = file.stat().st_size if file.is_file() else 0
+    if size == 0 or not zipfile.is_zipfile(file):
+        return (f"{PYTHAE_WEIGHTS} ({size / 1e6:.1f} MB, BROKEN: not a readable torch file: truncated or "
+                "damaged)")
+    return f"{PYTHAE_WEIGHTS} ({size / 1e6:.1f} MB; read as tensors only: torch.load with weights_only, flag or not)"
 
 
 def _pythae_pickles(record: dict) -> list[tuple[str, str]]:
@@ -260,44 +309,89 @@ def _pythae_networks(record: dict) -> list[tuple[str, str]]:
     if pickled:
         lines.append(("pickled", f"custom {', '.join(custom)} in {', '.join(file for _, file in pickled)}: "
                                  "unpickled on loading, which runs code stored there: needs --trust-pickle"))
-    lines.append(("weights", f"{PYTHAE_WEIGHTS} (read as tensors only: torch.load with weights_only, flag or not)"))
+    lines.append(("weights", _pythae_weights(record["path"])))
     if pickled:
         lines.append(("warning", "load it with --trust-pickle only if you trust where the folder comes from"))
     return lines
 
 
-def _pythae_lines(record: dict) -> list[tuple[str, str]]:
+def _pythae_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
     config = record["config"]
-    return [("kind", f"pythae (model {config.get('name', '?')}; loading needs pythae: pip install latentmap[pythae])"),
-            ("latent size", str(config.get("latent_dim", "-"))),
-            ("image shape", _shape(config.get("input_dim"))),
-            ("prior", "standard normal N(0, I)"),
-            *_pythae_networks(record),
-            ("dataset", "- (pythae folders do not record it)")]
+    name, version = _pythae_model_name(config), _pythae_installed()
+    needs = f"pythae {version}" if version else "loading needs pythae: pip install 'latentmap[pythae]'"
+    lines = [("kind", f"pythae (model {name}; {needs})"),
+             ("latent size", str(config.get("latent_dim", "-"))),
+             ("image shape", _shape(config.get("input_dim"))),
+             ("prior", NO_PRIOR if name in PYTHAE_WITHOUT_PRIOR else "standard normal N(0, I)")]
+    if name == "VQVAE":
+        lines.append(("encode", "quantized: through the quantizer, as pythae's forward does before decoding "
+                                "(PythaeModel.quantize = False for the unquantized embedding)"))
+    return [*lines, *_pythae_networks(record), ("dataset", "- (pythae folders do not record it)")]
 
 
-def _pickle_lines(record: dict) -> list[tuple[str, str]]:
+def _loaded_lines(spec: str) -> list[tuple[str, str]]:
+    """Latent size, image shape and prior of the model ``spec`` loads (the caller has the trust flag)."""
+    from latentmap.models.registry import load_model
+
+    model = load_model(spec, device="cpu", allow_pickle=True)
+    latent = str(model.latent_dim) + (" (W space)" if model.kind in W_SPACE_KINDS else "")
+    if not model.has_prior:
+        prior = NO_PRIOR
+    elif model.kind in W_SPACE_KINDS:
+        prior = "w = mapping(z), z ~ standard normal N(0, I)"
+    else:
+        prior = "standard normal N(0, I)"
+    lines = [("loaded as", f"{model.kind} '{model.name}'"), ("latent size", latent),
+             ("image shape", _shape(list(model.image_shape))), ("prior", prior)]
+    if model.kind in W_SPACE_KINDS:
+        lines.append(("inverter", "trained" if model.has_trained_encoder else
+                      f"none yet: train one with `latentmap train inverter --model {spec} --trust-pickle`"))
+    return lines
+
+
+def _pickle_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
     size = record["path"].stat().st_size / 1e6
-    return [("kind", PICKLE_NOTE),
-            ("latent size", "unknown until loaded (the generator's w_dim)"),
-            ("size", f"{size:.1f} MB"),
+    head = [("kind", PICKLE_NOTE), ("size", f"{size:.1f} MB")]
+    if trust:
+        return [*head, *_loaded_lines(str(record["path"])),
+                ("warning", "unpickling ran code stored in the file (--trust-pickle)")]
+    return [*head,
+            ("latent size", "not read: pass --trust-pickle to load the pickle and show it (the generator's w_dim)"),
             ("inverter", "none yet: train one with `latentmap train inverter --model PATH --trust-pickle`"),
             ("warning", "unpickling runs code stored in the file: load it only if you trust its source")]
 
 
+def _py_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
+    head = [("kind", "py: factory (imports and runs the named code; the module is looked up on the Python path, "
+                     "then in the working folder)")]
+    if trust:
+        return [*head, *_loaded_lines(record["spec"])]
+    return [*head, ("latent size", "not read: pass --trust-code to import the factory, run it and show it")]
+
+
 @command.command("info")
 @click.argument("model")
-def info(model):
+@trust_pickle_option
+def info(model, trust_pickle):
     """Kind, latent size, image shape, prior, encoder or inverter, dataset and metrics of MODEL.
 
-    MODEL is a shipped model's name (see `latentmap models list`) or a path. Only the files
-    that describe the model are read: no weights are loaded, nothing is unpickled."""
+    MODEL is a shipped model's name (see `latentmap models list`), a path or a py:module:factory
+    spec. Without --trust-pickle/--trust-code only the files that describe the model are read
+    (a checkpoint's weights are checked against their sha256); with it a generator pickle or a
+    py: spec is loaded to show its latent size and image shape."""
     path = locate(model)
-    record = identify(path)
-    if record is None:
-        raise CheckpointError(f"'{model}' is not a model: {NOT_A_MODEL}")
-    describe = {"checkpoint": _checkpoint_lines, "pythae": _pythae_lines, "pickle": _pickle_lines}[record["source"]]
-    lines = [("name", record["name"]), ("path", str(path.resolve())), *describe(record)]
+    if model.startswith("py:"):
+        record = {"source": "py", "spec": model, "name": model, "path": None}
+        lines = [("name", model), *_py_lines(record, trust_pickle)]
+    else:
+        record = identify(path)
+        if record is None:
+            raise CheckpointError(f"'{model}' is not a model: {NOT_A_MODEL}")
+        if record["source"] == "checkpoint":
+            described = _checkpoint_lines(record)
+        else:
+            described = {"pythae": _pythae_lines, "pickle": _pickle_lines}[record["source"]](record, trust_pickle)
+        lines = [("name", record["name"]), ("path", str(path.resolve())), *described]
     width = max(len(key) for key, _ in lines) + 2
     for key, value in lines:
         click.echo(f"{key + ':':{width}s}{value}")

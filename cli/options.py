@@ -144,6 +144,10 @@ def image_transform_option(default_text: str):
                              f"'grey,resize'. Default: {default_text}.")
 
 
+input_transform_option = image_transform_option(
+    "none: images of another shape than the model's are refused, and the error names the spec that would work")
+
+
 def _check_data_dir(ctx, param, value):
     """A data folder the user named must exist: never silently replaced by the system's copy of the data."""
     if value is None or not str(value).strip():

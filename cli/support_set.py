@@ -8,8 +8,9 @@ import click
 
 from latentmap.constants import ANCHOR_STRATEGIES, SPLITS
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
-                                   dataset_option, device_option, images_option, output_options, prepare_output,
-                                   note_expected_time, progress_option, reported_warnings, seed_option,
+                                   dataset_option, device_option, images_option, input_transform_option,
+                                   note_expected_time, output_options, prepare_output, progress_option,
+                                   reported_warnings, seed_option,
                                    trust_pickle_option)
 
 
@@ -39,6 +40,7 @@ def command():
 @dataset_option()
 @click.option("--split", type=click.Choice(SPLITS), default="train", show_default=True)
 @data_dir_option
+@input_transform_option
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Images in the set (default: the largest latent size of --for-models, else the model's).")
 @click.option("--for-models", multiple=True, callback=_split_list,
@@ -61,11 +63,12 @@ def command():
 @output_options("support-set", "support-set")
 @progress_option
 @trust_pickle_option
-def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_k, threshold, gain_images, exclude,
+def build(model_spec, dataset, split, data_dir, image_transform, size, for_models, strategy, top_k, threshold, gain_images, exclude,
           pairs, seed, batch_size, device, name, out, overwrite, progress, trust_pickle):
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
+    from latentmap.data.transforms import resolve_dataset
     from latentmap.report.support_set import write_support_set
     from latentmap.support.build import build_support_set, check_pairs, target_size_for
 
@@ -76,7 +79,8 @@ def build(model_spec, dataset, split, data_dir, size, for_models, strategy, top_
         size = size or largest
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     dataset = choose_dataset([model], dataset)
-    data = load_dataset(dataset, split, data_dir=data_dir)
+    data = resolve_dataset(image_transform, load_dataset(dataset, split, data_dir=data_dir), model,
+                           f"the {dataset} {split} images")
     note_expected_time(check_pairs(pairs, data.image_shape), f"the mean MSE of {pairs:,} random pairs (--pairs)")
     with reported_warnings():
         support = build_support_set(model, data, size=size, strategy=strategy, top_k=top_k, threshold=threshold,
@@ -146,6 +150,7 @@ def _dicts(values) -> list[dict]:
 @click.argument("more_models", nargs=-1)
 @dataset_option()
 @data_dir_option
+@input_transform_option
 @click.option("--sizes", callback=_sizes, default="16,32,64,128", show_default=True, help="Anchor-set sizes.")
 @click.option("--strategies", callback=lambda c, p, v: tuple(s.strip() for s in v.split(",") if s.strip()),
               default=",".join(ANCHOR_STRATEGIES), show_default=True)
@@ -166,13 +171,15 @@ def _dicts(values) -> list[dict]:
 @output_options("report", "anchors")
 @progress_option
 @trust_pickle_option
-def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seeds, seed, anchor_model, alpha, bias,
+def compare(model_specs, more_models, dataset, data_dir, image_transform, sizes, strategies, seeds, seed, anchor_model,
+            alpha, bias,
             images, gain_images, reference_images, batch_size, device, out, overwrite, progress, trust_pickle):
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report
     from latentmap.evaluation.anchors import compare_anchors
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
+    from latentmap.data.transforms import resolve_dataset
     from latentmap.errors import ConfigError
 
     specs = tuple(model_specs) + tuple(more_models)
@@ -181,9 +188,14 @@ def compare(model_specs, more_models, dataset, data_dir, sizes, strategies, seed
     out = prepare_output(out, "report", "anchors", overwrite, inputs=specs)
     models = [load_model(spec, device=device, allow_pickle=trust_pickle) for spec in specs]
     dataset = choose_dataset(models, dataset)
-    train = load_dataset(dataset, "train", data_dir=data_dir)
-    test = load_dataset(dataset, "test", data_dir=data_dir)
-    test = test.random_subset(images, seed)
+    shapes = {tuple(m.image_shape) for m in models}
+    if len(shapes) > 1:
+        raise ConfigError("support-set compare maps between models of one image shape (relocated images are "
+                          f"compared with the test images); the models work on {', '.join(map(str, sorted(shapes)))}")
+    train = resolve_dataset(image_transform, load_dataset(dataset, "train", data_dir=data_dir), models[0],
+                            f"the {dataset} train images")
+    test = load_dataset(dataset, "test", data_dir=data_dir).random_subset(images, seed)
+    test = resolve_dataset(image_transform, test, models[0], f"the {dataset} test images")
     result = compare_anchors(models, train, test, sizes=sizes, strategies=strategies,
                              seeds=tuple(range(seed, seed + seeds)), anchor_model=anchor_model, alpha=alpha,
                              bias=bias, gain_images=gain_images, reference_images=reference_images,

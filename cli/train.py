@@ -3,8 +3,8 @@
 import click
 
 from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice, PositiveInts, data_dir_option,
-                                   dataset_option, device_option, output_options, prepare_output, progress_option,
-                                   seed_option, trust_pickle_option)
+                                   dataset_option, device_option, input_transform_option, output_options,
+                                   prepare_output, progress_option, seed_option, trust_pickle_option)
 
 
 @click.command("train")
@@ -34,6 +34,9 @@ from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice
 @click.option("--inverter-image-weight", type=FiniteFloat(0), default=None,
               help="Weight of the image MSE added to the inverter's latent MSE [default: 0].")
 @click.option("--inverter-channels", type=PositiveInts(MAX_SIZE), default=None, help="Inverter conv channels per stage.")
+@click.option("--inverter-eval-samples", type=click.IntRange(min=1), default=None,
+              help="Own samples the trained inverter is measured on [default: 256].")
+@input_transform_option
 @click.option("--own-samples-only", is_flag=True, default=False,
               help="inverter: no real images at all, neither dataset nor test images: the inverter is trained and "
                    "measured on the generator's own samples (for generators of images no dataset here has).")
@@ -44,7 +47,7 @@ from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice
 @progress_option
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, overwrite, name, channels,
             hidden, train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
-            inverter_image_weight, inverter_channels, own_samples_only, z_dim, gamma_min, r1_gamma, progress):
+            inverter_image_weight, inverter_channels, inverter_eval_samples, image_transform, own_samples_only, z_dim, gamma_min, r1_gamma, progress):
     """Train a reference model of KIND and save it as a checkpoint folder.
 
     For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
@@ -60,6 +63,9 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     if own_samples_only and kind != "inverter":
         raise click.BadParameter("--own-samples-only is only used with `latentmap train inverter`",
                                  param_hint="--own-samples-only")
+    if image_transform is not None and (kind != "inverter" or own_samples_only):
+        raise click.BadParameter("--image-transform is only used with `latentmap train inverter` measured on real "
+                                 "test images", param_hint="--image-transform")
     if kind == "inverter" and not model_spec:
         raise click.BadParameter("`latentmap train inverter` needs --model PATH", param_hint="--model")
     if lr is None:  # each trainer has its own sensible default (Adam for VAEs, GAN rates for GANs)
@@ -67,7 +73,8 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     options = {"channels": channels, "hidden": hidden}
     extra = {"model": model_spec, "trust_pickle": trust_pickle or None, "inverter_steps": inverter_steps,
              "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
-             "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels, "z_dim": z_dim,
+             "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels,
+             "inverter_eval_samples": inverter_eval_samples, "image_transform": image_transform, "z_dim": z_dim,
              "gamma_min": gamma_min, "r1_gamma": r1_gamma, "own_samples_only": own_samples_only or None}
     options.update({k: v for k, v in extra.items() if v is not None})
     settings = TrainSettings(kind=kind, out=out, dataset=dataset, latent_dim=latent_dim, epochs=epochs, seed=seed,
@@ -79,6 +86,7 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     if own_samples_only:
         inv = metrics.get("inverter", {})
         click.echo(f"saved {kind} '{model.name}' to {out}: image MSE on {inv.get('own_samples')} own samples "
-                   f"{inv.get('own_samples_image_mse', float('nan')):.5f} (no real images: --own-samples-only)")
+                   f"{inv.get('own_samples_image_mse', float('nan')):.5f}; real images not measured "
+                   "(--own-samples-only)")
         return
     click.echo(f"saved {kind} '{model.name}' to {out}: test MSE {metrics.get('test_mse', float('nan')):.5f}")

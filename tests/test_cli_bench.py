@@ -2,6 +2,7 @@
 and the demo's expressiveness and coverage sections."""
 import json
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -200,5 +201,7 @@ def test_default_models_share_one_image_shape_and_another_shape_is_refused_befor
     out = tmp_path / "cov"
     result = _run(["-q", "bench", "coverage", "fmnist-vae-32", "--dataset", "fashion-mnist", "--samples", "10",
                    "--out", str(out)], tmp_path)
-    assert result.exit_code == 2 and "Error: generator 'fmnist-vae-32' makes images of shape (1, 32, 32)" in result.output
+    assert result.exit_code == 2 and ("Error: model 'fmnist-svae' expects images of shape (1, 28, 28), the images of "
+                                      "generator 'fmnist-vae-32' are (1, 32, 32): pass --image-transform auto"
+                                      ) in result.output
     assert result.output.strip().count("\n") == 0 and not out.exists()

@@ -335,15 +335,24 @@ def test_inverter_trains_on_own_samples_only(tmp_path):
         pickle.dump({"G_ema": generator_32(), "D": None}, fh)
     base = ["train", "inverter", "--model", path, "--trust-pickle", "--inverter-steps", 40, "--inverter-batch-size",
             16, "--device", "cpu", "--no-progress"]
-    res = _run(*base, "--out", tmp_path / "refused")  # Fashion-MNIST is 28x28: refused, with the way out
+    res = _run(*base, "--out", tmp_path / "refused")  # Fashion-MNIST is 28x28: refused, with the ways out
     assert res.exit_code == 2 and "--own-samples-only" in res.output and not (tmp_path / "refused").exists()
+    assert "--image-transform auto" in res.output
+    res = _run(*base, "--own-samples-only", "--inverter-eval-samples", 64, "--data-dir", tmp_path / "no-data",
+               "--out", tmp_path / "small")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "small" / "config.json").read_text())["metrics"]["inverter"]["own_samples"] == 64
     res = _run(*base, "--own-samples-only", "--data-dir", tmp_path / "no-data", "--out", tmp_path / "inv")
     assert res.exit_code == 0, res.output
     config = json.loads((tmp_path / "inv" / "config.json").read_text())
     inv = config["metrics"]["inverter"]
-    assert inv["own_samples"] == 1000 and "real_test_image_mse" not in inv and config["metrics"]["test_mse"] is None
+    assert inv["own_samples"] == 256 and "real_test_image_mse" not in inv and "test_mse" not in config["metrics"]
     assert config["training"]["inverter"]["real_images"].startswith("none")
     assert "dataset" not in config or config["dataset"] is None
+    # the record holds what the run used: no dataset, epochs or training images it never read
+    assert not {"dataset", "data_dir", "test_images", "epochs", "latent_dim", "train_images"} & set(
+        config["training"]["settings"])
+    assert "nan" not in res.output and "real images not measured" in res.output
     model = load_model(tmp_path / "inv", allow_pickle=True)
     assert model.image_shape == (1, 32, 32) and model.has_trained_encoder
 
@@ -390,3 +399,104 @@ def test_models_trained_on_variants_of_one_dataset_default_to_the_plain_one():
     assert spec == "fashion-mnist" and any("variants of fashion-mnist" in n for n in notes)
     with pytest.raises(ConfigError, match="different datasets"):
         dataset_for([a, SimpleNamespace(name="c", metadata={"dataset": "digits"})])
+
+
+# --------------------------------------------------------------------------- every command takes --image-transform
+
+IMAGE_COMMANDS = [("invert",), ("diagnose",), ("bench", "expressiveness"), ("bench", "coverage"),
+                  ("bench", "fidelity"), ("train",), ("support-set", "build"), ("support-set", "compare"),
+                  ("map", "fit"), ("map", "eval"), ("map", "atlas")]
+
+
+@pytest.mark.parametrize("command", IMAGE_COMMANDS, ids=" ".join)
+def test_every_command_that_feeds_images_takes_the_transform(command):
+    res = _run(*command, "--help")
+    assert res.exit_code == 0 and "--image-transform" in res.output
+
+
+def test_one_resolver_proposes_the_spec_that_works():
+    from latentmap.data.transforms import resolve_input
+
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(name="rgb32", image_shape=(3, 32, 32))
+    expected = (r"expects images of shape \(3, 32, 32\), the test images are \(1, 28, 28\): "
+                r"pass --image-transform auto \(rgb, resize to 32x32\)")
+    with pytest.raises(ShapeMismatchError, match=expected):
+        resolve_input(None, (1, 28, 28), model, "the test images")
+    with pytest.raises(ShapeMismatchError, match="--image-transform auto"):
+        resolve_input("identity", (1, 28, 28), model)
+    with pytest.raises(ShapeMismatchError, match="add rgb"):
+        resolve_input("pad", (1, 28, 28), model)
+    assert resolve_input("auto", (1, 28, 28), model).to_shape == (3, 32, 32)
+    assert resolve_input(None, (3, 32, 32), model).identity
+    with pytest.raises(ShapeMismatchError, match="no image transform turns 4 channels into 3"):
+        resolve_input(None, (4, 32, 32), model)
+
+
+def _argv_for(command, vae32, tmp_path):
+    common = ["--dataset", "fashion-mnist", "--no-progress"]
+    return {
+        "invert": ["invert", "--model", vae32, "--images", 4, "--steps", 1, "--lpips", "off", *common],
+        "diagnose": ["diagnose", "--model", vae32, "--images", 40, *common],
+        "support-set build": ["support-set", "build", "--model", vae32, "--split", "test", "--size", 6,
+                              "--gain-images", 100, "--pairs", 100, *common],
+        "bench expressiveness": ["bench", "expressiveness", str(vae32), "--images", 12, "--samples", 12,
+                                 "--fit-images", 50, "--refine-images", 0, "--bootstrap", 100, "--lpips", "off",
+                                 *common],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["invert", "diagnose", "support-set build", "bench expressiveness"])
+def test_commands_refuse_another_shape_with_the_way_out_and_take_the_transform(command, vae32, tmp_path):
+    argv = _argv_for(command, vae32, tmp_path)
+    res = _run(*argv, "--out", tmp_path / "refused")
+    assert res.exit_code == 2 and "--image-transform auto" in res.output, res.output
+    assert "(1, 32, 32)" in res.output and "(1, 28, 28)" in res.output
+    assert not (tmp_path / "refused").exists()
+    res = _run(*argv, "--image-transform", "pad", "--out", tmp_path / "ok")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ok").is_dir()
+    if command == "bench expressiveness":  # the report says how the images reached the model
+        assert "image transform 'pad'" in html.unescape((tmp_path / "ok" / "index.html").read_text())
+    if command == "support-set build":  # the set's images are in the model's shape, and it says how they got there
+        manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+        assert manifest["dataset"]["image_transform"] == {"spec": "pad", "from": [1, 28, 28], "to": [1, 32, 32]}
+
+
+def test_fidelity_turns_generated_and_real_images_into_the_reference_shape(vae32, tiny_vae_checkpoint, tmp_path):
+    argv = ["bench", "fidelity", str(vae32), "--reference", tiny_vae_checkpoint, "--dataset", "fashion-mnist",
+            "--images", 40, "--samples", 20, "--no-calibration", "--no-progress"]
+    res = _run(*argv, "--out", tmp_path / "refused")
+    assert res.exit_code == 2 and "--image-transform auto" in res.output, res.output
+    res = _run(*argv, "--image-transform", "pad", "--out", tmp_path / "ok")
+    assert res.exit_code == 0, res.output
+
+
+def test_train_takes_the_transform_only_where_it_measures_real_images(tmp_path):
+    res = _run("train", "vae", "--image-transform", "pad", "--out", tmp_path / "v")
+    assert res.exit_code == 2 and "--image-transform is only used with `latentmap train inverter`" in res.output
+    res = _run("train", "inverter", "--model", "x.pkl", "--own-samples-only", "--image-transform", "pad",
+               "--out", tmp_path / "i")
+    assert res.exit_code == 2 and "--image-transform" in res.output and not (tmp_path / "i").exists()
+
+
+@pytest.mark.filterwarnings("ignore::latentmap.models.external_stylegan.PickleWarning")
+def test_inverter_is_measured_on_real_images_through_the_transform(tmp_path):
+    path = tmp_path / "g32.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"G_ema": generator_32(), "D": None}, fh)
+    res = _run("train", "inverter", "--model", path, "--trust-pickle", "--inverter-steps", 5, "--inverter-batch-size",
+               8, "--inverter-eval-samples", 16, "--test-images", 24, "--image-transform", "pad", "--device", "cpu",
+               "--no-progress", "--out", tmp_path / "inv")
+    assert res.exit_code == 0, res.output
+    config = json.loads((tmp_path / "inv" / "config.json").read_text())
+    inv = config["metrics"]["inverter"]
+    assert inv["own_samples"] == 16 and inv["real_test_images"] == 24
+    assert config["training"]["settings"]["options"]["image_transform"] == "pad"
+    # by hand: the padded test images, through the inverter and the generator
+    model = load_model(tmp_path / "inv", allow_pickle=True)
+    x = nn.functional.pad(load_dataset("fashion-mnist", "test").random_subset(24, 0).all_images(), (2, 2, 2, 2))
+    with torch.no_grad():
+        mse = float(((model.decode(model.encode(x)) - x) ** 2).mean())
+    assert inv["real_test_image_mse"] == pytest.approx(mse, rel=1e-4)

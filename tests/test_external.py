@@ -112,12 +112,13 @@ def test_train_inverter_cli_on_a_trusted_pickle(generator_pickle, tmp_path):
         fresh = load_model(generator_pickle, allow_pickle=True)
     assert trained.has_trained_encoder and not fresh.has_trained_encoder
     # the recorded metrics, recomputed from the saved inverter: real = the 32 test images drawn with seed 0
-    # (sorted); own = 1,000 prior samples drawn in batches of 250 from a generator seeded 1234
+    # (sorted); own = 256 prior samples (the default of --inverter-eval-samples) drawn in batches of 250 from a
+    # generator seeded 1234
     real_x = load_dataset("fashion-mnist", "test").batch(np.sort(np.random.default_rng(0).choice(10000, 32,
                                                                                                  replace=False)))
     generator = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        own_x = torch.cat([trained.decode(trained.sample_prior(250, generator)) for _ in range(4)])
+        own_x = torch.cat([trained.decode(trained.sample_prior(n, generator)) for n in (250, 6)])
         own, real = (float(((trained.decode(trained.encode(x)).double() - x.double()) ** 2).mean())
                      for x in (own_x, real_x))
     inv = config["metrics"]["inverter"]
@@ -223,3 +224,50 @@ def test_map_and_support_set_commands_take_the_trust_flag(generator_pickle, tiny
     result = runner.invoke(main, build + ["--trust-pickle"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "support" / "images.npy").is_file()
+
+
+# ---------------------------------------------------------------- a py: module in the working folder, models info
+
+def test_py_spec_finds_a_module_in_the_working_folder_and_models_info_loads_it_with_the_flag(tmp_path, monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    (tmp_path / "mymodels_here.py").write_text(
+        "from helpers_external import make_autoencoder\n\n\ndef make():\n    return make_autoencoder()\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "mymodels_here", raising=False)
+    assert str(tmp_path) not in sys.path
+    with pytest.raises(UnsafeLoadError, match="--trust-code"):  # still consent first
+        load_model("py:mymodels_here:make")
+    model = load_model("py:mymodels_here:make", allow_pickle=True)
+    assert model.latent_dim == 5 and str(tmp_path) not in sys.path  # the lookup leaves the import path as it was
+    monkeypatch.delitem(sys.modules, "mymodels_here", raising=False)
+    result = CliRunner().invoke(main, ["models", "info", "py:mymodels_here:make"])
+    assert result.exit_code == 0, result.output
+    assert "--trust-code" in result.output and "no such file" not in result.output
+    result = CliRunner().invoke(main, ["models", "info", "py:mymodels_here:make", "--trust-code"])
+    assert result.exit_code == 0, result.output
+    assert "latent size: 5" in result.output and "image shape: 1 x 28 x 28" in result.output
+    missing = CliRunner().invoke(main, ["models", "info", "py:not_here_at_all:make", "--trust-code"])
+    assert missing.exit_code == 2 and "working folder" in missing.output and "PYTHONPATH" in missing.output
+
+
+@pytest.mark.filterwarnings("ignore::latentmap.models.external_stylegan.PickleWarning")
+def test_models_info_of_a_pickle_shows_its_latent_size_only_with_the_flag(tmp_path):
+    import pickle
+
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    path = tmp_path / "g.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump({"G_ema": hx.make_stylegan()}, fh)
+    plain = CliRunner().invoke(main, ["models", "info", str(path)])
+    assert plain.exit_code == 0 and "--trust-pickle" in plain.output and "unknown until loaded" not in plain.output
+    trusted = CliRunner().invoke(main, ["models", "info", str(path), "--trust-pickle"])
+    assert trusted.exit_code == 0, trusted.output
+    assert "latent size: 6 (W space)" in trusted.output and "mapping(z)" in trusted.output

@@ -67,15 +67,15 @@ def test_checkpoint_records_inverter_metrics_and_grids(tiny_gan):
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "gan" and config["latent_dim"] == 8
     inv = config["metrics"]["inverter"]
-    # recomputed from the saved checkpoint: real = the run's 64 test images; own = 1,000 prior samples drawn
-    # in batches of 250 from a generator seeded 1234 (evaluate_inverter's default)
+    # recomputed from the saved checkpoint: real = the run's 64 test images; own = 256 prior samples (the
+    # default of --inverter-eval-samples) drawn in batches of 250 from a generator seeded 1234
     saved = load_model(out, device="cpu")
     real = _run_test_images(256, 64)
     generator = torch.Generator().manual_seed(1234)
     with torch.no_grad():
-        own_x = torch.cat([saved.decode(saved.sample_prior(250, generator)) for _ in range(4)])
+        own_x = torch.cat([saved.decode(saved.sample_prior(n, generator)) for n in (250, 6)])
     own, real_mse = _inversion_mse(saved, own_x), _inversion_mse(saved, real)
-    assert inv["own_samples"] == 1000 and inv["real_test_images"] == 64
+    assert inv["own_samples"] == 256 and inv["real_test_images"] == 64
     assert inv["own_samples_image_mse"] == pytest.approx(own, rel=1e-5)
     assert inv["real_test_image_mse"] == pytest.approx(real_mse, rel=1e-5)
     assert config["metrics"]["test_mse"] == pytest.approx(real_mse, rel=1e-5)

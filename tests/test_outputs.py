@@ -56,7 +56,8 @@ def test_demo_outputs_hold_final_paths_only(tiny_vae_checkpoint, tmp_path):
 NOT_READ = {  # parameters of output-writing commands that name no file or folder the command reads
     "out", "overwrite", "kind", "name", "latent_dim", "epochs", "seed", "batch_size", "lr", "device", "channels",
     "hidden", "train_images", "test_images", "trust_pickle", "inverter_steps", "inverter_batch_size", "inverter_lr",
-    "inverter_image_weight", "inverter_channels", "own_samples_only", "z_dim", "gamma_min", "r1_gamma", "progress",
+    "inverter_image_weight", "inverter_channels", "inverter_eval_samples", "own_samples_only", "z_dim", "gamma_min",
+    "r1_gamma", "progress",
     "split", "images", "size", "strategy", "top_k", "threshold", "gain_images", "pairs", "sizes", "strategies",
     "seeds", "alpha", "bias", "reference_images", "fit_images", "samples", "fit_split", "method", "estimator",
     "estimators", "image_transform", "grid_images", "cycle", "fit_kind", "quick", "own_samples", "steps", "init",

@@ -275,3 +275,90 @@ def test_the_same_pythae_networks_through_a_py_factory_are_type_1_to_the_folder(
     torch.testing.assert_close(wrapped.encode(images), native.encode(images))
     assert relocation_kind(wrapped, native) == (1, "same architecture and objective, different training")
     assert relocation_kind(native, wrapped)[0] == 1
+
+
+# ---------------------------------------------------------------- what `models info` says, VQ-VAE encoding, samplers
+
+def _saved_pythae(folder, name, config_name, **extra):
+    pythae_models = pytest.importorskip("pythae.models")
+    torch.manual_seed(0)
+    config = getattr(pythae_models, config_name)(input_dim=(1, 28, 28), latent_dim=4, **extra)
+    model = getattr(pythae_models, name)(config)
+    model.save(str(folder))
+    return model.eval()
+
+
+def _info(*argv):
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    result = CliRunner().invoke(main, ["models", "info", *map(str, argv)])
+    assert result.exit_code == 0, result.output
+    return {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in result.output.splitlines()}
+
+
+@pytest.mark.parametrize("name,config_name,prior", [("AE", "AEConfig", False), ("WAE_MMD", "WAE_MMD_Config", False),
+                                                    ("RAE_L2", "RAE_L2_Config", False),
+                                                    ("VQVAE", "VQVAEConfig", False), ("VAE", "VAEConfig", True)])
+def test_models_info_shows_a_prior_only_where_there_is_one(name, config_name, prior, tmp_path):
+    extra = {"num_embeddings": 16} if name == "VQVAE" else {}
+    _saved_pythae(tmp_path / "m", name, config_name, **extra)
+    fields = _info(tmp_path / "m")
+    assert fields["prior"].startswith("standard normal") if prior else fields["prior"].startswith(
+        "no prior: a sampler is fitted on encodings")
+    assert load_model(tmp_path / "m").has_prior is prior
+    # pythae is installed here: no install advice, its version instead
+    assert "pip install" not in fields["kind"] and "pythae 0." in fields["kind"]
+    assert ("encode" in fields) is (name == "VQVAE")
+    assert "BROKEN" not in fields["weights"]
+
+
+def test_models_info_reports_a_truncated_model_pt_as_broken(pythae_vae_folder, tmp_path):
+    folder, _, _ = pythae_vae_folder
+    copy = tmp_path / "cut"
+    shutil.copytree(folder, copy)
+    data = (copy / "model.pt").read_bytes()
+    (copy / "model.pt").write_bytes(data[: len(data) // 2])
+    assert "BROKEN" in _info(copy)["weights"] and "BROKEN" not in _info(folder)["weights"]
+
+
+def test_vq_vae_encodes_through_the_quantizer_as_pythae_forward(tmp_path):
+    from pythae.data.datasets import DatasetOutput
+
+    original = _saved_pythae(tmp_path / "vq", "VQVAE", "VQVAEConfig", num_embeddings=8)
+    model = load_model(tmp_path / "vq")
+    images = load_dataset("fashion-mnist", "test").batch(range(16))
+    with torch.no_grad():
+        expected = original(DatasetOutput(data=images)).recon_x
+        ours = model.decode(model.encode(images))
+        torch.testing.assert_close(ours, expected.clamp(0, 1))
+        assert model.quantize and model.encoding.startswith("quantized")
+        assert "quantizer" in model.modules()  # moves with the model, and its codebook is fingerprinted
+        from latentmap.io.checkpoint import model_fingerprint
+
+        quantized_fingerprint = model_fingerprint(model)
+        model.quantize = False  # the unquantized embedding, on request
+        assert model_fingerprint(model) != quantized_fingerprint
+        torch.testing.assert_close(model.encode(images), original.encoder(images).embedding)
+        assert not torch.allclose(model.decode(model.encode(images)), ours)
+    assert "quantized" in _info(tmp_path / "vq")["encode"]
+
+
+def test_invert_own_samples_follow_the_bench_sampler_rule(tmp_path):
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    _saved_pythae(tmp_path / "ae", "AE", "AEConfig")
+    result = CliRunner().invoke(main, ["invert", "--model", str(tmp_path / "ae"), "--own-samples", "--images", 4,
+                                       "--steps", 1, "--lpips", "off", "--dataset", "fashion-mnist", "--no-progress",
+                                       "--out", str(tmp_path / "inv")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "inv" / "summary.json").read_text())
+    assert "GMM" in summary["source"] and "encodings" in summary["source"]  # not N(0, I): an AE has no prior
+    result = CliRunner().invoke(main, ["invert", "--model", str(tmp_path / "ae"), "--own-samples", "--images", 4,
+                                       "--steps", 1, "--lpips", "off", "--sampler", "prior", "--no-progress",
+                                       "--out", str(tmp_path / "inv-prior")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "inv-prior" / "summary.json").read_text())["source"] == "own samples (prior)"

@@ -192,3 +192,15 @@ def test_wheel_ships_checkpoints_and_support_sets(tmp_path):
     assert lines[1] == str(target / "latentmap_data")
     assert lines[2] == str(target / "latentmap_data" / "checkpoints" / "fmnist-vae-a")
     assert lines[3] == "['fmnist-svae']"
+
+
+def test_models_info_reports_a_truncated_weights_file_as_broken(elsewhere):
+    zoo = _model_zoo(elsewhere / "zoo")
+    weights = zoo / "copied-vae" / "model.safetensors"
+    healthy = invoke("models", "info", str(zoo / "copied-vae"))
+    assert healthy.exit_code == 0 and "sha256 as recorded" in healthy.output and "BROKEN" not in healthy.output
+    weights.write_bytes(weights.read_bytes()[:100])
+    broken = invoke("models", "info", str(zoo / "copied-vae"))
+    assert broken.exit_code == 0 and "BROKEN" in broken.output and "truncated" in broken.output
+    pythae = invoke("models", "info", str(zoo / "my-pythae"))  # an empty model.pt
+    assert "BROKEN" in pythae.output

@@ -203,9 +203,68 @@ def from_record(record: dict | None) -> ImageTransform | None:
     return image_transform(record["spec"], record["from"], record["to"])
 
 
+def _auto_steps(transform: ImageTransform) -> str:
+    """What ``auto`` does between two shapes, in words: "rgb, resize to 32x32"."""
+    words = []
+    for op, *args in transform.ops:
+        if op == "resize":
+            words.append(f"resize to {args[0][0]}x{args[0][1]}")
+        elif op == "center":
+            words.append(f"centre crop to {args[0][0]}x{args[0][1]}")
+        else:
+            words.append(op)
+    return ", ".join(words) or "nothing"
+
+
+def propose_transform(from_shape, to_shape) -> str | None:
+    """The ``--image-transform`` value that turns images of ``from_shape`` into ``to_shape``, in words for an
+    error: "--image-transform auto (rgb, resize to 32x32)"; None when no spec can (4 channels into 3)."""
+    try:
+        transform = image_transform("auto", from_shape, to_shape)
+    except ShapeMismatchError:
+        return None
+    return f"--image-transform auto ({_auto_steps(transform)})"
+
+
+def resolve_input(spec: str | None, data_shape, model, what: str = "the images") -> ImageTransform:
+    """The transform that turns ``what`` (images of ``data_shape``) into the images ``model`` takes: the one
+    rule every command follows. No spec (or ``identity``) between different shapes is a ShapeMismatchError
+    that proposes the exact ``--image-transform`` value that would work; a spec that cannot reach the
+    model's shape says what to add. ``model`` is a LatentModel or a shape [C, H, W]."""
+    name = getattr(model, "name", None)
+    to_shape = _shape(getattr(model, "image_shape", model))
+    src = _shape(data_shape)
+    if spec is not None and canonical_spec(spec) == "identity":
+        spec = None
+    if spec is None and src != to_shape:
+        who = f"model '{name}'" if name else "the model"
+        proposal = propose_transform(src, to_shape)
+        hint = (f"pass {proposal}, or another spec ({SPEC_HELP})" if proposal else
+                f"no image transform turns {src[0]} channels into {to_shape[0]}; give images of the model's shape")
+        raise ShapeMismatchError(f"{who} expects images of shape {tuple(to_shape)}, {what} are {tuple(src)}: {hint}")
+    try:
+        return image_transform(spec, src, to_shape)
+    except ShapeMismatchError as exc:
+        proposal = propose_transform(src, to_shape)
+        extra = f" ({proposal} would work)" if proposal and "auto" not in str(exc) else ""
+        raise ShapeMismatchError(f"{what}: {exc}{extra}") from None
+
+
+def resolve_images(spec: str | None, images: torch.Tensor, model, what: str = "the images") -> torch.Tensor:
+    """``images`` [N, C, H, W] as ``model`` takes them (:func:`resolve_input`)."""
+    return resolve_input(spec, tuple(images.shape[1:]), model, what)(images)
+
+
+def resolve_dataset(spec: str | None, dataset: ImageDataset, model, what: str | None = None) -> ImageDataset:
+    """``dataset`` as ``model`` takes it (:func:`resolve_input`); the dataset itself when nothing changes."""
+    what = what or f"the images of {getattr(dataset, 'name', 'the dataset')}"
+    return transformed_dataset(dataset, resolve_input(spec, dataset.image_shape, model, what))
+
+
 def model_inputs(spec: str | None, data_shape, models) -> list[ImageTransform]:
-    """For each model, the transform from images of ``data_shape`` to the model's own shape (None: identity only)."""
-    return [image_transform(spec, data_shape, m.image_shape) for m in models]
+    """For each model, the transform from images of ``data_shape`` to the model's own shape (None: identity only),
+    by :func:`resolve_input`."""
+    return [resolve_input(spec, data_shape, m) for m in models]
 
 
 

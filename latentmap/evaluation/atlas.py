@@ -222,7 +222,7 @@ def _models_for(models, test_data, spec: str | None = None) -> tuple[list, list[
 
     Without a ``spec``, the models whose images are the test images' shape; with one, every model the spec can
     serve (a warning names each transformed model). The others are skipped with a warning and a reason."""
-    from latentmap.data.transforms import canonical_spec, image_transform
+    from latentmap.data.transforms import canonical_spec, resolve_input
 
     if spec is not None and canonical_spec(spec) == "identity":  # the images as they are: as without a spec
         spec = None
@@ -237,7 +237,7 @@ def _models_for(models, test_data, spec: str | None = None) -> tuple[list, list[
             reason = f"works on images {tuple(m.image_shape)}, the test images are {shape}"
         else:
             try:
-                transform = image_transform(spec, shape, m.image_shape)
+                transform = resolve_input(spec, shape, m, "the test images")
             except LatentmapError as exc:
                 reason = f"works on images {tuple(m.image_shape)}, the test images are {shape}, and {exc}"
             else:

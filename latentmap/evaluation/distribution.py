@@ -165,3 +165,9 @@ def bootstrap_ratio(a, b, *, resamples: int = EXPRESSIVENESS_BOOTSTRAP, seed: in
     tail = (1 - level) / 2
     low, high = np.quantile(ratios, [tail, 1 - tail])
     return RatioCI(float(a.mean() / max(b.mean(), 1e-300)), float(low), float(high), level)
+
+
+def bootstrap_seconds(resamples: int, models: int, draws: int, ratios: int = 2) -> float:
+    """Expected seconds of every model's bootstrap intervals: ``draws`` values (both sets) per resample and ratio
+    (the expressiveness benchmark has two ratios: support/own and real/own)."""
+    return models * ratios * resamples * draws * BOOTSTRAP_DRAW_SECONDS

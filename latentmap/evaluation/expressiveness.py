@@ -19,9 +19,9 @@ import torch
 
 from latentmap import distributed
 from latentmap.batching import with_progress
-from latentmap.errors import ConfigError, ShapeMismatchError
+from latentmap.errors import ConfigError
 from latentmap.evaluation.distribution import (BOOTSTRAP_DRAW_SECONDS, EXPRESSIVENESS_BOOTSTRAP,  # noqa: F401
-                                                MAX_BOOTSTRAP, RatioCI, bootstrap_ratio)
+                                                MAX_BOOTSTRAP, RatioCI, bootstrap_ratio, bootstrap_seconds)
 from latentmap.evaluation.inversion import invert
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
@@ -87,11 +87,6 @@ class ExpressivenessSettings:
         if unknown:
             raise ConfigError(f"unknown expressiveness settings: {', '.join(unknown)}")
         return replace(settings or cls(), **options)
-
-
-def bootstrap_seconds(resamples: int, models: int, draws: int) -> float:
-    """Expected seconds of every model's bootstrap intervals: ``draws`` values (both sets) per resample and ratio."""
-    return models * len(RATIOS) * resamples * draws * BOOTSTRAP_DRAW_SECONDS
 
 
 @dataclass
@@ -223,8 +218,6 @@ class ExpressivenessResult(FrameRepr):
         return caption(f"Expressiveness leaderboard: {s.get('own_samples')} own samples, {s.get('real_images')} "
                        f"real images, {s.get('support_images') or 0} support-set images", [m.name for m in self.models])
 
-
-# --------------------------------------------------------------------------- computation
 
 def _batched(fn, x, y, batch_size, device) -> np.ndarray:
     out = []
@@ -360,10 +353,14 @@ def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 
 def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor | None = None, *,
                              real_source: str = "real test images", support_source: str = "support set",
                              fit_data=None, settings: ExpressivenessSettings | None = None,
-                             **options) -> ExpressivenessResult:
+                             image_transform: str | None = None, **options) -> ExpressivenessResult:
     """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images.
 
-    ``settings``: an :class:`ExpressivenessSettings`; ``options`` (samples=, steps=, ...) replace its fields."""
+    ``settings``: an :class:`ExpressivenessSettings`; ``options`` (samples=, steps=, ...) replace its fields.
+    ``image_transform`` (a spec of latentmap.data.transforms): a model working on images of another shape
+    gets the real and support images (and the training images its sampler is fitted on) through it; without
+    one, such a model is refused before any work (latentmap.data.transforms.resolve_input)."""
+    from latentmap.data.transforms import resolve_dataset, resolve_input
     from latentmap.evaluation.relocation import lpips_function
     from latentmap.evaluation.samplers import fit_sampler
 
@@ -375,25 +372,28 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
         raise ConfigError("the expressiveness benchmark needs at least one model")
     if samples < 2:
         raise ConfigError(f"own samples must be at least 2 (a bootstrap needs them), got {samples} instead")
+    inputs = {}
     for model in models:  # before any work: every target set must fit every model
-        for what, images in (("real images", real), ("support-set images", support)):
-            if images is not None and tuple(images.shape[1:]) != tuple(model.image_shape):
-                raise ShapeMismatchError(f"model '{model.name}' expects images of shape {tuple(model.image_shape)}, "
-                                         f"the {what} have {tuple(images.shape[1:])}")
+        inputs[model.name] = {what: None if images is None else resolve_input(image_transform, images.shape[1:],
+                                                                              model, f"the {what}")
+                              for what, images in (("real images", real), ("support-set images", support))}
     lpips, lpips_note = lpips_function(models[0].device, s.lpips_setting)
     results = []
     for model in with_progress(models, "expressiveness", progress, unit="model"):
-        chosen = fit_sampler(model, sampler, data=fit_data, fit_images=s.fit_images, components=s.components,
+        to_model = inputs[model.name]
+        data = None if fit_data is None else resolve_dataset(image_transform, fit_data, model)
+        chosen = fit_sampler(model, sampler, data=data, fit_images=s.fit_images, components=s.components,
                              seed=seed, batch_size=batch_size)
         region = typical_region(model, chosen, seed)
         targets = {"own": (own_samples(model, chosen, samples, seed, batch_size), f"{samples} draws of the {chosen.name}"),
-                   "real": (real, real_source)}
+                   "real": (to_model["real images"](real), real_source)}
         if support is not None:
-            targets["support"] = (support, support_source)
+            targets["support"] = (to_model["support-set images"](support), support_source)
         results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region, lpips=lpips,
                                                settings=s))
     settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
                 "support_images": None if support is None else len(support), "support_source": support_source,
                 "sampler": sampler, "refine_images": s.refine_images, "steps": s.steps, "lr": s.lr, "seed": seed,
-                "bootstrap_resamples": s.bootstrap, "compute": distributed.compute_record(batch_size)}
+                "bootstrap_resamples": s.bootstrap, "image_transform": image_transform,
+                "compute": distributed.compute_record(batch_size)}
     return ExpressivenessResult(results, settings, lpips_note)

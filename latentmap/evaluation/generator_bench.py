@@ -24,14 +24,18 @@ CALIBRATION_NAME = "real train images"
 
 def generated_sets(generators, *, samples: int, sampler: str = "auto", fit_data=None, fit_images: int = 10_000,
                    components: int = 10, seed: int = 0, batch_size: int = 256, data_dir=None,
-                   progress: bool = False) -> list[GeneratedSet]:
-    """Each generator as a GeneratedSet: ``samples`` own samples of a model, or every image of an image set."""
+                   progress: bool = False, image_transform: str | None = None) -> list[GeneratedSet]:
+    """Each generator as a GeneratedSet: ``samples`` own samples of a model, or every image of an image set.
+    A fitted sampler is fitted on ``fit_data`` turned into the model's shape by ``image_transform``."""
+    from latentmap.data.transforms import resolve_dataset
+
     sets = []
     for gen in generators:
         if isinstance(gen, GeneratedSet):
             sets.append(gen)
         elif isinstance(gen, LatentModel):
-            chosen = fit_sampler(gen, sampler, data=fit_data, fit_images=fit_images, components=components,
+            data = None if fit_data is None else resolve_dataset(image_transform, fit_data, gen)
+            chosen = fit_sampler(gen, sampler, data=data, fit_images=fit_images, components=components,
                                  seed=seed, batch_size=batch_size, progress=progress)
             sets.append(sample_model(gen, samples, chosen, seed, batch_size))
         elif is_image_set(gen):

@@ -125,6 +125,13 @@ def _check_fit_latents(latents) -> None:
         raise ConfigError("the encodings a sampler is fitted on contain NaN or infinite values")
 
 
+def needs_fit_data(models, kind: str = "auto") -> bool:
+    """Whether :func:`fit_sampler` of ``kind`` needs training images for any of ``models`` (one model or several):
+    the one rule every command follows before loading a training split."""
+    models = [models] if isinstance(models, LatentModel) else list(models)
+    return kind in ("gaussian", "gmm") or (kind == "auto" and any(not m.has_prior for m in models))
+
+
 def fit_sampler(model: LatentModel, kind: str = "auto", *, data=None, fit_images: int = DEFAULT_FIT_IMAGES,
                 components: int = DEFAULT_COMPONENTS, seed: int = 0, batch_size: int = 256,
                 data_name: str | None = None, progress: bool = False) -> LatentSampler:

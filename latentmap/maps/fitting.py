@@ -176,9 +176,12 @@ def _fit_map(source, target, fit, linear_map, batch_size, progress, image_transf
 
 def check_same_images(source, target) -> None:
     if tuple(source.image_shape) != tuple(target.image_shape):
+        from latentmap.data.transforms import propose_transform
+
+        proposal = propose_transform(source.image_shape, target.image_shape) or "--image-transform auto"
         raise ShapeMismatchError(f"models '{source.name}' and '{target.name}' work on different images: "
                                  f"{tuple(source.image_shape)} and {tuple(target.image_shape)}; give an image "
-                                 "transform (--image-transform auto, pad, resize, ...)")
+                                 f"transform: {proposal}, or pad, resize, ...")
 
 
 def _identity(x):

@@ -18,6 +18,8 @@ import threading
 import warnings
 from pathlib import Path
 
+import torch
+
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
 from latentmap.io.pythae_folder import is_pythae_folder, pickled_networks
 from latentmap.models.registry import register_adapter, register_model_source
@@ -29,8 +31,11 @@ from latentmap.models.wrapped import WrappedModel
 class PythaeModel(WrappedModel):
     """A loaded pythae model; saved models stay in pythae's own folder format."""
 
-    def __init__(self, name, pythae_model, source: str | None = None, metadata=None):
+    def __init__(self, name, pythae_model, source: str | None = None, metadata=None, quantize: bool = True):
         config = pythae_model.model_config
+        # a VQ-VAE encodes through its quantizer by default, as pythae's own forward does before decoding;
+        # quantize=False gives the unquantized embedding instead (both decode; pythae trains the quantized one)
+        self.quantize = bool(quantize)
         image_shape = tuple(getattr(config, "input_dim", None) or ())
         if len(image_shape) != 3:
             raise CheckpointError(f"pythae model '{name}' has input_dim {getattr(config, 'input_dim', None)}; "
@@ -47,6 +52,40 @@ class PythaeModel(WrappedModel):
     def pythae_name(self) -> str:
         """pythae's own model name (VAE, BetaVAE, AE, RAE_L2, WAE_MMD, VQVAE, ...)."""
         return str(getattr(self.pythae_model, "model_name", type(self.pythae_model).__name__))
+
+    @property
+    def vector_quantized(self) -> bool:
+        """Whether the model has a quantizer between encoder and decoder (pythae's VQ-VAE)."""
+        return isinstance(getattr(self.pythae_model, "quantizer", None), torch.nn.Module)
+
+    @property
+    def encoding(self) -> str:
+        """Which path ``encode`` takes, in words (``models info`` shows it for a VQ-VAE)."""
+        if not self.vector_quantized:
+            return "the encoder's embedding"
+        return ("quantized: through the quantizer, as pythae's forward" if self.quantize else
+                "unquantized: the encoder's embedding before the quantizer")
+
+    def modules(self):
+        # a VQ-VAE's codebook is part of what encode computes: it moves with the model and is fingerprinted
+        modules = super().modules()
+        if self.vector_quantized:
+            modules["quantizer"] = self.pythae_model.quantizer
+        return modules
+
+    def _encode(self, x):
+        z = super()._encode(x)
+        if self.vector_quantized and self.quantize:
+            z = self._quantized(z)
+        return z
+
+    def _quantized(self, embeddings):
+        """The quantizer's output for the encoder's embeddings, shaped as pythae's VQVAE.forward hands it to the
+        decoder (a vector embedding goes through as [N, 1, D, 1] and back)."""
+        flat = embeddings.ndim == 2
+        e = embeddings.reshape(len(embeddings), 1, 1, -1) if flat else embeddings
+        quantized = self.pythae_model.quantizer(e.permute(0, 2, 3, 1)).quantized_vector
+        return (quantized.reshape(len(embeddings), -1) if flat else quantized).float()
 
     @property
     def objective(self) -> str:
@@ -69,7 +108,8 @@ class PythaeModel(WrappedModel):
         fields = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
         return {"pythae_config": {k: v for k, v in fields.items() if k != "name"},
                 "encoder": type(self.pythae_model.encoder).__name__,
-                "decoder": type(self.pythae_model.decoder).__name__}
+                "decoder": type(self.pythae_model.decoder).__name__,
+                **({"encode": "quantized" if self.quantize else "unquantized"} if self.vector_quantized else {})}
 
     def save(self, path, *, overwrite: bool = True) -> None:
         raise CheckpointError(f"model '{self.name}' is a pythae model: keep it in its pythae folder "

@@ -8,8 +8,11 @@ registry; the adapters themselves live in ``wrapped.py`` and ``external_stylegan
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import os
+import sys
 from pathlib import Path
 
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
@@ -20,20 +23,43 @@ from latentmap.models.registry import register_model_source
 from latentmap.models.wrapped import WrappedModel
 
 
+@contextlib.contextmanager
+def _working_folder_importable():
+    """Within the block the working folder is on the import path (last, so it shadows no installed package),
+    as ``python -m`` would have it: ``py:mymodels:make`` finds a ``mymodels.py`` beside the user."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(cwd)
+    try:
+        yield cwd
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def call_factory(spec: str):
-    """Import ``package.module`` and call ``factory()`` for ``py:package.module:factory``."""
+    """Import ``package.module`` and call ``factory()`` for ``py:package.module:factory``; the module is looked
+    up on the Python path, then in the working folder."""
     target = spec[3:] if spec.startswith("py:") else spec
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ConfigError(f"model spec must look like py:package.module:factory, got '{spec}' instead")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import '{module_name}' for model spec '{spec}': {exc}") from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ConfigError(f"'{module_name}' has no callable '{attr}' (model spec '{spec}')")
-    return factory()
+    with _working_folder_importable() as cwd:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.split(".")[0] == exc.name.split(".")[0]:
+                raise ConfigError(f"cannot import '{module_name}' for model spec '{spec}': no module "
+                                  f"'{exc.name}' in the working folder ({cwd}) or on the Python path; run from "
+                                  "the folder that holds it, or add that folder to PYTHONPATH") from exc
+            raise ConfigError(f"cannot import '{module_name}' for model spec '{spec}': {exc}") from exc
+        except ImportError as exc:
+            raise ConfigError(f"cannot import '{module_name}' for model spec '{spec}': {exc}") from exc
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise ConfigError(f"'{module_name}' has no callable '{attr}' (model spec '{spec}')")
+        return factory()
 
 
 def model_from_factory_result(result, spec: str, name: str | None = None) -> LatentModel:

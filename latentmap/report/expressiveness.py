@@ -156,7 +156,9 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
                "Encoder MSE: per-pixel MSE of decode(encode(x)) in [0,1] intensity units. Ratios: the mean encoder MSE "
                f"of a set over that of the own samples, with a {st['bootstrap_resamples']}-resample bootstrap 95% "
                f"interval. Refined: {st['steps']} Adam steps (lr {st['lr']}) on the latents of up to "
-               f"{st['refine_images']} images per set, starting from the encoder.")
+               f"{st['refine_images']} images per set, starting from the encoder."
+               + (f" A model working on images of another shape gets the real and support-set images through the "
+                  f"image transform '{st['image_transform']}'." if st.get("image_transform") else ""))
     board.table(leaderboard_display(result))
     board.parts.append(f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
                        f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '

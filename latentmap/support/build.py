@@ -190,7 +190,10 @@ def build_support_set(model, dataset, settings: SupportSetSettings | None = None
     manifest = {"strategy": strategy, "target_size": size, "seed": int(seed),
                 "model": _model_record(model, model_source),
                 "dataset": {"spec": dataset_spec or getattr(dataset, "name", "?"), "split": split,
-                            "images": len(dataset)},
+                            "images": len(dataset),
+                            # images of another shape than the model's reach it through a transform: record it
+                            **({"image_transform": dataset.transform.record()}
+                               if hasattr(getattr(dataset, "transform", None), "record") else {})},
                 "excluded": [int(i) for i in np.setdiff1d(np.arange(len(dataset)), pool)],
                 "for_models": dict(for_models or {}), "notes": [],
                 "compute": distributed.compute_record(batch_size)}  # how the encodings' float32 passes ran

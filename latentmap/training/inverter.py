@@ -20,7 +20,9 @@ from latentmap.report.grid import grid_png
 from latentmap.training.common import TrainSettings, Timer, environment_record, register_trainer, seed_everything
 
 INVERTER_DEFAULTS = {"inverter_steps": 2000, "inverter_batch_size": 128, "inverter_lr": 1e-3,
-                     "inverter_image_weight": 0.0}
+                     "inverter_image_weight": 0.0, "inverter_eval_samples": 256}
+# settings a ``train inverter`` run never reads (the generator is trained already), left out of its record
+_UNUSED_BY_INVERTER = ("latent_dim", "epochs", "batch_size", "lr", "train_images")
 
 
 @contextlib.contextmanager
@@ -122,13 +124,16 @@ def fit_and_record_inverter(model, settings: TrainSettings, test_ds, generator: 
         log = train_inverter(model, steps=int(opts["inverter_steps"]), batch_size=int(opts["inverter_batch_size"]),
                              lr=float(opts["inverter_lr"]), image_weight=float(opts["inverter_image_weight"]),
                              generator=generator, progress=settings.progress, what=f"{settings.model_name} inverter")
-    metrics = evaluate_inverter(model, test_ds)
+    metrics = evaluate_inverter(model, test_ds, samples=int(opts["inverter_eval_samples"]))
     if settings.progress:
-        print(f"inverter: image MSE on own samples {metrics['own_samples_image_mse']:.5f}, "
-              f"on real test images {metrics.get('real_test_image_mse', float('nan')):.5f} ({timer.seconds:.0f}s)")
+        real = ("no real images (--own-samples-only)" if test_ds is None else
+                f"on {metrics['real_test_images']} real test images {metrics['real_test_image_mse']:.5f}")
+        print(f"inverter: image MSE on {metrics['own_samples']} own samples {metrics['own_samples_image_mse']:.5f}, "
+              f"{real} ({timer.seconds:.0f}s)")
     model.metadata.setdefault("training", {})["inverter"] = {**opts, "log": log, "seconds": round(timer.seconds, 2)}
-    model.metadata.setdefault("metrics", {}).update(
-        {"inverter": metrics, "test_mse": metrics.get("real_test_image_mse")})
+    model.metadata.setdefault("metrics", {}).update({"inverter": metrics})
+    if "real_test_image_mse" in metrics:
+        model.metadata["metrics"]["test_mse"] = metrics["real_test_image_mse"]
     return metrics
 
 
@@ -148,6 +153,16 @@ def _test_split(settings: TrainSettings):
 
     test_ds = load_dataset(settings.dataset, "test", data_dir=settings.data_dir)
     return test_ds.random_subset(settings.test_images, settings.seed)
+
+
+def _inverter_record(settings: TrainSettings, own_only: bool) -> dict:
+    """The run's settings as a ``train inverter`` run used them: no epochs, latent size or training images (the
+    generator is trained already), and no dataset at all with --own-samples-only."""
+    record = {k: v for k, v in settings.record().items() if k not in _UNUSED_BY_INVERTER}
+    if own_only:
+        for key in ("dataset", "data_dir", "test_images"):
+            record.pop(key, None)
+    return record
 
 
 @register_trainer("inverter")
@@ -170,12 +185,14 @@ def train_inverter_command(settings: TrainSettings):
     # --own-samples-only skips them (a generator of images no dataset here has, such as 1024x1024 faces)
     own_only = bool(settings.options.get("own_samples_only"))
     test_ds = None if own_only else _test_split(settings)
-    if test_ds is not None and tuple(test_ds.image_shape) != model.image_shape:
-        raise ConfigError(f"dataset '{settings.dataset}' has images of shape {tuple(test_ds.image_shape)}, "
-                          f"model '{model.name}' makes {model.image_shape}; pass --own-samples-only to train and "
-                          "measure the inverter on the generator's own samples only")
+    if test_ds is not None:
+        from latentmap.data.transforms import resolve_dataset
+
+        spec = settings.options.get("image_transform")
+        what = f"the {settings.dataset} test images (or pass --own-samples-only to measure on own samples only)"
+        test_ds = resolve_dataset(spec, test_ds, model, what)
     fit_and_record_inverter(model, settings, test_ds, generator)
-    model.metadata.setdefault("training", {})["settings"] = settings.record()
+    model.metadata.setdefault("training", {})["settings"] = _inverter_record(settings, own_only)
     model.metadata["training"]["environment"] = environment_record(device)
     if own_only:
         model.metadata["training"]["inverter"]["real_images"] = "none (--own-samples-only)"
