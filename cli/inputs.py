@@ -116,7 +116,7 @@ def _add_path(path: Path, found: list, depth: int) -> None:
 def _recorded_values(file: Path, keys) -> list:
     try:
         data = json.loads(file.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return []
     values = []
     for key in keys:

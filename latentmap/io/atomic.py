@@ -63,7 +63,7 @@ def read_output_marker(path) -> dict | None:
     """The marker of the output folder ``path`` as a dict, or None when it has none (or it is unreadable)."""
     try:
         data = json.loads((Path(path) / MARKER_NAME).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return None
     return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
 

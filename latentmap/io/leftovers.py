@@ -108,7 +108,7 @@ def _read_owner(folder: Path, role: str, name: str, inside_output: bool = False)
         if not os.path.isfile(file) or os.path.islink(file):
             return None
         owner = json.loads(file.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to parse
         return None
     if not isinstance(owner, dict) or owner.get("role") != role or owner.get("name") != name:
         return None

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from latentmap.errors import CheckpointError, ShapeMismatchError
 from latentmap.io.atomic import atomic_directory
