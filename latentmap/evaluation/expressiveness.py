@@ -315,7 +315,8 @@ def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: Laten
     (``options`` replacing its fields) as for :func:`score_set`, with ``bootstrap`` for the ratios.
     """
     s = ExpressivenessSettings.of(settings, **options)
-    refine_images, steps, lr, seed, progress = s.refine_images, s.steps, s.lr, s.seed, s.progress
+    refine_images, steps, lr, seed, progress, batch_size = (s.refine_images, s.steps, s.lr, s.seed, s.progress,
+                                                            s.batch_size)
     if not model.has_trained_encoder:
         raise ConfigError(f"model '{model.name}' has no trained encoder or inverter: the expressiveness benchmark "
                           "starts from one (train it with 'latentmap train inverter')")

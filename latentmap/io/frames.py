@@ -98,7 +98,7 @@ class MapRepr:
         return records_frame(rows, ["part", "name", "value"])
 
     def _repr_html_(self) -> str:
-        name = getattr(self, "estimator_name", "") or type(self).__name__
+        name = self.estimator_name or type(self).__name__
         fitted = getattr(self, "fit_metrics_", None) is not None
         return frame_html(self.to_frame(), f"{type(self).__name__} ({name}), {'fitted' if fitted else 'not fitted'}")
 

@@ -152,8 +152,13 @@ def display_frame(frame: pd.DataFrame, float_format=None, labels: bool = True) -
 
 def models_frame(records) -> pd.DataFrame:
     """One row per model record (latentmap.io.model_record): what it is, where it came from, its short fingerprint."""
-    from latentmap.io.model_record import short_fingerprint
+    from latentmap.io.model_record import NOT_PATHS, short_fingerprint
+    from latentmap.report.html import shown_path
+
+    def spec(r):  # a path without this machine's folders: a report reads the same on another machine
+        text = r.get("spec") or r.get("path") or ""
+        return text if not text or r.get("origin") in NOT_PATHS else shown_path(text)
 
     return pd.DataFrame([{"model": r.get("name"), "kind": r.get("kind"), "latent_dim": r.get("latent_dim"),
-                          "origin": r.get("origin", "path"), "spec": r.get("spec") or r.get("path") or "",
+                          "origin": r.get("origin", "path"), "spec": spec(r),
                           "fingerprint": short_fingerprint(r)} for r in records])
