@@ -338,6 +338,7 @@ def test_inverter_trains_on_own_samples_only(tmp_path):
     res = _run(*base, "--out", tmp_path / "refused")  # Fashion-MNIST is 28x28: refused, with the ways out
     assert res.exit_code == 2 and "--own-samples-only" in res.output and not (tmp_path / "refused").exists()
     assert "--image-transform auto" in res.output
+    (tmp_path / "no-data").mkdir()  # an empty data folder: any read of a dataset would fail
     res = _run(*base, "--own-samples-only", "--inverter-eval-samples", 64, "--data-dir", tmp_path / "no-data",
                "--out", tmp_path / "small")
     assert res.exit_code == 0, res.output
