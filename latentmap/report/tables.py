@@ -153,7 +153,7 @@ def display_frame(frame: pd.DataFrame, float_format=None, labels: bool = True) -
 def models_frame(records) -> pd.DataFrame:
     """One row per model record (latentmap.io.model_record): what it is, where it came from, its short fingerprint."""
     from latentmap.io.model_record import NOT_PATHS, short_fingerprint
-    from latentmap.report.html import shown_path
+    from latentmap.io.paths import shown_path
 
     def spec(r):  # a path without this machine's folders: a report reads the same on another machine
         text = r.get("spec") or r.get("path") or ""
