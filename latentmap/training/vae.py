@@ -9,8 +9,10 @@ from latentmap.losses import BalancedVAELoss
 from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.registry import adapter_class
 from latentmap.report.grid import grid_png, square_grid_png
+from latentmap.report.trajectories import trajectory_files
 from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
+from latentmap.training.tracking import DEFAULT_TRACK_EVERY, TrajectoryRecorder
 
 
 def _train_vae_like(settings: TrainSettings):
@@ -38,6 +40,8 @@ def _train_vae_like(settings: TrainSettings):
 
     log = []
     n_batches = -(-len(train_ds) // settings.batch_size)
+    recorder = tracker(settings, model, test_ds, n_batches)
+    n_steps = 0
     for epoch in range(1, settings.epochs + 1):
         for m in model.modules().values():
             m.train()
@@ -45,6 +49,9 @@ def _train_vae_like(settings: TrainSettings):
         with Timer() as timer, epoch_progress(settings, n_batches, epoch) as bar:
             for batch in shuffled_batches(train_ds, settings.batch_size, generator):
                 parts = step(batch)
+                n_steps += 1
+                if recorder is not None:
+                    recorder.step(n_steps)
                 totals["loss"] += float(parts.loss.detach()) * len(batch)
                 totals["mse"] += parts.mse * len(batch)
                 totals["kl"] += parts.kl * len(batch)
@@ -73,9 +80,21 @@ def _train_vae_like(settings: TrainSettings):
         "reconstructions.png": grid_png([x, model.reconstruct(x).cpu()]),
         "samples.png": square_grid_png(model.sample(64, sample_gen).cpu()),
     }
+    if recorder is not None:
+        extra.update(trajectory_files(recorder.finish(n_steps, {"dataset": settings.dataset, "kind": settings.kind})))
     save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
     return model
 
 
+def tracker(settings: TrainSettings, model, test_ds, steps_per_epoch: int):
+    """The trajectory recorder asked for by ``--track N`` (None when N is 0 or unset)."""
+    n = settings.options.get("track") or 0
+    if n <= 0:
+        return None
+    return TrajectoryRecorder(model, test_ds, n, every=settings.options.get("track_every") or DEFAULT_TRACK_EVERY,
+                              steps_per_epoch=steps_per_epoch)
+
+
+_train_vae_like.tracks = True  # --track records the encoder's mean and variance
 register_trainer("vae")(_train_vae_like)
 register_trainer("split-vae")(_train_vae_like)
