@@ -88,3 +88,25 @@ def test_latent_geometry_of_a_tiny_vae(tiny_vae_checkpoint):
     # the same seed gives the same numbers
     again = latent_geometry(model, data, n=120, seed=0, tsne=False)
     assert again.voids.fraction == geo.voids.fraction and again.tsne_codes is None
+
+
+def test_cli_diagnose_shows_the_voids_density_views_and_tsne(tiny_vae_checkpoint, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from latentmap.cli.main import main
+
+    out = tmp_path / "diag"
+    result = CliRunner().invoke(main, ["diagnose", "--model", str(tiny_vae_checkpoint), "--images", "40",
+                                       "--geometry-points", "100", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "geometry.json").read_text())
+    assert summary["points"] == 100 and summary["sampler"] == "prior"
+    assert f"Void fraction {summary['void_fraction']:.1%} of 100 samples" in result.output
+    for name in ("geometry_density.png", "geometry_voids.png", "geometry_decodes.png", "geometry_tsne.png"):
+        assert (out / name).stat().st_size > 0, name
+    page = (out / "index.html").read_text()
+    assert "Fragments, filaments and voids" in page and 'src="geometry_tsne.png"' in page
+    rows = (out / "geometry_fidelity.csv").read_text().splitlines()
+    assert rows[0].startswith("group,reference") and rows[1].startswith("all,")
