@@ -92,3 +92,29 @@ def test_cli_track_refuses_generators_without_encoder(tmp_path):
     assert result.exit_code == 2
     assert "--track needs an encoder" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_plain_autoencoder_trains_on_the_mse_and_tracks_its_latent(tmp_path):
+    out = tmp_path / "ae"
+    result = CliRunner().invoke(main, ["train", "ae", "--dataset", "digits", "--latent-dim", "3", "--epochs", "1",
+                                       "--train-images", "64", "--test-images", "40", "--hidden", "8",
+                                       "--batch-size", "16", "--track", "5", "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    from latentmap import load_model
+
+    model = load_model(str(out), device="cpu")
+    assert model.kind == "ae" and not model.has_prior and not getattr(model, "vae_like", False)
+    assert model.metadata["training"]["log"][0]["kl"] == 0.0
+    assert model.metadata["training"]["loss"] == "mean squared error"
+    traj = Trajectories.load(out / "trajectories.npz")
+    assert traj.mu.shape == (2, 5, 3) and not traj.has_variance and np.isnan(traj.var).all()
+    assert np.isnan(traj.mean_sigma2).all() and np.isfinite(traj.var_mu).all()
+    x = load_dataset_batch()
+    np.testing.assert_allclose(traj.mu[-1], model.encode(x[traj.indices]).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def load_dataset_batch():
+    from latentmap.training.common import TrainSettings, load_splits
+
+    _, test = load_splits(TrainSettings(kind="ae", out="-", dataset="digits", train_images=64, test_images=40))
+    return test.all_images()

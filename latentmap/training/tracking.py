@@ -72,12 +72,14 @@ class Trajectories:
         return float(self.mean_sigma2[0] / self.mean_sigma2[last])
 
     def summary(self) -> dict:
-        return {"records": int(len(self.steps)), "tracked_images": int(self.mu.shape[1]),
+        """JSON-ready: NaN (no encoder variance) is written as None."""
+        data = {"records": int(len(self.steps)), "tracked_images": int(self.mu.shape[1]),
                 "latent_dim": int(self.mu.shape[2]), "steps_per_epoch": self.steps_per_epoch,
                 "mean_sigma2_start": float(self.mean_sigma2[0]), "mean_sigma2_end": float(self.mean_sigma2[-1]),
                 "mean_sigma2_drop_epoch1": self.sigma2_drop(1.0) if self.has_variance else None,
                 "var_mu_start": float(self.var_mu[0]), "var_mu_end": float(self.var_mu[-1]),
                 "law_end": float(self.law[-1]), **self.meta}
+        return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in data.items()}
 
     def npz_bytes(self) -> bytes:
         buffer = io.BytesIO()

@@ -22,12 +22,13 @@ def _train_vae_like(settings: TrainSettings):
     model.to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
-    loss_fn = BalancedVAELoss(gamma_floor=settings.options.get("gamma_min") or 1e-6)
+    plain = settings.kind == "ae"  # a plain autoencoder: the MSE alone, no KL term
+    loss_fn = _MSELoss() if plain else BalancedVAELoss(gamma_floor=settings.options.get("gamma_min") or 1e-6)
 
     def step(batch):
         x = batch.to(device)
-        x_hat, mu, logvar = model.train_forward(x)
-        parts = loss_fn(x, x_hat, mu, logvar)
+        x_hat, *posterior = model.train_forward(x)
+        parts = loss_fn(x, x_hat, *posterior)
         optimizer.zero_grad(set_to_none=True)
         parts.loss.backward()
         optimizer.step()
@@ -70,7 +71,8 @@ def _train_vae_like(settings: TrainSettings):
     model.metadata.update({
         "dataset": settings.dataset,
         "seed": settings.seed,
-        "training": {"settings": settings.record(), "log": log, "loss": "balanced (Asperti & Trentin 2020)",
+        "training": {"settings": settings.record(), "log": log,
+                     "loss": "mean squared error" if plain else "balanced (Asperti & Trentin 2020)",
                      "train_images": len(train_ds), "environment": environment_record(device)},
         "metrics": {"test_mse": test_mse, "test_images": len(test_ds), **stats},
     })
@@ -78,7 +80,7 @@ def _train_vae_like(settings: TrainSettings):
     x = test_ds.batch(range(min(16, len(test_ds))))
     extra = {
         "reconstructions.png": grid_png([x, model.reconstruct(x).cpu()]),
-        "samples.png": square_grid_png(model.sample(64, sample_gen).cpu()),
+        "samples.png": square_grid_png(_own_samples(model, train_ds, sample_gen, settings.seed)),
     }
     if recorder is not None:
         extra.update(trajectory_files(recorder.finish(n_steps, {"dataset": settings.dataset, "kind": settings.kind})))
@@ -95,6 +97,30 @@ def tracker(settings: TrainSettings, model, test_ds, steps_per_epoch: int):
                               steps_per_epoch=steps_per_epoch)
 
 
-_train_vae_like.tracks = True  # --track records the encoder's mean and variance
+def _own_samples(model, train_ds, generator, seed: int, n: int = 64):
+    """Samples from the prior, or, for a model without one (the plain autoencoder), from a Gaussian fitted on
+    the encodings of (at most 2,000) training images."""
+    if model.has_prior:
+        return model.sample(n, generator).cpu()
+    from latentmap.evaluation.samplers import fit_sampler
+
+    sampler = fit_sampler(model, "gaussian", data=train_ds, fit_images=2000, seed=seed)
+    return model.decode(sampler.sample(n, generator)).cpu()
+
+
+class _MSELoss:
+    """The plain autoencoder's loss, with the fields the training log reads (kl 0, gamma 1)."""
+
+    gamma = 1.0
+
+    def __call__(self, x, x_hat, z):
+        from latentmap.losses import BalancedLossParts
+
+        mse = torch.mean((x_hat - x) ** 2)
+        return BalancedLossParts(loss=mse, mse=float(mse.detach()), kl=0.0, gamma=1.0)
+
+
+_train_vae_like.tracks = True  # --track records the encoder's mean and variance (the ae: its latent)
 register_trainer("vae")(_train_vae_like)
 register_trainer("split-vae")(_train_vae_like)
+register_trainer("ae")(_train_vae_like)
