@@ -118,3 +118,14 @@ def load_dataset_batch():
 
     _, test = load_splits(TrainSettings(kind="ae", out="-", dataset="digits", train_images=64, test_images=40))
     return test.all_images()
+
+
+def test_plain_autoencoder_passes_the_adapter_conformance(tmp_path):
+    from conformance import check_adapter, random_images
+
+    from latentmap.models import ADAPTERS, ConvAE
+
+    assert ADAPTERS["ae"] is ConvAE
+    model = ConvAE("ae", (1, 28, 28), 3, channels=[4, 8], hidden=16)
+    assert not model.has_prior and model.objective == "autoencoder"
+    check_adapter(model, random_images(4, (1, 28, 28)), tmp_path)
