@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=None)
     parser.add_argument("--points", type=int, default=1000, help="codes and prior samples per void fraction")
     parser.add_argument("--reference", default=None, help="reference model checkpoint (default: trained here)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/latent-size")
     args = parser.parse_args()
 
@@ -120,9 +121,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     test = load_dataset(args.dataset, "test")
     common = dict(dataset=args.dataset, epochs=args.epochs, train_images=args.train_images, progress=False,
-                  device="cpu")
+                  device=args.device)
     if args.reference:
-        reference = load_model(args.reference, device="cpu")
+        reference = load_model(args.reference, device=args.device)
     else:
         reference = train(TrainSettings(kind="vae", out=str(out / "reference"), latent_dim=16, seed=1000, **common))
     runs = []
