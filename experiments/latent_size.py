@@ -18,7 +18,9 @@ over seeds per size), ``OUT/latent_size.md`` (the table for the docs) and ``OUT/
     python experiments/latent_size.py --dataset mnist --sizes 2,8,16,32,64,128 --seeds 0,1 --epochs 3 \
         --out runs/latent-size
 
-On 2 shared CPU cores each run of 3 epochs on the 4,000 MNIST training digits takes a few minutes.
+On 2 shared CPU cores each run of 2 epochs on the 4,000 MNIST training digits takes 1-3 minutes.
+Runs of several invocations with the same ``--out`` (and ``--reference``) add up in ``runs.jsonl``;
+``--table-only`` rebuilds the table from all of them.
 """
 
 from __future__ import annotations
@@ -111,7 +113,13 @@ def main() -> None:
     parser.add_argument("--reference", default=None, help="reference model checkpoint (default: trained here)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/latent-size")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: rebuild the table and plot from every run in OUT/runs.jsonl")
     args = parser.parse_args()
+    if args.table_only:
+        write_table([json.loads(line) for line in (Path(args.out) / "runs.jsonl").read_text().splitlines()],
+                    Path(args.out))
+        return
 
     from latentmap.data.datasets import load_dataset
     from latentmap.models.registry import load_model
@@ -139,6 +147,10 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             with open(out / "runs.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
+    write_table(runs, out)
+
+
+def write_table(runs: list[dict], out: Path) -> None:
     table = summarize(runs)
     table.to_csv(out / "latent_size.csv", index=False)
     (out / "latent_size.md").write_text(markdown(table))
