@@ -19,9 +19,17 @@ from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_o
 @batch_size_option
 @device_option
 @seed_option
+@click.option("--geometry/--no-geometry", default=True, show_default=True,
+              help="Void fraction, density of codes against samples, t-SNE maps and decodes from voids.")
+@click.option("--geometry-points", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Real codes and as many samples for the void fraction (compare void fractions at equal N).")
+@click.option("--tsne/--no-tsne", default=True, show_default=True, help="t-SNE maps of the codes (at most 2,000).")
+@click.option("--reference", default=None,
+              help="Model whose latent space measures the fidelity of samples from voids and near the data "
+                   "(default: the model itself).")
 @progress_option
 def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, out, overwrite, batch_size,
-            device, seed, progress):
+            device, seed, geometry, geometry_points, tsne, reference, progress):
     """Latent-space diagnostics of a model on a dataset split, against its own prior (StyleGAN's W: the mapping
     network's output statistics), with linear and spherical interpolation grids: CSV, JSON, figures, index.html."""
     from latentmap.models.registry import load_model
@@ -31,7 +39,7 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform,
     from latentmap.evaluation.interpolation import interpolate, pair_positions
     from latentmap.report.diagnostics import describe, save_diagnostics
 
-    out = prepare_output(out, "report", "diagnose", overwrite, inputs=[model_spec])
+    out = prepare_output(out, "report", "diagnose", overwrite, inputs=[model_spec, reference])
     model = load_model(model_spec, device=device, allow_pickle=trust_pickle)
     dataset = choose_dataset([model], dataset)
     data = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
@@ -40,9 +48,20 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform,
     pairs = pair_positions(len(data), 2)  # interpolation grids between two pairs of the images
     paths = interpolate(model, data.batch([a for a, _ in pairs]), data.batch([b for _, b in pairs]),
                         pair_ids=[f"{a}-{b}" for a, b in pairs], seed=seed)
-    save_diagnostics(diag, out, overwrite=overwrite, interpolation=paths)
+    geo = None
+    if geometry:
+        from latentmap.evaluation.geometry import latent_geometry
+        from latentmap.report.geometry import describe as describe_geometry
+
+        ref = load_model(reference, device=device, allow_pickle=trust_pickle) if reference else None
+        full = load_dataset(dataset, split, data_dir=data_dir)
+        geo = latent_geometry(model, full, n=min(geometry_points, len(full)), seed=seed, reference=ref, tsne=tsne,
+                              batch_size=batch_size, progress=progress)
+    save_diagnostics(diag, out, overwrite=overwrite, interpolation=paths, geometry=geo)
     click.echo(f"{diag.model} ({diag.kind}), latent size {diag.latent_dim}, {diag.n_images} images of {dataset} "
                f"({split})")
     for line in describe(diag):
         click.echo(line)
+    if geo is not None:
+        click.echo(describe_geometry(geo))
     click.echo(f"report written to {out}")

@@ -44,10 +44,16 @@ from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice
 @click.option("--gamma-min", type=FiniteFloat(0, low_open=True), default=None,
               help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
 @click.option("--r1-gamma", type=FiniteFloat(0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
+@click.option("--track", type=click.IntRange(min=0), default=0, show_default=True,
+              help="vae/split-vae/ae: record the encoder's mean and variance (or the latent) of N fixed held-out "
+                   "images, one per class in turn, every --track-every steps: trajectories.npz/.csv/.png/.gif.")
+@click.option("--track-every", type=click.IntRange(min=1), default=None,
+              help="Training steps between two trajectory records [default: 10].")
 @progress_option
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, overwrite, name, channels,
             hidden, train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
-            inverter_image_weight, inverter_channels, inverter_eval_samples, image_transform, own_samples_only, z_dim, gamma_min, r1_gamma, progress):
+            inverter_image_weight, inverter_channels, inverter_eval_samples, image_transform, own_samples_only, z_dim,
+            gamma_min, r1_gamma, track, track_every, progress):
     """Train a reference model of KIND and save it as a checkpoint folder.
 
     For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
@@ -75,7 +81,10 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
              "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
              "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels,
              "inverter_eval_samples": inverter_eval_samples, "image_transform": image_transform, "z_dim": z_dim,
-             "gamma_min": gamma_min, "r1_gamma": r1_gamma, "own_samples_only": own_samples_only or None}
+             "gamma_min": gamma_min, "r1_gamma": r1_gamma, "own_samples_only": own_samples_only or None,
+             "track": track or None, "track_every": track_every}
+    if track_every is not None and not track:
+        raise click.BadParameter("--track-every needs --track N", param_hint="--track-every")
     options.update({k: v for k, v in extra.items() if v is not None})
     settings = TrainSettings(kind=kind, out=out, dataset=dataset, latent_dim=latent_dim, epochs=epochs, seed=seed,
                              batch_size=batch_size, lr=lr, device=device, name=name, data_dir=data_dir,
@@ -90,3 +99,5 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
                    "(--own-samples-only)")
         return
     click.echo(f"saved {kind} '{model.name}' to {out}: test MSE {metrics.get('test_mse', float('nan')):.5f}")
+    if track:
+        click.echo(f"trajectories of {track} images written to {out}/trajectories.npz (.csv, .png, .gif)")

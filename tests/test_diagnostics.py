@@ -230,7 +230,7 @@ def test_report_files(tmp_path):
 def test_cli_writes_the_report(tiny_vae_checkpoint, tmp_path):
     out = tmp_path / "diag"
     result = CliRunner().invoke(main, ["diagnose", "--model", str(tiny_vae_checkpoint), "--images", "120", "--out",
-                                       str(out), "--batch-size", "50", "--no-progress"])
+                                       str(out), "--batch-size", "50", "--no-geometry", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "120 images" in result.output and "Inactive variables" in result.output and "Δ_var" in result.output
     saved = json.loads((out / "diagnostics.json").read_text())

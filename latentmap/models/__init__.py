@@ -6,7 +6,8 @@ from latentmap.models.gan import GANModel
 from latentmap.models.split_vae import SplitVAE
 from latentmap.models.stylegan import StyleGANW, WSpaceModel
 from latentmap.models.vae import ConvVAE
+from latentmap.models.autoencoder import ConvAE
 from latentmap.models import external_stylegan, pythae_model, sources, wrapped  # noqa: F401  (register themselves)
 
 __all__ = ["ADAPTERS", "LatentModel", "VAELikeModel", "adapter_class", "load_model", "register_adapter",
-           "register_model_source", "ConvVAE", "SplitVAE", "GANModel", "StyleGANW", "WSpaceModel"]
+           "register_model_source", "ConvAE", "ConvVAE", "SplitVAE", "GANModel", "StyleGANW", "WSpaceModel"]

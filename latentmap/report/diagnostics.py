@@ -18,14 +18,17 @@ from latentmap.io.atomic import atomic_directory
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, render_page
 from latentmap.report.tables import column_label, sig
+from latentmap.report.geometry import describe as describe_geometry
+from latentmap.report.geometry import write_geometry
 from latentmap.report.interpolation import describe as describe_interpolation
 from latentmap.report.interpolation import write_interpolation
 
 
-def save_diagnostics(diag: LatentDiagnostics, out, *, overwrite: bool = True, interpolation=None) -> Path:
+def save_diagnostics(diag: LatentDiagnostics, out, *, overwrite: bool = True, interpolation=None,
+                     geometry=None) -> Path:
     """Write a standalone diagnostics report folder atomically (see :func:`write_diagnostics`)."""
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
-        write_diagnostics(diag, tmp, interpolation=interpolation)
+        write_diagnostics(diag, tmp, interpolation=interpolation, geometry=geometry)
     return Path(out)
 
 
@@ -46,10 +49,12 @@ def variables_frame(diag: LatentDiagnostics):
     return frame
 
 
-def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpolation=None,
+def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpolation=None, geometry=None,
                       back: tuple | None = None):
     """variables.csv, diagnostics.json and four PNG figures into ``folder`` (with ``interpolation``, an
-    :class:`~latentmap.evaluation.interpolation.InterpolationResult`, also its grid, plot and CSV).
+    :class:`~latentmap.evaluation.interpolation.InterpolationResult`, also its grid, plot and CSV; with
+    ``geometry``, a :class:`~latentmap.evaluation.geometry.LatentGeometry`, the void fraction, density views,
+    t-SNE maps and decodes from voids).
 
     Returns the HTML section (links prefixed by ``rel``); with ``rel == ""`` also writes
     ``index.html``, so ``folder`` is a standalone report (``back``: (href, text) of a link to the
@@ -70,10 +75,13 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpo
     section.parts.append(f'<p class="note">Files: <a href="{rel}variables.csv">variables.csv</a> (one row per '
                          f'variable), <a href="{rel}diagnostics.json">diagnostics.json</a>.</p>')
     sections = [section]
+    if geometry is not None:
+        sections.append(write_geometry(geometry, folder, rel))
     if interpolation is not None:
         sections.append(write_interpolation(interpolation, folder, rel))
     if not rel:
-        findings = describe(diag) + ([] if interpolation is None else [describe_interpolation(interpolation)])
+        findings = describe(diag) + ([] if geometry is None else [describe_geometry(geometry)]) \
+            + ([] if interpolation is None else [describe_interpolation(interpolation)])
         (folder / "index.html").write_text(render_page(f"Latent diagnostics: {diag.model}", sections,
                                                        findings=findings, back=back))
     for extra in sections[1:]:

@@ -84,6 +84,10 @@ def train(settings: TrainSettings):
     if settings.kind not in TRAINERS:
         raise UnknownKindError(f"no trainer for kind '{settings.kind}'; known: {', '.join(sorted(TRAINERS))}")
     settings.validate()
+    if (settings.options.get("track") or 0) > 0 and not getattr(TRAINERS[settings.kind], "tracks", False):
+        trackable = ", ".join(sorted(k for k, fn in TRAINERS.items() if getattr(fn, "tracks", False)))
+        raise ConfigError(f"--track needs an encoder trained with the model; kind '{settings.kind}' has none "
+                          f"(trackable kinds: {trackable})")
     return TRAINERS[settings.kind](settings)
 
 

@@ -9,8 +9,10 @@ from latentmap.losses import BalancedVAELoss
 from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.registry import adapter_class
 from latentmap.report.grid import grid_png, square_grid_png
+from latentmap.report.trajectories import trajectory_files
 from latentmap.training.common import (Timer, TrainSettings, check_model_fits, environment_record, epoch_progress, register_trainer, sanity_step,
                      shuffled_batches, start_run)
+from latentmap.training.tracking import DEFAULT_TRACK_EVERY, TrajectoryRecorder
 
 
 def _train_vae_like(settings: TrainSettings):
@@ -22,12 +24,13 @@ def _train_vae_like(settings: TrainSettings):
     model.to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
-    loss_fn = BalancedVAELoss(gamma_floor=settings.options.get("gamma_min") or 1e-6)
+    plain = settings.kind == "ae"  # a plain autoencoder: the MSE alone, no KL term
+    loss_fn = _MSELoss() if plain else BalancedVAELoss(gamma_floor=settings.options.get("gamma_min") or 1e-6)
 
     def step(batch):
         x = batch.to(device)
-        x_hat, mu, logvar = model.train_forward(x)
-        parts = loss_fn(x, x_hat, mu, logvar)
+        x_hat, *posterior = model.train_forward(x)
+        parts = loss_fn(x, x_hat, *posterior)
         optimizer.zero_grad(set_to_none=True)
         parts.loss.backward()
         optimizer.step()
@@ -40,6 +43,8 @@ def _train_vae_like(settings: TrainSettings):
 
     log = []
     n_batches = -(-len(train_ds) // settings.batch_size)
+    recorder = tracker(settings, model, test_ds, n_batches)
+    n_steps = 0
     for epoch in range(1, settings.epochs + 1):
         for m in model.modules().values():
             m.train()
@@ -47,6 +52,9 @@ def _train_vae_like(settings: TrainSettings):
         with Timer() as timer, epoch_progress(settings, n_batches, epoch) as bar:
             for batch in shuffled_batches(train_ds, settings.batch_size, generator):
                 parts = step(batch)
+                n_steps += 1
+                if recorder is not None:
+                    recorder.step(n_steps)
                 totals["loss"] += float(parts.loss.detach()) * len(batch)
                 totals["mse"] += parts.mse * len(batch)
                 totals["kl"] += parts.kl * len(batch)
@@ -65,7 +73,8 @@ def _train_vae_like(settings: TrainSettings):
     model.metadata.update({
         "dataset": settings.dataset,
         "seed": settings.seed,
-        "training": {"settings": settings.record(), "log": log, "loss": "balanced (Asperti & Trentin 2020)",
+        "training": {"settings": settings.record(), "log": log,
+                     "loss": "mean squared error" if plain else "balanced (Asperti & Trentin 2020)",
                      "train_images": len(train_ds), "environment": environment_record(device)},
         "metrics": {"test_mse": test_mse, "test_images": len(test_ds), **stats},
     })
@@ -73,11 +82,47 @@ def _train_vae_like(settings: TrainSettings):
     x = test_ds.batch(range(min(16, len(test_ds))))
     extra = {
         "reconstructions.png": grid_png([x, model.reconstruct(x).cpu()]),
-        "samples.png": square_grid_png(model.sample(64, sample_gen).cpu()),
+        "samples.png": square_grid_png(_own_samples(model, train_ds, sample_gen, settings.seed)),
     }
+    if recorder is not None:
+        extra.update(trajectory_files(recorder.finish(n_steps, {"dataset": settings.dataset, "kind": settings.kind})))
     save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
     return model
 
 
+def tracker(settings: TrainSettings, model, test_ds, steps_per_epoch: int):
+    """The trajectory recorder asked for by ``--track N`` (None when N is 0 or unset)."""
+    n = settings.options.get("track") or 0
+    if n <= 0:
+        return None
+    return TrajectoryRecorder(model, test_ds, n, every=settings.options.get("track_every") or DEFAULT_TRACK_EVERY,
+                              steps_per_epoch=steps_per_epoch)
+
+
+def _own_samples(model, train_ds, generator, seed: int, n: int = 64):
+    """Samples from the prior, or, for a model without one (the plain autoencoder), from a Gaussian fitted on
+    the encodings of (at most 2,000) training images."""
+    if model.has_prior:
+        return model.sample(n, generator).cpu()
+    from latentmap.evaluation.samplers import fit_sampler
+
+    sampler = fit_sampler(model, "gaussian", data=train_ds, fit_images=2000, seed=seed)
+    return model.decode(sampler.sample(n, generator)).cpu()
+
+
+class _MSELoss:
+    """The plain autoencoder's loss, with the fields the training log reads (kl 0, gamma 1)."""
+
+    gamma = 1.0
+
+    def __call__(self, x, x_hat, z):
+        from latentmap.losses import BalancedLossParts
+
+        mse = torch.mean((x_hat - x) ** 2)
+        return BalancedLossParts(loss=mse, mse=float(mse.detach()), kl=0.0, gamma=1.0)
+
+
+_train_vae_like.tracks = True  # --track records the encoder's mean and variance (the ae: its latent)
 register_trainer("vae")(_train_vae_like)
 register_trainer("split-vae")(_train_vae_like)
+register_trainer("ae")(_train_vae_like)
