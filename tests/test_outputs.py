@@ -62,7 +62,7 @@ NOT_READ = {  # parameters of output-writing commands that name no file or folde
     "seeds", "alpha", "bias", "reference_images", "fit_images", "samples", "fit_split", "method", "estimator",
     "estimators", "image_transform", "grid_images", "cycle", "fit_kind", "quick", "own_samples", "steps", "init",
     "precision", "loss", "lpips_net", "sampler", "components", "refine_images", "bootstrap", "min_count", "k",
-    "calibration",
+    "calibration", "track", "track_every", "geometry", "geometry_points", "tsne",
 }
 
 
