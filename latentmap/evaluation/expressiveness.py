@@ -12,13 +12,14 @@ across models rather than as ratios. Computation only; :mod:`latentmap.report.ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from latentmap import distributed
 from latentmap.batching import with_progress
+from latentmap.io.settings import SettingsOf
 from latentmap.errors import ConfigError
 from latentmap.evaluation.distribution import (BOOTSTRAP_DRAW_SECONDS, EXPRESSIVENESS_BOOTSTRAP,  # noqa: F401
                                                 MAX_BOOTSTRAP, RatioCI, bootstrap_ratio, bootstrap_seconds)
@@ -63,8 +64,10 @@ def metric_label(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class ExpressivenessSettings:
+class ExpressivenessSettings(SettingsOf):
     """How the benchmark runs (sizes, sampler, refinement, LPIPS, seed): one object through every call."""
+
+    WHAT = "expressiveness settings"  # not a field: no annotation
 
     samples: int = 512  # own samples per model
     sampler: str = "auto"
@@ -79,14 +82,6 @@ class ExpressivenessSettings:
     worst: int = WORST
     batch_size: int = 256
     progress: bool = False
-
-    @classmethod
-    def of(cls, settings: "ExpressivenessSettings | None" = None, **options) -> "ExpressivenessSettings":
-        """``settings`` (default: the defaults) with ``options`` replaced, each a field of this class."""
-        unknown = sorted(set(options) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown expressiveness settings: {', '.join(unknown)}")
-        return replace(settings or cls(), **options)
 
 
 @dataclass

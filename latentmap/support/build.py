@@ -12,7 +12,7 @@ anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.support.s
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from latentmap import distributed
 from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.io.support_folder import IMAGES_NAME, MANIFEST_NAME, SupportSet  # noqa: F401  (re-exported)
+from latentmap.io.settings import SettingsOf
 from latentmap.errors import ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
@@ -31,10 +32,12 @@ DEFAULT_PAIRS = 5000
 
 
 @dataclass(frozen=True)
-class SupportSetSettings:
+class SupportSetSettings(SettingsOf):
     """How a support set's anchors are chosen: one object through the builder (its choices go to the manifest).
 
     ``size`` defaults to the model's latent size; ``top_k`` and ``threshold`` to the sector method's rules."""
+
+    WHAT = "support-set settings"  # not a field: no annotation
 
     size: int | None = None
     strategy: str = "sectors"
@@ -47,14 +50,6 @@ class SupportSetSettings:
     batch_size: int = 256
     chunk_rows: int | None = None
     progress: bool = False
-
-    @classmethod
-    def of(cls, settings: "SupportSetSettings | None" = None, **options) -> "SupportSetSettings":
-        """``settings`` (default: the defaults) with ``options`` replaced, each a field of this class."""
-        unknown = sorted(set(options) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown support-set settings: {', '.join(unknown)}")
-        return replace(settings or cls(), **options)
 
 
 @dataclass
