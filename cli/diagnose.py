@@ -54,7 +54,8 @@ def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform,
         from latentmap.report.geometry import describe as describe_geometry
 
         ref = load_model(reference, device=device, allow_pickle=trust_pickle) if reference else None
-        full = load_dataset(dataset, split, data_dir=data_dir)
+        full = resolve_dataset(image_transform, load_dataset(dataset, split, data_dir=data_dir), model,
+                               f"the {dataset} {split} images")
         geo = latent_geometry(model, full, n=min(geometry_points, len(full)), seed=seed, reference=ref, tsne=tsne,
                               batch_size=batch_size, progress=progress)
     save_diagnostics(diag, out, overwrite=overwrite, interpolation=paths, geometry=geo)

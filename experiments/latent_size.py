@@ -39,9 +39,8 @@ def measure(model, test, reference, points: int, seed: int) -> dict:
     """Every number of one trained model (see the module docstring)."""
     import torch
 
-    from latentmap.evaluation.fidelity import prdc
-    from latentmap.evaluation.geometry import void_fraction
-    from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, latent_statistics, reconstruction_mse
+    from latentmap import latent_statistics, prdc, reconstruction_mse, void_fraction
+    from latentmap.evaluation.metrics import INACTIVE_THRESHOLD
 
     subset = test.random_subset(min(points, len(test)), seed)
     codes = model.encode_all(subset).double()
@@ -121,9 +120,7 @@ def main() -> None:
                     Path(args.out))
         return
 
-    from latentmap.data.datasets import load_dataset
-    from latentmap.models.registry import load_model
-    from latentmap.training import TrainSettings, train
+    from latentmap import TrainSettings, load_dataset, load_model, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

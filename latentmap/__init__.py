@@ -55,6 +55,12 @@ _PUBLIC = {
     "per_image_mse": "latentmap.evaluation.metrics",
     "bootstrap_ratio_interval": "latentmap.evaluation.distribution",
     "ratio_quantiles": "latentmap.evaluation.distribution",
+    "TrainSettings": "latentmap.training.common",
+    "train": "latentmap.training",
+    "prdc": "latentmap.evaluation.fidelity",
+    "void_fraction": "latentmap.evaluation.geometry",
+    "latent_statistics": "latentmap.evaluation.metrics",
+    "reconstruction_mse": "latentmap.evaluation.metrics",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -11,8 +11,10 @@ import latentmap
 ROOT = Path(__file__).resolve().parents[1]
 # deep imports the scripts keep on purpose: the internals a benchmark measures, the reference VAEs' training loss
 # internals a script uses on purpose: the pass a benchmark times, a training loss, the loader settings a benchmark
-# varies, and the exclusive atomic file write the benchmarks record their results with
-DEEP_ALLOWED = {"latentmap.support.info_gain", "latentmap.losses", "latentmap.batching", "latentmap.io.atomic"}
+# varies, the exclusive atomic file write the benchmarks record their results with, the figure style of the reports,
+# and the inactivity threshold the diagnostics use
+DEEP_ALLOWED = {"latentmap.support.info_gain", "latentmap.losses", "latentmap.batching", "latentmap.io.atomic",
+                "latentmap.report.figures", "latentmap.evaluation.metrics"}
 RESULT_CLASSES = ("RelocationResult", "AtlasResult", "ExpressivenessResult", "CoverageResult", "FidelityResult",
                   "SupportSet", "CompareResult", "InversionResult")
 
