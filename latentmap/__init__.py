@@ -61,6 +61,9 @@ _PUBLIC = {
     "void_fraction": "latentmap.evaluation.geometry",
     "latent_statistics": "latentmap.evaluation.metrics",
     "reconstruction_mse": "latentmap.evaluation.metrics",
+    "knn_radii": "latentmap.evaluation.fidelity",
+    "fit_sampler": "latentmap.evaluation.samplers",
+    "PriorSampler": "latentmap.evaluation.samplers",
 }
 
 __all__ = ["__version__", *_PUBLIC]
