@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from latentmap import FitSource, adapter_class, evaluate_relocation, fit_map, load_dataset
+from latentmap import FitSource, LinearMap, adapter_class, evaluate_relocation, fit_map, load_dataset
 from latentmap.losses import BalancedVAELoss  # the training loss of the reference VAEs, not part of the public face
 
 FIT_IMAGES, TEST_EVERY, BATCH = 5000, 5, 128

@@ -62,7 +62,6 @@ _PUBLIC = {
     "latent_statistics": "latentmap.evaluation.metrics",
     "reconstruction_mse": "latentmap.evaluation.metrics",
     "knn_radii": "latentmap.evaluation.fidelity",
-    "fit_sampler": "latentmap.evaluation.samplers",
     "PriorSampler": "latentmap.evaluation.samplers",
 }
 
