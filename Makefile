@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 LATENTMAP := $(BIN)/latentmap
 
-.PHONY: install data demo example-report test test-all mutate notebooks docs docs-screenshots checkpoints support-sets benchmarks bench bench-quick clean
+.PHONY: install data demo example-report test test-all lint mutate notebooks docs docs-screenshots checkpoints support-sets benchmarks bench bench-quick clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: install data
 
 test-all: install data
 	LATENTMAP_SLOW=1 $(BIN)/python -m pytest -q
+
+# ruff over the whole tree with the rules of pyproject.toml's [tool.ruff] (CI runs it after `make test`).
+lint: install
+	$(BIN)/ruff check .
 
 # The notebooks of examples/, each run top to bottom in a fresh python3 kernel (also part of `make test`).
 notebooks: install data

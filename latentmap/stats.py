@@ -35,7 +35,7 @@ class Moments:
         self.mean_x = self.cxx = self.mean_y = self.cxy = self.cyy = None
 
     # ------------------------------------------------------------------ update / merge
-    def update(self, x: torch.Tensor, y: torch.Tensor | None = None, *, check_finite: bool = False) -> "Moments":
+    def update(self, x: torch.Tensor, y: torch.Tensor | None = None, *, check_finite: bool = False) -> Moments:
         """Fold in a batch [N, d] (images are flattened to [N, C·H·W]); returns self.
 
         The batch is read in row chunks of at most :data:`CHUNK_ROWS` rows (and :data:`CHUNK_BYTES` of
@@ -138,11 +138,11 @@ class Moments:
         self.n = n
 
     @classmethod
-    def of_batch(cls, x: torch.Tensor, y: torch.Tensor | None = None, full: bool = False) -> "Moments":
+    def of_batch(cls, x: torch.Tensor, y: torch.Tensor | None = None, full: bool = False) -> Moments:
         """The moments of one batch (a new accumulator)."""
         return cls(full).update(x, y)
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         """Add ``other``'s data to this accumulator (Chan et al.'s pairwise update); returns self."""
         if other.n == 0:
             return self
@@ -176,7 +176,7 @@ class Moments:
         return {k: getattr(self, k) for k in STATE_KEYS}
 
     @classmethod
-    def from_state(cls, state: dict, full: bool) -> "Moments":
+    def from_state(cls, state: dict, full: bool) -> Moments:
         out = cls(full)
         for key in STATE_KEYS:
             setattr(out, key, state.get(key))
@@ -234,7 +234,7 @@ class Sums:
         v = v.sum(0) if v.ndim else v
         self.values[key] = self.values[key] + v.to(self.values[key].device) if key in self.values else v
 
-    def merge(self, other: "Sums") -> "Sums":
+    def merge(self, other: Sums) -> Sums:
         for key, value in other.values.items():
             self.add(key, value.unsqueeze(0))
         return self

@@ -29,7 +29,7 @@ def test_datasets_list(runner):
 def test_models_list(runner, tiny_vae_checkpoint):
     result = runner.invoke(main, ["models", "list", str(tiny_vae_checkpoint.parent)])
     assert result.exit_code == 0, result.output
-    line = [l for l in result.output.splitlines() if l.startswith("tiny-vae")][0]
+    line = [s for s in result.output.splitlines() if s.startswith("tiny-vae")][0]
     assert "vae" in line and " 8 " in line and "fashion-mnist" in line
 
 

@@ -2,7 +2,6 @@
 and the demo's expressiveness and coverage sections."""
 import json
 
-import json
 import numpy as np
 import pandas as pd
 import pytest

@@ -97,8 +97,8 @@ def test_information_gain_of_simulated_ranks_equals_one_process(world, as_rank, 
     for batch_size, rows in [(16, None), (16, 7), (25, 40), (9, 1000)]:
         one = information_gain(model, data, batch_size=batch_size, chunk_rows=rows)
         sums, counts = [], []
-        monkeypatch.setattr(distributed, "all_reduce_sum", lambda t: sums.append(t) or t)
-        monkeypatch.setattr(distributed, "all_reduce_count", lambda k: counts.append(k) or k)
+        monkeypatch.setattr(distributed, "all_reduce_sum", lambda t, sums=sums: sums.append(t) or t)
+        monkeypatch.setattr(distributed, "all_reduce_count", lambda k, counts=counts: counts.append(k) or k)
         for r in range(world):
             as_rank(r, world)
             information_gain(model, data, batch_size=batch_size, chunk_rows=rows)

@@ -242,7 +242,7 @@ def test_procrustes_between_unequal_sizes_is_the_zero_padded_solution():
     for a, b in ((x, y), (y, x)):
         m = ProcrustesMap(standardize=False).fit(a, b)
         d = max(a.shape[1], b.shape[1])
-        pad = lambda v: np.hstack([v - v.mean(0), np.zeros((len(v), d - v.shape[1]))])  # noqa: E731
+        pad = lambda v, d=d: np.hstack([v - v.mean(0), np.zeros((len(v), d - v.shape[1]))])  # noqa: E731
         u, _, vt = np.linalg.svd(pad(a).T @ pad(b))
         np.testing.assert_allclose(m.rotation_, (u @ vt)[:a.shape[1], :b.shape[1]], atol=1e-10)
 

@@ -152,7 +152,7 @@ def test_few_pairs_warning_counts_the_parameters_and_points_at_the_callers_line(
     if "MUTANT_UNDER_TEST" not in os.environ:
         assert record[0].filename == __file__
         with pytest.warns(FewPairsWarning) as record:
-            LinearMap(alpha=0.1).partial_fit(x, y).coef_  # solved on first use
+            _ = LinearMap(alpha=0.1).partial_fit(x, y).coef_  # solved on first use
         assert record[0].filename == __file__
 
 

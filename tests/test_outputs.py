@@ -1,7 +1,6 @@
 """Outputs: default folders under runs/, only final paths inside them, and --overwrite of latentmap's own outputs."""
 
 import shutil
-from pathlib import Path
 
 from click.testing import CliRunner
 

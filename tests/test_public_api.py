@@ -80,4 +80,4 @@ def test_the_old_anchor_comparison_path_works_with_a_deprecation_warning():
     with pytest.warns(DeprecationWarning, match="moved to latentmap.evaluation.anchors.compare_anchors"):
         assert old_home.compare_anchors is new_home.compare_anchors
     with pytest.raises(AttributeError):
-        old_home.no_such_name
+        _ = old_home.no_such_name

@@ -17,11 +17,12 @@ from latentmap.evaluation.relocation import evaluate_relocation, lpips_function,
 from latentmap.maps.fitting import FitSource, fit_map
 from latentmap.report.atlas import save_atlas
 
+from conftest import CHECKPOINTS
+
 
 def on_images(images) -> FitSource:
     return FitSource("images", len(images), name="test images", data=images)
 
-from conftest import CHECKPOINTS
 
 SHAPE = (1, 8, 8)
 

@@ -178,7 +178,7 @@ def test_reports_index_names_every_generator_of_a_coverage_report(tmp_path):
     kind, findings = report_headline(folder)
     assert kind == "coverage"
     shown = " ".join(findings[:SHOWN_FINDINGS])
-    for k, name in enumerate(names):
+    for name in names:
         assert name in shown
     assert "gen-5 0.150 (5, 10, 3)" in shown and "real train images (calibration)" in shown
     assert f"{SHOWN_FINDINGS + 2} generators and the calibration" in shown

@@ -8,8 +8,8 @@ user arrays into such images (``images_to_nchw``, ``array_to_tensor``, ``as_imag
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -58,17 +58,17 @@ class ImageDataset(torch.utils.data.Dataset):
         for start in range(0, len(order), batch_size):
             yield self.batch(order[start:start + batch_size])
 
-    def subset(self, indices) -> "ImageDataset":
+    def subset(self, indices) -> ImageDataset:
         return SubsetImageDataset(self, np.asarray(indices, dtype=np.int64))
 
-    def random_subset(self, n: int | None, seed=0) -> "ImageDataset":
+    def random_subset(self, n: int | None, seed=0) -> ImageDataset:
         """``n`` images drawn without replacement by ``seed`` (an int or a numpy Generator), in index
         order so that reading stays sequential; the whole set when ``n`` is None or not smaller."""
         if n is None or n >= len(self):
             return self
         return self.subset(np.sort(np.random.default_rng(seed).choice(len(self), n, replace=False)))
 
-    def evenly_spaced_subset(self, n: int) -> "ImageDataset":
+    def evenly_spaced_subset(self, n: int) -> ImageDataset:
         """``n`` images spread evenly over the split (so every part of it is represented); all when n >= len."""
         if n >= len(self):
             return self

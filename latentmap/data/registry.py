@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from latentmap.errors import ConfigError

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from latentmap.errors import ConfigError
-from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet
+from latentmap.evaluation.image_sets import EncodingCache
 from latentmap.io.model_record import short_fingerprint
 from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.support.sectors import sector_signs
@@ -63,7 +63,7 @@ class SectorSpace:
         return text + ")"
 
     @classmethod
-    def from_support_set(cls, support, reference_name: str | None = None) -> "SectorSpace":
+    def from_support_set(cls, support, reference_name: str | None = None) -> SectorSpace:
         manifest = support.manifest
         variables = manifest.get("variables")
         if not variables:

@@ -37,7 +37,7 @@ class PerImageErrors:
         self._own.append(own.detach().to("cpu", torch.float64).reshape(-1))
         self._relocated.append(relocated.detach().to("cpu", torch.float64).reshape(-1))
 
-    def merge(self, other: "PerImageErrors") -> "PerImageErrors":
+    def merge(self, other: PerImageErrors) -> PerImageErrors:
         self._own += other._own
         self._relocated += other._relocated
         return self

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -214,7 +214,7 @@ class RelocationAccumulator:
             s.add("relocated_lpips", self.lpips(x_mapped, x_t))
         self.n += len(x)
 
-    def all_reduce(self) -> "RelocationAccumulator":
+    def all_reduce(self) -> RelocationAccumulator:
         """torch.distributed: add up every rank's sums (each fed its shard of the images) and gather the per-image
         errors in shard order, so every rank's result is the single process's; nothing outside a run of ranks."""
         if not distributed.active():

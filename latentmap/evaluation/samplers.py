@@ -71,7 +71,7 @@ class GaussianSampler(LatentSampler):
         self.factor = _cholesky(self.covariance)
 
     @classmethod
-    def fit(cls, latents: torch.Tensor, origin: str = "encodings") -> "GaussianSampler":
+    def fit(cls, latents: torch.Tensor, origin: str = "encodings") -> GaussianSampler:
         _check_fit_latents(latents)
         moments = Moments(full=True).update(latents)
         return cls(moments.mean(), moments.covariance(), f"gaussian fit on {len(latents)} {origin}")
@@ -96,7 +96,7 @@ class MixtureSampler(LatentSampler):
 
     @classmethod
     def fit(cls, latents: torch.Tensor, components: int = DEFAULT_COMPONENTS, seed: int = 0,
-            origin: str = "encodings") -> "MixtureSampler":
+            origin: str = "encodings") -> MixtureSampler:
         from sklearn.mixture import GaussianMixture
 
         _check_fit_latents(latents)
@@ -184,7 +184,7 @@ class TypicalRegion:
                 "quantile": RANGE_QUANTILE}
 
     @classmethod
-    def standard_normal(cls, d: int) -> "TypicalRegion":
+    def standard_normal(cls, d: int) -> TypicalRegion:
         from scipy.stats import chi
 
         return cls(f"norm of z against N(0, I) (typical {chi.median(d):.3g} ≈ √{d}; {RANGE_QUANTILE:.0%} of prior "
@@ -193,7 +193,7 @@ class TypicalRegion:
 
     @classmethod
     def from_sampler(cls, sampler: LatentSampler, what: str, samples: int = REGION_SAMPLES,
-                     seed: int = 0) -> "TypicalRegion":
+                     seed: int = 0) -> TypicalRegion:
         """Mean and covariance from one set of draws; the median and 99% range of the distance from a second."""
         generator = torch.Generator().manual_seed(seed + 7919)
         moments = Moments(full=True).update(sampler.sample(samples, generator))

@@ -93,7 +93,7 @@ class SimilarityAccumulator:
             raise ShapeMismatchError(f"expected latents of sizes {self.dims}, got {[int(z.shape[1]) for z in latents]}")
         self.moments.update(torch.cat([z.detach().to("cpu", torch.float64) for z in latents], dim=1))
 
-    def all_reduce(self) -> "SimilarityAccumulator":
+    def all_reduce(self) -> SimilarityAccumulator:
         """torch.distributed: the moments of every rank's shard of the images added up (nothing in one process)."""
         from latentmap.distributed import all_reduce_moments
 

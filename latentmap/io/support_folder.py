@@ -65,7 +65,7 @@ class SupportSet(FrameRepr):
         return path
 
     @classmethod
-    def load(cls, path) -> "SupportSet":
+    def load(cls, path) -> SupportSet:
         folder = Path(path)
         if not (folder / MANIFEST_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {MANIFEST_NAME}")

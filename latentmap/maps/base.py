@@ -321,7 +321,7 @@ class StreamingMapEstimator(MapEstimator):
         return self
 
     # ------------------------------------------------------------------ merging
-    def merge(self, other: "StreamingMapEstimator") -> "StreamingMapEstimator":
+    def merge(self, other: StreamingMapEstimator) -> StreamingMapEstimator:
         """Add ``other``'s statistics to this estimator's (both fed disjoint pairs, this one's first): the map then
         solves as if one estimator had seen all the pairs. ``other`` is left as it was."""
         if type(other) is not type(self) or other.get_params() != self.get_params():

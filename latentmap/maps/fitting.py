@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -289,7 +289,7 @@ def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Call
                 keep(i, z)
             for _, (i, j), m in streamed:
                 m.partial_fit(latents[i], latents[j].to(latents[i].device))
-    for label, (i, j), m in streamed + held:
+    for _, (i, j), m in streamed + held:
         try:
             if hasattr(m, "partial_fit"):
                 if sharded:

@@ -48,7 +48,7 @@ from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments, r2_from_sums
 
 METHODS = ("lstsq", "procrustes")
-_ON_DEVICE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # an affine map's tensors, by device
+_ON_DEVICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # an affine map's tensors, by device
 AUTO_ALPHA = "auto"
 
 

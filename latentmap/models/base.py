@@ -9,8 +9,9 @@ input, move it to the model's device and run without gradients unless asked.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar, Iterable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -94,13 +95,13 @@ class LatentModel(abc.ABC):
     def device(self) -> torch.device:
         return self._device
 
-    def to(self, device=None) -> "LatentModel":
+    def to(self, device=None) -> LatentModel:
         self._device = resolve_device(device)
         for module in self.modules().values():
             module.to(self._device)
         return self
 
-    def eval(self) -> "LatentModel":
+    def eval(self) -> LatentModel:
         for module in self.modules().values():
             module.eval()
         return self
@@ -211,12 +212,12 @@ class LatentModel(abc.ABC):
 
     @classmethod
     def from_architecture(cls, name: str, image_shape, latent_dim: int, architecture: dict,
-                          metadata: dict | None = None) -> "LatentModel":
+                          metadata: dict | None = None) -> LatentModel:
         """Rebuild an untrained model from a config's architecture section."""
         raise NotImplementedError(f"adapter kind '{cls.kind}' cannot be rebuilt from a config")
 
     @classmethod
-    def from_checkpoint(cls, folder, config: dict, tensors: dict[str, torch.Tensor]) -> "LatentModel":
+    def from_checkpoint(cls, folder, config: dict, tensors: dict[str, torch.Tensor]) -> LatentModel:
         """Build the adapter from a checkpoint's config and verified tensors."""
         metadata = {k: v for k, v in config.items()
                     if k not in ("name", "kind", "image_shape", "latent_dim", "architecture", "weights", "format",

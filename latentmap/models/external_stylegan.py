@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 
-from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
 from latentmap.models.registry import register_adapter
 from latentmap.models.conv import default_channels

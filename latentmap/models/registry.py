@@ -10,7 +10,7 @@ format. Adding a kind or a source is one new file, no if/elif chain.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from latentmap.errors import CheckpointError, ConfigError, LatentmapError, UnknownKindError
 from latentmap.io.checkpoint import read_config, read_weights

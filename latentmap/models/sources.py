@@ -15,10 +15,11 @@ import os
 import sys
 from pathlib import Path
 
+from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
 from latentmap.io.checkpoint import CONFIG_NAME, read_config, read_weights, sha256_file
 from latentmap.models.base import LatentModel
-from latentmap.models.external_stylegan import KIND, PICKLE_SUFFIXES, ExternalStyleGAN, read_generator_pickle
+from latentmap.models.external_stylegan import KIND, ExternalStyleGAN, read_generator_pickle
 from latentmap.models.registry import register_model_source
 from latentmap.models.wrapped import WrappedModel
 

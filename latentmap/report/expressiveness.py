@@ -100,7 +100,7 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
 def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
     rows = []
     for m in result.models:
-        for key, scores in m.sets.items():
+        for scores in m.sets.values():
             s = scores.summary(m.region["typical"])
             rows.append({"Model": m.name, "Target set": s["label"], "Images": s["images"],
                          **{f"Encoder {metric_label(k)}": sig(s[f"encoder_{k}"]) for k in metric_names()},

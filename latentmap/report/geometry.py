@@ -72,7 +72,7 @@ def tsne_png(geo) -> bytes:
     fig = new_figure(10.5, 4.4)
     left, right = fig.subplots(1, 2)
     m = len(geo.tsne_codes)
-    pca = f" (of 50 principal components)" if geo.latent_dim > 50 else ""
+    pca = " (of 50 principal components)" if geo.latent_dim > 50 else ""
     _scatter(left, geo.tsne_codes, geo.tsne_labels, f"t-SNE of {m} codes{pca}")
     handle = _scatter(right, geo.tsne_leading, geo.tsne_labels,
                       f"t-SNE of their {geo.leading_k} leading PCA components")

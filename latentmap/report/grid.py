@@ -8,7 +8,7 @@ itself wherever it is opened.
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

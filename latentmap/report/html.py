@@ -41,16 +41,16 @@ class Section:
     parts: list[str] = field(default_factory=list)
     anchor: str = ""  # the heading's id; empty: derived from the title when the page is rendered
 
-    def text(self, text: str, cls: str = "") -> "Section":
+    def text(self, text: str, cls: str = "") -> Section:
         attr = f' class="{cls}"' if cls else ""
         self.parts.append(f"<p{attr}>{html.escape(text)}</p>")
         return self
 
-    def subheading(self, title: str) -> "Section":
+    def subheading(self, title: str) -> Section:
         self.parts.append(f"<h3>{html.escape(title)}</h3>")
         return self
 
-    def table(self, frame: pd.DataFrame, float_format=None, *, labels: bool = True) -> "Section":
+    def table(self, frame: pd.DataFrame, float_format=None, *, labels: bool = True) -> Section:
         """``frame`` as a table in a sideways-scrolling box: numbers to three significant digits (or
         ``float_format``), headers in words (see :mod:`latentmap.report.tables`)."""
         shown = display_frame(frame, float_format, labels)
@@ -62,12 +62,12 @@ class Section:
             self.parts.append(f'<p class="note units">{html.escape(" ".join(notes))}</p>')
         return self
 
-    def image(self, src: str, caption: str = "") -> "Section":
+    def image(self, src: str, caption: str = "") -> Section:
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
         self.parts.append(f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">{cap}</figure>')
         return self
 
-    def link(self, href: str, text: str, note: str = "") -> "Section":
+    def link(self, href: str, text: str, note: str = "") -> Section:
         tail = f" {html.escape(note)}" if note else ""
         self.parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a>{tail}</p>')
         return self

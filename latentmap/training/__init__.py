@@ -2,8 +2,8 @@
 
 from latentmap.training.common import TRAINERS, TrainSettings, register_trainer, train  # noqa: F401
 from latentmap.training import vae  # noqa: F401  (registers vae and split-vae)
-from latentmap.training import gan
-from latentmap.training import inverter
+from latentmap.training import gan  # noqa: F401
+from latentmap.training import inverter  # noqa: F401
 from latentmap.training import stylegan  # noqa: F401  (registers gan, stylegan, inverter)
 
 __all__ = ["TRAINERS", "TrainSettings", "register_trainer", "train"]

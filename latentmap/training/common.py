@@ -6,7 +6,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ import torch
 from latentmap.errors import ConfigError, UnknownKindError
 from latentmap.io.schema import MAX_SEED, MAX_SIZE
 
-TRAINERS: dict[str, Callable[["TrainSettings"], "object"]] = {}
+TRAINERS: dict[str, Callable[[TrainSettings], object]] = {}
 
 
 def register_trainer(kind: str):
@@ -91,7 +91,7 @@ def train(settings: TrainSettings):
     return TRAINERS[settings.kind](settings)
 
 
-def check_model_fits(build: Callable[[], object], settings: "TrainSettings", image_shape) -> None:
+def check_model_fits(build: Callable[[], object], settings: TrainSettings, image_shape) -> None:
     """Refuse, before any training, a model whose training cannot fit in memory (ResourceError with the estimate).
 
     The model is built on torch's ``meta`` device (shapes only, no memory): its parameters need 16 bytes each in

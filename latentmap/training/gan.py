@@ -6,7 +6,7 @@ regularizer), applied every ``r1_every`` discriminator steps and scaled up to ma
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.nn import functional as F

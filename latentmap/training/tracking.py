@@ -110,7 +110,7 @@ class Trajectories:
         return out.getvalue().encode()
 
     @classmethod
-    def load(cls, path) -> "Trajectories":
+    def load(cls, path) -> Trajectories:
         with np.load(path) as f:
             var = f["var"]
             return cls(steps=f["steps"], epochs=f["epochs"], mu=f["mu"], var=var, labels=f["labels"],
