@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from latentmap.models.base import LatentModel
-from latentmap.models.conv import ConvDecoder, ConvEncoder, default_channels
+from latentmap.models.conv import ConvDecoder, ConvEncoder, ConvNetworks, default_channels
 from latentmap.models.registry import register_adapter
 
 
 @register_adapter("ae")
-class ConvAE(LatentModel):
+class ConvAE(ConvNetworks, LatentModel):
     OBJECTIVE = "autoencoder"
 
     def __init__(self, name, image_shape, latent_dim, *, channels=None, hidden=256, metadata=None):
@@ -31,21 +31,8 @@ class ConvAE(LatentModel):
     def has_prior(self) -> bool:
         return False
 
-    def modules(self):
-        return {"encoder": self.encoder, "decoder": self.decoder}
-
-    def architecture(self):
-        return {"channels": self.channels, "hidden": self.hidden}
-
-    @classmethod
-    def from_architecture(cls, name, image_shape, latent_dim, architecture, metadata=None):
-        return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)
-
     def _encode(self, x):
         return self.encoder(x)
-
-    def _decode(self, z):
-        return torch.sigmoid(self.decoder(z))
 
     def train_forward(self, x, generator: torch.Generator | None = None):
         """Training pass: returns (x_hat, z); no sampling."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from latentmap.errors import ConfigError
@@ -74,3 +75,21 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z):
         return self.features(self.fc(z).view(-1, *self.start))
+
+
+class ConvNetworks:
+    """Mixin for the conv adapters (VAE, Split-VAE, plain autoencoder): an ``encoder`` and a sigmoid ``decoder``
+    described by ``channels`` and ``hidden``, saved and rebuilt from that architecture."""
+
+    def modules(self):
+        return {"encoder": self.encoder, "decoder": self.decoder}
+
+    def architecture(self):
+        return {"channels": self.channels, "hidden": self.hidden}
+
+    @classmethod
+    def from_architecture(cls, name, image_shape, latent_dim, architecture, metadata=None):
+        return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)
+
+    def _decode(self, z):
+        return torch.sigmoid(self.decoder(z))

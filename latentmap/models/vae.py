@@ -7,7 +7,7 @@ from torch import nn
 
 from latentmap.models.base import VAELikeModel
 from latentmap.models.registry import register_adapter
-from latentmap.models.conv import ConvDecoder, ConvEncoder, default_channels
+from latentmap.models.conv import ConvDecoder, ConvEncoder, ConvNetworks, default_channels
 
 
 class GaussianEncoder(nn.Module):
@@ -23,7 +23,7 @@ class GaussianEncoder(nn.Module):
 
 
 @register_adapter("vae")
-class ConvVAE(VAELikeModel):
+class ConvVAE(ConvNetworks, VAELikeModel):
     """Reference VAE; ``architecture`` = channels per stage and the hidden width."""
 
     def __init__(self, name, image_shape, latent_dim, *, channels=None, hidden=256, metadata=None):
@@ -36,21 +36,8 @@ class ConvVAE(VAELikeModel):
     def _build_decoder(self) -> nn.Module:
         return ConvDecoder(self.image_shape, self.channels, self.latent_dim, self.hidden, self.image_shape[0])
 
-    def modules(self):
-        return {"encoder": self.encoder, "decoder": self.decoder}
-
-    def architecture(self):
-        return {"channels": self.channels, "hidden": self.hidden}
-
-    @classmethod
-    def from_architecture(cls, name, image_shape, latent_dim, architecture, metadata=None):
-        return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)
-
     def _encode_stats(self, x):
         return self.encoder(x)
-
-    def _decode(self, z):
-        return torch.sigmoid(self.decoder(z))
 
     def train_forward(self, x, generator: torch.Generator | None = None):
         """Training pass with the reparameterization trick: returns (x_hat, mu, logvar)."""
