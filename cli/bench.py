@@ -148,7 +148,7 @@ def expressiveness(models, support_set, dataset, data_dir, image_transform, imag
                    overwrite):
     """How well each MODEL (default: every shipped model with an encoder or inverter) reproduces its own samples,
     real test images and the support-set images, through its encoder and after refining the latent."""
-    from latentmap.evaluation.expressiveness import benchmark_expressiveness, bootstrap_seconds
+    from latentmap.evaluation.expressiveness import RATIOS, benchmark_expressiveness, bootstrap_seconds
     from latentmap.io.atomic import atomic_directory
     from latentmap.report.expressiveness import findings, write_expressiveness_report
 
@@ -157,7 +157,7 @@ def expressiveness(models, support_set, dataset, data_dir, image_transform, imag
     dataset = choose_dataset(loaded, dataset)
     support_images, support_source = _expressiveness_support(_support_spec(support_set, dataset, False), data_dir)
     real = _real(dataset, images, seed, data_dir)
-    note_expected_time(bootstrap_seconds(bootstrap, len(loaded), samples + len(real)),
+    note_expected_time(bootstrap_seconds(bootstrap, len(loaded), samples + len(real), len(RATIOS)),
                        f"{bootstrap:,} bootstrap resamples (--bootstrap)")
     with reported_warnings():
         result = benchmark_expressiveness(

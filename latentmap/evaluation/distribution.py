@@ -167,7 +167,7 @@ def bootstrap_ratio(a, b, *, resamples: int = EXPRESSIVENESS_BOOTSTRAP, seed: in
     return RatioCI(float(a.mean() / max(b.mean(), 1e-300)), float(low), float(high), level)
 
 
-def bootstrap_seconds(resamples: int, models: int, draws: int, ratios: int = 2) -> float:
-    """Expected seconds of every model's bootstrap intervals: ``draws`` values (both sets) per resample and ratio
-    (the expressiveness benchmark has two ratios: support/own and real/own)."""
+def bootstrap_seconds(resamples: int, models: int, draws: int, ratios: int) -> float:
+    """Expected seconds of every model's ``ratios`` bootstrap intervals: ``draws`` values (both sets) per resample
+    and ratio."""
     return models * ratios * resamples * draws * BOOTSTRAP_DRAW_SECONDS
