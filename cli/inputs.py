@@ -15,7 +15,6 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import glob
-import json
 import os
 from pathlib import Path
 
@@ -114,9 +113,11 @@ def _add_path(path: Path, found: list, depth: int) -> None:
 
 
 def _recorded_values(file: Path, keys) -> list:
+    from latentmap.io.checkpoint import read_json_object
+
     try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to parse
+        data = read_json_object(file)  # the one safe reader: malformed or too deeply nested is a CheckpointError
+    except OSError:  # missing, unreadable or malformed (CheckpointError is an OSError): nothing recorded to follow
         return []
     values = []
     for key in keys:
