@@ -110,6 +110,16 @@ def not_killed(sample) -> set[str]:
     return out
 
 
+def unchecked(sample) -> set[str]:
+    """Sampled mutants without a verdict (never run, or reset by a run that stopped before reaching them)."""
+    out = set(sample)
+    for meta in meta_files():
+        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            if name in out and code is not None:
+                out.discard(name)
+    return out
+
+
 def accepted() -> dict[str, str]:
     out = {}
     if ACCEPTED.exists():
@@ -176,6 +186,14 @@ def run_mutmut(cmd: list[str], env: dict) -> float | None:
     return float(found[-1]) if found else None
 
 
+def _commit() -> str:
+    """The commit whose sources were mutated (with "+changes" when the work tree differs from it)."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "latentmap", "tests"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return head + ("+changes" if dirty else "")
+
+
 def _version() -> str:
     from importlib.metadata import version
 
@@ -191,6 +209,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--fresh", action="store_true", help="delete mutants/ first (new mutants and test stats)")
     p.add_argument("--summary-only", action="store_true", help="summarize the last run of this sample again")
+    p.add_argument("--resume", action="store_true",
+                   help="test only the mutants of this sample that have no verdict yet (a run that was stopped "
+                        "goes on where it stopped; verdicts are kept while the mutated sources are unchanged)")
     p.add_argument("--retest", action="store_true",
                    help="test again only the mutants of this sample that the last run did not kill and that are not "
                         "accepted (after new tests)")
@@ -209,8 +230,14 @@ def main(argv=None) -> int:
     start = time.monotonic()
     rate, todo = None, set()
     if not args.summary_only:
-        todo = not_killed(sample) - accepted().keys() if args.retest else set(sample)
-        reset(todo)
+        if args.retest:
+            todo = not_killed(sample) - accepted().keys()
+        elif args.resume:
+            todo = unchecked(sample)
+        else:
+            todo = set(sample)
+        if not args.resume:
+            reset(todo)
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         cmd = [str(Path(sys.executable).parent / "mutmut"), "run", "--max-children", str(args.jobs), *sorted(todo)]
         print(f"testing {len(todo)} of them")
@@ -221,9 +248,16 @@ def main(argv=None) -> int:
     # mutmut's own rate covers the mutation phase only and is printed to two decimals
     summary["seconds_per_mutant"] = round(wall / len(todo), 1) if todo else None
     summary["mutation_phase_mutants_per_s"] = rate
-    if (args.summary_only or args.retest) and args.out.exists():
-        last = json.loads(args.out.read_text())
-        for key in ("wall_s", "seconds_per_mutant", "mutation_phase_mutants_per_s"):
+    summary["commit"] = _commit()
+    summary["tested"] = len(todo)
+    last = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.resume and last.get("seed") == args.seed:
+        # one sample tested in several sittings: wall time and mutants tested add up
+        summary["wall_s"] = round(last.get("wall_s", 0) + wall, 1)
+        summary["tested"] = last.get("tested", 0) + len(todo)
+        summary["seconds_per_mutant"] = round(summary["wall_s"] / max(1, summary["tested"]), 1)
+    elif args.summary_only or args.retest:
+        for key in ("wall_s", "tested", "seconds_per_mutant", "mutation_phase_mutants_per_s"):
             summary[key] = last.get(key)
         summary["retested"] = sorted(set(last.get("retested", [])) | todo)  # tested again after new tests
     args.out.parent.mkdir(parents=True, exist_ok=True)
