@@ -163,8 +163,11 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
             return (d_source, 1, 1), (d_target, 1, 1)
         agreed = tuple(int(round(float(v))) for v in total[1:] / total[0])
         agreed = (agreed[:3], agreed[3:])
-        if mine is not None and mine != agreed:
-            raise ShapeMismatchError(f"the ranks' latent grids differ: this rank has {mine[0]} -> {mine[1]}")
+        # every rank learns of a disagreement, so that all of them stop
+        differ = distributed.all_reduce_sum(torch.tensor([float(mine is not None and mine != agreed)],
+                                                         dtype=torch.float64))
+        if float(differ[0]) > 0:
+            raise ShapeMismatchError(f"the ranks' latent grids differ (this rank has {mine}, their mean is {agreed})")
         return agreed
 
     # ------------------------------------------------------------------ solving
