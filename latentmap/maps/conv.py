@@ -26,11 +26,10 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils._param_validation import StrOptions
 
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
 from latentmap.maps.base import MapEstimator, StreamingMapEstimator
-from latentmap.maps.checks import Interval, merged_moments
+from latentmap.maps.checks import Interval, StrOptions, merged_moments
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap, affine_fit_metrics
 from latentmap.maps.mlp import MLPMap
 from latentmap.maps.spatial import (SpatialMixin, channel_rows, grid_of, images_per_chunk, position_rows,

@@ -25,9 +25,10 @@ from numbers import Integral
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.utils._param_validation import StrOptions, _Constraint
+from sklearn.utils._param_validation import _Constraint
 
 from latentmap.errors import ShapeMismatchError
+from latentmap.maps.checks import StrOptions
 from latentmap.stats import CHUNK_BYTES
 
 RESIZE_MODES = ("bilinear", "area", "nearest")
