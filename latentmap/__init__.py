@@ -16,6 +16,8 @@ _PUBLIC = {
     "MLPMap": "latentmap.maps.mlp",
     "ProcrustesMap": "latentmap.maps.procrustes",
     "AdamMap": "latentmap.maps.adam",
+    "ConvMap": "latentmap.maps.conv",
+    "ConvMLPMap": "latentmap.maps.conv",
     "ESTIMATORS": "latentmap.maps.registry",
     "parse_estimator": "latentmap.maps.registry",
     "load_map": "latentmap.maps.registry",

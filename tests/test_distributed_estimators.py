@@ -1,8 +1,9 @@
 """`map fit --estimator ...` on 2 gloo ranks against one process: every streaming estimator shards and merges.
 
 One torchrun launch and one single process run the same fits (helpers_dist's steps). The streaming estimators'
-statistics are added over the ranks, so their maps equal one process's to 1e-9; the MLP, which trains on every
-pair at once, is fitted in full by every rank (no speed-up) and equals one process's map exactly on a CPU.
+statistics are added over the ranks, so their maps equal one process's to 1e-9 (the convolutional map too, here on
+vector latents, one position each); the MLP and the per-position MLP, which train on every pair at once, are fitted
+in full by every rank (no speed-up) and equal one process's map exactly on a CPU.
 """
 
 import json
@@ -16,10 +17,11 @@ from test_distributed import FIT, TESTS, _single, _torchrun
 # rows), and from rank 0's own first rows (kmeans_sample=200)
 SPECS = [("piecewise", "piecewise:16"), ("piecewise-200", "piecewise:16:kmeans_sample=200"),
          ("soft", "soft-piecewise:8"), ("ortho", "ortho"), ("l-ortho", "l-ortho"), ("adam", "adam"),
-         ("ridge", "linear:alpha=auto"), ("mlp", "mlp:16:max_epochs=3")]
+         ("ridge", "linear:alpha=auto"), ("mlp", "mlp:16:max_epochs=3"), ("conv", "conv:alpha=auto"),
+         ("conv-mlp", "conv-mlp:16:max_epochs=3")]
 STREAMED_STATE = {"piecewise": ("cluster_centers", "coefs", "intercepts", "alphas", "cell_counts", "scale"),
                   "procrustes": ("coef", "intercept", "rotation"), "adam": ("coef", "intercept"),
-                  "linear": ("coef", "intercept")}
+                  "linear": ("coef", "intercept"), "conv": ("coef", "intercept")}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def test_map_fit_of_every_estimator_on_two_ranks_equals_one_process(fits, folder
     k = [f for f, _ in SPECS].index(folder)
     one, two = fits["encoded"]["one"][k], fits["encoded"]["two"][k]
     x = np.random.default_rng(0).normal(size=(200, a.n_features_in_))
-    if a.estimator_name == "mlp":  # every rank trains on every pair, as one process does
+    if a.estimator_name in ("mlp", "conv-mlp"):  # every rank trains on every pair, as one process does
         assert two >= one
         np.testing.assert_array_equal(b.predict(x), a.predict(x))
         return

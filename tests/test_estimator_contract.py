@@ -15,24 +15,29 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from latentmap.errors import ConfigError, NotFittedError
 from latentmap.io.checkpoint import sha256_file
 from latentmap.maps.base import MapEstimator, StreamingMapEstimator
+from latentmap.maps.conv import ConvMLPMap
 from latentmap.maps.linear import LinearMap
 from latentmap.maps.mlp import MLPMap
 from latentmap.maps.registry import ESTIMATOR_CLASSES, ESTIMATORS, load_map, parse_estimator
 
 ROOT = Path(__file__).resolve().parents[1]
 # scikit-learn's checks fit on a few dozen rows: small versions of the estimators that take long to fit
-CHECKED_SPECS = {"piecewise": "piecewise:2", "soft-piecewise": "soft-piecewise:2", "mlp": "mlp:8:max_epochs=5"}
-CHECKED = [parse_estimator(CHECKED_SPECS.get(name, name)).make() for name in ESTIMATORS] + [LinearMap(alpha="auto")]
+CHECKED_SPECS = {"piecewise": "piecewise:2", "soft-piecewise": "soft-piecewise:2", "mlp": "mlp:8:max_epochs=5",
+                 "conv-mlp": "conv-mlp:8:max_epochs=5"}
+# beyond one per name: ridge with GCV, and a 3x3 convolutional map (on the checks' 2-D latents, one position each)
+EXTRA = [LinearMap(alpha="auto"), parse_estimator("conv:3:alpha=auto").make()]
+CHECKED = [parse_estimator(CHECKED_SPECS.get(name, name)).make() for name in ESTIMATORS] + EXTRA
 
 
 def test_every_registered_estimator_is_on_the_one_base():
-    assert len(CHECKED) == len(ESTIMATORS) + 1
+    assert len(CHECKED) == len(ESTIMATORS) + len(EXTRA)
     for kind in ESTIMATORS.values():
         assert issubclass(kind.cls, MapEstimator), kind.name
         assert ESTIMATOR_CLASSES[kind.cls.estimator_name] is kind.cls
         assert issubclass(kind.cls, StreamingMapEstimator) == hasattr(kind.cls, "partial_fit")
-    assert sorted(ESTIMATOR_CLASSES) == ["adam", "linear", "mlp", "piecewise", "procrustes"]
-    assert not issubclass(MLPMap, StreamingMapEstimator)  # trains on every pair at once: no statistics to merge
+    assert sorted(ESTIMATOR_CLASSES) == ["adam", "conv", "conv-mlp", "linear", "mlp", "piecewise", "procrustes"]
+    for cls in (MLPMap, ConvMLPMap):  # trains on every pair at once: no statistics to merge
+        assert not issubclass(cls, StreamingMapEstimator)
     # one attribute names the estimator: nobody guesses a default for it any more
     pattern = re.compile(r"getattr\([^)]*[\"']estimator_name[\"']")
     offenders = [str(p.relative_to(ROOT)) for p in [*ROOT.glob("latentmap/**/*.py"), *ROOT.glob("tests/*.py")]
@@ -67,7 +72,8 @@ def test_a_map_is_a_multi_output_regressor_answering_in_the_kind_it_was_given():
         LinearMap(alpha=-1).fit(x, y)
 
 
-STREAMING = ["linear", "piecewise:3", "soft-piecewise:3", "ortho", "l-ortho", "adam:steps=300"]
+STREAMING = ["linear", "piecewise:3", "soft-piecewise:3", "ortho", "l-ortho", "adam:steps=300", "conv",
+             "conv:3:alpha=auto"]
 
 
 @pytest.mark.parametrize("spec", STREAMING + ["linear:alpha=auto:bias=false"])

@@ -292,8 +292,8 @@ def test_registry_parses_specs_and_rejects_bad_ones():
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_every_estimator_clones_and_round_trips_through_a_map_folder(name, tmp_path):
     x, y, _, _ = affine_pair(n=300, noise=0.1)
-    spec = {"mlp": "mlp:16:max_epochs=3", "piecewise": "piecewise:3", "soft-piecewise": "soft-piecewise:3"}.get(name,
-                                                                                                          name)
+    spec = {"mlp": "mlp:16:max_epochs=3", "piecewise": "piecewise:3", "soft-piecewise": "soft-piecewise:3",
+            "conv-mlp": "conv-mlp:16:max_epochs=3"}.get(name, name)
     m = parse_estimator(spec).make()
     copy = clone(m)
     assert copy.get_params() == m.get_params() and "n_features_in_" not in copy.__dict__

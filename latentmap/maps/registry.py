@@ -1,4 +1,5 @@
-"""Map estimators by name: ``linear``, ``piecewise``, ``soft-piecewise``, ``mlp``, ``ortho``, ``l-ortho``, ``adam``.
+"""Map estimators by name: ``linear``, ``piecewise``, ``soft-piecewise``, ``mlp``, ``ortho``, ``l-ortho``, ``adam``,
+``conv`` (``conv:K``) and ``conv-mlp`` (for C x h x w latents).
 
 A spec is ``NAME[:VALUE][:KEY=VALUE]...``: the bare value sets the estimator's main parameter
 (``piecewise:16`` is 16 cells, ``mlp:1024x1024`` two hidden layers of 1024), ``KEY=VALUE`` any
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from latentmap.errors import ConfigError
 from latentmap.maps.adam import AdamMap
+from latentmap.maps.conv import ConvMap, ConvMLPMap
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap
 from latentmap.maps.mlp import MLPMap
 from latentmap.maps.piecewise import PiecewiseLinearMap
@@ -51,9 +53,13 @@ ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
                   defaults={"variant": "l-ortho"}),
     EstimatorKind("adam", AdamMap, "bias-free layer, full-batch Adam lr 5e-4, 2,000 steps, L2 1e-4 (the paper's)",
                   primary="steps"),
+    EstimatorKind("conv", ConvMap, "one affine map of each position's K x K neighbourhood, shared by all positions "
+                  "(a convolution; C x h x w latents)", primary="kernel_size"),
+    EstimatorKind("conv-mlp", ConvMLPMap, "a small MLP applied at every position (1x1 convolutions)",
+                  primary="hidden"),
 )}
 """The estimator names a spec starts with (``linear``, ``piecewise``, ``soft-piecewise``, ``mlp``, ``ortho``,
-``l-ortho``, ``adam``): each name's class, summary and the parameters it sets; ``parse_estimator`` reads specs."""
+``l-ortho``, ``adam``, ``conv``, ``conv-mlp``): each name's class, summary and the parameters it sets; ``parse_estimator`` reads specs."""
 
 # the classes map folders name (``estimator_name``), for loading
 ESTIMATOR_CLASSES: dict[str, type] = {kind.cls.estimator_name: kind.cls for kind in ESTIMATORS.values()}
