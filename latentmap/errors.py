@@ -34,6 +34,8 @@ class ShapeMismatchError(LatentmapError, ValueError):
 class NonFiniteError(LatentmapError, ValueError):
     """An input contains NaN or infinite values."""
 
+    operand: str  # "x" or "y", set (no class default: callers read it with getattr) where the input is one of two
+
 
 class CheckpointError(LatentmapError, OSError):
     """A checkpoint folder is missing, corrupted or does not fit its architecture."""
