@@ -39,18 +39,26 @@ def finished_modules() -> dict[str, Path]:
     return {name: p for p in files if (name := module_name(p)) not in sweep}
 
 
+def _overload(node: ast.AST) -> bool:
+    """An ``@overload`` stub: the implementation after it carries the docstring."""
+    decorators = getattr(node, "decorator_list", [])
+    return any((d.id if isinstance(d, ast.Name) else getattr(d, "attr", None)) == "overload" for d in decorators)
+
+
 def undocumented(source: str) -> list[str]:
     """Public (no leading underscore) functions and classes of a module's top level, and public methods of its
-    public classes, that have no docstring."""
+    public classes, that have no docstring (``@overload`` stubs aside)."""
     found = []
     for node in ast.parse(source).body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith("_"):
+            continue
+        if _overload(node):
             continue
         if ast.get_docstring(node) is None:
             found.append(node.name)
         if isinstance(node, ast.ClassDef):
             found += [f"{node.name}.{sub.name}" for sub in node.body
-                      if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef))
+                      if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _overload(sub)
                       and not sub.name.startswith("_") and ast.get_docstring(sub) is None]
     return found
 
@@ -74,5 +82,8 @@ def test_the_docstring_check_sees_what_it_should():
               'def documented():\n    """Here."""\n'
               'class Thing:\n    """A thing."""\n    def method(self): pass\n    def _helper(self): pass\n'
               '    def __len__(self): return 0\n'
-              'class _Hidden:\n    def method(self): pass\n')
+              'class _Hidden:\n    def method(self): pass\n'
+              '@overload\ndef stub(x: int) -> int: ...\n'
+              '@typing.overload\ndef stub(x: str) -> str: ...\n'
+              'def stub(x):\n    """Documented once."""\n')
     assert undocumented(source) == ["public", "Thing.method"]
