@@ -40,9 +40,11 @@ def finished_modules() -> dict[str, Path]:
 
 
 def _overload(node: ast.AST) -> bool:
-    """An ``@overload`` stub: the implementation after it carries the docstring."""
+    """An ``@overload`` stub (the implementation after it carries the docstring) or a property's setter or deleter
+    (the property's getter carries it)."""
     decorators = getattr(node, "decorator_list", [])
-    return any((d.id if isinstance(d, ast.Name) else getattr(d, "attr", None)) == "overload" for d in decorators)
+    names = [d.id if isinstance(d, ast.Name) else getattr(d, "attr", None) for d in decorators]
+    return any(name in ("overload", "setter", "deleter") for name in names)
 
 
 def undocumented(source: str) -> list[str]:
@@ -81,6 +83,8 @@ def test_the_docstring_check_sees_what_it_should():
               'def _private(): pass\n'
               'def documented():\n    """Here."""\n'
               'class Thing:\n    """A thing."""\n    def method(self): pass\n    def _helper(self): pass\n'
+              '    @property\n    def size(self):\n        """Documented."""\n'
+              '    @size.setter\n    def size(self, value): pass\n'
               '    def __len__(self): return 0\n'
               'class _Hidden:\n    def method(self): pass\n'
               '@overload\ndef stub(x: int) -> int: ...\n'
