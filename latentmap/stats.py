@@ -74,7 +74,8 @@ class Moments:
         if self.n:
             if (ys is None) != (self.mean_y is None):
                 raise ShapeMismatchError("cannot merge moments with and without a second variable y")
-            if xs.shape[1] != _set(self.mean_x).shape[0] or (ys is not None and ys.shape[1] != _set(self.mean_y).shape[0]):
+            if (xs.shape[1] != _set(self.mean_x).shape[0]
+                    or (ys is not None and ys.shape[1] != _set(self.mean_y).shape[0])):
                 raise ShapeMismatchError(f"cannot merge moments of {xs.shape[1]} columns into moments of "
                                          f"{_set(self.mean_x).shape[0]}")
         dev = _set(self.mean_x).device if self.n else xs.device
@@ -198,7 +199,8 @@ class Moments:
 
     # ------------------------------------------------------------------ distributed form
     def state(self) -> dict[str, Any]:
-        """The accumulator as plain values by :data:`STATE_KEYS` (n, then float64 tensors or None), for an all-reduce."""
+        """The accumulator as plain values by :data:`STATE_KEYS` (n, then float64 tensors or None), for an
+        all-reduce."""
         return {k: getattr(self, k) for k in STATE_KEYS}
 
     @classmethod

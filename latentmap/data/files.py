@@ -121,8 +121,8 @@ def _describe_path(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool
                   "folder:PATH[?crop=L,T,R,B&size=S&channels=1|3] every image below a folder, read lazily; "
                   "immediate subfolders are classes",
                   options=FOLDER_OPTIONS, path="required")
-def _load_folder(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None, crop: object = None,
-                 size: object = None, channels: object = 3) -> FolderImageDataset:
+def _load_folder(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                 crop: object = None, size: object = None, channels: object = 3) -> FolderImageDataset:
     if not path:
         raise ConfigError("dataset spec 'folder:' needs a path, e.g. folder:/data/img_align_celeba")
     crop_box, hw, mode = parse_crop(crop), parse_size(size), parse_channels(channels)
@@ -141,7 +141,8 @@ def _load_folder(path: str | None = None, split: str = "train", data_dir: str | 
 
 @register_dataset("npy", _describe_path, "npy:PATH an array of images, NHWC or NCHW, uint8 or float in [0,1]",
                   path="required")
-def _load_npy(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None) -> TensorImageDataset:
+def _load_npy(path: str | None = None, split: str = "train",
+              data_dir: str | os.PathLike[str] | None = None) -> TensorImageDataset:
     if not path:
         raise ConfigError("dataset spec 'npy:' needs a path to a .npy file")
     file = Path(path).expanduser()

@@ -180,7 +180,8 @@ class FolderImageDataset(ImageDataset):
                         )
                     img = img.crop(self.crop)
                 if self.size is not None:
-                    img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)  # type: ignore[attr-defined]  # Resampling.BILINEAR needs Pillow 9.1; setup.cfg allows 9.0
+                    # Pillow's types name it Image.Resampling.BILINEAR, new in Pillow 9.1 (setup.cfg allows 9.0)
+                    img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)  # type: ignore[attr-defined]
                 arr = np.asarray(img, dtype=np.float32 if wide else np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DatasetError(f"cannot read image '{path}': {exc}") from exc

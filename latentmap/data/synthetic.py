@@ -83,7 +83,8 @@ def _describe(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str
 @register_dataset("synthetic", _describe,
                   "synthetic:N[xHxWxC][?seed=S] seeded random smooth images made per index, never held in memory",
                   options=("seed",), path="required")
-def _load_synthetic(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None, seed: str | int = 0) -> SyntheticImageDataset:
+def _load_synthetic(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                    seed: str | int = 0) -> SyntheticImageDataset:
     n, shape = parse_synthetic(path)
     try:
         seed = int(seed)

@@ -155,7 +155,8 @@ def _apply(op: str, x: torch.Tensor, *args: Any) -> torch.Tensor:
     raise AssertionError(op)  # pragma: no cover
 
 
-def image_transform(spec: str | None, from_shape: Iterable[SupportsInt], to_shape: Iterable[SupportsInt]) -> ImageTransform:
+def image_transform(spec: str | None, from_shape: Iterable[SupportsInt],
+                    to_shape: Iterable[SupportsInt]) -> ImageTransform:
     """Resolve ``spec`` (None: the identity) for images of ``from_shape`` -> ``to_shape``."""
     src, dst = _shape(from_shape), _shape(to_shape)
     spec = "identity" if spec is None else canonical_spec(spec)

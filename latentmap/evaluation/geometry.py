@@ -86,7 +86,8 @@ class VoidFraction:
         return self.sample_distances > self.threshold
 
 
-def void_fraction(samples: torch.Tensor | ArrayLike, codes: torch.Tensor | ArrayLike, quantile: float = VOID_QUANTILE) -> VoidFraction:
+def void_fraction(samples: torch.Tensor | ArrayLike, codes: torch.Tensor | ArrayLike,
+                  quantile: float = VOID_QUANTILE) -> VoidFraction:
     """Share of ``samples`` whose nearest code lies farther than the ``quantile`` of the codes' own
     nearest-other-code distances. Samples drawn from the codes' own distribution give about 1 - quantile."""
     if not 0 < quantile < 1:

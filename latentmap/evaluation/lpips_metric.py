@@ -99,7 +99,8 @@ class LPIPSMetric(nn.Module):
 _CACHE: dict[tuple[str, str, str], LPIPSMetric] = {}
 
 
-def load_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex", device: torch.device | str | None = None) -> LPIPSMetric:
+def load_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex",
+               device: torch.device | str | None = None) -> LPIPSMetric:
     """The LPIPS metric with the backbone from ``weights`` or the hub cache, on ``device``."""
     import lpips
 
@@ -138,8 +139,8 @@ def load_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex",
     return metric
 
 
-def lpips_distance(x: torch.Tensor, y: torch.Tensor, *, weights: str | os.PathLike[str] | None = None, net: str = "alex",
-                   batch_size: int = 256, device: torch.device | str | None = None) -> torch.Tensor:
+def lpips_distance(x: torch.Tensor, y: torch.Tensor, *, weights: str | os.PathLike[str] | None = None,
+                   net: str = "alex", batch_size: int = 256, device: torch.device | str | None = None) -> torch.Tensor:
     """LPIPS between two image batches in [0, 1], per image, on CPU."""
     metric = load_lpips(weights, net, device)
     dev = next(metric.parameters()).device

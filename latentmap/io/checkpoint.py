@@ -56,7 +56,8 @@ def build_config(model: Any) -> dict[str, Any]:
     return config
 
 
-def save_checkpoint(model: Any, path: str | os.PathLike[str], *, overwrite: bool = True, extra_files: dict[str, bytes] | None = None) -> Path:
+def save_checkpoint(model: Any, path: str | os.PathLike[str], *, overwrite: bool = True,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``model`` to the folder ``path`` atomically; returns the path."""
     from safetensors.torch import save_file
 

@@ -54,7 +54,8 @@ class SupportSet(FrameRepr):
         """The images' indices in their dataset, as the manifest records them ([] when it does not)."""
         return list(self.manifest.get("indices", []))
 
-    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True, files: dict[str, bytes] | None = None) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True,
+             files: dict[str, bytes] | None = None) -> Path:
         """Write the folder atomically: manifest, images as a float32 array, and ``files`` (name -> bytes).
 
         ``latentmap.report.support_set.write_support_set`` adds the contact sheet and figures.

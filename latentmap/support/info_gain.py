@@ -110,8 +110,8 @@ def _gain_sums(model: LatentModel, x: torch.Tensor, rows: int) -> torch.Tensor:
     return (losses[:, :d] - losses[:, d:]).sum(0)
 
 
-def information_gain_sums(model: LatentModel, images: ImageDataset | torch.Tensor, *, batch_size: int = 64, chunk_rows: int | None = None,
-                          progress: bool = False) -> tuple[torch.Tensor, int, int]:
+def information_gain_sums(model: LatentModel, images: ImageDataset | torch.Tensor, *, batch_size: int = 64,
+                          chunk_rows: int | None = None, progress: bool = False) -> tuple[torch.Tensor, int, int]:
     """(float64 per-variable sums of the loss increase over ``images``, number of images, rows per decode call:
     ``chunk_rows`` or :func:`decode_rows`)."""
     if chunk_rows is not None and chunk_rows < 1:
@@ -128,8 +128,8 @@ def information_gain_sums(model: LatentModel, images: ImageDataset | torch.Tenso
     return sums, n, rows
 
 
-def information_gain(model: LatentModel, images: ImageDataset | torch.Tensor, *, batch_size: int = 64, chunk_rows: int | None = None,
-                     progress: bool = False) -> InformationGain:
+def information_gain(model: LatentModel, images: ImageDataset | torch.Tensor, *, batch_size: int = 64,
+                     chunk_rows: int | None = None, progress: bool = False) -> InformationGain:
     """Information gain of every latent variable of ``model`` over ``images``.
 
     ``images`` is an :class:`~latentmap.data.datasets.ImageDataset` or an image tensor. ``chunk_rows``
