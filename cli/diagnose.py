@@ -28,8 +28,10 @@ from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_o
               help="Model whose latent space measures the fidelity of samples from voids and near the data "
                    "(default: the model itself).")
 @progress_option
-def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, out, overwrite, batch_size,
-            device, seed, geometry, geometry_points, tsne, reference, progress):
+def command(model_spec: str, trust_pickle: bool, dataset: str | None, data_dir: str | None, split: str,
+            image_transform: str | None, images: int | None, out: str | None, overwrite: bool, batch_size: int,
+            device: str, seed: int, geometry: bool, geometry_points: int, tsne: bool, reference: str | None,
+            progress: bool) -> None:
     """Latent-space diagnostics of a model on a dataset split, against its own prior (StyleGAN's W: the mapping
     network's output statistics), with linear and spherical interpolation grids: CSV, JSON, figures, index.html."""
     from latentmap.models.registry import load_model

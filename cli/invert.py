@@ -36,8 +36,10 @@ from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data
 @device_option
 @progress_option
 @output_options("inversion", "invert")
-def command(model_spec, trust_pickle, dataset, data_dir, split, image_transform, images, own_samples, sampler, steps,
-            lr, init, loss, lpips, lpips_net, seed, device, progress, out, overwrite):
+def command(model_spec: str, trust_pickle: bool, dataset: str | None, data_dir: str | None, split: str,
+            image_transform: str | None, images: int, own_samples: bool, sampler: str, steps: int, lr: float,
+            init: str, loss: str, lpips: str, lpips_net: str, seed: int, device: str, progress: bool,
+            out: str | None, overwrite: bool) -> None:
     """Optimize latents so the model reproduces images; write latents, losses and a grid to OUT."""
     import numpy as np
     import torch

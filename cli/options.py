@@ -9,30 +9,38 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
+import os
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import click
 
 from latentmap.io.schema import MAX_SEED, MAX_SIZE
 from latentmap.constants import SPLITS
 
+FC = TypeVar("FC", bound="Callable[..., Any] | click.Command")  # what a click decorator takes and gives back
+Decorator = Callable[[FC], FC]
+
 
 class LazyChoice(click.Choice):
     """A click.Choice whose values are read from ``module.attribute`` on first use."""
 
-    def __init__(self, module: str, attribute: str, sort: bool = False):
-        self._source, self._sort, self._choices = (module, attribute), sort, None
+    def __init__(self, module: str, attribute: str, sort: bool = False) -> None:
+        self._source, self._sort = (module, attribute), sort
+        self._choices: tuple[Any, ...] | None = None
         self.case_sensitive = True
 
     @property
-    def choices(self):
+    def choices(self) -> tuple[Any, ...]:
+        """The values, read from ``module.attribute`` the first time they are needed."""
         if self._choices is None:
             values = getattr(importlib.import_module(self._source[0]), self._source[1])
             self._choices = tuple(sorted(values) if self._sort else values)
         return self._choices
 
     @choices.setter
-    def choices(self, value):  # click.Choice.__init__ assigns it
+    def choices(self, value: Iterable[Any]) -> None:  # click.Choice.__init__ assigns it
         self._choices = tuple(value)
 
 
@@ -41,10 +49,11 @@ class FiniteFloat(click.ParamType):
 
     name = "number"
 
-    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False):
+    def __init__(self, low: float | None = None, high: float | None = None, low_open: bool = False) -> None:
         self.low, self.high, self.low_open = low, high, low_open
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        """``value`` as a float within the bounds, or click's usage error naming the option."""
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -63,10 +72,11 @@ class PositiveInts(click.ParamType):
 
     name = "ints"
 
-    def __init__(self, high: int | None = None):
+    def __init__(self, high: int | None = None) -> None:
         self.high = high
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        """``value`` (``32,64``) as a list of positive integers, or click's usage error."""
         if isinstance(value, list):
             return value
         try:
@@ -85,7 +95,7 @@ SIZE_RANGE = click.IntRange(1, MAX_SIZE)
 SEED_RANGE = click.IntRange(0, MAX_SEED)
 
 
-def dataset_option(default=None, required=False):
+def dataset_option(default: str | None = None, required: bool = False) -> Decorator[Any]:
     """``--dataset``; with no default, commands use the dataset the models were trained on."""
     hint = "" if default or required else " Default: the dataset the model was trained on."
     return click.option("--dataset", "dataset", default=default, required=required, show_default=default is not None,
@@ -93,7 +103,7 @@ def dataset_option(default=None, required=False):
                              "npy:PATH (a folder's subfolders are its classes)." + hint)
 
 
-def choose_dataset(models, spec):
+def choose_dataset(models: Iterable[Any], spec: str | None) -> str:
     """The dataset spec to evaluate ``models`` on (see latentmap.data.choice); notes go to stderr."""
     from latentmap.data.choice import dataset_for
 
@@ -108,7 +118,8 @@ class RidgeAlpha(click.ParamType):
 
     name = "alpha"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        """``value`` as a float >= 0, or the text ``auto``; click's usage error otherwise."""
         if value == "auto" or isinstance(value, float):
             return value
         try:
@@ -125,7 +136,8 @@ class ImageTransformSpec(click.ParamType):
 
     name = "spec"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``value`` checked and written the one way (latentmap.data.transforms.canonical_spec)."""
         from latentmap.data.transforms import canonical_spec
         from latentmap.errors import ConfigError
 
@@ -135,7 +147,7 @@ class ImageTransformSpec(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def image_transform_option(default_text: str):
+def image_transform_option(default_text: str) -> Decorator[Any]:
     """``--image-transform SPEC``: how images of one model's shape are turned into another's."""
     return click.option("--image-transform", "image_transform", type=ImageTransformSpec(), default=None,
                         help="How images are turned into a model's shape when the models (or the data) work on "
@@ -148,7 +160,7 @@ input_transform_option = image_transform_option(
     "none: images of another shape than the model's are refused, and the error names the spec that would work")
 
 
-def _check_data_dir(ctx, param, value):
+def _check_data_dir(ctx: click.Context | None, param: click.Parameter, value: str | None) -> str | None:
     """A data folder the user named must exist: never silently replaced by the system's copy of the data."""
     if value is None or not str(value).strip():
         return None
@@ -171,7 +183,7 @@ split_option = click.option("--split", type=click.Choice(SPLITS), default="test"
 _device_only = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 
 
-def _apply_precision(ctx, param, value):
+def _apply_precision(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """Set the process's forward-pass precision (latentmap.device); fp32 needs no torch import when never changed."""
     import sys
 
@@ -188,7 +200,7 @@ _precision_only = click.option("--precision", type=click.Choice(["fp32", "bf16"]
                                     "Statistics are float64 either way.")
 
 
-def device_option(command):
+def device_option(command: FC) -> FC:
     """``--device`` and ``--precision``: every command that runs models takes both."""
     return _device_only(_precision_only(command))
 
@@ -212,12 +224,13 @@ trust_pickle_option = click.option("--trust-code", "--trust-pickle", "trust_pick
 split_choice = click.Choice(SPLITS)
 
 
-def fit_split_option(default="train"):
+def fit_split_option(default: str = "train") -> Decorator[Any]:
+    """``--fit-split``: the dataset split the maps are fitted on."""
     return click.option("--fit-split", type=split_choice, default=default, show_default=True,
                         help="Dataset split the maps are fitted on.")
 
 
-def images_option(default=None, what="evaluated"):
+def images_option(default: int | None = None, what: str = "evaluated") -> Decorator[Any]:
     """``--images N``: how many images of the split are used (a seeded random subset)."""
     return click.option("--images", "images", type=click.IntRange(min=1), default=default,
                         show_default=default is not None,
@@ -254,7 +267,8 @@ class LpipsSetting(click.ParamType):
 
     name = "off|auto|PATH"
 
-    def convert(self, value, param, ctx):
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """``off``, ``auto`` or the path of an existing weights file; click's usage error otherwise."""
         text = str(value)
         if text in ("off", "auto"):
             return text
@@ -298,7 +312,7 @@ def note_expected_time(seconds: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def reported_warnings():
+def reported_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """Run the block collecting Python warnings; each is queued with :func:`warn_later`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -308,10 +322,10 @@ def reported_warnings():
             warn_later(str(w.message))
 
 
-def output_options(kind: str, stem: str):
+def output_options(kind: str, stem: str) -> Decorator[Any]:
     """``--out`` (default: a new folder under runs/) and ``--overwrite``, for a command writing one ``kind`` of folder."""
 
-    def decorator(command):
+    def decorator(command: FC) -> FC:
         command = click.option("--overwrite", is_flag=True, default=False,
                                help=f"Replace an existing {kind} that latentmap wrote at --out (never anything else)."
                                )(command)
@@ -321,7 +335,8 @@ def output_options(kind: str, stem: str):
     return decorator
 
 
-def prepare_output(out, kind: str, stem: str, overwrite: bool, inputs=()) -> str:
+def prepare_output(out: str | os.PathLike[str] | None, kind: str, stem: str, overwrite: bool,
+                   inputs: object = ()) -> str:
     """The output folder, checked before any work: writable, not someone else's, never an input of the command.
 
     The inputs are ``inputs`` (what the command computed: expanded model lists, default folders) and the
@@ -345,7 +360,7 @@ def prepare_output(out, kind: str, stem: str, overwrite: bool, inputs=()) -> str
     return str(target)
 
 
-def _listed(inputs):
+def _listed(inputs: Any) -> list[Any]:
     if inputs is None or isinstance(inputs, (str, bytes)) or not hasattr(inputs, "__iter__"):
         return [inputs]
     return list(inputs)

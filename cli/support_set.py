@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,13 +15,16 @@ from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, c
                                    reported_warnings, seed_option,
                                    trust_pickle_option)
 
+if TYPE_CHECKING:
+    from latentmap.io.support_folder import SupportSet
 
-def _split_list(ctx, param, values):
+
+def _split_list(ctx: click.Context, param: click.Parameter, values: Iterable[str] | None) -> tuple[str, ...]:
     """Accept repeated options and comma-separated lists alike: --for-models A,B --for-models C."""
     return tuple(v.strip() for value in values or () for v in value.split(",") if v.strip())
 
 
-def _sizes(ctx, param, value):
+def _sizes(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     try:
         sizes = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
@@ -30,7 +35,7 @@ def _sizes(ctx, param, value):
 
 
 @click.group("support-set")
-def command():
+def command() -> None:
     """Build, inspect and compare support sets (anchor images that fix maps between latent spaces)."""
 
 
@@ -63,8 +68,10 @@ def command():
 @output_options("support-set", "support-set")
 @progress_option
 @trust_pickle_option
-def build(model_spec, dataset, split, data_dir, image_transform, size, for_models, strategy, top_k, threshold, gain_images, exclude,
-          pairs, seed, batch_size, device, name, out, overwrite, progress, trust_pickle):
+def build(model_spec: str, dataset: str | None, split: str, data_dir: str | None, image_transform: str | None,
+          size: int | None, for_models: tuple[str, ...], strategy: str, top_k: int | None, threshold: float | None,
+          gain_images: int, exclude: tuple[str, ...], pairs: int, seed: int, batch_size: int, device: str,
+          name: str | None, out: str | None, overwrite: bool, progress: bool, trust_pickle: bool) -> None:
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
     from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
@@ -73,7 +80,7 @@ def build(model_spec, dataset, split, data_dir, image_transform, size, for_model
     from latentmap.support.build import build_support_set, check_pairs, target_size_for
 
     out = prepare_output(out, "support-set", "support-set", overwrite, inputs=[model_spec, *for_models, *exclude])
-    dims = {}
+    dims: dict[str, int] = {}
     if for_models:
         largest, dims = target_size_for(for_models, allow_pickle=trust_pickle)
         size = size or largest
@@ -94,7 +101,7 @@ def build(model_spec, dataset, split, data_dir, image_transform, size, for_model
 @command.command("show")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--sectors/--no-sectors", default=False, help="List the population of every sector.")
-def show(directory, sectors):
+def show(directory: str, sectors: bool) -> None:
     """Print a support set's origin, sectors and statistics."""
     from latentmap.support.build import SupportSet
 
@@ -102,7 +109,7 @@ def show(directory, sectors):
     _describe(support, directory, list_sectors=sectors)
 
 
-def _describe(support, folder, list_sectors: bool = False) -> None:
+def _describe(support: SupportSet, folder: str, list_sectors: bool = False) -> None:
     m = support.manifest  # field types checked by SupportSet.load; entries of its lists are read defensively
     model, data = m.get("model") or {}, m.get("dataset") or {}
     click.echo(f"support set '{support.name}': {len(support)} images, strategy {m.get('strategy', '?')}, "
@@ -135,12 +142,12 @@ def _describe(support, folder, list_sectors: bool = False) -> None:
                + (", info_gain.png, sector_populations.png" if "top_k" in m else ""))
 
 
-def _g(value, spec: str = ".4g") -> str:
+def _g(value: object, spec: str = ".4g") -> str:
     """A recorded number formatted, or '?' when the manifest holds none."""
     return format(value, spec) if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
 
 
-def _dicts(values) -> list[dict]:
+def _dicts(values: object) -> list[dict[str, Any]]:
     return [v for v in values if isinstance(v, dict)] if isinstance(values, list) else []
 
 
@@ -171,9 +178,11 @@ def _dicts(values) -> list[dict]:
 @output_options("report", "anchors")
 @progress_option
 @trust_pickle_option
-def compare(model_specs, more_models, dataset, data_dir, image_transform, sizes, strategies, seeds, seed, anchor_model,
-            alpha, bias,
-            images, gain_images, reference_images, batch_size, device, out, overwrite, progress, trust_pickle):
+def compare(model_specs: tuple[str, ...], more_models: tuple[str, ...], dataset: str | None, data_dir: str | None,
+            image_transform: str | None, sizes: list[int], strategies: tuple[str, ...], seeds: int, seed: int,
+            anchor_model: str | None, alpha: float | str, bias: bool, images: int, gain_images: int,
+            reference_images: int, batch_size: int, device: str, out: str | None, overwrite: bool, progress: bool,
+            trust_pickle: bool) -> None:
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
     from latentmap.report.anchors import write_compare_report
     from latentmap.evaluation.anchors import compare_anchors

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import numpy as np
 import torch
 
 from latentmap.errors import ConfigError
 
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
-def image_batches(data, batch_size: int):
+T = TypeVar("T")
+
+
+def image_batches(data: Any, batch_size: int) -> tuple[Iterable[torch.Tensor], int | None]:
     """Normalize a dataset / image tensor / iterable of batches into (iterable, number of batches or None).
+
+    ``data``: an ImageDataset (anything with ``iter_batches``), a tensor or array of images [N, C, H, W], or an
+    iterable of image batches.
 
     Datasets read lazily (folders, synthetic images) are read by a torch DataLoader with worker processes and
     pinned memory when :func:`loader_workers` says so, so that reading overlaps the models' work."""
@@ -28,7 +39,7 @@ def image_batches(data, batch_size: int):
 
 
 # DataLoader workers for lazily read datasets: None = automatic (see loader_workers)
-_LOADER = {"workers": None}
+_LOADER: dict[str, int | None] = {"workers": None}
 
 
 def set_loader_workers(workers: int | None) -> None:
@@ -38,7 +49,7 @@ def set_loader_workers(workers: int | None) -> None:
     _LOADER["workers"] = workers
 
 
-def loader_workers(data) -> int:
+def loader_workers(data: object) -> int:
     """How many DataLoader workers read ``data``: none for in-memory data; for lazily read data the number
     set (``set_loader_workers``, ``LATENTMAP_LOADER_WORKERS``), else, automatically, up to 4 when a GPU does
     the models' work and none on a CPU, whose cores the models already use (measured: benchmarks/bench_loader.py)."""
@@ -57,7 +68,7 @@ def loader_workers(data) -> int:
 class _BatchSet(torch.utils.data.Dataset):
     """Batch k of a dataset as one item, so that each worker reads whole batches."""
 
-    def __init__(self, data, batch_size: int):
+    def __init__(self, data: Any, batch_size: int) -> None:
         self.data, self.batch_size = data, batch_size
 
     def __len__(self) -> int:
@@ -68,7 +79,7 @@ class _BatchSet(torch.utils.data.Dataset):
         return self.data.batch(np.arange(start, min(start + self.batch_size, len(self.data))))
 
 
-def _loader(data, batch_size: int, workers: int):
+def _loader(data: Any, batch_size: int, workers: int) -> Iterator[torch.Tensor]:
     return iter(torch.utils.data.DataLoader(_BatchSet(data, batch_size), batch_size=None, num_workers=workers,
                                             pin_memory=torch.cuda.is_available(), prefetch_factor=2))
 
@@ -88,14 +99,15 @@ def progress_shown(enabled: bool) -> bool:
     return bool(enabled) and not _QUIET["on"] and sys.stderr.isatty()
 
 
-def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "batch"):
+def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "batch") -> tqdm:
     """A tqdm bar on stderr (a disabled one when progress is not shown)."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, unit=unit, disable=not progress_shown(enabled))
 
 
-def with_progress(iterable, desc: str, enabled: bool, total: int | None = None, unit: str = "batch"):
+def with_progress(iterable: Iterable[T], desc: str, enabled: bool, total: int | None = None,
+                  unit: str = "batch") -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar when progress is shown; otherwise return it unchanged."""
     if not progress_shown(enabled):
         return iterable

@@ -26,16 +26,27 @@ answers as a single process does (rank 0 of 1) and the reductions return their i
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
+import torch.distributed as dist  # already loaded by ``import torch``: one import instead of one per function
 
 from latentmap.errors import ConfigError, ShapeMismatchError
 
+if TYPE_CHECKING:
+    from latentmap.stats import Moments
 
 BACKENDS = ("gloo", "nccl", "mpi", "ucc")
 """The values ``LATENTMAP_DIST_BACKEND`` may take (torch.distributed's backends)."""
 LAUNCH_HINT = "start the ranks with torchrun (torchrun --nproc_per_node N -m latentmap ...), or unset WORLD_SIZE"
+
+
+@overload
+def env_int(name: str, default: int, low: int = 0, high: int | None = None) -> int: ...
+@overload
+def env_int(name: str, default: None, low: int = 0, high: int | None = None) -> int | None: ...
 
 
 def env_int(name: str, default: int | None, low: int = 0, high: int | None = None) -> int | None:
@@ -87,24 +98,21 @@ def check_environment() -> None:
 
 def active() -> bool:
     """Whether a process group of more than one rank is running."""
-    import torch.distributed as dist
-
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
-    import torch.distributed as dist
-
+    """This process's rank: torch.distributed's once the group runs, else torchrun's ``RANK``; 0 alone."""
     return dist.get_rank() if active() else (env_int("RANK", 0) or 0) if launched() else 0
 
 
 def world_size() -> int:
-    import torch.distributed as dist
-
+    """How many ranks the running process group has (1 outside torch.distributed)."""
     return dist.get_world_size() if active() else 1
 
 
 def local_rank() -> int:
+    """This rank's number on its machine (torchrun's ``LOCAL_RANK``; 0 alone): its CUDA device with NCCL."""
     return env_int("LOCAL_RANK", 0) or 0
 
 
@@ -124,8 +132,6 @@ def backend() -> str:
 
 def init() -> bool:
     """Join the process group torchrun describes (once); True when running as several ranks."""
-    import torch.distributed as dist
-
     if not launched():
         return False
     if not dist.is_available():
@@ -148,8 +154,6 @@ def shutdown() -> None:
     process ("terminate called without an active exception")."""
     import datetime
 
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         return
     try:
@@ -163,8 +167,7 @@ def shutdown() -> None:
 
 
 def barrier() -> None:
-    import torch.distributed as dist
-
+    """Wait for every rank (nothing outside torch.distributed)."""
     if active():
         dist.barrier()
 
@@ -206,7 +209,7 @@ def pin_threads(threads: int | None = None) -> int:
     return threads
 
 
-def compute_record(batch_size: int | None = None) -> dict:
+def compute_record(batch_size: int | None = None) -> dict[str, int]:
     """What an output records about how its float32 passes ran: the threads per process and the batch size.
     Two runs' numbers (on the same device and libraries) agree to 1e-9 when these match; the world size does
     not count."""
@@ -235,9 +238,9 @@ def shard_indices(n: int, batch_size: int, rank_: int | None = None, world: int 
     return np.arange(min(bounds[rank_] * batch_size, n), min(bounds[rank_ + 1] * batch_size, n), dtype=np.int64)
 
 
-def shard(data, batch_size: int):
+def shard(data: Any, batch_size: int) -> Any:
     """This rank's part of a dataset (``subset``) or of a tensor/array (rows): :func:`shard_indices`' whole
-    batches of ``batch_size``; the whole of it in one process."""
+    batches of ``batch_size``, as the same kind of object; the whole of it in one process."""
     if world_size() == 1:
         return data
     idx = shard_indices(len(data), batch_size)
@@ -254,8 +257,6 @@ def _comm_device(t: torch.Tensor | None = None) -> torch.device:
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """The elementwise sum of ``t`` over all ranks (float64 stays float64), on ``t``'s device."""
-    import torch.distributed as dist
-
     if not active():
         return t
     buf = t.detach().to(_comm_device(t)).clone()
@@ -264,10 +265,11 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_count(n: int) -> int:
+    """The sum of the count ``n`` over all ranks (``n`` itself outside torch.distributed)."""
     return int(all_reduce_sum(torch.tensor([float(n)], dtype=torch.float64)).item()) if active() else int(n)
 
 
-def all_reduce_moments(m, d_x: int, d_y: int | None = None, full: bool = True):
+def all_reduce_moments(m: Moments | None, d_x: int, d_y: int | None = None, full: bool = True) -> Moments | None:
     """A :class:`latentmap.stats.Moments` of the union of every rank's rows.
 
     Two sums: first the counts and Σv = n·mean (hence the global mean μ), then each rank's centred
@@ -278,13 +280,14 @@ def all_reduce_moments(m, d_x: int, d_y: int | None = None, full: bool = True):
 
     if not active():
         return m
-    dev = m.mean_x.device if m is not None and m.n else torch.device("cpu")
-    f64 = dict(dtype=torch.float64, device=dev)
-    n_r = float(m.n) if m is not None else 0.0
-    empty = m is None or not m.n
-    mx = torch.zeros(d_x, **f64) if empty else m.mean_x
+    s: dict[str, Any] = m.state() if m is not None and m.n else {}  # this rank's moments, none when it saw no rows
+    dev = s["mean_x"].device if s else torch.device("cpu")
+    f64: dict[str, Any] = dict(dtype=torch.float64, device=dev)
+    n_r = float(s["n"]) if s else 0.0
+    empty = not s
+    mx = torch.zeros(d_x, **f64) if empty else s["mean_x"]
     first = torch.cat([torch.tensor([n_r], **f64), mx * n_r]
-                      + ([] if d_y is None else [torch.zeros(d_y, **f64) if empty else m.mean_y * n_r]))
+                      + ([] if d_y is None else [torch.zeros(d_y, **f64) if empty else s["mean_y"] * n_r]))
     first = all_reduce_sum(first)
     n = float(first[0])
     out = Moments(full)
@@ -292,14 +295,14 @@ def all_reduce_moments(m, d_x: int, d_y: int | None = None, full: bool = True):
         return out
     mu_x = first[1:1 + d_x] / n
     dx = mx - mu_x
-    cxx = (torch.zeros((d_x, d_x) if full else d_x, **f64) if empty else m.cxx)
+    cxx = (torch.zeros(*((d_x, d_x) if full else (d_x,)), **f64) if empty else s["cxx"])
     parts = [(cxx + (torch.outer(dx, dx) if full else dx * dx) * n_r).flatten()]
     if d_y is not None:
         mu_y = first[1 + d_x:] / n
-        my = torch.zeros(d_y, **f64) if empty else m.mean_y
+        my = torch.zeros(d_y, **f64) if empty else s["mean_y"]
         dy = my - mu_y
-        cxy = torch.zeros(d_x, d_y, **f64) if empty else m.cxy
-        cyy = torch.zeros(d_y, **f64) if empty else m.cyy
+        cxy = torch.zeros(d_x, d_y, **f64) if empty else s["cxy"]
+        cyy = torch.zeros(d_y, **f64) if empty else s["cyy"]
         parts += [(cxy + torch.outer(dx, dy) * n_r).flatten(), cyy + dy * dy * n_r]
     total = all_reduce_sum(torch.cat(parts))
     k = d_x * d_x if full else d_x
@@ -313,13 +316,11 @@ def all_reduce_named(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     """Named float64 sums added over all ranks: every key any rank has, zeros where a rank has none (one that
     saw no rows); tensors whose first dimension differs between ranks (counts per label seen so far) are
     padded with zeros to the longest. Keys come back sorted, as float64 on the first tensor's device."""
-    import torch.distributed as dist
-
     if not active():
         return values
-    shapes: list = [None] * world_size()
+    shapes: list[Any] = [None] * world_size()
     dist.all_gather_object(shapes, {k: tuple(v.shape) for k, v in values.items()})
-    merged: dict[str, tuple] = {}
+    merged: dict[str, tuple[int, ...]] = {}
     for part in shapes:
         for key, shape in part.items():
             old = merged.get(key)
@@ -335,7 +336,8 @@ def all_reduce_named(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
             full[tuple(slice(0, n) for n in v.shape)] = v
         flat.append(full.reshape(-1))
     total = all_reduce_sum(torch.cat(flat)) if flat else torch.zeros(0, dtype=torch.float64)
-    out, at = {}, 0
+    out: dict[str, torch.Tensor] = {}
+    at = 0
     for key in sorted(merged):
         size = int(np.prod(merged[key], dtype=np.int64))
         out[key] = total[at:at + size].view(merged[key])
@@ -345,7 +347,7 @@ def all_reduce_named(values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 # --------------------------------------------------------------------------- gathers
 
-def gather_rows(rows):
+def gather_rows(rows: torch.Tensor | np.ndarray | None) -> torch.Tensor | np.ndarray | None:
     """The rows of every rank's array (numpy) or tensor, concatenated in rank order, on every rank.
 
     With :func:`shard`'s contiguous blocks, ``gather_rows(f(shard(data, b)))`` is ``f(data)`` row for row: the
@@ -353,13 +355,11 @@ def gather_rows(rows):
     rank with no rows may give any empty array, or None (the result is then a tensor unless another rank
     gave numpy). One padded ``all_gather`` after one of the row counts; the input itself outside
     torch.distributed."""
-    import torch.distributed as dist
-
     if not active():
         return rows
     t = None if rows is None else torch.from_numpy(np.ascontiguousarray(rows)) if not isinstance(
         rows, torch.Tensor) else rows.detach()
-    meta: list = [None] * world_size()
+    meta: list[Any] = [None] * world_size()
     mine = (0, None, None, False) if t is None else (len(t), tuple(t.shape[1:]), str(t.dtype).split(".")[-1],
                                                     not isinstance(rows, torch.Tensor))
     dist.all_gather_object(meta, mine)
@@ -387,7 +387,7 @@ def gather_rows(rows):
     return out.numpy() if is_numpy else out
 
 
-def map_shards(fn, data, batch_size: int):
+def map_shards(fn: Callable[[Any], Any], data: Any, batch_size: int) -> Any:
     """``fn(data)`` computed as each rank's ``fn(shard(data, batch_size))``, rows gathered in order (``fn`` itself
     outside torch.distributed); ``fn`` must work row by row in batches of ``batch_size`` (an encoder over images,
     a per-image score), so that a rank's rows see the batches one process's do. A rank whose shard is empty does

@@ -5,7 +5,14 @@ the built-in exception a caller would naturally catch, so ``except ValueError`` 
 The CLI turns any ``LatentmapError`` into a one-line message and exit code 2.
 """
 
+from __future__ import annotations
+
 import errno
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
 
 
 class LatentmapError(Exception):
@@ -27,6 +34,8 @@ class ShapeMismatchError(LatentmapError, ValueError):
 class NonFiniteError(LatentmapError, ValueError):
     """An input contains NaN or infinite values."""
 
+    operand: str  # "x" or "y", set (no class default: callers read it with getattr) where the input is one of two
+
 
 class CheckpointError(LatentmapError, OSError):
     """A checkpoint folder is missing, corrupted or does not fit its architecture."""
@@ -35,7 +44,7 @@ class CheckpointError(LatentmapError, OSError):
 class UnknownKindError(LatentmapError, KeyError):
     """No adapter or architecture is registered under the requested kind."""
 
-    def __str__(self):  # KeyError would quote the message
+    def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
 
 
@@ -67,11 +76,12 @@ class OutputWriteError(LatentmapError, OSError):
     """Writing an output failed for a reason of the machine (disk full, file-size limit, read-only, no permission);
     the previous output at that path, if any, is intact."""
 
-    def __str__(self):  # OSError would print "[Errno 28] ..." once errno is set: the message alone is the line
+    def __str__(self) -> str:  # OSError would print "[Errno 28] ..." once errno is set: the message alone is the line
         return str(self.args[0]) if self.args else ""
 
     @classmethod
-    def from_os_error(cls, exc: BaseException, target, where=()) -> "OutputWriteError | None":
+    def from_os_error(cls, exc: BaseException, target: object,
+                      where: Sequence[str | os.PathLike[str]] = ()) -> OutputWriteError | None:
         """``exc`` as an OutputWriteError naming the output ``target`` when it is the machine's write failure (an
         OSError of :data:`WRITE_ERRNOS` about no file, or about a file under one of the folders ``where``); else
         None (an input that could not be read, or a bug, keeps its own error)."""

@@ -39,6 +39,7 @@ def available_memory() -> int | None:
 
 
 def format_bytes(n: float) -> str:
+    """``n`` bytes in a readable unit: ``512 B``, ``1.5 MB`` (powers of 1024)."""
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1024 or unit == "PB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -47,6 +48,7 @@ def format_bytes(n: float) -> str:
 
 
 def format_seconds(s: float) -> str:
+    """A duration of ``s`` seconds in seconds, minutes, hours or days, whichever reads best."""
     if s < 90:
         return f"{s:.0f} s"
     if s < 5400:

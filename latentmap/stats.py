@@ -11,6 +11,9 @@ cancel it away).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
 from latentmap.errors import NonFiniteError, ShapeMismatchError
@@ -19,6 +22,14 @@ STATE_KEYS = ("n", "mean_x", "cxx", "mean_y", "cxy", "cyy")
 # update() reads a batch in chunks of at most this many rows, and at most this many bytes of float64 buffer
 CHUNK_ROWS = 16384
 CHUNK_BYTES = 64 * 2**20
+# (sx, gxx, gxy, sy, gyy): the sums and cross-products of one chunk about a shift; the y parts None without y
+ShiftedSums = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]
+
+
+def _set(moment: torch.Tensor | None) -> torch.Tensor:
+    """A moment that is set once a row was accumulated (callers check ``n`` first)."""
+    assert moment is not None, "moments are set once a row was accumulated"
+    return moment
 
 
 class Moments:
@@ -29,10 +40,15 @@ class Moments:
     sufficient statistics of a least-squares fit of Y on X. Tensors live on the first batch's device.
     """
 
-    def __init__(self, full: bool = False):
+    def __init__(self, full: bool = False) -> None:
         self.full = full
         self.n = 0
-        self.mean_x = self.cxx = self.mean_y = self.cxy = self.cyy = None
+        # float64 tensors on the first batch's device once a row was accumulated (the y parts only with y)
+        self.mean_x: torch.Tensor | None = None
+        self.cxx: torch.Tensor | None = None
+        self.mean_y: torch.Tensor | None = None
+        self.cxy: torch.Tensor | None = None
+        self.cyy: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ update / merge
     def update(self, x: torch.Tensor, y: torch.Tensor | None = None, *, check_finite: bool = False) -> Moments:
@@ -58,17 +74,18 @@ class Moments:
         if self.n:
             if (ys is None) != (self.mean_y is None):
                 raise ShapeMismatchError("cannot merge moments with and without a second variable y")
-            if xs.shape[1] != self.mean_x.shape[0] or (ys is not None and ys.shape[1] != self.mean_y.shape[0]):
+            if (xs.shape[1] != _set(self.mean_x).shape[0]
+                    or (ys is not None and ys.shape[1] != _set(self.mean_y).shape[0])):
                 raise ShapeMismatchError(f"cannot merge moments of {xs.shape[1]} columns into moments of "
-                                         f"{self.mean_x.shape[0]}")
-        dev = self.mean_x.device if self.n else xs.device
+                                         f"{_set(self.mean_x).shape[0]}")
+        dev = _set(self.mean_x).device if self.n else xs.device
         d_x, d_y = xs.shape[1], (0 if ys is None else ys.shape[1])
         rows = max(1, min(CHUNK_ROWS, xs.shape[0], CHUNK_BYTES // (8 * (d_x + 1 + d_y))))
         if (self.full and dev.type == "cpu" and xs.device.type == "cpu" and _numpy_ok(xs)
                 and (ys is None or (ys.device.type == "cpu" and _numpy_ok(ys)))):
             # one shift for the whole call, the chunks' products added up in numpy, one fold at the end
-            shift_x = self.mean_x if self.n else xs[0].to(torch.float64)
-            shift_y = None if ys is None else (self.mean_y if self.n else ys[0].to(torch.float64))
+            shift_x = _set(self.mean_x) if self.n else xs[0].to(torch.float64)
+            shift_y = None if ys is None else (_set(self.mean_y) if self.n else ys[0].to(torch.float64))
             sums = _shifted_sums_cpu(xs, ys, shift_x, shift_y, rows)
             self._add(xs.shape[0], shift_x, shift_y, *sums, check_finite=check_finite)
             return self
@@ -77,13 +94,14 @@ class Moments:
         by = None if ys is None else torch.empty(rows, d_y, dtype=torch.float64, device=dev)
         for start in range(0, xs.shape[0], rows):
             x_c, y_c = xs[start:start + rows].to(dev), (None if ys is None else ys[start:start + rows].to(dev))
-            shift_x = self.mean_x if self.n else x_c[0].to(torch.float64)
-            shift_y = None if ys is None else (self.mean_y if self.n else y_c[0].to(torch.float64))
+            shift_x = _set(self.mean_x) if self.n else x_c[0].to(torch.float64)
+            shift_y = None if y_c is None else (_set(self.mean_y) if self.n else y_c[0].to(torch.float64))
             sums = self._shifted_sums(x_c, y_c, shift_x, shift_y, bx[:len(x_c)], None if by is None else by[:len(x_c)])
             self._add(len(x_c), shift_x, shift_y, *sums, check_finite=check_finite)
         return self
 
-    def _shifted_sums(self, x, y, shift_x, shift_y, bx, by):
+    def _shifted_sums(self, x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Tensor,
+                      shift_y: torch.Tensor | None, bx: torch.Tensor, by: torch.Tensor | None) -> ShiftedSums:
         """S = Σ(v − s) and G = Σ(v − s)(v − s)ᵀ of one chunk (torch, on its device): (sx, gxx, gxy, sy, gyy)."""
         d_x = x.shape[1]
         torch.sub(x, shift_x, out=bx[:, :d_x])
@@ -94,14 +112,19 @@ class Moments:
             sx, gxx = bx[:, :d_x].sum(0), bx[:, :d_x].square().sum(0)
         if y is None:
             return sx, gxx, None, None, None
+        assert shift_y is not None and by is not None  # given with y
         torch.sub(y, shift_y, out=by)
         g = bx.T @ by  # [x - s, 1]ᵀ(y - s): XᵀY and the sums of y
         return sx, gxx, g[:d_x], g[d_x], by.square().sum(0)
 
-    def _add(self, m, shift_x, shift_y, sx, gxx, gxy, sy, gyy, *, check_finite: bool) -> None:
+    def _add(self, m: int, shift_x: Any, shift_y: Any, sx: Any, gxx: Any, gxy: Any, sy: Any, gyy: Any, *,
+             check_finite: bool) -> None:
         """Fold m rows given by their sums about a shift s: with S = Σ(v − s), G = Σ(v − s)(v − s)ᵀ and the
         running moments (n_a, μ_a, C_a) — s is μ_a when n_a > 0 — the n = n_a + m rows have mean s + S/n and
-        centred products C_a + G − SSᵀ/n (before anything was accumulated, s is the first row of the data)."""
+        centred products C_a + G − SSᵀ/n (before anything was accumulated, s is the first row of the data).
+
+        The sums arrive as float64 tensors (the y parts None without y); on a CPU they are rebound to numpy views
+        of themselves for the arithmetic (hence Any), and the results turned back into tensors."""
         if check_finite:
             bad = [not _all_finite(t) for t in (sx, gxx, gxy, sy, gyy) if t is not None]
             if any(bad):
@@ -111,13 +134,15 @@ class Moments:
                 err.operand = operand
                 raise err
         n = self.n + m
+        outer: Callable[..., Any]
+        old: dict[str, Any]
         if sx.device.type == "cpu":  # numpy on a CPU, for the reason given in _all_finite
             import numpy as np
 
-            def arr(t):
+            def arr(t: Any) -> Any:
                 return t.numpy() if isinstance(t, torch.Tensor) else t
 
-            def back(a):
+            def back(a: Any) -> torch.Tensor:
                 return torch.from_numpy(np.ascontiguousarray(a))
 
             outer, sx, gxx, gxy, sy, gyy, shift_x, shift_y = (np.outer, arr(sx), arr(gxx), arr(gxy), arr(sy),
@@ -126,8 +151,8 @@ class Moments:
         else:
             outer, old = torch.outer, {k: getattr(self, k) for k in ("cxx", "cxy", "cyy")} if self.n else {}
 
-            def back(t):
-                return t
+            def back(a: Any) -> torch.Tensor:
+                return a
         ax = sx / n
         self.cxx = back(gxx - (outer(sx, ax) if self.full else sx * ax) + old.get("cxx", 0))
         if gxy is not None:
@@ -152,31 +177,35 @@ class Moments:
             return self
         if (other.mean_y is None) != (self.mean_y is None):
             raise ShapeMismatchError("cannot merge moments with and without a second variable y")
-        if other.mean_x.shape != self.mean_x.shape:
-            raise ShapeMismatchError(f"cannot merge moments of {other.mean_x.shape[0]} columns into moments of "
-                                     f"{self.mean_x.shape[0]}")
-        dev = self.mean_x.device
-        o = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in other.state().items()}
+        mean_x, other_mean_x = _set(self.mean_x), _set(other.mean_x)
+        if other_mean_x.shape != mean_x.shape:
+            raise ShapeMismatchError(f"cannot merge moments of {other_mean_x.shape[0]} columns into moments of "
+                                     f"{mean_x.shape[0]}")
+        dev = mean_x.device
+        o: dict[str, Any] = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in other.state().items()}
         n_a, n_b = self.n, o["n"]
         n = n_a + n_b
         w = n_a * n_b / n
-        dx = o["mean_x"] - self.mean_x
-        self.cxx = self.cxx + o["cxx"] + (torch.outer(dx, dx) if self.full else dx * dx) * w
-        self.mean_x = self.mean_x + dx * (n_b / n)
+        dx = o["mean_x"] - mean_x
+        self.cxx = _set(self.cxx) + o["cxx"] + (torch.outer(dx, dx) if self.full else dx * dx) * w
+        self.mean_x = mean_x + dx * (n_b / n)
         if self.mean_y is not None:
             dy = o["mean_y"] - self.mean_y
-            self.cxy = self.cxy + o["cxy"] + torch.outer(dx, dy) * w
-            self.cyy = self.cyy + o["cyy"] + dy * dy * w
+            self.cxy = _set(self.cxy) + o["cxy"] + torch.outer(dx, dy) * w
+            self.cyy = _set(self.cyy) + o["cyy"] + dy * dy * w
             self.mean_y = self.mean_y + dy * (n_b / n)
         self.n = n
         return self
 
     # ------------------------------------------------------------------ distributed form
-    def state(self) -> dict:
+    def state(self) -> dict[str, Any]:
+        """The accumulator as plain values by :data:`STATE_KEYS` (n, then float64 tensors or None), for an
+        all-reduce."""
         return {k: getattr(self, k) for k in STATE_KEYS}
 
     @classmethod
-    def from_state(cls, state: dict, full: bool) -> Moments:
+    def from_state(cls, state: dict[str, Any], full: bool) -> Moments:
+        """An accumulator holding ``state`` (as :meth:`state` gives it; missing keys are None)."""
         out = cls(full)
         for key in STATE_KEYS:
             setattr(out, key, state.get(key))
@@ -189,13 +218,15 @@ class Moments:
             raise ShapeMismatchError("no rows were accumulated: the statistics of an empty set are undefined")
 
     def mean(self) -> torch.Tensor:
+        """Mean of every column of X, float64 [d] on the CPU."""
         self._check()
-        return self.mean_x.cpu()
+        return _set(self.mean_x).cpu()
 
     def variance(self) -> torch.Tensor:
         """Population variance (ddof 0) of every column of X."""
         self._check()
-        second = self.cxx.diagonal() if self.full else self.cxx
+        cxx = _set(self.cxx)
+        second = cxx.diagonal() if self.full else cxx
         return (second / self.n).clamp_min(0).cpu()
 
     def covariance(self) -> torch.Tensor:
@@ -203,7 +234,7 @@ class Moments:
         self._check()
         if not self.full:
             raise ShapeMismatchError("the covariance matrix needs Moments(full=True)")
-        return (self.cxx / self.n).cpu()
+        return (_set(self.cxx) / self.n).cpu()
 
 
 def r2_from_sums(sse: torch.Tensor, sst: torch.Tensor) -> torch.Tensor:
@@ -226,20 +257,23 @@ def r2_score(y: torch.Tensor, pred: torch.Tensor) -> float:
 class Sums:
     """Named float64 running sums on one device (metric totals); merge adds; nothing per image is kept."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.values: dict[str, torch.Tensor] = {}
 
     def add(self, key: str, value: torch.Tensor) -> None:
+        """Add ``value`` (summed over its first axis when it has one) to the float64 total ``key``."""
         v = value.detach().to(torch.float64)
         v = v.sum(0) if v.ndim else v
         self.values[key] = self.values[key] + v.to(self.values[key].device) if key in self.values else v
 
     def merge(self, other: Sums) -> Sums:
+        """Add every total of ``other`` to this one's; returns self."""
         for key, value in other.values.items():
             self.add(key, value.unsqueeze(0))
         return self
 
     def get(self, key: str) -> torch.Tensor:
+        """The total ``key``, float64 on the CPU."""
         return self.values[key].cpu()
 
     def __contains__(self, key: str) -> bool:
@@ -264,7 +298,7 @@ def _numpy_ok(t: torch.Tensor) -> bool:
 
 
 def _shifted_sums_cpu(x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Tensor, shift_y: torch.Tensor | None,
-                      rows: int):
+                      rows: int) -> ShiftedSums:
     """The (sx, gxx, gxy, sy, gyy) of :meth:`Moments._shifted_sums` over all rows of CPU tensors, chunk by chunk.
 
     All in numpy and its BLAS (OpenBLAS): syrk computes one triangle of the symmetric XᵀX, half the work of a
@@ -285,6 +319,7 @@ def _shifted_sums_cpu(x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Te
     bx[:, d_x] = 1.0
     gram = np.zeros((width, width), order="F")  # upper triangle of bxᵀbx
     if y is not None:
+        assert shift_y is not None  # given with y
         yn, syn = y.numpy(), shift_y.numpy()
         if not joint:
             by = np.empty((rows, d_y))
@@ -306,5 +341,5 @@ def _shifted_sums_cpu(x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Te
     sx, gxx = g[d_x, :d_x], g[:d_x, :d_x]
     if y is None:
         return sx, gxx, None, None, None
-    cross = torch.from_numpy(cross)
-    return sx, gxx, cross[:d_x], cross[d_x], torch.from_numpy(gyy)
+    cross_t = torch.from_numpy(cross)
+    return sx, gxx, cross_t[:d_x], cross_t[d_x], torch.from_numpy(gyy)

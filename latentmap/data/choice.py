@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from latentmap.errors import ConfigError
 
 FALLBACK_DATASET = "fashion-mnist"
 
 
-def dataset_for(models, spec: str | None = None) -> tuple[str, list[str]]:
+def dataset_for(models: Iterable[Any], spec: str | None = None) -> tuple[str, list[str]]:
     """(dataset spec, warnings): ``spec`` if given, else the dataset the models' checkpoints record.
 
     Models trained on different datasets need an explicit ``spec``; models that record none
@@ -16,7 +19,7 @@ def dataset_for(models, spec: str | None = None) -> tuple[str, list[str]]:
     """
     recorded = {m.name: m.metadata.get("dataset") for m in models}
     known = {name: d for name, d in recorded.items() if d}
-    notes = []
+    notes: list[str] = []
     if spec is None:
         choices = sorted(set(known.values()))
         plain = {c.partition("?")[0] for c in choices}

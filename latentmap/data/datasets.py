@@ -13,6 +13,9 @@ This module is the public entry: every name other modules import from it stays i
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from latentmap.data import files as _files  # noqa: F401  (registers folder: and npy:)
 from latentmap.data import sources as _sources  # noqa: F401  (registers fashion-mnist, mnist, digits)
 from latentmap.data import synthetic as _synthetic  # noqa: F401  (registers synthetic:N[xHxWxC])
@@ -35,7 +38,8 @@ __all__ = [
 ]
 
 
-def load_dataset(spec: str, split: str = "train", *, data_dir=None, **options) -> ImageDataset:
+def load_dataset(spec: str, split: str = "train", *, data_dir: str | os.PathLike[str] | None = None,
+                 **options: Any) -> ImageDataset:
     """Load a dataset split from a spec: ``fashion-mnist``, ``mnist``, ``digits``, ``folder:PATH``, ``npy:PATH``.
 
     ``options`` (or the spec's ``?key=value`` query) pass loader settings such as ``crop``,

@@ -9,7 +9,9 @@ shuffle; an array file holds out the tail of a seeded permutation, 20%.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,14 +26,15 @@ FOLDER_OPTIONS = ("crop", "size", "channels")
 
 # --------------------------------------------------------------------------- options
 
-def _int_values(value, what: str) -> tuple[int, ...]:
+def _int_values(value: object, what: str) -> tuple[int, ...]:
+    parts: list[Any]
     if isinstance(value, str):
         parts = [p.strip() for p in value.replace("x", ",").split(",") if p.strip()]
     elif isinstance(value, (list, tuple, np.ndarray)):
         parts = list(value)
     else:
         parts = [value]
-    out = []
+    out: list[int] = []
     for p in parts:
         if isinstance(p, (bool, np.bool_)) or isinstance(p, (float, np.floating)):
             raise ConfigError(f"{what} must be integers, got {value!r} instead")
@@ -42,7 +45,7 @@ def _int_values(value, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def parse_crop(value) -> tuple[int, int, int, int] | None:
+def parse_crop(value: object) -> tuple[int, int, int, int] | None:
     """``"L,T,R,B"`` (or four ints) -> a PIL crop box with right > left and bottom > top; None when unset."""
     if value is None or value == "":
         return None
@@ -54,17 +57,17 @@ def parse_crop(value) -> tuple[int, int, int, int] | None:
     return box
 
 
-def parse_size(value) -> tuple[int, int] | None:
+def parse_size(value: object) -> tuple[int, int] | None:
     """``"64"`` or ``"64,48"`` / ``"64x48"`` (height, width) -> (H, W) of at least 1; None when unset."""
     if value is None or value == "":
         return None
     hw = _int_values(value, "size")
     if len(hw) not in (1, 2) or any(v < 1 for v in hw):
         raise ConfigError(f"size must be 1 or 2 positive integers (S or H,W), got {value!r} instead")
-    return (hw[0], hw[0]) if len(hw) == 1 else hw
+    return (hw[0], hw[0]) if len(hw) == 1 else (hw[0], hw[1])
 
 
-def parse_channels(value) -> str:
+def parse_channels(value: object) -> str:
     """1 or 3 -> the PIL mode ("L" or "RGB")."""
     mode = {"1": "L", "3": "RGB"}.get(str(value).strip()) if not isinstance(value, (bool, float)) else None
     if mode is None:
@@ -88,7 +91,9 @@ def find_images(root: Path) -> tuple[list[Path], np.ndarray | None, tuple[str, .
     except OSError as exc:
         raise DatasetError(f"cannot list image folder '{root}': {exc}") from exc
     top = [p for p in entries if _is_image(p)]
-    classes, files, labels = [], [], []
+    classes: list[str] = []
+    files: list[Path] = []
+    labels: list[int] = []
     for sub in entries:
         if sub.name.startswith(".") or not sub.is_dir():
             continue
@@ -108,7 +113,7 @@ def find_images(root: Path) -> tuple[list[Path], np.ndarray | None, tuple[str, .
     return files, np.asarray(labels, dtype=np.int64), tuple(classes)
 
 
-def _describe_path(data_dir=None):
+def _describe_path(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     return True, "any path you give"
 
 
@@ -116,7 +121,8 @@ def _describe_path(data_dir=None):
                   "folder:PATH[?crop=L,T,R,B&size=S&channels=1|3] every image below a folder, read lazily; "
                   "immediate subfolders are classes",
                   options=FOLDER_OPTIONS, path="required")
-def _load_folder(path=None, split="train", data_dir=None, crop=None, size=None, channels=3):
+def _load_folder(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                 crop: object = None, size: object = None, channels: object = 3) -> FolderImageDataset:
     if not path:
         raise ConfigError("dataset spec 'folder:' needs a path, e.g. folder:/data/img_align_celeba")
     crop_box, hw, mode = parse_crop(crop), parse_size(size), parse_channels(channels)
@@ -135,7 +141,8 @@ def _load_folder(path=None, split="train", data_dir=None, crop=None, size=None, 
 
 @register_dataset("npy", _describe_path, "npy:PATH an array of images, NHWC or NCHW, uint8 or float in [0,1]",
                   path="required")
-def _load_npy(path=None, split="train", data_dir=None):
+def _load_npy(path: str | None = None, split: str = "train",
+              data_dir: str | os.PathLike[str] | None = None) -> TensorImageDataset:
     if not path:
         raise ConfigError("dataset spec 'npy:' needs a path to a .npy file")
     file = Path(path).expanduser()

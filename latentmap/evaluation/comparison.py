@@ -16,26 +16,33 @@ Functions take an ``AtlasResult`` (latentmap.evaluation.atlas) and return pandas
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from latentmap.evaluation.distribution import bootstrap_difference_interval
 from latentmap.evaluation.relocation import RELOCATION_TYPES
 from latentmap.evaluation.similarity import spearman
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+# ``atlas`` below is an AtlasResult: latentmap.evaluation.atlas imports this module, so it is typed Any here.
+
 LINEAR_ESTIMATORS = ("linear",)
 NONLINEAR_ESTIMATORS = ("mlp",)
 
 
-def _first_of(atlas, names) -> str | None:
+def _first_of(atlas: Any, names: Iterable[str]) -> str | None:
     return next((label for label, info in atlas.estimators.items() if info["estimator"] in names), None)
 
 
-def similarity_frame(atlas):
+def similarity_frame(atlas: Any) -> pd.DataFrame:
     """One row per ordered pair: source, target, type, cka, svcca, then ``ratio[LABEL]`` for every estimator."""
     import pandas as pd
 
     names = atlas.similarity.get("names", [])
     index = {n: k for k, n in enumerate(names)}
-    rows = {}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in atlas.results:
         row = rows.setdefault((r.source, r.target), {"source": r.source, "target": r.target, "type": r.type})
         i, j = index.get(r.source), index.get(r.target)
@@ -45,7 +52,7 @@ def similarity_frame(atlas):
     return pd.DataFrame(list(rows.values()))
 
 
-def similarity_prediction(atlas):
+def similarity_prediction(atlas: Any) -> pd.DataFrame:
     """Per estimator and similarity measure: Spearman's rho (and p-value) of similarity against ratio over pairs.
 
     Two rows per measure: against the ratio of each ordered pair A -> B, and against the geometric mean of
@@ -74,7 +81,8 @@ def similarity_prediction(atlas):
     return pd.DataFrame(rows)
 
 
-def linearity_gap(atlas, linear: str | None = None, nonlinear: str | None = None):
+def linearity_gap(atlas: Any, linear: str | None = None,
+                  nonlinear: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """(per-pair frame, per-type frame) of ratio(linear) − ratio(nonlinear), or None when either is missing.
 
     ``linear``/``nonlinear`` are estimator labels; by default the first ``linear`` and the first ``mlp`` of the atlas.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -28,12 +29,17 @@ import torch
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, per_image_mse
-from latentmap.evaluation.samplers import PriorSampler, typical_region
+from latentmap.evaluation.samplers import PriorSampler, TypicalRegion, typical_region
 from latentmap.io.model_record import short_fingerprint
 from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import record_model
 from latentmap.stats import Moments
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from latentmap.models.base import VAELikeModel
 
 AXIS_BINS = 80
 # Axis histograms need their range before the pass ends: at least ±4 (the prior's practical
@@ -49,6 +55,9 @@ QUANTILES = (0.9, 0.99)
 
 @dataclass
 class LatentDiagnostics(FrameRepr):
+    """Where a model's encodings of a dataset lie against its prior: moments, eigenvalues, radii, axis histograms,
+    reconstruction error and variance loss (and Var(mu), mean sigma^2 for VAE-like models)."""
+
     model: str
     kind: str
     latent_dim: int
@@ -75,14 +84,16 @@ class LatentDiagnostics(FrameRepr):
     prior_axis_counts: np.ndarray | None = None  # [d, AXIS_BINS] prior samples on the axis grid
     radius_typical: float | None = None  # median radius of prior draws
     radius_limit: float | None = None  # radius within which 99% of prior draws lie
-    record: dict | None = None  # the model's record (latentmap.io.model_record)
+    record: dict[str, Any] | None = None  # the model's record (latentmap.io.model_record)
 
     @property
     def vae_like(self) -> bool:
+        """Whether the model gave posterior variances (Var(mu) and mean sigma^2 are known)."""
         return self.var_mu is not None
 
     @property
     def sqrt_d(self) -> float:
+        """√d: the typical norm of a draw of N(0, I) in d dimensions."""
         return math.sqrt(self.latent_dim)
 
     @property
@@ -92,14 +103,17 @@ class LatentDiagnostics(FrameRepr):
 
     @property
     def variance_law(self) -> np.ndarray | None:
-        return None if self.var_mu is None else self.var_mu + self.mean_sigma2
+        """Var(mu_i) + E[sigma_i^2] per variable [d] (close to 1 for a well-trained VAE); None without variances."""
+        return None if self.var_mu is None or self.mean_sigma2 is None else self.var_mu + self.mean_sigma2
 
     @property
     def inactive(self) -> np.ndarray | None:
+        """The variables whose Var(mu) is below the inactive threshold (collapsed); None without variances."""
         return None if self.var_mu is None else np.flatnonzero(self.var_mu < INACTIVE_THRESHOLD)
 
     @property
     def explained_ratio(self) -> np.ndarray:
+        """Share of the encodings' variance along each principal component [d], descending (NaN when none)."""
         total = self.eigenvalues.sum()
         return self.eigenvalues / total if total > 0 else np.full_like(self.eigenvalues, np.nan)
 
@@ -108,7 +122,7 @@ class LatentDiagnostics(FrameRepr):
         ratio = self.explained_ratio
         if not np.isfinite(ratio).all():
             return 0
-        return int(min(np.searchsorted(np.cumsum(ratio), fraction - 1e-12) + 1, self.latent_dim))
+        return int(min(int(np.searchsorted(np.cumsum(ratio), fraction - 1e-12)) + 1, self.latent_dim))
 
     @property
     def prior(self) -> str:
@@ -121,14 +135,16 @@ class LatentDiagnostics(FrameRepr):
         return None if self.radius_limit is None else float(np.mean(self.radii > self.radius_limit))
 
     def top_axes(self, k: int = AXES_SHOWN) -> np.ndarray:
+        """The ``k`` variables of largest encoding variance, largest first."""
         return np.argsort(-self.variance, kind="stable")[:k]
 
-    def summary(self) -> dict:
-        law = self.variance_law
+    def summary(self) -> dict[str, Any]:
+        """The numbers a report's table shows, one per name (None where the model has no such quantity)."""
+        law, inactive = self.variance_law, self.inactive
         return {
             "model": self.model, "kind": self.kind, "latent_dim": self.latent_dim, "n_images": self.n_images,
             "fingerprint": short_fingerprint(self.record or {}),
-            "inactive_variables": None if law is None else int(len(self.inactive)),
+            "inactive_variables": None if law is None or inactive is None else int(len(inactive)),
             "inactive_threshold": INACTIVE_THRESHOLD,
             "variance_law_mean": None if law is None else float(law.mean()),
             "variance_law_min": None if law is None else float(law.min()),
@@ -144,14 +160,14 @@ class LatentDiagnostics(FrameRepr):
             "seed": self.seed,
         }
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per latent variable: mean and variance of the encodings, the covariance eigenvalue of that rank,
         and for VAE-like models Var(mu), mean sigma^2 and whether the variable is inactive."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in range(self.latent_dim):
             row = {"variable": i, "mean": float(self.mean[i]), "variance": float(self.variance[i]),
                    "eigenvalue": float(self.eigenvalues[i])}
-            if self.var_mu is not None:
+            if self.var_mu is not None and self.mean_sigma2 is not None:
                 row.update(var_mu=float(self.var_mu[i]), mean_sigma2=float(self.mean_sigma2[i]),
                            inactive=bool(self.var_mu[i] < INACTIVE_THRESHOLD))
             rows.append(row)
@@ -161,12 +177,13 @@ class LatentDiagnostics(FrameRepr):
         return caption(f"Latent diagnostics of {self.model} ({self.kind}, {self.latent_dim} variables) on "
                        f"{self.n_images} images; eigenvalue: the covariance's, by rank", [self.model])
 
-    def radius_histogram(self, bins: int = RADIUS_BINS) -> dict:
+    def radius_histogram(self, bins: int = RADIUS_BINS) -> dict[str, np.ndarray]:
+        """Histograms of the encodings' and the prior draws' radii on shared edges: {edges, encodings, prior}."""
         edges = np.histogram_bin_edges(np.concatenate([self.radii, self.prior_radii]), bins=bins)
         return {"edges": edges, "encodings": np.histogram(self.radii, edges)[0],
                 "prior": np.histogram(self.prior_radii, edges)[0]}
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The summary and the per-variable arrays (histograms, not raw radii), JSON-ready."""
         axes = self.top_axes()
         return {
@@ -184,7 +201,7 @@ class LatentDiagnostics(FrameRepr):
         }
 
 
-def _list(a):
+def _list(a: Any) -> list[Any] | None:
     """Array -> list with None for non-finite values (JSON has no NaN); None stays None."""
     if a is None:
         return None
@@ -197,8 +214,11 @@ def _list(a):
 class _AxisHistograms:
     """Counts of every latent variable on one shared grid, fixed by the first batch."""
 
-    def __init__(self, bins: int = AXIS_BINS):
-        self.bins, self.half = bins, None
+    def __init__(self, bins: int = AXIS_BINS) -> None:
+        self.bins = bins
+        self.half: float | None = None  # set, with the counts, by the first batch
+        self.counts: torch.Tensor
+        self.outside: torch.Tensor
 
     def add(self, z: torch.Tensor) -> None:
         z = z.detach().to(torch.float64)
@@ -213,23 +233,25 @@ class _AxisHistograms:
         self.outside += (~inside).sum(0)
 
     def edges(self) -> np.ndarray:
+        assert self.half is not None, "the grid is fixed by the first batch"
         return np.linspace(-self.half, self.half, self.bins + 1)
 
 
 class _DiagnosticsPass:
     """Folds batches of images into every statistic the diagnostics need."""
 
-    def __init__(self, model, region):
+    def __init__(self, model: LatentModel, region: TypicalRegion) -> None:
         self.model, self.region = model, region
         self.z, self.x, self.x_hat = Moments(full=True), Moments(), Moments()
         self.sigma2 = Moments() if getattr(model, "vae_like", False) else None
-        self.axes, self.radii, self.sse = _AxisHistograms(), [], 0.0  # sse: sum of per-image MSEs
+        self.axes, self.sse = _AxisHistograms(), 0.0  # sse: sum of per-image MSEs
+        self.radii: list[torch.Tensor] = []
 
-    def update(self, x) -> None:
+    def update(self, x: torch.Tensor) -> None:
         model = self.model
         x = model.check_images(x)
         if self.sigma2 is not None:  # encode(x) is the posterior mean: one encoder pass gives both
-            z, logvar = model.encode_stats(x)
+            z, logvar = cast("VAELikeModel", model).encode_stats(x)  # vae_like: it gives encode_stats
             self.sigma2.update(logvar.double().exp())
         else:
             z = model.encode(x)
@@ -244,9 +266,9 @@ class _DiagnosticsPass:
         self.x_hat.update(x_hat)
         self.sse += float(per_image_mse(x_hat, x.to(x_hat.device)).double().sum())
 
-    def result(self, prior: dict, seed: int) -> LatentDiagnostics:
+    def result(self, prior: dict[str, Any], seed: int) -> LatentDiagnostics:
         model, n = self.model, self.z.n
-        stats = {}
+        stats: dict[str, Any] = {}
         if self.sigma2 is not None:
             stats = {"var_mu": self.z.variance().numpy(), "mean_sigma2": self.sigma2.mean().numpy()}
         eigenvalues = torch.linalg.eigvalsh(self.z.covariance()).flip(0).clamp_min(0)
@@ -262,10 +284,12 @@ class _DiagnosticsPass:
             **stats)
 
 
-def _prior_samples(model, n: int, seed: int, region, edges: np.ndarray) -> dict:
+def _prior_samples(model: LatentModel, n: int, seed: int, region: TypicalRegion,
+                   edges: np.ndarray) -> dict[str, np.ndarray]:
     """Radii, per-variable moments and axis histograms of ``n`` seeded prior samples, drawn in fixed chunks."""
     gen = torch.Generator().manual_seed(seed)
-    moments, radii = Moments(), []
+    moments = Moments()
+    radii: list[torch.Tensor] = []
     counts = np.zeros((model.latent_dim, len(edges) - 1), dtype=np.int64)
     for s in range(0, n, PRIOR_CHUNK):
         z = model.sample_prior(min(PRIOR_CHUNK, n - s), gen).double().cpu()
@@ -277,7 +301,7 @@ def _prior_samples(model, n: int, seed: int, region, edges: np.ndarray) -> dict:
             "prior_variance": moments.variance().numpy(), "prior_axis_counts": counts}
 
 
-def latent_diagnostics(model, data, *, batch_size: int = 256, progress: bool = False,
+def latent_diagnostics(model: LatentModel, data: object, *, batch_size: int = 256, progress: bool = False,
                        seed: int = 0) -> LatentDiagnostics:
     """Diagnostics of ``model``'s latent space on ``data`` (ImageDataset, image tensor or iterable of batches).
 

@@ -15,9 +15,11 @@ anything per image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from latentmap.errors import ConfigError
 
@@ -29,15 +31,17 @@ WORST_IMAGES = 8
 class PerImageErrors:
     """Own and relocated MSE of every evaluated image of one pair, in evaluation order (float64, CPU)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._own: list[torch.Tensor] = []
         self._relocated: list[torch.Tensor] = []
 
     def update(self, own: torch.Tensor, relocated: torch.Tensor) -> None:
+        """Append a batch's own and relocated MSE per image ([B] each)."""
         self._own.append(own.detach().to("cpu", torch.float64).reshape(-1))
         self._relocated.append(relocated.detach().to("cpu", torch.float64).reshape(-1))
 
     def merge(self, other: PerImageErrors) -> PerImageErrors:
+        """Append ``other``'s images after this one's; returns self."""
         self._own += other._own
         self._relocated += other._relocated
         return self
@@ -49,7 +53,7 @@ class PerImageErrors:
         return torch.cat(self._own).numpy(), torch.cat(self._relocated).numpy()
 
 
-def per_image_ratios(own: np.ndarray, relocated: np.ndarray) -> np.ndarray:
+def per_image_ratios(own: ArrayLike, relocated: ArrayLike) -> np.ndarray:
     """relocated_i / own_i (inf where an image's own error is 0 and its relocated error is not, 1 where both are)."""
     own, relocated = np.asarray(own, np.float64), np.asarray(relocated, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -58,7 +62,7 @@ def per_image_ratios(own: np.ndarray, relocated: np.ndarray) -> np.ndarray:
     return out
 
 
-def ratio_quantiles(own, relocated, qs=(0.5, 0.9)) -> list[float]:
+def ratio_quantiles(own: ArrayLike, relocated: ArrayLike, qs: tuple[float, ...] = (0.5, 0.9)) -> list[float]:
     """Quantiles of the per-image ratio (median and 90th percentile by default)."""
     r = per_image_ratios(own, relocated)
     if len(r) == 0:
@@ -79,7 +83,7 @@ def _resample_sums(values: list[np.ndarray], n_boot: int, seed: int) -> list[np.
     return sums
 
 
-def bootstrap_ratio_interval(own, relocated, *, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+def bootstrap_ratio_interval(own: ArrayLike, relocated: ArrayLike, *, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                              level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(relocated) / mean(own) over images."""
     own, relocated = np.asarray(own, np.float64), np.asarray(relocated, np.float64)
@@ -93,8 +97,9 @@ def bootstrap_ratio_interval(own, relocated, *, n_boot: int = BOOTSTRAP_RESAMPLE
     return float(low), float(high)
 
 
-def bootstrap_difference_interval(own, relocated_a, relocated_b, *, n_boot: int = BOOTSTRAP_RESAMPLES,
-                                  seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_difference_interval(own: ArrayLike, relocated_a: ArrayLike, relocated_b: ArrayLike, *,
+                                  n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                                  level: float = 0.95) -> tuple[float, float]:
     """Paired percentile bootstrap interval of ratio_a − ratio_b (two maps judged on the same images)."""
     own = np.asarray(own, np.float64)
     if len(own) < 2 or n_boot < 1:
@@ -108,7 +113,7 @@ def bootstrap_difference_interval(own, relocated_a, relocated_b, *, n_boot: int 
     return float(low), float(high)
 
 
-def worst_images(own, relocated, k: int = WORST_IMAGES) -> list[int]:
+def worst_images(own: ArrayLike, relocated: ArrayLike, k: int = WORST_IMAGES) -> list[int]:
     """Positions of the ``k`` images whose relocated MSE exceeds B's own MSE the most, worst first."""
     excess = np.asarray(relocated, np.float64) - np.asarray(own, np.float64)
     k = min(k, len(excess))
@@ -118,7 +123,8 @@ def worst_images(own, relocated, k: int = WORST_IMAGES) -> list[int]:
     return [int(i) for i in top[np.argsort(-excess[top], kind="stable")]]
 
 
-def summarize(own, relocated, *, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0, worst: int = WORST_IMAGES) -> dict:
+def summarize(own: ArrayLike, relocated: ArrayLike, *, n_boot: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+              worst: int = WORST_IMAGES) -> dict[str, Any]:
     """The per-image summary a RelocationResult carries: quantiles, the bootstrap interval, the worst images."""
     median, p90 = ratio_quantiles(own, relocated)
     low, high = bootstrap_ratio_interval(own, relocated, n_boot=n_boot, seed=seed)
@@ -140,7 +146,8 @@ class RatioCI:
     high: float
     level: float = 0.95
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float]:
+        """{value, low, high, level} as a report records them."""
         return {"value": self.value, "low": self.low, "high": self.high, "level": self.level}
 
 
@@ -148,7 +155,8 @@ BOOTSTRAP_DRAW_SECONDS = 3e-8  # one resampled value of bootstrap_ratio (numpy g
 MAX_BOOTSTRAP = 1_000_000  # resamples: far past where a 95% interval's percentiles stop moving
 
 
-def bootstrap_ratio(a, b, *, resamples: int = EXPRESSIVENESS_BOOTSTRAP, seed: int = 0, level: float = 0.95) -> RatioCI:
+def bootstrap_ratio(a: ArrayLike, b: ArrayLike, *, resamples: int = EXPRESSIVENESS_BOOTSTRAP, seed: int = 0,
+                    level: float = 0.95) -> RatioCI:
     """Ratio of the means of two samples and its percentile bootstrap interval (numpy, seeded, float64)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if len(a) == 0 or len(b) == 0:

@@ -18,7 +18,9 @@ the real-by-generated distances are computed in chunks, so memory stays bounded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,11 +29,15 @@ from latentmap.errors import ConfigError
 from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.stats import Moments
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
 DEFAULT_K = 5
 _CHUNK = 2048
 
 
-def _features(x, what: str) -> np.ndarray:
+def _features(x: torch.Tensor | ArrayLike, what: str) -> np.ndarray:
     arr = np.asarray(torch.as_tensor(x).detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else x,
                      dtype=np.float64)
     if arr.ndim != 2:
@@ -51,25 +57,26 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     return dist[:, k]  # column 0 is the point itself
 
 
-def prdc(real, generated, k: int = DEFAULT_K, *, real_radii: np.ndarray | None = None) -> dict:
+def prdc(real: torch.Tensor | ArrayLike, generated: torch.Tensor | ArrayLike, k: int = DEFAULT_K, *,
+         real_radii: np.ndarray | None = None) -> dict[str, float]:
     """Precision, recall, density and coverage of ``generated`` against ``real`` features (Naeem et al. 2020).
 
     ``real_radii`` (from :func:`knn_radii` with the same k) saves recomputing them for each generator.
     """
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k} instead")
-    real, generated = _features(real, "real"), _features(generated, "generated")
-    if real.shape[1] != generated.shape[1]:
-        raise ConfigError(f"real and generated features must have the same size, got {real.shape[1]} and "
-                          f"{generated.shape[1]}")
-    real_r = knn_radii(real, k) if real_radii is None else np.asarray(real_radii, dtype=np.float64)
-    gen_r = knn_radii(generated, k)
-    real_t, gen_t = torch.from_numpy(real), torch.from_numpy(generated)
+    real_a, gen_a = _features(real, "real"), _features(generated, "generated")
+    if real_a.shape[1] != gen_a.shape[1]:
+        raise ConfigError(f"real and generated features must have the same size, got {real_a.shape[1]} and "
+                          f"{gen_a.shape[1]}")
+    real_r = knn_radii(real_a, k) if real_radii is None else np.asarray(real_radii, dtype=np.float64)
+    gen_r = knn_radii(gen_a, k)
+    real_t, gen_t = torch.from_numpy(real_a), torch.from_numpy(gen_a)
     real_rt, gen_rt = torch.from_numpy(real_r), torch.from_numpy(gen_r)
-    in_real_balls = torch.zeros(len(generated), dtype=torch.float64)  # per generated point: real balls it is in
-    real_recalled = torch.zeros(len(real), dtype=torch.bool)
-    real_covered = torch.zeros(len(real), dtype=torch.bool)
-    for s in range(0, len(generated), _CHUNK):
+    in_real_balls = torch.zeros(len(gen_a), dtype=torch.float64)  # per generated point: real balls it is in
+    real_recalled = torch.zeros(len(real_a), dtype=torch.bool)
+    real_covered = torch.zeros(len(real_a), dtype=torch.bool)
+    for s in range(0, len(gen_a), _CHUNK):
         d = torch.cdist(real_t, gen_t[s:s + _CHUNK])  # [N_real, chunk]
         inside_real = d <= real_rt[:, None]
         in_real_balls[s:s + _CHUNK] = inside_real.sum(0).double()
@@ -77,7 +84,7 @@ def prdc(real, generated, k: int = DEFAULT_K, *, real_radii: np.ndarray | None =
         real_covered |= inside_real.any(1)
     return {"precision": float((in_real_balls > 0).double().mean()),
             "recall": float(real_recalled.double().mean()),
-            "density": float(in_real_balls.sum() / (k * len(generated))),
+            "density": float(in_real_balls.sum() / (k * len(gen_a))),
             "coverage": float(real_covered.double().mean())}
 
 
@@ -91,7 +98,7 @@ def _unbiased(m: Moments) -> np.ndarray:
     return m.covariance().numpy() * (m.n / (m.n - 1))
 
 
-def frechet_distance(real, generated) -> float:
+def frechet_distance(real: torch.Tensor | ArrayLike, generated: torch.Tensor | ArrayLike) -> float:
     """|mu_r - mu_g|² + tr(C_r + C_g - 2 (C_r C_g)^½) between Gaussians fitted to two feature sets.
 
     The covariances are the unbiased ones (divided by n - 1, numpy's ``np.cov``), the convention of
@@ -99,13 +106,13 @@ def frechet_distance(real, generated) -> float:
     sum of the square roots of the eigenvalues of the symmetric C_r^½ C_g C_r^½ (same eigenvalues),
     which stays real and stable for singular covariances.
     """
-    real, generated = _features(real, "real"), _features(generated, "generated")
-    for what, features in (("real", real), ("generated", generated)):
+    real_a, gen_a = _features(real, "real"), _features(generated, "generated")
+    for what, features in (("real", real_a), ("generated", gen_a)):
         if len(features) < 2:
             raise ConfigError(f"the Fréchet distance needs at least 2 {what} feature vectors (an unbiased "
                               f"covariance), got {len(features)}")
-    a = Moments(full=True).update(torch.from_numpy(real))
-    b = Moments(full=True).update(torch.from_numpy(generated))
+    a = Moments(full=True).update(torch.from_numpy(real_a))
+    b = Moments(full=True).update(torch.from_numpy(gen_a))
     mu_a, mu_b = a.mean().numpy(), b.mean().numpy()
     cov_a, cov_b = _unbiased(a), _unbiased(b)
     root_a = _psd_sqrt(cov_a)
@@ -127,7 +134,8 @@ class FidelityRow:
     coverage: float
     frechet: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The row's fields by name."""
         return asdict(self)
 
 
@@ -142,20 +150,22 @@ class FidelityResult(FrameRepr):
     k: int
     real_images: int
     real_source: str
-    rows: list  # FidelityRow
-    overlap: dict | None = None  # generator name -> share of its images that are real (reference) images
+    rows: list[FidelityRow]
+    overlap: dict[str, float] | None = None  # generator name -> share of its images that are real (reference) images
 
-    def frame(self):
+    def frame(self) -> pd.DataFrame:
+        """One row per generator, every field of :class:`FidelityRow` (no columns when there is no row)."""
         import pandas as pd
 
         return pd.DataFrame([r.to_dict() for r in self.rows])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """What a report's JSON records: the space, k, the real images, every row and the overlap warnings."""
         return {"space": self.space, "fd_name": self.fd_name, "k": self.k, "real_images": self.real_images,
                 "real_source": self.real_source, "rows": [r.to_dict() for r in self.rows],
                 "overlap": self.overlap or {}}
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per generator: precision, recall, density, coverage and the Fréchet distance in this space."""
         return records_frame((r.to_dict() for r in self.rows),
                              None if self.rows else ["name", "source", "images", "precision", "recall", "density",
@@ -171,14 +181,15 @@ def space_names(reference_name: str, latent_dim: int) -> tuple[str, str]:
     return f"{reference_name} latent space ({latent_dim}-d)", f"FD in {reference_name} space"
 
 
-def fidelity_diversity(real_features, generated: dict, *, space: str, fd_name: str, real_source: str = "real images",
-                       k: int = DEFAULT_K) -> FidelityResult:
+def fidelity_diversity(real_features: torch.Tensor | ArrayLike,
+                       generated: Mapping[str, tuple[torch.Tensor | np.ndarray, str]], *, space: str, fd_name: str,
+                       real_source: str = "real images", k: int = DEFAULT_K) -> FidelityResult:
     """PRDC and the Fréchet distance for each ``generated[name] = (features, source)`` against ``real_features``."""
     rows = []
-    real_features = _features(real_features, "real")
-    real_radii = knn_radii(real_features, k)
+    real = _features(real_features, "real")
+    real_radii = knn_radii(real, k)
     for name, (features, source) in generated.items():
-        scores = prdc(real_features, features, k, real_radii=real_radii)
-        rows.append(FidelityRow(name, source, len(features), frechet=frechet_distance(real_features, features),
+        scores = prdc(real, features, k, real_radii=real_radii)
+        rows.append(FidelityRow(name, source, len(features), frechet=frechet_distance(real, features),
                                 **scores))
-    return FidelityResult(space, fd_name, k, len(real_features), real_source, rows)
+    return FidelityResult(space, fd_name, k, len(real), real_source, rows)

@@ -11,6 +11,10 @@ the report can say what a perfect generator would score at this sample size.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from latentmap.errors import ConfigError
 from latentmap.evaluation.coverage import MIN_COUNT, CoverageResult, SectorSpace, sector_coverage
 from latentmap.evaluation.fidelity import DEFAULT_K, FidelityResult, fidelity_diversity, space_names
@@ -19,17 +23,24 @@ from latentmap.evaluation.image_sets import (EncodingCache, GeneratedSet, image_
 from latentmap.evaluation.samplers import fit_sampler
 from latentmap.models.base import LatentModel
 
+if TYPE_CHECKING:
+    import torch
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.io.support_folder import SupportSet
+
 CALIBRATION_NAME = "real train images"
 
 
-def generated_sets(generators, *, samples: int, sampler: str = "auto", fit_data=None, fit_images: int = 10_000,
-                   components: int = 10, seed: int = 0, batch_size: int = 256, data_dir=None,
+def generated_sets(generators: Iterable[GeneratedSet | LatentModel | str], *, samples: int, sampler: str = "auto",
+                   fit_data: ImageDataset | None = None, fit_images: int = 10_000, components: int = 10,
+                   seed: int = 0, batch_size: int = 256, data_dir: str | os.PathLike[str] | None = None,
                    progress: bool = False, image_transform: str | None = None) -> list[GeneratedSet]:
     """Each generator as a GeneratedSet: ``samples`` own samples of a model, or every image of an image set.
     A fitted sampler is fitted on ``fit_data`` turned into the model's shape by ``image_transform``."""
     from latentmap.data.transforms import resolve_dataset
 
-    sets = []
+    sets: list[GeneratedSet] = []
     for gen in generators:
         if isinstance(gen, GeneratedSet):
             sets.append(gen)
@@ -38,7 +49,7 @@ def generated_sets(generators, *, samples: int, sampler: str = "auto", fit_data=
             chosen = fit_sampler(gen, sampler, data=data, fit_images=fit_images, components=components,
                                  seed=seed, batch_size=batch_size, progress=progress)
             sets.append(sample_model(gen, samples, chosen, seed, batch_size))
-        elif is_image_set(gen):
+        elif isinstance(gen, str) and is_image_set(gen):
             sets.append(load_image_set(gen, data_dir))
         else:
             raise ConfigError(f"a generator is a model or an image set npy:PATH / folder:PATH, got {gen!r}")
@@ -49,7 +60,7 @@ def generated_sets(generators, *, samples: int, sampler: str = "auto", fit_data=
     return sets
 
 
-def calibration_set(train, n: int, seed: int = 0) -> GeneratedSet:
+def calibration_set(train: ImageDataset, n: int, seed: int = 0) -> GeneratedSet:
     """``n`` seeded random real training images: what a generator that matched the data would look like."""
     subset = train.random_subset(min(n, len(train)), seed + 1)
     source = (f"{len(subset)} {getattr(train, 'name', 'real')} training images (calibration: what a generator "
@@ -57,7 +68,7 @@ def calibration_set(train, n: int, seed: int = 0) -> GeneratedSet:
     return GeneratedSet(CALIBRATION_NAME, subset.all_images(), source)
 
 
-def fidelity_in(cache: EncodingCache, real, sets: list[GeneratedSet], *, real_source: str,
+def fidelity_in(cache: EncodingCache, real: ImageDataset | torch.Tensor, sets: list[GeneratedSet], *, real_source: str,
                 k: int = DEFAULT_K) -> FidelityResult:
     """Precision, recall, density, coverage and the Fréchet distance in the reference model's latent space."""
     space, fd_name = space_names(cache.reference.name, cache.reference.latent_dim)
@@ -68,14 +79,15 @@ def fidelity_in(cache: EncodingCache, real, sets: list[GeneratedSet], *, real_so
     return result
 
 
-def real_overlap(real, sets: list[GeneratedSet], real_source: str = "real images") -> dict:
+def real_overlap(real: ImageDataset | torch.Tensor, sets: list[GeneratedSet],
+                 real_source: str = "real images") -> dict[str, float]:
     """{name: share} of the generated sets that contain exact copies of the real (reference) images, each with a
     warning: a copied real image lies in its own k-NN ball, so precision, density and coverage rise by
     construction and the Fréchet distance falls."""
     import warnings
 
     reference = image_hashes(real)
-    out = {}
+    out: dict[str, float] = {}
     for s in sets:
         share = overlap_share(s.images, reference)
         if share > 0:
@@ -86,7 +98,8 @@ def real_overlap(real, sets: list[GeneratedSet], real_source: str = "real images
     return out
 
 
-def benchmark_coverage(reference: LatentModel, support, real, sets: list[GeneratedSet], *,
+def benchmark_coverage(reference: LatentModel, support: SupportSet, real: ImageDataset | torch.Tensor,
+                       sets: list[GeneratedSet], *,
                        real_source: str = "real test images", min_count: int = MIN_COUNT, k: int = DEFAULT_K,
                        fidelity: bool = True, batch_size: int = 256, progress: bool = False) -> CoverageResult:
     """Sector coverage over the support set's variables, plus fidelity/diversity from the same encodings."""
@@ -104,7 +117,8 @@ def benchmark_coverage(reference: LatentModel, support, real, sets: list[Generat
     return result
 
 
-def benchmark_fidelity(reference: LatentModel, real, sets: list[GeneratedSet], *, real_source: str = "real test images",
+def benchmark_fidelity(reference: LatentModel, real: ImageDataset | torch.Tensor, sets: list[GeneratedSet], *,
+                       real_source: str = "real test images",
                        k: int = DEFAULT_K, batch_size: int = 256, progress: bool = False) -> FidelityResult:
     """Precision, recall, density, coverage (k nearest neighbours) and a Fréchet distance of each generated set
     against the real images, in the latent space of ``reference`` (named in the result, never called FID)."""

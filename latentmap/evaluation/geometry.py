@@ -20,11 +20,19 @@ encodings for models without one):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from latentmap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.samplers import LatentSampler
+    from latentmap.models.base import LatentModel
 
 VOID_QUANTILE = 0.99
 DEFAULT_POINTS = 2000
@@ -36,7 +44,7 @@ DENSITY_AXES = 4
 DENSITY_BINS = 50
 
 
-def _points(x, what: str) -> np.ndarray:
+def _points(x: torch.Tensor | ArrayLike, what: str) -> np.ndarray:
     arr = np.asarray(x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     if arr.ndim != 2:
         raise ConfigError(f"{what} must have shape [N, d], got {arr.shape} instead")
@@ -45,21 +53,24 @@ def _points(x, what: str) -> np.ndarray:
     return arr
 
 
-def nearest_distances(points, codes, *, exclude_self: bool = False) -> np.ndarray:
+def nearest_distances(points: torch.Tensor | ArrayLike, codes: torch.Tensor | ArrayLike, *,
+                      exclude_self: bool = False) -> np.ndarray:
     """Distance of each point to its nearest code; ``exclude_self`` (``points`` are ``codes``): to the nearest
     *other* code (a duplicate of a code counts as another code, at distance 0)."""
     from sklearn.neighbors import NearestNeighbors
 
-    points, codes = _points(points, "points"), _points(codes, "codes")
+    p, c = _points(points, "points"), _points(codes, "codes")
     k = 2 if exclude_self else 1
-    if len(codes) < k:
-        raise ConfigError(f"nearest-neighbour distances need at least {k} codes, got {len(codes)}")
-    dist, _ = NearestNeighbors(n_neighbors=k).fit(codes).kneighbors(points)
+    if len(c) < k:
+        raise ConfigError(f"nearest-neighbour distances need at least {k} codes, got {len(c)}")
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(c).kneighbors(p)
     return dist[:, k - 1]
 
 
 @dataclass
 class VoidFraction:
+    """How much of a sampler's mass lies in the voids between a model's codes (:func:`void_fraction`)."""
+
     fraction: float  # share of samples farther from every code than ``threshold``
     threshold: float  # the ``quantile`` of the codes' own nearest-neighbour distances
     quantile: float
@@ -71,24 +82,26 @@ class VoidFraction:
 
     @property
     def in_void(self) -> np.ndarray:
+        """Which samples lie in a void (farther from every code than the threshold): bool [n_samples]."""
         return self.sample_distances > self.threshold
 
 
-def void_fraction(samples, codes, quantile: float = VOID_QUANTILE) -> VoidFraction:
+def void_fraction(samples: torch.Tensor | ArrayLike, codes: torch.Tensor | ArrayLike,
+                  quantile: float = VOID_QUANTILE) -> VoidFraction:
     """Share of ``samples`` whose nearest code lies farther than the ``quantile`` of the codes' own
     nearest-other-code distances. Samples drawn from the codes' own distribution give about 1 - quantile."""
     if not 0 < quantile < 1:
         raise ConfigError(f"quantile must be in (0, 1), got {quantile} instead")
-    samples, codes = _points(samples, "samples"), _points(codes, "codes")
-    if samples.shape[1] != codes.shape[1]:
-        raise ConfigError(f"samples and codes must have the same size, got {samples.shape[1]} and {codes.shape[1]}")
-    own = nearest_distances(codes, codes, exclude_self=True)
+    s, c = _points(samples, "samples"), _points(codes, "codes")
+    if s.shape[1] != c.shape[1]:
+        raise ConfigError(f"samples and codes must have the same size, got {s.shape[1]} and {c.shape[1]}")
+    own = nearest_distances(c, c, exclude_self=True)
     threshold = float(np.quantile(own, quantile))
-    dist = nearest_distances(samples, codes)
+    dist = nearest_distances(s, c)
     return VoidFraction(float(np.mean(dist > threshold)), threshold, quantile, dist, own)
 
 
-def tsne_map(codes, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+def tsne_map(codes: torch.Tensor | ArrayLike, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """2-d t-SNE of ``codes`` (first reduced to 50 principal components when larger), fixed seed."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -100,7 +113,8 @@ def tsne_map(codes, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
-def leading_components(codes, k: int = LEADING_COMPONENTS) -> np.ndarray:
+def leading_components(codes: torch.Tensor | ArrayLike, k: int = LEADING_COMPONENTS) -> np.ndarray:
+    """The codes [N, d] projected on their first ``k`` principal components (fewer when d or N is smaller)."""
     from sklearn.decomposition import PCA
 
     x = _points(codes, "codes")
@@ -109,6 +123,9 @@ def leading_components(codes, k: int = LEADING_COMPONENTS) -> np.ndarray:
 
 @dataclass
 class LatentGeometry:
+    """Where a model's codes lie against its sampler's latents (:func:`latent_geometry`): voids, radii, density
+    views, t-SNE maps, decodes and fidelity by group."""
+
     model: str
     latent_dim: int
     sampler: str  # what the samples come from
@@ -129,9 +146,11 @@ class LatentGeometry:
     void_decodes: torch.Tensor | None = None  # images of the samples deepest in voids
     near_decodes: torch.Tensor | None = None  # images of the samples nearest the codes
     reference: str | None = None
-    fidelity: dict = field(default_factory=dict)  # group -> prdc dict (None when the group is too small)
+    fidelity: dict[str, Any] = field(default_factory=dict)  # group -> prdc dict (None when the group is too small)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
+        """The numbers a report table shows: sizes, the void fraction and its threshold, median distances, mean
+        radii and the fidelity of each group (``{group}_{metric}``)."""
         return {"model": self.model, "latent_dim": self.latent_dim, "sampler": self.sampler, "points": self.n,
                 "void_fraction": self.voids.fraction, "void_quantile": self.voids.quantile,
                 "void_threshold": self.voids.threshold,
@@ -142,13 +161,14 @@ class LatentGeometry:
                 **{f"{group}_{k}": v for group, d in self.fidelity.items() for k, v in (d or {}).items()}}
 
 
-def _density_limits(*arrays) -> tuple[float, float]:
+def _density_limits(*arrays: ArrayLike) -> tuple[float, float]:
     x = np.concatenate([np.ravel(a) for a in arrays])
     lo, hi = np.quantile(x, [0.001, 0.999])
     return float(lo), float(hi)
 
 
-def latent_geometry(model, data, *, sampler=None, n: int = DEFAULT_POINTS, seed: int = 0, reference=None,
+def latent_geometry(model: LatentModel, data: ImageDataset, *, sampler: LatentSampler | None = None,
+                    n: int = DEFAULT_POINTS, seed: int = 0, reference: LatentModel | None = None,
                     tsne: bool = True, tsne_points: int = TSNE_POINTS, batch_size: int = 256, k: int = 5,
                     progress: bool = False) -> LatentGeometry:
     """Codes of ``n`` images of ``data`` against ``n`` latents of ``sampler`` (default: the prior when the model

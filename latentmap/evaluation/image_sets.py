@@ -9,8 +9,10 @@ reference model, and every metric reads the same encodings.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -20,6 +22,9 @@ from latentmap.io.paths import shown_spec
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler
 from latentmap.models.base import LatentModel
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+
 
 @dataclass
 class GeneratedSet:
@@ -28,17 +33,19 @@ class GeneratedSet:
     name: str
     images: torch.Tensor = field(repr=False)
     source: str
-    record: dict | None = None  # the record of the model that drew them (latentmap.io.model_record); None: files
+    # the record of the model that drew them (latentmap.io.model_record); None: files
+    record: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
 
-def is_image_set(spec) -> bool:
+def is_image_set(spec: object) -> bool:
+    """Whether ``spec`` names a set of image files (``npy:PATH``, ``folder:PATH``) rather than a model."""
     return isinstance(spec, str) and spec.startswith(IMAGE_SPEC_PREFIXES)
 
 
-def load_image_set(spec: str, data_dir=None, name: str | None = None) -> GeneratedSet:
+def load_image_set(spec: str, data_dir: str | os.PathLike[str] | None = None, name: str | None = None) -> GeneratedSet:
     """Every image of ``npy:PATH`` or ``folder:PATH`` (the split "all")."""
     from latentmap.data.datasets import load_dataset
 
@@ -62,7 +69,7 @@ def sample_model(model: LatentModel, n: int, sampler: LatentSampler | None = Non
                         record_model(model))
 
 
-def _digests(images) -> list:
+def _digests(images: ImageDataset | torch.Tensor) -> list[bytes]:
     """A digest of every image at 8-bit precision (intensities x 255, rounded): equal for exact copies, also
     after a round trip through uint8 files."""
     import hashlib
@@ -72,12 +79,12 @@ def _digests(images) -> list:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in rows]
 
 
-def image_hashes(images) -> set:
+def image_hashes(images: ImageDataset | torch.Tensor) -> set[bytes]:
     """The digests of ``images`` (a tensor or a dataset), for :func:`overlap_share`."""
     return set(_digests(images))
 
 
-def overlap_share(images, reference_hashes: set) -> float:
+def overlap_share(images: ImageDataset | torch.Tensor, reference_hashes: set[bytes]) -> float:
     """Share of ``images`` that are exact copies (at 8-bit precision) of an image whose digest is in
     ``reference_hashes`` (:func:`image_hashes`)."""
     digests = _digests(images)
@@ -87,11 +94,13 @@ def overlap_share(images, reference_hashes: set) -> float:
 class EncodingCache:
     """Encodings of image sets by one reference model, each computed once."""
 
-    def __init__(self, reference: LatentModel, batch_size: int = 256, progress: bool = False):
+    def __init__(self, reference: LatentModel, batch_size: int = 256, progress: bool = False) -> None:
         self.reference, self.batch_size, self.progress = reference, batch_size, progress
         self._latents: dict[str, torch.Tensor] = {}
 
-    def encode(self, key: str, images) -> torch.Tensor:
+    def encode(self, key: str, images: Any) -> torch.Tensor:
+        """The reference model's latents of ``images`` (a dataset with ``image_shape``, or an array or tensor of
+        images [N, C, H, W]), encoded the first time ``key`` is asked for."""
         if key not in self._latents:
             shape = tuple(getattr(images, "image_shape", None) or tuple(images.shape[1:]))
             if shape != tuple(self.reference.image_shape):

@@ -20,7 +20,9 @@ says how well the map carries not only encodings but the space between them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,33 +33,42 @@ from latentmap.evaluation.metrics import per_image_mse
 from latentmap.io.frames import FrameRepr, caption
 from latentmap.evaluation.samplers import PriorSampler, TypicalRegion, typical_region
 
+if TYPE_CHECKING:
+    from latentmap.maps.base import MapEstimator
+    from latentmap.models.base import LatentModel
+
 PATHS = ("linear", "spherical")
 STEPS = 8
 
 
 @dataclass
 class InterpolationResult(FrameRepr):
+    """Linear and spherical latent paths between pairs of images, decoded (and carried into a partner model)."""
+
     model: str
     kind: str
     t: np.ndarray  # [T] path fractions
     endpoints: torch.Tensor  # [P, 2, C, H, W] the images interpolated between
-    images: dict  # path -> [P, T, C, H, W] decoded by the model
-    radius: dict  # path -> [P, T] distance from the prior's centre, in the prior's units
+    images: dict[str, torch.Tensor]  # path -> [P, T, C, H, W] decoded by the model
+    radius: dict[str, np.ndarray]  # path -> [P, T] distance from the prior's centre, in the prior's units
     radius_typical: float  # median distance of prior draws
     prior: str  # how the distance is measured
-    pair_ids: list = field(default_factory=list)  # [P] what each pair is (dataset positions), for the tables
+    pair_ids: list[str] = field(default_factory=list)  # [P] what each pair is (dataset positions), for the tables
     partner: str | None = None  # the model the paths are carried into
     map_description: str = ""
-    carried: dict = field(default_factory=dict)  # path -> [P, T, C, H, W] decoded by the partner after the map
-    carried_mse: dict = field(default_factory=dict)  # path -> [P, T] MSE of the carried images vs the model's
+    # path -> [P, T, C, H, W] decoded by the partner after the map
+    carried: dict[str, torch.Tensor] = field(default_factory=dict)
+    # path -> [P, T] MSE of the carried images vs the model's
+    carried_mse: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_pairs(self) -> int:
+        """How many pairs of images the paths join."""
         return len(self.endpoints)
 
     def frame(self) -> pd.DataFrame:
         """One row per pair, path and step."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for path in PATHS:
             for p in range(self.n_pairs):
                 for k, t in enumerate(self.t):
@@ -69,11 +80,11 @@ class InterpolationResult(FrameRepr):
                                  else None})
         return pd.DataFrame(rows)
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Per path: the radius at the midpoint over the prior's typical radius (mean over pairs), the
         smallest along the path, and the mean MSE of the carried path against the model's own."""
         mid = int(np.argmin(np.abs(self.t - 0.5)))
-        out = {"model": self.model, "kind": self.kind, "pairs": self.n_pairs, "steps": len(self.t),
+        out: dict[str, Any] = {"model": self.model, "kind": self.kind, "pairs": self.n_pairs, "steps": len(self.t),
                "prior": self.prior, "radius_typical": self.radius_typical, "partner": self.partner,
                "map": self.map_description}
         for path in PATHS:
@@ -83,7 +94,8 @@ class InterpolationResult(FrameRepr):
             out[f"{path}_carried_mse"] = float(self.carried_mse[path].mean()) if self.carried_mse else None
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """What a report's JSON records: the summary, the fractions t, the pairs, radii and carried MSE by path."""
         return {"summary": self.summary(), "t": self.t.tolist(), "pairs": self.pair_ids,
                 "radius": {k: v.tolist() for k, v in self.radius.items()},
                 "carried_mse": {k: v.tolist() for k, v in self.carried_mse.items()}}
@@ -122,7 +134,8 @@ def slerp(u0: torch.Tensor, u1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return w0 * u0[:, None, :] + w1 * u1[:, None, :]
 
 
-def latent_paths(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor, region: TypicalRegion) -> dict:
+def latent_paths(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor,
+                 region: TypicalRegion) -> dict[str, torch.Tensor]:
     """{'linear': [P, T, d], 'spherical': [P, T, d]} (float64) between rows of z0 and z1."""
     z0, z1, t = z0.double().cpu(), z1.double().cpu(), t.double()
     linear = z0[:, None, :] + t.reshape(1, -1, 1) * (z1 - z0)[:, None, :]
@@ -130,13 +143,14 @@ def latent_paths(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor, region: Ty
     u0, u1 = z0 - centre, z1 - centre
     back = _unwhiten(region)
     if back is not None:
+        assert region.whitening is not None  # back is its pseudo-inverse
         u0, u1 = u0 @ region.whitening, u1 @ region.whitening
     u = slerp(u0, u1, t)
     spherical = centre + (u @ back if back is not None else u)
     return {"linear": linear, "spherical": spherical}
 
 
-def _decode(model, z: torch.Tensor) -> torch.Tensor:
+def _decode(model: LatentModel, z: torch.Tensor) -> torch.Tensor:
     """[P, T, d] -> [P, T, C, H, W] on CPU."""
     p, t = z.shape[:2]
     with torch.no_grad():
@@ -144,8 +158,10 @@ def _decode(model, z: torch.Tensor) -> torch.Tensor:
     return images.reshape(p, t, *images.shape[1:])
 
 
-def interpolate(model, x0: torch.Tensor, x1: torch.Tensor, *, steps: int = STEPS, partner=None, linear_map=None,
-                map_description: str = "", pair_ids=None, seed: int = 0) -> InterpolationResult:
+def interpolate(model: LatentModel, x0: torch.Tensor, x1: torch.Tensor, *, steps: int = STEPS,
+                partner: LatentModel | None = None, linear_map: MapEstimator | None = None,
+                map_description: str = "", pair_ids: Iterable[object] | None = None,
+                seed: int = 0) -> InterpolationResult:
     """Decode linear and spherical paths between encodings of the rows of ``x0`` and ``x1`` ([P, C, H, W]).
 
     With ``partner`` and ``linear_map`` (fitted from ``model``'s latents to ``partner``'s) the paths are
@@ -171,6 +187,7 @@ def interpolate(model, x0: torch.Tensor, x1: torch.Tensor, *, steps: int = STEPS
                                  [str(p) for p in pair_ids] if pair_ids is not None else [])
     if partner is None:
         return result
+    assert linear_map is not None  # checked above: both or neither
     result.partner, result.map_description = partner.name, map_description
     for k, z in paths.items():
         p, n = z.shape[:2]

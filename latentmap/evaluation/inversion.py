@@ -7,7 +7,9 @@ For StyleGAN-style models the optimized latent is w.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +18,9 @@ from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse
 from latentmap.io.frames import FrameRepr, records_frame
 from latentmap.models.base import LatentModel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INITS = ("auto", "encoder", "prior-mean")  # auto: the encoder when it is trained, else the prior mean
 LOSSES = ("mse", "mse+lpips")
@@ -37,10 +42,11 @@ class InversionResult(FrameRepr):
     loss_name: str
 
     @property
-    def mse(self) -> torch.Tensor:  # convenient alias when loss == "mse"
+    def mse(self) -> torch.Tensor:
+        """The best loss per image (an alias, convenient when the loss is ``mse``)."""
         return self.loss
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per image: the loss at the start and the best loss found."""
         start, best = self.initial_loss.double().tolist(), self.loss.double().tolist()
         return records_frame(({"image": k, "initial_loss": a, "loss": b} for k, (a, b) in enumerate(zip(start, best))),
@@ -61,8 +67,9 @@ def prior_mean(model: LatentModel, generator: torch.Generator | None = None, sam
     return model.sample_prior(samples, generator).float().mean(0, keepdim=True)
 
 
-def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, init: str = "auto",
-           loss: str = "mse", seed: int = 0, lpips_weight: float = 1.0, lpips_weights=None,
+def invert(model: LatentModel, images: object, steps: int = 200, lr: float = 0.05, *, init: str = "auto",
+           loss: str = "mse", seed: int = 0, lpips_weight: float = 1.0,
+           lpips_weights: str | os.PathLike[str] | None = None,
            lpips_net: str = "alex", progress: bool = False) -> InversionResult:
     """Find latents whose decodings reproduce ``images`` by Adam on the latents, all images at once.
 
@@ -92,7 +99,7 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
 
         perceptual = load_lpips(lpips_weights, net=lpips_net, device=model.device)
 
-    def per_image_loss(z):
+    def per_image_loss(z: torch.Tensor) -> torch.Tensor:
         x_hat = model.decode(z, grad=True)
         value = per_image_mse(x_hat, x)
         if perceptual is not None:
@@ -105,7 +112,10 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
         z0 = prior_mean(model, generator).to(model.device).expand(len(x), -1)
     z = z0.detach().clone().float().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
-    best_z, best_loss, initial, curve = z.detach().clone(), None, None, []
+    best_z = z.detach().clone()
+    best_loss: torch.Tensor | None = None
+    initial: torch.Tensor | None = None
+    curve: list[float] = []
     for step in with_progress(range(steps + 1), f"invert {model.name}", progress, unit="step"):
         value = per_image_loss(z)
         detached = value.detach()
@@ -121,5 +131,6 @@ def invert(model: LatentModel, images, steps: int = 200, lr: float = 0.05, *, in
         (grad,) = torch.autograd.grad(value.sum(), z)
         z.grad = grad
         optimizer.step()
+    assert best_loss is not None and initial is not None  # the loop runs steps + 1 >= 1 times
     return InversionResult(latents=best_z.cpu(), loss=best_loss.cpu(), initial_loss=initial.cpu(),
                            curve=torch.tensor(curve), init=init, loss_name=loss)

@@ -9,8 +9,10 @@ backbone would give numbers that look like LPIPS and mean nothing.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +25,7 @@ NETS = ("alex", "vgg", "squeeze")
 MIN_SIDE = 64  # AlexNet's strided first layers shrink 28x28 images to nothing: upsample small images
 
 
-def _torchvision_weights(net: str):
+def _torchvision_weights(net: str) -> Any:  # a torchvision WeightsEnum member (torchvision has no types here)
     from torchvision import models
 
     if net not in NETS:
@@ -38,6 +40,7 @@ def backbone_filename(net: str = "alex") -> str:
 
 
 def hub_weights_path(net: str = "alex") -> Path:
+    """Where the torch hub cache keeps the ``net`` backbone's ImageNet weights (whether or not the file exists)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / backbone_filename(net)
 
 
@@ -48,7 +51,7 @@ def portable_text(text: str) -> str:
     return text.replace(hub, "$TORCH_HOME/hub") if hub and hub != "." else text
 
 
-def find_backbone_weights(weights=None, net: str = "alex") -> Path:
+def find_backbone_weights(weights: str | os.PathLike[str] | None = None, net: str = "alex") -> Path:
     """The weights file to use: ``weights`` if given, else the torch hub cache; a clear error if neither."""
     if weights is not None:
         path = Path(weights)
@@ -68,7 +71,7 @@ def find_backbone_weights(weights=None, net: str = "alex") -> Path:
 class LPIPSMetric(nn.Module):
     """Per-image LPIPS distance between image batches in [0, 1] (grey images are repeated to RGB)."""
 
-    def __init__(self, lpips_module: nn.Module, source: Path, net: str):
+    def __init__(self, lpips_module: nn.Module, source: Path, net: str) -> None:
         super().__init__()
         self.lpips = lpips_module.eval()
         self.source, self.net = source, net
@@ -87,6 +90,7 @@ class LPIPSMetric(nn.Module):
         return x * 2 - 1
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """LPIPS of every pair of images x[i], y[i] ([N, C, H, W] in [0, 1]): a tensor [N]."""
         if x.shape != y.shape:
             raise ConfigError(f"LPIPS compares equally shaped batches, got {tuple(x.shape)} and {tuple(y.shape)}")
         return self.lpips(self._prepare(x), self._prepare(y)).flatten()
@@ -95,7 +99,8 @@ class LPIPSMetric(nn.Module):
 _CACHE: dict[tuple[str, str, str], LPIPSMetric] = {}
 
 
-def load_lpips(weights=None, net: str = "alex", device=None) -> LPIPSMetric:
+def load_lpips(weights: str | os.PathLike[str] | None = None, net: str = "alex",
+               device: torch.device | str | None = None) -> LPIPSMetric:
     """The LPIPS metric with the backbone from ``weights`` or the hub cache, on ``device``."""
     import lpips
 
@@ -117,7 +122,7 @@ def load_lpips(weights=None, net: str = "alex", device=None) -> LPIPSMetric:
     with warnings.catch_warnings():  # torchvision's deprecation notes about lpips' `pretrained=` argument
         warnings.simplefilter("ignore", UserWarning)
         module = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
-    target = {}
+    target: dict[str, torch.Tensor] = {}
     for slice_name, part in module.net.named_children():
         for key in part.state_dict():
             if key not in features:
@@ -134,8 +139,8 @@ def load_lpips(weights=None, net: str = "alex", device=None) -> LPIPSMetric:
     return metric
 
 
-def lpips_distance(x: torch.Tensor, y: torch.Tensor, *, weights=None, net: str = "alex", batch_size: int = 256,
-                   device=None) -> torch.Tensor:
+def lpips_distance(x: torch.Tensor, y: torch.Tensor, *, weights: str | os.PathLike[str] | None = None,
+                   net: str = "alex", batch_size: int = 256, device: torch.device | str | None = None) -> torch.Tensor:
     """LPIPS between two image batches in [0, 1], per image, on CPU."""
     metric = load_lpips(weights, net, device)
     dev = next(metric.parameters()).device

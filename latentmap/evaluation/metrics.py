@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
 import torch
 
 from latentmap.errors import ShapeMismatchError
 from latentmap.stats import Moments
+
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel, VAELikeModel
 
 
 def per_image_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -15,7 +22,8 @@ def per_image_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.float() - y.float()).pow(2).flatten(1).mean(dim=1)
 
 
-def reconstruction_mse(model, dataset, batch_size: int = 256, progress: bool = False) -> float:
+def reconstruction_mse(model: LatentModel, dataset: ImageDataset, batch_size: int = 256,
+                       progress: bool = False) -> float:
     """Mean per-pixel MSE between images and their reconstructions, over a whole dataset split."""
     total, count = 0.0, 0
     for batch in dataset.iter_batches(batch_size):
@@ -25,11 +33,9 @@ def reconstruction_mse(model, dataset, batch_size: int = 256, progress: bool = F
     return total / max(count, 1)
 
 
-def per_image_reconstruction_mse(model, dataset, batch_size: int = 256):
+def per_image_reconstruction_mse(model: LatentModel, dataset: ImageDataset, batch_size: int = 256) -> np.ndarray:
     """MSE of every image of a split against its reconstruction: a float64 numpy array [N] (its mean is
     :func:`reconstruction_mse`), for error histograms."""
-    import numpy as np
-
     with torch.no_grad():
         parts = [per_image_mse(model.reconstruct(b.to(model.device)), b.to(model.device)).double().cpu()
                  for b in dataset.iter_batches(batch_size)]
@@ -40,7 +46,8 @@ def per_image_reconstruction_mse(model, dataset, batch_size: int = 256):
 INACTIVE_THRESHOLD = 0.01
 
 
-def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold: float = INACTIVE_THRESHOLD) -> dict:
+def latent_statistics(model: LatentModel, dataset: ImageDataset, batch_size: int = 256,
+                      inactive_threshold: float = INACTIVE_THRESHOLD) -> dict[str, Any]:
     """Per-variable Var(mu) and mean sigma^2 over a split, for VAE-like models.
 
     For a well-trained VAE, Var(mu_i) + E[sigma_i^2] is close to 1 for every variable; inactive
@@ -48,9 +55,10 @@ def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold:
     """
     if not getattr(model, "vae_like", False):
         return {}
+    vae = cast("VAELikeModel", model)  # vae_like: the adapter gives encode_stats
     mu_moments, sigma2 = Moments(), Moments()
     for batch in dataset.iter_batches(batch_size):
-        mu, logvar = model.encode_stats(batch.to(model.device))
+        mu, logvar = vae.encode_stats(batch.to(vae.device))
         mu_moments.update(mu)
         sigma2.update(logvar.double().exp())
     var_mu, mean_sigma2 = mu_moments.variance(), sigma2.mean()
@@ -61,7 +69,8 @@ def latent_statistics(model, dataset, batch_size: int = 256, inactive_threshold:
     }
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
+def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device | str | None,
+                     dtype: torch.dtype) -> torch.Tensor:
     coords = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
     g = g / g.sum()

@@ -14,7 +14,9 @@ draws. A refined latent far outside that range reconstructs an image the model c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +26,11 @@ from latentmap.distributed import map_shards
 from latentmap.errors import ConfigError
 from latentmap.models.base import LatentModel
 from latentmap.stats import Moments
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from latentmap.data.images import ImageDataset
 
 DEFAULT_COMPONENTS = 10  # pythae's GaussianMixtureSampler default
 DEFAULT_FIT_IMAGES = 10_000
@@ -49,34 +56,38 @@ class LatentSampler:
     name = "sampler"
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:  # pragma: no cover
+        """``n`` latents [n, d], float32 on the CPU, drawn with ``generator``."""
         raise NotImplementedError
 
 
 class PriorSampler(LatentSampler):
     """The model's own ``sample_prior`` (W samples of the mapping network for StyleGAN)."""
 
-    def __init__(self, model: LatentModel):
+    def __init__(self, model: LatentModel) -> None:
         self.model = model
         self.name = "prior"
 
-    def sample(self, n, generator=None):
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws of the model's prior, float32 on the CPU."""
         return self.model.sample_prior(int(n), generator).float().cpu()
 
 
 class GaussianSampler(LatentSampler):
     """N(mean, covariance) of encodings (float64 moments), sampled through its Cholesky factor."""
 
-    def __init__(self, mean: torch.Tensor, covariance: torch.Tensor, name: str):
+    def __init__(self, mean: torch.Tensor, covariance: torch.Tensor, name: str) -> None:
         self.mean, self.covariance, self.name = mean.double(), covariance.double(), name
         self.factor = _cholesky(self.covariance)
 
     @classmethod
     def fit(cls, latents: torch.Tensor, origin: str = "encodings") -> GaussianSampler:
+        """The Gaussian of the mean and population covariance of ``latents`` [N, d] (float64 moments)."""
         _check_fit_latents(latents)
         moments = Moments(full=True).update(latents)
         return cls(moments.mean(), moments.covariance(), f"gaussian fit on {len(latents)} {origin}")
 
-    def sample(self, n, generator=None):
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws mean + L·ε (L the Cholesky factor), float32."""
         eps = torch.randn(int(n), len(self.mean), generator=generator, dtype=torch.float64)
         return (self.mean + eps @ self.factor.T).float()
 
@@ -87,7 +98,7 @@ class MixtureSampler(LatentSampler):
     Sampling draws the component, then the point, from the torch generator: one seed gives one set.
     """
 
-    def __init__(self, weights, means, covariances, name: str):
+    def __init__(self, weights: ArrayLike, means: ArrayLike, covariances: Iterable[ArrayLike], name: str) -> None:
         self.weights = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
         self.means = torch.as_tensor(np.asarray(means), dtype=torch.float64)
         self.factors = torch.stack([_cholesky(torch.as_tensor(np.asarray(c), dtype=torch.float64))
@@ -97,6 +108,7 @@ class MixtureSampler(LatentSampler):
     @classmethod
     def fit(cls, latents: torch.Tensor, components: int = DEFAULT_COMPONENTS, seed: int = 0,
             origin: str = "encodings") -> MixtureSampler:
+        """scikit-learn's GaussianMixture (full covariances, seeded) fitted on ``latents`` [N, d]."""
         from sklearn.mixture import GaussianMixture
 
         _check_fit_latents(latents)
@@ -105,11 +117,13 @@ class MixtureSampler(LatentSampler):
         if components > len(latents):
             raise ConfigError(f"a mixture of {components} components needs at least as many encodings, "
                               f"got {len(latents)}")
-        gmm = GaussianMixture(n_components=components, covariance_type="full", random_state=int(seed) % 2**32, reg_covar=1e-5)
+        gmm = GaussianMixture(n_components=components, covariance_type="full", random_state=int(seed) % 2**32,
+                              reg_covar=1e-5)
         gmm.fit(torch.as_tensor(latents).double().numpy())
         return cls(gmm.weights_, gmm.means_, gmm.covariances_, f"GMM({components}) fit on {len(latents)} {origin}")
 
-    def sample(self, n, generator=None):
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws: a component by its weight, then a point of it, both from ``generator``; float32."""
         n = int(n)
         which = torch.multinomial(self.weights, n, replacement=True, generator=generator) if n else \
             torch.empty(0, dtype=torch.long)
@@ -117,7 +131,7 @@ class MixtureSampler(LatentSampler):
         return (self.means[which] + torch.einsum("nij,nj->ni", self.factors[which], eps)).float()
 
 
-def _check_fit_latents(latents) -> None:
+def _check_fit_latents(latents: torch.Tensor) -> None:
     latents = torch.as_tensor(latents)
     if latents.ndim != 2 or len(latents) < 2:
         raise ConfigError(f"a fitted sampler needs at least 2 encodings of shape [N, d], got {tuple(latents.shape)}")
@@ -125,16 +139,16 @@ def _check_fit_latents(latents) -> None:
         raise ConfigError("the encodings a sampler is fitted on contain NaN or infinite values")
 
 
-def needs_fit_data(models, kind: str = "auto") -> bool:
+def needs_fit_data(models: LatentModel | Iterable[LatentModel], kind: str = "auto") -> bool:
     """Whether :func:`fit_sampler` of ``kind`` needs training images for any of ``models`` (one model or several):
     the one rule every command follows before loading a training split."""
-    models = [models] if isinstance(models, LatentModel) else list(models)
-    return kind in ("gaussian", "gmm") or (kind == "auto" and any(not m.has_prior for m in models))
+    chosen = [models] if isinstance(models, LatentModel) else list(models)
+    return kind in ("gaussian", "gmm") or (kind == "auto" and any(not m.has_prior for m in chosen))
 
 
-def fit_sampler(model: LatentModel, kind: str = "auto", *, data=None, fit_images: int = DEFAULT_FIT_IMAGES,
-                components: int = DEFAULT_COMPONENTS, seed: int = 0, batch_size: int = 256,
-                data_name: str | None = None, progress: bool = False) -> LatentSampler:
+def fit_sampler(model: LatentModel, kind: str = "auto", *, data: ImageDataset | None = None,
+                fit_images: int = DEFAULT_FIT_IMAGES, components: int = DEFAULT_COMPONENTS, seed: int = 0,
+                batch_size: int = 256, data_name: str | None = None, progress: bool = False) -> LatentSampler:
     """The sampler for ``model``'s own samples.
 
     ``kind``: ``prior``; ``gaussian`` or ``gmm`` fitted on the encodings of a seeded random
@@ -170,21 +184,25 @@ class TypicalRegion:
     typical: float  # median distance of the sampler's draws
     limit: float  # RANGE_QUANTILE of the distance of the sampler's draws
 
-    def distance(self, z) -> torch.Tensor:
-        z = torch.as_tensor(z).detach().cpu().double() - self.mean
+    def distance(self, z: torch.Tensor | ArrayLike) -> torch.Tensor:
+        """Distance of every latent of ``z`` [N, d] from the mean (Mahalanobis, or the plain norm): float64 [N]."""
+        u = torch.as_tensor(z).detach().cpu().double() - self.mean
         if self.whitening is not None:
-            z = z @ self.whitening
-        return z.norm(dim=1)
+            u = u @ self.whitening
+        return u.norm(dim=1)
 
-    def outside(self, z) -> torch.Tensor:
+    def outside(self, z: torch.Tensor | ArrayLike) -> torch.Tensor:
+        """Which latents lie beyond :attr:`limit` (the sampler's 99% range): bool [N]."""
         return self.distance(z) > self.limit
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The description, typical distance, limit and its quantile, as a report records them."""
         return {"description": self.description, "typical": self.typical, "limit": self.limit,
                 "quantile": RANGE_QUANTILE}
 
     @classmethod
     def standard_normal(cls, d: int) -> TypicalRegion:
+        """The exact region of N(0, I) in ``d`` dimensions: the norm, its median and quantile from the chi law."""
         from scipy.stats import chi
 
         return cls(f"norm of z against N(0, I) (typical {chi.median(d):.3g} ≈ √{d}; {RANGE_QUANTILE:.0%} of prior "
@@ -214,5 +232,6 @@ def typical_region(model: LatentModel, sampler: LatentSampler, seed: int = 0) ->
     standard = type(model).sample_prior is LatentModel.sample_prior
     if isinstance(sampler, PriorSampler) and standard:
         return TypicalRegion.standard_normal(model.latent_dim)
-    what = "prior draws (W of the mapping network)" if isinstance(sampler, PriorSampler) else f"draws of the {sampler.name}"
+    what = ("prior draws (W of the mapping network)" if isinstance(sampler, PriorSampler)
+            else f"draws of the {sampler.name}")
     return TypicalRegion.from_sampler(sampler, what, seed=seed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from latentmap.errors import ShapeMismatchError
 from latentmap.stats import Moments
@@ -24,14 +25,15 @@ from latentmap.stats import Moments
 SVCCA_KEEP = 0.99
 
 
-def _as64(a, what: str) -> torch.Tensor:
+def _as64(a: torch.Tensor | ArrayLike, what: str) -> torch.Tensor:
     t = a.detach() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
     if t.ndim != 2:
         raise ShapeMismatchError(f"{what} must be 2-dimensional [N, d], got shape {tuple(t.shape)} instead")
     return t.to("cpu", torch.float64)
 
 
-def _blocks(X, Y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _blocks(X: torch.Tensor | ArrayLike,
+            Y: torch.Tensor | ArrayLike) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, y = _as64(X, "X"), _as64(Y, "Y")
     if len(x) != len(y):
         raise ShapeMismatchError(f"X and Y must encode the same images (same rows), got {len(x)} and {len(y)}")
@@ -50,7 +52,7 @@ def cka_from_covariances(cxx: torch.Tensor, cxy: torch.Tensor, cyy: torch.Tensor
 def svcca_from_covariances(cxx: torch.Tensor, cxy: torch.Tensor, cyy: torch.Tensor,
                            keep: float = SVCCA_KEEP) -> float:
     """Mean canonical correlation between the top principal directions (``keep`` of the variance) of each side."""
-    def reduce(c):
+    def reduce(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
         evals, evecs = torch.linalg.eigh(c)
         evals, evecs = evals.flip(0).clamp_min(0), evecs.flip(1)
         total = float(evals.sum())
@@ -62,19 +64,19 @@ def svcca_from_covariances(cxx: torch.Tensor, cxy: torch.Tensor, cyy: torch.Tens
 
     vx, lx = reduce(cxx)
     vy, ly = reduce(cyy)
-    if vx is None or vy is None:
+    if vx is None or vy is None or lx is None or ly is None:  # both None or neither, for each side
         return float("nan")
     whitened = (vx.T @ cxy @ vy) / lx.sqrt()[:, None] / ly.sqrt()[None, :]
     rho = torch.linalg.svdvals(whitened).clamp(0, 1)
     return float(rho.mean())
 
 
-def linear_cka(X, Y) -> float:
-    """Linear CKA between two encodings of the same images (rows), float64."""
+def linear_cka(X: torch.Tensor | ArrayLike, Y: torch.Tensor | ArrayLike) -> float:
+    """Linear CKA between two encodings of the same images (rows: [N, d_x] and [N, d_y]), float64."""
     return cka_from_covariances(*_blocks(X, Y))
 
 
-def svcca(X, Y, keep: float = SVCCA_KEEP) -> float:
+def svcca(X: torch.Tensor | ArrayLike, Y: torch.Tensor | ArrayLike, keep: float = SVCCA_KEEP) -> float:
     """SVCCA similarity (mean canonical correlation after keeping ``keep`` of each side's variance), float64."""
     return svcca_from_covariances(*_blocks(X, Y), keep=keep)
 
@@ -82,7 +84,7 @@ def svcca(X, Y, keep: float = SVCCA_KEEP) -> float:
 class SimilarityAccumulator:
     """CKA and SVCCA between every pair of several models, streamed over batches of their encodings."""
 
-    def __init__(self, dims: list[int]):
+    def __init__(self, dims: list[int]) -> None:
         self.dims = list(dims)
         self.offsets = np.concatenate([[0], np.cumsum(self.dims)]).tolist()
         self.moments = Moments(full=True)
@@ -97,12 +99,15 @@ class SimilarityAccumulator:
         """torch.distributed: the moments of every rank's shard of the images added up (nothing in one process)."""
         from latentmap.distributed import all_reduce_moments
 
-        self.moments = all_reduce_moments(self.moments, self.offsets[-1], full=True)
+        reduced = all_reduce_moments(self.moments, self.offsets[-1], full=True)
+        assert reduced is not None  # moments in, moments out
+        self.moments = reduced
         return self
 
     def _block(self, i: int, j: int) -> torch.Tensor:
-        o = self.offsets
-        return self.moments.cxx[o[i]:o[i + 1], o[j]:o[j + 1]]
+        o, cxx = self.offsets, self.moments.cxx
+        assert cxx is not None  # matrices() reads blocks only once rows were added
+        return cxx[o[i]:o[i + 1], o[j]:o[j + 1]]
 
     def matrices(self, keep: float = SVCCA_KEEP) -> dict[str, np.ndarray]:
         """{"cka": [m, m], "svcca": [m, m]} (symmetric, 1 on the diagonal)."""
@@ -118,13 +123,13 @@ class SimilarityAccumulator:
         return out
 
 
-def spearman(x, y) -> tuple[float, float, int]:
+def spearman(x: ArrayLike, y: ArrayLike) -> tuple[float, float, int]:
     """(Spearman's rank correlation, its two-sided p-value, n) over the finite pairs of values."""
     from scipy.stats import spearmanr
 
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
+    a, b = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ok = np.isfinite(a) & np.isfinite(b)
     if ok.sum() < 3:
         return float("nan"), float("nan"), int(ok.sum())
-    res = spearmanr(x[ok], y[ok])
+    res = spearmanr(a[ok], b[ok])
     return float(res.statistic), float(res.pvalue), int(ok.sum())

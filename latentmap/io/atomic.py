@@ -30,10 +30,20 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from latentmap.io.leftovers import OWNER_NAME, recover  # noqa: F401  (re-exported)
 from latentmap.io.leftovers import ACTIVE, identity, owned_folder, remove_owned
+
+if TYPE_CHECKING:
+    from latentmap.errors import ConfigError, OutputWriteError
+
+PathInput = str | os.PathLike[str]
+"""A path as callers give one: text or a path object."""
+Inputs = PathInput | Iterable[PathInput | None] | None
+"""The inputs of a command that its output must not touch: one path, or several (None and '' are skipped)."""
 
 MARKER_NAME = ".latentmap-output.json"
 """File in every output folder latentmap writes with a ``kind``: {"kind", "latentmap_version", "created"}."""
@@ -46,20 +56,20 @@ PAUSE_ENV = "LATENTMAP_TEST_PAUSE_AT"
 renames (or after them, before its ownership file and the backup are removed)."""
 
 
-def _err(message: str):
+def _err(message: str) -> ConfigError:
     from latentmap.errors import ConfigError
 
     return ConfigError(message)
 
 
-def _write_error(exc: BaseException, target, where):
+def _write_error(exc: BaseException, target: Path, where: tuple[Path, ...]) -> OutputWriteError | None:
     """A disk-full, file-size-limit, read-only or permission failure while writing ``target``: one line."""
     from latentmap.errors import OutputWriteError
 
     return OutputWriteError.from_os_error(exc, target, where)
 
 
-def read_output_marker(path) -> dict | None:
+def read_output_marker(path: PathInput) -> dict[str, Any] | None:
     """The marker of the output folder ``path`` as a dict, or None when it has none (or it is unreadable)."""
     try:
         data = json.loads((Path(path) / MARKER_NAME).read_text())
@@ -68,7 +78,7 @@ def read_output_marker(path) -> dict | None:
     return data if isinstance(data, dict) and isinstance(data.get("kind"), str) else None
 
 
-def write_output_marker(folder, kind: str) -> Path:
+def write_output_marker(folder: PathInput, kind: str) -> Path:
     """Write the marker of an output of ``kind`` into ``folder``; returns the marker's path."""
     from latentmap.version import __version__
 
@@ -78,7 +88,7 @@ def write_output_marker(folder, kind: str) -> Path:
     return marker
 
 
-def check_output_path(path, kind: str | None, overwrite: bool, inputs=()) -> Path:
+def check_output_path(path: PathInput | None, kind: str | None, overwrite: bool, inputs: Inputs = ()) -> Path:
     """Check, before any work, that an output of ``kind`` may be written at ``path``; returns it as a Path.
 
     First restores a previous result left as ``.NAME.old-PID`` by a killed run and removes
@@ -102,7 +112,8 @@ def check_output_path(path, kind: str | None, overwrite: bool, inputs=()) -> Pat
 
 
 @contextlib.contextmanager
-def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = None, inputs=()):
+def atomic_directory(path: PathInput | None, overwrite: bool | None = None, *, kind: str | None = None,
+                     inputs: Inputs = ()) -> Iterator[Path]:
     """Yield a temporary folder that replaces ``path`` only if the block succeeds.
 
     Runs :func:`check_output_path` first, so a refused path is an error raised before any work
@@ -177,7 +188,7 @@ def atomic_directory(path, overwrite: bool | None = None, *, kind: str | None = 
         ACTIVE.difference_update(held)
 
 
-def _validate_name(path) -> Path:
+def _validate_name(path: PathInput | None) -> Path:
     raw = os.fsdecode(os.fspath(path)) if path is not None else ""
     if not raw.strip():
         raise _err(f"'{raw}' cannot be an output folder (empty path); choose another --out")
@@ -213,7 +224,7 @@ def _check_existing(target: Path, kind: str | None, overwrite: bool) -> None:
         raise _err(f"'{target}' already holds a latentmap {kind}; pass --overwrite to replace it")
 
 
-def _check_inputs(target: Path, inputs) -> None:
+def _check_inputs(target: Path, inputs: Inputs) -> None:
     if isinstance(inputs, (str, bytes, os.PathLike)):
         inputs = [inputs]
     out = Path(os.path.realpath(target))
@@ -244,7 +255,7 @@ def _check_parent_writable(target: Path) -> None:
         raise _err(f"cannot write to '{existing}' ({exc.strerror or exc}); choose another --out") from exc
 
 
-def _remove_empty(folders) -> None:
+def _remove_empty(folders: Iterable[Path]) -> None:
     """Remove the parent folders a failed run created (deepest first), if they are still empty."""
     for folder in folders:
         try:
@@ -271,7 +282,7 @@ def _relax_permissions(folder: Path) -> None:
             os.chmod(os.path.join(root, f), 0o666 & ~umask)
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path: PathInput, data: bytes) -> None:
     """Write a single file atomically (temporary file in the same folder, then rename); rank 0 alone writes."""
     from latentmap.distributed import is_main
 
@@ -305,7 +316,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
 RUNS_FOLDER = "runs"  # default home of every command's output (git-ignored)
 
 
-def new_run_folder(stem: str, root=RUNS_FOLDER) -> Path:
+def new_run_folder(stem: str, root: PathInput = RUNS_FOLDER) -> Path:
     """A fresh ``runs/STEM-YYYYmmdd-HHMMSS`` path (suffixed -2, -3, ... when taken); nothing is created."""
     base = Path(root) / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     candidate, k = base, 1

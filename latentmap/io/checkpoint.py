@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
-
+from typing import TYPE_CHECKING, Any
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.errors import CheckpointError
-from latentmap.io.schema import validate_config, validate_fields
+from latentmap.io.schema import Field, validate_config, validate_fields
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT = "latentmap-checkpoint"
 FORMAT_VERSION = 1
 
-def sha256_file(path: Path) -> str:
+# ``model`` below is a LatentModel adapter: latentmap.models sits above io/, so it is not imported here (Any).
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, as 64 hex digits."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -28,10 +36,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_config(model) -> dict:
+def build_config(model: Any) -> dict[str, Any]:
+    """The ``config.json`` of ``model`` without its weights' digests: format, name, kind, sizes, architecture,
+    version, then the model's metadata (dataset, seed, training metrics...)."""
     from latentmap.version import __version__
 
-    config = {
+    config: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": model.name,
@@ -46,22 +56,23 @@ def build_config(model) -> dict:
     return config
 
 
-def save_checkpoint(model, path, *, overwrite: bool = True, extra_files: dict[str, bytes] | None = None) -> Path:
+def save_checkpoint(model: Any, path: str | os.PathLike[str], *, overwrite: bool = True,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``model`` to the folder ``path`` atomically; returns the path."""
     from safetensors.torch import save_file
 
-    path = Path(path)
+    folder = Path(path)
     config = build_config(model)
-    with atomic_directory(path, overwrite=overwrite, kind="checkpoint") as tmp:
+    with atomic_directory(folder, overwrite=overwrite, kind="checkpoint") as tmp:
         save_file(model.state_tensors(), str(tmp / WEIGHTS_NAME))
         config["weights"] = {WEIGHTS_NAME: sha256_file(tmp / WEIGHTS_NAME)}
         for name, data in (extra_files or {}).items():
             (tmp / name).write_bytes(data)
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
-    return path
+    return folder
 
 
-def json_default(value):
+def json_default(value: Any) -> Any:
     """``json.dumps(default=...)`` for the arrays, tensors and paths that configs record."""
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -70,7 +81,7 @@ def json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in JSON")
 
 
-def read_json_object(file: Path, fields: dict | None = None) -> dict:
+def read_json_object(file: str | os.PathLike[str], fields: dict[str, Field] | None = None) -> dict[str, Any]:
     """Parse a JSON file that must hold an object; malformed content is a CheckpointError.
 
     Untrusted files are read safely: nesting too deep for the parser (``[[[[...]]]]``) is malformed content,
@@ -89,7 +100,9 @@ def read_json_object(file: Path, fields: dict | None = None) -> dict:
     return data
 
 
-def read_config(path) -> dict:
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated ``config.json`` of the checkpoint folder ``path``; CheckpointError (one line) when the folder,
+    the file or a field is missing or wrong, or a newer latentmap wrote it."""
     folder = Path(path)
     if not folder.exists():
         raise CheckpointError(f"checkpoint '{folder}' does not exist")
@@ -107,7 +120,7 @@ def read_config(path) -> dict:
     return config
 
 
-def read_weights(path, config: dict) -> dict:
+def read_weights(path: str | os.PathLike[str], config: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Verify every listed weights file against its sha256 and load them (safetensors only)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -116,7 +129,7 @@ def read_weights(path, config: dict) -> dict:
     weights = config.get("weights")
     if not isinstance(weights, dict) or not weights:
         raise CheckpointError(f"the config of '{folder}' lists no weights files")
-    tensors: dict = {}
+    tensors: dict[str, torch.Tensor] = {}
     for name, expected in weights.items():
         file = folder / name
         if not file.is_file():
@@ -133,11 +146,12 @@ def read_weights(path, config: dict) -> dict:
     return tensors
 
 
-def is_checkpoint(path) -> bool:
+def is_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder with a ``config.json`` (not yet whether it is valid)."""
     return (Path(path) / CONFIG_NAME).is_file()
 
 
-def model_fingerprint(model) -> str:
+def model_fingerprint(model: Any) -> str:
     """sha256 of what makes a loaded model compute what it does, whatever it was loaded from: its config
     (kind, sizes, objective, ``architecture()``, the digest of the code or pickle it came from) and every
     tensor of every network (name, dtype, shape and bytes, in a fixed order)."""
@@ -156,7 +170,7 @@ def model_fingerprint(model) -> str:
     return digest.hexdigest()
 
 
-def weights_digest(spec) -> str | None:
+def weights_digest(spec: object) -> str | None:
     """What maps written before model fingerprints recorded as ``sha256``: a file's sha256, or one over a
     checkpoint's recorded weight digests; None for anything else. Kept to check those maps."""
     path = Path(str(spec))

@@ -11,12 +11,17 @@ Torch-free, and pandas is imported only when a table is asked for, so every laye
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_ROWS = 60  # a longer table shows its head and tail in a notebook; to_frame() has every row
 FINGERPRINT_CHARS = 12
 
 
-def short_fingerprint(digest) -> str | None:
+def short_fingerprint(digest: object) -> str | None:
     """The first 12 hex digits of a sha256 (a ``sha256:`` prefix dropped); None for none."""
     if not digest:
         return None
@@ -24,7 +29,7 @@ def short_fingerprint(digest) -> str | None:
     return text.split(":", 1)[1][:FINGERPRINT_CHARS] if text.startswith("sha256:") else text[:FINGERPRINT_CHARS]
 
 
-def model_label(model) -> str:
+def model_label(model: object) -> str:
     """A model named in a caption: its name, and its short fingerprint where the record holds one.
 
     ``model`` is a name, or a record such as a map folder's or an atlas's (``name``, ``sha256`` or
@@ -36,13 +41,13 @@ def model_label(model) -> str:
     return f"{name} [{digest}]" if digest else name
 
 
-def caption(title: str, models=()) -> str:
+def caption(title: str, models: Iterable[object] | None = ()) -> str:
     """``title``, then ``models: a [0123456789ab], b`` when any model is named."""
     labels = [model_label(m) for m in models or ()]
     return f"{title}; models: {', '.join(labels)}" if labels else title
 
 
-def frame_html(frame, title: str = "", max_rows: int = MAX_ROWS) -> str:
+def frame_html(frame: pd.DataFrame, title: str = "", max_rows: int = MAX_ROWS) -> str:
     """A pandas frame as an HTML table with ``title`` as its caption (escaped)."""
     table = frame.to_html(max_rows=max_rows, float_format=_float, na_rep="", border=0, classes="latentmap")
     if title:
@@ -55,7 +60,7 @@ def _float(value: float) -> str:
     return f"{value:.4g}"
 
 
-def records_frame(rows, columns=None):
+def records_frame(rows: Iterable[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
     """A pandas frame of dict rows, with ``columns`` (in order) even when there is no row."""
     import pandas as pd
 
@@ -70,7 +75,8 @@ class FrameRepr:
 
     _one_row = False
 
-    def to_frame(self):  # pragma: no cover - each result class gives its own
+    def to_frame(self) -> pd.DataFrame:  # pragma: no cover - each result class gives its own
+        """The result as a pandas frame (each result class gives its own)."""
         raise NotImplementedError
 
     def _frame_caption(self) -> str:
@@ -87,7 +93,13 @@ class MapRepr:
     """Mixin for map estimators (ahead of scikit-learn's ``BaseEstimator`` among the bases): a notebook shows the
     estimator's hyperparameters and, once fitted, its sizes and fit metrics (``fit_metrics_``)."""
 
-    def to_frame(self):
+    if TYPE_CHECKING:  # given by the estimator class and scikit-learn's BaseEstimator, later in the bases
+        estimator_name: str | None
+        fit_metrics_: dict[str, Any]
+
+        def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+
+    def to_frame(self) -> pd.DataFrame:
         """One row per hyperparameter, then (fitted) per learned size and fit metric: ``part``, ``name``, ``value``."""
         rows = [{"part": "parameter", "name": k, "value": _cell(v)} for k, v in sorted(self.get_params().items())]
         if getattr(self, "fit_metrics_", None) is not None:
@@ -103,7 +115,7 @@ class MapRepr:
         return frame_html(self.to_frame(), f"{type(self).__name__} ({name}), {'fitted' if fitted else 'not fitted'}")
 
 
-def _cell(value):
+def _cell(value: Any) -> Any:
     """A value as one table cell: numbers and words as they are, anything else as its text."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value

@@ -27,7 +27,7 @@ ACTIVE: set[tuple[int, int]] = set()  # (st_dev, st_ino) of the temporary and ba
 _HOST = socket.gethostname()
 
 
-def recover(path) -> None:
+def recover(path: str | os.PathLike[str]) -> None:
     """Clean up after killed runs that wrote ``path``.
 
     Only folders named ``.NAME.tmp-*`` / ``.NAME.old-*`` that hold a valid ownership file of a process that
@@ -164,7 +164,7 @@ def _start_ticks(pid: int) -> int | None:
     return None if stat is None else stat[1]
 
 
-def _proc_stat(pid: int):
+def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, start time in clock ticks since boot) from Linux's /proc, or None elsewhere."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -182,5 +182,6 @@ def _ctime(path: Path) -> float:
 
 
 def identity(path: Path) -> tuple[int, int]:
+    """(st_dev, st_ino) of ``path`` itself (a link not followed): what :data:`ACTIVE` holds."""
     st = os.lstat(path)
     return st.st_dev, st.st_ino

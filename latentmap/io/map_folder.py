@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ MAP_FIELDS = {key: Field(kind) for key, kind in {  # what loading relies on: a w
 MAY_BE_INFINITE = ("alphas",)  # a piecewise map's penalty per cell: inf means "the global map alone"
 
 
-def describe_model(model) -> dict:
+def describe_model(model: Any) -> dict[str, Any]:
     """What a map records of one of its models: a LatentModel's record (latentmap.io.model_record), a record
     already made (a dict, at least name and latent_dim), or nothing for None."""
     if model is None:
@@ -38,16 +40,20 @@ def describe_model(model) -> dict:
     return model_record(model)
 
 
-def _image_transform(linear_map) -> dict:
+def _image_transform(linear_map: Any) -> dict[str, Any]:
     """{"image_transform": {"spec", "from", "to"}} for a map fitted through an image transform (models working
     on images of different shapes), else nothing: a map without the field applies no transform."""
     record = getattr(linear_map, "image_transform_", None) or getattr(linear_map, "info_", {}).get("image_transform")
     return {"image_transform": dict(record)} if record else {}
 
 
-def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | None = None,
-             extra: dict | None = None, overwrite: bool = True) -> Path:
-    """Write a fitted map's folder atomically; the models' latent sizes must match the map."""
+def save_map(linear_map: Any, path: str | os.PathLike[str], *, source: Any = None, target: Any = None,
+             fit_source: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+             overwrite: bool = True) -> Path:
+    """Write a fitted map's folder atomically; the models' latent sizes must match the map.
+
+    ``linear_map`` is a fitted estimator of latentmap.maps (above io/, so typed Any here); ``source`` and
+    ``target`` are its models as :func:`describe_model` takes them."""
     from safetensors.torch import save_file
 
     from latentmap.version import __version__
@@ -63,16 +69,16 @@ def save_map(linear_map, path, *, source=None, target=None, fit_source: dict | N
               "hyperparameters": linear_map.get_params(), "source": src, "target": tgt,
               "fit_source": dict(fit_source or {}), "fit_metrics": dict(getattr(linear_map, "fit_metrics_", {})),
               "n_samples_seen": linear_map.n_samples_seen_, **_image_transform(linear_map), **(extra or {})}
-    path = Path(path)
-    with atomic_directory(path, overwrite=overwrite, kind="map") as tmp:
+    folder = Path(path)
+    with atomic_directory(folder, overwrite=overwrite, kind="map") as tmp:
         tensors = linear_map.state_tensors()
         save_file(tensors, str(tmp / MAP_WEIGHTS_NAME))
         config["weights"] = {MAP_WEIGHTS_NAME: sha256_file(tmp / MAP_WEIGHTS_NAME)}
         (tmp / MAP_CONFIG_NAME).write_text(json.dumps(config, indent=2, default=json_default) + "\n")
-    return path
+    return folder
 
 
-def read_map(path) -> tuple[dict, np.ndarray, np.ndarray]:
+def read_map(path: str | os.PathLike[str]) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """(map.json, coef [n_targets, n_features], intercept [n_targets]) of a linear map's folder, sha256-checked."""
     folder = Path(path)
     info, tensors = read_map_state(folder)
@@ -91,7 +97,7 @@ def read_map(path) -> tuple[dict, np.ndarray, np.ndarray]:
     return info, coef, intercept
 
 
-def read_map_state(path) -> tuple[dict, dict]:
+def read_map_state(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(map.json, its tensors by name) of any estimator's map folder, sha256-checked."""
     folder = Path(path)
     if not folder.is_dir():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from latentmap.errors import CheckpointError, ConfigError
 from latentmap.io.checkpoint import model_fingerprint, weights_digest
@@ -29,7 +30,7 @@ NOT_PATHS = (SHIPPED, "py", MEMORY)
 SHORT = 12  # hex digits of a fingerprint shown in reports
 
 
-def architecture_fingerprint(model) -> str:
+def architecture_fingerprint(model: Any) -> str:  # model: a LatentModel adapter (models/ is above io/)
     """sha256 of the networks' architecture, independent of their weights: every module's path and class,
     every parameter's and buffer's name and shape, the latent size and the image shape."""
     items = [f"latent_dim {int(model.latent_dim)}", f"image_shape {list(model.image_shape)}"]
@@ -41,7 +42,7 @@ def architecture_fingerprint(model) -> str:
     return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()
 
 
-def model_record(model, provenance: dict | None = None) -> dict:
+def model_record(model: Any, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The record of a loaded model; ``provenance`` ({"origin", "spec"}) defaults to the one its loader set."""
     prov = provenance or getattr(model, "provenance", None) or {"origin": MEMORY}
     record = {"name": model.name, "kind": model.kind, "latent_dim": int(model.latent_dim),
@@ -54,12 +55,12 @@ def model_record(model, provenance: dict | None = None) -> dict:
     return record
 
 
-def short_fingerprint(record: dict) -> str:
+def short_fingerprint(record: dict[str, Any]) -> str:
     """The first hex digits of a record's fingerprint (of the sha256 of an older map), '' when it has none."""
     return str(record.get("fingerprint") or record.get("sha256") or "")[:SHORT]
 
 
-def relative_record(record: dict, folder) -> dict:
+def relative_record(record: dict[str, Any], folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The record as an output in ``folder`` stores it: an existing path relative to that folder, so the
     output works from any working folder and moves with the models beside it."""
     key = "spec" if "origin" in record else "path"  # "path": a record from before fingerprints
@@ -69,7 +70,7 @@ def relative_record(record: dict, folder) -> dict:
     return {**record, key: os.path.relpath(Path(recorded).resolve(), Path(folder).resolve())}
 
 
-def resolve_model_record(record: dict, folder) -> str:
+def resolve_model_record(record: dict[str, Any], folder: str | os.PathLike[str]) -> str:
     """The spec that loads the model a record in ``folder`` names: ``shipped:NAME`` for a shipped model, a
     path relative to ``folder``, or the spec as recorded."""
     name = record.get("name", "?")
@@ -86,7 +87,7 @@ def resolve_model_record(record: dict, folder) -> str:
     return os.path.normpath(Path(folder) / spec)
 
 
-def _legacy_spec(record: dict, folder) -> str:
+def _legacy_spec(record: dict[str, Any], folder: str | os.PathLike[str]) -> str:
     """A map written before fingerprints: its path beside the map folder; a bare name that is not there was
     a shipped model's name; anything else as recorded."""
     recorded = record.get("path")
@@ -101,7 +102,7 @@ def _legacy_spec(record: dict, folder) -> str:
     return str(recorded)
 
 
-def check_model_record(record: dict, model, spec, folder) -> None:
+def check_model_record(record: dict[str, Any], model: Any, spec: object, folder: str | os.PathLike[str]) -> None:
     """Refuse (one line) a model that is not the one the output in ``folder`` recorded: its fingerprint, or
     for an older map the recorded sha256 of its files, must match."""
     expected, what = record.get("fingerprint"), "fingerprint"

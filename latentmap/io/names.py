@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Hashable, Iterable
 
 MAX_BYTES = 96
 """Longest slug in UTF-8 bytes: two of them and a suffix stay well below the usual 255-byte limit."""
@@ -35,10 +36,11 @@ def _keep(char: str) -> bool:
     return char in "-_." or (char.isalnum() and unicodedata.category(char)[0] in "LN")
 
 
-def slug(name, default: str = "unnamed") -> str:
+def slug(name: object, default: str = "unnamed") -> str:
     """``name`` as a safe part of a file name (see the module docstring); ``default`` when nothing is left."""
     text = unicodedata.normalize("NFC", str(name))
-    out, pending = [], ""
+    out: list[str] = []
+    pending = ""
     for char in text:
         if _keep(char):
             if pending and out:
@@ -62,10 +64,10 @@ def slug(name, default: str = "unnamed") -> str:
     return result
 
 
-def unique_slugs(names, default: str = "unnamed") -> dict:
+def unique_slugs(names: Iterable[Hashable], default: str = "unnamed") -> dict[Hashable, str]:
     """{name: slug} for distinct ``names``, a slug shared by several names suffixed ``-2``, ``-3``, ... in order."""
     taken: dict[str, int] = {}
-    result = {}
+    result: dict[Hashable, str] = {}
     for name in dict.fromkeys(names):
         base = slug(name, default)
         candidate, k = base, 1

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from latentmap.constants import IMAGE_SPEC_PREFIXES
 
 
-def shown_path(path, base=None) -> str:
+def shown_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> str:
     """``path`` as a report writes it, the same on every machine: as given when relative; relative to ``base``
     (the report folder) or else to the working folder when inside it; otherwise its last part only."""
     p = Path(str(path))
@@ -20,7 +21,7 @@ def shown_path(path, base=None) -> str:
     return p.name
 
 
-def shown_spec(spec) -> str:
+def shown_spec(spec: object) -> str:
     """A data or image-set spec (``npy:PATH``, ``folder:PATH?crop=...``, a dataset name) with its path as
     :func:`shown_path` writes it."""
     text = str(spec)

@@ -16,7 +16,9 @@ counts as a pickled network; so does a ``<network>.pkl`` lying in the folder, an
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 from latentmap.errors import CheckpointError
 
@@ -27,12 +29,13 @@ DEFAULT_FLAG = "uses_default_"
 NETWORKS = ("encoder", "decoder", "metric", "discriminator")
 
 
-def is_pythae_folder(path) -> bool:
+def is_pythae_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding pythae's ``model_config.json`` and ``model.pt``."""
     folder = Path(str(path))
     return (folder / PYTHAE_CONFIG).is_file() and (folder / PYTHAE_WEIGHTS).is_file()
 
 
-def read_pythae_config(folder) -> dict:
+def read_pythae_config(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """``model_config.json`` of a pythae folder as a dict; CheckpointError when it is not a JSON object."""
     file = Path(str(folder)) / PYTHAE_CONFIG
     try:
@@ -46,7 +49,7 @@ def read_pythae_config(folder) -> dict:
     return config
 
 
-def pickled_networks(folder, config: dict | None = None) -> list[tuple[str, str]]:
+def pickled_networks(folder: str | os.PathLike[str], config: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(network, file name) for every pickle loading the pythae folder could unpickle, in the order pythae reads them.
 
     A network counts when its ``uses_default_<network>`` flag is anything but JSON ``true`` or absent,

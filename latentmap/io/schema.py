@@ -7,9 +7,10 @@ CheckpointError naming the file, the field, what was expected and what was found
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from latentmap.errors import CheckpointError
 
@@ -27,7 +28,7 @@ class Field:
     low: float | None = None
     high: float | None = None
 
-    def problem(self, value) -> str | None:
+    def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (None when it fits)."""
         k = self.kind
         if k == "int":
@@ -62,7 +63,7 @@ class Field:
             return None
         raise ValueError(f"unknown field kind {k}")
 
-    def _range(self, value) -> str | None:
+    def _range(self, value: Any) -> str | None:
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             if self.high is None:
                 return f"a value >= {self.low:g}, got {value!r}"
@@ -101,7 +102,7 @@ ARCHITECTURE_FIELDS = {
 METRIC_FIELDS = {"test_mse": Field("float", low=0), "train_mse": Field("float", low=0)}
 
 
-def validate_config(config: dict, file: Path | str) -> dict:
+def validate_config(config: dict[str, Any], file: str | os.PathLike[str]) -> dict[str, Any]:
     """Check every known field of a checkpoint config; raise CheckpointError on the first problem."""
     for section, fields, where in ((config, CONFIG_FIELDS, ""),
                                    (config.get("architecture") or {}, ARCHITECTURE_FIELDS, "architecture."),
@@ -121,11 +122,12 @@ def validate_config(config: dict, file: Path | str) -> dict:
     return config
 
 
-def validate_fields(data: dict, fields: dict, file: Path | str) -> dict:
+def validate_fields(data: dict[str, Any], fields: dict[str, Field], file: str | os.PathLike[str]) -> dict[str, Any]:
     """Check the fields of ``data`` named in ``fields`` (dotted names reach into objects; absent or null ones
     pass unless required); raise CheckpointError naming the file and the field on the first problem."""
     for key, field in fields.items():
-        section, parts = data, key.split(".")
+        section: Any = data
+        parts = key.split(".")
         for part in parts[:-1]:
             section = section.get(part) if isinstance(section, dict) else None
         if not isinstance(section, dict) or section.get(parts[-1]) is None:

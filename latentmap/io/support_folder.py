@@ -7,8 +7,10 @@ fit, a benchmark) needs this module alone.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,9 +22,12 @@ from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.io.model_record import relative_record
 from latentmap.io.schema import Field
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FIELDS = {  # what reading a manifest relies on, checked before use: a wrong type is one line naming the field
-    key: Field(kind, **limits) for key, (kind, limits) in {
+    key: Field(kind, low=limits.get("low"), high=limits.get("high")) for key, (kind, limits) in {
         "name": ("str", {}), "size": ("int", {"low": 0}), "seed": ("int", {}), "strategy": ("str", {}),
         "model": ("dict", {}), "dataset": ("dict", {}), "excluded": ("list", {}), "indices": ("list", {}),
         "images": ("list", {}), "top_k": ("int", {"low": 0}), "variables": ("list", {}), "threshold": ("float", {}),
@@ -39,33 +44,36 @@ class SupportSet(FrameRepr):
 
     name: str
     images: torch.Tensor
-    manifest: dict = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     @property
     def indices(self) -> list[int]:
+        """The images' indices in their dataset, as the manifest records them ([] when it does not)."""
         return list(self.manifest.get("indices", []))
 
-    def save(self, path, *, overwrite: bool = True, files: dict[str, bytes] | None = None) -> Path:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True,
+             files: dict[str, bytes] | None = None) -> Path:
         """Write the folder atomically: manifest, images as a float32 array, and ``files`` (name -> bytes).
 
         ``latentmap.report.support_set.write_support_set`` adds the contact sheet and figures.
         """
-        path = Path(path)
+        folder = Path(path)
         manifest = {"name": self.name, "size": len(self), "image_shape": list(self.images.shape[1:]), **self.manifest}
         if isinstance(manifest.get("model"), dict):  # its model's path, relative to the folder (model_record)
-            manifest["model"] = relative_record(manifest["model"], path)
-        with atomic_directory(path, overwrite=overwrite, kind="support-set") as tmp:
+            manifest["model"] = relative_record(manifest["model"], folder)
+        with atomic_directory(folder, overwrite=overwrite, kind="support-set") as tmp:
             np.save(tmp / IMAGES_NAME, self.images.detach().cpu().float().numpy(), allow_pickle=False)
             for file_name, data in (files or {}).items():
                 (tmp / file_name).write_bytes(data)
             (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        return path
+        return folder
 
     @classmethod
-    def load(cls, path) -> SupportSet:
+    def load(cls, path: str | os.PathLike[str]) -> SupportSet:
+        """Read a support-set folder, checking its manifest's fields and that the images are float32 NCHW in [0, 1]."""
         folder = Path(path)
         if not (folder / MANIFEST_NAME).is_file():
             raise CheckpointError(f"support set '{folder}' has no {MANIFEST_NAME}")
@@ -85,7 +93,7 @@ class SupportSet(FrameRepr):
                                   f"{IMAGES_NAME} holds {len(images)}")
         return cls(manifest.get("name", folder.name), torch.from_numpy(images), manifest)
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per image: its position here, its index in the dataset and what the manifest says of it
         (sector, signs, role for the sector method)."""
         recorded = self.manifest.get("images") or [{"index": i} for i in self.indices]

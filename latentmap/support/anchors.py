@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from typing import Any
 
 NEW_HOME = "latentmap.evaluation.anchors"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = importlib.import_module(NEW_HOME)
     if not hasattr(module, name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +27,10 @@ from latentmap.io.settings import SettingsOf
 from latentmap.errors import ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
+
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.support.info_gain import InformationGain
 # =========================================================================== builder
 
 DEFAULT_GAIN_IMAGES = 2000
@@ -67,7 +73,7 @@ def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + stream) % 2**64)  # any seed < 2**63
 
 
-def read_exclusions(values) -> np.ndarray:
+def read_exclusions(values: Iterable[object] | None) -> np.ndarray:
     """Indices to leave out: ints, strings of comma/space-separated ints, or paths to files of such."""
     found: list[int] = []
     for value in values or ():
@@ -85,13 +91,13 @@ def read_exclusions(values) -> np.ndarray:
     return np.unique(np.asarray(found, dtype=np.int64))
 
 
-def target_size_for(models, *, allow_pickle: bool = False) -> tuple[int, dict]:
+def target_size_for(models: Iterable[Any], *, allow_pickle: bool = False) -> tuple[int, dict[str, int]]:
     """The largest latent dimension among models (checkpoint folders, specs or LatentModel objects); a spec that
     is no plain checkpoint is loaded, with the caller's consent to run code (``allow_pickle``) and no more."""
     from latentmap.io.checkpoint import is_checkpoint, read_config
     from latentmap.models.registry import load_model
 
-    dims = {}
+    dims: dict[str, int] = {}
     for spec in models:
         if isinstance(spec, LatentModel):
             dims[spec.name] = spec.latent_dim
@@ -106,7 +112,7 @@ def target_size_for(models, *, allow_pickle: bool = False) -> tuple[int, dict]:
     return max(dims.values()), dims
 
 
-def candidate_pool(n_images: int, exclude, dataset_name: str = "dataset") -> np.ndarray:
+def candidate_pool(n_images: int, exclude: Iterable[object] | None, dataset_name: str = "dataset") -> np.ndarray:
     """Dataset indices that may be chosen: all but the excluded ones (which must exist)."""
     excluded = read_exclusions(exclude)
     if excluded.size and (excluded.min() < 0 or excluded.max() >= n_images):
@@ -148,22 +154,23 @@ def select_from_sectors(codes: torch.Tensor, k: int, size: int, generator: torch
     return selection
 
 
-def _shuffled_members(codes: torch.Tensor, sectors, generator) -> dict[int, list[int]]:
+def _shuffled_members(codes: torch.Tensor, sectors: list[int], generator: torch.Generator) -> dict[int, list[int]]:
     """Every sector's members in a seeded random order (drawn in sector order, so reproducible)."""
     order = torch.argsort(codes, stable=True)  # group by sector once instead of scanning per sector
     counts = torch.bincount(codes[codes != NO_SECTOR], minlength=max(sectors) + 1)
     starts = torch.cumsum(counts, 0) - counts + int((codes == NO_SECTOR).sum())
-    members = {}
+    members: dict[int, list[int]] = {}
     for s in sectors:
         pos = order[int(starts[s]):int(starts[s]) + int(counts[s])]
         members[s] = pos[torch.randperm(len(pos), generator=generator)].tolist()
     return members
 
 
-def build_support_set(model, dataset, settings: SupportSetSettings | None = None, *, exclude=None,
-                      name: str | None = None, dataset_spec: str | None = None, split: str | None = None,
-                      model_source: str | None = None, for_models: dict | None = None,
-                      latents: torch.Tensor | None = None, info=None, **options) -> SupportSet:
+def build_support_set(model: LatentModel, dataset: ImageDataset, settings: SupportSetSettings | None = None, *,
+                      exclude: Iterable[object] | None = None, name: str | None = None,
+                      dataset_spec: str | None = None, split: str | None = None, model_source: str | None = None,
+                      for_models: dict[str, Any] | None = None, latents: torch.Tensor | None = None,
+                      info: InformationGain | None = None, **options: Any) -> SupportSet:
     """Choose ``size`` images of ``dataset`` (an ImageDataset split) as anchors for ``model``'s latent space.
 
     ``settings`` (:class:`SupportSetSettings`; ``options`` such as ``size=``, ``strategy=`` replace its
@@ -182,13 +189,14 @@ def build_support_set(model, dataset, settings: SupportSetSettings | None = None
     if len(pool) < size:
         raise SupportSetError(f"{_dataset_label(dataset, split)} has {len(pool)} usable images "
                               f"({len(dataset) - len(pool)} excluded), fewer than the support-set size {size}")
+    transform: Any = getattr(dataset, "transform", None)
+    manifest: dict[str, Any]
     manifest = {"strategy": strategy, "target_size": size, "seed": int(seed),
                 "model": _model_record(model, model_source),
                 "dataset": {"spec": dataset_spec or getattr(dataset, "name", "?"), "split": split,
                             "images": len(dataset),
                             # images of another shape than the model's reach it through a transform: record it
-                            **({"image_transform": dataset.transform.record()}
-                               if hasattr(getattr(dataset, "transform", None), "record") else {})},
+                            **({"image_transform": transform.record()} if hasattr(transform, "record") else {})},
                 "excluded": [int(i) for i in np.setdiff1d(np.arange(len(dataset)), pool)],
                 "for_models": dict(for_models or {}), "notes": [],
                 "compute": distributed.compute_record(batch_size)}  # how the encodings' float32 passes ran
@@ -200,7 +208,9 @@ def build_support_set(model, dataset, settings: SupportSetSettings | None = None
             latents = distributed.map_shards(lambda part: model.encode_all(part, batch_size, progress=progress),
                                              dataset, batch_size)
         latents = latents[torch.from_numpy(pool)]
+    details: list[dict[str, Any]]
     if strategy == "sectors":
+        assert latents is not None  # encoded above for every strategy but random
         positions, details = _sector_method(model, dataset, pool, latents, info, s, manifest)
     else:
         from latentmap.support.selectors import select_anchors
@@ -218,11 +228,12 @@ def build_support_set(model, dataset, settings: SupportSetSettings | None = None
     return SupportSet(name or f"{model.name}-{strategy}", images, manifest)
 
 
-def _check_settings(model, dataset, s: SupportSetSettings) -> None:
+def _check_settings(model: LatentModel, dataset: ImageDataset, s: SupportSetSettings) -> None:
     from latentmap.support.sectors import check_top_k
 
     size, strategy, top_k, threshold, gain_images, pairs = s.size, s.strategy, s.top_k, s.threshold, \
         s.gain_images, s.pairs
+    assert size is not None  # build_support_set sets it
     if strategy not in ANCHOR_STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(ANCHOR_STRATEGIES)}, got '{strategy}' instead")
     if size < 1:
@@ -245,7 +256,7 @@ PAIR_BYTES = 33  # peak bytes per random pair in random_pairs_mse: two int64 ind
 PAIR_SECONDS = (1e-6, 5e-9)  # time per random pair: a constant and one per pixel (the 2-core machine, measured roughly)
 
 
-def check_pairs(pairs: int, image_shape) -> float:
+def check_pairs(pairs: int, image_shape: Sequence[int]) -> float:
     """Refuse (ResourceError) ``pairs`` random pairs whose indices cannot fit in memory; else the expected seconds
     of the dataset's random pairs MSE over images of ``image_shape``."""
     from latentmap.resources import check_memory
@@ -254,27 +265,30 @@ def check_pairs(pairs: int, image_shape) -> float:
     return pairs * (PAIR_SECONDS[0] + PAIR_SECONDS[1] * int(np.prod(image_shape)))
 
 
-def _dataset_label(dataset, split) -> str:
+def _dataset_label(dataset: object, split: str | None) -> str:
     return f"dataset '{getattr(dataset, 'name', '?')}'" + (f" ({split} split)" if split else "")
 
 
-def _model_record(model, source) -> dict:
+def _model_record(model: LatentModel, source: str | None) -> dict[str, Any]:
     from latentmap.models.registry import record_model
 
     return record_model(model, source)
 
 
-def _sector_method(model, dataset, pool, latents, info, s: SupportSetSettings, manifest):
+def _sector_method(model: LatentModel, dataset: ImageDataset, pool: np.ndarray, latents: torch.Tensor,
+                   info: InformationGain | None, s: SupportSetSettings,
+                   manifest: dict[str, Any]) -> tuple[list[int], list[dict[str, Any]]]:
     """Information gain -> top-k variables -> sectors -> selection; fills the manifest's sector fields."""
     from latentmap.support.sectors import default_threshold, default_top_k, sector_codes, sector_signs
 
     size, top_k, threshold, seed = s.size, s.top_k, s.threshold, s.seed
+    assert size is not None  # build_support_set sets it
     k = default_top_k(size, model.latent_dim) if top_k is None else int(top_k)
     if info is None:
         info = subsample_information_gain(model, dataset, pool, s.gain_images, seed, s.batch_size, s.chunk_rows,
                                           s.progress)
     variables = info.ranking[:k]
-    rule = {"rule": "given"}
+    rule: dict[str, Any] = {"rule": "given"}
     if threshold is None:
         threshold, rule = default_threshold(latents, variables, s.min_share)
     codes = sector_codes(latents, variables, float(threshold))
@@ -295,8 +309,9 @@ def _sector_method(model, dataset, pool, latents, info, s: SupportSetSettings, m
     return selection.positions, details
 
 
-def subsample_information_gain(model, dataset, pool, gain_images: int, seed: int, batch_size: int = 64,
-                               chunk_rows: int | None = None, progress: bool = False):
+def subsample_information_gain(model: LatentModel, dataset: ImageDataset, pool: np.ndarray, gain_images: int,
+                               seed: int, batch_size: int = 64, chunk_rows: int | None = None,
+                               progress: bool = False) -> InformationGain:
     """Information gain over a seeded subsample of ``gain_images`` images of the pool."""
     from latentmap.support.info_gain import information_gain
 
@@ -308,7 +323,8 @@ def subsample_information_gain(model, dataset, pool, gain_images: int, seed: int
 
 # =========================================================================== statistics and figures
 
-def sector_statistics(pops: np.ndarray, pool_size: int) -> dict:
+def sector_statistics(pops: np.ndarray, pool_size: int) -> dict[str, Any]:
+    """Counts of the 2^k sectors (``pops``: population of each) and the smallest, median and largest non-empty one."""
     nonempty = pops[pops > 0]
     return {"sectors": int(len(pops)), "nonempty_sectors": int(len(nonempty)),
             "empty_sectors": int((pops == 0).sum()), "points_in_sectors": int(pops.sum()),
@@ -328,7 +344,7 @@ def mean_pairwise_mse(images: torch.Tensor) -> float | None:
     return float(dist[torch.triu_indices(n, n, 1).unbind()].mean())
 
 
-def random_pairs_mse(dataset, pool: np.ndarray, pairs: int, generator: torch.Generator,
+def random_pairs_mse(dataset: ImageDataset, pool: np.ndarray, pairs: int, generator: torch.Generator,
                      batch_size: int = 256) -> float | None:
     """Mean per-pixel MSE between random pairs of distinct images of the pool."""
     n = len(pool)
@@ -345,7 +361,10 @@ def random_pairs_mse(dataset, pool: np.ndarray, pairs: int, generator: torch.Gen
     return total / pairs
 
 
-def image_statistics(images, dataset, pool, pairs: int, seed: int, batch_size: int = 256) -> dict:
+def image_statistics(images: torch.Tensor, dataset: ImageDataset, pool: np.ndarray, pairs: int, seed: int,
+                     batch_size: int = 256) -> dict[str, Any]:
+    """The spread of the chosen images: their mean pairwise per-pixel MSE, that of ``pairs`` random pairs of the
+    pool, and the ratio of the two."""
     inside = mean_pairwise_mse(images)
     outside = random_pairs_mse(dataset, pool, pairs, _generator(seed, 3), batch_size)
     ratio = inside / outside if inside is not None and outside else None
@@ -353,7 +372,7 @@ def image_statistics(images, dataset, pool, pairs: int, seed: int, batch_size: i
             "random_pairs": int(pairs), "pairwise_mse_ratio": _round(ratio)}
 
 
-def _round(value, digits: int = 6):
+def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(float(value), digits)
 
 

@@ -15,6 +15,7 @@ sums so that several processes can add theirs (``latentmap.distributed``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +23,12 @@ import torch
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, SupportSetError
 from latentmap.io.frames import FrameRepr, records_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel
 
 # Activation memory one decode call may use, by device type (what the rows per call come from).
 CPU_DECODE_BYTES = 32 * 2**20
@@ -45,17 +52,19 @@ class InformationGain(FrameRepr):
 
     @property
     def ranking(self) -> list[int]:
+        """The latent variables, most informative first (equal gains keep variable order)."""
         # stable sort: equal gains keep variable order, so the ranking is reproducible
         return [int(i) for i in np.argsort(-self.gains, kind="stable")]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """What a manifest records: images, ranking, the gains in ranking order (8 decimals), and how the passes ran."""
         ranking = self.ranking
         passes = {k: v for k, v in (("batch_size", self.batch_size), ("decode_rows", self.decode_rows),
                                     ("threads", self.threads)) if v is not None}
         return {"images": self.n_images, "ranking": ranking,
                 "gains": [round(float(self.gains[i]), 8) for i in ranking], **passes}
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """One row per latent variable, most informative first: rank, variable, gain (unrounded)."""
         return records_frame(({"rank": r, "variable": i, "gain": float(self.gains[i])}
                               for r, i in enumerate(self.ranking)), ["rank", "variable", "gain"])
@@ -64,7 +73,7 @@ class InformationGain(FrameRepr):
         return f"Information gain of {len(self.gains)} latent variables over {self.n_images} images"
 
 
-def decode_rows(model, device: torch.device | None = None) -> int:
+def decode_rows(model: LatentModel, device: torch.device | None = None) -> int:
     """How many latents one decode call takes: the device type's budget (:data:`CPU_DECODE_BYTES`,
     :data:`CUDA_DECODE_BYTES`) over one row's activations, rounded down to a power of two in
     [:data:`MIN_DECODE_ROWS`, :data:`MAX_DECODE_ROWS`]. A function of the image shape and device type only, so
@@ -85,7 +94,7 @@ def zeroed_variants(z: torch.Tensor, keep_original: bool = False) -> torch.Tenso
     return variants.reshape(-1, d)
 
 
-def _gain_sums(model, x: torch.Tensor, rows: int) -> torch.Tensor:
+def _gain_sums(model: LatentModel, x: torch.Tensor, rows: int) -> torch.Tensor:
     """Sum over the batch of the per-variable loss increase, float64 [d]; the variants are decoded ``rows`` at a
     time from the batch's first row (the batch is one process's, so the calls are too)."""
     z = model.encode(x)
@@ -101,8 +110,8 @@ def _gain_sums(model, x: torch.Tensor, rows: int) -> torch.Tensor:
     return (losses[:, :d] - losses[:, d:]).sum(0)
 
 
-def information_gain_sums(model, images, *, batch_size: int = 64, chunk_rows: int | None = None,
-                          progress: bool = False) -> tuple[torch.Tensor, int, int]:
+def information_gain_sums(model: LatentModel, images: ImageDataset | torch.Tensor, *, batch_size: int = 64,
+                          chunk_rows: int | None = None, progress: bool = False) -> tuple[torch.Tensor, int, int]:
     """(float64 per-variable sums of the loss increase over ``images``, number of images, rows per decode call:
     ``chunk_rows`` or :func:`decode_rows`)."""
     if chunk_rows is not None and chunk_rows < 1:
@@ -119,8 +128,8 @@ def information_gain_sums(model, images, *, batch_size: int = 64, chunk_rows: in
     return sums, n, rows
 
 
-def information_gain(model, images, *, batch_size: int = 64, chunk_rows: int | None = None,
-                     progress: bool = False) -> InformationGain:
+def information_gain(model: LatentModel, images: ImageDataset | torch.Tensor, *, batch_size: int = 64,
+                     chunk_rows: int | None = None, progress: bool = False) -> InformationGain:
     """Information gain of every latent variable of ``model`` over ``images``.
 
     ``images`` is an :class:`~latentmap.data.datasets.ImageDataset` or an image tensor. ``chunk_rows``

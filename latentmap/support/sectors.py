@@ -9,6 +9,8 @@ bits: bit j is 1 when dir_j is +, so sector 0 is all minus.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +31,7 @@ def default_top_k(size: int, latent_dim: int) -> int:
 
 
 def check_top_k(k: int, latent_dim: int, model_name: str = "model") -> None:
+    """Refuse (ConfigError) a top-k below 1, above the latent size of ``model_name`` or above :data:`MAX_TOP_K`."""
     if k < 1:
         raise ConfigError(f"top-k must be at least 1, got {k} instead")
     if k > latent_dim:
@@ -37,7 +40,7 @@ def check_top_k(k: int, latent_dim: int, model_name: str = "model") -> None:
         raise ConfigError(f"top-k must be at most {MAX_TOP_K} (2^k sectors are listed), got {k} instead")
 
 
-def sector_codes(latents: torch.Tensor, variables, threshold: float) -> torch.Tensor:
+def sector_codes(latents: torch.Tensor, variables: Sequence[int], threshold: float) -> torch.Tensor:
     """Sector number of every point ([N] int64), or NO_SECTOR where |z[v]| <= threshold for a chosen v."""
     if threshold < 0:
         raise ConfigError(f"threshold must be non-negative, got {threshold} instead")
@@ -61,12 +64,14 @@ def populations(codes: torch.Tensor, k: int) -> np.ndarray:
     return torch.bincount(inside, minlength=2 ** k).numpy()
 
 
-def nonempty_count(latents: torch.Tensor, variables, threshold: float) -> int:
+def nonempty_count(latents: torch.Tensor, variables: Sequence[int], threshold: float) -> int:
+    """How many of the 2^k sectors over ``variables`` hold at least one point at ``threshold``."""
     codes = sector_codes(latents, variables, threshold)
     return int((populations(codes, len(variables)) > 0).sum())
 
 
-def default_threshold(latents: torch.Tensor, variables, min_share: float = DEFAULT_MIN_SHARE) -> tuple[float, dict]:
+def default_threshold(latents: torch.Tensor, variables: Sequence[int],
+                      min_share: float = DEFAULT_MIN_SHARE) -> tuple[float, dict[str, Any]]:
     """The largest threshold that keeps most sectors populated, and how it was found.
 
     Candidates are quantiles of |z| pooled over the chosen variables. The number of non-empty
@@ -79,7 +84,8 @@ def default_threshold(latents: torch.Tensor, variables, min_share: float = DEFAU
     pooled = torch.as_tensor(latents)[:, list(variables)].abs().double().numpy().ravel()
     best = nonempty_count(latents, variables, 0.0)
     needed = max(1, math.ceil(min_share * best))
-    chosen_q, chosen_th, tried = 0.0, 0.0, []
+    chosen_q, chosen_th = 0.0, 0.0
+    tried: list[dict[str, Any]] = []
     for q in THRESHOLD_QUANTILES:
         th = float(np.quantile(pooled, q)) if q > 0 else 0.0
         count = nonempty_count(latents, variables, th)

@@ -26,6 +26,7 @@ def select_anchors(strategy: str, size: int, *, pool_size: int, latents: torch.T
     generator = torch.Generator().manual_seed(int(seed))
     if strategy == "random":
         return torch.randperm(pool_size, generator=generator)[:size].tolist()
+    assert latents is not None  # checked above for every strategy but random
     if strategy == "farthest":
         return farthest_points(latents, size, generator)
     return kmeans_nearest(latents, size, seed)
