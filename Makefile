@@ -43,9 +43,8 @@ lint: install
 	$(MAKE) typecheck
 
 # mypy over latentmap/ and cli/ with pyproject.toml's [tool.mypy] (every function annotated; the modules of its
-# remaining-sweep list are skipped). mypy within one minor version, installed here when the venv lacks it.
+# remaining-sweep list are skipped). mypy comes with the dev extra.
 typecheck: install
-	$(BIN)/python -c 'import mypy' 2>/dev/null || $(BIN)/python -m pip install -q 'mypy>=2.4,<2.5'
 	$(BIN)/python -m mypy latentmap cli
 
 # The notebooks of examples/, each run top to bottom in a fresh python3 kernel (also part of `make test`).
