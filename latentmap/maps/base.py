@@ -1,32 +1,37 @@
 """The one estimator contract every map implements (``LinearMap`` included); see docs/estimators.md.
 
-scikit-learn's, for a multi-output regressor from source latents [N, d_x] to target latents
-[N, d_y] (a 1-d target is one variable): hyperparameters checked once per fit against the declared
-``_parameter_constraints``; ``fit`` returns self; learned values end in ``_``; ``predict`` (alias
-``transform``) answers in the kind and float dtype it was given; ``save``/``load`` a map folder
-that records ``estimator_name``. scikit-learn's own checks pass, but for those a class declares
-in ``_expected_failed_checks``, with the reason.
+scikit-learn's, for a multi-output regressor from source latents [N, d_x] to target latents [N, d_y] (a 1-d
+target is one variable): hyperparameters checked once per fit against the declared ``_parameter_constraints``;
+``fit`` returns self; learned values end in ``_``; ``predict`` (alias ``transform``) answers in the kind and float
+dtype it was given; ``save``/``load`` a map folder that records ``estimator_name``. scikit-learn's own checks
+pass, but for those a class declares in ``_expected_failed_checks``, with the reason.
 
-* :class:`MapEstimator`: fits from whole arrays; subclasses implement ``_fit``, ``_forward``,
-  ``_state``, ``_load_state`` and ``_sizes``.
-* :class:`StreamingMapEstimator`: declares its float64 sufficient statistics once (``_statistics``)
-  and gets ``partial_fit``/``fit_batches``, ``merge`` and the torch.distributed ``all_reduce``.
+* :class:`MapEstimator`: fits from whole arrays; subclasses implement ``_fit``, ``_forward``, ``_state``,
+  ``_load_state`` and ``_sizes``.
+* :class:`StreamingMapEstimator`: declares its float64 sufficient statistics once (``_statistics``) and gets
+  ``partial_fit``/``fit_batches``, ``merge`` and the torch.distributed ``all_reduce``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils import TransformerTags
+from sklearn.utils import Tags, TransformerTags
 
 from latentmap.io.frames import MapRepr
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
-from latentmap.maps.checks import (Interval, MapNotFittedError, PositiveIntSequence, StrOptions, as_latents,
-                                   check_constraints, copy_moments, one_sample)
+from latentmap.maps.checks import (Interval, LatentPair, LatentsLike, MapNotFittedError, PositiveIntSequence,
+                                   StrOptions, as_latents, check_constraints, check_pair, copy_moments, is_1d,
+                                   one_sample)
 from latentmap.stats import CHUNK_ROWS, Moments, r2_score
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Self  # Python 3.11; the package also runs on 3.10
 
 __all__ = ["MapEstimator", "StreamingMapEstimator", "MapNotFittedError", "Interval", "StrOptions",
            "PositiveIntSequence", "as_latents", "FIT_CHUNK_ROWS"]
@@ -42,12 +47,14 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
 
     estimator_name = ""  # the name map.json records and the registry knows; set by each subclass
     # parameter -> the values it may take: scikit-learn constraints (Interval, StrOptions, "boolean", ...)
-    _parameter_constraints: dict[str, list] = {}
+    _parameter_constraints: dict[str, list[Any]] = {}
     # scikit-learn check -> why it cannot apply to this estimator (read by the tests' parametrize_with_checks)
     _expected_failed_checks: dict[str, str] = {}
-    _FITTED = ("n_features_in_", "n_targets_", "n_samples_seen_", "fit_metrics_")
+    _FITTED: tuple[str, ...] = ("n_features_in_", "n_targets_", "n_samples_seen_", "fit_metrics_")
+    fit_metrics_: dict[str, Any]  # set by each subclass's fit, and by load (with info_, the folder's map.json)
+    info_: dict[str, Any]
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.target_tags.multi_output = True
@@ -74,22 +81,11 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
     def _validate_combination(self) -> None:
         """Constraints between parameters; none by default."""
 
-    def _check_pair(self, X, Y, check_finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        if Y is None:
-            raise ShapeMismatchError(f"{type(self).__name__} requires y to be passed, but the target y is None")
-        x, _ = as_latents(X, "source latents X", check_finite)
-        y, _ = as_latents(Y, "target latents Y", check_finite, allow_1d=True)
-        if x.shape[0] != y.shape[0]:
-            raise ShapeMismatchError(
-                f"X and Y must have the same number of rows (one pair per image), got {x.shape[0]} and {y.shape[0]}")
-        return x, y.to(x.device)
-
-    @staticmethod
-    def _is_1d(Y) -> bool:
-        return (Y.ndim if isinstance(Y, torch.Tensor) else np.asarray(Y).ndim) == 1
+    def _check_pair(self, X: LatentsLike, Y: LatentsLike | None, check_finite: bool = True) -> LatentPair:
+        return check_pair(X, Y, type(self).__name__, check_finite)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, Y):
+    def fit(self, X: LatentsLike, Y: LatentsLike | None) -> Self:
         """Fit from all pairs at once (rows of X and Y are encodings of the same images)."""
         self._validate_params()
         x, y = self._check_pair(X, Y)
@@ -98,7 +94,7 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
         with one_sample(len(x)):
             self._fit(x, y)
         self.n_features_in_, self.n_targets_, self.n_samples_seen_ = x.shape[1], y.shape[1], len(x)
-        self._y_1d = self._is_1d(Y)
+        self._y_1d = is_1d(Y)
         return self
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -112,7 +108,7 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
         if "n_features_in_" not in self.__dict__:
             raise MapNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit with latent pairs first")
 
-    def predict(self, X):
+    def predict(self, X: LatentsLike) -> torch.Tensor | np.ndarray:
         """Map source latents [N, d_source] to target latents [N, d_target], same kind and float dtype as X
         (a 1-d answer for a map fitted on a 1-d target)."""
         self._check_fitted()
@@ -128,18 +124,18 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
             out = out[:, 0]
         return out.numpy() if kind == "numpy" else out
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: LatentsLike, y: LatentsLike | None = None) -> torch.Tensor | np.ndarray:
         """Fit on the pairs (X, y), then map X: ``fit(X, y).predict(X)``."""
         return self.fit(X, y).predict(X)
 
-    def transform(self, X):
+    def transform(self, X: LatentsLike) -> torch.Tensor | np.ndarray:
         """The same as :meth:`predict`: source latents mapped into the target space."""
         return self.predict(X)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def score(self, X, y, sample_weight=None) -> float:
+    def score(self, X: LatentsLike, y: LatentsLike, sample_weight: LatentsLike | None = None) -> float:
         """R² of the predicted target latents, averaged uniformly over target dimensions (as sklearn)."""
         self._check_fitted()
         if sample_weight is not None:
@@ -157,14 +153,15 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
         """The learned tensors map.safetensors holds."""
         raise NotImplementedError
 
-    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict) -> None:
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The learned tensors, detached, contiguous and on the CPU: what ``save`` writes to map.safetensors."""
         self._check_fitted()
         return {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
 
-    def save(self, path, *, source=None, target=None, fit_source: dict | None = None,
+    def save(self, path: str | Path, *, source: Any = None, target: Any = None, fit_source: dict | None = None,
              extra: dict | None = None, overwrite: bool = True) -> Path:
         """Write ``map.safetensors`` + ``map.json`` (estimator name and parameters) into the folder ``path``."""
         from latentmap.io.map_folder import save_map
@@ -174,7 +171,7 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
                         overwrite=overwrite)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> Self:
         """Read a map folder written by :meth:`save` (any earlier format); ``info_`` holds its JSON."""
         from latentmap.io.map_folder import LINEAR_ESTIMATOR, read_map_state
 
@@ -219,6 +216,7 @@ class StreamingMapEstimator(MapEstimator):
     """
 
     _statistics: dict[str, int | str] = {}
+    _solved_n: int | None  # how many of the pairs accumulated (_n_seen) the last solve saw
 
     # ------------------------------------------------------------------ the declared statistics
     def _new_statistics(self) -> None:
@@ -227,9 +225,9 @@ class StreamingMapEstimator(MapEstimator):
             setattr(self, name, Moments(full=True) if count == 1 else [Moments(full=True) for _ in range(k)])
 
     def _accumulators(self) -> list[Moments]:
-        out = []
+        out: list[Moments] = []
         for name, count in self._statistics.items():
-            value = self.__dict__.get(name)
+            value: Any = self.__dict__.get(name)
             out += [value] if count == 1 else list(value or [])
         return out
 
@@ -257,7 +255,7 @@ class StreamingMapEstimator(MapEstimator):
     def _started(self) -> bool:
         return "_n_seen" in self.__dict__
 
-    def _checked_batch(self, X, Y):
+    def _checked_batch(self, X: LatentsLike, Y: LatentsLike | None) -> LatentPair:
         # finiteness is checked on the batch statistics (merged_moments), not element by element
         x, y = self._check_pair(X, Y, check_finite=False)
         seen = self.__dict__.get("_sizes_seen")
@@ -266,16 +264,16 @@ class StreamingMapEstimator(MapEstimator):
                                      f"features as input: partial_fit started with latents of size {seen[0]} -> "
                                      f"{seen[1]}, this batch has {x.shape[1]} -> {y.shape[1]}")
         self._sizes_seen = (x.shape[1], y.shape[1])
-        self._y_1d = self._is_1d(Y)
+        self._y_1d = is_1d(Y)
         return x, y
 
-    def _add(self, x, y) -> None:
+    def _add(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if len(x):
             self._accumulate(x, y)
             self._n_seen += len(x)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, Y):
+    def fit(self, X: LatentsLike, Y: LatentsLike | None) -> Self:
         """Fit from all pairs at once, streamed through the statistics in row chunks, solved once."""
         self._validate_params()
         self._reset()
@@ -289,7 +287,7 @@ class StreamingMapEstimator(MapEstimator):
     def _prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """A look at all pairs before they are accumulated (``fit`` only); nothing by default."""
 
-    def fit_batches(self, batches):
+    def fit_batches(self, batches: Iterable[tuple[LatentsLike, LatentsLike]]) -> Self:
         """Fit from an iterable of (X_batch, Y_batch) pairs, solving once at the end."""
         self._validate_params()
         self._reset()
@@ -297,7 +295,7 @@ class StreamingMapEstimator(MapEstimator):
             self._add(*self._checked_batch(xb, yb))
         return self.solve()
 
-    def partial_fit(self, X, Y):
+    def partial_fit(self, X: LatentsLike, Y: LatentsLike) -> Self:
         """Add a batch of pairs to the statistics; the map is solved once, when first used."""
         if not self._started():
             self._validate_params()
@@ -306,7 +304,7 @@ class StreamingMapEstimator(MapEstimator):
         self._forget_solution()
         return self
 
-    def solve(self):
+    def solve(self) -> Self:
         """Solve from the statistics accumulated so far."""
         self._validate_params()
         if not self._pending():
@@ -321,7 +319,7 @@ class StreamingMapEstimator(MapEstimator):
         return self
 
     # ------------------------------------------------------------------ merging
-    def merge(self, other: StreamingMapEstimator) -> StreamingMapEstimator:
+    def merge(self, other: Self) -> Self:
         """Add ``other``'s statistics to this estimator's (both fed disjoint pairs, this one's first): the map then
         solves as if one estimator had seen all the pairs. ``other`` is left as it was."""
         if type(other) is not type(self) or other.get_params() != self.get_params():
@@ -343,12 +341,12 @@ class StreamingMapEstimator(MapEstimator):
         self._forget_solution()
         return self
 
-    def _merge_from(self, other) -> None:
+    def _merge_from(self, other: Self) -> None:
         """Fold ``other``'s statistics into this one's; an estimator with more state than them extends this."""
         for mine, theirs in zip(self._accumulators(), other._accumulators()):
             mine.merge(copy_moments(theirs))
 
-    def all_reduce(self, d_source: int, d_target: int):
+    def all_reduce(self, d_source: int, d_target: int) -> Self:
         """Add up the statistics of every rank of a torch.distributed run (each rank fed its shard of the pairs,
         rank 0 the first); every rank then solves the same system, as one process would. In one process nothing
         changes. The sizes serve a rank that saw no pairs."""
@@ -390,7 +388,7 @@ class StreamingMapEstimator(MapEstimator):
         raise MapNotFittedError(f"this {type(self).__name__} is not fitted yet; call fit or partial_fit with latent "
                                 "pairs first")
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # learned attributes after partial_fit: solve once, on first use
         if name.endswith("_") and not name.startswith("_") and "_sizes_seen" in self.__dict__ and self._pending():
             self.solve()

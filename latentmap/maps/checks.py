@@ -7,8 +7,10 @@ values a parameter may take in scikit-learn's words.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from numbers import Integral
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeAlias
 
 import numpy as np
 import torch
@@ -18,8 +20,16 @@ from sklearn.utils._param_validation import Interval, StrOptions, _Constraint, m
 from latentmap.errors import ConfigError, NonFiniteError, NotFittedError, ShapeMismatchError, UnderdeterminedError
 from latentmap.stats import Moments
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 __all__ = ["Interval", "StrOptions", "PositiveIntSequence", "MapNotFittedError", "check_constraints", "as_latents",
-           "merged_moments", "raise_non_finite"]
+           "merged_moments", "raise_non_finite", "pair_moments", "check_pair", "is_1d", "LatentsLike", "LatentPair"]
+
+LatentsLike: TypeAlias = "torch.Tensor | ArrayLike"
+"""What an estimator takes as latents: a torch tensor, a numpy array or anything ``np.asarray`` reads."""
+LatentPair: TypeAlias = "tuple[torch.Tensor, torch.Tensor]"
+"""Checked source and target latents (X, Y): 2-D tensors with one row per image."""
 
 
 class MapNotFittedError(NotFittedError, _SklearnNotFittedError):
@@ -31,15 +41,22 @@ class MapNotFittedError(NotFittedError, _SklearnNotFittedError):
 class PositiveIntSequence(_Constraint):
     """A non-empty tuple or list of integers >= 1 (an MLP's hidden widths)."""
 
-    def is_satisfied_by(self, val) -> bool:
+    def is_satisfied_by(self, val: Any) -> bool:
+        """Whether ``val`` is such a sequence."""
         return (isinstance(val, (tuple, list)) and len(val) >= 1
-                and all(isinstance(h, Integral) and not isinstance(h, (bool, np.bool_)) and h >= 1 for h in val))
+                and all(isinstance(h, Integral) and not isinstance(h, (bool, np.bool_)) and int(h) >= 1 for h in val))
 
     def __str__(self) -> str:
         return "a non-empty sequence of positive integers such as (512, 512)"
 
 
-def check_constraints(estimator) -> None:
+class Constrained(Protocol):
+    """An estimator that declares the values each hyperparameter may take."""
+
+    _parameter_constraints: dict[str, list[Any]]
+
+
+def check_constraints(estimator: Constrained) -> None:
     """Every hyperparameter against the class's ``_parameter_constraints``: ConfigError naming it otherwise."""
     for name, constraints in estimator._parameter_constraints.items():
         value = getattr(estimator, name)
@@ -51,14 +68,17 @@ def check_constraints(estimator) -> None:
 
 # --------------------------------------------------------------------------- input latents
 
-def raise_non_finite(t: torch.Tensor, what: str):
+def raise_non_finite(t: torch.Tensor, what: str) -> NoReturn:
+    """Raise the NonFiniteError that says what is wrong with latents ``t`` (called ``what``): NaN or infinite
+    values, and in how many rows, or values whose squares overflow float64."""
     bad = int((~torch.isfinite(t)).any(dim=1).sum()) if t.dtype.is_floating_point else 0
     if bad:
         raise NonFiniteError(f"{what} contain NaN or infinite values (in {bad} of {len(t)} rows)")
     raise NonFiniteError(f"{what} hold values too large for float64 statistics (their squares overflow)")
 
 
-def as_latents(a, what: str, check_finite: bool = True, allow_1d: bool = False) -> tuple[torch.Tensor, str]:
+def as_latents(a: LatentsLike, what: str, check_finite: bool = True,
+               allow_1d: bool = False) -> tuple[torch.Tensor, str]:
     """numpy/torch (or array-like) 2-D input -> (tensor, kind "numpy" or "torch"), without copying when possible.
 
     ``allow_1d``: a 1-d array is one column (a target with one variable)."""
@@ -105,6 +125,24 @@ def as_latents(a, what: str, check_finite: bool = True, allow_1d: bool = False) 
     return t, kind
 
 
+def check_pair(X: LatentsLike, Y: LatentsLike | None, estimator: str, check_finite: bool = True) -> LatentPair:
+    """Source and target latents as 2-D tensors with the same number of rows (a 1-d Y is one column), Y on X's
+    device; ``estimator`` names the class in the error when Y is missing."""
+    if Y is None:
+        raise ShapeMismatchError(f"{estimator} requires y to be passed, but the target y is None")
+    x, _ = as_latents(X, "source latents X", check_finite)
+    y, _ = as_latents(Y, "target latents Y", check_finite, allow_1d=True)
+    if x.shape[0] != y.shape[0]:
+        raise ShapeMismatchError(
+            f"X and Y must have the same number of rows (one pair per image), got {x.shape[0]} and {y.shape[0]}")
+    return x, y.to(x.device)
+
+
+def is_1d(Y: LatentsLike | None) -> bool:
+    """Whether the target latents are one variable given as a 1-d array (the map then answers in 1-d)."""
+    return (Y.ndim if isinstance(Y, torch.Tensor) else np.asarray(Y).ndim) == 1
+
+
 def merged_moments(x: torch.Tensor, y: torch.Tensor, into: Moments | None) -> Moments:
     """``into`` with the batch (x, y) folded in (a new accumulator when None); non-finite latents are refused.
 
@@ -119,13 +157,21 @@ def merged_moments(x: torch.Tensor, y: torch.Tensor, into: Moments | None) -> Mo
         raise_non_finite(y, "target latents Y")
 
 
+def pair_moments(s: Moments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean_x, cxx, mean_y, cxy, cyy) of an accumulator of latent pairs; UnderdeterminedError before any pair."""
+    if s.mean_x is None or s.cxx is None or s.mean_y is None or s.cxy is None or s.cyy is None:
+        raise UnderdeterminedError("no latent pairs were accumulated: a map needs images to fit on")
+    return s.mean_x, s.cxx, s.mean_y, s.cxy, s.cyy
+
+
 def copy_moments(m: Moments) -> Moments:
+    """An independent copy of the accumulator ``m`` (its tensors cloned)."""
     return Moments.from_state({k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in m.state().items()},
                               full=m.full)
 
 
 @contextmanager
-def one_sample(n: int):
+def one_sample(n: int) -> Iterator[None]:
     """A map that cannot be fitted on a single pair says so in scikit-learn's words."""
     try:
         yield

@@ -21,7 +21,9 @@ Grids, flat or 4-D input and resizing: :mod:`latentmap.maps.spatial`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,11 +31,15 @@ import torch.nn.functional as F
 
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
 from latentmap.maps.base import MapEstimator, StreamingMapEstimator
-from latentmap.maps.checks import Interval, StrOptions, merged_moments
+from latentmap.maps.checks import Interval, LatentPair, LatentsLike, StrOptions, merged_moments
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap, affine_fit_metrics
 from latentmap.maps.mlp import MLPMap
-from latentmap.maps.spatial import (SpatialMixin, channel_rows, grid_of, images_per_chunk, position_rows,
+from latentmap.maps.spatial import (GridPair, SpatialMixin, channel_rows, grid_of, images_per_chunk, position_rows,
                                     rows_to_flat)
+from latentmap.stats import Moments
+
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the package also runs on 3.10
 
 
 class ConvMap(SpatialMixin, StreamingMapEstimator):
@@ -79,9 +85,12 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
     }
     _statistics = {"_moments": 1}
     _FITTED = StreamingMapEstimator._FITTED + ("coef_", "intercept_", "alpha_", "source_shape_", "target_shape_")
+    _moments: Moments
+    _grids_seen: GridPair  # the grids of the pairs accumulated
 
-    def __init__(self, kernel_size: int = 1, bias: bool = True, alpha: float | str = 0.0, source_shape=None,
-                 target_shape=None, resize: str = "bilinear"):
+    def __init__(self, kernel_size: int = 1, bias: bool = True, alpha: float | str = 0.0,
+                 source_shape: Sequence[int] | None = None, target_shape: Sequence[int] | None = None,
+                 resize: str = "bilinear") -> None:
         self.kernel_size = kernel_size
         self.bias = bias
         self.alpha = alpha
@@ -96,6 +105,7 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
 
     @property
     def weight_(self) -> np.ndarray:
+        """``coef_`` as a ``conv2d`` weight [C_b, C_a, K, K]."""
         c_b, c_a = len(self.intercept_), self.source_shape_[0]
         return np.asarray(self.coef_).reshape(c_b, c_a, self.kernel_size, self.kernel_size)
 
@@ -104,7 +114,7 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
         super()._reset()
         self.__dict__.pop("_grids_seen", None)
 
-    def _checked_batch(self, X, Y):
+    def _checked_batch(self, X: LatentsLike, Y: LatentsLike | None) -> LatentPair:
         x, y = super()._checked_batch(X, Y)
         seen = self.__dict__.get("_grids_seen")
         if seen is not None and seen != self._batch_grids:
@@ -113,10 +123,10 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
         self._grids_seen = self._batch_grids
         return x, y
 
-    def _row_width(self, grids) -> int:
+    def _row_width(self, grids: GridPair) -> int:
         return grids[0][0] * self.kernel_size * self.kernel_size
 
-    def _accumulate(self, x, y) -> None:
+    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> None:
         grids = self._grids_seen
         step = images_per_chunk(grids[1], self._row_width(grids) + grids[1][0])
         for start in range(0, len(x), step):
@@ -125,7 +135,7 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
             rows_y = channel_rows(ys.to(torch.float64), grids[1])
             self._moments = merged_moments(rows_x, rows_y, self._moments)
 
-    def _merge_from(self, other) -> None:
+    def _merge_from(self, other: Self) -> None:
         mine, theirs = self.__dict__.get("_grids_seen"), other._grids_seen
         if mine is not None and mine != theirs:
             raise ShapeMismatchError(f"cannot merge latent grids {theirs[0]} -> {theirs[1]} into {mine[0]} -> "
@@ -133,7 +143,7 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
         self._grids_seen = theirs
         super()._merge_from(other)
 
-    def all_reduce(self, d_source: int, d_target: int):
+    def all_reduce(self, d_source: int, d_target: int) -> Self:
         """The base's all-reduce of the statistics, whose sizes are those of a position's row (C_a·K·K -> C_b);
         the ranks first agree on the grids (a rank that saw no pairs takes them from the others)."""
         from latentmap import distributed
@@ -149,19 +159,19 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
         self._sizes_seen = (int(d_source), int(d_target))
         return self
 
-    def _agreed_grids(self, d_source: int, d_target: int):
+    def _agreed_grids(self, d_source: int, d_target: int) -> GridPair:
         from latentmap import distributed
 
-        mine = self.__dict__.get("_grids_seen")
+        mine: GridPair | None = self.__dict__.get("_grids_seen")
         if mine is None:
-            mine = (grid_of(self.source_shape), grid_of(self.target_shape))
-            mine = None if None in mine else mine
+            src, tgt = grid_of(self.source_shape), grid_of(self.target_shape)
+            mine = None if src is None or tgt is None else (src, tgt)
         flat = [0.0] * 7 if mine is None else [1.0, *mine[0], *mine[1]]
         total = distributed.all_reduce_sum(torch.tensor(flat, dtype=torch.float64))
         if float(total[0]) == 0:  # nobody knows: vectors, as one process would take flat latents
             return (d_source, 1, 1), (d_target, 1, 1)
-        agreed = tuple(int(round(float(v))) for v in total[1:] / total[0])
-        agreed = (agreed[:3], agreed[3:])
+        mean = [int(round(float(v))) for v in total[1:] / total[0]]
+        agreed: GridPair = ((mean[0], mean[1], mean[2]), (mean[3], mean[4], mean[5]))
         # every rank learns of a disagreement, so that all of them stop
         differ = distributed.all_reduce_sum(torch.tensor([float(mine is not None and mine != agreed)],
                                                          dtype=torch.float64))
@@ -191,7 +201,7 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
         self.fit_metrics_ = {**metrics, "n_positions": int(s.n), **solver._extra_metrics()}
 
     # ------------------------------------------------------------------ using the map
-    def _forward(self, x):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         grids, k = self._fitted_grids(), int(self.kernel_size)
         weight = torch.as_tensor(self.weight_, dtype=torch.float64, device=x.device)
         bias = torch.as_tensor(np.asarray(self.intercept_), dtype=torch.float64, device=x.device)
@@ -202,12 +212,12 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
                                                       device=x.device)
 
     # ------------------------------------------------------------------ persistence
-    def _state(self):
+    def _state(self) -> dict[str, torch.Tensor]:
         return {"coef": torch.from_numpy(np.ascontiguousarray(self.coef_, dtype=np.float64)),
                 "intercept": torch.from_numpy(np.ascontiguousarray(self.intercept_, dtype=np.float64)),
                 **self._grid_state()}
 
-    def _load_state(self, tensors, info) -> None:
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         self._load_grids(tensors)
         coef, intercept = tensors["coef"].numpy(), tensors["intercept"].numpy()
         k = int(self.kernel_size)
@@ -246,10 +256,11 @@ class ConvMLPMap(SpatialMixin, MapEstimator):
     _MLP_PARAMS = ("hidden", "activation", "skip", "lr", "weight_decay", "batch_size", "max_epochs", "patience",
                    "validation_fraction", "seed")
 
-    def __init__(self, hidden=(128, 128), activation: str = "silu", skip: bool = True, lr: float = 1e-3,
-                 weight_decay: float = 0.0, batch_size: int = 4096, max_epochs: int = 200, patience: int = 12,
-                 validation_fraction: float = 0.1, seed: int = 0, source_shape=None, target_shape=None,
-                 resize: str = "bilinear"):
+    def __init__(self, hidden: Sequence[int] = (128, 128), activation: str = "silu", skip: bool = True,
+                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 4096, max_epochs: int = 200,
+                 patience: int = 12, validation_fraction: float = 0.1, seed: int = 0,
+                 source_shape: Sequence[int] | None = None, target_shape: Sequence[int] | None = None,
+                 resize: str = "bilinear") -> None:
         self.hidden = hidden
         self.activation = activation
         self.skip = skip
@@ -267,7 +278,7 @@ class ConvMLPMap(SpatialMixin, MapEstimator):
     def _new_mlp(self) -> MLPMap:
         return MLPMap(**{k: getattr(self, k) for k in self._MLP_PARAMS})
 
-    def _fit(self, x, y) -> None:
+    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         grids = self._batch_grids
         rows_x = position_rows(self._source_grids(x, grids), 1)
         rows_y = channel_rows(y.to(torch.float64), grids[1])
@@ -276,16 +287,16 @@ class ConvMLPMap(SpatialMixin, MapEstimator):
         metrics = dict(self.mlp_.fit_metrics_)
         self.fit_metrics_ = {"n_pairs": len(x), "n_positions": metrics.pop("n_pairs"), **metrics}
 
-    def _forward(self, x):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         grids = self._fitted_grids()
         rows = position_rows(self._source_grids(x, grids), 1)
         out = torch.as_tensor(self.mlp_.predict(rows))
         return rows_to_flat(out.reshape(len(rows), -1), len(x), grids[1])
 
-    def _state(self):
+    def _state(self) -> dict[str, torch.Tensor]:
         return {**{f"mlp.{k}": v for k, v in self.mlp_._state().items()}, **self._grid_state()}
 
-    def _load_state(self, tensors, info) -> None:
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         self._load_grids(tensors)
         mlp = self._new_mlp()
         mlp._load_state({k[len("mlp."):]: v for k, v in tensors.items() if k.startswith("mlp.")}, info)

@@ -20,7 +20,9 @@ predicting. A map folder records the mode (a hyperparameter) and both grids (ten
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Integral
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -28,37 +30,50 @@ import torch.nn.functional as F
 from sklearn.utils._param_validation import _Constraint
 
 from latentmap.errors import ShapeMismatchError
-from latentmap.maps.checks import StrOptions
+from latentmap.maps.checks import LatentPair, LatentsLike, StrOptions
 from latentmap.stats import CHUNK_BYTES
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from latentmap.maps.base import MapEstimator as _MixinBase  # what SpatialMixin's methods rely on
+else:
+    _MixinBase = object
 
 RESIZE_MODES = ("bilinear", "area", "nearest")
 FLOAT64_BYTES = 8
 GRID_RANK = 3  # (C, h, w)
 
 __all__ = ["LatentGrid", "RESIZE_MODES", "SpatialMixin", "resolve_grid", "resize_grid", "position_rows",
-           "images_per_chunk"]
+           "images_per_chunk", "Grid", "GridPair"]
+
+Grid: TypeAlias = "tuple[int, int, int]"
+"""A latent grid's shape (C, h, w)."""
+GridPair: TypeAlias = "tuple[Grid, Grid]"
+"""The grids of a map's source and target latents."""
 
 
 class LatentGrid(_Constraint):
     """A latent shape parameter: a tuple (C, h, w) of positive integers, or (d,) for a vector latent."""
 
-    def is_satisfied_by(self, val) -> bool:
+    def is_satisfied_by(self, val: Any) -> bool:
+        """Whether ``val`` is such a tuple."""
         return (isinstance(val, (tuple, list)) and len(val) in (1, GRID_RANK)
-                and all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) and v >= 1 for v in val))
+                and all(isinstance(v, Integral) and not isinstance(v, (bool, np.bool_)) and int(v) >= 1 for v in val))
 
     def __str__(self) -> str:
         return "a tuple (C, h, w) of positive integers (or (d,) for a vector latent)"
 
 
-def grid_of(value) -> tuple[int, int, int] | None:
+def grid_of(value: Sequence[int] | None) -> Grid | None:
     """A shape parameter as a (C, h, w) tuple of ints; None stays None."""
     if value is None:
         return None
     dims = tuple(int(v) for v in value)
-    return (dims[0], 1, 1) if len(dims) == 1 else dims
+    return (dims[0], 1, 1) if len(dims) == 1 else cast("Grid", dims)  # LatentGrid admits lengths 1 and 3 only
 
 
-def resolve_grid(param, found: tuple | None, size: int, what: str, name: str) -> tuple[int, int, int] | None:
+def resolve_grid(param: Sequence[int] | None, found: Grid | None, size: int, what: str, name: str) -> Grid | None:
     """The (C, h, w) grid of one side: ``found`` from 4-D latents, else the parameter; None when neither says
     (flat latents without a shape: :meth:`SpatialMixin._check_pair` decides)."""
     want = grid_of(param)
@@ -93,24 +108,24 @@ def position_rows(g: torch.Tensor, kernel_size: int) -> torch.Tensor:
     return windows.permute(0, 2, 3, 1, 4, 5).reshape(n * h * w, c * kernel_size * kernel_size)
 
 
-def channel_rows(flat: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+def channel_rows(flat: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Flat target latents [n, C·h·w] as one row of C channels per position: [n·h·w, C]."""
     c, h, w = grid
     return flat.reshape(len(flat), c, h * w).transpose(1, 2).reshape(-1, c)
 
 
-def rows_to_flat(rows: torch.Tensor, n: int, grid: tuple[int, int, int]) -> torch.Tensor:
+def rows_to_flat(rows: torch.Tensor, n: int, grid: Grid) -> torch.Tensor:
     """The inverse of :func:`channel_rows`: [n·h·w, C] -> flat [n, C·h·w]."""
     c, h, w = grid
     return rows.reshape(n, h * w, c).transpose(1, 2).reshape(n, c * h * w)
 
 
-def images_per_chunk(grid: tuple[int, int, int], row_width: int) -> int:
+def images_per_chunk(grid: Grid, row_width: int) -> int:
     """Images whose float64 position rows of ``row_width`` numbers fit in ``CHUNK_BYTES`` (at least one)."""
     return max(1, CHUNK_BYTES // (FLOAT64_BYTES * grid[1] * grid[2] * max(row_width, 1)))
 
 
-def _flat(a):
+def _flat(a: torch.Tensor | ArrayLike) -> tuple[Any, Grid | None]:
     """(flat 2-D view or array, its grid shape when it was 4-D)."""
     ndim = getattr(a, "ndim", None)
     if ndim is None:  # a list, or an object that only converts to an array
@@ -119,17 +134,26 @@ def _flat(a):
         return a, None
     if not isinstance(a, torch.Tensor):
         a = np.asarray(a)
-    return a.reshape(a.shape[0], -1), tuple(int(s) for s in a.shape[1:])
+    c, h, w = (int(s) for s in a.shape[1:])
+    return a.reshape(a.shape[0], -1), (c, h, w)
 
 
-class SpatialMixin:
+class SpatialMixin(_MixinBase):
     """For a map between C x h x w latent grids (ahead of the estimator base among the bases): flat or 4-D input,
     the grids of both sides, resizing, and ``predict`` answering in the layout it was given."""
 
-    _grid_constraints = {"source_shape": [None, LatentGrid()], "target_shape": [None, LatentGrid()],
-                         "resize": [StrOptions(set(RESIZE_MODES))]}
+    source_shape: Sequence[int] | None  # the hyperparameters every spatial map has
+    target_shape: Sequence[int] | None
+    resize: str
+    source_shape_: Grid  # learned (or loaded)
+    target_shape_: Grid
+    _batch_grids: GridPair  # the grids of the pairs _check_pair checked last
 
-    def _check_pair(self, X, Y, check_finite: bool = True):
+    _grid_constraints: dict[str, list[Any]] = {"source_shape": [None, LatentGrid()],
+                                               "target_shape": [None, LatentGrid()],
+                                               "resize": [StrOptions(set(RESIZE_MODES))]}
+
+    def _check_pair(self, X: LatentsLike, Y: LatentsLike | None, check_finite: bool = True) -> LatentPair:
         flat_x, found_x = _flat(X) if X is not None else (X, None)
         flat_y, found_y = _flat(Y) if Y is not None else (Y, None)
         x, y = super()._check_pair(flat_x, flat_y, check_finite)
@@ -144,16 +168,16 @@ class SpatialMixin:
         self._batch_grids = (src or (d_x, 1, 1), tgt or (d_y, 1, 1))
         return x, y
 
-    def _source_grids(self, flat: torch.Tensor, grids) -> torch.Tensor:
+    def _source_grids(self, flat: torch.Tensor, grids: GridPair) -> torch.Tensor:
         """Flat source latents as float64 grids [n, C_a, h_b, w_b], resized to the target's h x w."""
         src, tgt = grids
         g = flat.to(torch.float64).reshape(len(flat), *src)
         return resize_grid(g, tgt[1:], self.resize)
 
-    def _fitted_grids(self):
+    def _fitted_grids(self) -> GridPair:
         return self.source_shape_, self.target_shape_
 
-    def predict(self, X):
+    def predict(self, X: LatentsLike) -> torch.Tensor | np.ndarray:
         """Map source latents to target latents: flat [N, C_a·h_a·w_a] in, flat [N, C_b·h_b·w_b] out; 4-D
         [N, C_a, h_a, w_a] in, 4-D [N, C_b, h_b, w_b] out; same kind and float dtype as X."""
         flat, found = _flat(X)
@@ -170,9 +194,9 @@ class SpatialMixin:
         return {"source_shape": torch.tensor(self.source_shape_, dtype=torch.int64),
                 "target_shape": torch.tensor(self.target_shape_, dtype=torch.int64)}
 
-    def _load_grids(self, tensors) -> None:
-        self.source_shape_ = tuple(int(v) for v in tensors["source_shape"])
-        self.target_shape_ = tuple(int(v) for v in tensors["target_shape"])
+    def _load_grids(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.source_shape_ = cast("Grid", tuple(int(v) for v in tensors["source_shape"]))  # as _grid_state wrote them
+        self.target_shape_ = cast("Grid", tuple(int(v) for v in tensors["target_shape"]))
 
-    def _sizes(self):
+    def _sizes(self) -> tuple[int, int]:
         return int(np.prod(self.source_shape_)), int(np.prod(self.target_shape_))
