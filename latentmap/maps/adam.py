@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import Any
 
 import torch
+from sklearn.utils import Tags
 
-from latentmap.maps.checks import Interval
+from latentmap.maps.checks import Interval, pair_moments
 from latentmap.maps.linear import AffineEstimator
 from latentmap.stats import Moments
 
@@ -58,25 +60,26 @@ class AdamMap(AffineEstimator):
         "seed": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         # a fixed training recipe (2,000 Adam steps from a random start, no intercept), not an optimum: on
         # scikit-learn's test data (targets far from zero mean) its R² may stay under the 0.5 the checks ask for
         tags.regressor_tags.poor_score = True
         return tags
 
-    def __init__(self, lr: float = 5e-4, steps: int = 2000, l2: float = 1e-4, seed: int = 0):
+    def __init__(self, lr: float = 5e-4, steps: int = 2000, l2: float = 1e-4, seed: int = 0) -> None:
         self.lr = lr
         self.steps = steps
         self.l2 = l2
         self.seed = seed
 
-    def _solve_affine(self, s: Moments):
-        n, d_x, d_y = s.n, s.mean_x.shape[0], s.mean_y.shape[0]
+    def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
+        mean_x, cxx, mean_y, cxy, cyy = pair_moments(s)
+        n, d_x, d_y = s.n, mean_x.shape[0], mean_y.shape[0]
         # uncentred second moments: XᵀX = C + n x̄x̄ᵀ, XᵀY = C_xy + n x̄ȳᵀ (bias-free map)
-        xtx = s.cxx + torch.outer(s.mean_x, s.mean_x) * n
-        xty = s.cxy + torch.outer(s.mean_x, s.mean_y) * n
-        yty = float((s.cyy + s.mean_y * s.mean_y * n).sum())
+        xtx = cxx + torch.outer(mean_x, mean_x) * n
+        xty = cxy + torch.outer(mean_x, mean_y) * n
+        yty = float((cyy + mean_y * mean_y * n).sum())
         gen = torch.Generator().manual_seed(int(self.seed))
         limit = math.sqrt(6.0 / (d_x + d_y))  # Glorot uniform, as Keras's Dense starts
         w = ((torch.rand(d_x, d_y, generator=gen, dtype=torch.float64) * 2 - 1) * limit).to(xtx.device)
@@ -92,7 +95,7 @@ class AdamMap(AffineEstimator):
         sse = yty - 2 * float((w * xty).sum()) + float((w * (xtx @ w)).sum())
         self._final = {"final_loss": sse / (n * d_y) + self.l2 * float((w * w).sum()),
                        "gradient_norm": float(grad.norm()), "steps": int(self.steps)}
-        return w, torch.zeros_like(s.mean_y)
+        return w, torch.zeros_like(mean_y)
 
-    def _extra_metrics(self) -> dict:
+    def _extra_metrics(self) -> dict[str, Any]:
         return dict(self._final)

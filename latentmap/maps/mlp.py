@@ -18,7 +18,9 @@ device of the latents given to ``fit``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -31,16 +33,17 @@ ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tan
 
 
 class _Net(nn.Module):
-    def __init__(self, d_in: int, d_out: int, hidden, activation: str):
+    def __init__(self, d_in: int, d_out: int, hidden: Sequence[int], activation: str) -> None:
         super().__init__()
-        layers, width = [], d_in
+        layers: list[nn.Module] = []
+        width = d_in
         for h in hidden:
             layers += [nn.Linear(width, int(h)), ACTIVATIONS[activation]()]
             width = int(h)
         layers.append(nn.Linear(width, d_out))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
 
@@ -94,9 +97,9 @@ class MLPMap(MapEstimator):
         "seed": [Interval(Integral, 0, None, closed="left")],
     }
 
-    def __init__(self, hidden=(512, 512), activation: str = "silu", skip: bool = True, lr: float = 1e-3,
-                 weight_decay: float = 0.0, batch_size: int = 256, max_epochs: int = 200, patience: int = 12,
-                 validation_fraction: float = 0.1, seed: int = 0):
+    def __init__(self, hidden: Sequence[int] = (512, 512), activation: str = "silu", skip: bool = True,
+                 lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 256, max_epochs: int = 200,
+                 patience: int = 12, validation_fraction: float = 0.1, seed: int = 0) -> None:
         self.hidden = hidden
         self.activation = activation
         self.skip = skip
@@ -109,7 +112,7 @@ class MLPMap(MapEstimator):
         self.seed = seed
 
     # ------------------------------------------------------------------ training
-    def _fit(self, x, y) -> None:
+    def _fit(self, x: torch.Tensor, y: torch.Tensor) -> None:
         n = len(x)
         n_val = int(round(n * self.validation_fraction))
         if n_val < 1 or n - n_val < 2:
@@ -134,8 +137,9 @@ class MLPMap(MapEstimator):
             torch.manual_seed(int(self.seed))
             net = _Net(x.shape[1], y.shape[1], tuple(self.hidden), self.activation).to(x.device)
             if self.skip:
-                nn.init.zeros_(net.layers[-1].weight)
-                nn.init.zeros_(net.layers[-1].bias)
+                last = cast(nn.Linear, net.layers[-1])  # _Net ends with its output layer
+                nn.init.zeros_(last.weight)
+                nn.init.zeros_(last.bias)
         self.network_ = net
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         best, best_state, best_epoch, epoch, stalled = float("inf"), None, 0, 0, 0
@@ -178,7 +182,7 @@ class MLPMap(MapEstimator):
         return out
 
     @torch.no_grad()
-    def _mse(self, xs, ys) -> float:
+    def _mse(self, xs: torch.Tensor, ys: torch.Tensor) -> float:
         self.network_.eval()
         total = sum(float((self._standardized(xs[s:s + 8192]) - ys[s:s + 8192]).pow(2).sum())
                     for s in range(0, len(xs), 8192))
@@ -186,7 +190,7 @@ class MLPMap(MapEstimator):
 
     # ------------------------------------------------------------------ using the map
     @torch.no_grad()
-    def _forward(self, x):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         dev = self.x_mean_.device
         xs = (x.to(dev, torch.float32) - self.x_mean_) / self.x_std_
         self.network_.eval()
@@ -195,14 +199,14 @@ class MLPMap(MapEstimator):
         return (out * self.y_std_ + self.y_mean_).to(x.device)
 
     # ------------------------------------------------------------------ persistence
-    def _state(self):
+    def _state(self) -> dict[str, torch.Tensor]:
         state = {f"network.{k}": v for k, v in self.network_.state_dict().items()}
         state.update(x_mean=self.x_mean_, x_std=self.x_std_, y_mean=self.y_mean_, y_std=self.y_std_)
         if self.skip:
             state.update(skip_coef=self.skip_coef_, skip_intercept=self.skip_intercept_)
         return state
 
-    def _load_state(self, tensors, info):
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         self.x_mean_, self.x_std_ = tensors["x_mean"], tensors["x_std"]
         self.y_mean_, self.y_std_ = tensors["y_mean"], tensors["y_std"]
         if self.skip:
@@ -216,7 +220,7 @@ class MLPMap(MapEstimator):
             raise CheckpointError(f"the MLP weights do not fit hidden={tuple(self.hidden)}: {exc}") from None
         self.network_ = net.eval()
 
-    def _sizes(self):
+    def _sizes(self) -> tuple[int, int]:
         return len(self.x_mean_), len(self.y_mean_)
 
 

@@ -33,14 +33,15 @@ in rank order, and the other ranks hold their latent pairs until they receive th
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+from typing import Any
+
 import numpy as np
 import torch
 
-from numbers import Integral, Real
-
 from latentmap.errors import CheckpointError, ConfigError, UnderdeterminedError
 from latentmap.maps.base import StreamingMapEstimator
-from latentmap.maps.checks import Interval, StrOptions, merged_moments
+from latentmap.maps.checks import Interval, LatentsLike, StrOptions, merged_moments, pair_moments
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments
 
@@ -100,11 +101,12 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         "seed": [Interval(Integral, 0, None, closed="left")],
     }
     _statistics = {"_cells": "n_cells"}  # one accumulator of moments per k-means cell
+    _cells: list[Moments]
     _FITTED = StreamingMapEstimator._FITTED + ("cluster_centers_", "coefs_", "intercepts_", "alphas_",
                                                "cell_counts_", "scale_", "coef_", "intercept_")
 
     def __init__(self, n_cells: int = 16, alpha: float | str = AUTO_ALPHA, soft: bool = False,
-                 temperature: float = 0.1, shrink: str = "global", kmeans_sample: int = 20000, seed: int = 0):
+                 temperature: float = 0.1, shrink: str = "global", kmeans_sample: int = 20000, seed: int = 0) -> None:
         self.n_cells = n_cells
         self.alpha = alpha
         self.soft = soft
@@ -116,16 +118,16 @@ class PiecewiseLinearMap(StreamingMapEstimator):
     # ------------------------------------------------------------------ accumulation
     def _reset(self) -> None:
         super()._reset()
-        self._centres = None  # float64 [K, d_x] once k-means has run
-        self._scale = None
+        self._centres: torch.Tensor | None = None  # float64 [K, d_x] once k-means has run
+        self._scale: float | None = None
         self._held: list[tuple[torch.Tensor, torch.Tensor]] = []  # pairs waiting for the cells
 
-    def _prepare(self, x, y) -> None:
+    def _prepare(self, x: torch.Tensor, y: torch.Tensor) -> None:
         gen = torch.Generator().manual_seed(int(self.seed))
         rows = torch.randperm(len(x), generator=gen)[:self.kmeans_sample]
         self._run_kmeans(x[rows.to(x.device)])
 
-    def _accumulate(self, x, y) -> None:
+    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if self._centres is None:
             self._held.append((x, y))
             if sum(len(h[0]) for h in self._held) >= self.kmeans_sample and not _waits_for_rank_zero():
@@ -151,14 +153,14 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         self._centres = torch.as_tensor(km.cluster_centers_, dtype=torch.float64)
         self._scale = float(km.inertia_) / len(data)
 
-    def _add_to_cells(self, x, y) -> None:
+    def _add_to_cells(self, x: torch.Tensor, y: torch.Tensor) -> None:
         cell = self._nearest(x.to(torch.float64))
         for k in torch.unique(cell).tolist():
             rows = cell == k
             self._cells[k] = merged_moments(x[rows], y[rows], self._cells[k])
 
     # ------------------------------------------------------------------ merging: the same cells everywhere
-    def _merge_from(self, other) -> None:
+    def _merge_from(self, other: PiecewiseLinearMap) -> None:
         """The cells are those of the stream's first ``kmeans_sample`` rows: this estimator's rows come first."""
         if other._centres is not None and self._centres is None:
             if not self._n_seen:  # nothing of its own yet: the other's cells are the merged stream's
@@ -193,15 +195,20 @@ class PiecewiseLinearMap(StreamingMapEstimator):
                     raise UnderdeterminedError("the piecewise map has seen no latent pairs on any rank")
                 self._run_kmeans(torch.as_tensor(rows)[:self.kmeans_sample])
         mine = distributed.rank() == 0
-        centres = self._centres.reshape(-1) if mine else torch.zeros(self.n_cells * d_x, dtype=torch.float64)
-        scale = torch.tensor([self._scale if mine else 0.0], dtype=torch.float64)
+        centres = self._known_cells()[0].reshape(-1) if mine else torch.zeros(self.n_cells * d_x, dtype=torch.float64)
+        scale = torch.tensor([self._known_cells()[1] if mine else 0.0], dtype=torch.float64)
         shared = distributed.all_reduce_sum(torch.cat([centres.cpu().to(torch.float64), scale]))
         self._centres, self._scale = shared[:-1].reshape(self.n_cells, d_x).clone(), float(shared[-1])
         if self._held:
             self._release_held()
 
+    def _known_cells(self) -> tuple[torch.Tensor, float]:
+        """The k-means centres and scale, where the caller knows k-means has run."""
+        assert self._centres is not None and self._scale is not None, "the k-means cells are computed by now"
+        return self._centres, self._scale
+
     def _nearest(self, x: torch.Tensor) -> torch.Tensor:
-        return _sq_distances(x, self._centres.to(x.device)).argmin(1)
+        return _sq_distances(x, self._known_cells()[0].to(x.device)).argmin(1)
 
     # ------------------------------------------------------------------ solving
     def _solve(self) -> None:
@@ -211,32 +218,38 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         total = Moments(full=True)
         for c in cells:
             total.merge(c)
-        w_g, _ = solve_spd(total.cxx, total.cxy, 0.0)
-        b_g = total.mean_y - total.mean_x @ w_g
+        mean_x, cxx, mean_y, cxy, cyy = pair_moments(total)
+        w_g, _ = solve_spd(cxx, cxy, 0.0)
+        b_g = mean_y - mean_x @ w_g
         d_x, d_y = w_g.shape
-        coefs, intercepts, alphas, counts, sse = [], [], [], [], torch.zeros(d_y, dtype=torch.float64,
-                                                                              device=w_g.device)
+        coefs: list[torch.Tensor] = []
+        intercepts: list[torch.Tensor] = []
+        alphas: list[float] = []
+        counts: list[int] = []
+        sse = torch.zeros(d_y, dtype=torch.float64, device=w_g.device)
         for c in cells:
             if not c.n:
                 w, b, a, n = w_g, b_g, float("inf"), 0
             else:
                 c = _on(c, w_g.device)
                 w, a = self._cell_map(c, w_g)
-                b, n = c.mean_y - c.mean_x @ w, c.n
-                sse += (c.cyy - 2 * (w * c.cxy).sum(0) + (w * (c.cxx @ w)).sum(0)).clamp_min(0)
+                c_mean_x, c_cxx, c_mean_y, c_cxy, c_cyy = pair_moments(c)
+                b, n = c_mean_y - c_mean_x @ w, c.n
+                sse += (c_cyy - 2 * (w * c_cxy).sum(0) + (w * (c_cxx @ w)).sum(0)).clamp_min(0)
             coefs.append(w.T)
             intercepts.append(b)
             alphas.append(a)
             counts.append(n)
-        self.cluster_centers_ = self._centres.numpy()
+        centres, scale = self._known_cells()
+        self.cluster_centers_ = centres.numpy()
         self.coefs_ = torch.stack(coefs).cpu().numpy()
         self.intercepts_ = torch.stack(intercepts).cpu().numpy()
         self.alphas_ = np.asarray(alphas, dtype=np.float64)
         self.cell_counts_ = np.asarray(counts, dtype=np.int64)
-        self.scale_ = float(self._scale)
+        self.scale_ = float(scale)
         self.coef_, self.intercept_ = w_g.T.cpu().numpy(), b_g.cpu().numpy()
         self.n_samples_seen_ = int(total.n)
-        r2 = 1 - sse / total.cyy.clamp_min(1e-300)
+        r2 = 1 - sse / cyy.clamp_min(1e-300)
         self.fit_metrics_ = {"n_pairs": int(total.n), "latent_mse": float(sse.sum() / (total.n * d_y)),
                              "r2": float(r2.mean()), "metrics_of": "hard cells",
                              "smallest_cell": int(self.cell_counts_.min()), "largest_cell": int(self.cell_counts_.max())}
@@ -244,20 +257,21 @@ class PiecewiseLinearMap(StreamingMapEstimator):
     def _cell_map(self, c: Moments, w_g: torch.Tensor) -> tuple[torch.Tensor, float]:
         """The cell's matrix [d_x, d_y] and the penalty it used."""
         prior = w_g if self.shrink == "global" else torch.zeros_like(w_g)
-        b = c.cxy - c.cxx @ prior  # cross-covariance of x with the residual y - x·prior
+        _, cxx, _, cxy, cyy = pair_moments(c)
+        b = cxy - cxx @ prior  # cross-covariance of x with the residual y - x·prior
         if self.alpha == AUTO_ALPHA:
-            syy = float(c.cyy.sum() - 2 * (prior * c.cxy).sum() + (prior * (c.cxx @ prior)).sum())
+            syy = float(cyy.sum() - 2 * (prior * cxy).sum() + (prior * (cxx @ prior)).sum())
             try:
-                alpha, _ = gcv_alpha(c.cxx, b, max(syy, 0.0), c.n, intercept=True)
+                alpha, _ = gcv_alpha(cxx, b, max(syy, 0.0), c.n, intercept=True)
             except UnderdeterminedError:  # a cell of one image, or with no spread: the prior alone
                 return prior, float("inf")
         else:
             alpha = float(self.alpha)
-        delta, _ = solve_spd(c.cxx, b, alpha)
+        delta, _ = solve_spd(cxx, b, alpha)
         return prior + delta, alpha
 
     # ------------------------------------------------------------------ using the map
-    def cell_weights(self, X) -> torch.Tensor:
+    def cell_weights(self, X: LatentsLike) -> torch.Tensor:
         """[N, n_cells] weights of each cell's map for source latents X: one-hot (hard) or softmax (soft)."""
         self._check_fitted()
         x = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X).to(torch.float64)
@@ -270,7 +284,7 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         logits = -(d2 - d2.min(1, keepdim=True).values) / (self.temperature * max(self.scale_, 1e-300))
         return torch.softmax(logits, dim=1)
 
-    def _forward(self, x):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float64)
         coefs = torch.as_tensor(self.coefs_, device=x.device)
         intercepts = torch.as_tensor(self.intercepts_, device=x.device)
@@ -287,19 +301,19 @@ class PiecewiseLinearMap(StreamingMapEstimator):
         return out
 
     # ------------------------------------------------------------------ persistence
-    def _state(self):
+    def _state(self) -> dict[str, torch.Tensor]:
         return {name: torch.as_tensor(np.asarray(getattr(self, name + "_"))) for name in
                 ("cluster_centers", "coefs", "intercepts", "alphas", "cell_counts", "coef", "intercept")} | {
             "scale": torch.tensor([self.scale_], dtype=torch.float64)}
 
-    def _load_state(self, tensors, info):
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         for name in ("cluster_centers", "coefs", "intercepts", "alphas", "cell_counts", "coef", "intercept"):
             setattr(self, name + "_", tensors[name].numpy())
         self.scale_ = float(tensors["scale"][0])
         if self.coefs_.shape[0] != self.n_cells:
             raise CheckpointError(f"the map records n_cells={self.n_cells} but holds {self.coefs_.shape[0]} cells")
 
-    def _sizes(self):
+    def _sizes(self) -> tuple[int, int]:
         return self.coefs_.shape[2], self.coefs_.shape[1]
 
 
@@ -310,8 +324,8 @@ def _waits_for_rank_zero() -> bool:
     return distributed.active() and distributed.rank() != 0
 
 
-def _on(m: Moments, device) -> Moments:
-    if m.mean_x.device == torch.device(device):
+def _on(m: Moments, device: torch.device | str) -> Moments:
+    if pair_moments(m)[0].device == torch.device(device):
         return m
     return Moments.from_state({k: (v.to(device) if isinstance(v, torch.Tensor) else v)
                                for k, v in m.state().items()}, full=True)

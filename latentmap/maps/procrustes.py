@@ -22,10 +22,11 @@ A latent variable with no variance at all is left unscaled (σ taken as 1), with
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
-from latentmap.maps.checks import StrOptions
+from latentmap.maps.checks import StrOptions, pair_moments
 from latentmap.maps.linear import AffineEstimator
 from latentmap.maps.solvers import solve_spd
 from latentmap.stats import Moments
@@ -62,34 +63,34 @@ class ProcrustesMap(AffineEstimator):
     }
     _FITTED = AffineEstimator._FITTED + ("rotation_", "source_scale_", "target_scale_")
 
-    def __init__(self, variant: str = "ortho", standardize: bool = True):
+    def __init__(self, variant: str = "ortho", standardize: bool = True) -> None:
         self.variant = variant
         self.standardize = standardize
 
-    def _solve_affine(self, s: Moments):
-        n = s.n
+    def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
+        n, (mean_x, cxx, mean_y, cxy, cyy) = s.n, pair_moments(s)
         if self.standardize:
-            sx, sy = _scale(s.cxx.diagonal() / n, "source"), _scale(s.cyy / n, "target")
+            sx, sy = _scale(cxx.diagonal() / n, "source"), _scale(cyy / n, "target")
         else:
-            sx, sy = torch.ones_like(s.mean_x), torch.ones_like(s.mean_y)
-        cross = s.cxy / sx[:, None] / sy[None, :]  # X̃ᵀỸ
+            sx, sy = torch.ones_like(mean_x), torch.ones_like(mean_y)
+        cross = cxy / sx[:, None] / sy[None, :]  # X̃ᵀỸ
         if self.variant == "ortho":
             target = cross
         else:  # least squares between the standardized spaces, then its orthogonal factor
-            target, _ = solve_spd(s.cxx / sx[:, None] / sx[None, :], cross, 0.0)
+            target, _ = solve_spd(cxx / sx[:, None] / sx[None, :], cross, 0.0)
         u, _sv, vh = torch.linalg.svd(target, full_matrices=False)
         rotation = u @ vh
         w = rotation / sx[:, None] * sy[None, :]
         self.rotation_ = rotation.cpu().numpy()
         self.source_scale_, self.target_scale_ = sx.cpu().numpy(), sy.cpu().numpy()
-        return w, s.mean_y - s.mean_x @ w
+        return w, mean_y - mean_x @ w
 
-    def _state(self):
+    def _state(self) -> dict[str, torch.Tensor]:
         return {**super()._state(), "rotation": torch.from_numpy(self.rotation_),
                 "source_scale": torch.from_numpy(self.source_scale_),
                 "target_scale": torch.from_numpy(self.target_scale_)}
 
-    def _load_state(self, tensors, info):
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         super()._load_state(tensors, info)
         self.rotation_ = tensors["rotation"].numpy()
         self.source_scale_, self.target_scale_ = tensors["source_scale"].numpy(), tensors["target_scale"].numpy()

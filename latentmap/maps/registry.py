@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from latentmap.errors import ConfigError
 from latentmap.maps.adam import AdamMap
+from latentmap.maps.base import MapEstimator
 from latentmap.maps.conv import ConvMap, ConvMLPMap
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap
 from latentmap.maps.mlp import MLPMap
@@ -31,11 +34,11 @@ class EstimatorKind:
     """A name users type: the class, the parameters the name sets, the parameter a bare value sets."""
 
     name: str
-    cls: type
+    cls: type[MapEstimator]
     summary: str
-    defaults: dict = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
     primary: str | None = None
-    anchor_defaults: dict = field(default_factory=dict)  # for a few anchor images (support-set fits)
+    anchor_defaults: dict[str, Any] = field(default_factory=dict)  # for a few anchor images (support-set fits)
 
 
 ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
@@ -62,7 +65,7 @@ ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
 ``l-ortho``, ``adam``, ``conv``, ``conv-mlp``): each name's class, summary and the parameters it sets; ``parse_estimator`` reads specs."""
 
 # the classes map folders name (``estimator_name``), for loading
-ESTIMATOR_CLASSES: dict[str, type] = {kind.cls.estimator_name: kind.cls for kind in ESTIMATORS.values()}
+ESTIMATOR_CLASSES: dict[str, type[MapEstimator]] = {kind.cls.estimator_name: kind.cls for kind in ESTIMATORS.values()}
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,9 @@ class EstimatorSpec:
 
     label: str
     kind: EstimatorKind
-    params: dict
+    params: dict[str, Any]
 
-    def make(self, *, anchors: bool = False, overrides: dict | None = None):
+    def make(self, *, anchors: bool = False, overrides: dict[str, Any] | None = None) -> MapEstimator:
         """A fresh, unfitted estimator. ``anchors``: defaults for a few anchor images; ``overrides``: values for
         parameters the spec leaves unset, applied where the estimator has them (the CLI's --bias, --alpha, ...)."""
         names = set(self.kind.cls._get_param_names())
@@ -83,7 +86,7 @@ class EstimatorSpec:
         return self.kind.cls(**params)
 
 
-def _value(text: str):
+def _value(text: str) -> bool | tuple[int, ...] | int | float | str:
     low = text.lower()
     if low in ("true", "yes", "on"):
         return True
@@ -107,7 +110,7 @@ def parse_estimator(spec: str) -> EstimatorSpec:
         raise ConfigError(f"unknown estimator '{name}' in '{spec}'; choose from {', '.join(ESTIMATORS)}")
     kind = ESTIMATORS[name]
     names = kind.cls._get_param_names()
-    params: dict = {}
+    params: dict[str, Any] = {}
     for i, part in enumerate(parts[1:]):
         key, eq, text = part.partition("=")
         if not eq:
@@ -142,12 +145,12 @@ def parse_estimators(text: str) -> list[EstimatorSpec]:
     return specs
 
 
-def estimator_name(estimator) -> str:
+def estimator_name(estimator: MapEstimator) -> str:
     """The name a map folder records for ``estimator`` (its class's ``estimator_name``)."""
     return estimator.estimator_name
 
 
-def describe_estimator(estimator) -> str:
+def describe_estimator(estimator: MapEstimator) -> str:
     """A short human description: "linear (affine lstsq, alpha 0)", "piecewise (n_cells=16, soft=False, ...)"."""
     params = estimator.get_params()
     if isinstance(estimator, LinearMap):
@@ -157,7 +160,7 @@ def describe_estimator(estimator) -> str:
     return f"{estimator_name(estimator)} ({', '.join(f'{k}={v}' for k, v in params.items())})"
 
 
-def load_map(path):
+def load_map(path: str | Path) -> MapEstimator:
     """Read any map folder (LinearMap or another estimator) by the estimator name its map.json records."""
     from latentmap.io.map_folder import read_map_state
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from latentmap.maps.checks import LatentsLike
 from latentmap.stats import r2_from_sums
 
 
-def leave_one_out_r2(x, y, *, bias: bool, alpha: float) -> float | None:
+def leave_one_out_r2(x: LatentsLike, y: LatentsLike, *, bias: bool, alpha: float) -> float | None:
     """Mean over target dimensions of the leave-one-out R²; None when it is undefined (n < 3 or h_ii = 1)."""
     x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(y), dtype=torch.float64)
