@@ -1,18 +1,20 @@
 """``latentmap datasets list``."""
 
+from __future__ import annotations
+
 import click
 
 from latentmap.cli.options import data_dir_option
 
 
 @click.group("datasets")
-def command():
+def command() -> None:
     """Datasets latentmap can read."""
 
 
 @command.command("list")
 @data_dir_option
-def list_datasets(data_dir):
+def list_datasets(data_dir: str | None) -> None:
     """Which datasets are available here and where they come from."""
     from latentmap.data.datasets import dataset_sources
 

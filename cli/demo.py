@@ -1,5 +1,7 @@
 """``latentmap demo``: the whole story on the shipped checkpoints and Fashion-MNIST."""
 
+from __future__ import annotations
+
 import click
 
 from latentmap.cli.options import (data_dir_option, device_option, images_option, output_options, prepare_output,
@@ -16,17 +18,18 @@ from latentmap.cli.options import (data_dir_option, device_option, images_option
 @data_dir_option
 @device_option
 @progress_option
-def command(checkpoints, out, overwrite, images, quick, data_dir, device, progress):
+def command(checkpoints: str | None, out: str | None, overwrite: bool, images: int | None, quick: bool,
+            data_dir: str | None, device: str, progress: bool) -> None:
     """Load the shipped models, reconstruct Fashion-MNIST test images, write a report."""
     from latentmap.demo.story import default_checkpoints, run_demo
 
-    checkpoints = checkpoints or default_checkpoints()
+    folder = checkpoints or default_checkpoints()
     from pathlib import Path
 
-    support_sets = Path(checkpoints).parent / "support_sets"  # the demo reads its support set beside the checkpoints
-    out = prepare_output(out, "report", "demo", overwrite, inputs=[checkpoints, support_sets])
+    support_sets = Path(folder).parent / "support_sets"  # the demo reads its support set beside the checkpoints
+    out = prepare_output(out, "report", "demo", overwrite, inputs=[folder, support_sets])
     with reported_warnings():  # e.g. the support-set atlas fits as many pairs as parameters: said once, at the end
-        result = run_demo(checkpoints, out, data_dir=data_dir, device=device, test_images=images, quick=quick,
+        result = run_demo(folder, out, data_dir=data_dir, device=device, test_images=images, quick=quick,
                           overwrite=overwrite, progress=progress)
     for row in result.rows:
         click.echo(f"{row['model']:20s} {row['kind']:10s} latent {row['latent_dim']:>4d}  test MSE {row['test_mse']:.5f}")

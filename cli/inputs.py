@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from latentmap.constants import IMAGE_SPEC_PREFIXES
 
@@ -42,7 +44,7 @@ _RECORDED = {
 _MAX_DEPTH = 3  # a map records a checkpoint, which records a generator pickle
 
 
-def input_paths(specs, data_dir=None) -> list[Path]:
+def input_paths(specs: Any, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The real (symlink-free, absolute) paths of every input named by ``specs`` and ``data_dir``.
 
     Each spec may be a path, a shipped model or support-set name, an image spec (``npy:PATH``,
@@ -62,7 +64,7 @@ def input_paths(specs, data_dir=None) -> list[Path]:
     return unique
 
 
-def _flatten(specs):
+def _flatten(specs: Any) -> Iterator[Any]:
     if specs is None or isinstance(specs, (str, bytes, os.PathLike)):
         specs = [specs]
     for spec in specs:
@@ -72,7 +74,7 @@ def _flatten(specs):
             yield spec
 
 
-def _add_spec(spec, found: list, base: Path | None, depth: int) -> None:
+def _add_spec(spec: Any, found: list[Path], base: Path | None, depth: int) -> None:
     if not isinstance(spec, (str, os.PathLike)):
         return  # a model object, a number: nothing on disk
     text = os.fspath(spec)
@@ -103,7 +105,7 @@ def _add_spec(spec, found: list, base: Path | None, depth: int) -> None:
             _add_path(Path(match), found, depth)
 
 
-def _add_path(path: Path, found: list, depth: int) -> None:
+def _add_path(path: Path, found: list[Path], depth: int) -> None:
     found.append(Path(os.path.realpath(path)))
     if depth >= _MAX_DEPTH or not path.is_dir():
         return
@@ -112,7 +114,7 @@ def _add_path(path: Path, found: list, depth: int) -> None:
             _add_spec(value, found, path, depth + 1)
 
 
-def _recorded_values(file: Path, keys) -> list:
+def _recorded_values(file: Path, keys: tuple[tuple[str, ...], ...]) -> list[str]:
     from latentmap.io.checkpoint import read_json_object
 
     try:
@@ -121,7 +123,7 @@ def _recorded_values(file: Path, keys) -> list:
         return []
     values = []
     for key in keys:
-        value = data
+        value: Any = data
         for part in key:
             value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, str) and value:
@@ -151,7 +153,7 @@ def shipped_folders() -> list[Path]:
     return [Path(os.path.realpath(root / sub)) for sub in (CHECKPOINTS_DIR, SUPPORT_SETS_DIR) if (root / sub).is_dir()]
 
 
-def check_not_shipped(target) -> None:
+def check_not_shipped(target: str | os.PathLike[str]) -> None:
     """Refuse an output at, inside, or containing the shipped checkpoints or support sets (unless
     LATENTMAP_WRITE_SHIPPED=1)."""
     if os.environ.get(SHIPPED_WRITES_ENV) == "1":

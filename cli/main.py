@@ -11,6 +11,8 @@ import contextlib
 import errno
 import signal
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -20,7 +22,10 @@ from latentmap.errors import LatentmapError
 
 
 class LatentmapGroup(click.Group):
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    """The ``latentmap`` group: usage errors and deliberate errors (``LatentmapError``) as one line on stderr."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
         """Usage errors as one line too ("Error: ... (see 'latentmap map fit --help')"), exit code 2."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -37,7 +42,9 @@ class LatentmapGroup(click.Group):
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; a ``LatentmapError`` or a machine's write failure (disk full, read-only, ...) exits 2
+        with one line, then the reports index is refreshed and the collected warnings are printed."""
         try:
             result = super().invoke(ctx)
         except LatentmapError as exc:
@@ -86,7 +93,7 @@ def _refresh_reports_index(report_folder: str) -> None:
 @click.version_option(__version__, prog_name="latentmap")
 @click.option("--quiet", "-q", is_flag=True, default=False,
               help="No progress bars (they are shown on stderr only when it is a terminal).")
-def main(quiet):
+def main(quiet: bool) -> None:
     """Map between the latent spaces of generative models and benchmark what generators can produce.
 
     Each process runs on LATENTMAP_THREADS threads, else OMP_NUM_THREADS, else 1 (what torchrun gives a rank),
@@ -110,7 +117,7 @@ def main(quiet):
         set_quiet(True)
 
 
-def _register():
+def _register() -> None:
     from latentmap.cli import bench, datasets, demo, diagnose, invert, map, models, report, support_set, train
 
     for module in (train, datasets, models, demo, support_set, map, invert, diagnose, bench, report):

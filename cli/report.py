@@ -1,16 +1,18 @@
 """``latentmap report index [FOLDER]``: the page that lists every report in a folder with its headline numbers."""
 
+from __future__ import annotations
+
 import click
 
 
 @click.group("report")
-def command():
+def command() -> None:
     """Pages about reports: the index of a reports folder."""
 
 
 @command.command("index")
 @click.argument("folder", type=click.Path(file_okay=False), default="reports", required=False)
-def index(folder):
+def index(folder: str) -> None:
     """Write FOLDER/index.html (default: reports/) listing every report folder in FOLDER with its findings.
 
     Once it exists, every command that writes a report into FOLDER refreshes it.

@@ -4,6 +4,8 @@ The public names below load lazily (PEP 562), so ``import latentmap`` and ``late
 do not import torch.
 """
 
+from typing import Any
+
 from latentmap.version import __version__
 
 _PUBLIC = {
@@ -70,7 +72,8 @@ _PUBLIC = {
 __all__ = ["__version__", *_PUBLIC]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first use (every adapter and model source registered first)."""
     if name in _PUBLIC:
         import importlib
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 
@@ -12,7 +14,7 @@ from latentmap.errors import ConfigError
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
-def resolve_device(device=None) -> torch.device:
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """Turn ``None``/``"auto"``/``"cpu"``/``"cuda[:i]"``/``torch.device`` into a usable device.
 
     Anything else (``mps``, ``meta``, a CUDA index that does not exist here) is a ConfigError:
@@ -53,10 +55,11 @@ def set_precision(precision: str) -> None:
 
 
 def get_precision() -> str:
+    """The precision of model forward passes set in this process ("fp32" unless ``set_precision`` said "bf16")."""
     return _PRECISION["value"]
 
 
-def forward_precision(device: torch.device):
+def forward_precision(device: torch.device | str) -> AbstractContextManager[Any]:
     """The context for a model's forward pass on ``device``: autocast to bfloat16 on CUDA when bf16 is set."""
     import contextlib
 

@@ -20,6 +20,8 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class BalancedLossParts:
+    """One batch's balanced loss: the loss to back-propagate, and its reconstruction MSE, KL and gamma as floats."""
+
     loss: torch.Tensor
     mse: float
     kl: float
@@ -29,13 +31,16 @@ class BalancedLossParts:
 class BalancedVAELoss:
     """Stateful loss: call it on each training batch; ``gamma`` follows the reconstruction error."""
 
-    def __init__(self, momentum: float = 0.99, gamma_init: float = 1.0, gamma_floor: float = 1e-6):
+    def __init__(self, momentum: float = 0.99, gamma_init: float = 1.0, gamma_floor: float = 1e-6) -> None:
         self.momentum = momentum
         self.gamma = float(gamma_init)
         self.running_mse: float | None = None
         self.gamma_floor = gamma_floor
 
-    def __call__(self, x, x_hat, mu, logvar) -> BalancedLossParts:
+    def __call__(self, x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor,
+                 logvar: torch.Tensor) -> BalancedLossParts:
+        """The loss of a batch of images ``x`` [N, C, H, W] given their reconstructions ``x_hat`` and posterior
+        ``mu``, ``logvar`` [N, d]; updates the running MSE and gamma."""
         n_pixels = x[0].numel()
         mse_per_image = (x_hat - x).pow(2).flatten(1).mean(dim=1)
         batch_mse = float(mse_per_image.mean().detach())
