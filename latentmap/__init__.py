@@ -50,7 +50,7 @@ _PUBLIC = {
     "RelocationResult": "latentmap.evaluation.relocation",
     "build_atlas": "latentmap.evaluation.atlas",
     "AtlasResult": "latentmap.evaluation.atlas",
-    "ExpressivenessResult": "latentmap.evaluation.expressiveness",
+    "ExpressivenessResult": "latentmap.evaluation.expressiveness_results",
     "CoverageResult": "latentmap.evaluation.coverage",
     "FidelityResult": "latentmap.evaluation.fidelity",
     "compare_anchors": "latentmap.evaluation.anchors",

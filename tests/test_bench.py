@@ -204,11 +204,12 @@ def test_expressiveness_settings_take_keywords_and_refuse_unknown_ones():
 def test_a_registered_metric_reaches_the_scores_the_csv_and_the_report(fmnist_test, monkeypatch):
     """A new metric is one function and one line: PSNR, checked against 10 log10(1 / MSE) by hand."""
     from latentmap.evaluation import expressiveness as expr
+    from latentmap.evaluation import expressiveness_results as registry
     from latentmap.evaluation.metrics import per_image_mse
     from latentmap.report.expressiveness import sets_display
     from latentmap.report.tables import sig
 
-    monkeypatch.setattr(expr, "METRICS", dict(expr.METRICS))  # the registry as it was, after the test
+    monkeypatch.setattr(registry, "METRICS", dict(registry.METRICS))  # the registry as it was, after the test
     expr.register_metric("psnr", lambda x, x_hat: 10 * torch.log10(1 / per_image_mse(x, x_hat)))
     model = exact_model()
     real = fmnist_test.batch(range(12))

@@ -7,12 +7,16 @@ the source texts' "double check"), and how far the latents lie from the sampler'
 (:mod:`latentmap.evaluation.samplers`). The headline is the ratio of the encoder MSE on the
 support set (and on real images) to that on the model's own samples, with a bootstrap 95% interval.
 After refinement own samples are reproduced almost exactly, so refined errors are compared
-across models rather than as ratios. Computation only; :mod:`latentmap.report.expressiveness` renders.
+across models rather than as ratios. Computation only: the metric registry and the result classes are
+:mod:`latentmap.evaluation.expressiveness_results` (re-exported here), :mod:`latentmap.report.expressiveness`
+renders.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,44 +27,21 @@ from latentmap.io.settings import SettingsOf
 from latentmap.errors import ConfigError
 from latentmap.evaluation.distribution import (BOOTSTRAP_DRAW_SECONDS, EXPRESSIVENESS_BOOTSTRAP,  # noqa: F401
                                                 MAX_BOOTSTRAP, RatioCI, bootstrap_ratio, bootstrap_seconds)
+from latentmap.evaluation.expressiveness_results import (LATENT_SCORES, METRICS, RUNTIME_METRICS,  # noqa: F401
+                                                         SET_LABELS, TARGET_SETS, ExpressivenessResult, MetricFn,
+                                                         ModelExpressiveness, SetScores, metric_functions,
+                                                         metric_label, metric_names, register_metric)
 from latentmap.evaluation.inversion import invert
-from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
-from latentmap.io.model_record import short_fingerprint
-from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import record_model
 
-TARGET_SETS = ("own", "real", "support")
-SET_LABELS = {"own": "own samples", "real": "real test images", "support": "support-set images"}
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+
 RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"))
 BOOTSTRAP = EXPRESSIVENESS_BOOTSTRAP
 WORST = 8
-
-# The image metrics, as torch-fidelity registers its metrics: name -> per-image function
-# (images, reconstructions: [N, C, H, W] in [0, 1]) -> [N]. A new metric is one function and one line
-# here (or register_metric): its per-image scores, the target-set table, the CSV and the report's
-# columns all follow. LPIPS joins at run time, when its weights are available (lpips_function).
-METRICS = {"mse": per_image_mse, "ssim": per_image_ssim}
-RUNTIME_METRICS = ("lpips",)
-LATENT_SCORES = ("distance", "outside")  # how far each latent lies from the sampler's typical region
-
-
-def register_metric(name: str, fn) -> None:
-    """Add a per-image image metric (``fn(images, reconstructions) -> [N]``) to every expressiveness run."""
-    if not name.isidentifier() or name in (*RUNTIME_METRICS, *LATENT_SCORES):
-        raise ConfigError(f"a metric name must be a new identifier, got '{name}' instead")
-    METRICS[name] = fn
-
-
-def metric_names() -> list[str]:
-    """Every image metric a target set may hold, in table order (the run-time ones last)."""
-    return [*METRICS, *RUNTIME_METRICS]
-
-
-def metric_label(name: str) -> str:
-    """A metric's name as tables show it (mse -> MSE)."""
-    return name.upper()
 
 
 @dataclass(frozen=True)
@@ -84,137 +65,8 @@ class ExpressivenessSettings(SettingsOf):
     progress: bool = False
 
 
-@dataclass
-class SetScores:
-    """Per-image scores of one target set (numpy float64); refinement ran on the images at ``refined_index``.
-
-    ``encoder`` and ``refined`` map each metric of :data:`METRICS` (and ``lpips`` when it ran) and each
-    latent score (``distance``, ``outside``) to its per-image values; ``scores.encoder_mse`` is
-    ``scores.encoder["mse"]`` (None for a metric that did not run)."""
-
-    key: str
-    source: str
-    encoder: dict
-    refined_index: np.ndarray
-    refined: dict
-    worst: list[int] = field(default_factory=list)  # positions in the set, worst refined MSE first
-    worst_rows: dict = field(default_factory=dict, repr=False)  # "target" / "encoder" / "refined" -> images
-
-    def __getattr__(self, name):
-        stage, _, score = name.partition("_")
-        if stage in ("encoder", "refined") and score and stage in self.__dict__:
-            return self.__dict__[stage].get(score)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-
-    @property
-    def label(self) -> str:
-        return SET_LABELS.get(self.key, self.key)
-
-    @property
-    def n(self) -> int:
-        return len(self.encoder["mse"])
-
-    def summary(self, typical: float) -> dict:
-        def mean(v):
-            return None if v is None or len(v) == 0 else float(np.mean(v))
-
-        def stage(name, scores):
-            return {**{f"{name}_{m}": mean(scores.get(m)) for m in metric_names()},
-                    f"{name}_distance_ratio": _ratio(mean(scores["distance"]), typical),
-                    f"{name}_outside_share": mean(scores["outside"])}
-
-        return {"set": self.key, "label": self.label, "source": self.source, "images": self.n,
-                **stage("encoder", self.encoder), "refined_images": len(self.refined_index),
-                "encoder_mse_refined_images": mean(self.encoder["mse"][self.refined_index]) if len(self.refined_index)
-                else None,
-                **stage("refined", self.refined)}
-
-
-def _ratio(a, b):
-    return None if a is None or not b else a / b
-
-
-@dataclass
-class ModelExpressiveness(FrameRepr):
-    name: str
-    kind: str
-    latent_dim: int
-    sampler: str
-    region: dict
-    sets: dict  # key -> SetScores
-    ratios: dict  # "support/own" -> RatioCI
-    record: dict = field(default_factory=dict)  # the model's record (latentmap.io.model_record)
-
-    def set_rows(self) -> list[dict]:
-        return [{"model": self.name, **s.summary(self.region["typical"])} for s in self.sets.values()]
-
-    def leaderboard_row(self) -> dict:
-        row = {"model": self.name, "kind": self.kind, "latent_dim": self.latent_dim, "sampler": self.sampler,
-               "fingerprint": short_fingerprint(self.record)}
-        summaries = {k: s.summary(self.region["typical"]) for k, s in self.sets.items()}
-        for key in TARGET_SETS:
-            row[f"encoder_mse_{key}"] = summaries[key]["encoder_mse"] if key in summaries else None
-        for name, ci in self.ratios.items():
-            slug = name.replace("/", "_over_")
-            row[slug], row[f"{slug}_low"], row[f"{slug}_high"] = ci.value, ci.low, ci.high
-        for key in TARGET_SETS:
-            row[f"refined_mse_{key}"] = summaries[key]["refined_mse"] if key in summaries else None
-        for key in ("real", "support"):
-            if key in summaries:
-                row[f"refined_outside_share_{key}"] = summaries[key]["refined_outside_share"]
-        return row
-
-    def to_dict(self) -> dict:
-        return {"model": self.name, "kind": self.kind, "latent_dim": self.latent_dim, "sampler": self.sampler,
-                "record": self.record, "region": self.region, "ratios": {k: v.to_dict() for k, v in self.ratios.items()},
-                "sets": {k: {**s.summary(self.region["typical"]), "worst": s.worst,
-                             "per_image": {"encoder_mse": s.encoder_mse.tolist(),
-                                           "refined_index": s.refined_index.tolist(),
-                                           "refined_mse": s.refined_mse.tolist()}}
-                         for k, s in self.sets.items()}}
-
-    def to_frame(self):
-        """One row per target set (own samples, real images, support set): encoder and refined scores."""
-        return records_frame(self.set_rows())
-
-    def _frame_caption(self) -> str:
-        return caption(f"Expressiveness of {self.name} ({self.kind}, {self.sampler})", [self.name])
-
-
-@dataclass
-class ExpressivenessResult(FrameRepr):
-    """The expressiveness leaderboard (:func:`benchmark_expressiveness`): one :class:`ModelExpressiveness` per model.
-
-    ``to_frame()`` is the leaderboard, one row per model; ``set_table()`` one row per model and target set."""
-
-    models: list  # ModelExpressiveness
-    settings: dict
-    lpips_note: str = ""
-
-    def leaderboard(self):
-        import pandas as pd
-
-        return pd.DataFrame([m.leaderboard_row() for m in self.models])
-
-    def set_table(self):
-        import pandas as pd
-
-        return pd.DataFrame([row for m in self.models for row in m.set_rows()])
-
-    def to_dict(self) -> dict:
-        return {"settings": self.settings, "lpips": self.lpips_note, "models": [m.to_dict() for m in self.models]}
-
-    def to_frame(self):
-        """The leaderboard: one row per model (encoder MSE per set, ratios with their intervals, refined MSE)."""
-        return records_frame(m.leaderboard_row() for m in self.models)
-
-    def _frame_caption(self) -> str:
-        s = self.settings
-        return caption(f"Expressiveness leaderboard: {s.get('own_samples')} own samples, {s.get('real_images')} "
-                       f"real images, {s.get('support_images') or 0} support-set images", [m.name for m in self.models])
-
-
-def _batched(fn, x, y, batch_size, device) -> np.ndarray:
+def _batched(fn: MetricFn, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+             device: torch.device | str) -> np.ndarray:
     out = []
     with torch.no_grad():
         for s in range(0, len(x), batch_size):
@@ -222,12 +74,19 @@ def _batched(fn, x, y, batch_size, device) -> np.ndarray:
     return torch.cat(out).numpy() if out else np.empty(0)
 
 
-def _metrics(lpips) -> dict:
+LpipsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""Per-image LPIPS, called as lpips(reconstructions, images) (from
+:func:`latentmap.evaluation.relocation.lpips_function`)."""
+
+
+def _metrics(lpips: LpipsFn | None) -> dict[str, MetricFn]:
     """The registered metrics, and LPIPS (called as lpips(reconstructions, images)) when given."""
-    return {**METRICS, **({} if lpips is None else {"lpips": lambda x, x_hat: lpips(x_hat, x)})}
+    extra: dict[str, MetricFn] = {} if lpips is None else {"lpips": lambda x, x_hat: lpips(x_hat, x)}
+    return {**metric_functions(), **extra}
 
 
-def _scores(x, x_hat, lpips, batch_size, device) -> dict:
+def _scores(x: torch.Tensor, x_hat: torch.Tensor, lpips: LpipsFn | None, batch_size: int,
+            device: torch.device | str) -> dict[str, np.ndarray]:
     """Each metric's per-image values of ``x_hat`` against ``x`` (numpy float64)."""
     return {name: _batched(fn, x, x_hat, batch_size, device) for name, fn in _metrics(lpips).items()}
 
@@ -240,8 +99,8 @@ def refine_positions(n: int, refine_images: int) -> np.ndarray:
 
 
 def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, region: TypicalRegion, *,
-              lpips=None, refined_latents: torch.Tensor | None = None,
-              settings: ExpressivenessSettings | None = None, **options) -> SetScores:
+              lpips: LpipsFn | None = None, refined_latents: torch.Tensor | None = None,
+              settings: ExpressivenessSettings | None = None, **options: Any) -> SetScores:
     """Encoder and refined reconstruction scores of one target set, and the drift of its latents.
 
     ``settings`` (:class:`ExpressivenessSettings`, ``options`` replacing its fields) gives refine_images,
@@ -271,7 +130,7 @@ def score_set(model: LatentModel, key: str, images: torch.Tensor, source: str, r
     order = np.argsort(-ref["mse"], kind="stable")[:worst]
     scores = SetScores(key, source, enc, idx, ref, worst=[int(idx[o]) for o in order])
     positions = [int(idx[o]) for o in order]
-    if not distributed.active():
+    if not distributed.active() and x_enc is not None:  # one process: x_enc holds every image's reconstruction
         worst_enc = x_enc[positions]
     else:  # a rank holds its shard's reconstructions only: the worst images' again
         worst_enc = model.decode_all(model.encode_all(images[positions], batch_size), batch_size) if positions \
@@ -289,7 +148,8 @@ def refine(model: LatentModel, images: torch.Tensor, *, steps: int, lr: float, s
                              progress=progress).latents for s in range(0, len(images), batch_size)])
 
 
-def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, torch.Tensor | None]:
+def _encoder_scores(model: LatentModel, images: torch.Tensor, region: TypicalRegion, lpips: LpipsFn | None,
+                    batch_size: int) -> tuple[dict[str, Any], torch.Tensor | None]:
     """Per-image scores of the encoder's reconstructions (each metric of :func:`_metrics`, the latents'
     "distance" and "outside" the typical region), and the reconstructions; all None for a rank's empty shard."""
     if distributed.active() and not len(images):
@@ -300,9 +160,10 @@ def _encoder_scores(model, images, region, lpips, batch_size) -> tuple[dict, tor
             "outside": region.outside(z).numpy()}, x_enc
 
 
-def evaluate_expressiveness(model: LatentModel, targets: dict, *, sampler: LatentSampler | None = None,
-                            region: TypicalRegion | None = None, lpips=None,
-                            settings: ExpressivenessSettings | None = None, **options) -> ModelExpressiveness:
+def evaluate_expressiveness(model: LatentModel, targets: dict[str, tuple[torch.Tensor, str]], *,
+                            sampler: LatentSampler | None = None, region: TypicalRegion | None = None,
+                            lpips: LpipsFn | None = None, settings: ExpressivenessSettings | None = None,
+                            **options: Any) -> ModelExpressiveness:
     """Score ``model`` on each target set; ``targets`` maps a key ("own", "real", "support") to (images, source).
 
     ``sampler`` names where the own samples came from (default the prior); ``region`` is the typical region
@@ -346,10 +207,10 @@ def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 
     return distributed.map_shards(lambda part: model.decode_all(part, batch_size), z, batch_size)  # ranks' shards
 
 
-def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor | None = None, *,
-                             real_source: str = "real test images", support_source: str = "support set",
-                             fit_data=None, settings: ExpressivenessSettings | None = None,
-                             image_transform: str | None = None, **options) -> ExpressivenessResult:
+def benchmark_expressiveness(models: Iterable[LatentModel], real: torch.Tensor, support: torch.Tensor | None = None,
+                             *, real_source: str = "real test images", support_source: str = "support set",
+                             fit_data: ImageDataset | None = None, settings: ExpressivenessSettings | None = None,
+                             image_transform: str | None = None, **options: Any) -> ExpressivenessResult:
     """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images.
 
     ``settings``: an :class:`ExpressivenessSettings`; ``options`` (samples=, steps=, ...) replace its fields.
@@ -370,9 +231,9 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
         raise ConfigError(f"own samples must be at least 2 (a bootstrap needs them), got {samples} instead")
     inputs = {}
     for model in models:  # before any work: every target set must fit every model
-        inputs[model.name] = {what: None if images is None else resolve_input(image_transform, images.shape[1:],
-                                                                              model, f"the {what}")
-                              for what, images in (("real images", real), ("support-set images", support))}
+        inputs[model.name] = {what: resolve_input(image_transform, images.shape[1:], model, f"the {what}")
+                              for what, images in (("real images", real), ("support-set images", support))
+                              if images is not None}
     lpips, lpips_note = lpips_function(models[0].device, s.lpips_setting)
     results = []
     for model in with_progress(models, "expressiveness", progress, unit="model"):
@@ -387,9 +248,9 @@ def benchmark_expressiveness(models, real: torch.Tensor, support: torch.Tensor |
             targets["support"] = (to_model["support-set images"](support), support_source)
         results.append(evaluate_expressiveness(model, targets, sampler=chosen, region=region, lpips=lpips,
                                                settings=s))
-    settings = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
-                "support_images": None if support is None else len(support), "support_source": support_source,
-                "sampler": sampler, "refine_images": s.refine_images, "steps": s.steps, "lr": s.lr, "seed": seed,
-                "bootstrap_resamples": s.bootstrap, "image_transform": image_transform,
-                "compute": distributed.compute_record(batch_size)}
-    return ExpressivenessResult(results, settings, lpips_note)
+    record = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
+              "support_images": None if support is None else len(support), "support_source": support_source,
+              "sampler": sampler, "refine_images": s.refine_images, "steps": s.steps, "lr": s.lr, "seed": seed,
+              "bootstrap_resamples": s.bootstrap, "image_transform": image_transform,
+              "compute": distributed.compute_record(batch_size)}
+    return ExpressivenessResult(results, record, lpips_note)
