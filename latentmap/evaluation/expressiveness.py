@@ -33,7 +33,8 @@ from latentmap.models.registry import record_model
 
 TARGET_SETS = ("own", "real", "support")
 SET_LABELS = {"own": "own samples", "real": "real test images", "support": "support-set images"}
-RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"))
+# support/real: the support/own ratio of a model whose own samples were real images (the calibration)
+RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"), ("support/real", "support", "real"))
 BOOTSTRAP = EXPRESSIVENESS_BOOTSTRAP
 WORST = 8
 
