@@ -66,9 +66,10 @@ def test_coverage_verdict_sentences(coverage):
     # far misses sector 1: boot 50 of 75 (67%), shirt 10 of 75; near misses sector 3: boot 25 of 75 (33%)
     assert text[2] == ("Classes with at least 50% of their real images in sectors a generator misses: far boot 67%; "
                        "none for near.")
-    assert text[3] == ("Limitation: shirt (at most 47% of a sector's real images, sector 2, shared with tee) dominates "
-                       "no sector of at least 20 real images, so sector counts cannot show it missing from a "
-                       "generator.")
+    # shirt's sector-mates: tee 30 x 60/90 + 35 x 40/75 = 38.7, boot 10 x 50/60 = 8.3
+    assert text[3] == ("Limitation: shirt (at most 47% of a sector's real images, in sector 2; its sectors are shared "
+                       "mostly with tee, boot) dominates no sector of at least 20 real images, so sector counts cannot "
+                       "show it missing from a generator.")
     assert len(text) == 4
 
 

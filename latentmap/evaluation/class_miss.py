@@ -96,7 +96,8 @@ def dominant_labels(label_counts, min_count: int = 1) -> dict:
 
 def unresolvable_classes(label_counts, min_count: int = 1, names=None) -> list[dict]:
     """The labels with real images that dominate no sector (see the module's note), each with the largest share
-    it reaches in any sector of at least ``min_count`` real images and the labels it shares that sector with most."""
+    it reaches in any sector of at least ``min_count`` real images and the (up to three) labels it shares its
+    sectors with most: each other label's share of a sector, weighted by this label's real images there."""
     counts = _counts(label_counts)
     names = list(names) if names is not None else [str(k) for k in range(counts.shape[1])]
     dominated = set(dominant_labels(counts, min_count).values())
@@ -108,7 +109,9 @@ def unresolvable_classes(label_counts, min_count: int = 1, names=None) -> list[d
             continue
         shares = np.where(eligible, counts[:, k] / np.maximum(totals, 1), -1.0)
         best = int(np.argmax(shares))
-        mates = [int(j) for j in np.argsort(-counts[best], kind="stable") if j != k and counts[best, j] > 0][:3]
+        weight = (counts[:, k:k + 1] * counts / np.maximum(totals, 1)[:, None]).sum(axis=0)
+        weight[k] = 0
+        mates = [int(j) for j in np.argsort(-weight, kind="stable") if weight[j] > 0][:3]
         out.append({"label": k, "name": names[k], "best_sector": best,
                     "best_share": float(max(shares[best], 0.0)), "shares_with": [names[j] for j in mates]})
     return out

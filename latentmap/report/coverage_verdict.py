@@ -98,8 +98,8 @@ def unresolvable_sentence(result: CoverageResult) -> str:
     found = unresolvable(result)
     if not found:
         return ""
-    parts = [f"{u['name']} (at most {percent(u['best_share'])} of a sector's real images, sector {u['best_sector']}, "
-             f"shared with {', '.join(u['shares_with'])})" for u in found]
+    parts = [f"{u['name']} (at most {percent(u['best_share'])} of a sector's real images, in sector "
+             f"{u['best_sector']}; its sectors are shared mostly with {', '.join(u['shares_with'])})" for u in found]
     return ("Limitation: " + "; ".join(parts) + (" dominates" if len(found) == 1 else " dominate")
             + f" no sector of at least {result.min_count} real images, so sector counts cannot show "
             + ("it" if len(found) == 1 else "them") + " missing from a generator.")
