@@ -147,6 +147,9 @@ def test_expressiveness_verdict_table_ranks_by_support_over_own(expressiveness):
     assert list(table["Refined MSE, support set"])[:2] == ["0.0300", "0.0400"]
     assert list(table["Refined support latents outside 99%"])[:2] == ["50%", "100%"]
     assert er.calibration_range(expressiveness) == (1.4, 2.11)
+    from latentmap.report.tables import display_frame, text_columns
+
+    assert text_columns(display_frame(table)) == [2, 3]  # model and kind left; every number, a range too, right
 
 
 def test_expressiveness_verdict_sentences(expressiveness):

@@ -121,7 +121,8 @@ def unit_notes(columns) -> list[str]:
                                                             for label in labels)]
 
 
-_NUMBER = re.compile(r"^[-−+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?( \(.*\))?$|^[–-]?$|^−?∞$|^\[.*\]$")
+_NUMBER = re.compile(r"^[-−+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?( \(.*\))?$|^[–-]?$|^−?∞$|^\[.*\]$"
+                     r"|^\d[\d,.]*–\d[\d,.]*$")  # the last: a range, "1.25–1.46"
 MAX_ALIGNED_COLUMNS = 24  # text columns beyond this many stay right-aligned
 
 
