@@ -194,7 +194,7 @@ def error_histogram_png(model) -> bytes:
 
     The legend gives each set's true mean (the number in the tables); values below the plot floor are drawn
     at the floor, and the legend says how many."""
-    fig = new_figure(8.0, 3.0)
+    fig = new_figure(9.0, 4.0)
     values = [v for s in model.sets.values() for v in (s.encoder_mse, s.refined_mse) if len(v)]
     low = max(min(float(np.min(v)) for v in values), PLOT_FLOOR)
     bins = np.logspace(np.log10(low), np.log10(max(max(float(np.max(v)) for v in values) * 1.01, low * 1.01)), 40)
@@ -204,14 +204,16 @@ def error_histogram_png(model) -> bytes:
             raw = np.asarray(getattr(scores, attr), dtype=np.float64)
             if len(raw):
                 ax.hist(np.clip(raw, low, None), bins=bins, histtype="step", weights=np.full(len(raw), 1 / len(raw)),
-                        color=SET_COLOURS.get(key), linestyle=SET_STYLES.get(key, "-"), label=histogram_legend(scores.label, raw, low, sig))
+                        color=SET_COLOURS.get(key), linestyle=SET_STYLES.get(key, "-"),
+                        label=histogram_legend(scores.label, raw, low, sig))
         ax.set_xscale("log")
-        ax.set_xlabel(f"per-image MSE (values below {sig(low)} drawn at {sig(low)})" if low == PLOT_FLOOR
-                      else "per-image MSE")
-        ax.set_ylabel("share of images")
+        ax.set_xlabel("per-image MSE" + (f" (below {sig(low)}: drawn at it)" if low == PLOT_FLOOR else ""),
+                      fontsize=9)
+        ax.set_ylabel("share of images", fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.set_title(f"{model.name}: {what}", fontsize=9)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # below the axes: never over the data or the other panel
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         else:
             ax.text(0.5, 0.5, "no images refined", ha="center", va="center", transform=ax.transAxes)
     return figure_png(fig)
