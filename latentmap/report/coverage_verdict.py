@@ -58,7 +58,7 @@ def verdict_section(result: CoverageResult) -> Section:
     section.table(verdict_table(result))
     space = f" in {result.fidelity.space}" if result.fidelity is not None else ""
     section.text(f"Total variation: the distance between a generator's sector shares and those of "
-                 f"{result.real_images} {result.real_source} (0: the same shares; lower is better), with its 95% "
+                 f"{result.real_images:,} {result.real_source} (0: the same shares; lower is better), with its 95% "
                  f"bootstrap interval (none at the calibration: sampling noise alone gives its value). Precision, recall, density, coverage{space}: higher is better (density: near "
                  "1). The calibration row, real training images, is what a generator matching the data scores.",
                  cls="note")
