@@ -60,8 +60,8 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
         assert board.loc[0, f"{k}_over_own_low"] == pytest.approx(low, rel=1e-5)
         assert board.loc[0, f"{k}_over_own_high"] == pytest.approx(high, rel=1e-5)
         label = {"support": "support-set images", "real": "real test images"}[k]
-        sentence = (f"{label} at {mse[k].mean():#.3g}, {ratio[k]:.1f} times worse (95% interval {low:.1f}–"
-                    f"{high:.1f})")
+        sentence = (f"{label} at {mse[k].mean():#.3g}, {ratio[k]:#.3g} times worse (95% interval {low:#.3g}–"
+                    f"{high:#.3g})")
         assert sentence in result.output, (sentence, result.output)
     # the calibration: support/real, the support/own of a model whose own samples were real images
     assert board.loc[0, "support_over_real"] == pytest.approx(mse["support"].mean() / mse["real"].mean(), rel=1e-5)

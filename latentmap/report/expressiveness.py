@@ -119,12 +119,12 @@ def findings(result: ExpressivenessResult) -> list[str]:
             if name in m.ratios:
                 ci = m.ratios[name]
                 parts.append(f"{SET_LABELS[key]} at {sig(m.sets[key].summary(1.0)['encoder_mse'])}, "
-                             f"{ci.value:.1f} times worse (95% interval {ci.low:.1f}–{ci.high:.1f})")
+                             f"{sig(ci.value)} times worse (95% interval {sig(ci.low)}–{sig(ci.high)})")
         if parts:
             out.append(f"{m.name} ({m.kind}) reconstructs its own samples at MSE {sig(own['encoder_mse'])} through "
                        f"its encoder, but " + " and ".join(parts) + ".")
     out.append(f"The paper's StyleGAN on CelebA ({PAPER}): {PAPER_CELEBA['own']} on its own samples against "
-               f"{PAPER_CELEBA['support']} on support-set faces, {PAPER_CELEBA['support'] / PAPER_CELEBA['own']:.1f} "
+               f"{PAPER_CELEBA['support']} on support-set faces, {sig(PAPER_CELEBA['support'] / PAPER_CELEBA['own'], 2)} "
                "times worse.")
     steps = result.settings.get("steps")
     refined = [(m, m.sets[k].summary(m.region["typical"])) for m in result.models for k in ("support",)
