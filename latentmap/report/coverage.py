@@ -37,7 +37,7 @@ def _p(value: float) -> str:
 
 
 def coverage_findings(result: CoverageResult) -> list[str]:
-    out = [f"Sectors: {result.space.description()}; {result.real_images} {result.real_source} encoded by "
+    out = [f"Sectors: {result.space.description()}; {result.real_images:,} {result.real_source} encoded by "
            f"{result.space.reference}."]
     calibration = next((g for g in result.generators if g.name == CALIBRATION_NAME), None)
     real_share = result.real_counts / max(result.real_images, 1)
@@ -150,7 +150,9 @@ def coverage_bars_png(result: CoverageResult, generator) -> bytes:
     return figure_png(fig)
 
 
-def fidelity_sections(result: FidelityResult, folder, prefix: str = "") -> list[Section]:
+def fidelity_sections(result: FidelityResult, folder, prefix: str = "", *, folded: bool = False) -> list[Section]:
+    """The fidelity section (CSV and JSON written into ``folder``); ``folded``: its table behind one line, where the
+    page's ranked table already shows the same numbers."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result.frame().rename(columns={"frechet": "frechet_distance"}).to_csv(folder / "fidelity.csv", index=False)
@@ -158,11 +160,15 @@ def fidelity_sections(result: FidelityResult, folder, prefix: str = "") -> list[
     section = Section(f"Fidelity and diversity in {result.space}")
     section.text(f"Precision, recall, density and coverage (Naeem et al. 2020, k = {result.k} nearest neighbours) "
                  f"and the Fréchet distance between Gaussians fitted to the features, all in {result.space}, against "
-                 f"{result.real_images} {result.real_source}. This is not Inception's space: the distance is named "
+                 f"{result.real_images:,} {result.real_source}. This is not Inception's space: the distance is named "
                  f"'{result.fd_name}', not FID, and is comparable only between rows of this table.")
-    section.table(fidelity_display(result))
-    section.parts.append(f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
-                         f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
+    links = (f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
+             f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
+    if folded:
+        fold_table(section, "The table, with each generator's source", fidelity_display(result), links)
+    else:
+        section.table(fidelity_display(result))
+        section.parts.append(links)
     return [section]
 
 
@@ -225,7 +231,7 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
     sections.extend([pr] if pr is not None else [])
     sections.extend(_generator_section(result, g, folder, prefix) for g in result.generators)
     summary = Section("Sector counts and the G test")
-    summary.text(f"Sectors: {result.space.description()}. Real: {result.real_images} {result.real_source}; every "
+    summary.text(f"Sectors: {result.space.description()}. Real: {result.real_images:,} {result.real_source}; every "
                  f"image is encoded by {result.space.reference}. The G test compares the generated and real counts "
                  f"over the sectors (2 x sectors table); a sector is under-represented when its generated share is "
                  f"below {UNDER:g} times the real share and it holds at least {result.min_count} real images, "
@@ -236,7 +242,7 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
                          f'</a>, <a href="{prefix}coverage.json">coverage.json</a></p>')
     sections.append(summary)
     if result.fidelity is not None:
-        sections.extend(fidelity_sections(result.fidelity, folder, prefix))
+        sections.extend(fidelity_sections(result.fidelity, folder, prefix, folded=True))
     sections.append(glossary_section(GLOSSARY_TERMS))
     return sections
 
