@@ -16,6 +16,7 @@ from latentmap.evaluation.expressiveness import own_samples
 from latentmap.evaluation.samplers import PriorSampler
 from latentmap.io.atomic import write_output_marker
 from latentmap.models.shipped import shipped_support_sets
+from latentmap.report.tables import interval
 from latentmap.support.build import SupportSet
 from references import fid_formula, per_image_mse, percentile_interval, seeded_bootstrap_ratio
 
@@ -59,9 +60,14 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
         assert board.loc[0, f"{k}_over_own_low"] == pytest.approx(low, rel=1e-5)
         assert board.loc[0, f"{k}_over_own_high"] == pytest.approx(high, rel=1e-5)
         label = {"support": "support-set images", "real": "real test images"}[k]
-        sentence = (f"{label} at {mse[k].mean():#.3g}, {ratio[k]:.1f} times worse (95% interval {low:.1f}–"
-                    f"{high:.1f})")
+        sentence = (f"{label} at {mse[k].mean():#.3g}, {ratio[k]:#.3g} times worse (95% interval {low:#.3g}–"
+                    f"{high:#.3g})")
         assert sentence in result.output, (sentence, result.output)
+    # the calibration: support/real, the support/own of a model whose own samples were real images
+    assert board.loc[0, "support_over_real"] == pytest.approx(mse["support"].mean() / mse["real"].mean(), rel=1e-5)
+    low, high = percentile_interval(seeded_bootstrap_ratio(mse["support"], mse["real"], 200, 0))
+    assert (board.loc[0, "support_over_real_low"], board.loc[0, "support_over_real_high"]) == \
+        (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5))
     assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():#.3g}" in result.output
     data = json.loads((out / "expressiveness.json").read_text())
     gan = data["models"][0]
@@ -71,8 +77,14 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
     assert gan["record"]["fingerprint"] == model_fingerprint(load_model("fmnist-gan"))
     assert gan["record"]["fingerprint"][:12] in (out / "index.html").read_text()
     page = (out / "index.html").read_text()
-    intro = page.split("<nav")[0]  # the findings box, before the contents
-    assert 'class="findings"' in intro and f"{ratio['support']:.1f} times worse" in intro and "0.251" in intro  # findings first, with the paper's figure
+    intro = page.split("<nav")[0]  # the findings box and the ranked table, before the contents
+    # the verdict first, with the paper's figure; the table ranked by support/own, the calibration row last
+    assert 'class="findings"' in intro and 'id="verdict"' in intro and "CelebA: 9.7" in intro
+    low, high = percentile_interval(seeded_bootstrap_ratio(mse["support"], mse["own"], 200, 0))
+    assert interval(ratio["support"], low, high) in intro
+    ranked = list(board.sort_values("support_over_own").model)
+    table = intro[intro.index('id="verdict"'):]
+    assert table.index(f">{ranked[0]}<") < table.index(f">{ranked[1]}<") < table.index("(calibration)")
     for name in ("errors_fmnist-gan.png", "worst_fmnist-gan_support.png", "worst_fmnist-vae-a_real.png",
                  "target_sets.csv"):
         assert (out / name).is_file(), name

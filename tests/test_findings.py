@@ -40,11 +40,11 @@ def hand_result():
 def test_expressiveness_findings_quote_each_ratio_in_its_own_place(hand_result):
     text = expressiveness_report.findings(hand_result)
     assert text[0] == ("alpha (gan) reconstructs its own samples at MSE 0.0200 through its encoder, but support-set "
-                       "images at 0.200, 10.0 times worse (95% interval 8.4–12.6) and real test images at 0.0600, 3.0 "
-                       "times worse (95% interval 2.2–3.9).")
+                       "images at 0.200, 10.0 times worse (95% interval 8.40–12.6) and real test images at 0.0600, "
+                       "3.00 times worse (95% interval 2.20–3.90).")
     assert text[1] == ("beta (vae) reconstructs its own samples at MSE 0.0200 through its encoder, but support-set "
-                       "images at 0.0900, 4.5 times worse (95% interval 3.1–6.0) and real test images at 0.0300, 1.5 "
-                       "times worse (95% interval 1.2–1.9).")
+                       "images at 0.0900, 4.50 times worse (95% interval 3.10–6.00) and real test images at 0.0300, "
+                       "1.50 times worse (95% interval 1.20–1.90).")
 
 
 def test_refinement_finding_quotes_the_worst_own_mse(hand_result):

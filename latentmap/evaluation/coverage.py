@@ -30,6 +30,7 @@ from latentmap.support.sectors import sector_signs
 MIN_COUNT = 20
 UNDER, OVER = 0.5, 2.0  # flag below half / above twice the real share
 EXAMPLES = 6
+TV_RESAMPLES = 2000  # multinomial bootstrap resamples of the total-variation interval
 
 
 @dataclass
@@ -99,6 +100,8 @@ class GeneratorCoverage(FrameRepr):
     under: list
     over: list
     tv_distance: float  # half the L1 distance between the generated and real shares
+    tv_low: float = float("nan")  # its 95% bootstrap interval (total_variation_interval)
+    tv_high: float = float("nan")
     examples: dict = field(default_factory=dict)  # sector -> {"support": [...], "real": [...], "generated": [...]}
     example_images: dict = field(default_factory=dict, repr=False)  # sector -> same keys, image tensors
     record: dict | None = None  # the generator model's record (latentmap.io.model_record); None for image files
@@ -107,7 +110,8 @@ class GeneratorCoverage(FrameRepr):
         return {"generator": self.name, "source": self.source, "fingerprint": short_fingerprint(self.record or {}),
                 "images": self.images,
                 "test": self.test["test"], "statistic": self.test["statistic"], "dof": self.test["dof"],
-                "p_value": self.test["p_value"], "tv_distance": self.tv_distance,
+                "p_value": self.test["p_value"], "tv_distance": self.tv_distance, "tv_low": self.tv_low,
+                "tv_high": self.tv_high,
                 "never_reached": len(self.never_reached), "unreached": self.unreached,
                 "under_represented": len(self.under), "over_represented": len(self.over)}
 
@@ -140,6 +144,8 @@ class CoverageResult(FrameRepr):
     generators: list  # GeneratorCoverage
     fidelity: object = None  # FidelityResult from the same encodings, or None
     sector_labels: list | None = None  # per sector, the most common label of its real images ("Sneaker (58%)")
+    label_counts: np.ndarray | None = None  # [sectors, labels]: real images of each label in each sector
+    label_names: list | None = None  # label k's name
 
     @property
     def real_images(self) -> int:
@@ -176,6 +182,8 @@ class CoverageResult(FrameRepr):
                 "real_source": self.real_source, "real_images": self.real_images,
                 "real_counts": self.real_counts.tolist(), "min_count": self.min_count,
                 "support_codes": self.support_codes.tolist(), "sector_labels": self.sector_labels,
+                "label_counts": None if self.label_counts is None else self.label_counts.tolist(),
+                "label_names": self.label_names,
                 "generators": [g.to_dict() for g in self.generators],
                 "fidelity": None if self.fidelity is None else self.fidelity.to_dict()}
 
@@ -214,6 +222,29 @@ def total_variation(real_counts, generated_counts) -> float:
     real_share = real_counts / max(real_counts.sum(), 1)
     gen_share = generated_counts / max(generated_counts.sum(), 1)
     return 0.5 * float(np.abs(gen_share - real_share).sum())
+
+
+def total_variation_interval(real_counts, generated_counts, *, resamples: int = TV_RESAMPLES, seed: int = 0,
+                             level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`total_variation`: both sets' images resampled with replacement
+    (a multinomial draw of each set's size from its sector shares), seeded, float64.
+
+    Sampling noise alone makes the statistic positive, so near that floor (two sets from one distribution: the
+    calibration) the resampled values all lie above the estimate and the percentile interval misses it; such an
+    interval says nothing about the distance and (nan, nan) is returned instead."""
+    real_counts, generated_counts = np.asarray(real_counts), np.asarray(generated_counts)
+    if real_counts.sum() < 1 or generated_counts.sum() < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    real = rng.multinomial(int(real_counts.sum()), real_counts / real_counts.sum(), size=resamples)
+    gen = rng.multinomial(int(generated_counts.sum()), generated_counts / generated_counts.sum(), size=resamples)
+    tv = 0.5 * np.abs(gen / generated_counts.sum() - real / real_counts.sum()).sum(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(tv, [tail, 1 - tail])
+    estimate = total_variation(real_counts, generated_counts)
+    if not low <= estimate <= high:
+        return float("nan"), float("nan")
+    return float(low), float(high)
 
 
 def flag_sectors(real_counts, generated_counts, min_count: int = MIN_COUNT) -> tuple[list, list, list]:
@@ -264,7 +295,8 @@ def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: l
         never, under, over = flag_sectors(real_counts, counts, min_count)
         tv = total_variation(real_counts, counts)
         result = GeneratorCoverage(gen.name, gen.source, len(gen), counts, g_test(real_counts, counts), never,
-                                   int((counts == 0).sum()), under, over, tv, record=gen.record)
+                                   int((counts == 0).sum()), under, over, tv,
+                                   *total_variation_interval(real_counts, counts), record=gen.record)
         for sector in sorted(set(never) | set(under) | set(over)):
             ex = _examples(sector, space, real_codes, real_latents, gen_codes, gen_latents, support_codes, examples)
             result.examples[sector] = ex
@@ -272,8 +304,24 @@ def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: l
                 "support": support_images[ex["support"][:1]] if support_images is not None and ex["support"] else None,
                 "real": _take(real, ex["real"]), "generated": gen.images[ex["generated"]]}
         results.append(result)
+    label_counts, label_names = sector_label_counts(real, real_codes, space.sectors)
     return CoverageResult(space, real_source, real_counts, min_count, support_codes, results,
-                          sector_labels=sector_labels(real, real_codes, space.sectors))
+                          sector_labels=sector_labels(real, real_codes, space.sectors), label_counts=label_counts,
+                          label_names=label_names)
+
+
+def sector_label_counts(real, codes: np.ndarray, sectors: int) -> tuple[np.ndarray | None, list | None]:
+    """([sectors, labels] counts of the real images of each label in each sector, the labels' names); (None, None)
+    for unlabelled images."""
+    labels = getattr(real, "labels", None)
+    if labels is None:
+        return None, None
+    labels = np.asarray(labels, dtype=np.int64)
+    classes = int(labels.max()) + 1 if len(labels) else 0
+    counts = np.zeros((sectors, classes), dtype=np.int64)
+    np.add.at(counts, (np.asarray(codes), labels), 1)
+    name = getattr(real, "label_name", str)
+    return counts, [str(name(k)) for k in range(classes)]
 
 
 def sector_labels(real, codes: np.ndarray, sectors: int) -> list | None:

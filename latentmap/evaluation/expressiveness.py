@@ -39,7 +39,8 @@ from latentmap.models.registry import record_model
 if TYPE_CHECKING:
     from latentmap.data.images import ImageDataset
 
-RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"))
+# support/real: the support/own ratio of a model whose own samples were real images (the calibration)
+RATIOS = (("support/own", "support", "own"), ("real/own", "real", "own"), ("support/real", "support", "real"))
 BOOTSTRAP = EXPRESSIVENESS_BOOTSTRAP
 WORST = 8
 

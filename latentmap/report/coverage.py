@@ -16,13 +16,20 @@ import pandas as pd
 from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult
 from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
+from latentmap.report.coverage_verdict import (class_section, coverage_verdict, precision_recall_section,
+                                               verdict_section)
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.io.names import slug
-from latentmap.report.html import Section, render_page
+from latentmap.report.glossary import glossary_section
+from latentmap.report.palette import PALETTE
+from latentmap.report.html import Section, details_html, fold_table, render_page, render_verdict_page
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import percent, sig
 
 SHOWN_SECTORS = 4  # flagged sectors shown as grids per generator, most populated first
+OPEN_SECTORS = 2  # of them, shown unfolded
+GLOSSARY_TERMS = ("sector", "total variation", "calibration", "PRDC", "Fréchet distance", "missed sector",
+                  "under-represented", "unresolvable class", "G test")
 
 
 def _p(value: float) -> str:
@@ -30,7 +37,7 @@ def _p(value: float) -> str:
 
 
 def coverage_findings(result: CoverageResult) -> list[str]:
-    out = [f"Sectors: {result.space.description()}; {result.real_images} {result.real_source} encoded by "
+    out = [f"Sectors: {result.space.description()}; {result.real_images:,} {result.real_source} encoded by "
            f"{result.space.reference}."]
     calibration = next((g for g in result.generators if g.name == CALIBRATION_NAME), None)
     real_share = result.real_counts / max(result.real_images, 1)
@@ -117,28 +124,35 @@ def fidelity_display(result: FidelityResult) -> pd.DataFrame:
 
 
 def coverage_bars_png(result: CoverageResult, generator) -> bytes:
-    """Real and generated share per sector, sectors ordered by real share; flagged sectors marked."""
+    """Real and generated share per sector, sectors ordered by real share, every sector labelled; flagged sectors
+    marked."""
     real = result.real_counts / max(result.real_images, 1)
     gen = generator.counts / max(generator.images, 1)
     order = np.argsort(-real, kind="stable")
-    fig = new_figure(9.0, 3.0)
+    fig = new_figure(9.0, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(order))
-    ax.bar(x - 0.2, real[order], width=0.4, color="tab:blue", label="real")
-    ax.bar(x + 0.2, gen[order], width=0.4, color="tab:orange", label=generator.name)
+    ax.bar(x - 0.2, real[order], width=0.4, color=PALETTE[0], label="real")
+    ax.bar(x + 0.2, gen[order], width=0.4, color=PALETTE[1], label=generator.name)
     for i, s in enumerate(order):
         if s in generator.under or s in generator.over:
-            ax.annotate("▼" if s in generator.under else "▲", (i, max(real[s], gen[s])), ha="center", fontsize=7,
-                        color="tab:red")
-    ax.set_xticks(x[::max(1, len(x) // 16)])
-    ax.set_xticklabels([str(s) for s in order[::max(1, len(x) // 16)]], fontsize=7)
-    ax.set_xlabel("sector (ordered by real share; ▼ under-, ▲ over-represented)")
-    ax.set_ylabel("share of images")
+            ax.annotate("▼" if s in generator.under else "▲", (i, max(real[s], gen[s])), ha="center", va="bottom",
+                        fontsize=7, color=PALETTE[3])
+    step = max(1, -(-len(x) // 64))  # every sector up to 64; beyond, every step-th
+    size = 7 if len(x[::step]) > 32 else 8
+    ax.set_xticks(x[::step])
+    ax.set_xticklabels([str(s) for s in order[::step]], fontsize=size, rotation=90)
+    ax.set_xlim(-0.7, len(x) - 0.3)
+    ax.set_xlabel("sector (ordered by real share; ▼ under-, ▲ over-represented)", fontsize=9)
+    ax.set_ylabel("share of images", fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
     ax.legend(fontsize=8)
     return figure_png(fig)
 
 
-def fidelity_sections(result: FidelityResult, folder, prefix: str = "") -> list[Section]:
+def fidelity_sections(result: FidelityResult, folder, prefix: str = "", *, folded: bool = False) -> list[Section]:
+    """The fidelity section (CSV and JSON written into ``folder``); ``folded``: its table behind one line, where the
+    page's ranked table already shows the same numbers."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result.frame().rename(columns={"frechet": "frechet_distance"}).to_csv(folder / "fidelity.csv", index=False)
@@ -146,22 +160,78 @@ def fidelity_sections(result: FidelityResult, folder, prefix: str = "") -> list[
     section = Section(f"Fidelity and diversity in {result.space}")
     section.text(f"Precision, recall, density and coverage (Naeem et al. 2020, k = {result.k} nearest neighbours) "
                  f"and the Fréchet distance between Gaussians fitted to the features, all in {result.space}, against "
-                 f"{result.real_images} {result.real_source}. This is not Inception's space: the distance is named "
+                 f"{result.real_images:,} {result.real_source}. This is not Inception's space: the distance is named "
                  f"'{result.fd_name}', not FID, and is comparable only between rows of this table.")
-    section.table(fidelity_display(result))
-    section.parts.append(f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
-                         f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
+    links = (f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
+             f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
+    if folded:
+        fold_table(section, "The table, with each generator's source", fidelity_display(result), links)
+    else:
+        section.table(fidelity_display(result))
+        section.parts.append(links)
     return [section]
 
 
+def _generator_section(result: CoverageResult, g, folder: Path, prefix: str) -> Section:
+    section = Section(f"Coverage of {g.name}")
+    sentence = next((f for f in coverage_findings(result) if f.startswith(f"{g.name}: total variation")), "")
+    if sentence:
+        section.text(sentence)
+    name = f"coverage_{slug(g.name)}.png"
+    (folder / name).write_bytes(coverage_bars_png(result, g))
+    section.image(prefix + name, f"{g.name}: share of real and generated images per sector, sectors ordered by their "
+                                 "real share (▼ under-, ▲ over-represented)")
+    frame = result.sector_frame()
+    frame = frame[(frame.generator == g.name) & (frame.flag != "")]
+    if len(frame):
+        shown = frame.assign(real_share=frame.real_share.map(sig), generated_share=frame.generated_share.map(sig),
+                             share_ratio=frame.share_ratio.map(sig), flag=frame.flag.map(_flag_text))
+        fold_table(section, f"The {len(frame)} flagged sectors of {g.name}", shown.drop(columns=["generator"]).rename(
+            columns={"sector": "Sector", "signs": "Signs", "real_majority": "Most common real label",
+                     "support_images": "Support images", "real_count": "Real images", "real_share": "Real share",
+                     "generated_count": "Generated images", "generated_share": "Generated share",
+                     "share_ratio": "Generated / real share", "flag": "Flag"}),
+                   f'<p class="note">Every sector of every generator: <a href="{prefix}coverage_sectors.csv">'
+                   "coverage_sectors.csv</a></p>")
+    else:
+        section.text("No sector is flagged.")
+    flagged = sorted(g.examples, key=lambda s: -int(result.real_counts[s]))
+    shown_sectors = [s for s in flagged if s in g.under][:SHOWN_SECTORS] + [s for s in flagged if s in g.over][:2]
+    figures = []
+    for s in shown_sectors:
+        images = g.example_images[s]
+        name = f"sector_{slug(g.name)}_{s}.png"
+        (folder / name).write_bytes(labelled_grid_png(
+            [images["support"], images["real"], images["generated"]],
+            ["support-set image", "real images", "nearest generated"], image_shape=images["real"].shape[1:]
+            if images["real"] is not None and len(images["real"]) else None))
+        kind = "under-represented" if s in g.under else "over-represented"
+        label = f", most common real label {result.sector_labels[s]}" if result.sector_labels else ""
+        figures.append(Section("").image(prefix + name, f"{g.name}, sector {s} ({kind}: {int(result.real_counts[s])} "
+                                                        f"real, {int(g.counts[s])} generated{label}): its support-set "
+                                                        "image, real examples and the generated images nearest to "
+                                                        "the sector's real images").parts[0])
+    section.parts.extend(figures[:OPEN_SECTORS])
+    if len(figures) > OPEN_SECTORS:
+        section.parts.append(details_html(f"{len(figures) - OPEN_SECTORS} more flagged sectors of {g.name}, as images",
+                                          figures[OPEN_SECTORS:]))
+    return section
+
+
 def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[Section]:
+    """Write the CSV, JSON and figures into ``folder``; the sections: the ranked verdict table, what each generator
+    cannot produce, precision and recall, one section per generator, the G tests, fidelity, the glossary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     result.summary_frame().to_csv(folder / "coverage_summary.csv", index=False)
     result.sector_frame().to_csv(folder / "coverage_sectors.csv", index=False)
     (folder / "coverage.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    summary = Section("Sector coverage")
-    summary.text(f"Sectors: {result.space.description()}. Real: {result.real_images} {result.real_source}; every "
+    sections = [verdict_section(result), class_section(result, folder, prefix)]
+    pr = precision_recall_section(result, folder, prefix)
+    sections.extend([pr] if pr is not None else [])
+    sections.extend(_generator_section(result, g, folder, prefix) for g in result.generators)
+    summary = Section("Sector counts and the G test")
+    summary.text(f"Sectors: {result.space.description()}. Real: {result.real_images:,} {result.real_source}; every "
                  f"image is encoded by {result.space.reference}. The G test compares the generated and real counts "
                  f"over the sectors (2 x sectors table); a sector is under-represented when its generated share is "
                  f"below {UNDER:g} times the real share and it holds at least {result.min_count} real images, "
@@ -170,46 +240,19 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
     summary.parts.append(f'<p class="note"><a href="{prefix}coverage_sectors.csv">coverage_sectors.csv</a> (every '
                          f'sector of every generator), <a href="{prefix}coverage_summary.csv">coverage_summary.csv'
                          f'</a>, <a href="{prefix}coverage.json">coverage.json</a></p>')
-    sections = [summary]
-    for g in result.generators:
-        section = Section(f"Coverage of {g.name}")
-        name = f"coverage_{slug(g.name)}.png"
-        (folder / name).write_bytes(coverage_bars_png(result, g))
-        section.image(prefix + name, f"{g.name}: share of real and generated images per sector")
-        flagged = sorted(g.examples, key=lambda s: -int(result.real_counts[s]))
-        frame = result.sector_frame()
-        frame = frame[(frame.generator == g.name) & (frame.flag != "")]
-        if len(frame):
-            shown = frame.assign(real_share=frame.real_share.map(sig), generated_share=frame.generated_share.map(sig),
-                                 share_ratio=frame.share_ratio.map(sig), flag=frame.flag.map(_flag_text))
-            section.table(shown.drop(columns=["generator"]).rename(columns={
-                "sector": "Sector", "signs": "Signs", "real_majority": "Most common real label",
-                "support_images": "Support images", "real_count": "Real images",
-                "real_share": "Real share", "generated_count": "Generated images",
-                "generated_share": "Generated share", "share_ratio": "Generated / real share", "flag": "Flag"}))
-        else:
-            section.text("No sector is flagged.")
-        for s in [s for s in flagged if s in g.under][:SHOWN_SECTORS] + [s for s in flagged if s in g.over][:2]:
-            images = g.example_images[s]
-            name = f"sector_{slug(g.name)}_{s}.png"
-            (folder / name).write_bytes(labelled_grid_png(
-                [images["support"], images["real"], images["generated"]],
-                ["support-set image", "real images", "nearest generated"], image_shape=images["real"].shape[1:]
-                if images["real"] is not None and len(images["real"]) else None))
-            kind = "under-represented" if s in g.under else "over-represented"
-            section.image(prefix + name, f"{g.name}, sector {s} ({kind}: {int(result.real_counts[s])} real, "
-                                         f"{int(g.counts[s])} generated): its support-set image, real examples and "
-                                         "the generated images nearest to the sector's real images")
-        sections.append(section)
+    sections.append(summary)
     if result.fidelity is not None:
-        sections.extend(fidelity_sections(result.fidelity, folder, prefix))
+        sections.extend(fidelity_sections(result.fidelity, folder, prefix, folded=True))
+    sections.append(glossary_section(GLOSSARY_TERMS))
     return sections
 
 
 def write_coverage_report(result: CoverageResult, folder, title: str = "Sector coverage") -> Path:
+    """All files plus ``index.html``: the verdict (findings and the ranked table) first."""
     folder = Path(folder)
-    sections = coverage_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, findings=coverage_findings(result)))
+    verdict, *sections = coverage_sections(result, folder)
+    (folder / "index.html").write_text(render_verdict_page(title, verdict, sections,
+                                                           findings=coverage_verdict(result)))
     return folder / "index.html"
 
 

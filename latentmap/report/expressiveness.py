@@ -18,19 +18,95 @@ from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, Express
 from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
-from latentmap.report.html import Section, render_page
+from latentmap.report.glossary import glossary_section
+from latentmap.report.html import Section, fold_table, render_verdict_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
-from latentmap.report.tables import percent, sig
+from latentmap.report.palette import PALETTE
+from latentmap.report.tables import interval, percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
 PAPER_CELEBA = {"own": 0.026, "support": 0.251}
-SET_COLOURS = {"own": "tab:green", "real": "tab:blue", "support": "tab:red"}
+SET_COLOURS = {"own": PALETTE[2], "real": PALETTE[0], "support": PALETTE[3]}
+SET_STYLES = {"own": "-", "real": "--", "support": ":"}  # the sets told apart without colour too
+HEADLINE = "support/own"
+CALIBRATION = "support/real"  # support/own of a model whose own samples matched the data
+GLOSSARY_TERMS = ("own samples", "support set", "support / own", "real / own", "support / real", "refinement")
 
 
 def _ci(ci) -> str:
-    return f"{sig(ci.value)} ({sig(ci.low)}–{sig(ci.high)})"
+    return interval(ci.value, ci.low, ci.high)
+
+
+def ranked(result: ExpressivenessResult) -> list:
+    """The models by support / own, lowest (most expressive) first; models without it last, by name."""
+    return sorted(result.models, key=lambda m: (HEADLINE not in m.ratios,
+                                                m.ratios[HEADLINE].value if HEADLINE in m.ratios else 0.0, m.name))
+
+
+def calibration_range(result: ExpressivenessResult) -> tuple[float, float] | None:
+    """(lowest, highest) support / real over the models: the support / own they would score if their own samples
+    matched the data (real / own 1 by definition); None when no model has it."""
+    values = [m.ratios[CALIBRATION].value for m in result.models if CALIBRATION in m.ratios]
+    return (min(values), max(values)) if values else None
+
+
+def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
+    """The ranked table of the page's first screen: the ratios with their intervals, the refined support-set MSE and
+    the share of refined support-set latents the model would not sample; the calibration row last."""
+    rows = []
+    for rank, m in enumerate(ranked(result), start=1):
+        support = m.sets["support"].summary(m.region["typical"]) if "support" in m.sets else None
+        rows.append({"#": str(rank), "Model": m.name, "Kind": m.kind,
+                     **{f"{name.replace('/', ' / ').capitalize()} (95%)": _ci(m.ratios[name]) if name in m.ratios else ""
+                        for name in (HEADLINE, "real/own", CALIBRATION)},
+                     "Refined MSE, support set": sig(support["refined_mse"]) if support else "",
+                     "Refined support latents outside 99%": percent(support["refined_outside_share"])
+                     if support else ""})
+    span = calibration_range(result)
+    if span is not None:
+        rows.append({"#": "", "Model": "own samples matching the data (calibration)", "Kind": "",
+                     "Support / own (95%)": f"{sig(span[0])}–{sig(span[1])}", "Real / own (95%)": sig(1.0),
+                     "Support / real (95%)": "", "Refined MSE, support set": "",
+                     "Refined support latents outside 99%": ""})
+    return pd.DataFrame(rows)
+
+
+def verdict(result: ExpressivenessResult) -> list[str]:
+    """The page's findings: the most and least expressive model, the calibration, and where refinement leads."""
+    models = [m for m in ranked(result) if HEADLINE in m.ratios]
+    out = []
+    if models:
+        best, worst = models[0], models[-1]
+        text = (f"Most expressive: {best.name} ({best.kind}), whose encoder reconstructs support-set images "
+                f"{_ci(best.ratios[HEADLINE])} times worse than its own samples")
+        if worst is not best:
+            text += f"; least: {worst.name} ({worst.kind}), {_ci(worst.ratios[HEADLINE])} times"
+        out.append(text + f" (95% intervals; the paper's StyleGAN on CelebA: "
+                          f"{sig(PAPER_CELEBA['support'] / PAPER_CELEBA['own'], 2)}).")
+    span = calibration_range(result)
+    real = [m for m in models if "real/own" in m.ratios]
+    if span is not None and real:
+        low = min(real, key=lambda m: m.ratios["real/own"].value)
+        high = max(real, key=lambda m: m.ratios["real/own"].value)
+        out.append(f"A model whose own samples matched the data would score real / own 1 and support / own equal to "
+                   f"its support / real, {sig(span[0])}–{sig(span[1])} here; real / own runs from "
+                   f"{sig(low.ratios['real/own'].value)} ({low.name}) to {sig(high.ratios['real/own'].value)} "
+                   f"({high.name}).")
+    refined = [(m, m.sets["support"].summary(m.region["typical"])) for m in models
+               if "support" in m.sets and len(m.sets["support"].refined_index)]
+    if refined:
+        mses = [s["refined_mse"] for _, s in refined]
+        drift = [f"{m.name} {percent(s['refined_outside_share'])}" for m, s in refined]
+        out.append(f"After {result.settings.get('steps')} steps of gradient refinement, support-set images reach MSE "
+                   f"{sig(min(mses))}–{sig(max(mses))}; refined support-set latents outside the range of the "
+                   f"model's own samples: {', '.join(drift)}.")
+    fitted = [m for m in result.models if m.sampler != "prior"]
+    if fitted:
+        out.append("Models without a prior sample from a fitted distribution: "
+                   + "; ".join(f"{m.name}: {m.sampler}" for m in fitted) + ".")
+    return out
 
 
 def findings(result: ExpressivenessResult) -> list[str]:
@@ -43,12 +119,12 @@ def findings(result: ExpressivenessResult) -> list[str]:
             if name in m.ratios:
                 ci = m.ratios[name]
                 parts.append(f"{SET_LABELS[key]} at {sig(m.sets[key].summary(1.0)['encoder_mse'])}, "
-                             f"{ci.value:.1f} times worse (95% interval {ci.low:.1f}–{ci.high:.1f})")
+                             f"{sig(ci.value)} times worse (95% interval {sig(ci.low)}–{sig(ci.high)})")
         if parts:
             out.append(f"{m.name} ({m.kind}) reconstructs its own samples at MSE {sig(own['encoder_mse'])} through "
                        f"its encoder, but " + " and ".join(parts) + ".")
     out.append(f"The paper's StyleGAN on CelebA ({PAPER}): {PAPER_CELEBA['own']} on its own samples against "
-               f"{PAPER_CELEBA['support']} on support-set faces, {PAPER_CELEBA['support'] / PAPER_CELEBA['own']:.1f} "
+               f"{PAPER_CELEBA['support']} on support-set faces, {sig(PAPER_CELEBA['support'] / PAPER_CELEBA['own'], 2)} "
                "times worse.")
     steps = result.settings.get("steps")
     refined = [(m, m.sets[k].summary(m.region["typical"])) for m in result.models for k in ("support",)
@@ -85,9 +161,8 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
         for key in TARGET_SETS:
             if key in s:
                 row[f"Encoder MSE, {SET_LABELS[key]}"] = sig(s[key]["encoder_mse"])
-        for name in ("support/own", "real/own"):
-            if name in m.ratios:
-                row[f"{name} (95% CI)"] = _ci(m.ratios[name])
+        for name, ci in m.ratios.items():
+            row[f"{name} (95% CI)"] = _ci(ci)
         for key in TARGET_SETS:
             if key in s:
                 row[f"Refined MSE, {SET_LABELS[key]}"] = sig(s[key]["refined_mse"])
@@ -119,7 +194,7 @@ def error_histogram_png(model) -> bytes:
 
     The legend gives each set's true mean (the number in the tables); values below the plot floor are drawn
     at the floor, and the legend says how many."""
-    fig = new_figure(8.0, 3.0)
+    fig = new_figure(9.0, 4.0)
     values = [v for s in model.sets.values() for v in (s.encoder_mse, s.refined_mse) if len(v)]
     low = max(min(float(np.min(v)) for v in values), PLOT_FLOOR)
     bins = np.logspace(np.log10(low), np.log10(max(max(float(np.max(v)) for v in values) * 1.01, low * 1.01)), 40)
@@ -129,14 +204,16 @@ def error_histogram_png(model) -> bytes:
             raw = np.asarray(getattr(scores, attr), dtype=np.float64)
             if len(raw):
                 ax.hist(np.clip(raw, low, None), bins=bins, histtype="step", weights=np.full(len(raw), 1 / len(raw)),
-                        color=SET_COLOURS.get(key), label=histogram_legend(scores.label, raw, low, sig))
+                        color=SET_COLOURS.get(key), linestyle=SET_STYLES.get(key, "-"),
+                        label=histogram_legend(scores.label, raw, low, sig))
         ax.set_xscale("log")
-        ax.set_xlabel(f"per-image MSE (values below {sig(low)} drawn at {sig(low)})" if low == PLOT_FLOOR
-                      else "per-image MSE")
-        ax.set_ylabel("share of images")
+        ax.set_xlabel("per-image MSE" + (f" (below {sig(low)}: drawn at it)" if low == PLOT_FLOOR else ""),
+                      fontsize=9)
+        ax.set_ylabel("share of images", fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.set_title(f"{model.name}: {what}", fontsize=9)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # below the axes: never over the data or the other panel
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         else:
             ax.text(0.5, 0.5, "no images refined", ha="center", va="center", transform=ax.transAxes)
     return figure_png(fig)
@@ -150,26 +227,37 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
     result.set_table().to_csv(folder / "target_sets.csv", index=False)
     (folder / "expressiveness.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     st = result.settings
+    top = Section("Models ranked by support / own", anchor="verdict")
+    top.table(verdict_table(result))
+    top.text(f"Encoder MSE ratios with 95% bootstrap intervals ({st['bootstrap_resamples']} resamples), lower is "
+             f"better: {st['support_images'] or 0} images of {st['support_source']}, {st['real_images']} "
+             f"{st['real_source']}, {st['own_samples']} own samples of each model. Support / real is the support / "
+             "own a model would score if its own samples matched the data: the calibration. Refined: after "
+             f"{st['steps']} gradient steps on the latent.", cls="note")
     board = Section("Expressiveness leaderboard")
     board.text(f"Target sets: {st['own_samples']} own samples of each model, {st['real_images']} "
                f"{st['real_source']}, and {st['support_images'] or 0} images of {st['support_source']}. "
                "Encoder MSE: per-pixel MSE of decode(encode(x)) in [0,1] intensity units. Ratios: the mean encoder MSE "
-               f"of a set over that of the own samples, with a {st['bootstrap_resamples']}-resample bootstrap 95% "
+               f"of a set over that of the other, with a {st['bootstrap_resamples']}-resample bootstrap 95% "
                f"interval. Refined: {st['steps']} Adam steps (lr {st['lr']}) on the latents of up to "
                f"{st['refine_images']} images per set, starting from the encoder."
                + (f" A model working on images of another shape gets the real and support-set images through the "
-                  f"image transform '{st['image_transform']}'." if st.get("image_transform") else ""))
-    board.table(leaderboard_display(result))
-    board.parts.append(f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
-                       f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '
-                       f'<a href="{prefix}expressiveness.json">expressiveness.json</a> (per-image errors).</p>')
+                  f"image transform '{st['image_transform']}'." if st.get("image_transform") else "")
+               + (f" {result.lpips_note}." if result.lpips_note else ""))
+    fold_table(board, "Every column: encoder and refined MSE per target set, every ratio",
+               leaderboard_display(result),
+               f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
+               f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '
+               f'<a href="{prefix}expressiveness.json">expressiveness.json</a> (per-image errors).</p>')
     details = Section("Target sets in detail")
     details.text("Distance / typical: the mean distance of the latents from the centre of the model's own samples, "
                  "divided by the typical distance of its own samples; outside 99%: the share of latents beyond the "
-                 "range that holds 99% of the model's own samples. How each model measures it:")
-    details.table(pd.DataFrame([{"Model": m.name, "Own samples from": m.sampler, "Distance": m.region["description"]}
-                                for m in result.models]))
-    details.table(sets_display(result))
+                 "range that holds 99% of the model's own samples.")
+    fold_table(details, "How each model measures the distance",
+               pd.DataFrame([{"Model": m.name, "Own samples from": m.sampler, "Distance": m.region["description"]}
+                             for m in result.models]))
+    fold_table(details, "Every model and target set: MSE, SSIM and distances, before and after refinement",
+               sets_display(result), f'<p class="note"><a href="{prefix}target_sets.csv">target_sets.csv</a></p>')
     figures = Section("Errors and worst reconstructions")
     figures.text("Per model: histograms of the per-image MSE of each target set, then the worst-reconstructed "
                  "support-set and real images (after refinement), rows target / encoder reconstruction / refined.")
@@ -188,12 +276,13 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
             mses = ", ".join(sig(float(v)) for v in np.sort(scores.refined_mse)[::-1][:len(scores.worst)])
             figures.image(prefix + name, f"{m.name}: the {len(scores.worst)} worst {scores.label} after refinement "
                                          f"(refined MSE {mses}); rows target / encoder reconstruction / refined")
-    return [board, details, figures]
+    return [top, board, details, figures, glossary_section(GLOSSARY_TERMS)]
 
 
 def write_expressiveness_report(result: ExpressivenessResult, folder, title: str = "Generator expressiveness") -> Path:
-    """All files plus ``index.html`` (findings first) into ``folder`` (an existing, usually temporary, directory)."""
+    """All files plus ``index.html`` (the verdict first: findings and the ranked table) into ``folder`` (an existing,
+    usually temporary, directory)."""
     folder = Path(folder)
-    sections = expressiveness_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, findings=findings(result)))
+    top, *sections = expressiveness_sections(result, folder)
+    (folder / "index.html").write_text(render_verdict_page(title, top, sections, findings=verdict(result)))
     return folder / "index.html"

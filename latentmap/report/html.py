@@ -145,3 +145,35 @@ def render_page(title: str, sections: list[Section], intro: str = "", *, finding
             f"<meta name='generator' content='{GENERATOR}'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{back_html}<h1>{html.escape(title)}</h1>"
             f"{findings_html(findings)}{intro_html}\n{contents}\n{body}\n</body></html>\n")
+
+
+# --------------------------------------------------------------------------- folded tables, glossaries, verdict pages
+
+def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str:
+    """A folded block: ``<details>`` whose one-line ``summary`` (text, escaped) opens ``parts`` (HTML). A closed
+    block takes one line of the page; its tables and images are laid out only when a reader opens it."""
+    attr = " open" if opened else ""
+    return f"<details{attr}><summary>{html.escape(summary)}</summary>\n" + "\n".join(parts) + "\n</details>"
+
+
+def fold_table(section: Section, summary: str, frame: pd.DataFrame, note_html: str = "", **table_options) -> Section:
+    """Append ``frame`` to ``section`` as :meth:`Section.table` renders it, folded behind ``summary`` (with
+    ``note_html``, e.g. the link to the CSV holding the same rows, inside the fold)."""
+    inner = Section("").table(frame, **table_options)
+    section.parts.append(details_html(summary, inner.parts + ([note_html] if note_html else [])))
+    return section
+
+
+def glossary_html(terms: dict) -> str:
+    """A short definition list, term -> one or two sentences (text, escaped)."""
+    items = "".join(f"<dt><strong>{html.escape(t)}</strong></dt><dd>{html.escape(d)}</dd>" for t, d in terms.items())
+    return f'<dl class="glossary">{items}</dl>'
+
+
+def render_verdict_page(title: str, verdict: Section, sections: list[Section], *, findings=(), intro: str = "",
+                        back: tuple | None = None) -> str:
+    """:func:`render_page` with ``verdict`` (a short section: the ranked table) between the findings and the table
+    of contents, so that the page's answer sits in its first screen; the contents list the other sections."""
+    body, entries = anchor_headings("\n".join(s.render() for s in sections))
+    contents = Section("", [toc_html(entries)] if len(entries) >= 2 else [])
+    return render_page(title, [verdict, contents, Section("", [body])], intro, findings=findings, back=back, toc=False)

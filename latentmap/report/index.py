@@ -24,7 +24,8 @@ import pandas as pd
 from latentmap.io.atomic import atomic_write_bytes
 from latentmap.report.findings import (anchors_findings, atlas_findings, demo_findings, diagnostics_findings,
                                        expressiveness_findings, relocation_findings)
-from latentmap.report.html import Section, render_page
+from latentmap.report.html import Section, render_page, render_verdict_page
+from latentmap.report.leaderboard import generator_leaderboard, leaderboard_display, leaderboard_verdict, read_bench_rows
 from latentmap.report.tables import sig
 
 INDEX_NAME = "index.html"
@@ -141,12 +142,33 @@ def report_entries(folder) -> list[ReportEntry]:
     return entries
 
 
+def leaderboard_section(folder) -> tuple[Section | None, list[str]]:
+    """(the cross-report generator leaderboard, its verdict sentences), from the benchmark reports in ``folder``
+    (:mod:`latentmap.report.leaderboard`); (None, []) when there is none."""
+    rows = read_bench_rows(folder)
+    frame = generator_leaderboard(rows)
+    if not len(frame):
+        return None, []
+    section = Section("Generators across the benchmark reports", anchor="leaderboard")
+    section.table(leaderboard_display(frame))
+    links = " and ".join(f'<a href="{html.escape(quote(f))}/{INDEX_NAME}">{html.escape(f)}</a>'
+                         for f in rows.sources.values())
+    section.parts.append(f'<p class="note">Ranked by support / own: the mean encoder MSE on support-set images over '
+                         f"that on the model's own samples (lower is better), with 95% intervals; real / own likewise "
+                         f"for real test images; total variation between the generated and real sector shares (lower "
+                         f"is better); precision, recall, density and coverage in the reference space (higher is "
+                         f"better, density near 1). The calibration row, real training images, is what a generator "
+                         f"matching the data scores. From {links}.</p>")
+    return section, leaderboard_verdict(frame, rows.sources)
+
+
 def render_index(folder, entries: list[ReportEntry]) -> str:
-    overview = pd.DataFrame([{"report": e.name, "kind": e.kind, "written": e.written.replace("T", " ")[:16],
-                              "headline": e.findings[0] if e.findings else ""} for e in entries])
     top = Section("All reports")
-    if len(overview):
-        top.table(overview)
+    if entries:  # a list, not a table: each headline wraps at any width
+        top.parts.append("<ul>" + "".join(
+            f'<li><a href="{html.escape(quote(e.name))}/{INDEX_NAME}">{html.escape(e.name)}</a> ({html.escape(e.kind)}'
+            + (f", {html.escape(e.written.replace('T', ' ')[:16])}" if e.written else "") + ")"
+            + (f": {html.escape(e.findings[0])}" if e.findings else "") + "</li>" for e in entries) + "</ul>")
     else:
         top.text("No report folders (subfolders with an index.html) here yet.")
     sections = [top]
@@ -162,10 +184,14 @@ def render_index(folder, entries: list[ReportEntry]) -> str:
             section.parts.append(f'<p class="note">Numbers: {links}</p>')
         sections.append(section)
     kinds = pd.Series([e.kind for e in entries]).value_counts()
-    findings = [f"{len(entries)} reports in '{Path(folder).name}': "
-                + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "."] if entries else []
-    page = render_page("latentmap reports", sections, "Each report's page opens with its findings; its CSV and JSON "
-                       "files hold every number.", findings=findings)
+    board, verdict = leaderboard_section(folder) if entries else (None, [])
+    findings = verdict + ([f"{len(entries)} reports in '{Path(folder).name}': "
+                           + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "."] if entries else [])
+    intro = "Each report's page opens with its findings; its CSV and JSON files hold every number."
+    if board is not None:
+        page = render_verdict_page("latentmap reports", board, sections, findings=findings, intro=intro)
+    else:
+        page = render_page("latentmap reports", sections, intro, findings=findings)
     return page.replace("<!doctype html>\n", f"<!doctype html>\n{INDEX_MARKER}\n", 1)
 
 

@@ -89,6 +89,14 @@ def sig(value, digits: int = 3) -> str:
     return f"{rounded:.{max(0, digits - 1 - magnitude)}f}"
 
 
+def interval(value, low, high, digits: int = 3) -> str:
+    """A value and its interval, each by :func:`sig` ("3.70 (3.41–4.00)"); the value alone when the interval is
+    missing."""
+    if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return sig(value, digits)
+    return f"{sig(value, digits)} ({sig(low, digits)}–{sig(high, digits)})"
+
+
 def percent(value, digits: int = 2) -> str:
     """A share in [0, 1] as a percentage with ``digits`` significant digits (1.8%, 72%, 100%, 0.05%);
     an en dash for a missing one. The one percent formatter of the reports."""
@@ -113,7 +121,8 @@ def unit_notes(columns) -> list[str]:
                                                             for label in labels)]
 
 
-_NUMBER = re.compile(r"^[-−+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?( \(.*\))?$|^[–-]?$|^−?∞$|^\[.*\]$")
+_NUMBER = re.compile(r"^[-−+]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?( \(.*\))?$|^[–-]?$|^−?∞$|^\[.*\]$"
+                     r"|^\d[\d,.]*–\d[\d,.]*$")  # the last: a range, "1.25–1.46"
 MAX_ALIGNED_COLUMNS = 24  # text columns beyond this many stay right-aligned
 
 
