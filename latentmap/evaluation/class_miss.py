@@ -16,9 +16,11 @@ sector's count enough to be flagged: coverage cannot see it missing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from latentmap.errors import ConfigError
 
@@ -28,6 +30,8 @@ DOMINANT_SHARE = 0.5  # a sector is dominated by a label holding more than this 
 
 @dataclass(frozen=True)
 class ClassMiss:
+    """One label's real images in the sectors a generator misses."""
+
     label: int
     name: str
     real_images: int  # real images of this label
@@ -41,23 +45,25 @@ class ClassMiss:
         return self.share_of_class >= MISSED_CLASS_SHARE
 
     def to_dict(self) -> dict:
+        """The fields and :attr:`named`, as a JSON-ready dict."""
         return {"label": self.label, "name": self.name, "real_images": self.real_images, "in_missed": self.in_missed,
                 "share_of_class": self.share_of_class, "share_of_missed": self.share_of_missed, "named": self.named}
 
 
-def missed_sectors(never_reached, under) -> list[int]:
+def missed_sectors(never_reached: Iterable[int], under: Iterable[int]) -> list[int]:
     """The sectors a generator misses: never reached or under-represented, in order."""
     return sorted({int(s) for s in never_reached} | {int(s) for s in under})
 
 
-def _counts(label_counts) -> np.ndarray:
+def _counts(label_counts: ArrayLike) -> np.ndarray:
     counts = np.asarray(label_counts, dtype=np.int64)
     if counts.ndim != 2 or (counts < 0).any():
         raise ConfigError(f"label counts must be a [sectors, labels] array of counts, got shape {counts.shape}")
     return counts
 
 
-def class_misses(label_counts, missed, names=None) -> list[ClassMiss]:
+def class_misses(label_counts: ArrayLike, missed: Iterable[int], names: Sequence[str] | None = None
+                 ) -> list[ClassMiss]:
     """Per label with real images, its real images in the ``missed`` sectors; the largest share of the class first
     (ties: the lower label)."""
     counts = _counts(label_counts)
@@ -74,7 +80,7 @@ def class_misses(label_counts, missed, names=None) -> list[ClassMiss]:
     return sorted(rows, key=lambda r: (-r.share_of_class, r.label))
 
 
-def missed_share(label_counts, missed) -> float:
+def missed_share(label_counts: ArrayLike, missed: Sequence[int]) -> float:
     """The share of all real images that lie in the ``missed`` sectors (what every label would show if the
     missed sectors took no label more than another)."""
     counts = _counts(label_counts)
@@ -82,7 +88,7 @@ def missed_share(label_counts, missed) -> float:
     return float(counts[[int(s) for s in missed]].sum() / total) if total and len(missed) else 0.0
 
 
-def dominant_labels(label_counts, min_count: int = 1) -> dict:
+def dominant_labels(label_counts: ArrayLike, min_count: int = 1) -> dict[int, int]:
     """Sector -> the label holding more than :data:`DOMINANT_SHARE` of its real images, for sectors with at least
     ``min_count`` real images (sectors without such a label are left out)."""
     counts = _counts(label_counts)
@@ -94,7 +100,8 @@ def dominant_labels(label_counts, min_count: int = 1) -> dict:
     return out
 
 
-def unresolvable_classes(label_counts, min_count: int = 1, names=None) -> list[dict]:
+def unresolvable_classes(label_counts: ArrayLike, min_count: int = 1, names: Sequence[str] | None = None
+                         ) -> list[dict]:
     """The labels with real images that dominate no sector (see the module's note), each with the largest share
     it reaches in any sector of at least ``min_count`` real images and the (up to three) labels it shares its
     sectors with most: each other label's share of a sector, weighted by this label's real images there."""
