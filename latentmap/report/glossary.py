@@ -1,0 +1,67 @@
+"""The one home of the reports' glossary: each term a page may use, how to spot it in the page's text,
+and what it means, in a sentence or two. :func:`latentmap.report.html.render_page` adds the entries of
+the terms a page uses at its end (see :func:`used_terms`)."""
+
+from __future__ import annotations
+
+import re
+
+# (term, pattern that finds it in a page's text, meaning)
+GLOSSARY: tuple[tuple[str, str, str], ...] = (
+    ("ratio (relocated / B's own)", r"relocated ?/ ?(B's )?own|relocation ratio",
+     "MSE of Dec_B(M(Enc_A x)) against x, over B's own reconstruction MSE: 1 means nothing is lost by relocating "
+     "A's encodings into B's space; 2 means relocated images are twice as far from the originals as B's own."),
+    ("Type 1 / 2 / 3", r"\b[Tt]ype [123]\b|\bT[123]\b",
+     "the relocation type of a pair of models: 1, the same architecture and objective trained twice; 2, the same "
+     "objective with another family or architecture; 3, different objectives (a VAE and a GAN, say)."),
+    ("bias-free map", r"\bbias-free\b",
+     "a linear map z_B = M z_A with no constant term, the single matrix of the method; an affine map adds one."),
+    ("linearity gap", r"\blinearity gap\b",
+     "how much larger the relocated MSE of the linear map is than that of a nonlinear one (an MLP), in units of "
+     "B's own reconstruction MSE; near 0, a linear map loses nothing a nonlinear one would keep."),
+    ("estimator", r"\bestimators?\b",
+     "how a map between two latent spaces is fitted: linear least squares, piecewise linear, an MLP, an "
+     "orthogonal (Procrustes) map or gradient descent; each has the same fit / transform contract."),
+    ("linear CKA, SVCCA", r"\bCKA\b|\bSVCCA\b",
+     "similarity of two latent spaces on the same images, from 0 (unrelated) to 1 (the same up to rotation and "
+     "scale): centred kernel alignment, and the mean canonical correlation after keeping 99% of each space's "
+     "variance."),
+    ("sector, sign orthant", r"\bsectors?\b|\borthants?\b",
+     "the support set cuts a model's latent space by the signs of its k most informative variables: each sign "
+     "pattern (orthant) is a sector, 2^k of them, and the support set holds one image per sector."),
+    ("information gain", r"\binformation gain\b|\binfo(rmation)?[ -]gain\b",
+     "how much a model's reconstruction MSE grows when one latent variable is set to 0: the variables with the "
+     "most gain define the sectors."),
+    ("support set", r"\bsupport[ -]set\b",
+     "a few real images, one per sector, on which maps are fitted and generators are tested: hard cases that a "
+     "generator's own samples rarely hold."),
+    ("G test", r"\bG test\b|\bG-test\b",
+     "a likelihood-ratio test of whether a generator fills the sectors in the shares the real images do; a small "
+     "p-value means the shares differ."),
+    ("total variation", r"\btotal variation\b|\bTV\b",
+     "half the sum of the absolute differences between the generated and the real share of each sector: 0 for "
+     "the same distribution, 1 for disjoint ones."),
+    ("precision, recall, density, coverage", r"\bprecision\b|\brecall\b",
+     "in a feature space: the share of generated images near real ones (precision, density), and of real images "
+     "near generated ones (recall, coverage); density is about 1, and the others high, when the two match."),
+    ("Fréchet distance", r"\bFréchet\b|\bFID\b",
+     "the distance between Gaussians fitted to real and generated images' features; 0 for the same distribution."),
+    ("inactive variable", r"\binactive\b",
+     "a VAE latent variable whose posterior mean barely varies over the data (Var(mu) below the threshold the "
+     "page states beside the count): the decoder ignores it."),
+    ("variance law", r"Var\(mu\) \+ E\[σ²\]|Var\(mu\) \+ E\[sigma²\]",
+     "for a well-trained VAE, Var(mu) + E[σ²] is about 1 for each active variable, as the N(0, 1) prior asks."),
+    ("Δ_var", r"Δ_var",
+     "variance loss: how much less the reconstructions vary than the images (mean per-pixel variance of the "
+     "images minus that of the reconstructions); near 0 for sharp reconstructions, larger for blurry ones."),
+    ("prior's typical radius", r"\btypical radius\b|√d|sqrt\(d\)",
+     "a d-dimensional N(0, 1) sample lies near radius √d from the origin; a linear path between two such points "
+     "dips toward the centre, a spherical one keeps the radius."),
+    ("relocated MSE", r"\brelocated MSE\b",
+     "the mean squared error per pixel between the test images and their relocation Dec_B(M(Enc_A x))."),
+)
+
+
+def used_terms(text: str) -> list[tuple[str, str]]:
+    """(term, meaning) of every glossary entry whose pattern occurs in ``text``, in the glossary's order."""
+    return [(term, meaning) for term, pattern, meaning in GLOSSARY if re.search(pattern, text)]
