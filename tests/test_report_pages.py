@@ -79,8 +79,9 @@ def test_page_opens_with_findings_then_contents_whose_anchors_resolve():
     raw.parts.append("<h2>Latent diagnostics: m (vae, latent 8)</h2>")
     page = render_page("demo", [first, second, raw], "intro line", findings=["Ratio 1.48 at best.", "Second."])
     ids, links = _ids_and_links(page)
-    assert len(links) == 5 and len(set(links)) == 5 and set(links) <= ids  # every heading, each its own anchor
+    assert len(links) == 6 and len(set(links)) == 6 and set(links) <= ids  # every heading, each its own anchor
     assert links[:2] == ["relocation-atlas", "type-1-same-architecture"]
+    assert links[-1] == "glossary"  # the page speaks of Type 1 and 3: its glossary says what they are
     # order: title, findings, intro, contents, the first section
     positions = [page.index(s) for s in ("<h1>demo</h1>", "Ratio 1.48 at best.", "intro line", 'class="toc"',
                                          'id="relocation-atlas"')]
