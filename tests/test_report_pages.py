@@ -408,3 +408,15 @@ def test_atlas_verdict_ranks_pairs_and_estimators():
     assert ranking["estimator"].tolist() == ["mlp", "linear"]
     assert ranking.loc[0, ["median_ratio", "best_ratio", "worst_ratio", "type_1_median", "type_3_median"]].tolist() \
         == [1.55, 1.1, 2.0, 1.1, 2.0]
+
+
+def test_anchor_verdict_ranks_strategies_against_random_anchors():
+    from latentmap.report.anchors import VS_RANDOM, strategy_ranking
+
+    summary = pd.DataFrame({"strategy": ["sectors", "random", "sectors", "random"], "size": [32, 32, 16, 16],
+                            "relocated_mse": [0.02, 0.03, 0.05, 0.04], "vs_random": [2 / 3, 1.0, 1.25, 1.0]})
+    ranking = strategy_ranking(summary)
+    assert ranking["strategy"].tolist() == ["sectors", "random"]
+    assert ranking.loc[0, VS_RANDOM] == pytest.approx((2 / 3 + 1.25) / 2)
+    assert list(ranking.columns[2:]) == ["relocated MSE, 16 anchors", "relocated MSE, 32 anchors"]
+    assert ranking.loc[0, "relocated MSE, 16 anchors"] == 0.05
