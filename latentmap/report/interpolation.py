@@ -39,6 +39,10 @@ def interpolation_grid_png(result: InterpolationResult) -> bytes:
 
 
 def radius_png(result: InterpolationResult) -> bytes:
+    return figure_png(radius_figure(result))
+
+
+def radius_figure(result: InterpolationResult):
     """Radius along each path over the prior's typical radius: one colour per pair, one line style per path
     (solid linear, dashed spherical), the legend beside the plot."""
     fig = new_figure(7.5, 3.4)
@@ -53,7 +57,7 @@ def radius_png(result: InterpolationResult) -> bytes:
     ax.set_ylabel("radius / prior's typical")
     ax.set_title(f"{result.model}: distance from the prior's centre along the paths", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return figure_png(fig)
+    return fig
 
 
 def describe(result: InterpolationResult, named: bool = True) -> str:
