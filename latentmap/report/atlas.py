@@ -82,6 +82,36 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
         labels = relocation_row_labels(r.source, r.target)
         (folder / "grids" / f"{name}.png").write_bytes(grid_png(rows, row_labels=labels))
         grids.append((r, f"{rel}grids/{name}.png"))
+    comparison = lambda section: write_comparison(atlas, folder, section, models, test_data, rel)  # noqa: E731
+    return _atlas_page(atlas, folder, frame, len(by_label) > 0, grids, comparison, rel, title, back)
+
+
+def rewrite_atlas_page(folder, title: str = "Relocation atlas", back: tuple | None = None) -> Path:
+    """The page of a saved atlas folder (``index.html``, the heat maps and the comparison's CSV files) written
+    again by this version's page code from the folder's ``atlas.json`` and CSV files: no model is loaded and
+    nothing is fitted or evaluated, so every number, grid and worst-image picture is the run's own."""
+    from latentmap.evaluation.relocation import RelocationResult
+
+    folder = Path(folder)
+    saved = json.loads((folder / "atlas.json").read_text())
+    atlas = AtlasResult(results=[RelocationResult(**r) for r in saved["results"]], models=saved["models"],
+                        fit_source=saved["fit_source"], map_params=saved["map_params"],
+                        skipped=saved.get("skipped") or [], estimators=saved.get("estimators") or {},
+                        similarity=saved.get("similarity") or {}, compute=saved.get("compute") or {})
+    files = unique_slugs(info["name"] for info in atlas.models)
+    grids = [(r, f"grids/{pair_name(files[r.source], files[r.target])}.png") for r in atlas.results_of()]
+    types = {(r.source, r.target): r.type for r in atlas.results}
+    (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(atlas.ratio_matrix(), types))
+    comparison = lambda section: write_comparison(atlas, folder, section, None, None)  # noqa: E731
+    _atlas_page(atlas, folder, atlas.frame(), (folder / "atlas_by_label.csv").is_file(),
+                [g for g in grids if (folder / g[1]).is_file()], comparison, "", title, back)
+    return folder
+
+
+def _atlas_page(atlas: AtlasResult, folder: Path, frame, by_label: bool, grids: list, comparison, rel: str,
+                title: str, back: tuple | None) -> Section:
+    """The atlas's HTML section (and, with ``rel == ""``, its page) from its results, grids and comparison."""
+    several = len(atlas.estimators) > 1
     section = Section(title)
     if several:
         what = f"one map per estimator ({', '.join(atlas.estimators)}; the matrix and grids show {atlas.primary})"
@@ -110,7 +140,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
                                                                    "every measure", csv=f"{rel}atlas.csv")
     section.table(models_frame(atlas.models), fold="Models (fingerprint: of weights and config; each pair's map "
                                                    "folder records it and checks it whenever the map is used)")
-    write_comparison(atlas, folder, section, models, test_data, rel)
+    comparison(section)
     if not lp and not rel:  # inside a larger report, the report says it once
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
     for skip in atlas.skipped:
@@ -118,7 +148,7 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     section.parts.append(f'<p class="note">Files: <a href="{rel}atlas.csv">atlas.csv</a>, '
                          f'<a href="{rel}atlas.json">atlas.json</a>, <a href="{rel}ratio_matrix.csv">ratio_matrix.csv'
                          f'</a>' + (f', <a href="{rel}atlas_by_label.csv">atlas_by_label.csv</a> (ratio per label)'
-                                    if len(by_label) else '') + f', maps in {rel}maps/.</p>')
+                                    if by_label else '') + f', maps in {rel}maps/.</p>')
     _grids(section, grids)
     if not rel:
         findings = atlas_findings(json.loads((folder / "atlas.json").read_text())) + estimator_findings(atlas)

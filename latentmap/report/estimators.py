@@ -36,14 +36,18 @@ LINEARITY_GAP_MEANING = ("the relocated MSE the linear map leaves beyond the non
 
 
 def write_comparison(atlas, folder: Path, section, models, test_data, rel: str = "") -> None:
-    """Write the comparison files into ``folder`` and append their tables and figures to ``section``."""
+    """Write the comparison files into ``folder`` and append their tables and figures to ``section``.
+
+    Without ``models`` (a saved atlas written again, :func:`latentmap.report.atlas.rewrite_atlas_page`): the
+    linearity gap comes from its CSV files (their intervals need the per-image errors of the run) and the
+    worst-image pictures are those already in ``folder``."""
     folder = Path(folder)
     several = len(atlas.estimators) > 1
     if several:
         for label in atlas.estimators:
             atlas.ratio_matrix(label).to_csv(folder / f"ratio_matrix_{slug(label, 'estimator')}.csv")
         _estimator_table(atlas, section)
-    _linearity_gap(atlas, folder, section, rel)
+    _linearity_gap(atlas, folder, section, rel, saved=models is None)
     if atlas.similarity:
         _similarity(atlas, folder, section, rel)
     _worst_images(atlas, folder, section, models, test_data, rel)
@@ -99,14 +103,28 @@ def _estimator_table(atlas, section) -> None:
     section.table(pd.DataFrame(table), fold="Estimators by relocation type")
 
 
-def _linearity_gap(atlas, folder: Path, section, rel: str) -> None:
-    gap = atlas.linearity_gap()
-    if gap is None:
-        return
-    pairs, types = gap
-    pairs.to_csv(folder / "linearity_gap.csv", index=False)
-    types.to_csv(folder / "linearity_gap_by_type.csv", index=False)
-    lin, non = pairs.attrs["linear"], pairs.attrs["nonlinear"]
+def _saved_linearity_gap(folder: Path):
+    """(per pair, per type) linearity-gap frames as a run saved them, with the estimators' labels as attrs."""
+    import pandas as pd
+
+    pairs = pd.read_csv(folder / "linearity_gap.csv")
+    lin, non = [c[len("ratio["):-1] for c in pairs.columns if c.startswith("ratio[")]
+    return pairs, pd.read_csv(folder / "linearity_gap_by_type.csv"), lin, non
+
+
+def _linearity_gap(atlas, folder: Path, section, rel: str, saved: bool = False) -> None:
+    if saved:
+        if not (folder / "linearity_gap.csv").is_file():
+            return
+        pairs, types, lin, non = _saved_linearity_gap(folder)
+    else:
+        gap = atlas.linearity_gap()
+        if gap is None:
+            return
+        pairs, types = gap
+        pairs.to_csv(folder / "linearity_gap.csv", index=False)
+        types.to_csv(folder / "linearity_gap_by_type.csv", index=False)
+        lin, non = pairs.attrs["linear"], pairs.attrs["nonlinear"]
     section.parts.append("<h3>Linearity gap</h3>")
     section.text(f"ratio({lin}) − ratio({non}) on the same test images: {LINEARITY_GAP_MEANING} "
                  f"[gap_low, gap_high] is a paired 95% bootstrap interval.")
@@ -141,7 +159,7 @@ def _similarity(atlas, folder: Path, section, rel: str) -> None:
 def similarity_png(ratio, cka, svcca, label: str) -> bytes:
     """The ratio, linear CKA and SVCCA matrices side by side, each with its colour bar, cells labelled."""
     n = len(ratio)
-    fig = new_figure(CONTENT_WIDTH_IN, 2.2 + 0.42 * n)
+    fig = new_figure(CONTENT_WIDTH_IN, 1.7 + 0.38 * n)
     panels = [(ratio, f"ratio ({label})", f"{SEQUENTIAL}_r", 1.0, None), (cka, "linear CKA", SEQUENTIAL, 0.0, 1.0),
               (svcca, "SVCCA", SEQUENTIAL, 0.0, 1.0)]
     axes = fig.subplots(1, 3)
@@ -173,10 +191,13 @@ def _images_at(test_data, positions: list[int]) -> torch.Tensor:
 
 
 def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> None:
-    by_name = {m.name: m for m in models}
     files = unique_slugs(info["name"] for info in atlas.models)  # as the atlas's grids and maps
     written = []
-    for r in atlas.results_of(atlas.primary):
+    if models is None:  # a saved atlas: the pictures its run drew
+        written = [(r, f"{rel}worst/{files[r.source]}__{files[r.target]}.png") for r in atlas.results_of()
+                   if r.worst_images and (folder / "worst" / f"{files[r.source]}__{files[r.target]}.png").is_file()]
+    by_name = {m.name: m for m in models or []}
+    for r in atlas.results_of(atlas.primary) if models is not None else []:
         if not r.worst_images or r.source not in by_name or r.target not in by_name:
             continue
         source, target = by_name[r.source], by_name[r.target]
