@@ -90,11 +90,15 @@ def rewrite_atlas_page(folder, title: str = "Relocation atlas", back: tuple | No
     """The page of a saved atlas folder (``index.html``, the heat maps and the comparison's CSV files) written
     again by this version's page code from the folder's ``atlas.json`` and CSV files: no model is loaded and
     nothing is fitted or evaluated, so every number, grid and worst-image picture is the run's own."""
+    from latentmap.evaluation.lpips_metric import portable_text
     from latentmap.evaluation.relocation import RelocationResult
 
     folder = Path(folder)
     saved = json.loads((folder / "atlas.json").read_text())
-    atlas = AtlasResult(results=[RelocationResult(**r) for r in saved["results"]], models=saved["models"],
+    # a note of an older run may name this machine's torch hub folder: written as $TORCH_HOME/hub, as runs now do
+    results = [RelocationResult(**{**r, "lpips_note": portable_text(r.get("lpips_note") or "")})
+               for r in saved["results"]]
+    atlas = AtlasResult(results=results, models=saved["models"],
                         fit_source=saved["fit_source"], map_params=saved["map_params"],
                         skipped=saved.get("skipped") or [], estimators=saved.get("estimators") or {},
                         similarity=saved.get("similarity") or {}, compute=saved.get("compute") or {})
