@@ -226,7 +226,7 @@ def test_report_files(tmp_path):
     assert 'src="variances.png"' in page
     # the verdict: the variables ranked by the encodings' variance, largest first, before the contents
     verdict = page[page.index('<section class="verdict">'):page.index('class="toc"')]
-    assert 'data-headline="variance" data-order="desc"' in verdict
+    assert 'data-headline="variance of the encodings" data-order="desc"' in verdict
     shown = [int(v) for v in re.findall(r"<tr>\s*<td>(\d+)</td>", verdict)]
     assert shown == list(np.argsort(-diag.variance, kind="stable")[:len(shown)]) and len(shown) == 6
     assert "<details><summary>Every latent variable: 6 rows" in page  # the full table folded, behind its CSV

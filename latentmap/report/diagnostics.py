@@ -91,21 +91,25 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpo
 
 
 VERDICT_VARIABLES = 8  # the variables the verdict's table ranks (every one is in variables.csv)
+VERDICT_HEADERS = {"variable": "variable", "variance": "variance of the encodings",
+                   "prior_variance": "variance of the prior samples", "var_mu": "Var(mu)", "mean_sigma2": "E[sigma²]",
+                   "axis_outside_fraction": "share outside the axis histograms' range"}
 
 
 def verdict(diag: LatentDiagnostics) -> Section:
     """The diagnostics' verdict: the variables that carry the most of the encodings' variance, ranked, beside
-    the prior samples' variance (and, for a VAE, the variance law's two terms) and how often the encodings fall
-    beyond the prior's range along each."""
+    the prior samples' variance (and, for a VAE, the variance law's two terms) and the share of encodings
+    outside the axis histograms' range along each."""
     frame = variables_frame(diag)
     keep = [c for c in ("variable", "variance", "prior_variance", "var_mu", "mean_sigma2", "axis_outside_fraction")
             if c in frame.columns]
     top = frame[keep].sort_values("variance", ascending=False, kind="stable").head(VERDICT_VARIABLES)
+    top = top.rename(columns=VERDICT_HEADERS)
     section = Section(f"Verdict: the {len(top)} variables with the largest variance, of {diag.latent_dim}")
     inactive = "" if diag.inactive is None else f"; {len(diag.inactive)} inactive"
     section.text(f"Encodings of {diag.n_images} images against {diag.prior}{inactive}. Every variable: "
                  "variables.csv and the folded table below.")
-    section.table(top.reset_index(drop=True), headline="variance", order="desc")
+    section.table(top.reset_index(drop=True), headline=VERDICT_HEADERS["variance"], order="desc")
     return section
 
 

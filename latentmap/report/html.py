@@ -34,7 +34,8 @@ figure{margin:1rem 0}figure .scroll{margin:0}figcaption{font-size:.85rem;color:#
 .note{color:#555;font-size:.9rem}
 .findings{background:#f5f8fc;border-left:4px solid #2c7fb8;padding:.4rem 1rem;margin:1rem 0}
 .findings h2{border:none;margin:.3rem 0;font-size:1.1rem}.findings li{margin:.25rem 0}
-.verdict h2{margin-top:1rem}table[data-headline] tr[data-calibration] td{font-style:italic;background:#fafafa}
+.verdict h2{margin-top:1rem}table[data-headline] td{white-space:nowrap}
+table[data-headline] tr[data-calibration] td{font-style:italic;background:#fafafa}
 details{margin:.6rem 0}summary{cursor:pointer;color:#1f5a85}
 .glossary dt{font-weight:600;margin-top:.4rem}.glossary dd{margin-left:1.2rem}
 nav.toc{font-size:.92rem;margin:1rem 0}nav.toc ul{margin:.2rem 0}
