@@ -14,7 +14,7 @@ from latentmap.evaluation.fidelity import FidelityResult, FidelityRow
 from latentmap.report import coverage_verdict as cv
 from latentmap.report import expressiveness as er
 from latentmap.report.coverage import write_coverage_report
-from latentmap.report.html import Section, details_html, fold_table, render_verdict_page
+from latentmap.report.html import Section, details_html, fold_table, render_page
 from latentmap.report.index import write_reports_index
 from latentmap.report.leaderboard import (BenchRows, best_on, generator_leaderboard, leaderboard_display,
                                           leaderboard_verdict, read_bench_rows)
@@ -91,7 +91,8 @@ def test_coverage_page_opens_with_the_verdict_then_folds_its_long_tables(coverag
     assert first_table.index(">near<") < first_table.index(">far<") < first_table.index("(calibration)")
     assert re.search(r"<details><summary>The 1 flagged sectors of far</summary>\s*<div class=\"scroll\"><table",
                      page)
-    assert '<dl class="glossary">' in page and "<dt><strong>total variation</strong></dt>" in page
+    glossary = page[page.index('<section class="glossary">'):]
+    assert "<dt>total variation</dt>" in glossary and "<dt>calibration</dt>" in glossary
     assert (tmp_path / "precision_recall.png").is_file() and (tmp_path / "class_misses.csv").is_file()
     assert 'alt="Precision against recall' in page
     summary = pd.read_csv(tmp_path / "coverage_summary.csv").set_index("generator")
@@ -112,10 +113,10 @@ def test_html_folds_and_verdict_page():
     assert section.parts[0].startswith("<details><summary>Rows</summary>") and "1.50" in section.parts[0]
     assert details_html("x <b>", ["<p>y</p>"], opened=True) == "<details open><summary>x &lt;b&gt;</summary>\n" \
                                                                   "<p>y</p>\n</details>"
-    page = render_verdict_page("T", Section("Verdict", ["<table></table>"]), [Section("One"), Section("Two")],
-                               findings=["f."])
+    page = render_page("T", [Section("One"), Section("Two")], findings=["f."],
+                       verdict=Section("Verdict", ["<table></table>"]))
     assert page.index("f.</li>") < page.index(">Verdict</h2>") < page.index("Contents") < page.index(">One</h2>")
-    assert '<a href="#one">One</a>' in page and '<a href="#verdict">' not in page
+    assert '<a href="#one">One</a>' in page
 
 
 # --------------------------------------------------------------------------- expressiveness

@@ -1,6 +1,7 @@
 """``map fit --estimator`` and ``map atlas --estimators`` through CliRunner: files, numbers, one-line errors."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -73,6 +74,22 @@ def test_atlas_with_several_estimators(synthetic, tmp_path):  # noqa: F811
     assert (out / "ratio_matrix_piecewise-2.csv").is_file()
     html = (out / "index.html").read_text()
     assert "Linearity gap" in html and "Worst relocated images" in html and "Estimators by relocation type" in html
+    # the verdict: the estimators ranked by their median ratio over the pairs
+    verdict = html[html.index('<section class="verdict">'):html.index('class="toc"')]
+    medians = frame.groupby("estimator")["ratio"].median().sort_values(kind="stable")
+    assert re.findall(r"<tr>\s*<td>([^<]+)</td>", verdict) == list(medians.index)
+    # written again from the saved folder (no model loaded): the same numbers, the same page
+    import shutil
+
+    from latentmap.report.atlas import rewrite_atlas_page
+
+    again = shutil.copytree(out, tmp_path / "again", ignore=shutil.ignore_patterns("maps"))
+    (again / "index.html").unlink()
+    rewrite_atlas_page(again)
+    for name in ("atlas.csv", "linearity_gap.csv", "linearity_gap_by_type.csv", "similarity.csv",
+                 "similarity_prediction.csv", "ratio_matrix_piecewise-2.csv", "cka_matrix.csv"):
+        assert (again / name).read_text() == (out / name).read_text(), name
+    assert (again / "index.html").read_text() == html
     assert "linearity gap" in res.output and "Spearman" in res.output
 
 

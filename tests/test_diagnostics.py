@@ -222,7 +222,20 @@ def test_report_files(tmp_path):
     assert data["summary"]["inactive_variables"] == 1 and data["inactive"] == [2]
     assert sum(data["radius_histogram"]["encodings"]) == diag.n_images
     assert (out / "pca.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 'src="variances.png"' in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert 'src="variances.png"' in page
+    # the verdict: the variables ranked by the encodings' variance, largest first, before the contents
+    verdict = page[page.index('<section class="verdict">'):page.index('class="toc"')]
+    assert 'data-headline="variance of the encodings" data-order="desc"' in verdict
+    shown = [int(v) for v in re.findall(r"<tr>\s*<td>(\d+)</td>", verdict)]
+    assert shown == list(np.argsort(-diag.variance, kind="stable")[:len(shown)]) and len(shown) == 6
+    assert "<details><summary>Every latent variable: 6 rows" in page  # the full table folded, behind its CSV
+    from PIL import Image
+
+    from latentmap.report.figures import MIN_TEXT_PX, TEXT_PX_KEY
+
+    for name in ("variances.png", "radius.png", "pca.png", "axes.png"):  # every figure legible at 100%
+        assert float(Image.open(out / name).text[TEXT_PX_KEY]) >= MIN_TEXT_PX, name
 
 
 # --------------------------------------------------------------------------- CLI

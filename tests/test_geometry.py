@@ -103,7 +103,9 @@ def test_cli_diagnose_shows_the_voids_density_views_and_tsne(tiny_vae_checkpoint
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "geometry.json").read_text())
     assert summary["points"] == 100 and summary["sampler"] == "prior"
-    assert f"Void fraction {summary['void_fraction']:.1%} of 100 samples" in result.output
+    from latentmap.report.tables import percent
+
+    assert f"Void fraction {percent(summary['void_fraction'])} of 100 samples" in result.output
     for name in ("geometry_density.png", "geometry_voids.png", "geometry_decodes.png", "geometry_tsne.png"):
         assert (out / name).stat().st_size > 0, name
     page = (out / "index.html").read_text()

@@ -164,3 +164,21 @@ def test_interpolation_files(tmp_path):
                                                     "interpolation_radius.png"}
     assert "interpolation.png" in section.render() and "carried" not in result.summary()
     assert len((tmp_path / "interpolation.csv").read_text().splitlines()) == 1 + 2 * 2 * 4
+
+
+def test_radius_plot_gives_each_pair_its_colour_and_each_path_its_line_style():
+    from latentmap.report.interpolation import radius_figure
+
+    a = pixel_model("a")
+    x = images_from(torch.randn(6, 4, generator=torch.Generator().manual_seed(3)))
+    result = interpolate(a, x[:3], x[3:], steps=4)
+    ax = radius_figure(result).axes[0]
+    lines = [line for line in ax.get_lines() if line.get_label().startswith("pair")]
+    assert len(lines) == 3 * 2
+    colours = {line.get_label(): line.get_color() for line in lines}
+    assert colours["pair 1, linear"] == colours["pair 1, spherical"] != colours["pair 2, linear"] \
+        != colours["pair 3, linear"] != colours["pair 1, linear"]
+    styles = {line.get_label().split(", ")[1]: line.get_linestyle() for line in lines}
+    assert styles["linear"] != styles["spherical"]
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # beside the data

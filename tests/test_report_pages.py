@@ -79,8 +79,9 @@ def test_page_opens_with_findings_then_contents_whose_anchors_resolve():
     raw.parts.append("<h2>Latent diagnostics: m (vae, latent 8)</h2>")
     page = render_page("demo", [first, second, raw], "intro line", findings=["Ratio 1.48 at best.", "Second."])
     ids, links = _ids_and_links(page)
-    assert len(links) == 5 and len(set(links)) == 5 and set(links) <= ids  # every heading, each its own anchor
+    assert len(links) == 6 and len(set(links)) == 6 and set(links) <= ids  # every heading, each its own anchor
     assert links[:2] == ["relocation-atlas", "type-1-same-architecture"]
+    assert links[-1] == "glossary"  # the page speaks of Type 1 and 3: its glossary says what they are
     # order: title, findings, intro, contents, the first section
     positions = [page.index(s) for s in ("<h1>demo</h1>", "Ratio 1.48 at best.", "intro line", 'class="toc"',
                                          'id="relocation-atlas"')]
@@ -275,3 +276,147 @@ def test_reports_index_never_uses_a_users_file(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # a normal file's permissions, not mkstemp's 0600
+
+
+# --------------------------------------------------------------------------- verdict first, short pages, figures
+
+def test_a_headline_table_is_marked_ranked_with_its_calibration_rows():
+    frame = pd.DataFrame({"model": ["b", "a", "real"], "ratio": [1.2, 1.5, 0.9]})
+    page = render_page("t", [Section("More")], verdict=Section("Verdict").table(frame, headline="ratio",
+                                                                                  calibration=[2]))
+    table = re.search(r"<table[^>]*>", page).group(0)
+    assert 'data-headline="ratio (relocated / B&#x27;s own)"' in table and 'data-order="asc"' in table
+    rows = re.findall(r"<tr( data-calibration)?>\s*<td>([^<]*)</td>", page)
+    assert rows == [("", "b"), ("", "a"), (" data-calibration", "real")]
+    # the verdict comes right after the findings, before the contents
+    assert page.index('class="verdict"') < page.index('class="toc"')
+    with pytest.raises(ValueError, match="headline column 'mse'"):
+        Section("x").table(frame, headline="mse")
+
+
+def test_long_tables_and_repeated_parts_fold_behind_their_csv():
+    frame = pd.DataFrame({"pair": [f"p{i}" for i in range(40)], "ratio": np.linspace(1, 2, 40)})
+    html = Section("t").table(frame, fold="Every pair", csv="atlas.csv").render()
+    assert html.startswith("<h2>t</h2>\n<details><summary>Every pair: 40 rows (<a href=\"atlas.csv\">atlas.csv</a>)")
+    inner = Section("").text("hidden")
+    assert "<details><summary>More (1)</summary><p>hidden</p></details>" in Section("s").fold("More (1)", inner).render()
+
+
+def test_images_at_natural_width_with_alt_text_and_pixelated_only_for_grids():
+    page = render_page("t", [Section("s").image("plot.png", "a plot").image("grid.png", "", grid=True)])
+    assert '<div class="scroll"><img src="plot.png" alt="a plot">' in page
+    assert 'alt="figure grid.png" class="grid"' in page  # no caption: alt text still says what it is
+    assert "img{max-width:none" in page and "img.grid{image-rendering:pixelated}" in page
+    assert "max-width:100%;height:auto" not in page  # a plot is never shrunk (or blurred) to fit
+
+
+def test_glossary_lists_the_terms_a_page_uses_and_only_those():
+    from latentmap.report.glossary import GLOSSARY
+
+    terms = " ".join(term for term, _, _ in GLOSSARY)
+    for term in ("sign orthant", "G test", "Type 1 / 2 / 3", "bias-free map", "linearity gap", "Δ_var"):
+        assert term in terms
+    page = render_page("t", [Section("s").text("The linearity gap of Type 2 pairs; a bias-free map.")])
+    glossary = page[page.index('<section class="glossary">'):]
+    assert "<dt>linearity gap</dt>" in glossary and "<dt>Type 1 / 2 / 3</dt>" in glossary
+    assert "<dt>bias-free map</dt>" in glossary and "G test" not in glossary
+    assert '<a href="#glossary">Glossary</a>' in page
+    assert 'class="glossary"' not in render_page("t", [Section("s").text("Nothing special here.")])
+
+
+def test_figures_record_their_smallest_text_and_draw_from_the_palette():
+    import io
+
+    from PIL import Image
+
+    from latentmap.report.figures import DPI, PALETTE, TEXT_PX_KEY, figure_png, new_figure
+
+    fig = new_figure(4, 3)
+    ax = fig.subplots()
+    first, second = ax.plot([0, 1]), ax.plot([1, 0])
+    ax.set_title("small", fontsize=6)
+    ax.tick_params(labelsize=8)
+    png = Image.open(io.BytesIO(figure_png(fig)))
+    assert float(png.text[TEXT_PX_KEY]) == pytest.approx(6 * DPI / 72, abs=0.01)
+    assert (first[0].get_color(), second[0].get_color()) == PALETTE[:2]
+
+
+def test_labelled_grids_record_their_label_size():
+    import io
+
+    from PIL import Image
+
+    from latentmap.report.figures import MIN_TEXT_PX, TEXT_PX_KEY
+    from latentmap.report.grid import LABEL_FONT_SIZE, grid_png
+
+    labelled = Image.open(io.BytesIO(grid_png([torch.zeros(2, 1, 4, 4)], row_labels=["row"])))
+    assert float(labelled.text[TEXT_PX_KEY]) == LABEL_FONT_SIZE >= MIN_TEXT_PX
+    assert TEXT_PX_KEY not in Image.open(io.BytesIO(grid_png([torch.zeros(2, 1, 4, 4)]))).text
+
+
+def _summary():
+    """A demo summary by hand: three models, coverage with a calibration row, fidelity, expressiveness, atlas."""
+    recon = [{"model": m, "kind": "vae", "latent_dim": 8, "test_mse": e, "test_images": 100}
+             for m, e in (("a", 0.01), ("b", 0.02), ("c", 0.03))]
+    coverage = [{"generator": g, "tv_distance": t} for g, t in (("a", 0.30), ("b", 0.20), ("c", 0.25),
+                                                                  ("real train images", 0.05))]
+    fidelity = {"space": "a latent space (8-d)", "rows": [
+        {"name": n, "precision": p, "recall": r, "density": d, "coverage": c}
+        for n, p, r, d, c in (("a", 0.5, 0.2, 0.4, 0.1), ("b", 0.3, 0.6, 0.2, 0.2), ("c", 0.4, 0.4, 0.3, 0.15),
+                              ("real train images", 0.85, 0.84, 0.97, 0.6))]}
+    express = [{"model": m, "support_over_own": s, "real_over_own": r} for m, s, r in (("a", 4.0, 3.0),
+                                                                                        ("b", 9.0, 7.0))]
+    pairs = [{"source": "a", "target": "b", "ratio": 1.2}, {"source": "b", "target": "c", "ratio": 3.4}]
+    return {"reconstruction": recon, "coverage": coverage, "fidelity": fidelity, "expressiveness": express,
+            "relocation_atlas": {"pairs": pairs}}
+
+
+def test_demo_verdict_ranks_the_generators_and_speaks_of_coverage_and_fidelity():
+    from latentmap.demo.story import VERDICT_COLUMNS, demo_verdict, verdict_frame
+
+    frame, calibration = verdict_frame(_summary())
+    tv = VERDICT_COLUMNS["tv_distance"]
+    assert frame["generator"].tolist() == ["b", "c", "a", "real train images"] and calibration == [3]
+    assert frame[tv].tolist() == [0.20, 0.25, 0.30, 0.05]
+    assert frame.loc[0, VERDICT_COLUMNS["support_over_own"]] == 9.0 and frame.loc[1, "precision"] == 0.4
+    assert np.isnan(frame.loc[1, VERDICT_COLUMNS["support_over_own"]])  # c was not in the expressiveness run
+    sentences, table = demo_verdict(_summary())
+    assert sentences[0] == ("Sector coverage, total variation from the test images' sector shares (0 = the same "
+                            "shares): closest b 0.200, farthest a 0.300; real train images as calibration 0.0500.")
+    assert sentences[1] == ("Fidelity and diversity in the a latent space (8-d): precision 0.300 to 0.500 (a), "
+                            "recall 0.200 to 0.600 (b); real train images reach 0.850 and 0.840.")
+    assert "4.00 (a) to 9.00 (b)" in sentences[2] and "1.20 (a → b) to 3.40 (b → c)" in sentences[3]
+    assert len(sentences) == 4 and 'data-headline="sector coverage: total variation"' in table.render()
+    # without coverage: the models ranked by reconstruction MSE
+    bare = {"reconstruction": _summary()["reconstruction"][::-1]}
+    frame, calibration = verdict_frame(bare)
+    assert frame["model"].tolist() == ["a", "b", "c"] and calibration == []
+    assert 'data-headline="test reconstruction MSE"' in demo_verdict(bare)[1].render()
+
+
+def test_atlas_verdict_ranks_pairs_and_estimators():
+    from latentmap.report.atlas import ranked_pairs
+    from latentmap.report.estimators import estimator_ranking
+
+    frame = pd.DataFrame({"type": [1, 3, 1, 3], "source": ["a", "a", "a", "a"], "target": ["b", "c", "b", "c"],
+                          "estimator": ["linear", "linear", "mlp", "mlp"], "ratio": [1.5, 3.0, 1.1, 2.0],
+                          "ratio_low": [1.4, 2.9, 1.0, 1.9], "ratio_high": [1.6, 3.1, 1.2, 2.1]})
+    assert ranked_pairs(frame, "mlp")["ratio"].tolist() == [1.1, 2.0]
+    assert list(ranked_pairs(frame, "linear").columns) == ["source", "target", "type", "ratio", "ratio_low",
+                                                           "ratio_high"]
+    ranking = estimator_ranking(frame)
+    assert ranking["estimator"].tolist() == ["mlp", "linear"]
+    assert ranking.loc[0, ["median_ratio", "best_ratio", "worst_ratio", "type_1_median", "type_3_median"]].tolist() \
+        == [1.55, 1.1, 2.0, 1.1, 2.0]
+
+
+def test_anchor_verdict_ranks_strategies_against_random_anchors():
+    from latentmap.report.anchors import VS_RANDOM, strategy_ranking
+
+    summary = pd.DataFrame({"strategy": ["sectors", "random", "sectors", "random"], "size": [32, 32, 16, 16],
+                            "relocated_mse": [0.02, 0.03, 0.05, 0.04], "vs_random": [2 / 3, 1.0, 1.25, 1.0]})
+    ranking = strategy_ranking(summary)
+    assert ranking["strategy"].tolist() == ["sectors", "random"]
+    assert ranking.loc[0, VS_RANDOM] == pytest.approx((2 / 3 + 1.25) / 2)
+    assert list(ranking.columns[2:]) == ["relocated MSE, 16 anchors", "relocated MSE, 32 anchors"]
+    assert ranking.loc[0, "relocated MSE, 16 anchors"] == 0.05

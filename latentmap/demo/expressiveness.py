@@ -34,16 +34,27 @@ def _support(ctx: DemoContext):
     return None
 
 
-def _merge(title: str, intro: list[str], sections: list[Section]) -> Section:
-    """One demo section holding the benchmark's sections as sub-headings."""
+SHOWN_FINDINGS = 3  # the benchmark's findings shown open on the demo page; the rest fold
+
+
+def _merge(title: str, intro: list[str], sections: list[Section], shown=lambda k, part: k == 0) -> Section:
+    """One demo section holding the benchmark's sections as sub-headings: those ``shown(position, section)``
+    accepts open, the others (the long and the repeated ones) folded under their title; the intro's first
+    sentences open, the rest folded."""
     import html
 
     merged = Section(title)
-    for sentence in intro:
+    for sentence in intro[:SHOWN_FINDINGS]:
         merged.text(sentence)
-    for part in sections:
-        merged.parts.append(f"<h3>{html.escape(part.title)}</h3>")
-        merged.parts.extend(part.parts)
+    if intro[SHOWN_FINDINGS:]:
+        merged.fold(f"More findings ({len(intro) - SHOWN_FINDINGS})",
+                    "".join(f"<p>{html.escape(s)}</p>" for s in intro[SHOWN_FINDINGS:]))
+    for k, part in enumerate(sections):
+        if shown(k, part):
+            merged.parts.append(f"<h3>{html.escape(part.title)}</h3>")
+            merged.parts.extend(part.parts)
+        else:
+            merged.fold(part.title, "\n".join(part.parts))
     return merged
 
 
@@ -74,7 +85,7 @@ def expressiveness_section(ctx: DemoContext) -> Section:
              f"per set for {steps} steps. `latentmap bench expressiveness` runs the full benchmark (512 / 512 / "
              "128 images, 200 steps by default).")
     ctx.summary["expressiveness"] = result.leaderboard().to_dict(orient="records")
-    return _merge("Generator expressiveness", findings(result) + [sized], sections)
+    return _merge("Generator expressiveness", [sized] + findings(result), sections)
 
 
 @register_demo_section(36, "coverage")
@@ -95,4 +106,5 @@ def coverage_section(ctx: DemoContext) -> Section:
     ctx.summary["fidelity"] = result.fidelity.to_dict()
     sized = (f"Demo sizes: {samples} samples of every model (the VAEs through their prior samples) and "
              f"{samples} real training images as calibration, against {len(ctx.test)} test images.")
-    return _merge("Sector coverage, fidelity and diversity", coverage_findings(result) + [sized], sections)
+    return _merge("Sector coverage, fidelity and diversity", [sized] + coverage_findings(result), sections,
+                  shown=lambda k, part: k == 0 or k == len(sections) - 1)  # the summary and fidelity open

@@ -57,13 +57,17 @@ def _by_label_table(section: Section, atlas) -> None:
     section.table(table)
 
 
-def _overview(atlas, folder: str, title: str) -> Section:
-    """The atlas on the demo page: its findings, the ratio heat map and a link to its own page (every table,
-    grid and map)."""
+def _overview(atlas, folder: str, title: str, fold_matrix: bool = False) -> Section:
+    """The atlas on the demo page: its findings, the ratio heat map (``fold_matrix``: folded) and a link to its
+    own page (every table, grid and map)."""
     section = Section(title)
     section.text(relocation_ratio_findings(_summary_rows(atlas), describe_fit(atlas.fit_source)))
-    section.image(f"{folder}/ratio_matrix.png", "relocated-MSE ratio, rows source A, columns target B; "
-                                                "T1/T2/T3 = relocation type")
+    matrix = Section("").image(f"{folder}/ratio_matrix.png", "relocated-MSE ratio, rows source A, columns "
+                                                             "target B; T1/T2/T3 = relocation type")
+    if fold_matrix:
+        section.fold("The ratio matrix", matrix)
+    else:
+        section.parts.extend(matrix.parts)
     section.link(f"{folder}/index.html", "Every pair in detail",
                  "(tables by relocation type with bootstrap intervals, a labelled grid per pair, CSV, JSON and the "
                  "map folders).")
@@ -109,7 +113,7 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
                  "ridge penalty chosen by generalized cross-validation)")
     write_atlas(sup_atlas, ctx.out / "atlas_support_set", models, test, title=sup_title,
                 back=("../index.html", "demo report"))
-    sup_section = _overview(sup_atlas, "atlas_support_set", sup_title)
+    sup_section = _overview(sup_atlas, "atlas_support_set", sup_title, fold_matrix=True)
     ctx.summary["relocation_atlas_support_set"] = {"fit": sup_atlas.fit_source, "map": sup_atlas.map_params, "pairs": _summary_rows(sup_atlas)}
     section.parts.append(sup_section.render())
     return section

@@ -31,6 +31,7 @@ from latentmap.report.figures import histograms_png
 from latentmap.report.findings import demo_findings
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section, render_page, shown_path
+from latentmap.report.tables import sig
 
 # the sections: each registers itself in latentmap.demo.context when imported
 from latentmap.demo import diagnostics, expressiveness, generators, relocation, support_set  # noqa: F401,E402
@@ -105,10 +106,98 @@ def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, de
                  "Every figure below is computed by `latentmap demo` from the checkpoints in "
                  f"'{shown_path(checkpoints)}'. {lpips_note}." + _others_note(ctx))
         ctx.summary["lpips"] = lpips_note
-        (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro,
-                                                    findings=demo_findings(ctx.summary)))
+        verdict, table = demo_verdict(ctx.summary)
+        (tmp / "index.html").write_text(render_page("latentmap demo", sections, intro, findings=verdict,
+                                                    more_findings=demo_findings(ctx.summary), verdict=table))
         (tmp / "summary.json").write_text(json.dumps(ctx.summary, indent=2) + "\n")
     return DemoResult(Path(out), ctx.rows, ctx.summary)
+
+
+# the verdict table's columns: summary key -> header
+VERDICT_COLUMNS = {"model": "generator", "test_mse": "test reconstruction MSE",
+                   "support_over_own": "support set / own samples (encoder MSE)",
+                   "real_over_own": "real / own samples (encoder MSE)",
+                   "tv_distance": "sector coverage: total variation", "precision": "precision", "recall": "recall",
+                   "density": "density", "coverage": "coverage"}
+
+
+def verdict_frame(summary: dict) -> tuple[pd.DataFrame, list[int]]:
+    """Every generator the demo benchmarked, ranked by the total variation of its sector coverage (lower:
+    closer to the real images' sector shares), with its reconstruction MSE, support-set and real / own
+    ratios, precision, recall, density and coverage; the calibration rows (real training images) last.
+    Returns (frame with words for headers, positions of the calibration rows). Without coverage, the models
+    ranked by reconstruction MSE."""
+    coverage = summary.get("coverage") or []
+    models = {r["model"]: r for r in summary.get("reconstruction") or []}
+    if not coverage:
+        frame = pd.DataFrame([{k: r.get(k) for k in ("model", "kind", "latent_dim", "test_mse")}
+                              for r in models.values()], columns=["model", "kind", "latent_dim", "test_mse"])
+        frame = frame.sort_values("test_mse", kind="stable").reset_index(drop=True)
+        return frame.rename(columns={"test_mse": VERDICT_COLUMNS["test_mse"]}), []
+    express = {r["model"]: r for r in summary.get("expressiveness") or []}
+    fidelity = {r["name"]: r for r in (summary.get("fidelity") or {}).get("rows") or []}
+    rows = []
+    for c in coverage:
+        name = c["generator"]
+        rows.append({"model": name, "test_mse": models.get(name, {}).get("test_mse"),
+                     "support_over_own": express.get(name, {}).get("support_over_own"),
+                     "real_over_own": express.get(name, {}).get("real_over_own"), "tv_distance": c.get("tv_distance"),
+                     **{k: fidelity.get(name, {}).get(k) for k in ("precision", "recall", "density", "coverage")},
+                     "calibration": name not in models})
+    frame = pd.DataFrame(rows).astype({k: float for k in VERDICT_COLUMNS if k != "model"})
+    frame = frame.sort_values(["calibration", "tv_distance"], kind="stable", na_position="last")
+    calibration = [i for i, flag in enumerate(frame["calibration"]) if flag]
+    frame = frame.drop(columns="calibration").dropna(axis=1, how="all").reset_index(drop=True)
+    return frame.rename(columns=VERDICT_COLUMNS), calibration
+
+
+def demo_verdict(summary: dict) -> tuple[list[str], Section | None]:
+    """The demo's opening: a few sentences, on sector coverage, fidelity and diversity, expressiveness and
+    relocation, and the generators ranked (:func:`verdict_frame`), from its ``summary.json``."""
+    out = []
+    frame, calibration = verdict_frame(summary)
+    tv = VERDICT_COLUMNS["tv_distance"]
+    if tv in frame.columns:
+        ranked = frame.drop(index=calibration)
+        real = frame.loc[calibration[0]] if calibration else None
+        out.append(f"Sector coverage, total variation from the test images' sector shares (0 = the same shares): "
+                   f"closest {ranked.iloc[0]['generator']} {sig(ranked.iloc[0][tv])}, farthest "
+                   f"{ranked.iloc[-1]['generator']} {sig(ranked.iloc[-1][tv])}"
+                   + (f"; {real['generator']} as calibration {sig(real[tv])}." if real is not None else "."))
+        if "recall" in frame.columns and ranked["recall"].notna().any():
+            space = (summary.get("fidelity") or {}).get("space", "a feature space")
+            best_p, best_r = ranked.loc[ranked["precision"].idxmax()], ranked.loc[ranked["recall"].idxmax()]
+            out.append(f"Fidelity and diversity in the {space}: precision {sig(ranked['precision'].min())} to "
+                       f"{sig(best_p['precision'])} ({best_p['generator']}), recall {sig(ranked['recall'].min())} "
+                       f"to {sig(best_r['recall'])} ({best_r['generator']})"
+                       + (f"; {real['generator']} reach {sig(real['precision'])} and {sig(real['recall'])}."
+                          if real is not None else "."))
+    express = [r for r in summary.get("expressiveness") or [] if r.get("support_over_own") is not None]
+    if express:
+        worst = max(express, key=lambda r: r["support_over_own"])
+        best = min(express, key=lambda r: r["support_over_own"])
+        out.append(f"Encoder MSE on support-set images over that on each model's own samples: "
+                   f"{sig(best['support_over_own'])} ({best['model']}) to {sig(worst['support_over_own'])} "
+                   f"({worst['model']}).")
+    pairs = [p for p in (summary.get("relocation_atlas") or {}).get("pairs") or [] if p.get("ratio") is not None]
+    if pairs:
+        best = min(pairs, key=lambda p: p["ratio"])
+        worst = max(pairs, key=lambda p: p["ratio"])
+        out.append(f"Relocated MSE over the target's own reconstruction MSE, linear maps between every pair: "
+                   f"{sig(best['ratio'])} ({best['source']} → {best['target']}) to {sig(worst['ratio'])} "
+                   f"({worst['source']} → {worst['target']}).")
+    if not len(frame):
+        return out, None
+    if tv in frame.columns:
+        table = Section("Verdict: generators ranked by sector coverage")
+        table.table(frame, headline=tv, calibration=calibration)
+        table.text("Each column's section below has its intervals and every number; lower is better for the MSE, "
+                   "the ratios and the total variation, higher for precision, recall, density and coverage; the "
+                   "calibration row (in italics) is what images from the data itself score.", cls="note")
+    else:
+        table = Section("Verdict: models ranked by reconstruction MSE")
+        table.table(frame, headline=VERDICT_COLUMNS["test_mse"])
+    return out, table
 
 
 def _others_note(ctx: DemoContext) -> str:
@@ -140,7 +229,7 @@ def reconstruction_section(ctx: DemoContext) -> Section:
         (ctx.out / name).write_bytes(grid_png([originals, model.reconstruct(originals).cpu()],
                                               row_labels=["originals", "reconstructions"]))
         figures.image(name, f"{model.name} ({model.kind}, latent {model.latent_dim}): originals (top), "
-                            "reconstructions (bottom)")
+                            "reconstructions (bottom)", grid=True)
     frame = pd.DataFrame(ctx.rows)
     frame.to_csv(ctx.out / "reconstruction_mse.csv", index=False)
     pd.DataFrame({"image": np.arange(len(ctx.test)), **errors}).to_csv(ctx.out / "reconstruction_errors.csv",
@@ -153,5 +242,5 @@ def reconstruction_section(ctx: DemoContext) -> Section:
                          'every image\'s error in <a href="reconstruction_errors.csv">reconstruction_errors.csv</a>.'
                          '</p>')
     section.image("reconstruction_errors.png", "distribution of the per-image reconstruction MSE of each model")
-    section.parts.extend(figures.parts)
+    section.fold(f"Reconstruction grids of every model ({len(figures.parts)})", figures)
     return section

@@ -12,6 +12,7 @@ import pandas as pd
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.report.html import Section, shown_path
+from latentmap.report.tables import sig
 from latentmap.report.support_set import (CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, support_set_figures,
                                           write_support_set)
 from latentmap.support.build import SupportSet, build_support_set
@@ -51,13 +52,13 @@ def support_set_section(ctx: DemoContext) -> Section:
     section.text(f"Support set '{support.name}' ({origin}): {len(support)} {m['dataset']['spec']} "
                  f"{m['dataset']['split']} images chosen in the latent space of '{m['model']['name']}', one per "
                  f"non-empty sector of its {m.get('top_k')} most informative variables (threshold "
-                 f"{m.get('threshold', float('nan')):.3g}), completed from the most crowded sectors.")
+                 f"{sig(m.get('threshold'))}), completed from the most crowded sectors.")
     rows = [("sectors populated", f"{stats.get('nonempty_sectors')} of {stats.get('sectors')}"),
             ("empty sectors", stats.get("empty_sectors")),
             ("sector population min / median / max",
              f"{stats.get('population_min')} / {stats.get('population_median')} / {stats.get('population_max')}"),
-            ("mean pairwise MSE inside the support set", f"{stats['support_pairwise_mse']:.4f}"),
-            (f"mean MSE of {stats['random_pairs']} random dataset pairs", f"{stats['dataset_random_pairs_mse']:.4f}"),
+            ("mean pairwise MSE inside the support set", sig(stats["support_pairwise_mse"])),
+            (f"mean MSE of {stats['random_pairs']} random dataset pairs", sig(stats["dataset_random_pairs_mse"])),
             ("same two figures in the source (CelebA)",
              f"{SOURCE_PAIRWISE['support set']} vs {SOURCE_PAIRWISE['random pairs']}")]
     section.table(pd.DataFrame(rows, columns=["statistic", "value"]))
@@ -68,7 +69,7 @@ def support_set_section(ctx: DemoContext) -> Section:
         if file_name in figures:
             target = f"support_set_{file_name}"
             (ctx.out / target).write_bytes(figures[file_name])
-            section.image(target, caption)
+            section.image(target, caption, grid=file_name == CONTACT_SHEET_NAME)
     ctx.summary["support_set"] = {"name": support.name, "size": len(support), "origin": origin, **stats}
     pd.DataFrame([ctx.summary["support_set"]]).to_csv(ctx.out / "support_set.csv", index=False)
     section.parts.append('<p class="note">Every number: <a href="support_set.csv">support_set.csv</a>.</p>')

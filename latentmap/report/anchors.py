@@ -34,9 +34,9 @@ def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) 
         section.image("anchors.png", "mean relocated MSE (bars: min-max over seeds); dashed: maps fitted on "
                                      f"{s['reference_images']} training images; dotted: the targets' own "
                                      "reconstruction")
-        section.table(result.summary)
+        section.table(result.summary, fold="Every strategy and size", csv="summary.csv")
         reference = Section("Reference: maps fitted on many training images")
-        reference.table(result.reference)
+        reference.table(result.reference, fold="Every pair", csv="reference.csv")
         parts = [section, reference]
         if result.notes:
             notes = Section("Notes")
@@ -44,8 +44,31 @@ def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) 
                 notes.text(note, "note")
             parts.append(notes)
         (tmp / "index.html").write_text(render_page("Anchor strategies compared", parts,
-                                                    findings=anchors_findings(payload)))
+                                                    findings=anchors_findings(payload), verdict=verdict(result)))
     return Path(out)
+
+
+VS_RANDOM = "relocated MSE / random anchors', mean over sizes"
+
+
+def strategy_ranking(summary):
+    """One row per strategy, ranked by its relocated MSE over that of random anchors of the same size, averaged
+    over the sizes (below 1: better than random), with its relocated MSE at each size."""
+    import pandas as pd
+
+    rows = []
+    for strategy, part in summary.groupby("strategy", sort=False):
+        row = {"strategy": strategy, VS_RANDOM: part["vs_random"].mean()}
+        row.update({f"relocated MSE, {int(size)} anchors": mse for size, mse in
+                    part.sort_values("size")[["size", "relocated_mse"]].itertuples(index=False)})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(VS_RANDOM, kind="stable").reset_index(drop=True)
+
+
+def verdict(result: CompareResult) -> Section:
+    section = Section("Verdict: anchor strategies ranked against random anchors")
+    section.table(strategy_ranking(result.summary), headline=VS_RANDOM)
+    return section
 
 
 def load_compare_result(folder) -> CompareResult:

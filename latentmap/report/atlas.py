@@ -13,15 +13,15 @@ from latentmap.evaluation.relocation import GRID_IMAGES, RELOCATION_TYPES, grid_
 from latentmap.distributed import is_main
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.figures import CONTENT_WIDTH_IN, figure_png, new_figure
 from latentmap.report.grid import grid_png
 from latentmap.io.model_record import NOT_PATHS
 from latentmap.io.names import slug, unique_slugs
-from latentmap.report.estimators import write_comparison
+from latentmap.report.estimators import estimator_findings, estimator_ranking, write_comparison
 from latentmap.report.findings import atlas_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.relocation import relocation_row_labels
-from latentmap.report.tables import models_frame
+from latentmap.report.tables import models_frame, sig
 
 
 def pair_name(a: str, b: str) -> str:
@@ -82,6 +82,40 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
         labels = relocation_row_labels(r.source, r.target)
         (folder / "grids" / f"{name}.png").write_bytes(grid_png(rows, row_labels=labels))
         grids.append((r, f"{rel}grids/{name}.png"))
+    comparison = lambda section: write_comparison(atlas, folder, section, models, test_data, rel)  # noqa: E731
+    return _atlas_page(atlas, folder, frame, len(by_label) > 0, grids, comparison, rel, title, back)
+
+
+def rewrite_atlas_page(folder, title: str = "Relocation atlas", back: tuple | None = None) -> Path:
+    """The page of a saved atlas folder (``index.html``, the heat maps and the comparison's CSV files) written
+    again by this version's page code from the folder's ``atlas.json`` and CSV files: no model is loaded and
+    nothing is fitted or evaluated, so every number, grid and worst-image picture is the run's own."""
+    from latentmap.evaluation.lpips_metric import portable_text
+    from latentmap.evaluation.relocation import RelocationResult
+
+    folder = Path(folder)
+    saved = json.loads((folder / "atlas.json").read_text())
+    # a note of an older run may name this machine's torch hub folder: written as $TORCH_HOME/hub, as runs now do
+    results = [RelocationResult(**{**r, "lpips_note": portable_text(r.get("lpips_note") or "")})
+               for r in saved["results"]]
+    atlas = AtlasResult(results=results, models=saved["models"],
+                        fit_source=saved["fit_source"], map_params=saved["map_params"],
+                        skipped=saved.get("skipped") or [], estimators=saved.get("estimators") or {},
+                        similarity=saved.get("similarity") or {}, compute=saved.get("compute") or {})
+    files = unique_slugs(info["name"] for info in atlas.models)
+    grids = [(r, f"grids/{pair_name(files[r.source], files[r.target])}.png") for r in atlas.results_of()]
+    types = {(r.source, r.target): r.type for r in atlas.results}
+    (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(atlas.ratio_matrix(), types))
+    comparison = lambda section: write_comparison(atlas, folder, section, None, None)  # noqa: E731
+    _atlas_page(atlas, folder, atlas.frame(), (folder / "atlas_by_label.csv").is_file(),
+                [g for g in grids if (folder / g[1]).is_file()], comparison, "", title, back)
+    return folder
+
+
+def _atlas_page(atlas: AtlasResult, folder: Path, frame, by_label: bool, grids: list, comparison, rel: str,
+                title: str, back: tuple | None) -> Section:
+    """The atlas's HTML section (and, with ``rel == ""``, its page) from its results, grids and comparison."""
+    several = len(atlas.estimators) > 1
     section = Section(title)
     if several:
         what = f"one map per estimator ({', '.join(atlas.estimators)}; the matrix and grids show {atlas.primary})"
@@ -95,20 +129,22 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
                  "interval [ratio_low, ratio_high]; image_ratio_median and image_ratio_p90 describe the per-image "
                  "ratios.")
     section.image(f"{rel}ratio_matrix.png", "relocated-MSE ratio, rows source A, columns target B; "
-                                           "T1/T2/T3 = relocation type")
+                                           "T1/T2/T3 = relocation type (colour: log2 of the ratio)")
     cols = ["type", "source", "target"] + (["estimator"] if several else []) + [
         "source_mse", "target_mse", "relocated_mse", "ratio", "ratio_low", "ratio_high", "image_ratio_median",
         "image_ratio_p90", "latent_r2", "relocated_ssim", "target_ssim", "cycle_mse", "cycle_ratio"]
     lp = frame["relocated_lpips"].notna().any()
     if lp:
         cols += ["relocated_lpips", "target_lpips"]
+    if several:  # the ranking of pairs under the primary estimator; the estimators' ranking is the verdict
+        section.parts.append(f"<h3>Pairs ranked by relocation ratio ({atlas.primary})</h3>")
+        section.table(ranked_pairs(frame, atlas.primary), headline="ratio")
     for kind in sorted(frame["type"].unique()):
-        section.parts.append(f"<h3>Type {kind}: {RELOCATION_TYPES[int(kind)]}</h3>")
-        section.table(frame.loc[frame["type"] == kind, cols])
-    section.text("Models (fingerprint: of weights and config; each pair's map folder records it and checks it "
-                 "whenever the map is used):")
-    section.table(models_frame(atlas.models))
-    write_comparison(atlas, folder, section, models, test_data, rel)
+        section.table(frame.loc[frame["type"] == kind, cols], fold=f"Type {kind}: {RELOCATION_TYPES[int(kind)]}, "
+                                                                   "every measure", csv=f"{rel}atlas.csv")
+    section.table(models_frame(atlas.models), fold="Models (fingerprint: of weights and config; each pair's map "
+                                                   "folder records it and checks it whenever the map is used)")
+    comparison(section)
     if not lp and not rel:  # inside a larger report, the report says it once
         section.text(atlas.results[0].lpips_note + "; the LPIPS columns are omitted.", cls="note")
     for skip in atlas.skipped:
@@ -116,15 +152,56 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     section.parts.append(f'<p class="note">Files: <a href="{rel}atlas.csv">atlas.csv</a>, '
                          f'<a href="{rel}atlas.json">atlas.json</a>, <a href="{rel}ratio_matrix.csv">ratio_matrix.csv'
                          f'</a>' + (f', <a href="{rel}atlas_by_label.csv">atlas_by_label.csv</a> (ratio per label)'
-                                    if len(by_label) else '') + f', maps in {rel}maps/.</p>')
-    for r, src in grids:
-        section.image(src, f"{r.source} -> {r.target} (type {r.type}, ratio {r.ratio:.3f}): originals, "
-                           f"{r.source}'s reconstruction, {r.target} after mapping, {r.target}'s own reconstruction")
+                                    if by_label else '') + f', maps in {rel}maps/.</p>')
+    _grids(section, grids)
     if not rel:
-        findings = atlas_findings(json.loads((folder / "atlas.json").read_text()))
+        findings = atlas_findings(json.loads((folder / "atlas.json").read_text())) + estimator_findings(atlas)
         (folder / "index.html").write_text(render_page("latentmap relocation atlas", [section], findings=findings,
-                                                       back=back))
+                                                       back=back, verdict=atlas_verdict(atlas, frame)))
     return section
+
+
+def ranked_pairs(frame, estimator: str | None = None):
+    """The pairs (of ``estimator``, when the frame has several) ranked by relocation ratio, best first, with
+    the ratio's interval, the per-image median and the latent R² (missing ratios last)."""
+    if estimator is not None and "estimator" in frame.columns:
+        frame = frame[frame["estimator"] == estimator]
+    cols = [c for c in ("source", "target", "type", "ratio", "ratio_low", "ratio_high", "image_ratio_median",
+                        "latent_r2") if c in frame.columns]
+    return frame[cols].sort_values("ratio", kind="stable", na_position="last").reset_index(drop=True)
+
+
+def atlas_verdict(atlas: AtlasResult, frame) -> Section:
+    """The atlas's verdict: with several estimators, the estimators ranked by their median ratio over the
+    pairs; with one, the pairs ranked by their ratio."""
+    if len(atlas.estimators) > 1:
+        section = Section("Verdict: estimators ranked by median relocation ratio")
+        section.text(f"Over the {frame['ratio'].notna().sum() // len(atlas.estimators)} ordered pairs of models "
+                     "(per type: the median ratio of that type's pairs); lower is better, 1 = nothing lost.")
+        section.table(estimator_ranking(frame), headline="median_ratio")
+        return section
+    section = Section("Verdict: pairs ranked by relocation ratio")
+    section.table(ranked_pairs(frame), headline="ratio")
+    return section
+
+
+def _grids(section: Section, grids: list) -> None:
+    """The best and the worst pair's grid, the others folded."""
+    if not grids:
+        return
+    ranked = sorted(grids, key=lambda g: (g[0].ratio is None or g[0].ratio != g[0].ratio, g[0].ratio or 0.0))
+    shown = [ranked[0]] + ([ranked[-1]] if len(ranked) > 1 else [])
+    section.parts.append("<h3>Relocation grids</h3>")
+    section.text("Rows: the originals, A's reconstruction, B after mapping A's encoding, B's own reconstruction. "
+                 "The pair with the lowest and the one with the highest ratio:")
+    caption = ("{r.source} -> {r.target} (type {r.type}, ratio {ratio}): originals, {r.source}'s reconstruction, "
+               "{r.target} after mapping, {r.target}'s own reconstruction")
+    for r, src in shown:
+        section.image(src, caption.format(r=r, ratio=sig(r.ratio)), grid=True)
+    rest = Section("")
+    for r, src in ranked:
+        rest.image(src, caption.format(r=r, ratio=sig(r.ratio)), grid=True)
+    section.fold(f"The grid of every pair ({len(ranked)}), by ratio", rest)
 
 
 def _shown_info(info: dict, spec_key: str | None = None) -> dict:
@@ -154,7 +231,7 @@ def _describe_map(params: dict) -> str:
 def ratio_matrix_png(matrix, types: dict) -> bytes:
     """Heatmap of the ratio matrix, cells labelled with the ratio and the relocation type."""
     n = len(matrix)
-    fig = new_figure(1.6 + 1.3 * n, 1.2 + 1.1 * n)
+    fig = new_figure(min(CONTENT_WIDTH_IN, 1.6 + 1.3 * n), min(CONTENT_WIDTH_IN, 1.2 + 1.1 * n))
     ax = fig.subplots()
     values = matrix.to_numpy(dtype=float)
     im = ax.imshow(np.log2(np.where(np.isfinite(values), values, np.nan)), cmap="viridis_r", vmin=0, vmax=3)

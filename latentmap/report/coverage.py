@@ -20,16 +20,13 @@ from latentmap.report.coverage_verdict import (class_section, coverage_verdict, 
                                                verdict_section)
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.io.names import slug
-from latentmap.report.glossary import glossary_section
 from latentmap.report.palette import PALETTE
-from latentmap.report.html import Section, details_html, fold_table, render_page, render_verdict_page
+from latentmap.report.html import Section, details_html, fold_table, render_page
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import percent, sig
 
 SHOWN_SECTORS = 4  # flagged sectors shown as grids per generator, most populated first
 OPEN_SECTORS = 2  # of them, shown unfolded
-GLOSSARY_TERMS = ("sector", "total variation", "calibration", "PRDC", "Fréchet distance", "missed sector",
-                  "under-represented", "unresolvable class", "G test")
 
 
 def _p(value: float) -> str:
@@ -243,7 +240,6 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
     sections.append(summary)
     if result.fidelity is not None:
         sections.extend(fidelity_sections(result.fidelity, folder, prefix, folded=True))
-    sections.append(glossary_section(GLOSSARY_TERMS))
     return sections
 
 
@@ -251,8 +247,8 @@ def write_coverage_report(result: CoverageResult, folder, title: str = "Sector c
     """All files plus ``index.html``: the verdict (findings and the ranked table) first."""
     folder = Path(folder)
     verdict, *sections = coverage_sections(result, folder)
-    (folder / "index.html").write_text(render_verdict_page(title, verdict, sections,
-                                                           findings=coverage_verdict(result)))
+    (folder / "index.html").write_text(render_page(title, sections, findings=coverage_verdict(result),
+                                                           verdict=verdict))
     return folder / "index.html"
 
 

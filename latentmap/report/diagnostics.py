@@ -15,9 +15,9 @@ import numpy as np
 from latentmap.evaluation.diagnostics import AXES_SHOWN, QUANTILES, LatentDiagnostics
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD
 from latentmap.io.atomic import atomic_directory
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.figures import CONTENT_WIDTH_IN, REFERENCE, colour, figure_png, new_figure
 from latentmap.report.html import Section, render_page
-from latentmap.report.tables import column_label, sig
+from latentmap.report.tables import column_label, percent, sig
 from latentmap.report.geometry import describe as describe_geometry
 from latentmap.report.geometry import write_geometry
 from latentmap.report.interpolation import describe as describe_interpolation
@@ -72,6 +72,7 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpo
     section.table(summary_table(diag))
     for name, caption in _captions(diag).items():
         section.image(f"{rel}{name}", caption)
+    section.table(variables_frame(diag), fold="Every latent variable", csv=f"{rel}variables.csv")
     section.parts.append(f'<p class="note">Files: <a href="{rel}variables.csv">variables.csv</a> (one row per '
                          f'variable), <a href="{rel}diagnostics.json">diagnostics.json</a>.</p>')
     sections = [section]
@@ -83,9 +84,32 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpo
         findings = describe(diag) + ([] if geometry is None else [describe_geometry(geometry)]) \
             + ([] if interpolation is None else [describe_interpolation(interpolation)])
         (folder / "index.html").write_text(render_page(f"Latent diagnostics: {diag.model}", sections,
-                                                       findings=findings, back=back))
+                                                       findings=findings, back=back, verdict=verdict(diag)))
     for extra in sections[1:]:
         section.parts.append(extra.render())
+    return section
+
+
+VERDICT_VARIABLES = 8  # the variables the verdict's table ranks (every one is in variables.csv)
+VERDICT_HEADERS = {"variable": "variable", "variance": "variance of the encodings",
+                   "prior_variance": "variance of the prior samples", "var_mu": "Var(mu)", "mean_sigma2": "E[sigma²]",
+                   "axis_outside_fraction": "share outside the axis histograms' range"}
+
+
+def verdict(diag: LatentDiagnostics) -> Section:
+    """The diagnostics' verdict: the variables that carry the most of the encodings' variance, ranked, beside
+    the prior samples' variance (and, for a VAE, the variance law's two terms) and the share of encodings
+    outside the axis histograms' range along each."""
+    frame = variables_frame(diag)
+    keep = [c for c in ("variable", "variance", "prior_variance", "var_mu", "mean_sigma2", "axis_outside_fraction")
+            if c in frame.columns]
+    top = frame[keep].sort_values("variance", ascending=False, kind="stable").head(VERDICT_VARIABLES)
+    top = top.rename(columns=VERDICT_HEADERS)
+    section = Section(f"Verdict: the {len(top)} variables with the largest variance, of {diag.latent_dim}")
+    inactive = "" if diag.inactive is None else f"; {len(diag.inactive)} inactive"
+    section.text(f"Encodings of {diag.n_images} images against {diag.prior}{inactive}. Every variable: "
+                 "variables.csv and the folded table below.")
+    section.table(top.reset_index(drop=True), headline=VERDICT_HEADERS["variance"], order="desc")
     return section
 
 
@@ -95,17 +119,18 @@ def describe(diag: LatentDiagnostics) -> list[str]:
     parts = []
     if diag.vae_like:
         parts.append(f"Inactive variables (Var(mu) < {INACTIVE_THRESHOLD:g}): {s['inactive_variables']} of "
-                     f"{diag.latent_dim}. Var(mu) + E[sigma²] per variable: mean {s['variance_law_mean']:.3f} "
-                     f"(min {s['variance_law_min']:.3f}, max {s['variance_law_max']:.3f}; 1 for a well-trained VAE).")
+                     f"{diag.latent_dim}. Var(mu) + E[sigma²] per variable: mean {sig(s['variance_law_mean'])} "
+                     f"(min {sig(s['variance_law_min'])}, max {sig(s['variance_law_max'])}; 1 for a well-trained "
+                     "VAE).")
     where = "" if diag.standard_prior else " (Mahalanobis distance under its prior samples' mean and covariance)"
-    parts.append(f"Compared with {diag.prior}: mean radius of the encodings {s['mean_radius']:.3g}, of prior samples "
-                 f"{s['prior_mean_radius']:.3g}{where}; sqrt(d) = {s['sqrt_d']:.3g}.")
+    parts.append(f"Compared with {diag.prior}: mean radius of the encodings {sig(s['mean_radius'])}, of prior "
+                 f"samples {sig(s['prior_mean_radius'])}{where}; sqrt(d) = {sig(s['sqrt_d'])}.")
     if diag.outside_prior is not None:
-        parts.append(f"{diag.outside_prior:.1%} of the encodings lie beyond the radius that holds 99% of prior "
-                     f"samples ({diag.radius_limit:.3g}).")
+        parts.append(f"{percent(diag.outside_prior)} of the encodings lie beyond the radius that holds 99% of prior "
+                     f"samples ({sig(diag.radius_limit)}).")
     parts.append(f"PCA: {s['components_90']} components explain 90% of the encodings' variance, "
                  f"{s['components_99']} explain 99%.")
-    parts.append(f"Reconstruction MSE {s['mse']:.3g}, variance loss Δ_var {s['variance_loss']:.3g}.")
+    parts.append(f"Reconstruction MSE {sig(s['mse'])}, variance loss Δ_var {sig(s['variance_loss'])}.")
     return parts
 
 
@@ -129,30 +154,34 @@ def _captions(diag: LatentDiagnostics) -> dict:
         "variances.png": var,
         "radius.png": f"distance from the prior's centre of the encodings and of as many prior samples "
                       f"({'norm ||z||' if diag.standard_prior else 'Mahalanobis, in the prior samples’ units'}); "
-                      f"dashed: sqrt(d) = {diag.sqrt_d:.3g}, dotted: the radius holding 99% of prior samples",
+                      f"dashed: sqrt(d) = {sig(diag.sqrt_d)}, dotted: the radius holding 99% of prior samples",
         "pca.png": "PCA of the encodings: eigenvalues of their covariance, and the cumulative explained variance",
         "axes.png": f"density of the encodings along the {min(AXES_SHOWN, diag.latent_dim)} highest-variance "
                     "variables (blue) against the density of as many prior samples (orange)"
-                    + (" and N(0, 1) (grey)" if diag.standard_prior else ""),
+                    + (" and N(0, 1) (dashed)" if diag.standard_prior else ""),
     }
 
 
 def variances_png(diag: LatentDiagnostics) -> bytes:
     idx = np.arange(diag.latent_dim)
-    fig = new_figure(min(14.0, 4 + 0.12 * diag.latent_dim), 3.4)
+    fig = new_figure(min(CONTENT_WIDTH_IN, 4 + 0.12 * diag.latent_dim), 3.8)
     ax = fig.subplots()
     if diag.vae_like:
-        ax.bar(idx, diag.var_mu, color="tab:blue", label="Var(mu)")
-        ax.bar(idx, diag.mean_sigma2, bottom=diag.var_mu, color="tab:orange", label="E[sigma²]")
-        ax.set_title(f"{diag.model}: variance law, {len(diag.inactive)} inactive of {diag.latent_dim}")
-        ax.axhline(1.0, color="black", ls="--", lw=1)
+        ax.bar(idx, diag.var_mu, color=colour(0), label="Var(mu)")
+        ax.bar(idx, diag.mean_sigma2, bottom=diag.var_mu, color=colour(1), label="E[sigma²]")
+        ax.axhline(1.0, color=REFERENCE, ls="--", lw=1, label="1 (the N(0, 1) prior)")
+        title = f"{diag.model}: variance law, {len(diag.inactive)} inactive of {diag.latent_dim}"
     else:
-        ax.bar(idx, diag.variance, color="tab:blue", label="Var(z), encodings")
+        ax.bar(idx, diag.variance, color=colour(0), label="Var(z), encodings")
         prior_var = diag.prior_variance if diag.prior_variance is not None else np.ones(diag.latent_dim)
-        ax.scatter(idx, prior_var, marker="_", s=60, color="black", label="prior samples' variance", zorder=3)
-        ax.set_title(f"{diag.model}: variance of the encodings against its prior")
+        ax.scatter(idx, prior_var, marker="_", s=60, color=REFERENCE, label="prior samples' variance", zorder=3)
+        title = f"{diag.model}: variance of the encodings against its prior"
+    ax.set_title(title, pad=26)
     ax.set_xlabel("latent variable")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("variance")
+    ax.set_xlim(-1, diag.latent_dim)
+    # the legend above the bars, never over them
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)
     return figure_png(fig)
 
 
@@ -160,11 +189,11 @@ def radius_png(diag: LatentDiagnostics) -> bytes:
     hist = diag.radius_histogram()
     fig = new_figure(6, 3.4)
     ax = fig.subplots()
-    ax.stairs(hist["encodings"], hist["edges"], fill=True, alpha=0.5, label="encodings")
-    ax.stairs(hist["prior"], hist["edges"], fill=True, alpha=0.5, label="prior samples")
-    ax.axvline(diag.sqrt_d, color="black", ls="--", lw=1, label="sqrt(d)")
+    ax.stairs(hist["encodings"], hist["edges"], fill=True, alpha=0.5, color=colour(0), label="encodings")
+    ax.stairs(hist["prior"], hist["edges"], fill=True, alpha=0.5, color=colour(1), label="prior samples")
+    ax.axvline(diag.sqrt_d, color=REFERENCE, ls="--", lw=1, label="sqrt(d)")
     if diag.radius_limit is not None:
-        ax.axvline(diag.radius_limit, color="black", ls=":", lw=1, label="99% of prior samples")
+        ax.axvline(diag.radius_limit, color=REFERENCE, ls=":", lw=1, label="99% of prior samples")
     ax.set_xlabel("||z||" if diag.standard_prior else "Mahalanobis distance from the prior mean")
     ax.set_ylabel("count")
     ax.set_title(f"{diag.model}: radius of {diag.n_images} encodings vs prior")
@@ -197,19 +226,35 @@ def axes_png(diag: LatentDiagnostics) -> bytes:
     axes = diag.top_axes()
     cols = min(4, len(axes))
     rows = -(-len(axes) // cols)
-    fig = new_figure(2.6 * cols, 2.3 * rows)
+    fig = new_figure(min(CONTENT_WIDTH_IN, 2.4 * cols), 0.6 + 2.5 * rows)
     grid = fig.subplots(rows, cols, squeeze=False)
     edges = diag.axis_edges
     width = edges[1] - edges[0]
     centers = (edges[:-1] + edges[1:]) / 2
-    for ax, i in zip(grid.flat, axes):
-        ax.stairs(diag.axis_counts[i] / (diag.n_images * width), edges, color="tab:blue")
+    counts = [diag.axis_counts[i] for i in axes] + ([diag.prior_axis_counts[i] for i in axes]
+                                                    if diag.prior_axis_counts is not None else [])
+    filled = np.flatnonzero(np.sum(counts, axis=0) > 0)  # the bins anything falls in, shared by the panels
+    low, high = (edges[filled[0]], edges[filled[-1] + 1]) if len(filled) else (edges[0], edges[-1])
+    for k, (ax, i) in enumerate(zip(grid.flat, axes)):
+        ax.stairs(diag.axis_counts[i] / (diag.n_images * width), edges, color=colour(0), lw=1.4, label="encodings")
         if diag.prior_axis_counts is not None:
-            ax.stairs(diag.prior_axis_counts[i] / (len(diag.prior_radii) * width), edges, color="tab:orange")
+            ax.stairs(diag.prior_axis_counts[i] / (len(diag.prior_radii) * width), edges, color=colour(1), lw=1.4,
+                      label="prior samples")
         if diag.standard_prior:
-            ax.plot(centers, np.exp(-centers ** 2 / 2) / math.sqrt(2 * math.pi), lw=0.8, color="grey")
+            ax.plot(centers, np.exp(-centers ** 2 / 2) / math.sqrt(2 * math.pi), lw=1.4, ls="--", color=REFERENCE,
+                    label="N(0, 1)", zorder=3)
         out = diag.axis_outside[i] / diag.n_images
-        ax.set_title(f"z{i}: var {diag.variance[i]:.2f}" + (f", {out:.1%} outside" if out else ""), fontsize=9)
+        ax.set_title(f"z{i}: var {sig(float(diag.variance[i]))}" + (f", {percent(out)} outside" if out else ""),
+                     fontsize=9)
+        ax.set_xlim(low, high)
+        ax.tick_params(labelsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("density", fontsize=9)
+        if k >= len(axes) - cols:
+            ax.set_xlabel(f"value of z{i}", fontsize=9)
     for ax in list(grid.flat)[len(axes):]:
         ax.axis("off")
-    return figure_png(fig)
+    handles, labels = grid.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return figure_png(fig, layout=False)

@@ -21,9 +21,13 @@ import torch
 
 from latentmap.evaluation.relocation import pair_images
 from latentmap.io.names import slug, unique_slugs
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.figures import CONTENT_WIDTH_IN, SEQUENTIAL, figure_png, new_figure
 from latentmap.report.grid import grid_png
+from latentmap.report.html import Section
+from latentmap.report.tables import sig
 
+
+LABEL_PT, CELL_PT = 7.5, 6.5  # points: 11.5 and 9.9 px at the figures' resolution
 
 # what the linearity gap is, in words true for every value (it is no share: it can exceed 1 or be negative)
 LINEARITY_GAP_MEANING = ("the relocated MSE the linear map leaves beyond the nonlinear one, in units of B's own "
@@ -32,17 +36,56 @@ LINEARITY_GAP_MEANING = ("the relocated MSE the linear map leaves beyond the non
 
 
 def write_comparison(atlas, folder: Path, section, models, test_data, rel: str = "") -> None:
-    """Write the comparison files into ``folder`` and append their tables and figures to ``section``."""
+    """Write the comparison files into ``folder`` and append their tables and figures to ``section``.
+
+    Without ``models`` (a saved atlas written again, :func:`latentmap.report.atlas.rewrite_atlas_page`): the
+    linearity gap comes from its CSV files (their intervals need the per-image errors of the run) and the
+    worst-image pictures are those already in ``folder``."""
     folder = Path(folder)
     several = len(atlas.estimators) > 1
     if several:
         for label in atlas.estimators:
             atlas.ratio_matrix(label).to_csv(folder / f"ratio_matrix_{slug(label, 'estimator')}.csv")
         _estimator_table(atlas, section)
-    _linearity_gap(atlas, folder, section, rel)
+    _linearity_gap(atlas, folder, section, rel, saved=models is None)
     if atlas.similarity:
         _similarity(atlas, folder, section, rel)
     _worst_images(atlas, folder, section, models, test_data, rel)
+
+
+def estimator_ranking(frame):
+    """One row per estimator, ranked by its median ratio over every pair (best first): pairs, median, mean,
+    best and worst ratio, and the median of each relocation type's pairs."""
+    import pandas as pd
+
+    rows = []
+    for label, part in frame.groupby("estimator", sort=False):
+        ratios = part["ratio"].dropna()
+        row = {"estimator": label, "pairs": len(part), "median_ratio": ratios.median(), "mean_ratio": ratios.mean(),
+               "best_ratio": ratios.min(), "worst_ratio": ratios.max()}
+        for kind in sorted(frame["type"].unique()):
+            row[f"type_{int(kind)}_median"] = part.loc[part["type"] == kind, "ratio"].median()
+        rows.append(row)
+    return (pd.DataFrame(rows).sort_values("median_ratio", kind="stable", na_position="last")
+            .reset_index(drop=True))
+
+
+def estimator_findings(atlas) -> list[str]:
+    """With several estimators: one sentence ranking them by median ratio, and one on the linearity gap by
+    relocation type (none with a single estimator)."""
+    if len(atlas.estimators) < 2:
+        return []
+    ranking = estimator_ranking(atlas.frame())
+    out = ["Estimators by median relocation ratio over every pair (1 = nothing lost): "
+           + ", ".join(f"{r.estimator} {sig(r.median_ratio)}" for r in ranking.itertuples()) + "."]
+    gap = atlas.linearity_gap()
+    if gap is not None:
+        _, types = gap
+        out.append(f"Linearity gap, ratio({types.attrs['linear']}) − ratio({types.attrs['nonlinear']}), mean by "
+                   "relocation type: " + "; ".join(f"Type {int(t.type)} {sig(t.mean_gap)} (range {sig(t.min_gap)} "
+                                                   f"to {sig(t.max_gap)})" for t in types.itertuples())
+                   + f": {LINEARITY_GAP_MEANING}")
+    return out
 
 
 def _estimator_table(atlas, section) -> None:
@@ -57,22 +100,36 @@ def _estimator_table(atlas, section) -> None:
     table = table.sort_values(["type", "estimator"], key=lambda c: c.map(order) if c.name == "estimator" else c)
     section.parts.append("<h3>Estimators by relocation type</h3>")
     section.text("Mean, median, best and worst relocated/own ratio over the pairs of each type, per estimator.")
-    section.table(pd.DataFrame(table), float_format="{:.3f}")
+    section.table(pd.DataFrame(table), fold="Estimators by relocation type")
 
 
-def _linearity_gap(atlas, folder: Path, section, rel: str) -> None:
-    gap = atlas.linearity_gap()
-    if gap is None:
-        return
-    pairs, types = gap
-    pairs.to_csv(folder / "linearity_gap.csv", index=False)
-    types.to_csv(folder / "linearity_gap_by_type.csv", index=False)
-    lin, non = pairs.attrs["linear"], pairs.attrs["nonlinear"]
+def _saved_linearity_gap(folder: Path):
+    """(per pair, per type) linearity-gap frames as a run saved them, with the estimators' labels as attrs."""
+    import pandas as pd
+
+    pairs = pd.read_csv(folder / "linearity_gap.csv")
+    lin, non = [c[len("ratio["):-1] for c in pairs.columns if c.startswith("ratio[")]
+    return pairs, pd.read_csv(folder / "linearity_gap_by_type.csv"), lin, non
+
+
+def _linearity_gap(atlas, folder: Path, section, rel: str, saved: bool = False) -> None:
+    if saved:
+        if not (folder / "linearity_gap.csv").is_file():
+            return
+        pairs, types, lin, non = _saved_linearity_gap(folder)
+    else:
+        gap = atlas.linearity_gap()
+        if gap is None:
+            return
+        pairs, types = gap
+        pairs.to_csv(folder / "linearity_gap.csv", index=False)
+        types.to_csv(folder / "linearity_gap_by_type.csv", index=False)
+        lin, non = pairs.attrs["linear"], pairs.attrs["nonlinear"]
     section.parts.append("<h3>Linearity gap</h3>")
     section.text(f"ratio({lin}) − ratio({non}) on the same test images: {LINEARITY_GAP_MEANING} "
                  f"[gap_low, gap_high] is a paired 95% bootstrap interval.")
-    section.table(types, float_format="{:.3f}")
-    section.table(pairs, float_format="{:.3f}")
+    section.table(types)
+    section.table(pairs, fold="Linearity gap of every pair", csv=f"{rel}linearity_gap.csv")
     section.parts.append(f'<p class="note">Files: <a href="{rel}linearity_gap.csv">linearity_gap.csv</a>, '
                          f'<a href="{rel}linearity_gap_by_type.csv">linearity_gap_by_type.csv</a>.</p>')
 
@@ -92,7 +149,7 @@ def _similarity(atlas, folder: Path, section, rel: str) -> None:
                  "predicts an estimator's ratio (negative: more similar spaces relocate better).")
     section.image(f"{rel}similarity.png", f"ratio ({atlas.primary}), linear CKA and SVCCA; rows source A, "
                                           "columns target B")
-    section.table(prediction, float_format="{:.3f}")
+    section.table(prediction)
     section.parts.append(f'<p class="note">Files: <a href="{rel}cka_matrix.csv">cka_matrix.csv</a>, '
                          f'<a href="{rel}svcca_matrix.csv">svcca_matrix.csv</a>, '
                          f'<a href="{rel}similarity.csv">similarity.csv</a>, '
@@ -100,26 +157,31 @@ def _similarity(atlas, folder: Path, section, rel: str) -> None:
 
 
 def similarity_png(ratio, cka, svcca, label: str) -> bytes:
+    """The ratio, linear CKA and SVCCA matrices side by side, each with its colour bar, cells labelled."""
     n = len(ratio)
-    fig = new_figure(3 * (1.4 + 0.75 * n), 1.6 + 0.8 * n)
-    panels = [(ratio, f"ratio ({label})", "viridis_r", 1.0, None), (cka, "linear CKA", "viridis", 0.0, 1.0),
-              (svcca, "SVCCA", "viridis", 0.0, 1.0)]
-    for k, (mat, title, cmap, vmin, vmax) in enumerate(panels):
-        ax = fig.add_subplot(1, 3, k + 1)
+    fig = new_figure(CONTENT_WIDTH_IN, 1.7 + 0.38 * n)
+    panels = [(ratio, f"ratio ({label})", f"{SEQUENTIAL}_r", 1.0, None), (cka, "linear CKA", SEQUENTIAL, 0.0, 1.0),
+              (svcca, "SVCCA", SEQUENTIAL, 0.0, 1.0)]
+    axes = fig.subplots(1, 3)
+    for k, (ax, (mat, title, cmap, vmin, vmax)) in enumerate(zip(axes, panels)):
         values = mat.to_numpy(dtype=float)
         finite = values[np.isfinite(values)]
         top = vmax if vmax is not None else (max(float(finite.max()), vmin + 1e-6) if len(finite) else vmin + 1)
-        ax.imshow(np.where(np.isfinite(values), values, np.nan), cmap=cmap, vmin=vmin, vmax=top)
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks(range(n), mat.columns, rotation=40, ha="right", fontsize=7)
-        ax.set_yticks(range(n), mat.index if k == 0 else [""] * n, fontsize=7)
+        image = ax.imshow(np.where(np.isfinite(values), values, np.nan), cmap=cmap, vmin=vmin, vmax=top)
+        ax.set_title(title, fontsize=LABEL_PT)
+        ax.set_xticks(range(n), mat.columns, rotation=45, ha="right", fontsize=LABEL_PT)
+        ax.set_yticks(range(n), mat.index if k == 0 else [""] * n, fontsize=LABEL_PT)
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.ax.tick_params(labelsize=LABEL_PT)
         for a in range(n):
             for b in range(n):
                 if np.isfinite(values[a, b]) and (a != b or k > 0):
                     level = (values[a, b] - vmin) / max(top - vmin, 1e-12)
-                    bright = level > 0.55 if cmap == "viridis" else level < 0.45
-                    ax.text(b, a, f"{values[a, b]:.2f}", ha="center", va="center", fontsize=6,
+                    bright = level > 0.55 if cmap == SEQUENTIAL else level < 0.45
+                    ax.text(b, a, f"{values[a, b]:.2f}", ha="center", va="center", fontsize=CELL_PT,
                             color="black" if bright else "white")
+    axes[0].set_ylabel("source A", fontsize=LABEL_PT)
+    axes[1].set_xlabel("target B", fontsize=LABEL_PT)
     return figure_png(fig)
 
 
@@ -129,10 +191,13 @@ def _images_at(test_data, positions: list[int]) -> torch.Tensor:
 
 
 def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> None:
-    by_name = {m.name: m for m in models}
     files = unique_slugs(info["name"] for info in atlas.models)  # as the atlas's grids and maps
     written = []
-    for r in atlas.results_of(atlas.primary):
+    if models is None:  # a saved atlas: the pictures its run drew
+        written = [(r, f"{rel}worst/{files[r.source]}__{files[r.target]}.png") for r in atlas.results_of()
+                   if r.worst_images and (folder / "worst" / f"{files[r.source]}__{files[r.target]}.png").is_file()]
+    by_name = {m.name: m for m in models or []}
+    for r in atlas.results_of(atlas.primary) if models is not None else []:
         if not r.worst_images or r.source not in by_name or r.target not in by_name:
             continue
         source, target = by_name[r.source], by_name[r.target]
@@ -157,6 +222,9 @@ def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> 
     section.text(f"Per pair, the {len(written[0][0].worst_images)} test images whose relocated MSE exceeds B's own "
                  f"reconstruction MSE the most under {atlas.primary}. Rows: originals, B's own reconstruction, then "
                  f"the relocation by each estimator ({', '.join(atlas.estimators)}).")
-    for r, src in written:
-        section.image(src, f"{r.source} -> {r.target} (type {r.type}): median per-image ratio "
-                           f"{r.image_ratio_median:.2f}, 90th percentile {r.image_ratio_p90:.2f}")
+    images = Section("")
+    for r, src in sorted(written, key=lambda w: -(w[0].image_ratio_p90 or 0.0)):
+        images.image(src, f"{r.source} -> {r.target} (type {r.type}): median per-image ratio "
+                          f"{sig(r.image_ratio_median)}, 90th percentile {sig(r.image_ratio_p90)}", grid=True)
+    section.fold(f"The worst relocated images of every pair ({len(written)}), by 90th-percentile per-image ratio",
+                 images)

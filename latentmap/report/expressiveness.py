@@ -18,8 +18,7 @@ from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, Express
 from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
-from latentmap.report.glossary import glossary_section
-from latentmap.report.html import Section, fold_table, render_verdict_page
+from latentmap.report.html import Section, fold_table, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.palette import PALETTE
@@ -32,7 +31,6 @@ SET_COLOURS = {"own": PALETTE[2], "real": PALETTE[0], "support": PALETTE[3]}
 SET_STYLES = {"own": "-", "real": "--", "support": ":"}  # the sets told apart without colour too
 HEADLINE = "support/own"
 CALIBRATION = "support/real"  # support/own of a model whose own samples matched the data
-GLOSSARY_TERMS = ("own samples", "support set", "support / own", "real / own", "support / real", "refinement")
 
 
 def _ci(ci) -> str:
@@ -276,7 +274,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
             mses = ", ".join(sig(float(v)) for v in np.sort(scores.refined_mse)[::-1][:len(scores.worst)])
             figures.image(prefix + name, f"{m.name}: the {len(scores.worst)} worst {scores.label} after refinement "
                                          f"(refined MSE {mses}); rows target / encoder reconstruction / refined")
-    return [top, board, details, figures, glossary_section(GLOSSARY_TERMS)]
+    return [top, board, details, figures]
 
 
 def write_expressiveness_report(result: ExpressivenessResult, folder, title: str = "Generator expressiveness") -> Path:
@@ -284,5 +282,5 @@ def write_expressiveness_report(result: ExpressivenessResult, folder, title: str
     usually temporary, directory)."""
     folder = Path(folder)
     top, *sections = expressiveness_sections(result, folder)
-    (folder / "index.html").write_text(render_verdict_page(title, top, sections, findings=verdict(result)))
+    (folder / "index.html").write_text(render_page(title, sections, findings=verdict(result), verdict=top))
     return folder / "index.html"

@@ -1,6 +1,35 @@
-"""Matplotlib figures without pyplot state, rendered to PNG bytes: the one figure helper."""
+"""Matplotlib figures without pyplot state, rendered to PNG bytes: the one figure helper.
+
+Every figure draws from one colour-blind-safe palette (:data:`PALETTE`, Okabe and Ito's eight
+colours; :func:`categorical_colours` for ten classes), and :func:`figure_png` writes into each PNG the
+smallest text size it holds, in pixels at the figure's own resolution (``TEXT_PX_KEY``), which the
+browser test holds to at least :data:`MIN_TEXT_PX`.
+"""
 
 from __future__ import annotations
+
+DPI = 110
+# Okabe & Ito's colour-blind-safe palette: blue, orange, bluish green, vermillion, reddish purple, sky blue,
+# yellow, black (in the order a plot's lines take them)
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+SEQUENTIAL = "viridis"  # heat maps: perceptually uniform and readable without colour vision
+REFERENCE = "#555555"  # reference lines and curves (N(0, 1), 1 = nothing lost, ...)
+MIN_TEXT_PX = 9  # the smallest text a figure may hold, in px at its own resolution (the browser test checks it)
+TEXT_PX_KEY = "latentmap:min-text-px"  # the PNG text chunk holding a figure's smallest text size in px
+CONTENT_WIDTH_IN = 9.6  # inches at DPI that fit the report's text column (1100 px less its padding)
+
+
+def categorical_colours():
+    """A colour map of ten colours for ten classes: :data:`PALETTE` (less yellow, hard on white) and three
+    of Paul Tol's muted colours."""
+    from matplotlib.colors import ListedColormap
+
+    return ListedColormap([c for c in PALETTE if c != "#F0E442"] + ["#999933", "#882255", "#999999"], name="classes")
+
+
+def colour(i: int) -> str:
+    """The ``i``-th colour of :data:`PALETTE` (cycling)."""
+    return PALETTE[i % len(PALETTE)]
 
 
 def new_figure(width: float = 6.5, height: float = 3.2):
@@ -8,17 +37,44 @@ def new_figure(width: float = 6.5, height: float = 3.2):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110)
+    class ReportFigure(Figure):
+        def add_subplot(self, *args, **kwargs):  # every axes cycles through the palette
+            ax = super().add_subplot(*args, **kwargs)
+            ax.set_prop_cycle(color=list(PALETTE))
+            return ax
+
+    fig = ReportFigure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
 
 
-def figure_png(fig) -> bytes:
+def smallest_text_px(fig) -> float | None:
+    """The smallest size of any visible, non-empty text of ``fig`` (titles, labels, ticks, legends, colour
+    bars, annotations) in px at the figure's resolution; None for a figure without text."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() * fig.dpi / 72 for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip() and _shown(t)]
+    return min(sizes) if sizes else None
+
+
+def _shown(text) -> bool:
+    parent = getattr(text, "axes", None)
+    return parent is None or parent.get_visible()
+
+
+def figure_png(fig, layout: bool = True) -> bytes:
+    """``fig`` as PNG bytes, laid out tightly (``layout=False``: as the caller laid it out), with its smallest
+    text size in px recorded under ``TEXT_PX_KEY``."""
     import io
 
     buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
+    if layout:
+        fig.tight_layout()
+    fig.canvas.draw()
+    smallest = smallest_text_px(fig)
+    metadata = {TEXT_PX_KEY: f"{smallest:.2f}"} if smallest is not None else {}
+    fig.savefig(buffer, format="png", metadata=metadata)
     return buffer.getvalue()
 
 

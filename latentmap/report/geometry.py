@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.figures import CONTENT_WIDTH_IN, REFERENCE, categorical_colours, colour, figure_png, new_figure
 from latentmap.report.html import Section
+from latentmap.report.tables import percent, sig
 
 DENSITY_NAME = "geometry_density.png"
 TSNE_NAME = "geometry_tsne.png"
@@ -23,31 +24,31 @@ def describe(geo) -> str:
     for group, what in (("void", "from voids"), ("near", "near the data")):
         d = geo.fidelity.get(group)
         if d is not None:
-            fid.append(f"precision {d['precision']:.2f} and density {d['density']:.2f} for {d['samples']} samples {what}")
+            fid.append(f"precision {sig(d['precision'])} and density {sig(d['density'])} for {d['samples']} samples {what}")
     tail = f"; in {s['reference']} space: " + ", ".join(fid) if fid else ""
-    return (f"Void fraction {s['void_fraction']:.1%} of {s['points']} samples of the {s['sampler']} lie farther from "
-            f"every code than {s['void_quantile']:.0%} of the codes lie from their nearest neighbour "
-            f"({s['void_threshold']:.3g}; about 1% if samples fill the space as the codes do){tail}.")
+    return (f"Void fraction {percent(s['void_fraction'])} of {s['points']} samples of the {s['sampler']} lie farther from "
+            f"every code than {percent(s['void_quantile'])} of the codes lie from their nearest neighbour "
+            f"({sig(s['void_threshold'])}; about 1% if samples fill the space as the codes do){tail}.")
 
 
 def density_png(geo) -> bytes:
     k = len(geo.axes)
-    fig = new_figure(2.7 * (k + 1), 2.8)
+    fig = new_figure(min(CONTENT_WIDTH_IN, 2.7 * (k + 1)), 2.8)
     grid = fig.subplots(1, k + 1, squeeze=False)[0]
     for ax, j in zip(grid, range(k)):
         a, b = geo.codes_on_axes[:, j], geo.samples_on_axes[:, j]
         lo, hi = np.quantile(np.concatenate([a, b]), [0.001, 0.999])
         edges = np.linspace(lo, hi, 51)
-        ax.hist(a, edges, density=True, histtype="step", color="tab:blue", label="codes")
-        ax.hist(b, edges, density=True, histtype="step", color="tab:orange", label="samples")
+        ax.hist(a, edges, density=True, histtype="step", color=colour(0), label="codes")
+        ax.hist(b, edges, density=True, histtype="step", color=colour(1), label="samples")
         ax.set_xlabel(f"z{geo.axes[j]}", fontsize=9)
         ax.set_ylabel("density", fontsize=9)
         ax.tick_params(labelsize=9)
     grid[0].legend(fontsize=9)
     ax = grid[k]
     edges = np.histogram_bin_edges(np.concatenate([geo.radii, geo.sample_radii]), 50)
-    ax.hist(geo.radii, edges, density=True, histtype="step", color="tab:blue", label="codes")
-    ax.hist(geo.sample_radii, edges, density=True, histtype="step", color="tab:orange", label="samples")
+    ax.hist(geo.radii, edges, density=True, histtype="step", color=colour(0), label="codes")
+    ax.hist(geo.sample_radii, edges, density=True, histtype="step", color=colour(1), label="samples")
     ax.set_xlabel("radius (sampler's units)", fontsize=9)
     ax.set_ylabel("density", fontsize=9)
     ax.tick_params(labelsize=9)
@@ -57,10 +58,10 @@ def density_png(geo) -> bytes:
 
 def _scatter(ax, xy, labels, title):
     if labels is None:
-        ax.scatter(xy[:, 0], xy[:, 1], s=3, color="tab:blue")
+        ax.scatter(xy[:, 0], xy[:, 1], s=3, color=colour(0))
         handle = None
     else:
-        handle = ax.scatter(xy[:, 0], xy[:, 1], s=3, c=labels, cmap="tab10", vmin=-0.5, vmax=9.5)
+        handle = ax.scatter(xy[:, 0], xy[:, 1], s=3, c=labels, cmap=categorical_colours(), vmin=-0.5, vmax=9.5)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("t-SNE 1", fontsize=9)
     ax.set_ylabel("t-SNE 2", fontsize=9)
@@ -69,7 +70,7 @@ def _scatter(ax, xy, labels, title):
 
 
 def tsne_png(geo) -> bytes:
-    fig = new_figure(10.5, 4.4)
+    fig = new_figure(CONTENT_WIDTH_IN, 4.2)
     left, right = fig.subplots(1, 2)
     m = len(geo.tsne_codes)
     pca = " (of 50 principal components)" if geo.latent_dim > 50 else ""
@@ -92,12 +93,12 @@ def voids_png(geo) -> bytes:
     fig = new_figure(6.2, 3.4)
     ax = fig.subplots()
     edges = np.histogram_bin_edges(np.concatenate([v.code_distances, v.sample_distances]), 60)
-    ax.hist(v.code_distances, edges, histtype="step", color="tab:blue", label="code to nearest other code")
-    ax.hist(v.sample_distances, edges, histtype="step", color="tab:orange", label="sample to nearest code")
-    ax.axvline(v.threshold, color="black", ls="--", lw=1, label=f"{v.quantile:.0%} of codes ({v.threshold:.3g})")
+    ax.hist(v.code_distances, edges, histtype="step", color=colour(0), label="code to nearest other code")
+    ax.hist(v.sample_distances, edges, histtype="step", color=colour(1), label="sample to nearest code")
+    ax.axvline(v.threshold, color=REFERENCE, ls="--", lw=1, label=f"{percent(v.quantile)} of codes ({sig(v.threshold)})")
     ax.set_xlabel("nearest-neighbour distance in the latent space", fontsize=9)
     ax.set_ylabel("count", fontsize=9)
-    ax.set_title(f"{geo.model}: void fraction {v.fraction:.1%}", fontsize=10)
+    ax.set_title(f"{geo.model}: void fraction {percent(v.fraction)}", fontsize=10)
     ax.legend(fontsize=9)
     return figure_png(fig)
 
@@ -136,7 +137,7 @@ def write_geometry(geo, folder, rel: str = "") -> Section:
     section.image(f"{rel}{VOIDS_NAME}", "distance of each sample to its nearest code against each code's distance "
                                         "to its nearest other code; samples right of the dashed line are in voids")
     section.image(f"{rel}{DECODES_NAME}", f"decodes of the {len(geo.void_decodes)} samples farthest from every code "
-                                          "(top) and of the nearest ones (bottom)")
+                                          "(top) and of the nearest ones (bottom)", grid=True)
     if geo.tsne_codes is not None:
         (folder / TSNE_NAME).write_bytes(tsne_png(geo))
         section.image(f"{rel}{TSNE_NAME}", "t-SNE (scikit-learn, fixed seed) of the codes and of their leading "

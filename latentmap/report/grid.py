@@ -77,9 +77,17 @@ def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2, *
 
 
 def grid_png(rows: Sequence[torch.Tensor], **kwargs) -> bytes:
-    """:func:`grid_image` as PNG bytes (``row_labels=[...]``, ``column_labels=[...]`` label it)."""
+    """:func:`grid_image` as PNG bytes (``row_labels=[...]``, ``column_labels=[...]`` label it); a labelled
+    grid records its labels' size in px (``TEXT_PX_KEY``, as :func:`latentmap.report.figures.figure_png` does)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from latentmap.report.figures import TEXT_PX_KEY
+
+    info = PngInfo()
+    if kwargs.get("row_labels") is not None or kwargs.get("column_labels") is not None:
+        info.add_text(TEXT_PX_KEY, f"{LABEL_FONT_SIZE:.2f}")
     buffer = io.BytesIO()
-    grid_image(rows, **kwargs).save(buffer, format="PNG")
+    grid_image(rows, **kwargs).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 

@@ -1,8 +1,11 @@
 """A small, dependency-free HTML page builder for reports.
 
-A page opens with its title, its findings (a few sentences with numbers), an intro line and a
-table of contents whose entries link to every ``<h2>``/``<h3>`` heading (ids are added where a
-heading has none); tables scroll sideways inside their own box instead of widening the page.
+A page opens with its title, its verdict (a few findings with numbers, the rest folded, and a table
+ranked by the page's headline measure, marked ``data-headline``, all in the first screen), an intro
+line and a table of contents whose entries link to every ``<h2>``/``<h3>`` heading (ids are added
+where a heading has none), and ends with a glossary of the terms it uses
+(:mod:`latentmap.report.glossary`). Tables and figures scroll sideways inside their own box instead
+of widening the page; figures are shown at their natural width; long tables fold into ``<details>``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from latentmap.io.paths import shown_path, shown_spec  # noqa: F401 (re-exported for the renderers)
-from latentmap.report.tables import MAX_ALIGNED_COLUMNS, display_frame, text_columns, unit_notes
+from latentmap.report.glossary import used_terms
+from latentmap.report.tables import MAX_ALIGNED_COLUMNS, column_label, display_frame, text_columns, unit_notes
 
 GENERATOR = "latentmap report"
 STYLE = """
@@ -25,10 +29,15 @@ p,li{overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%;margin:.8rem 0}
 table{border-collapse:collapse;font-size:.88rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}
 th{background:#f3f3f3;vertical-align:bottom}
-img{image-rendering:pixelated;max-width:100%;height:auto}
-figure{margin:1rem 0}figcaption{font-size:.85rem;color:#555}.note{color:#555;font-size:.9rem}
+img{max-width:none;height:auto;display:block}img.grid{image-rendering:pixelated}
+figure{margin:1rem 0}figure .scroll{margin:0}figcaption{font-size:.85rem;color:#555}
+.note{color:#555;font-size:.9rem}
 .findings{background:#f5f8fc;border-left:4px solid #2c7fb8;padding:.4rem 1rem;margin:1rem 0}
 .findings h2{border:none;margin:.3rem 0;font-size:1.1rem}.findings li{margin:.25rem 0}
+.verdict h2{margin-top:1rem}table[data-headline] td{white-space:nowrap}
+table[data-headline] tr[data-calibration] td{font-style:italic;background:#fafafa}
+details{margin:.6rem 0}summary{cursor:pointer;color:#1f5a85}
+.glossary dt{font-weight:600;margin-top:.4rem}.glossary dd{margin-left:1.2rem}
 nav.toc{font-size:.92rem;margin:1rem 0}nav.toc ul{margin:.2rem 0}
 .back{font-size:.9rem}
 """ + "".join(f".left-{i} td:nth-child({i}),.left-{i} th:nth-child({i}){{text-align:left}}"
@@ -50,21 +59,51 @@ class Section:
         self.parts.append(f"<h3>{html.escape(title)}</h3>")
         return self
 
-    def table(self, frame: pd.DataFrame, float_format=None, *, labels: bool = True) -> Section:
+    def table(self, frame: pd.DataFrame, float_format=None, *, labels: bool = True, headline: str | None = None,
+              order: str = "asc", calibration=(), fold: str = "", csv: str = "") -> Section:
         """``frame`` as a table in a sideways-scrolling box: numbers to three significant digits (or
-        ``float_format``), headers in words (see :mod:`latentmap.report.tables`)."""
+        ``float_format``), headers in words (see :mod:`latentmap.report.tables`).
+
+        ``headline``: the column (machine name) the rows are ranked by, ``order`` "asc" or "desc": the
+        table is marked ``data-headline`` (its header as shown) for the browser test; ``calibration``: row
+        positions of reference rows (real data), marked ``data-calibration`` and not ranked. ``fold``: the
+        table folds into ``<details>`` under that summary, with a link to ``csv`` (every row, full precision).
+        """
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', got {order!r} instead")
         shown = display_frame(frame, float_format, labels)
         left = " ".join(f"left-{i}" for i in text_columns(shown))  # text left, numbers right
         table = shown.to_html(index=False, escape=True, border=0, classes=left or None)
-        self.parts.append(f'<div class="scroll">{table}</div>')
+        if headline is not None:
+            if headline not in frame.columns:
+                raise ValueError(f"headline column {headline!r} is not among the table's columns {list(frame.columns)}")
+            label = column_label(headline) if labels else str(headline)
+            table = table.replace("<table", f'<table data-headline="{html.escape(label)}" data-order="{order}"', 1)
+        table = _mark_rows(table, calibration, "data-calibration")
+        box = f'<div class="scroll">{table}</div>'
+        if fold:
+            link = f' (<a href="{html.escape(csv)}">{html.escape(csv)}</a>)' if csv else ""
+            box = (f"<details><summary>{html.escape(fold)}: {len(frame)} rows{link}</summary>{box}</details>")
+        self.parts.append(box)
         notes = unit_notes(frame.columns) if labels else []
         if notes:
             self.parts.append(f'<p class="note units">{html.escape(" ".join(notes))}</p>')
         return self
 
-    def image(self, src: str, caption: str = "") -> Section:
+    def image(self, src: str, caption: str = "", *, alt: str = "", grid: bool = False) -> Section:
+        """A figure at its natural width (scrolling sideways where the page is narrower), with ``alt`` text
+        (the caption where none is given); ``grid``: an image grid, scaled without smoothing where it is."""
         cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-        self.parts.append(f'<figure><img src="{html.escape(src)}" alt="{html.escape(caption)}">{cap}</figure>')
+        text = alt or caption or f"figure {src.rsplit('/', 1)[-1]}"
+        cls = ' class="grid"' if grid else ""
+        self.parts.append(f'<figure><div class="scroll"><img src="{html.escape(src)}" alt="{html.escape(text)}"'
+                          f'{cls}></div>{cap}</figure>')
+        return self
+
+    def fold(self, summary: str, inner: Section | str) -> Section:
+        """``inner`` (a section's parts, or HTML) folded into ``<details>`` under ``summary``."""
+        body = inner if isinstance(inner, str) else "\n".join(inner.parts if not inner.title else [inner.render()])
+        self.parts.append(details_html(summary, [body]))
         return self
 
     def link(self, href: str, text: str, note: str = "") -> Section:
@@ -77,6 +116,17 @@ class Section:
             return "\n".join(self.parts)
         ident = f' id="{html.escape(self.anchor)}"' if self.anchor else ""
         return f"<h2{ident}>{html.escape(self.title)}</h2>\n" + "\n".join(self.parts)
+
+
+def _mark_rows(table: str, rows, attribute: str) -> str:
+    """``table`` (pandas HTML) with ``attribute`` on the body rows at positions ``rows``."""
+    rows = set(rows)
+    if not rows:
+        return table
+    head, sep, body = table.partition("<tbody>")
+    position = iter(range(len(body)))
+    body = re.sub(r"<tr>", lambda _m: f"<tr {attribute}>" if next(position) in rows else "<tr>", body)
+    return head + sep + body
 
 
 def slug(text: str) -> str:
@@ -124,30 +174,55 @@ def toc_html(entries) -> str:
     return "".join(out)
 
 
-def findings_html(findings) -> str:
+def findings_html(findings, more=()) -> str:
+    """The findings box; ``more``: further findings, folded under "All findings" inside it."""
     items = "".join(f"<li>{html.escape(s)}</li>" for s in findings if s)
-    return f'<section class="findings" id="findings"><h2>Findings</h2><ul>{items}</ul></section>' if items else ""
+    rest = "".join(f"<li>{html.escape(s)}</li>" for s in more if s)
+    if rest:
+        rest = f"<details><summary>More findings ({sum(1 for s in more if s)})</summary><ul>{rest}</ul></details>"
+    if not items and not rest:
+        return ""
+    return f'<section class="findings" id="findings"><h2>Findings</h2><ul>{items}</ul>{rest}</section>'
+
+
+def glossary_html(text: str) -> str:
+    """The glossary entries (:mod:`latentmap.report.glossary`) of the terms ``text`` (a page's HTML) uses,
+    as a section; empty where it uses none."""
+    plain = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    entries = used_terms(plain)
+    if not entries:
+        return ""
+    items = "".join(f"<dt>{html.escape(term)}</dt><dd>{html.escape(meaning)}</dd>" for term, meaning in entries)
+    return f'<section class="glossary"><h2 id="glossary">Glossary</h2><dl>{items}</dl></section>'
 
 
 def render_page(title: str, sections: list[Section], intro: str = "", *, findings=(), back: tuple | None = None,
-                toc: bool = True) -> str:
-    """The page: title, link back (``(href, text)``), findings, intro, table of contents, sections.
+                toc: bool = True, verdict: Section | None = None, more_findings=(), glossary: bool = True) -> str:
+    """The page: title, link back (``(href, text)``), findings (``more_findings`` folded beneath them), the
+    ``verdict`` section (the table ranked by the page's headline measure), intro, table of contents,
+    sections, and a glossary of the terms the page uses.
 
     The contents list every heading once there are at least two.
     """
-    body, entries = anchor_headings("\n".join(s.render() for s in sections))
+    parts = ([f'<section class="verdict">{verdict.render()}</section>'] if verdict is not None else []) \
+        + [s.render() for s in sections]
+    body, entries = anchor_headings("\n".join(parts))
+    top, sep, body = body.partition("</section>") if verdict is not None else ("", "", body)
+    top += sep
     intro_html = f'<p class="lead">{html.escape(intro)}</p>' if intro else ""
     back_html = (f'<p class="back"><a href="{html.escape(back[0])}">← {html.escape(back[1])}</a></p>'
                  if back else "")
+    head = findings_html(findings, more_findings)
+    terms = glossary_html(head + top + intro_html + body) if glossary else ""
+    if terms:
+        entries.append(("h2", "glossary", "Glossary"))
     contents = toc_html(entries) if toc and len(entries) >= 2 else ""
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<meta name='generator' content='{GENERATOR}'><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>{back_html}<h1>{html.escape(title)}</h1>"
-            f"{findings_html(findings)}{intro_html}\n{contents}\n{body}\n</body></html>\n")
+            f"{head}{top}{intro_html}\n{contents}\n{body}\n{terms}\n</body></html>\n")
 
-
-# --------------------------------------------------------------------------- folded tables, glossaries, verdict pages
 
 def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str:
     """A folded block: ``<details>`` whose one-line ``summary`` (text, escaped) opens ``parts`` (HTML). A closed
@@ -157,23 +232,8 @@ def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str
 
 
 def fold_table(section: Section, summary: str, frame: pd.DataFrame, note_html: str = "", **table_options) -> Section:
-    """Append ``frame`` to ``section`` as :meth:`Section.table` renders it, folded behind ``summary`` (with
-    ``note_html``, e.g. the link to the CSV holding the same rows, inside the fold)."""
+    """Append ``frame`` to ``section`` as :meth:`Section.table` renders it, folded behind ``summary`` with
+    ``note_html`` (e.g. links to the CSV files holding the same rows) inside the fold."""
     inner = Section("").table(frame, **table_options)
     section.parts.append(details_html(summary, inner.parts + ([note_html] if note_html else [])))
     return section
-
-
-def glossary_html(terms: dict) -> str:
-    """A short definition list, term -> one or two sentences (text, escaped)."""
-    items = "".join(f"<dt><strong>{html.escape(t)}</strong></dt><dd>{html.escape(d)}</dd>" for t, d in terms.items())
-    return f'<dl class="glossary">{items}</dl>'
-
-
-def render_verdict_page(title: str, verdict: Section, sections: list[Section], *, findings=(), intro: str = "",
-                        back: tuple | None = None) -> str:
-    """:func:`render_page` with ``verdict`` (a short section: the ranked table) between the findings and the table
-    of contents, so that the page's answer sits in its first screen; the contents list the other sections."""
-    body, entries = anchor_headings("\n".join(s.render() for s in sections))
-    contents = Section("", [toc_html(entries)] if len(entries) >= 2 else [])
-    return render_page(title, [verdict, contents, Section("", [body])], intro, findings=findings, back=back, toc=False)

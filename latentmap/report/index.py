@@ -24,7 +24,7 @@ import pandas as pd
 from latentmap.io.atomic import atomic_write_bytes
 from latentmap.report.findings import (anchors_findings, atlas_findings, demo_findings, diagnostics_findings,
                                        expressiveness_findings, relocation_findings)
-from latentmap.report.html import Section, render_page, render_verdict_page
+from latentmap.report.html import Section, render_page
 from latentmap.report.leaderboard import generator_leaderboard, leaderboard_display, leaderboard_verdict, read_bench_rows
 from latentmap.report.tables import sig
 
@@ -189,7 +189,7 @@ def render_index(folder, entries: list[ReportEntry]) -> str:
                            + ", ".join(f"{n} {k}" for k, n in kinds.items()) + "."] if entries else [])
     intro = "Each report's page opens with its findings; its CSV and JSON files hold every number."
     if board is not None:
-        page = render_verdict_page("latentmap reports", board, sections, findings=findings, intro=intro)
+        page = render_page("latentmap reports", sections, intro, findings=findings, verdict=board)
     else:
         page = render_page("latentmap reports", sections, intro, findings=findings)
     return page.replace("<!doctype html>\n", f"<!doctype html>\n{INDEX_MARKER}\n", 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from latentmap.evaluation.interpolation import PATHS, InterpolationResult
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.figures import REFERENCE, colour, figure_png, new_figure
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section
 from latentmap.report.tables import sig
@@ -39,20 +39,25 @@ def interpolation_grid_png(result: InterpolationResult) -> bytes:
 
 
 def radius_png(result: InterpolationResult) -> bytes:
-    """Radius along each path over the prior's typical radius, one line per pair and path."""
-    fig = new_figure(5.5, 3.0)
+    return figure_png(radius_figure(result))
+
+
+def radius_figure(result: InterpolationResult):
+    """Radius along each path over the prior's typical radius: one colour per pair, one line style per path
+    (solid linear, dashed spherical), the legend beside the plot."""
+    fig = new_figure(7.5, 3.4)
     ax = fig.subplots()
-    colours = {"linear": "tab:blue", "spherical": "tab:orange"}
-    for path in PATHS:
-        for p in range(result.n_pairs):
-            ax.plot(result.t, result.radius[path][p] / result.radius_typical, color=colours[path], marker=".", lw=1,
-                    label=path if p == 0 else None)
-    ax.axhline(1.0, color="black", ls="--", lw=1, label="prior's typical radius")
+    styles = dict(zip(PATHS, ("-", "--", ":", "-.")))
+    for p in range(result.n_pairs):
+        for path in PATHS:
+            ax.plot(result.t, result.radius[path][p] / result.radius_typical, color=colour(p), ls=styles[path],
+                    marker="." if path == PATHS[0] else "x", lw=1.3, label=f"pair {p + 1}, {path}")
+    ax.axhline(1.0, color=REFERENCE, ls=":", lw=1.2, label="prior's typical radius")
     ax.set_xlabel("t (fraction of the path)")
     ax.set_ylabel("radius / prior's typical")
-    ax.set_title(f"{result.model}: distance from the prior's centre along the paths", fontsize=9)
-    ax.legend(fontsize=7)
-    return figure_png(fig)
+    ax.set_title(f"{result.model}: distance from the prior's centre along the paths", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
 
 
 def describe(result: InterpolationResult, named: bool = True) -> str:
@@ -84,7 +89,8 @@ def write_interpolation(result: InterpolationResult, folder, rel: str = "") -> S
                  f"spherical paths (the spherical one around the prior's centre, in the prior's units: "
                  f"{result.prior}).{carried} " + describe(result))
     section.image(f"{rel}{GRID_NAME}", "rows: each pair's paths in this model, then carried into the other model; "
-                                       "columns: the original images at both ends, the path's steps between")
+                                       "columns: the original images at both ends, the path's steps between",
+                  grid=True)
     section.image(f"{rel}{RADIUS_NAME}", "distance of the path from the prior's centre over the prior's typical "
                                          "distance: a linear path between two typical points dips toward the centre")
     section.parts.append(f'<p class="note">Files: <a href="{rel}interpolation.csv">interpolation.csv</a> (radius and '

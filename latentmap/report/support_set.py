@@ -9,6 +9,7 @@ import numpy as np
 
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import square_grid_png
+from latentmap.report.tables import sig
 
 CONTACT_SHEET_NAME = "contact_sheet.png"
 INFO_GAIN_PNG = "info_gain.png"
@@ -55,5 +56,5 @@ def populations_png(pops: np.ndarray, k: int, threshold: float) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel(f"the {len(ordered)} non-empty sectors of {len(pops)}, most crowded first")
     ax.set_ylabel("images in sector")
-    ax.set_title(f"Sector populations (k={k}, threshold {threshold:.3g}; {int((pops == 0).sum())} empty)", fontsize=10)
+    ax.set_title(f"Sector populations (k={k}, threshold {sig(threshold)}; {int((pops == 0).sum())} empty)", fontsize=10)
     return figure_png(fig)
