@@ -111,8 +111,8 @@ def test_precision_recall_figure_is_drawn_at_its_size(coverage):
 def test_html_folds_and_verdict_page():
     section = fold_table(Section("s"), "Rows", pd.DataFrame({"a": [1.5]}), '<p class="note">n</p>')
     assert section.parts[0].startswith("<details><summary>Rows</summary>") and "1.50" in section.parts[0]
-    assert details_html("x <b>", ["<p>y</p>"], opened=True) == "<details open><summary>x &lt;b&gt;</summary>\n" \
-                                                                  "<p>y</p>\n</details>"
+    assert details_html("x <b>", ["<p>y</p>"], opened=True) == "<details open><summary>x &lt;b&gt;</summary>" \
+                                                                  "<p>y</p></details>"
     page = render_page("T", [Section("One"), Section("Two")], findings=["f."],
                        verdict=Section("Verdict", ["<table></table>"]))
     assert page.index("f.</li>") < page.index(">Verdict</h2>") < page.index("Contents") < page.index(">One</h2>")

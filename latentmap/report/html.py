@@ -228,7 +228,7 @@ def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str
     """A folded block: ``<details>`` whose one-line ``summary`` (text, escaped) opens ``parts`` (HTML). A closed
     block takes one line of the page; its tables and images are laid out only when a reader opens it."""
     attr = " open" if opened else ""
-    return f"<details{attr}><summary>{html.escape(summary)}</summary>\n" + "\n".join(parts) + "\n</details>"
+    return f"<details{attr}><summary>{html.escape(summary)}</summary>" + "\n".join(parts) + "</details>"
 
 
 def fold_table(section: Section, summary: str, frame: pd.DataFrame, note_html: str = "", **table_options) -> Section:
