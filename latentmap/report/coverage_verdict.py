@@ -18,7 +18,7 @@ from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, fold_table
 from latentmap.report.palette import MARKERS, PALETTE
-from latentmap.report.tables import interval, percent, sig
+from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, percent, sig
 
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
 
@@ -44,7 +44,7 @@ def verdict_table(result: CoverageResult) -> pd.DataFrame:
         rank += 0 if calibration else 1
         f = fid.get(g.name)
         rows.append({"#": "" if calibration else str(rank),
-                     "Generator": f"{g.name} (calibration)" if calibration else g.name,
+                     "Generator": g.name + CALIBRATION_MARK if calibration else g.name,
                      "Total variation (95%)": interval(g.tv_distance, g.tv_low, g.tv_high),
                      **({"Precision": sig(f.precision), "Recall": sig(f.recall), "Density": sig(f.density),
                          "Coverage": sig(f.coverage), fd_name: sig(f.frechet)} if fid else {}),
@@ -55,7 +55,8 @@ def verdict_table(result: CoverageResult) -> pd.DataFrame:
 
 def verdict_section(result: CoverageResult) -> Section:
     section = Section("Generators ranked by total variation", anchor="verdict")
-    section.table(verdict_table(result))
+    frame = verdict_table(result)
+    section.table(frame, headline="Total variation (95%)", order="asc", calibration=calibration_rows(frame.Generator))
     space = f" in {result.fidelity.space}" if result.fidelity is not None else ""
     section.text(f"Total variation: the distance between a generator's sector shares and those of "
                  f"{result.real_images:,} {result.real_source} (0: the same shares; lower is better), with its 95% "

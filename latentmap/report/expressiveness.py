@@ -22,7 +22,7 @@ from latentmap.report.html import Section, fold_table, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.palette import PALETTE
-from latentmap.report.tables import interval, percent, sig
+from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
@@ -64,7 +64,7 @@ def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
                      if support else ""})
     span = calibration_range(result)
     if span is not None:
-        rows.append({"#": "", "Model": "own samples matching the data (calibration)", "Kind": "",
+        rows.append({"#": "", "Model": "own samples matching the data" + CALIBRATION_MARK, "Kind": "",
                      "Support / own (95%)": f"{sig(span[0])}–{sig(span[1])}", "Real / own (95%)": sig(1.0),
                      "Support / real (95%)": "", "Refined MSE, support set": "",
                      "Refined support latents outside 99%": ""})
@@ -226,7 +226,8 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
     (folder / "expressiveness.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     st = result.settings
     top = Section("Models ranked by support / own", anchor="verdict")
-    top.table(verdict_table(result))
+    frame = verdict_table(result)
+    top.table(frame, headline="Support / own (95%)", order="asc", calibration=calibration_rows(frame.Model))
     top.text(f"Encoder MSE ratios with 95% bootstrap intervals ({st['bootstrap_resamples']} resamples), lower is "
              f"better: {st['support_images'] or 0} images of {st['support_source']}, {st['real_images']} "
              f"{st['real_source']}, {st['own_samples']} own samples of each model. Support / real is the support / "

@@ -26,7 +26,7 @@ from latentmap.report.findings import (anchors_findings, atlas_findings, demo_fi
                                        expressiveness_findings, relocation_findings)
 from latentmap.report.html import Section, render_page
 from latentmap.report.leaderboard import generator_leaderboard, leaderboard_display, leaderboard_verdict, read_bench_rows
-from latentmap.report.tables import sig
+from latentmap.report.tables import calibration_rows, sig
 
 INDEX_NAME = "index.html"
 INDEX_MARKER = "<!-- latentmap reports index -->"
@@ -150,7 +150,8 @@ def leaderboard_section(folder) -> tuple[Section | None, list[str]]:
     if not len(frame):
         return None, []
     section = Section("Generators across the benchmark reports", anchor="leaderboard")
-    section.table(leaderboard_display(frame))
+    shown = leaderboard_display(frame)
+    section.table(shown, headline="Support / own (95%)", order="asc", calibration=calibration_rows(shown.Generator))
     links = " and ".join(f'<a href="{html.escape(quote(f))}/{INDEX_NAME}">{html.escape(f)}</a>'
                          for f in rows.sources.values())
     section.parts.append(f'<p class="note">Ranked by support / own: the mean encoder MSE on support-set images over '

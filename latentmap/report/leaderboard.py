@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentmap.report.tables import interval, sig
+from latentmap.report.tables import CALIBRATION_MARK, interval, sig
 
 EXPRESSIVENESS_FILE, COVERAGE_FILE, FIDELITY_FILE = "leaderboard.csv", "coverage_summary.csv", "fidelity.csv"
 # measure -> (machine column, label, lower is better)
@@ -148,7 +148,7 @@ def leaderboard_display(frame: pd.DataFrame) -> pd.DataFrame:
         calibration = bool(r.calibration)
         rank += 0 if calibration else 1
         shown.append({"#": "" if calibration else str(rank),
-                      "Generator": f"{r.generator} (calibration)" if calibration else r.generator,
+                      "Generator": r.generator + CALIBRATION_MARK if calibration else r.generator,
                       "Support / own (95%)": interval(r.support_over_own, r.support_over_own_low,
                                                       r.support_over_own_high),
                       "Real / own (95%)": interval(r.real_over_own, r.real_over_own_low, r.real_over_own_high),

@@ -105,6 +105,14 @@ def percent(value, digits: int = 2) -> str:
     return f"{float(f'{100 * float(value):.{digits}g}'):g}%"
 
 
+CALIBRATION_MARK = " (calibration)"  # appended to the name of a table's real-data row
+
+
+def calibration_rows(names) -> list[int]:
+    """Positions of the real-data rows (names ending in :data:`CALIBRATION_MARK`) of a shown table's name column."""
+    return [i for i, name in enumerate(names) if str(name).endswith(CALIBRATION_MARK)]
+
+
 def column_label(name) -> str:
     """The header shown for column ``name``: a known label, else a snake_case name without underscores
     (other names, such as a pair "model_a -> model_b", as they are)."""
