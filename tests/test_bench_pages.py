@@ -63,9 +63,11 @@ def test_coverage_verdict_sentences(coverage):
                        "sampling noise alone; 2 of 2 generators' intervals lie wholly above it.")
     assert text[1] == ("Highest precision: near 0.620; highest recall: near 0.570, lowest far 0.220; the calibration "
                        "scores precision 0.880 and recall 0.860.")
-    # far misses sector 1: boot 50 of 75 (67%), shirt 10 of 75; near misses sector 3: boot 25 of 75 (33%)
-    assert text[2] == ("Classes with at least 50% of their real images in sectors a generator misses: far boot 67%; "
-                       "none for near.")
+    # far misses sector 1: boot 50 of 75 (67%), shirt 10 of 75; near misses sector 3: boot 25 of 75 (33%);
+    # sector 1 holds 60 of the 250 real images (24%): the share every class would show there
+    assert text[2] == ("Classes with at least 50% of their real images in sectors a generator never reaches or "
+                       "under-represents (generated share below 0.5 x real): far boot 67% (all classes together: "
+                       "24%); none for near.")
     # shirt's sector-mates: tee 30 x 60/90 + 35 x 40/75 = 38.7, boot 10 x 50/60 = 8.3
     assert text[3] == ("Limitation: shirt (at most 47% of a sector's real images, in sector 2; its sectors are shared "
                        "mostly with tee, boot) dominates no sector of at least 20 real images, so sector counts cannot "

@@ -13,7 +13,7 @@ import pandas as pd
 
 from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, class_misses, missed_sectors, missed_share,
                                              unresolvable_classes)
-from latentmap.evaluation.coverage import CoverageResult
+from latentmap.evaluation.coverage import UNDER, CoverageResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, fold_table
@@ -141,10 +141,17 @@ def class_sentences(result: CoverageResult) -> list[str]:
     if not misses:
         return []
     named = {n: _named(m) for n, m in misses.items()}
-    with_named = [f"{n} {_class_list(m)}" for n, m in named.items() if m]
+    gens = {g.name: g for g in result.generators}
+
+    def base(name: str) -> str:  # what every class would show if the missed sectors favoured none
+        g = gens[name]
+        return percent(missed_share(result.label_counts, missed_sectors(g.never_reached, g.under)))
+
+    with_named = [f"{n} {_class_list(m)} (all classes together: {base(n)})" for n, m in named.items() if m]
     without = [n for n, m in named.items() if not m]
     text = (f"Classes with at least {percent(MISSED_CLASS_SHARE)} of their real images in sectors a generator "
-            "misses: " + ("; ".join(with_named) if with_named else "none for any generator"))
+            f"never reaches or under-represents (generated share below {UNDER:g} x real): "
+            + ("; ".join(with_named) if with_named else "none for any generator"))
     if with_named and without:
         text += f"; none for {', '.join(without)}"
     out = [text + "."]
