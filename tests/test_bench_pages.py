@@ -162,7 +162,7 @@ def test_expressiveness_verdict_sentences(expressiveness):
         "A model whose own samples matched the data would score real / own 1 and support / own equal to its support / "
         "real, 1.40–2.11 here; real / own runs from 2.50 (easy) to 4.50 (hard).",
         "After 50 steps of gradient refinement, support-set images reach MSE 0.0300–0.0400; refined support-set "
-        "latents outside the range of the model's own samples: easy 50%, hard 100%."]
+        "latents outside the range holding 99% of the model's own samples: easy 50%, hard 100%."]
 
 
 # --------------------------------------------------------------------------- the reports index

@@ -54,7 +54,7 @@ def calibration_range(result: ExpressivenessResult) -> tuple[float, float] | Non
 
 def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
     """The ranked table of the page's first screen: the ratios with their intervals, the refined support-set MSE and
-    the share of refined support-set latents the model would not sample; the calibration row last."""
+    the share of refined support-set latents the model would rarely sample; the calibration row last."""
     rows = []
     for rank, m in enumerate(ranked(result), start=1):
         support = m.sets["support"].summary(m.region["typical"]) if "support" in m.sets else None
@@ -100,8 +100,8 @@ def verdict(result: ExpressivenessResult) -> list[str]:
         mses = [s["refined_mse"] for _, s in refined]
         drift = [f"{m.name} {percent(s['refined_outside_share'])}" for m, s in refined]
         out.append(f"After {result.settings.get('steps')} steps of gradient refinement, support-set images reach MSE "
-                   f"{sig(min(mses))}–{sig(max(mses))}; refined support-set latents outside the range of the "
-                   f"model's own samples: {', '.join(drift)}.")
+                   f"{sig(min(mses))}–{sig(max(mses))}; refined support-set latents outside the range holding 99% of "
+                   f"the model's own samples: {', '.join(drift)}.")
     fitted = [m for m in result.models if m.sampler != "prior"]
     if fitted:
         out.append("Models without a prior sample from a fitted distribution: "
@@ -141,7 +141,7 @@ def findings(result: ExpressivenessResult) -> list[str]:
         drift = [(m, s) for m, s in refined if (s["refined_outside_share"] or 0) > 0.05]
         if drift:
             out.append("Refined support-set latents outside the 99% range of the model's own samples (images the model "
-                       "reproduces only from latents it would not sample): "
+                       "reproduces only from latents it would rarely sample): "
                        + ", ".join(f"{m.name} {percent(s['refined_outside_share'])}" for m, s in drift) + ".")
     fitted = [m for m in result.models if m.sampler != "prior"]
     if fitted:

@@ -46,7 +46,7 @@ GLOSSARY = {
                       "be for a model whose own samples matched the data (the calibration).",
     "refinement": "Gradient descent on the latent, starting from the encoder's, to reconstruct an image as well as "
                   "the decoder can; a refined latent outside the range holding 99% of the own samples' is one the "
-                  "model would not sample.",
+                  "model would rarely sample (1 draw in 100 lands there).",
 }
 
 
