@@ -18,7 +18,7 @@ from latentmap.report.html import Section, details_html, fold_table, render_verd
 from latentmap.report.index import write_reports_index
 from latentmap.report.leaderboard import (BenchRows, best_on, generator_leaderboard, leaderboard_display,
                                           leaderboard_verdict, read_bench_rows)
-from latentmap.report.tables import interval
+from latentmap.report.tables import interval, overlap_clause
 
 # 4 sectors x 3 labels ("tee", "boot", "shirt"): shirt dominates no sector of at least 20 real images
 LABELS = np.array([[60, 0, 30], [0, 50, 10], [40, 0, 35], [0, 25, 0]])
@@ -219,3 +219,17 @@ def test_reports_index_opens_with_the_leaderboard_read_from_the_reports(tmp_path
     assert table.index(">b<") < table.index(">a<") < table.index("real train images (calibration)")
     assert "support / own b 4.25" in page
     assert interval(0.26, 0.25, 0.27) in table
+
+
+def test_a_best_whose_interval_meets_the_next_ones_is_said_to_be_unsettled(coverage, expressiveness):
+    assert overlap_clause(("a", 1.0, 2.0), [("b", 2.0, 3.0), ("c", 2.5, 3.0), ("d", float("nan"), 9.0)]) == \
+        "; its interval overlaps that of b, so that order is not settled"
+    assert overlap_clause(("a", None, None), [("b", 0.0, 9.0)]) == ""
+    coverage.generators[0].tv_low = 0.15  # far: 0.15-0.36 now meets near's 0.09-0.16
+    assert cv.coverage_verdict(coverage)[0].startswith(
+        "Closest to the real sector shares: near, total variation 0.120 (0.0900–0.160); its interval overlaps that "
+        "of far, so that order is not settled; farthest: far, 0.310 (0.150–0.360).")
+    expressiveness.models.append(_model("close", {"support/own": (5.0, 4.0, 6.0)}))  # meets easy's 2.75-4.25
+    assert er.verdict(expressiveness)[0].startswith(
+        "Most expressive: easy (vae), whose encoder reconstructs support-set images 3.50 (2.75–4.25) times worse than "
+        "its own samples; its interval overlaps that of close, so that order is not settled; least: hard")

@@ -18,7 +18,7 @@ from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, fold_table
 from latentmap.report.palette import MARKERS, PALETTE
-from latentmap.report.tables import interval, percent, sig
+from latentmap.report.tables import interval, overlap_clause, percent, sig
 
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
 
@@ -169,7 +169,9 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
     if gens:
         best, worst = gens[0], gens[-1]
         text = (f"Closest to the real sector shares: {best.name}, total variation "
-                f"{interval(best.tv_distance, best.tv_low, best.tv_high)}")
+                f"{interval(best.tv_distance, best.tv_low, best.tv_high)}"
+                + overlap_clause((best.name, best.tv_low, best.tv_high),
+                                 [(g.name, g.tv_low, g.tv_high) for g in gens[1:]]))
         if worst is not best:
             text += f"; farthest: {worst.name}, {interval(worst.tv_distance, worst.tv_low, worst.tv_high)}"
         if calibration is not None:

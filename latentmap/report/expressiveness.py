@@ -23,7 +23,7 @@ from latentmap.report.html import Section, fold_table, render_verdict_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.palette import PALETTE
-from latentmap.report.tables import interval, percent, sig
+from latentmap.report.tables import interval, overlap_clause, percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
@@ -79,8 +79,11 @@ def verdict(result: ExpressivenessResult) -> list[str]:
     out = []
     if models:
         best, worst = models[0], models[-1]
+        ci = best.ratios[HEADLINE]
         text = (f"Most expressive: {best.name} ({best.kind}), whose encoder reconstructs support-set images "
-                f"{_ci(best.ratios[HEADLINE])} times worse than its own samples")
+                f"{_ci(ci)} times worse than its own samples"
+                + overlap_clause((best.name, ci.low, ci.high),
+                                 [(m.name, m.ratios[HEADLINE].low, m.ratios[HEADLINE].high) for m in models[1:]]))
         if worst is not best:
             text += f"; least: {worst.name} ({worst.kind}), {_ci(worst.ratios[HEADLINE])} times"
         out.append(text + f" (95% intervals; the paper's StyleGAN on CelebA: "

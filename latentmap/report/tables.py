@@ -97,6 +97,22 @@ def interval(value, low, high, digits: int = 3) -> str:
     return f"{sig(value, digits)} ({sig(low, digits)}–{sig(high, digits)})"
 
 
+def overlap_clause(best: tuple, others: list) -> str:
+    """"; its interval overlaps those of b, c, so that order is not settled" for the ``others`` ((name, low, high)) whose interval meets ``best``'s
+    ((name, low, high)); empty when none does or ``best`` has no interval (a missing bound: never overlapping)."""
+    def known(*values):
+        return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
+
+    _, low, high = best
+    if not known(low, high):
+        return ""
+    names = [name for name, lo, hi in others if known(lo, hi) and lo <= high and low <= hi]
+    if not names:
+        return ""
+    return (f"; its interval overlaps {'that' if len(names) == 1 else 'those'} of {', '.join(names)}, so that "
+            "order is not settled")
+
+
 def percent(value, digits: int = 2) -> str:
     """A share in [0, 1] as a percentage with ``digits`` significant digits (1.8%, 72%, 100%, 0.05%);
     an en dash for a missing one. The one percent formatter of the reports."""
