@@ -233,3 +233,13 @@ def test_a_best_whose_interval_meets_the_next_ones_is_said_to_be_unsettled(cover
     assert er.verdict(expressiveness)[0].startswith(
         "Most expressive: easy (vae), whose encoder reconstructs support-set images 3.50 (2.75–4.25) times worse than "
         "its own samples; its interval overlaps that of close, so that order is not settled; least: hard")
+
+
+def test_the_index_verdict_says_when_the_best_is_tied_at_the_shown_digits():
+    rows = BenchRows(coverage=[{"generator": "a", "tv_distance": 0.2734, "tv_low": None, "tv_high": None},
+                               {"generator": "b", "tv_distance": 0.2725, "tv_low": None, "tv_high": None},
+                               {"generator": "c", "tv_distance": 0.2815, "tv_low": None, "tv_high": None}],
+                     sources={"coverage": "bc"})
+    # b is lower, but a shows the same 0.273; c (0.282) does not
+    assert leaderboard_verdict(generator_leaderboard(rows), rows.sources)[0] == (
+        "Best generator on each measure: total variation b 0.273 (as shown, tied with a) (lower is better).")
