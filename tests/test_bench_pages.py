@@ -142,7 +142,9 @@ def expressiveness():
 
 def test_expressiveness_verdict_table_ranks_by_support_over_own(expressiveness):
     table = er.verdict_table(expressiveness)
-    assert list(table["Model"]) == ["easy", "hard", "own samples matching the data (calibration)"]
+    # its "1.40–2.11" sits in a "(95%)" column: the row's name says it is a range over the models
+    assert list(table["Model"]) == ["easy", "hard", "own samples matching the data (calibration): lowest–highest "
+                                                    "support / real, not an interval"]
     assert list(table["Support / own (95%)"]) == ["3.50 (2.75–4.25)", "9.50 (7.25–12.5)", "1.40–2.11"]
     assert list(table["Real / own (95%)"]) == ["2.50 (2.25–2.75)", "4.50 (3.75–5.25)", "1.00"]
     assert list(table["Support / real (95%)"])[:2] == ["1.40 (1.20–1.60)", "2.11 (1.75–2.50)"]

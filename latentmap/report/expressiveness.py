@@ -32,6 +32,8 @@ SET_COLOURS = {"own": PALETTE[2], "real": PALETTE[0], "support": PALETTE[3]}
 SET_STYLES = {"own": "-", "real": "--", "support": ":"}  # the sets told apart without colour too
 HEADLINE = "support/own"
 CALIBRATION = "support/real"  # support/own of a model whose own samples matched the data
+# the calibration row's support / own is the lowest-highest support / real over the models, not a 95% interval
+CALIBRATION_ROW = "own samples matching the data (calibration): lowest–highest support / real, not an interval"
 GLOSSARY_TERMS = ("own samples", "support set", "support / own", "real / own", "support / real", "refinement")
 
 
@@ -66,7 +68,7 @@ def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
                      if support else ""})
     span = calibration_range(result)
     if span is not None:
-        rows.append({"#": "", "Model": "own samples matching the data (calibration)", "Kind": "",
+        rows.append({"#": "", "Model": CALIBRATION_ROW, "Kind": "",
                      "Support / own (95%)": f"{sig(span[0])}–{sig(span[1])}", "Real / own (95%)": sig(1.0),
                      "Support / real (95%)": "", "Refined MSE, support set": "",
                      "Refined support latents outside 99%": ""})
