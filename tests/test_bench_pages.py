@@ -245,3 +245,11 @@ def test_the_index_verdict_says_when_the_best_is_tied_at_the_shown_digits():
     # b is lower, but a shows the same 0.273; c (0.282) does not
     assert leaderboard_verdict(generator_leaderboard(rows), rows.sources)[0] == (
         "Best generator on each measure: total variation b 0.273 (as shown, tied with a) (lower is better).")
+
+
+def test_the_coverage_verdict_warns_when_the_reference_model_is_ranked(coverage):
+    assert not any(t.startswith("Caution") for t in cv.coverage_verdict(coverage))  # "ref" is not ranked
+    coverage.generators[1].name = "ref"
+    assert cv.coverage_verdict(coverage)[-1] == (
+        "Caution: the sectors and the fidelity features come from ref's encoder, and ref is also ranked here: its own "
+        "samples are judged by its own encoder, which may favour it.")

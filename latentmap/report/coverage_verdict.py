@@ -192,6 +192,10 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
             text += f"; the calibration scores precision {sig(cal.precision)} and recall {sig(cal.recall)}"
         out.append(text + ".")
     out.extend(class_sentences(result))
+    if any(g.name == result.space.reference for g in gens):
+        what = "the sectors" + (" and the fidelity features" if result.fidelity is not None else "")
+        out.append(f"Caution: {what} come from {result.space.reference}'s encoder, and {result.space.reference} is "
+                   "also ranked here: its own samples are judged by its own encoder, which may favour it.")
     if result.fidelity is not None:
         out.extend(f"Warning: {percent(share)} of {name}'s images are copies of the {result.fidelity.real_source} "
                    "they are scored against: their precision, density and coverage are inflated by construction."
