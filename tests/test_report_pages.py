@@ -36,7 +36,8 @@ def test_three_significant_digits(value, text):
 
 
 @pytest.mark.parametrize("value, text", [
-    (0.018, "1.8%"), (0.72, "72%"), (1.0, "100%"), (0.0, "0%"), (0.0005, "0.05%"), (0.12345, "12%"), (None, "–"),
+    (0.018, "1.8%"), (0.72, "72%"), (1.0, "100%"), (0.0, "0%"), (0.0005, "0.050%"), (0.12345, "12%"), (None, "–"),
+    (0.0496, "5.0%"), (0.04, "4.0%"), (0.0996, "10%"), (0.999, "100%"), (0.5, "50%"),  # trailing zeros kept
 ])
 def test_one_percent_formatter(value, text):
     assert percent(value) == text

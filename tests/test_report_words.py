@@ -166,7 +166,7 @@ def test_coverage_findings_name_the_largest_gap_over_all_sectors():
     assert ("the largest shortfall (generated share below the real one) over all 8 sectors is sector 2: 20% of the "
             "real images, 12% of the generated ones") in text
     assert "not flagged: its generated share is at least 0.5 times the real one" in text
-    assert "the largest among the under-represented sectors is sector 0: 10% of the real images, 4% of the" in text
+    assert "the largest among the under-represented sectors is sector 0: 10% of the real images, 4.0% of the" in text
 
 
 def test_reports_index_names_every_generator_of_a_coverage_report(tmp_path):

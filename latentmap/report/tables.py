@@ -114,11 +114,14 @@ def overlap_clause(best: tuple, others: list) -> str:
 
 
 def percent(value, digits: int = 2) -> str:
-    """A share in [0, 1] as a percentage with ``digits`` significant digits (1.8%, 72%, 100%, 0.05%);
-    an en dash for a missing one. The one percent formatter of the reports."""
+    """A share in [0, 1] as a percentage with ``digits`` significant digits, trailing zeros kept (1.8%, 5.0%, 72%,
+    100%, 0.050%); 0% for nothing; an en dash for a missing one. The one percent formatter of the reports."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
-    return f"{float(f'{100 * float(value):.{digits}g}'):g}%"
+    pct = 100 * float(value)
+    if pct == 0 or abs(float(f"{pct:.{digits}g}")) >= 10 ** (digits - 1):  # whole numbers: 72%, 100%
+        return f"{float(f'{pct:.{digits}g}'):g}%"
+    return f"{pct:#.{digits}g}%"
 
 
 def column_label(name) -> str:
