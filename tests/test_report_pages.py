@@ -43,6 +43,15 @@ def test_one_percent_formatter(value, text):
     assert percent(value) == text
 
 
+def test_interval_keeps_its_digits_and_refuses_one_printed_high_to_low():
+    from latentmap.report.tables import interval
+
+    assert interval(3.7, 3.41, 4.0) == "3.70 (3.41–4.00)"
+    assert interval(0.0388, float("nan"), float("nan")) == interval(0.0388, None, None) == "0.0388"
+    with pytest.raises(ValueError, match="low <= high"):
+        interval(3.7, 4.0, 3.41)
+
+
 def test_headers_in_words_with_units_and_numbers_rounded():
     frame = pd.DataFrame({"source": ["a"], "relocated_mse": [0.0103412], "ratio": [1.48276], "latent_dim": [64],
                           "some_new_column": [2.0], "a_model -> b_model": [1.23456]})

@@ -94,6 +94,8 @@ def interval(value, low, high, digits: int = 3) -> str:
     missing."""
     if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
         return sig(value, digits)
+    if float(low) > float(high):  # printed as is, it would read as an interval the other way round
+        raise ValueError(f"an interval must have low <= high, got low {low} and high {high}")
     return f"{sig(value, digits)} ({sig(low, digits)}–{sig(high, digits)})"
 
 
