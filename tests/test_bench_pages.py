@@ -96,6 +96,7 @@ def test_coverage_page_opens_with_the_verdict_then_folds_its_long_tables(coverag
     assert '<dl class="glossary">' in page and "<dt><strong>total variation</strong></dt>" in page
     assert (tmp_path / "precision_recall.png").is_file() and (tmp_path / "class_misses.csv").is_file()
     assert 'alt="Precision against recall' in page
+    assert "the Fréchet distance and the numbers of sectors missed and over-represented: lower is better" in page
     summary = pd.read_csv(tmp_path / "coverage_summary.csv").set_index("generator")
     assert summary.loc["near", "tv_low"] == 0.09 and summary.loc["far", "tv_high"] == 0.36
 

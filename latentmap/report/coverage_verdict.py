@@ -59,8 +59,10 @@ def verdict_section(result: CoverageResult) -> Section:
     space = f" in {result.fidelity.space}" if result.fidelity is not None else ""
     section.text(f"Total variation: the distance between a generator's sector shares and those of "
                  f"{result.real_images:,} {result.real_source} (0: the same shares; lower is better), with its 95% "
-                 f"bootstrap interval (none at the calibration: sampling noise alone gives its value). Precision, recall, density, coverage{space}: higher is better (density: near "
-                 "1). The calibration row, real training images, is what a generator matching the data scores.",
+                 f"bootstrap interval (none at the calibration: sampling noise alone gives its value). Precision, recall, "
+                 f"density, coverage{space}: higher is better (density: near 1); the Fréchet distance and the numbers of "
+                 "sectors missed and over-represented: lower is better. The calibration row, real training images, "
+                 "is what a generator matching the data scores.",
                  cls="note")
     return section
 
