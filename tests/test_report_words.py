@@ -310,3 +310,13 @@ def test_atlas_report_warns_of_a_useless_target_and_names_no_machine_path(tmp_pa
         text = (tmp_path / "atlas" / name).read_text()
         for machine in (str(tmp_path), str(Path.home()), str(Path(torch.hub.get_dir()))):
             assert machine not in text, (name, machine)
+
+
+def test_coverage_findings_write_the_calibration_count_with_separators_and_one_sector_singular():
+    result = _coverage()
+    real = result.real_counts
+    calibration = GeneratorCoverage("real train images", "hand", 2000, real * 2, {"test": "G test", "statistic": 1.0,
+                                    "dof": 7, "p_value": 0.73}, [], 0, [], [3], 0.0636)
+    result.generators.append(calibration)
+    assert ("For calibration, 2,000 real training images score total variation 0.0636, p 0.73, with 1 flagged "
+            "sector: what a generator matching the data would get at this sample size.") in coverage_findings(result)

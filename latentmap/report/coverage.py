@@ -50,10 +50,11 @@ def coverage_findings(result: CoverageResult) -> list[str]:
         text += _largest_gaps(result, g, real_share)
         out.append(text + ".")
     if calibration is not None:
-        out.append(f"For calibration, {calibration.images} real training images score total variation "
-                   f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with "
-                   f"{len(calibration.under) + len(calibration.over)} flagged sectors: what a generator matching the "
-                   "data would get at this sample size.")
+        flagged = len(calibration.under) + len(calibration.over)
+        out.append(f"For calibration, {calibration.images:,} real training images score total variation "
+                   f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with {flagged} flagged "
+                   f"sector{'' if flagged == 1 else 's'}: what a generator matching the data would get at this "
+                   "sample size.")
     if result.fidelity is not None:
         out.extend(fidelity_findings(result.fidelity))
     return out
