@@ -254,3 +254,13 @@ def test_the_coverage_verdict_warns_when_the_reference_model_is_ranked(coverage)
     assert cv.coverage_verdict(coverage)[-1] == (
         "Caution: the sectors and the fidelity features come from ref's encoder, and ref is also ranked here: its own "
         "samples are judged by its own encoder, which may favour it.")
+
+
+def test_the_expressiveness_verdict_warns_when_the_support_sets_model_is_ranked(expressiveness):
+    assert not any(t.startswith("Caution") for t in er.verdict(expressiveness))  # no support model recorded
+    expressiveness.settings["support_model"] = "other"
+    assert not any(t.startswith("Caution") for t in er.verdict(expressiveness))
+    expressiveness.settings["support_model"] = "easy"
+    assert er.verdict(expressiveness)[-1] == (
+        "Caution: the support set was chosen with easy's encoder, and easy is also ranked here: images picked in its "
+        "own latent space may favour it.")

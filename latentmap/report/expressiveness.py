@@ -111,6 +111,10 @@ def verdict(result: ExpressivenessResult) -> list[str]:
     if fitted:
         out.append("Models without a prior sample from a fitted distribution: "
                    + "; ".join(f"{m.name}: {m.sampler}" for m in fitted) + ".")
+    chooser = result.settings.get("support_model")
+    if chooser and any(m.name == chooser for m in models):
+        out.append(f"Caution: the support set was chosen with {chooser}'s encoder, and {chooser} is also ranked "
+                   "here: images picked in its own latent space may favour it.")
     return out
 
 
