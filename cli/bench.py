@@ -155,14 +155,15 @@ def expressiveness(models, support_set, dataset, data_dir, image_transform, imag
     out = prepare_output(out, "report", "bench-expressiveness", overwrite, inputs=[*models, support_set])
     loaded, _specs = _load_models(models, device, trust_pickle, encoder_needed=True)
     dataset = choose_dataset(loaded, dataset)
-    support_images, support_source = _expressiveness_support(_support_spec(support_set, dataset, False), data_dir)
+    support_images, support_source, support_model = _expressiveness_support(_support_spec(support_set, dataset, False),
+                                                                            data_dir)
     real = _real(dataset, images, seed, data_dir)
     note_expected_time(bootstrap_seconds(bootstrap, len(loaded), samples + len(real), len(RATIOS)),
                        f"{bootstrap:,} bootstrap resamples (--bootstrap)")
     with reported_warnings():
         result = benchmark_expressiveness(
             loaded, real.all_images(), support_images, real_source=_real_source(dataset),
-            support_source=support_source, samples=samples, sampler=sampler,
+            support_source=support_source, support_model=support_model, samples=samples, sampler=sampler,
             fit_data=_fit_data(loaded, sampler, dataset, data_dir), fit_images=fit_images, components=components,
             refine_images=refine_images, steps=steps, lr=lr, lpips_setting=lpips, seed=seed, bootstrap=bootstrap,
             batch_size=batch_size, progress=progress, image_transform=image_transform)
@@ -174,18 +175,21 @@ def expressiveness(models, support_set, dataset, data_dir, image_transform, imag
 
 
 def _expressiveness_support(spec, data_dir):
-    """(images or None, description) of a support-set folder or an image set."""
+    """(images or None, description, name of the model that chose the images or None) of a support-set folder or an
+    image set."""
     if spec is None:
-        return None, "no support set"
+        return None, "no support set", None
     if spec.startswith(IMAGE_SPEC_PREFIXES):
         from latentmap.evaluation.image_sets import load_image_set
 
         images = load_image_set(spec, data_dir)
-        return images.images, f"the image set {images.source}"
+        return images.images, f"the image set {images.source}", None
     from latentmap.support.build import SupportSet
 
     support = SupportSet.load(spec)
-    return support.images, f"the support set '{support.name}' ({len(support)} images)"
+    model = support.manifest.get("model")
+    return (support.images, f"the support set '{support.name}' ({len(support)} images)",
+            model.get("name") if isinstance(model, dict) else None)
 
 
 def _to_reference(ref, models, image_transform) -> None:

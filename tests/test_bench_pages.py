@@ -18,7 +18,7 @@ from latentmap.report.html import Section, details_html, fold_table, render_page
 from latentmap.report.index import write_reports_index
 from latentmap.report.leaderboard import (BenchRows, best_on, generator_leaderboard, leaderboard_display,
                                           leaderboard_verdict, read_bench_rows)
-from latentmap.report.tables import interval
+from latentmap.report.tables import interval, overlap_clause
 
 # 4 sectors x 3 labels ("tee", "boot", "shirt"): shirt dominates no sector of at least 20 real images
 LABELS = np.array([[60, 0, 30], [0, 50, 10], [40, 0, 35], [0, 25, 0]])
@@ -63,9 +63,11 @@ def test_coverage_verdict_sentences(coverage):
                        "sampling noise alone; 2 of 2 generators' intervals lie wholly above it.")
     assert text[1] == ("Highest precision: near 0.620; highest recall: near 0.570, lowest far 0.220; the calibration "
                        "scores precision 0.880 and recall 0.860.")
-    # far misses sector 1: boot 50 of 75 (67%), shirt 10 of 75; near misses sector 3: boot 25 of 75 (33%)
-    assert text[2] == ("Classes with at least 50% of their real images in sectors a generator misses: far boot 67%; "
-                       "none for near.")
+    # far misses sector 1: boot 50 of 75 (67%), shirt 10 of 75; near misses sector 3: boot 25 of 75 (33%);
+    # sector 1 holds 60 of the 250 real images (24%): the share every class would show there
+    assert text[2] == ("Classes with at least 50% of their real images in sectors a generator never reaches or "
+                       "under-represents (generated share below 0.5 x real): far boot 67% (all classes together: "
+                       "24%); none for near.")
     # shirt's sector-mates: tee 30 x 60/90 + 35 x 40/75 = 38.7, boot 10 x 50/60 = 8.3
     assert text[3] == ("Limitation: shirt (at most 47% of a sector's real images, in sector 2; its sectors are shared "
                        "mostly with tee, boot) dominates no sector of at least 20 real images, so sector counts cannot "
@@ -95,6 +97,7 @@ def test_coverage_page_opens_with_the_verdict_then_folds_its_long_tables(coverag
     assert "<dt>total variation</dt>" in glossary and "<dt>calibration</dt>" in glossary
     assert (tmp_path / "precision_recall.png").is_file() and (tmp_path / "class_misses.csv").is_file()
     assert 'alt="Precision against recall' in page
+    assert "the Fréchet distance and the numbers of sectors missed and over-represented: lower is better" in page
     summary = pd.read_csv(tmp_path / "coverage_summary.csv").set_index("generator")
     assert summary.loc["near", "tv_low"] == 0.09 and summary.loc["far", "tv_high"] == 0.36
 
@@ -141,7 +144,9 @@ def expressiveness():
 
 def test_expressiveness_verdict_table_ranks_by_support_over_own(expressiveness):
     table = er.verdict_table(expressiveness)
-    assert list(table["Model"]) == ["easy", "hard", "own samples matching the data (calibration)"]
+    # its "1.40–2.11" sits in a "(95%)" column: the row's name says it is a range over the models
+    assert list(table["Model"]) == ["easy", "hard", "own samples matching the data: lowest–highest "
+                                                    "support / real, not an interval (calibration)"]
     assert list(table["Support / own (95%)"]) == ["3.50 (2.75–4.25)", "9.50 (7.25–12.5)", "1.40–2.11"]
     assert list(table["Real / own (95%)"]) == ["2.50 (2.25–2.75)", "4.50 (3.75–5.25)", "1.00"]
     assert list(table["Support / real (95%)"])[:2] == ["1.40 (1.20–1.60)", "2.11 (1.75–2.50)"]
@@ -161,7 +166,7 @@ def test_expressiveness_verdict_sentences(expressiveness):
         "A model whose own samples matched the data would score real / own 1 and support / own equal to its support / "
         "real, 1.40–2.11 here; real / own runs from 2.50 (easy) to 4.50 (hard).",
         "After 50 steps of gradient refinement, support-set images reach MSE 0.0300–0.0400; refined support-set "
-        "latents outside the range of the model's own samples: easy 50%, hard 100%."]
+        "latents outside the range holding 99% of the model's own samples: easy 50%, hard 100%."]
 
 
 # --------------------------------------------------------------------------- the reports index
@@ -218,3 +223,45 @@ def test_reports_index_opens_with_the_leaderboard_read_from_the_reports(tmp_path
     assert table.index(">b<") < table.index(">a<") < table.index("real train images (calibration)")
     assert "support / own b 4.25" in page
     assert interval(0.26, 0.25, 0.27) in table
+
+
+def test_a_best_whose_interval_meets_the_next_ones_is_said_to_be_unsettled(coverage, expressiveness):
+    assert overlap_clause(("a", 1.0, 2.0), [("b", 2.0, 3.0), ("c", 2.5, 3.0), ("d", float("nan"), 9.0)]) == \
+        "; its interval overlaps that of b, so that order is not settled"
+    assert overlap_clause(("a", None, None), [("b", 0.0, 9.0)]) == ""
+    coverage.generators[0].tv_low = 0.15  # far: 0.15-0.36 now meets near's 0.09-0.16
+    assert cv.coverage_verdict(coverage)[0].startswith(
+        "Closest to the real sector shares: near, total variation 0.120 (0.0900–0.160); its interval overlaps that "
+        "of far, so that order is not settled; farthest: far, 0.310 (0.150–0.360).")
+    expressiveness.models.append(_model("close", {"support/own": (5.0, 4.0, 6.0)}))  # meets easy's 2.75-4.25
+    assert er.verdict(expressiveness)[0].startswith(
+        "Most expressive: easy (vae), whose encoder reconstructs support-set images 3.50 (2.75–4.25) times worse than "
+        "its own samples; its interval overlaps that of close, so that order is not settled; least: hard")
+
+
+def test_the_index_verdict_says_when_the_best_is_tied_at_the_shown_digits():
+    rows = BenchRows(coverage=[{"generator": "a", "tv_distance": 0.2734, "tv_low": None, "tv_high": None},
+                               {"generator": "b", "tv_distance": 0.2725, "tv_low": None, "tv_high": None},
+                               {"generator": "c", "tv_distance": 0.2815, "tv_low": None, "tv_high": None}],
+                     sources={"coverage": "bc"})
+    # b is lower, but a shows the same 0.273; c (0.282) does not
+    assert leaderboard_verdict(generator_leaderboard(rows), rows.sources)[0] == (
+        "Best generator on each measure: total variation b 0.273 (as shown, tied with a) (lower is better).")
+
+
+def test_the_coverage_verdict_warns_when_the_reference_model_is_ranked(coverage):
+    assert not any(t.startswith("Caution") for t in cv.coverage_verdict(coverage))  # "ref" is not ranked
+    coverage.generators[1].name = "ref"
+    assert cv.coverage_verdict(coverage)[-1] == (
+        "Caution: the sectors and the fidelity features come from ref's encoder, and ref is also ranked here: its own "
+        "samples are judged by its own encoder, which may favour it.")
+
+
+def test_the_expressiveness_verdict_warns_when_the_support_sets_model_is_ranked(expressiveness):
+    assert not any(t.startswith("Caution") for t in er.verdict(expressiveness))  # no support model recorded
+    expressiveness.settings["support_model"] = "other"
+    assert not any(t.startswith("Caution") for t in er.verdict(expressiveness))
+    expressiveness.settings["support_model"] = "easy"
+    assert er.verdict(expressiveness)[-1] == (
+        "Caution: the support set was chosen with easy's encoder, and easy is also ranked here: images picked in its "
+        "own latent space may favour it.")

@@ -310,6 +310,62 @@ def test_small_demo_report_in_chromium(small_demo, tmp_path):
         check_figures(page, result)
 
 
+VERDICT_PROBE = """<script>
+window.addEventListener('load', function () {
+  var table = document.querySelector('table');
+  var box = table ? table.getBoundingClientRect() : null;
+  var out = document.createElement('div');
+  out.id = 'latentmap-verdict';
+  out.setAttribute('data-result', JSON.stringify({
+    height: document.documentElement.scrollHeight, scroll_width: document.documentElement.scrollWidth,
+    inner_width: window.innerWidth, table_bottom: box ? box.bottom + window.scrollY : null,
+    table_text: table ? table.innerText : '',
+    no_alt: Array.prototype.slice.call(document.images).filter(function (i) { return !i.alt; }).length}));
+  document.body.appendChild(out);
+});
+</script>"""
+FIRST_SCREEN, HEIGHT_BUDGET = (1400, 900), 12_000
+
+
+@pytest.mark.parametrize("page, csv, headline", [
+    ("index.html", "bench-expressiveness/leaderboard.csv", "support_over_own"),
+    ("bench-coverage/index.html", "bench-coverage/coverage_summary.csv", "tv_distance"),
+    ("bench-expressiveness/index.html", "bench-expressiveness/leaderboard.csv", "support_over_own")])
+def test_committed_benchmark_pages_answer_in_their_first_screen(page, csv, headline, tmp_path):
+    """Issue 21's budget, as a reader at 1400 x 900 sees the committed pages: the first table ends within the first
+    900 px and lists every generator of the page's CSV in the order of its headline column (lower first), then the
+    calibration row; the page is at most 12,000 px tall and no wider than the window; every image has alt text;
+    no absolute path of the writing machine appears."""
+    import html as html_module
+
+    import pandas as pd
+
+    source = ROOT / "reports" / page
+    if not source.is_file():
+        pytest.skip(f"{page} is not committed")
+    text = source.read_text()
+    probe = source.with_name(".verdict-" + source.name)  # beside the page, so its images load
+    probe.write_text(text.replace("</body>", VERDICT_PROBE + "</body>"))
+    try:
+        done = _chromium("--virtual-time-budget=15000", "--dump-dom", probe.as_uri(), profile=tmp_path / "profile",
+                         size=FIRST_SCREEN)
+    finally:
+        probe.unlink()
+    found = re.search(r'id="latentmap-verdict" data-result="([^"]*)"', done.stdout)
+    assert found, done.stderr[-2000:]
+    r = json.loads(html_module.unescape(found.group(1)))
+    assert r["table_bottom"] is not None and r["table_bottom"] <= FIRST_SCREEN[1], r["table_bottom"]
+    frame = pd.read_csv(ROOT / "reports" / csv)
+    frame = frame[frame.iloc[:, 0] != "real train images"].sort_values(headline)
+    rows = r["table_text"].split("\n")
+    shown = [next(i for i, line in enumerate(rows) if f"\t{name}\t" in f"\t{line}\t") for name in frame.iloc[:, 0]]
+    assert shown == sorted(shown), (list(frame.iloc[:, 0]), rows)
+    assert "(calibration)" in rows[-1] or "(calibration)" in " ".join(rows[max(shown) + 1:])
+    assert r["height"] <= HEIGHT_BUDGET and r["scroll_width"] <= r["inner_width"], r
+    assert r["no_alt"] == 0
+    assert not re.search(r"(/home/|/work/|/tmp/|/root/|/Users/|[A-Z]:\\\\)", text)
+
+
 # The screenshots the pages of docs/reading/ show: (file in docs/img, committed report page, CSS selector of the part
 # to show at the top, or None for the top of the page).
 SCREENSHOTS = [

@@ -70,6 +70,9 @@ def test_bench_expressiveness_writes_a_report_that_opens_with_findings(tmp_path)
         (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5))
     assert f"fmnist-gan (gan) reconstructs its own samples at MSE {mse['own'].mean():#.3g}" in result.output
     data = json.loads((out / "expressiveness.json").read_text())
+    # the shipped support set records the model that chose it (fmnist-svae in its manifest); not ranked here
+    assert data["settings"]["support_model"] == "fmnist-svae"
+    assert "Caution" not in (out / "index.html").read_text()
     gan = data["models"][0]
     from latentmap.io.checkpoint import model_fingerprint
 

@@ -117,7 +117,8 @@ def test_coverage_findings_quote_the_hand_computed_numbers_and_the_largest_gap(h
     assert f"G = {sig(statistic)} (2 dof" in text
     assert "under-represents 2 sectors, over-represents 1, never reaches 1 sectors that hold real images" in text
     # under-represented: sector 0 (0.5 real, 0.1 generated: a gap of 0.4) and sector 1 (0.2 and 0: 0.2)
-    assert ("the largest gap over all 4 sectors is sector 0: 50% of the real images, 10% of the generated ones "
+    assert ("the largest shortfall (generated share below the real one) over all 4 sectors is sector 0: 50% of the "
+            "real images, 10% of the generated ones "
             "(flagged under-represented)") in text
     row = summary_display(result).iloc[0]
     assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.600", 1, 2)

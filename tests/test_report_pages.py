@@ -36,10 +36,20 @@ def test_three_significant_digits(value, text):
 
 
 @pytest.mark.parametrize("value, text", [
-    (0.018, "1.8%"), (0.72, "72%"), (1.0, "100%"), (0.0, "0%"), (0.0005, "0.05%"), (0.12345, "12%"), (None, "–"),
+    (0.018, "1.8%"), (0.72, "72%"), (1.0, "100%"), (0.0, "0%"), (0.0005, "0.050%"), (0.12345, "12%"), (None, "–"),
+    (0.0496, "5.0%"), (0.04, "4.0%"), (0.0996, "10%"), (0.999, "100%"), (0.5, "50%"),  # trailing zeros kept
 ])
 def test_one_percent_formatter(value, text):
     assert percent(value) == text
+
+
+def test_interval_keeps_its_digits_and_refuses_one_printed_high_to_low():
+    from latentmap.report.tables import interval
+
+    assert interval(3.7, 3.41, 4.0) == "3.70 (3.41–4.00)"
+    assert interval(0.0388, float("nan"), float("nan")) == interval(0.0388, None, None) == "0.0388"
+    with pytest.raises(ValueError, match="low <= high"):
+        interval(3.7, 4.0, 3.41)
 
 
 def test_headers_in_words_with_units_and_numbers_rounded():

@@ -162,9 +162,11 @@ def _coverage():
 
 def test_coverage_findings_name_the_largest_gap_over_all_sectors():
     text = " ".join(coverage_findings(_coverage()))
-    assert "the largest gap over all 8 sectors is sector 2: 20% of the real images, 12% of the generated ones" in text
+    # sector 5 (over-represented, 10% real, 20% generated) differs more, the other way: it is no shortfall
+    assert ("the largest shortfall (generated share below the real one) over all 8 sectors is sector 2: 20% of the "
+            "real images, 12% of the generated ones") in text
     assert "not flagged: its generated share is at least 0.5 times the real one" in text
-    assert "the largest among the flagged sectors is sector 0: 10% of the real images, 4% of the generated" in text
+    assert "the largest among the under-represented sectors is sector 0: 10% of the real images, 4.0% of the" in text
 
 
 def test_reports_index_names_every_generator_of_a_coverage_report(tmp_path):
@@ -308,3 +310,13 @@ def test_atlas_report_warns_of_a_useless_target_and_names_no_machine_path(tmp_pa
         text = (tmp_path / "atlas" / name).read_text()
         for machine in (str(tmp_path), str(Path.home()), str(Path(torch.hub.get_dir()))):
             assert machine not in text, (name, machine)
+
+
+def test_coverage_findings_write_the_calibration_count_with_separators_and_one_sector_singular():
+    result = _coverage()
+    real = result.real_counts
+    calibration = GeneratorCoverage("real train images", "hand", 2000, real * 2, {"test": "G test", "statistic": 1.0,
+                                    "dof": 7, "p_value": 0.73}, [], 0, [], [3], 0.0636)
+    result.generators.append(calibration)
+    assert ("For calibration, 2,000 real training images score total variation 0.0636, p 0.73, with 1 flagged "
+            "sector: what a generator matching the data would get at this sample size.") in coverage_findings(result)

@@ -78,6 +78,7 @@ def expressiveness_section(ctx: DemoContext) -> Section:
         models, real.all_images(), None if support is None else support.images,
         real_source=f"evenly spaced {DEMO_DATASET} test images",
         support_source="no support set" if support is None else f"the support set '{support.name}'",
+        support_model=None if support is None else (support.manifest.get("model") or {}).get("name"),
         samples=own, fit_data=_train_if_needed(ctx), refine_images=refine, steps=steps, seed=0)
     sections = expressiveness_sections(result, ctx.out / "expressiveness", prefix="expressiveness/")
     sized = (f"Demo sizes (for 2 CPU cores): {own} own samples, {len(real)} test images, "

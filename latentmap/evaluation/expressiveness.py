@@ -210,6 +210,7 @@ def own_samples(model: LatentModel, sampler: LatentSampler, n: int, seed: int = 
 
 def benchmark_expressiveness(models: Iterable[LatentModel], real: torch.Tensor, support: torch.Tensor | None = None,
                              *, real_source: str = "real test images", support_source: str = "support set",
+                             support_model: str | None = None,
                              fit_data: ImageDataset | None = None, settings: ExpressivenessSettings | None = None,
                              image_transform: str | None = None, **options: Any) -> ExpressivenessResult:
     """The leaderboard: every model on its own samples, ``real`` images and the ``support`` images.
@@ -251,6 +252,7 @@ def benchmark_expressiveness(models: Iterable[LatentModel], real: torch.Tensor, 
                                                settings=s))
     record = {"own_samples": samples, "real_images": len(real), "real_source": real_source,
               "support_images": None if support is None else len(support), "support_source": support_source,
+              "support_model": support_model,
               "sampler": sampler, "refine_images": s.refine_images, "steps": s.steps, "lr": s.lr, "seed": seed,
               "bootstrap_resamples": s.bootstrap, "image_transform": image_transform,
               "compute": distributed.compute_record(batch_size)}

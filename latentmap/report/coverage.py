@@ -47,10 +47,11 @@ def coverage_findings(result: CoverageResult) -> list[str]:
         text += _largest_gaps(result, g, real_share)
         out.append(text + ".")
     if calibration is not None:
-        out.append(f"For calibration, {calibration.images} real training images score total variation "
-                   f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with "
-                   f"{len(calibration.under) + len(calibration.over)} flagged sectors: what a generator matching the "
-                   "data would get at this sample size.")
+        flagged = len(calibration.under) + len(calibration.over)
+        out.append(f"For calibration, {calibration.images:,} real training images score total variation "
+                   f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with {flagged} flagged "
+                   f"sector{'' if flagged == 1 else 's'}: what a generator matching the data would get at this "
+                   "sample size.")
     if result.fidelity is not None:
         out.extend(fidelity_findings(result.fidelity))
     return out
@@ -58,7 +59,7 @@ def coverage_findings(result: CoverageResult) -> list[str]:
 
 def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
     """The sector whose generated share falls furthest below its real share, over all sectors; when that one is
-    not flagged under-represented, also the largest such gap among the flagged ones."""
+    not flagged under-represented, also the largest among the under-represented ones."""
     gen_share = g.counts / max(g.images, 1)
     gap = real_share - gen_share
     if not len(gap) or gap.max() <= 0:
@@ -71,7 +72,9 @@ def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
                 "generated ones")
 
     largest = int(np.argmax(gap))  # the lowest-numbered sector among equal gaps
-    text = f"; the largest gap over all {len(gap)} sectors is {describe(largest)}"
+    # a shortfall, not |gap|: an over-represented sector may differ more, the other way
+    text = (f"; the largest shortfall (generated share below the real one) over all {len(gap)} sectors is "
+            f"{describe(largest)}")
     if largest in g.under:
         return text + " (flagged under-represented)"
     why = (f"its generated share is at least {UNDER:g} times the real one" if gen_share[largest] >= UNDER *
@@ -79,7 +82,7 @@ def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
     text += f" (not flagged: {why})"
     if g.under:
         flagged = max(g.under, key=lambda u: gap[u])
-        text += f"; the largest among the flagged sectors is {describe(flagged)}"
+        text += f"; the largest among the under-represented sectors is {describe(flagged)}"
     return text
 
 

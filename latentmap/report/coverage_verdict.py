@@ -13,12 +13,12 @@ import pandas as pd
 
 from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, class_misses, missed_sectors, missed_share,
                                              unresolvable_classes)
-from latentmap.evaluation.coverage import CoverageResult
+from latentmap.evaluation.coverage import UNDER, CoverageResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.html import Section, fold_table
 from latentmap.report.palette import MARKERS, PALETTE
-from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, percent, sig
+from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
 
@@ -60,8 +60,10 @@ def verdict_section(result: CoverageResult) -> Section:
     space = f" in {result.fidelity.space}" if result.fidelity is not None else ""
     section.text(f"Total variation: the distance between a generator's sector shares and those of "
                  f"{result.real_images:,} {result.real_source} (0: the same shares; lower is better), with its 95% "
-                 f"bootstrap interval (none at the calibration: sampling noise alone gives its value). Precision, recall, density, coverage{space}: higher is better (density: near "
-                 "1). The calibration row, real training images, is what a generator matching the data scores.",
+                 f"bootstrap interval (none at the calibration: sampling noise alone gives its value). Precision, recall, "
+                 f"density, coverage{space}: higher is better (density: near 1); the Fréchet distance and the numbers of "
+                 "sectors missed and over-represented: lower is better. The calibration row, real training images, "
+                 "is what a generator matching the data scores.",
                  cls="note")
     return section
 
@@ -142,10 +144,17 @@ def class_sentences(result: CoverageResult) -> list[str]:
     if not misses:
         return []
     named = {n: _named(m) for n, m in misses.items()}
-    with_named = [f"{n} {_class_list(m)}" for n, m in named.items() if m]
+    gens = {g.name: g for g in result.generators}
+
+    def base(name: str) -> str:  # what every class would show if the missed sectors favoured none
+        g = gens[name]
+        return percent(missed_share(result.label_counts, missed_sectors(g.never_reached, g.under)))
+
+    with_named = [f"{n} {_class_list(m)} (all classes together: {base(n)})" for n, m in named.items() if m]
     without = [n for n, m in named.items() if not m]
     text = (f"Classes with at least {percent(MISSED_CLASS_SHARE)} of their real images in sectors a generator "
-            "misses: " + ("; ".join(with_named) if with_named else "none for any generator"))
+            f"never reaches or under-represents (generated share below {UNDER:g} x real): "
+            + ("; ".join(with_named) if with_named else "none for any generator"))
     if with_named and without:
         text += f"; none for {', '.join(without)}"
     out = [text + "."]
@@ -163,7 +172,9 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
     if gens:
         best, worst = gens[0], gens[-1]
         text = (f"Closest to the real sector shares: {best.name}, total variation "
-                f"{interval(best.tv_distance, best.tv_low, best.tv_high)}")
+                f"{interval(best.tv_distance, best.tv_low, best.tv_high)}"
+                + overlap_clause((best.name, best.tv_low, best.tv_high),
+                                 [(g.name, g.tv_low, g.tv_high) for g in gens[1:]]))
         if worst is not best:
             text += f"; farthest: {worst.name}, {interval(worst.tv_distance, worst.tv_low, worst.tv_high)}"
         if calibration is not None:
@@ -184,6 +195,10 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
             text += f"; the calibration scores precision {sig(cal.precision)} and recall {sig(cal.recall)}"
         out.append(text + ".")
     out.extend(class_sentences(result))
+    if any(g.name == result.space.reference for g in gens):
+        what = "the sectors" + (" and the fidelity features" if result.fidelity is not None else "")
+        out.append(f"Caution: {what} come from {result.space.reference}'s encoder, and {result.space.reference} is "
+                   "also ranked here: its own samples are judged by its own encoder, which may favour it.")
     if result.fidelity is not None:
         out.extend(f"Warning: {percent(share)} of {name}'s images are copies of the {result.fidelity.real_source} "
                    "they are scored against: their precision, density and coverage are inflated by construction."

@@ -22,7 +22,7 @@ from latentmap.report.html import Section, fold_table, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.palette import PALETTE
-from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, percent, sig
+from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
@@ -31,6 +31,8 @@ SET_COLOURS = {"own": PALETTE[2], "real": PALETTE[0], "support": PALETTE[3]}
 SET_STYLES = {"own": "-", "real": "--", "support": ":"}  # the sets told apart without colour too
 HEADLINE = "support/own"
 CALIBRATION = "support/real"  # support/own of a model whose own samples matched the data
+# the calibration row's support / own is the lowest-highest support / real over the models, not a 95% interval
+CALIBRATION_ROW = "own samples matching the data: lowest–highest support / real, not an interval" + CALIBRATION_MARK
 
 
 def _ci(ci) -> str:
@@ -52,7 +54,7 @@ def calibration_range(result: ExpressivenessResult) -> tuple[float, float] | Non
 
 def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
     """The ranked table of the page's first screen: the ratios with their intervals, the refined support-set MSE and
-    the share of refined support-set latents the model would not sample; the calibration row last."""
+    the share of refined support-set latents the model would rarely sample; the calibration row last."""
     rows = []
     for rank, m in enumerate(ranked(result), start=1):
         support = m.sets["support"].summary(m.region["typical"]) if "support" in m.sets else None
@@ -64,7 +66,7 @@ def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
                      if support else ""})
     span = calibration_range(result)
     if span is not None:
-        rows.append({"#": "", "Model": "own samples matching the data" + CALIBRATION_MARK, "Kind": "",
+        rows.append({"#": "", "Model": CALIBRATION_ROW, "Kind": "",
                      "Support / own (95%)": f"{sig(span[0])}–{sig(span[1])}", "Real / own (95%)": sig(1.0),
                      "Support / real (95%)": "", "Refined MSE, support set": "",
                      "Refined support latents outside 99%": ""})
@@ -77,8 +79,11 @@ def verdict(result: ExpressivenessResult) -> list[str]:
     out = []
     if models:
         best, worst = models[0], models[-1]
+        ci = best.ratios[HEADLINE]
         text = (f"Most expressive: {best.name} ({best.kind}), whose encoder reconstructs support-set images "
-                f"{_ci(best.ratios[HEADLINE])} times worse than its own samples")
+                f"{_ci(ci)} times worse than its own samples"
+                + overlap_clause((best.name, ci.low, ci.high),
+                                 [(m.name, m.ratios[HEADLINE].low, m.ratios[HEADLINE].high) for m in models[1:]]))
         if worst is not best:
             text += f"; least: {worst.name} ({worst.kind}), {_ci(worst.ratios[HEADLINE])} times"
         out.append(text + f" (95% intervals; the paper's StyleGAN on CelebA: "
@@ -98,12 +103,16 @@ def verdict(result: ExpressivenessResult) -> list[str]:
         mses = [s["refined_mse"] for _, s in refined]
         drift = [f"{m.name} {percent(s['refined_outside_share'])}" for m, s in refined]
         out.append(f"After {result.settings.get('steps')} steps of gradient refinement, support-set images reach MSE "
-                   f"{sig(min(mses))}–{sig(max(mses))}; refined support-set latents outside the range of the "
-                   f"model's own samples: {', '.join(drift)}.")
+                   f"{sig(min(mses))}–{sig(max(mses))}; refined support-set latents outside the range holding 99% of "
+                   f"the model's own samples: {', '.join(drift)}.")
     fitted = [m for m in result.models if m.sampler != "prior"]
     if fitted:
         out.append("Models without a prior sample from a fitted distribution: "
                    + "; ".join(f"{m.name}: {m.sampler}" for m in fitted) + ".")
+    chooser = result.settings.get("support_model")
+    if chooser and any(m.name == chooser for m in models):
+        out.append(f"Caution: the support set was chosen with {chooser}'s encoder, and {chooser} is also ranked "
+                   "here: images picked in its own latent space may favour it.")
     return out
 
 
@@ -139,7 +148,7 @@ def findings(result: ExpressivenessResult) -> list[str]:
         drift = [(m, s) for m, s in refined if (s["refined_outside_share"] or 0) > 0.05]
         if drift:
             out.append("Refined support-set latents outside the 99% range of the model's own samples (images the model "
-                       "reproduces only from latents it would not sample): "
+                       "reproduces only from latents it would rarely sample): "
                        + ", ".join(f"{m.name} {percent(s['refined_outside_share'])}" for m, s in drift) + ".")
     fitted = [m for m in result.models if m.sampler != "prior"]
     if fitted:

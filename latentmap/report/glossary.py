@@ -84,7 +84,8 @@ GLOSSARY: tuple[tuple[str, str, str], ...] = (
      "whose own samples matched the data (the calibration)."),
     ("refinement", r"\brefine(d|ment)\b",
      "gradient descent on the latent, starting from the encoder's, to reconstruct an image as well as the decoder "
-     "can; a refined latent outside the range holding 99% of the own samples' is one the model would not sample."),
+     "can; a refined latent outside the range holding 99% of the own samples' is one the model would rarely sample "
+     "(1 draw in 100 lands there)."),
     ("relocated MSE", r"\brelocated MSE\b",
      "the mean squared error per pixel between the test images and their relocation Dec_B(M(Enc_A x))."),
 )

@@ -129,9 +129,16 @@ def leaderboard_verdict(frame: pd.DataFrame, sources: dict) -> list[str]:
     best = [(m, b) for m, b in best if b is not None]
     if not best:
         return []
+    def tied(measure: str, name: str, value: float) -> str:  # others the page shows with the same digits
+        column = MEASURES[measure][0]
+        others = [str(g) for g, c, v in zip(frame.generator, frame.calibration, frame[column])
+                  if not c and str(g) != name and v is not None and not pd.isna(v) and sig(float(v)) == sig(value)]
+        return f" (as shown, tied with {', '.join(others)})" if others else ""
+
     groups = []
     for lower, words in ((True, "lower is better"), (False, "higher is better")):
-        parts = [f"{MEASURES[m][1]} {name} {sig(value)}" for m, (name, value) in best if MEASURES[m][2] is lower]
+        parts = [f"{MEASURES[m][1]} {name} {sig(value)}{tied(m, name, value)}" for m, (name, value) in best
+                 if MEASURES[m][2] is lower]
         if parts:
             groups.append(", ".join(parts) + f" ({words})")
     names = [str(g) for g, c in zip(frame.generator, frame.calibration) if not c]

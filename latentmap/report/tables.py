@@ -94,15 +94,36 @@ def interval(value, low, high, digits: int = 3) -> str:
     missing."""
     if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
         return sig(value, digits)
+    if float(low) > float(high):  # printed as is, it would read as an interval the other way round
+        raise ValueError(f"an interval must have low <= high, got low {low} and high {high}")
     return f"{sig(value, digits)} ({sig(low, digits)}–{sig(high, digits)})"
 
 
+def overlap_clause(best: tuple, others: list) -> str:
+    """"; its interval overlaps those of b, c, so that order is not settled" for the ``others`` ((name, low, high)) whose interval meets ``best``'s
+    ((name, low, high)); empty when none does or ``best`` has no interval (a missing bound: never overlapping)."""
+    def known(*values):
+        return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
+
+    _, low, high = best
+    if not known(low, high):
+        return ""
+    names = [name for name, lo, hi in others if known(lo, hi) and lo <= high and low <= hi]
+    if not names:
+        return ""
+    return (f"; its interval overlaps {'that' if len(names) == 1 else 'those'} of {', '.join(names)}, so that "
+            "order is not settled")
+
+
 def percent(value, digits: int = 2) -> str:
-    """A share in [0, 1] as a percentage with ``digits`` significant digits (1.8%, 72%, 100%, 0.05%);
-    an en dash for a missing one. The one percent formatter of the reports."""
+    """A share in [0, 1] as a percentage with ``digits`` significant digits, trailing zeros kept (1.8%, 5.0%, 72%,
+    100%, 0.050%); 0% for nothing; an en dash for a missing one. The one percent formatter of the reports."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
-    return f"{float(f'{100 * float(value):.{digits}g}'):g}%"
+    pct = 100 * float(value)
+    if pct == 0 or abs(float(f"{pct:.{digits}g}")) >= 10 ** (digits - 1):  # whole numbers: 72%, 100%
+        return f"{float(f'{pct:.{digits}g}'):g}%"
+    return f"{pct:#.{digits}g}%"
 
 
 CALIBRATION_MARK = " (calibration)"  # appended to the name of a table's real-data row
