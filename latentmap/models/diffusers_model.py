@@ -153,6 +153,50 @@ def latent_shape_of(config: dict) -> tuple[int, int, int]:
     return int(channels), h, w
 
 
+def normalisation_text(config: dict) -> str:
+    """How latents are normalised, in words, from a config (``models info``)."""
+    factor = config.get("scaling_factor") or 1.0
+    if config.get("latents_mean") is not None and config.get("latents_std") is not None:
+        text = f"z = (m - latents_mean) x {factor:g} / latents_std (per channel)"
+    elif config.get("shift_factor"):
+        text = f"z = (m - {config['shift_factor']:g}) x {factor:g}"
+    else:
+        text = f"z = m x {factor:g} (scaling_factor)"
+    return text + ("; float32 throughout (force_upcast)" if config.get("force_upcast") else "")
+
+
+def describe_folder(folder, config: dict | None = None) -> list[tuple[str, str]]:
+    """``models info`` lines of a diffusers autoencoder folder, from its config.json and listing alone (nothing is
+    loaded, diffusers need not be installed): class, latent layout, image shape, encoding, normalisation, weights
+    and the memory a flattened linear map of its latents takes."""
+    from latentmap.resources import flattened_map_bytes, format_bytes
+
+    folder = Path(folder)
+    config = config or read_diffusers_config(folder)
+    c, h, w = latent_shape_of(config)
+    name, d = config["_class_name"], c * h * w
+    try:
+        import importlib.metadata
+
+        needs = f"diffusers {importlib.metadata.version('diffusers')}"
+    except importlib.metadata.PackageNotFoundError:
+        needs = f"loading needs diffusers: {INSTALL}"
+    safe, pickled = weights_files(folder)
+    files = safe or pickled
+    weights = ", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in files) or "none found"
+    if not safe and pickled:
+        weights += ": a pickle, loading it runs code stored there: needs --trust-pickle"
+    encode = ("unquantized: the encoder's latents, which decode quantizes, as VQModel's forward does "
+              "(quantize=True for the quantized ones)" if name == VQ else
+              "the posterior mean (sample_posterior=True for a draw)")
+    return [("kind", f"diffusers {name} ({needs}; images in [-1, 1] to the networks, [0, 1] to latentmap)"),
+            ("latent size", f"{d} = {c} x {h} x {w} (spatial latents C x h x w, flattened in C order)"),
+            ("image shape", f"{config.get('in_channels', 3)} x {image_size(config)[0]} x {image_size(config)[1]}"),
+            ("encode", encode), ("latents", normalisation_text(config)), ("weights", weights),
+            ("memory", f"a linear map between two such latents, flattened, takes about "
+                       f"{format_bytes(flattened_map_bytes(d, d))} to fit ({d + 1} x {d + 1} float64 normal equations)")]
+
+
 # ---------------------------------------------------------------- the adapter
 
 
