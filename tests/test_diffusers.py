@@ -225,8 +225,8 @@ def test_map_fit_eval_atlas_bench_and_diagnose_run_on_diffusers_folders(kl_folde
                    "--steps", "2", "--bootstrap", "200", "--lpips", "off", "--out", tmp_path / "expr", "--no-progress",
                    "--device", "cpu")
     assert bench.exit_code == 0, bench.output
-    diagnose = invoke("diagnose", "--model", a, "--images", "40", "--out", tmp_path / "diag", "--no-progress",
-                      "--device", "cpu")
+    diagnose = invoke("diagnose", "--model", a, "--images", "40", "--no-tsne", "--out", tmp_path / "diag",
+                      "--no-progress", "--device", "cpu")
     assert diagnose.exit_code == 0, diagnose.output
 
 
@@ -288,3 +288,16 @@ def test_a_flattened_map_that_cannot_fit_in_memory_is_refused_before_any_work(kl
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
         assert "98 = 2 x 7 x 7 flattened" in result.output and f"{390456 / 1024:.1f} KB" in result.output
         assert not (tmp_path / "m").exists() and not (tmp_path / "atlas").exists()
+
+
+def test_an_rgb_autoencoder_takes_grayscale_images_through_the_image_transform(tmp_path):
+    torch.manual_seed(0)
+    rgb = diffusers.AutoencoderKL(**{**TINY, "in_channels": 3, "out_channels": 3, "sample_size": 32,
+                                     "latent_channels": 2})
+    spec = f"diffusers:{saved(rgb, tmp_path / 'rgb')}"
+    assert load_model(spec).image_shape == (3, 32, 32) and load_model(spec).latent_shape == (2, 8, 8)
+    refused = invoke("diagnose", "--model", spec, "--images", "16", "--out", tmp_path / "d", "--no-progress")
+    assert refused.exit_code == 2 and "--image-transform auto" in refused.output
+    result = invoke("diagnose", "--model", spec, "--images", "16", "--image-transform", "auto", "--no-geometry",
+                    "--no-tsne", "--out", tmp_path / "d", "--no-progress", "--device", "cpu")
+    assert result.exit_code == 0, result.output
