@@ -222,8 +222,8 @@ def test_map_fit_eval_atlas_bench_and_diagnose_run_on_diffusers_folders(kl_folde
     assert atlas.exit_code == 0, atlas.output
     assert (tmp_path / "atlas" / "index.html").is_file()
     bench = invoke("bench", "expressiveness", a, "--images", "16", "--samples", "16", "--refine-images", "2",
-                   "--steps", "2", "--bootstrap", "200", "--lpips", "off", "--out", tmp_path / "expr", "--no-progress",
-                   "--device", "cpu")
+                   "--steps", "2", "--bootstrap", "200", "--fit-images", "200", "--lpips", "off",
+                   "--out", tmp_path / "expr", "--no-progress", "--device", "cpu")
     assert bench.exit_code == 0, bench.output
     diagnose = invoke("diagnose", "--model", a, "--images", "40", "--no-tsne", "--out", tmp_path / "diag",
                       "--no-progress", "--device", "cpu")
