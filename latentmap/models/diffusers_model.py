@@ -194,7 +194,8 @@ def describe_folder(folder, config: dict | None = None) -> list[tuple[str, str]]
             ("image shape", f"{config.get('in_channels', 3)} x {image_size(config)[0]} x {image_size(config)[1]}"),
             ("encode", encode), ("latents", normalisation_text(config)), ("weights", weights),
             ("memory", f"a linear map between two such latents, flattened, takes about "
-                       f"{format_bytes(flattened_map_bytes(d, d))} to fit ({d + 1} x {d + 1} float64 normal equations)")]
+                       f"{format_bytes(flattened_map_bytes(d, d))} to fit "
+                       f"({d + 1} x {d + 1} float64 normal equations)")]
 
 
 # ---------------------------------------------------------------- the adapter
