@@ -11,7 +11,7 @@ LATENTMAP := $(BIN)/latentmap
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,pythae,docs]'
+	$(BIN)/python -m pip install -q -e '.[dev,pythae,docs,diffusers]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -80,6 +80,8 @@ checkpoints: install data
 	OMP_NUM_THREADS=1 $(LATENTMAP) train gan --latent-dim 64 --channels 64,128 --inverter-channels 32,64 --batch-size 64 --epochs 5 --seed 0 --inverter-steps 3000 --inverter-eval-samples 1000 --out checkpoints/fmnist-gan --overwrite
 	OMP_NUM_THREADS=1 $(LATENTMAP) train stylegan --latent-dim 64 --channels 64,32,16 --batch-size 64 --epochs 3 --seed 0 --inverter-steps 2000 --inverter-eval-samples 1000 --out checkpoints/fmnist-stylegan --overwrite
 	OMP_NUM_THREADS=1 $(LATENTMAP) train vae --dataset 'fashion-mnist?pad=2' --latent-dim 32 --seed 2 --epochs 4 --out checkpoints/fmnist-vae-32 --overwrite --no-progress
+	$(LATENTMAP) train kl --channels 16,32,32 --latent-channels 4 --train-images 40000 --epochs 1 --batch-size 64 --seed 0 --out checkpoints/fmnist-kl-a --overwrite --no-progress
+	$(LATENTMAP) train kl --channels 16,32,32 --latent-channels 4 --train-images 40000 --epochs 1 --batch-size 64 --seed 1 --out checkpoints/fmnist-kl-b --overwrite --no-progress
 
 # How the shipped support set was built: the Split-VAE's sectors, sized for the shipped models.
 support-sets: export LATENTMAP_WRITE_SHIPPED = 1

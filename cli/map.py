@@ -111,6 +111,10 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
                                     images=fit_images, seed=seed, data_dir=data_dir)
     make = _estimator_factories(spec.label, fit_source, bias, alpha, method, _method_given())[spec.label]
     model_a, model_b = _load(source, device, trust_pickle), _load(target, device, trust_pickle)
+    if spec.kind.name == "linear":  # flattened spatial latents: the normal equations must fit in memory
+        from latentmap.resources import check_flattened_map
+
+        check_flattened_map(model_a, model_b)
     image_transform = _default_transform(image_transform, fit_source.data_shape(model_a), [model_a, model_b],
                                          "the two models and the fit images")
     with reported_warnings():
@@ -274,6 +278,11 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
         parse_estimators(estimators)  # a bad spec fails before any model is loaded
     out = prepare_output(out, "report", "atlas", overwrite, inputs=[*specs, support_set])
     models = [_load(s, device, trust_pickle) for s in specs]
+    if estimators is None or "linear" in estimators.split(","):  # the largest flattened pair must fit in memory
+        from latentmap.resources import check_flattened_map
+
+        widest = sorted(models, key=lambda m: m.latent_dim)[-2:]
+        check_flattened_map(widest[-1], widest[0])
     dataset = choose_dataset(models, dataset)
     fit = resolve_fit_source(support_set=support_set, dataset=dataset if fit_kind == "dataset" else None,
                              samples=(samples or 10000) if fit_kind == "samples" else None, split=fit_split,

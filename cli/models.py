@@ -18,15 +18,12 @@ import click
 from latentmap.cli.options import trust_pickle_option
 from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, LatentmapError
-from latentmap.io.pythae_folder import DEFAULT_FLAG, PYTHAE_CONFIG, PYTHAE_WEIGHTS, is_pythae_folder, \
-    pickled_networks, read_pythae_config
+from latentmap.cli.model_lines import NO_PRIOR, _pythae_lines, _pythae_pickles, _shape
+from latentmap.io.pythae_folder import is_pythae_folder, read_pythae_config
 
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
 GENERATOR_KINDS = ("gan", "stylegan-w", "external-stylegan")
 W_SPACE_KINDS = ("stylegan-w", "external-stylegan")
-# pythae models trained as deterministic autoencoders: no prior to sample (latentmap.models.pythae_model)
-PYTHAE_WITHOUT_PRIOR = ("AE", "WAE_MMD", "RAE_L2", "RAE_GP", "VQVAE")
-NO_PRIOR = "no prior: a sampler is fitted on encodings of training images (`latentmap bench --sampler`)"
 NOT_A_MODEL = ("no config.json (latentmap checkpoint), model_config.json + model.pt (pythae folder) "
                f"or {'/'.join(PICKLE_SUFFIXES)} file (StyleGAN-style generator)")
 
@@ -40,11 +37,14 @@ def command():
 
 
 def identify(path: Path) -> dict | None:
-    """What ``path`` holds: a record with ``source`` (checkpoint, pythae, pickle), ``name``, ``kind``,
+    """What ``path`` holds: a record with ``source`` (checkpoint, diffusers, pythae, pickle), ``name``, ``kind``,
     ``latent``, ``config``; None when it is no model. A broken config.json raises CheckpointError."""
     from latentmap.io.checkpoint import CONFIG_NAME, read_config
 
     path = Path(path)
+    diffusers = _diffusers_folder(path)
+    if diffusers is not None:
+        return diffusers
     if path.is_dir() and (path / CONFIG_NAME).is_file():
         config = read_config(path)
         return {"source": "checkpoint", "path": path, "config": config, "name": str(config.get("name") or path.name),
@@ -56,6 +56,23 @@ def identify(path: Path) -> dict | None:
     if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
         return {"source": "pickle", "path": path, "config": {}, "name": path.name, "kind": "pickle", "latent": None}
     return None
+
+
+def _diffusers_folder(path: Path) -> dict | None:
+    """The record of a diffusers autoencoder folder (or a pipeline folder's vae/), None for anything else; a
+    checkpoint latentmap trained as one stays a checkpoint."""
+    from latentmap.models import diffusers_model as dm
+
+    try:
+        folder = dm.folder_of(path) if path.is_dir() else None
+        config = dm.read_diffusers_config(folder) if folder is not None else {}
+    except CheckpointError:
+        return None
+    if not config or config.get("kind") == dm.KIND:
+        return None
+    c, h, w = dm.latent_shape_of(config)
+    return {"source": "diffusers", "path": folder, "config": config, "name": path.name,
+            "kind": f"diffusers {config['_class_name']}", "latent": c * h * w}
 
 
 def _inverter_trained(config: dict) -> bool:
@@ -81,6 +98,12 @@ def _note(record: dict) -> str:
             f" (pickled {', '.join(n for n, _ in pickled)}: needs --trust-pickle to load)" if pickled else "")
     if record["source"] == "pickle":
         return PICKLE_NOTE
+    if record["source"] == "diffusers" or kind == "diffusers":
+        from latentmap.models.diffusers_model import latent_shape_of, weights_files
+
+        safe, pickled = weights_files(record["path"])
+        return _shape(list(latent_shape_of(config))) + (" (pickled weights: needs --trust-pickle)"
+                                                        if pickled and not safe else "")
     if kind in GENERATOR_KINDS:
         return "inverter trained" if _inverter_trained(config) else "no trained inverter"
     if isinstance(config.get("external"), dict):
@@ -156,7 +179,7 @@ def locate(spec: str) -> Path:
     """A path that exists, else the folder of the shipped model named ``spec``."""
     if spec.startswith("py:"):
         return Path(spec)
-    path = Path(spec)
+    path = Path(spec[len("diffusers:"):] if spec.startswith("diffusers:") else spec)
     if path.exists():
         return path
     from latentmap.models.shipped import shipped_checkpoints
@@ -166,12 +189,6 @@ def locate(spec: str) -> Path:
         return shipped[spec]
     names = ", ".join(shipped) or "none installed"
     raise CheckpointError(f"no model '{spec}': no such file or folder, and no shipped model of that name ({names})")
-
-
-def _shape(value) -> str:
-    if isinstance(value, (list, tuple)) and value:
-        return " x ".join(str(v) for v in value)
-    return "-" if value is None else str(value)
 
 
 def _prior(config: dict) -> str:
@@ -226,7 +243,10 @@ def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
         latent += " (W space)"
     lines = [("kind", kind_text), ("latent size", latent), ("image shape", _shape(config.get("image_shape"))),
              ("prior", _prior(config))]
-    if kind in GENERATOR_KINDS or _inverter_trained(config):
+    if kind == "diffusers":  # a save_pretrained folder latentmap trained: diffusers' lines, then latentmap's record
+        lines = [(key, f"{value}; a latentmap checkpoint too" if key == "kind" else value)
+                 for key, value in _diffusers_lines(record) if key not in ("weights", "dataset")]
+    elif kind in GENERATOR_KINDS or _inverter_trained(config):
         lines.append(("inverter", _inverter_line(config)))
     elif external:
         lines.append(("encoder", "the wrapped encoder"))
@@ -251,6 +271,13 @@ def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
     return lines
 
 
+def _diffusers_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
+    from latentmap.models.diffusers_model import describe_folder
+
+    lines = describe_folder(record["path"], record["config"])
+    return [*lines[:3], ("prior", NO_PRIOR), *lines[3:], ("dataset", "- (diffusers folders do not record it)")]
+
+
 def _weights_state(file: Path, expected) -> str:
     """"model.safetensors (1.2 MB, sha256 as recorded)", or what is wrong with the file."""
     from latentmap.io.checkpoint import sha256_file
@@ -261,72 +288,6 @@ def _weights_state(file: Path, expected) -> str:
     if sha256_file(file) != expected:
         return f"{file.name} ({size}, BROKEN: its sha256 is not the one config.json records: truncated or changed)"
     return f"{file.name} ({size}, sha256 as recorded)"
-
-
-def _pythae_installed() -> str | None:
-    """pythae's version when it can be imported, else None."""
-    import importlib.metadata
-    import importlib.util
-
-    if importlib.util.find_spec("pythae") is None:
-        return None
-    try:
-        return importlib.metadata.version("pythae")
-    except importlib.metadata.PackageNotFoundError:
-        return "installed"
-
-
-def _pythae_model_name(config: dict) -> str:
-    name = str(config.get("name") or "?")
-    return name[:-len("Config")].rstrip("_") if name.endswith("Config") else name
-
-
-def _pythae_weights(folder: Path) -> str:
-    """model.pt's size, or BROKEN when it is no readable torch file (torch.save writes a zip archive)."""
-    import zipfile
-
-    file = folder / PYTHAE_WEIGHTS
-    size = file.stat().st_size if file.is_file() else 0
-    if size == 0 or not zipfile.is_zipfile(file):
-        return (f"{PYTHAE_WEIGHTS} ({size / 1e6:.1f} MB, BROKEN: not a readable torch file: truncated or "
-                "damaged)")
-    return f"{PYTHAE_WEIGHTS} ({size / 1e6:.1f} MB; read as tensors only: torch.load with weights_only, flag or not)"
-
-
-def _pythae_pickles(record: dict) -> list[tuple[str, str]]:
-    return pickled_networks(record["path"], record["config"])
-
-
-def _pythae_networks(record: dict) -> list[tuple[str, str]]:
-    """Which networks loading the folder rebuilds from pythae's defaults and which it unpickles (with the flag)."""
-    pickled = _pythae_pickles(record)
-    custom = [name for name, _ in pickled]
-    flagged = [key[len(DEFAULT_FLAG):] for key in record["config"] if str(key).startswith(DEFAULT_FLAG)]
-    default = [name for name in dict.fromkeys(["encoder", "decoder", *flagged]) if name not in custom]
-    lines = []
-    if default:
-        lines.append(("networks", f"{', '.join(default)}: pythae defaults, rebuilt from {PYTHAE_CONFIG}"))
-    if pickled:
-        lines.append(("pickled", f"custom {', '.join(custom)} in {', '.join(file for _, file in pickled)}: "
-                                 "unpickled on loading, which runs code stored there: needs --trust-pickle"))
-    lines.append(("weights", _pythae_weights(record["path"])))
-    if pickled:
-        lines.append(("warning", "load it with --trust-pickle only if you trust where the folder comes from"))
-    return lines
-
-
-def _pythae_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
-    config = record["config"]
-    name, version = _pythae_model_name(config), _pythae_installed()
-    needs = f"pythae {version}" if version else "loading needs pythae: pip install 'latentmap[pythae]'"
-    lines = [("kind", f"pythae (model {name}; {needs})"),
-             ("latent size", str(config.get("latent_dim", "-"))),
-             ("image shape", _shape(config.get("input_dim"))),
-             ("prior", NO_PRIOR if name in PYTHAE_WITHOUT_PRIOR else "standard normal N(0, I)")]
-    if name == "VQVAE":
-        lines.append(("encode", "quantized: through the quantizer, as pythae's forward does before decoding "
-                                "(PythaeModel.quantize = False for the unquantized embedding)"))
-    return [*lines, *_pythae_networks(record), ("dataset", "- (pythae folders do not record it)")]
 
 
 def _loaded_lines(spec: str) -> list[tuple[str, str]]:
@@ -375,8 +336,8 @@ def _py_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
 def info(model, trust_pickle):
     """Kind, latent size, image shape, prior, encoder or inverter, dataset and metrics of MODEL.
 
-    MODEL is a shipped model's name (see `latentmap models list`), a path or a py:module:factory
-    spec. Without --trust-pickle/--trust-code only the files that describe the model are read
+    MODEL is a shipped model's name (see `latentmap models list`), a path, a diffusers:PATH or a
+    py:module:factory spec. Without --trust-pickle/--trust-code only the files that describe the model are read
     (a checkpoint's weights are checked against their sha256); with it a generator pickle or a
     py: spec is loaded to show its latent size and image shape."""
     path = locate(model)
@@ -390,7 +351,8 @@ def info(model, trust_pickle):
         if record["source"] == "checkpoint":
             described = _checkpoint_lines(record)
         else:
-            described = {"pythae": _pythae_lines, "pickle": _pickle_lines}[record["source"]](record, trust_pickle)
+            described = {"pythae": _pythae_lines, "pickle": _pickle_lines,
+                         "diffusers": _diffusers_lines}[record["source"]](record, trust_pickle)
         lines = [("name", record["name"]), ("path", str(path.resolve())), *described]
     width = max(len(key) for key, _ in lines) + 2
     for key, value in lines:

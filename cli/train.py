@@ -44,6 +44,10 @@ from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice
 @click.option("--gamma-min", type=FiniteFloat(0, low_open=True), default=None,
               help="vae/split-vae: lower bound on the balanced loss's gamma (more weight on the KL term).")
 @click.option("--r1-gamma", type=FiniteFloat(0), default=None, help="stylegan: R1 penalty weight [default: 0.5].")
+@click.option("--latent-channels", type=click.IntRange(1, MAX_SIZE), default=None,
+              help="kl: channels C of the C x h x w latent (--latent-dim is not used) [default: 4].")
+@click.option("--kl-weight", type=FiniteFloat(0), default=None,
+              help="kl: weight of the KL divergence per pixel beside the MSE [default: 1e-4].")
 @click.option("--track", type=click.IntRange(min=0), default=0, show_default=True,
               help="vae/split-vae/ae: record the encoder's mean and variance (or the latent) of N fixed held-out "
                    "images, one per class in turn, every --track-every steps: trajectories.npz/.csv/.png/.gif.")
@@ -53,7 +57,7 @@ from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice
 def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, overwrite, name, channels,
             hidden, train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
             inverter_image_weight, inverter_channels, inverter_eval_samples, image_transform, own_samples_only, z_dim,
-            gamma_min, r1_gamma, track, track_every, progress):
+            gamma_min, r1_gamma, latent_channels, kl_weight, track, track_every, progress):
     """Train a reference model of KIND and save it as a checkpoint folder.
 
     For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
@@ -72,6 +76,12 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     if image_transform is not None and (kind != "inverter" or own_samples_only):
         raise click.BadParameter("--image-transform is only used with `latentmap train inverter` measured on real "
                                  "test images", param_hint="--image-transform")
+    for flag, value in (("--latent-channels", latent_channels), ("--kl-weight", kl_weight)):
+        if value is not None and kind != "kl":
+            raise click.BadParameter(f"{flag} is only used with `latentmap train kl`", param_hint=flag)
+    if kind == "kl" and click.get_current_context().get_parameter_source("latent_dim").name != "DEFAULT":
+        raise click.BadParameter("kl's latent is C x h x w: --latent-channels sets C, --channels the blocks (h x w)",
+                                 param_hint="--latent-dim")
     if kind == "inverter" and not model_spec:
         raise click.BadParameter("`latentmap train inverter` needs --model PATH", param_hint="--model")
     if lr is None:  # each trainer has its own sensible default (Adam for VAEs, GAN rates for GANs)
@@ -81,7 +91,8 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
              "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
              "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels,
              "inverter_eval_samples": inverter_eval_samples, "image_transform": image_transform, "z_dim": z_dim,
-             "gamma_min": gamma_min, "r1_gamma": r1_gamma, "own_samples_only": own_samples_only or None,
+             "gamma_min": gamma_min, "r1_gamma": r1_gamma, "latent_channels": latent_channels, "kl_weight": kl_weight,
+             "own_samples_only": own_samples_only or None,
              "track": track or None, "track_every": track_every}
     if track_every is not None and not track:
         raise click.BadParameter("--track-every needs --track N", param_hint="--track-every")

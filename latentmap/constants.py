@@ -22,3 +22,8 @@ SPLITS = ("train", "test", "all")
 
 SAMPLERS = ("auto", "prior", "gaussian", "gmm")
 """Where a model's own samples come from in the generator benchmarks."""
+
+FLAT_MAP_SQUARE_MATRICES = 3
+"""Float64 matrices of (d_source + 1)^2 that fitting one linear map between flattened latents holds at once (its
+normal equations, their eigenvectors, a working copy): what a spatial latent of C x h x w costs a map that flattens
+it, checked before fitting (``latentmap.resources.flattened_map_bytes``)."""

@@ -65,3 +65,27 @@ def check_memory(needed: float, what: str, hint: str = "") -> None:
         return
     raise ResourceError(f"{what} needs about {format_bytes(needed)} of memory, and this machine has "
                         f"{format_bytes(available)} available" + (f"; {hint}" if hint else ""))
+
+
+def flattened_map_bytes(d_source: int, d_target: int) -> int:
+    """Bytes a linear map between flat latents of sizes ``d_source`` and ``d_target`` holds while it is fitted:
+    ``FLAT_MAP_SQUARE_MATRICES`` float64 matrices of (d_source + 1)^2, and two of (d_source + 1) x d_target (the
+    cross moments and the coefficients). Two spatial latents of 4 x 64 x 64 (16,384 values each: Stable Diffusion's
+    autoencoder at 512 x 512) take 10 GB."""
+    from latentmap.constants import FLAT_MAP_SQUARE_MATRICES
+
+    rows = int(d_source) + 1
+    return 8 * (FLAT_MAP_SQUARE_MATRICES * rows * rows + 2 * rows * int(d_target))
+
+
+def check_flattened_map(source, target) -> None:
+    """Refuse (ResourceError, one line) a linear map between the flat latents of two models that cannot fit in
+    memory, before any image is encoded."""
+    def size(model) -> str:
+        shape = tuple(getattr(model, "latent_shape", None) or (model.latent_dim,))
+        return f"{model.latent_dim:,}" + (f" = {' x '.join(str(s) for s in shape)} flattened" if len(shape) > 1 else "")
+
+    check_memory(flattened_map_bytes(source.latent_dim, target.latent_dim),
+                 f"a linear map from '{source.name}' (latents of {size(source)}) to '{target.name}' "
+                 f"({size(target)})", "map smaller latents (a model of smaller images) or a map that does not "
+                 "flatten them")

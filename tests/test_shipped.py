@@ -15,7 +15,11 @@ from latentmap.models import shipped
 from latentmap.models.shipped import resolve_model_spec, shipped_checkpoints, shipped_root, shipped_support_sets
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ("fmnist-gan", "fmnist-stylegan", "fmnist-svae", "fmnist-vae-32", "fmnist-vae-a", "fmnist-vae-b")
+SHIPPED = ("fmnist-gan", "fmnist-kl-a", "fmnist-kl-b", "fmnist-stylegan", "fmnist-svae", "fmnist-vae-32",
+           "fmnist-vae-a", "fmnist-vae-b")
+# the weights file of each shipped model: diffusers' save_pretrained names its own
+WEIGHTS = {name: "diffusion_pytorch_model.safetensors" if name.startswith("fmnist-kl") else "model.safetensors"
+           for name in SHIPPED}
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"
 
 
@@ -172,7 +176,7 @@ def test_wheel_ships_checkpoints_and_support_sets(tmp_path):
     wheel = next(out.glob("latentmap-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for model in SHIPPED:
-        for file in ("config.json", "model.safetensors"):
+        for file in ("config.json", WEIGHTS[model]):
             assert f"latentmap_data/checkpoints/{model}/{file}" in names
     assert "latentmap_data/support_sets/fmnist-svae/manifest.json" in names
     assert "latentmap_data/support_sets/fmnist-svae/images.npy" in names
@@ -204,3 +208,19 @@ def test_models_info_reports_a_truncated_weights_file_as_broken(elsewhere):
     assert broken.exit_code == 0 and "BROKEN" in broken.output and "truncated" in broken.output
     pythae = invoke("models", "info", str(zoo / "my-pythae"))  # an empty model.pt
     assert "BROKEN" in pythae.output
+
+
+def test_the_shipped_kl_autoencoders_load_by_name_as_diffusers_folders(elsewhere):
+    pytest.importorskip("diffusers")
+    from latentmap import load_model
+    from latentmap.io.checkpoint import model_fingerprint
+
+    for name in ("fmnist-kl-a", "fmnist-kl-b"):
+        model = load_model(name)
+        assert model.kind == "diffusers" and model.latent_shape == (4, 7, 7) and model.latent_dim == 196
+        same = load_model(f"diffusers:{ROOT / 'checkpoints' / name}")  # diffusers' own from_pretrained
+        assert model_fingerprint(same) == model_fingerprint(model)
+        info = invoke("models", "info", name)
+        assert info.exit_code == 0 and "196 = 4 x 7 x 7" in info.output and "sha256 as recorded" in info.output
+        assert "test MSE:    0.00" in info.output
+

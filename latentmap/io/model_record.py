@@ -43,11 +43,15 @@ def architecture_fingerprint(model: Any) -> str:  # model: a LatentModel adapter
 
 
 def model_record(model: Any, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The record of a loaded model; ``provenance`` ({"origin", "spec"}) defaults to the one its loader set."""
+    """The record of a loaded model; ``provenance`` ({"origin", "spec"}) defaults to the one its loader set. A model
+    with spatial latents adds their layout, ``latent_shape`` (C, h, w)."""
     prov = provenance or getattr(model, "provenance", None) or {"origin": MEMORY}
     record = {"name": model.name, "kind": model.kind, "latent_dim": int(model.latent_dim),
               "image_shape": list(model.image_shape), "objective": model.objective, "family": model.family,
               "origin": str(prov.get("origin", MEMORY))}
+    shape = tuple(getattr(model, "latent_shape", None) or (model.latent_dim,))
+    if len(shape) > 1:  # a spatial latent (C, h, w), flattened in C order
+        record["latent_shape"] = [int(s) for s in shape]
     if prov.get("spec") is not None:
         record["spec"] = str(prov["spec"])
     record["fingerprint"] = model_fingerprint(model)

@@ -7,7 +7,8 @@ from latentmap.models.split_vae import SplitVAE
 from latentmap.models.stylegan import StyleGANW, WSpaceModel
 from latentmap.models.vae import ConvVAE
 from latentmap.models.autoencoder import ConvAE
-from latentmap.models import external_stylegan, pythae_model, sources, wrapped  # noqa: F401  (register themselves)
+# each registers itself
+from latentmap.models import diffusers_model, external_stylegan, pythae_model, sources, wrapped  # noqa: F401
 
 __all__ = ["ADAPTERS", "LatentModel", "VAELikeModel", "adapter_class", "load_model", "register_adapter",
            "register_model_source", "ConvAE", "ConvVAE", "SplitVAE", "GANModel", "StyleGANW", "WSpaceModel"]

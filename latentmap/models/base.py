@@ -1,7 +1,9 @@
 """The adapter interface every generative model is put behind, and the registry of kinds.
 
 A :class:`LatentModel` turns images into latents (``encode``) and latents into images
-(``decode``). Images are float32 NCHW in [0, 1]; latents are float32 [N, latent_dim].
+(``decode``). Images are float32 NCHW in [0, 1]; latents are float32 [N, latent_dim]. A model with
+spatial latents (the autoencoders of latent diffusion: C x h x w) keeps them flat too, in C order, and
+says their layout in ``latent_shape``, for the estimators that need it.
 Subclasses implement ``_encode``/``_decode`` on device tensors; the public methods validate
 input, move it to the model's device and run without gradients unless asked.
 """
@@ -22,7 +24,11 @@ from latentmap.device import forward_precision, resolve_device
 from latentmap.errors import ConfigError, NonFiniteError, ShapeMismatchError
 
 class LatentModel(abc.ABC):
-    """An encoder/decoder pair with a latent space of size ``latent_dim``."""
+    """An encoder/decoder pair with a latent space of size ``latent_dim``.
+
+    ``latent_shape`` is the layout of that space: ``(latent_dim,)`` for a vector, ``(C, h, w)`` for a spatial
+    latent, whose flat vector is the C-order flattening (``z.reshape(N, -1)``) of the C x h x w tensor.
+    """
 
     kind: ClassVar[str] = "abstract"
     #: True for models whose encoder gives a Gaussian posterior (``encode_stats``).
@@ -33,7 +39,8 @@ class LatentModel(abc.ABC):
     #: The model family (architecture lineage); None: the kind.
     FAMILY: ClassVar[str | None] = None
 
-    def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *, metadata: dict | None = None):
+    def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *, metadata: dict | None = None,
+                 latent_shape: Iterable[int] | None = None):
         self.name = str(name)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim = int(latent_dim)
@@ -41,6 +48,11 @@ class LatentModel(abc.ABC):
             raise ShapeMismatchError(f"image_shape must be (C, H, W), got {self.image_shape} instead")
         if self.latent_dim < 1:
             raise ConfigError(f"latent_dim must be positive, got {self.latent_dim} instead")
+        self._latent_shape = None if latent_shape is None else tuple(int(s) for s in latent_shape)
+        if self._latent_shape is not None and (int(np.prod(self._latent_shape)) != self.latent_dim
+                                               or min(self._latent_shape) < 1):
+            raise ShapeMismatchError(f"latent_shape {self._latent_shape} must have latent_dim = {self.latent_dim} "
+                                     "elements")
         #: free-form description kept in the checkpoint (dataset, seed, training log, metrics ...)
         self.metadata: dict = dict(metadata or {})
         #: where load_model found it ({"origin", "spec"}); None for a model built in memory
@@ -65,6 +77,11 @@ class LatentModel(abc.ABC):
         return {}
 
     # ------------------------------------------------------------------ what the model is
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The layout of the flat latent vector: ``(latent_dim,)``, or ``(C, h, w)`` for a spatial latent."""
+        return getattr(self, "_latent_shape", None) or (int(self.latent_dim),)
+
     @property
     def objective(self) -> str:
         """Training objective: the checkpoint's recorded ``objective``, else what the adapter declares."""
@@ -234,7 +251,7 @@ class LatentModel(abc.ABC):
 
     def describe(self) -> dict:
         return {"name": self.name, "kind": self.kind, "latent_dim": self.latent_dim,
-                "image_shape": list(self.image_shape)}
+                "latent_shape": list(self.latent_shape), "image_shape": list(self.image_shape)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, latent_dim={self.latent_dim}, image_shape={self.image_shape})"

@@ -19,6 +19,8 @@ ADAPTERS: dict[str, type] = {}
 """Adapter classes by kind (``vae``, ``split-vae``, ``gan``, ``stylegan-w``, ...), filled by ``register_adapter``."""
 # (name, predicate(spec) -> bool, loader(spec, device=None, allow_pickle=False) -> LatentModel)
 MODEL_SOURCES: list[tuple[str, Callable[[str], bool], Callable]] = []
+# source name -> spec_path(spec) -> the path a spec of that source loads from (recorded instead of a prefixed spec)
+SOURCE_PATHS: dict[str, Callable[[str], str]] = {}
 
 
 def register_adapter(kind: str):
@@ -44,11 +46,16 @@ def adapter_class(kind: str) -> type:
         ) from None
 
 
-def register_model_source(name: str, predicate: Callable[[str], bool]):
-    """Decorator: ``loader(spec, device=None, allow_pickle=False)`` handles specs matching ``predicate``."""
+def register_model_source(name: str, predicate: Callable[[str], bool], spec_path: Callable[[str], str] | None = None):
+    """Decorator: ``loader(spec, device=None, allow_pickle=False)`` handles specs matching ``predicate``.
+
+    ``spec_path(spec)``, for sources whose specs carry a prefix (``diffusers:PATH``), gives the plain path that
+    outputs record: a path is kept relative to an output's folder, and the predicate must accept it too."""
 
     def decorator(loader):
         MODEL_SOURCES.append((name, predicate, loader))
+        if spec_path is not None:
+            SOURCE_PATHS[name] = spec_path
         return loader
 
     return decorator
@@ -98,7 +105,7 @@ def model_provenance(spec) -> dict:
         return {"origin": "shipped", "spec": name}
     text = str(resolve_model_spec(str(spec)))
     origin = next((src for src, predicate, _load in MODEL_SOURCES if predicate(text)), "checkpoint")
-    out = {"origin": origin, "spec": text}
+    out = {"origin": origin, "spec": SOURCE_PATHS[origin](text) if origin in SOURCE_PATHS else text}
     code = _py_spec_file(text) if origin == "py" else Path(text) if Path(text).is_file() else None
     if code is not None and code.is_file():
         out["source_sha256"] = sha256_file(code)
