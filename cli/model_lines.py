@@ -12,7 +12,7 @@ PYTHAE_WITHOUT_PRIOR = ("AE", "WAE_MMD", "RAE_L2", "RAE_GP", "VQVAE")
 NO_PRIOR = "no prior: a sampler is fitted on encodings of training images (`latentmap bench --sampler`)"
 
 
-def _shape(value) -> str:
+def _shape(value: object) -> str:
     if isinstance(value, (list, tuple)) and value:
         return " x ".join(str(v) for v in value)
     return "-" if value is None else str(value)

@@ -10,6 +10,7 @@ failing or swapping minutes later; a long but feasible one is announced with its
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from latentmap.errors import ResourceError
 
@@ -78,10 +79,10 @@ def flattened_map_bytes(d_source: int, d_target: int) -> int:
     return 8 * (FLAT_MAP_SQUARE_MATRICES * rows * rows + 2 * rows * int(d_target))
 
 
-def check_flattened_map(source, target) -> None:
+def check_flattened_map(source: Any, target: Any) -> None:
     """Refuse (ResourceError, one line) a linear map between the flat latents of two models that cannot fit in
     memory, before any image is encoded."""
-    def size(model) -> str:
+    def size(model: Any) -> str:
         shape = tuple(getattr(model, "latent_shape", None) or (model.latent_dim,))
         return f"{model.latent_dim:,}" + (f" = {' x '.join(str(s) for s in shape)} flattened" if len(shape) > 1 else "")
 
