@@ -41,6 +41,7 @@ from numbers import Real
 import numpy as np
 import torch
 
+from latentmap.constants import AUTO_ALPHA
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
 from latentmap.maps.base import StreamingMapEstimator
 from latentmap.maps.checks import Interval, StrOptions, merged_moments
@@ -49,7 +50,6 @@ from latentmap.stats import Moments, r2_from_sums
 
 METHODS = ("lstsq", "procrustes")
 _ON_DEVICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # an affine map's tensors, by device
-AUTO_ALPHA = "auto"
 
 
 def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> dict:

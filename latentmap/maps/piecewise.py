@@ -38,13 +38,13 @@ import torch
 
 from numbers import Integral, Real
 
+from latentmap.constants import AUTO_ALPHA
 from latentmap.errors import CheckpointError, ConfigError, UnderdeterminedError
 from latentmap.maps.base import StreamingMapEstimator
 from latentmap.maps.checks import Interval, StrOptions, merged_moments
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments
 
-AUTO_ALPHA = "auto"
 KMEANS_N_INIT = 4
 TRANSFORM_CHUNK_ROWS = 2048
 SHRINK_TARGETS = ("global", "zero")
