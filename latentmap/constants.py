@@ -36,6 +36,9 @@ LinearMap's own defaults (an intercept, no penalty)."""
 GAIN_IMAGES = 2000
 """Images the information gain is estimated on when a support set is built (or anchor strategies compared)."""
 
+SPREAD_PAIRS = 5000
+"""Random image pairs of a support set's spread statistic (the dataset's mean pairwise MSE)."""
+
 COMPARE_ALPHA = 1e-3
 """The fixed ridge penalty of the bias-free maps that compare anchor strategies."""
 
