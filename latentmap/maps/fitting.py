@@ -281,7 +281,6 @@ def fit_pairs(models, fit: FitSource, factories: dict[str, Callable[[], object]]
     with ``source_shape``/``target_shape`` parameters left None gets the models' latent shapes.
     """
     from latentmap import distributed
-    from latentmap.maps.linear import LinearMap
 
     pairs = list(itertools.permutations(range(len(models)), 2)) if pairs is None else [tuple(p) for p in pairs]
     maps = {label: {(i, j): with_latent_shapes(make(), models[i], models[j]) for i, j in pairs}
