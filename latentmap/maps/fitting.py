@@ -289,7 +289,7 @@ def fit_pairs(models, fit: FitSource, factories: dict[str, Callable[[], object]]
     for p, m in fitted:  # a bad parameter fails before any encoding
         if callable(getattr(m, "_validate_params", None)):
             _named(models, p, m._validate_params)
-        if streams(m):
+        if streams(m) and callable(getattr(m, "_reset", None)):  # fitted afresh, as fit_batches does
             m._reset()
     held = [(p, m) for p, m in fitted if not streams(m)]
     keeping = fit.anchors or bool(held)
