@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from latentmap.constants import ANCHOR_STRATEGIES, SPLITS
+from latentmap.constants import (ANCHOR_MAP_DEFAULTS, ANCHOR_STRATEGIES, COMPARE_ALPHA, COMPARE_REFERENCE_IMAGES,
+                                 GAIN_IMAGES, SPLITS, SPREAD_PAIRS)
 from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
                                    dataset_option, device_option, images_option, input_transform_option,
                                    note_expected_time, output_options, prepare_output, progress_option,
@@ -56,10 +57,10 @@ def command() -> None:
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Variables defining the sectors (default floor(log2(size))).")
 @click.option("--threshold", type=FiniteFloat(0), default=None,
               help="Sector threshold on |z| (default: the largest keeping 90% of the sectors populated).")
-@click.option("--gain-images", type=click.IntRange(min=1), default=2000, show_default=True,
+@click.option("--gain-images", type=click.IntRange(min=1), default=GAIN_IMAGES, show_default=True,
               help="Seeded subsample of the split for the information gain.")
 @click.option("--exclude", multiple=True, help="Image indices to leave out: comma-separated, or a file of indices.")
-@click.option("--pairs", type=click.IntRange(min=1), default=5000, show_default=True,
+@click.option("--pairs", type=click.IntRange(min=1), default=SPREAD_PAIRS, show_default=True,
               help="Random pairs for the dataset's mean pairwise MSE.")
 @seed_option
 @batch_size_option
@@ -165,13 +166,13 @@ def _dicts(values: object) -> list[dict[str, Any]]:
               help="Seeds per strategy and size: --seed, --seed+1, ...")
 @seed_option
 @click.option("--anchor-model", default=None, help="Model whose latent space chooses the anchors (default: the first).")
-@click.option("--alpha", type=RidgeAlpha(), default=1e-3, show_default=True,
+@click.option("--alpha", type=RidgeAlpha(), default=COMPARE_ALPHA, show_default=True,
               help="Ridge penalty of the maps (needed for sizes below the source latent size), or 'auto' (GCV).")
-@click.option("--bias/--no-bias", default=False, show_default=True,
+@click.option("--bias/--no-bias", default=ANCHOR_MAP_DEFAULTS["bias"], show_default=True,
               help="Fit an intercept (the paper's map is bias-free).")
 @images_option(2000, "test")
-@click.option("--gain-images", type=click.IntRange(min=1), default=2000, show_default=True)
-@click.option("--reference-images", type=click.IntRange(min=1), default=10000, show_default=True,
+@click.option("--gain-images", type=click.IntRange(min=1), default=GAIN_IMAGES, show_default=True)
+@click.option("--reference-images", type=click.IntRange(min=1), default=COMPARE_REFERENCE_IMAGES, show_default=True,
               help="Training images for the reference maps (an upper bound for any anchor set).")
 @batch_size_option
 @device_option

@@ -350,16 +350,15 @@ def test_shipped_type1_pair_label_free_piecewise_map_reaches_the_goal():
 
     from latentmap import load_dataset, load_model
     from latentmap.evaluation.relocation import evaluate_relocation
-    from latentmap.maps.fitting import FitSource, fit_all_pairs_by_estimator
+    from latentmap.maps.fitting import FitSource, fit_pairs
 
     if not (CHECKPOINTS / "fmnist-vae-a" / "config.json").is_file():
         pytest.skip("shipped checkpoints are not there")
     a, b = (load_model(CHECKPOINTS / n, device="cpu") for n in ("fmnist-vae-a", "fmnist-vae-b"))
     train = load_dataset("fashion-mnist", "train").random_subset(20000, 0)
     fit = FitSource("dataset", len(train), name="fashion-mnist", split="train", data=train)
-    maps = fit_all_pairs_by_estimator([a, b], fit, {"linear": LinearMap, "hard": lambda: PiecewiseLinearMap(64),
-                                                    "soft": lambda: PiecewiseLinearMap(64, soft=True)},
-                                      batch_size=1000)
+    maps = fit_pairs([a, b], fit, {"linear": LinearMap, "hard": lambda: PiecewiseLinearMap(64),
+                                   "soft": lambda: PiecewiseLinearMap(64, soft=True)}, batch_size=1000)
     test = load_dataset("fashion-mnist", "test").subset(np.arange(0, 10000, 4))
     ratio = {label: evaluate_relocation(a, b, m[(0, 1)], test, batch_size=500, lpips="off").ratio
              for label, m in maps.items()}

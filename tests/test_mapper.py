@@ -76,6 +76,34 @@ def test_partial_fit_uneven_chunks_equals_one_fit(bias):
     assert rel_err(batched.coef_, one.coef_) < 1e-10
 
 
+def test_small_float32_batches_through_the_row_buffer_equal_one_fit(monkeypatch):
+    """partial_fit gathers small float32 batches in a row buffer (here 100 rows) before the statistics: overflowing
+    it, mixing in batches too large for it, merging mid-buffer and refusing a NaN batch all give the float64 fit."""
+    import latentmap.maps.linear as linear
+
+    monkeypatch.setattr(linear, "BUFFER_BYTES", 100 * 4 * (12 + 9))
+    x, y, _, _ = make_pair(n=700)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    one = LinearMap().fit(x.astype(np.float64), y.astype(np.float64))
+    edges = [0, 30, 50, 95, 96, 300, 340, 690, 700]  # 30, 20, 45, 1, 40, 10 buffered; 204 and 350 straight on
+    streamed, first, second = LinearMap(), LinearMap(), LinearMap()
+    for k, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        streamed.partial_fit(torch.from_numpy(x[a:b]), torch.from_numpy(y[a:b]))
+        (first if k < 3 else second).partial_fit(x[a:b], y[a:b])
+        if k == 2:
+            bad = x[a:b].copy()
+            bad[1, 3] = np.nan
+            with pytest.raises(NonFiniteError, match="source latents X contain NaN"):
+                streamed.partial_fit(bad, y[a:b])
+    assert "_rows" in streamed.__dict__ and streamed.__dict__["_rows"][2] > 0  # rows still waiting in the buffer
+    merged = first.merge(second)
+    for m in (streamed, merged):
+        assert m.n_samples_seen_ == 700
+        assert rel_err(m.coef_, one.coef_) < 1e-10
+        np.testing.assert_allclose(m.intercept_, one.intercept_, rtol=1e-10, atol=1e-10)
+    assert second.n_samples_seen_ == 700 - 95  # merging folded second's buffer into its own statistics, no more
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_square_latents_streamed_in_uneven_chunks_match_one_fit_and_lstsq(bias):
     """d_x == d_y: a transposed coef_ or a swapped cross-product keeps every shape, so only values tell."""

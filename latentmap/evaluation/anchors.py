@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from latentmap.batching import with_progress
-from latentmap.constants import ANCHOR_STRATEGIES
+from latentmap.constants import (ANCHOR_MAP_DEFAULTS, ANCHOR_STRATEGIES, COMPARE_ALPHA, COMPARE_REFERENCE_IMAGES,
+                                 GAIN_IMAGES)
 from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.io.frames import FrameRepr, caption
 
@@ -25,7 +26,6 @@ from latentmap.io.frames import FrameRepr, caption
 # =========================================================================== compare
 
 REFERENCE_STRATEGY = "all-train"
-DEFAULT_ALPHA = 1e-3
 COMPARE_PAIRS = 1000  # random pairs for each anchor set's pairwise-MSE statistic
 
 
@@ -61,8 +61,9 @@ class _Encoded:
 
 
 def compare_anchors(models, train, test, *, sizes, strategies=ANCHOR_STRATEGIES, seeds=(0, 1, 2),
-                    anchor_model=None, alpha: float | str = DEFAULT_ALPHA, bias: bool = False,
-                    gain_images: int = 2000, reference_images: int = 10000, batch_size: int = 256,
+                    anchor_model=None, alpha: float | str = COMPARE_ALPHA, bias: bool = ANCHOR_MAP_DEFAULTS["bias"],
+                    gain_images: int = GAIN_IMAGES, reference_images: int = COMPARE_REFERENCE_IMAGES,
+                    batch_size: int = 256,
                     progress: bool = False) -> CompareResult:
     """For each strategy, size and seed: anchors in ``anchor_model``'s latent space (default the first
     model), a linear map fitted from them for every ordered pair of ``models``, and its relocated

@@ -22,7 +22,7 @@ from latentmap.evaluation import comparison
 from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationResult, label_batches, label_namer,
                                              lpips_function)
 from latentmap.evaluation.similarity import SimilarityAccumulator
-from latentmap.maps.fitting import FitSource, check_same_images, fit_all_pairs_by_estimator
+from latentmap.maps.fitting import FitSource, check_same_images, fit_pairs
 from latentmap.models.registry import record_model
 from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.maps.linear import LinearMap
@@ -155,8 +155,8 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     if estimators is None:
         make = make_map or fit.new_map
         estimators = {make().estimator_name: make}
-    by_estimator = fit_all_pairs_by_estimator(models, fit, estimators, batch_size=batch_size,
-                                              image_transform=image_transform)
+    by_estimator = fit_pairs(models, fit, estimators, batch_size=batch_size, progress=progress,
+                             image_transform=image_transform)
     lpips_fn, note = lpips_function(models[0].device, lpips)
     accs = {(label, i, j): RelocationAccumulator(models[i], models[j], m, maps[(j, i)], lpips_fn, note, cycle=cycle)
             for label, maps in by_estimator.items() for (i, j), m in maps.items()}

@@ -2,9 +2,10 @@
 
 A fit source is a support set (or any image set), images of a dataset split, or a model's own
 prior samples (z, Enc_B(Dec_A z)). :func:`resolve_fit_source` turns the user's choice into a
-``FitSource``; :meth:`FitSource.pairs` streams (z_A, z_B) batches for an ordered pair of
-models; :func:`fit_map` and :func:`fit_all_pairs` fold them into LinearMaps (statistics only,
-one solve per map).
+``FitSource``; :meth:`FitSource.latents` streams every batch's latents, once per model, for a set of
+ordered pairs of models. :func:`fit_pairs` is the one fit loop: it folds them into one map per pair and
+estimator (statistics only and one solve for the streaming estimators, sharded over torch.distributed
+ranks); :func:`fit_map` (one pair) and :func:`fit_all_pairs` (one estimator) are its special cases.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from latentmap.batching import image_batches, with_progress
 from latentmap.constants import IMAGE_SPEC_PREFIXES
 from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
-from latentmap.maps.linear import AUTO_ALPHA, LinearMap
+from latentmap.maps.linear import LinearMap
 from latentmap.maps.validation import leave_one_out_r2
 
 
@@ -59,11 +60,14 @@ class FitSource:
 
     def new_map(self, *, bias: bool | None = None, alpha: float | str | None = None,
                 method: str = "lstsq") -> LinearMap:
-        """A LinearMap with this source's defaults for what the caller left as None."""
-        bias = (not self.anchors) if bias is None else bias
-        if alpha is None:
-            alpha = AUTO_ALPHA if self.anchors and method == "lstsq" else 0.0
-        return LinearMap(bias=bias, alpha=alpha, method=method)
+        """A LinearMap with this source's defaults for what the caller left as None: for anchors those of
+        ``constants.ANCHOR_MAP_DEFAULTS`` (the registry's ``linear`` anchor defaults), else LinearMap's own."""
+        from latentmap.maps.registry import parse_estimator
+
+        if alpha is None and method != "lstsq":  # only least squares takes a penalty
+            alpha = 0.0
+        return parse_estimator("linear").make(anchors=self.anchors,
+                                              overrides={"bias": bias, "alpha": alpha, "method": method})
 
     def data_shape(self, source) -> tuple[int, ...]:
         """The shape of the images this source feeds the models: the source model's for samples."""
@@ -74,20 +78,47 @@ class FitSource:
     def pairs(self, source, target, batch_size: int = 256, shard: bool = False, image_transform: str | None = None
               ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(z_A, z_B) batches: (Enc_A x, Enc_B x) for images, (z, Enc_B(Dec_A z)) for samples; ``shard``: only
-        this rank's part of them in a torch.distributed run (latentmap.distributed).
+        this rank's part of them in a torch.distributed run (latentmap.distributed). The one-pair case of
+        :meth:`latents`."""
+        x_key, y_key = self.keys((0, 1))
+        for latents in self.latents([source, target], [(0, 1)], batch_size, shard, image_transform):
+            yield latents[x_key], latents[y_key].to(latents[x_key].device)
 
-        ``image_transform`` (a spec of latentmap.data.transforms): each model encodes the images turned into its
-        own shape; None: both models must work on the same images, fed as they are."""
+    def keys(self, pair: tuple[int, int]) -> tuple:
+        """Where :meth:`latents` puts a pair's (source, target) latents: the models' indices for images; for
+        samples (i, "z") (source i's own z) and (i, j) (target j's encoding of source i's samples)."""
+        i, j = pair
+        return ((i, "z"), (i, j)) if self.kind == "samples" else (i, j)
+
+    def steps(self, pairs, batch_size: int) -> int:
+        """How many batches :meth:`latents` yields in one process (for a progress bar)."""
+        per = -(-self.count // batch_size)
+        return per * len({i for i, _ in pairs}) if self.kind == "samples" else per
+
+    def latents(self, models, pairs, batch_size: int = 256, shard: bool = False,
+                image_transform: str | None = None) -> Iterator[dict]:
+        """Per fit batch, the latents the ordered ``pairs`` (indices into ``models``) need, each computed once:
+        ``{model index: Enc_k x}`` for images; for samples, one source i at a time, ``{(i, "z"): z, (i, j):
+        Enc_j(Dec_i z)}`` (:meth:`keys`). ``shard``: this rank's batches only, those one process runs
+        (:func:`latentmap.distributed.shard_indices`). ``image_transform`` (a spec of latentmap.data.transforms):
+        each model encodes the images turned into its own shape; None: every model must take them as they are."""
         from latentmap import distributed
+        from latentmap.data.transforms import resolve_input
 
-        to_a, to_b = input_transforms(image_transform, self.data_shape(source), source, target)
         if self.kind == "samples":
-            for z, images in self.samples_of(source, batch_size, shard=shard):
-                yield z.to(images.device), target.encode(to_b(images)).to(images.device)
+            for i in sorted({i for i, _ in pairs}):
+                source = models[i]
+                into = {j: resolve_input(image_transform, source.image_shape, models[j],
+                                         f"the samples of model '{source.name}'") for s, j in pairs if s == i}
+                for z, images in self.samples_of(source, batch_size, shard=shard):
+                    yield {(i, "z"): z.to(images.device), **{(i, j): models[j].encode(t(images)).to(images.device)
+                                           for j, t in into.items()}}
             return
+        used = sorted({k for p in pairs for k in p})
+        inputs = {k: resolve_input(image_transform, self.data_shape(models[k]), models[k], "the fit images")
+                  for k in used}
         for x in image_batches(distributed.shard(self.data, batch_size) if shard else self.data, batch_size)[0]:
-            z_a = source.encode(to_a(x))
-            yield z_a, target.encode(to_b(x)).to(z_a.device)
+            yield {k: models[k].encode(inputs[k](x)) for k in used}
 
     def samples_of(self, model, batch_size: int = 256, shard: bool = False
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -137,41 +168,14 @@ def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = 
     return FitSource("support-set", len(support), name=support.name, path=str(support_set), data=support.images)
 
 
-def fit_map(source, target, fit: FitSource, linear_map: LinearMap | None = None, *,
-            batch_size: int = 256, progress: bool = False, image_transform: str | None = None) -> LinearMap:
-    """Fit A -> B on ``fit``'s pairs (statistics only, one solve); the map defaults to ``fit.new_map()``.
-
-    ``image_transform``: a spec (latentmap.data.transforms) that turns the fit images into each model's shape;
-    when it changes any image, the map keeps it as ``image_transform_`` (written to map.json)."""
+def fit_map(source, target, fit: FitSource, linear_map=None, *, batch_size: int = 256, progress: bool = False,
+            image_transform: str | None = None):
+    """Fit A -> B on ``fit``'s pairs: the one-pair case of :func:`fit_pairs`. The map defaults to
+    ``fit.new_map()``; ``image_transform``: a spec (latentmap.data.transforms) that turns the fit images into each
+    model's shape (when it changes any image, the map keeps it as ``image_transform_``, written to map.json)."""
     linear_map = fit.new_map() if linear_map is None else linear_map
-    _fit_map(source, target, fit, linear_map, batch_size, progress, image_transform)
-    record_transform(linear_map, image_transform, fit.data_shape(source), source, target)
-    return linear_map
-
-
-def _fit_map(source, target, fit, linear_map, batch_size, progress, image_transform):
-    from latentmap import distributed
-
-    if not fit.anchors and distributed.active() and hasattr(linear_map, "all_reduce"):
-        # torch.distributed: each rank folds its shard of the pairs into the statistics, the sums are added
-        for z_a, z_b in fit.pairs(source, target, batch_size, shard=True, image_transform=image_transform):
-            linear_map.partial_fit(z_a, z_b)
-        return linear_map.all_reduce(source.latent_dim, target.latent_dim).solve()
-    if not fit.anchors:
-        batches = with_progress(fit.pairs(source, target, batch_size, image_transform=image_transform), f"fit {source.name} -> {target.name}",
-                                progress, -(-fit.count // batch_size))
-        if hasattr(linear_map, "fit_batches"):
-            return linear_map.fit_batches(batches)
-        pairs = [(z_a.cpu(), z_b.cpu()) for z_a, z_b in batches]  # an estimator that needs every pair at once
-        return linear_map.fit(torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs]))
-    # a few anchor images: keep their latents, and judge the map by leave-one-out, not on its own pairs
-    pairs = list(fit.pairs(source, target, batch_size, image_transform=image_transform))
-    x = torch.cat([z_a.cpu() for z_a, _ in pairs]) if pairs else torch.empty(0, source.latent_dim)
-    y = torch.cat([z_b.cpu() for _, z_b in pairs]) if pairs else torch.empty(0, target.latent_dim)
-    linear_map.fit(x, y)
-    if isinstance(linear_map, LinearMap) and linear_map.method == "lstsq":
-        linear_map.fit_metrics_["loo_r2"] = leave_one_out_r2(x, y, bias=linear_map.bias, alpha=linear_map.alpha_)
-    return linear_map
+    return fit_pairs([source, target], fit, {"": lambda: linear_map}, pairs=[(0, 1)], batch_size=batch_size,
+                     progress=progress, image_transform=image_transform)[""][(0, 1)]
 
 
 def check_same_images(source, target) -> None:
@@ -230,76 +234,99 @@ def check_map_fits(linear_map: LinearMap, source, target) -> None:
                                  f"model '{target.name}' takes {target.latent_dim}")
 
 
-def fit_all_pairs(models, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
-                  batch_size: int = 256, image_transform: str | None = None) -> dict[tuple[int, int], LinearMap]:
-    """One LinearMap per ordered pair (``make_map()`` or ``fit.new_map()``), encoding every fit batch once per model."""
-    return fit_all_pairs_by_estimator(models, fit, {"": make_map or fit.new_map}, batch_size=batch_size,
-                                      image_transform=image_transform)[""]
+def fit_all_pairs(models, fit: FitSource, make_map: Callable[[], object] | None = None, *,
+                  batch_size: int = 256, image_transform: str | None = None) -> dict[tuple[int, int], object]:
+    """One map per ordered pair (``make_map()`` or ``fit.new_map()``): :func:`fit_pairs` with one estimator."""
+    return fit_pairs(models, fit, {"": make_map or fit.new_map}, batch_size=batch_size,
+                     image_transform=image_transform)[""]
 
 
-def fit_all_pairs_by_estimator(models, fit: FitSource, factories: dict[str, Callable[[], object]], *,
-                               batch_size: int = 256, image_transform: str | None = None
-                               ) -> dict[str, dict[tuple[int, int], object]]:
-    """For each named estimator factory, one map per ordered pair; every fit batch is encoded once per model.
+def streams(estimator) -> bool:
+    """Whether ``estimator`` folds batches into sufficient statistics that add up over ranks (``partial_fit``,
+    ``solve`` and ``all_reduce``: every StreamingMapEstimator); the others are fitted on every pair at once."""
+    return all(callable(getattr(estimator, name, None)) for name in ("partial_fit", "solve", "all_reduce"))
 
-    Streaming estimators (``partial_fit``) fold each batch into their statistics; the others (an MLP) get
-    every pair at once at the end, from latents kept on the CPU (once per model for image fits).
-    ``image_transform`` (a spec): each model encodes the fit images turned into its own shape (a target
-    encodes a source's samples turned into its shape); None: every model must take the images as they are.
+
+def latent_shape(model) -> tuple[int, ...]:
+    """The shape of one latent of ``model``: its ``latent_shape`` ((C, h, w) for a spatial latent), else
+    ``(latent_dim,)``. Latents travel flat, [N, latent_dim], through the fit loop either way."""
+    return tuple(getattr(model, "latent_shape", None) or (model.latent_dim,))
+
+
+def with_latent_shapes(estimator, source, target):
+    """Give an estimator that declares ``source_shape``/``target_shape`` parameters (a convolutional map) the
+    models' latent shapes where they are left as None; any other estimator is returned as it is."""
+    params = estimator.get_params(deep=False) if callable(getattr(estimator, "get_params", None)) else {}
+    shapes = {name: latent_shape(model) for name, model in (("source_shape", source), ("target_shape", target))
+              if name in params and params[name] is None}
+    if shapes:
+        estimator.set_params(**shapes)
+    return estimator
+
+
+def fit_pairs(models, fit: FitSource, factories: dict[str, Callable[[], object]], *,
+              pairs: list[tuple[int, int]] | None = None, batch_size: int = 256, progress: bool = False,
+              image_transform: str | None = None) -> dict[str, dict[tuple[int, int], object]]:
+    """The one fit loop: for each named estimator factory, one map per ordered pair of ``models`` (``pairs``, by
+    index; default every ordered pair), each fit batch encoded once per model.
+
+    Streaming estimators (:func:`streams`) fold each batch into their statistics and are solved once; the others
+    (an MLP) get every pair at once at the end, from latents kept on the CPU. Under torch.distributed, when every
+    estimator streams and the source is not a few anchors, each rank encodes its :func:`~latentmap.distributed.
+    shard_indices` batches (the batches one process runs) and the statistics are added over the ranks: the maps
+    equal one process's. Otherwise every rank fits every pair itself. Anchor fits (a support set or an image set)
+    also keep their latents, and a least-squares LinearMap is judged by its leave-one-out R² (``loo_r2``).
+    ``image_transform`` (a spec): each model encodes the fit images turned into its own shape (a target encodes a
+    source's samples turned into its shape); None: every model must take the images as they are. An estimator
+    with ``source_shape``/``target_shape`` parameters left None gets the models' latent shapes.
     """
     from latentmap import distributed
-    from latentmap.data.transforms import image_transform as resolve
 
-    def to(k, shape):  # images of ``shape`` as model k takes them
-        if image_transform is None:
-            return _identity
-        return resolve(image_transform, shape, models[k].image_shape)
-
-    pairs = list(itertools.permutations(range(len(models)), 2))
-    maps = {label: {p: make() for p in pairs} for label, make in factories.items()}
-    streamed = [(label, p, m) for label, by_pair in maps.items() for p, m in by_pair.items() if hasattr(m, "partial_fit")]
-    held = [(label, p, m) for label, by_pair in maps.items() for p, m in by_pair.items()
-            if not hasattr(m, "partial_fit")]
-    kept: dict = {}  # latents for the non-streaming estimators: model index, or (source, target) for samples
-    # torch.distributed: with only estimators whose statistics add up, each rank folds its shard of the batches
-    sharded = distributed.active() and not fit.anchors and all(hasattr(m, "all_reduce") for _, _, m in streamed) \
-        and not held
-
-    def keep(key, z):
-        if held:
+    pairs = list(itertools.permutations(range(len(models)), 2)) if pairs is None else [tuple(p) for p in pairs]
+    maps = {label: {(i, j): with_latent_shapes(make(), models[i], models[j]) for i, j in pairs}
+            for label, make in factories.items()}
+    fitted = [(p, m) for by_pair in maps.values() for p, m in by_pair.items()]
+    for p, m in fitted:  # a bad parameter fails before any encoding
+        if callable(getattr(m, "_validate_params", None)):
+            _named(models, p, m._validate_params)
+        if streams(m) and callable(getattr(m, "_reset", None)):  # fitted afresh, as fit_batches does
+            m._reset()
+    held = [(p, m) for p, m in fitted if not streams(m)]
+    keeping = fit.anchors or bool(held)
+    sharded = distributed.active() and not fit.anchors and not held
+    kept: dict = {}
+    steps = fit.latents(models, pairs, batch_size, shard=sharded, image_transform=image_transform)
+    title = f"fit {models[pairs[0][0]].name} -> {models[pairs[0][1]].name}" if len(pairs) == 1 else "fit"
+    for latents in with_progress(steps, title, progress, fit.steps(pairs, batch_size)):
+        for key, z in latents.items() if keeping else ():
             kept.setdefault(key, []).append(z.detach().cpu())
-
-    if fit.kind == "samples":  # each source's own samples, re-encoded by every target
-        for i, source in enumerate(models):
-            into = {j: to(j, source.image_shape) for j in range(len(models)) if j != i}
-            for z, images in fit.samples_of(source, batch_size, shard=sharded):
-                keep((i, "z"), z)
-                for j in range(len(models)):
-                    if j != i:
-                        z_j = models[j].encode(into[j](images)).to(z.device)
-                        keep((i, j), z_j)
-                        for _, p, m in streamed:
-                            if p == (i, j):
-                                m.partial_fit(z, z_j)
-    else:
-        inputs = [to(k, fit.data_shape(models[k])) for k in range(len(models))]
-        for x in image_batches(distributed.shard(fit.data, batch_size) if sharded else fit.data, batch_size)[0]:
-            latents = [m.encode(t(x)) for m, t in zip(models, inputs)]  # statistics stay on each source's device
-            for i, z in enumerate(latents):
-                keep(i, z)
-            for _, (i, j), m in streamed:
-                m.partial_fit(latents[i], latents[j].to(latents[i].device))
-    for _, (i, j), m in streamed + held:
-        try:
-            if hasattr(m, "partial_fit"):
-                if sharded:
-                    m.all_reduce(models[i].latent_dim, models[j].latent_dim)
-                m.solve()
-            else:
-                x_key, y_key = ((i, "z"), (i, j)) if fit.kind == "samples" else (i, j)
-                m.fit(torch.cat(kept[x_key]), torch.cat(kept[y_key]))
-        except LatentmapError as exc:  # name the pair; keep the error's class for the CLI's policy
-            exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
-            raise
+        for p, m in fitted:
+            x_key, y_key = fit.keys(p)
+            if streams(m) and x_key in latents:
+                x = latents[x_key]
+                _named(models, p, m.partial_fit, x, latents[y_key].to(x.device))
+    whole = {key: torch.cat(parts) for key, parts in kept.items()}
+    for p, m in fitted:
+        i, j = p
+        x_key, y_key = fit.keys(p)
+        if streams(m):
+            if sharded:
+                m.all_reduce(models[i].latent_dim, models[j].latent_dim)
+            _named(models, p, m.solve)
+        else:
+            empty = (torch.empty(0, models[i].latent_dim), torch.empty(0, models[j].latent_dim))
+            _named(models, p, m.fit, whole.get(x_key, empty[0]), whole.get(y_key, empty[1]))
+        if fit.anchors and isinstance(m, LinearMap) and m.method == "lstsq" and x_key in whole:
+            m.fit_metrics_["loo_r2"] = leave_one_out_r2(whole[x_key], whole[y_key], bias=m.bias, alpha=m.alpha_)
         record_transform(m, image_transform, fit.data_shape(models[i]), models[i], models[j])
     return maps
+
+
+def _named(models, pair, call, *args):
+    """``call(*args)``, an error naming the pair (the error keeps its class, for the CLI's policy)."""
+    try:
+        return call(*args)
+    except LatentmapError as exc:
+        i, j = pair
+        exc.args = (f"map {models[i].name} -> {models[j].name}: {exc}",) + exc.args[1:]
+        raise

@@ -41,15 +41,15 @@ from numbers import Real
 import numpy as np
 import torch
 
+from latentmap.constants import AUTO_ALPHA
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
-from latentmap.maps.base import StreamingMapEstimator
-from latentmap.maps.checks import Interval, StrOptions, merged_moments
+from latentmap.maps.base import FIT_CHUNK_ROWS, StreamingMapEstimator
+from latentmap.maps.checks import Interval, StrOptions, merged_moments, raise_non_finite
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments, r2_from_sums
 
 METHODS = ("lstsq", "procrustes")
 _ON_DEVICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # an affine map's tensors, by device
-AUTO_ALPHA = "auto"
 
 
 def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> dict:
@@ -63,6 +63,20 @@ def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> 
             "r2": float(r2_from_sums(sse, s.cyy).mean())}
 
 
+# partial_fit's small float32 CPU batches are gathered into a row buffer of at most this many bytes (and
+# FIT_CHUNK_ROWS rows) before they reach the float64 statistics: one BLAS call per buffer instead of one per batch,
+# and the per-call work (symmetrizing, folding into the centred moments) paid once per buffer
+BUFFER_BYTES = 32 * 2**20
+
+
+def _buffer_rows(d_x: int, d_y: int) -> int:
+    return max(1, min(FIT_CHUNK_ROWS, BUFFER_BYTES // (4 * (d_x + d_y))))
+
+
+def _bufferable(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype == torch.float32
+
+
 class AffineEstimator(StreamingMapEstimator):
     """A streaming estimator whose answer is one affine map y = x @ coef_.T + intercept_ (float64), solved from
     one accumulator of moments."""
@@ -71,9 +85,47 @@ class AffineEstimator(StreamingMapEstimator):
     _FITTED = StreamingMapEstimator._FITTED + ("coef_", "intercept_")
 
     def _accumulate(self, x, y) -> None:
-        self._moments = merged_moments(x, y, self._moments)
+        rows = _buffer_rows(x.shape[1], y.shape[1])
+        if not (_bufferable(x) and _bufferable(y) and 2 * len(x) <= rows):
+            self._flush()
+            self._moments = merged_moments(x, y, self._moments)
+            return
+        # small float32 batches on a CPU (partial_fit): copied into one row buffer, folded in when it is full
+        xn, yn = x.numpy(), y.numpy()
+        for t, a, what in ((x, xn, "source latents X"), (y, yn, "target latents Y")):
+            if not np.isfinite(a).all():  # refused before it touches the statistics, as merged_moments does
+                raise_non_finite(t, what)
+        buf = self.__dict__.get("_rows")
+        if buf is None or buf[0].shape != (rows, xn.shape[1]) or buf[1].shape[1] != yn.shape[1]:
+            self._flush()
+            buf = self._rows = [np.empty((rows, xn.shape[1]), np.float32), np.empty((rows, yn.shape[1]), np.float32), 0]
+        if buf[2] + len(xn) > rows:
+            self._flush()
+        k = buf[2]
+        buf[0][k:k + len(xn)], buf[1][k:k + len(xn)] = xn, yn
+        buf[2] = k + len(xn)
+
+    def _flush(self) -> None:
+        """Fold the buffered rows into the moments (one chunked update instead of one per small batch)."""
+        buf = self.__dict__.get("_rows")
+        if buf is not None and buf[2]:
+            k, buf[2] = buf[2], 0
+            self._moments = merged_moments(torch.from_numpy(buf[0][:k]), torch.from_numpy(buf[1][:k]), self._moments)
+
+    def _reset(self) -> None:
+        super()._reset()
+        self.__dict__.pop("_rows", None)
+
+    def _merge_from(self, other) -> None:
+        self._flush()
+        other._flush()  # its statistics, not what they are: other still solves as it would have
+        super()._merge_from(other)
+
+    def _before_all_reduce(self) -> None:
+        self._flush()
 
     def _solve(self) -> None:
+        self._flush()
         s = self._moments
         w, intercept = self._solve_affine(s)  # w: [d_x, d_y] right-multiplies row latents
         self.coef_ = w.T.cpu().numpy()

@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentmap.constants import AUTO_ALPHA
 from latentmap.errors import CheckpointError, ConfigError, UnderdeterminedError
 from latentmap.maps.base import StreamingMapEstimator
 from latentmap.maps.checks import Interval, LatentsLike, StrOptions, merged_moments, pair_moments
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments
 
-AUTO_ALPHA = "auto"
 KMEANS_N_INIT = 4
 TRANSFORM_CHUNK_ROWS = 2048
 SHRINK_TARGETS = ("global", "zero")

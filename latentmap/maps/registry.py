@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latentmap.constants import ANCHOR_MAP_DEFAULTS, AUTO_ALPHA
 from latentmap.errors import ConfigError
 from latentmap.maps.adam import AdamMap
 from latentmap.maps.base import MapEstimator
 from latentmap.maps.conv import ConvMap, ConvMLPMap
-from latentmap.maps.linear import AUTO_ALPHA, LinearMap
+from latentmap.maps.linear import LinearMap
 from latentmap.maps.mlp import MLPMap
 from latentmap.maps.piecewise import PiecewiseLinearMap
 from latentmap.maps.procrustes import ProcrustesMap
@@ -43,7 +44,7 @@ class EstimatorKind:
 
 ESTIMATORS: dict[str, EstimatorKind] = {k.name: k for k in (
     EstimatorKind("linear", LinearMap, "one affine least-squares map (ridge with alpha)", primary="alpha",
-                  anchor_defaults={"bias": False, "alpha": AUTO_ALPHA}),
+                  anchor_defaults=dict(ANCHOR_MAP_DEFAULTS)),
     EstimatorKind("piecewise", PiecewiseLinearMap, "one affine map per k-means cell of the source latents",
                   primary="n_cells"),
     EstimatorKind("soft-piecewise", PiecewiseLinearMap, "k-means cells blended by softmax weights (continuous)",

@@ -24,6 +24,7 @@ from latentmap import distributed
 from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.io.support_folder import IMAGES_NAME, MANIFEST_NAME, SupportSet  # noqa: F401  (re-exported)
 from latentmap.io.settings import SettingsOf
+from latentmap.constants import GAIN_IMAGES, SPREAD_PAIRS
 from latentmap.errors import ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from latentmap.support.info_gain import InformationGain
 # =========================================================================== builder
 
-DEFAULT_GAIN_IMAGES = 2000
-DEFAULT_PAIRS = 5000
 
 
 @dataclass(frozen=True)
@@ -50,8 +49,8 @@ class SupportSetSettings(SettingsOf):
     top_k: int | None = None
     threshold: float | None = None
     seed: int = 0
-    gain_images: int = DEFAULT_GAIN_IMAGES  # images the information gain is estimated on
-    pairs: int = DEFAULT_PAIRS  # random pairs of the spread statistic
+    gain_images: int = GAIN_IMAGES  # images the information gain is estimated on
+    pairs: int = SPREAD_PAIRS  # random pairs of the spread statistic
     min_share: float = DEFAULT_MIN_SHARE
     batch_size: int = 256
     chunk_rows: int | None = None
