@@ -163,3 +163,103 @@ def test_moments_refuse_to_mix_pairs_and_single_variables():
     with pytest.raises(ShapeMismatchError) as e:
         Moments().update(torch.ones(2, 3), torch.ones(2, 1)).update(torch.ones(2, 3))
     assert str(e.value) == "cannot merge moments with and without a second variable y"
+
+
+def test_an_unfitted_map_names_its_own_class():
+    from latentmap.maps.checks import MapNotFittedError
+
+    with pytest.raises(MapNotFittedError) as caught:
+        MLPMap().predict(np.zeros((2, 3)))
+    assert str(caught.value) == "this MLPMap is not fitted yet; call fit with latent pairs first"
+
+
+def test_merging_different_latent_sizes_names_both_word_for_word():
+    from latentmap.errors import ShapeMismatchError
+
+    rng = np.random.default_rng(0)
+    mine = LinearMap().partial_fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)))
+    theirs = LinearMap().partial_fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 5)))
+    with pytest.raises(ShapeMismatchError) as caught:
+        mine.merge(theirs)
+    assert str(caught.value) == "cannot merge latents of size 4 -> 5 into 3 -> 2"
+
+
+@pytest.mark.parametrize("side, sizes", [("source", "7 -> 2"), ("target", "3 -> 7")])
+def test_a_map_folder_whose_recorded_sizes_are_not_its_tensors_is_refused(tmp_path, side, sizes):
+    import json
+
+    from latentmap.errors import CheckpointError
+
+    rng = np.random.default_rng(1)
+    LinearMap().fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2))).save(tmp_path / "m")
+    config = tmp_path / "m" / "map.json"
+    info = json.loads(config.read_text())
+    info[side] = {**info.get(side, {}), "latent_dim": 7}
+    config.write_text(json.dumps(info))
+    with pytest.raises(CheckpointError) as caught:
+        LinearMap.load(tmp_path / "m")
+    assert str(caught.value) == f"map folder '{tmp_path / 'm'}' records latent sizes {sizes} but its tensors are 3 -> 2"
+
+
+def test_piecewise_maps_with_different_cells_refuse_to_merge_word_for_word():
+    from latentmap.errors import ConfigError
+
+    rng = np.random.default_rng(2)
+    mine = PiecewiseLinearMap(n_cells=2, kmeans_sample=10).partial_fit(rng.normal(size=(12, 2)),
+                                                                      rng.normal(size=(12, 2)))
+    theirs = PiecewiseLinearMap(n_cells=2, kmeans_sample=10).partial_fit(rng.normal(size=(12, 2)) + 5,
+                                                                        rng.normal(size=(12, 2)))
+    with pytest.raises(ConfigError) as caught:
+        mine.merge(theirs)
+    assert str(caught.value) == ("cannot merge piecewise maps with different k-means cells: fit them on the same "
+                                 "first rows (or merge before the cells are computed)")
+
+
+def test_soft_cell_weights_are_the_softmax_of_distances_over_temperature_times_scale():
+    """Latents of spread 0.01 (scale_ ~ 1e-4, far below 1): p_k ∝ exp(−(d²_k − min d²) / (T·s²)), by hand."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(size=(30, 2)) * 0.01, rng.normal(size=(30, 2)) * 0.01 + 0.03])
+    m = PiecewiseLinearMap(n_cells=2, alpha=0.0, soft=True, temperature=0.5).fit(x, x @ rng.normal(size=(2, 2)))
+    assert m.scale_ < 1e-3
+    q = x[:5] + 0.005
+    d2 = ((q[:, None, :] - m.cluster_centers_[None]) ** 2).sum(-1)
+    logits = -(d2 - d2.min(1, keepdims=True)) / (0.5 * m.scale_)
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    got = m.cell_weights(q).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert got.min() < 0.5  # the weights are not the uniform blend a far larger scale would give
+
+
+def test_piecewise_cells_agreed_in_a_world_of_one_are_sklearn_kmeans_of_the_held_rows():
+    """What all_reduce does before adding up, in one process: cells still waiting for their sample are those of
+    scikit-learn's KMeans on the rows held so far; cells already computed stay as they are."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(size=(6, 2)), rng.normal(size=(6, 2)) + 8])
+    m = PiecewiseLinearMap(n_cells=2, kmeans_sample=50, seed=3).partial_fit(x, x)
+    assert m._centres is None
+    m._sizes_seen = (2, 2)
+    m._before_all_reduce()
+    expected = KMeans(2, n_init=4, random_state=3).fit(x).cluster_centers_
+    np.testing.assert_allclose(m._centres.numpy(), expected, rtol=1e-12)
+    assert m._held == []
+    before = m._centres.clone()
+    m._before_all_reduce()
+    assert torch.equal(m._centres, before)
+
+
+def test_fit_all_pairs_is_numpy_lstsq_on_each_models_encodings():
+    from latentmap.maps.fitting import fit_all_pairs
+    from test_relocation import known_pair, make_images, on_images
+
+    a, b, _, _ = known_pair()
+    images = make_images(30, seed=2, model=a)
+    maps = fit_all_pairs([a, b], on_images(images), LinearMap, batch_size=8)
+    assert sorted(maps) == [(0, 1), (1, 0)]
+    z = [m.encode(images).double().numpy() for m in (a, b)]
+    for (i, j), fitted in maps.items():
+        design = np.hstack([z[i], np.ones((len(images), 1))])
+        solution = np.linalg.lstsq(design, z[j], rcond=None)[0]
+        np.testing.assert_allclose(fitted.coef_, solution[:-1].T, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(fitted.intercept_, solution[-1], rtol=1e-6, atol=1e-8)
