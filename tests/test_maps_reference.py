@@ -263,3 +263,44 @@ def test_fit_all_pairs_is_numpy_lstsq_on_each_models_encodings():
         solution = np.linalg.lstsq(design, z[j], rcond=None)[0]
         np.testing.assert_allclose(fitted.coef_, solution[:-1].T, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(fitted.intercept_, solution[-1], rtol=1e-6, atol=1e-8)
+
+
+def test_prior_samples_are_sharded_only_when_asked(monkeypatch):
+    """As rank 1 of 2: without ``shard`` every seeded draw comes (batch by batch, standard normal draws of one
+    generator); with it, only the rank's batches, the last two of four."""
+    from latentmap import distributed
+    from latentmap.maps.fitting import FitSource
+    from test_relocation import affine_model
+
+    model = affine_model("syn-a", 3)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    fit = FitSource("samples", 40, seed=5)
+    gen = torch.Generator().manual_seed(5)
+    expected = torch.cat([torch.randn(10, 3, generator=gen) for _ in range(4)])
+    every = torch.cat([z for z, _ in fit.samples_of(model, batch_size=10)])
+    assert torch.equal(every, expected)
+    mine = torch.cat([z for z, _ in fit.samples_of(model, batch_size=10, shard=True)])
+    assert torch.equal(mine, expected[20:])
+
+
+def test_fit_map_through_the_torch_distributed_path_in_a_world_of_one_is_numpy_lstsq(monkeypatch):
+    """With torch.distributed reported active (one rank, sums that return their input), map fit takes the sharded
+    branch: partial fits of the rank's pairs, all_reduce, one solve; the map is still the least-squares one."""
+    from latentmap import distributed
+    from latentmap.maps.fitting import FitSource, fit_map
+    from test_relocation import known_pair, make_images
+
+    a, b, _, _ = known_pair()
+    images = make_images(30, seed=2, model=a)
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    monkeypatch.setattr(distributed, "world_size", lambda: 1)
+    monkeypatch.setattr(distributed, "all_reduce_sum", lambda t: t)
+    fitted = fit_map(a, b, FitSource("dataset", 30, name="toy", data=images), LinearMap(), batch_size=8)
+    monkeypatch.undo()
+    za, zb = a.encode(images).double().numpy(), b.encode(images).double().numpy()
+    solution = np.linalg.lstsq(np.hstack([za, np.ones((30, 1))]), zb, rcond=None)[0]
+    np.testing.assert_allclose(fitted.coef_, solution[:-1].T, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fitted.intercept_, solution[-1], rtol=1e-6, atol=1e-8)
+    assert fitted.n_samples_seen_ == 30
