@@ -121,3 +121,26 @@ def test_coverage_findings_quote_the_hand_computed_numbers_and_the_largest_gap(h
             "(flagged under-represented)") in text
     row = summary_display(result).iloc[0]
     assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.600", 1, 2)
+
+
+def test_coverage_record_holds_every_field_by_name():
+    from latentmap.evaluation.coverage import CoverageResult, GeneratorCoverage
+
+    record = {"name": "fmnist-vae-a", "fingerprint": "0123456789abcdef0123"}
+    gen = GeneratorCoverage("fmnist-vae-a", "512 draws", 10, np.array([0, 4, 6, 0]),
+                            {"test": "G test", "statistic": 7.25, "dof": 3, "p_value": 0.0625}, [0], 2, [0], [2],
+                            0.375, examples={3: {"support": [1]}}, record=record)
+    result = CoverageResult(SectorSpace("fmnist-svae", [3, 7]), "real test images", np.array([3, 4, 2, 1]), 1,
+                            np.array([0, 1, 2, 3]), [gen])
+    summary = {"generator": "fmnist-vae-a", "source": "512 draws", "fingerprint": "0123456789ab", "images": 10,
+               "test": "G test", "statistic": 7.25, "dof": 3, "p_value": 0.0625, "tv_distance": 0.375,
+               "never_reached": 1, "unreached": 2, "under_represented": 1, "over_represented": 1}
+    assert gen.summary() == summary
+    assert result.to_dict() == {
+        "reference": "fmnist-svae", "variables": [3, 7], "sectors": 4,
+        "sector_rule": "the 4 sign orthants of fmnist-svae's variables [3, 7] (threshold 0: every image is in "
+                       "exactly one sector)",
+        "real_source": "real test images", "real_images": 10, "real_counts": [3, 4, 2, 1], "min_count": 1,
+        "support_codes": [0, 1, 2, 3], "sector_labels": None, "fidelity": None,
+        "generators": [{**summary, "record": record, "counts": [0, 4, 6, 0], "never_reached_sectors": [0],
+                        "under_sectors": [0], "over_sectors": [2], "examples": {"3": {"support": [1]}}}]}
