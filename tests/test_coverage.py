@@ -144,3 +144,11 @@ def test_coverage_record_holds_every_field_by_name():
         "support_codes": [0, 1, 2, 3], "sector_labels": None, "fidelity": None,
         "generators": [{**summary, "record": record, "counts": [0, 4, 6, 0], "never_reached_sectors": [0],
                         "under_sectors": [0], "over_sectors": [2], "examples": {"3": {"support": [1]}}}]}
+
+
+def test_coverage_without_any_generator_says_so_word_for_word():
+    from latentmap.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        sector_coverage(SectorSpace("ref", [0, 1]), None, torch.zeros(4, 1, 2, 2), [])
+    assert str(caught.value) == "coverage needs at least one generator or image set"

@@ -304,3 +304,13 @@ def test_fit_map_through_the_torch_distributed_path_in_a_world_of_one_is_numpy_l
     np.testing.assert_allclose(fitted.coef_, solution[:-1].T, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(fitted.intercept_, solution[-1], rtol=1e-6, atol=1e-8)
     assert fitted.n_samples_seen_ == 30
+
+
+def test_an_unknown_fit_source_kind_lists_the_kinds_word_for_word():
+    from latentmap.errors import ConfigError
+    from latentmap.maps.fitting import FitSource
+
+    with pytest.raises(ConfigError) as caught:
+        FitSource("pictures", 3)
+    assert str(caught.value) == ("fit source kind must be one of support-set, images, dataset, samples, got "
+                                 "'pictures' instead")

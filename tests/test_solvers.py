@@ -20,3 +20,17 @@ def test_solve_eigh_drops_eigenvalues_below_size_times_eps_of_the_largest_and_sa
     expected = np.array([[1.0, 2.0], [2.0, -1.0], [2.0, 1.0], [0.0, 0.0]])
     np.testing.assert_allclose(w.numpy(), expected, rtol=1e-12, atol=1e-12)
     assert condition == pytest.approx(4.0, rel=1e-12)
+
+
+def test_gcv_alpha_refuses_too_few_pairs_and_latents_that_do_not_vary_word_for_word():
+    from latentmap.errors import UnderdeterminedError
+    from latentmap.maps.solvers import gcv_alpha
+
+    b = torch.ones(2, 1, dtype=torch.float64)
+    with pytest.raises(UnderdeterminedError) as caught:
+        gcv_alpha(torch.eye(2, dtype=torch.float64), b, 1.0, 1, intercept=True)
+    assert str(caught.value) == ("1 image pairs are too few to choose a ridge penalty by cross-validation; use more "
+                                 "images or a fixed alpha")
+    with pytest.raises(UnderdeterminedError) as caught:
+        gcv_alpha(torch.zeros(2, 2, dtype=torch.float64), b, 1.0, 5, intercept=True)
+    assert str(caught.value) == "the source latents do not vary: no map can be chosen by cross-validation"

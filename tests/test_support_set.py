@@ -275,3 +275,10 @@ def test_precomputed_latents_and_gain_give_the_same_set(model, data):
     assert reused.indices == fresh.indices and reused.manifest == fresh.manifest
     with pytest.raises(ValueError, match=r"latents of the split must have shape \(300, 6\)"):
         build_support_set(model, data, size=10, latents=torch.zeros(299, 6))
+
+
+def test_too_few_images_names_the_dataset_and_its_split_word_for_word(model, data):
+    with pytest.raises(SupportSetError) as info:
+        build_support_set(model, data, split="train", size=301, gain_images=20, pairs=10)
+    assert str(info.value) == ("dataset 'toy' (train split) has 300 usable images (0 excluded), fewer than the "
+                               "support-set size 301")
