@@ -152,3 +152,20 @@ def test_coverage_without_any_generator_says_so_word_for_word():
     with pytest.raises(ConfigError) as caught:
         sector_coverage(SectorSpace("ref", [0, 1]), None, torch.zeros(4, 1, 2, 2), [])
     assert str(caught.value) == "coverage needs at least one generator or image set"
+
+
+def test_sector_space_from_a_support_set_takes_its_model_name_variables_and_threshold():
+    from types import SimpleNamespace
+
+    from latentmap.errors import ConfigError
+
+    support = SimpleNamespace(name="s", manifest={"variables": [4, 1], "threshold": 0.5,
+                                                  "model": {"name": "fmnist-svae", "kind": "split-vae"}})
+    space = SectorSpace.from_support_set(support)
+    assert (space.reference, space.variables, space.support_threshold) == ("fmnist-svae", [4, 1], 0.5)
+    assert SectorSpace.from_support_set(support, "other").reference == "other"
+    assert SectorSpace.from_support_set(SimpleNamespace(name="s", manifest={"variables": [0]})).reference == "reference"
+    with pytest.raises(ConfigError) as caught:
+        SectorSpace.from_support_set(SimpleNamespace(name="s", manifest={"strategy": "random"}))
+    assert str(caught.value) == ("support set 's' records no sector variables (strategy 'random'); coverage needs "
+                                 "one built with --strategy sectors")
