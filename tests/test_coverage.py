@@ -169,3 +169,8 @@ def test_sector_space_from_a_support_set_takes_its_model_name_variables_and_thre
         SectorSpace.from_support_set(SimpleNamespace(name="s", manifest={"strategy": "random"}))
     assert str(caught.value) == ("support set 's' records no sector variables (strategy 'random'); coverage needs "
                                  "one built with --strategy sectors")
+
+
+def test_g_test_of_fewer_than_two_reached_sectors_is_no_test_at_all():
+    out = g_test(np.array([5, 0, 0]), np.array([3, 0, 0]))
+    assert out == {"test": "G test", "statistic": 0.0, "dof": 0, "p_value": 1.0, "sectors_tested": 1}
