@@ -314,3 +314,16 @@ def test_an_unknown_fit_source_kind_lists_the_kinds_word_for_word():
         FitSource("pictures", 3)
     assert str(caught.value) == ("fit source kind must be one of support-set, images, dataset, samples, got "
                                  "'pictures' instead")
+
+
+def test_sklearn_sees_a_streaming_map_as_fitted_once_it_holds_pairs():
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(LinearMap())
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(12, 2))
+    m = LinearMap().partial_fit(x, x @ np.array([[1.0, 2.0], [0.5, -1.0]]) + 3.0)
+    check_is_fitted(m)  # pairs held, solved when first needed
+    np.testing.assert_allclose(m.predict(np.zeros((1, 2))), [[3.0, 3.0]], atol=1e-12)
