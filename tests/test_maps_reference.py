@@ -327,3 +327,16 @@ def test_sklearn_sees_a_streaming_map_as_fitted_once_it_holds_pairs():
     m = LinearMap().partial_fit(x, x @ np.array([[1.0, 2.0], [0.5, -1.0]]) + 3.0)
     check_is_fitted(m)  # pairs held, solved when first needed
     np.testing.assert_allclose(m.predict(np.zeros((1, 2))), [[3.0, 3.0]], atol=1e-12)
+
+
+def test_predict_gives_float64_for_integer_latents_and_names_non_finite_ones():
+    from latentmap.errors import NonFiniteError
+
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    m = LinearMap().fit(x, x @ np.array([[0.5], [0.25]]) + 0.125)
+    out = m.predict(np.array([[1, 2], [3, 1]]))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, [[1.125], [1.875]], atol=1e-12)
+    with pytest.raises(NonFiniteError) as caught:
+        m.predict(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]))
+    assert str(caught.value) == "source latents X contain NaN or infinite values (in 1 of 2 rows)"
