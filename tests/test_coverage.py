@@ -174,3 +174,15 @@ def test_sector_space_from_a_support_set_takes_its_model_name_variables_and_thre
 def test_g_test_of_fewer_than_two_reached_sectors_is_no_test_at_all():
     out = g_test(np.array([5, 0, 0]), np.array([3, 0, 0]))
     assert out == {"test": "G test", "statistic": 0.0, "dof": 0, "p_value": 1.0, "sectors_tested": 1}
+
+
+def test_sector_labels_of_images_with_labels_but_no_label_names():
+    from types import SimpleNamespace
+
+    from latentmap.evaluation.coverage import sector_labels
+
+    real = SimpleNamespace(labels=[3, 3, 1, 7, 7, 7, 7])
+    assert sector_labels(real, np.array([0, 0, 0, 2, 2, 2, 0]), 3) == ["3 (50%)", "", "7 (100%)"]
+    assert sector_labels(SimpleNamespace(), np.array([0]), 1) is None
+    named = SimpleNamespace(labels=[1, 1], label_name=lambda i: ["T-shirt", "Trouser"][i])
+    assert sector_labels(named, np.array([1, 1]), 2) == ["", "Trouser (100%)"]

@@ -282,3 +282,13 @@ def test_too_few_images_names_the_dataset_and_its_split_word_for_word(model, dat
         build_support_set(model, data, split="train", size=301, gain_images=20, pairs=10)
     assert str(info.value) == ("dataset 'toy' (train split) has 300 usable images (0 excluded), fewer than the "
                                "support-set size 301")
+
+
+def test_sector_populations_name_each_sector_and_its_signs(model, data):
+    m = build_support_set(model, data, seed=3, gain_images=100, pairs=200).manifest
+    k = m["top_k"]
+    entries = m["sector_populations"]
+    assert [set(e) for e in entries] == [{"sector", "signs", "population"}] * 2 ** k
+    # sector s has bit j set when variable j (in ranking order) is positive
+    assert [(e["sector"], e["signs"]) for e in entries] == [
+        (s, "".join("+" if s >> j & 1 else "-" for j in range(k))) for s in range(2 ** k)]
