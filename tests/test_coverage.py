@@ -186,3 +186,12 @@ def test_sector_labels_of_images_with_labels_but_no_label_names():
     assert sector_labels(SimpleNamespace(), np.array([0]), 1) is None
     named = SimpleNamespace(labels=[1, 1], label_name=lambda i: ["T-shirt", "Trouser"][i])
     assert sector_labels(named, np.array([1, 1]), 2) == ["", "Trouser (100%)"]
+
+
+def test_sector_coverage_codes_the_support_set_in_the_same_sectors():
+    real, gen, support = _points([50, 20, 30, 0]), _points([5, 0, 45, 0]), _points([1, 1, 1, 0])
+    cache = _Cache({"real": real, "generated:g": gen, "support": support}, latent_dim=3)
+    images = GeneratedSet("g", torch.rand(len(gen), 1, 2, 2), "hand-made")
+    result = sector_coverage(SectorSpace("hand", [0, 2]), cache, torch.rand(len(real), 1, 2, 2), [images],
+                             torch.rand(3, 1, 2, 2), min_count=20, examples=2)
+    assert result.support_codes.tolist() == [0, 1, 2]  # one support point built in each of orthants 0, 1, 2
