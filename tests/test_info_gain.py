@@ -13,4 +13,5 @@ def test_information_gain_decodes_in_the_chunk_it_is_given_and_records_it():
     assert (chunked.batch_size, chunked.decode_rows, chunked.n_images) == (8, 5, 24)
     whole = information_gain(model, images, batch_size=8, chunk_rows=1000)
     assert whole.decode_rows == 1000
-    np.testing.assert_allclose(chunked.gains, whole.gains, rtol=1e-9)  # a setting of the computation only
+    # a setting of the computation only: float32 decodes in other chunks may round differently, hardly more
+    np.testing.assert_allclose(chunked.gains, whole.gains, rtol=1e-5)
