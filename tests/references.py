@@ -50,3 +50,15 @@ def sector_codes_hand(latents, variables) -> np.ndarray:
     """Sign-orthant code of each latent: bit j set when z[variables[j]] > 0."""
     z = np.asarray(latents)[:, list(variables)]
     return ((z > 0).astype(np.int64) * (2 ** np.arange(z.shape[1]))).sum(1)
+
+
+def seeded_paired_bootstrap_difference(own, a, b, resamples: int, seed: int, chunk: int = 100):
+    """(Σa* − Σb*) / Σown* over resamples of the images drawn with numpy's Generator, the same indices for the
+    three arrays (paired), in chunks of ``chunk`` resamples; returns the array of differences."""
+    own, a, b = (np.asarray(v, np.float64) for v in (own, a, b))
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, resamples, chunk):
+        idx = rng.integers(0, len(own), (min(chunk, resamples - start), len(own)))
+        out.append((a[idx].sum(1) - b[idx].sum(1)) / own[idx].sum(1))
+    return np.concatenate(out)

@@ -189,3 +189,37 @@ def test_compare_and_atlas_report_the_same_latent_r2_for_the_same_map(tmp_path):
     atlas_r2 = evaluate_relocation(a, b, linear_map, test, batch_size=16, lpips="off").latent_r2
     assert compare_r2 == pytest.approx(atlas_r2, rel=1e-6)
     assert atlas_r2 < 0.99  # unrelated spaces: a value that could differ, not a trivial 1
+
+
+def test_compare_maps_every_ordered_pair_of_three_models():
+    a, b = related_models()
+    c = LinearModel("C", a.enc.detach() * 2, a.dec.detach() / 2)
+    result = compare_anchors([a, b, c], toy_split(120, 1), toy_split(20, 2), sizes=[8], strategies=("random",),
+                             seeds=(0,), alpha=1e-6, reference_images=50)
+    pairs = [("A", "B"), ("A", "C"), ("B", "A"), ("B", "C"), ("C", "A"), ("C", "B")]
+    assert list(zip(result.rows["source"], result.rows["target"])) == pairs
+    assert list(zip(result.reference["source"], result.reference["target"])) == pairs
+
+
+def test_compare_keeps_the_notes_of_every_run_not_only_the_last():
+    """The size-4 run warns (4 pairs for 4 parameters); the size-64 run after it does not."""
+    a, b = related_models()
+    result = compare_anchors([a, b], toy_split(300, 1), toy_split(20, 2), sizes=[4, 64], strategies=("random",),
+                             seeds=(0,), alpha=0.0, reference_images=50)
+    assert result.notes == ["random size 4 seed 0: the map is fitted on 4 pairs for 4 parameters per target "
+                            "dimension: it can reproduce its fitting pairs whatever it is worth, so judge it on "
+                            "held-out images (leave-one-out R², or map eval)"]
+
+
+def test_compare_errors_word_for_word():
+    from latentmap.errors import ShapeMismatchError
+
+    a, b = related_models()
+    train, test = toy_split(30, 1), toy_split(10, 2)
+    wide = TensorImageDataset("wide", torch.rand(10, 1, 5, 5, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(ShapeMismatchError) as caught:
+        compare_anchors([a, b], wide, test, sizes=[4])
+    assert str(caught.value) == "model 'A' expects images of shape (1, 4, 4), dataset 'wide' has (1, 5, 5)"
+    with pytest.raises(ConfigError) as caught:
+        compare_anchors([a, b], train, test, sizes=[4], seeds=())
+    assert str(caught.value) == "compare needs at least one seed"

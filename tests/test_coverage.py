@@ -122,3 +122,77 @@ def test_coverage_findings_quote_the_hand_computed_numbers_and_the_largest_gap(h
             "(flagged under-represented)") in text
     row = summary_display(result).iloc[0]
     assert (row["Total variation"], row["Never reached"], row["dof"]) == ("0.600", 1, 2)
+
+
+def test_coverage_record_holds_every_field_by_name():
+    from latentmap.evaluation.coverage import CoverageResult, GeneratorCoverage
+
+    record = {"name": "fmnist-vae-a", "fingerprint": "0123456789abcdef0123"}
+    gen = GeneratorCoverage("fmnist-vae-a", "512 draws", 10, np.array([0, 4, 6, 0]),
+                            {"test": "G test", "statistic": 7.25, "dof": 3, "p_value": 0.0625}, [0], 2, [0], [2],
+                            0.375, examples={3: {"support": [1]}}, record=record)
+    result = CoverageResult(SectorSpace("fmnist-svae", [3, 7]), "real test images", np.array([3, 4, 2, 1]), 1,
+                            np.array([0, 1, 2, 3]), [gen])
+    summary = {"generator": "fmnist-vae-a", "source": "512 draws", "fingerprint": "0123456789ab", "images": 10,
+               "test": "G test", "statistic": 7.25, "dof": 3, "p_value": 0.0625, "tv_distance": 0.375,
+               "never_reached": 1, "unreached": 2, "under_represented": 1, "over_represented": 1}
+    assert gen.summary() == summary
+    assert result.to_dict() == {
+        "reference": "fmnist-svae", "variables": [3, 7], "sectors": 4,
+        "sector_rule": "the 4 sign orthants of fmnist-svae's variables [3, 7] (threshold 0: every image is in "
+                       "exactly one sector)",
+        "real_source": "real test images", "real_images": 10, "real_counts": [3, 4, 2, 1], "min_count": 1,
+        "support_codes": [0, 1, 2, 3], "sector_labels": None, "fidelity": None,
+        "generators": [{**summary, "record": record, "counts": [0, 4, 6, 0], "never_reached_sectors": [0],
+                        "under_sectors": [0], "over_sectors": [2], "examples": {"3": {"support": [1]}}}]}
+
+
+def test_coverage_without_any_generator_says_so_word_for_word():
+    from latentmap.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        sector_coverage(SectorSpace("ref", [0, 1]), None, torch.zeros(4, 1, 2, 2), [])
+    assert str(caught.value) == "coverage needs at least one generator or image set"
+
+
+def test_sector_space_from_a_support_set_takes_its_model_name_variables_and_threshold():
+    from types import SimpleNamespace
+
+    from latentmap.errors import ConfigError
+
+    support = SimpleNamespace(name="s", manifest={"variables": [4, 1], "threshold": 0.5,
+                                                  "model": {"name": "fmnist-svae", "kind": "split-vae"}})
+    space = SectorSpace.from_support_set(support)
+    assert (space.reference, space.variables, space.support_threshold) == ("fmnist-svae", [4, 1], 0.5)
+    assert SectorSpace.from_support_set(support, "other").reference == "other"
+    assert SectorSpace.from_support_set(SimpleNamespace(name="s", manifest={"variables": [0]})).reference == "reference"
+    with pytest.raises(ConfigError) as caught:
+        SectorSpace.from_support_set(SimpleNamespace(name="s", manifest={"strategy": "random"}))
+    assert str(caught.value) == ("support set 's' records no sector variables (strategy 'random'); coverage needs "
+                                 "one built with --strategy sectors")
+
+
+def test_g_test_of_fewer_than_two_reached_sectors_is_no_test_at_all():
+    out = g_test(np.array([5, 0, 0]), np.array([3, 0, 0]))
+    assert out == {"test": "G test", "statistic": 0.0, "dof": 0, "p_value": 1.0, "sectors_tested": 1}
+
+
+def test_sector_labels_of_images_with_labels_but_no_label_names():
+    from types import SimpleNamespace
+
+    from latentmap.evaluation.coverage import sector_labels
+
+    real = SimpleNamespace(labels=[3, 3, 1, 7, 7, 7, 7])
+    assert sector_labels(real, np.array([0, 0, 0, 2, 2, 2, 0]), 3) == ["3 (50%)", "", "7 (100%)"]
+    assert sector_labels(SimpleNamespace(), np.array([0]), 1) is None
+    named = SimpleNamespace(labels=[1, 1], label_name=lambda i: ["T-shirt", "Trouser"][i])
+    assert sector_labels(named, np.array([1, 1]), 2) == ["", "Trouser (100%)"]
+
+
+def test_sector_coverage_codes_the_support_set_in_the_same_sectors():
+    real, gen, support = _points([50, 20, 30, 0]), _points([5, 0, 45, 0]), _points([1, 1, 1, 0])
+    cache = _Cache({"real": real, "generated:g": gen, "support": support}, latent_dim=3)
+    images = GeneratedSet("g", torch.rand(len(gen), 1, 2, 2), "hand-made")
+    result = sector_coverage(SectorSpace("hand", [0, 2]), cache, torch.rand(len(real), 1, 2, 2), [images],
+                             torch.rand(3, 1, 2, 2), min_count=20, examples=2)
+    assert result.support_codes.tolist() == [0, 1, 2]  # one support point built in each of orthants 0, 1, 2

@@ -308,3 +308,26 @@ def test_demo_section_diagnoses_every_model(tiny_vae_checkpoint, tmp_path, monke
         assert 'src="radius.png"' in page and 'src="interpolation.png"' in page and 'href="../../index.html"' in page
         assert f"carried into {partner}" in page or f"into {partner} through" in page
     assert rows[0]["interpolation"]["partner"] == "syn-28"  # with one other model, the paths go there
+
+
+def test_diagnostics_summary_holds_every_number_by_name():
+    """Hand-built: variance law = var(μ) + mean σ² = [1.375, 0.875]; one inactive variable (var(μ) = 0 under the
+    0.01 threshold); mean variance (1.5 + 0.001) / 2; variance loss 0.1 − 0.09."""
+    from latentmap.evaluation.diagnostics import LatentDiagnostics
+
+    d = LatentDiagnostics("m", "vae", 2, 10, 0, np.array([0.5, -0.25]), np.array([1.5, 0.001]),
+                          np.array([1.5, 0.001]), np.ones(10), np.ones(10), np.linspace(-1, 1, 3),
+                          np.zeros((2, 2)), np.zeros(2), 0.01, 0.1, 0.09, var_mu=np.array([1.25, 0.0]),
+                          mean_sigma2=np.array([0.125, 0.875]))
+    expected = {
+        "model": "m", "kind": "vae", "latent_dim": 2, "n_images": 10, "fingerprint": "",
+        "inactive_variables": 1, "inactive_threshold": 0.01,
+        "variance_law_mean": 1.125, "variance_law_min": 0.875, "variance_law_max": 1.375,
+        "mean_variance": 0.7505, "mean_radius": 1.0, "prior_mean_radius": 1.0, "sqrt_d": 2 ** 0.5,
+        "prior": "N(0, I)", "radius_measure": "", "radius_typical": None, "radius_limit": None,
+        "outside_prior_99": None, "components_90": 1, "components_99": 1, "mse": 0.01, "variance_loss": 0.01,
+        "image_variance": 0.1, "reconstruction_variance": 0.09, "seed": 0}
+    summary = d.summary()
+    assert list(summary) == list(expected)
+    for key, value in expected.items():
+        assert summary[key] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), key

@@ -217,3 +217,54 @@ def test_lpips_inputs_are_rgb_in_minus_one_to_one():
 class _Difference(torch.nn.Module):
     def forward(self, a, b):
         return (a - b).abs().mean((1, 2, 3), keepdim=True)
+
+
+def test_model_expressiveness_leaderboard_row_holds_every_column():
+    m = ModelExpressiveness("vae-a", "vae", 32, "prior", {"typical": 2.0, "limit": 3.0}, {"real": _scores()},
+                            {"real/own": RatioCI(1.5, 1.2, 1.9)})
+    row = m.leaderboard_row()
+    expected = {"model": "vae-a", "kind": "vae", "latent_dim": 32, "sampler": "prior", "fingerprint": "",
+                "encoder_mse_own": None, "encoder_mse_real": 0.2, "encoder_mse_support": None,
+                "real_over_own": 1.5, "real_over_own_low": 1.2, "real_over_own_high": 1.9,
+                "refined_mse_own": None, "refined_mse_real": 0.05, "refined_mse_support": None,
+                "refined_outside_share_real": 1.0}
+    assert list(row) == list(expected)
+    for k, v in expected.items():
+        assert row[k] == (pytest.approx(v) if isinstance(v, float) else v), k
+
+
+def test_expressiveness_benchmark_scores_with_the_lpips_function_it_resolved(monkeypatch):
+    from types import SimpleNamespace
+
+    import latentmap.evaluation.expressiveness as ex
+    import latentmap.evaluation.relocation as relocation
+    import latentmap.evaluation.samplers as samplers
+
+    def lpips_fn(x, y):
+        return torch.zeros(len(x))
+
+    monkeypatch.setattr(relocation, "lpips_function", lambda device, setting: (lpips_fn, "LPIPS here"))
+    monkeypatch.setattr(samplers, "fit_sampler", lambda model, sampler, **kw: SimpleNamespace(name="prior"))
+    monkeypatch.setattr(ex, "typical_region", lambda model, chosen, seed: "region")
+    monkeypatch.setattr(ex, "own_samples", lambda model, chosen, n, seed, batch_size: torch.zeros(n, 1, 2, 2))
+    calls = []
+    monkeypatch.setattr(ex, "evaluate_expressiveness", lambda model, targets, **kw: calls.append(kw) or SimpleNamespace(to_dict=lambda: model.name))
+    model = SimpleNamespace(name="m", device="cpu", image_shape=(1, 2, 2))
+    ex.benchmark_expressiveness([model], torch.zeros(3, 1, 2, 2), torch.zeros(2, 1, 2, 2), samples=4, seed=5,
+                                bootstrap=10)
+    assert len(calls) == 1 and calls[0]["lpips"] is lpips_fn and calls[0]["region"] == "region"
+
+
+def test_set_scores_record_their_source_and_the_hand_computed_encoder_errors():
+    from latentmap.evaluation.expressiveness import score_set
+    from test_relocation import affine_model, make_images
+
+    model = affine_model("syn-a", 3)
+    images = make_images(6, seed=2, model=model)
+    region = TypicalRegion.standard_normal(3)
+    s = score_set(model, "real", images, "test split", region, refine_images=2, steps=2, batch_size=4)
+    assert (s.key, s.source) == ("real", "test split")
+    recon = model.decode(model.encode(images))
+    expected = ((recon.double() - images.double()) ** 2).flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(s.encoder["mse"], expected, rtol=1e-5, atol=1e-9)
+    assert s.summary(region.typical)["source"] == "test split"

@@ -233,3 +233,24 @@ def test_demo_result_frame_is_its_rows(tmp_path):
     result = DemoResult(tmp_path, rows, {})
     assert result.to_frame().to_dict("records") == rows
     assert "<table" in result._repr_html_() and "0.0125" in result._repr_html_()
+
+
+def test_atlas_caption_says_what_the_maps_were_fitted_on():
+    results = [relocation("a", "b", 1.5), relocation("b", "a", 2.5)]
+    models = [{"name": "a", "kind": "vae"}, {"name": "b", "kind": "vae"}]
+    on_samples = AtlasResult(results, models, {"kind": "samples", "count": 300}, {"bias": False},
+                             estimators={"linear": {}})
+    assert on_samples._frame_caption() == ("Relocation atlas: 2 results of linear, fitted on 300 prior samples; "
+                                           "models: a, b")
+    on_images = AtlasResult(results, models, {"kind": "dataset", "name": "fashion-mnist", "count": 64},
+                            {"bias": False}, estimators={"linear": {}})
+    assert on_images._frame_caption() == ("Relocation atlas: 2 results of linear, fitted on dataset fashion-mnist "
+                                          "(64 images); models: a, b")
+
+
+def test_diagnostics_caption_word_for_word():
+    d = LatentDiagnostics("m", "vae", 2, 10, 0, np.array([0.5, -0.25]), np.array([1.5, 0.001]),
+                          np.array([1.5, 0.001]), np.ones(10), np.ones(10), np.linspace(-1, 1, 3),
+                          np.zeros((2, 2)), np.zeros(2), 0.01, 0.1, 0.09)
+    assert d._frame_caption() == ("Latent diagnostics of m (vae, 2 variables) on 10 images; eigenvalue: the "
+                                  "covariance's, by rank; models: m")

@@ -112,3 +112,11 @@ def test_cli_diagnose_shows_the_voids_density_views_and_tsne(tiny_vae_checkpoint
     assert "Fragments, filaments and voids" in page and 'src="geometry_tsne.png"' in page
     rows = (out / "geometry_fidelity.csv").read_text().splitlines()
     assert rows[0].startswith("group,reference") and rows[1].startswith("all,")
+
+
+def test_the_void_fraction_of_fewer_than_two_images_is_refused_word_for_word():
+    from latentmap.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        latent_geometry(None, None, n=1)
+    assert str(caught.value) == "the void fraction needs at least 2 images, got 1"

@@ -182,3 +182,24 @@ def test_radius_plot_gives_each_pair_its_colour_and_each_path_its_line_style():
     assert styles["linear"] != styles["spherical"]
     legend = ax.get_legend()
     assert legend is not None and legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # beside the data
+
+
+def test_interpolation_frame_rows_carry_the_partners_path_error_by_hand():
+    from latentmap.evaluation.interpolation import InterpolationResult
+
+    t = np.array([0.0, 1.0])
+    radius = {"linear": np.array([[2.0, 4.0]]), "spherical": np.array([[2.0, 3.0]])}
+    carried = {"linear": np.array([[0.1, 0.2]]), "spherical": np.array([[0.3, 0.4]])}
+    r = InterpolationResult("vae", "vae", t, torch.zeros(1, 2, 1, 2, 2), {}, radius, 2.0, "N(0, I)",
+                            partner="vae-b", map_description="linear", carried_mse=carried)
+    rows = r.frame().to_dict("records")
+    assert [(row["path"], row["t"], row["radius_ratio"], row["carried_path_mse"]) for row in rows] == [
+        ("linear", 0.0, 1.0, 0.1), ("linear", 1.0, 2.0, 0.2), ("spherical", 0.0, 1.0, 0.3), ("spherical", 1.0, 1.5, 0.4)]
+    assert set(rows[0]) == {"model", "pair", "path", "t", "radius", "radius_ratio", "partner", "carried_path_mse"}
+
+
+def test_interpolation_of_two_steps_is_its_end_points():
+    a = pixel_model()
+    x0, x1 = images_from(torch.zeros(1, 4)), images_from(torch.ones(1, 4) * 0.5)
+    r = interpolate(a, x0, x1, steps=2)
+    assert r.t.tolist() == [0.0, 1.0] and r.frame()["t"].tolist() == [0.0, 1.0, 0.0, 1.0]

@@ -80,3 +80,8 @@ def test_invert_with_mse_plus_lpips_uses_the_given_weights(empty_hub, tmp_path):
     x = model.decode(torch.randn(3, 4))
     result = invert(model, x, steps=10, lr=0.05, init="prior-mean", loss="mse+lpips", lpips_weights=path)
     assert result.loss_name == "mse+lpips" and (result.loss < result.initial_loss).all()
+
+
+def test_backbone_file_names_are_torchvisions():
+    assert [backbone_filename(n) for n in ("alex", "vgg", "squeeze")] == [
+        "alexnet-owt-7be5be79.pth", "vgg16-397923af.pth", "squeezenet1_1-b8a52dc0.pth"]

@@ -163,3 +163,180 @@ def test_moments_refuse_to_mix_pairs_and_single_variables():
     with pytest.raises(ShapeMismatchError) as e:
         Moments().update(torch.ones(2, 3), torch.ones(2, 1)).update(torch.ones(2, 3))
     assert str(e.value) == "cannot merge moments with and without a second variable y"
+
+
+def test_an_unfitted_map_names_its_own_class():
+    from latentmap.maps.checks import MapNotFittedError
+
+    with pytest.raises(MapNotFittedError) as caught:
+        MLPMap().predict(np.zeros((2, 3)))
+    assert str(caught.value) == "this MLPMap is not fitted yet; call fit with latent pairs first"
+
+
+def test_merging_different_latent_sizes_names_both_word_for_word():
+    from latentmap.errors import ShapeMismatchError
+
+    rng = np.random.default_rng(0)
+    mine = LinearMap().partial_fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)))
+    theirs = LinearMap().partial_fit(rng.normal(size=(8, 4)), rng.normal(size=(8, 5)))
+    with pytest.raises(ShapeMismatchError) as caught:
+        mine.merge(theirs)
+    assert str(caught.value) == "cannot merge latents of size 4 -> 5 into 3 -> 2"
+
+
+@pytest.mark.parametrize("side, sizes", [("source", "7 -> 2"), ("target", "3 -> 7")])
+def test_a_map_folder_whose_recorded_sizes_are_not_its_tensors_is_refused(tmp_path, side, sizes):
+    import json
+
+    from latentmap.errors import CheckpointError
+
+    rng = np.random.default_rng(1)
+    LinearMap().fit(rng.normal(size=(20, 3)), rng.normal(size=(20, 2))).save(tmp_path / "m")
+    config = tmp_path / "m" / "map.json"
+    info = json.loads(config.read_text())
+    info[side] = {**info.get(side, {}), "latent_dim": 7}
+    config.write_text(json.dumps(info))
+    with pytest.raises(CheckpointError) as caught:
+        LinearMap.load(tmp_path / "m")
+    assert str(caught.value) == f"map folder '{tmp_path / 'm'}' records latent sizes {sizes} but its tensors are 3 -> 2"
+
+
+def test_piecewise_maps_with_different_cells_refuse_to_merge_word_for_word():
+    from latentmap.errors import ConfigError
+
+    rng = np.random.default_rng(2)
+    mine = PiecewiseLinearMap(n_cells=2, kmeans_sample=10).partial_fit(rng.normal(size=(12, 2)),
+                                                                      rng.normal(size=(12, 2)))
+    theirs = PiecewiseLinearMap(n_cells=2, kmeans_sample=10).partial_fit(rng.normal(size=(12, 2)) + 5,
+                                                                        rng.normal(size=(12, 2)))
+    with pytest.raises(ConfigError) as caught:
+        mine.merge(theirs)
+    assert str(caught.value) == ("cannot merge piecewise maps with different k-means cells: fit them on the same "
+                                 "first rows (or merge before the cells are computed)")
+
+
+def test_soft_cell_weights_are_the_softmax_of_distances_over_temperature_times_scale():
+    """Latents of spread 0.01 (scale_ ~ 1e-4, far below 1): p_k ∝ exp(−(d²_k − min d²) / (T·s²)), by hand."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(size=(30, 2)) * 0.01, rng.normal(size=(30, 2)) * 0.01 + 0.03])
+    m = PiecewiseLinearMap(n_cells=2, alpha=0.0, soft=True, temperature=0.5).fit(x, x @ rng.normal(size=(2, 2)))
+    assert m.scale_ < 1e-3
+    q = x[:5] + 0.005
+    d2 = ((q[:, None, :] - m.cluster_centers_[None]) ** 2).sum(-1)
+    logits = -(d2 - d2.min(1, keepdims=True)) / (0.5 * m.scale_)
+    expected = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    got = m.cell_weights(q).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert got.min() < 0.5  # the weights are not the uniform blend a far larger scale would give
+
+
+def test_piecewise_cells_agreed_in_a_world_of_one_are_sklearn_kmeans_of_the_held_rows():
+    """What all_reduce does before adding up, in one process: cells still waiting for their sample are those of
+    scikit-learn's KMeans on the rows held so far; cells already computed stay as they are."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(size=(6, 2)), rng.normal(size=(6, 2)) + 8])
+    m = PiecewiseLinearMap(n_cells=2, kmeans_sample=50, seed=3).partial_fit(x, x)
+    assert m._centres is None
+    m._sizes_seen = (2, 2)
+    m._before_all_reduce()
+    expected = KMeans(2, n_init=4, random_state=3).fit(x).cluster_centers_
+    np.testing.assert_allclose(m._centres.numpy(), expected, rtol=1e-12)
+    assert m._held == []
+    before = m._centres.clone()
+    m._before_all_reduce()
+    assert torch.equal(m._centres, before)
+
+
+def test_fit_all_pairs_is_numpy_lstsq_on_each_models_encodings():
+    from latentmap.maps.fitting import fit_all_pairs
+    from test_relocation import known_pair, make_images, on_images
+
+    a, b, _, _ = known_pair()
+    images = make_images(30, seed=2, model=a)
+    maps = fit_all_pairs([a, b], on_images(images), LinearMap, batch_size=8)
+    assert sorted(maps) == [(0, 1), (1, 0)]
+    z = [m.encode(images).double().numpy() for m in (a, b)]
+    for (i, j), fitted in maps.items():
+        design = np.hstack([z[i], np.ones((len(images), 1))])
+        solution = np.linalg.lstsq(design, z[j], rcond=None)[0]
+        np.testing.assert_allclose(fitted.coef_, solution[:-1].T, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(fitted.intercept_, solution[-1], rtol=1e-6, atol=1e-8)
+
+
+def test_prior_samples_are_sharded_only_when_asked(monkeypatch):
+    """As rank 1 of 2: without ``shard`` every seeded draw comes (batch by batch, standard normal draws of one
+    generator); with it, only the rank's batches, the last two of four."""
+    from latentmap import distributed
+    from latentmap.maps.fitting import FitSource
+    from test_relocation import affine_model
+
+    model = affine_model("syn-a", 3)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    fit = FitSource("samples", 40, seed=5)
+    gen = torch.Generator().manual_seed(5)
+    expected = torch.cat([torch.randn(10, 3, generator=gen) for _ in range(4)])
+    every = torch.cat([z for z, _ in fit.samples_of(model, batch_size=10)])
+    assert torch.equal(every, expected)
+    mine = torch.cat([z for z, _ in fit.samples_of(model, batch_size=10, shard=True)])
+    assert torch.equal(mine, expected[20:])
+
+
+def test_fit_map_through_the_torch_distributed_path_in_a_world_of_one_is_numpy_lstsq(monkeypatch):
+    """With torch.distributed reported active (one rank, sums that return their input), map fit takes the sharded
+    branch: partial fits of the rank's pairs, all_reduce, one solve; the map is still the least-squares one."""
+    from latentmap import distributed
+    from latentmap.maps.fitting import FitSource, fit_map
+    from test_relocation import known_pair, make_images
+
+    a, b, _, _ = known_pair()
+    images = make_images(30, seed=2, model=a)
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    monkeypatch.setattr(distributed, "rank", lambda: 0)
+    monkeypatch.setattr(distributed, "world_size", lambda: 1)
+    monkeypatch.setattr(distributed, "all_reduce_sum", lambda t: t)
+    fitted = fit_map(a, b, FitSource("dataset", 30, name="toy", data=images), LinearMap(), batch_size=8)
+    monkeypatch.undo()
+    za, zb = a.encode(images).double().numpy(), b.encode(images).double().numpy()
+    solution = np.linalg.lstsq(np.hstack([za, np.ones((30, 1))]), zb, rcond=None)[0]
+    np.testing.assert_allclose(fitted.coef_, solution[:-1].T, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fitted.intercept_, solution[-1], rtol=1e-6, atol=1e-8)
+    assert fitted.n_samples_seen_ == 30
+
+
+def test_an_unknown_fit_source_kind_lists_the_kinds_word_for_word():
+    from latentmap.errors import ConfigError
+    from latentmap.maps.fitting import FitSource
+
+    with pytest.raises(ConfigError) as caught:
+        FitSource("pictures", 3)
+    assert str(caught.value) == ("fit source kind must be one of support-set, images, dataset, samples, got "
+                                 "'pictures' instead")
+
+
+def test_sklearn_sees_a_streaming_map_as_fitted_once_it_holds_pairs():
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    with pytest.raises(SklearnNotFittedError):
+        check_is_fitted(LinearMap())
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(12, 2))
+    m = LinearMap().partial_fit(x, x @ np.array([[1.0, 2.0], [0.5, -1.0]]) + 3.0)
+    check_is_fitted(m)  # pairs held, solved when first needed
+    np.testing.assert_allclose(m.predict(np.zeros((1, 2))), [[3.0, 3.0]], atol=1e-12)
+
+
+def test_predict_gives_float64_for_integer_latents_and_names_non_finite_ones():
+    from latentmap.errors import NonFiniteError
+
+    x = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    m = LinearMap().fit(x, x @ np.array([[0.5], [0.25]]) + 0.125)
+    out = m.predict(np.array([[1, 2], [3, 1]]))
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, [[1.125], [1.875]], atol=1e-12)
+    with pytest.raises(NonFiniteError) as caught:
+        m.predict(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]))
+    assert str(caught.value) == "source latents X contain NaN or infinite values (in 1 of 2 rows)"

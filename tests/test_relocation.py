@@ -522,3 +522,27 @@ def test_cycle_ratio_is_cycle_over_source_computed_by_hand(fitted_reverse):
     assert r.source_mse == pytest.approx(source, rel=1e-5)
     assert r.cycle_ratio == pytest.approx(cycle / source, rel=1e-5)
     assert r.cycle_via == ("fitted reverse map" if fitted_reverse else "pseudo-inverse of the map")
+
+
+def test_relocation_through_the_torch_distributed_path_in_a_world_of_one_is_the_single_process_result(monkeypatch):
+    """With torch.distributed reported active for one rank (collectives that return their input), the sums packed
+    for all_reduce (per-label counts included) and the per-image errors come back as one process has them."""
+    from latentmap import distributed
+    from latentmap.data.datasets import TensorImageDataset
+
+    a, b, _, _ = known_pair()
+    images = make_images(20, seed=4, model=a)
+    labelled = TensorImageDataset("labelled", (images * 255).round().to(torch.uint8),
+                                  torch.tensor([k % 3 for k in range(20)]))
+    m = fit_map(a, b, on_images(images), LinearMap(bias=True))
+    plain = [evaluate_relocation(a, b, m, d, batch_size=8, lpips="off") for d in (labelled, images)]
+    for name, fake in (("active", lambda: True), ("rank", lambda: 0), ("world_size", lambda: 1),
+                       ("all_reduce_sum", lambda t: t), ("all_reduce_named", dict), ("gather_rows", lambda r: r)):
+        monkeypatch.setattr(distributed, name, fake)
+    ranked = [evaluate_relocation(a, b, m, d, batch_size=8, lpips="off") for d in (labelled, images)]
+    monkeypatch.undo()
+    assert len(plain[0].by_label) == 3 and plain[1].by_label == []
+    for one, world in zip(plain, ranked):
+        assert world.by_label == one.by_label and world.worst_images == one.worst_images
+        for field in ("ratio", "relocated_mse", "target_mse", "latent_mse", "latent_r2", "cycle_mse"):
+            assert getattr(world, field) == pytest.approx(getattr(one, field), rel=1e-12), field

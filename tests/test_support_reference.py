@@ -56,3 +56,14 @@ def test_image_statistics_against_scipy_and_by_hand():
     # one support image: no pairs, no ratio
     lone = image_statistics(images[:1], dataset, np.array([0, 1]), pairs=7, seed=0)
     assert lone["support_pairwise_mse"] is None and lone["pairwise_mse_ratio"] is None
+
+
+def test_information_gain_record_ranks_variables_and_rounds_gains_to_8_decimals():
+    """Gains [0.1, 0.123456789123, 0.1 (a tie), 0.5]: ranking by gain, ties in variable order; 8 decimals."""
+    import numpy as np
+
+    from latentmap.support.info_gain import InformationGain
+
+    info = InformationGain(np.array([0.1, 0.123456789123, 0.1, 0.5]), 40, batch_size=16, threads=2)
+    assert info.to_dict() == {"images": 40, "ranking": [3, 1, 0, 2], "gains": [0.5, 0.12345679, 0.1, 0.1],
+                              "batch_size": 16, "threads": 2}

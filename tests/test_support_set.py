@@ -275,3 +275,37 @@ def test_precomputed_latents_and_gain_give_the_same_set(model, data):
     assert reused.indices == fresh.indices and reused.manifest == fresh.manifest
     with pytest.raises(ValueError, match=r"latents of the split must have shape \(300, 6\)"):
         build_support_set(model, data, size=10, latents=torch.zeros(299, 6))
+
+
+def test_too_few_images_names_the_dataset_and_its_split_word_for_word(model, data):
+    with pytest.raises(SupportSetError) as info:
+        build_support_set(model, data, split="train", size=301, gain_images=20, pairs=10)
+    assert str(info.value) == ("dataset 'toy' (train split) has 300 usable images (0 excluded), fewer than the "
+                               "support-set size 301")
+
+
+def test_sector_populations_name_each_sector_and_its_signs(model, data):
+    m = build_support_set(model, data, seed=3, gain_images=100, pairs=200).manifest
+    k = m["top_k"]
+    entries = m["sector_populations"]
+    assert [set(e) for e in entries] == [{"sector", "signs", "population"}] * 2 ** k
+    # sector s has bit j set when variable j (in ranking order) is positive
+    assert [(e["sector"], e["signs"]) for e in entries] == [
+        (s, "".join("+" if s >> j & 1 else "-" for j in range(k))) for s in range(2 ** k)]
+
+
+def test_dropped_sectors_and_for_models_are_recorded(model, data):
+    with pytest.warns(UserWarning) as caught:
+        m = build_support_set(model, data, size=3, top_k=3, seed=0, gain_images=50, pairs=50,
+                              for_models={"fmnist-vae-b": "sha256:00"}).manifest
+    assert m["for_models"] == {"fmnist-vae-b": "sha256:00"}
+    populations = {e["sector"]: e["population"] for e in m["sector_populations"]}
+    dropped = m["dropped_sectors"]
+    assert dropped and [set(e) for e in dropped] == [{"sector", "signs", "population"}] * len(dropped)
+    for e in dropped:
+        s = e["sector"]
+        assert e["signs"] == "".join("+" if s >> j & 1 else "-" for j in range(3))
+        assert e["population"] == populations[s] > 0
+    populated = sum(1 for p in populations.values() if p)
+    assert [str(w.message) for w in caught] == [f"{populated} sectors are populated but the size is 3: kept the 3 most "
+                                               f"populated, dropped sectors {[e['sector'] for e in dropped]}"]

@@ -166,7 +166,7 @@ def fit_sampler(model: LatentModel, kind: str = "auto", *, data: ImageDataset | 
                           "none were given")
     subset = data.random_subset(min(int(fit_images), len(data)), seed) if hasattr(data, "random_subset") else data
     latents = map_shards(lambda part: model.encode_all(part, batch_size, progress=progress), subset, batch_size)
-    origin = f"encodings of {data_name or getattr(data, 'name', 'images')}"
+    origin = f"encodings of {data_name or getattr(data, 'name', None) or 'images'}"  # a tensor's .name is None
     if kind == "gaussian":
         return GaussianSampler.fit(latents, origin)
     return MixtureSampler.fit(latents, components, seed, origin)
