@@ -166,7 +166,7 @@ def test_expressiveness_benchmark_records_its_settings_and_lpips_note(monkeypatc
     assert result.settings == {"own_samples": 4, "real_images": 3, "real_source": "real test images",
                                "support_images": 2, "support_source": "support set", "sampler": "auto",
                                "refine_images": 128, "steps": 200, "lr": 0.05, "seed": 5, "bootstrap_resamples": 10,
-                               "image_transform": None, "compute": {"batch_size": 256, "threads": torch.get_num_threads()}}
+                               "image_transform": None, "support_model": None, "compute": {"batch_size": 256, "threads": torch.get_num_threads()}}
 
 
 def test_interpolation_summary_by_hand():

@@ -103,7 +103,7 @@ class ShapedMap(LinearMap):
 
 def test_estimators_with_shape_parameters_get_the_models_latent_shapes():
     a, b, c = _models()
-    c.latent_shape = (6, 1, 1)  # a spatial latent: [C, h, w], flat [N, 6] in the loop
+    c._latent_shape = (6, 1, 1)  # a spatial latent: [C, h, w], flat [N, 6] in the loop
     assert (latent_shape(a), latent_shape(c)) == ((6,), (6, 1, 1))
     fit = FitSource("dataset", 30, data=make_images(30, seed=6, model=a))
     maps = fit_pairs([a, b, c], fit, {"shaped": ShapedMap, "given": lambda: ShapedMap(target_shape=(3, 2, 1)),

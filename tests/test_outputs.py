@@ -56,7 +56,7 @@ NOT_READ = {  # parameters of output-writing commands that name no file or folde
     "out", "overwrite", "kind", "name", "latent_dim", "epochs", "seed", "batch_size", "lr", "device", "channels",
     "hidden", "train_images", "test_images", "trust_pickle", "inverter_steps", "inverter_batch_size", "inverter_lr",
     "inverter_image_weight", "inverter_channels", "inverter_eval_samples", "own_samples_only", "z_dim", "gamma_min",
-    "r1_gamma", "progress",
+    "r1_gamma", "progress", "latent_channels", "kl_weight",
     "split", "images", "size", "strategy", "top_k", "threshold", "gain_images", "pairs", "sizes", "strategies",
     "seeds", "alpha", "bias", "reference_images", "fit_images", "samples", "fit_split", "method", "estimator",
     "estimators", "image_transform", "grid_images", "cycle", "fit_kind", "quick", "own_samples", "steps", "init",
