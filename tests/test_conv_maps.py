@@ -233,6 +233,35 @@ def test_shapes_are_read_off_4d_latents_or_the_parameters_and_checked():
     assert ConvMap(source_shape=(60,), target_shape=(40,)).fit(flat_x, flat_y).source_shape_ == (60, 1, 1)
 
 
+def test_a_vector_latent_against_a_grid_is_refused_in_one_line_before_any_pair():
+    """A vector model's shape (d,) against a grid of several positions has no position-by-position map: refused
+    from the parameters (the fit loop's check before encoding), and at fit with flat or 4-D latents."""
+    from types import SimpleNamespace
+
+    from latentmap.maps.fitting import with_latent_shapes
+
+    vector, grid = SimpleNamespace(latent_dim=32), SimpleNamespace(latent_dim=196, latent_shape=(4, 7, 7))
+    for source, target, param, side in ((vector, grid, "source_shape=\\(32,\\)", "target"),
+                                        (grid, vector, "target_shape=\\(32,\\)", "source")):
+        for make in (ConvMap, lambda: ConvMap(kernel_size=3), ConvMLPMap):
+            m = with_latent_shapes(make(), source, target)
+            with pytest.raises(ShapeMismatchError, match=rf"^a convolutional map needs C x h x w latents on both "
+                                                         rf"sides, but {param} is a vector latent and the {side} "
+                                                         r"latents are 7x7 grids; map flattened latents instead"):
+                m._validate_params()
+    rng = np.random.default_rng(0)
+    v, g = rng.normal(size=(50, 32)), rng.normal(size=(50, 4, 7, 7))
+    with pytest.raises(ShapeMismatchError, match=r"source_shape=\(32,\) is a vector latent"):
+        ConvMap(source_shape=(32,), target_shape=(4, 7, 7)).fit(v, g.reshape(50, -1))
+    with pytest.raises(ShapeMismatchError, match=r"source_shape=\(32,\) is a vector latent"):
+        ConvMap(source_shape=(32,)).fit(v, g)
+    with pytest.raises(ShapeMismatchError, match=r"target_shape=\(32,\) is a vector latent"):
+        ConvMap(target_shape=(32,)).fit(g, v)
+    # vectors against vectors or one-position grids stay the affine map; an explicit 1x1 grid may be resized
+    assert ConvMap(source_shape=(32,), target_shape=(196, 1, 1)).fit(v, g.reshape(50, -1)).source_shape_ == (32, 1, 1)
+    assert ConvMap(source_shape=(32, 1, 1)).fit(v, g).target_shape_ == (4, 7, 7)
+
+
 def test_too_few_positions_are_refused_in_words_of_positions():
     x, y = grids(n=1, c_a=4, hw=(3, 3))
     with pytest.raises(UnderdeterminedError, match=r"conv:3 map fits 37 numbers per target channel .* needs at least"

@@ -99,6 +99,7 @@ class ConvMap(SpatialMixin, StreamingMapEstimator):
         self.resize = resize
 
     def _validate_combination(self) -> None:
+        super()._validate_combination()
         if int(self.kernel_size) % 2 == 0:
             raise ConfigError(f"kernel_size must be odd (a neighbourhood centred on its position), got "
                               f"{self.kernel_size!r} instead")

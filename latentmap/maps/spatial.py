@@ -6,7 +6,8 @@ shape of each side by its ``source_shape``/``target_shape`` parameters, or reads
 
 * 4-D latents give their own shape; a shape parameter, when set, must agree with it.
 * Flat latents take the shape parameter, whose C·h·w must equal their size. A 1-tuple ``(d,)`` (a vector
-  model's latent shape) is the grid ``(d, 1, 1)``.
+  model's latent shape) is the grid ``(d, 1, 1)``; against a grid of more than one position it is refused
+  (:func:`refuse_vector_against_grid`), before any encoding when the fit loop sets the models' shapes.
 * Flat latents with no shape parameter are one position, ``(d, 1, 1)``: a vector, on which ``conv:1`` is the
   affine least-squares map (this keeps scikit-learn's 2-D checks meaningful). This default is refused when
   the other side is a grid of more than one position: the flat side's grid cannot be guessed, so the
@@ -87,6 +88,19 @@ def resolve_grid(param: Sequence[int] | None, found: Grid | None, size: int, wha
     return want
 
 
+def refuse_vector_against_grid(source: Sequence[int] | None, target: Sequence[int] | None) -> None:
+    """A vector shape ``(d,)`` on one side and a grid of several positions on the other have no position-by-position
+    map (the vector would be spread over every position, or the grid averaged into one): refused in one line."""
+    for mine, other, param, side in ((source, target, "source_shape", "target"),
+                                     (target, source, "target_shape", "source")):
+        if mine is not None and len(mine) == 1 and other is not None and len(other) == GRID_RANK \
+                and int(other[1]) * int(other[2]) > 1:
+            raise ShapeMismatchError(
+                f"a convolutional map needs C x h x w latents on both sides, but {param}={tuple(mine)} is a vector "
+                f"latent and the {side} latents are {other[1]}x{other[2]} grids; map flattened latents instead "
+                "(linear, mlp, piecewise)")
+
+
 def resize_grid(g: torch.Tensor, hw: tuple[int, int], mode: str) -> torch.Tensor:
     """Grids [n, C, h, w] resized to h x w = ``hw`` (unchanged when they already have it)."""
     if tuple(g.shape[2:]) == tuple(hw):
@@ -159,6 +173,8 @@ class SpatialMixin(_MixinBase):
         x, y = super()._check_pair(flat_x, flat_y, check_finite)
         src = resolve_grid(self.source_shape, found_x, x.shape[1], "source latents X", "source_shape")
         tgt = resolve_grid(self.target_shape, found_y, y.shape[1], "target latents Y", "target_shape")
+        refuse_vector_against_grid(self.source_shape if self.source_shape is not None and found_x is None else src,
+                                   self.target_shape if self.target_shape is not None and found_y is None else tgt)
         for mine, other, side, param in ((src, tgt, "X", "source_shape"), (tgt, src, "Y", "target_shape")):
             if mine is None and other is not None and other[1] * other[2] > 1:
                 raise ShapeMismatchError(f"{side} is flat and {param} is not set, while the other side's latents "
@@ -167,6 +183,10 @@ class SpatialMixin(_MixinBase):
         d_x, d_y = x.shape[1], y.shape[1]
         self._batch_grids = (src or (d_x, 1, 1), tgt or (d_y, 1, 1))
         return x, y
+
+    def _validate_combination(self) -> None:
+        super()._validate_combination()
+        refuse_vector_against_grid(self.source_shape, self.target_shape)
 
     def _source_grids(self, flat: torch.Tensor, grids: GridPair) -> torch.Tensor:
         """Flat source latents as float64 grids [n, C_a, h_b, w_b], resized to the target's h x w."""
