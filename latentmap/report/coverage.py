@@ -26,7 +26,7 @@ from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import percent, sig
 
 SHOWN_SECTORS = 4  # flagged sectors shown as grids per generator, most populated first
-OPEN_SECTORS = 2  # of them, shown unfolded
+OPEN_SECTORS = 1  # of them, shown unfolded (the page holds every generator within its height budget)
 
 
 def _p(value: float) -> str:
