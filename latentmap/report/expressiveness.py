@@ -273,6 +273,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
         name = f"errors_{slug(m.name)}.png"
         (folder / name).write_bytes(error_histogram_png(m))
         figures.image(prefix + name, f"{m.name}: per-image MSE by target set, before and after refinement")
+        worst = Section("")  # folded: one line per model until a reader opens it
         for key in ("support", "real"):
             scores = m.sets.get(key)
             if scores is None or not scores.worst:
@@ -282,8 +283,10 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
             (folder / name).write_bytes(labelled_grid_png(
                 [rows["target"], rows["encoder"], rows["refined"]], ["target", "encoder reconstruction", "refined"]))
             mses = ", ".join(sig(float(v)) for v in np.sort(scores.refined_mse)[::-1][:len(scores.worst)])
-            figures.image(prefix + name, f"{m.name}: the {len(scores.worst)} worst {scores.label} after refinement "
-                                         f"(refined MSE {mses}); rows target / encoder reconstruction / refined")
+            worst.image(prefix + name, f"{m.name}: the {len(scores.worst)} worst {scores.label} after refinement "
+                                       f"(refined MSE {mses}); rows target / encoder reconstruction / refined")
+        if worst.parts:
+            figures.fold(f"The worst reconstructions of {m.name}, as images", worst)
     return [top, board, details, figures]
 
 
