@@ -37,7 +37,7 @@ figure{margin:1rem 0}figure .scroll{margin:0}figcaption{font-size:.85rem;color:#
 .verdict h2{margin-top:1rem}table[data-headline] td{white-space:nowrap}
 table[data-headline] tr[data-calibration] td{font-style:italic;background:#fafafa}
 details{margin:.6rem 0}summary{cursor:pointer;color:#1f5a85}
-.glossary dt{font-weight:600;margin-top:.4rem}.glossary dd{margin-left:1.2rem}
+.glossary dl{columns:2 28rem;column-gap:2.5rem}.glossary dt{font-weight:600;margin-top:.4rem;break-after:avoid}.glossary dd{margin-left:1.2rem;break-inside:avoid}
 nav.toc{font-size:.92rem;margin:1rem 0}nav.toc ul{margin:.2rem 0}
 .back{font-size:.9rem}
 """ + "".join(f".left-{i} td:nth-child({i}),.left-{i} th:nth-child({i}){{text-align:left}}"
