@@ -136,13 +136,17 @@ def test_coverage_record_holds_every_field_by_name():
     summary = {"generator": "fmnist-vae-a", "source": "512 draws", "fingerprint": "0123456789ab", "images": 10,
                "test": "G test", "statistic": 7.25, "dof": 3, "p_value": 0.0625, "tv_distance": 0.375,
                "never_reached": 1, "unreached": 2, "under_represented": 1, "over_represented": 1}
-    assert gen.summary() == summary
+    found = gen.summary()
+    interval = (found.pop("tv_low"), found.pop("tv_high"))  # no bootstrap interval was drawn: both NaN
+    assert found == summary and all(v != v for v in interval)
+    summary = {**summary, "tv_low": interval[0], "tv_high": interval[1]}  # the same NaN objects compare equal
     assert result.to_dict() == {
         "reference": "fmnist-svae", "variables": [3, 7], "sectors": 4,
         "sector_rule": "the 4 sign orthants of fmnist-svae's variables [3, 7] (threshold 0: every image is in "
                        "exactly one sector)",
         "real_source": "real test images", "real_images": 10, "real_counts": [3, 4, 2, 1], "min_count": 1,
-        "support_codes": [0, 1, 2, 3], "sector_labels": None, "fidelity": None,
+        "support_codes": [0, 1, 2, 3], "sector_labels": None, "label_counts": None, "label_names": None,
+        "fidelity": None,
         "generators": [{**summary, "record": record, "counts": [0, 4, 6, 0], "never_reached_sectors": [0],
                         "under_sectors": [0], "over_sectors": [2], "examples": {"3": {"support": [1]}}}]}
 
