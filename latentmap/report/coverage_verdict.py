@@ -15,9 +15,8 @@ from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, class_misses, m
                                              unresolvable_classes)
 from latentmap.evaluation.coverage import UNDER, CoverageResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
-from latentmap.report.figures import figure_png, new_figure
+from latentmap.report.figures import MARKERS, SERIES, figure_png, new_figure
 from latentmap.report.html import Section, fold_table
-from latentmap.report.palette import MARKERS, PALETTE
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
@@ -212,7 +211,7 @@ def precision_recall_png(result: CoverageResult) -> bytes:
     ax = fig.add_subplot(1, 1, 1)
     gens = [r for r in result.fidelity.rows if r.name != CALIBRATION_NAME]
     for i, r in enumerate(gens):
-        ax.scatter([r.recall], [r.precision], s=60, color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)],
+        ax.scatter([r.recall], [r.precision], s=60, color=SERIES[i % len(SERIES)], marker=MARKERS[i % len(MARKERS)],
                    edgecolor="black", linewidth=0.5, label=f"{r.name} ({sig(r.recall)}, {sig(r.precision)})", zorder=3)
     for r in result.fidelity.rows:
         if r.name == CALIBRATION_NAME:

@@ -17,11 +17,10 @@ from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, Express
     metric_names
 from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
-from latentmap.report.figures import PLOT_FLOOR, figure_png, histogram_legend, new_figure
+from latentmap.report.figures import PALETTE, PLOT_FLOOR, figure_png, histogram_legend, new_figure
 from latentmap.report.html import Section, fold_table, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
-from latentmap.report.palette import PALETTE
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),

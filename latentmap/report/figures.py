@@ -12,6 +12,8 @@ DPI = 110
 # Okabe & Ito's colour-blind-safe palette: blue, orange, bluish green, vermillion, reddish purple, sky blue,
 # yellow, black (in the order a plot's lines take them)
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+SERIES = PALETTE[:-1]  # the palette without black, which marks calibration points
+MARKERS = ("o", "s", "D", "^", "v", "P", "X")  # series told apart by marker too, so a figure reads in grey
 SEQUENTIAL = "viridis"  # heat maps: perceptually uniform and readable without colour vision
 REFERENCE = "#555555"  # reference lines and curves (N(0, 1), 1 = nothing lost, ...)
 MIN_TEXT_PX = 9  # the smallest text a figure may hold, in px at its own resolution (the browser test checks it)
