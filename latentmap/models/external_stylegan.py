@@ -9,13 +9,15 @@ checkpoint holding only the inverter; the generator stays in its file, pinned by
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
-
 
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
 from latentmap.models.registry import register_adapter
@@ -31,7 +33,7 @@ class PickleWarning(UserWarning):
     """Emitted whenever latentmap unpickles a file the caller allowed it to."""
 
 
-def check_convention(G, what: str = "generator") -> None:
+def check_convention(G: object, what: str = "generator") -> None:
     """Raise ``ConfigError`` unless ``G`` follows the StyleGAN2/3 generator convention."""
     missing = [name for name in ("mapping", "synthesis") if not callable(getattr(G, name, None))]
     missing += [name for name in ("z_dim", "w_dim", "num_ws") if not isinstance(getattr(G, name, None), int)]
@@ -40,8 +42,12 @@ def check_convention(G, what: str = "generator") -> None:
                           f"it lacks {', '.join(missing)} (needs mapping(z, c), synthesis(ws), z_dim, w_dim, num_ws)")
 
 
-def read_generator_pickle(path, *, allow_pickle: bool = False, key: str | None = None) -> nn.Module:
-    """Unpickle a StyleGAN-style generator (a dict holding 'G_ema'/'G', or the generator itself)."""
+def read_generator_pickle(path: str | os.PathLike[str], *, allow_pickle: bool = False, key: str | None = None
+                          ) -> nn.Module:
+    """Unpickle a StyleGAN-style generator (a dict holding 'G_ema'/'G', or the generator itself).
+
+    ``allow_pickle`` is the caller's consent to run the code a pickle holds (UnsafeLoadError without it); ``key``
+    names the dict entry to take instead of 'G_ema', then 'G'."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"generator file '{path}' does not exist")
@@ -71,8 +77,11 @@ def read_generator_pickle(path, *, allow_pickle: bool = False, key: str | None =
     return obj
 
 
-def infer_image_shape(G) -> tuple[int, int, int]:
-    """(C, H, W) from ``img_channels``/``img_resolution``, else from one synthesis pass."""
+def infer_image_shape(G: Any) -> tuple[int, ...]:
+    """(C, H, W) from ``img_channels``/``img_resolution``, else from one synthesis pass.
+
+    ``G`` is any generator of the StyleGAN convention (:func:`check_convention`); the classes of unpickled ones carry
+    no type information."""
     c, r = getattr(G, "img_channels", None), getattr(G, "img_resolution", None)
     if isinstance(c, int) and isinstance(r, int):
         return c, r, r
@@ -85,11 +94,18 @@ def infer_image_shape(G) -> tuple[int, int, int]:
 
 @register_adapter(KIND)
 class ExternalStyleGAN(WSpaceModel):
-    """A StyleGAN-convention generator ``G`` with a (trainable) W inverter; only the inverter is saved."""
+    """A StyleGAN-convention generator ``G`` with a (trainable) W inverter; only the inverter is saved.
 
-    def __init__(self, name, G, image_shape=None, *, source: str | None = None, source_sha256: str | None = None,
-                 key: str | None = None, label: int | None = None, inverter_channels=None, inverter_hidden: int = 256,
-                 inverter_size: int | None = None, metadata=None):
+    ``G`` is any object of the convention (:func:`check_convention`: unpickled or built by a user's factory, so of
+    no known type); ``image_shape`` defaults to what ``G`` says or makes. ``source``, ``source_sha256`` and ``key``
+    say where ``G`` came from (a file or a ``py:`` spec), for the checkpoint; ``label`` is the class a conditional
+    generator draws; the ``inverter_*`` arguments shape the inverter (``inverter_size``: the side images are
+    resized to first, by default at most ``INVERTER_MAX_SIDE``)."""
+
+    def __init__(self, name: str, G: Any, image_shape: Iterable[int] | None = None, *, source: str | None = None,
+                 source_sha256: str | None = None, key: str | None = None, label: int | None = None,
+                 inverter_channels: Sequence[int] | None = None, inverter_hidden: int = 256,
+                 inverter_size: int | None = None, metadata: dict[str, Any] | None = None):
         check_convention(G)
         shape = tuple(int(s) for s in (image_shape or infer_image_shape(G)))
         if inverter_size is None and max(shape[1:]) > INVERTER_MAX_SIDE:
@@ -99,7 +115,7 @@ class ExternalStyleGAN(WSpaceModel):
         self.inverter_hidden, self.inverter_size = int(inverter_hidden), inverter_size
         inverter = InversionNetwork(shape, self.inverter_channels, self.inverter_hidden, int(G.w_dim), inverter_size)
         super().__init__(name, G, inverter, shape, label=label, metadata=metadata)
-        self.generator_source = {"source": source, "sha256": source_sha256, "key": key}
+        self.generator_source: dict[str, str | None] = {"source": source, "sha256": source_sha256, "key": key}
         #: set when the inverter's weights come from training (a checkpoint, or train_inverter)
         self.inverter_trained = False
         if source:  # kept in config.json however the model is saved
@@ -107,9 +123,10 @@ class ExternalStyleGAN(WSpaceModel):
 
     @property
     def has_trained_encoder(self) -> bool:
+        """Whether the inverter's weights come from training (``encode`` refuses otherwise)."""
         return self.inverter_trained
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         if not self.inverter_trained:  # a randomly initialised inverter gives meaningless latents: refuse
             raise ConfigError(f"model '{self.name}' has no trained W inverter, so it cannot encode images; train one "
                               f"with `latentmap train inverter --model {self.generator_source['source'] or 'G.pkl'} "
@@ -117,10 +134,13 @@ class ExternalStyleGAN(WSpaceModel):
         return super()._encode(x)
 
     # only the inverter is ours to save: the generator's architecture lives in its own code
-    def state_tensors(self):
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The inverter's parameters and buffers, keyed ``inverter.parameter``, contiguous on CPU."""
         return {f"inverter.{k}": v.detach().cpu().contiguous() for k, v in self.inverter.state_dict().items()}
 
-    def load_state_tensors(self, tensors):
+    def load_state_tensors(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Load the inverter's tensors (from :meth:`state_tensors`) and mark it trained; CheckpointError when
+        ``tensors`` hold anything else or do not fit."""
         inverter_only = {k: v for k, v in tensors.items() if k.startswith("inverter.")}
         if len(inverter_only) != len(tensors):
             raise CheckpointError(f"weights of model '{self.name}' may hold only the inverter")
@@ -131,18 +151,24 @@ class ExternalStyleGAN(WSpaceModel):
             raise CheckpointError(f"weights do not fit the inverter of model '{self.name}': "
                                   f"{str(exc).splitlines()[0]}") from exc
 
-    def architecture(self):
+    def architecture(self) -> dict[str, Any]:
+        """The inverter's constructor arguments and the label: the generator's own architecture lives in its code."""
         return {"inverter_channels": self.inverter_channels, "inverter_hidden": self.inverter_hidden,
                 "inverter_size": self.inverter_size, "label": self.label}
 
-    def save(self, path, *, overwrite: bool = True) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Save the inverter as a checkpoint referring to the generator's file or ``py:`` spec (CheckpointError for
+        an in-memory generator, which a checkpoint could not refer to)."""
         if not self.generator_source["source"]:
             raise CheckpointError(f"model '{self.name}' wraps an in-memory generator; only generators loaded from a "
                                   "file or a py: spec can be saved (the checkpoint refers to them)")
         super().save(path, overwrite=overwrite)
 
     @classmethod
-    def from_checkpoint(cls, folder, config, tensors):
+    def from_checkpoint(cls, folder: str | os.PathLike[str], config: Mapping[str, Any],
+                        tensors: Mapping[str, torch.Tensor]) -> NoReturn:
+        """Always UnsafeLoadError: the generator must be unpickled or imported, which needs the caller's consent
+        (``load_model(path, allow_pickle=True)``)."""
         raise UnsafeLoadError(f"checkpoint '{folder}' refers to a generator that must be unpickled or imported; "
                               "load it with load_model(path, allow_pickle=True) (CLI: --trust-pickle)")
 

@@ -16,9 +16,12 @@ import os
 import pickle
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
 from latentmap.io.pythae_folder import is_pythae_folder, pickled_networks
@@ -29,9 +32,13 @@ from latentmap.models.wrapped import WrappedModel
 
 @register_adapter("pythae")
 class PythaeModel(WrappedModel):
-    """A loaded pythae model; saved models stay in pythae's own folder format."""
+    """A loaded pythae model; saved models stay in pythae's own folder format.
 
-    def __init__(self, name, pythae_model, source: str | None = None, metadata=None, quantize: bool = True):
+    ``pythae_model`` is the object pythae's ``AutoModel`` loaded (pythae has no type information); ``source`` is the
+    folder it came from; ``quantize`` picks a VQ-VAE's encoding (see :attr:`encoding`)."""
+
+    def __init__(self, name: str, pythae_model: Any, source: str | None = None, metadata: dict[str, Any] | None = None,
+                 quantize: bool = True):
         config = pythae_model.model_config
         # a VQ-VAE encodes through its quantizer by default, as pythae's own forward does before decoding;
         # quantize=False gives the unquantized embedding instead (both decode; pythae trains the quantized one)
@@ -43,7 +50,6 @@ class PythaeModel(WrappedModel):
         self.pythae_model = pythae_model
         super().__init__(name, pythae_model.encoder, pythae_model.decoder, image_shape, kind="pythae",
                          metadata=metadata)
-        self.kind = "pythae"
         self.source = source
         self.metadata.setdefault("pythae", {"model_name": getattr(config, "name", type(pythae_model).__name__),
                                             "source": source})
@@ -66,20 +72,21 @@ class PythaeModel(WrappedModel):
         return ("quantized: through the quantizer, as pythae's forward" if self.quantize else
                 "unquantized: the encoder's embedding before the quantizer")
 
-    def modules(self):
+    def modules(self) -> dict[str, nn.Module]:
+        """The encoder and the decoder, and a VQ-VAE's quantizer."""
         # a VQ-VAE's codebook is part of what encode computes: it moves with the model and is fingerprinted
         modules = super().modules()
         if self.vector_quantized:
             modules["quantizer"] = self.pythae_model.quantizer
         return modules
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         z = super()._encode(x)
         if self.vector_quantized and self.quantize:
             z = self._quantized(z)
         return z
 
-    def _quantized(self, embeddings):
+    def _quantized(self, embeddings: torch.Tensor) -> torch.Tensor:
         """The quantizer's output for the encoder's embeddings, shaped as pythae's VQVAE.forward hands it to the
         decoder (a vector embedding goes through as [N, 1, D, 1] and back)."""
         flat = embeddings.ndim == 2
@@ -89,21 +96,25 @@ class PythaeModel(WrappedModel):
 
     @property
     def objective(self) -> str:
+        """"vae" for a model with a posterior variance, else "autoencoder" (unless the metadata records one)."""
         # a pythae model with a posterior variance trains a variational objective; AE, RAE, WAE
         # and VQ-VAE train deterministic autoencoders with other regularisers
         return str(self.metadata.get("objective") or ("vae" if self.vae_like else "autoencoder"))
 
     @property
     def family(self) -> str:
+        """``pythae-`` and pythae's model name."""
         return f"pythae-{self.pythae_name}"
 
     @property
     def has_prior(self) -> bool:
+        """True for the variational models only."""
         # only the variational models were trained to decode N(0, I); AE, RAE, WAE and VQ-VAE sample a
         # distribution fitted on their encodings instead, as pythae's own samplers do
         return bool(self.vae_like)
 
-    def architecture(self) -> dict:
+    def architecture(self) -> dict[str, Any]:
+        """pythae's model config, the networks' class names and, for a VQ-VAE, the encoding path."""
         config = self.pythae_model.model_config
         fields = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
         return {"pythae_config": {k: v for k, v in fields.items() if k != "name"},
@@ -111,7 +122,8 @@ class PythaeModel(WrappedModel):
                 "decoder": type(self.pythae_model.decoder).__name__,
                 **({"encode": "quantized" if self.quantize else "unquantized"} if self.vector_quantized else {})}
 
-    def save(self, path, *, overwrite: bool = True) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Always CheckpointError: a pythae model stays in its pythae folder."""
         raise CheckpointError(f"model '{self.name}' is a pythae model: keep it in its pythae folder "
                               f"({self.source or 'save it with pythae'}) and load that")
 
@@ -128,7 +140,7 @@ _TORCH_LOAD_LOCK = threading.RLock()  # a trusted pickle that loads another pyth
 
 
 @contextlib.contextmanager
-def _tensors_only_torch_load():
+def _tensors_only_torch_load() -> Iterator[None]:
     """Within the block, a torch.load that names no ``weights_only`` gets ``weights_only=True``.
 
     pythae reads model.pt with a bare ``torch.load(path)``: torch's default restricts that to tensors,
@@ -139,7 +151,7 @@ def _tensors_only_torch_load():
 
     original = torch.load
 
-    def load(f, *args, **kwargs):
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
         if "weights_only" not in kwargs:
             kwargs["weights_only"] = True
             try:
@@ -158,7 +170,7 @@ def _tensors_only_torch_load():
             torch.load = original
 
 
-def check_pythae_consent(folder, allow_pickle: bool = False) -> list[tuple[str, str]]:
+def check_pythae_consent(folder: str | os.PathLike[str], allow_pickle: bool = False) -> list[tuple[str, str]]:
     """The pickles loading ``folder`` would unpickle (see latentmap.io.pythae_folder.pickled_networks);
     UnsafeLoadError when there are any and the caller did not allow them. Reads only model_config.json
     and the folder's listing: nothing is loaded."""
@@ -174,7 +186,8 @@ def check_pythae_consent(folder, allow_pickle: bool = False) -> list[tuple[str, 
 
 
 @register_model_source("pythae", _is_pythae_folder)
-def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> PythaeModel:
+def load_pythae_folder(spec: str, device: str | torch.device | None = None, allow_pickle: bool = False
+                       ) -> PythaeModel:
     """A pythae folder through pythae's AutoModel, once consent covers every pickle it would unpickle;
     model.pt is read as tensors only, with or without the flag."""
     folder = Path(spec)
@@ -203,4 +216,6 @@ def load_pythae_folder(spec: str, device=None, allow_pickle: bool = False) -> Py
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"pythae cannot load '{folder}': {detail}") from exc
     name = folder.name if folder.name not in ("final_model", "checkpoint") else folder.parent.name
-    return PythaeModel(name, model, source=str(folder)).to(device).eval()
+    loaded = PythaeModel(name, model, source=str(folder))
+    loaded.to(device).eval()
+    return loaded

@@ -13,7 +13,9 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
@@ -23,9 +25,12 @@ from latentmap.models.external_stylegan import KIND, ExternalStyleGAN, read_gene
 from latentmap.models.registry import register_model_source
 from latentmap.models.wrapped import WrappedModel
 
+if TYPE_CHECKING:
+    import torch
+
 
 @contextlib.contextmanager
-def _working_folder_importable():
+def _working_folder_importable() -> Iterator[str]:
     """Within the block the working folder is on the import path (last, so it shadows no installed package),
     as ``python -m`` would have it: ``py:mymodels:make`` finds a ``mymodels.py`` beside the user."""
     cwd = os.getcwd()
@@ -39,9 +44,9 @@ def _working_folder_importable():
             sys.path.remove(cwd)
 
 
-def call_factory(spec: str):
+def call_factory(spec: str) -> Any:
     """Import ``package.module`` and call ``factory()`` for ``py:package.module:factory``; the module is looked
-    up on the Python path, then in the working folder."""
+    up on the Python path, then in the working folder. Returns whatever the user's factory returns."""
     target = spec[3:] if spec.startswith("py:") else spec
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
@@ -63,15 +68,16 @@ def call_factory(spec: str):
         return factory()
 
 
-def model_from_factory_result(result, spec: str, name: str | None = None) -> LatentModel:
+def model_from_factory_result(result: object, spec: str, name: str | None = None) -> LatentModel:
     """A factory may return a LatentModel, a StyleGAN-style generator, or encoder/decoder modules
     as (encoder, decoder[, image_shape]) or a dict with encoder, decoder, image_shape[, kind, name, output_range,
-    objective, family]."""
+    objective, family]. ``name`` defaults to the factory's name in ``spec``."""
     name = name or spec.rsplit(":", 1)[-1]
     if isinstance(result, LatentModel):
         return result
     if callable(getattr(result, "mapping", None)) and callable(getattr(result, "synthesis", None)):
         return ExternalStyleGAN(name, result, source=spec)
+    parts: dict[str, Any]
     if isinstance(result, dict):
         parts = dict(result)
     elif isinstance(result, (tuple, list)) and len(result) in (2, 3):
@@ -96,7 +102,7 @@ def model_from_factory_result(result, spec: str, name: str | None = None) -> Lat
 
 
 @register_model_source("py", lambda spec: spec.startswith("py:"))
-def load_py_spec(spec: str, device=None, allow_pickle: bool = False) -> LatentModel:
+def load_py_spec(spec: str, device: str | torch.device | None = None, allow_pickle: bool = False) -> LatentModel:
     """``py:package.module:factory``: imports and runs the named code, so it needs the same consent as a pickle."""
     if not allow_pickle:
         raise UnsafeLoadError(f"model spec '{spec}' imports and runs code; pass allow_pickle=True "
@@ -116,7 +122,8 @@ def _is_wrapped_checkpoint(spec: str) -> bool:
 
 
 @register_model_source("wrapped-checkpoint", _is_wrapped_checkpoint)
-def load_wrapped_checkpoint(spec: str, device=None, allow_pickle: bool = False) -> LatentModel:
+def load_wrapped_checkpoint(spec: str, device: str | torch.device | None = None, allow_pickle: bool = False
+                            ) -> LatentModel:
     """A saved wrapped model: run its factory again (only with the trust flag), then load the weights."""
     folder = Path(spec)
     config = read_config(folder)
@@ -131,7 +138,8 @@ def load_wrapped_checkpoint(spec: str, device=None, allow_pickle: bool = False) 
         raise CheckpointError(f"factory '{factory}' now builds a model with latents of size {model.latent_dim} and "
                               f"images {model.image_shape}; checkpoint '{folder}' has {config['latent_dim']} and "
                               f"{tuple(config['image_shape'])}")
-    model.kind = config["external"].get("kind", model.kind)
+    # LatentModel declares kind per class, but a wrapped model's kind is its own: what its config recorded
+    model.kind = config["external"].get("kind", model.kind)  # type: ignore[misc]
     model.metadata.update({k: v for k, v in config.items() if k in ("dataset", "seed", "training", "metrics")})
     model.load_state_tensors(read_weights(folder, config))
     return model.to(device).eval() if device is not None else model.eval()
@@ -153,16 +161,20 @@ def _is_external_checkpoint(spec: str) -> bool:
 
 
 @register_model_source("stylegan-pickle", _is_pickle_file)
-def load_generator_pickle(spec: str, device=None, allow_pickle: bool = False, **options) -> ExternalStyleGAN:
-    """A StyleGAN-style pickle as a W-space model with a fresh (untrained) inverter."""
+def load_generator_pickle(spec: str, device: str | torch.device | None = None, allow_pickle: bool = False,
+                          **options: Any) -> ExternalStyleGAN:
+    """A StyleGAN-style pickle as a W-space model with a fresh (untrained) inverter; ``options["key"]`` names the
+    pickled dict's entry that holds the generator."""
     path = Path(spec).resolve()
     G = read_generator_pickle(path, allow_pickle=allow_pickle, key=options.get("key"))
     model = ExternalStyleGAN(path.stem, G, source=str(path), source_sha256=sha256_file(path), key=options.get("key"))
-    return model.to(device).eval()
+    model.to(device).eval()
+    return model
 
 
 @register_model_source("external-stylegan-checkpoint", _is_external_checkpoint)
-def load_external_checkpoint(spec: str, device=None, allow_pickle: bool = False) -> ExternalStyleGAN:
+def load_external_checkpoint(spec: str, device: str | torch.device | None = None, allow_pickle: bool = False
+                             ) -> ExternalStyleGAN:
     """An inverter checkpoint: re-read its generator (verified by sha256), then the inverter weights."""
     folder = Path(spec)
     config = read_config(folder)
@@ -192,4 +204,5 @@ def load_external_checkpoint(spec: str, device=None, allow_pickle: bool = False)
         raise CheckpointError(f"generator of checkpoint '{folder}' has w_dim {model.latent_dim}, "
                               f"config.json says {config['latent_dim']}")
     model.load_state_tensors(read_weights(folder, config))
-    return model.to(device).eval()
+    model.to(device).eval()
+    return model

@@ -6,7 +6,8 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -14,12 +15,34 @@ import torch
 from latentmap.errors import ConfigError, UnknownKindError
 from latentmap.io.schema import MAX_SEED, MAX_SIZE
 
-TRAINERS: dict[str, Callable[[TrainSettings], object]] = {}
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the package also runs on 3.10
+
+    from tqdm import tqdm
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel
+
+TRAINERS: dict[str, Callable[[TrainSettings], LatentModel]] = {}
+
+Trainer = TypeVar("Trainer", bound="Callable[[TrainSettings], LatentModel]")
+T = TypeVar("T")
 
 
-def register_trainer(kind: str):
-    def decorator(fn):
+def register_trainer(kind: str, *, default_lr: float | None = None, tracks: bool = False
+                     ) -> Callable[[Trainer], Trainer]:
+    """Decorator: ``fn(settings)`` trains, saves and returns a model of ``kind`` (``latentmap train KIND``).
+
+    ``default_lr``: the learning rate the CLI uses when --lr is not given (else 1e-3); ``tracks``: whether the
+    trainer can record trajectories (--track). Both are kept as attributes of ``fn``, where they are read."""
+
+    def decorator(fn: Trainer) -> Trainer:
         TRAINERS[kind] = fn
+        # function attributes (mypy types no attribute assignment on a function)
+        if default_lr is not None:
+            vars(fn)["default_lr"] = default_lr
+        if tracks:
+            vars(fn)["tracks"] = True
         return fn
 
     return decorator
@@ -44,9 +67,10 @@ class TrainSettings:
     test_images: int | None = None
     progress: bool = True
     overwrite: bool = True  # replace an earlier checkpoint written by latentmap at ``out``
-    options: dict = field(default_factory=dict)  # kind-specific (architecture, GAN steps, ...)
+    options: dict[str, Any] = field(default_factory=dict)  # kind-specific (architecture, GAN steps, ...)
 
-    def validate(self):
+    def validate(self) -> None:
+        """Refuse (ConfigError) sizes, a seed, a learning rate or image counts no run can use."""
         for key in ("latent_dim", "epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key.replace('_', '-')} must be at least 1, got {getattr(self, key)} instead")
@@ -70,16 +94,18 @@ class TrainSettings:
 
     @property
     def model_name(self) -> str:
+        """``name``, else the output folder's name."""
         return self.name or Path(self.out).name
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, Any]:
+        """The settings as the checkpoint records them: all but ``progress`` and ``overwrite``."""
         data = asdict(self)
         data.pop("progress")
         data.pop("overwrite")
         return data
 
 
-def train(settings: TrainSettings):
+def train(settings: TrainSettings) -> LatentModel:
     """Run the registered trainer for ``settings.kind``; returns the trained model (already saved)."""
     if settings.kind not in TRAINERS:
         raise UnknownKindError(f"no trainer for kind '{settings.kind}'; known: {', '.join(sorted(TRAINERS))}")
@@ -91,7 +117,7 @@ def train(settings: TrainSettings):
     return TRAINERS[settings.kind](settings)
 
 
-def check_model_fits(build: Callable[[], object], settings: TrainSettings, image_shape) -> None:
+def check_model_fits(build: Callable[[], LatentModel], settings: TrainSettings, image_shape: Sequence[int]) -> None:
     """Refuse, before any training, a model whose training cannot fit in memory (ResourceError with the estimate).
 
     The model is built on torch's ``meta`` device (shapes only, no memory): its parameters need 16 bytes each in
@@ -104,10 +130,11 @@ def check_model_fits(build: Callable[[], object], settings: TrainSettings, image
     networks = list(model.modules().values())
     params = sum(p.numel() for net in networks for p in net.parameters())
     activations = 0
-    if hasattr(model, "train_forward"):
-        sizes = []
+    train_forward = getattr(model, "train_forward", None)  # the VAE-like adapters' training pass
+    if train_forward is not None:
+        sizes: list[int] = []
 
-        def hook(_module, _inputs, output):
+        def hook(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
             sizes.extend(o.numel() * o.element_size() for o in (output if isinstance(output, (tuple, list))
                                                                 else [output]) if isinstance(o, torch.Tensor))
 
@@ -115,7 +142,7 @@ def check_model_fits(build: Callable[[], object], settings: TrainSettings, image
         handles = [leaf.register_forward_hook(hook) for leaf in leaves]
         try:
             with torch.device("meta"):
-                model.train_forward(torch.zeros((settings.batch_size, *image_shape)))
+                train_forward(torch.zeros((settings.batch_size, *image_shape)))
             activations = 2 * sum(sizes)
         except (RuntimeError, NotImplementedError, TypeError):
             activations = 0  # a network meta tensors cannot run: judged on its parameters alone
@@ -130,12 +157,13 @@ def check_model_fits(build: Callable[[], object], settings: TrainSettings, image
 
 
 def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's and numpy's global generators with ``seed``; returns a torch generator seeded with it too."""
     torch.manual_seed(seed)
     np.random.seed(seed % (2 ** 32))
     return torch.Generator().manual_seed(seed)
 
 
-def load_splits(settings: TrainSettings):
+def load_splits(settings: TrainSettings) -> tuple[ImageDataset, ImageDataset]:
     """Train and test splits, optionally cut to the first N images of each (seeded choice)."""
     from latentmap.data.datasets import load_dataset
 
@@ -145,7 +173,7 @@ def load_splits(settings: TrainSettings):
     return train_ds.random_subset(settings.train_images, rng), test_ds.random_subset(settings.test_images, rng)
 
 
-def start_run(settings: TrainSettings):
+def start_run(settings: TrainSettings) -> tuple[torch.device, torch.Generator, ImageDataset, ImageDataset]:
     """What every trainer does first: pick the device, seed everything, load the splits.
 
     Returns (device, generator for shuffling, train split, test split).
@@ -158,25 +186,31 @@ def start_run(settings: TrainSettings):
     return device, generator, train_ds, test_ds
 
 
-def shuffled_batches(dataset, batch_size: int, generator: torch.Generator):
+def shuffled_batches(dataset: ImageDataset, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """One epoch of image batches of ``dataset`` in an order drawn from ``generator`` (the last batch may be
+    smaller)."""
     order = torch.randperm(len(dataset), generator=generator).numpy()
     for start in range(0, len(order), batch_size):
         yield dataset.batch(order[start:start + batch_size])
 
 
-def epoch_progress(settings: TrainSettings, n_batches: int, epoch: int):
+def epoch_progress(settings: TrainSettings, n_batches: int, epoch: int) -> tqdm:
+    """The progress bar of one epoch of ``n_batches`` batches (disabled unless ``settings.progress``)."""
     from latentmap.batching import progress_bar
 
     return progress_bar(n_batches, f"{settings.model_name} epoch {epoch}/{settings.epochs}", settings.progress)
 
 
-def environment_record(device: torch.device) -> dict:
+def environment_record(device: torch.device) -> dict[str, Any]:
+    """The torch and Python versions, the device and torch's thread count, for the training record."""
     return {"torch": torch.__version__, "device": str(device), "python": platform.python_version(),
             "threads": torch.get_num_threads()}
 
 
-def sanity_step(step: Callable[[], object], what: str):
-    """Run one training step before the long run, re-raising failures with likely causes."""
+def sanity_step(step: Callable[[], T], what: str) -> T:
+    """Run one training step before the long run, re-raising failures with likely causes; returns what it returns.
+
+    ``what`` names the model in the message (``vae 'fmnist-vae-a'``)."""
     from latentmap.errors import LatentmapError
 
     try:
@@ -192,9 +226,14 @@ def sanity_step(step: Callable[[], object], what: str):
 
 
 class Timer:
-    def __enter__(self):
+    """``with Timer() as timer:`` measures the block's wall-clock time: ``timer.seconds`` after it."""
+
+    start: float
+    seconds: float
+
+    def __enter__(self) -> Self:
         self.start = time.perf_counter()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start

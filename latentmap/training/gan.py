@@ -6,7 +6,8 @@ regularizer), applied every ``r1_every`` discriminator steps and scaled up to ma
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
@@ -18,30 +19,39 @@ from latentmap.training.common import (Timer, TrainSettings, check_model_fits, e
                      shuffled_batches, start_run)
 from latentmap.training.inverter import fit_and_record_inverter, inversion_grid
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel
+
 
 def adversarial_training(settings: TrainSettings, *, generate: Callable[[torch.Tensor], torch.Tensor], z_dim: int,
-                         g_modules, discriminator: torch.nn.Module, train_ds, generator: torch.Generator,
-                         device, betas=(0.5, 0.999), r1_gamma: float = 0.0, r1_every: int = 4,
-                         param_groups: list[dict] | None = None) -> list[dict]:
+                         g_modules: Sequence[torch.nn.Module], discriminator: torch.nn.Module,
+                         train_ds: ImageDataset, generator: torch.Generator, device: torch.device,
+                         betas: tuple[float, float] = (0.5, 0.999), r1_gamma: float = 0.0, r1_every: int = 4,
+                         param_groups: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Alternate one discriminator and one generator step per batch for ``settings.epochs`` epochs.
 
-    ``generate(z)`` maps latents to images in [0, 1] in training mode, keeping the graph;
-    ``param_groups`` (optional) gives the generator's parameters with per-group learning rates.
+    ``generate(z)`` maps latents to images in [0, 1] in training mode, keeping the graph; ``z_dim`` is the size of
+    its ``z``; ``g_modules`` are the generator's networks (put in training mode, and trained unless
+    ``param_groups``, optional, gives the generator's parameters with per-group learning rates); ``generator``
+    draws the noise and the batch order; ``r1_gamma`` > 0 adds the R1 penalty every ``r1_every`` steps. Returns
+    one log entry per epoch.
     """
     groups = param_groups or [{"params": [p for m in g_modules for p in m.parameters()]}]
     opt_g = torch.optim.Adam(groups, lr=settings.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=betas)
 
-    def noise(n):
+    def noise(n: int) -> torch.Tensor:
         return torch.randn(n, z_dim, generator=generator).to(device)
 
-    def train_mode():
+    def train_mode() -> None:
         for m in (*g_modules, discriminator):
             m.train()
 
     train_mode()
     sanity_step(lambda: discriminator(generate(noise(2))), f"{settings.kind} '{settings.model_name}'")
-    log, step = [], 0
+    log: list[dict[str, Any]] = []
+    step = 0
     n_batches = -(-len(train_ds) // settings.batch_size)
     for epoch in range(1, settings.epochs + 1):
         train_mode()
@@ -82,9 +92,11 @@ def adversarial_training(settings: TrainSettings, *, generate: Callable[[torch.T
     return log
 
 
-def finish_generator(model, settings: TrainSettings, device, test_ds, log: list[dict], generator: torch.Generator,
-                     seconds: float, description: str) -> None:
-    """Train and evaluate the inverter, record everything in the metadata, save with sample grids."""
+def finish_generator(model: LatentModel, settings: TrainSettings, device: torch.device, test_ds: ImageDataset,
+                     log: list[dict[str, Any]], generator: torch.Generator, seconds: float, description: str) -> None:
+    """Train and evaluate the inverter, record everything in the metadata, save with sample grids.
+
+    ``log`` is the adversarial training's log, ``seconds`` its duration and ``description`` its loss in words."""
     model.eval()
     fit_and_record_inverter(model, settings, test_ds, generator)
     model.metadata.update({"dataset": settings.dataset, "seed": settings.seed})
@@ -98,8 +110,8 @@ def finish_generator(model, settings: TrainSettings, device, test_ds, log: list[
     save_checkpoint(model, settings.out, extra_files=extra, overwrite=settings.overwrite)
 
 
-@register_trainer("gan")
-def train_gan(settings: TrainSettings):
+@register_trainer("gan", default_lr=2e-4)
+def train_gan(settings: TrainSettings) -> GANModel:
     """DCGAN on the dataset, then its inversion network on the generator's own samples."""
     device, generator, train_ds, test_ds = start_run(settings)
     opts = settings.options
@@ -108,7 +120,8 @@ def train_gan(settings: TrainSettings):
     arch = {k: v for k, v in arch.items() if v is not None}
     check_model_fits(lambda: GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch), settings,
                      train_ds.image_shape)
-    model = GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch).to(device)
+    model = GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)
+    model.to(device)
     discriminator = model.make_discriminator()
     with Timer() as timer:
         log = adversarial_training(settings, generate=model.generate, z_dim=model.latent_dim,
@@ -120,6 +133,3 @@ def train_gan(settings: TrainSettings):
     finish_generator(model, settings, device, test_ds, log, generator, timer.seconds,
                      "DCGAN, non-saturating logistic loss, Adam(beta1=0.5)")
     return model
-
-
-train_gan.default_lr = 2e-4

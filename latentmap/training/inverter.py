@@ -8,6 +8,8 @@ plus the image MSE of G(z_hat) against G(z). Used by the GAN and StyleGAN traine
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn import functional as F
@@ -16,8 +18,13 @@ from latentmap.io.checkpoint import save_checkpoint
 from latentmap.device import resolve_device
 from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse, reconstruction_mse
+from latentmap.models.external_stylegan import ExternalStyleGAN
 from latentmap.report.grid import grid_png
 from latentmap.training.common import TrainSettings, Timer, environment_record, register_trainer, seed_everything
+
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel
 
 INVERTER_DEFAULTS = {"inverter_steps": 2000, "inverter_batch_size": 128, "inverter_lr": 1e-3,
                      "inverter_image_weight": 0.0, "inverter_eval_samples": 256}
@@ -26,7 +33,7 @@ _UNUSED_BY_INVERTER = ("latent_dim", "epochs", "batch_size", "lr", "train_images
 
 
 @contextlib.contextmanager
-def frozen(module: torch.nn.Module):
+def frozen(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Temporarily stop gradients into ``module``'s parameters (they flow through it to the inputs)."""
     flags = [(p, p.requires_grad) for p in module.parameters()]
     for p, _ in flags:
@@ -38,9 +45,13 @@ def frozen(module: torch.nn.Module):
             p.requires_grad_(flag)
 
 
-def train_inverter(model, *, steps: int, batch_size: int = 128, lr: float = 1e-3, image_weight: float = 0.0,
-                   generator: torch.Generator | None = None, progress: bool = False, what: str = "inverter") -> list[dict]:
-    """Train ``model.inverter`` on a stream of the model's own samples; returns a short log."""
+def train_inverter(model: LatentModel, *, steps: int, batch_size: int = 128, lr: float = 1e-3,
+                   image_weight: float = 0.0, generator: torch.Generator | None = None, progress: bool = False,
+                   what: str = "inverter") -> list[dict[str, Any]]:
+    """Train ``model.inverter`` on a stream of the model's own samples; returns a short log.
+
+    ``image_weight`` > 0 adds the image MSE of the inversions' decodings; ``generator`` draws the samples;
+    ``what`` labels the progress bar. ConfigError for a model without an inversion network."""
     if steps < 1 or batch_size < 2:
         raise ConfigError(f"inverter steps must be >= 1 and batch size >= 2, got {steps} and {batch_size} instead")
     if image_weight < 0:
@@ -55,7 +66,8 @@ def train_inverter(model, *, steps: int, batch_size: int = 128, lr: float = 1e-3
     decoder_modules = [m for name, m in model.modules().items() if name != "inverter"]
     for m in decoder_modules:
         m.eval()
-    log, window = [], []
+    log: list[dict[str, Any]] = []
+    window: list[float] = []
     from latentmap.batching import progress_bar
 
     with contextlib.ExitStack() as stack:
@@ -83,18 +95,18 @@ def train_inverter(model, *, steps: int, batch_size: int = 128, lr: float = 1e-3
                 bar.set_postfix(latent_mse=f"{log[-1]['latent_mse']:.4f}")
                 window = []
     inverter.eval()
-    if hasattr(model, "inverter_trained"):
+    if isinstance(model, ExternalStyleGAN):  # the one adapter that records whether its inverter was trained
         model.inverter_trained = True
     return log
 
 
 @torch.no_grad()
-def evaluate_inverter(model, test_ds=None, *, samples: int = 1000, batch_size: int = 250,
-                      generator: torch.Generator | None = None) -> dict:
+def evaluate_inverter(model: LatentModel, test_ds: ImageDataset | None = None, *, samples: int = 1000,
+                      batch_size: int = 250, generator: torch.Generator | None = None) -> dict[str, Any]:
     """Image MSE of G(E(x)) against x on the model's own samples and, if given, on real test images.
 
     The gap between the two is the expressiveness test of the source texts: a generator
-    reproduces its own samples far better than images it cannot produce.
+    reproduces its own samples far better than images it cannot produce. ``generator`` draws the samples.
     """
     generator = generator or torch.Generator().manual_seed(1234)
     img_total, lat_total = 0.0, 0.0
@@ -112,13 +124,15 @@ def evaluate_inverter(model, test_ds=None, *, samples: int = 1000, batch_size: i
     return out
 
 
-def inverter_options(options: dict) -> dict:
+def inverter_options(options: dict[str, Any]) -> dict[str, Any]:
     """The inverter settings of a run, defaults filled in."""
     return {k: (options.get(k) if options.get(k) is not None else v) for k, v in INVERTER_DEFAULTS.items()}
 
 
-def fit_and_record_inverter(model, settings: TrainSettings, test_ds, generator: torch.Generator) -> dict:
-    """Train the inverter with the run's options, evaluate it, and store both in ``model.metadata``."""
+def fit_and_record_inverter(model: LatentModel, settings: TrainSettings, test_ds: ImageDataset | None,
+                            generator: torch.Generator) -> dict[str, Any]:
+    """Train the inverter with the run's options, evaluate it, and store both in ``model.metadata``; returns the
+    evaluation (on real ``test_ds`` images too, unless None)."""
     opts = inverter_options(settings.options)
     with Timer() as timer:
         log = train_inverter(model, steps=int(opts["inverter_steps"]), batch_size=int(opts["inverter_batch_size"]),
@@ -137,7 +151,7 @@ def fit_and_record_inverter(model, settings: TrainSettings, test_ds, generator: 
     return metrics
 
 
-def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> bytes:
+def inversion_grid(model: LatentModel, test_ds: ImageDataset | None, generator: torch.Generator, n: int = 12) -> bytes:
     """Rows: own samples, their inversions, real test images, their inversions (no real rows without ``test_ds``)."""
     with torch.no_grad():
         x = model.decode(model.sample_prior(n, generator)).cpu()
@@ -147,7 +161,7 @@ def inversion_grid(model, test_ds, generator: torch.Generator, n: int = 12) -> b
         return grid_png([x, model.reconstruct(x).cpu(), real, model.reconstruct(real).cpu()])
 
 
-def _test_split(settings: TrainSettings):
+def _test_split(settings: TrainSettings) -> ImageDataset:
     """The evaluation images (the generator is trained already: no training split needed)."""
     from latentmap.data.datasets import load_dataset
 
@@ -166,7 +180,7 @@ def _inverter_record(settings: TrainSettings, own_only: bool) -> dict:
 
 
 @register_trainer("inverter")
-def train_inverter_command(settings: TrainSettings):
+def train_inverter_command(settings: TrainSettings) -> LatentModel:
     """``latentmap train inverter --model SPEC``: (re)train the inverter of a generator and save it."""
     from latentmap.models.registry import load_model
 

@@ -14,6 +14,8 @@ The checkpoint is a ``save_pretrained`` folder that is also a latentmap checkpoi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,15 +26,19 @@ from latentmap.report.grid import grid_png, square_grid_png
 from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer,
                                        sanity_step, shuffled_batches, start_run)
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+
 DEFAULT_CHANNELS = (16, 32, 32)
 DEFAULT_LATENT_CHANNELS = 4
 DEFAULT_KL_WEIGHT = 1e-4
 SCALE_IMAGES = 5000  # training images whose posterior means set scaling_factor
 
 
-def build_autoencoder(image_shape, channels, latent_channels: int):
+def build_autoencoder(image_shape: Sequence[int], channels: Sequence[int], latent_channels: int) -> Any:
     """An untrained diffusers AutoencoderKL for images of ``image_shape`` (C, H, W), H = W divisible by
-    2 ** (len(channels) - 1); GroupNorm groups: the largest of 8, 4, 2, 1 dividing every block's channels."""
+    2 ** (len(channels) - 1); GroupNorm groups: the largest of 8, 4, 2, 1 dividing every block's channels.
+    ``channels``: the output channels of each encoder block (the decoder mirrors them)."""
     diffusers = import_diffusers()
     c, h, w = (int(s) for s in image_shape)
     blocks = len(channels)
@@ -48,8 +54,10 @@ def build_autoencoder(image_shape, channels, latent_channels: int):
         mid_block_add_attention=False, scaling_factor=1.0, force_upcast=False)
 
 
-def kl_loss(vae, x: torch.Tensor, kl_weight: float, generator: torch.Generator | None = None):
-    """(loss, mse in [-1, 1], KL per image) of one batch of images in [0, 1]."""
+def kl_loss(vae: Any, x: torch.Tensor, kl_weight: float, generator: torch.Generator | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, mse in [-1, 1], KL per image) of one batch of images in [0, 1], through the diffusers AutoencoderKL
+    ``vae`` (decoding a posterior sample drawn with ``generator``)."""
     target = x * 2 - 1
     posterior = vae.encode(target).latent_dist
     noise = torch.randn(posterior.mean.shape, generator=generator).to(x.device)
@@ -59,8 +67,9 @@ def kl_loss(vae, x: torch.Tensor, kl_weight: float, generator: torch.Generator |
     return mse + kl_weight * kl / x[0].numel(), mse, kl
 
 
-def posterior_std(vae, dataset, images: int, batch_size: int, device) -> float:
-    """Standard deviation of the posterior means' elements over the first ``images`` images of ``dataset``."""
+def posterior_std(vae: Any, dataset: ImageDataset, images: int, batch_size: int, device: torch.device) -> float:
+    """Standard deviation of the posterior means' elements over the first ``images`` images of ``dataset``, through
+    the diffusers AutoencoderKL ``vae`` on ``device``."""
     total = total2 = count = 0.0
     with torch.no_grad():
         for start in range(0, min(images, len(dataset)), batch_size):
@@ -72,12 +81,14 @@ def posterior_std(vae, dataset, images: int, batch_size: int, device) -> float:
 
 
 @register_trainer("kl")
-def train_kl(settings: TrainSettings):
+def train_kl(settings: TrainSettings) -> DiffusersAutoencoder:
+    """A diffusers AutoencoderKL trained on the dataset (options ``channels``, ``latent_channels``, ``kl_weight``),
+    its ``scaling_factor`` set from the posterior means, saved as a save_pretrained folder."""
     device, generator, train_ds, test_ds = start_run(settings)
     channels = tuple(settings.options.get("channels") or DEFAULT_CHANNELS)
     latent_channels = int(settings.options.get("latent_channels") or DEFAULT_LATENT_CHANNELS)
-    kl_weight = float(settings.options.get("kl_weight") if settings.options.get("kl_weight") is not None
-                      else DEFAULT_KL_WEIGHT)
+    kl_option = settings.options.get("kl_weight")
+    kl_weight = float(kl_option if kl_option is not None else DEFAULT_KL_WEIGHT)
     vae = build_autoencoder(train_ds.image_shape, channels, latent_channels).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=settings.lr)
     noise_gen = torch.Generator().manual_seed(settings.seed + 1)
@@ -85,7 +96,8 @@ def train_kl(settings: TrainSettings):
     sanity_step(lambda: kl_loss(vae, train_ds.batch(range(min(2, len(train_ds)))).to(device), kl_weight, noise_gen),
                 f"kl '{settings.model_name}'")
 
-    log, n_batches = [], -(-len(train_ds) // settings.batch_size)
+    log: list[dict[str, Any]] = []
+    n_batches = -(-len(train_ds) // settings.batch_size)
     with Timer() as total_timer:
         for epoch in range(1, settings.epochs + 1):
             vae.train()
@@ -129,7 +141,7 @@ def train_kl(settings: TrainSettings):
     return model
 
 
-def _own_samples(model, train_ds, seed: int, n: int = 64):
+def _own_samples(model: DiffusersAutoencoder, train_ds: ImageDataset, seed: int, n: int = 64) -> torch.Tensor:
     """Decodings of a Gaussian fitted on the encodings of (at most 2,000) training images: the model has no prior."""
     from latentmap.evaluation.samplers import fit_sampler
 

@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from latentmap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel, VAELikeModel
 
 DEFAULT_TRACK_EVERY = 10  # training steps between two records
 DEFAULT_PROBE = 512  # held-out images on which E[sigma^2] and Var(mu) are measured at every record
@@ -30,16 +37,18 @@ GIF_EPOCHS = 5  # the animation covers the first epochs, as the text does
 GIF_FRAMES = 60
 
 
-def choose_tracked(labels, n: int) -> np.ndarray:
+def choose_tracked(labels: ArrayLike | None, n: int) -> np.ndarray:
     """Indices of ``n`` images: round robin over the classes (the first image of each class, then the
-    second, ...), so ``n`` = number of classes gives one image per class; without labels the first ``n``."""
+    second, ...), so ``n`` = number of classes gives one image per class; without labels the first ``n``.
+    ``labels``: one per image."""
     if n < 1:
         raise ConfigError(f"the number of tracked images must be at least 1, got {n} instead")
     if labels is None:
         return np.arange(n)
     labels = np.asarray(labels)
     per_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    chosen, rank = [], 0
+    chosen: list[int] = []
+    rank = 0
     while len(chosen) < n and any(rank < len(p) for p in per_class):
         chosen += [int(p[rank]) for p in per_class if rank < len(p)]
         rank += 1
@@ -64,6 +73,7 @@ class Trajectories:
 
     @property
     def law(self) -> np.ndarray:
+        """Var(mu) + E[sigma^2] per step: the variance law wants it close to 1."""
         return self.var_mu + self.mean_sigma2
 
     def sigma2_drop(self, epoch: float = 1.0) -> float:
@@ -71,7 +81,7 @@ class Trajectories:
         last = np.flatnonzero(self.epochs <= epoch + 1e-9)[-1]
         return float(self.mean_sigma2[0] / self.mean_sigma2[last])
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """JSON-ready: NaN (no encoder variance) is written as None."""
         data = {"records": int(len(self.steps)), "tracked_images": int(self.mu.shape[1]),
                 "latent_dim": int(self.mu.shape[2]), "steps_per_epoch": self.steps_per_epoch,
@@ -82,6 +92,7 @@ class Trajectories:
         return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in data.items()}
 
     def npz_bytes(self) -> bytes:
+        """Every array (and ``law``, ``steps_per_epoch``) as the bytes of ``trajectories.npz``."""
         buffer = io.BytesIO()
         np.savez(buffer, steps=self.steps, epochs=self.epochs, mu=self.mu, var=self.var, labels=self.labels,
                  indices=self.indices, mean_sigma2=self.mean_sigma2, var_mu=self.var_mu, law=self.law,
@@ -89,6 +100,7 @@ class Trajectories:
         return buffer.getvalue()
 
     def csv_bytes(self) -> bytes:
+        """``trajectories.csv``: one row per record and tracked image, with its mean and variance per variable."""
         d = self.mu.shape[2]
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
@@ -101,6 +113,7 @@ class Trajectories:
         return out.getvalue().encode()
 
     def stats_csv_bytes(self) -> bytes:
+        """``trajectory_stats.csv``: one row per record with E[sigma^2], Var(mu) and their sum."""
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")
         w.writerow(["step", "epoch", "mean_sigma2", "var_mu", "var_mu_plus_mean_sigma2"])
@@ -110,7 +123,8 @@ class Trajectories:
         return out.getvalue().encode()
 
     @classmethod
-    def load(cls, path) -> Trajectories:
+    def load(cls, path: str | os.PathLike[str] | IO[bytes]) -> Trajectories:
+        """Read trajectories back from the ``trajectories.npz`` :meth:`npz_bytes` wrote (a path or a binary file)."""
         with np.load(path) as f:
             var = f["var"]
             return cls(steps=f["steps"], epochs=f["epochs"], mu=f["mu"], var=var, labels=f["labels"],
@@ -119,10 +133,13 @@ class Trajectories:
 
 
 class TrajectoryRecorder:
-    """Records the encoder on fixed images every ``every`` steps; call :meth:`step` after each optimizer step."""
+    """Records the encoder on fixed images every ``every`` steps; call :meth:`step` after each optimizer step.
 
-    def __init__(self, model, test_ds, n_images: int, every: int = DEFAULT_TRACK_EVERY, steps_per_epoch: int = 1,
-                 probe: int = DEFAULT_PROBE):
+    ``n_images`` images of ``test_ds`` are tracked (:func:`choose_tracked`), and its first ``probe`` images measure
+    E[sigma^2] and Var(mu); ``steps_per_epoch`` turns steps into epochs. Step 0 is recorded at once."""
+
+    def __init__(self, model: LatentModel, test_ds: ImageDataset, n_images: int, every: int = DEFAULT_TRACK_EVERY,
+                 steps_per_epoch: int = 1, probe: int = DEFAULT_PROBE):
         if every < 1:
             raise ConfigError(f"track-every must be at least 1, got {every} instead")
         labels = None if test_ds.labels is None else test_ds.labels.numpy()
@@ -132,18 +149,20 @@ class TrajectoryRecorder:
         self.images = test_ds.batch(self.indices)
         self.probe = test_ds.batch(np.arange(min(probe, len(test_ds))))
         self.has_variance = bool(getattr(model, "vae_like", False))
-        self.rows: list[tuple] = []
+        self.rows: list[tuple[int, np.ndarray, np.ndarray, float, float]] = []
         self.record(0)
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.to(self.model.device)
         if self.has_variance:
-            mu, logvar = self.model.encode_stats(x)
+            mu, logvar = cast("VAELikeModel", self.model).encode_stats(x)  # vae_like: it gives encode_stats
             return mu.double().cpu(), logvar.double().exp().cpu()
         z = self.model.encode(x).double().cpu().reshape(len(x), -1)
         return z, torch.full_like(z, float("nan"))
 
     def record(self, step: int) -> None:
+        """Record the encoder (in eval mode, without gradients) on the tracked images and the probe after ``step``
+        optimizer steps; the networks' training modes are restored."""
         modules = self.model.modules().values()
         modes = [m.training for m in modules]
         for m in modules:
@@ -157,10 +176,13 @@ class TrajectoryRecorder:
                           float(pmu.var(0, unbiased=False).mean())))
 
     def step(self, step: int) -> None:
+        """Call after optimizer step number ``step``: records every ``every`` steps."""
         if step % self.every == 0:
             self.record(step)
 
-    def finish(self, step: int, meta: dict | None = None) -> Trajectories:
+    def finish(self, step: int, meta: dict[str, Any] | None = None) -> Trajectories:
+        """Record the last step (``step``, the number of steps done) unless done, and return everything recorded;
+        ``meta`` joins the summary."""
         if self.rows[-1][0] != step:
             self.record(step)
         steps = np.array([r[0] for r in self.rows])

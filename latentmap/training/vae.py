@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from latentmap.io.checkpoint import save_checkpoint
@@ -14,20 +16,29 @@ from latentmap.training.common import (Timer, TrainSettings, check_model_fits, e
                      shuffled_batches, start_run)
 from latentmap.training.tracking import DEFAULT_TRACK_EVERY, TrajectoryRecorder
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.losses import BalancedLossParts
+    from latentmap.models.base import LatentModel
+    from latentmap.models.autoencoder import ConvAE
+    from latentmap.models.vae import ConvVAE
 
-def _train_vae_like(settings: TrainSettings):
+
+def _train_vae_like(settings: TrainSettings) -> LatentModel:
     device, generator, train_ds, test_ds = start_run(settings)
     arch = {k: v for k, v in settings.options.items() if k in ("channels", "hidden") and v is not None}
     check_model_fits(lambda: adapter_class(settings.kind)(settings.model_name, train_ds.image_shape,
                                                           settings.latent_dim, **arch), settings, train_ds.image_shape)
-    model = adapter_class(settings.kind)(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)
+    # the kinds registered below: ConvVAE, SplitVAE (a ConvVAE) and ConvAE
+    model: ConvVAE | ConvAE = adapter_class(settings.kind)(settings.model_name, train_ds.image_shape,
+                                                           settings.latent_dim, **arch)
     model.to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
     plain = settings.kind == "ae"  # a plain autoencoder: the MSE alone, no KL term
     loss_fn = _MSELoss() if plain else BalancedVAELoss(gamma_floor=settings.options.get("gamma_min") or 1e-6)
 
-    def step(batch):
+    def step(batch: torch.Tensor) -> BalancedLossParts:
         x = batch.to(device)
         x_hat, *posterior = model.train_forward(x)
         parts = loss_fn(x, x_hat, *posterior)
@@ -41,7 +52,7 @@ def _train_vae_like(settings: TrainSettings):
     sanity_step(lambda: model.train_forward(train_ds.batch(range(min(2, len(train_ds)))).to(device)),
                 f"{settings.kind} '{settings.model_name}'")
 
-    log = []
+    log: list[dict[str, Any]] = []
     n_batches = -(-len(train_ds) // settings.batch_size)
     recorder = tracker(settings, model, test_ds, n_batches)
     n_steps = 0
@@ -90,8 +101,10 @@ def _train_vae_like(settings: TrainSettings):
     return model
 
 
-def tracker(settings: TrainSettings, model, test_ds, steps_per_epoch: int):
-    """The trajectory recorder asked for by ``--track N`` (None when N is 0 or unset)."""
+def tracker(settings: TrainSettings, model: LatentModel, test_ds: ImageDataset, steps_per_epoch: int
+            ) -> TrajectoryRecorder | None:
+    """The trajectory recorder asked for by ``--track N`` (None when N is 0 or unset), recording ``model`` on
+    images of ``test_ds``."""
     n = settings.options.get("track") or 0
     if n <= 0:
         return None
@@ -99,7 +112,8 @@ def tracker(settings: TrainSettings, model, test_ds, steps_per_epoch: int):
                               steps_per_epoch=steps_per_epoch)
 
 
-def _own_samples(model, train_ds, generator, seed: int, n: int = 64):
+def _own_samples(model: LatentModel, train_ds: ImageDataset, generator: torch.Generator, seed: int, n: int = 64
+                 ) -> torch.Tensor:
     """Samples from the prior, or, for a model without one (the plain autoencoder), from a Gaussian fitted on
     the encodings of (at most 2,000) training images."""
     if model.has_prior:
@@ -115,14 +129,14 @@ class _MSELoss:
 
     gamma = 1.0
 
-    def __call__(self, x, x_hat, z):
+    def __call__(self, x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor) -> BalancedLossParts:
         from latentmap.losses import BalancedLossParts
 
         mse = torch.mean((x_hat - x) ** 2)
         return BalancedLossParts(loss=mse, mse=float(mse.detach()), kl=0.0, gamma=1.0)
 
 
-_train_vae_like.tracks = True  # --track records the encoder's mean and variance (the ae: its latent)
-register_trainer("vae")(_train_vae_like)
-register_trainer("split-vae")(_train_vae_like)
-register_trainer("ae")(_train_vae_like)
+# tracks: --track records the encoder's mean and variance (the ae: its latent)
+register_trainer("vae", tracks=True)(_train_vae_like)
+register_trainer("split-vae", tracks=True)(_train_vae_like)
+register_trainer("ae", tracks=True)(_train_vae_like)
