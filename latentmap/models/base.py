@@ -37,7 +37,7 @@ class LatentModel(abc.ABC):
     latent, whose flat vector is the C-order flattening (``z.reshape(N, -1)``) of the C x h x w tensor.
     """
 
-    # not ClassVars: a wrapped model sets both per instance, from what it wraps
+    # not ClassVars: the adapters of models people bring (wrapped modules, diffusers) set them per instance
     kind: str = "abstract"
     #: True for models whose encoder gives a Gaussian posterior (``encode_stats``).
     vae_like: bool = False
