@@ -11,9 +11,10 @@ input, move it to the model's device and run without gradients unless asked.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +24,12 @@ from latentmap.batching import image_batches, with_progress
 from latentmap.device import forward_precision, resolve_device
 from latentmap.errors import ConfigError, NonFiniteError, ShapeMismatchError
 
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; the package also runs on 3.10
+
+    from latentmap.data.images import ImageDataset
+
+
 class LatentModel(abc.ABC):
     """An encoder/decoder pair with a latent space of size ``latent_dim``.
 
@@ -30,17 +37,18 @@ class LatentModel(abc.ABC):
     latent, whose flat vector is the C-order flattening (``z.reshape(N, -1)``) of the C x h x w tensor.
     """
 
-    kind: ClassVar[str] = "abstract"
+    # not ClassVars: the adapters of models people bring (wrapped modules, diffusers) set them per instance
+    kind: str = "abstract"
     #: True for models whose encoder gives a Gaussian posterior (``encode_stats``).
-    vae_like: ClassVar[bool] = False
+    vae_like: bool = False
     #: The training objective an adapter declares ("vae", "adversarial", "autoencoder", ...); the
     #: relocation type of a pair compares these. None: "vae" for VAE-like models, else the kind.
     OBJECTIVE: ClassVar[str | None] = None
     #: The model family (architecture lineage); None: the kind.
     FAMILY: ClassVar[str | None] = None
 
-    def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *, metadata: dict | None = None,
-                 latent_shape: Iterable[int] | None = None):
+    def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *,
+                 metadata: dict[str, Any] | None = None, latent_shape: Iterable[int] | None = None) -> None:
         self.name = str(name)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.latent_dim = int(latent_dim)
@@ -54,9 +62,9 @@ class LatentModel(abc.ABC):
             raise ShapeMismatchError(f"latent_shape {self._latent_shape} must have latent_dim = {self.latent_dim} "
                                      "elements")
         #: free-form description kept in the checkpoint (dataset, seed, training log, metrics ...)
-        self.metadata: dict = dict(metadata or {})
+        self.metadata: dict[str, Any] = dict(metadata or {})
         #: where load_model found it ({"origin", "spec"}); None for a model built in memory
-        self.provenance: dict | None = None
+        self.provenance: dict[str, str] | None = None
         self._device = torch.device("cpu")
 
     # ------------------------------------------------------------------ to implement
@@ -72,7 +80,7 @@ class LatentModel(abc.ABC):
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents on the model's device -> images in [0, 1]."""
 
-    def architecture(self) -> dict:
+    def architecture(self) -> dict[str, Any]:
         """JSON-able constructor arguments that rebuild the modules (saved in config.json)."""
         return {}
 
@@ -110,24 +118,30 @@ class LatentModel(abc.ABC):
     # ------------------------------------------------------------------ device
     @property
     def device(self) -> torch.device:
+        """The device the modules are on (CPU until :meth:`to` moves them)."""
         return self._device
 
-    def to(self, device=None) -> LatentModel:
+    def to(self, device: str | torch.device | None = None) -> Self:
+        """Move every module to ``device`` (None: the default device, see ``resolve_device``); returns the model."""
         self._device = resolve_device(device)
         for module in self.modules().values():
             module.to(self._device)
         return self
 
-    def eval(self) -> LatentModel:
+    def eval(self) -> Self:
+        """Put every module in eval mode; returns the model."""
         for module in self.modules().values():
             module.eval()
         return self
 
     def num_parameters(self) -> int:
+        """The number of parameters of all modules together."""
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())
 
     # ------------------------------------------------------------------ validation
-    def check_images(self, x, what: str = "images") -> torch.Tensor:
+    def check_images(self, x: object, what: str = "images") -> torch.Tensor:
+        """``x`` as a float image batch of this model's image shape on its device (uint8 scaled to [0, 1]);
+        ShapeMismatchError or NonFiniteError, naming ``what``, when it is not one."""
         from latentmap.data.datasets import as_image_batch
 
         x = as_image_batch(x, what)
@@ -137,7 +151,9 @@ class LatentModel(abc.ABC):
             )
         return x.to(self._device)
 
-    def check_latents(self, z, what: str = "latents") -> torch.Tensor:
+    def check_latents(self, z: object, what: str = "latents") -> torch.Tensor:
+        """``z`` as float32 latents [N, latent_dim] on the model's device; ShapeMismatchError or NonFiniteError,
+        naming ``what``, when they are not."""
         if isinstance(z, np.ndarray):
             z = torch.from_numpy(z)
         if not isinstance(z, torch.Tensor):
@@ -152,21 +168,22 @@ class LatentModel(abc.ABC):
         return z
 
     # ------------------------------------------------------------------ public API
-    def encode(self, x, *, grad: bool = False) -> torch.Tensor:
+    def encode(self, x: torch.Tensor | np.ndarray, *, grad: bool = False) -> torch.Tensor:
         """Images [N, C, H, W] in [0, 1] -> latents [N, latent_dim] (posterior mean or inverter output)."""
         x = self.check_images(x)
         self.eval()
         with torch.set_grad_enabled(grad), forward_precision(self._device):
             return self._encode(x).float()
 
-    def decode(self, z, *, grad: bool = False) -> torch.Tensor:
+    def decode(self, z: torch.Tensor | np.ndarray, *, grad: bool = False) -> torch.Tensor:
         """Latents [N, latent_dim] -> images [N, C, H, W] in [0, 1]; ``grad=True`` keeps the graph (inversion)."""
         z = self.check_latents(z)
         self.eval()
         with torch.set_grad_enabled(grad), forward_precision(self._device):
             return self._decode(z).float()
 
-    def reconstruct(self, x) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Images -> their encoding, decoded."""
         return self.decode(self.encode(x))
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -176,19 +193,24 @@ class LatentModel(abc.ABC):
         return torch.randn(n, self.latent_dim, generator=generator)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ``n`` draws of :meth:`sample_prior` (seeded by ``generator``) into images."""
         return self.decode(self.sample_prior(n, generator))
 
     # ------------------------------------------------------------------ batched helpers
-    def encode_all(self, data, batch_size: int = 256, device=None, progress: bool = False) -> torch.Tensor:
-        """Encode a dataset, an image tensor or an iterable of batches; returns CPU latents."""
+    def encode_all(self, data: ImageDataset | torch.Tensor | np.ndarray | Iterable[torch.Tensor], batch_size: int = 256,
+                   device: str | torch.device | None = None, progress: bool = False) -> torch.Tensor:
+        """Encode a dataset, an image tensor or an iterable of batches; returns CPU latents.
+
+        ``device``, when given, moves the model there first; ``progress`` shows a progress bar."""
         if device is not None:
             self.to(device)
         batches, total = image_batches(data, batch_size)
         out = [self.encode(b).cpu() for b in with_progress(batches, f"encode {self.name}", progress, total)]
         return torch.cat(out) if out else torch.empty(0, self.latent_dim)
 
-    def decode_all(self, z, batch_size: int = 256, device=None, progress: bool = False) -> torch.Tensor:
-        """Decode latents batch by batch; returns CPU images."""
+    def decode_all(self, z: torch.Tensor | np.ndarray, batch_size: int = 256, device: str | torch.device | None = None,
+                   progress: bool = False) -> torch.Tensor:
+        """Decode latents batch by batch; returns CPU images (``device`` and ``progress`` as for :meth:`encode_all`)."""
         if device is not None:
             self.to(device)
         z = torch.as_tensor(z)
@@ -228,13 +250,14 @@ class LatentModel(abc.ABC):
                 ) from exc
 
     @classmethod
-    def from_architecture(cls, name: str, image_shape, latent_dim: int, architecture: dict,
-                          metadata: dict | None = None) -> LatentModel:
+    def from_architecture(cls, name: str, image_shape: Iterable[int], latent_dim: int, architecture: dict[str, Any],
+                          metadata: dict[str, Any] | None = None) -> LatentModel:
         """Rebuild an untrained model from a config's architecture section."""
         raise NotImplementedError(f"adapter kind '{cls.kind}' cannot be rebuilt from a config")
 
     @classmethod
-    def from_checkpoint(cls, folder, config: dict, tensors: dict[str, torch.Tensor]) -> LatentModel:
+    def from_checkpoint(cls, folder: str | os.PathLike[str], config: dict[str, Any],
+                        tensors: dict[str, torch.Tensor]) -> LatentModel:
         """Build the adapter from a checkpoint's config and verified tensors."""
         metadata = {k: v for k, v in config.items()
                     if k not in ("name", "kind", "image_shape", "latent_dim", "architecture", "weights", "format",
@@ -244,12 +267,14 @@ class LatentModel(abc.ABC):
         model.load_state_tensors(tensors)
         return model
 
-    def save(self, path, *, overwrite: bool = True) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Write the model as a checkpoint folder at ``path`` (config.json + safetensors), atomically."""
         from latentmap.io.checkpoint import save_checkpoint
 
         save_checkpoint(self, path, overwrite=overwrite)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
+        """Name, kind and sizes, JSON-able."""
         return {"name": self.name, "kind": self.kind, "latent_dim": self.latent_dim,
                 "latent_shape": list(self.latent_shape), "image_shape": list(self.image_shape)}
 
@@ -266,10 +291,11 @@ class VAELikeModel(LatentModel):
     def _encode_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images on device -> (mu, logvar), each [N, latent_dim]."""
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self._encode_stats(x)[0]
 
-    def encode_stats(self, x, *, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_stats(self, x: torch.Tensor | np.ndarray, *, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images -> (mu, logvar) of the posterior, each [N, latent_dim] float32; ``grad=True`` keeps the graph."""
         x = self.check_images(x)
         self.eval()
         with torch.set_grad_enabled(grad), forward_precision(self._device):

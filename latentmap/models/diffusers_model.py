@@ -20,182 +20,48 @@ flag, decided from the folder's listing before diffusers reads anything.
 A checkpoint that latentmap trains (``latentmap train kl``) is a ``save_pretrained`` folder whose config.json
 also carries latentmap's checkpoint fields (kind ``diffusers``, sizes, dataset, metrics, the sha256 of the
 weights): diffusers reads it as its own folder, latentmap as a checkpoint, and both build the same model.
+
+What a folder holds, read without loading anything, is :mod:`latentmap.models.diffusers_folder`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
-from latentmap.errors import CheckpointError, ConfigError, DependencyError, ShapeMismatchError, UnsafeLoadError
+from latentmap.errors import CheckpointError, ConfigError, DependencyError, ShapeMismatchError
 from latentmap.io.checkpoint import CONFIG_NAME, read_json_object
 from latentmap.models.base import LatentModel
+from latentmap.models.diffusers_folder import (CLASSES, INSTALL, KIND, KL, PICKLE_SUFFIX, SAFE_SUFFIX, SUBFOLDERS, VQ,
+                                               WEIGHTS_STEM, check_diffusers_consent, folder_of, image_size,
+                                               is_diffusers_folder, latent_shape_of, read_diffusers_config,
+                                               weights_files, weights_variant)
+# `latentmap models info` imports it from here
+from latentmap.models.diffusers_folder import describe_folder as describe_folder
 from latentmap.models.registry import register_adapter, register_model_source
 
-KIND = "diffusers"
-SPEC_PREFIX = "diffusers:"
-KL, VQ = "AutoencoderKL", "VQModel"
-CLASSES = (KL, VQ)
-SUBFOLDERS = ("vae", "vqvae")  # where a pipeline folder keeps its autoencoder
-WEIGHTS_STEM = "diffusion_pytorch_model"
-SAFE_SUFFIX, PICKLE_SUFFIX = ".safetensors", ".bin"
-INSTALL = "pip install 'latentmap[diffusers]'"
+if TYPE_CHECKING:  # from their modules: diffusers' top level gives type checkers its placeholder classes
+    from diffusers.models.autoencoders import AutoencoderKL, VQModel
+
 # keys latentmap adds to the config.json of a checkpoint it trained (diffusers ignores them)
 LATENTMAP_KEYS = ("format", "format_version", "name", "kind", "image_shape", "latent_dim", "latent_shape",
                   "architecture", "latentmap_version", "weights", "dataset", "seed", "training", "metrics")
 
 
-def import_diffusers():
+def import_diffusers() -> ModuleType:
     """The diffusers package, or a one-line DependencyError that says how to install it."""
     try:
         import diffusers
     except ImportError as exc:
         raise DependencyError(f"loading diffusers autoencoders needs diffusers: {INSTALL}") from exc
     return diffusers
-
-
-# ---------------------------------------------------------------- the folder, read without loading anything
-
-
-def folder_of(spec) -> Path:
-    """The folder of the autoencoder ``spec`` names: PATH itself, or its ``vae/``/``vqvae/`` subfolder when PATH
-    is a pipeline folder. CheckpointError when there is none."""
-    text = str(spec)
-    path = Path(text[len(SPEC_PREFIX):] if text.startswith(SPEC_PREFIX) else text)
-    if not path.is_dir():
-        raise CheckpointError(f"diffusers folder '{path}' does not exist" if not path.exists() else
-                              f"'{path}' is a file; diffusers:PATH names a folder written by save_pretrained")
-    if not (path / CONFIG_NAME).is_file():
-        sub = next((path / name for name in SUBFOLDERS if (path / name / CONFIG_NAME).is_file()), None)
-        if sub is None:
-            raise CheckpointError(f"'{path}' has no {CONFIG_NAME} and no vae/ subfolder: diffusers:PATH names a "
-                                  "folder written by save_pretrained or a pipeline folder")
-        path = sub
-    return path
-
-
-def read_diffusers_config(folder) -> dict:
-    """config.json of a diffusers autoencoder folder; CheckpointError unless it describes one latentmap reads."""
-    file = Path(folder) / CONFIG_NAME
-    config = read_json_object(file)
-    name = config.get("_class_name")
-    if name not in CLASSES:
-        raise CheckpointError(f"{file} describes {f'a {name}' if name else 'no diffusers model'}; latentmap reads "
-                              f"the autoencoders {' and '.join(CLASSES)}")
-    return config
-
-
-def is_diffusers_folder(spec) -> bool:
-    """Whether ``spec`` is ``diffusers:...``, or a folder whose config.json is a diffusers autoencoder's own (a
-    checkpoint latentmap trained loads as a checkpoint unless named with the prefix)."""
-    text = str(spec)
-    if text.startswith(SPEC_PREFIX):
-        return True
-    file = Path(text) / CONFIG_NAME
-    if not file.is_file():
-        return False
-    try:
-        config = read_json_object(file)
-    except CheckpointError:
-        return False
-    return config.get("_class_name") in CLASSES and config.get("kind") != KIND
-
-
-def weights_files(folder) -> tuple[list[Path], list[Path]]:
-    """(safetensors files, pickle files) of the weights in ``folder`` (plain, sharded or a variant's)."""
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name.startswith(WEIGHTS_STEM))
-    safe = [p for p in files if p.name.endswith(SAFE_SUFFIX) or p.name.endswith(SAFE_SUFFIX + ".index.json")]
-    pickled = [p for p in files if p.name.endswith(PICKLE_SUFFIX) or p.name.endswith(PICKLE_SUFFIX + ".index.json")]
-    return safe, pickled
-
-
-def check_diffusers_consent(folder, allow_pickle: bool = False) -> str:
-    """"safetensors" or "pickle": the form of the weights loading ``folder`` reads. UnsafeLoadError when only
-    pickled weights are there and the caller did not allow them; CheckpointError when there are none."""
-    safe, pickled = weights_files(folder)
-    if safe:
-        return "safetensors"  # loaded with use_safetensors=True: a .bin beside them is never read
-    if not pickled:
-        raise CheckpointError(f"diffusers folder '{folder}' holds no weights ({WEIGHTS_STEM}{SAFE_SUFFIX} or "
-                              f"{WEIGHTS_STEM}{PICKLE_SUFFIX})")
-    if not allow_pickle:
-        raise UnsafeLoadError(f"diffusers folder '{folder}' holds its weights as a pickle ({pickled[0].name}), and "
-                              "loading a pickle can run code stored in it; pass allow_pickle=True (CLI: "
-                              "--trust-pickle) only if you trust its source, or save it again as safetensors")
-    return "pickle"
-
-
-def _variant(files: list[Path], suffix: str) -> str | None:
-    """The variant (``fp16`` of diffusion_pytorch_model.fp16.safetensors) when the folder has only a variant's."""
-    names = {p.name for p in files}
-    if f"{WEIGHTS_STEM}{suffix}" in names or f"{WEIGHTS_STEM}{suffix}.index.json" in names:
-        return None
-    middle = files[0].name[len(WEIGHTS_STEM) + 1:].split(".")
-    return middle[0] if len(middle) > 1 else None
-
-
-def image_size(config: dict) -> tuple[int, int]:
-    size = config.get("sample_size", 32)
-    h, w = (size, size) if isinstance(size, int) else tuple(size)[:2]
-    return int(h), int(w)
-
-
-def latent_shape_of(config: dict) -> tuple[int, int, int]:
-    """(C, h, w) of the latents: each down block but the last halves the image (diffusers' Downsample2D pads one
-    pixel on the right and bottom, then a stride-2 3x3 convolution: h -> h // 2)."""
-    h, w = image_size(config)
-    for _ in range(len(config.get("block_out_channels") or [64]) - 1):
-        h, w = h // 2, w // 2
-    channels = config.get("vq_embed_dim") or config.get("latent_channels") or 4
-    return int(channels), h, w
-
-
-def normalisation_text(config: dict) -> str:
-    """How latents are normalised, in words, from a config (``models info``)."""
-    factor = config.get("scaling_factor") or 1.0
-    if config.get("latents_mean") is not None and config.get("latents_std") is not None:
-        text = f"z = (m - latents_mean) x {factor:g} / latents_std (per channel)"
-    elif config.get("shift_factor"):
-        text = f"z = (m - {config['shift_factor']:g}) x {factor:g}"
-    else:
-        text = f"z = m x {factor:g} (scaling_factor)"
-    return text + ("; float32 throughout (force_upcast)" if config.get("force_upcast") else "")
-
-
-def describe_folder(folder, config: dict | None = None) -> list[tuple[str, str]]:
-    """``models info`` lines of a diffusers autoencoder folder, from its config.json and listing alone (nothing is
-    loaded, diffusers need not be installed): class, latent layout, image shape, encoding, normalisation, weights
-    and the memory a flattened linear map of its latents takes."""
-    from latentmap.resources import flattened_map_bytes, format_bytes
-
-    folder = Path(folder)
-    config = config or read_diffusers_config(folder)
-    c, h, w = latent_shape_of(config)
-    name, d = config["_class_name"], c * h * w
-    try:
-        import importlib.metadata
-
-        needs = f"diffusers {importlib.metadata.version('diffusers')}"
-    except importlib.metadata.PackageNotFoundError:
-        needs = f"loading needs diffusers: {INSTALL}"
-    safe, pickled = weights_files(folder)
-    files = safe or pickled
-    weights = ", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in files) or "none found"
-    if not safe and pickled:
-        weights += ": a pickle, loading it runs code stored there: needs --trust-pickle"
-    encode = ("unquantized: the encoder's latents, which decode quantizes, as VQModel's forward does "
-              "(quantize=True for the quantized ones)" if name == VQ else
-              "the posterior mean (sample_posterior=True for a draw)")
-    return [("kind", f"diffusers {name} ({needs}; images in [-1, 1] to the networks, [0, 1] to latentmap)"),
-            ("latent size", f"{d} = {c} x {h} x {w} (spatial latents C x h x w, flattened in C order)"),
-            ("image shape", f"{config.get('in_channels', 3)} x {image_size(config)[0]} x {image_size(config)[1]}"),
-            ("encode", encode), ("latents", normalisation_text(config)), ("weights", weights),
-            ("memory", f"a linear map between two such latents, flattened, takes about "
-                       f"{format_bytes(flattened_map_bytes(d, d))} to fit "
-                       f"({d + 1} x {d + 1} float64 normal equations)")]
 
 
 # ---------------------------------------------------------------- the adapter
@@ -205,8 +71,9 @@ def describe_folder(folder, config: dict | None = None) -> list[tuple[str, str]]
 class DiffusersAutoencoder(LatentModel):
     """A diffusers ``AutoencoderKL`` or ``VQModel`` behind the LatentModel interface (flat C x h x w latents)."""
 
-    def __init__(self, name, vae, *, source: str | None = None, sample_posterior: bool = False,
-                 quantize: bool = False, seed: int = 0, metadata=None):
+    def __init__(self, name: str, vae: AutoencoderKL | VQModel, *, source: str | None = None,
+                 sample_posterior: bool = False, quantize: bool = False, seed: int = 0,
+                 metadata: dict[str, Any] | None = None) -> None:
         self.class_name = type(vae).__name__
         if self.class_name not in CLASSES:
             raise ConfigError(f"vae must be a diffusers {' or '.join(CLASSES)}, got {self.class_name} instead")
@@ -249,27 +116,31 @@ class DiffusersAutoencoder(LatentModel):
 
     @property
     def objective(self) -> str:
+        """"vae" for an AutoencoderKL, "autoencoder" for a VQModel, unless the checkpoint records one."""
         return str(self.metadata.get("objective") or ("vae" if self.class_name == KL else "autoencoder"))
 
     @property
     def family(self) -> str:
+        """``diffusers-AutoencoderKL`` or ``diffusers-VQModel``."""
         return f"diffusers-{self.class_name}"
 
     @property
     def has_prior(self) -> bool:
-        # the KL term of a latent-diffusion autoencoder is weighted too lightly to make N(0, I) its prior, and a
-        # VQModel has none: benchmarks sample a distribution fitted on encodings
+        """False: the KL term of a latent-diffusion autoencoder is weighted too lightly to make N(0, I) its prior,
+        and a VQModel has none, so benchmarks sample a distribution fitted on encodings."""
         return False
 
-    def modules(self):
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The diffusers network, whole."""
         return {"vae": self.vae}
 
-    def architecture(self) -> dict:
+    def architecture(self) -> dict[str, Any]:
+        """The diffusers class and config, the latent layout and which latents ``encode`` gives."""
         return {"class": self.class_name, "config": self.config, "latent_shape": list(self.latent_shape),
                 "encode": ("quantized" if self.quantize else "unquantized") if self.class_name == VQ else
                 ("posterior sample" if self.sample_posterior else "posterior mean")}
 
-    def _precision(self):
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
         """float32 throughout when the config asks for it (force_upcast), else latentmap's forward precision."""
         if self.config.get("force_upcast"):
             return torch.autocast(self.device.type, enabled=False)
@@ -284,7 +155,7 @@ class DiffusersAutoencoder(LatentModel):
                                      f"its config says {self.latent_shape}")
         return m
 
-    def _raw_posterior(self, x):
+    def _raw_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The networks' own latents for images in [0, 1]: (mean, logvar) for a KL autoencoder, (latents, None)
         for a VQModel (quantized when ``quantize``)."""
         with self._precision():
@@ -294,14 +165,14 @@ class DiffusersAutoencoder(LatentModel):
             h = self._check(out.latents.float())
             return (self.vae.quantize(h)[0].float() if self.quantize else h), None
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         mean, logvar = self._raw_posterior(x)
         if self.sample_posterior and logvar is not None:
             noise = torch.randn(mean.shape, generator=self.generator).to(mean.device)
             mean = mean + torch.exp(0.5 * logvar) * noise
         return self._normalise(mean).reshape(len(x), -1)
 
-    def encode_stats(self, x, *, grad: bool = False):
+    def encode_stats(self, x: torch.Tensor | np.ndarray, *, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar) of the posterior in the normalised latent space, each [N, latent_dim]."""
         if not self.vae_like:
             raise ConfigError(f"model '{self.name}' is a VQModel: its encoder has no posterior variance")
@@ -309,22 +180,25 @@ class DiffusersAutoencoder(LatentModel):
         self.eval()
         with torch.set_grad_enabled(grad):
             mean, logvar = self._raw_posterior(x)
+            assert logvar is not None  # vae_like: an AutoencoderKL, whose posterior has a logvar
             logvar = logvar + 2 * torch.log(self.scale.to(logvar.device))
             return self._normalise(mean).reshape(len(x), -1), logvar.reshape(len(x), -1)
 
-    def _decode(self, z):
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         m = z.reshape(len(z), *self.latent_shape) / self.scale.to(z.device) + self.offset.to(z.device)
         with self._precision():
             images = self.vae.decode(m.float()).sample
         return ((images.float() + 1) / 2).clamp(0, 1)
 
-    def save(self, path, *, overwrite: bool = True, extra_files: dict[str, bytes] | None = None) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True,
+             extra_files: dict[str, bytes] | None = None) -> None:
         """``save_pretrained`` into ``path`` (safetensors), atomically, with latentmap's checkpoint fields added to
         its config.json: the folder loads in diffusers as it is, and in latentmap by name or path."""
         save_checkpoint_folder(self, path, overwrite=overwrite, extra_files=extra_files)
 
     @classmethod
-    def from_checkpoint(cls, folder, config, tensors):
+    def from_checkpoint(cls, folder: str | os.PathLike[str], config: dict[str, Any],
+                        tensors: dict[str, torch.Tensor]) -> LatentModel:
         """A checkpoint latentmap trained: the network built from config.json's diffusers keys, its verified
         weights loaded (the same model ``diffusers:FOLDER`` gives)."""
         diffusers = import_diffusers()
@@ -339,11 +213,12 @@ class DiffusersAutoencoder(LatentModel):
         except RuntimeError as exc:
             raise CheckpointError(f"weights of '{folder}' do not fit its {name}: "
                                   f"{str(exc).strip().splitlines()[0]}") from exc
-        metadata = {k: config[k] for k in ("dataset", "seed", "training", "metrics") if k in config}
+        metadata: dict[str, Any] = {k: config[k] for k in ("dataset", "seed", "training", "metrics")
+                                    if k in config}
         return cls(config.get("name") or Path(folder).name, vae, source=str(folder), metadata=metadata)
 
 
-def save_checkpoint_folder(model: DiffusersAutoencoder, path, *, overwrite: bool = True,
+def save_checkpoint_folder(model: DiffusersAutoencoder, path: str | os.PathLike[str], *, overwrite: bool = True,
                            extra_files: dict[str, bytes] | None = None) -> Path:
     """Write ``model`` as a save_pretrained folder whose config.json is also a latentmap checkpoint config."""
     import json
@@ -366,7 +241,8 @@ def save_checkpoint_folder(model: DiffusersAutoencoder, path, *, overwrite: bool
 
 
 @register_model_source(KIND, is_diffusers_folder, spec_path=lambda spec: str(folder_of(spec)))
-def load_diffusers_folder(spec: str, device=None, allow_pickle: bool = False) -> DiffusersAutoencoder:
+def load_diffusers_folder(spec: str, device: str | torch.device | None = None,
+                          allow_pickle: bool = False) -> DiffusersAutoencoder:
     """``diffusers:PATH`` (or a diffusers autoencoder folder): read with diffusers' own ``from_pretrained``,
     offline, once consent covers the weights it reads."""
     folder = folder_of(spec)
@@ -382,13 +258,13 @@ def load_diffusers_folder(spec: str, device=None, allow_pickle: bool = False) ->
     try:
         vae = getattr(diffusers, config["_class_name"]).from_pretrained(
             str(folder), local_files_only=True, use_safetensors=form == "safetensors",
-            variant=_variant(files, suffix), torch_dtype=torch.float32)
+            variant=weights_variant(files, suffix), torch_dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"diffusers cannot load '{folder}': {detail}") from exc
     finally:
         diffusers_logging.set_verbosity(level)
-    metadata = {k: config[k] for k in ("dataset", "seed", "training", "metrics") if k in config}
+    metadata: dict[str, Any] = {k: config[k] for k in ("dataset", "seed", "training", "metrics") if k in config}
     name = str(config.get("name") or (folder.parent.name if folder.name in SUBFOLDERS else folder.name))
     model = DiffusersAutoencoder(name, vae, source=str(folder), metadata=metadata)
     return model.to(device).eval()

@@ -9,24 +9,42 @@ format. Adding a kind or a source is one new file, no if/elif chain.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from latentmap.errors import CheckpointError, ConfigError, LatentmapError, UnknownKindError
 from latentmap.io.checkpoint import read_config, read_weights
 
-ADAPTERS: dict[str, type] = {}
+if TYPE_CHECKING:
+    import torch
+
+    from latentmap.models.base import LatentModel
+
+
+class ModelLoader(Protocol):
+    """What a model source registers: ``loader(spec, device=None, allow_pickle=False) -> LatentModel``."""
+
+    def __call__(self, spec: str, device: str | torch.device | None = None,
+                 allow_pickle: bool = False) -> LatentModel: ...
+
+
+AdapterT = TypeVar("AdapterT", bound="type[LatentModel]")
+LoaderT = TypeVar("LoaderT", bound=ModelLoader)
+
+ADAPTERS: dict[str, type[LatentModel]] = {}
 """Adapter classes by kind (``vae``, ``split-vae``, ``gan``, ``stylegan-w``, ...), filled by ``register_adapter``."""
-# (name, predicate(spec) -> bool, loader(spec, device=None, allow_pickle=False) -> LatentModel)
-MODEL_SOURCES: list[tuple[str, Callable[[str], bool], Callable]] = []
+# (name, predicate(spec) -> bool, loader)
+MODEL_SOURCES: list[tuple[str, Callable[[str], bool], ModelLoader]] = []
 # source name -> spec_path(spec) -> the path a spec of that source loads from (recorded instead of a prefixed spec)
 SOURCE_PATHS: dict[str, Callable[[str], str]] = {}
 
 
-def register_adapter(kind: str):
+def register_adapter(kind: str) -> Callable[[AdapterT], AdapterT]:
     """Class decorator: make an adapter loadable by ``kind`` from a checkpoint's config."""
 
-    def decorator(cls):
+    def decorator(cls: AdapterT) -> AdapterT:
         if kind in ADAPTERS and ADAPTERS[kind] is not cls:
             raise ConfigError(f"adapter kind '{kind}' is already registered by {ADAPTERS[kind].__name__}")
         cls.kind = kind
@@ -36,7 +54,7 @@ def register_adapter(kind: str):
     return decorator
 
 
-def adapter_class(kind: str) -> type:
+def adapter_class(kind: str) -> type[LatentModel]:
     """The adapter class registered for a model ``kind`` (``vae``, ``split-vae``, ``gan``, ...)."""
     try:
         return ADAPTERS[kind]
@@ -46,13 +64,14 @@ def adapter_class(kind: str) -> type:
         ) from None
 
 
-def register_model_source(name: str, predicate: Callable[[str], bool], spec_path: Callable[[str], str] | None = None):
+def register_model_source(name: str, predicate: Callable[[str], bool],
+                          spec_path: Callable[[str], str] | None = None) -> Callable[[LoaderT], LoaderT]:
     """Decorator: ``loader(spec, device=None, allow_pickle=False)`` handles specs matching ``predicate``.
 
     ``spec_path(spec)``, for sources whose specs carry a prefix (``diffusers:PATH``), gives the plain path that
     outputs record: a path is kept relative to an output's folder, and the predicate must accept it too."""
 
-    def decorator(loader):
+    def decorator(loader: LoaderT) -> LoaderT:
         MODEL_SOURCES.append((name, predicate, loader))
         if spec_path is not None:
             SOURCE_PATHS[name] = spec_path
@@ -61,7 +80,7 @@ def register_model_source(name: str, predicate: Callable[[str], bool], spec_path
     return decorator
 
 
-def load_checkpoint(path, device=None):
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device | None = None) -> LatentModel:
     """A latentmap checkpoint folder (config.json + sha256-checked safetensors) through its adapter."""
     folder = Path(path)
     config = read_config(folder)
@@ -78,7 +97,8 @@ def load_checkpoint(path, device=None):
     return model.to(device).eval()
 
 
-def load_model(spec, device=None, *, allow_pickle: bool = False):
+def load_model(spec: str | os.PathLike[str] | LatentModel, device: str | torch.device | None = None, *,
+               allow_pickle: bool = False) -> LatentModel:
     """Load a model from a checkpoint folder, a shipped model's name (``fmnist-vae-a``, see
     :mod:`latentmap.models.shipped`) or any registered source (see ``register_model_source``)."""
     from latentmap.models.base import LatentModel
@@ -93,7 +113,7 @@ def load_model(spec, device=None, *, allow_pickle: bool = False):
     return model
 
 
-def model_provenance(spec) -> dict:
+def model_provenance(spec: object) -> dict[str, str]:
     """Where :func:`load_model` takes ``spec`` from: {"origin": "shipped" | a registered source's name |
     "checkpoint", "spec": the shipped name, path or spec}, with "source_sha256", the digest of the code file of a
     ``py:`` spec or of a pickle (their code is part of what the model computes)."""
@@ -122,7 +142,7 @@ def _py_spec_file(spec: str) -> Path | None:
     return Path(origin) if origin else None
 
 
-def record_model(model, spec=None) -> dict:
+def record_model(model: LatentModel, spec: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """The record an output keeps of ``model`` (latentmap.io.model_record): from where its loader found it,
     else from ``spec`` (the folder a model trained in memory was saved to), else as built in memory."""
     from latentmap.io.model_record import model_record
@@ -132,7 +152,9 @@ def record_model(model, spec=None) -> dict:
     return model_record(model)
 
 
-def load_recorded_model(record: dict, folder, device=None, *, allow_pickle: bool = False):
+def load_recorded_model(record: dict[str, Any], folder: str | os.PathLike[str],
+                        device: str | torch.device | None = None, *,
+                        allow_pickle: bool = False) -> tuple[LatentModel, str]:
     """(model, spec) of a model an output in ``folder`` records; refused in one line when its fingerprint (or
     an older map's sha256) no longer matches."""
     from latentmap.io.model_record import check_model_record, resolve_model_record
@@ -151,7 +173,7 @@ def is_model_spec(spec: str) -> bool:
     return any(predicate(text) for _name, predicate, _loader in MODEL_SOURCES) or is_checkpoint(text)
 
 
-def expand_model_specs(specs) -> tuple[list[str], list[str]]:
+def expand_model_specs(specs: Iterable[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
     """(model specs, notes): comma-separated lists split, globs expanded, a folder of models opened.
 
     Files and folders a glob or folder brings in that are not models (a README beside the
@@ -160,7 +182,8 @@ def expand_model_specs(specs) -> tuple[list[str], list[str]]:
     """
     import glob
 
-    out, notes = [], []
+    out: list[str] = []
+    notes: list[str] = []
     for spec in specs:
         for item in (s.strip() for s in str(spec).split(",")):
             if not item:

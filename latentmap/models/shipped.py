@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TypeVar
 
 from latentmap.errors import CheckpointError
 from latentmap.io.model_record import SHIPPED_PREFIX  # a shipped model only, never a working folder's
@@ -26,6 +27,8 @@ _SUPPORT_SET_FILE = "manifest.json"
 # files that mark a folder as the root of a latentmap source tree (not merely some folder
 # that happens to hold a "checkpoints" directory)
 _CLONE_MARKERS = ("setup.cfg", "pyproject.toml")
+
+SpecT = TypeVar("SpecT")
 
 
 def _package_parent() -> Path:
@@ -98,7 +101,7 @@ def shipped_checkpoint(name: str) -> Path:
     return folder
 
 
-def shipped_name(spec) -> str | None:
+def shipped_name(spec: object) -> str | None:
     """The shipped model a spec loads: ``shipped:NAME``, a shipped name that is no existing path, or the path of
     a shipped model's own folder; None for anything else."""
     text = str(spec)
@@ -111,7 +114,7 @@ def shipped_name(spec) -> str | None:
     return next((name for name, folder in shipped.items() if folder.resolve() == here), None)
 
 
-def resolve_model_spec(spec):
+def resolve_model_spec(spec: SpecT) -> SpecT | str:
     """A shipped model's name (``fmnist-vae-a``, or ``shipped:fmnist-vae-a``) -> its folder, as a string.
 
     A spec that names an existing path wins over a bare shipped name (a folder ``fmnist-vae-a`` in the

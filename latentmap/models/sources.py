@@ -138,8 +138,8 @@ def load_wrapped_checkpoint(spec: str, device: str | torch.device | None = None,
         raise CheckpointError(f"factory '{factory}' now builds a model with latents of size {model.latent_dim} and "
                               f"images {model.image_shape}; checkpoint '{folder}' has {config['latent_dim']} and "
                               f"{tuple(config['image_shape'])}")
-    # LatentModel declares kind per class, but a wrapped model's kind is its own: what its config recorded
-    model.kind = config["external"].get("kind", model.kind)  # type: ignore[misc]
+    # a wrapped model's kind is its own: what its config recorded
+    model.kind = config["external"].get("kind", model.kind)
     model.metadata.update({k: v for k, v in config.items() if k in ("dataset", "seed", "training", "metrics")})
     model.load_state_tensors(read_weights(folder, config))
     return model.to(device).eval() if device is not None else model.eval()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,10 +33,13 @@ PRIOR_MEAN_SAMPLES = 10_000
 class MappingNetwork(nn.Module):
     """z -> w: normalize z to unit second moment, then an MLP with leaky ReLUs."""
 
-    def __init__(self, z_dim: int, w_dim: int, num_ws: int, layers: int = 4):
+    w_avg: torch.Tensor  # a registered buffer
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, layers: int = 4) -> None:
         super().__init__()
         self.z_dim, self.w_dim, self.num_ws = z_dim, w_dim, num_ws
-        blocks, d_in = [], z_dim
+        blocks: list[nn.Module] = []
+        d_in = z_dim
         for _ in range(layers):
             linear = nn.Linear(d_in, w_dim)
             # variance-preserving init: with torch's default, w would shrink ~3x per layer and W collapse
@@ -46,7 +51,10 @@ class MappingNetwork(nn.Module):
         # running mean of w, as in StyleGAN: the "prior mean" of W and the truncation centre
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z, c=None, truncation_psi: float = 1.0, update_w_avg: bool = False):
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                update_w_avg: bool = False) -> torch.Tensor:
+        """z [N, z_dim] -> ws [N, num_ws, w_dim] (one w repeated); ``c`` (labels) is unused, as the official
+        signature has it. ``truncation_psi`` < 1 pulls w towards ``w_avg``; ``update_w_avg`` tracks it (training)."""
         z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         w = self.net(z)
         if update_w_avg:
@@ -60,7 +68,7 @@ class ModulatedConv(nn.Module):
     """Conv whose input channels are scaled per sample by a style from w, then demodulated."""
 
     def __init__(self, c_in: int, c_out: int, w_dim: int, kernel: int = 3, demodulate: bool = True,
-                 upsample: bool = False, activate: bool = True):
+                 upsample: bool = False, activate: bool = True) -> None:
         super().__init__()
         self.affine = nn.Linear(w_dim, c_in)
         nn.init.ones_(self.affine.bias)  # styles start at 1: the conv starts as a plain conv
@@ -69,7 +77,8 @@ class ModulatedConv(nn.Module):
         self.scale = 1 / math.sqrt(c_in * kernel * kernel)
         self.demodulate, self.upsample, self.activate, self.padding = demodulate, upsample, activate, kernel // 2
 
-    def forward(self, x, w):
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Feature maps [N, c_in, H, W] styled by w [N, w_dim] -> [N, c_out, H, W] (2H x 2W with ``upsample``)."""
         # Scale the input by the styles, convolve with the shared weight, then scale the output by
         # the demodulation coefficients: the same result as per-sample modulated weights (the
         # official "non-fused" path), but one ordinary batched conv, much faster on CPU.
@@ -94,7 +103,7 @@ class SynthesisNetwork(nn.Module):
     deterministic, which the adapter interface requires.
     """
 
-    def __init__(self, w_dim: int, image_shape, channels):
+    def __init__(self, w_dim: int, image_shape: Sequence[int], channels: Sequence[int]) -> None:
         super().__init__()
         c, h, w = image_shape
         self.w_dim, self.img_channels, self.img_resolution = w_dim, c, h
@@ -111,21 +120,25 @@ class SynthesisNetwork(nn.Module):
             c_prev = ch
         self.num_ws = len(self.convs) + 1
 
-    def forward(self, ws, **_):
+    def forward(self, ws: torch.Tensor, **_: object) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, C, H, W], roughly in [-1, 1]; keyword options (``noise_mode``) are
+        accepted and ignored."""
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-        img = None
+        img: torch.Tensor | None = None
         for i, torgb in enumerate(self.torgbs):
             x = self.convs[2 * i](x, ws[:, 2 * i])
             x = self.convs[2 * i + 1](x, ws[:, 2 * i + 1])
             y = torgb(x, ws[:, 2 * i + 2])
             img = y if img is None else F.interpolate(img, scale_factor=2, mode="bilinear", align_corners=False) + y
+        assert img is not None  # channels is never empty: the constant has channels[0] maps
         return img
 
 
 class StyleGenerator(nn.Module):
     """Mapping + synthesis with the attributes of the official StyleGAN2/3 generators."""
 
-    def __init__(self, z_dim: int, w_dim: int, image_shape, channels, mapping_layers: int = 4):
+    def __init__(self, z_dim: int, w_dim: int, image_shape: Sequence[int], channels: Sequence[int],
+                 mapping_layers: int = 4) -> None:
         super().__init__()
         self.synthesis = SynthesisNetwork(w_dim, image_shape, channels)
         self.num_ws = self.synthesis.num_ws
@@ -133,16 +146,26 @@ class StyleGenerator(nn.Module):
         self.z_dim, self.w_dim, self.c_dim = z_dim, w_dim, 0
         self.img_channels, self.img_resolution = self.synthesis.img_channels, self.synthesis.img_resolution
 
-    def forward(self, z, c=None, truncation_psi: float = 1.0, **kwargs):
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                **kwargs: object) -> torch.Tensor:
+        """z [N, z_dim] -> images [N, C, H, W] roughly in [-1, 1]; ``kwargs`` go to the synthesis network."""
         return self.synthesis(self.mapping(z, c, truncation_psi=truncation_psi), **kwargs)
 
 
-def default_style_channels(image_shape) -> list[int]:
+def default_style_channels(image_shape: Sequence[int]) -> list[int]:
     """Widths from the constant's resolution up: 28x28 -> [64, 64, 32] at 7, 14, 28."""
     stages = len(default_channels(image_shape))
     widths = [64] * (stages + 1)
     widths[-1] = 32
     return widths
+
+
+def _convention_int(G: nn.Module, attr: str) -> int:
+    """The integer attribute ``attr`` (``z_dim``, ``w_dim``, ``num_ws``) of a StyleGAN-convention generator."""
+    value = getattr(G, attr, None)
+    if not isinstance(value, int):
+        raise ConfigError(f"generator must have an integer attribute '{attr}' (StyleGAN convention)")
+    return value
 
 
 class WSpaceModel(LatentModel):
@@ -155,40 +178,46 @@ class WSpaceModel(LatentModel):
     OBJECTIVE = "adversarial"
     FAMILY = "stylegan"
 
-    def __init__(self, name, G: nn.Module, inverter: nn.Module, image_shape, *, label: int | None = None,
-                 metadata=None):
-        for attr in ("z_dim", "w_dim", "num_ws"):
-            if not isinstance(getattr(G, attr, None), int):
-                raise ConfigError(f"generator must have an integer attribute '{attr}' (StyleGAN convention)")
-        super().__init__(name, image_shape, G.w_dim, metadata=metadata)
+    def __init__(self, name: str, G: nn.Module, inverter: nn.Module, image_shape: Iterable[int], *,
+                 label: int | None = None, metadata: dict[str, Any] | None = None) -> None:
+        z_dim, w_dim, num_ws = [_convention_int(G, attr) for attr in ("z_dim", "w_dim", "num_ws")]
+        super().__init__(name, image_shape, w_dim, metadata=metadata)
         self.G, self.inverter = G, inverter
-        self.z_dim, self.num_ws = int(G.z_dim), int(G.num_ws)
+        self.z_dim, self.num_ws = int(z_dim), int(num_ws)
         self.c_dim = int(getattr(G, "c_dim", 0) or 0)
         if self.c_dim and label is None:
             raise ConfigError(f"generator is conditional (c_dim={self.c_dim}); pass label=0..{self.c_dim - 1}")
         if label is not None and not 0 <= int(label) < max(self.c_dim, 1):
             raise ConfigError(f"label must lie in 0..{max(self.c_dim, 1) - 1}, got {label} instead")
         self.label = None if label is None else int(label)
-        params = inspect.signature(G.synthesis.forward).parameters
+        synthesis = G.synthesis
+        assert callable(synthesis)  # the StyleGAN convention: a synthesis module
+        params = inspect.signature(synthesis.forward).parameters
         # official generators draw fresh noise per call unless told otherwise
         self._synthesis_kwargs = {"noise_mode": "const"} if "noise_mode" in params else {}
 
-    def modules(self):
+    def modules(self) -> dict[str, nn.Module]:
+        """The generator and the W inverter."""
         return {"G": self.G, "inverter": self.inverter}
 
-    def _c(self, n: int) -> torch.Tensor | None:
+    def _c(self, n: int) -> torch.Tensor:
         if not self.c_dim:
             return torch.zeros(n, 0, device=self.device)
+        assert self.label is not None  # a conditional generator is refused without a label
         return F.one_hot(torch.full((n,), self.label, device=self.device), self.c_dim).float()
 
     def map_z(self, z: torch.Tensor) -> torch.Tensor:
         """z [N, z_dim] on the model's device -> w [N, w_dim]."""
-        return self.G.mapping(z, self._c(len(z)))[:, 0]
+        mapping = self.G.mapping
+        assert callable(mapping)  # the StyleGAN convention: a mapping module
+        return mapping(z, self._c(len(z)))[:, 0]
 
     def synthesize(self, w: torch.Tensor) -> torch.Tensor:
         """w [N, w_dim] -> raw synthesis output (about [-1, 1]), keeping the graph."""
         ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
-        return self.G.synthesis(ws, **self._synthesis_kwargs)
+        synthesis = self.G.synthesis
+        assert callable(synthesis)  # the StyleGAN convention: a synthesis module
+        return synthesis(ws, **self._synthesis_kwargs)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw z ~ N(0, I) (on CPU, so a seed gives the same w on every device) and map it to W."""
@@ -207,10 +236,10 @@ class WSpaceModel(LatentModel):
         generator = generator or torch.Generator().manual_seed(0)
         return self.sample_prior(PRIOR_MEAN_SAMPLES, generator).mean(0, keepdim=True)
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.inverter(x)
 
-    def _decode(self, w):
+    def _decode(self, w: torch.Tensor) -> torch.Tensor:
         return ((self.synthesize(w).float() + 1) / 2).clamp(0, 1)
 
 
@@ -218,8 +247,10 @@ class WSpaceModel(LatentModel):
 class StyleGANW(WSpaceModel):
     """The reference StyleGAN-style generator of latentmap, in W space."""
 
-    def __init__(self, name, image_shape, latent_dim, *, z_dim=None, channels=None, mapping_layers=4,
-                 inverter_channels=None, inverter_hidden=256, metadata=None):
+    def __init__(self, name: str, image_shape: Iterable[int], latent_dim: int, *, z_dim: int | None = None,
+                 channels: Sequence[int] | None = None, mapping_layers: int = 4,
+                 inverter_channels: Sequence[int] | None = None, inverter_hidden: int = 256,
+                 metadata: dict[str, Any] | None = None) -> None:
         image_shape = tuple(int(s) for s in image_shape)
         self.channels = list(channels or default_style_channels(image_shape))
         self.mapping_layers = int(mapping_layers)
@@ -230,10 +261,13 @@ class StyleGANW(WSpaceModel):
         inverter = InversionNetwork(image_shape, self.inverter_channels, self.inverter_hidden, int(latent_dim))
         super().__init__(name, G, inverter, image_shape, metadata=metadata)
 
-    def architecture(self):
+    def architecture(self) -> dict[str, Any]:
+        """The sizes and widths that rebuild the generator and the inverter."""
         return {"z_dim": self.z_dim, "channels": self.channels, "mapping_layers": self.mapping_layers,
                 "inverter_channels": self.inverter_channels, "inverter_hidden": self.inverter_hidden}
 
     @classmethod
-    def from_architecture(cls, name, image_shape, latent_dim, architecture, metadata=None):
+    def from_architecture(cls, name: str, image_shape: Iterable[int], latent_dim: int, architecture: dict[str, Any],
+                          metadata: dict[str, Any] | None = None) -> LatentModel:
+        """An untrained model of the architecture :meth:`architecture` recorded."""
         return cls(name, image_shape, latent_dim, metadata=metadata, **architecture)

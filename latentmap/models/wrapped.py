@@ -7,9 +7,13 @@ reconstruction field. The latent size is read from one probe pass of the encoder
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
 import torch
 from torch import nn
-
 
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnsafeLoadError
 from latentmap.models.base import LatentModel
@@ -20,7 +24,7 @@ LOGVAR_NAMES = ("logvar", "log_var", "log_covariance", "log_variance")
 RECON_NAMES = ("reconstruction", "recon", "x_hat", "images", "sample")
 
 
-def _field(out, names):
+def _field(out: object, names: Sequence[str]) -> torch.Tensor | None:
     for name in names:
         if isinstance(out, dict) and name in out:
             return out[name]
@@ -30,7 +34,7 @@ def _field(out, names):
     return None
 
 
-def split_encoder_output(out) -> tuple[torch.Tensor, torch.Tensor | None]:
+def split_encoder_output(out: object) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(mean, logvar or None) from whatever an encoder returns."""
     if isinstance(out, torch.Tensor):
         return out, None
@@ -43,7 +47,8 @@ def split_encoder_output(out) -> tuple[torch.Tensor, torch.Tensor | None]:
     return mean, _field(out, LOGVAR_NAMES)
 
 
-def decoder_images(out) -> torch.Tensor:
+def decoder_images(out: object) -> torch.Tensor:
+    """The images in whatever a decoder returns: the tensor itself, or its reconstruction field."""
     if isinstance(out, torch.Tensor):
         return out
     images = _field(out, RECON_NAMES)
@@ -61,9 +66,9 @@ class WrappedModel(LatentModel):
     are mapped to [0, 1] and clamped, since decoders commonly overshoot their range slightly.
     """
 
-    def __init__(self, name, encoder: nn.Module, decoder: nn.Module, image_shape, *, kind: str = "external",
-                 latent_dim: int | None = None, output_range=(0.0, 1.0), factory: str | None = None, metadata=None,
-                 family: str | None = None):
+    def __init__(self, name: str, encoder: nn.Module, decoder: nn.Module, image_shape: Iterable[int], *,
+                 kind: str = "external", latent_dim: int | None = None, output_range: Sequence[float] = (0.0, 1.0),
+                 factory: str | None = None, metadata: dict[str, Any] | None = None, family: str | None = None) -> None:
         for what, module in (("encoder", encoder), ("decoder", decoder)):
             if not isinstance(module, nn.Module):
                 raise ConfigError(f"{what} must be a torch.nn.Module, got {type(module).__name__} instead")
@@ -99,31 +104,37 @@ class WrappedModel(LatentModel):
 
     @property
     def family(self) -> str | None:
+        """The family given to the constructor; None (unknown) unless declared."""
         return self.declared_family
 
-    def modules(self):
+    def modules(self) -> dict[str, nn.Module]:
+        """The wrapped encoder and decoder."""
         return {"encoder": self.encoder, "decoder": self.decoder}
 
-    def architecture(self):
+    def architecture(self) -> dict[str, Any]:
+        """The decoder's output range (the modules themselves are rebuilt by the factory)."""
         return {"output_range": list(self.output_range)}
 
-    def encode_stats(self, x, *, grad: bool = False):
+    def encode_stats(self, x: torch.Tensor | np.ndarray, *, grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) from an encoder that gives a posterior variance; ConfigError for one that does not."""
         if not self.vae_like:
             raise ConfigError(f"model '{self.name}' has an encoder without a posterior variance (no logvar)")
         x = self.check_images(x)
         self.eval()
         with torch.set_grad_enabled(grad):
             mean, logvar = split_encoder_output(self.encoder(x))
+            assert logvar is not None  # vae_like: the probe pass of the encoder gave a logvar
             return mean.float(), logvar.float()
 
-    def _encode(self, x):
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return split_encoder_output(self.encoder(x))[0].float()
 
-    def _decode(self, z):
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         lo, hi = self.output_range
         return ((decoder_images(self.decoder(z)).float() - lo) / (hi - lo)).clamp(0, 1)
 
-    def save(self, path, *, overwrite: bool = True) -> None:
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = True) -> None:
+        """Save as a checkpoint that names the ``py:`` factory; CheckpointError for modules wrapped in memory."""
         if not self.factory:
             raise CheckpointError(f"model '{self.name}' was wrapped from modules in memory; only models built by a "
                                   "py:module:factory spec can be saved (the checkpoint names the factory)")
@@ -131,13 +142,16 @@ class WrappedModel(LatentModel):
         super().save(path, overwrite=overwrite)
 
     @classmethod
-    def from_checkpoint(cls, folder, config, tensors):
+    def from_checkpoint(cls, folder: str | os.PathLike[str], config: dict[str, Any],
+                        tensors: dict[str, torch.Tensor]) -> LatentModel:
+        """Always refused: rebuilding the modules runs code, which only ``load_model(..., allow_pickle=True)`` may."""
         raise UnsafeLoadError(f"checkpoint '{folder}' imports and runs code to rebuild its modules; "
                               "load it with load_model(path, allow_pickle=True) (CLI: --trust-pickle)")
 
 
-def wrap(encoder: nn.Module, decoder: nn.Module, *, image_shape, kind: str = "external", name: str = "wrapped",
-         latent_dim: int | None = None, output_range=(0.0, 1.0)) -> WrappedModel:
+def wrap(encoder: nn.Module, decoder: nn.Module, *, image_shape: Iterable[int], kind: str = "external",
+         name: str = "wrapped", latent_dim: int | None = None, output_range: Sequence[float] = (0.0, 1.0)
+         ) -> WrappedModel:
     """Turn an encoder/decoder pair of torch modules into a :class:`LatentModel`."""
     return WrappedModel(name, encoder, decoder, image_shape, kind=kind, latent_dim=latent_dim,
                         output_range=output_range)

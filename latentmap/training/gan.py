@@ -115,9 +115,9 @@ def train_gan(settings: TrainSettings) -> GANModel:
     """DCGAN on the dataset, then its inversion network on the generator's own samples."""
     device, generator, train_ds, test_ds = start_run(settings)
     opts = settings.options
-    arch = {"channels": opts.get("channels"), "inverter_channels": opts.get("inverter_channels"),
-            "inverter_hidden": opts.get("hidden")}
-    arch = {k: v for k, v in arch.items() if v is not None}
+    given = {"channels": opts.get("channels"), "inverter_channels": opts.get("inverter_channels"),
+             "inverter_hidden": opts.get("hidden")}
+    arch: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     check_model_fits(lambda: GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch), settings,
                      train_ds.image_shape)
     model = GANModel(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)

@@ -7,6 +7,8 @@ stable while the synthesis network adapts to it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from latentmap.models.conv import default_channels
@@ -22,9 +24,10 @@ def train_stylegan(settings: TrainSettings) -> StyleGANW:
     inverter on its own samples."""
     device, generator, train_ds, test_ds = start_run(settings)
     opts = settings.options
-    arch = {"z_dim": opts.get("z_dim"), "channels": opts.get("channels"), "mapping_layers": opts.get("mapping_layers"),
-            "inverter_channels": opts.get("inverter_channels"), "inverter_hidden": opts.get("hidden")}
-    arch = {k: v for k, v in arch.items() if v is not None}
+    given = {"z_dim": opts.get("z_dim"), "channels": opts.get("channels"),
+             "mapping_layers": opts.get("mapping_layers"), "inverter_channels": opts.get("inverter_channels"),
+             "inverter_hidden": opts.get("hidden")}
+    arch: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     check_model_fits(lambda: StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch), settings,
                      train_ds.image_shape)
     model = StyleGANW(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)

@@ -30,8 +30,8 @@ def _train_vae_like(settings: TrainSettings) -> LatentModel:
     check_model_fits(lambda: adapter_class(settings.kind)(settings.model_name, train_ds.image_shape,
                                                           settings.latent_dim, **arch), settings, train_ds.image_shape)
     # the kinds registered below: ConvVAE, SplitVAE (a ConvVAE) and ConvAE
-    model: ConvVAE | ConvAE = adapter_class(settings.kind)(settings.model_name, train_ds.image_shape,
-                                                           settings.latent_dim, **arch)
+    model = adapter_class(settings.kind)(settings.model_name, train_ds.image_shape, settings.latent_dim, **arch)
+    assert isinstance(model, (ConvVAE, ConvAE))
     model.to(device)
     params = [p for m in model.modules().values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=settings.lr)
