@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import click
 
 from latentmap.constants import IMAGE_SPEC_PREFIXES, SAMPLERS
@@ -10,15 +13,25 @@ from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_datase
                                    note_expected_time, output_options, prepare_output, progress_option,
                                    reported_warnings, seed_option, trust_pickle_option, warn_later)
 
+if TYPE_CHECKING:
+    import torch
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.image_sets import GeneratedSet
+    from latentmap.models.base import LatentModel
+
+F = TypeVar("F", bound=Callable[..., Any])  # a command function, before click makes it a command
+
 
 @click.group("bench")
-def command():
+def command() -> None:
     """Benchmark generators: expressiveness, sector coverage, fidelity and diversity."""
 
 
 # --------------------------------------------------------------------------- shared options and helpers
 
-def _sampler_options(command_fn):
+def _sampler_options(command_fn: F) -> F:
+    """``--sampler``, ``--components`` and ``--fit-images``: where a model's own samples come from."""
     command_fn = click.option("--fit-images", type=click.IntRange(min=2), default=10_000, show_default=True,
                               help="Training images whose encodings a fitted sampler is fitted on.")(command_fn)
     command_fn = click.option("--components", type=click.IntRange(min=1), default=10, show_default=True,
@@ -30,18 +43,19 @@ def _sampler_options(command_fn):
                              "(deterministic autoencoders).")(command_fn)
 
 
-def _support_option(what: str):
+def _support_option(what: str) -> Callable[[F], F]:
     return click.option("--support-set", "support_set", default=None,
                         help=f"Support-set folder{what} (default: the shipped support set for the dataset).")
 
 
-def _real_images_option(default):
+def _real_images_option(default: int | None) -> Callable[[F], F]:
     return click.option("--images", type=click.IntRange(min=2), default=default, show_default=default is not None,
                         help="Real test images: a seeded random subset of the test split"
                              + ("." if default is not None else " (default all)."))
 
 
-def _load_models(specs, device, trust_pickle, *, encoder_needed: bool):
+def _load_models(specs: Sequence[str], device: str, trust_pickle: bool, *,
+                 encoder_needed: bool) -> tuple[list[LatentModel], list[str]]:
     """Models named by ``specs`` (shipped names, folders, globs), or every shipped model."""
     from latentmap.models.registry import expand_model_specs, load_model
     from latentmap.models.shipped import shipped_checkpoints
@@ -61,6 +75,7 @@ def _load_models(specs, device, trust_pickle, *, encoder_needed: bool):
     common = max(set(shapes), key=shapes.count) if shapes else None
     for m, _ in keep:
         if tuple(m.image_shape) != common:
+            assert common is not None  # keep holds m, so shapes is not empty
             warn_later(f"left out the shipped model '{m.name}': its images are {'x'.join(map(str, m.image_shape))}, "
                        f"the other models' {'x'.join(map(str, common))}; name it (with a --dataset of its shape) "
                        "to benchmark it")
@@ -68,7 +83,7 @@ def _load_models(specs, device, trust_pickle, *, encoder_needed: bool):
     return [m for m, _ in keep], [s for _, s in keep]
 
 
-def _shipped_support_for(dataset: str):
+def _shipped_support_for(dataset: str) -> str | None:
     """The shipped support set built on ``dataset``, or None."""
     from latentmap.io.checkpoint import read_json_object
     from latentmap.models.shipped import shipped_support_sets
@@ -79,7 +94,7 @@ def _shipped_support_for(dataset: str):
     return None
 
 
-def _support_spec(support_set, dataset, required: bool):
+def _support_spec(support_set: str | None, dataset: str, required: bool) -> str | None:
     spec = support_set or _shipped_support_for(dataset)
     if spec is None and required:
         raise click.UsageError(f"no shipped support set for dataset '{dataset}': pass --support-set DIR")
@@ -88,20 +103,21 @@ def _support_spec(support_set, dataset, required: bool):
     return spec
 
 
-def _real(dataset, images, seed, data_dir):
+def _real(dataset: str, images: int | None, seed: int, data_dir: str | None) -> ImageDataset:
     from latentmap.data.datasets import load_dataset
 
     test = load_dataset(dataset, "test", data_dir=data_dir)
     return test.random_subset(images, seed) if images is not None else test
 
 
-def _real_source(dataset) -> str:
+def _real_source(dataset: str) -> str:
     from latentmap.io.paths import shown_spec
 
     return f"{shown_spec(dataset)} test images"
 
 
-def _fit_data(models, sampler, dataset, data_dir):
+def _fit_data(models: Sequence[LatentModel], sampler: str, dataset: str,
+              data_dir: str | None) -> ImageDataset | None:
     """The training split, loaded only when some model's sampler is fitted on encodings."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.samplers import needs_fit_data
@@ -111,7 +127,7 @@ def _fit_data(models, sampler, dataset, data_dir):
     return None
 
 
-def _split_generators(specs):
+def _split_generators(specs: Sequence[str]) -> tuple[list[str], list[str]]:
     """(image set specs, model specs) in the order given; image sets keep their commas (crop=...)."""
     image_sets = [s for s in specs if s.startswith(IMAGE_SPEC_PREFIXES)]
     return image_sets, [s for s in specs if not s.startswith(IMAGE_SPEC_PREFIXES)]
@@ -142,10 +158,11 @@ def _split_generators(specs):
 @progress_option
 @trust_pickle_option
 @output_options("report", "bench-expressiveness")
-def expressiveness(models, support_set, dataset, data_dir, image_transform, images, samples, sampler, fit_images,
-                   components,
-                   refine_images, steps, lr, bootstrap, lpips, seed, batch_size, device, progress, trust_pickle, out,
-                   overwrite):
+def expressiveness(models: tuple[str, ...], support_set: str | None, dataset: str | None, data_dir: str | None,
+                   image_transform: str | None, images: int, samples: int, sampler: str, fit_images: int,
+                   components: int, refine_images: int, steps: int, lr: float, bootstrap: int, lpips: str, seed: int,
+                   batch_size: int, device: str, progress: bool, trust_pickle: bool, out: str | None,
+                   overwrite: bool) -> None:
     """How well each MODEL (default: every shipped model with an encoder or inverter) reproduces its own samples,
     real test images and the support-set images, through its encoder and after refining the latent."""
     from latentmap.evaluation.expressiveness import RATIOS, benchmark_expressiveness, bootstrap_seconds
@@ -174,7 +191,8 @@ def expressiveness(models, support_set, dataset, data_dir, image_transform, imag
     click.echo(f"report written to {out}/index.html")
 
 
-def _expressiveness_support(spec, data_dir):
+def _expressiveness_support(spec: str | None,
+                            data_dir: str | None) -> tuple[torch.Tensor | None, str, str | None]:
     """(images or None, description, name of the model that chose the images or None) of a support-set folder or an
     image set."""
     if spec is None:
@@ -192,7 +210,7 @@ def _expressiveness_support(spec, data_dir):
             model.get("name") if isinstance(model, dict) else None)
 
 
-def _to_reference(ref, models, image_transform) -> None:
+def _to_reference(ref: LatentModel, models: Iterable[LatentModel], image_transform: str | None) -> None:
     """Every generator model's images must reach the reference's shape (directly or through --image-transform):
     refused before any sampling."""
     from latentmap.data.transforms import resolve_input
@@ -201,7 +219,8 @@ def _to_reference(ref, models, image_transform) -> None:
         resolve_input(image_transform, m.image_shape, ref, f"the images of generator '{m.name}'")
 
 
-def _as_reference_takes(ref, real, sets, image_transform):
+def _as_reference_takes(ref: LatentModel, real: ImageDataset, sets: list[GeneratedSet],
+                        image_transform: str | None) -> tuple[ImageDataset, list[GeneratedSet]]:
     """(real images, generated sets) turned into the reference's shape (latentmap.data.transforms)."""
     from dataclasses import replace
 
@@ -216,16 +235,18 @@ def _as_reference_takes(ref, real, sets, image_transform):
 
 # --------------------------------------------------------------------------- coverage and fidelity
 
-def _generators(specs, device, trust_pickle):
+def _generators(specs: list[str], device: str,
+                trust_pickle: bool) -> tuple[list[LatentModel | str], list[LatentModel]]:
     """(generators: the models, then the image-set specs; the loaded models). No spec: every shipped model."""
     image_sets, model_specs = _split_generators(specs)
-    models = []
+    models: list[LatentModel] = []
     if model_specs or not image_sets:
         models, _names = _load_models(model_specs, device, trust_pickle, encoder_needed=False)
-    return models + image_sets, models
+    return [*models, *image_sets], models
 
 
-def _common_generator_options(fn):
+def _common_generator_options(fn: F) -> F:
+    """The options coverage and fidelity share: the real images, the samples and their sampler, k, calibration."""
     for option in reversed([
             dataset_option(), data_dir_option, input_transform_option, _real_images_option(None),
             click.option("--samples", type=click.IntRange(min=10), default=10_000, show_default=True,
@@ -240,8 +261,10 @@ def _common_generator_options(fn):
     return fn
 
 
-def _generated(generators, models, *, samples, sampler, fit_images, components, seed, batch_size, dataset, data_dir,
-               calibration, real_count, progress, image_transform=None):
+def _generated(generators: Sequence[LatentModel | str], models: Sequence[LatentModel], *, samples: int, sampler: str,
+               fit_images: int, components: int, seed: int, batch_size: int, dataset: str, data_dir: str | None,
+               calibration: bool, real_count: int, progress: bool,
+               image_transform: str | None = None) -> list[GeneratedSet]:
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.generator_bench import calibration_set, generated_sets
 
@@ -262,9 +285,10 @@ def _generated(generators, models, *, samples, sampler, fit_images, components, 
               help="Real images a sector needs before it can be flagged under-represented.")
 @_common_generator_options
 @output_options("report", "bench-coverage")
-def coverage(generators, support_set, reference, min_count, dataset, data_dir, image_transform, images, samples,
-             sampler, fit_images,
-             components, k, calibration, seed, batch_size, device, progress, trust_pickle, out, overwrite):
+def coverage(generators: tuple[str, ...], support_set: str | None, reference: str | None, min_count: int,
+             dataset: str | None, data_dir: str | None, image_transform: str | None, images: int | None, samples: int,
+             sampler: str, fit_images: int, components: int, k: int, calibration: bool, seed: int, batch_size: int,
+             device: str, progress: bool, trust_pickle: bool, out: str | None, overwrite: bool) -> None:
     """Share of real and generated images in each sector of the support set's reference space, per GENERATOR
     (models, or image sets npy:PATH / folder:PATH; default every shipped model), with fidelity and diversity."""
     from latentmap.evaluation.coverage import reference_model_spec
@@ -281,6 +305,7 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
     gens, models = _generators(list(generators), device, trust_pickle)
     dataset = choose_dataset(models, dataset)
     support_spec = _support_spec(support_set, dataset, True)
+    assert support_spec is not None  # required: a missing support set is a usage error
     support = SupportSet.load(support_spec)
     ref = load_model(reference or reference_model_spec(support_spec, support.manifest), device=device,
                      allow_pickle=trust_pickle)
@@ -308,9 +333,10 @@ def coverage(generators, support_set, reference, min_count, dataset, data_dir, i
                    "support set for the dataset).")
 @_common_generator_options
 @output_options("report", "bench-fidelity")
-def fidelity(generators, reference, dataset, data_dir, image_transform, images, samples, sampler, fit_images,
-             components, k,
-             calibration, seed, batch_size, device, progress, trust_pickle, out, overwrite):
+def fidelity(generators: tuple[str, ...], reference: str | None, dataset: str | None, data_dir: str | None,
+             image_transform: str | None, images: int | None, samples: int, sampler: str, fit_images: int,
+             components: int, k: int, calibration: bool, seed: int, batch_size: int, device: str, progress: bool,
+             trust_pickle: bool, out: str | None, overwrite: bool) -> None:
     """Precision, recall, density, coverage and a Fréchet distance of each GENERATOR against real test images, in a
     reference model's latent space (named as such: never FID)."""
     from latentmap.evaluation.coverage import reference_model_spec

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TYPE_CHECKING, Any, SupportsInt
+
 import click
 
 from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, choose_dataset, cycle_option,
@@ -12,25 +16,33 @@ from latentmap.cli.options import (alpha_option, batch_size_option, bias_option,
                                    output_options, prepare_output, progress_option, reported_warnings,
                                    samples_option, seed_option, split_choice, trust_pickle_option, warn_later)
 
+if TYPE_CHECKING:
+    from latentmap.evaluation.atlas import AtlasResult
+    from latentmap.maps.base import MapEstimator
+    from latentmap.maps.fitting import FitSource
+    from latentmap.maps.linear import LinearMap
+    from latentmap.models.base import LatentModel
+
 
 @click.group("map")
-def command():
+def command() -> None:
     """Fit and evaluate linear maps z_B ≈ M z_A between latent spaces."""
 
 
 # --------------------------------------------------------------------------- helpers
 
-def _load(spec, device, trust_pickle=False):
+def _load(spec: str, device: str, trust_pickle: bool = False) -> LatentModel:
     from latentmap.models.registry import load_model
 
     return load_model(spec, device=device, allow_pickle=trust_pickle)
 
 
-def _alpha_text(linear_map) -> str:
+def _alpha_text(linear_map: LinearMap) -> str:
     return f"auto ({linear_map.alpha_:.3g})" if linear_map.alpha == "auto" else f"{linear_map.alpha:g}"
 
 
-def _estimator_factories(text: str, fit_source, bias, alpha, method, method_given: bool) -> dict:
+def _estimator_factories(text: str, fit_source: FitSource, bias: bool | None, alpha: float | str | None, method: str,
+                         method_given: bool) -> dict[str, Callable[[], MapEstimator]]:
     """{label: factory} for the estimator specs in ``text``; --bias/--method go to linear ones, --alpha to those
     that take it. A linear spec keeps the fit source's defaults (bias-free, GCV ridge for a support set)."""
     from latentmap.maps.linear import LinearMap
@@ -45,19 +57,20 @@ def _estimator_factories(text: str, fit_source, bias, alpha, method, method_give
     if alpha is not None and not any("alpha" in s.kind.cls._get_param_names() for s in specs):
         raise click.UsageError(f"--alpha does not apply to {', '.join(s.label for s in specs)}; give the "
                                "estimator's parameters in the spec (NAME:KEY=VALUE)")
-    factories = {}
+    factories: dict[str, Callable[[], MapEstimator]] = {}
     for spec in specs:
         if spec.kind.cls is LinearMap:
             p = {"bias": bias, "alpha": alpha, "method": method, **spec.params}
-            factories[spec.label] = lambda p=p: fit_source.new_map(bias=p["bias"], alpha=p["alpha"], method=p["method"])
+            factories[spec.label] = partial(fit_source.new_map, bias=p["bias"], alpha=p["alpha"], method=p["method"])
         else:
-            factories[spec.label] = lambda spec=spec: spec.make(overrides={"alpha": alpha})
+            factories[spec.label] = partial(spec.make, overrides={"alpha": alpha})
     for make in factories.values():  # parameters that only conflict together (alpha with procrustes) fail here
         make()._validate_params()
     return factories
 
 
-def _default_transform(spec, data_shape, models, what: str):
+def _default_transform(spec: str | None, data_shape: Iterable[SupportsInt], models: Iterable[LatentModel],
+                       what: str) -> str | None:
     """``spec``, or "auto" (with a warning) when the models or the data work on images of different shapes."""
     shapes = {tuple(data_shape), *(tuple(m.image_shape) for m in models)}
     if spec is not None or len(shapes) == 1:
@@ -96,8 +109,10 @@ def _method_given() -> bool:
 @device_option
 @progress_option
 @trust_pickle_option
-def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bias, alpha, method, estimator,
-        image_transform, out, overwrite, seed, batch_size, data_dir, device, progress, trust_pickle):
+def fit(source: str, target: str, support_set: str | None, dataset: str | None, fit_images: int | None,
+        samples: int | None, fit_split: str, bias: bool | None, alpha: float | str | None, method: str, estimator: str,
+        image_transform: str | None, out: str | None, overwrite: bool, seed: int, batch_size: int,
+        data_dir: str | None, device: str, progress: bool, trust_pickle: bool) -> None:
     """Fit a map (linear by default, --estimator) from SOURCE's latent space to TARGET's and save it as a folder."""
     from latentmap.maps.fitting import fit_map, resolve_fit_source
     from latentmap.models.registry import record_model
@@ -144,7 +159,8 @@ def fit(source, target, support_set, dataset, fit_images, samples, fit_split, bi
 
 # --------------------------------------------------------------------------- eval
 
-def _model_from_map(map_dir, info: dict, side: str, override, device, trust_pickle=False):
+def _model_from_map(map_dir: str, info: dict[str, Any], side: str, override: str | None, device: str,
+                    trust_pickle: bool = False) -> tuple[LatentModel, str]:
     """(model, spec): the one given, else the one the map records, refused if it changed since the fit."""
     from latentmap.models.registry import load_recorded_model
 
@@ -171,8 +187,10 @@ def _model_from_map(map_dir, info: dict, side: str, override, device, trust_pick
 @device_option
 @progress_option
 @trust_pickle_option
-def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, grid_images, lpips, cycle,
-             image_transform, seed, batch_size, data_dir, device, progress, trust_pickle):
+def evaluate(map_dir: str, source: str | None, target: str | None, dataset: str | None, split: str,
+             images: int | None, out: str | None, overwrite: bool, grid_images: int, lpips: str, cycle: bool,
+             image_transform: str | None, seed: int, batch_size: int, data_dir: str | None, device: str,
+             progress: bool, trust_pickle: bool) -> None:
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.relocation import evaluate_relocation
@@ -250,9 +268,11 @@ def evaluate(map_dir, source, target, dataset, split, images, out, overwrite, gr
 @device_option
 @progress_option
 @trust_pickle_option
-def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fit_images, samples, split, images,
-          bias, alpha, method, estimators, image_transform, out, overwrite, lpips, cycle, seed, batch_size, data_dir,
-          device, progress, trust_pickle):
+def atlas(models_opt: tuple[str, ...], more_models: tuple[str, ...], fit_kind: str, support_set: str | None,
+          dataset: str | None, fit_split: str, fit_images: int | None, samples: int | None, split: str,
+          images: int | None, bias: bool | None, alpha: float | str | None, method: str, estimators: str | None,
+          image_transform: str | None, out: str | None, overwrite: bool, lpips: str, cycle: bool, seed: int,
+          batch_size: int, data_dir: str | None, device: str, progress: bool, trust_pickle: bool) -> None:
     """Every ordered pair of models: fit, relocate, compare (ratio matrix by type, grids, CSV, JSON)."""
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.atlas import build_atlas
@@ -293,8 +313,10 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
     if estimators is not None:
         factories = _estimator_factories(estimators, fit, bias, alpha, method, _method_given())
     with reported_warnings():
+        # estimators: a copy, typed at the call as the dict build_atlas's signature names (dict is invariant)
         result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
-                             estimators=factories, batch_size=batch_size, lpips=lpips,
+                             estimators=None if factories is None else dict(factories), batch_size=batch_size,
+                             lpips=lpips,
                              model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress, seed=seed,
                              cycle=cycle, image_transform=image_transform)
     save_atlas(result, out, models, test, overwrite=overwrite)
@@ -306,7 +328,7 @@ def atlas(models_opt, more_models, fit_kind, support_set, dataset, fit_split, fi
     click.echo(f"report written to {out}/index.html")
 
 
-def _print_atlas(result) -> None:
+def _print_atlas(result: AtlasResult) -> None:
     several = len(result.estimators) > 1
     width = max([len(label) for label in result.estimators] + [9])
     est = f" {'estimator':{width}s}" if several else ""

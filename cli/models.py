@@ -11,7 +11,9 @@ show its latent size and image shape. Heavy modules are imported inside the comm
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,14 +31,14 @@ NOT_A_MODEL = ("no config.json (latentmap checkpoint), model_config.json + model
 
 
 @click.group("models")
-def command():
+def command() -> None:
     """Inspect models: shipped checkpoints, checkpoint folders, pythae folders, generator pickles."""
 
 
 # ---------------------------------------------------------------- identifying a path
 
 
-def identify(path: Path) -> dict | None:
+def identify(path: Path) -> dict[str, Any] | None:
     """What ``path`` holds: a record with ``source`` (checkpoint, diffusers, pythae, pickle), ``name``, ``kind``,
     ``latent``, ``config``; None when it is no model. A broken config.json raises CheckpointError."""
     from latentmap.io.checkpoint import CONFIG_NAME, read_config
@@ -58,7 +60,7 @@ def identify(path: Path) -> dict | None:
     return None
 
 
-def _diffusers_folder(path: Path) -> dict | None:
+def _diffusers_folder(path: Path) -> dict[str, Any] | None:
     """The record of a diffusers autoencoder folder (or a pipeline folder's vae/), None for anything else; a
     checkpoint latentmap trained as one stays a checkpoint."""
     from latentmap.models import diffusers_model as dm
@@ -75,22 +77,22 @@ def _diffusers_folder(path: Path) -> dict | None:
             "kind": f"diffusers {config['_class_name']}", "latent": c * h * w}
 
 
-def _inverter_trained(config: dict) -> bool:
+def _inverter_trained(config: dict[str, Any]) -> bool:
     return isinstance((config.get("training") or {}).get("inverter"), dict)
 
 
-def _dataset(config: dict) -> str | None:
+def _dataset(config: dict[str, Any]) -> str | None:
     settings = (config.get("training") or {}).get("settings") or {}
     value = config.get("dataset") or (settings.get("dataset") if isinstance(settings, dict) else None)
     return str(value) if value else None
 
 
-def _test_mse(config: dict):
+def _test_mse(config: dict[str, Any]) -> float | None:
     value = (config.get("metrics") or {}).get("test_mse")
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _note(record: dict) -> str:
+def _note(record: dict[str, Any]) -> str:
     config, kind = record["config"], record["kind"]
     if record["source"] == "pythae":
         pickled = _pythae_pickles(record)
@@ -114,8 +116,8 @@ def _note(record: dict) -> str:
 # ---------------------------------------------------------------- models list
 
 
-def _list_rows(paths) -> list[tuple]:
-    rows = []
+def _list_rows(paths: Iterable[Path]) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for path in paths:
         try:
             record = identify(path)
@@ -130,7 +132,7 @@ def _list_rows(paths) -> list[tuple]:
     return rows
 
 
-def _print_table(rows) -> None:
+def _print_table(rows: Sequence[tuple[str, ...]]) -> None:
     header = ("name", "kind", "latent", "dataset", "test MSE", "notes")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     right = {2, 4}
@@ -142,7 +144,7 @@ def _print_table(rows) -> None:
 
 @command.command("list")
 @click.argument("directory", required=False, type=click.Path())
-def list_models(directory):
+def list_models(directory: str | None) -> None:
     """Name, kind, latent size, dataset and test MSE of every model in DIRECTORY.
 
     Without DIRECTORY: the models shipped with latentmap (load them by name, e.g.
@@ -191,7 +193,7 @@ def locate(spec: str) -> Path:
     raise CheckpointError(f"no model '{spec}': no such file or folder, and no shipped model of that name ({names})")
 
 
-def _prior(config: dict) -> str:
+def _prior(config: dict[str, Any]) -> str:
     declared = config.get("prior")
     if declared:
         return declared if isinstance(declared, str) else json.dumps(declared, sort_keys=True)
@@ -201,7 +203,7 @@ def _prior(config: dict) -> str:
     return "standard normal N(0, I)"
 
 
-def _inverter_line(config: dict) -> str:
+def _inverter_line(config: dict[str, Any]) -> str:
     trained = (config.get("training") or {}).get("inverter")
     if not isinstance(trained, dict):
         return "not trained (encode runs an untrained network; see `latentmap train inverter`)"
@@ -214,7 +216,7 @@ def _inverter_line(config: dict) -> str:
     return ", ".join(parts)
 
 
-def _training_line(config: dict) -> str | None:
+def _training_line(config: dict[str, Any]) -> str | None:
     training = config.get("training") or {}
     settings = training.get("settings") or {}
     parts = []
@@ -228,7 +230,7 @@ def _training_line(config: dict) -> str | None:
     return ", ".join(parts) or None
 
 
-def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
+def _checkpoint_lines(record: dict[str, Any]) -> list[tuple[str, str]]:
     config, kind = record["config"], record["kind"]
     external = config.get("external") if isinstance(config.get("external"), dict) else None
     if kind == "external-stylegan":
@@ -271,14 +273,14 @@ def _checkpoint_lines(record: dict) -> list[tuple[str, str]]:
     return lines
 
 
-def _diffusers_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
+def _diffusers_lines(record: dict[str, Any], trust: bool = False) -> list[tuple[str, str]]:
     from latentmap.models.diffusers_model import describe_folder
 
     lines = describe_folder(record["path"], record["config"])
     return [*lines[:3], ("prior", NO_PRIOR), *lines[3:], ("dataset", "- (diffusers folders do not record it)")]
 
 
-def _weights_state(file: Path, expected) -> str:
+def _weights_state(file: Path, expected: str) -> str:
     """"model.safetensors (1.2 MB, sha256 as recorded)", or what is wrong with the file."""
     from latentmap.io.checkpoint import sha256_file
 
@@ -310,7 +312,7 @@ def _loaded_lines(spec: str) -> list[tuple[str, str]]:
     return lines
 
 
-def _pickle_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
+def _pickle_lines(record: dict[str, Any], trust: bool = False) -> list[tuple[str, str]]:
     size = record["path"].stat().st_size / 1e6
     head = [("kind", PICKLE_NOTE), ("size", f"{size:.1f} MB")]
     if trust:
@@ -322,7 +324,7 @@ def _pickle_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
             ("warning", "unpickling runs code stored in the file: load it only if you trust its source")]
 
 
-def _py_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
+def _py_lines(record: dict[str, Any], trust: bool = False) -> list[tuple[str, str]]:
     head = [("kind", "py: factory (imports and runs the named code; the module is looked up on the Python path, "
                      "then in the working folder)")]
     if trust:
@@ -333,7 +335,7 @@ def _py_lines(record: dict, trust: bool = False) -> list[tuple[str, str]]:
 @command.command("info")
 @click.argument("model")
 @trust_pickle_option
-def info(model, trust_pickle):
+def info(model: str, trust_pickle: bool) -> None:
     """Kind, latent size, image shape, prior, encoder or inverter, dataset and metrics of MODEL.
 
     MODEL is a shipped model's name (see `latentmap models list`), a path, a diffusers:PATH or a
@@ -342,12 +344,13 @@ def info(model, trust_pickle):
     py: spec is loaded to show its latent size and image shape."""
     path = locate(model)
     if model.startswith("py:"):
-        record = {"source": "py", "spec": model, "name": model, "path": None}
+        record: dict[str, Any] = {"source": "py", "spec": model, "name": model, "path": None}
         lines = [("name", model), *_py_lines(record, trust_pickle)]
     else:
-        record = identify(path)
-        if record is None:
+        found = identify(path)
+        if found is None:
             raise CheckpointError(f"'{model}' is not a model: {NOT_A_MODEL}")
+        record = found
         if record["source"] == "checkpoint":
             described = _checkpoint_lines(record)
         else:

@@ -1,5 +1,7 @@
 """``latentmap train KIND``: train a reference model and write its checkpoint folder."""
 
+from typing import Any
+
 import click
 
 from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice, PositiveInts, data_dir_option,
@@ -54,10 +56,14 @@ from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice
 @click.option("--track-every", type=click.IntRange(min=1), default=None,
               help="Training steps between two trajectory records [default: 10].")
 @progress_option
-def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, device, out, overwrite, name, channels,
-            hidden, train_images, test_images, model_spec, trust_pickle, inverter_steps, inverter_batch_size, inverter_lr,
-            inverter_image_weight, inverter_channels, inverter_eval_samples, image_transform, own_samples_only, z_dim,
-            gamma_min, r1_gamma, latent_channels, kl_weight, track, track_every, progress):
+def command(kind: str, dataset: str, data_dir: str | None, latent_dim: int, epochs: int, seed: int, batch_size: int,
+            lr: float | None, device: str, out: str | None, overwrite: bool, name: str | None,
+            channels: list[int] | None, hidden: int | None, train_images: int | None, test_images: int | None,
+            model_spec: str | None, trust_pickle: bool, inverter_steps: int | None, inverter_batch_size: int | None,
+            inverter_lr: float | None, inverter_image_weight: float | None, inverter_channels: list[int] | None,
+            inverter_eval_samples: int | None, image_transform: str | None, own_samples_only: bool, z_dim: int | None,
+            gamma_min: float | None, r1_gamma: float | None, latent_channels: int | None, kl_weight: float | None,
+            track: int, track_every: int | None, progress: bool) -> None:
     """Train a reference model of KIND and save it as a checkpoint folder.
 
     For gan and stylegan, --latent-dim is the size of z (gan) or w (stylegan), and the
@@ -79,14 +85,17 @@ def command(kind, dataset, data_dir, latent_dim, epochs, seed, batch_size, lr, d
     for flag, value in (("--latent-channels", latent_channels), ("--kl-weight", kl_weight)):
         if value is not None and kind != "kl":
             raise click.BadParameter(f"{flag} is only used with `latentmap train kl`", param_hint=flag)
-    if kind == "kl" and click.get_current_context().get_parameter_source("latent_dim").name != "DEFAULT":
-        raise click.BadParameter("kl's latent is C x h x w: --latent-channels sets C, --channels the blocks (h x w)",
-                                 param_hint="--latent-dim")
+    if kind == "kl":
+        latent_dim_source = click.get_current_context().get_parameter_source("latent_dim")
+        assert latent_dim_source is not None  # a parameter of the running command always has a source
+        if latent_dim_source.name != "DEFAULT":
+            raise click.BadParameter("kl's latent is C x h x w: --latent-channels sets C, --channels the blocks "
+                                     "(h x w)", param_hint="--latent-dim")
     if kind == "inverter" and not model_spec:
         raise click.BadParameter("`latentmap train inverter` needs --model PATH", param_hint="--model")
     if lr is None:  # each trainer has its own sensible default (Adam for VAEs, GAN rates for GANs)
         lr = getattr(TRAINERS[kind], "default_lr", 1e-3)
-    options = {"channels": channels, "hidden": hidden}
+    options: dict[str, Any] = {"channels": channels, "hidden": hidden}
     extra = {"model": model_spec, "trust_pickle": trust_pickle or None, "inverter_steps": inverter_steps,
              "inverter_batch_size": inverter_batch_size, "inverter_lr": inverter_lr,
              "inverter_image_weight": inverter_image_weight, "inverter_channels": inverter_channels,

@@ -9,6 +9,7 @@ grid between pairs of encoded test images, carried into a second model through a
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -22,6 +23,12 @@ from latentmap.report.html import Section
 from latentmap.report.interpolation import describe as describe_interpolation
 from latentmap.io.names import slug
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.interpolation import InterpolationResult
+    from latentmap.maps.base import MapEstimator
+    from latentmap.models.base import LatentModel
+
 # Means, variances and the PCA spectrum settle well within 2,000 images; evenly spaced test
 # images keep every class in the sample and the section quick on a CPU.
 DEMO_DIAGNOSTICS_TEST_IMAGES = 2000
@@ -33,7 +40,7 @@ TABLE_COLUMNS = ["model", "kind", "latent_dim", "prior", "inactive_variables", "
                  "variance_loss"]
 
 
-def _partner(ctx: DemoContext, model):
+def _partner(ctx: DemoContext, model: LatentModel) -> tuple[LatentModel | None, MapEstimator | None, str]:
     """(partner model, fitted map model -> partner, how it was fitted), or (None, None, "") with one model."""
     others = [m for m in ctx.models if m is not model and m.image_shape == model.image_shape]
     if not others:
@@ -51,7 +58,7 @@ def _partner(ctx: DemoContext, model):
     return partner, linear_map, f"an affine map fitted on {len(fit)} training images"
 
 
-def _interpolation(ctx: DemoContext, model, test):
+def _interpolation(ctx: DemoContext, model: LatentModel, test: ImageDataset) -> InterpolationResult:
     partner, linear_map, how = _partner(ctx, model)
     pairs = pair_positions(len(test), INTERPOLATION_PAIRS)
     x0 = test.batch([a for a, _ in pairs])
@@ -62,6 +69,8 @@ def _interpolation(ctx: DemoContext, model, test):
 
 @register_demo_section(50, "latent diagnostics")
 def diagnostics_section(ctx: DemoContext) -> Section:
+    """Latent diagnostics of every model on evenly spaced test images: a summary table, and one page per model
+    (``diagnostics/<model>/``) with its figures and an interpolation grid carried into a partner model."""
     test = ctx.test.evenly_spaced_subset(DEMO_DIAGNOSTICS_TEST_IMAGES)
     rows, links = [], []
     for model in ctx.models:

@@ -9,9 +9,13 @@ test image of the demo. A demo on fewer test images (``--images N``) shrinks the
 
 from __future__ import annotations
 
-from latentmap.data.datasets import load_dataset
+from collections.abc import Callable
+from typing import Any
+
+from latentmap.data.datasets import ImageDataset, load_dataset
 from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.evaluation.expressiveness import benchmark_expressiveness
+from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import benchmark_coverage, calibration_set, generated_sets
 from latentmap.report.coverage import coverage_findings, coverage_sections
 from latentmap.report.expressiveness import expressiveness_sections, findings
@@ -26,7 +30,7 @@ COVERAGE_SAMPLES = 2000
 SUPPORT_NAME = "fmnist-svae"
 
 
-def _support(ctx: DemoContext):
+def _support(ctx: DemoContext) -> SupportSet | None:
     """The shipped support set, or the one the support-set section built into the report; None if neither."""
     for folder in (ctx.checkpoints.parent / "support_sets" / SUPPORT_NAME, ctx.out / "support_set"):
         if (folder / "manifest.json").is_file():
@@ -37,7 +41,8 @@ def _support(ctx: DemoContext):
 SHOWN_FINDINGS = 3  # the benchmark's findings shown open on the demo page; the rest fold
 
 
-def _merge(title: str, intro: list[str], sections: list[Section], shown=lambda k, part: k == 0) -> Section:
+def _merge(title: str, intro: list[str], sections: list[Section],
+           shown: Callable[[int, Section], bool] = lambda k, part: k == 0) -> Section:
     """One demo section holding the benchmark's sections as sub-headings: those ``shown(position, section)``
     accepts open, the others (the long and the repeated ones) folded under their title; the intro's first
     sentences open, the rest folded."""
@@ -58,7 +63,7 @@ def _merge(title: str, intro: list[str], sections: list[Section], shown=lambda k
     return merged
 
 
-def _train_if_needed(ctx: DemoContext):
+def _train_if_needed(ctx: DemoContext) -> ImageDataset | None:
     if all(m.has_prior for m in ctx.models):
         return None
     return load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
@@ -66,6 +71,8 @@ def _train_if_needed(ctx: DemoContext):
 
 @register_demo_section(35, "expressiveness")
 def expressiveness_section(ctx: DemoContext) -> Section:
+    """The expressiveness benchmark at the demo's sizes: how well every model with an encoder or inverter
+    reproduces its own samples, real test images and the support-set images; its findings and sections."""
     models = [m for m in ctx.models if m.has_trained_encoder]
     if not models:
         return Section("Generator expressiveness").text("No model with an encoder or a trained inverter.")
@@ -91,10 +98,13 @@ def expressiveness_section(ctx: DemoContext) -> Section:
 
 @register_demo_section(36, "coverage")
 def coverage_section(ctx: DemoContext) -> Section:
+    """Sector coverage, fidelity and diversity of every model's samples (and real training images as calibration)
+    in the support set's reference space; a note instead when the support set or its model is missing."""
     support = _support(ctx)
     by_name = {m.name: m for m in ctx.models}
-    reference = by_name.get((support.manifest.get("model") or {}).get("name")) if support is not None else None
-    if reference is None:
+    recorded: dict[str, Any] = (support.manifest.get("model") or {}) if support is not None else {}
+    reference = by_name.get(recorded["name"]) if recorded.get("name") is not None else None
+    if support is None or reference is None:
         return Section("Sector coverage").text("Coverage needs the support set and its reference model among the "
                                                "demo's models; neither was found.")
     train = load_dataset(DEMO_DATASET, "train", data_dir=ctx.data_dir)
@@ -104,6 +114,7 @@ def coverage_section(ctx: DemoContext) -> Section:
     result = benchmark_coverage(reference, support, ctx.test, sets, real_source=f"{DEMO_DATASET} test images")
     sections = coverage_sections(result, ctx.out / "coverage", prefix="coverage/")
     ctx.summary["coverage"] = result.summary_frame().to_dict(orient="records")
+    assert isinstance(result.fidelity, FidelityResult)  # benchmark_coverage computes it by default
     ctx.summary["fidelity"] = result.fidelity.to_dict()
     sized = (f"Demo sizes: {samples} samples of every model (the VAEs through their prior samples) and "
              f"{samples} real training images as calibration, against {len(ctx.test)} test images.")

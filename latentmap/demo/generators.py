@@ -21,6 +21,8 @@ SAMPLES = 1000
 
 @register_demo_section(20, "generators")
 def generators_section(ctx: DemoContext) -> Section:
+    """For every model with an inverter: the image MSE of its inversions on own samples and on real test images
+    (inverter_mse.csv), and a grid of prior samples, real images and their inversions."""
     section = Section("Generators and their inverters")
     generators = [m for m in ctx.models if isinstance(getattr(m, "inverter", None), torch.nn.Module)]
     if not generators:

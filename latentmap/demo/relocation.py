@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.context import DEMO_DATASET, QUICK_TEST_IMAGES, DemoContext, register_demo_section
@@ -21,6 +22,10 @@ from latentmap.report.atlas import write_atlas
 from latentmap.report.findings import describe_fit, relocation_ratio_findings
 from latentmap.report.html import Section, shown_path
 
+if TYPE_CHECKING:
+    from latentmap.evaluation.atlas import AtlasResult
+    from latentmap.support.build import SupportSet
+
 DEMO_FIT_IMAGES = 10000
 # Each ordered pair decodes, re-encodes and cycles every evaluated image: 2,000 evenly spaced
 # test images keep the means stable while the demo stays a few minutes on a CPU.
@@ -28,22 +33,23 @@ DEMO_ATLAS_TEST_IMAGES = 2000
 SUPPORT_SET_NAME = "fmnist-svae"
 
 
-def _support_set(ctx: DemoContext):
-    """The shipped support set, else the one an earlier section saved into the report, else None."""
+def _support_set(ctx: DemoContext) -> tuple[SupportSet, Path] | None:
+    """(support set, its folder): the shipped one, else the one an earlier section saved into the report; else
+    None."""
     from latentmap.support.build import MANIFEST_NAME, SupportSet
 
     for folder in (ctx.checkpoints.parent / "support_sets" / SUPPORT_SET_NAME, ctx.out / "support_set"):
         if (folder / MANIFEST_NAME).is_file():
             return SupportSet.load(folder), folder
-    return None, None
+    return None
 
 
-def _summary_rows(atlas) -> list[dict]:
+def _summary_rows(atlas: AtlasResult) -> list[dict[str, Any]]:
     return [{"source": r.source, "target": r.target, "type": r.type, "target_mse": r.target_mse,
              "relocated_mse": r.relocated_mse, "ratio": r.ratio, "latent_r2": r.latent_r2} for r in atlas.results]
 
 
-def _by_label_table(section: Section, atlas) -> None:
+def _by_label_table(section: Section, atlas: AtlasResult) -> None:
     """Type 1 pairs' ratio per label: where one linear map serves some classes worse than others."""
     frame = atlas.by_label_frame()
     if not len(frame) or not (frame["type"] == 1).any():
@@ -57,7 +63,7 @@ def _by_label_table(section: Section, atlas) -> None:
     section.table(table)
 
 
-def _overview(atlas, folder: str, title: str, fold_matrix: bool = False) -> Section:
+def _overview(atlas: AtlasResult, folder: str, title: str, fold_matrix: bool = False) -> Section:
     """The atlas on the demo page: its findings, the ratio heat map (``fold_matrix``: folded) and a link to its
     own page (every table, grid and map)."""
     section = Section(title)
@@ -76,6 +82,8 @@ def _overview(atlas, folder: str, title: str, fold_matrix: bool = False) -> Sect
 
 @register_demo_section(40, "relocation atlas")
 def relocation_atlas_section(ctx: DemoContext) -> Section:
+    """The relocation atlas over every model, fitted on training images (its own page under ``atlas/``), and,
+    when there is a support set, a second atlas fitted on it (under ``atlas_support_set/``)."""
     # models of another image shape get the test and fit images through the demo's image transform
     models = ctx.models + ctx.other_models
     transform = ctx.image_transform if ctx.other_models else None
@@ -96,10 +104,11 @@ def relocation_atlas_section(ctx: DemoContext) -> Section:
     ctx.summary["relocation_atlas"] = {"fit": atlas.fit_source, "map": atlas.map_params, "pairs": _summary_rows(atlas)}
     _by_label_table(section, atlas)
 
-    support, folder = _support_set(ctx)
-    if support is None:
+    found = _support_set(ctx)
+    if found is None:
         section.text("No support set was available, so no support-set fit is shown.", cls="note")
         return section
+    support, folder = found
     try:
         # a support set built into this report is recorded by its place in the report, not the temporary folder
         where = os.path.relpath(folder, ctx.out) if ctx.out in Path(folder).parents else shown_path(folder)

@@ -9,9 +9,11 @@ A feature adds a section module that registers itself with
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,14 +40,20 @@ from latentmap.demo import diagnostics, expressiveness, generators, relocation, 
 from latentmap.demo.context import (_SECTIONS, DEMO_DATASET, DEMO_IMAGE_TRANSFORM, QUICK_TEST_IMAGES,  # noqa: E402
                                     DemoContext, register_demo_section)
 
+if TYPE_CHECKING:
+    import torch
+
 
 @dataclass
 class DemoResult(FrameRepr):
-    out: Path
-    rows: list
-    summary: dict
+    """What :func:`run_demo` wrote: the report folder, one row per model (reconstructions) and the whole summary
+    (the report's summary.json)."""
 
-    def to_frame(self):
+    out: Path
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+
+    def to_frame(self) -> pd.DataFrame:
         """One row per model: its kind, latent size and reconstruction MSE on the demo's test images."""
         return records_frame(self.rows)
 
@@ -60,7 +68,9 @@ def default_checkpoints() -> Path:
     return shipped_root() / "checkpoints"
 
 
-def find_checkpoints(folder) -> list[Path]:
+def find_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
+    """The checkpoint folders (folders with config.json) directly in ``folder``, sorted by name; CheckpointError
+    when ``folder`` is missing or holds none."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder '{folder}' does not exist")
@@ -70,7 +80,8 @@ def find_checkpoints(folder) -> list[Path]:
     return found
 
 
-def run_demo(checkpoints="checkpoints", out="reports/demo", *, data_dir=None, device=None,
+def run_demo(checkpoints: str | os.PathLike[str] = "checkpoints", out: str | os.PathLike[str] = "reports/demo", *,
+             data_dir: str | None = None, device: str | torch.device | None = None,
              test_images: int | None = None, overwrite: bool = True, progress: bool = False,
              quick: bool = False) -> DemoResult:
     """Run every demo section into ``out``; ``quick``: a smoke run on small sizes (300 test images unless
@@ -121,7 +132,7 @@ VERDICT_COLUMNS = {"model": "generator", "test_mse": "test reconstruction MSE",
                    "density": "density", "coverage": "coverage"}
 
 
-def verdict_frame(summary: dict) -> tuple[pd.DataFrame, list[int]]:
+def verdict_frame(summary: dict[str, Any]) -> tuple[pd.DataFrame, list[int]]:
     """Every generator the demo benchmarked, ranked by the total variation of its sector coverage (lower:
     closer to the real images' sector shares), with its reconstruction MSE, support-set and real / own
     ratios, precision, recall, density and coverage; the calibration rows (real training images) last.
@@ -151,7 +162,7 @@ def verdict_frame(summary: dict) -> tuple[pd.DataFrame, list[int]]:
     return frame.rename(columns=VERDICT_COLUMNS), calibration
 
 
-def demo_verdict(summary: dict) -> tuple[list[str], Section | None]:
+def demo_verdict(summary: dict[str, Any]) -> tuple[list[str], Section | None]:
     """The demo's opening: a few sentences, on sector coverage, fidelity and diversity, expressiveness and
     relocation, and the generators ranked (:func:`verdict_frame`), from its ``summary.json``."""
     out = []

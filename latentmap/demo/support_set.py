@@ -7,6 +7,8 @@ report folder, so the demo works from checkpoints alone.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from latentmap.data.datasets import load_dataset
@@ -24,7 +26,7 @@ FALLBACK_GAIN_IMAGES = 1000
 SOURCE_PAIRWISE = {"support set": 0.183, "random pairs": 0.116}
 
 
-def _shipped_folder(ctx: DemoContext):
+def _shipped_folder(ctx: DemoContext) -> Path:
     return ctx.checkpoints.parent / "support_sets" / SHIPPED_NAME
 
 
@@ -46,6 +48,8 @@ def _load_or_build(ctx: DemoContext) -> tuple[SupportSet, str]:
 
 @register_demo_section(30, "support set")
 def support_set_section(ctx: DemoContext) -> Section:
+    """The shipped support set (or one built now from the demo's models): its statistics against the source's
+    figures, its contact sheet, the information gain of every variable and the sector populations."""
     support, origin = _load_or_build(ctx)
     m, stats = support.manifest, support.manifest.get("statistics", {})
     section = Section("Support set")
