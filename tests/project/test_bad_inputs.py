@@ -296,7 +296,7 @@ CASES = [
     # a user's folders named like latentmap's temporary ones survive a failed run beside them
     (["diagnose", "--model", "{tiny}", "--dataset", "digits", "--out", "own-report", "--overwrite"],
      "expects images of shape"),
-    # a model whose name would climb out of --out (a whole atlas of such names: tests/test_cli_map.py): the run
+    # a model whose name would climb out of --out (a whole atlas of such names: tests/cli/test_map.py): the run
     # fails once the models are loaded, nothing is written anywhere
     (["map", "atlas", "--models", "{tiny},{evil}", "--fit", "support-set", "--support-set", "{support_nan}", "--out",
       "atlas"], "finite pixel values"),

@@ -263,7 +263,7 @@ def test_committed_reports_index_lists_the_committed_reports():
 @pytest.fixture(scope="module")
 def small_report(tiny_vae_checkpoint, tmp_path_factory):
     """The demo's reconstruction section alone on the tiny VAE and 24 test images (the full demo is
-    exercised by tests/test_cli.py and tests/test_browser.py)."""
+    exercised by tests/cli/test_commands.py and tests/project/test_browser.py)."""
     from latentmap import load_dataset, load_model
     from latentmap.demo.story import DemoContext, reconstruction_section
     from latentmap.report.findings import demo_findings as findings
