@@ -1,4 +1,5 @@
-"""The package's shape: no import circle, arrows one way (cli -> demo/report -> computation -> base), small modules."""
+"""The package's shape: no import circle, arrows one way (cli -> demo/report -> computation -> base), small modules;
+and tests/ mirrors it (the tests of latentmap/<pkg>/<mod>.py in tests/<pkg>/test_<mod>.py)."""
 
 import ast
 from pathlib import Path
@@ -134,3 +135,74 @@ def test_the_cli_loads_no_torch_for_help():
     code = "import sys; from latentmap.cli.main import main; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", "the CLI entry point imports torch before a command runs"
+
+
+# --------------------------------------------------------------------------- the tests mirror the package
+
+# Folders of tests/ that mirror no package: the shared helpers and the project-wide checks.
+TEST_FOLDERS_APART = {"helpers", "project"}
+# Test files that check several modules of one package and are named for what they check, not for one module.
+DESCRIPTIVE_TEST_FILES = {
+    "tests/cli/test_commands.py", "tests/cli/test_map_estimators.py",
+    "tests/evaluation/test_benchmarks.py", "tests/evaluation/test_reference.py",
+    "tests/maps/test_contract.py", "tests/maps/test_distributed.py", "tests/maps/test_estimators.py",
+    "tests/maps/test_reference.py",
+    "tests/models/test_adapters.py", "tests/models/test_external.py",
+    "tests/report/test_bench_pages.py", "tests/report/test_pages.py", "tests/report/test_words.py",
+    "tests/support/test_reference.py",
+}
+
+
+def module_under_test(rel: Path) -> Path:
+    """The module ``tests/<pkg>/test_<mod>.py`` tests: ``latentmap/<pkg>/<mod>.py`` (``cli/<mod>.py`` for
+    tests/cli/), and ``latentmap/<mod>.py`` for a file at the top of tests/."""
+    parts = rel.parts
+    name = parts[-1].removeprefix("test_")
+    if len(parts) == 1:
+        return ROOT / "latentmap" / name
+    base = ROOT / "cli" if parts[0] == "cli" else ROOT / "latentmap" / parts[0]
+    return base.joinpath(*parts[1:-1], name)
+
+
+def mirror_offenders(tests_root: Path) -> list[str]:
+    offenders = []
+    for path in sorted(tests_root.rglob("*.py")):
+        rel = path.relative_to(tests_root)
+        if rel.parts[0] in TEST_FOLDERS_APART or "__pycache__" in rel.parts:
+            continue
+        if path.name in ("__init__.py", "conftest.py"):
+            continue
+        key = "tests/" + rel.as_posix()
+        if not path.name.startswith("test_"):
+            offenders.append(f"{key}: a helper outside tests/helpers/")
+        elif key in DESCRIPTIVE_TEST_FILES:
+            if len(rel.parts) != 2 or not (rel.parts[0] == "cli" or (ROOT / "latentmap" / rel.parts[0]).is_dir()):
+                offenders.append(f"{key}: a descriptive name outside a package folder")
+        elif not (module := module_under_test(rel)).is_file():
+            offenders.append(f"{key}: no module {module.relative_to(ROOT)}")
+    return offenders
+
+
+def test_every_test_file_mirrors_a_module_that_exists():
+    """tests/maps/test_linear.py tests latentmap/maps/linear.py, tests/cli/test_map.py cli/map.py, tests/test_stats.py
+    latentmap/stats.py; a file named for what it checks across several modules of one package is listed in
+    DESCRIPTIVE_TEST_FILES; helpers live in tests/helpers/, project-wide checks in tests/project/."""
+    offenders = mirror_offenders(ROOT / "tests")
+    assert not offenders, offenders
+    listed = [f for f in DESCRIPTIVE_TEST_FILES if not (ROOT / f).is_file()]
+    assert not listed, f"DESCRIPTIVE_TEST_FILES names files that are gone: {listed}"
+    for folder in (ROOT / "tests").iterdir():
+        if folder.is_dir() and folder.name != "__pycache__":
+            assert (folder / "__init__.py").is_file(), f"{folder.name}/ is not a package: pytest needs one scheme"
+
+
+def test_the_mirror_check_finds_a_test_file_of_no_module(tmp_path):
+    tests = tmp_path / "tests"
+    for rel in ("maps/test_linear.py", "maps/test_mapper.py", "test_scale.py", "helpers/refs.py", "maps/refs.py",
+                "project/test_anything.py"):
+        (tests / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tests / rel).write_text("")
+    found = mirror_offenders(tests)
+    assert found == ["tests/maps/refs.py: a helper outside tests/helpers/",
+                     "tests/maps/test_mapper.py: no module latentmap/maps/mapper.py",
+                     "tests/test_scale.py: no module latentmap/scale.py"], found
