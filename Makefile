@@ -49,7 +49,7 @@ typecheck: install
 
 # The notebooks of examples/, each run top to bottom in a fresh python3 kernel (also part of `make test`).
 notebooks: install data
-	$(BIN)/python -m pytest -q tests/test_notebook.py
+	$(BIN)/python -m pytest -q tests/project/test_notebook.py
 
 # The documentation site (docs/, mkdocs.yml) into site/, offline; any warning fails the build.
 docs: install
@@ -57,7 +57,7 @@ docs: install
 
 # The screenshots of the committed example reports that the pages of docs/reading/ show (headless chromium).
 docs-screenshots: install
-	$(BIN)/python tests/test_browser.py docs/img
+	$(BIN)/python tests/project/test_browser.py docs/img
 
 # Mutation testing of maps/, evaluation/, support/ and stats.py (not in CI; docs/mutation.md): mutmut tests a
 # seeded sample of MUTANTS mutants, each with the tests that reach its function; MUTATE_JOBS at once, at nice 19.

@@ -32,7 +32,7 @@ INPUT_PARAMS = frozenset({
     "anchor_model",
 })
 """Names of the command parameters whose values a command reads: :func:`latentmap.cli.options.prepare_output`
-adds their values to the inputs a command names itself (``tests/test_outputs.py`` checks every parameter of
+adds their values to the inputs a command names itself (``tests/project/test_outputs.py`` checks every parameter of
 every command that writes an output is either here or known not to be read)."""
 
 # outputs record the inputs they were made from: file name -> keys of each recorded path or spec

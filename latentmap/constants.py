@@ -1,7 +1,7 @@
 """Names and choices shared by the library and the CLI, each written once.
 
 Nothing here imports torch (or anything beyond the standard library), so the CLI reads its
-choices from here without slowing ``latentmap --help``. ``tests/test_constants.py`` checks that
+choices from here without slowing ``latentmap --help``. ``tests/project/test_constants.py`` checks that
 none of these is written a second time anywhere in the package.
 """
 

@@ -27,7 +27,7 @@ def _env():
     # no thread settings: the default a user gets, a plain run against torchrun's ranks
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
                                                              "MASTER_PORT", "OMP_NUM_THREADS", "LATENTMAP_THREADS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     env.update(LATENTMAP_DIST_BACKEND="gloo", CUDA_VISIBLE_DEVICES="")
     return env
 
@@ -83,7 +83,7 @@ def as_rank(monkeypatch):
 def _py_model(name: str):
     from latentmap.models.registry import load_model
 
-    return load_model(f"py:helpers_dist:{name}", device="cpu", allow_pickle=True)
+    return load_model(f"py:tests.helpers.distributed:{name}", device="cpu", allow_pickle=True)
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
@@ -195,7 +195,7 @@ def test_moments_state_of_shards_merges_to_the_whole():
 
 # --------------------------------------------------------------------------- 2 gloo ranks on CPU
 
-A, B = "py:helpers_dist:model_a", "py:helpers_dist:model_b"
+A, B = "py:tests.helpers.distributed:model_a", "py:tests.helpers.distributed:model_b"
 COMMON = ["--device", "cpu", "--no-progress", "--trust-code", "--overwrite"]
 FIT = ["map", "fit", "--source", A, "--target", B, "--trust-code",
        "--dataset", "synthetic:600", "--fit-split", "all", "--batch-size", "64", "--device", "cpu", "--no-progress"]
@@ -232,7 +232,7 @@ def runs(tmp_path_factory):
         (root / name).mkdir()
         spec = root / f"{name}.json"
         spec.write_text(json.dumps(_steps(root / name)))
-        steps = [str(TESTS / "helpers_dist.py"), "steps", str(spec)]
+        steps = [str(TESTS / "helpers" / "distributed.py"), "steps", str(spec)]
         started = time.perf_counter()
         run = launch(steps)
         assert run.returncode == 0, run.stderr[-3000:]
@@ -345,8 +345,8 @@ def test_map_atlas_on_two_ranks_equals_one_process(runs):
     _numbers_equal(a, b)
     assert [r["n_images"] for r in a["results"]] == [64, 64]
     # the streamed CKA of the two models against the hand formula on their encodings of the same 64 images
-    import helpers_dist
-    from references import linear_cka_hand
+    from tests.helpers import distributed as helpers_dist
+    from tests.helpers.references import linear_cka_hand
 
     from latentmap import load_dataset
 
@@ -377,7 +377,7 @@ def test_support_set_build_on_two_ranks_picks_the_same_images(runs):
 
 def test_a_rank_dying_mid_run_leaves_no_output(tmp_path):
     args = ["-m", "latentmap", *FIT, "--out", str(tmp_path / "map")]
-    args[args.index("py:helpers_dist:model_a")] = "py:helpers_dist:model_a_dying"
+    args[args.index("py:tests.helpers.distributed:model_a")] = "py:tests.helpers.distributed:model_a_dying"
     run = _torchrun(args)
     assert run.returncode != 0 and "exitcode: 3" in run.stderr  # rank 1 died as planned, rank 0 stopped
     assert list(tmp_path.iterdir()) == []  # no map, no temporary folder
