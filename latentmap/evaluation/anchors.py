@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +23,10 @@ from latentmap.constants import (ANCHOR_MAP_DEFAULTS, ANCHOR_STRATEGIES, COMPARE
                                  GAIN_IMAGES)
 from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.io.frames import FrameRepr, caption
+
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.models.base import LatentModel
 
 
 # =========================================================================== compare
@@ -36,10 +42,10 @@ class CompareResult(FrameRepr):
     rows: pd.DataFrame
     summary: pd.DataFrame
     reference: pd.DataFrame
-    settings: dict
-    notes: list = field(default_factory=list)
+    settings: dict[str, Any]  # the comparison's parameters (JSON-like), as compare_anchors records them
+    notes: list[str] = field(default_factory=list)
 
-    def to_frame(self, by: str = "strategy"):
+    def to_frame(self, by: str = "strategy") -> pd.DataFrame:
         """``by="strategy"``: one row per strategy and size (``summary``); ``by="run"``: one row per strategy, size,
         seed and ordered pair (``rows``)."""
         if by not in ("strategy", "run"):
@@ -57,11 +63,13 @@ class _Encoded:
     """Test images and every model's test latents, computed once."""
 
     images: torch.Tensor
-    latents: dict
+    latents: dict[str, torch.Tensor]  # by model name
 
 
-def compare_anchors(models, train, test, *, sizes, strategies=ANCHOR_STRATEGIES, seeds=(0, 1, 2),
-                    anchor_model=None, alpha: float | str = COMPARE_ALPHA, bias: bool = ANCHOR_MAP_DEFAULTS["bias"],
+def compare_anchors(models: Sequence[LatentModel], train: ImageDataset, test: ImageDataset, *, sizes: Sequence[int],
+                    strategies: Sequence[str] = ANCHOR_STRATEGIES, seeds: Sequence[int] = (0, 1, 2),
+                    anchor_model: LatentModel | str | None = None, alpha: float | str = COMPARE_ALPHA,
+                    bias: bool = bool(ANCHOR_MAP_DEFAULTS["bias"]),
                     gain_images: int = GAIN_IMAGES, reference_images: int = COMPARE_REFERENCE_IMAGES,
                     batch_size: int = 256,
                     progress: bool = False) -> CompareResult:
@@ -70,20 +78,24 @@ def compare_anchors(models, train, test, *, sizes, strategies=ANCHOR_STRATEGIES,
     image MSE, mean over ``test``, of Dec_B(map(Enc_A x)) against x.
 
     The maps are bias-free (the paper's map) with ridge ``alpha`` by default: sizes below the
-    source latent size leave the unpenalized problem underdetermined.
+    source latent size leave the unpenalized problem underdetermined. ``anchor_model`` is one of ``models`` or its
+    name; ``sizes``, ``strategies`` (of ``constants.ANCHOR_STRATEGIES``) and ``seeds`` span the runs, and the
+    reference maps are fitted on ``reference_images`` training images.
     """
     from latentmap.support.build import build_support_set, subsample_information_gain
 
     models, anchor = _check_compare(models, train, test, sizes, strategies, seeds, anchor_model)
-    settings = {"models": [m.name for m in models], "anchor_model": anchor.name, "sizes": list(sizes),
-                "strategies": list(strategies), "seeds": list(seeds), "alpha": alpha, "bias": bias,
-                "train_images": len(train), "test_images": len(test), "gain_images": gain_images,
-                "reference_images": min(reference_images, len(train))}
+    settings: dict[str, Any] = {
+        "models": [m.name for m in models], "anchor_model": anchor.name, "sizes": list(sizes),
+        "strategies": list(strategies), "seeds": list(seeds), "alpha": alpha, "bias": bias,
+        "train_images": len(train), "test_images": len(test), "gain_images": gain_images,
+        "reference_images": min(reference_images, len(train))}
     encoded = _encode_test(models, test, batch_size, progress)
     split_latents = anchor.encode_all(train, batch_size, progress=progress)
     info = (subsample_information_gain(anchor, train, np.arange(len(train)), gain_images, 0, batch_size,
                                        progress=progress) if "sectors" in strategies else None)
-    rows, notes = [], []
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
     runs = list(itertools.product(strategies, sizes, seeds))
     for strategy, size, seed in with_progress(runs, "anchor strategies", progress, unit="run"):
         with warnings.catch_warnings(record=True) as caught:
@@ -104,14 +116,16 @@ def compare_anchors(models, train, test, *, sizes, strategies=ANCHOR_STRATEGIES,
     return CompareResult(frame, summarize(frame), reference, settings, sorted(set(notes)))
 
 
-def _check_compare(models, train, test, sizes, strategies, seeds, anchor_model):
-    models = list(models)
-    if len(models) < 2:
-        raise ConfigError(f"compare needs at least two models to map between, got {len(models)}")
-    names = [m.name for m in models]
+def _check_compare(models: Sequence[LatentModel], train: ImageDataset, test: ImageDataset, sizes: Sequence[int],
+                   strategies: Sequence[str], seeds: Sequence[int], anchor_model: LatentModel | str | None
+                   ) -> tuple[list[LatentModel], LatentModel]:
+    listed = list(models)
+    if len(listed) < 2:
+        raise ConfigError(f"compare needs at least two models to map between, got {len(listed)}")
+    names = [m.name for m in listed]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be distinct, got {names}")
-    for m in models:
+    for m in listed:
         for data in (train, test):
             if tuple(m.image_shape) != tuple(data.image_shape):
                 raise ShapeMismatchError(f"model '{m.name}' expects images of shape {tuple(m.image_shape)}, "
@@ -124,40 +138,44 @@ def _check_compare(models, train, test, sizes, strategies, seeds, anchor_model):
     if not seeds:
         raise ConfigError("compare needs at least one seed")
     if anchor_model is None:
-        return models, models[0]
-    by_name = {m.name: m for m in models}
+        return listed, listed[0]
+    by_name = {m.name: m for m in listed}
     key = anchor_model if isinstance(anchor_model, str) else anchor_model.name
     if key not in by_name:
         raise ConfigError(f"anchor model '{key}' is not among the compared models {names}")
-    return models, by_name[key]
+    return listed, by_name[key]
 
 
-def _encode_test(models, test, batch_size, progress) -> _Encoded:
+def _encode_test(models: Sequence[LatentModel], test: ImageDataset, batch_size: int, progress: bool) -> _Encoded:
     images = test.all_images()
     return _Encoded(images, {m.name: m.encode_all(images, batch_size, progress=progress) for m in models})
 
 
-def _relocate(a, b, za, zb, encoded: _Encoded, alpha, bias, batch_size) -> tuple[float, float]:
+def _relocate(a: LatentModel, b: LatentModel, za: torch.Tensor, zb: torch.Tensor, encoded: _Encoded,
+              alpha: float | str, bias: bool, batch_size: int) -> tuple[float, float]:
     """Fit a -> b on anchor latents; relocated image MSE and latent R² on the test images."""
     from latentmap.evaluation.metrics import per_image_mse
     from latentmap.maps.linear import LinearMap
     from latentmap.stats import r2_score
 
     linear_map = LinearMap(bias=bias, alpha=alpha).fit(za.double(), zb.double())
-    predicted = linear_map.predict(encoded.latents[a.name].double()).float()
+    predicted = linear_map.predict(encoded.latents[a.name].double())
+    assert isinstance(predicted, torch.Tensor)  # a tensor in, a tensor out
+    predicted = predicted.float()
     relocated = b.decode_all(predicted, batch_size)
     mse = float(per_image_mse(relocated, encoded.images).double().mean())
     return mse, r2_score(encoded.latents[b.name], predicted)
 
 
-def _reference(models, train, encoded, n_images, alpha, bias, batch_size) -> pd.DataFrame:
+def _reference(models: Sequence[LatentModel], train: ImageDataset, encoded: _Encoded, n_images: int,
+               alpha: float | str, bias: bool, batch_size: int) -> pd.DataFrame:
     """Per ordered pair: the same map fitted on many training images, and the target's own reconstruction."""
     from latentmap.evaluation.metrics import per_image_mse
 
     idx = np.sort(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n_images].numpy())
     images = train.batch(idx)
     fit_latents = {m.name: m.encode_all(images, batch_size) for m in models}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for a, b in itertools.permutations(models, 2):
         mse, r2 = _relocate(a, b, fit_latents[a.name], fit_latents[b.name], encoded, alpha, bias, batch_size)
         recon = b.decode_all(encoded.latents[b.name], batch_size)

@@ -9,23 +9,32 @@ estimator, the linearity gap (latentmap.evaluation.comparison).
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from latentmap import distributed
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, LatentmapError
 from latentmap.evaluation import comparison
-from latentmap.evaluation.relocation import (RelocationAccumulator, RelocationResult, label_batches, label_namer,
-                                             lpips_function)
+from latentmap.evaluation.relocation import (LpipsFn, RelocationAccumulator, RelocationResult, label_batches,
+                                             label_namer, lpips_function)
 from latentmap.evaluation.similarity import SimilarityAccumulator
-from latentmap.maps.fitting import FitSource, check_same_images, fit_pairs
+from latentmap.maps.fitting import FitSource, ImageFn, check_same_images, fit_pairs
 from latentmap.models.registry import record_model
 from latentmap.io.frames import FrameRepr, caption, records_frame
-from latentmap.maps.linear import LinearMap
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.maps.base import MapEstimator
+    from latentmap.models.base import LatentModel
 
 
 @dataclass
@@ -36,51 +45,57 @@ class AtlasResult(FrameRepr):
     relocation type; a notebook shows the first as a table."""
 
     results: list[RelocationResult]
-    models: list[dict]
-    fit_source: dict  # FitSource.record()
-    map_params: dict  # the (first) estimator's hyperparameters (bias, alpha, method for a LinearMap)
-    maps: dict = field(default_factory=dict, repr=False)  # (source name, target name) -> map of the first estimator
-    skipped: list = field(default_factory=list)  # {"name", "reason"} of models left out
+    models: list[dict[str, Any]]  # each model's record (latentmap.io.model_record)
+    fit_source: dict[str, Any]  # FitSource.record()
+    map_params: dict[str, Any]  # the (first) estimator's hyperparameters (bias, alpha, method for a LinearMap)
+    # (source name, target name) -> map of the first estimator
+    maps: dict[tuple[str, str], MapEstimator] = field(default_factory=dict, repr=False)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"name", "reason"} of models left out
     # estimator label -> {"estimator": registered name, "params": hyperparameters}, in the order given
-    estimators: dict = field(default_factory=dict)
-    estimator_maps: dict = field(default_factory=dict, repr=False)  # (label, source, target) -> map
+    estimators: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (label, source, target) -> map
+    estimator_maps: dict[tuple[str, str, str], MapEstimator] = field(default_factory=dict, repr=False)
     # {"names": [model names], "cka": [m, m], "svcca": [m, m]} on the test images
-    similarity: dict = field(default_factory=dict)
-    per_image: dict = field(default_factory=dict, repr=False)  # (label, source, target) -> (own, relocated) arrays
+    similarity: dict[str, Any] = field(default_factory=dict)
+    # (label, source, target) -> (own, relocated) arrays
+    per_image: dict[tuple[str, str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
     seed: int = 0
-    compute: dict = field(default_factory=dict)  # threads per process and batch size of the float32 passes
+    compute: dict[str, int] = field(default_factory=dict)  # threads per process and batch size of the float32 passes
 
     @property
     def primary(self) -> str:
         """The first estimator's label: the one the ratio matrix and the grids show."""
         return next(iter(self.estimators), "linear")
 
-    def similarity_matrix(self, kind: str):
+    def similarity_matrix(self, kind: str) -> pd.DataFrame:
+        """The ``kind`` ("cka" or "svcca") similarity of every pair of models, as a frame indexed by model."""
         import pandas as pd
 
         mat = pd.DataFrame(self.similarity[kind], index=self.similarity["names"], columns=self.similarity["names"])
         mat.index.name = "model"
         return mat
 
-    def similarity_frame(self):
+    def similarity_frame(self) -> pd.DataFrame:
         """One row per ordered pair: type, CKA, SVCCA and each estimator's ratio."""
         return comparison.similarity_frame(self)
 
-    def similarity_prediction(self):
+    def similarity_prediction(self) -> pd.DataFrame:
         """Per estimator and measure: Spearman's correlation of the similarity with the ratio over pairs."""
         return comparison.similarity_prediction(self)
 
-    def linearity_gap(self, linear: str | None = None, nonlinear: str | None = None):
+    def linearity_gap(self, linear: str | None = None, nonlinear: str | None = None
+                      ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
         """(per pair, per relocation type) frames of ratio(linear) − ratio(nonlinear); None without both."""
         return comparison.linearity_gap(self, linear, nonlinear)
 
-    def frame(self):
+    def frame(self) -> pd.DataFrame:
+        """One row per result: the scalar metrics of each :class:`RelocationResult` (every estimator's)."""
         import pandas as pd
 
         rows = [r.table_row() for r in self.results]
         return pd.DataFrame(rows)
 
-    def to_frame(self, by: str = "pair"):
+    def to_frame(self, by: str = "pair") -> pd.DataFrame:
         """``by="pair"``: one row per ordered pair and estimator, the scalar metrics of each
         :class:`RelocationResult`; ``by="estimator"``: the estimators compared, one row per relocation type and
         estimator (pairs, mean, median, best and worst ratio)."""
@@ -108,14 +123,15 @@ class AtlasResult(FrameRepr):
         label = estimator or self.primary
         return [r for r in self.results if r.estimator == label]
 
-    def by_label_frame(self):
+    def by_label_frame(self) -> pd.DataFrame:
         """One row per pair and label (empty when the test images have no labels)."""
         import pandas as pd
 
         return pd.DataFrame([{"source": r.source, "target": r.target, "type": r.type, "estimator": r.estimator, **row}
                              for r in self.results for row in r.by_label])
 
-    def ratio_matrix(self, estimator: str | None = None):
+    def ratio_matrix(self, estimator: str | None = None) -> pd.DataFrame:
+        """The ratio of every ordered pair (rows: source, columns: target) for one estimator (default the first)."""
         import pandas as pd
 
         names = [m["name"] for m in self.models]
@@ -126,9 +142,11 @@ class AtlasResult(FrameRepr):
         return mat
 
 
-def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], LinearMap] | None = None, *,
-                estimators: dict[str, Callable[[], object]] | None = None, batch_size: int = 256,
-                lpips: str = "auto", model_paths: dict | None = None, progress: bool = False,
+def build_atlas(models: Sequence[LatentModel], test_data: ImageDataset | torch.Tensor, fit: FitSource,
+                make_map: Callable[[], MapEstimator] | None = None, *,
+                estimators: Mapping[str, Callable[[], MapEstimator]] | None = None, batch_size: int = 256,
+                lpips: str = "auto", model_paths: Mapping[str, str | os.PathLike[str]] | None = None,
+                progress: bool = False,
                 bootstrap: int = 1000, seed: int = 0, cycle: bool = True,
                 image_transform: str | None = None) -> AtlasResult:
     """Fit every ordered pair of ``models`` on ``fit`` and evaluate it on ``test_data``.
@@ -139,12 +157,15 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     ``make_map`` builds each pair's estimator (default ``fit.new_map()``, the fit source's defaults);
     ``estimators`` instead maps labels to factories (``{"linear": ..., "mlp": ...}``): one map per pair and
     estimator, one result row each. ``bootstrap`` seeded resamples give each ratio's 95% interval.
+    ``model_paths``: where each model (by name) was loaded from, for the models' records.
 
     ``image_transform`` (a spec of latentmap.data.transforms, such as "auto" or "pad"): every model gets the fit
     and test images turned into its own shape (a pair's relocated images are judged against the test images in
     the target's shape), and a model no transform can serve is left out; None: models whose images are not the
     test images' shape are left out.
     """
+    from latentmap.data.transforms import ImageTransform
+
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be distinct for the atlas, got {names}")
@@ -176,8 +197,9 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
                        x_target=None if xs[j] is xs[i] else xs[j],
                        own={"source_mse": own[i]["mse"], "target_mse": own[j]["mse"], "target_ssim": own[j]["ssim"],
                             **({"target_lpips": own[j]["lpips"]} if lpips_fn is not None else {})})
-    for acc in [*accs.values(), similarity]:  # the same order on every rank
-        acc.all_reduce()
+    reducing: list[RelocationAccumulator | SimilarityAccumulator] = [*accs.values(), similarity]
+    for reduced in reducing:  # the same order on every rank
+        reduced.all_reduce()
     order = {label: k for k, label in enumerate(by_estimator)}
     results = [acc.result({"fit_metrics": by_estimator[label][(i, j)].fit_metrics_}, label_namer(test_data),
                           estimator=label, bootstrap=bootstrap, seed=seed) for (label, i, j), acc in accs.items()]
@@ -187,7 +209,7 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
     first_maps = by_estimator[primary]
     infos = [record_model(m, (model_paths or {}).get(m.name)) for m in models]
     for info, t in zip(infos, inputs):  # how each model got the test images, when they were transformed
-        if getattr(t, "identity", True) is False:
+        if isinstance(t, ImageTransform) and not t.identity:
             info["image_transform"] = t.record()
     return AtlasResult(
         results, infos, fit.record(),
@@ -202,7 +224,8 @@ def build_atlas(models, test_data, fit: FitSource, make_map: Callable[[], Linear
         seed=seed, compute=distributed.compute_record(batch_size))
 
 
-def own_metrics(model, x, reconstruction, lpips_fn=None) -> dict:
+def own_metrics(model: LatentModel, x: torch.Tensor, reconstruction: torch.Tensor, lpips_fn: LpipsFn | None = None
+                ) -> dict[str, torch.Tensor]:
     """Per-image MSE, SSIM (and LPIPS) of a model's own reconstruction of ``x``, on the model's device."""
     from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 
@@ -213,11 +236,12 @@ def own_metrics(model, x, reconstruction, lpips_fn=None) -> dict:
     return out
 
 
-def _identity(x):
+def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _models_for(models, test_data, spec: str | None = None) -> tuple[list, list[dict], list]:
+def _models_for(models: Sequence[LatentModel], test_data: ImageDataset | torch.Tensor, spec: str | None = None
+                ) -> tuple[list[LatentModel], list[dict[str, str]], list[ImageFn]]:
     """(usable models, skipped ones with a reason, each usable model's input transform from the test images).
 
     Without a ``spec``, the models whose images are the test images' shape; with one, every model the spec can
@@ -226,8 +250,10 @@ def _models_for(models, test_data, spec: str | None = None) -> tuple[list, list[
 
     if spec is not None and canonical_spec(spec) == "identity":  # the images as they are: as without a spec
         spec = None
-    shape = tuple(getattr(test_data, "image_shape", None) or tuple(test_data.shape[1:]))
-    usable, skipped, inputs = [], [], []
+    shape = tuple(test_data.shape[1:]) if isinstance(test_data, torch.Tensor) else tuple(test_data.image_shape)
+    usable: list[LatentModel] = []
+    skipped: list[dict[str, str]] = []
+    inputs: list[ImageFn] = []
     for m in models:
         if spec is None and tuple(m.image_shape) == shape:
             usable.append(m)

@@ -15,8 +15,11 @@ support-set image(s), real examples, and the generated images nearest to the sec
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +29,15 @@ from latentmap.evaluation.image_sets import EncodingCache
 from latentmap.io.model_record import short_fingerprint
 from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.support.sectors import sector_signs
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import ArrayLike
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.fidelity import FidelityResult
+    from latentmap.evaluation.image_sets import GeneratedSet
+    from latentmap.io.support_folder import SupportSet
 
 MIN_COUNT = 20
 UNDER, OVER = 0.5, 2.0  # flag below half / above twice the real share
@@ -38,24 +50,27 @@ class SectorSpace:
     """Sign orthants of ``variables`` of the reference model's latent space (threshold 0)."""
 
     reference: str
-    variables: list
+    variables: list[int]
     support_threshold: float | None = None
 
     @property
     def k(self) -> int:
+        """How many variables: the sectors are the 2^k sign orthants."""
         return len(self.variables)
 
     @property
     def sectors(self) -> int:
+        """How many sectors (2^k)."""
         return 2 ** self.k
 
-    def codes(self, latents) -> np.ndarray:
+    def codes(self, latents: torch.Tensor | np.ndarray) -> np.ndarray:
         """Sector of every latent: bit j set when z[variables[j]] > 0 (z = 0 counts as minus)."""
         chosen = torch.as_tensor(latents)[:, list(self.variables)]
         weights = 2 ** torch.arange(chosen.shape[1], dtype=torch.int64)
         return ((chosen > 0).long() * weights).sum(dim=1).numpy()
 
     def description(self) -> str:
+        """The sector rule in words, for reports."""
         text = (f"the {self.sectors} sign orthants of {self.reference}'s variables {list(self.variables)} "
                 "(threshold 0: every image is in exactly one sector")
         if self.support_threshold:
@@ -64,7 +79,9 @@ class SectorSpace:
         return text + ")"
 
     @classmethod
-    def from_support_set(cls, support, reference_name: str | None = None) -> SectorSpace:
+    def from_support_set(cls, support: SupportSet, reference_name: str | None = None) -> SectorSpace:
+        """The sectors of a support set built with the sectors strategy: its variables, in the space of
+        ``reference_name`` (default the model the manifest records)."""
         manifest = support.manifest
         variables = manifest.get("variables")
         if not variables:
@@ -74,7 +91,7 @@ class SectorSpace:
         return cls(name, [int(v) for v in variables], manifest.get("threshold"))
 
 
-def reference_model_spec(folder, manifest: dict) -> str:
+def reference_model_spec(folder: str | os.PathLike[str], manifest: dict[str, Any]) -> str:
     """How to load a support set's reference model: its recorded path if it exists (as given, or from the
     repository root beside ``support_sets/``), else its name (a shipped model)."""
     model = manifest.get("model", {})
@@ -90,23 +107,29 @@ def reference_model_spec(folder, manifest: dict) -> str:
 
 @dataclass
 class GeneratorCoverage(FrameRepr):
+    """One generator's coverage: its images per sector, the G test against the real images, the total variation
+    distance and the flagged sectors (with examples)."""
+
     name: str
     source: str
     images: int
     counts: np.ndarray
-    test: dict
-    never_reached: list  # sectors with real images and no generated one
+    test: dict[str, Any]  # g_test's record
+    never_reached: list[int]  # sectors with real images and no generated one
     unreached: int  # sectors without any generated image
-    under: list
-    over: list
+    under: list[int]
+    over: list[int]
     tv_distance: float  # half the L1 distance between the generated and real shares
     tv_low: float = float("nan")  # its 95% bootstrap interval (total_variation_interval)
     tv_high: float = float("nan")
-    examples: dict = field(default_factory=dict)  # sector -> {"support": [...], "real": [...], "generated": [...]}
-    example_images: dict = field(default_factory=dict, repr=False)  # sector -> same keys, image tensors
-    record: dict | None = None  # the generator model's record (latentmap.io.model_record); None for image files
+    # sector -> {"support": [...], "real": [...], "generated": [...]} (positions)
+    examples: dict[int, dict[str, list[int]]] = field(default_factory=dict)
+    # sector -> same keys, image tensors (None: no support image)
+    example_images: dict[int, dict[str, torch.Tensor | None]] = field(default_factory=dict, repr=False)
+    record: dict[str, Any] | None = None  # the generator model's record (latentmap.io.model_record); None for files
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
+        """The scalar results: G test, TV distance and its interval, and how many sectors are flagged."""
         return {"generator": self.name, "source": self.source, "fingerprint": short_fingerprint(self.record or {}),
                 "images": self.images,
                 "test": self.test["test"], "statistic": self.test["statistic"], "dof": self.test["dof"],
@@ -115,14 +138,15 @@ class GeneratorCoverage(FrameRepr):
                 "never_reached": len(self.never_reached), "unreached": self.unreached,
                 "under_represented": len(self.under), "over_represented": len(self.over)}
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The summary with the model's record, the counts, the flagged sectors and their examples (JSON-like)."""
         return {**self.summary(), "record": self.record, "counts": self.counts.tolist(), "never_reached_sectors": self.never_reached,
                 "under_sectors": self.under, "over_sectors": self.over,
                 "examples": {str(s): v for s, v in self.examples.items()}}
 
     _one_row = True  # a notebook shows the summary one field per line
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """The generator's summary (:meth:`summary`) as a one-row frame."""
         return records_frame([self.summary()])
 
@@ -141,26 +165,28 @@ class CoverageResult(FrameRepr):
     real_counts: np.ndarray
     min_count: int
     support_codes: np.ndarray
-    generators: list  # GeneratorCoverage
-    fidelity: object = None  # FidelityResult from the same encodings, or None
-    sector_labels: list | None = None  # per sector, the most common label of its real images ("Sneaker (58%)")
+    generators: list[GeneratorCoverage]
+    fidelity: FidelityResult | None = None  # fidelity and diversity from the same encodings
+    sector_labels: list[str] | None = None  # per sector, the most common label of its real images ("Sneaker (58%)")
     label_counts: np.ndarray | None = None  # [sectors, labels]: real images of each label in each sector
-    label_names: list | None = None  # label k's name
+    label_names: list[str] | None = None  # label k's name
 
     @property
     def real_images(self) -> int:
+        """How many real images were placed in the sectors."""
         return int(self.real_counts.sum())
 
-    def summary_frame(self):
+    def summary_frame(self) -> pd.DataFrame:
+        """One row per generator: :meth:`GeneratorCoverage.summary`."""
         import pandas as pd
 
         return pd.DataFrame([g.summary() for g in self.generators])
 
-    def sector_frame(self):
+    def sector_frame(self) -> pd.DataFrame:
         """One row per sector and generator: counts, shares, ratio and the flag."""
         import pandas as pd
 
-        rows = []
+        rows: list[dict[str, Any]] = []
         real_share = self.real_counts / max(self.real_images, 1)
         for g in self.generators:
             gen_share = g.counts / max(g.images, 1)
@@ -176,7 +202,8 @@ class CoverageResult(FrameRepr):
                              "flag": flag})
         return pd.DataFrame(rows)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The sectors, the real counts, every generator's :meth:`GeneratorCoverage.to_dict` and the fidelity."""
         return {"reference": self.space.reference, "variables": self.space.variables,
                 "sectors": self.space.sectors, "sector_rule": self.space.description(),
                 "real_source": self.real_source, "real_images": self.real_images,
@@ -187,7 +214,7 @@ class CoverageResult(FrameRepr):
                 "generators": [g.to_dict() for g in self.generators],
                 "fidelity": None if self.fidelity is None else self.fidelity.to_dict()}
 
-    def to_frame(self, by: str = "generator"):
+    def to_frame(self, by: str = "generator") -> pd.DataFrame:
         """``by="generator"``: one row per generator (G test, TV distance, flagged sectors; :meth:`summary_frame`);
         ``by="sector"``: one row per sector and generator (:meth:`sector_frame`)."""
         if by == "sector":
@@ -203,7 +230,7 @@ class CoverageResult(FrameRepr):
                        [self.space.reference, *(g.name for g in self.generators)])
 
 
-def g_test(real_counts: np.ndarray, generated_counts: np.ndarray) -> dict:
+def g_test(real_counts: np.ndarray, generated_counts: np.ndarray) -> dict[str, Any]:
     """G test of homogeneity (real vs generated) over the sectors either set reaches."""
     from scipy.stats import chi2_contingency
 
@@ -216,7 +243,7 @@ def g_test(real_counts: np.ndarray, generated_counts: np.ndarray) -> dict:
             "sectors_tested": int(used.sum())}
 
 
-def total_variation(real_counts, generated_counts) -> float:
+def total_variation(real_counts: ArrayLike, generated_counts: ArrayLike) -> float:
     """Total variation distance between the real and generated shares over the sectors: ½ Σ |p_gen − p_real|."""
     real_counts, generated_counts = np.asarray(real_counts), np.asarray(generated_counts)
     real_share = real_counts / max(real_counts.sum(), 1)
@@ -224,7 +251,7 @@ def total_variation(real_counts, generated_counts) -> float:
     return 0.5 * float(np.abs(gen_share - real_share).sum())
 
 
-def total_variation_interval(real_counts, generated_counts, *, resamples: int = TV_RESAMPLES, seed: int = 0,
+def total_variation_interval(real_counts: ArrayLike, generated_counts: ArrayLike, *, resamples: int = TV_RESAMPLES, seed: int = 0,
                              level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of :func:`total_variation`: both sets' images resampled with replacement
     (a multinomial draw of each set's size from its sector shares), seeded, float64.
@@ -247,7 +274,8 @@ def total_variation_interval(real_counts, generated_counts, *, resamples: int = 
     return float(low), float(high)
 
 
-def flag_sectors(real_counts, generated_counts, min_count: int = MIN_COUNT) -> tuple[list, list, list]:
+def flag_sectors(real_counts: ArrayLike, generated_counts: ArrayLike, min_count: int = MIN_COUNT
+                 ) -> tuple[list[int], list[int], list[int]]:
     """(never reached, under-represented, over-represented) sectors; never-reached ones are also under."""
     real_counts, generated_counts = np.asarray(real_counts), np.asarray(generated_counts)
     real_share = real_counts / max(real_counts.sum(), 1)
@@ -258,10 +286,12 @@ def flag_sectors(real_counts, generated_counts, min_count: int = MIN_COUNT) -> t
     return never, under, over
 
 
-def _examples(sector, space, real_codes, real_latents, gen_codes, gen_latents, support_codes, n):
+def _examples(sector: int, space: SectorSpace, real_codes: np.ndarray, real_latents: torch.Tensor,
+              gen_codes: np.ndarray, gen_latents: torch.Tensor, support_codes: np.ndarray, n: int
+              ) -> dict[str, list[int]]:
     real_pos = np.flatnonzero(real_codes == sector)
     centre_from = real_latents[real_pos] if len(real_pos) else gen_latents[np.flatnonzero(gen_codes == sector)]
-    nearest = []
+    nearest: list[int] = []
     if len(centre_from) and len(gen_latents):
         centre = centre_from.double().mean(0, keepdim=True)
         dist = torch.cdist(centre, gen_latents.double())[0]
@@ -270,7 +300,8 @@ def _examples(sector, space, real_codes, real_latents, gen_codes, gen_latents, s
             "real": [int(i) for i in real_pos[:n]], "generated": [int(i) for i in nearest]}
 
 
-def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: list, support_images=None, *,
+def sector_coverage(space: SectorSpace, cache: EncodingCache, real: ImageDataset | torch.Tensor,
+                    generated: Sequence[GeneratedSet], support_images: torch.Tensor | None = None, *,
                     real_source: str = "real images", min_count: int = MIN_COUNT,
                     examples: int = EXAMPLES) -> CoverageResult:
     """Coverage of ``generated`` (GeneratedSet list) against ``real`` images (tensor or dataset), sector by sector."""
@@ -287,7 +318,7 @@ def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: l
     support_codes = np.empty(0, dtype=np.int64)
     if support_images is not None:
         support_codes = space.codes(cache.encode("support", support_images))
-    results = []
+    results: list[GeneratorCoverage] = []
     for gen in generated:
         gen_latents = cache.encode(f"generated:{gen.name}", gen.images)
         gen_codes = space.codes(gen_latents)
@@ -310,7 +341,7 @@ def sector_coverage(space: SectorSpace, cache: EncodingCache, real, generated: l
                           label_names=label_names)
 
 
-def sector_label_counts(real, codes: np.ndarray, sectors: int) -> tuple[np.ndarray | None, list | None]:
+def sector_label_counts(real: object, codes: np.ndarray, sectors: int) -> tuple[np.ndarray | None, list[str] | None]:
     """([sectors, labels] counts of the real images of each label in each sector, the labels' names); (None, None)
     for unlabelled images."""
     labels = getattr(real, "labels", None)
@@ -324,13 +355,13 @@ def sector_label_counts(real, codes: np.ndarray, sectors: int) -> tuple[np.ndarr
     return counts, [str(name(k)) for k in range(classes)]
 
 
-def sector_labels(real, codes: np.ndarray, sectors: int) -> list | None:
+def sector_labels(real: object, codes: np.ndarray, sectors: int) -> list[str] | None:
     """Per sector, the most common label among its real images and its share ("Sneaker (58%)"); None unlabelled."""
     labels = getattr(real, "labels", None)
     if labels is None:
         return None
     labels, name = np.asarray(labels), getattr(real, "label_name", str)
-    out = []
+    out: list[str] = []
     for s in range(sectors):
         inside = labels[codes == s]
         if not len(inside):
@@ -342,7 +373,7 @@ def sector_labels(real, codes: np.ndarray, sectors: int) -> list | None:
     return out
 
 
-def _take(images, positions) -> torch.Tensor:
-    if hasattr(images, "batch"):
-        return images.batch(positions) if len(positions) else torch.empty(0, *images.image_shape)
-    return torch.as_tensor(images)[list(positions)]
+def _take(images: ImageDataset | torch.Tensor, positions: list[int]) -> torch.Tensor:
+    if isinstance(images, torch.Tensor) or not hasattr(images, "batch"):
+        return torch.as_tensor(images)[list(positions)]
+    return images.batch(positions) if len(positions) else torch.empty(0, *images.image_shape)

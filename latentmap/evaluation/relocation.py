@@ -19,6 +19,7 @@ import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -32,8 +33,14 @@ from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
 from latentmap.io.model_record import architecture_fingerprint
 from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.maps.fitting import check_map_fits, input_transforms, pair_transform
-from latentmap.maps.linear import LinearMap
 from latentmap.stats import Moments, Sums, r2_from_sums
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.maps.base import MapEstimator
+    from latentmap.models.base import LatentModel
 
 RELOCATION_TYPES = {
     1: "same objective, family and architecture, different training",
@@ -41,16 +48,17 @@ RELOCATION_TYPES = {
     3: "different objectives",
 }
 GRID_IMAGES = 12
+LpipsFn: TypeAlias = "Callable[[torch.Tensor, torch.Tensor], torch.Tensor]"  # per-image LPIPS of two batches
 
 
 # --------------------------------------------------------------------------- relocation type
 
-def relocation_type(source, target) -> int:
+def relocation_type(source: LatentModel, target: LatentModel) -> int:
     """1, 2 or 3 (see the module docstring) for the ordered pair of models."""
     return relocation_kind(source, target)[0]
 
 
-def relocation_kind(source, target) -> tuple[int, str]:
+def relocation_kind(source: LatentModel, target: LatentModel) -> tuple[int, str]:
     """(type, what holds for this pair): the type from the objectives, the families and the fingerprints of the
     networks' architecture (module classes and parameter shapes, latent size, image shape).
 
@@ -73,7 +81,7 @@ def relocation_kind(source, target) -> tuple[int, str]:
 
 # --------------------------------------------------------------------------- LPIPS hook
 
-def lpips_function(device, setting: str = "auto") -> tuple[Callable | None, str]:
+def lpips_function(device: torch.device | str | None, setting: str = "auto") -> tuple[LpipsFn | None, str]:
     """(per-image LPIPS callable or None, note) for ``setting`` "off", "auto" (the torch hub cache) or a weights path.
 
     Never falls back to an LPIPS with untrained or random weights: with "auto" and no pretrained
@@ -119,15 +127,15 @@ class RelocationResult(FrameRepr):
     relocated_lpips: float | None = None
     lpips_note: str = ""
     # per label of a labelled dataset: label, name, n_images, target_mse, relocated_mse, ratio
-    by_label: list = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
+    by_label: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
     estimator: str = "linear"  # the map's estimator (its spec label in an atlas of several)
     # per-image relocated/own ratio: median, 90th percentile; seeded 95% bootstrap interval of ``ratio``
     image_ratio_median: float | None = None
     image_ratio_p90: float | None = None
     ratio_low: float | None = None
     ratio_high: float | None = None
-    worst_images: list = field(default_factory=list)  # positions in the evaluated images, worst relocated first
+    worst_images: list[int] = field(default_factory=list)  # positions in the evaluated images, worst relocated first
     # MSE of the best constant image (the evaluated images' mean, in B's shape): B's own MSE at or above it means
     # B reconstructs nothing, and a ratio against it means nothing (:meth:`target_useless`)
     mean_image_mse: float | None = None
@@ -136,16 +144,17 @@ class RelocationResult(FrameRepr):
         """Whether B's own reconstruction is no better than predicting every image by the images' mean."""
         return self.mean_image_mse is not None and self.target_mse >= self.mean_image_mse
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as a JSON-like dict."""
         return asdict(self)
 
-    def table_row(self) -> dict:
+    def table_row(self) -> dict[str, Any]:
         """The scalar metrics: one row of a table (the per-label breakdown, worst images and extras left out)."""
         return {k: v for k, v in self.to_dict().items() if k not in ("extra", "by_label", "worst_images")}
 
     _one_row = True  # a notebook shows the metrics one per line
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """The pair's scalar metrics as a one-row pandas frame (:meth:`table_row`)."""
         return records_frame([self.table_row()])
 
@@ -157,12 +166,13 @@ class RelocationResult(FrameRepr):
 class RelocationAccumulator:
     """Streams the batches of one ordered pair A -> B into float64 sums."""
 
-    def __init__(self, source, target, linear_map: LinearMap, reverse_map: LinearMap | None = None,
-                 lpips: Callable | None = None, lpips_note: str = "", cycle: bool = True):
+    def __init__(self, source: LatentModel, target: LatentModel, linear_map: MapEstimator,
+                 reverse_map: MapEstimator | None = None, lpips: LpipsFn | None = None, lpips_note: str = "",
+                 cycle: bool = True) -> None:
         check_map_fits(linear_map, source, target)
         self.source, self.target, self.map = source, target, linear_map
         self.cycle_via = "fitted reverse map" if reverse_map is not None else "pseudo-inverse of the map"
-        self.reverse = reverse_map if reverse_map is not None else (
+        self.reverse: MapEstimator | None = reverse_map if reverse_map is not None else (
             linear_map.inverse() if hasattr(linear_map, "inverse") else None)
         if self.reverse is None:  # a nonlinear map given alone: no way back to A
             self.cycle_via = "none (the map has no inverse)"
@@ -176,7 +186,9 @@ class RelocationAccumulator:
         self.per_image = PerImageErrors()  # own and relocated MSE of each image: quantiles, bootstrap, worst
         self.label_sums: torch.Tensor | None = None  # [labels, 3]: count, target MSE sum, relocated MSE sum
 
-    def update(self, x, z_a, x_a, z_b, x_b, labels=None, own: dict | None = None, x_target=None) -> None:
+    def update(self, x: torch.Tensor, z_a: torch.Tensor, x_a: torch.Tensor, z_b: torch.Tensor, x_b: torch.Tensor,
+               labels: torch.Tensor | None = None, own: dict[str, torch.Tensor] | None = None,
+               x_target: torch.Tensor | None = None) -> None:
         """x: images; z_a, x_a: A's encodings and reconstructions; z_b, x_b: B's; labels: optional, per image.
 
         ``x_target``: the same images in B's shape when the models work on different images (x is then in A's):
@@ -189,6 +201,7 @@ class RelocationAccumulator:
         x_t = (x if x_target is None else x_target).to(dev)
         x_s = x.to(dev) if x_target is None else x.to(self.source.device)
         z_mapped = self.map.transform(z_a.to(dev))
+        assert isinstance(z_mapped, torch.Tensor)  # a tensor in, a tensor out
         x_mapped = self.target.decode(z_mapped)
         z_b = z_b.to(dev, torch.float64)
         s = self.sums
@@ -223,8 +236,10 @@ class RelocationAccumulator:
         total = distributed.all_reduce_named({**self.sums.values, **own})
         self.label_sums = total.pop("__by_label__").cpu() if "__by_label__" in total else None
         self.sums.values = total
-        self.z_b = distributed.all_reduce_moments(self.z_b, self.target.latent_dim, full=False)
-        self.x_t = distributed.all_reduce_moments(self.x_t, math.prod(self.target.image_shape), full=False)
+        z_b = distributed.all_reduce_moments(self.z_b, self.target.latent_dim, full=False)
+        x_t = distributed.all_reduce_moments(self.x_t, math.prod(self.target.image_shape), full=False)
+        assert z_b is not None and x_t is not None  # an accumulator in, one out
+        self.z_b, self.x_t = z_b, x_t
         self.n = distributed.all_reduce_count(self.n)
         own_mse, relocated = (distributed.gather_rows(a) for a in self.per_image.arrays())
         self.per_image = PerImageErrors()
@@ -244,10 +259,10 @@ class RelocationAccumulator:
             sums[:len(old)] += old
         self.label_sums = sums
 
-    def _by_label(self, label_name: Callable[[int], str]) -> list[dict]:
+    def _by_label(self, label_name: Callable[[int], str]) -> list[dict[str, Any]]:
         if self.label_sums is None:
             return []
-        rows = []
+        rows: list[dict[str, Any]] = []
         for label, (count, target, relocated) in enumerate(self.label_sums.tolist()):
             if count:
                 rows.append({"label": label, "name": label_name(label), "n_images": int(count),
@@ -255,15 +270,15 @@ class RelocationAccumulator:
                              "ratio": _ratio(relocated, target)})
         return rows
 
-    def result(self, extra: dict | None = None, label_name: Callable[[int], str] = str, *, estimator: str = "linear",
-               bootstrap: int = 1000, seed: int = 0) -> RelocationResult:
+    def result(self, extra: dict[str, Any] | None = None, label_name: Callable[[int], str] = str, *,
+               estimator: str = "linear", bootstrap: int = 1000, seed: int = 0) -> RelocationResult:
         """The pair's metrics; ``bootstrap`` resamples (seeded) give the 95% interval of the ratio."""
         if self.n == 0:
             raise ConfigError(f"no images were evaluated for the pair {self.source.name} -> {self.target.name}")
         s, n = self.sums, self.n
         mean = {k: float(s.get(k)) / n for k in ("source_mse", "target_mse", "relocated_mse", "target_ssim",
                                                  "relocated_ssim")}
-        mean["cycle_mse"] = float(s.get("cycle_mse")) / n if "cycle_mse" in s else None
+        cycle_mse = float(s.get("cycle_mse")) / n if "cycle_mse" in s else None
         sse = s.get("latent_sse")
         r2 = r2_from_sums(sse, self.z_b.variance() * n)
         lp = {k: float(s.get(k)) / n for k in ("target_lpips", "relocated_lpips")} if self.lpips else {}
@@ -275,8 +290,7 @@ class RelocationAccumulator:
             ratio=_ratio(mean["relocated_mse"], mean["target_mse"]),
             latent_mse=float(sse.sum()) / (n * len(sse)), latent_r2=float(r2.mean()),
             target_ssim=mean["target_ssim"], relocated_ssim=mean["relocated_ssim"],
-            cycle_mse=mean["cycle_mse"],
-            cycle_ratio=None if mean["cycle_mse"] is None else _ratio(mean["cycle_mse"], mean["source_mse"]),
+            cycle_mse=cycle_mse, cycle_ratio=None if cycle_mse is None else _ratio(cycle_mse, mean["source_mse"]),
             cycle_via=self.cycle_via, target_lpips=lp.get("target_lpips"),
             relocated_lpips=lp.get("relocated_lpips"), lpips_note=self.lpips_note,
             by_label=self._by_label(label_name), extra=dict(extra or {}), estimator=estimator,
@@ -290,7 +304,8 @@ def _ratio(a: float, b: float) -> float:
     return 1.0 if a == 0 else float("inf")
 
 
-def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_map: LinearMap | None = None,
+def evaluate_relocation(source: LatentModel, target: LatentModel, linear_map: MapEstimator,
+                        data: ImageDataset | torch.Tensor, *, reverse_map: MapEstimator | None = None,
                         batch_size: int = 256, lpips: str = "auto", progress: bool = False,
                         seed: int = 0, cycle: bool = True, image_transform: str | None = None) -> RelocationResult:
     """Relocation metrics of A -> B on ``data`` (ImageDataset or image tensor), batched on the devices.
@@ -317,7 +332,7 @@ def evaluate_relocation(source, target, linear_map: LinearMap, data, *, reverse_
                       seed=seed)
 
 
-def label_batches(data, batch_size: int) -> Iterator:
+def label_batches(data: object, batch_size: int) -> Iterator[torch.Tensor | None]:
     """The labels of each batch that ``image_batches(data, batch_size)`` yields; None when unlabelled."""
     labels = getattr(data, "labels", None)
     if labels is None:
@@ -325,22 +340,23 @@ def label_batches(data, batch_size: int) -> Iterator:
     return (labels[s:s + batch_size] for s in range(0, len(labels), batch_size))
 
 
-def label_namer(data) -> Callable[[int], str]:
+def label_namer(data: object) -> Callable[[int], str]:
+    """How ``data`` names a label: its ``label_name`` (an ImageDataset's), else the label's number as text."""
     return data.label_name if hasattr(data, "label_name") else str
 
 
-def _transform_spec(linear_map, given: str | None) -> str | None:
+def _transform_spec(linear_map: MapEstimator, given: str | None) -> str | None:
     if given is not None:
         return given
     recorded = pair_transform(linear_map)
     return None if recorded is None else recorded.spec
 
 
-def _data_shape(data) -> tuple[int, ...]:
-    return tuple(getattr(data, "image_shape", None) or tuple(data.shape[1:]))
+def _data_shape(data: ImageDataset | torch.Tensor) -> tuple[int, ...]:
+    return tuple(data.shape[1:]) if isinstance(data, torch.Tensor) else tuple(data.image_shape)
 
 
-def pair_images(source, target, linear_map, images: torch.Tensor,
+def pair_images(source: LatentModel, target: LatentModel, linear_map: MapEstimator, images: torch.Tensor,
                 image_transform: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(``images`` as A takes them, as B takes them), through ``image_transform`` or the map's own (unchanged
     for a pair fitted without one)."""
@@ -349,7 +365,7 @@ def pair_images(source, target, linear_map, images: torch.Tensor,
     return to_a(images), to_b(images)
 
 
-def relocation_rows(source, target, linear_map: LinearMap, images: torch.Tensor,
+def relocation_rows(source: LatentModel, target: LatentModel, linear_map: MapEstimator, images: torch.Tensor,
                     image_transform: str | None = None) -> list[torch.Tensor]:
     """Grid rows as in the source texts' figures: original / A's reconstruction / B after mapping / B's own.
 
@@ -367,6 +383,7 @@ def relocation_rows(source, target, linear_map: LinearMap, images: torch.Tensor,
 
 
 def grid_indices(n_total: int, n: int = GRID_IMAGES) -> np.ndarray:
+    """Positions of ``n`` images spread evenly over ``n_total`` (the images a relocation grid shows)."""
     return evenly_spaced_indices(n_total, n)
 
 

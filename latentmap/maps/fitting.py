@@ -11,8 +11,10 @@ ranks); :func:`fit_map` (one pair) and :func:`fit_all_pairs` (one estimator) are
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeGuard, TypeVar
 
 import numpy as np
 import torch
@@ -23,8 +25,33 @@ from latentmap.errors import ConfigError, LatentmapError, ShapeMismatchError
 from latentmap.maps.linear import LinearMap
 from latentmap.maps.validation import leave_one_out_r2
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.data.transforms import ImageTransform
+    from latentmap.maps.base import MapEstimator
+    from latentmap.maps.checks import LatentsLike
+    from latentmap.models.base import LatentModel
+
 
 FIT_KINDS = ("support-set", "images", "dataset", "samples")
+# where FitSource.latents puts a latent: a model's index (images), or (source, "z") / (source, target) (samples)
+LatentKey: TypeAlias = "int | tuple[int, int | str]"
+ImageFn: TypeAlias = "Callable[[torch.Tensor], torch.Tensor]"  # images of one shape -> a model's input images
+E = TypeVar("E", bound="MapEstimator")
+T = TypeVar("T")
+
+
+class Streaming(Protocol):
+    """An estimator that folds batches into statistics that add up over ranks (:func:`streams`)."""
+
+    def partial_fit(self, X: LatentsLike, Y: LatentsLike) -> object:
+        """Fold a batch of pairs into the statistics."""
+
+    def solve(self) -> object:
+        """Solve from the statistics accumulated so far."""
+
+    def all_reduce(self, d_source: int, d_target: int) -> object:
+        """Add up the statistics of every rank of a torch.distributed run."""
 
 
 @dataclass
@@ -43,9 +70,9 @@ class FitSource:
     split: str | None = None
     seed: int | None = None
     path: str | None = None
-    data: object = field(default=None, repr=False, compare=False)
+    data: ImageDataset | torch.Tensor | None = field(default=None, repr=False, compare=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in FIT_KINDS:
             raise ConfigError(f"fit source kind must be one of {', '.join(FIT_KINDS)}, got '{self.kind}' instead")
 
@@ -54,7 +81,8 @@ class FitSource:
         """A few anchor images: the paper's bias-free map, ridge penalty chosen by cross-validation."""
         return self.kind in ("support-set", "images")
 
-    def record(self) -> dict:
+    def record(self) -> dict[str, str | int]:
+        """The fields that are set (kind, name, split, count, seed, path): what map.json and the reports keep."""
         return {k: v for k, v in (("kind", self.kind), ("name", self.name), ("split", self.split),
                                   ("count", self.count), ("seed", self.seed), ("path", self.path)) if v is not None}
 
@@ -66,17 +94,22 @@ class FitSource:
 
         if alpha is None and method != "lstsq":  # only least squares takes a penalty
             alpha = 0.0
-        return parse_estimator("linear").make(anchors=self.anchors,
-                                              overrides={"bias": bias, "alpha": alpha, "method": method})
+        out = parse_estimator("linear").make(anchors=self.anchors,
+                                             overrides={"bias": bias, "alpha": alpha, "method": method})
+        assert isinstance(out, LinearMap)
+        return out
 
-    def data_shape(self, source) -> tuple[int, ...]:
+    def data_shape(self, source: LatentModel) -> tuple[int, ...]:
         """The shape of the images this source feeds the models: the source model's for samples."""
         if self.kind == "samples":
             return tuple(source.image_shape)
-        return tuple(getattr(self.data, "image_shape", None) or tuple(self.data.shape[1:]))
+        if isinstance(self.data, torch.Tensor):
+            return tuple(self.data.shape[1:])
+        assert self.data is not None, f"a '{self.kind}' fit source holds its images"
+        return tuple(self.data.image_shape)
 
-    def pairs(self, source, target, batch_size: int = 256, shard: bool = False, image_transform: str | None = None
-              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def pairs(self, source: LatentModel, target: LatentModel, batch_size: int = 256, shard: bool = False,
+              image_transform: str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(z_A, z_B) batches: (Enc_A x, Enc_B x) for images, (z, Enc_B(Dec_A z)) for samples; ``shard``: only
         this rank's part of them in a torch.distributed run (latentmap.distributed). The one-pair case of
         :meth:`latents`."""
@@ -84,19 +117,19 @@ class FitSource:
         for latents in self.latents([source, target], [(0, 1)], batch_size, shard, image_transform):
             yield latents[x_key], latents[y_key].to(latents[x_key].device)
 
-    def keys(self, pair: tuple[int, int]) -> tuple:
+    def keys(self, pair: tuple[int, int]) -> tuple[LatentKey, LatentKey]:
         """Where :meth:`latents` puts a pair's (source, target) latents: the models' indices for images; for
         samples (i, "z") (source i's own z) and (i, j) (target j's encoding of source i's samples)."""
         i, j = pair
         return ((i, "z"), (i, j)) if self.kind == "samples" else (i, j)
 
-    def steps(self, pairs, batch_size: int) -> int:
+    def steps(self, pairs: Iterable[tuple[int, int]], batch_size: int) -> int:
         """How many batches :meth:`latents` yields in one process (for a progress bar)."""
         per = -(-self.count // batch_size)
         return per * len({i for i, _ in pairs}) if self.kind == "samples" else per
 
-    def latents(self, models, pairs, batch_size: int = 256, shard: bool = False,
-                image_transform: str | None = None) -> Iterator[dict]:
+    def latents(self, models: Sequence[LatentModel], pairs: Sequence[tuple[int, int]], batch_size: int = 256,
+                shard: bool = False, image_transform: str | None = None) -> Iterator[dict[LatentKey, torch.Tensor]]:
         """Per fit batch, the latents the ordered ``pairs`` (indices into ``models``) need, each computed once:
         ``{model index: Enc_k x}`` for images; for samples, one source i at a time, ``{(i, "z"): z, (i, j):
         Enc_j(Dec_i z)}`` (:meth:`keys`). ``shard``: this rank's batches only, those one process runs
@@ -120,7 +153,7 @@ class FitSource:
         for x in image_batches(distributed.shard(self.data, batch_size) if shard else self.data, batch_size)[0]:
             yield {k: models[k].encode(inputs[k](x)) for k in used}
 
-    def samples_of(self, model, batch_size: int = 256, shard: bool = False
+    def samples_of(self, model: LatentModel, batch_size: int = 256, shard: bool = False
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(z, Dec(z)) batches of ``count`` seeded prior samples of ``model``; ``shard``: this rank's batches only
         (every rank draws every z, so the samples are those of one process)."""
@@ -136,7 +169,7 @@ class FitSource:
 
 def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = None, samples: int | None = None,
                        split: str = "train", images: int | None = None, seed: int = 0,
-                       data_dir=None) -> FitSource:
+                       data_dir: str | os.PathLike[str] | None = None) -> FitSource:
     """The one place that turns the user's choice of fit data into a :class:`FitSource`.
 
     Exactly one of ``support_set`` (a support-set folder, or an image set ``npy:PATH`` /
@@ -159,26 +192,28 @@ def resolve_fit_source(*, support_set: str | None = None, dataset: str | None = 
     if dataset is not None:
         data = load_dataset(dataset, split, data_dir=data_dir).random_subset(images, seed)
         return FitSource("dataset", len(data), name=dataset, split=split, seed=seed, data=data)
+    assert support_set is not None  # the one choice left
     if str(support_set).startswith(IMAGE_SPEC_PREFIXES):
-        data = load_dataset(support_set, "all", data_dir=data_dir).all_images()
-        return FitSource("images", len(data), name=support_set, data=data)
+        image_set = load_dataset(support_set, "all", data_dir=data_dir).all_images()
+        return FitSource("images", len(image_set), name=support_set, data=image_set)
     from latentmap.io.support_folder import SupportSet
 
     support = SupportSet.load(support_set)
     return FitSource("support-set", len(support), name=support.name, path=str(support_set), data=support.images)
 
 
-def fit_map(source, target, fit: FitSource, linear_map=None, *, batch_size: int = 256, progress: bool = False,
-            image_transform: str | None = None):
+def fit_map(source: LatentModel, target: LatentModel, fit: FitSource, linear_map: MapEstimator | None = None, *,
+            batch_size: int = 256, progress: bool = False, image_transform: str | None = None) -> MapEstimator:
     """Fit A -> B on ``fit``'s pairs: the one-pair case of :func:`fit_pairs`. The map defaults to
     ``fit.new_map()``; ``image_transform``: a spec (latentmap.data.transforms) that turns the fit images into each
     model's shape (when it changes any image, the map keeps it as ``image_transform_``, written to map.json)."""
-    linear_map = fit.new_map() if linear_map is None else linear_map
-    return fit_pairs([source, target], fit, {"": lambda: linear_map}, pairs=[(0, 1)], batch_size=batch_size,
+    estimator = fit.new_map() if linear_map is None else linear_map
+    return fit_pairs([source, target], fit, {"": lambda: estimator}, pairs=[(0, 1)], batch_size=batch_size,
                      progress=progress, image_transform=image_transform)[""][(0, 1)]
 
 
-def check_same_images(source, target) -> None:
+def check_same_images(source: LatentModel, target: LatentModel) -> None:
+    """Both models must take images of one shape; ShapeMismatchError proposes an image transform otherwise."""
     if tuple(source.image_shape) != tuple(target.image_shape):
         from latentmap.data.transforms import propose_transform
 
@@ -188,21 +223,23 @@ def check_same_images(source, target) -> None:
                                  f"transform: {proposal}, or pad, resize, ...")
 
 
-def _identity(x):
+def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def input_transforms(spec: str | None, data_shape, source, target) -> tuple[Callable, Callable]:
+def input_transforms(spec: str | None, data_shape: Sequence[int], source: LatentModel, target: LatentModel
+                     ) -> tuple[ImageFn, ImageFn]:
     """(images of ``data_shape`` -> A's shape, -> B's shape); None: the images go to both models unchanged."""
     from latentmap.data.transforms import model_inputs
 
     if spec is None:
         check_same_images(source, target)
         return _identity, _identity
-    return tuple(model_inputs(spec, data_shape, [source, target]))
+    to_a, to_b = model_inputs(spec, data_shape, [source, target])
+    return to_a, to_b
 
 
-def pair_transform(linear_map):
+def pair_transform(linear_map: MapEstimator) -> ImageTransform | None:
     """The ImageTransform a map was fitted with (A's images -> B's), from ``image_transform_`` or its map.json;
     None for a map fitted without one (an old map, or equal shapes)."""
     from latentmap.data.transforms import from_record
@@ -211,7 +248,8 @@ def pair_transform(linear_map):
     return from_record(record)
 
 
-def record_transform(linear_map, spec: str | None, data_shape, source, target) -> None:
+def record_transform(linear_map: MapEstimator, spec: str | None, data_shape: Sequence[int], source: LatentModel,
+                     target: LatentModel) -> None:
     """Keep ``spec`` on the map (``image_transform_``: {"spec", "from": A's shape, "to": B's}) when it changed
     any image of the fit: equal shapes everywhere leave the map as it was."""
     from latentmap.data.transforms import image_transform, model_inputs
@@ -221,10 +259,12 @@ def record_transform(linear_map, spec: str | None, data_shape, source, target) -
     used = [*model_inputs(spec, data_shape, [source, target]), image_transform(spec, source.image_shape,
                                                                                target.image_shape)]
     if not all(t.identity for t in used):
-        linear_map.image_transform_ = image_transform(spec, source.image_shape, target.image_shape).record()
+        # a learned attribute only some maps get, which MapEstimator does not declare
+        record = image_transform(spec, source.image_shape, target.image_shape).record()
+        setattr(linear_map, "image_transform_", record)  # noqa: B010
 
 
-def check_map_fits(linear_map: LinearMap, source, target) -> None:
+def check_map_fits(linear_map: MapEstimator, source: LatentModel, target: LatentModel) -> None:
     """The map's latent sizes must be the models'."""
     if linear_map.n_features_in_ != source.latent_dim:
         raise ShapeMismatchError(f"map expects source latents of size {linear_map.n_features_in_}, "
@@ -234,26 +274,27 @@ def check_map_fits(linear_map: LinearMap, source, target) -> None:
                                  f"model '{target.name}' takes {target.latent_dim}")
 
 
-def fit_all_pairs(models, fit: FitSource, make_map: Callable[[], object] | None = None, *,
-                  batch_size: int = 256, image_transform: str | None = None) -> dict[tuple[int, int], object]:
+def fit_all_pairs(models: Sequence[LatentModel], fit: FitSource, make_map: Callable[[], MapEstimator] | None = None,
+                  *, batch_size: int = 256, image_transform: str | None = None
+                  ) -> dict[tuple[int, int], MapEstimator]:
     """One map per ordered pair (``make_map()`` or ``fit.new_map()``): :func:`fit_pairs` with one estimator."""
     return fit_pairs(models, fit, {"": make_map or fit.new_map}, batch_size=batch_size,
                      image_transform=image_transform)[""]
 
 
-def streams(estimator) -> bool:
+def streams(estimator: object) -> TypeGuard[Streaming]:
     """Whether ``estimator`` folds batches into sufficient statistics that add up over ranks (``partial_fit``,
     ``solve`` and ``all_reduce``: every StreamingMapEstimator); the others are fitted on every pair at once."""
     return all(callable(getattr(estimator, name, None)) for name in ("partial_fit", "solve", "all_reduce"))
 
 
-def latent_shape(model) -> tuple[int, ...]:
+def latent_shape(model: LatentModel) -> tuple[int, ...]:
     """The shape of one latent of ``model``: its ``latent_shape`` ((C, h, w) for a spatial latent), else
     ``(latent_dim,)``. Latents travel flat, [N, latent_dim], through the fit loop either way."""
     return tuple(getattr(model, "latent_shape", None) or (model.latent_dim,))
 
 
-def with_latent_shapes(estimator, source, target):
+def with_latent_shapes(estimator: E, source: LatentModel, target: LatentModel) -> E:
     """Give an estimator that declares ``source_shape``/``target_shape`` parameters (a convolutional map) the
     models' latent shapes where they are left as None; any other estimator is returned as it is."""
     params = estimator.get_params(deep=False) if callable(getattr(estimator, "get_params", None)) else {}
@@ -264,9 +305,9 @@ def with_latent_shapes(estimator, source, target):
     return estimator
 
 
-def fit_pairs(models, fit: FitSource, factories: dict[str, Callable[[], object]], *,
-              pairs: list[tuple[int, int]] | None = None, batch_size: int = 256, progress: bool = False,
-              image_transform: str | None = None) -> dict[str, dict[tuple[int, int], object]]:
+def fit_pairs(models: Sequence[LatentModel], fit: FitSource, factories: Mapping[str, Callable[[], E]], *,
+              pairs: Sequence[tuple[int, int]] | None = None, batch_size: int = 256, progress: bool = False,
+              image_transform: str | None = None) -> dict[str, dict[tuple[int, int], E]]:
     """The one fit loop: for each named estimator factory, one map per ordered pair of ``models`` (``pairs``, by
     index; default every ordered pair), each fit batch encoded once per model.
 
@@ -282,22 +323,23 @@ def fit_pairs(models, fit: FitSource, factories: dict[str, Callable[[], object]]
     """
     from latentmap import distributed
 
-    pairs = list(itertools.permutations(range(len(models)), 2)) if pairs is None else [tuple(p) for p in pairs]
-    maps = {label: {(i, j): with_latent_shapes(make(), models[i], models[j]) for i, j in pairs}
+    ordered = list(itertools.permutations(range(len(models)), 2)) if pairs is None else [(i, j) for i, j in pairs]
+    maps = {label: {(i, j): with_latent_shapes(make(), models[i], models[j]) for i, j in ordered}
             for label, make in factories.items()}
     fitted = [(p, m) for by_pair in maps.values() for p, m in by_pair.items()]
     for p, m in fitted:  # a bad parameter fails before any encoding
         if callable(getattr(m, "_validate_params", None)):
             _named(models, p, m._validate_params)
-        if streams(m) and callable(getattr(m, "_reset", None)):  # fitted afresh, as fit_batches does
-            m._reset()
+        reset = getattr(m, "_reset", None)
+        if streams(m) and callable(reset):  # fitted afresh, as fit_batches does
+            reset()
     held = [(p, m) for p, m in fitted if not streams(m)]
     keeping = fit.anchors or bool(held)
     sharded = distributed.active() and not fit.anchors and not held
-    kept: dict = {}
-    steps = fit.latents(models, pairs, batch_size, shard=sharded, image_transform=image_transform)
-    title = f"fit {models[pairs[0][0]].name} -> {models[pairs[0][1]].name}" if len(pairs) == 1 else "fit"
-    for latents in with_progress(steps, title, progress, fit.steps(pairs, batch_size)):
+    kept: dict[LatentKey, list[torch.Tensor]] = {}
+    steps = fit.latents(models, ordered, batch_size, shard=sharded, image_transform=image_transform)
+    title = f"fit {models[ordered[0][0]].name} -> {models[ordered[0][1]].name}" if len(ordered) == 1 else "fit"
+    for latents in with_progress(steps, title, progress, fit.steps(ordered, batch_size)):
         for key, z in latents.items() if keeping else ():
             kept.setdefault(key, []).append(z.detach().cpu())
         for p, m in fitted:
@@ -322,7 +364,7 @@ def fit_pairs(models, fit: FitSource, factories: dict[str, Callable[[], object]]
     return maps
 
 
-def _named(models, pair, call, *args):
+def _named(models: Sequence[LatentModel], pair: tuple[int, int], call: Callable[..., T], *args: torch.Tensor) -> T:
     """``call(*args)``, an error naming the pair (the error keeps its class, for the CLI's policy)."""
     try:
         return call(*args)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from numbers import Real
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,23 +45,28 @@ import torch
 from latentmap.constants import AUTO_ALPHA
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
 from latentmap.maps.base import FIT_CHUNK_ROWS, StreamingMapEstimator
-from latentmap.maps.checks import Interval, StrOptions, merged_moments, raise_non_finite
+from latentmap.maps.checks import Interval, StrOptions, merged_moments, pair_moments, raise_non_finite
 from latentmap.maps.solvers import gcv_alpha, solve_spd
 from latentmap.stats import Moments, r2_from_sums
 
 METHODS = ("lstsq", "procrustes")
-_ON_DEVICE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # an affine map's tensors, by device
+# an affine map's tensors, by device: ((device, id(coef_), id(intercept_)), coef_ᵀ, intercept_)
+_ON_DEVICE: weakref.WeakKeyDictionary[AffineEstimator, tuple[tuple[str, int, int], torch.Tensor, torch.Tensor]] = (
+    weakref.WeakKeyDictionary())
 
 
-def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> dict:
-    """R² and latent MSE on the fitting pairs of the affine map y = x W + b, from the statistics alone."""
-    n = s.n
+def affine_fit_metrics(s: Moments, w: torch.Tensor, intercept: torch.Tensor) -> dict[str, float]:
+    """R² and latent MSE on the fitting pairs of the affine map y = x W + b, from the statistics alone.
+
+    ``s`` holds the moments of the pairs, ``w`` [d_x, d_y] right-multiplies row latents and ``intercept`` is b;
+    the answer has ``n_pairs``, ``latent_mse`` and ``r2`` (averaged over target dimensions)."""
+    n, (mean_x, cxx, mean_y, cxy, cyy) = s.n, pair_moments(s)
     # residual r = (y-ȳ) - (x-x̄)W + (ȳ - x̄W - b): centred part plus a constant offset
-    sse = s.cyy - 2 * (w * s.cxy).sum(0) + (w * (s.cxx @ w)).sum(0)
-    offset = s.mean_y - s.mean_x @ w - intercept
+    sse = cyy - 2 * (w * cxy).sum(0) + (w * (cxx @ w)).sum(0)
+    offset = mean_y - mean_x @ w - intercept
     sse = sse.clamp_min(0) + n * offset * offset
     return {"n_pairs": int(n), "latent_mse": float(sse.sum() / (n * len(sse))),
-            "r2": float(r2_from_sums(sse, s.cyy).mean())}
+            "r2": float(r2_from_sums(sse, cyy).mean())}
 
 
 # partial_fit's small float32 CPU batches are gathered into a row buffer of at most this many bytes (and
@@ -83,8 +89,12 @@ class AffineEstimator(StreamingMapEstimator):
 
     _statistics = {"_moments": 1}
     _FITTED = StreamingMapEstimator._FITTED + ("coef_", "intercept_")
+    _moments: Moments
+    _rows: list[Any]  # partial_fit's row buffer: [x rows (np.ndarray), y rows (np.ndarray), rows filled (int)]
+    coef_: np.ndarray  # [d_target, d_source]
+    intercept_: np.ndarray  # [d_target]
 
-    def _accumulate(self, x, y) -> None:
+    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> None:
         rows = _buffer_rows(x.shape[1], y.shape[1])
         if not (_bufferable(x) and _bufferable(y) and 2 * len(x) <= rows):
             self._flush()
@@ -95,7 +105,7 @@ class AffineEstimator(StreamingMapEstimator):
         for t, a, what in ((x, xn, "source latents X"), (y, yn, "target latents Y")):
             if not np.isfinite(a).all():  # refused before it touches the statistics, as merged_moments does
                 raise_non_finite(t, what)
-        buf = self.__dict__.get("_rows")
+        buf: list[Any] | None = self.__dict__.get("_rows")
         if buf is None or buf[0].shape != (rows, xn.shape[1]) or buf[1].shape[1] != yn.shape[1]:
             self._flush()
             buf = self._rows = [np.empty((rows, xn.shape[1]), np.float32), np.empty((rows, yn.shape[1]), np.float32), 0]
@@ -107,7 +117,7 @@ class AffineEstimator(StreamingMapEstimator):
 
     def _flush(self) -> None:
         """Fold the buffered rows into the moments (one chunked update instead of one per small batch)."""
-        buf = self.__dict__.get("_rows")
+        buf: list[Any] | None = self.__dict__.get("_rows")
         if buf is not None and buf[2]:
             k, buf[2] = buf[2], 0
             self._moments = merged_moments(torch.from_numpy(buf[0][:k]), torch.from_numpy(buf[1][:k]), self._moments)
@@ -116,7 +126,7 @@ class AffineEstimator(StreamingMapEstimator):
         super()._reset()
         self.__dict__.pop("_rows", None)
 
-    def _merge_from(self, other) -> None:
+    def _merge_from(self, other: AffineEstimator) -> None:
         self._flush()
         other._flush()  # its statistics, not what they are: other still solves as it would have
         super()._merge_from(other)
@@ -136,7 +146,7 @@ class AffineEstimator(StreamingMapEstimator):
     def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
-    def _extra_metrics(self) -> dict:
+    def _extra_metrics(self) -> dict[str, float]:
         return {}
 
     def _params_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,14 +160,15 @@ class AffineEstimator(StreamingMapEstimator):
             _ON_DEVICE[self] = cache
         return cache[1], cache[2]
 
-    def _forward(self, x):
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         w, intercept = self._params_on(x.device)
         return x.to(torch.float64) @ w + intercept
 
-    def _inverse_params(self) -> dict:
+    def _inverse_params(self) -> dict[str, Any]:
+        """The hyperparameters (keyword arguments of LinearMap) of the inverse map."""
         return {"bias": bool(np.any(self.intercept_ != 0))}
 
-    def inverse(self):
+    def inverse(self) -> LinearMap:
         """The least-squares inverse (pseudo-inverse of coef_) as a LinearMap: target latents -> source latents."""
         self._check_fitted()
         pinv = np.linalg.pinv(self.coef_)  # [d_source, d_target]: x ≈ (y − b) pinv(coef_)ᵀ
@@ -167,14 +178,14 @@ class AffineEstimator(StreamingMapEstimator):
         inv.n_samples_seen_ = self.n_samples_seen_
         return inv
 
-    def _state(self):
+    def _state(self) -> dict[str, torch.Tensor]:
         return {"coef": torch.from_numpy(np.ascontiguousarray(self.coef_, dtype=np.float64)),
                 "intercept": torch.from_numpy(np.ascontiguousarray(self.intercept_, dtype=np.float64))}
 
-    def _load_state(self, tensors, info):
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         self.coef_, self.intercept_ = tensors["coef"].numpy(), tensors["intercept"].numpy()
 
-    def _sizes(self):
+    def _sizes(self) -> tuple[int, int]:
         return self.coef_.shape[1], self.coef_.shape[0]
 
 
@@ -207,8 +218,10 @@ class LinearMap(AffineEstimator):
         "method": [StrOptions(set(METHODS))],
     }
     _FITTED = AffineEstimator._FITTED + ("alpha_",)
+    alpha_: float
+    _extra: dict[str, float]  # the solve's own metrics: condition number, alpha, and GCV's score with "auto"
 
-    def __init__(self, bias: bool = True, alpha: float | str = 0.0, method: str = "lstsq"):
+    def __init__(self, bias: bool = True, alpha: float | str = 0.0, method: str = "lstsq") -> None:
         self.bias = bias
         self.alpha = alpha
         self.method = method
@@ -223,7 +236,8 @@ class LinearMap(AffineEstimator):
         return d_source + (1 if self.bias else 0)
 
     def _solve_affine(self, s: Moments) -> tuple[torch.Tensor, torch.Tensor]:
-        n, d_x, d_y = s.n, s.mean_x.shape[0], s.mean_y.shape[0]
+        n, (mean_x, cxx, mean_y, cxy, cyy) = s.n, pair_moments(s)
+        d_x, d_y = mean_x.shape[0], mean_y.shape[0]
         auto = self.alpha == AUTO_ALPHA
         alpha = 0.0 if auto else float(self.alpha)
         needed = self.min_samples(d_x)
@@ -239,11 +253,11 @@ class LinearMap(AffineEstimator):
                 f"procrustes needs equal latent sizes, got source {d_x} and target {d_y}; use method 'lstsq'"
             )
         if self.bias:
-            a, b, syy = s.cxx, s.cxy, float(s.cyy.sum())
+            a, b, syy = cxx, cxy, float(cyy.sum())
         else:  # uncentred second moments: XᵀX = C + n x̄x̄ᵀ (a sum of PSD terms, no cancellation)
-            a = s.cxx + torch.outer(s.mean_x, s.mean_x) * n
-            b = s.cxy + torch.outer(s.mean_x, s.mean_y) * n
-            syy = float((s.cyy + s.mean_y * s.mean_y * n).sum())
+            a = cxx + torch.outer(mean_x, mean_x) * n
+            b = cxy + torch.outer(mean_x, mean_y) * n
+            syy = float((cyy + mean_y * mean_y * n).sum())
         n_params = d_x + (1 if self.bias else 0)
         if n <= n_params and self.method == "lstsq":
             warnings.warn(f"the map is fitted on {n} pairs for {n_params} parameters per target dimension: it can "
@@ -258,19 +272,19 @@ class LinearMap(AffineEstimator):
             condition = float("nan")
         else:
             w, condition = solve_spd(a, b, alpha)
-        intercept = s.mean_y - s.mean_x @ w if self.bias else torch.zeros_like(s.mean_y)
+        intercept = mean_y - mean_x @ w if self.bias else torch.zeros_like(mean_y)
         self.alpha_ = alpha
         self._extra = {"condition_number": condition, "alpha": alpha, **({} if gcv is None else {"gcv": gcv})}
         return w, intercept
 
-    def _extra_metrics(self) -> dict:
+    def _extra_metrics(self) -> dict[str, float]:
         return dict(self._extra)
 
     # ------------------------------------------------------------------ inverse and persistence
-    def _inverse_params(self) -> dict:
+    def _inverse_params(self) -> dict[str, Any]:
         return {"bias": self.bias, "method": self.method}
 
-    def _load_state(self, tensors, info) -> None:
+    def _load_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
         coef, intercept = tensors["coef"].numpy(), tensors["intercept"].numpy()
         coef = coef.T.copy() if info.get("format_version") == 1 else coef  # format 1 stored its transpose
         if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
