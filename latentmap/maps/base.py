@@ -53,6 +53,7 @@ class MapEstimator(MapRepr, RegressorMixin, BaseEstimator):
     _FITTED: tuple[str, ...] = ("n_features_in_", "n_targets_", "n_samples_seen_", "fit_metrics_")
     fit_metrics_: dict[str, Any]  # set by each subclass's fit, and by load (with info_, the folder's map.json)
     info_: dict[str, Any]
+    image_transform_: dict[str, Any]  # set by maps.fitting.record_transform when A's images were transformed
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()

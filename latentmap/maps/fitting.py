@@ -261,7 +261,7 @@ def record_transform(linear_map: MapEstimator, spec: str | None, data_shape: Seq
     if not all(t.identity for t in used):
         # a learned attribute only some maps get, which MapEstimator does not declare
         record = image_transform(spec, source.image_shape, target.image_shape).record()
-        setattr(linear_map, "image_transform_", record)  # noqa: B010
+        linear_map.image_transform_ = record
 
 
 def check_map_fits(linear_map: MapEstimator, source: LatentModel, target: LatentModel) -> None:
