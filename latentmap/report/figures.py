@@ -109,7 +109,8 @@ def histogram_legend(label: str, values: np.typing.ArrayLike, floor: float, fmt:
     return text + ")"
 
 
-def histograms_png(series: Mapping[str, np.typing.ArrayLike], xlabel: str, title: str = "", log_x: bool = True, bins: int = 50) -> bytes:
+def histograms_png(series: Mapping[str, np.typing.ArrayLike], xlabel: str, title: str = "", log_x: bool = True,
+                   bins: int = 50) -> bytes:
     """Step histograms of several arrays on shared bins (share of each array's values), one line each,
     the legend giving each array's true mean (as the tables write it): per-image errors by model or target set.
     On a log axis, values below :data:`PLOT_FLOOR` are drawn at it and the legend says how many."""
@@ -130,7 +131,8 @@ def histograms_png(series: Mapping[str, np.typing.ArrayLike], xlabel: str, title
         else:
             edges = np.linspace(low, max(high, low + 1e-12), bins + 1)
         for name, v in values.items():
-            ax.hist(np.clip(v, edges[0], edges[-1]), bins=edges,  # type: ignore[arg-type]  # the stub leaves out arrays, which hist takes
+            # the ignore: matplotlib's stub leaves out arrays of bin edges, which hist takes
+            ax.hist(np.clip(v, edges[0], edges[-1]), bins=edges,  # type: ignore[arg-type]
                     histtype="step", lw=1.2,
                     weights=np.full(len(v), 1 / len(v)),
                     label=histogram_legend(name, v, edges[0], sig) if log_x else f"{name} (mean {sig(v.mean())})")

@@ -63,8 +63,8 @@ def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2, *
             canvas[top:top + h, left:left + w] = img.permute(1, 2, 0).numpy()
     image = Image.fromarray((canvas * 255).round().astype(np.uint8))
     if scale != 1:
-        image = image.resize((image.width * scale, image.height * scale),
-                             Image.NEAREST)  # type: ignore[attr-defined]  # set at import, unseen by the stub; kept for Pillow 9.0
+        # the ignore: Pillow sets NEAREST at import, out of its stub's sight (Image.Resampling needs Pillow 9.1)
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)  # type: ignore[attr-defined]
     if row_labels is None and column_labels is None:
         return image
     font = label_font()

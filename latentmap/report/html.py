@@ -66,8 +66,9 @@ class Section:
         self.parts.append(f"<h3>{html.escape(title)}</h3>")
         return self
 
-    def table(self, frame: pd.DataFrame, float_format: str | Callable[[float], str] | None = None, *, labels: bool = True,
-              headline: str | None = None, order: str = "asc", calibration: Iterable[int] = (), fold: str = "", csv: str = "") -> Section:
+    def table(self, frame: pd.DataFrame, float_format: str | Callable[[float], str] | None = None, *,
+              labels: bool = True, headline: str | None = None, order: str = "asc", calibration: Iterable[int] = (),
+              fold: str = "", csv: str = "") -> Section:
         """``frame`` as a table in a sideways-scrolling box: numbers to three significant digits (or
         ``float_format``), headers in words (see :mod:`latentmap.report.tables`).
 

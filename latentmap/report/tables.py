@@ -199,7 +199,8 @@ def models_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     from latentmap.io.model_record import NOT_PATHS, short_fingerprint
     from latentmap.io.paths import shown_path
 
-    def spec(r: dict[str, Any]) -> str:  # a path without this machine's folders: a report reads the same on another machine
+    # a path without this machine's folders: a report reads the same on another machine
+    def spec(r: dict[str, Any]) -> str:
         text = r.get("spec") or r.get("path") or ""
         return text if not text or r.get("origin") in NOT_PATHS else shown_path(text)
 

@@ -134,7 +134,8 @@ def trajectories_gif(traj: Trajectories, epochs: float = 5.0, frames: int = 60, 
         ax.set_title(f"step {traj.steps[s]} (epoch {traj.epochs[s]:.2f})", fontsize=10)
         ax.legend(title="label", fontsize=9, title_fontsize=9, loc="upper right", ncol=2)
         frame = Image.open(io.BytesIO(figure_png(fig)))
-        images.append(frame.convert("P", palette=Image.ADAPTIVE))  # type: ignore[attr-defined]  # Pillow 9.0 has no Palette
+        # the ignore: Pillow sets ADAPTIVE at import, out of its stub's sight (Image.Palette needs Pillow 9.1)
+        images.append(frame.convert("P", palette=Image.ADAPTIVE))  # type: ignore[attr-defined]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return buffer.getvalue()
