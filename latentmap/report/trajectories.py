@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -12,12 +12,41 @@ from latentmap.report.figures import figure_png, new_figure
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from latentmap.training.tracking import Trajectories
-
 CIRCLE_EPOCHS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0)  # the steps that get circles (nearest record)
 
 
-def plane(traj: Trajectories) -> tuple[np.ndarray, np.ndarray, list[str]]:
+class RecordedTrajectories(Protocol):
+    """What the figures read of a training run's recorded trajectories
+    (:class:`latentmap.training.tracking.Trajectories`, a layer above the reports)."""
+
+    steps: np.ndarray  # [S] optimizer steps done before each record
+    epochs: np.ndarray  # [S] fractional epoch of each record
+    mu: np.ndarray  # [S, N, d] encoder mean (or latent)
+    var: np.ndarray  # [S, N, d] encoder variance; NaN for models without one
+    labels: np.ndarray  # [N] label of each tracked image (-1 if none)
+    mean_sigma2: np.ndarray  # [S] E[sigma^2] over the probe
+    var_mu: np.ndarray  # [S] Var(mu) over the probe
+    has_variance: bool
+    meta: dict[str, Any]
+
+    @property
+    def law(self) -> np.ndarray:
+        """Var(mu) + E[sigma^2] per record."""
+
+    def npz_bytes(self) -> bytes:
+        """Every array as an ``.npz`` file."""
+
+    def csv_bytes(self) -> bytes:
+        """Every tracked image's mean and variance per record, as CSV."""
+
+    def stats_csv_bytes(self) -> bytes:
+        """The statistics per record, as CSV."""
+
+    def summary(self) -> dict[str, Any]:
+        """The run's numbers, JSON-ready."""
+
+
+def plane(traj: RecordedTrajectories) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The 2-d view: (centres [S, N, 2], radii [S, N, 2] or NaN, axis labels).
 
     2-d latents are drawn as they are. Larger latents with variances: the two variables with the
@@ -42,7 +71,7 @@ def plane(traj: Trajectories) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return proj, np.full_like(proj, np.nan), ["PC1 of the means", "PC2 of the means"]
 
 
-def _circle_records(traj: Trajectories) -> list[int]:
+def _circle_records(traj: RecordedTrajectories) -> list[int]:
     picks: list[int] = []
     for e in CIRCLE_EPOCHS:
         if e <= traj.epochs[-1] + 1e-9:
@@ -52,14 +81,14 @@ def _circle_records(traj: Trajectories) -> list[int]:
     return picks
 
 
-def _colours(traj: Trajectories) -> list[tuple[float, float, float, float]]:
+def _colours(traj: RecordedTrajectories) -> list[tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
     return [cmap(int(label) % 10 if label >= 0 else i % 10) for i, label in enumerate(traj.labels)]
 
 
-def _draw_paths(ax: Axes, traj: Trajectories, centres: np.ndarray, radii: np.ndarray, upto: int,
+def _draw_paths(ax: Axes, traj: RecordedTrajectories, centres: np.ndarray, radii: np.ndarray, upto: int,
                 circles: list[int]) -> None:
     from matplotlib.patches import Ellipse
 
@@ -82,7 +111,7 @@ def _limits(centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndar
     return lo - pad, hi + pad
 
 
-def trajectories_png(traj: Trajectories) -> bytes:
+def trajectories_png(traj: RecordedTrajectories) -> bytes:
     """Left: paths of the tracked images with circles (radius sigma) at chosen steps; right: E[sigma^2],
     Var(mu) and their sum against the epoch, with the variance law's 1."""
     centres, radii, labels = plane(traj)
@@ -114,7 +143,7 @@ def trajectories_png(traj: Trajectories) -> bytes:
     return figure_png(fig)
 
 
-def trajectories_gif(traj: Trajectories, epochs: float = 5.0, frames: int = 60, fps: int = 8) -> bytes:
+def trajectories_gif(traj: RecordedTrajectories, epochs: float = 5.0, frames: int = 60, fps: int = 8) -> bytes:
     """The paths growing over the first ``epochs`` epochs, with each image's current circle."""
     from PIL import Image
 
@@ -141,7 +170,7 @@ def trajectories_gif(traj: Trajectories, epochs: float = 5.0, frames: int = 60, 
     return buffer.getvalue()
 
 
-def trajectory_files(traj: Trajectories) -> dict[str, bytes]:
+def trajectory_files(traj: RecordedTrajectories) -> dict[str, bytes]:
     """Every file of the trajectories, by name, for a checkpoint folder."""
     import json
 
