@@ -345,7 +345,7 @@ def label_namer(data: object) -> Callable[[int], str]:
     return data.label_name if hasattr(data, "label_name") else str
 
 
-def _transform_spec(linear_map: MapEstimator, given: str | None) -> str | None:
+def _transform_spec(linear_map: MapEstimator | None, given: str | None) -> str | None:
     if given is not None:
         return given
     recorded = pair_transform(linear_map)
@@ -356,10 +356,10 @@ def _data_shape(data: ImageDataset | torch.Tensor) -> tuple[int, ...]:
     return tuple(data.shape[1:]) if isinstance(data, torch.Tensor) else tuple(data.image_shape)
 
 
-def pair_images(source: LatentModel, target: LatentModel, linear_map: MapEstimator, images: torch.Tensor,
+def pair_images(source: LatentModel, target: LatentModel, linear_map: MapEstimator | None, images: torch.Tensor,
                 image_transform: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(``images`` as A takes them, as B takes them), through ``image_transform`` or the map's own (unchanged
-    for a pair fitted without one)."""
+    for a pair fitted without one, or without a map)."""
     spec = _transform_spec(linear_map, image_transform)
     to_a, to_b = input_transforms(spec, tuple(images.shape[1:]), source, target)
     return to_a(images), to_b(images)

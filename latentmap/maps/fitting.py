@@ -239,9 +239,9 @@ def input_transforms(spec: str | None, data_shape: Sequence[int], source: Latent
     return to_a, to_b
 
 
-def pair_transform(linear_map: MapEstimator) -> ImageTransform | None:
+def pair_transform(linear_map: MapEstimator | None) -> ImageTransform | None:
     """The ImageTransform a map was fitted with (A's images -> B's), from ``image_transform_`` or its map.json;
-    None for a map fitted without one (an old map, or equal shapes)."""
+    None for a map fitted without one (an old map, or equal shapes) and for no map."""
     from latentmap.data.transforms import from_record
 
     record = getattr(linear_map, "image_transform_", None) or getattr(linear_map, "info_", {}).get("image_transform")

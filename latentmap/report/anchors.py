@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pandas as pd
 
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.figures import figure_png, new_figure
@@ -13,7 +16,7 @@ from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.evaluation.anchors import CompareResult
 
 
-def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) -> Path:
+def write_compare_report(result: CompareResult, out: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
     """results.csv, summary.csv, reference.csv, summary.json, anchors.png and index.html, written atomically."""
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         result.rows.to_csv(tmp / "results.csv", index=False)
@@ -51,11 +54,9 @@ def write_compare_report(result: CompareResult, out, *, overwrite: bool = True) 
 VS_RANDOM = "relocated MSE / random anchors', mean over sizes"
 
 
-def strategy_ranking(summary):
+def strategy_ranking(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per strategy, ranked by its relocated MSE over that of random anchors of the same size, averaged
     over the sizes (below 1: better than random), with its relocated MSE at each size."""
-    import pandas as pd
-
     rows = []
     for strategy, part in summary.groupby("strategy", sort=False):
         row = {"strategy": strategy, VS_RANDOM: part["vs_random"].mean()}
@@ -66,22 +67,23 @@ def strategy_ranking(summary):
 
 
 def verdict(result: CompareResult) -> Section:
+    """The page's verdict: :func:`strategy_ranking`'s table, ranked by relocated MSE over random anchors'."""
     section = Section("Verdict: anchor strategies ranked against random anchors")
     section.table(strategy_ranking(result.summary), headline=VS_RANDOM)
     return section
 
 
-def load_compare_result(folder) -> CompareResult:
+def load_compare_result(folder: str | os.PathLike[str]) -> CompareResult:
     """The comparison a report folder saved (results.csv, summary.csv, reference.csv, summary.json), to render again."""
-    import pandas as pd
-
-    folder = Path(folder)
-    saved = json.loads((folder / "summary.json").read_text())
-    return CompareResult(pd.read_csv(folder / "results.csv"), pd.read_csv(folder / "summary.csv"),
-                         pd.read_csv(folder / "reference.csv"), saved["settings"], saved.get("notes") or [])
+    base = Path(folder)
+    saved = json.loads((base / "summary.json").read_text())
+    return CompareResult(pd.read_csv(base / "results.csv"), pd.read_csv(base / "summary.csv"),
+                         pd.read_csv(base / "reference.csv"), saved["settings"], saved.get("notes") or [])
 
 
 def compare_png(result: CompareResult) -> bytes:
+    """Mean relocated MSE against the number of anchors, one line per strategy (bars: min-max over seeds), with the
+    maps fitted on many images (dashed) and the targets' own reconstruction (dotted) for reference."""
     fig = new_figure(6.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     summary = result.summary

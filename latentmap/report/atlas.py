@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,13 +26,21 @@ from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.relocation import relocation_row_labels
 from latentmap.report.tables import models_frame, sig
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.relocation import RelocationResult
+    from latentmap.models.base import LatentModel
+
 
 def pair_name(a: str, b: str) -> str:
     """Folder and file stem of the ordered pair a -> b (of two names already made file-safe by ``unique_slugs``)."""
     return f"{a}__{b}"
 
 
-def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRID_IMAGES, *,
+def save_atlas(atlas: AtlasResult, out: str | os.PathLike[str], models: Sequence[LatentModel],
+               test_data: ImageDataset | torch.Tensor, grid_count: int = GRID_IMAGES, *,
                overwrite: bool = True) -> Path:
     """Write the atlas as a standalone report folder, atomically."""
     if not is_main():  # torch.distributed: rank 0 alone draws the grids and writes
@@ -39,30 +50,31 @@ def save_atlas(atlas: AtlasResult, out, models, test_data, grid_count: int = GRI
     return Path(out)
 
 
-def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count: int = GRID_IMAGES,
-                rel: str = "", title: str = "Relocation atlas", back: tuple | None = None):
+def write_atlas(atlas: AtlasResult, folder: str | os.PathLike[str], models: Sequence[LatentModel],
+                test_data: ImageDataset | torch.Tensor, grid_count: int = GRID_IMAGES, rel: str = "",
+                title: str = "Relocation atlas", back: tuple[str, str] | None = None) -> Section:
     """CSV, JSON, ratio matrix (CSV + PNG), one grid and one map folder per pair into ``folder``.
 
     Returns the HTML section (image links prefixed by ``rel``); with ``rel == ""`` also writes
     ``index.html``, so ``folder`` is a standalone report (``back``: (href, text) of a link to the
     report it belongs to).
     """
-    folder = Path(folder)
-    (folder / "grids").mkdir(parents=True, exist_ok=True)
+    base = Path(folder)
+    (base / "grids").mkdir(parents=True, exist_ok=True)
     frame = atlas.frame()
-    frame.to_csv(folder / "atlas.csv", index=False)
+    frame.to_csv(base / "atlas.csv", index=False)
     by_label = atlas.by_label_frame()
     if len(by_label):
-        by_label.to_csv(folder / "atlas_by_label.csv", index=False)
+        by_label.to_csv(base / "atlas_by_label.csv", index=False)
     matrix = atlas.ratio_matrix()
-    matrix.to_csv(folder / "ratio_matrix.csv")
-    (folder / "atlas.json").write_text(json.dumps(
+    matrix.to_csv(base / "ratio_matrix.csv")
+    (base / "atlas.json").write_text(json.dumps(
         {"models": [_shown_info(info) for info in atlas.models], "skipped": atlas.skipped,
          "fit_source": _shown_info(atlas.fit_source, "name"), "map_params": atlas.map_params,
          "estimators": atlas.estimators, "similarity": atlas.similarity, "compute": atlas.compute,
          "results": [r.to_dict() for r in atlas.results]}, indent=2, default=json_default) + "\n")
     types = {(r.source, r.target): r.type for r in atlas.results}
-    (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
+    (base / "ratio_matrix.png").write_bytes(ratio_matrix_png(matrix, types))
     idx = grid_indices(len(test_data), grid_count)
     images = test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
     model_by_name = {m.name: m for m in models}
@@ -73,28 +85,29 @@ def write_atlas(atlas: AtlasResult, folder: Path, models, test_data, grid_count:
     for r in atlas.results:
         name = pair_name(files[r.source], files[r.target])
         pair_map = atlas.estimator_maps.get((r.estimator, r.source, r.target)) or atlas.maps[(r.source, r.target)]
-        maps_dir = folder / "maps" / slug(r.estimator, "estimator") if several else folder / "maps"
+        maps_dir = base / "maps" / slug(r.estimator, "estimator") if several else base / "maps"
         pair_map.save(maps_dir / name, source=info_by_name[r.source], target=info_by_name[r.target],
                       fit_source=atlas.fit_source, extra={"estimator_label": r.estimator} if several else None)
         if r.estimator != atlas.primary:
             continue
         rows = relocation_rows(model_by_name[r.source], model_by_name[r.target], pair_map, images)
         labels = relocation_row_labels(r.source, r.target)
-        (folder / "grids" / f"{name}.png").write_bytes(grid_png(rows, row_labels=labels))
+        (base / "grids" / f"{name}.png").write_bytes(grid_png(rows, row_labels=labels))
         grids.append((r, f"{rel}grids/{name}.png"))
-    comparison = lambda section: write_comparison(atlas, folder, section, models, test_data, rel)  # noqa: E731
-    return _atlas_page(atlas, folder, frame, len(by_label) > 0, grids, comparison, rel, title, back)
+    comparison = lambda section: write_comparison(atlas, base, section, models, test_data, rel)  # noqa: E731
+    return _atlas_page(atlas, base, frame, len(by_label) > 0, grids, comparison, rel, title, back)
 
 
-def rewrite_atlas_page(folder, title: str = "Relocation atlas", back: tuple | None = None) -> Path:
+def rewrite_atlas_page(folder: str | os.PathLike[str], title: str = "Relocation atlas",
+                       back: tuple[str, str] | None = None) -> Path:
     """The page of a saved atlas folder (``index.html``, the heat maps and the comparison's CSV files) written
     again by this version's page code from the folder's ``atlas.json`` and CSV files: no model is loaded and
     nothing is fitted or evaluated, so every number, grid and worst-image picture is the run's own."""
     from latentmap.evaluation.lpips_metric import portable_text
     from latentmap.evaluation.relocation import RelocationResult
 
-    folder = Path(folder)
-    saved = json.loads((folder / "atlas.json").read_text())
+    base = Path(folder)
+    saved = json.loads((base / "atlas.json").read_text())
     # a note of an older run may name this machine's torch hub folder: written as $TORCH_HOME/hub, as runs now do
     results = [RelocationResult(**{**r, "lpips_note": portable_text(r.get("lpips_note") or "")})
                for r in saved["results"]]
@@ -105,15 +118,16 @@ def rewrite_atlas_page(folder, title: str = "Relocation atlas", back: tuple | No
     files = unique_slugs(info["name"] for info in atlas.models)
     grids = [(r, f"grids/{pair_name(files[r.source], files[r.target])}.png") for r in atlas.results_of()]
     types = {(r.source, r.target): r.type for r in atlas.results}
-    (folder / "ratio_matrix.png").write_bytes(ratio_matrix_png(atlas.ratio_matrix(), types))
-    comparison = lambda section: write_comparison(atlas, folder, section, None, None)  # noqa: E731
-    _atlas_page(atlas, folder, atlas.frame(), (folder / "atlas_by_label.csv").is_file(),
-                [g for g in grids if (folder / g[1]).is_file()], comparison, "", title, back)
-    return folder
+    (base / "ratio_matrix.png").write_bytes(ratio_matrix_png(atlas.ratio_matrix(), types))
+    comparison = lambda section: write_comparison(atlas, base, section, None, None)  # noqa: E731
+    _atlas_page(atlas, base, atlas.frame(), (base / "atlas_by_label.csv").is_file(),
+                [g for g in grids if (base / g[1]).is_file()], comparison, "", title, back)
+    return base
 
 
-def _atlas_page(atlas: AtlasResult, folder: Path, frame, by_label: bool, grids: list, comparison, rel: str,
-                title: str, back: tuple | None) -> Section:
+def _atlas_page(atlas: AtlasResult, folder: Path, frame: pd.DataFrame, by_label: bool,
+                grids: list[tuple[RelocationResult, str]], comparison: Callable[[Section], None], rel: str,
+                title: str, back: tuple[str, str] | None) -> Section:
     """The atlas's HTML section (and, with ``rel == ""``, its page) from its results, grids and comparison."""
     several = len(atlas.estimators) > 1
     section = Section(title)
@@ -161,7 +175,7 @@ def _atlas_page(atlas: AtlasResult, folder: Path, frame, by_label: bool, grids: 
     return section
 
 
-def ranked_pairs(frame, estimator: str | None = None):
+def ranked_pairs(frame: pd.DataFrame, estimator: str | None = None) -> pd.DataFrame:
     """The pairs (of ``estimator``, when the frame has several) ranked by relocation ratio, best first, with
     the ratio's interval, the per-image median and the latent R² (missing ratios last)."""
     if estimator is not None and "estimator" in frame.columns:
@@ -171,7 +185,7 @@ def ranked_pairs(frame, estimator: str | None = None):
     return frame[cols].sort_values("ratio", kind="stable", na_position="last").reset_index(drop=True)
 
 
-def atlas_verdict(atlas: AtlasResult, frame) -> Section:
+def atlas_verdict(atlas: AtlasResult, frame: pd.DataFrame) -> Section:
     """The atlas's verdict: with several estimators, the estimators ranked by their median ratio over the
     pairs; with one, the pairs ranked by their ratio."""
     if len(atlas.estimators) > 1:
@@ -185,7 +199,7 @@ def atlas_verdict(atlas: AtlasResult, frame) -> Section:
     return section
 
 
-def _grids(section: Section, grids: list) -> None:
+def _grids(section: Section, grids: list[tuple[RelocationResult, str]]) -> None:
     """The best and the worst pair's grid, the others folded."""
     if not grids:
         return
@@ -204,7 +218,7 @@ def _grids(section: Section, grids: list) -> None:
     section.fold(f"The grid of every pair ({len(ranked)}), by ratio", rest)
 
 
-def _shown_info(info: dict, spec_key: str | None = None) -> dict:
+def _shown_info(info: dict[str, Any] | None, spec_key: str | None = None) -> dict[str, Any]:
     """A model or fit-source record as the atlas's JSON writes it: its path (and data spec) without this
     machine's folders (the map folders keep the paths they load models from)."""
     out = dict(info or {})
@@ -216,19 +230,19 @@ def _shown_info(info: dict, spec_key: str | None = None) -> dict:
     return out
 
 
-def _describe_fit(fit: dict) -> str:
+def _describe_fit(fit: dict[str, Any]) -> str:
     if fit.get("kind") == "samples":
         return f"{fit.get('count')} prior samples of each source model"
     return f"{fit.get('count')} images of {fit.get('kind')} '{shown_spec(fit.get('name'))}'"
 
 
-def _describe_map(params: dict) -> str:
+def _describe_map(params: dict[str, Any]) -> str:
     alpha = params.get("alpha")
     ridge = "ridge penalty chosen by GCV" if alpha == "auto" else f"ridge alpha {alpha:g}" if alpha else "no ridge"
     return f"{'affine' if params.get('bias') else 'bias-free'} {params.get('method', 'lstsq')}, {ridge}"
 
 
-def ratio_matrix_png(matrix, types: dict) -> bytes:
+def ratio_matrix_png(matrix: pd.DataFrame, types: dict[tuple[str, str], int]) -> bytes:
     """Heatmap of the ratio matrix, cells labelled with the ratio and the relocation type."""
     n = len(matrix)
     fig = new_figure(min(CONTENT_WIDTH_IN, 1.6 + 1.3 * n), min(CONTENT_WIDTH_IN, 1.2 + 1.1 * n))

@@ -8,15 +8,16 @@ return HTML sections (the demo embeds them); ``write_coverage_report`` and
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult
+from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult, GeneratorCoverage
 from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
-from latentmap.report.coverage_verdict import (class_section, coverage_verdict, precision_recall_section,
+from latentmap.report.coverage_verdict import (class_section, coverage_verdict, fidelity_of, precision_recall_section,
                                                verdict_section)
 from latentmap.report.figures import PALETTE, figure_png, new_figure
 from latentmap.io.names import slug
@@ -33,6 +34,8 @@ def _p(value: float) -> str:
 
 
 def coverage_findings(result: CoverageResult) -> list[str]:
+    """The coverage findings: the sectors, each generator's total variation, G test and flagged sectors, the
+    calibration's scores, then the fidelity findings."""
     out = [f"Sectors: {result.space.description()}; {result.real_images:,} {result.real_source} encoded by "
            f"{result.space.reference}."]
     calibration = next((g for g in result.generators if g.name == CALIBRATION_NAME), None)
@@ -51,12 +54,13 @@ def coverage_findings(result: CoverageResult) -> list[str]:
                    f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with {flagged} flagged "
                    f"sector{'' if flagged == 1 else 's'}: what a generator matching the data would get at this "
                    "sample size.")
-    if result.fidelity is not None:
-        out.extend(fidelity_findings(result.fidelity))
+    fidelity = fidelity_of(result)
+    if fidelity is not None:
+        out.extend(fidelity_findings(fidelity))
     return out
 
 
-def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
+def _largest_gaps(result: CoverageResult, g: GeneratorCoverage, real_share: np.ndarray) -> str:
     """The sector whose generated share falls furthest below its real share, over all sectors; when that one is
     not flagged under-represented, also the largest among the under-represented ones."""
     gen_share = g.counts / max(g.images, 1)
@@ -86,6 +90,8 @@ def _largest_gaps(result: CoverageResult, g, real_share: np.ndarray) -> str:
 
 
 def fidelity_findings(result: FidelityResult) -> list[str]:
+    """The fidelity findings: each generator's precision, recall, coverage and Fréchet distance (closest first),
+    warnings of copied real images, and the calibration's scores."""
     rows = [r for r in result.rows if r.name != CALIBRATION_NAME]
     calibration = next((r for r in result.rows if r.name == CALIBRATION_NAME), None)
     out = []
@@ -110,6 +116,8 @@ def _flag_text(flag: str) -> str:
 
 
 def summary_display(result: CoverageResult) -> pd.DataFrame:
+    """The G-test table as the page shows it: one row per generator, its total variation, G statistic and
+    flagged sectors."""
     return pd.DataFrame([{"Generator": g.name, "Images": g.images, "Total variation": sig(g.tv_distance),
                           "G statistic": sig(g.test["statistic"]), "dof": g.test["dof"], "p": _p(g.test["p_value"]),
                           "Never reached": len(g.never_reached), "Under-represented": len(g.under),
@@ -117,12 +125,14 @@ def summary_display(result: CoverageResult) -> pd.DataFrame:
 
 
 def fidelity_display(result: FidelityResult) -> pd.DataFrame:
+    """The fidelity table as the page shows it: one row per generator, its precision, recall, density, coverage
+    and Fréchet distance."""
     return pd.DataFrame([{"Generator": r.name, "Images": r.images, "Precision": sig(r.precision),
                           "Recall": sig(r.recall), "Density": sig(r.density), "Coverage": sig(r.coverage),
                           result.fd_name: sig(r.frechet), "Source": r.source} for r in result.rows])
 
 
-def coverage_bars_png(result: CoverageResult, generator) -> bytes:
+def coverage_bars_png(result: CoverageResult, generator: GeneratorCoverage) -> bytes:
     """Real and generated share per sector, sectors ordered by real share, every sector labelled; flagged sectors
     marked."""
     real = result.real_counts / max(result.real_images, 1)
@@ -149,13 +159,14 @@ def coverage_bars_png(result: CoverageResult, generator) -> bytes:
     return figure_png(fig)
 
 
-def fidelity_sections(result: FidelityResult, folder, prefix: str = "", *, folded: bool = False) -> list[Section]:
+def fidelity_sections(result: FidelityResult, folder: str | os.PathLike[str], prefix: str = "", *,
+                      folded: bool = False) -> list[Section]:
     """The fidelity section (CSV and JSON written into ``folder``); ``folded``: its table behind one line, where the
     page's ranked table already shows the same numbers."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.frame().rename(columns={"frechet": "frechet_distance"}).to_csv(folder / "fidelity.csv", index=False)
-    (folder / "fidelity.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    base = Path(folder)
+    base.mkdir(parents=True, exist_ok=True)
+    result.frame().rename(columns={"frechet": "frechet_distance"}).to_csv(base / "fidelity.csv", index=False)
+    (base / "fidelity.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     section = Section(f"Fidelity and diversity in {result.space}")
     section.text(f"Precision, recall, density and coverage (Naeem et al. 2020, k = {result.k} nearest neighbours) "
                  f"and the Fréchet distance between Gaussians fitted to the features, all in {result.space}, against "
@@ -171,7 +182,7 @@ def fidelity_sections(result: FidelityResult, folder, prefix: str = "", *, folde
     return [section]
 
 
-def _generator_section(result: CoverageResult, g, folder: Path, prefix: str) -> Section:
+def _generator_section(result: CoverageResult, g: GeneratorCoverage, folder: Path, prefix: str) -> Section:
     section = Section(f"Coverage of {g.name}")
     sentence = next((f for f in coverage_findings(result) if f.startswith(f"{g.name}: total variation")), "")
     if sentence:
@@ -217,18 +228,18 @@ def _generator_section(result: CoverageResult, g, folder: Path, prefix: str) -> 
     return section
 
 
-def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[Section]:
+def coverage_sections(result: CoverageResult, folder: str | os.PathLike[str], prefix: str = "") -> list[Section]:
     """Write the CSV, JSON and figures into ``folder``; the sections: the ranked verdict table, what each generator
     cannot produce, precision and recall, one section per generator, the G tests, fidelity, the glossary."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.summary_frame().to_csv(folder / "coverage_summary.csv", index=False)
-    result.sector_frame().to_csv(folder / "coverage_sectors.csv", index=False)
-    (folder / "coverage.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    sections = [verdict_section(result), class_section(result, folder, prefix)]
-    pr = precision_recall_section(result, folder, prefix)
+    base = Path(folder)
+    base.mkdir(parents=True, exist_ok=True)
+    result.summary_frame().to_csv(base / "coverage_summary.csv", index=False)
+    result.sector_frame().to_csv(base / "coverage_sectors.csv", index=False)
+    (base / "coverage.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    sections = [verdict_section(result), class_section(result, base, prefix)]
+    pr = precision_recall_section(result, base, prefix)
     sections.extend([pr] if pr is not None else [])
-    sections.extend(_generator_section(result, g, folder, prefix) for g in result.generators)
+    sections.extend(_generator_section(result, g, base, prefix) for g in result.generators)
     summary = Section("Sector counts and the G test")
     summary.text(f"Sectors: {result.space.description()}. Real: {result.real_images:,} {result.real_source}; every "
                  f"image is encoded by {result.space.reference}. The G test compares the generated and real counts "
@@ -240,22 +251,26 @@ def coverage_sections(result: CoverageResult, folder, prefix: str = "") -> list[
                          f'sector of every generator), <a href="{prefix}coverage_summary.csv">coverage_summary.csv'
                          f'</a>, <a href="{prefix}coverage.json">coverage.json</a></p>')
     sections.append(summary)
-    if result.fidelity is not None:
-        sections.extend(fidelity_sections(result.fidelity, folder, prefix, folded=True))
+    fidelity = fidelity_of(result)
+    if fidelity is not None:
+        sections.extend(fidelity_sections(fidelity, base, prefix, folded=True))
     return sections
 
 
-def write_coverage_report(result: CoverageResult, folder, title: str = "Sector coverage") -> Path:
+def write_coverage_report(result: CoverageResult, folder: str | os.PathLike[str],
+                          title: str = "Sector coverage") -> Path:
     """All files plus ``index.html``: the verdict (findings and the ranked table) first."""
-    folder = Path(folder)
-    verdict, *sections = coverage_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, findings=coverage_verdict(result),
+    base = Path(folder)
+    verdict, *sections = coverage_sections(result, base)
+    (base / "index.html").write_text(render_page(title, sections, findings=coverage_verdict(result),
                                                            verdict=verdict))
-    return folder / "index.html"
+    return base / "index.html"
 
 
-def write_fidelity_report(result: FidelityResult, folder, title: str = "Fidelity and diversity") -> Path:
-    folder = Path(folder)
-    sections = fidelity_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, findings=fidelity_findings(result)))
-    return folder / "index.html"
+def write_fidelity_report(result: FidelityResult, folder: str | os.PathLike[str],
+                          title: str = "Fidelity and diversity") -> Path:
+    """The fidelity files plus ``index.html`` with the fidelity findings first; returns the page's path."""
+    base = Path(folder)
+    sections = fidelity_sections(result, base)
+    (base / "index.html").write_text(render_page(title, sections, findings=fidelity_findings(result)))
+    return base / "index.html"

@@ -9,11 +9,17 @@ and its bootstrap interval, the flagged sectors, the real images' labels per sec
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
 import pandas as pd
 
-from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, class_misses, missed_sectors, missed_share,
+from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, ClassMiss, class_misses, missed_sectors, missed_share,
                                              unresolvable_classes)
-from latentmap.evaluation.coverage import UNDER, CoverageResult
+from latentmap.evaluation.coverage import UNDER, CoverageResult, GeneratorCoverage
+from latentmap.evaluation.fidelity import FidelityResult, FidelityRow
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import MARKERS, SERIES, figure_png, new_figure
 from latentmap.report.html import Section, fold_table
@@ -22,41 +28,56 @@ from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
 
 
-def ranked(result: CoverageResult) -> list:
+def fidelity_of(result: CoverageResult) -> FidelityResult | None:
+    """``result.fidelity``: the :class:`FidelityResult` from the same encodings, or None (the coverage record types
+    the field as ``object``)."""
+    return cast("FidelityResult | None", result.fidelity)
+
+
+def ranked(result: CoverageResult) -> list[GeneratorCoverage]:
     """The generators by total variation (smallest first; ties by name), the calibration last."""
     gens = sorted((g for g in result.generators if g.name != CALIBRATION_NAME), key=lambda g: (g.tv_distance, g.name))
     return gens + [g for g in result.generators if g.name == CALIBRATION_NAME]
 
 
-def _fidelity_rows(result: CoverageResult) -> dict:
-    return {r.name: r for r in result.fidelity.rows} if result.fidelity is not None else {}
+def _fidelity_rows(result: CoverageResult) -> dict[str, FidelityRow]:
+    fidelity = fidelity_of(result)
+    return {r.name: r for r in fidelity.rows} if fidelity is not None else {}
 
 
 def verdict_table(result: CoverageResult) -> pd.DataFrame:
     """One row per generator, ranked (:func:`ranked`): total variation with its interval, precision, recall,
     density, coverage, the Fréchet distance, the sectors missed and over-represented."""
     fid = _fidelity_rows(result)
-    fd_name = result.fidelity.fd_name if result.fidelity is not None else "Fréchet distance"
+    fidelity = fidelity_of(result)
+    fd_name = fidelity.fd_name if fidelity is not None else "Fréchet distance"
     rows, rank = [], 0
     for g in ranked(result):
         calibration = g.name == CALIBRATION_NAME
         rank += 0 if calibration else 1
-        f = fid.get(g.name)
+        scores: dict[str, str] = {}
+        if fid:
+            f = fid.get(g.name)
+            assert f is not None, f"the fidelity has no row for generator {g.name!r}"  # one per generator
+            scores = {"Precision": sig(f.precision), "Recall": sig(f.recall), "Density": sig(f.density),
+                      "Coverage": sig(f.coverage), fd_name: sig(f.frechet)}
         rows.append({"#": "" if calibration else str(rank),
                      "Generator": g.name + CALIBRATION_MARK if calibration else g.name,
                      "Total variation (95%)": interval(g.tv_distance, g.tv_low, g.tv_high),
-                     **({"Precision": sig(f.precision), "Recall": sig(f.recall), "Density": sig(f.density),
-                         "Coverage": sig(f.coverage), fd_name: sig(f.frechet)} if fid else {}),
+                     **scores,
                      "Sectors missed": str(len(missed_sectors(g.never_reached, g.under))),
                      "Over-represented": str(len(g.over))})
     return pd.DataFrame(rows)
 
 
 def verdict_section(result: CoverageResult) -> Section:
+    """The page's verdict: :func:`verdict_table`, ranked by total variation with the calibration marked, and a
+    note on how to read each column."""
     section = Section("Generators ranked by total variation", anchor="verdict")
     frame = verdict_table(result)
     section.table(frame, headline="Total variation (95%)", order="asc", calibration=calibration_rows(frame.Generator))
-    space = f" in {result.fidelity.space}" if result.fidelity is not None else ""
+    fidelity = fidelity_of(result)
+    space = f" in {fidelity.space}" if fidelity is not None else ""
     section.text(f"Total variation: the distance between a generator's sector shares and those of "
                  f"{result.real_images:,} {result.real_source} (0: the same shares; lower is better), with its 95% "
                  f"bootstrap interval (none at the calibration: sampling noise alone gives its value). Precision, recall, "
@@ -67,7 +88,7 @@ def verdict_section(result: CoverageResult) -> Section:
     return section
 
 
-def generator_misses(result: CoverageResult) -> dict:
+def generator_misses(result: CoverageResult) -> dict[str, list[ClassMiss]]:
     """Generator name -> its :class:`~latentmap.evaluation.class_miss.ClassMiss` rows (largest share first); empty
     without labels. The calibration is left out."""
     if result.label_counts is None:
@@ -76,11 +97,11 @@ def generator_misses(result: CoverageResult) -> dict:
             for g in result.generators if g.name != CALIBRATION_NAME}
 
 
-def _named(misses) -> list:
+def _named(misses: Sequence[ClassMiss]) -> list[ClassMiss]:
     return [m for m in misses if m.named]
 
 
-def _class_list(misses) -> str:
+def _class_list(misses: Sequence[ClassMiss]) -> str:
     return ", ".join(f"{m.name} {percent(m.share_of_class)}" for m in misses)
 
 
@@ -91,12 +112,15 @@ def class_frame(result: CoverageResult) -> pd.DataFrame:
                          for m in misses])
 
 
-def unresolvable(result: CoverageResult) -> list:
+def unresolvable(result: CoverageResult) -> list[dict[str, Any]]:
+    """The classes sector counts cannot show missing (:func:`~latentmap.evaluation.class_miss.unresolvable_classes`);
+    none without labels."""
     return ([] if result.label_counts is None else
             unresolvable_classes(result.label_counts, result.min_count, result.label_names))
 
 
 def unresolvable_sentence(result: CoverageResult) -> str:
+    """The limitation sentence naming the :func:`unresolvable` classes; empty when there is none."""
     found = unresolvable(result)
     if not found:
         return ""
@@ -107,14 +131,16 @@ def unresolvable_sentence(result: CoverageResult) -> str:
             + ("it" if len(found) == 1 else "them") + " missing from a generator.")
 
 
-def class_section(result: CoverageResult, folder, prefix: str = "") -> Section:
-    """What each generator cannot produce: the classes whose real images lie in the sectors it misses."""
+def class_section(result: CoverageResult, folder: str | os.PathLike[str], prefix: str = "") -> Section:
+    """What each generator cannot produce: the classes whose real images lie in the sectors it misses (the table of
+    every class into ``folder``'s class_misses.csv, linked with ``prefix``)."""
     section = Section("What each generator cannot produce", anchor="cannot-produce")
     misses = generator_misses(result)
     if not misses:
         section.text("The real images carry no labels: each generator's section below shows real examples of the "
                      "most populated sectors it misses.")
         return section
+    assert result.label_counts is not None  # misses come from the labels
     section.text(f"Missed sectors: never reached or under-represented. A class is named when at least "
                  f"{percent(MISSED_CLASS_SHARE)} of its real images lie in the generator's missed sectors; the most "
                  "exposed classes follow, with the share of each class's real images there.")
@@ -132,22 +158,26 @@ def class_section(result: CoverageResult, folder, prefix: str = "") -> Section:
     limitation = unresolvable_sentence(result)
     if limitation:
         section.text(limitation)
-    class_frame(result).to_csv(folder / "class_misses.csv", index=False)
+    class_frame(result).to_csv(Path(folder) / "class_misses.csv", index=False)
     fold_table(section, "Every class for every generator", class_frame(result).drop(columns=["label"]),
                f'<p class="note"><a href="{prefix}class_misses.csv">class_misses.csv</a></p>')
     return section
 
 
 def class_sentences(result: CoverageResult) -> list[str]:
+    """The findings on classes: those each generator misses, with the share all classes together would show, and
+    the limitation sentence; none without labels."""
     misses = generator_misses(result)
     if not misses:
         return []
+    label_counts = result.label_counts
+    assert label_counts is not None  # misses come from the labels
     named = {n: _named(m) for n, m in misses.items()}
     gens = {g.name: g for g in result.generators}
 
     def base(name: str) -> str:  # what every class would show if the missed sectors favoured none
         g = gens[name]
-        return percent(missed_share(result.label_counts, missed_sectors(g.never_reached, g.under)))
+        return percent(missed_share(label_counts, missed_sectors(g.never_reached, g.under)))
 
     with_named = [f"{n} {_class_list(m)} (all classes together: {base(n)})" for n, m in named.items() if m]
     without = [n for n, m in named.items() if not m]
@@ -167,7 +197,7 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
     order = ranked(result)
     gens = [g for g in order if g.name != CALIBRATION_NAME]
     calibration = next((g for g in order if g.name == CALIBRATION_NAME), None)
-    out = []
+    out: list[str] = []
     if gens:
         best, worst = gens[0], gens[-1]
         text = (f"Closest to the real sector shares: {best.name}, total variation "
@@ -194,26 +224,29 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
             text += f"; the calibration scores precision {sig(cal.precision)} and recall {sig(cal.recall)}"
         out.append(text + ".")
     out.extend(class_sentences(result))
+    fidelity = fidelity_of(result)
     if any(g.name == result.space.reference for g in gens):
-        what = "the sectors" + (" and the fidelity features" if result.fidelity is not None else "")
+        what = "the sectors" + (" and the fidelity features" if fidelity is not None else "")
         out.append(f"Caution: {what} come from {result.space.reference}'s encoder, and {result.space.reference} is "
                    "also ranked here: its own samples are judged by its own encoder, which may favour it.")
-    if result.fidelity is not None:
-        out.extend(f"Warning: {percent(share)} of {name}'s images are copies of the {result.fidelity.real_source} "
+    if fidelity is not None:
+        out.extend(f"Warning: {percent(share)} of {name}'s images are copies of the {fidelity.real_source} "
                    "they are scored against: their precision, density and coverage are inflated by construction."
-                   for name, share in (result.fidelity.overlap or {}).items())
+                   for name, share in (fidelity.overlap or {}).items())
     return out
 
 
 def precision_recall_png(result: CoverageResult) -> bytes:
     """Precision against recall, one marker per generator and a black star for the calibration."""
+    fidelity = fidelity_of(result)
+    assert fidelity is not None, "a coverage result without fidelity"
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
-    gens = [r for r in result.fidelity.rows if r.name != CALIBRATION_NAME]
+    gens = [r for r in fidelity.rows if r.name != CALIBRATION_NAME]
     for i, r in enumerate(gens):
         ax.scatter([r.recall], [r.precision], s=60, color=SERIES[i % len(SERIES)], marker=MARKERS[i % len(MARKERS)],
                    edgecolor="black", linewidth=0.5, label=f"{r.name} ({sig(r.recall)}, {sig(r.precision)})", zorder=3)
-    for r in result.fidelity.rows:
+    for r in fidelity.rows:
         if r.name == CALIBRATION_NAME:
             ax.scatter([r.recall], [r.precision], s=140, color="black", marker="*", zorder=3,
                        label=f"{r.name}, calibration ({sig(r.recall)}, {sig(r.precision)})")
@@ -228,13 +261,17 @@ def precision_recall_png(result: CoverageResult) -> bytes:
     return figure_png(fig)
 
 
-def precision_recall_section(result: CoverageResult, folder, prefix: str = "") -> Section | None:
-    if result.fidelity is None or not result.fidelity.rows:
+def precision_recall_section(result: CoverageResult, folder: str | os.PathLike[str], prefix: str = ""
+                             ) -> Section | None:
+    """The precision–recall figure (written into ``folder``, linked with ``prefix``) and its caption; None without
+    fidelity rows."""
+    fidelity = fidelity_of(result)
+    if fidelity is None or not fidelity.rows:
         return None
     section = Section("Precision and recall", anchor="precision-recall")
-    (folder / "precision_recall.png").write_bytes(precision_recall_png(result))
+    (Path(folder) / "precision_recall.png").write_bytes(precision_recall_png(result))
     section.image(prefix + "precision_recall.png",
-                  f"Precision against recall in {result.fidelity.space} (k = {result.fidelity.k}), one marker per "
+                  f"Precision against recall in {fidelity.space} (k = {fidelity.k}), one marker per "
                   "generator; the black star is real training images, where a generator matching the data would sit "
                   "(top right is better)")
     return section

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,16 +25,23 @@ from latentmap.report.geometry import write_geometry
 from latentmap.report.interpolation import describe as describe_interpolation
 from latentmap.report.interpolation import write_interpolation
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def save_diagnostics(diag: LatentDiagnostics, out, *, overwrite: bool = True, interpolation=None,
-                     geometry=None) -> Path:
+    from latentmap.evaluation.geometry import LatentGeometry
+    from latentmap.evaluation.interpolation import InterpolationResult
+
+
+def save_diagnostics(diag: LatentDiagnostics, out: str | os.PathLike[str], *, overwrite: bool = True,
+                     interpolation: InterpolationResult | None = None,
+                     geometry: LatentGeometry | None = None) -> Path:
     """Write a standalone diagnostics report folder atomically (see :func:`write_diagnostics`)."""
     with atomic_directory(out, overwrite=overwrite, kind="report") as tmp:
         write_diagnostics(diag, tmp, interpolation=interpolation, geometry=geometry)
     return Path(out)
 
 
-def variables_frame(diag: LatentDiagnostics):
+def variables_frame(diag: LatentDiagnostics) -> pd.DataFrame:
     """One row per latent variable."""
     import pandas as pd
 
@@ -41,6 +50,7 @@ def variables_frame(diag: LatentDiagnostics):
         frame["prior_mean"] = diag.prior_mean
         frame["prior_variance"] = diag.prior_variance
     if diag.vae_like:
+        assert diag.var_mu is not None  # vae_like: the variances are known
         frame["var_mu"] = diag.var_mu
         frame["mean_sigma2"] = diag.mean_sigma2
         frame["var_mu_plus_mean_sigma2"] = diag.variance_law
@@ -49,8 +59,9 @@ def variables_frame(diag: LatentDiagnostics):
     return frame
 
 
-def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpolation=None, geometry=None,
-                      back: tuple | None = None):
+def write_diagnostics(diag: LatentDiagnostics, folder: str | os.PathLike[str], rel: str = "", *,
+                      interpolation: InterpolationResult | None = None, geometry: LatentGeometry | None = None,
+                      back: tuple[str, str] | None = None) -> Section:
     """variables.csv, diagnostics.json and four PNG figures into ``folder`` (with ``interpolation``, an
     :class:`~latentmap.evaluation.interpolation.InterpolationResult`, also its grid, plot and CSV; with
     ``geometry``, a :class:`~latentmap.evaluation.geometry.LatentGeometry`, the void fraction, density views,
@@ -60,13 +71,13 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpo
     ``index.html``, so ``folder`` is a standalone report (``back``: (href, text) of a link to the
     report it belongs to).
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    variables_frame(diag).to_csv(folder / "variables.csv", index=False)
-    (folder / "diagnostics.json").write_text(json.dumps(diag.to_dict(), indent=2) + "\n")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    variables_frame(diag).to_csv(out / "variables.csv", index=False)
+    (out / "diagnostics.json").write_text(json.dumps(diag.to_dict(), indent=2) + "\n")
     figures = {"variances.png": variances_png, "radius.png": radius_png, "pca.png": pca_png, "axes.png": axes_png}
     for name, draw in figures.items():
-        (folder / name).write_bytes(draw(diag))
+        (out / name).write_bytes(draw(diag))
     section = Section(f"Latent diagnostics: {diag.model} ({diag.kind}, latent {diag.latent_dim})")
     section.text(f"{diag.n_images} images, compared with {diag.prior} ({diag.radius_measure}).")
     section.table(summary_table(diag))
@@ -77,13 +88,13 @@ def write_diagnostics(diag: LatentDiagnostics, folder, rel: str = "", *, interpo
                          f'variable), <a href="{rel}diagnostics.json">diagnostics.json</a>.</p>')
     sections = [section]
     if geometry is not None:
-        sections.append(write_geometry(geometry, folder, rel))
+        sections.append(write_geometry(geometry, out, rel))
     if interpolation is not None:
-        sections.append(write_interpolation(interpolation, folder, rel))
+        sections.append(write_interpolation(interpolation, out, rel))
     if not rel:
         findings = describe(diag) + ([] if geometry is None else [describe_geometry(geometry)]) \
             + ([] if interpolation is None else [describe_interpolation(interpolation)])
-        (folder / "index.html").write_text(render_page(f"Latent diagnostics: {diag.model}", sections,
+        (out / "index.html").write_text(render_page(f"Latent diagnostics: {diag.model}", sections,
                                                        findings=findings, back=back, verdict=verdict(diag)))
     for extra in sections[1:]:
         section.parts.append(extra.render())
@@ -134,7 +145,9 @@ def describe(diag: LatentDiagnostics) -> list[str]:
     return parts
 
 
-def summary_table(diag: LatentDiagnostics):
+def summary_table(diag: LatentDiagnostics) -> pd.DataFrame:
+    """The headline numbers as (metric, value) rows: sizes, inactive variables, the variance law, radii, PCA
+    components and reconstruction."""
     import pandas as pd
 
     s = diag.summary()
@@ -146,7 +159,7 @@ def summary_table(diag: LatentDiagnostics):
     return pd.DataFrame(rows)
 
 
-def _captions(diag: LatentDiagnostics) -> dict:
+def _captions(diag: LatentDiagnostics) -> dict[str, str]:
     var = ("Var(mu) (blue) and E[sigma²] (orange) stacked per variable; the dashed line is 1, where a "
            "well-trained VAE's bars end" if diag.vae_like else
            "variance of the encodings per variable; black ticks: the variance of the prior samples")
@@ -163,10 +176,13 @@ def _captions(diag: LatentDiagnostics) -> dict:
 
 
 def variances_png(diag: LatentDiagnostics) -> bytes:
+    """Per variable: Var(mu) and E[sigma²] stacked against the prior's 1 for a VAE-like model, else the
+    encodings' variance against the prior samples'."""
     idx = np.arange(diag.latent_dim)
     fig = new_figure(min(CONTENT_WIDTH_IN, 4 + 0.12 * diag.latent_dim), 3.8)
     ax = fig.subplots()
     if diag.vae_like:
+        assert diag.var_mu is not None and diag.mean_sigma2 is not None and diag.inactive is not None
         ax.bar(idx, diag.var_mu, color=colour(0), label="Var(mu)")
         ax.bar(idx, diag.mean_sigma2, bottom=diag.var_mu, color=colour(1), label="E[sigma²]")
         ax.axhline(1.0, color=REFERENCE, ls="--", lw=1, label="1 (the N(0, 1) prior)")
@@ -186,6 +202,8 @@ def variances_png(diag: LatentDiagnostics) -> bytes:
 
 
 def radius_png(diag: LatentDiagnostics) -> bytes:
+    """Histograms of the encodings' and the prior samples' distance from the prior's centre, with sqrt(d) and the
+    radius holding 99% of the prior samples."""
     hist = diag.radius_histogram()
     fig = new_figure(6, 3.4)
     ax = fig.subplots()
@@ -202,6 +220,7 @@ def radius_png(diag: LatentDiagnostics) -> bytes:
 
 
 def pca_png(diag: LatentDiagnostics) -> bytes:
+    """The PCA spectrum of the encodings (log scale) and their cumulative explained variance."""
     k = np.arange(1, diag.latent_dim + 1)
     fig = new_figure(9, 3.4)
     left, right = fig.subplots(1, 2)
@@ -223,6 +242,8 @@ def pca_png(diag: LatentDiagnostics) -> bytes:
 
 
 def axes_png(diag: LatentDiagnostics) -> bytes:
+    """Density of the encodings along the highest-variance variables, one panel each, against the prior samples'
+    (and N(0, 1) for the standard prior)."""
     axes = diag.top_axes()
     cols = min(4, len(axes))
     rows = -(-len(axes) // cols)

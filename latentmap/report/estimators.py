@@ -14,7 +14,9 @@ Written into an atlas folder by :func:`write_comparison` (called by ``report.atl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +28,13 @@ from latentmap.report.grid import grid_png
 from latentmap.report.html import Section
 from latentmap.report.tables import sig
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.atlas import AtlasResult
+    from latentmap.models.base import LatentModel
+
 
 LABEL_PT, CELL_PT = 7.5, 6.5  # points: 11.5 and 9.9 px at the figures' resolution
 
@@ -35,7 +44,8 @@ LINEARITY_GAP_MEANING = ("the relocated MSE the linear map leaves beyond the non
                          "exceeds B's own error; below 0 the linear map does better).")
 
 
-def write_comparison(atlas, folder: Path, section, models, test_data, rel: str = "") -> None:
+def write_comparison(atlas: AtlasResult, folder: Path, section: Section, models: Sequence[LatentModel] | None,
+                     test_data: ImageDataset | torch.Tensor | None, rel: str = "") -> None:
     """Write the comparison files into ``folder`` and append their tables and figures to ``section``.
 
     Without ``models`` (a saved atlas written again, :func:`latentmap.report.atlas.rewrite_atlas_page`): the
@@ -53,7 +63,7 @@ def write_comparison(atlas, folder: Path, section, models, test_data, rel: str =
     _worst_images(atlas, folder, section, models, test_data, rel)
 
 
-def estimator_ranking(frame):
+def estimator_ranking(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per estimator, ranked by its median ratio over every pair (best first): pairs, median, mean,
     best and worst ratio, and the median of each relocation type's pairs."""
     import pandas as pd
@@ -70,7 +80,7 @@ def estimator_ranking(frame):
             .reset_index(drop=True))
 
 
-def estimator_findings(atlas) -> list[str]:
+def estimator_findings(atlas: AtlasResult) -> list[str]:
     """With several estimators: one sentence ranking them by median ratio, and one on the linearity gap by
     relocation type (none with a single estimator)."""
     if len(atlas.estimators) < 2:
@@ -88,7 +98,7 @@ def estimator_findings(atlas) -> list[str]:
     return out
 
 
-def _estimator_table(atlas, section) -> None:
+def _estimator_table(atlas: AtlasResult, section: Section) -> None:
     import pandas as pd
 
     frame = atlas.frame()
@@ -103,7 +113,7 @@ def _estimator_table(atlas, section) -> None:
     section.table(pd.DataFrame(table), fold="Estimators by relocation type")
 
 
-def _saved_linearity_gap(folder: Path):
+def _saved_linearity_gap(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
     """(per pair, per type) linearity-gap frames as a run saved them, with the estimators' labels as attrs."""
     import pandas as pd
 
@@ -112,7 +122,7 @@ def _saved_linearity_gap(folder: Path):
     return pairs, pd.read_csv(folder / "linearity_gap_by_type.csv"), lin, non
 
 
-def _linearity_gap(atlas, folder: Path, section, rel: str, saved: bool = False) -> None:
+def _linearity_gap(atlas: AtlasResult, folder: Path, section: Section, rel: str, saved: bool = False) -> None:
     if saved:
         if not (folder / "linearity_gap.csv").is_file():
             return
@@ -134,7 +144,7 @@ def _linearity_gap(atlas, folder: Path, section, rel: str, saved: bool = False) 
                          f'<a href="{rel}linearity_gap_by_type.csv">linearity_gap_by_type.csv</a>.</p>')
 
 
-def _similarity(atlas, folder: Path, section, rel: str) -> None:
+def _similarity(atlas: AtlasResult, folder: Path, section: Section, rel: str) -> None:
     cka, svcca = atlas.similarity_matrix("cka"), atlas.similarity_matrix("svcca")
     cka.to_csv(folder / "cka_matrix.csv")
     svcca.to_csv(folder / "svcca_matrix.csv")
@@ -156,7 +166,7 @@ def _similarity(atlas, folder: Path, section, rel: str) -> None:
                          f'<a href="{rel}similarity_prediction.csv">similarity_prediction.csv</a>.</p>')
 
 
-def similarity_png(ratio, cka, svcca, label: str) -> bytes:
+def similarity_png(ratio: pd.DataFrame, cka: pd.DataFrame, svcca: pd.DataFrame, label: str) -> bytes:
     """The ratio, linear CKA and SVCCA matrices side by side, each with its colour bar, cells labelled."""
     n = len(ratio)
     fig = new_figure(CONTENT_WIDTH_IN, 1.7 + 0.38 * n)
@@ -185,12 +195,13 @@ def similarity_png(ratio, cka, svcca, label: str) -> bytes:
     return figure_png(fig)
 
 
-def _images_at(test_data, positions: list[int]) -> torch.Tensor:
+def _images_at(test_data: ImageDataset | torch.Tensor, positions: Sequence[int]) -> torch.Tensor:
     idx = np.asarray(positions, dtype=np.int64)
     return test_data.batch(idx) if hasattr(test_data, "batch") else test_data[torch.as_tensor(idx)]
 
 
-def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> None:
+def _worst_images(atlas: AtlasResult, folder: Path, section: Section, models: Sequence[LatentModel] | None,
+                  test_data: ImageDataset | torch.Tensor | None, rel: str) -> None:
     files = unique_slugs(info["name"] for info in atlas.models)  # as the atlas's grids and maps
     written = []
     if models is None:  # a saved atlas: the pictures its run drew
@@ -201,6 +212,7 @@ def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> 
         if not r.worst_images or r.source not in by_name or r.target not in by_name:
             continue
         source, target = by_name[r.source], by_name[r.target]
+        assert test_data is not None  # given with the models
         images = _images_at(test_data, r.worst_images)
         with torch.no_grad():  # each model gets the images in its own shape (the map's image transform, if any)
             x_a, images = pair_images(source, target, atlas.maps.get((r.source, r.target)), images)
@@ -222,9 +234,9 @@ def _worst_images(atlas, folder: Path, section, models, test_data, rel: str) -> 
     section.text(f"Per pair, the {len(written[0][0].worst_images)} test images whose relocated MSE exceeds B's own "
                  f"reconstruction MSE the most under {atlas.primary}. Rows: originals, B's own reconstruction, then "
                  f"the relocation by each estimator ({', '.join(atlas.estimators)}).")
-    images = Section("")
+    pictures = Section("")
     for r, src in sorted(written, key=lambda w: -(w[0].image_ratio_p90 or 0.0)):
-        images.image(src, f"{r.source} -> {r.target} (type {r.type}): median per-image ratio "
+        pictures.image(src, f"{r.source} -> {r.target} (type {r.type}): median per-image ratio "
                           f"{sig(r.image_ratio_median)}, 90th percentile {sig(r.image_ratio_p90)}", grid=True)
     section.fold(f"The worst relocated images of every pair ({len(written)}), by 90th-percentile per-image ratio",
-                 images)
+                 pictures)

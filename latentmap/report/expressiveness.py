@@ -8,7 +8,9 @@ adds ``index.html`` with the findings first.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,10 @@ from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
+if TYPE_CHECKING:
+    from latentmap.evaluation.distribution import RatioCI
+    from latentmap.evaluation.expressiveness_results import ModelExpressiveness
+
 # The paper's StyleGAN on CelebA (inverter MSE on own samples vs support-set images): Asperti & Tonelli (2023),
 # "Comparing the latent space of generative models".
 PAPER_CELEBA = {"own": 0.026, "support": 0.251}
@@ -34,11 +40,11 @@ CALIBRATION = "support/real"  # support/own of a model whose own samples matched
 CALIBRATION_ROW = "own samples matching the data: lowest–highest support / real, not an interval" + CALIBRATION_MARK
 
 
-def _ci(ci) -> str:
+def _ci(ci: RatioCI) -> str:
     return interval(ci.value, ci.low, ci.high)
 
 
-def ranked(result: ExpressivenessResult) -> list:
+def ranked(result: ExpressivenessResult) -> list[ModelExpressiveness]:
     """The models by support / own, lowest (most expressive) first; models without it last, by name."""
     return sorted(result.models, key=lambda m: (HEADLINE not in m.ratios,
                                                 m.ratios[HEADLINE].value if HEADLINE in m.ratios else 0.0, m.name))
@@ -75,7 +81,7 @@ def verdict_table(result: ExpressivenessResult) -> pd.DataFrame:
 def verdict(result: ExpressivenessResult) -> list[str]:
     """The page's findings: the most and least expressive model, the calibration, and where refinement leads."""
     models = [m for m in ranked(result) if HEADLINE in m.ratios]
-    out = []
+    out: list[str] = []
     if models:
         best, worst = models[0], models[-1]
         ci = best.ratios[HEADLINE]
@@ -159,6 +165,8 @@ def findings(result: ExpressivenessResult) -> list[str]:
 
 
 def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
+    """Every column of the leaderboard as the page shows it: per model, its encoder and refined MSE on each target
+    set and every ratio with its interval."""
     rows = []
     for m in result.models:
         s = {k: v.summary(m.region["typical"]) for k, v in m.sets.items()}
@@ -179,6 +187,8 @@ def leaderboard_display(result: ExpressivenessResult) -> pd.DataFrame:
 
 
 def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
+    """One row per model and target set as the page shows it: MSE, SSIM and the latents' distances, before and
+    after refinement."""
     rows = []
     for m in result.models:
         for scores in m.sets.values():
@@ -195,7 +205,7 @@ def sets_display(result: ExpressivenessResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def error_histogram_png(model) -> bytes:
+def error_histogram_png(model: ModelExpressiveness) -> bytes:
     """Encoder and refined MSE per image, one step histogram per target set, log scale.
 
     The legend gives each set's true mean (the number in the tables); values below the plot floor are drawn
@@ -208,8 +218,9 @@ def error_histogram_png(model) -> bytes:
         ax = fig.add_subplot(1, 2, i + 1)
         for key, scores in model.sets.items():
             raw = np.asarray(getattr(scores, attr), dtype=np.float64)
-            if len(raw):
-                ax.hist(np.clip(raw, low, None), bins=bins, histtype="step", weights=np.full(len(raw), 1 / len(raw)),
+            if len(raw):  # the ignore: matplotlib's stub leaves out arrays of bin edges, which hist takes
+                ax.hist(np.clip(raw, low, None), bins=bins,  # type: ignore[arg-type]
+                        histtype="step", weights=np.full(len(raw), 1 / len(raw)),
                         color=SET_COLOURS.get(key), linestyle=SET_STYLES.get(key, "-"),
                         label=histogram_legend(scores.label, raw, low, sig))
         ax.set_xscale("log")
@@ -225,13 +236,14 @@ def error_histogram_png(model) -> bytes:
     return figure_png(fig)
 
 
-def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = "") -> list[Section]:
+def expressiveness_sections(result: ExpressivenessResult, folder: str | os.PathLike[str], prefix: str = ""
+                            ) -> list[Section]:
     """Write the CSV, JSON and figures into ``folder`` (file names relative to the HTML: ``prefix`` + name)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.leaderboard().to_csv(folder / "leaderboard.csv", index=False)
-    result.set_table().to_csv(folder / "target_sets.csv", index=False)
-    (folder / "expressiveness.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    base = Path(folder)
+    base.mkdir(parents=True, exist_ok=True)
+    result.leaderboard().to_csv(base / "leaderboard.csv", index=False)
+    result.set_table().to_csv(base / "target_sets.csv", index=False)
+    (base / "expressiveness.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     st = result.settings
     top = Section("Models ranked by support / own", anchor="verdict")
     frame = verdict_table(result)
@@ -270,7 +282,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
                  "support-set and real images (after refinement), rows target / encoder reconstruction / refined.")
     for m in result.models:
         name = f"errors_{slug(m.name)}.png"
-        (folder / name).write_bytes(error_histogram_png(m))
+        (base / name).write_bytes(error_histogram_png(m))
         figures.image(prefix + name, f"{m.name}: per-image MSE by target set, before and after refinement")
         worst = Section("")  # folded: one line per model until a reader opens it
         for key in ("support", "real"):
@@ -279,7 +291,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
                 continue
             rows = scores.worst_rows
             name = f"worst_{slug(m.name)}_{key}.png"
-            (folder / name).write_bytes(labelled_grid_png(
+            (base / name).write_bytes(labelled_grid_png(
                 [rows["target"], rows["encoder"], rows["refined"]], ["target", "encoder reconstruction", "refined"]))
             mses = ", ".join(sig(float(v)) for v in np.sort(scores.refined_mse)[::-1][:len(scores.worst)])
             worst.image(prefix + name, f"{m.name}: the {len(scores.worst)} worst {scores.label} after refinement "
@@ -289,10 +301,11 @@ def expressiveness_sections(result: ExpressivenessResult, folder, prefix: str = 
     return [top, board, details, figures]
 
 
-def write_expressiveness_report(result: ExpressivenessResult, folder, title: str = "Generator expressiveness") -> Path:
+def write_expressiveness_report(result: ExpressivenessResult, folder: str | os.PathLike[str],
+                                title: str = "Generator expressiveness") -> Path:
     """All files plus ``index.html`` (the verdict first: findings and the ranked table) into ``folder`` (an existing,
     usually temporary, directory)."""
-    folder = Path(folder)
-    top, *sections = expressiveness_sections(result, folder)
-    (folder / "index.html").write_text(render_page(title, sections, findings=verdict(result), verdict=top))
-    return folder / "index.html"
+    base = Path(folder)
+    top, *sections = expressiveness_sections(result, base)
+    (base / "index.html").write_text(render_page(title, sections, findings=verdict(result), verdict=top))
+    return base / "index.html"

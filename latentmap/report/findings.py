@@ -9,6 +9,8 @@ after it was written. Missing parts are skipped, never guessed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from latentmap.report.tables import sig
 
 # the paper whose method and figures latentmap reproduces; findings quote its numbers as "the paper's"
@@ -17,7 +19,7 @@ TYPE_NAMES = {1: "Type 1 (same architecture, different training)",
               2: "Type 2 (same objective, different family or architecture)", 3: "Type 3 (different objectives)"}
 
 
-def count(n) -> str:
+def count(n: Any) -> str:
     """A count with thousands separators (10,000); as it is if it is not a number."""
     try:
         return f"{int(n):,}"
@@ -52,6 +54,7 @@ def relocation_ratio_findings(pairs: list[dict], fit: str) -> str:
 
 
 def describe_fit(fit: dict | None) -> str:
+    """How the maps were fitted, in words, from a report's ``fit`` record (kind, count, split)."""
     fit = fit or {}
     if fit.get("kind") == "samples":
         return f"maps fitted on {count(fit.get('count'))} prior samples"
@@ -108,6 +111,8 @@ def expressiveness_findings(rows: list[dict]) -> list[str]:
 
 
 def diagnostics_demo_findings(rows: list[dict]) -> list[str]:
+    """The demo's diagnostics sentences, from one row per model (inactive variables, encodings beyond the prior's
+    99% radius, the interpolation paths' midpoint radius)."""
     out = []
     vae = [r for r in rows if r.get("inactive_variables") is not None]
     if vae:

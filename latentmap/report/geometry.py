@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,13 +13,20 @@ from latentmap.report.figures import CONTENT_WIDTH_IN, REFERENCE, categorical_co
 from latentmap.report.html import Section
 from latentmap.report.tables import percent, sig
 
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.collections import PathCollection
+
+    from latentmap.evaluation.geometry import LatentGeometry
+
 DENSITY_NAME = "geometry_density.png"
 TSNE_NAME = "geometry_tsne.png"
 VOIDS_NAME = "geometry_voids.png"
 DECODES_NAME = "geometry_decodes.png"
 
 
-def describe(geo) -> str:
+def describe(geo: LatentGeometry) -> str:
     """The verdict in one sentence, with numbers."""
     s = geo.summary()
     fid = []
@@ -31,7 +40,8 @@ def describe(geo) -> str:
             f"({sig(s['void_threshold'])}; about 1% if samples fill the space as the codes do){tail}.")
 
 
-def density_png(geo) -> bytes:
+def density_png(geo: LatentGeometry) -> bytes:
+    """Histograms of the codes and the samples along each of the highest-variance variables, and of their radii."""
     k = len(geo.axes)
     fig = new_figure(min(CONTENT_WIDTH_IN, 2.7 * (k + 1)), 2.8)
     grid = fig.subplots(1, k + 1, squeeze=False)[0]
@@ -56,7 +66,7 @@ def density_png(geo) -> bytes:
     return figure_png(fig)
 
 
-def _scatter(ax, xy, labels, title):
+def _scatter(ax: Axes, xy: np.ndarray, labels: np.ndarray | None, title: str) -> PathCollection | None:
     if labels is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=3, color=colour(0))
         handle = None
@@ -69,7 +79,10 @@ def _scatter(ax, xy, labels, title):
     return handle
 
 
-def tsne_png(geo) -> bytes:
+def tsne_png(geo: LatentGeometry) -> bytes:
+    """t-SNE maps of the codes and of their leading principal components, side by side, coloured by label where
+    the images have labels; only for a geometry with its t-SNE maps."""
+    assert geo.tsne_codes is not None and geo.tsne_leading is not None, "a geometry without its t-SNE maps"
     fig = new_figure(CONTENT_WIDTH_IN, 4.2)
     left, right = fig.subplots(1, 2)
     m = len(geo.tsne_codes)
@@ -88,13 +101,18 @@ def tsne_png(geo) -> bytes:
     return buffer.getvalue()
 
 
-def voids_png(geo) -> bytes:
+def voids_png(geo: LatentGeometry) -> bytes:
+    """Each sample's distance to its nearest code against each code's distance to its nearest other code, with
+    the void threshold."""
     v = geo.voids
     fig = new_figure(6.2, 3.4)
     ax = fig.subplots()
     edges = np.histogram_bin_edges(np.concatenate([v.code_distances, v.sample_distances]), 60)
-    ax.hist(v.code_distances, edges, histtype="step", color=colour(0), label="code to nearest other code")
-    ax.hist(v.sample_distances, edges, histtype="step", color=colour(1), label="sample to nearest code")
+    # (the ignores: matplotlib's stub leaves out arrays of bin edges, which hist takes)
+    ax.hist(v.code_distances, edges, histtype="step", color=colour(0),  # type: ignore[arg-type]
+            label="code to nearest other code")
+    ax.hist(v.sample_distances, edges, histtype="step", color=colour(1),  # type: ignore[arg-type]
+            label="sample to nearest code")
     ax.axvline(v.threshold, color=REFERENCE, ls="--", lw=1, label=f"{percent(v.quantile)} of codes ({sig(v.threshold)})")
     ax.set_xlabel("nearest-neighbour distance in the latent space", fontsize=9)
     ax.set_ylabel("count", fontsize=9)
@@ -103,14 +121,19 @@ def voids_png(geo) -> bytes:
     return figure_png(fig)
 
 
-def decodes_png(geo) -> bytes:
+def decodes_png(geo: LatentGeometry) -> bytes:
+    """Decodes of the samples deepest in voids (top row) and of those nearest the codes (bottom row)."""
     from latentmap.report.grid import grid_png
+
+    assert geo.void_decodes is not None and geo.near_decodes is not None, "a geometry without its decodes"
 
     return grid_png([geo.void_decodes, geo.near_decodes],
                     row_labels=["deepest in voids", "nearest the data"])
 
 
-def fidelity_frame(geo):
+def fidelity_frame(geo: LatentGeometry) -> pd.DataFrame:
+    """One row per group of samples (from voids, near the data): precision, recall, density and coverage in the
+    reference space."""
     import pandas as pd
 
     rows = []
@@ -121,14 +144,17 @@ def fidelity_frame(geo):
     return pd.DataFrame(rows)
 
 
-def write_geometry(geo, folder, rel: str = "") -> Section:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "geometry.json").write_text(json.dumps(geo.summary(), indent=2) + "\n")
-    fidelity_frame(geo).to_csv(folder / "geometry_fidelity.csv", index=False)
-    (folder / DENSITY_NAME).write_bytes(density_png(geo))
-    (folder / VOIDS_NAME).write_bytes(voids_png(geo))
-    (folder / DECODES_NAME).write_bytes(decodes_png(geo))
+def write_geometry(geo: LatentGeometry, folder: str | os.PathLike[str], rel: str = "") -> Section:
+    """geometry.json, geometry_fidelity.csv and the figures into ``folder``; returns the HTML section (links
+    prefixed by ``rel``)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "geometry.json").write_text(json.dumps(geo.summary(), indent=2) + "\n")
+    fidelity_frame(geo).to_csv(out / "geometry_fidelity.csv", index=False)
+    (out / DENSITY_NAME).write_bytes(density_png(geo))
+    (out / VOIDS_NAME).write_bytes(voids_png(geo))
+    (out / DECODES_NAME).write_bytes(decodes_png(geo))
+    assert geo.void_decodes is not None  # decodes_png drew them
     section = Section(f"Fragments, filaments and voids: {geo.model}")
     section.text(describe(geo))
     section.image(f"{rel}{DENSITY_NAME}", f"density of the codes (blue) and of the {geo.sampler}'s samples (orange) "
@@ -139,7 +165,7 @@ def write_geometry(geo, folder, rel: str = "") -> Section:
     section.image(f"{rel}{DECODES_NAME}", f"decodes of the {len(geo.void_decodes)} samples farthest from every code "
                                           "(top) and of the nearest ones (bottom)", grid=True)
     if geo.tsne_codes is not None:
-        (folder / TSNE_NAME).write_bytes(tsne_png(geo))
+        (out / TSNE_NAME).write_bytes(tsne_png(geo))
         section.image(f"{rel}{TSNE_NAME}", "t-SNE (scikit-learn, fixed seed) of the codes and of their leading "
                                            "principal components, coloured by label; distances in a t-SNE map are "
                                            "not distances in the latent space, but empty regions and filaments show")

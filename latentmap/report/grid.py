@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+    from PIL import ImageFont as PILImageFont
 
 LABEL_FONT_SIZE = 13
 LABEL_MARGIN = 8  # pixels between a label and the images
 
 
-def label_font(size: int = LABEL_FONT_SIZE):
+def label_font(size: int = LABEL_FONT_SIZE) -> PILImageFont.ImageFont | PILImageFont.FreeTypeFont:
     """Pillow's default font at ``size`` pixels (the scalable one where FreeType is available)."""
     from PIL import ImageFont
 
@@ -27,12 +32,12 @@ def label_font(size: int = LABEL_FONT_SIZE):
         return ImageFont.load_default()
 
 
-def _text_width(font, text: str) -> int:
+def _text_width(font: PILImageFont.ImageFont | PILImageFont.FreeTypeFont, text: str) -> int:
     return int(np.ceil(font.getlength(text))) if hasattr(font, "getlength") else 6 * len(text)
 
 
 def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2, *,
-               row_labels: Sequence[str] | None = None, column_labels: Sequence[str] | None = None):
+               row_labels: Sequence[str] | None = None, column_labels: Sequence[str] | None = None) -> PILImage.Image:
     """Stack batches [N, C, H, W] as rows of a PIL image, upscaled ``scale`` times; rows may differ in length.
 
     With ``row_labels`` (one per row) a white margin on the left holds them; with ``column_labels``
@@ -58,7 +63,8 @@ def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2, *
             canvas[top:top + h, left:left + w] = img.permute(1, 2, 0).numpy()
     image = Image.fromarray((canvas * 255).round().astype(np.uint8))
     if scale != 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        # the ignore: Pillow sets NEAREST at import, out of its stub's sight (Image.Resampling needs Pillow 9.1)
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)  # type: ignore[attr-defined]
     if row_labels is None and column_labels is None:
         return image
     font = label_font()
@@ -76,7 +82,7 @@ def grid_image(rows: Sequence[torch.Tensor], padding: int = 2, scale: int = 2, *
     return labelled
 
 
-def grid_png(rows: Sequence[torch.Tensor], **kwargs) -> bytes:
+def grid_png(rows: Sequence[torch.Tensor], **kwargs: Any) -> bytes:
     """:func:`grid_image` as PNG bytes (``row_labels=[...]``, ``column_labels=[...]`` label it); a labelled
     grid records its labels' size in px (``TEXT_PX_KEY``, as :func:`latentmap.report.figures.figure_png` does)."""
     from PIL.PngImagePlugin import PngInfo
@@ -91,7 +97,7 @@ def grid_png(rows: Sequence[torch.Tensor], **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-def square_grid_png(images: torch.Tensor, per_row: int | None = None, **kwargs) -> bytes:
+def square_grid_png(images: torch.Tensor, per_row: int | None = None, **kwargs: Any) -> bytes:
     """A batch laid out as a near-square grid."""
     per_row = per_row or max(1, int(np.ceil(np.sqrt(len(images)))))
     rows = [images[i:i + per_row] for i in range(0, len(images), per_row)]

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -46,21 +48,27 @@ nav.toc{font-size:.92rem;margin:1rem 0}nav.toc ul{margin:.2rem 0}
 
 @dataclass
 class Section:
+    """One part of a page: an ``<h2>`` heading (none where ``title`` is empty) over HTML ``parts`` that the
+    builder methods append; each returns the section, so calls chain."""
+
     title: str
     parts: list[str] = field(default_factory=list)
     anchor: str = ""  # the heading's id; empty: derived from the title when the page is rendered
 
     def text(self, text: str, cls: str = "") -> Section:
+        """A paragraph of ``text`` (escaped), with CSS class ``cls`` where given."""
         attr = f' class="{cls}"' if cls else ""
         self.parts.append(f"<p{attr}>{html.escape(text)}</p>")
         return self
 
     def subheading(self, title: str) -> Section:
+        """An ``<h3>`` heading."""
         self.parts.append(f"<h3>{html.escape(title)}</h3>")
         return self
 
-    def table(self, frame: pd.DataFrame, float_format=None, *, labels: bool = True, headline: str | None = None,
-              order: str = "asc", calibration=(), fold: str = "", csv: str = "") -> Section:
+    def table(self, frame: pd.DataFrame, float_format: str | Callable[[float], str] | None = None, *,
+              labels: bool = True, headline: str | None = None, order: str = "asc", calibration: Iterable[int] = (),
+              fold: str = "", csv: str = "") -> Section:
         """``frame`` as a table in a sideways-scrolling box: numbers to three significant digits (or
         ``float_format``), headers in words (see :mod:`latentmap.report.tables`).
 
@@ -107,20 +115,22 @@ class Section:
         return self
 
     def link(self, href: str, text: str, note: str = "") -> Section:
+        """A paragraph holding a link to ``href``, followed by ``note`` (plain text) where given."""
         tail = f" {html.escape(note)}" if note else ""
         self.parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a>{tail}</p>')
         return self
 
     def render(self) -> str:
+        """The section's HTML: its heading (with ``anchor`` as id where set), then its parts."""
         if not self.title:
             return "\n".join(self.parts)
         ident = f' id="{html.escape(self.anchor)}"' if self.anchor else ""
         return f"<h2{ident}>{html.escape(self.title)}</h2>\n" + "\n".join(self.parts)
 
 
-def _mark_rows(table: str, rows, attribute: str) -> str:
-    """``table`` (pandas HTML) with ``attribute`` on the body rows at positions ``rows``."""
-    rows = set(rows)
+def _mark_rows(table: str, positions: Iterable[int], attribute: str) -> str:
+    """``table`` (pandas HTML) with ``attribute`` on the body rows at ``positions``."""
+    rows = set(positions)
     if not rows:
         return table
     head, sep, body = table.partition("<tbody>")
@@ -141,9 +151,9 @@ _HEADING = re.compile(r"<(h[23])([^>]*)>(.*?)</\1>", re.S)
 def anchor_headings(body: str) -> tuple[str, list[tuple[str, str, str]]]:
     """Give every h2/h3 in ``body`` a unique id; returns (body, [(tag, id, heading html)])."""
     used: set[str] = set()
-    entries = []
+    entries: list[tuple[str, str, str]] = []
 
-    def replace(match):
+    def replace(match: re.Match[str]) -> str:
         tag, attrs, inner = match.groups()
         found = re.search(r'\bid="([^"]*)"', attrs)
         ident = found.group(1) if found else slug(inner)
@@ -158,7 +168,7 @@ def anchor_headings(body: str) -> tuple[str, list[tuple[str, str, str]]]:
     return _HEADING.sub(replace, body), entries
 
 
-def toc_html(entries) -> str:
+def toc_html(entries: Sequence[tuple[str, str, str]]) -> str:
     """Nested list of links: h3 entries under the h2 before them."""
     out, open_sub = ['<nav class="toc"><strong>Contents</strong><ul>'], False
     for i, (tag, ident, text) in enumerate(entries):
@@ -174,7 +184,7 @@ def toc_html(entries) -> str:
     return "".join(out)
 
 
-def findings_html(findings, more=()) -> str:
+def findings_html(findings: Iterable[str], more: Sequence[str] = ()) -> str:
     """The findings box; ``more``: further findings, folded under "All findings" inside it."""
     items = "".join(f"<li>{html.escape(s)}</li>" for s in findings if s)
     rest = "".join(f"<li>{html.escape(s)}</li>" for s in more if s)
@@ -196,8 +206,9 @@ def glossary_html(text: str) -> str:
     return f'<section class="glossary"><h2 id="glossary">Glossary</h2><dl>{items}</dl></section>'
 
 
-def render_page(title: str, sections: list[Section], intro: str = "", *, findings=(), back: tuple | None = None,
-                toc: bool = True, verdict: Section | None = None, more_findings=(), glossary: bool = True) -> str:
+def render_page(title: str, sections: list[Section], intro: str = "", *, findings: Iterable[str] = (),
+                back: tuple[str, str] | None = None, toc: bool = True, verdict: Section | None = None,
+                more_findings: Sequence[str] = (), glossary: bool = True) -> str:
     """The page: title, link back (``(href, text)``), findings (``more_findings`` folded beneath them), the
     ``verdict`` section (the table ranked by the page's headline measure), intro, table of contents,
     sections, and a glossary of the terms the page uses.
@@ -231,7 +242,8 @@ def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str
     return f"<details{attr}><summary>{html.escape(summary)}</summary>" + "\n".join(parts) + "</details>"
 
 
-def fold_table(section: Section, summary: str, frame: pd.DataFrame, note_html: str = "", **table_options) -> Section:
+def fold_table(section: Section, summary: str, frame: pd.DataFrame, note_html: str = "",
+               **table_options: Any) -> Section:
     """Append ``frame`` to ``section`` as :meth:`Section.table` renders it, folded behind ``summary`` with
     ``note_html`` (e.g. links to the CSV files holding the same rows) inside the fold."""
     inner = Section("").table(frame, **table_options)

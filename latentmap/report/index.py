@@ -16,7 +16,10 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -36,15 +39,17 @@ SHOWN_FINDINGS = 4
 
 @dataclass
 class ReportEntry:
+    """One report folder as the index lists it."""
+
     name: str  # the folder's name
     title: str  # the page's <title>
     kind: str  # demo, atlas, anchors, relocation, diagnostics, expressiveness, coverage or report
     written: str  # when (the output marker's time), or ""
-    findings: list = field(default_factory=list)
-    files: list = field(default_factory=list)  # CSV and JSON beside the page
+    findings: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # CSV and JSON beside the page
 
 
-def _json(path: Path):
+def _json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply to parse
@@ -56,7 +61,7 @@ UNTRUSTED_CONTENT = (KeyError, TypeError, ValueError, AttributeError, IndexError
 unreadable, the index of the others is still written."""
 
 
-def _saved_findings(kind: str, fn, data, name: str) -> tuple[str, list[str]]:
+def _saved_findings(kind: str, fn: Callable[[Any], list[str]], data: Any, name: str) -> tuple[str, list[str]]:
     try:
         return kind, [str(f) for f in fn(data)]
     except UNTRUSTED_CONTENT as exc:
@@ -93,39 +98,40 @@ def _coverage_findings(frame: pd.DataFrame) -> list[str]:
             + (" and the calibration" if generators < len(parts) else "") + ": " + "; ".join(parts) + "."]
 
 
-def _read_csv(path: Path):
+def _read_csv(path: Path) -> pd.DataFrame | None:
     try:
         return pd.read_csv(path)
     except (OSError, ValueError):
         return None
 
 
-def report_headline(folder) -> tuple[str, list[str]]:
+def report_headline(folder: str | os.PathLike[str]) -> tuple[str, list[str]]:
     """(kind, findings) of the report in ``folder``, from the numbers it saved."""
-    folder = Path(folder)
-    summary = _json(folder / "summary.json") if (folder / "summary.json").is_file() else None
+    base = Path(folder)
+    summary = _json(base / "summary.json") if (base / "summary.json").is_file() else None
     if isinstance(summary, dict) and "reconstruction" in summary:
         return _saved_findings("demo", demo_findings, summary, "summary.json")
     if isinstance(summary, dict) and "settings" in summary and "summary" in summary:
         return _saved_findings("anchors", anchors_findings, summary, "summary.json")
-    checks = [("atlas.json", "atlas", atlas_findings), ("relocation.json", "relocation", relocation_findings),
+    checks: list[tuple[str, str, Callable[[Any], list[str]]]] = [
+        ("atlas.json", "atlas", atlas_findings), ("relocation.json", "relocation", relocation_findings),
               ("diagnostics.json", "diagnostics", diagnostics_findings)]
     for name, kind, fn in checks:
-        data = _json(folder / name) if (folder / name).is_file() else None
+        data = _json(base / name) if (base / name).is_file() else None
         if isinstance(data, dict):
             return _saved_findings(kind, fn, data, name)
-    board = _read_csv(folder / "leaderboard.csv") if (folder / "leaderboard.csv").is_file() else None
+    board = _read_csv(base / "leaderboard.csv") if (base / "leaderboard.csv").is_file() else None
     if board is not None:
         rows = board.astype(object).where(board.notna(), None).to_dict(orient="records")
         kind, found = _saved_findings("expressiveness", expressiveness_findings, rows, "leaderboard.csv")
-        return kind, found or _page_findings(folder / INDEX_NAME)
-    coverage = _read_csv(folder / "coverage_summary.csv") if (folder / "coverage_summary.csv").is_file() else None
+        return kind, found or _page_findings(base / INDEX_NAME)
+    coverage = _read_csv(base / "coverage_summary.csv") if (base / "coverage_summary.csv").is_file() else None
     if coverage is not None and {"generator", "tv_distance", "never_reached"} <= set(coverage.columns):
         return _saved_findings("coverage", _coverage_findings, coverage, "coverage_summary.csv")
-    return "report", _page_findings(folder / INDEX_NAME)
+    return "report", _page_findings(base / INDEX_NAME)
 
 
-def report_entries(folder) -> list[ReportEntry]:
+def report_entries(folder: str | os.PathLike[str]) -> list[ReportEntry]:
     """Every immediate subfolder of ``folder`` with an ``index.html``, by name."""
     entries = []
     for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir() and (p / INDEX_NAME).is_file()):
@@ -142,7 +148,7 @@ def report_entries(folder) -> list[ReportEntry]:
     return entries
 
 
-def leaderboard_section(folder) -> tuple[Section | None, list[str]]:
+def leaderboard_section(folder: str | os.PathLike[str]) -> tuple[Section | None, list[str]]:
     """(the cross-report generator leaderboard, its verdict sentences), from the benchmark reports in ``folder``
     (:mod:`latentmap.report.leaderboard`); (None, []) when there is none."""
     rows = read_bench_rows(folder)
@@ -163,7 +169,9 @@ def leaderboard_section(folder) -> tuple[Section | None, list[str]]:
     return section, leaderboard_verdict(frame, rows.sources)
 
 
-def render_index(folder, entries: list[ReportEntry]) -> str:
+def render_index(folder: str | os.PathLike[str], entries: list[ReportEntry]) -> str:
+    """The index page of ``folder``: the cross-report leaderboard as its verdict, a list of ``entries`` with each
+    one's first finding, then a section per report with its findings and its CSV and JSON files."""
     top = Section("All reports")
     if entries:  # a list, not a table: each headline wraps at any width
         top.parts.append("<ul>" + "".join(
@@ -196,24 +204,25 @@ def render_index(folder, entries: list[ReportEntry]) -> str:
     return page.replace("<!doctype html>\n", f"<!doctype html>\n{INDEX_MARKER}\n", 1)
 
 
-def write_reports_index(folder="reports", entries: list[ReportEntry] | None = None) -> Path:
+def write_reports_index(folder: str | os.PathLike[str] = "reports", entries: list[ReportEntry] | None = None) -> Path:
     """Write ``folder/index.html`` listing every report folder in ``folder`` (``entries``: already read);
     returns its path."""
-    folder = Path(folder)
-    out = folder / INDEX_NAME
-    page = render_index(folder, report_entries(folder) if entries is None else entries)
+    base = Path(folder)
+    out = base / INDEX_NAME
+    page = render_index(base, report_entries(base) if entries is None else entries)
     atomic_write_bytes(out, page.encode("utf-8"))  # a temporary file of its own, never a user's '.index.html.tmp'
     return out
 
 
-def is_reports_index(path) -> bool:
+def is_reports_index(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a page :func:`write_reports_index` wrote (its marker near the top)."""
     try:
         return INDEX_MARKER in Path(path).read_text(errors="replace")[:200]
     except OSError:
         return False
 
 
-def refresh_parent_index(report_folder) -> Path | None:
+def refresh_parent_index(report_folder: str | os.PathLike[str]) -> Path | None:
     """Rewrite the index of ``report_folder``'s parent when that parent already has a reports index."""
     parent = Path(report_folder).resolve().parent
     if is_reports_index(parent / INDEX_NAME):

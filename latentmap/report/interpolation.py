@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,6 +14,9 @@ from latentmap.report.figures import REFERENCE, colour, figure_png, new_figure
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section
 from latentmap.report.tables import sig
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 GRID_NAME = "interpolation.png"
 RADIUS_NAME = "interpolation_radius.png"
@@ -34,15 +39,17 @@ def interpolation_rows(result: InterpolationResult) -> tuple[list[torch.Tensor],
 
 
 def interpolation_grid_png(result: InterpolationResult) -> bytes:
+    """The grid of :func:`interpolation_rows` as PNG bytes, its rows and columns labelled."""
     rows, labels, columns = interpolation_rows(result)
     return grid_png(rows, row_labels=labels, column_labels=columns)
 
 
 def radius_png(result: InterpolationResult) -> bytes:
+    """:func:`radius_figure` as PNG bytes."""
     return figure_png(radius_figure(result))
 
 
-def radius_figure(result: InterpolationResult):
+def radius_figure(result: InterpolationResult) -> Figure:
     """Radius along each path over the prior's typical radius: one colour per pair, one line style per path
     (solid linear, dashed spherical), the legend beside the plot."""
     fig = new_figure(7.5, 3.4)
@@ -74,14 +81,14 @@ def describe(result: InterpolationResult, named: bool = True) -> str:
     return text + "."
 
 
-def write_interpolation(result: InterpolationResult, folder, rel: str = "") -> Section:
+def write_interpolation(result: InterpolationResult, folder: str | os.PathLike[str], rel: str = "") -> Section:
     """interpolation.csv, interpolation.json and two figures into ``folder``; returns the HTML section."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.frame().to_csv(folder / "interpolation.csv", index=False)
-    (folder / "interpolation.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    (folder / GRID_NAME).write_bytes(interpolation_grid_png(result))
-    (folder / RADIUS_NAME).write_bytes(radius_png(result))
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    result.frame().to_csv(out / "interpolation.csv", index=False)
+    (out / "interpolation.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    (out / GRID_NAME).write_bytes(interpolation_grid_png(result))
+    (out / RADIUS_NAME).write_bytes(radius_png(result))
     section = Section(f"Interpolation: {result.model}")
     carried = (f" The last two rows of each pair carry the same latent paths into {result.partner} through "
                f"{result.map_description or 'a fitted linear map'} and decode them there." if result.partner else "")

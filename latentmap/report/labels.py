@@ -13,7 +13,7 @@ LABEL_WIDTH = 150
 
 
 def labelled_grid_png(rows: Sequence[torch.Tensor | None], labels: Sequence[str], *, scale: int = 2,
-                      padding: int = 2, image_shape=None) -> bytes:
+                      padding: int = 2, image_shape: Sequence[int] | None = None) -> bytes:
     """Rows of images with ``labels[i]`` written left of row i; an empty or None row is left blank.
 
     Rows may differ in length; every cell has the size of the first non-empty row's images.

@@ -11,8 +11,10 @@ last; :func:`leaderboard_verdict` names the best generator on each measure.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -32,13 +34,13 @@ MEASURES = {"support/own": ("support_over_own", "support / own", True),
 class BenchRows:
     """The rows each benchmark report saved, and the folders they came from (names relative to the index)."""
 
-    expressiveness: list = field(default_factory=list)
-    coverage: list = field(default_factory=list)
-    fidelity: list = field(default_factory=list)
-    sources: dict = field(default_factory=dict)  # "expressiveness" / "coverage" -> folder name
+    expressiveness: list[dict[str, Any]] = field(default_factory=list)
+    coverage: list[dict[str, Any]] = field(default_factory=list)
+    fidelity: list[dict[str, Any]] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # "expressiveness" / "coverage" -> folder name
 
 
-def _rows(path: Path, needed: set) -> list | None:
+def _rows(path: Path, needed: set[str]) -> list[dict[str, Any]] | None:
     try:
         frame = pd.read_csv(path)
     except (OSError, ValueError):
@@ -48,7 +50,7 @@ def _rows(path: Path, needed: set) -> list | None:
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
-def read_bench_rows(folder) -> BenchRows:
+def read_bench_rows(folder: str | os.PathLike[str]) -> BenchRows:
     """The first expressiveness and the first coverage report (by folder name) among ``folder``'s subfolders."""
     out = BenchRows()
     for sub in sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -66,7 +68,7 @@ def read_bench_rows(folder) -> BenchRows:
     return out
 
 
-def _number(value):
+def _number(value: Any) -> float | None:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -80,9 +82,9 @@ def generator_leaderboard(rows: BenchRows) -> pd.DataFrame:
     the calibration row last, with ``calibration`` True."""
     from latentmap.evaluation.generator_bench import CALIBRATION_NAME  # torch only when there are rows
 
-    table: dict = {}
+    table: dict[str, dict[str, Any]] = {}
 
-    def row(name):
+    def row(name: object) -> dict[str, Any]:
         return table.setdefault(str(name), {"generator": str(name), "calibration": str(name) == CALIBRATION_NAME})
 
     for r in rows.expressiveness:
@@ -112,7 +114,7 @@ def generator_leaderboard(rows: BenchRows) -> pd.DataFrame:
     return frame.iloc[order].reset_index(drop=True)
 
 
-def best_on(frame: pd.DataFrame, measure: str):
+def best_on(frame: pd.DataFrame, measure: str) -> tuple[str, float] | None:
     """(generator, value) best on ``measure`` among the generators (not the calibration), or None; ties: the first
     in the ranked frame."""
     column, _, lower = MEASURES[measure]
@@ -123,10 +125,9 @@ def best_on(frame: pd.DataFrame, measure: str):
     return str(frame.generator[position]), float(frame[column][position])
 
 
-def leaderboard_verdict(frame: pd.DataFrame, sources: dict) -> list[str]:
+def leaderboard_verdict(frame: pd.DataFrame, sources: dict[str, str]) -> list[str]:
     """The index's opening sentences: the best generator on each measure, and where the numbers come from."""
-    best = [(m, best_on(frame, m)) for m in MEASURES]
-    best = [(m, b) for m, b in best if b is not None]
+    best = [(m, b) for m in MEASURES if (b := best_on(frame, m)) is not None]
     if not best:
         return []
     def tied(measure: str, name: str, value: float) -> str:  # others the page shows with the same digits

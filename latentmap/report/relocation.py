@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,8 +17,14 @@ from latentmap.report.findings import relocation_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.tables import MISSING, models_frame, sig
 
+if TYPE_CHECKING:
+    from latentmap.data.images import ImageDataset
+    from latentmap.evaluation.relocation import RelocationResult
+    from latentmap.maps.linear import LinearMap
+    from latentmap.models.base import LatentModel
 
-def shown_fit_source(record: dict) -> dict:
+
+def shown_fit_source(record: dict[str, Any] | None) -> dict[str, Any]:
     """A map's fit-source record as a report writes it: its data spec and path without this machine's folders."""
     out = dict(record or {})
     if out.get("name") is not None:
@@ -31,7 +39,7 @@ def relocation_row_labels(source: str, target: str) -> list[str]:
     return ["originals", f"{source} reconstruction", f"{target} after mapping", f"{target} own reconstruction"]
 
 
-def relocation_table(r) -> list[tuple[str, str]]:
+def relocation_table(r: RelocationResult) -> list[tuple[str, str]]:
     """(metric, formatted value) rows of one pair: the CLI's printout and the report's table."""
     lp = (sig(r.relocated_lpips), sig(r.target_lpips))  # "–" without LPIPS: the note says why, once
     return [
@@ -59,8 +67,9 @@ def relocation_table(r) -> list[tuple[str, str]]:
     ]
 
 
-def save_relocation_report(result, out, source, target, linear_map, data, grid_images: int, context: dict, *,
-                           overwrite: bool = True) -> Path:
+def save_relocation_report(result: RelocationResult, out: str | os.PathLike[str], source: LatentModel,
+                           target: LatentModel, linear_map: LinearMap, data: ImageDataset, grid_images: int,
+                           context: dict[str, Any], *, overwrite: bool = True) -> Path:
     """Write the report folder atomically; ``context`` (map path, model paths, dataset, split) goes into the JSON."""
     if not is_main():  # torch.distributed: rank 0 alone draws the grids and writes
         return Path(out)

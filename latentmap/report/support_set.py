@@ -3,7 +3,9 @@ the sector populations, drawn from the manifest, beside the images and manifest.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,12 +13,15 @@ from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.grid import square_grid_png
 from latentmap.report.tables import sig
 
+if TYPE_CHECKING:
+    from latentmap.io.support_folder import SupportSet
+
 CONTACT_SHEET_NAME = "contact_sheet.png"
 INFO_GAIN_PNG = "info_gain.png"
 POPULATIONS_PNG = "sector_populations.png"
 
 
-def support_set_figures(support) -> dict[str, bytes]:
+def support_set_figures(support: SupportSet) -> dict[str, bytes]:
     """PNG files by name: the contact sheet always, the two sector figures for the sector method."""
     m = support.manifest
     files = {CONTACT_SHEET_NAME: square_grid_png(support.images)}
@@ -29,7 +34,7 @@ def support_set_figures(support) -> dict[str, bytes]:
     return files
 
 
-def write_support_set(support, path, *, overwrite: bool = True) -> Path:
+def write_support_set(support: SupportSet, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
     """Save the support-set folder (atomically) with its figures."""
     return support.save(path, overwrite=overwrite, files=support_set_figures(support))
 

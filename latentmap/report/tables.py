@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -58,7 +60,7 @@ COLUMN_LABELS = {
 MISSING = "–"  # how a missing number is written: an en dash
 
 
-def sig(value, digits: int = 3) -> str:
+def sig(value: Any, digits: int = 3) -> str:
     """``value`` with ``digits`` significant digits, trailing zeros kept (1.50, 0.00684, 123, 6,000, 1.23e-05).
 
     The one number formatter of every table, sentence and legend. An en dash for a missing value
@@ -89,7 +91,7 @@ def sig(value, digits: int = 3) -> str:
     return f"{rounded:.{max(0, digits - 1 - magnitude)}f}"
 
 
-def interval(value, low, high, digits: int = 3) -> str:
+def interval(value: object, low: float | None, high: float | None, digits: int = 3) -> str:
     """A value and its interval, each by :func:`sig` ("3.70 (3.41–4.00)"); the value alone when the interval is
     missing."""
     if low is None or high is None or any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
@@ -99,23 +101,25 @@ def interval(value, low, high, digits: int = 3) -> str:
     return f"{sig(value, digits)} ({sig(low, digits)}–{sig(high, digits)})"
 
 
-def overlap_clause(best: tuple, others: list) -> str:
+def overlap_clause(best: tuple[str, float | None, float | None],
+                   others: Sequence[tuple[str, float | None, float | None]]) -> str:
     """"; its interval overlaps those of b, c, so that order is not settled" for the ``others`` ((name, low, high)) whose interval meets ``best``'s
     ((name, low, high)); empty when none does or ``best`` has no interval (a missing bound: never overlapping)."""
-    def known(*values):
+    def known(*values: float | None) -> bool:
         return all(v is not None and not (isinstance(v, float) and math.isnan(v)) for v in values)
 
     _, low, high = best
-    if not known(low, high):
+    if low is None or high is None or not known(low, high):
         return ""
-    names = [name for name, lo, hi in others if known(lo, hi) and lo <= high and low <= hi]
+    names = [name for name, lo, hi in others
+             if lo is not None and hi is not None and known(lo, hi) and lo <= high and low <= hi]
     if not names:
         return ""
     return (f"; its interval overlaps {'that' if len(names) == 1 else 'those'} of {', '.join(names)}, so that "
             "order is not settled")
 
 
-def percent(value, digits: int = 2) -> str:
+def percent(value: float | None, digits: int = 2) -> str:
     """A share in [0, 1] as a percentage with ``digits`` significant digits, trailing zeros kept (1.8%, 5.0%, 72%,
     100%, 0.050%); 0% for nothing; an en dash for a missing one. The one percent formatter of the reports."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -129,21 +133,21 @@ def percent(value, digits: int = 2) -> str:
 CALIBRATION_MARK = " (calibration)"  # appended to the name of a table's real-data row
 
 
-def calibration_rows(names) -> list[int]:
+def calibration_rows(names: Iterable[object]) -> list[int]:
     """Positions of the real-data rows (names ending in :data:`CALIBRATION_MARK`) of a shown table's name column."""
     return [i for i, name in enumerate(names) if str(name).endswith(CALIBRATION_MARK)]
 
 
-def column_label(name) -> str:
+def column_label(name: object) -> str:
     """The header shown for column ``name``: a known label, else a snake_case name without underscores
     (other names, such as a pair "model_a -> model_b", as they are)."""
-    name = str(name)
-    if name in COLUMN_LABELS:
-        return COLUMN_LABELS[name]
-    return name.replace("_", " ") if re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)+", name) else name
+    text = str(name)
+    if text in COLUMN_LABELS:
+        return COLUMN_LABELS[text]
+    return text.replace("_", " ") if re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)+", text) else text
 
 
-def unit_notes(columns) -> list[str]:
+def unit_notes(columns: Iterable[object]) -> list[str]:
     """The unit notes of the shown headers (each said once)."""
     labels = [column_label(c) for c in columns]
     return [note for key, note in UNIT_NOTES.items() if any(key in label.split() or label.endswith(key)
@@ -165,12 +169,14 @@ def text_columns(shown: pd.DataFrame) -> list[int]:
     return [i for i in out if i <= MAX_ALIGNED_COLUMNS]
 
 
-def display_frame(frame: pd.DataFrame, float_format=None, labels: bool = True) -> pd.DataFrame:
+def display_frame(frame: pd.DataFrame, float_format: str | Callable[[float], str] | None = None,
+                  labels: bool = True) -> pd.DataFrame:
     """A copy of ``frame`` as strings for HTML: floats by :func:`sig` (or ``float_format``), readable headers.
 
     ``float_format`` may be a format string ("{:.3f}") or a callable; integer columns stay whole.
     """
-    formatter = sig if float_format is None else (float_format if callable(float_format) else float_format.format)
+    formatter: Callable[[float], str] = (sig if float_format is None else float_format if callable(float_format)
+                                         else float_format.format)
     shown = frame.copy()
     for col in shown.columns:
         series = shown[col]
@@ -188,12 +194,13 @@ def display_frame(frame: pd.DataFrame, float_format=None, labels: bool = True) -
     return shown
 
 
-def models_frame(records) -> pd.DataFrame:
+def models_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     """One row per model record (latentmap.io.model_record): what it is, where it came from, its short fingerprint."""
     from latentmap.io.model_record import NOT_PATHS, short_fingerprint
     from latentmap.io.paths import shown_path
 
-    def spec(r):  # a path without this machine's folders: a report reads the same on another machine
+    # a path without this machine's folders: a report reads the same on another machine
+    def spec(r: dict[str, Any]) -> str:
         text = r.get("spec") or r.get("path") or ""
         return text if not text or r.get("origin") in NOT_PATHS else shown_path(text)
 

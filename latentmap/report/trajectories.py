@@ -3,15 +3,50 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from latentmap.report.figures import figure_png, new_figure
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
 CIRCLE_EPOCHS = (0.0, 0.25, 0.5, 1.0, 2.0, 5.0)  # the steps that get circles (nearest record)
 
 
-def plane(traj) -> tuple[np.ndarray, np.ndarray, list[str]]:
+class RecordedTrajectories(Protocol):
+    """What the figures read of a training run's recorded trajectories
+    (:class:`latentmap.training.tracking.Trajectories`, a layer above the reports)."""
+
+    steps: np.ndarray  # [S] optimizer steps done before each record
+    epochs: np.ndarray  # [S] fractional epoch of each record
+    mu: np.ndarray  # [S, N, d] encoder mean (or latent)
+    var: np.ndarray  # [S, N, d] encoder variance; NaN for models without one
+    labels: np.ndarray  # [N] label of each tracked image (-1 if none)
+    mean_sigma2: np.ndarray  # [S] E[sigma^2] over the probe
+    var_mu: np.ndarray  # [S] Var(mu) over the probe
+    has_variance: bool
+    meta: dict[str, Any]
+
+    @property
+    def law(self) -> np.ndarray:
+        """Var(mu) + E[sigma^2] per record."""
+
+    def npz_bytes(self) -> bytes:
+        """Every array as an ``.npz`` file."""
+
+    def csv_bytes(self) -> bytes:
+        """Every tracked image's mean and variance per record, as CSV."""
+
+    def stats_csv_bytes(self) -> bytes:
+        """The statistics per record, as CSV."""
+
+    def summary(self) -> dict[str, Any]:
+        """The run's numbers, JSON-ready."""
+
+
+def plane(traj: RecordedTrajectories) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The 2-d view: (centres [S, N, 2], radii [S, N, 2] or NaN, axis labels).
 
     2-d latents are drawn as they are. Larger latents with variances: the two variables with the
@@ -36,8 +71,8 @@ def plane(traj) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return proj, np.full_like(proj, np.nan), ["PC1 of the means", "PC2 of the means"]
 
 
-def _circle_records(traj) -> list[int]:
-    picks = []
+def _circle_records(traj: RecordedTrajectories) -> list[int]:
+    picks: list[int] = []
     for e in CIRCLE_EPOCHS:
         if e <= traj.epochs[-1] + 1e-9:
             s = int(np.argmin(np.abs(traj.epochs - e)))
@@ -46,14 +81,15 @@ def _circle_records(traj) -> list[int]:
     return picks
 
 
-def _colours(traj):
+def _colours(traj: RecordedTrajectories) -> list[tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
     return [cmap(int(label) % 10 if label >= 0 else i % 10) for i, label in enumerate(traj.labels)]
 
 
-def _draw_paths(ax, traj, centres, radii, upto: int, circles: list[int]):
+def _draw_paths(ax: Axes, traj: RecordedTrajectories, centres: np.ndarray, radii: np.ndarray, upto: int,
+                circles: list[int]) -> None:
     from matplotlib.patches import Ellipse
 
     colours = _colours(traj)
@@ -67,7 +103,7 @@ def _draw_paths(ax, traj, centres, radii, upto: int, circles: list[int]):
                                      color=c, lw=0.7, alpha=0.35 + 0.65 * (s / max(1, upto))))
 
 
-def _limits(centres, radii):
+def _limits(centres: np.ndarray, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r = np.nan_to_num(radii, nan=0.0)
     lo = np.min(centres - r, axis=(0, 1))
     hi = np.max(centres + r, axis=(0, 1))
@@ -75,7 +111,7 @@ def _limits(centres, radii):
     return lo - pad, hi + pad
 
 
-def trajectories_png(traj) -> bytes:
+def trajectories_png(traj: RecordedTrajectories) -> bytes:
     """Left: paths of the tracked images with circles (radius sigma) at chosen steps; right: E[sigma^2],
     Var(mu) and their sum against the epoch, with the variance law's 1."""
     centres, radii, labels = plane(traj)
@@ -107,7 +143,7 @@ def trajectories_png(traj) -> bytes:
     return figure_png(fig)
 
 
-def trajectories_gif(traj, epochs: float = 5.0, frames: int = 60, fps: int = 8) -> bytes:
+def trajectories_gif(traj: RecordedTrajectories, epochs: float = 5.0, frames: int = 60, fps: int = 8) -> bytes:
     """The paths growing over the first ``epochs`` epochs, with each image's current circle."""
     from PIL import Image
 
@@ -126,13 +162,15 @@ def trajectories_gif(traj, epochs: float = 5.0, frames: int = 60, fps: int = 8) 
         ax.set_ylabel(labels[1], fontsize=10)
         ax.set_title(f"step {traj.steps[s]} (epoch {traj.epochs[s]:.2f})", fontsize=10)
         ax.legend(title="label", fontsize=9, title_fontsize=9, loc="upper right", ncol=2)
-        images.append(Image.open(io.BytesIO(figure_png(fig))).convert("P", palette=Image.ADAPTIVE))
+        frame = Image.open(io.BytesIO(figure_png(fig)))
+        # the ignore: Pillow sets ADAPTIVE at import, out of its stub's sight (Image.Palette needs Pillow 9.1)
+        images.append(frame.convert("P", palette=Image.ADAPTIVE))  # type: ignore[attr-defined]
     buffer = io.BytesIO()
     images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
     return buffer.getvalue()
 
 
-def trajectory_files(traj) -> dict[str, bytes]:
+def trajectory_files(traj: RecordedTrajectories) -> dict[str, bytes]:
     """Every file of the trajectories, by name, for a checkpoint folder."""
     import json
 
