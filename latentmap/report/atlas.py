@@ -258,7 +258,7 @@ def ratio_matrix_png(matrix: pd.DataFrame, types: dict[tuple[str, str], int]) ->
             if a == b or not np.isfinite(values[a, b]):
                 continue
             t = types.get((matrix.index[a], matrix.columns[b]), "?")
-            ax.text(b, a, f"{values[a, b]:.2f}\nT{t}", ha="center", va="center", fontsize=8,
+            ax.text(b, a, f"{sig(values[a, b])}\nT{t}", ha="center", va="center", fontsize=8,
                     color="white" if values[a, b] > 2.5 else "black")
     fig.colorbar(im, ax=ax, label="log2(relocated MSE / B's own MSE)")
     return figure_png(fig)

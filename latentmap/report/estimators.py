@@ -188,7 +188,7 @@ def similarity_png(ratio: pd.DataFrame, cka: pd.DataFrame, svcca: pd.DataFrame, 
                 if np.isfinite(values[a, b]) and (a != b or k > 0):
                     level = (values[a, b] - vmin) / max(top - vmin, 1e-12)
                     bright = level > 0.55 if cmap == SEQUENTIAL else level < 0.45
-                    ax.text(b, a, f"{values[a, b]:.2f}", ha="center", va="center", fontsize=CELL_PT,
+                    ax.text(b, a, sig(values[a, b]), ha="center", va="center", fontsize=CELL_PT,
                             color="black" if bright else "white")
     axes[0].set_ylabel("source A", fontsize=LABEL_PT)
     axes[1].set_xlabel("target B", fontsize=LABEL_PT)
