@@ -199,13 +199,22 @@ def process_threads() -> int:
 
 
 def pin_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads to ``threads`` (default :func:`process_threads`) and return the count; the
-    CLI calls it before any command, and outputs record it (:func:`compute_record`)."""
+    """Set torch's intra-op threads, and the thread pools of the BLAS libraries numpy and scipy load (the float64
+    statistics' products run there), to ``threads`` (default :func:`process_threads`) and return the count; the
+    CLI calls it before any command, and outputs record it (:func:`compute_record`).
+
+    One count for both: otherwise a process pinned to one torch thread still ran OpenBLAS on every core, so
+    "threads" in an output's record did not say how its statistics were computed, and on a busy machine
+    OpenBLAS's threads wait on each other (measured: a 50,000-pair fit 3.7x slower on 2 threads than on 1
+    under a load of 10 on 2 cores, docs/benchmarks.md)."""
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
     threads = process_threads() if threads is None else int(threads)
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads} instead")
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+    threadpool_limits(limits=threads, user_api="blas")
     return threads
 
 

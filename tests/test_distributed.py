@@ -158,13 +158,24 @@ def test_threads_per_process_follow_torchruns_rule(monkeypatch):
         monkeypatch.setenv("LATENTMAP_THREADS", bad)
         with pytest.raises(ConfigError, match="LATENTMAP_THREADS"):
             distributed.process_threads()
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     before = torch.get_num_threads()
+    blas_before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
     try:
         monkeypatch.setenv("LATENTMAP_THREADS", "1")
         assert distributed.pin_threads() == 1 == torch.get_num_threads()
         assert distributed.compute_record(64) == {"threads": 1, "batch_size": 64}
+        # numpy's and scipy's BLAS (where the float64 statistics are computed) run on the same count
+        import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS where it bundles one)
+
+        distributed.pin_threads()
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
     finally:
         torch.set_num_threads(before)
+        for path, n in blas_before.items():
+            threadpool_limits(limits={path: n})
 
 
 def test_one_process_is_rank_zero_of_one_and_reductions_return_their_input():
