@@ -161,12 +161,6 @@ class LatentGeometry:
                 **{f"{group}_{k}": v for group, d in self.fidelity.items() for k, v in (d or {}).items()}}
 
 
-def _density_limits(*arrays: ArrayLike) -> tuple[float, float]:
-    x = np.concatenate([np.ravel(a) for a in arrays])
-    lo, hi = np.quantile(x, [0.001, 0.999])
-    return float(lo), float(hi)
-
-
 def latent_geometry(model: LatentModel, data: ImageDataset, *, sampler: LatentSampler | None = None,
                     n: int = DEFAULT_POINTS, seed: int = 0, reference: LatentModel | None = None,
                     tsne: bool = True, tsne_points: int = TSNE_POINTS, batch_size: int = 256, k: int = 5,

@@ -72,6 +72,21 @@ def test_compare_recovers_exact_map_for_every_strategy():
     np.testing.assert_allclose(summary["vs_random"], 1.0, rtol=1e-3)
 
 
+def test_each_seed_draws_its_own_anchors_as_the_support_set_builder_does():
+    from latentmap.evaluation.anchors import COMPARE_PAIRS
+    from latentmap.support.build import build_support_set
+
+    a, b = related_models()
+    train, test = toy_split(300, 1), toy_split(40, 2)
+    result = compare_anchors([a, b], train, test, sizes=[6], strategies=["random"], seeds=(0, 1), alpha=1e-9,
+                             gain_images=100, reference_images=50)
+    got = result.rows.groupby("seed")["support_pairwise_mse"].first()
+    for seed in (0, 1):
+        built = build_support_set(a, train, size=6, strategy="random", seed=seed, pairs=COMPARE_PAIRS)
+        assert got[seed] == pytest.approx(built.manifest["statistics"]["support_pairwise_mse"], rel=1e-12)
+    assert got[0] != got[1]
+
+
 def test_compare_too_few_anchors_is_worse_and_errors():
     a, b = related_models()
     train, test = toy_split(300, 1), toy_split(80, 2)

@@ -170,6 +170,7 @@ def test_inversion_frame():
     r = InversionResult(torch.zeros(2, 3), torch.tensor([0.125, 0.25]), torch.tensor([0.5, 0.75]),
                         torch.tensor([0.625, 0.1875]), "encoder", "mse")
     frame = r.to_frame()
+    assert list(frame.columns) == ["image", "initial_loss", "loss"] and list(frame["image"]) == [0, 1]
     assert list(frame["loss"]) == [0.125, 0.25] and list(frame["initial_loss"]) == [0.5, 0.75]
     assert "<table" in r._repr_html_() and "0.75" in r._repr_html_()
 

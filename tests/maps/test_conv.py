@@ -176,6 +176,18 @@ def test_a_source_grid_is_resized_to_the_target_grid(mode, tmp_path):
     assert info["estimator"] == "conv" and info["hyperparameters"]["resize"] == mode
 
 
+@pytest.mark.parametrize("alpha, expected", [(0.5, 0.5), ("auto", 0.0)])
+def test_a_map_folder_without_a_recorded_alpha_loads_with_the_alpha_it_was_made_with(tmp_path, alpha, expected):
+    """Folders written before fit metrics recorded the penalty: the loaded map's alpha_ is its own alpha, and 0
+    for a GCV-chosen one whose value was never kept."""
+    x, y = grids(n=40, c_a=2, c_b=2, hw=(4, 4), seed=3)
+    folder = ConvMap(kernel_size=1, alpha=alpha).fit(x, y).save(tmp_path / "map")
+    info = json.loads((folder / "map.json").read_text())
+    info.get("fit_metrics", {}).pop("alpha", None)
+    (folder / "map.json").write_text(json.dumps(info))
+    assert load_map(folder).alpha_ == expected
+
+
 # --------------------------------------------------------------------------- streaming, merging
 
 def test_partial_fit_in_batches_and_merged_halves_equal_one_fit():

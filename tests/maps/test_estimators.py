@@ -267,6 +267,12 @@ def test_adam_map_takes_the_full_batch_steps_of_keras_adam():
             w -= 1e-2 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * mom / (vel.sqrt() + 1e-7)
     np.testing.assert_allclose(m.coef_, w.detach().numpy().T, rtol=1e-9, atol=1e-12)
     assert np.all(m.intercept_ == 0)
+    # the recorded final loss and gradient norm are autograd's at the final weights
+    w_end = torch.from_numpy(np.ascontiguousarray(m.coef_.T)).requires_grad_()
+    loss = ((xt @ w_end - yt) ** 2).mean().add(1e-3 * (w_end ** 2).sum())
+    loss.backward()
+    assert m.fit_metrics_["final_loss"] == pytest.approx(float(loss), rel=1e-9)
+    assert m.fit_metrics_["gradient_norm"] == pytest.approx(float(w_end.grad.norm()), rel=1e-6)
     long = AdamMap(lr=1e-2, steps=5000, l2=0.0).fit(x, y)
     np.testing.assert_allclose(long.coef_, LinearMap(bias=False).fit(x, y).coef_, atol=1e-3)
 

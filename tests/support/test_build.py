@@ -238,6 +238,8 @@ def test_baseline_strategies_in_builder(model, data):
     ({"threshold": 0.5, "top_k": 3, "size": 250}, SupportSetError, "fewer than the support-set size 250"),
     ({"strategy": "best"}, ConfigError, "strategy must be one of"),
     ({"threshold": -1.0}, ConfigError, "non-negative"),
+    ({"threshold": float("inf")}, ConfigError, "non-negative"),
+    ({"threshold": float("nan")}, ConfigError, "non-negative"),
 ])
 def test_bad_input_errors(model, data, kwargs, error, text):
     with pytest.raises(error) as info:
