@@ -7,25 +7,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from latentmap.cli.options import (
-    FiniteFloat,
-    batch_size_option,
-    choose_dataset,
-    data_dir_option,
-    dataset_option,
-    device_option,
-    input_transform_option,
-    lpips_option,
-    note_expected_time,
-    output_options,
-    prepare_output,
-    progress_option,
-    reported_warnings,
-    seed_option,
-    trust_pickle_option,
-    warn_later,
-)
 from latentmap.constants import IMAGE_SPEC_PREFIXES, SAMPLERS
+from latentmap.cli.options import (FiniteFloat, batch_size_option, choose_dataset, data_dir_option,
+                                   dataset_option, device_option, input_transform_option, lpips_option,
+                                   note_expected_time, output_options, prepare_output, progress_option,
+                                   reported_warnings, seed_option, trust_pickle_option, warn_later)
 
 if TYPE_CHECKING:
     import torch

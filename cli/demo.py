@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import click
 
-from latentmap.cli.options import (
-    data_dir_option,
-    device_option,
-    images_option,
-    output_options,
-    prepare_output,
-    progress_option,
-    reported_warnings,
-)
+from latentmap.cli.options import (data_dir_option, device_option, images_option, output_options, prepare_output,
+                                   progress_option, reported_warnings)
 
 
 @click.command("demo")

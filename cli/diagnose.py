@@ -2,22 +2,9 @@
 
 import click
 
-from latentmap.cli.options import (
-    batch_size_option,
-    choose_dataset,
-    data_dir_option,
-    dataset_option,
-    device_option,
-    images_option,
-    input_transform_option,
-    model_spec_option,
-    output_options,
-    prepare_output,
-    progress_option,
-    seed_option,
-    split_option,
-    trust_pickle_option,
-)
+from latentmap.cli.options import (batch_size_option, choose_dataset, data_dir_option, dataset_option, device_option,
+                                   images_option, input_transform_option, model_spec_option, output_options,
+                                   prepare_output, progress_option, seed_option, split_option, trust_pickle_option)
 
 
 @click.command("diagnose")
@@ -47,11 +34,11 @@ def command(model_spec: str, trust_pickle: bool, dataset: str | None, data_dir: 
             progress: bool) -> None:
     """Latent-space diagnostics of a model on a dataset split, against its own prior (StyleGAN's W: the mapping
     network's output statistics), with linear and spherical interpolation grids: CSV, JSON, figures, index.html."""
+    from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.data.transforms import resolve_dataset
     from latentmap.evaluation.diagnostics import latent_diagnostics
     from latentmap.evaluation.interpolation import interpolate, pair_positions
-    from latentmap.models.registry import load_model
     from latentmap.report.diagnostics import describe, save_diagnostics
 
     out = prepare_output(out, "report", "diagnose", overwrite, inputs=[model_spec, reference])

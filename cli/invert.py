@@ -4,23 +4,10 @@ import json
 
 import click
 
-from latentmap.cli.options import (
-    FiniteFloat,
-    LazyChoice,
-    choose_dataset,
-    data_dir_option,
-    dataset_option,
-    device_option,
-    input_transform_option,
-    lpips_option,
-    model_spec_option,
-    output_options,
-    prepare_output,
-    progress_option,
-    seed_option,
-    split_option,
-    trust_pickle_option,
-)
+from latentmap.cli.options import (FiniteFloat, LazyChoice, choose_dataset, data_dir_option, dataset_option,
+                                   device_option, input_transform_option, lpips_option, model_spec_option,
+                                   output_options, prepare_output, progress_option, seed_option, split_option,
+                                   trust_pickle_option)
 
 
 @click.command("invert")
@@ -59,8 +46,8 @@ def command(model_spec: str, trust_pickle: bool, dataset: str | None, data_dir: 
 
     from latentmap.data.datasets import load_dataset
     from latentmap.data.transforms import resolve_dataset, resolve_images
-    from latentmap.evaluation.inversion import invert
     from latentmap.evaluation.samplers import fit_sampler, needs_fit_data
+    from latentmap.evaluation.inversion import invert
     from latentmap.io.atomic import atomic_directory
     from latentmap.models.registry import load_model
     from latentmap.report.grid import grid_png

@@ -16,9 +16,9 @@ from typing import Any
 
 import click
 
+from latentmap.version import __version__
 from latentmap.cli.options import REPORT_KEY, WARNINGS_KEY
 from latentmap.errors import LatentmapError
-from latentmap.version import __version__
 
 
 class LatentmapGroup(click.Group):

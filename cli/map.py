@@ -8,33 +8,13 @@ from typing import TYPE_CHECKING, Any, SupportsInt
 
 import click
 
-from latentmap.cli.options import (
-    alpha_option,
-    batch_size_option,
-    bias_option,
-    choose_dataset,
-    cycle_option,
-    data_dir_option,
-    dataset_option,
-    device_option,
-    estimator_option,
-    estimators_option,
-    fit_images_option,
-    fit_split_option,
-    image_transform_option,
-    images_option,
-    lpips_option,
-    method_option,
-    output_options,
-    prepare_output,
-    progress_option,
-    reported_warnings,
-    samples_option,
-    seed_option,
-    split_choice,
-    trust_pickle_option,
-    warn_later,
-)
+from latentmap.cli.options import (alpha_option, batch_size_option, bias_option, choose_dataset, cycle_option,
+                                   data_dir_option,
+                                   dataset_option, device_option, estimator_option, estimators_option,
+                                   fit_images_option, fit_split_option, image_transform_option, images_option,
+                                   lpips_option, method_option,
+                                   output_options, prepare_output, progress_option, reported_warnings,
+                                   samples_option, seed_option, split_choice, trust_pickle_option, warn_later)
 
 if TYPE_CHECKING:
     from latentmap.evaluation.atlas import AtlasResult
@@ -134,10 +114,11 @@ def fit(source: str, target: str, support_set: str | None, dataset: str | None, 
         image_transform: str | None, out: str | None, overwrite: bool, seed: int, batch_size: int,
         data_dir: str | None, device: str, progress: bool, trust_pickle: bool) -> None:
     """Fit a map (linear by default, --estimator) from SOURCE's latent space to TARGET's and save it as a folder."""
-    from latentmap import distributed
     from latentmap.maps.fitting import fit_map, resolve_fit_source
-    from latentmap.maps.registry import describe_estimator, parse_estimator
     from latentmap.models.registry import record_model
+    from latentmap.maps.registry import describe_estimator, parse_estimator
+
+    from latentmap import distributed
 
     spec = parse_estimator(estimator)
     out = prepare_output(out, "map", "map", overwrite, inputs=[source, target, support_set])
@@ -211,16 +192,16 @@ def evaluate(map_dir: str, source: str | None, target: str | None, dataset: str 
              image_transform: str | None, seed: int, batch_size: int, data_dir: str | None, device: str,
              progress: bool, trust_pickle: bool) -> None:
     """Relocate a dataset split through a map: table (CSV/JSON/HTML) and image grid."""
-    from latentmap import distributed
     from latentmap.data.datasets import load_dataset
-    from latentmap.data.transforms import image_transform as resolve_transform
     from latentmap.evaluation.relocation import evaluate_relocation
-    from latentmap.io.model_record import relative_record
+    from latentmap.data.transforms import image_transform as resolve_transform
     from latentmap.maps.fitting import check_map_fits, pair_transform
     from latentmap.maps.registry import load_map
-    from latentmap.models.registry import record_model
     from latentmap.report.findings import useless_target_findings
     from latentmap.report.html import shown_path, shown_spec
+    from latentmap.models.registry import record_model
+    from latentmap.io.model_record import relative_record
+    from latentmap import distributed
     from latentmap.report.relocation import relocation_table, save_relocation_report
 
     out = prepare_output(out, "report", "map-eval", overwrite, inputs=[map_dir, source, target])
@@ -296,8 +277,9 @@ def atlas(models_opt: tuple[str, ...], more_models: tuple[str, ...], fit_kind: s
     from latentmap.data.datasets import load_dataset
     from latentmap.evaluation.atlas import build_atlas
     from latentmap.maps.fitting import resolve_fit_source
-    from latentmap.models.registry import expand_model_specs
     from latentmap.report.atlas import save_atlas
+
+    from latentmap.models.registry import expand_model_specs
 
     specs, notes = expand_model_specs(list(models_opt) + list(more_models))
     for note in notes:

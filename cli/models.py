@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
-from latentmap.cli.model_lines import NO_PRIOR, _pythae_lines, _pythae_pickles, _shape
 from latentmap.cli.options import trust_pickle_option
 from latentmap.constants import PICKLE_SUFFIXES
 from latentmap.errors import CheckpointError, LatentmapError
+from latentmap.cli.model_lines import NO_PRIOR, _pythae_lines, _pythae_pickles, _shape
 from latentmap.io.pythae_folder import is_pythae_folder, read_pythae_config
 
 PICKLE_NOTE = "stylegan pickle (needs --trust-pickle to load)"

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-from latentmap.constants import SPLITS
 from latentmap.io.schema import MAX_SEED, MAX_SIZE
+from latentmap.constants import SPLITS
 
 FC = TypeVar("FC", bound="Callable[..., Any] | click.Command")  # what a click decorator takes and gives back
 Decorator = Callable[[FC], FC]

@@ -8,33 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from latentmap.cli.options import (
-    FiniteFloat,
-    RidgeAlpha,
-    batch_size_option,
-    choose_dataset,
-    data_dir_option,
-    dataset_option,
-    device_option,
-    images_option,
-    input_transform_option,
-    note_expected_time,
-    output_options,
-    prepare_output,
-    progress_option,
-    reported_warnings,
-    seed_option,
-    trust_pickle_option,
-)
-from latentmap.constants import (
-    ANCHOR_MAP_DEFAULTS,
-    ANCHOR_STRATEGIES,
-    COMPARE_ALPHA,
-    COMPARE_REFERENCE_IMAGES,
-    GAIN_IMAGES,
-    SPLITS,
-    SPREAD_PAIRS,
-)
+from latentmap.constants import (ANCHOR_MAP_DEFAULTS, ANCHOR_STRATEGIES, COMPARE_ALPHA, COMPARE_REFERENCE_IMAGES,
+                                 GAIN_IMAGES, SPLITS, SPREAD_PAIRS)
+from latentmap.cli.options import (FiniteFloat, RidgeAlpha, batch_size_option, choose_dataset, data_dir_option,
+                                   dataset_option, device_option, images_option, input_transform_option,
+                                   note_expected_time, output_options, prepare_output, progress_option,
+                                   reported_warnings, seed_option,
+                                   trust_pickle_option)
 
 if TYPE_CHECKING:
     from latentmap.io.support_folder import SupportSet
@@ -94,9 +74,9 @@ def build(model_spec: str, dataset: str | None, split: str, data_dir: str | None
           gain_images: int, exclude: tuple[str, ...], pairs: int, seed: int, batch_size: int, device: str,
           name: str | None, out: str | None, overwrite: bool, progress: bool, trust_pickle: bool) -> None:
     """Choose anchor images with the sector method (or a baseline) and write the support-set folder."""
+    from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.data.transforms import resolve_dataset
-    from latentmap.models.registry import load_model
     from latentmap.report.support_set import write_support_set
     from latentmap.support.build import build_support_set, check_pairs, target_size_for
 
@@ -205,12 +185,12 @@ def compare(model_specs: tuple[str, ...], more_models: tuple[str, ...], dataset:
             reference_images: int, batch_size: int, device: str, out: str | None, overwrite: bool, progress: bool,
             trust_pickle: bool) -> None:
     """Fit maps between models from each strategy's anchors and report relocated MSE on the test split."""
+    from latentmap.report.anchors import write_compare_report
+    from latentmap.evaluation.anchors import compare_anchors
+    from latentmap.models.registry import load_model
     from latentmap.data.datasets import load_dataset
     from latentmap.data.transforms import resolve_dataset
     from latentmap.errors import ConfigError
-    from latentmap.evaluation.anchors import compare_anchors
-    from latentmap.models.registry import load_model
-    from latentmap.report.anchors import write_compare_report
 
     specs = tuple(model_specs) + tuple(more_models)
     if len(specs) < 2:

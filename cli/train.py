@@ -4,22 +4,9 @@ from typing import Any
 
 import click
 
-from latentmap.cli.options import (
-    MAX_SIZE,
-    SIZE_RANGE,
-    FiniteFloat,
-    LazyChoice,
-    PositiveInts,
-    data_dir_option,
-    dataset_option,
-    device_option,
-    input_transform_option,
-    output_options,
-    prepare_output,
-    progress_option,
-    seed_option,
-    trust_pickle_option,
-)
+from latentmap.cli.options import (MAX_SIZE, SIZE_RANGE, FiniteFloat, LazyChoice, PositiveInts, data_dir_option,
+                                   dataset_option, device_option, input_transform_option, output_options,
+                                   prepare_output, progress_option, seed_option, trust_pickle_option)
 
 
 @click.command("train")

@@ -22,15 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentmap import (
-    LinearMap,
-    bootstrap_ratio_interval,
-    load_dataset,
-    load_model,
-    parse_estimators,
-    per_image_mse,
-    ratio_quantiles,
-)
+from latentmap import (LinearMap, bootstrap_ratio_interval, load_dataset, load_model, parse_estimators,
+                       per_image_mse, ratio_quantiles)
 
 DEFAULT = ("linear,piecewise:4,piecewise:8,piecewise:16,piecewise:64,soft-piecewise:4,soft-piecewise:8,"
            "soft-piecewise:16,soft-piecewise:64,mlp,ortho,l-ortho,adam")

@@ -356,9 +356,10 @@ def test_map_atlas_on_two_ranks_equals_one_process(runs):
     _numbers_equal(a, b)
     assert [r["n_images"] for r in a["results"]] == [64, 64]
     # the streamed CKA of the two models against the hand formula on their encodings of the same 64 images
-    from latentmap import load_dataset
     from tests.helpers import distributed as helpers_dist
     from tests.helpers.references import linear_cka_hand
+
+    from latentmap import load_dataset
 
     images = load_dataset("fashion-mnist", "test").random_subset(64, 0).all_images()
     with torch.no_grad():

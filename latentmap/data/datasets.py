@@ -19,26 +19,13 @@ from typing import Any
 from latentmap.data import files as _files  # noqa: F401  (registers folder: and npy:)
 from latentmap.data import sources as _sources  # noqa: F401  (registers fashion-mnist, mnist, digits)
 from latentmap.data import synthetic as _synthetic  # noqa: F401  (registers synthetic:N[xHxWxC])
-from latentmap.data.images import (
-    IMAGE_SUFFIXES,
-    FolderImageDataset,
-    ImageDataset,
-    SubsetImageDataset,
-    TensorImageDataset,
-    array_to_tensor,
-    as_image_batch,
-    evenly_spaced_indices,
-    images_to_nchw,
-)
-from latentmap.data.registry import (
-    _DATASETS,
-    DatasetSource,
-    check_options,
-    dataset_sources,
-    parse_spec,
-    register_dataset,
-)
-from latentmap.data.sources import FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR, read_idx
+from latentmap.data.images import (IMAGE_SUFFIXES, FolderImageDataset, ImageDataset, SubsetImageDataset,
+                                   TensorImageDataset, array_to_tensor, as_image_batch, evenly_spaced_indices,
+                                   images_to_nchw)
+from latentmap.data.registry import DatasetSource, _DATASETS, check_options, dataset_sources, parse_spec, \
+    register_dataset
+from latentmap.data.sources import (FASHION_MNIST_CLASSES, FASHION_MNIST_FILES, FASHION_MNIST_SYSTEM_DIR,
+                                    read_idx)
 from latentmap.data.splits import ARRAY_TEST_FRACTION, FOLDER_TEST_FRACTION, SPLIT_SEED, SPLITS, check_split
 from latentmap.errors import UnknownKindError
 

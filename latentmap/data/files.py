@@ -15,13 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from latentmap.data.images import (
-    IMAGE_SUFFIXES,
-    FolderImageDataset,
-    TensorImageDataset,
-    array_to_tensor,
-    images_to_nchw,
-)
+from latentmap.data.images import (IMAGE_SUFFIXES, FolderImageDataset, TensorImageDataset, array_to_tensor,
+                                   images_to_nchw)
 from latentmap.data.registry import register_dataset
 from latentmap.data.splits import ARRAY_TEST_FRACTION, FOLDER_TEST_FRACTION, split_indices, stratified_split_indices
 from latentmap.errors import ConfigError, DatasetError, DatasetNotFoundError

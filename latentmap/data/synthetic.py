@@ -20,8 +20,8 @@ from numpy.typing import ArrayLike
 from latentmap.data.images import ImageDataset
 from latentmap.data.registry import register_dataset
 from latentmap.data.splits import ARRAY_TEST_FRACTION, split_indices
-from latentmap.errors import ConfigError
 from latentmap.io.schema import MAX_SEED
+from latentmap.errors import ConfigError
 
 DEFAULT_SHAPE = (28, 28, 1)  # H, W, C
 MAX_IMAGES = 10**9

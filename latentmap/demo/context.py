@@ -6,9 +6,9 @@ the story (``latentmap.demo.story``) imports the section modules and runs them i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

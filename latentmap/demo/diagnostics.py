@@ -17,11 +17,11 @@ from latentmap.data.datasets import load_dataset
 from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.evaluation.diagnostics import INACTIVE_THRESHOLD, latent_diagnostics
 from latentmap.evaluation.interpolation import interpolate, pair_positions
-from latentmap.io.names import slug
 from latentmap.maps.linear import LinearMap
 from latentmap.report.diagnostics import write_diagnostics
 from latentmap.report.html import Section
 from latentmap.report.interpolation import describe as describe_interpolation
+from latentmap.io.names import slug
 
 if TYPE_CHECKING:
     from latentmap.data.images import ImageDataset

@@ -11,10 +11,10 @@ import pandas as pd
 import torch
 
 from latentmap.demo.context import DemoContext, register_demo_section
-from latentmap.io.names import slug
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section
 from latentmap.training.inverter import evaluate_inverter
+from latentmap.io.names import slug
 
 SAMPLES = 1000
 

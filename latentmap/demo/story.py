@@ -18,33 +18,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from latentmap.batching import progress_bar
-from latentmap.data.datasets import load_dataset
-from latentmap.data.transforms import image_transform, transformed_dataset
-
-# the sections: each registers itself in latentmap.demo.context when imported
-from latentmap.demo import diagnostics, expressiveness, generators, relocation, support_set  # noqa: F401,E402
-from latentmap.demo.context import (  # noqa: E402
-    _SECTIONS,
-    DEMO_DATASET,
-    DEMO_IMAGE_TRANSFORM,
-    QUICK_TEST_IMAGES,
-    DemoContext,
-    register_demo_section,
-)
-from latentmap.errors import CheckpointError, LatentmapError
-from latentmap.evaluation.metrics import per_image_reconstruction_mse
-from latentmap.evaluation.relocation import lpips_function
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import is_checkpoint
-from latentmap.io.frames import FrameRepr, records_frame
 from latentmap.io.names import slug
+from latentmap.io.frames import FrameRepr, records_frame
 from latentmap.models.registry import load_model
+from latentmap.data.datasets import load_dataset
+from latentmap.batching import progress_bar
+from latentmap.data.transforms import image_transform, transformed_dataset
+from latentmap.errors import CheckpointError, LatentmapError
+from latentmap.evaluation.relocation import lpips_function
+from latentmap.evaluation.metrics import per_image_reconstruction_mse
 from latentmap.report.figures import histograms_png
 from latentmap.report.findings import demo_findings
 from latentmap.report.grid import grid_png
 from latentmap.report.html import Section, render_page, shown_path
 from latentmap.report.tables import sig
+
+# the sections: each registers itself in latentmap.demo.context when imported
+from latentmap.demo import diagnostics, expressiveness, generators, relocation, support_set  # noqa: F401,E402
+from latentmap.demo.context import (_SECTIONS, DEMO_DATASET, DEMO_IMAGE_TRANSFORM, QUICK_TEST_IMAGES,  # noqa: E402
+                                    DemoContext, register_demo_section)
 
 if TYPE_CHECKING:
     import torch

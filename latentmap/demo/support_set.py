@@ -14,14 +14,9 @@ import pandas as pd
 from latentmap.data.datasets import load_dataset
 from latentmap.demo.context import DEMO_DATASET, DemoContext, register_demo_section
 from latentmap.report.html import Section, shown_path
-from latentmap.report.support_set import (
-    CONTACT_SHEET_NAME,
-    INFO_GAIN_PNG,
-    POPULATIONS_PNG,
-    support_set_figures,
-    write_support_set,
-)
 from latentmap.report.tables import sig
+from latentmap.report.support_set import (CONTACT_SHEET_NAME, INFO_GAIN_PNG, POPULATIONS_PNG, support_set_figures,
+                                          write_support_set)
 from latentmap.support.build import SupportSet, build_support_set
 
 SHIPPED_NAME = "fmnist-svae"

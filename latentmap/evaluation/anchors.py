@@ -19,13 +19,8 @@ import pandas as pd
 import torch
 
 from latentmap.batching import with_progress
-from latentmap.constants import (
-    ANCHOR_MAP_DEFAULTS,
-    ANCHOR_STRATEGIES,
-    COMPARE_ALPHA,
-    COMPARE_REFERENCE_IMAGES,
-    GAIN_IMAGES,
-)
+from latentmap.constants import (ANCHOR_MAP_DEFAULTS, ANCHOR_STRATEGIES, COMPARE_ALPHA, COMPARE_REFERENCE_IMAGES,
+                                 GAIN_IMAGES)
 from latentmap.errors import ConfigError, ShapeMismatchError
 from latentmap.io.frames import FrameRepr, caption
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,18 +22,12 @@ from latentmap import distributed
 from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, LatentmapError
 from latentmap.evaluation import comparison
-from latentmap.evaluation.relocation import (
-    LpipsFn,
-    RelocationAccumulator,
-    RelocationResult,
-    label_batches,
-    label_namer,
-    lpips_function,
-)
+from latentmap.evaluation.relocation import (LpipsFn, RelocationAccumulator, RelocationResult, label_batches,
+                                             label_namer, lpips_function)
 from latentmap.evaluation.similarity import SimilarityAccumulator
-from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.maps.fitting import FitSource, ImageFn, check_same_images, fit_pairs
 from latentmap.models.registry import record_model
+from latentmap.io.frames import FrameRepr, caption, records_frame
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -26,8 +26,8 @@ import torch
 
 from latentmap.errors import ConfigError
 from latentmap.evaluation.image_sets import EncodingCache
-from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.io.model_record import short_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.support.sectors import sector_signs
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ from latentmap.batching import image_batches, with_progress
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD, per_image_mse
 from latentmap.evaluation.samplers import PriorSampler, TypicalRegion, typical_region
-from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.io.model_record import short_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import record_model
 from latentmap.stats import Moments

@@ -23,33 +23,16 @@ import torch
 
 from latentmap import distributed
 from latentmap.batching import with_progress
+from latentmap.io.settings import SettingsOf
 from latentmap.errors import ConfigError
-from latentmap.evaluation.distribution import (  # noqa: F401
-    BOOTSTRAP_DRAW_SECONDS,
-    EXPRESSIVENESS_BOOTSTRAP,
-    MAX_BOOTSTRAP,
-    RatioCI,
-    bootstrap_ratio,
-    bootstrap_seconds,
-)
-from latentmap.evaluation.expressiveness_results import (  # noqa: F401
-    LATENT_SCORES,
-    METRICS,
-    RUNTIME_METRICS,
-    SET_LABELS,
-    TARGET_SETS,
-    ExpressivenessResult,
-    MetricFn,
-    ModelExpressiveness,
-    SetScores,
-    metric_functions,
-    metric_label,
-    metric_names,
-    register_metric,
-)
+from latentmap.evaluation.distribution import (BOOTSTRAP_DRAW_SECONDS, EXPRESSIVENESS_BOOTSTRAP,  # noqa: F401
+                                                MAX_BOOTSTRAP, RatioCI, bootstrap_ratio, bootstrap_seconds)
+from latentmap.evaluation.expressiveness_results import (LATENT_SCORES, METRICS, RUNTIME_METRICS,  # noqa: F401
+                                                         SET_LABELS, TARGET_SETS, ExpressivenessResult, MetricFn,
+                                                         ModelExpressiveness, SetScores, metric_functions,
+                                                         metric_label, metric_names, register_metric)
 from latentmap.evaluation.inversion import invert
 from latentmap.evaluation.samplers import LatentSampler, PriorSampler, TypicalRegion, typical_region
-from latentmap.io.settings import SettingsOf
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import record_model
 

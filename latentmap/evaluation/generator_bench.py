@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING
 from latentmap.errors import ConfigError
 from latentmap.evaluation.coverage import MIN_COUNT, CoverageResult, SectorSpace, sector_coverage
 from latentmap.evaluation.fidelity import DEFAULT_K, FidelityResult, fidelity_diversity, space_names
-from latentmap.evaluation.image_sets import (
-    EncodingCache,
-    GeneratedSet,
-    image_hashes,
-    is_image_set,
-    load_image_set,
-    overlap_share,
-    sample_model,
-)
+from latentmap.evaluation.image_sets import (EncodingCache, GeneratedSet, image_hashes, is_image_set, load_image_set,
+                                             overlap_share, sample_model)
 from latentmap.evaluation.samplers import fit_sampler
 from latentmap.models.base import LatentModel
 

@@ -18,8 +18,8 @@ import torch
 
 from latentmap.constants import IMAGE_SPEC_PREFIXES
 from latentmap.errors import ConfigError, ShapeMismatchError
-from latentmap.evaluation.samplers import LatentSampler, PriorSampler
 from latentmap.io.paths import shown_spec
+from latentmap.evaluation.samplers import LatentSampler, PriorSampler
 from latentmap.models.base import LatentModel
 
 if TYPE_CHECKING:

@@ -30,8 +30,8 @@ import torch
 
 from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse
-from latentmap.evaluation.samplers import PriorSampler, TypicalRegion, typical_region
 from latentmap.io.frames import FrameRepr, caption
+from latentmap.evaluation.samplers import PriorSampler, TypicalRegion, typical_region
 
 if TYPE_CHECKING:
     from latentmap.maps.base import MapEstimator

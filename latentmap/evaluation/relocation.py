@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -30,8 +30,8 @@ from latentmap.data.datasets import evenly_spaced_indices
 from latentmap.errors import ConfigError, DependencyError
 from latentmap.evaluation.distribution import PerImageErrors, summarize
 from latentmap.evaluation.metrics import per_image_mse, per_image_ssim
-from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.io.model_record import architecture_fingerprint
+from latentmap.io.frames import FrameRepr, caption, records_frame
 from latentmap.maps.fitting import check_map_fits, input_transforms, pair_transform
 from latentmap.stats import Moments, Sums, r2_from_sums
 

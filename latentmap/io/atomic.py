@@ -29,12 +29,13 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latentmap.io.leftovers import ACTIVE, OWNER_NAME, identity, owned_folder, recover, remove_owned  # noqa: F401  (re-exported)
+from latentmap.io.leftovers import OWNER_NAME, recover  # noqa: F401  (re-exported)
+from latentmap.io.leftovers import ACTIVE, identity, owned_folder, remove_owned
 
 if TYPE_CHECKING:
     from latentmap.errors import ConfigError, OutputWriteError

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from latentmap.errors import CheckpointError
 from latentmap.io.atomic import atomic_directory
+from latentmap.errors import CheckpointError
 from latentmap.io.schema import Field, validate_config, validate_fields
 
 if TYPE_CHECKING:

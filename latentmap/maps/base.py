@@ -22,22 +22,11 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import Tags, TransformerTags
 
-from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
 from latentmap.io.frames import MapRepr
-from latentmap.maps.checks import (
-    Interval,
-    LatentPair,
-    LatentsLike,
-    MapNotFittedError,
-    PositiveIntSequence,
-    StrOptions,
-    as_latents,
-    check_constraints,
-    check_pair,
-    copy_moments,
-    is_1d,
-    one_sample,
-)
+from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnderdeterminedError
+from latentmap.maps.checks import (Interval, LatentPair, LatentsLike, MapNotFittedError, PositiveIntSequence,
+                                   StrOptions, as_latents, check_constraints, check_pair, copy_moments, is_1d,
+                                   one_sample)
 from latentmap.stats import CHUNK_ROWS, Moments, r2_score
 
 if TYPE_CHECKING:

@@ -34,15 +34,8 @@ from latentmap.maps.base import MapEstimator, StreamingMapEstimator
 from latentmap.maps.checks import Interval, LatentPair, LatentsLike, StrOptions, merged_moments
 from latentmap.maps.linear import AUTO_ALPHA, LinearMap, affine_fit_metrics
 from latentmap.maps.mlp import MLPMap
-from latentmap.maps.spatial import (
-    GridPair,
-    SpatialMixin,
-    channel_rows,
-    grid_of,
-    images_per_chunk,
-    position_rows,
-    rows_to_flat,
-)
+from latentmap.maps.spatial import (GridPair, SpatialMixin, channel_rows, grid_of, images_per_chunk, position_rows,
+                                    rows_to_flat)
 from latentmap.stats import Moments
 
 if TYPE_CHECKING:

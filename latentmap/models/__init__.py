@@ -1,7 +1,5 @@
 """Adapters and reference architectures; importing this package registers every kind and model source."""
 
-# ruff: noqa: I001  (registration order is the order adapters and model sources are listed and tried)
-
 from latentmap.models.base import LatentModel, VAELikeModel
 from latentmap.models.registry import ADAPTERS, adapter_class, load_model, register_adapter, register_model_source
 from latentmap.models.gan import GANModel

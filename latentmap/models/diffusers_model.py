@@ -39,26 +39,10 @@ import torch
 from latentmap.errors import CheckpointError, ConfigError, DependencyError, ShapeMismatchError
 from latentmap.io.checkpoint import CONFIG_NAME, read_json_object
 from latentmap.models.base import LatentModel
-from latentmap.models.diffusers_folder import (
-    CLASSES,
-    INSTALL,
-    KIND,
-    KL,
-    PICKLE_SUFFIX,
-    SAFE_SUFFIX,
-    SUBFOLDERS,
-    VQ,
-    WEIGHTS_STEM,
-    check_diffusers_consent,
-    folder_of,
-    image_size,
-    is_diffusers_folder,
-    latent_shape_of,
-    read_diffusers_config,
-    weights_files,
-    weights_variant,
-)
-
+from latentmap.models.diffusers_folder import (CLASSES, INSTALL, KIND, KL, PICKLE_SUFFIX, SAFE_SUFFIX, SUBFOLDERS, VQ,
+                                               WEIGHTS_STEM, check_diffusers_consent, folder_of, image_size,
+                                               is_diffusers_folder, latent_shape_of, read_diffusers_config,
+                                               weights_files, weights_variant)
 # `latentmap models info` imports it from here
 from latentmap.models.diffusers_folder import describe_folder as describe_folder
 from latentmap.models.registry import register_adapter, register_model_source

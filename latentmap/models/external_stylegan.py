@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from latentmap.errors import CheckpointError, ConfigError, UnsafeLoadError
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import default_channels
 from latentmap.models.gan import InversionNetwork
-from latentmap.models.registry import register_adapter
 from latentmap.models.stylegan import WSpaceModel
 
 KIND = "external-stylegan"

@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from latentmap.models.base import LatentModel
-from latentmap.models.conv import ConvEncoder, default_channels, feature_shape
 from latentmap.models.registry import register_adapter
+from latentmap.models.conv import ConvEncoder, default_channels, feature_shape
 
 
 class DCGANGenerator(nn.Module):

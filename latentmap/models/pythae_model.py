@@ -29,6 +29,7 @@ from latentmap.models.registry import register_adapter, register_model_source
 from latentmap.models.wrapped import WrappedModel
 
 
+
 @register_adapter("pythae")
 class PythaeModel(WrappedModel):
     """A loaded pythae model; saved models stay in pythae's own folder format.

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from latentmap.models.conv import ConvDecoder
 from latentmap.models.registry import register_adapter
+from latentmap.models.conv import ConvDecoder
 from latentmap.models.vae import ConvVAE
 
 if TYPE_CHECKING:

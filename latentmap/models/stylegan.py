@@ -23,9 +23,9 @@ from torch.nn import functional as F
 
 from latentmap.errors import ConfigError
 from latentmap.models.base import LatentModel
+from latentmap.models.registry import register_adapter
 from latentmap.models.conv import default_channels
 from latentmap.models.gan import InversionNetwork
-from latentmap.models.registry import register_adapter
 
 PRIOR_MEAN_SAMPLES = 10_000
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from latentmap.models.base import VAELikeModel
-from latentmap.models.conv import ConvDecoder, ConvEncoder, ConvNetworks, default_channels
 from latentmap.models.registry import register_adapter
+from latentmap.models.conv import ConvDecoder, ConvEncoder, ConvNetworks, default_channels
 
 
 class GaussianEncoder(nn.Module):

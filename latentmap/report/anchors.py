@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from latentmap.constants import ANCHOR_STRATEGIES
-from latentmap.evaluation.anchors import CompareResult
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.figures import figure_png, new_figure
 from latentmap.report.findings import anchors_findings
 from latentmap.report.html import Section, render_page
+from latentmap.constants import ANCHOR_STRATEGIES
+from latentmap.evaluation.anchors import CompareResult
 
 
 def write_compare_report(result: CompareResult, out: str | os.PathLike[str], *, overwrite: bool = True) -> Path:

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from latentmap.distributed import is_main
 from latentmap.evaluation.atlas import AtlasResult
 from latentmap.evaluation.relocation import GRID_IMAGES, RELOCATION_TYPES, grid_indices, relocation_rows
+from latentmap.distributed import is_main
 from latentmap.io.atomic import atomic_directory
 from latentmap.io.checkpoint import json_default
+from latentmap.report.figures import CONTENT_WIDTH_IN, figure_png, new_figure
+from latentmap.report.grid import grid_png
 from latentmap.io.model_record import NOT_PATHS
 from latentmap.io.names import slug, unique_slugs
 from latentmap.report.estimators import estimator_findings, estimator_ranking, write_comparison
-from latentmap.report.figures import CONTENT_WIDTH_IN, figure_png, new_figure
 from latentmap.report.findings import atlas_findings
-from latentmap.report.grid import grid_png
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.relocation import relocation_row_labels
 from latentmap.report.tables import models_frame, sig

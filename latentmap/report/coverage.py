@@ -17,15 +17,10 @@ import pandas as pd
 from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult, GeneratorCoverage
 from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
-from latentmap.io.names import slug
-from latentmap.report.coverage_verdict import (
-    class_section,
-    coverage_verdict,
-    fidelity_of,
-    precision_recall_section,
-    verdict_section,
-)
+from latentmap.report.coverage_verdict import (class_section, coverage_verdict, fidelity_of, precision_recall_section,
+                                               verdict_section)
 from latentmap.report.figures import PALETTE, figure_png, new_figure
+from latentmap.io.names import slug
 from latentmap.report.html import Section, details_html, fold_table, render_page
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import percent, sig

@@ -16,14 +16,8 @@ from typing import Any, cast
 
 import pandas as pd
 
-from latentmap.evaluation.class_miss import (
-    MISSED_CLASS_SHARE,
-    ClassMiss,
-    class_misses,
-    missed_sectors,
-    missed_share,
-    unresolvable_classes,
-)
+from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, ClassMiss, class_misses, missed_sectors, missed_share,
+                                             unresolvable_classes)
 from latentmap.evaluation.coverage import UNDER, CoverageResult, GeneratorCoverage
 from latentmap.evaluation.fidelity import FidelityResult, FidelityRow
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME

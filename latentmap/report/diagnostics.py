@@ -18,12 +18,12 @@ from latentmap.evaluation.diagnostics import AXES_SHOWN, QUANTILES, LatentDiagno
 from latentmap.evaluation.metrics import INACTIVE_THRESHOLD
 from latentmap.io.atomic import atomic_directory
 from latentmap.report.figures import CONTENT_WIDTH_IN, REFERENCE, colour, figure_png, new_figure
+from latentmap.report.html import Section, render_page
+from latentmap.report.tables import column_label, percent, sig
 from latentmap.report.geometry import describe as describe_geometry
 from latentmap.report.geometry import write_geometry
-from latentmap.report.html import Section, render_page
 from latentmap.report.interpolation import describe as describe_interpolation
 from latentmap.report.interpolation import write_interpolation
-from latentmap.report.tables import column_label, percent, sig
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,18 +15,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from latentmap.evaluation.expressiveness import (
-    SET_LABELS,
-    TARGET_SETS,
-    ExpressivenessResult,
-    metric_label,
-    metric_names,
-)
-from latentmap.io.model_record import short_fingerprint
+from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, ExpressivenessResult, metric_label, \
+    metric_names
 from latentmap.io.names import slug
-from latentmap.report.figures import PALETTE, PLOT_FLOOR, figure_png, histogram_legend, new_figure
 from latentmap.report.findings import PAPER
+from latentmap.report.figures import PALETTE, PLOT_FLOOR, figure_png, histogram_legend, new_figure
 from latentmap.report.html import Section, fold_table, render_page
+from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,21 +25,10 @@ from urllib.parse import quote
 import pandas as pd
 
 from latentmap.io.atomic import atomic_write_bytes
-from latentmap.report.findings import (
-    anchors_findings,
-    atlas_findings,
-    demo_findings,
-    diagnostics_findings,
-    expressiveness_findings,
-    relocation_findings,
-)
+from latentmap.report.findings import (anchors_findings, atlas_findings, demo_findings, diagnostics_findings,
+                                       expressiveness_findings, relocation_findings)
 from latentmap.report.html import Section, render_page
-from latentmap.report.leaderboard import (
-    generator_leaderboard,
-    leaderboard_display,
-    leaderboard_verdict,
-    read_bench_rows,
-)
+from latentmap.report.leaderboard import generator_leaderboard, leaderboard_display, leaderboard_verdict, read_bench_rows
 from latentmap.report.tables import calibration_rows, sig
 
 INDEX_NAME = "index.html"

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from latentmap.distributed import is_main
 from latentmap.evaluation.relocation import grid_indices, relocation_rows
+from latentmap.distributed import is_main
 from latentmap.io.atomic import atomic_directory
-from latentmap.report.findings import relocation_findings
 from latentmap.report.grid import grid_png
+from latentmap.report.findings import relocation_findings
 from latentmap.report.html import Section, render_page, shown_path, shown_spec
 from latentmap.report.tables import MISSING, models_frame, sig
 

@@ -12,8 +12,8 @@ anchor strategies (random, farthest, kmeans) come from :mod:`latentmap.support.s
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from latentmap import distributed
-from latentmap.constants import ANCHOR_STRATEGIES, GAIN_IMAGES, SPREAD_PAIRS
-from latentmap.errors import ConfigError, DatasetError, ShapeMismatchError, SupportSetError
-from latentmap.io.settings import SettingsOf
+from latentmap.constants import ANCHOR_STRATEGIES
 from latentmap.io.support_folder import IMAGES_NAME, MANIFEST_NAME, SupportSet  # noqa: F401  (re-exported)
+from latentmap.io.settings import SettingsOf
+from latentmap.constants import GAIN_IMAGES, SPREAD_PAIRS
+from latentmap.errors import ConfigError, DatasetError, ShapeMismatchError, SupportSetError
 from latentmap.models.base import LatentModel
 from latentmap.support.sectors import DEFAULT_MIN_SHARE, NO_SECTOR, populations
 

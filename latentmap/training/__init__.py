@@ -1,7 +1,5 @@
 """Training of the reference models; each kind registers a trainer with ``register_trainer``."""
 
-# ruff: noqa: I001  (registration order is the order `latentmap train` lists the kinds)
-
 from latentmap.training.common import TRAINERS, TrainSettings, register_trainer, train  # noqa: F401
 from latentmap.training import vae  # noqa: F401  (registers vae and split-vae)
 from latentmap.training import gan  # noqa: F401

@@ -15,17 +15,8 @@ from torch.nn import functional as F
 from latentmap.io.checkpoint import save_checkpoint
 from latentmap.models.gan import GANModel, recalibrate_batchnorm
 from latentmap.report.grid import square_grid_png
-from latentmap.training.common import (
-    Timer,
-    TrainSettings,
-    check_model_fits,
-    environment_record,
-    epoch_progress,
-    register_trainer,
-    sanity_step,
-    shuffled_batches,
-    start_run,
-)
+from latentmap.training.common import (Timer, TrainSettings, check_model_fits, environment_record, epoch_progress, register_trainer, sanity_step,
+                     shuffled_batches, start_run)
 from latentmap.training.inverter import fit_and_record_inverter, inversion_grid
 
 if TYPE_CHECKING:

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.nn import functional as F
 
+from latentmap.io.checkpoint import save_checkpoint
 from latentmap.device import resolve_device
 from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import per_image_mse, reconstruction_mse
-from latentmap.io.checkpoint import save_checkpoint
 from latentmap.models.external_stylegan import ExternalStyleGAN
 from latentmap.report.grid import grid_png
-from latentmap.training.common import Timer, TrainSettings, environment_record, register_trainer, seed_everything
+from latentmap.training.common import TrainSettings, Timer, environment_record, register_trainer, seed_everything
 
 if TYPE_CHECKING:
     from latentmap.data.images import ImageDataset

@@ -23,16 +23,8 @@ from latentmap.errors import ConfigError
 from latentmap.evaluation.metrics import reconstruction_mse
 from latentmap.models.diffusers_model import DiffusersAutoencoder, import_diffusers
 from latentmap.report.grid import grid_png, square_grid_png
-from latentmap.training.common import (
-    Timer,
-    TrainSettings,
-    environment_record,
-    epoch_progress,
-    register_trainer,
-    sanity_step,
-    shuffled_batches,
-    start_run,
-)
+from latentmap.training.common import (Timer, TrainSettings, environment_record, epoch_progress, register_trainer,
+                                       sanity_step, shuffled_batches, start_run)
 
 if TYPE_CHECKING:
     from latentmap.data.images import ImageDataset

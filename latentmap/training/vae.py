@@ -6,25 +6,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.io.checkpoint import save_checkpoint
 from latentmap.losses import BalancedVAELoss
+from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
 from latentmap.models.autoencoder import ConvAE
 from latentmap.models.registry import adapter_class
 from latentmap.models.vae import ConvVAE
 from latentmap.report.grid import grid_png, square_grid_png
 from latentmap.report.trajectories import trajectory_files
-from latentmap.training.common import (
-    Timer,
-    TrainSettings,
-    check_model_fits,
-    environment_record,
-    epoch_progress,
-    register_trainer,
-    sanity_step,
-    shuffled_batches,
-    start_run,
-)
+from latentmap.training.common import (Timer, TrainSettings, check_model_fits, environment_record, epoch_progress,
+                                       register_trainer, sanity_step, shuffled_batches, start_run)
 from latentmap.training.tracking import DEFAULT_TRACK_EVERY, TrajectoryRecorder
 
 if TYPE_CHECKING:

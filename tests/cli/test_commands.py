@@ -3,9 +3,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import ROOT
 from latentmap.cli.main import main
 from latentmap.io.atomic import write_output_marker
-from tests.conftest import ROOT
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ import torch
 from click.testing import CliRunner
 
 from latentmap import LinearMap, load_model
+from latentmap.io.checkpoint import model_fingerprint
 from latentmap.cli.main import main
 from latentmap.data.datasets import FASHION_MNIST_CLASSES
-from latentmap.io.checkpoint import model_fingerprint
 from latentmap.support.build import SupportSet
+
 from tests.evaluation.test_relocation import affine_model, make_images, related_model
 
 D = 6

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from latentmap.maps.registry import load_map
+
 from tests.cli.test_map import assert_one_line_error, invoke, synthetic  # noqa: F401  (synthetic is a fixture)
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from latentmap import load_dataset, load_model
 from latentmap.cli.main import main
+from latentmap import load_dataset, load_model
 from latentmap.io.checkpoint import model_fingerprint
 from latentmap.support.build import SupportSet, build_support_set
 

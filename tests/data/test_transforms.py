@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from tests.helpers import external as hx
 from latentmap import LinearMap, load_dataset, load_model
 from latentmap.cli.main import main
 from latentmap.data.transforms import canonical_spec, image_transform, transformed_dataset
@@ -19,7 +20,7 @@ from latentmap.evaluation.atlas import build_atlas
 from latentmap.evaluation.relocation import evaluate_relocation, relocation_rows
 from latentmap.maps.fitting import FitSource, fit_map, pair_transform
 from latentmap.models.wrapped import wrap
-from tests.helpers import external as hx
+
 
 # --------------------------------------------------------------------------- transforms against PIL / numpy
 
@@ -415,9 +416,9 @@ def test_every_command_that_feeds_images_takes_the_transform(command):
 
 
 def test_one_resolver_proposes_the_spec_that_works():
-    from types import SimpleNamespace
-
     from latentmap.data.transforms import resolve_input
+
+    from types import SimpleNamespace
 
     model = SimpleNamespace(name="rgb32", image_shape=(3, 32, 32))
     expected = (r"expects images of shape \(3, 32, 32\), the test images are \(1, 28, 28\): "

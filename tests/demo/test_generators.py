@@ -6,8 +6,8 @@ from PIL import Image
 
 from latentmap import load_dataset
 from latentmap.demo import generators as generators_demo
-from latentmap.demo.generators import generators_section
 from latentmap.demo.story import DemoContext
+from latentmap.demo.generators import generators_section
 from latentmap.models.gan import GANModel
 from latentmap.models.wrapped import wrap
 

@@ -12,12 +12,13 @@ from click.testing import CliRunner
 from torch import nn
 
 from latentmap import load_dataset
+from latentmap.report.anchors import write_compare_report
+from latentmap.evaluation.anchors import compare_anchors
 from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, LatentmapError, SupportSetError
-from latentmap.evaluation.anchors import compare_anchors
 from latentmap.models.base import LatentModel
-from latentmap.report.anchors import write_compare_report
+
 
 # --------------------------------------------------------------------------- compare on linearly related models
 
@@ -142,10 +143,11 @@ def test_errors_are_value_errors():
 
 def test_compare_and_atlas_report_the_same_latent_r2_for_the_same_map(tmp_path):
     """One R²: the anchor comparison's per-pair latent R² is the relocation atlas's, on the same map and images."""
-    from latentmap.evaluation.anchors import _Encoded, _relocate
+    from tests.evaluation.test_relocation import affine_model, make_images
+
     from latentmap.evaluation.relocation import evaluate_relocation
     from latentmap.maps.linear import LinearMap
-    from tests.evaluation.test_relocation import affine_model, make_images
+    from latentmap.evaluation.anchors import _Encoded, _relocate
 
     a, b = affine_model("r2-a", 6, seed=1), affine_model("r2-b", 5, seed=2)
     anchors, test = make_images(30, seed=3, model=a, noise=0.05), make_images(60, seed=4, model=a, noise=0.05)

@@ -11,29 +11,19 @@ from latentmap import load_dataset, load_model
 from latentmap.errors import ConfigError
 from latentmap.evaluation import fidelity as fidelity_module
 from latentmap.evaluation.coverage import SectorSpace, flag_sectors, g_test, sector_coverage
-from latentmap.evaluation.expressiveness import (
-    ExpressivenessSettings,
-    benchmark_expressiveness,
-    bootstrap_ratio,
-    evaluate_expressiveness,
-    score_set,
-)
+from latentmap.evaluation.expressiveness import (ExpressivenessSettings, benchmark_expressiveness, bootstrap_ratio,
+                                                 evaluate_expressiveness, score_set)
 from latentmap.evaluation.fidelity import frechet_distance, prdc
 from latentmap.evaluation.generator_bench import benchmark_coverage, calibration_set, generated_sets
 from latentmap.evaluation.image_sets import EncodingCache, GeneratedSet
-from latentmap.evaluation.samplers import (
-    GaussianSampler,
-    MixtureSampler,
-    PriorSampler,
-    TypicalRegion,
-    fit_sampler,
-    typical_region,
-)
+from latentmap.evaluation.samplers import (GaussianSampler, MixtureSampler, PriorSampler, TypicalRegion, fit_sampler,
+                                           typical_region)
 from latentmap.models.shipped import shipped_support_sets
 from latentmap.models.wrapped import wrap
 from latentmap.support.build import SupportSet
 from tests.helpers.references import per_image_mse as hand_mse
 from tests.helpers.references import percentile_interval, sector_codes_hand, seeded_bootstrap_ratio
+
 
 # --------------------------------------------------------------------------- helpers
 

@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from latentmap.errors import ConfigError
-from latentmap.evaluation.class_miss import (
-    class_misses,
-    dominant_labels,
-    missed_sectors,
-    missed_share,
-    unresolvable_classes,
-)
+from latentmap.evaluation.class_miss import (class_misses, dominant_labels, missed_sectors, missed_share,
+                                             unresolvable_classes)
 from latentmap.evaluation.coverage import total_variation, total_variation_interval
 
 # 4 sectors x 3 labels: label 2 is never the majority of a sector

@@ -12,12 +12,12 @@ from torch import nn
 from latentmap import load_dataset, load_model
 from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
-from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.evaluation.diagnostics import PRIOR_CHUNK, latent_diagnostics
-from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
-from latentmap.models.wrapped import wrap
 from latentmap.report.diagnostics import save_diagnostics
 from latentmap.report.tables import sig
+from latentmap.errors import ConfigError, NonFiniteError
+from latentmap.evaluation.metrics import latent_statistics, reconstruction_mse
+from latentmap.models.wrapped import wrap
 
 SHAPE = (1, 4, 4)
 

@@ -9,13 +9,14 @@ from torch import nn
 
 from latentmap import LinearMap, load_dataset, load_model
 from latentmap.errors import ShapeMismatchError, UnderdeterminedError
-from latentmap.evaluation.atlas import build_atlas
 from latentmap.evaluation.metrics import per_image_ssim
-from latentmap.evaluation.relocation import evaluate_relocation, lpips_function, relocation_rows, relocation_type
-from latentmap.maps.fitting import FitSource, fit_map
 from latentmap.models.base import LatentModel
 from latentmap.models.registry import register_adapter
+from latentmap.evaluation.atlas import build_atlas
+from latentmap.evaluation.relocation import evaluate_relocation, lpips_function, relocation_rows, relocation_type
+from latentmap.maps.fitting import FitSource, fit_map
 from latentmap.report.atlas import save_atlas
+
 from tests.conftest import CHECKPOINTS
 
 
@@ -212,9 +213,9 @@ def test_relocation_types_from_declarations():
 
 def test_stylegan_like_generators_with_other_synthesis_networks_are_not_type_1():
     """Same family, latent size, image shape and inverter layout: only the generators' own networks differ."""
+    from tests.helpers.external import TinyStyleGenerator
     from latentmap.evaluation.relocation import relocation_kind
     from latentmap.models.external_stylegan import ExternalStyleGAN
-    from tests.helpers.external import TinyStyleGenerator
 
     torch.manual_seed(0)
     sg2, sg2_b = ExternalStyleGAN("sg2", TinyStyleGenerator()), ExternalStyleGAN("sg2-b", TinyStyleGenerator())

@@ -4,14 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentmap.evaluation.distribution import (
-    bootstrap_difference_interval,
-    bootstrap_ratio_interval,
-    per_image_ratios,
-    ratio_quantiles,
-    summarize,
-    worst_images,
-)
+from latentmap.evaluation.distribution import (bootstrap_difference_interval, bootstrap_ratio_interval,
+                                               per_image_ratios, ratio_quantiles, summarize, worst_images)
 from latentmap.evaluation.similarity import SimilarityAccumulator, linear_cka, spearman, svcca
 from tests.helpers.references import linear_cka_hand
 

@@ -107,9 +107,9 @@ def commands_script(spec: str) -> None:
     runs ``latentmap ARGS``; ["info_gain", OUT, N] and ["collectives", OUT] the scripts above."""
     import json
 
+    from tests.helpers.distributed import ENCODED  # the module the `py:` models come from (not __main__)
     from latentmap import distributed
     from latentmap.cli.main import main
-    from tests.helpers.distributed import ENCODED  # the module the `py:` models come from (not __main__)
 
     encoded = []  # rows each step encoded in this process
     for step in json.load(open(spec)):

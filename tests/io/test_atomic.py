@@ -2,8 +2,8 @@ import os
 
 import pytest
 
-from latentmap.errors import ConfigError
 from latentmap.io.atomic import atomic_directory, atomic_write_bytes
+from latentmap.errors import ConfigError
 
 
 def test_success_replaces_and_cleans(tmp_path):

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from latentmap.errors import ConfigError
-from latentmap.evaluation.anchors import CompareResult
 from latentmap.evaluation.atlas import AtlasResult
 from latentmap.evaluation.coverage import CoverageResult, GeneratorCoverage, SectorSpace
 from latentmap.evaluation.diagnostics import LatentDiagnostics
@@ -17,6 +16,7 @@ from latentmap.evaluation.inversion import InversionResult
 from latentmap.evaluation.relocation import RelocationResult
 from latentmap.io.frames import MapRepr, caption, frame_html, model_label, short_fingerprint
 from latentmap.maps.linear import LinearMap
+from latentmap.evaluation.anchors import CompareResult
 from latentmap.support.build import SupportSet
 
 SHA = "ab" * 32

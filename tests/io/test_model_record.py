@@ -15,6 +15,7 @@ from latentmap.errors import CheckpointError
 from latentmap.io.checkpoint import model_fingerprint, weights_digest
 from latentmap.io.model_record import architecture_fingerprint, relative_record, resolve_model_record
 from latentmap.models.registry import record_model
+
 from tests.evaluation.test_relocation import affine_model, make_images
 
 

@@ -352,10 +352,11 @@ def test_a_map_folder_of_an_unknown_estimator_is_refused(tmp_path):
 def test_shipped_type1_pair_label_free_piecewise_map_reaches_the_goal():
     """fmnist-vae-a -> fmnist-vae-b fitted on 20,000 training images: soft cells at most 1.10x B's own error
     (measured 1.089 on the 10,000 test images) and within 2% of the hard cells; one affine map is near 1.5x."""
+    from tests.conftest import CHECKPOINTS
+
     from latentmap import load_dataset, load_model
     from latentmap.evaluation.relocation import evaluate_relocation
     from latentmap.maps.fitting import FitSource, fit_pairs
-    from tests.conftest import CHECKPOINTS
 
     if not (CHECKPOINTS / "fmnist-vae-a" / "config.json").is_file():
         pytest.skip("shipped checkpoints are not there")

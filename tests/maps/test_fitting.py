@@ -14,6 +14,7 @@ from latentmap.evaluation.atlas import build_atlas
 from latentmap.maps.fitting import FitSource, fit_all_pairs, fit_map, fit_pairs, latent_shape
 from latentmap.maps.linear import LinearMap
 from latentmap.maps.piecewise import PiecewiseLinearMap
+
 from tests.evaluation.test_relocation import affine_model, known_pair, make_images, on_images
 
 

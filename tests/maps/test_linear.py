@@ -11,15 +11,8 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
 from latentmap import LinearMap
-from latentmap.errors import (
-    CheckpointError,
-    ConfigError,
-    LatentmapError,
-    NonFiniteError,
-    NotFittedError,
-    ShapeMismatchError,
-    UnderdeterminedError,
-)
+from latentmap.errors import (CheckpointError, ConfigError, LatentmapError, NonFiniteError, NotFittedError,
+                              ShapeMismatchError, UnderdeterminedError)
 from latentmap.maps.solvers import IllConditionedWarning
 
 

@@ -3,12 +3,13 @@ import json
 import pytest
 import torch
 
-from latentmap import errors, load_model
-from latentmap.errors import CheckpointError, ConfigError, LatentmapError, UnknownKindError
+from tests.helpers.conformance import check_adapter, random_images
+from latentmap import load_model
 from latentmap.io.checkpoint import sha256_file
+from latentmap import errors
+from latentmap.errors import CheckpointError, ConfigError, LatentmapError, UnknownKindError
 from latentmap.models import ADAPTERS, ConvVAE, SplitVAE
 from latentmap.models.registry import register_adapter
-from tests.helpers.conformance import check_adapter, random_images
 
 
 @pytest.mark.parametrize("cls,shape", [(ConvVAE, (1, 28, 28)), (SplitVAE, (1, 28, 28)), (ConvVAE, (3, 16, 16)),

@@ -9,11 +9,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.helpers.conformance import check_adapter, random_images
 from latentmap import load_model
 from latentmap.cli.main import main
 from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
 from latentmap.io.checkpoint import model_fingerprint
-from tests.helpers.conformance import check_adapter, random_images
 
 diffusers = pytest.importorskip("diffusers")
 

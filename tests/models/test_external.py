@@ -7,14 +7,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.helpers import external as hx
+from tests.helpers.conformance import check_adapter
 from latentmap import load_dataset, load_model, wrap
 from latentmap.cli.main import main
 from latentmap.errors import CheckpointError, ConfigError, ShapeMismatchError, UnsafeLoadError
 from latentmap.models.external_stylegan import ExternalStyleGAN, PickleWarning
 from latentmap.models.wrapped import WrappedModel
 from latentmap.training.inverter import evaluate_inverter, train_inverter
-from tests.helpers import external as hx
-from tests.helpers.conformance import check_adapter
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.helpers.conformance import check_adapter
+from tests.conftest import CHECKPOINTS
+from tests.helpers.generators import train_tiny
 from latentmap import load_model
 from latentmap.cli.main import main
 from latentmap.evaluation.metrics import per_image_mse
 from latentmap.models.gan import DCGANGenerator, GANModel, recalibrate_batchnorm
-from tests.conftest import CHECKPOINTS
-from tests.helpers.conformance import check_adapter
-from tests.helpers.generators import train_tiny
 
 
 @pytest.fixture(scope="module")

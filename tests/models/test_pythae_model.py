@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from latentmap import load_dataset, load_model
-from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
 from tests.helpers.conformance import check_adapter
 from tests.helpers.planted import SLOTS, planted_pythae_folder
+from latentmap import load_dataset, load_model
+from latentmap.errors import CheckpointError, DependencyError, UnsafeLoadError
 
 
 def test_pythae_folder_without_pythae_installed(tmp_path, monkeypatch):
@@ -161,7 +161,8 @@ def test_every_pickle_pythae_loads_is_one_latentmap_knows():
 def pythae_custom_folders(tmp_path_factory):
     """Folders pythae itself saved with custom networks in every pickled slot: {slot: (folder, model)}."""
     pythae_models = pytest.importorskip("pythae.models")
-    from pythae.models.nn.default_architectures import Decoder_AE_MLP, Discriminator_MLP, Encoder_VAE_MLP, Metric_MLP
+    from pythae.models.nn.default_architectures import (Decoder_AE_MLP, Discriminator_MLP, Encoder_VAE_MLP,
+                                                        Metric_MLP)
 
     root = tmp_path_factory.mktemp("pythae-custom")
     torch.manual_seed(0)
@@ -263,8 +264,8 @@ def test_a_map_follows_its_recorded_pythae_models_only_with_the_flag(pythae_cust
 
 def test_the_same_pythae_networks_through_a_py_factory_are_type_1_to_the_folder(pythae_vae_folder, monkeypatch):
     """The wrapped modules' family is unknown; their networks are the folder's, so the pair is Type 1."""
-    from latentmap.evaluation.relocation import relocation_kind
     from tests.helpers import external as helpers_external
+    from latentmap.evaluation.relocation import relocation_kind
 
     folder, _, images = pythae_vae_folder
     monkeypatch.setattr(helpers_external, "PYTHAE_FOLDER", folder)

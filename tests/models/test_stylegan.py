@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from latentmap import load_model
-from latentmap.models.stylegan import ModulatedConv, StyleGANW, StyleGenerator
-from tests.conftest import CHECKPOINTS
 from tests.helpers.conformance import check_adapter
+from tests.conftest import CHECKPOINTS
 from tests.helpers.generators import train_tiny
+from latentmap import load_model
 from tests.models.test_gan import _check_shipped_generator_expressiveness, _inversion_mse, _run_test_images
+from latentmap.models.stylegan import ModulatedConv, StyleGANW, StyleGenerator
 
 
 @pytest.fixture(scope="module")

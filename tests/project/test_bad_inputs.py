@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers.planted import SLOTS, planted_pythae_folder
 from latentmap.cli.main import main
 from latentmap.io.atomic import write_output_marker
-from tests.helpers.planted import SLOTS, planted_pythae_folder
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,6 @@ look like them (an older version's ``.NAME.tmp-PID-XXXX``, ``.NAME.old-PID``, or
 ownership file) are never touched.
 """
 
-import json
 import os
 import queue
 import signal
@@ -14,6 +13,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import json
 
 import pytest
 

@@ -6,6 +6,7 @@ from click.testing import CliRunner
 
 from latentmap.cli.main import main
 from latentmap.io.atomic import MARKER_NAME, read_output_marker
+
 from tests.conftest import ROOT
 
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from latentmap import batching
-from latentmap import device as device_mod
+from latentmap import batching, device as device_mod
 from latentmap.errors import ConfigError, NonFiniteError
 from latentmap.stats import CHUNK_ROWS, Moments
+
 
 # --------------------------------------------------------------------------- Moments in chunks
 

@@ -16,14 +16,8 @@ from latentmap.report import expressiveness as er
 from latentmap.report.coverage import write_coverage_report
 from latentmap.report.html import Section, details_html, fold_table, render_page
 from latentmap.report.index import write_reports_index
-from latentmap.report.leaderboard import (
-    BenchRows,
-    best_on,
-    generator_leaderboard,
-    leaderboard_display,
-    leaderboard_verdict,
-    read_bench_rows,
-)
+from latentmap.report.leaderboard import (BenchRows, best_on, generator_leaderboard, leaderboard_display,
+                                          leaderboard_verdict, read_bench_rows)
 from latentmap.report.tables import interval, overlap_clause
 
 # 4 sectors x 3 labels ("tee", "boot", "shirt"): shirt dominates no sector of at least 20 real images

@@ -2,8 +2,8 @@
 numbers, a table of contents whose links resolve, labelled grids, and the reports index."""
 
 import html as htmllib
-import json
 import os
+import json
 import re
 import shutil
 from pathlib import Path

@@ -21,7 +21,9 @@ from latentmap.report.coverage import coverage_findings, fidelity_findings
 from latentmap.report.findings import atlas_findings, relocation_findings
 from latentmap.report.html import Section, shown_path
 from latentmap.report.index import SHOWN_FINDINGS, report_headline, write_reports_index
+
 from tests.evaluation.test_relocation import affine_model, make_images
+
 
 # --------------------------------------------------------------------------- expressiveness
 
@@ -129,8 +131,8 @@ def test_map_eval_findings_warn_when_the_target_reconstructs_nothing():
 
 
 def test_relocation_records_the_mse_of_the_mean_image():
-    from latentmap import LinearMap
     from latentmap.evaluation.relocation import evaluate_relocation
+    from latentmap import LinearMap
 
     a = affine_model("syn-a", 4, seed=0)
     images = make_images(50, seed=3, model=a)

@@ -11,26 +11,13 @@ from torch import nn
 
 from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, DatasetError, LatentmapError, SupportSetError
-from latentmap.models.base import LatentModel
 from latentmap.report.support_set import write_support_set
-from latentmap.support.build import (
-    SupportSet,
-    SupportSetSettings,
-    build_support_set,
-    mean_pairwise_mse,
-    random_pairs_mse,
-    read_exclusions,
-    select_from_sectors,
-)
 from latentmap.support.info_gain import information_gain, zeroed_variants
-from latentmap.support.sectors import (
-    NO_SECTOR,
-    default_threshold,
-    nonempty_count,
-    populations,
-    sector_codes,
-    sector_signs,
-)
+from latentmap.models.base import LatentModel
+from latentmap.support.sectors import (NO_SECTOR, default_threshold, nonempty_count, populations, sector_codes,
+                               sector_signs)
+from latentmap.support.build import (SupportSet, SupportSetSettings, build_support_set, mean_pairwise_mse,
+                                   random_pairs_mse, read_exclusions, select_from_sectors)
 
 
 class PartialDecoderModel(LatentModel):

@@ -121,8 +121,9 @@ def load_dataset_batch():
 
 
 def test_plain_autoencoder_passes_the_adapter_conformance(tmp_path):
-    from latentmap.models import ADAPTERS, ConvAE
     from tests.helpers.conformance import check_adapter, random_images
+
+    from latentmap.models import ADAPTERS, ConvAE
 
     assert ADAPTERS["ae"] is ConvAE
     model = ConvAE("ae", (1, 28, 28), 3, channels=[4, 8], hidden=16)
