@@ -199,16 +199,10 @@ def process_threads() -> int:
 
 
 def pin_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads, and the thread pools of the BLAS libraries numpy and scipy load (the float64
-    statistics' products run there), to ``threads`` (default :func:`process_threads`) and return the count; the
-    CLI calls it before any command, and outputs record it (:func:`compute_record`).
-
-    One count for both: otherwise a process pinned to one torch thread still ran OpenBLAS on every core, so
-    "threads" in an output's record did not say how its statistics were computed, and on a busy machine
-    OpenBLAS's threads wait on each other (measured: a 50,000-pair fit 3.7x slower on 2 threads than on 1
-    under a load of 10 on 2 cores, docs/benchmarks.md)."""
+    """Set torch's intra-op threads and the BLAS pools numpy and scipy load (where the float64 statistics'
+    products run) to ``threads`` (default :func:`process_threads`) and return it; the CLI calls it before any
+    command, and outputs record it (:func:`compute_record`), so it says how their statistics ran too."""
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
-
     threads = process_threads() if threads is None else int(threads)
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads} instead")
@@ -219,9 +213,8 @@ def pin_threads(threads: int | None = None) -> int:
 
 
 def compute_record(batch_size: int | None = None) -> dict[str, int]:
-    """What an output records about how its float32 passes ran: the threads per process and the batch size.
-    Two runs' numbers (on the same device and libraries) agree to 1e-9 when these match; the world size does
-    not count."""
+    """What an output records about how its passes ran: the threads per process and the batch size. Two runs'
+    numbers (same device and libraries) agree to 1e-9 when these match; the world size does not count."""
     return {"threads": torch.get_num_threads(), **({} if batch_size is None else {"batch_size": int(batch_size)})}
 
 

@@ -125,7 +125,7 @@ def test_html_folds_and_verdict_page():
 # --------------------------------------------------------------------------- expressiveness
 
 def _model(name, ratios, support_refined=(0.02, 0.04), outside=(True, False)):
-    from test_findings import _set
+    from tests.report.test_findings import _set
 
     sets = {"own": _set("own", [0.01, 0.01], [0.001, 0.001]), "real": _set("real", [0.02, 0.04], [0.01, 0.01]),
             "support": _set("support", [0.05, 0.07], list(support_refined), outside)}
