@@ -59,8 +59,8 @@ class Moments:
         shift s (the running mean, or the first row when nothing was accumulated yet), and the products
         ``[x − s, 1]ᵀ[x − s, 1]`` and ``[x − s, 1]ᵀ(y − s)`` give the cross-products and the sums, folded into
         the centred moments exactly (:meth:`_add`). So the only float64 copies are chunk-sized, whatever N.
-        On a CPU the chunk loop runs in numpy with BLAS's syrk for the symmetric part
-        (:func:`_shifted_sums_cpu`); elsewhere in torch, chunk by chunk. ``check_finite=True`` raises
+        On a CPU the chunk loop runs in numpy and its BLAS (:func:`_shifted_sums_cpu`); elsewhere in torch, chunk
+        by chunk. ``check_finite=True`` raises
         :class:`NonFiniteError` (``operand`` "x" or "y") for NaN or inf values, or squares that overflow,
         before the state is touched.
         """
@@ -301,23 +301,24 @@ def _shifted_sums_cpu(x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Te
                       rows: int) -> ShiftedSums:
     """The (sx, gxx, gxy, sy, gyy) of :meth:`Moments._shifted_sums` over all rows of CPU tensors, chunk by chunk.
 
-    All in numpy and its BLAS (OpenBLAS): syrk computes one triangle of the symmetric XᵀX, half the work of a
-    general product, and keeping the loop out of torch keeps torch's OpenMP threads from spinning against
-    BLAS's threads between the calls (that halved the speed on 2 busy cores).
+    All in numpy and numpy's own BLAS: keeping the loop out of torch keeps torch's OpenMP threads from spinning
+    against BLAS's threads between the calls (that halved the speed on 2 busy cores), and keeping it out of
+    scipy does the same for scipy's second copy of OpenBLAS: scipy's ``dsyrk`` (half the work of a general
+    product) followed by numpy's product made the two libraries' threads wait on each other, 3x slower for
+    150 -> 512 than numpy alone (docs/benchmarks.md).
     """
     import numpy as np
-    from scipy.linalg.blas import dsyrk
 
     xn, sxn = x.numpy(), shift_x.numpy()
     d_x = xn.shape[1]
     d_y = 0 if y is None else y.shape[1]
-    # With no more target than source columns, one syrk over [x - s, 1, y - s] also gives XᵀY (and YᵀY, a
-    # little extra work): one large BLAS call runs about twice as fast as a syrk plus a thin product.
+    # With no more target than source columns, one product of [x - s, 1, y - s] with itself also gives XᵀY (and
+    # YᵀY, a little extra work): one large BLAS call runs faster than two thinner ones.
     joint = y is not None and d_y <= d_x
     width = d_x + 1 + (d_y if joint else 0)
     bx = np.empty((rows, width))
     bx[:, d_x] = 1.0
-    gram = np.zeros((width, width), order="F")  # upper triangle of bxᵀbx
+    gram = np.zeros((width, width))  # bxᵀbx
     if y is not None:
         assert shift_y is not None  # given with y
         yn, syn = y.numpy(), shift_y.numpy()
@@ -329,12 +330,12 @@ def _shifted_sums_cpu(x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Te
         np.subtract(xn[start:start + m], sxn, out=bx[:m, :d_x])
         if joint:
             np.subtract(yn[start:start + m], syn, out=bx[:m, d_x + 1:])
-        gram = dsyrk(1.0, bx[:m].T, beta=1.0, c=gram, overwrite_c=1)  # bxᵀ is Fortran-ordered: no copy
+        gram += bx[:m].T @ bx[:m]  # bxᵀ is Fortran-ordered: BLAS reads it without a copy
         if y is not None and not joint:
             np.subtract(yn[start:start + m], syn, out=by[:m])
             cross += bx[:m].T @ by[:m]
             gyy += np.einsum("ij,ij->j", by[:m], by[:m])
-    if joint:  # the upper triangle holds every block: [x, 1] rows against the y columns, and YᵀY's diagonal
+    if joint:  # the blocks: [x, 1] rows against the y columns, and YᵀY's diagonal
         cross, gyy = gram[:d_x + 1, d_x + 1:].copy(), np.diagonal(gram[d_x + 1:, d_x + 1:]).copy()
         gram = gram[:d_x + 1, :d_x + 1]
     g = torch.from_numpy(np.triu(gram) + np.triu(gram, 1).T)
