@@ -138,6 +138,12 @@ def test_axis_histograms_count_every_encoding():
     assert diag.axis_outside.sum() > 0
     np.testing.assert_array_equal(diag.axis_counts.sum(1) + diag.axis_outside, np.full(6, len(x)))
     assert list(diag.top_axes(2)) == list(np.argsort(-z.var(0))[:2])
+    # the record holds the same counts under its documented keys
+    record = diag.to_dict()["axis_histograms"]
+    np.testing.assert_array_equal(record["edges"], edges)
+    for row in record["variables"]:
+        i = row["variable"]
+        assert row["counts"] == list(diag.axis_counts[i]) and row["outside"] == diag.axis_outside[i]
 
 
 def test_variance_loss_and_mse_match_numpy():

@@ -66,6 +66,10 @@ def test_void_fraction_refuses_bad_input():
         void_fraction(np.full((3, 2), np.nan), np.zeros((3, 2)))
     with pytest.raises(ConfigError, match="at least 2"):
         nearest_distances(np.zeros((1, 2)), np.zeros((1, 2)), exclude_self=True)
+    with pytest.raises(ConfigError, match=r"^points must have shape \[N, d\], got \(3,\) instead$"):
+        nearest_distances(np.zeros(3), np.zeros((3, 2)))
+    with pytest.raises(ConfigError, match=r"^codes contain NaN or infinite values$"):
+        nearest_distances(np.zeros((3, 2)), np.full((3, 2), np.inf))
 
 
 def test_latent_geometry_of_a_tiny_vae(tiny_vae_checkpoint):
@@ -88,6 +92,12 @@ def test_latent_geometry_of_a_tiny_vae(tiny_vae_checkpoint):
     # the same seed gives the same numbers
     again = latent_geometry(model, data, n=120, seed=0, tsne=False)
     assert again.voids.fraction == geo.voids.fraction and again.tsne_codes is None
+    np.testing.assert_array_equal(again.voids.sample_distances, d)
+    # the default seed is 0, and the t-SNE maps come from it too
+    default = latent_geometry(model, data, n=120, tsne_points=60)
+    np.testing.assert_array_equal(default.voids.sample_distances, d)
+    np.testing.assert_array_equal(default.tsne_codes, geo.tsne_codes)
+    np.testing.assert_array_equal(default.tsne_leading, geo.tsne_leading)
 
 
 def test_cli_diagnose_shows_the_voids_density_views_and_tsne(tiny_vae_checkpoint, tmp_path):

@@ -134,3 +134,11 @@ def test_cli_invert_writes_latents_losses_and_grid(tmp_path):
         main, args[:-1] + [str(tmp_path / "lp"), "--loss", "mse+lpips"])
     assert no_weights.exit_code == 2 and "--lpips PATH" in no_weights.output
     assert not (tmp_path / "lp").exists()
+
+
+def test_auto_init_starts_from_the_encoder_only_when_it_is_trained(monkeypatch):
+    model = _toy_model()
+    x, _ = _targets(model, n=2)
+    assert invert(model, x, steps=1).init == "encoder"
+    monkeypatch.setattr(type(model), "has_trained_encoder", property(lambda self: False))
+    assert invert(model, x, steps=1).init == "prior-mean"

@@ -126,6 +126,17 @@ def test_square_latents_streamed_in_uneven_chunks_match_one_fit_and_lstsq(bias):
         assert rel_err(one.coef_, w.T) < 0.05  # and close to the map that made the data
 
 
+def test_fit_after_partial_fit_forgets_the_rows_still_in_the_buffer():
+    """Rows a partial_fit left in the float32 buffer belong to the old statistics: a fit starts afresh."""
+    x, y, _, _ = make_pair(n=300)
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    m = LinearMap().partial_fit(x[:30], y[:30]).partial_fit(x[30:40], y[30:40])
+    assert m.__dict__["_rows"][2] == 40  # both small batches wait in the buffer, gathered
+    m.fit(x[100:], y[100:])
+    np.testing.assert_allclose(m.coef_, LinearMap().fit(x[100:], y[100:]).coef_, rtol=1e-10, atol=1e-12)
+    assert m.n_samples_seen_ == 200
+
+
 def test_partial_fit_usable_only_when_determined():
     x, y, _, _ = make_pair(n=40, d_x=12)
     m = LinearMap().partial_fit(x[:5], y[:5])
