@@ -57,6 +57,18 @@ def sync_unmutated(src_root: Path) -> None:
             shutil.copy2(path, target)
 
 
+def drop_stale_copies(folder: str = "tests") -> None:
+    """mutmut copies ``folder`` into mutants/ but never deletes there: remove the copies of files since moved or
+    deleted (a stale test module beside its moved namesake breaks collection, and so the stats run)."""
+    copy_root = ROOT / "mutants" / folder
+    for path in sorted(copy_root.rglob("*"), reverse=True) if copy_root.exists() else []:
+        source = ROOT / path.relative_to(ROOT / "mutants")
+        if path.is_file() and not source.exists():
+            path.unlink()
+        elif path.is_dir() and not source.exists() and not any(path.iterdir()):
+            path.rmdir()
+
+
 def generate() -> None:
     engine = _mutmut()
     from mutmut.configuration import config
@@ -67,6 +79,7 @@ def generate() -> None:
     (ROOT / "mutants").mkdir(exist_ok=True)
     copy_src_dir()
     copy_also_copy_files()
+    drop_stale_copies()
     for source in config().source_paths:
         sync_unmutated(ROOT / source)
     stats = engine.create_mutants(1)
