@@ -240,6 +240,7 @@ def test_atlas_every_ordered_pair(tmp_path):
     atlas = build_atlas([a, b, c], data, on_images(make_images(30, seed=8, model=a)), LinearMap, batch_size=16)
     save_atlas(atlas, tmp_path / "atlas", [a, b, c], data, grid_count=4)
     assert len(atlas.results) == 6
+    assert atlas.compute == {"threads": torch.get_num_threads(), "batch_size": 16}  # how its passes ran
     types = {(r.source, r.target): r.type for r in atlas.results}
     assert types[("syn-a", "syn-b")] == 1 and types[("syn-b", "syn-gan")] == 3
     for r in atlas.results:  # all three share one latent geometry: every relocation is exact
@@ -546,3 +547,30 @@ def test_relocation_through_the_torch_distributed_path_in_a_world_of_one_is_the_
         assert world.by_label == one.by_label and world.worst_images == one.worst_images
         for field in ("ratio", "relocated_mse", "target_mse", "latent_mse", "latent_r2", "cycle_mse"):
             assert getattr(world, field) == pytest.approx(getattr(one, field), rel=1e-12), field
+
+
+def test_models_of_other_images_are_refused_with_a_transform_to_propose():
+    from latentmap.maps.fitting import check_same_images
+
+    a, _, _, _ = known_pair()
+    other = related_model(a, "syn-wide", np.eye(6), np.zeros(6), tag="w")
+    other.image_shape = (1, 8, 16)
+    with pytest.raises(ShapeMismatchError, match=r"^models 'syn-a' and 'syn-wide' work on different images: "
+                                                 r"\(1, 8, 8\) and \(1, 8, 16\); give an image transform: "
+                                                 r"--image-transform "):
+        check_same_images(a, other)
+    check_same_images(a, a)
+
+
+def test_the_atlas_says_why_a_transform_cannot_serve_a_model():
+    from latentmap.evaluation.atlas import _models_for
+
+    a, _, _, _ = known_pair()
+    four = related_model(a, "syn-4ch", np.eye(6), np.zeros(6), tag="4")
+    four.image_shape = (4, 8, 8)
+    with pytest.warns(UserWarning, match="skipping model 'syn-4ch'"):
+        usable, skipped, _ = _models_for([a, four], make_images(4, seed=1, model=a), "resize")
+    assert [m.name for m in usable] == ["syn-a"]
+    assert skipped == [{"name": "syn-4ch", "reason": "works on images (4, 8, 8), the test images are (1, 8, 8), and "
+                        "the test images: image transform 'resize' turns images [1, 8, 8] into [1, 8, 8], not "
+                        "[4, 8, 8]: add rgb (e.g. 'rgb,resize'), or use --image-transform auto"}]
