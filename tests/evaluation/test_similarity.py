@@ -105,6 +105,7 @@ def test_per_image_summaries_and_bootstrap_intervals():
     assert (low, high) == bootstrap_ratio_interval(own, relocated, seed=1)  # seeded
     median, p90 = ratio_quantiles(own, relocated)
     assert median == pytest.approx(1.2, abs=0.02) and p90 == pytest.approx(1.36, abs=0.02)
+    assert all(np.isnan(v) for v in ratio_quantiles(np.array([]), np.array([])))  # no images: NaN, no error
     # a paired difference: the same resamples for both maps give a much tighter interval than unpaired ones
     better = relocated - 0.1 * own
     d_low, d_high = bootstrap_difference_interval(own, relocated, better, seed=1)
