@@ -62,20 +62,28 @@ def decode_only(model, rows_list, min_seconds: float = 0.6) -> dict[int, float]:
     return out
 
 
+def timed(device, fn):
+    """(wall seconds of ``fn()``, its result), the device synchronized before and after."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
 def sustained_decode(model, decodes: int, rows: int) -> float:
     """Seconds the decoder alone takes for ``decodes`` random latents in calls of ``rows`` (the ceiling's run)."""
     import torch
 
     z = torch.randn(rows, model.latent_dim, generator=torch.Generator().manual_seed(1)).to(model.device)
-    tail = decodes % rows
-    _sync(model.device)
-    t0 = time.perf_counter()
-    for _ in range(decodes // rows):
-        model.decode(z)
-    if tail:
-        model.decode(z[:tail])
-    _sync(model.device)
-    return time.perf_counter() - t0
+
+    def run():
+        for _ in range(decodes // rows):
+            model.decode(z)
+        if decodes % rows:
+            model.decode(z[:decodes % rows])
+
+    return timed(model.device, run)[0]
 
 
 def per_variable_loop(model, images, batch_size: int = 64):
@@ -122,29 +130,24 @@ def main():
     scan = decode_only(model, rows_list)
     best_rows = max(rows_list, key=scan.__getitem__)
 
-    def timed(fn):
-        _sync(model.device)
-        t0 = time.perf_counter()
-        out = fn()
-        _sync(model.device)
-        return time.perf_counter() - t0, out
-
     t_ceiling, t_rules, ratios = [], [], []
     for r in range(args.rounds):
-        t_dec = min(sustained_decode(model, decodes, best_rows), sustained_decode(model, decodes, rule_rows))
-        t_rule, (sums_rule, _n, _rows) = timed(lambda: information_gain_sums(model, images))
+        # the scan's best chunk and the rule's rows (one run when they are the same)
+        t_dec = min(sustained_decode(model, decodes, rows) for rows in {best_rows, rule_rows})
+        t_rule, (sums_rule, _n, _rows) = timed(model.device, lambda: information_gain_sums(model, images))
         t_ceiling.append(t_dec)
         t_rules.append(t_rule)
         ratios.append(t_dec / t_rule)
         print(f"round {r + 1}/{args.rounds}: decode-only {t_dec:.1f} s, information_gain {t_rule:.1f} s "
               f"({t_dec / t_rule:.1%})", flush=True)
     t_dec, t_rule, ratio = (float(np.median(v)) for v in (t_ceiling, t_rules, ratios))
-    t_fixed, (sums_fixed, _n, _t) = timed(lambda: information_gain_sums(model, images, chunk_rows=2048))
-    t_loop, gains_loop = timed(lambda: per_variable_loop(model, images))
+    t_fixed, (sums_fixed, _n, _t) = timed(model.device, lambda: information_gain_sums(model, images, chunk_rows=2048))
+    t_loop, gains_loop = timed(model.device, lambda: per_variable_loop(model, images))
     ceiling = decodes / t_dec
     gains = (sums_rule / n).cpu().numpy()
     agree = float(np.max(np.abs(gains - gains_loop.numpy())) / max(np.max(np.abs(gains_loop.numpy())), 1e-30))
-    rows = [{"method": f"decode only, best of {best_rows} and {rule_rows} rows, median of {args.rounds}", "seconds": t_dec,
+    chunks = " and ".join(str(r) for r in sorted({best_rows, rule_rows}))
+    rows = [{"method": f"decode only, best of {chunks} rows, median of {args.rounds}", "seconds": t_dec,
              "decodes_per_s": ceiling, "vs_best": 1.0},
             {"method": f"information_gain, rule's decode rows ({rule_rows} rows), median of {args.rounds}",
              "seconds": t_rule, "decodes_per_s": decodes / t_rule, "vs_best": ratio},
