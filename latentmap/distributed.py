@@ -9,15 +9,15 @@ solve. Evaluations that keep something per image (per-image errors for bootstrap
 selection reads) gather it with :func:`gather_rows` in shard order, so every rank holds the whole array in
 the single process's order (:func:`map_shards` does both steps). Only rank 0 writes outputs
 (:func:`is_main`; ``latentmap.io.atomic`` gives the other ranks a scratch folder that is thrown away) and
-prints. A rank that dies makes the others' next collective fail
-(torchrun then stops them all), before rank 0 has written anything, so nothing half-done is left.
+prints. A rank that dies makes the others' next collective fail (torchrun then stops them all), before rank 0
+has written anything, so nothing half-done is left.
 
 The same numbers for any number of ranks: every command shards the same way, in whole batches
-(:func:`shard_indices`), so each rank runs the single process's batches and its float32 model passes give
-the single process's values bit for bit; and every process runs them on the same number of threads
-(:func:`process_threads`: 1 unless ``LATENTMAP_THREADS`` or ``OMP_NUM_THREADS`` says otherwise — what torchrun
-gives its ranks), because a float32 kernel may split its work, and round, by thread count. Only float64
-sums then differ, in their order of addition: results equal one process to 1e-9 (docs/determinism.md).
+(:func:`shard_indices`), so each rank runs the single process's batches and its float32 model passes give the
+single process's values bit for bit; and every process runs them on the same number of threads
+(:func:`process_threads`: 1 unless ``LATENTMAP_THREADS`` or ``OMP_NUM_THREADS`` says otherwise, as torchrun gives
+its ranks), because a float32 kernel may split its work, and round, by thread count. Only float64 sums then
+differ, in their order of addition: results equal one process to 1e-9 (docs/determinism.md).
 
 Nothing here starts processes or schedules work: torchrun does that. Outside torchrun every function
 answers as a single process does (rank 0 of 1) and the reductions return their input.
@@ -199,15 +199,15 @@ def process_threads() -> int:
 
 
 def pin_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads and the BLAS pools numpy and scipy load (where the float64 statistics'
-    products run) to ``threads`` (default :func:`process_threads`) and return it; the CLI calls it before any
-    command, and outputs record it (:func:`compute_record`), so it says how their statistics ran too."""
+    """Set torch's threads and numpy's and scipy's BLAS pools to ``threads`` (default :func:`process_threads`),
+    through threadpoolctl for pools already loaded and ``OPENBLAS_NUM_THREADS`` for later ones (scipy's own
+    OpenBLAS), and return it; the CLI calls it first, and outputs record it (:func:`compute_record`)."""
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
     threads = process_threads() if threads is None else int(threads)
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, got {threads} instead")
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
     threadpool_limits(limits=threads, user_api="blas")
     return threads
 

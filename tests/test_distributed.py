@@ -164,6 +164,7 @@ def test_threads_per_process_follow_torchruns_rule(monkeypatch):
     blas_before = {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
     try:
         monkeypatch.setenv("LATENTMAP_THREADS", "1")
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)  # pin_threads sets it; restored after
         assert distributed.pin_threads() == 1 == torch.get_num_threads()
         assert distributed.compute_record(64) == {"threads": 1, "batch_size": 64}
         # numpy's and scipy's BLAS (where the float64 statistics are computed) run on the same count
@@ -176,6 +177,18 @@ def test_threads_per_process_follow_torchruns_rule(monkeypatch):
         torch.set_num_threads(before)
         for path, n in blas_before.items():
             threadpool_limits(limits={path: n})
+
+
+def test_a_blas_loaded_after_the_pin_runs_on_the_pinned_threads_too():
+    """scipy loads its own OpenBLAS when first imported, after the CLI has pinned the threads: it gets the same
+    count (a fresh process, so that scipy is not loaded yet)."""
+    code = ("import sys; from latentmap import distributed; assert 'scipy.linalg' not in sys.modules; "
+            "distributed.pin_threads(1); import scipy.linalg; from threadpoolctl import threadpool_info; "
+            "print(sorted({i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'}))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[1]"
 
 
 def test_one_process_is_rank_zero_of_one_and_reductions_return_their_input():
