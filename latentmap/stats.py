@@ -60,9 +60,8 @@ class Moments:
         ``[x − s, 1]ᵀ[x − s, 1]`` and ``[x − s, 1]ᵀ(y − s)`` give the cross-products and the sums, folded into
         the centred moments exactly (:meth:`_add`). So the only float64 copies are chunk-sized, whatever N.
         On a CPU the chunk loop runs in numpy and its BLAS (:func:`_shifted_sums_cpu`); elsewhere in torch, chunk
-        by chunk. ``check_finite=True`` raises
-        :class:`NonFiniteError` (``operand`` "x" or "y") for NaN or inf values, or squares that overflow,
-        before the state is touched.
+        by chunk. ``check_finite=True`` raises :class:`NonFiniteError` (``operand`` "x" or "y") for NaN or inf
+        values, or squares that overflow, before the state is touched.
         """
         xs = x.detach().flatten(1)
         ys = None if y is None else y.detach().flatten(1)
@@ -338,7 +337,7 @@ def _shifted_sums_cpu(x: torch.Tensor, y: torch.Tensor | None, shift_x: torch.Te
     if joint:  # the blocks: [x, 1] rows against the y columns, and YᵀY's diagonal
         cross, gyy = gram[:d_x + 1, d_x + 1:].copy(), np.diagonal(gram[d_x + 1:, d_x + 1:]).copy()
         gram = gram[:d_x + 1, :d_x + 1]
-    g = torch.from_numpy(np.triu(gram) + np.triu(gram, 1).T)
+    g = torch.from_numpy(np.triu(gram) + np.triu(gram, 1).T)  # exactly symmetric (a product's halves may round apart)
     sx, gxx = g[d_x, :d_x], g[:d_x, :d_x]
     if y is None:
         return sx, gxx, None, None, None
