@@ -17,7 +17,7 @@ import pandas as pd
 from latentmap.evaluation.coverage import OVER, UNDER, CoverageResult, GeneratorCoverage
 from latentmap.evaluation.fidelity import FidelityResult
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
-from latentmap.report.coverage_verdict import (class_section, coverage_verdict, fidelity_of, precision_recall_section,
+from latentmap.report.coverage_verdict import (class_section, coverage_verdict, precision_recall_section,
                                                verdict_section)
 from latentmap.report.figures import PALETTE, figure_png, new_figure
 from latentmap.io.names import slug
@@ -54,7 +54,7 @@ def coverage_findings(result: CoverageResult) -> list[str]:
                    f"{sig(calibration.tv_distance)}, p {_p(calibration.test['p_value'])}, with {flagged} flagged "
                    f"sector{'' if flagged == 1 else 's'}: what a generator matching the data would get at this "
                    "sample size.")
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     if fidelity is not None:
         out.extend(fidelity_findings(fidelity))
     return out
@@ -251,7 +251,7 @@ def coverage_sections(result: CoverageResult, folder: str | os.PathLike[str], pr
                          f'sector of every generator), <a href="{prefix}coverage_summary.csv">coverage_summary.csv'
                          f'</a>, <a href="{prefix}coverage.json">coverage.json</a></p>')
     sections.append(summary)
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     if fidelity is not None:
         sections.extend(fidelity_sections(fidelity, base, prefix, folded=True))
     return sections

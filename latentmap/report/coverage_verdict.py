@@ -12,26 +12,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
 
 from latentmap.evaluation.class_miss import (MISSED_CLASS_SHARE, ClassMiss, class_misses, missed_sectors, missed_share,
                                              unresolvable_classes)
 from latentmap.evaluation.coverage import UNDER, CoverageResult, GeneratorCoverage
-from latentmap.evaluation.fidelity import FidelityResult, FidelityRow
+from latentmap.evaluation.fidelity import FidelityRow
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import MARKERS, SERIES, figure_png, new_figure
 from latentmap.report.html import Section, fold_table
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
-
-
-def fidelity_of(result: CoverageResult) -> FidelityResult | None:
-    """``result.fidelity``: the :class:`FidelityResult` from the same encodings, or None (the coverage record types
-    the field as ``object``)."""
-    return cast("FidelityResult | None", result.fidelity)
 
 
 def ranked(result: CoverageResult) -> list[GeneratorCoverage]:
@@ -41,7 +35,7 @@ def ranked(result: CoverageResult) -> list[GeneratorCoverage]:
 
 
 def _fidelity_rows(result: CoverageResult) -> dict[str, FidelityRow]:
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     return {r.name: r for r in fidelity.rows} if fidelity is not None else {}
 
 
@@ -49,7 +43,7 @@ def verdict_table(result: CoverageResult) -> pd.DataFrame:
     """One row per generator, ranked (:func:`ranked`): total variation with its interval, precision, recall,
     density, coverage, the Fréchet distance, the sectors missed and over-represented."""
     fid = _fidelity_rows(result)
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     fd_name = fidelity.fd_name if fidelity is not None else "Fréchet distance"
     rows, rank = [], 0
     for g in ranked(result):
@@ -76,7 +70,7 @@ def verdict_section(result: CoverageResult) -> Section:
     section = Section("Generators ranked by total variation", anchor="verdict")
     frame = verdict_table(result)
     section.table(frame, headline="Total variation (95%)", order="asc", calibration=calibration_rows(frame.Generator))
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     space = f" in {fidelity.space}" if fidelity is not None else ""
     section.text(f"Total variation: the distance between a generator's sector shares and those of "
                  f"{result.real_images:,} {result.real_source} (0: the same shares; lower is better), with its 95% "
@@ -224,7 +218,7 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
             text += f"; the calibration scores precision {sig(cal.precision)} and recall {sig(cal.recall)}"
         out.append(text + ".")
     out.extend(class_sentences(result))
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     if any(g.name == result.space.reference for g in gens):
         what = "the sectors" + (" and the fidelity features" if fidelity is not None else "")
         out.append(f"Caution: {what} come from {result.space.reference}'s encoder, and {result.space.reference} is "
@@ -238,7 +232,7 @@ def coverage_verdict(result: CoverageResult) -> list[str]:
 
 def precision_recall_png(result: CoverageResult) -> bytes:
     """Precision against recall, one marker per generator and a black star for the calibration."""
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     assert fidelity is not None, "a coverage result without fidelity"
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot(1, 1, 1)
@@ -265,7 +259,7 @@ def precision_recall_section(result: CoverageResult, folder: str | os.PathLike[s
                              ) -> Section | None:
     """The precision–recall figure (written into ``folder``, linked with ``prefix``) and its caption; None without
     fidelity rows."""
-    fidelity = fidelity_of(result)
+    fidelity = result.fidelity
     if fidelity is None or not fidelity.rows:
         return None
     section = Section("Precision and recall", anchor="precision-recall")
