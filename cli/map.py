@@ -313,9 +313,8 @@ def atlas(models_opt: tuple[str, ...], more_models: tuple[str, ...], fit_kind: s
     if estimators is not None:
         factories = _estimator_factories(estimators, fit, bias, alpha, method, _method_given())
     with reported_warnings():
-        # estimators: a copy, typed at the call as the dict build_atlas's signature names (dict is invariant)
         result = build_atlas(models, test, fit, lambda: fit.new_map(bias=bias, alpha=alpha, method=method),
-                             estimators=None if factories is None else dict(factories), batch_size=batch_size,
+                             estimators=factories, batch_size=batch_size,
                              lpips=lpips,
                              model_paths={m.name: s for m, s in zip(models, specs)}, progress=progress, seed=seed,
                              cycle=cycle, image_transform=image_transform)
