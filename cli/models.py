@@ -63,7 +63,7 @@ def identify(path: Path) -> dict[str, Any] | None:
 def _diffusers_folder(path: Path) -> dict[str, Any] | None:
     """The record of a diffusers autoencoder folder (or a pipeline folder's vae/), None for anything else; a
     checkpoint latentmap trained as one stays a checkpoint."""
-    from latentmap.models import diffusers_model as dm
+    from latentmap.models import diffusers_folder as dm
 
     try:
         folder = dm.folder_of(path) if path.is_dir() else None
@@ -101,7 +101,7 @@ def _note(record: dict[str, Any]) -> str:
     if record["source"] == "pickle":
         return PICKLE_NOTE
     if record["source"] == "diffusers" or kind == "diffusers":
-        from latentmap.models.diffusers_model import latent_shape_of, weights_files
+        from latentmap.models.diffusers_folder import latent_shape_of, weights_files
 
         safe, pickled = weights_files(record["path"])
         return _shape(list(latent_shape_of(config))) + (" (pickled weights: needs --trust-pickle)"
@@ -274,7 +274,7 @@ def _checkpoint_lines(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _diffusers_lines(record: dict[str, Any], trust: bool = False) -> list[tuple[str, str]]:
-    from latentmap.models.diffusers_model import describe_folder
+    from latentmap.models.diffusers_folder import describe_folder
 
     lines = describe_folder(record["path"], record["config"])
     return [*lines[:3], ("prior", NO_PRIOR), *lines[3:], ("dataset", "- (diffusers folders do not record it)")]

@@ -43,8 +43,6 @@ from latentmap.models.diffusers_folder import (CLASSES, INSTALL, KIND, KL, PICKL
                                                WEIGHTS_STEM, check_diffusers_consent, folder_of, image_size,
                                                is_diffusers_folder, latent_shape_of, read_diffusers_config,
                                                weights_files, weights_variant)
-# `latentmap models info` imports it from here
-from latentmap.models.diffusers_folder import describe_folder as describe_folder
 from latentmap.models.registry import register_adapter, register_model_source
 
 if TYPE_CHECKING:  # from their modules: diffusers' top level gives type checkers its placeholder classes
