@@ -18,6 +18,7 @@ from latentmap.cli.main import main
 from latentmap.data.datasets import TensorImageDataset
 from latentmap.errors import ConfigError, LatentmapError, SupportSetError
 from latentmap.models.base import LatentModel
+from tests.helpers.progress import Bar, labels, recorded_bars
 
 
 # --------------------------------------------------------------------------- compare on linearly related models
@@ -192,3 +193,27 @@ def test_compare_errors_word_for_word():
     with pytest.raises(ConfigError) as caught:
         compare_anchors([a, b], train, test, sizes=[4], seeds=())
     assert str(caught.value) == "compare needs at least one seed"
+
+
+def test_compare_shows_its_runs_only_when_asked():
+    a, b = related_models()
+    train, test = toy_split(300, 1), toy_split(40, 2)
+    options = {"sizes": [6], "strategies": ["random"], "seeds": (0, 1), "gain_images": 100, "reference_images": 50}
+    with recorded_bars() as bars:
+        compare_anchors([a, b], train, test, progress=True, **options)
+        assert Bar("anchor strategies", "run", 2) in bars and "encode A" in labels(bars)
+        shown = len(bars)
+        compare_anchors([a, b], train, test, **options)
+    assert len(bars) == shown
+
+
+def test_compare_passes_the_models_at_most_batch_size_images_at_a_time():
+    a, b = related_models()
+    passes = []
+    for m in (a, b):
+        for name in ("_encode", "_decode"):
+            inner = getattr(m, name)
+            setattr(m, name, lambda t, inner=inner: passes.append(len(t)) or inner(t))
+    compare_anchors([a, b], toy_split(300, 1), toy_split(40, 2), sizes=[6], strategies=["random"], seeds=(0,),
+                    gain_images=100, reference_images=50, batch_size=7)
+    assert max(passes) == 7  # the batch size bounds every pass (the test and reference sets are larger)

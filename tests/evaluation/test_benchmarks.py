@@ -21,6 +21,7 @@ from latentmap.evaluation.samplers import (GaussianSampler, MixtureSampler, Prio
 from latentmap.models.shipped import shipped_support_sets
 from latentmap.models.wrapped import wrap
 from latentmap.support.build import SupportSet
+from tests.helpers.progress import Bar, labels, recorded_bars
 from tests.helpers.references import per_image_mse as hand_mse
 from tests.helpers.references import percentile_interval, sector_codes_hand, seeded_bootstrap_ratio
 
@@ -246,6 +247,18 @@ def test_expressiveness_leaderboard_on_a_shipped_generator(fmnist_test, shipped_
     with pytest.raises(ConfigError, match="own samples must be at least 2"):
         benchmark_expressiveness([gan], fmnist_test.batch(range(4)), samples=1)
 
+
+
+def test_the_leaderboard_shows_its_models_only_when_asked(fmnist_test, shipped_support):
+    gan = load_model("fmnist-gan")
+    options = {"samples": 4, "refine_images": 2, "steps": 2, "bootstrap": 10, "lpips_setting": "off"}
+    real, support = fmnist_test.batch(range(4)), shipped_support.images[:4]
+    with recorded_bars() as bars:
+        benchmark_expressiveness([gan], real, support, progress=True, **options)
+        assert Bar("expressiveness", "model", 1) in bars and "expressiveness fmnist-gan" in labels(bars)
+        shown = len(bars)
+        benchmark_expressiveness([gan], real, support, **options)
+    assert len(bars) == shown
 
 # --------------------------------------------------------------------------- coverage
 

@@ -112,9 +112,11 @@ def test_prior_radii_are_seeded_samples_of_the_same_count():
     b = latent_diagnostics(model, x, batch_size=128, seed=3)  # independent of the batch size
     c = latent_diagnostics(model, x, batch_size=500, seed=4)
     gen = torch.Generator().manual_seed(3)
-    first = torch.randn(PRIOR_CHUNK, 16, generator=gen).double().norm(dim=1).numpy()
+    samples = torch.cat([torch.randn(PRIOR_CHUNK, 16, generator=gen), torch.randn(200, 16, generator=gen)]).double()
     assert len(a.prior_radii) == len(x)
-    np.testing.assert_allclose(a.prior_radii[:PRIOR_CHUNK], first)
+    np.testing.assert_allclose(a.prior_radii, samples.norm(dim=1).numpy())
+    for i in range(16):  # the prior's axis histograms count the same samples on the encodings' grid
+        np.testing.assert_array_equal(a.prior_axis_counts[i], np.histogram(samples[:, i].numpy(), a.axis_edges)[0])
     np.testing.assert_array_equal(a.prior_radii, b.prior_radii)
     assert not np.array_equal(a.prior_radii, c.prior_radii)
     # N(0, I_16) lives near the shell of radius sqrt(d - 1/2); so do these encodings (unit spreads)

@@ -18,6 +18,7 @@ from latentmap.maps.fitting import FitSource, fit_map
 from latentmap.report.atlas import save_atlas
 
 from tests.conftest import CHECKPOINTS
+from tests.helpers.progress import labels, recorded_bars
 
 
 def on_images(images) -> FitSource:
@@ -574,3 +575,17 @@ def test_the_atlas_says_why_a_transform_cannot_serve_a_model():
     assert skipped == [{"name": "syn-4ch", "reason": "works on images (4, 8, 8), the test images are (1, 8, 8), and "
                         "the test images: image transform 'resize' turns images [1, 8, 8] into [1, 8, 8], not "
                         "[4, 8, 8]: add rgb (e.g. 'rgb,resize'), or use --image-transform auto"}]
+
+
+def test_relocation_and_the_atlas_show_their_passes_only_when_asked():
+    a, b, _, _ = known_pair()
+    data, fit = make_images(20, seed=3, model=a), on_images(make_images(10, seed=1, model=a))
+    m = fit_map(a, b, fit, LinearMap())
+    with recorded_bars() as bars:
+        evaluate_relocation(a, b, m, data, batch_size=8, lpips="off", cycle=False, progress=True)
+        assert labels(bars) == ["syn-a -> syn-b"] and bars[0].total == 3
+        build_atlas([a, b], data, fit, LinearMap, batch_size=8, lpips="off", cycle=False, progress=True)
+        assert labels(bars)[1:] == ["fit", "atlas"]
+        evaluate_relocation(a, b, m, data, batch_size=8, lpips="off", cycle=False)
+        build_atlas([a, b], data, fit, LinearMap, batch_size=8, lpips="off", cycle=False)
+    assert len(bars) == 3

@@ -6,6 +6,7 @@ import torch
 
 from latentmap.errors import ConfigError
 from latentmap.evaluation.samplers import GaussianSampler
+from tests.helpers.progress import labels, recorded_bars
 
 
 def test_a_gaussian_sampler_fits_on_two_encodings_but_not_on_one():
@@ -32,3 +33,16 @@ def test_a_gaussian_sampler_of_a_models_encodings_is_their_numpy_mean_and_covari
     assert s.name == "gaussian fit on 20 encodings of images"
     assert fit_sampler(model, "gaussian", data=images, data_name="the train split").name == (
         "gaussian fit on 20 encodings of the train split")
+
+
+def test_fitting_a_sampler_shows_the_encoding_of_its_fit_images_only_when_asked():
+    from latentmap.evaluation.samplers import fit_sampler
+    from tests.evaluation.test_relocation import affine_model, make_images
+
+    model = affine_model("syn-a", 3)
+    images = make_images(20, seed=4, model=model)
+    with recorded_bars() as bars:
+        fit_sampler(model, "gaussian", data=images, batch_size=8, progress=True)
+        assert labels(bars) == ["encode syn-a"]
+        fit_sampler(model, "gaussian", data=images, batch_size=8)
+    assert len(bars) == 1

@@ -16,6 +16,7 @@ from latentmap.maps.linear import LinearMap
 from latentmap.maps.piecewise import PiecewiseLinearMap
 
 from tests.evaluation.test_relocation import affine_model, known_pair, make_images, on_images
+from tests.helpers.progress import labels, recorded_bars
 
 
 def _models():
@@ -114,3 +115,12 @@ def test_estimators_with_shape_parameters_get_the_models_latent_shapes():
     assert maps["given"][(0, 2)].shapes_seen_ == ((6,), (3, 2, 1))  # a shape the caller gave is kept
     np.testing.assert_array_equal(maps["shaped"][(0, 2)].coef_, maps["plain"][(0, 2)].coef_)
     assert torch.equal(torch.as_tensor(maps["plain"][(2, 0)].coef_), torch.as_tensor(maps["shaped"][(2, 0)].coef_))
+
+
+def test_fitting_one_pair_shows_its_bar_only_when_asked():
+    a, b, _, _ = known_pair()
+    fit = on_images(make_images(20, seed=1, model=a))
+    with recorded_bars() as bars:
+        fit_map(a, b, fit, LinearMap(), batch_size=8, progress=True)
+        fit_map(a, b, fit, LinearMap(), batch_size=8)
+    assert labels(bars) == ["fit syn-a -> syn-b"] and bars[0].total == 3

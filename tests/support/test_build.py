@@ -18,6 +18,7 @@ from latentmap.support.sectors import (NO_SECTOR, default_threshold, nonempty_co
                                sector_signs)
 from latentmap.support.build import (SupportSet, SupportSetSettings, build_support_set, mean_pairwise_mse,
                                    random_pairs_mse, read_exclusions, select_from_sectors)
+from tests.helpers.progress import labels, recorded_bars
 
 
 class PartialDecoderModel(LatentModel):
@@ -311,3 +312,12 @@ def test_dropped_sectors_and_for_models_are_recorded(model, data):
     populated = sum(1 for p in populations.values() if p)
     assert [str(w.message) for w in caught] == [f"{populated} sectors are populated but the size is 3: kept the 3 most "
                                                f"populated, dropped sectors {[e['sector'] for e in dropped]}"]
+
+
+def test_building_shows_the_encoding_of_the_split_only_when_asked(model, data):
+    with recorded_bars() as bars:
+        build_support_set(model, data, seed=3, gain_images=100, pairs=50, progress=True)
+        assert f"encode {model.name}" in labels(bars)
+        shown = len(bars)
+        build_support_set(model, data, seed=3, gain_images=100, pairs=50)
+    assert len(bars) == shown

@@ -1,0 +1,53 @@
+"""Progress bars recorded as a terminal would get them: which bars long work opens, with which label and unit.
+
+latentmap shows a bar only when asked and when stderr is a terminal (latentmap.batching.progress_shown); under
+pytest stderr is captured, so :func:`recorded_bars` stands a terminal in for it and records every bar that is
+shown (never a disabled one), writing the bars themselves nowhere.
+"""
+
+import contextlib
+import io
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from unittest import mock
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One shown bar: its label, its unit and its total (None when unknown)."""
+
+    desc: str
+    unit: str
+    total: int | None
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@contextlib.contextmanager
+def recorded_bars() -> Iterator[list[Bar]]:
+    """Within the block stderr is a terminal; yields the list that every shown bar is appended to."""
+    import tqdm.auto
+
+    shown: list[Bar] = []
+    base = tqdm.auto.tqdm
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        def __init__(self, iterable=None, *args, **kwargs):
+            if not kwargs.get("disable", False):
+                total = kwargs.get("total")
+                if total is None and hasattr(iterable, "__len__"):
+                    total = len(iterable)
+                shown.append(Bar(kwargs.get("desc", ""), kwargs.get("unit", "it"), total))
+            super().__init__(iterable, *args, **{**kwargs, "file": io.StringIO()})
+
+    with mock.patch.object(tqdm.auto, "tqdm", Recording), mock.patch.object(sys, "stderr", _Terminal()):
+        yield shown
+
+
+def labels(bars: list[Bar]) -> list[str]:
+    """The labels of ``bars`` in the order they were opened."""
+    return [bar.desc for bar in bars]
