@@ -21,7 +21,7 @@ from latentmap.report.coverage_verdict import (class_section, coverage_verdict, 
                                                verdict_section)
 from latentmap.report.figures import PALETTE, figure_png, new_figure
 from latentmap.io.names import slug
-from latentmap.report.html import Section, details_html, fold_table, render_page
+from latentmap.report.html import Section, details_html, render_page
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import percent, sig
 
@@ -175,10 +175,9 @@ def fidelity_sections(result: FidelityResult, folder: str | os.PathLike[str], pr
     links = (f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
              f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
     if folded:
-        fold_table(section, "The table, with each generator's source", fidelity_display(result), links)
+        section.table(fidelity_display(result), fold="The table, with each generator's source", note_html=links)
     else:
-        section.table(fidelity_display(result))
-        section.parts.append(links)
+        section.table(fidelity_display(result), note_html=links)
     return [section]
 
 
@@ -196,13 +195,14 @@ def _generator_section(result: CoverageResult, g: GeneratorCoverage, folder: Pat
     if len(frame):
         shown = frame.assign(real_share=frame.real_share.map(sig), generated_share=frame.generated_share.map(sig),
                              share_ratio=frame.share_ratio.map(sig), flag=frame.flag.map(_flag_text))
-        fold_table(section, f"The {len(frame)} flagged sectors of {g.name}", shown.drop(columns=["generator"]).rename(
-            columns={"sector": "Sector", "signs": "Signs", "real_majority": "Most common real label",
-                     "support_images": "Support images", "real_count": "Real images", "real_share": "Real share",
-                     "generated_count": "Generated images", "generated_share": "Generated share",
-                     "share_ratio": "Generated / real share", "flag": "Flag"}),
-                   f'<p class="note">Every sector of every generator: <a href="{prefix}coverage_sectors.csv">'
-                   "coverage_sectors.csv</a></p>")
+        shown = shown.drop(columns=["generator"]).rename(columns={
+            "sector": "Sector", "signs": "Signs", "real_majority": "Most common real label",
+            "support_images": "Support images", "real_count": "Real images", "real_share": "Real share",
+            "generated_count": "Generated images", "generated_share": "Generated share",
+            "share_ratio": "Generated / real share", "flag": "Flag"})
+        section.table(shown, fold=f"Flagged sectors of {g.name}",
+                      note_html=f'<p class="note">Every sector of every generator: '
+                                f'<a href="{prefix}coverage_sectors.csv">coverage_sectors.csv</a></p>')
     else:
         section.text("No sector is flagged.")
     flagged = sorted(g.examples, key=lambda s: -int(result.real_counts[s]))

@@ -22,7 +22,7 @@ from latentmap.evaluation.coverage import UNDER, CoverageResult, GeneratorCovera
 from latentmap.evaluation.fidelity import FidelityRow
 from latentmap.evaluation.generator_bench import CALIBRATION_NAME
 from latentmap.report.figures import MARKERS, SERIES, figure_png, new_figure
-from latentmap.report.html import Section, fold_table
+from latentmap.report.html import Section
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
 
 EXPOSED = 3  # classes named per generator as the most exposed when none reaches MISSED_CLASS_SHARE
@@ -153,8 +153,8 @@ def class_section(result: CoverageResult, folder: str | os.PathLike[str], prefix
     if limitation:
         section.text(limitation)
     class_frame(result).to_csv(Path(folder) / "class_misses.csv", index=False)
-    fold_table(section, "Every class for every generator", class_frame(result).drop(columns=["label"]),
-               f'<p class="note"><a href="{prefix}class_misses.csv">class_misses.csv</a></p>')
+    section.table(class_frame(result).drop(columns=["label"]), fold="Every class for every generator",
+                  csv=f"{prefix}class_misses.csv")
     return section
 
 

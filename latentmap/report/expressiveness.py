@@ -20,7 +20,7 @@ from latentmap.evaluation.expressiveness import SET_LABELS, TARGET_SETS, Express
 from latentmap.io.names import slug
 from latentmap.report.findings import PAPER
 from latentmap.report.figures import PALETTE, PLOT_FLOOR, figure_png, histogram_legend, new_figure
-from latentmap.report.html import Section, fold_table, render_page
+from latentmap.report.html import Section, render_page
 from latentmap.io.model_record import short_fingerprint
 from latentmap.report.labels import labelled_grid_png
 from latentmap.report.tables import CALIBRATION_MARK, calibration_rows, interval, overlap_clause, percent, sig
@@ -263,20 +263,18 @@ def expressiveness_sections(result: ExpressivenessResult, folder: str | os.PathL
                + (f" A model working on images of another shape gets the real and support-set images through the "
                   f"image transform '{st['image_transform']}'." if st.get("image_transform") else "")
                + (f" {result.lpips_note}." if result.lpips_note else ""))
-    fold_table(board, "Every column: encoder and refined MSE per target set, every ratio",
-               leaderboard_display(result),
-               f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
-               f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '
-               f'<a href="{prefix}expressiveness.json">expressiveness.json</a> (per-image errors).</p>')
+    board.table(leaderboard_display(result), fold="Every column: encoder and refined MSE per target set, every ratio",
+                note_html=f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
+                          f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '
+                          f'<a href="{prefix}expressiveness.json">expressiveness.json</a> (per-image errors).</p>')
     details = Section("Target sets in detail")
     details.text("Distance / typical: the mean distance of the latents from the centre of the model's own samples, "
                  "divided by the typical distance of its own samples; outside 99%: the share of latents beyond the "
                  "range that holds 99% of the model's own samples.")
-    fold_table(details, "How each model measures the distance",
-               pd.DataFrame([{"Model": m.name, "Own samples from": m.sampler, "Distance": m.region["description"]}
-                             for m in result.models]))
-    fold_table(details, "Every model and target set: MSE, SSIM and distances, before and after refinement",
-               sets_display(result), f'<p class="note"><a href="{prefix}target_sets.csv">target_sets.csv</a></p>')
+    details.table(pd.DataFrame([{"Model": m.name, "Own samples from": m.sampler, "Distance": m.region["description"]}
+                                for m in result.models]), fold="How each model measures the distance")
+    details.table(sets_display(result), fold="Every model and target set: MSE, SSIM and distances, before and after "
+                  "refinement", csv=f"{prefix}target_sets.csv")
     figures = Section("Errors and worst reconstructions")
     figures.text("Per model: histograms of the per-image MSE of each target set, then the worst-reconstructed "
                  "support-set and real images (after refinement), rows target / encoder reconstruction / refined.")

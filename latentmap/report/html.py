@@ -14,7 +14,6 @@ import html
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
@@ -68,14 +67,16 @@ class Section:
 
     def table(self, frame: pd.DataFrame, float_format: str | Callable[[float], str] | None = None, *,
               labels: bool = True, headline: str | None = None, order: str = "asc", calibration: Iterable[int] = (),
-              fold: str = "", csv: str = "") -> Section:
+              fold: str = "", csv: str = "", note_html: str = "") -> Section:
         """``frame`` as a table in a sideways-scrolling box: numbers to three significant digits (or
         ``float_format``), headers in words (see :mod:`latentmap.report.tables`).
 
         ``headline``: the column (machine name) the rows are ranked by, ``order`` "asc" or "desc": the
         table is marked ``data-headline`` (its header as shown) for the browser test; ``calibration``: row
         positions of reference rows (real data), marked ``data-calibration`` and not ranked. ``fold``: the
-        table folds into ``<details>`` under that summary, with a link to ``csv`` (every row, full precision).
+        table folds into ``<details>`` under that summary (with its row count and a link to ``csv``, every row at
+        full precision); ``note_html``: HTML beneath the table (such as links to the files holding its rows),
+        inside the fold with the units' note.
         """
         if order not in ("asc", "desc"):
             raise ValueError(f"order must be 'asc' or 'desc', got {order!r} instead")
@@ -88,14 +89,17 @@ class Section:
             label = column_label(headline) if labels else str(headline)
             table = table.replace("<table", f'<table data-headline="{html.escape(label)}" data-order="{order}"', 1)
         table = _mark_rows(table, calibration, "data-calibration")
-        box = f'<div class="scroll">{table}</div>'
-        if fold:
-            link = f' (<a href="{html.escape(csv)}">{html.escape(csv)}</a>)' if csv else ""
-            box = (f"<details><summary>{html.escape(fold)}: {len(frame)} rows{link}</summary>{box}</details>")
-        self.parts.append(box)
+        parts = [f'<div class="scroll">{table}</div>']
         notes = unit_notes(frame.columns) if labels else []
         if notes:
-            self.parts.append(f'<p class="note units">{html.escape(" ".join(notes))}</p>')
+            parts.append(f'<p class="note units">{html.escape(" ".join(notes))}</p>')
+        if note_html:
+            parts.append(note_html)
+        if fold:
+            link = f' (<a href="{html.escape(csv)}">{html.escape(csv)}</a>)' if csv else ""
+            rows = f"{len(frame)} row" + ("" if len(frame) == 1 else "s")
+            parts = [f"<details><summary>{html.escape(fold)}: {rows}{link}</summary>" + "\n".join(parts) + "</details>"]
+        self.parts.extend(parts)
         return self
 
     def image(self, src: str, caption: str = "", *, alt: str = "", grid: bool = False) -> Section:
@@ -240,12 +244,3 @@ def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str
     block takes one line of the page; its tables and images are laid out only when a reader opens it."""
     attr = " open" if opened else ""
     return f"<details{attr}><summary>{html.escape(summary)}</summary>" + "\n".join(parts) + "</details>"
-
-
-def fold_table(section: Section, summary: str, frame: pd.DataFrame, note_html: str = "",
-               **table_options: Any) -> Section:
-    """Append ``frame`` to ``section`` as :meth:`Section.table` renders it, folded behind ``summary`` with
-    ``note_html`` (e.g. links to the CSV files holding the same rows) inside the fold."""
-    inner = Section("").table(frame, **table_options)
-    section.parts.append(details_html(summary, inner.parts + ([note_html] if note_html else [])))
-    return section

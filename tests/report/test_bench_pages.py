@@ -14,7 +14,7 @@ from latentmap.evaluation.fidelity import FidelityResult, FidelityRow
 from latentmap.report import coverage_verdict as cv
 from latentmap.report import expressiveness as er
 from latentmap.report.coverage import write_coverage_report
-from latentmap.report.html import Section, details_html, fold_table, render_page
+from latentmap.report.html import Section, details_html, render_page
 from latentmap.report.index import write_reports_index
 from latentmap.report.leaderboard import (BenchRows, best_on, generator_leaderboard, leaderboard_display,
                                           leaderboard_verdict, read_bench_rows)
@@ -91,7 +91,7 @@ def test_coverage_page_opens_with_the_verdict_then_folds_its_long_tables(coverag
     assert findings < table < contents
     first_table = page[table:page.index("</table>", table)]
     assert first_table.index(">near<") < first_table.index(">far<") < first_table.index("(calibration)")
-    assert re.search(r"<details><summary>The 1 flagged sectors of far</summary>\s*<div class=\"scroll\"><table",
+    assert re.search(r"<details><summary>Flagged sectors of far: 1 row</summary>\s*<div class=\"scroll\"><table",
                      page)
     glossary = page[page.index('<section class="glossary">'):]
     assert "<dt>total variation</dt>" in glossary and "<dt>calibration</dt>" in glossary
@@ -112,8 +112,13 @@ def test_precision_recall_figure_is_drawn_at_its_size(coverage):
 
 
 def test_html_folds_and_verdict_page():
-    section = fold_table(Section("s"), "Rows", pd.DataFrame({"a": [1.5]}), '<p class="note">n</p>')
-    assert section.parts[0].startswith("<details><summary>Rows</summary>") and "1.50" in section.parts[0]
+    section = Section("s").table(pd.DataFrame({"a": [1.5], "mse": [0.25]}), fold="Rows", csv="rows.csv",
+                                 note_html='<p class="note">n</p>')
+    assert len(section.parts) == 1  # the table, its units' note and the given note all fold
+    box = section.parts[0]
+    assert box.startswith('<details><summary>Rows: 1 row (<a href="rows.csv">rows.csv</a>)</summary>')
+    assert "1.50" in box and 'class="note units"' in box and box.endswith('<p class="note">n</p></details>')
+    assert Section("t").table(pd.DataFrame({"a": [1.5]}), note_html="<p>n</p>").parts[-1] == "<p>n</p>"
     assert details_html("x <b>", ["<p>y</p>"], opened=True) == "<details open><summary>x &lt;b&gt;</summary>" \
                                                                   "<p>y</p></details>"
     page = render_page("T", [Section("One"), Section("Two")], findings=["f."],
