@@ -111,10 +111,9 @@ def main(quiet: bool) -> None:
         if not distributed.is_main():  # rank 0 alone prints (and writes, see latentmap.io.atomic)
             sys.stdout = open(os.devnull, "w")
             quiet = True
-    if quiet:
-        from latentmap.batching import set_quiet
+    from latentmap.batching import set_quiet
 
-        set_quiet(True)
+    set_quiet(quiet)  # each invocation decides (one process may run several, as a test or a notebook does)
 
 
 def _register() -> None:

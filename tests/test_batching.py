@@ -1,5 +1,9 @@
 """Progress bars: shown only when asked, not silenced, and on a terminal."""
 
+import io
+import sys
+from unittest import mock
+
 import pytest
 
 from latentmap.batching import progress_bar, set_quiet, with_progress
@@ -8,7 +12,8 @@ from tests.helpers.progress import Bar, recorded_bars
 
 def test_a_bar_is_shown_only_when_asked_on_a_terminal_and_not_silenced():
     steps = range(3)
-    assert with_progress(steps, "work", True) is steps  # pytest's captured stderr is no terminal
+    with mock.patch.object(sys, "stderr", io.StringIO()):  # a log or a pipe: no bar
+        assert with_progress(steps, "work", True) is steps
     with recorded_bars() as bars:
         assert list(with_progress(steps, "work", True, unit="step")) == [0, 1, 2]
         assert with_progress(steps, "not asked", False) is steps

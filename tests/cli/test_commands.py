@@ -1,4 +1,6 @@
 import shutil
+import sys
+from unittest import mock
 
 import pytest
 from click.testing import CliRunner
@@ -116,3 +118,15 @@ def test_demo_bad_checkpoints_keeps_previous_report(runner, tmp_path):
     result = runner.invoke(main, ["demo", "--out", str(out), "--overwrite"])
     assert result.exit_code == 2 and "was not written by latentmap" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["index.html"]
+
+
+def test_quiet_holds_for_its_own_invocation_only():
+    from latentmap.batching import progress_shown
+    from tests.helpers.progress import _Terminal
+
+    shown = []
+    for args in (["-q", "models", "list"], ["models", "list"]):
+        assert CliRunner().invoke(main, args).exit_code == 0
+        with mock.patch.object(sys, "stderr", _Terminal()):
+            shown.append(progress_shown(True))
+    assert shown == [False, True]  # a later invocation in the same process shows its bars again

@@ -29,8 +29,11 @@ class _Terminal(io.StringIO):
 
 @contextlib.contextmanager
 def recorded_bars() -> Iterator[list[Bar]]:
-    """Within the block stderr is a terminal; yields the list that every shown bar is appended to."""
+    """Within the block stderr is a terminal and bars are not silenced; yields the list every shown bar is
+    appended to."""
     import tqdm.auto
+
+    from latentmap import batching
 
     shown: list[Bar] = []
     base = tqdm.auto.tqdm
@@ -44,7 +47,9 @@ def recorded_bars() -> Iterator[list[Bar]]:
                 shown.append(Bar(kwargs.get("desc", ""), kwargs.get("unit", "it"), total))
             super().__init__(iterable, *args, **{**kwargs, "file": io.StringIO()})
 
-    with mock.patch.object(tqdm.auto, "tqdm", Recording), mock.patch.object(sys, "stderr", _Terminal()):
+    # a CLI test run with --quiet earlier in the process leaves the bars silenced: not within this block
+    with mock.patch.object(tqdm.auto, "tqdm", Recording), mock.patch.object(sys, "stderr", _Terminal()), \
+            mock.patch.dict(batching._QUIET, {"on": False}):
         yield shown
 
 
