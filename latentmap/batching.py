@@ -88,7 +88,8 @@ _QUIET = {"on": False}
 
 
 def set_quiet(quiet: bool) -> None:
-    """Silence every progress bar of this process (the CLI's ``--quiet``)."""
+    """Silence (or show again) every progress bar of this process; the CLI sets it on each invocation from its
+    ``--quiet``."""
     _QUIET["on"] = bool(quiet)
 
 

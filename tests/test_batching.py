@@ -6,13 +6,15 @@ from unittest import mock
 
 import pytest
 
+from latentmap import batching
 from latentmap.batching import progress_bar, set_quiet, with_progress
 from tests.helpers.progress import Bar, recorded_bars
 
 
 def test_a_bar_is_shown_only_when_asked_on_a_terminal_and_not_silenced():
     steps = range(3)
-    with mock.patch.object(sys, "stderr", io.StringIO()):  # a log or a pipe: no bar
+    not_silenced = mock.patch.dict(batching._QUIET, {"on": False})  # whatever an earlier CLI test left
+    with mock.patch.object(sys, "stderr", io.StringIO()), not_silenced:  # a log or a pipe: no bar
         assert with_progress(steps, "work", True) is steps
     with recorded_bars() as bars:
         assert list(with_progress(steps, "work", True, unit="step")) == [0, 1, 2]

@@ -263,7 +263,7 @@ def expressiveness_sections(result: ExpressivenessResult, folder: str | os.PathL
                + (f" A model working on images of another shape gets the real and support-set images through the "
                   f"image transform '{st['image_transform']}'." if st.get("image_transform") else "")
                + (f" {result.lpips_note}." if result.lpips_note else ""))
-    board.table(leaderboard_display(result), fold="Every column: encoder and refined MSE per target set, every ratio",
+    board.table(leaderboard_display(result), fold="Every column (encoder and refined MSE per target set, every ratio)",
                 note_html=f'<p class="note">Every number: <a href="{prefix}leaderboard.csv">leaderboard.csv</a>, '
                           f'<a href="{prefix}target_sets.csv">target_sets.csv</a>, '
                           f'<a href="{prefix}expressiveness.json">expressiveness.json</a> (per-image errors).</p>')
@@ -273,8 +273,8 @@ def expressiveness_sections(result: ExpressivenessResult, folder: str | os.PathL
                  "range that holds 99% of the model's own samples.")
     details.table(pd.DataFrame([{"Model": m.name, "Own samples from": m.sampler, "Distance": m.region["description"]}
                                 for m in result.models]), fold="How each model measures the distance")
-    details.table(sets_display(result), fold="Every model and target set: MSE, SSIM and distances, before and after "
-                  "refinement", csv=f"{prefix}target_sets.csv")
+    details.table(sets_display(result), fold="Every model and target set (MSE, SSIM and distances, before and after "
+                  "refinement)", csv=f"{prefix}target_sets.csv")
     figures = Section("Errors and worst reconstructions")
     figures.text("Per model: histograms of the per-image MSE of each target set, then the worst-reconstructed "
                  "support-set and real images (after refinement), rows target / encoder reconstruction / refined.")

@@ -122,11 +122,11 @@ def test_demo_bad_checkpoints_keeps_previous_report(runner, tmp_path):
 
 def test_quiet_holds_for_its_own_invocation_only():
     from latentmap.batching import progress_shown
-    from tests.helpers.progress import _Terminal
+    from tests.helpers.progress import Terminal
 
     shown = []
     for args in (["-q", "models", "list"], ["models", "list"]):
         assert CliRunner().invoke(main, args).exit_code == 0
-        with mock.patch.object(sys, "stderr", _Terminal()):
+        with mock.patch.object(sys, "stderr", Terminal()):
             shown.append(progress_shown(True))
     assert shown == [False, True]  # a later invocation in the same process shows its bars again

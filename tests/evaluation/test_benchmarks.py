@@ -248,7 +248,6 @@ def test_expressiveness_leaderboard_on_a_shipped_generator(fmnist_test, shipped_
         benchmark_expressiveness([gan], fmnist_test.batch(range(4)), samples=1)
 
 
-
 def test_the_leaderboard_shows_its_models_only_when_asked(fmnist_test, shipped_support):
     gan = load_model("fmnist-gan")
     options = {"samples": 4, "refine_images": 2, "steps": 2, "bootstrap": 10, "lpips_setting": "off"}
@@ -259,6 +258,7 @@ def test_the_leaderboard_shows_its_models_only_when_asked(fmnist_test, shipped_s
         shown = len(bars)
         benchmark_expressiveness([gan], real, support, **options)
     assert len(bars) == shown
+
 
 # --------------------------------------------------------------------------- coverage
 

@@ -22,7 +22,9 @@ class Bar:
     total: int | None
 
 
-class _Terminal(io.StringIO):
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
     def isatty(self) -> bool:
         return True
 
@@ -32,11 +34,12 @@ def recorded_bars() -> Iterator[list[Bar]]:
     """Within the block stderr is a terminal and bars are not silenced; yields the list every shown bar is
     appended to."""
     import tqdm.auto
+    import tqdm.std
 
     from latentmap import batching
 
     shown: list[Bar] = []
-    base = tqdm.auto.tqdm
+    base = tqdm.std.tqdm  # the plain bar, whatever tqdm.auto would pick (a notebook's widget ignores file=)
 
     class Recording(base):  # type: ignore[misc, valid-type]
         def __init__(self, iterable=None, *args, **kwargs):
@@ -48,7 +51,7 @@ def recorded_bars() -> Iterator[list[Bar]]:
             super().__init__(iterable, *args, **{**kwargs, "file": io.StringIO()})
 
     # a CLI test run with --quiet earlier in the process leaves the bars silenced: not within this block
-    with mock.patch.object(tqdm.auto, "tqdm", Recording), mock.patch.object(sys, "stderr", _Terminal()), \
+    with mock.patch.object(tqdm.auto, "tqdm", Recording), mock.patch.object(sys, "stderr", Terminal()), \
             mock.patch.dict(batching._QUIET, {"on": False}):
         yield shown
 
