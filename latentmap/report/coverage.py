@@ -174,10 +174,8 @@ def fidelity_sections(result: FidelityResult, folder: str | os.PathLike[str], pr
                  f"'{result.fd_name}', not FID, and is comparable only between rows of this table.")
     links = (f'<p class="note"><a href="{prefix}fidelity.csv">fidelity.csv</a>, '
              f'<a href="{prefix}fidelity.json">fidelity.json</a></p>')
-    if folded:
-        section.table(fidelity_display(result), fold="The table, with each generator's source", note_html=links)
-    else:
-        section.table(fidelity_display(result), note_html=links)
+    section.table(fidelity_display(result), fold="The table, with each generator's source" if folded else "",
+                  note_html=links)
     return [section]
 
 

@@ -98,7 +98,7 @@ class Section:
         if fold:
             link = f' (<a href="{html.escape(csv)}">{html.escape(csv)}</a>)' if csv else ""
             rows = f"{len(frame)} row" + ("" if len(frame) == 1 else "s")
-            parts = [f"<details><summary>{html.escape(fold)}: {rows}{link}</summary>" + "\n".join(parts) + "</details>"]
+            parts = [details_html(f"{fold}: {rows}", parts, summary_tail_html=link)]
         self.parts.extend(parts)
         return self
 
@@ -239,8 +239,10 @@ def render_page(title: str, sections: list[Section], intro: str = "", *, finding
             f"{head}{top}{intro_html}\n{contents}\n{body}\n{terms}\n</body></html>\n")
 
 
-def details_html(summary: str, parts: list[str], *, opened: bool = False) -> str:
-    """A folded block: ``<details>`` whose one-line ``summary`` (text, escaped) opens ``parts`` (HTML). A closed
-    block takes one line of the page; its tables and images are laid out only when a reader opens it."""
+def details_html(summary: str, parts: list[str], *, opened: bool = False, summary_tail_html: str = "") -> str:
+    """A folded block: ``<details>`` whose one-line ``summary`` (text, escaped, followed by ``summary_tail_html``,
+    such as a link) opens ``parts`` (HTML). A closed block takes one line of the page; its tables and images are
+    laid out only when a reader opens it."""
     attr = " open" if opened else ""
-    return f"<details{attr}><summary>{html.escape(summary)}</summary>" + "\n".join(parts) + "</details>"
+    return (f"<details{attr}><summary>{html.escape(summary)}{summary_tail_html}</summary>" + "\n".join(parts)
+            + "</details>")

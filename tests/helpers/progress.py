@@ -42,13 +42,10 @@ def recorded_bars() -> Iterator[list[Bar]]:
     base = tqdm.std.tqdm  # the plain bar, whatever tqdm.auto would pick (a notebook's widget ignores file=)
 
     class Recording(base):  # type: ignore[misc, valid-type]
-        def __init__(self, iterable=None, *args, **kwargs):
-            if not kwargs.get("disable", False):
-                total = kwargs.get("total")
-                if total is None and hasattr(iterable, "__len__"):
-                    total = len(iterable)
-                shown.append(Bar(kwargs.get("desc", ""), kwargs.get("unit", "it"), total))
-            super().__init__(iterable, *args, **{**kwargs, "file": io.StringIO()})
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "file": io.StringIO()})
+            if not self.disable:  # as tqdm read them (the total from the iterable's length where not given)
+                shown.append(Bar(self.desc, self.unit, self.total))
 
     # a CLI test run with --quiet earlier in the process leaves the bars silenced: not within this block
     with mock.patch.object(tqdm.auto, "tqdm", Recording), mock.patch.object(sys, "stderr", Terminal()), \
